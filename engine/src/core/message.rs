@@ -1,0 +1,113 @@
+//! The messages Raft nodes exchange (Figure 2 of the extended Raft paper), plus the conflict hint
+//! of §5.3 that lets a leader back up over a whole term per round trip.
+//!
+//! The sender's id is not part of a message: the network tells the receiver who sent it.
+
+use super::log::Entry;
+
+/// A message between two nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A candidate asks for a vote.
+    RequestVote(RequestVote),
+    /// The answer to [`Message::RequestVote`].
+    RequestVoteReply(RequestVoteReply),
+    /// A leader replicates entries (or just asserts its leadership, with none).
+    AppendEntries(AppendEntries),
+    /// The answer to [`Message::AppendEntries`].
+    AppendEntriesReply(AppendEntriesReply),
+}
+
+/// RequestVote arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestVote {
+    /// The candidate's term.
+    pub term: u64,
+    /// Index of the candidate's last log entry.
+    pub last_log_index: u64,
+    /// Term of the candidate's last log entry.
+    pub last_log_term: u64,
+}
+
+/// RequestVote results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestVoteReply {
+    /// The voter's current term, for the candidate to update itself.
+    pub term: u64,
+    /// Whether the candidate received the vote.
+    pub granted: bool,
+}
+
+/// AppendEntries arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendEntries {
+    /// The leader's term.
+    pub term: u64,
+    /// Index of the entry just before the new ones.
+    pub prev_log_index: u64,
+    /// Term of the entry at `prev_log_index`.
+    pub prev_log_term: u64,
+    /// Entries to store (empty for a heartbeat). Payloads are shared with the leader's log.
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub leader_commit: u64,
+}
+
+/// AppendEntries results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendEntriesReply {
+    /// The follower's current term, for the leader to update itself.
+    pub term: u64,
+    /// Whether the follower held an entry matching `prev_log_index` and `prev_log_term`.
+    pub success: bool,
+    /// On success, the index up to which the follower's log now matches the leader's
+    /// (`prev_log_index + entries.len()`); on rejection, the `prev_log_index` that was rejected.
+    pub index: u64,
+    /// On rejection: the term of the follower's entry at `prev_log_index`, or 0 if its log is
+    /// shorter than that.
+    pub conflict_term: u64,
+    /// On rejection: the first index the follower holds for `conflict_term`, or, if its log is too
+    /// short, its last index + 1.
+    pub conflict_index: u64,
+}
+
+impl Message {
+    /// The term the sender was in when it sent the message.
+    pub fn term(&self) -> u64 {
+        match self {
+            Self::RequestVote(m) => m.term,
+            Self::RequestVoteReply(m) => m.term,
+            Self::AppendEntries(m) => m.term,
+            Self::AppendEntriesReply(m) => m.term,
+        }
+    }
+
+    /// Whether this is a request (RequestVote, AppendEntries) rather than a reply.
+    pub fn is_request(&self) -> bool {
+        matches!(self, Self::RequestVote(_) | Self::AppendEntries(_))
+    }
+
+    /// The size of this message in a compact binary encoding: a 1-byte kind, 8-byte integers,
+    /// a 4-byte sender id, 1-byte booleans, and per entry an 8-byte term, a 4-byte length and the
+    /// payload. Nothing is encoded; the network uses this to count bytes.
+    pub fn wire_size(&self) -> usize {
+        const KIND: usize = 1;
+        const U64: usize = 8;
+        const ID: usize = 4;
+        const BOOL: usize = 1;
+        match self {
+            Self::RequestVote(_) => KIND + ID + 3 * U64,
+            Self::RequestVoteReply(_) => KIND + ID + U64 + BOOL,
+            Self::AppendEntries(m) => {
+                KIND + ID
+                    + 4 * U64
+                    + 4
+                    + m.entries
+                        .iter()
+                        .map(|e| U64 + 4 + e.command.len())
+                        .sum::<usize>()
+            }
+            Self::AppendEntriesReply(_) => KIND + ID + 4 * U64 + BOOL,
+        }
+    }
+}

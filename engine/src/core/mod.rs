@@ -1,0 +1,690 @@
+//! The sans-IO Raft state machine: leader election and log replication as in Figure 2 of the
+//! extended Raft paper, with batching, pipelining and fast backtracking.
+//!
+//! The core owns no thread, clock, channel or global RNG. Time (`now`, in nanoseconds from any
+//! fixed origin), messages, proposals and a seed go in; messages to send ([`Core::take_messages`]),
+//! newly committed entries ([`Core::apply_range`]) and state (term, role, leader, progress) come
+//! out. The outbox is a buffer the core reuses, so steady-state steps do not allocate for it. The
+//! same inputs give the same outputs, which is what the deterministic simulator relies on.
+//!
+//! # Invariants asserted here
+//!
+//! - `commit_index` never decreases, and never passes the last log index.
+//! - A committed entry is never truncated.
+//! - Entries are applied in order, each once: `last_applied <= commit_index`.
+//! - A leader never truncates or overwrites its own log.
+//!
+//! A broken invariant panics with the node id, term and index involved.
+
+mod log;
+mod message;
+mod progress;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+pub use log::{Entry, Log};
+pub use message::{AppendEntries, AppendEntriesReply, Message, RequestVote, RequestVoteReply};
+pub use progress::{Inflights, Progress, ProgressState};
+
+/// Time in nanoseconds since an arbitrary origin chosen by whoever drives the core.
+pub type Nanos = u64;
+
+/// The role a node plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Answers leaders and candidates; starts an election if it hears from no leader.
+    Follower,
+    /// Asking for votes to become leader.
+    Candidate,
+    /// Accepts proposals and replicates the log.
+    Leader,
+}
+
+/// Timing and flow-control settings of a core. All durations are in nanoseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// How often a leader sends AppendEntries to every follower when it has nothing else to say.
+    pub heartbeat_interval: Nanos,
+    /// Election timeouts are drawn uniformly from `[election_timeout_min, election_timeout_max)`.
+    pub election_timeout_min: Nanos,
+    /// See `election_timeout_min`.
+    pub election_timeout_max: Nanos,
+    /// Most entries one AppendEntries carries.
+    pub max_append_entries: usize,
+    /// Most payload bytes one AppendEntries carries (at least one entry is always sent).
+    pub max_append_bytes: usize,
+    /// Most AppendEntries in flight to one follower in Replicate state.
+    pub max_inflight: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        const MS: Nanos = 1_000_000;
+        Self {
+            heartbeat_interval: 100 * MS,
+            election_timeout_min: 300 * MS,
+            election_timeout_max: 600 * MS,
+            max_append_entries: 4096,
+            max_append_bytes: 1 << 20,
+            max_inflight: 64,
+        }
+    }
+}
+
+/// Counters of notable events, for monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Elections this node started (times it became candidate).
+    pub elections_started: u64,
+    /// Elections this node won (times it became leader).
+    pub elections_won: u64,
+    /// Times this node stopped being leader.
+    pub step_downs: u64,
+}
+
+/// One Raft node's state machine.
+pub struct Core {
+    id: usize,
+    peers: usize,
+    config: CoreConfig,
+    rng: fastrand::Rng,
+    now: Nanos,
+
+    /// Latest term this node has seen. Never decreases.
+    term: u64,
+    /// Whom this node voted for in `term`.
+    voted_for: Option<usize>,
+    role: Role,
+    /// The leader of `term`, once known.
+    leader: Option<usize>,
+    log: Log,
+    /// Invariant: `commit_index <= log.last_index()`; never decreases.
+    commit_index: u64,
+    /// Invariant: `last_applied <= commit_index`.
+    last_applied: u64,
+
+    /// When a follower or candidate starts the next election.
+    election_deadline: Nanos,
+    /// When a leader next sends heartbeats.
+    heartbeat_deadline: Nanos,
+    /// Candidate: bit `i` set if node `i` granted its vote in `term`.
+    votes: u64,
+    /// Leader: one entry per node, indexed by node id (the leader's own slot is unused).
+    progress: SmallVec<[Progress; 8]>,
+    /// Messages to send, reused across steps.
+    outbox: Vec<(usize, Message)>,
+    stats: CoreStats,
+}
+
+/// Largest cluster a core supports (votes are a bit set in a `u64`).
+pub const MAX_PEERS: usize = 64;
+
+impl Core {
+    /// A follower in term 0 with an empty log, node `id` of `peers`, whose random choices derive
+    /// from `seed`.
+    ///
+    /// # Panics
+    ///
+    /// If `id >= peers`, `peers` is 0 or above [`MAX_PEERS`], or the election timeout range is
+    /// empty. The public API validates these before building a core.
+    pub fn new(id: usize, peers: usize, config: CoreConfig, seed: u64, now: Nanos) -> Self {
+        assert!(
+            peers > 0 && peers <= MAX_PEERS,
+            "a cluster has 1 to {MAX_PEERS} nodes, not {peers}"
+        );
+        assert!(id < peers, "node {id} is not in a cluster of {peers}");
+        assert!(
+            config.election_timeout_min < config.election_timeout_max,
+            "empty election timeout range"
+        );
+        let mut core = Self {
+            id,
+            peers,
+            rng: fastrand::Rng::with_seed(seed),
+            now,
+            term: 0,
+            voted_for: None,
+            role: Role::Follower,
+            leader: None,
+            log: Log::new(),
+            commit_index: 0,
+            last_applied: 0,
+            election_deadline: now,
+            heartbeat_deadline: now,
+            votes: 0,
+            progress: (0..peers)
+                .map(|_| Progress::new(1, config.max_inflight))
+                .collect(),
+            outbox: Vec::new(),
+            stats: CoreStats::default(),
+            config,
+        };
+        core.reset_election_timer();
+        core
+    }
+
+    // ---- state read by the driver -------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+    /// Number of nodes in the cluster.
+    pub fn peers(&self) -> usize {
+        self.peers
+    }
+    /// Current term.
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    /// The leader of the current term, if known (this node, when it leads).
+    pub fn leader(&self) -> Option<usize> {
+        self.leader
+    }
+    /// Whom this node voted for in the current term.
+    pub fn voted_for(&self) -> Option<usize> {
+        self.voted_for
+    }
+    /// Highest index known to be committed.
+    pub fn commit_index(&self) -> u64 {
+        self.commit_index
+    }
+    /// Highest index handed to the state machine.
+    pub fn last_applied(&self) -> u64 {
+        self.last_applied
+    }
+    /// The log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+    /// Event counters.
+    pub fn stats(&self) -> CoreStats {
+        self.stats
+    }
+    /// The settings this core runs with.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+    /// The leader's record of follower `peer`, if this node leads and `peer` is another node.
+    pub fn progress(&self, peer: usize) -> Option<&Progress> {
+        (self.role == Role::Leader && peer != self.id)
+            .then(|| self.progress.get(peer))
+            .flatten()
+    }
+
+    /// The next time [`Core::tick`] has something to do.
+    pub fn next_deadline(&self) -> Nanos {
+        match self.role {
+            Role::Leader => self.heartbeat_deadline,
+            Role::Follower | Role::Candidate => self.election_deadline,
+        }
+    }
+
+    /// Messages produced since the last call, as `(to, message)`. The buffer is reused: drain it.
+    pub fn take_messages(&mut self) -> std::vec::Drain<'_, (usize, Message)> {
+        self.outbox.drain(..)
+    }
+
+    /// Whether there are messages to send.
+    pub fn has_messages(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// The committed entries not yet applied, as an inclusive index range, if any.
+    pub fn apply_range(&self) -> Option<(u64, u64)> {
+        (self.last_applied < self.commit_index)
+            .then_some((self.last_applied + 1, self.commit_index))
+    }
+
+    /// Records that entries up to `index` were handed to the state machine.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is beyond the commit index or before the last applied index.
+    pub fn advance_applied(&mut self, index: u64) {
+        assert!(
+            index >= self.last_applied && index <= self.commit_index,
+            "node {} term {}: applying up to {} with last_applied {} and commit_index {}",
+            self.id,
+            self.term,
+            index,
+            self.last_applied,
+            self.commit_index
+        );
+        self.last_applied = index;
+    }
+
+    // ---- inputs ----------------------------------------------------------------------------------
+
+    /// Advances time: starts an election if the election timeout passed, or sends heartbeats if
+    /// this node leads and the heartbeat interval passed.
+    pub fn tick(&mut self, now: Nanos) {
+        self.now = self.now.max(now);
+        match self.role {
+            Role::Leader => {
+                if self.now >= self.heartbeat_deadline {
+                    self.broadcast_heartbeat();
+                }
+            }
+            Role::Follower | Role::Candidate => {
+                if self.now >= self.election_deadline {
+                    self.campaign();
+                }
+            }
+        }
+    }
+
+    /// Appends commands to the log as one batch and sends them to the followers that can take
+    /// them now. Returns the inclusive index range they occupy, or `None` (appending nothing) if
+    /// this node is not leader.
+    pub fn propose<I>(&mut self, now: Nanos, commands: I) -> Option<(u64, u64)>
+    where
+        I: IntoIterator<Item = Bytes>,
+    {
+        self.now = self.now.max(now);
+        if self.role != Role::Leader {
+            return None;
+        }
+        let first = self.log.last_index() + 1;
+        for command in commands {
+            self.log.push(Entry {
+                term: self.term,
+                command,
+            });
+        }
+        let last = self.log.last_index();
+        if last < first {
+            return Some((first, last));
+        }
+        if self.peers == 1 {
+            self.maybe_commit();
+        }
+        self.broadcast_append();
+        Some((first, last))
+    }
+
+    /// Handles one message from node `from`.
+    pub fn step(&mut self, now: Nanos, from: usize, msg: Message) {
+        self.now = self.now.max(now);
+        if from >= self.peers || from == self.id {
+            tracing::debug!(
+                node = self.id,
+                from,
+                "ignoring a message from an unknown sender"
+            );
+            return;
+        }
+        // Rules for all servers: a higher term makes this node a follower of that term.
+        if msg.term() > self.term {
+            let leader = matches!(msg, Message::AppendEntries(_)).then_some(from);
+            self.become_follower(msg.term(), leader);
+        }
+        match msg {
+            Message::RequestVote(m) => self.handle_request_vote(from, m),
+            Message::RequestVoteReply(m) => self.handle_vote_reply(from, m),
+            Message::AppendEntries(m) => self.handle_append_entries(from, m),
+            Message::AppendEntriesReply(m) => self.handle_append_reply(from, m),
+        }
+    }
+
+    // ---- roles -----------------------------------------------------------------------------------
+
+    fn reset_election_timer(&mut self) {
+        let timeout = self
+            .rng
+            .u64(self.config.election_timeout_min..self.config.election_timeout_max);
+        self.election_deadline = self.now + timeout;
+    }
+
+    fn become_follower(&mut self, term: u64, leader: Option<usize>) {
+        assert!(
+            term >= self.term,
+            "node {}: term going back from {} to {}",
+            self.id,
+            self.term,
+            term
+        );
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+        }
+        if self.role == Role::Leader {
+            self.stats.step_downs += 1;
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.reset_election_timer();
+    }
+
+    fn campaign(&mut self) {
+        self.term += 1;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.voted_for = Some(self.id);
+        self.votes = 1 << self.id;
+        self.stats.elections_started += 1;
+        self.reset_election_timer();
+        tracing::debug!(node = self.id, term = self.term, "starting an election");
+        if self.has_quorum(self.votes) {
+            self.become_leader();
+            return;
+        }
+        let request = RequestVote {
+            term: self.term,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for peer in (0..self.peers).filter(|&p| p != self.id) {
+            self.outbox
+                .push((peer, Message::RequestVote(request.clone())));
+        }
+    }
+
+    fn has_quorum(&self, votes: u64) -> bool {
+        votes.count_ones() as usize > self.peers / 2
+    }
+
+    fn become_leader(&mut self) {
+        tracing::debug!(node = self.id, term = self.term, "became leader");
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.stats.elections_won += 1;
+        let next = self.log.last_index() + 1;
+        let max_inflight = self.config.max_inflight;
+        for pr in self.progress.iter_mut() {
+            *pr = Progress::new(next, max_inflight);
+        }
+        self.progress[self.id].match_index = self.log.last_index();
+        self.broadcast_heartbeat();
+    }
+
+    // ---- elections -------------------------------------------------------------------------------
+
+    fn handle_request_vote(&mut self, from: usize, m: RequestVote) {
+        let granted = m.term == self.term
+            && self.voted_for.is_none_or(|v| v == from)
+            && self.log.is_up_to_date(m.last_log_index, m.last_log_term);
+        if granted {
+            self.voted_for = Some(from);
+            self.reset_election_timer();
+        }
+        let reply = RequestVoteReply {
+            term: self.term,
+            granted,
+        };
+        self.outbox.push((from, Message::RequestVoteReply(reply)));
+    }
+
+    fn handle_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
+        if self.role != Role::Candidate || m.term != self.term || !m.granted {
+            return;
+        }
+        self.votes |= 1 << from;
+        if self.has_quorum(self.votes) {
+            self.become_leader();
+        }
+    }
+
+    // ---- replication: follower side --------------------------------------------------------------
+
+    fn handle_append_entries(&mut self, from: usize, m: AppendEntries) {
+        if m.term < self.term {
+            let reply = AppendEntriesReply {
+                term: self.term,
+                success: false,
+                index: m.prev_log_index,
+                conflict_term: 0,
+                conflict_index: 0,
+            };
+            self.outbox.push((from, Message::AppendEntriesReply(reply)));
+            return;
+        }
+        // m.term == self.term: `from` is this term's leader.
+        if self.role != Role::Follower {
+            assert!(
+                self.role != Role::Leader,
+                "node {} term {}: two leaders in one term",
+                self.id,
+                self.term
+            );
+            self.become_follower(m.term, Some(from));
+        } else {
+            self.leader = Some(from);
+            self.reset_election_timer();
+        }
+        let reply = self.maybe_append(&m);
+        self.outbox.push((from, Message::AppendEntriesReply(reply)));
+    }
+
+    /// The consistency check and append of Figure 2, receiver rules 2 to 5.
+    fn maybe_append(&mut self, m: &AppendEntries) -> AppendEntriesReply {
+        let mut reply = AppendEntriesReply {
+            term: self.term,
+            success: false,
+            index: m.prev_log_index,
+            conflict_term: 0,
+            conflict_index: 0,
+        };
+        match self.log.term(m.prev_log_index) {
+            None => {
+                // Our log is too short: the leader should continue from our end.
+                reply.conflict_index = self.log.last_index() + 1;
+                return reply;
+            }
+            Some(term) if term != m.prev_log_term => {
+                // Hint the whole conflicting term, so the leader skips it in one round trip.
+                reply.conflict_term = term;
+                reply.conflict_index = self.log.first_index_of_term(term);
+                return reply;
+            }
+            Some(_) => {}
+        }
+        // Skip entries we already hold; truncate only at a real conflict (rule 3), then append.
+        let mut index = m.prev_log_index;
+        let mut rest: &[Entry] = &m.entries;
+        while let Some((entry, tail)) = rest.split_first() {
+            match self.log.term(index + 1) {
+                Some(term) if term == entry.term => {
+                    index += 1;
+                    rest = tail;
+                }
+                Some(_) => {
+                    assert!(
+                        index + 1 > self.commit_index,
+                        "node {} term {}: truncating committed index {} (commit_index {})",
+                        self.id,
+                        self.term,
+                        index + 1,
+                        self.commit_index
+                    );
+                    self.log.truncate_from(index + 1);
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.log.extend_from_slice(rest);
+        let last_new = m.prev_log_index + m.entries.len() as u64;
+        if m.leader_commit > self.commit_index {
+            self.set_commit(m.leader_commit.min(last_new));
+        }
+        reply.success = true;
+        reply.index = last_new;
+        reply
+    }
+
+    fn set_commit(&mut self, index: u64) {
+        if index <= self.commit_index {
+            return;
+        }
+        assert!(
+            index <= self.log.last_index(),
+            "node {} term {}: committing index {} beyond the last index {}",
+            self.id,
+            self.term,
+            index,
+            self.log.last_index()
+        );
+        self.commit_index = index;
+    }
+
+    // ---- replication: leader side ----------------------------------------------------------------
+
+    fn handle_append_reply(&mut self, from: usize, m: AppendEntriesReply) {
+        if self.role != Role::Leader || m.term != self.term {
+            return; // a stale reply from an earlier term
+        }
+        if m.success {
+            let pr = &mut self.progress[from];
+            let advanced = pr.maybe_update(m.index);
+            if pr.state == ProgressState::Probe && pr.match_index + 1 >= pr.next_index {
+                pr.become_replicate();
+            }
+            if advanced {
+                self.maybe_commit();
+            }
+            self.send_appends_to(from);
+        } else {
+            let hint = self.next_from_hint(&m);
+            if self.progress[from].maybe_decr_to(m.index, hint) {
+                tracing::trace!(
+                    node = self.id,
+                    term = self.term,
+                    peer = from,
+                    next = hint,
+                    "backing up"
+                );
+                self.send_appends_to(from);
+            }
+        }
+    }
+
+    /// Where to probe next after a rejection: past the leader's last entry of the follower's
+    /// conflicting term if the leader holds that term, else the first index of that term on the
+    /// follower. Either way one round trip skips a whole term (§5.3).
+    ///
+    /// Example: the follower holds terms `[1 1 4 4 4]` and the leader `[1 1 5 5 5 5]`. A probe at
+    /// prev 5 is rejected with (conflict_term 4, conflict_index 3); the leader holds no term 4,
+    /// so the next probe is at prev 2, which matches.
+    fn next_from_hint(&self, m: &AppendEntriesReply) -> u64 {
+        if m.conflict_term == 0 {
+            return m.conflict_index.max(1);
+        }
+        match self.log.last_index_of_term(m.conflict_term) {
+            Some(last) => last + 1,
+            None => m.conflict_index.max(1),
+        }
+    }
+
+    /// Commits the highest index held by a majority, if it belongs to the current term. Entries
+    /// of earlier terms are never committed by counting replicas (Figure 8, §5.4.2): such an
+    /// entry can still be overwritten by a leader of a term in between. They become committed
+    /// with the first current-term entry after them.
+    fn maybe_commit(&mut self) {
+        self.progress[self.id].match_index = self.log.last_index();
+        let mut matched: SmallVec<[u64; 8]> = self.progress.iter().map(|p| p.match_index).collect();
+        matched.sort_unstable_by(|a, b| b.cmp(a));
+        let candidate = matched[self.peers / 2];
+        if candidate > self.commit_index && self.log.term(candidate) == Some(self.term) {
+            self.set_commit(candidate);
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        self.heartbeat_deadline = self.now + self.config.heartbeat_interval;
+        let me = self.id;
+        for peer in (0..self.peers).filter(|&p| p != me) {
+            let pr = &mut self.progress[peer];
+            if pr.state == ProgressState::Probe {
+                // Re-probe: the last probe or its answer may have been lost.
+                pr.probe_sent = false;
+                self.send_append(peer);
+            } else {
+                self.send_empty_append(peer);
+            }
+        }
+    }
+
+    fn broadcast_append(&mut self) {
+        let me = self.id;
+        for peer in (0..self.peers).filter(|&p| p != me) {
+            self.send_appends_to(peer);
+        }
+    }
+
+    /// Sends `peer` everything it lacks, as far as its state and window allow.
+    fn send_appends_to(&mut self, peer: usize) {
+        while !self.progress[peer].is_paused()
+            && self.progress[peer].next_index <= self.log.last_index()
+        {
+            self.send_append(peer);
+        }
+    }
+
+    /// Sends one AppendEntries from `next_index`, with as many entries as the limits allow.
+    fn send_append(&mut self, peer: usize) {
+        let next = self.progress[peer].next_index;
+        let last = self
+            .log
+            .last_index()
+            .min(next + self.config.max_append_entries as u64 - 1);
+        let mut entries = self.log.slice(next, last);
+        let mut bytes = 0;
+        if let Some(cut) = entries.iter().position(|e| {
+            bytes += e.command.len();
+            bytes > self.config.max_append_bytes
+        }) {
+            entries = &entries[..cut.max(1)];
+        }
+        let carried = !entries.is_empty();
+        let sent_to = next - 1 + entries.len() as u64;
+        let msg = AppendEntries {
+            term: self.term,
+            prev_log_index: next - 1,
+            prev_log_term: self
+                .log
+                .term(next - 1)
+                .expect("next_index is within log + 1"),
+            entries: entries.to_vec(),
+            leader_commit: self.commit_index,
+        };
+        self.progress[peer].sent(sent_to, carried);
+        self.outbox.push((peer, Message::AppendEntries(msg)));
+    }
+
+    /// A heartbeat in Replicate state: no entries, previous index just before `next_index`. Its
+    /// answer confirms everything sent so far, or exposes a lost batch as a rejection.
+    fn send_empty_append(&mut self, peer: usize) {
+        let prev = self.progress[peer].next_index - 1;
+        let msg = AppendEntries {
+            term: self.term,
+            prev_log_index: prev,
+            prev_log_term: self.log.term(prev).expect("next_index is within log + 1"),
+            entries: Vec::new(),
+            leader_commit: self.commit_index,
+        };
+        self.outbox.push((peer, Message::AppendEntries(msg)));
+    }
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("id", &self.id)
+            .field("term", &self.term)
+            .field("role", &self.role)
+            .field("leader", &self.leader)
+            .field("last_index", &self.log.last_index())
+            .field("commit_index", &self.commit_index)
+            .field("last_applied", &self.last_applied)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

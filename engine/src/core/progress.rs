@@ -1,0 +1,296 @@
+//! The leader's view of one follower: how far its log is known to match, where to send next, and
+//! how many AppendEntries are in flight to it.
+//!
+//! A follower is in one of two states:
+//!
+//! - **Probe**: the leader does not know where the follower's log diverges. It sends one
+//!   AppendEntries and waits for the answer (or the next heartbeat) before sending another.
+//! - **Replicate**: the last probe succeeded. The leader streams batches without waiting for
+//!   acknowledgements, advancing `next_index` optimistically, until [`Inflights`] is full.
+//!
+//! Invariant: `match_index < next_index`. Neither moves backwards on a stale or duplicated
+//! reply: a success only raises `match_index`, and a rejection is believed only if it answers
+//! the probe currently outstanding (in Probe) or an index above `match_index` (in Replicate).
+
+/// Replication state of a follower, seen from the leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// Sending one AppendEntries at a time to find where the logs agree.
+    Probe,
+    /// Streaming AppendEntries without waiting, within the in-flight window.
+    Replicate,
+}
+
+/// A fixed-capacity ring of the last indices of AppendEntries in flight to one follower.
+///
+/// Invariant: the indices in the ring increase from oldest to newest.
+#[derive(Clone, Debug)]
+pub struct Inflights {
+    ring: Box<[u64]>,
+    start: usize,
+    len: usize,
+}
+
+impl Inflights {
+    /// An empty ring with room for `capacity` messages (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            ring: vec![0; capacity.max(1)].into_boxed_slice(),
+            start: 0,
+            len: 0,
+        }
+    }
+
+    /// Whether no more messages may be sent.
+    pub fn full(&self) -> bool {
+        self.len == self.ring.len()
+    }
+
+    /// Number of messages in flight.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Records a message whose last entry is `last_index`.
+    ///
+    /// # Panics
+    ///
+    /// If the ring is full or `last_index` does not exceed the newest recorded index.
+    pub fn add(&mut self, last_index: u64) {
+        assert!(
+            !self.full(),
+            "in-flight window overflow at index {last_index}"
+        );
+        if self.len > 0 {
+            let newest = self.ring[(self.start + self.len - 1) % self.ring.len()];
+            assert!(
+                last_index > newest,
+                "in-flight index {last_index} after {newest}"
+            );
+        }
+        let slot = (self.start + self.len) % self.ring.len();
+        self.ring[slot] = last_index;
+        self.len += 1;
+    }
+
+    /// Forgets every message whose last index is at most `index` (they are acknowledged).
+    pub fn free_to(&mut self, index: u64) {
+        while self.len > 0 && self.ring[self.start] <= index {
+            self.start = (self.start + 1) % self.ring.len();
+            self.len -= 1;
+        }
+    }
+
+    /// Forgets everything.
+    pub fn reset(&mut self) {
+        self.start = 0;
+        self.len = 0;
+    }
+}
+
+/// The leader's record of one follower.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Highest index known to be replicated on the follower.
+    /// Invariant: `match_index < next_index`.
+    pub match_index: u64,
+    /// Index of the next entry to send.
+    pub next_index: u64,
+    /// Probe or Replicate.
+    pub state: ProgressState,
+    /// In Probe: whether a probe is outstanding (no more sends until its answer or a heartbeat).
+    pub probe_sent: bool,
+    /// Batches in flight (Replicate only).
+    pub inflights: Inflights,
+}
+
+impl Progress {
+    /// A follower about which nothing is known yet: probe from `next_index`.
+    pub fn new(next_index: u64, max_inflight: usize) -> Self {
+        Self {
+            match_index: 0,
+            next_index: next_index.max(1),
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflights: Inflights::new(max_inflight),
+        }
+    }
+
+    /// Whether the leader should hold back new AppendEntries to this follower.
+    pub fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflights.full(),
+        }
+    }
+
+    /// Switches to probing from just after the matched prefix.
+    pub fn become_probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.next_index = self.next_index.max(self.match_index + 1);
+        self.inflights.reset();
+    }
+
+    /// Switches to streaming from just after the matched prefix.
+    pub fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.probe_sent = false;
+        self.next_index = self.match_index + 1;
+        self.inflights.reset();
+    }
+
+    /// Records that an AppendEntries ending at `last_index` (the last entry it carried, or its
+    /// previous index if it carried none) was sent.
+    pub fn sent(&mut self, last_index: u64, carried_entries: bool) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Replicate => {
+                if carried_entries {
+                    self.next_index = last_index + 1;
+                    self.inflights.add(last_index);
+                }
+            }
+        }
+    }
+
+    /// Applies a success reply saying the follower matches up to `index`. Returns whether
+    /// `match_index` advanced; a stale or duplicated reply changes nothing but the in-flight
+    /// window.
+    pub fn maybe_update(&mut self, index: u64) -> bool {
+        self.probe_sent = false;
+        let advanced = index > self.match_index;
+        if advanced {
+            self.match_index = index;
+        }
+        self.next_index = self.next_index.max(index + 1);
+        self.inflights.free_to(index);
+        advanced
+    }
+
+    /// Applies a rejection of the AppendEntries whose previous index was `rejected`, stepping
+    /// `next_index` back to `hint` (the leader's reading of the follower's conflict hint).
+    /// Returns false, changing nothing, when the rejection is stale: in Replicate, it concerns an
+    /// index already known to match; in Probe, it does not answer the outstanding probe.
+    pub fn maybe_decr_to(&mut self, rejected: u64, hint: u64) -> bool {
+        match self.state {
+            ProgressState::Replicate => {
+                if rejected <= self.match_index {
+                    return false;
+                }
+                self.next_index = hint.min(rejected).max(self.match_index + 1);
+                self.become_probe();
+                true
+            }
+            ProgressState::Probe => {
+                if rejected + 1 != self.next_index {
+                    return false;
+                }
+                self.next_index = hint.min(rejected).max(self.match_index + 1);
+                self.probe_sent = false;
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inflights_ring() {
+        let mut inf = Inflights::new(3);
+        inf.add(5);
+        inf.add(9);
+        inf.add(12);
+        assert!(inf.full());
+        inf.free_to(8);
+        assert_eq!(inf.len(), 2);
+        inf.add(20);
+        inf.free_to(4);
+        assert_eq!(inf.len(), 3, "freeing below the oldest frees nothing");
+        inf.free_to(20);
+        assert!(inf.is_empty());
+    }
+
+    #[test]
+    fn stale_success_never_moves_backwards() {
+        let mut pr = Progress::new(11, 4);
+        pr.become_replicate();
+        // (reply index, want match, want next)
+        let cases = [
+            (10, 10, 11),
+            (5, 10, 11),
+            (12, 12, 13),
+            (10, 12, 13),
+            (12, 12, 13),
+        ];
+        for (case, (index, want_match, want_next)) in cases.into_iter().enumerate() {
+            pr.maybe_update(index);
+            assert_eq!(
+                pr.match_index, want_match,
+                "case {case}: match after reply {index}"
+            );
+            assert_eq!(
+                pr.next_index, want_next,
+                "case {case}: next after reply {index}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejections() {
+        // (state, match, next, rejected, hint, want accepted, want next)
+        let cases = [
+            (ProgressState::Probe, 0, 10, 9, 4, true, 4),
+            (ProgressState::Probe, 0, 10, 7, 4, false, 10), // answers an older probe
+            (ProgressState::Probe, 3, 10, 9, 1, true, 4),   // never at or below match
+            (ProgressState::Probe, 0, 10, 9, 50, true, 9),  // never forward past the probe
+            (ProgressState::Replicate, 5, 20, 5, 2, false, 20), // already matched: stale
+            (ProgressState::Replicate, 5, 20, 12, 8, true, 8),
+            (ProgressState::Replicate, 5, 20, 12, 1, true, 6),
+        ];
+        for (case, (state, m, next, rejected, hint, accepted, want_next)) in
+            cases.into_iter().enumerate()
+        {
+            let mut pr = Progress::new(next, 4);
+            pr.match_index = m;
+            pr.state = state;
+            pr.probe_sent = true;
+            assert_eq!(
+                pr.maybe_decr_to(rejected, hint),
+                accepted,
+                "case {case}: accepted"
+            );
+            assert_eq!(pr.next_index, want_next, "case {case}: next");
+            assert!(pr.match_index < pr.next_index, "case {case}: match < next");
+            if accepted {
+                assert_eq!(
+                    pr.state,
+                    ProgressState::Probe,
+                    "case {case}: probing after a rejection"
+                );
+                assert!(!pr.probe_sent, "case {case}: free to send the next probe");
+            }
+        }
+    }
+
+    #[test]
+    fn replicate_pauses_when_window_full() {
+        let mut pr = Progress::new(1, 2);
+        pr.become_replicate();
+        pr.sent(3, true);
+        assert!(!pr.is_paused());
+        pr.sent(6, true);
+        assert!(pr.is_paused());
+        assert_eq!(pr.next_index, 7);
+        pr.maybe_update(3);
+        assert!(!pr.is_paused());
+    }
+}

@@ -1,0 +1,484 @@
+//! The thread that owns one node's [`Core`] and the handle the rest of the program holds.
+//!
+//! # The hot path
+//!
+//! [`Raft::start`] runs on the caller's thread. While the node leads, its thread publishes a
+//! [`Lease`]: the leader's term and the next free log index. `start` claims an index with one
+//! `fetch_add` on that lease, pushes `(term, index, command)` on a lock-free queue and rings the
+//! node's [`Waker`]. The node thread wakes, drains the queue (the batch), puts proposals in index
+//! order, appends the contiguous run that starts at its log's end with one [`Core::propose`], and
+//! sends one AppendEntries per follower. So the index `start` returns is exactly where the command
+//! lands for as long as this node stays leader of that term. When it stops leading it retires the
+//! lease first; proposals still queued for the old term are dropped, as Raft allows for commands
+//! proposed to a deposed leader.
+//!
+//! # Orderings
+//!
+//! - `Lease::active` is stored `Release` by the node thread when it retires the lease and loaded
+//!   `Acquire` by `start`; a `start` that still sees `true` may race with retirement, which is
+//!   harmless: its proposal carries the old term and is dropped by the node thread.
+//! - `Lease::next_index` is a plain counter (`Relaxed` would do); `fetch_add` makes each index
+//!   unique. The queue push that follows publishes the command (release/acquire in the queue).
+//! - `Shared::state` packs `term << 1 | is_leader` in one word so that `get_state` reads a
+//!   consistent pair with one `Acquire` load; the node stores it with `Release`.
+//! - `Shared::killed` is `Release`/`Acquire`: after `kill` returns, the node has left its loop.
+//! - Status snapshots are published through `ArcSwap`, which orders the snapshot's contents.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use bytes::Bytes;
+use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_queue::SegQueue;
+use zeroraft_transport::Waker;
+
+use crate::core::{Core, Role};
+use crate::{ApplyMsg, Config, ConfigError, Endpoint, PeerStatus, StartError, Status};
+
+/// Most messages handled before the node thread flushes what it has to send.
+const MAX_MESSAGES_PER_ROUND: usize = 1024;
+/// How long a blocked apply send waits before checking whether the node was killed.
+const APPLY_RETRY: Duration = Duration::from_millis(50);
+
+/// The right to propose in one term: published by a leader's thread, used by `start`.
+struct Lease {
+    term: u64,
+    /// The index the next proposal gets.
+    next_index: AtomicU64,
+    /// Cleared when the node stops leading this term.
+    active: AtomicBool,
+}
+
+/// A command on its way from `start` to the node thread.
+struct Proposal {
+    term: u64,
+    index: u64,
+    command: Bytes,
+}
+
+/// What the handle and the node thread share.
+struct Shared {
+    me: usize,
+    /// `term << 1 | is_leader`.
+    state: AtomicU64,
+    lease: ArcSwapOption<Lease>,
+    proposals: SegQueue<Proposal>,
+    status: ArcSwap<Status>,
+    killed: AtomicBool,
+    waker: Waker,
+    max_command_bytes: usize,
+}
+
+impl Shared {
+    fn publish_state(&self, term: u64, leader: bool) {
+        self.state.store(term << 1 | u64::from(leader), Release);
+    }
+}
+
+/// A Raft node: the handle an embedding program holds. Cloning it gives another handle to the
+/// same node. When the last handle is dropped, the node is killed and its thread joined.
+#[derive(Clone)]
+pub struct Raft {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    /// Taken once, by whoever kills the node first. A lock on a cold path (kill and drop only).
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Handle {
+    fn kill(&self) {
+        self.shared.killed.store(true, Release);
+        self.shared.waker.wake();
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Raft {
+    /// Creates node `me` of a cluster of `peers` nodes, talking through `endpoint` and delivering
+    /// committed commands on `apply`, and starts its thread. This is the tester's `Make`.
+    ///
+    /// The node starts as a follower in term 0 with an empty log. If `apply` is bounded and
+    /// full, the node waits for room (applying is never skipped); if its receiver is dropped, the
+    /// node keeps taking part in consensus and stops delivering.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if `me`, `peers`, the endpoint or a setting cannot work.
+    pub fn new(
+        config: Config,
+        me: usize,
+        peers: usize,
+        endpoint: Endpoint,
+        apply: Sender<ApplyMsg>,
+    ) -> Result<Self, ConfigError> {
+        config.validate(me, peers)?;
+        if endpoint.id() != me || endpoint.nodes() != peers {
+            return Err(ConfigError::EndpointMismatch {
+                endpoint_id: endpoint.id(),
+                endpoint_nodes: endpoint.nodes(),
+            });
+        }
+        let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
+        let seed = seed ^ (me as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
+        let shared = Arc::new(Shared {
+            me,
+            state: AtomicU64::new(0),
+            lease: ArcSwapOption::empty(),
+            proposals: SegQueue::new(),
+            status: ArcSwap::from_pointee(Status::initial(me)),
+            killed: AtomicBool::new(false),
+            waker: endpoint.waker(),
+            max_command_bytes: config.max_command_bytes,
+        });
+        let epoch = Instant::now();
+        let node = Node {
+            core: Core::new(me, peers, config.core_config(), seed, 0),
+            endpoint,
+            apply,
+            apply_open: true,
+            shared: shared.clone(),
+            epoch,
+            spin: config.spin,
+            pending: Vec::new(),
+            spare_status: None,
+            messages_in: 0,
+            messages_out: 0,
+            leading_term: None,
+            published_term: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("zeroraft-node-{me}"))
+            .spawn(move || node.run())
+            .expect("failed to spawn a node thread");
+        Ok(Self {
+            handle: Arc::new(Handle {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// Proposes `command`. Returns `(index, term, is_leader)` at once: if this node leads, the
+    /// index the command will occupy if it stays leader of `term`, and `true`; otherwise
+    /// `(0, current term, false)`. The tester's `Start`. See [`Raft::try_start`] for the reasons
+    /// a command is refused.
+    pub fn start(&self, command: Bytes) -> (u64, u64, bool) {
+        match self.try_start(command) {
+            Ok((index, term)) => (index, term, true),
+            Err(_) => (0, self.get_state().0, false),
+        }
+    }
+
+    /// Proposes `command`, returning the `(index, term)` it will occupy if this node stays leader
+    /// of `term`. Takes no lock and does not wait for the node's thread.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::NotLeader`] if this node does not lead, [`StartError::TooLarge`] if the
+    /// command exceeds [`Config::max_command_bytes`], [`StartError::Killed`] after
+    /// [`Raft::kill`].
+    pub fn try_start(&self, command: Bytes) -> Result<(u64, u64), StartError> {
+        let shared = &self.handle.shared;
+        if command.len() > shared.max_command_bytes {
+            return Err(StartError::TooLarge {
+                len: command.len(),
+                max: shared.max_command_bytes,
+            });
+        }
+        if shared.killed.load(Acquire) {
+            return Err(StartError::Killed);
+        }
+        let lease = shared.lease.load();
+        let Some(lease) = lease.as_ref().filter(|l| l.active.load(Acquire)) else {
+            let status = shared.status.load();
+            return Err(StartError::NotLeader {
+                term: self.get_state().0,
+                leader: status.leader,
+            });
+        };
+        let index = lease.next_index.fetch_add(1, Relaxed);
+        shared.proposals.push(Proposal {
+            term: lease.term,
+            index,
+            command,
+        });
+        shared.waker.wake();
+        Ok((index, lease.term))
+    }
+
+    /// `(current term, is_leader)`, as last published by the node. The tester's `GetState`.
+    pub fn get_state(&self) -> (u64, bool) {
+        let word = self.handle.shared.state.load(Acquire);
+        (word >> 1, word & 1 == 1)
+    }
+
+    /// The node's latest published status.
+    pub fn status(&self) -> Arc<Status> {
+        self.handle.shared.status.load_full()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> usize {
+        self.handle.shared.me
+    }
+
+    /// Stops the node: its thread ends (this call waits for it), [`Raft::start`] refuses every
+    /// command and [`Raft::get_state`] reports it as not leader. Calling it again does nothing.
+    pub fn kill(&self) {
+        self.handle.kill();
+    }
+
+    /// Whether [`Raft::kill`] was called (or the node's thread stopped on a broken invariant).
+    pub fn is_killed(&self) -> bool {
+        self.handle.shared.killed.load(Acquire)
+    }
+}
+
+impl std::fmt::Debug for Raft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (term, leader) = self.get_state();
+        f.debug_struct("Raft")
+            .field("id", &self.id())
+            .field("term", &term)
+            .field("leader", &leader)
+            .finish()
+    }
+}
+
+/// Everything the node thread owns.
+struct Node {
+    core: Core,
+    endpoint: Endpoint,
+    apply: Sender<ApplyMsg>,
+    apply_open: bool,
+    shared: Arc<Shared>,
+    epoch: Instant,
+    spin: Duration,
+    /// Proposals taken from the queue that cannot be appended yet (a lower index is still on
+    /// its way). Kept sorted by index.
+    pending: Vec<Proposal>,
+    /// The previously published status, reused when no reader holds it any more.
+    spare_status: Option<Arc<Status>>,
+    messages_in: u64,
+    messages_out: u64,
+    /// The term of the lease this node has published, while it leads.
+    leading_term: Option<u64>,
+    /// The term last stored in `Shared::state`.
+    published_term: u64,
+}
+
+/// Marks the node dead if its thread unwinds (a broken invariant), so that `start` stops
+/// handing it commands.
+struct KillOnUnwind<'a>(&'a Shared);
+
+impl Drop for KillOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.killed.store(true, Release);
+        if let Some(lease) = self.0.lease.swap(None) {
+            lease.active.store(false, Release);
+        }
+        let term = self.0.state.load(Acquire) >> 1;
+        self.0.publish_state(term, false);
+    }
+}
+
+impl Node {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn run(mut self) {
+        let shared = self.shared.clone();
+        let _guard = KillOnUnwind(&shared);
+        while !self.shared.killed.load(Acquire) {
+            let now = self.now();
+            let mut handled = 0;
+            while handled < MAX_MESSAGES_PER_ROUND {
+                let Some((from, msg)) = self.endpoint.try_recv() else {
+                    break;
+                };
+                self.core.step(now, from, msg);
+                handled += 1;
+            }
+            self.messages_in += handled as u64;
+            self.core.tick(now);
+            self.sync_lease();
+            self.take_proposals(now);
+            self.flush();
+            self.apply();
+            self.publish_status();
+            if handled < MAX_MESSAGES_PER_ROUND && self.shared.proposals.is_empty() {
+                let deadline = self.epoch + Duration::from_nanos(self.core.next_deadline());
+                self.endpoint.wait(Some(deadline), self.spin);
+            }
+        }
+        let mut status = Status::clone(&self.shared.status.load());
+        status.killed = true;
+        self.shared.status.store(Arc::new(status));
+    }
+
+    /// Publishes or retires the proposal lease after the core's role or term changed.
+    fn sync_lease(&mut self) {
+        let term = self.core.term();
+        let leading = (self.core.role() == Role::Leader).then_some(term);
+        if term != self.published_term {
+            self.published_term = term;
+            self.shared.publish_state(term, leading.is_some());
+        }
+        if leading == self.leading_term {
+            return;
+        }
+        if self.leading_term.is_some() {
+            if let Some(old) = self.shared.lease.swap(None) {
+                old.active.store(false, Release);
+            }
+            self.pending.clear();
+        }
+        if let Some(term) = leading {
+            let lease = Lease {
+                term,
+                next_index: AtomicU64::new(self.core.log().last_index() + 1),
+                active: AtomicBool::new(true),
+            };
+            self.shared.lease.store(Some(Arc::new(lease)));
+        }
+        self.leading_term = leading;
+        self.shared.publish_state(term, leading.is_some());
+    }
+
+    /// Moves queued proposals of the current lease into the log, as one batch.
+    fn take_proposals(&mut self, now: u64) {
+        let Some(term) = self.leading_term else {
+            // Not leading: whatever is queued was proposed to a lease that is gone.
+            while self.shared.proposals.pop().is_some() {}
+            return;
+        };
+        let mut sorted = true;
+        while let Some(p) = self.shared.proposals.pop() {
+            if p.term != term {
+                continue;
+            }
+            sorted &= self.pending.last().is_none_or(|last| last.index < p.index);
+            self.pending.push(p);
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        if !sorted {
+            self.pending.sort_unstable_by_key(|p| p.index);
+        }
+        let first = self.core.log().last_index() + 1;
+        let run = self
+            .pending
+            .iter()
+            .enumerate()
+            .take_while(|(i, p)| p.index == first + *i as u64)
+            .count();
+        if run > 0 {
+            let appended = self
+                .core
+                .propose(now, self.pending.drain(..run).map(|p| p.command));
+            debug_assert_eq!(appended, Some((first, first + run as u64 - 1)));
+        }
+    }
+
+    fn flush(&mut self) {
+        for (to, msg) in self.core.take_messages() {
+            self.endpoint.send(to, msg);
+            self.messages_out += 1;
+        }
+    }
+
+    /// Hands newly committed entries to the apply channel, in order.
+    fn apply(&mut self) {
+        let Some((from, to)) = self.core.apply_range() else {
+            return;
+        };
+        if self.apply_open {
+            for index in from..=to {
+                let entry = self
+                    .core
+                    .log()
+                    .entry(index)
+                    .expect("committed entries are in the log");
+                let mut msg = ApplyMsg {
+                    index,
+                    term: entry.term,
+                    command: entry.command.clone(),
+                };
+                loop {
+                    match self.apply.send_timeout(msg, APPLY_RETRY) {
+                        Ok(()) => break,
+                        Err(SendTimeoutError::Timeout(back)) => {
+                            if self.shared.killed.load(Acquire) {
+                                return;
+                            }
+                            msg = back;
+                        }
+                        Err(SendTimeoutError::Disconnected(_)) => {
+                            tracing::debug!(node = self.core.id(), "apply channel closed");
+                            self.apply_open = false;
+                            break;
+                        }
+                    }
+                }
+                if !self.apply_open {
+                    break;
+                }
+            }
+        }
+        self.core.advance_applied(to);
+    }
+
+    /// Publishes a fresh status snapshot, reusing the previous one's allocation when no reader
+    /// still holds it.
+    fn publish_status(&mut self) {
+        let mut next = match self.spare_status.take() {
+            Some(spare) if Arc::strong_count(&spare) == 1 && Arc::weak_count(&spare) == 0 => spare,
+            _ => Arc::new(Status::initial(self.core.id())),
+        };
+        let status = Arc::get_mut(&mut next).expect("a fresh or unshared snapshot");
+        let core = &self.core;
+        status.role = core.role();
+        status.term = core.term();
+        status.leader = core.leader();
+        status.commit_index = core.commit_index();
+        status.last_applied = core.last_applied();
+        status.last_log_index = core.log().last_index();
+        status.last_log_term = core.log().last_term();
+        status.peers.clear();
+        status.peers.extend((0..core.peers()).filter_map(|peer| {
+            core.progress(peer).map(|p| PeerStatus {
+                id: peer,
+                match_index: p.match_index,
+                next_index: p.next_index,
+                state: p.state,
+                inflight: p.inflights.len(),
+            })
+        }));
+        let stats = core.stats();
+        status.elections_started = stats.elections_started;
+        status.elections_won = stats.elections_won;
+        status.step_downs = stats.step_downs;
+        status.messages_in = self.messages_in;
+        status.messages_out = self.messages_out;
+        self.spare_status = Some(self.shared.status.swap(next));
+    }
+}

@@ -1,0 +1,477 @@
+//! [`Cluster`]: N engine nodes on one in-memory network, the fault controls a test needs, and the
+//! checks of the 6.824 Raft tester (its `config.go`), with the same steps, timings and limits.
+//!
+//! Every check that finds a problem panics with the tester's message, as `t.Fatalf` fails a Go
+//! test. An apply checker per node verifies that commands arrive in order and that every node
+//! applies the same command at the same index; its first error is kept and makes every later
+//! check (and [`Cluster::end`]) fail, so it is never lost in a background thread.
+//!
+//! All methods take `&self` and the type is `Send + Sync`, so a test can drive one cluster from
+//! several threads. Bookkeeping (the applied logs, the test's start counters) sits behind mutexes:
+//! they are cold paths of the harness, never touched by the engine's hot path.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use zeroraft_engine::{ApplyMsg, Config, Network, Raft};
+use zeroraft_transport::NetworkConfig;
+
+/// The tester's allowance for an election (`RaftElectionTimeout`).
+pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A test fails if it takes longer than this from [`Cluster::new`] to [`Cluster::end`].
+pub const TEST_TIME_LIMIT: Duration = Duration::from_secs(120);
+
+/// Encodes a test integer as a command: 8 bytes, little-endian.
+pub fn cmd(x: u64) -> Bytes {
+    Bytes::copy_from_slice(&x.to_le_bytes())
+}
+
+/// A random command of `len` bytes (the tester's `randstring`, as raw bytes).
+pub fn random_cmd(len: usize) -> Bytes {
+    let mut rng = fastrand::Rng::new();
+    Bytes::from((0..len).map(|_| rng.u8(..)).collect::<Vec<u8>>())
+}
+
+/// What the apply checkers have seen.
+struct Applied {
+    /// `logs[i][index]`: the command node `i` applied at `index`, if any.
+    logs: Vec<Vec<Option<Bytes>>>,
+    /// Highest index applied by any node.
+    max_index: u64,
+    /// The first error any checker found.
+    error: Option<String>,
+}
+
+impl Applied {
+    fn get(&self, node: usize, index: u64) -> Option<&Bytes> {
+        self.logs[node].get(usize::try_from(index).ok()?)?.as_ref()
+    }
+
+    /// The tester's applier: checks one applied message of node `i`, then records it.
+    fn record(&mut self, i: usize, m: ApplyMsg) {
+        let index = m.index;
+        for (j, log) in self.logs.iter().enumerate() {
+            if let Some(Some(other)) = log.get(index as usize)
+                && *other != m.command
+                && self.error.is_none()
+            {
+                self.error = Some(format!(
+                    "commit index={index} server={i} {:?} != server={j} {:?}",
+                    show(&m.command),
+                    show(other)
+                ));
+            }
+        }
+        let prev_ok = index > 1 && self.get(i, index - 1).is_some();
+        let log = &mut self.logs[i];
+        if log.len() <= index as usize {
+            log.resize(index as usize + 1, None);
+        }
+        log[index as usize] = Some(m.command);
+        self.max_index = self.max_index.max(index);
+        if index > 1 && !prev_ok && self.error.is_none() {
+            self.error = Some(format!("server {i} apply out of order {index}"));
+        }
+    }
+}
+
+/// Shows a command the way the tester's messages do: as the integer it encodes when it is one.
+fn show(command: &Bytes) -> String {
+    match <[u8; 8]>::try_from(&command[..]) {
+        Ok(bytes) => u64::from_le_bytes(bytes).to_string(),
+        Err(_) => format!("<{} bytes>", command.len()),
+    }
+}
+
+/// Counters at [`Cluster::begin`], for the `Passed` line.
+struct Begin {
+    description: String,
+    at: Instant,
+    rpcs: u64,
+    bytes: u64,
+    max_index: u64,
+}
+
+/// N Raft nodes on an in-memory network, with the tester's controls and checks.
+pub struct Cluster {
+    n: usize,
+    network: Network,
+    rafts: Vec<Raft>,
+    applied: Arc<Mutex<Applied>>,
+    appliers: Mutex<Vec<JoinHandle<()>>>,
+    created: Instant,
+    begin: Mutex<Option<Begin>>,
+    /// The round-robin cursor of [`Cluster::one`].
+    next_one: AtomicUsize,
+    finished: AtomicBool,
+}
+
+impl Cluster {
+    /// The tester's `make_config`: `n` nodes with default settings, all connected, on a reliable
+    /// or unreliable network.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0 or above the engine's limit.
+    pub fn new(n: usize, unreliable: bool) -> Self {
+        Self::with_config(n, unreliable, Config::default())
+    }
+
+    /// Like [`Cluster::new`] with node settings of your choice (each node gets its own seed unless
+    /// `config.seed` is set).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0 or above the engine's limit, or `config` is invalid.
+    pub fn with_config(n: usize, unreliable: bool, config: Config) -> Self {
+        let mut net_config = NetworkConfig::new(n);
+        net_config.seed = fastrand::u64(..);
+        let network =
+            Network::new(net_config).unwrap_or_else(|e| panic!("cannot build the network: {e}"));
+        network.set_reliable(!unreliable);
+        let applied = Arc::new(Mutex::new(Applied {
+            logs: vec![Vec::new(); n],
+            max_index: 0,
+            error: None,
+        }));
+        let mut rafts = Vec::with_capacity(n);
+        let mut appliers = Vec::with_capacity(n);
+        for i in 0..n {
+            let endpoint = network.endpoint(i, fastrand::u64(..)).expect("id in range");
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let raft = Raft::new(config.clone(), i, n, endpoint, tx)
+                .unwrap_or_else(|e| panic!("cannot start node {i}: {e}"));
+            rafts.push(raft);
+            let applied = applied.clone();
+            let applier = std::thread::Builder::new()
+                .name(format!("applier-{i}"))
+                .spawn(move || run_applier(i, rx, applied))
+                .expect("failed to spawn an applier thread");
+            appliers.push(applier);
+        }
+        for i in 0..n {
+            network.connect(i);
+        }
+        Self {
+            n,
+            network,
+            rafts,
+            applied,
+            appliers: Mutex::new(appliers),
+            created: Instant::now(),
+            begin: Mutex::new(None),
+            next_one: AtomicUsize::new(0),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    /// Number of nodes.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Node `i`.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is out of range.
+    pub fn raft(&self, i: usize) -> &Raft {
+        &self.rafts[i]
+    }
+
+    /// The network, for finer control than the tester's.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Connects node `i` to every connected node.
+    pub fn connect(&self, i: usize) {
+        self.network.connect(i);
+    }
+
+    /// Cuts node `i` off from every other node.
+    pub fn disconnect(&self, i: usize) {
+        self.network.disconnect(i);
+    }
+
+    /// Whether node `i` is connected.
+    pub fn is_connected(&self, i: usize) -> bool {
+        self.network.is_connected(i)
+    }
+
+    /// Switches between the reliable and the unreliable network.
+    pub fn set_unreliable(&self, unreliable: bool) {
+        self.network.set_reliable(!unreliable);
+    }
+
+    /// Turns long reordering of replies on or off.
+    pub fn set_long_reordering(&self, on: bool) {
+        self.network.set_long_reordering(on);
+    }
+
+    /// Requests delivered to node `i`.
+    pub fn rpc_count(&self, i: usize) -> u64 {
+        self.network.rpc_count(i)
+    }
+
+    /// Requests handed to the network by all nodes.
+    pub fn rpc_total(&self) -> u64 {
+        self.network.rpc_total()
+    }
+
+    /// Wire bytes of all requests sent and replies delivered.
+    pub fn bytes_total(&self) -> u64 {
+        self.network.bytes_total()
+    }
+
+    fn applied(&self) -> MutexGuard<'_, Applied> {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Panics with the apply checkers' first error, if there is one.
+    pub fn check_apply_error(&self) {
+        if let Some(error) = self.applied().error.clone() {
+            panic!("{error}");
+        }
+    }
+
+    /// Starts a test: records the time and counters the `Passed` line reports against.
+    pub fn begin(&self, description: &str) {
+        let max_index = self.applied().max_index;
+        *self.begin.lock().unwrap_or_else(|e| e.into_inner()) = Some(Begin {
+            description: description.to_owned(),
+            at: Instant::now(),
+            rpcs: self.rpc_total(),
+            bytes: self.bytes_total(),
+            max_index,
+        });
+    }
+
+    /// Ends a test: fails it if it ran over [`TEST_TIME_LIMIT`] or an apply error was seen, then
+    /// prints the description and the tester's `Passed` line (seconds, peers, RPCs, bytes,
+    /// commits) as one block, so parallel tests do not interleave their lines.
+    pub fn end(&self) {
+        self.check_timeout();
+        self.check_apply_error();
+        self.finished.store(true, Relaxed);
+        let begin = self.begin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(begin) = begin else {
+            panic!("end() without begin()")
+        };
+        let commits = self.applied().max_index - begin.max_index;
+        println!(
+            "{} ...\n  ... Passed --  {:4.1}  {} {:4} {:7} {:4}",
+            begin.description,
+            begin.at.elapsed().as_secs_f64(),
+            self.n,
+            self.rpc_total() - begin.rpcs,
+            self.bytes_total() - begin.bytes,
+            commits
+        );
+    }
+
+    fn check_timeout(&self) {
+        let took = self.created.elapsed();
+        assert!(
+            took <= TEST_TIME_LIMIT,
+            "test took longer than 120 seconds ({:.1} s)",
+            took.as_secs_f64()
+        );
+    }
+
+    /// Checks that exactly one connected node leads in the highest term any connected leader has,
+    /// and returns it. Polls up to 10 times, 450–549 ms apart.
+    ///
+    /// # Panics
+    ///
+    /// "term T has k (>1) leaders", or "expected one leader, got none" after about 5 s.
+    pub fn check_one_leader(&self) -> usize {
+        for _ in 0..10 {
+            // The tester's poll interval: elections take a few hundred milliseconds.
+            std::thread::sleep(Duration::from_millis(450 + fastrand::u64(0..100)));
+            let mut leaders: Vec<(u64, usize)> = Vec::new();
+            for i in (0..self.n).filter(|&i| self.is_connected(i)) {
+                let (term, is_leader) = self.rafts[i].get_state();
+                if is_leader {
+                    leaders.push((term, i));
+                }
+            }
+            leaders.sort_unstable();
+            for pair in leaders.windows(2) {
+                if pair[0].0 == pair[1].0 {
+                    let k = leaders.iter().filter(|l| l.0 == pair[0].0).count();
+                    panic!("term {} has {k} (>1) leaders", pair[0].0);
+                }
+            }
+            if let Some(&(_, leader)) = leaders.last() {
+                return leader;
+            }
+        }
+        panic!("expected one leader, got none");
+    }
+
+    /// Checks that every connected node is in the same term and returns it (0 if none is
+    /// connected).
+    ///
+    /// # Panics
+    ///
+    /// "servers disagree on term".
+    pub fn check_terms(&self) -> u64 {
+        let mut term = None;
+        for i in (0..self.n).filter(|&i| self.is_connected(i)) {
+            let t = self.rafts[i].get_state().0;
+            match term {
+                None => term = Some(t),
+                Some(seen) => assert_eq!(seen, t, "servers disagree on term"),
+            }
+        }
+        term.unwrap_or(0)
+    }
+
+    /// Checks that no connected node claims to lead.
+    ///
+    /// # Panics
+    ///
+    /// "expected no leader among connected servers, but N claims to be leader".
+    pub fn check_no_leader(&self) {
+        for i in (0..self.n).filter(|&i| self.is_connected(i)) {
+            let (_, is_leader) = self.rafts[i].get_state();
+            assert!(
+                !is_leader,
+                "expected no leader among connected servers, but {i} claims to be leader"
+            );
+        }
+    }
+
+    /// How many nodes (connected or not) have applied `index`, and the command they agree on.
+    ///
+    /// # Panics
+    ///
+    /// On an apply error, or "committed values do not match" if two nodes differ.
+    pub fn n_committed(&self, index: u64) -> (usize, Option<Bytes>) {
+        let applied = self.applied();
+        if let Some(error) = &applied.error {
+            panic!("{error}");
+        }
+        let mut count = 0;
+        let mut value: Option<&Bytes> = None;
+        for i in 0..self.n {
+            if let Some(cmd) = applied.get(i, index) {
+                if let Some(v) = value {
+                    assert_eq!(
+                        v,
+                        cmd,
+                        "committed values do not match: index {index}, {} vs {}",
+                        show(v),
+                        show(cmd)
+                    );
+                }
+                count += 1;
+                value = Some(cmd);
+            }
+        }
+        (count, value.cloned())
+    }
+
+    /// Waits for at least `n` nodes to apply `index` and returns the command. Gives up with
+    /// `None` if `start_term` is given and some node moved past it.
+    ///
+    /// # Panics
+    ///
+    /// "only X decided for index I; wanted N" after about 30 s.
+    pub fn wait(&self, index: u64, n: usize, start_term: Option<u64>) -> Option<Bytes> {
+        let mut pause = Duration::from_millis(10);
+        for _ in 0..30 {
+            if self.n_committed(index).0 >= n {
+                break;
+            }
+            // The tester's polling back-off: 10 ms doubling up to about a second.
+            std::thread::sleep(pause);
+            if pause < Duration::from_secs(1) {
+                pause *= 2;
+            }
+            if let Some(term) = start_term
+                && self.rafts.iter().any(|r| r.get_state().0 > term)
+            {
+                return None;
+            }
+        }
+        let (count, value) = self.n_committed(index);
+        assert!(
+            count >= n,
+            "only {count} decided for index {index}; wanted {n}"
+        );
+        value
+    }
+
+    /// Submits `command` to whichever node leads, retrying for up to 10 s, and waits until at
+    /// least `expected` nodes applied it. Returns its index. With `retry`, a command that does not
+    /// commit within 2 s is submitted again.
+    ///
+    /// # Panics
+    ///
+    /// "one(cmd) failed to reach agreement".
+    pub fn one(&self, command: Bytes, expected: usize, retry: bool) -> u64 {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) && !self.finished.load(Relaxed) {
+            let mut index = None;
+            for _ in 0..self.n {
+                let s = (self.next_one.fetch_add(1, Relaxed) + 1) % self.n;
+                if self.is_connected(s) {
+                    let (i, _, ok) = self.rafts[s].start(command.clone());
+                    if ok {
+                        index = Some(i);
+                        break;
+                    }
+                }
+            }
+            if let Some(index) = index {
+                let t1 = Instant::now();
+                while t1.elapsed() < Duration::from_secs(2) {
+                    let (nd, value) = self.n_committed(index);
+                    if nd > 0 && nd >= expected && value.as_ref() == Some(&command) {
+                        return index;
+                    }
+                    // The tester's poll interval while waiting for agreement.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                assert!(retry, "one({}) failed to reach agreement", show(&command));
+            } else {
+                // No leader yet: the tester waits a little before asking again.
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.check_apply_error();
+        panic!("one({}) failed to reach agreement", show(&command));
+    }
+}
+
+/// The tester's applier: checks every applied message of node `i`, until the node's channel
+/// closes.
+fn run_applier(i: usize, rx: Receiver<ApplyMsg>, applied: Arc<Mutex<Applied>>) {
+    while let Ok(m) = rx.recv() {
+        applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(i, m);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.finished.store(true, Relaxed);
+        for raft in &self.rafts {
+            raft.kill();
+        }
+        self.rafts.clear();
+        let appliers =
+            std::mem::take(&mut *self.appliers.lock().unwrap_or_else(|e| e.into_inner()));
+        for applier in appliers {
+            let _ = applier.join();
+        }
+    }
+}
