@@ -10,6 +10,7 @@
 //! several threads. Bookkeeping (the applied logs, the test's start counters) sits behind mutexes:
 //! they are cold paths of the harness, never touched by the engine's hot path.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -38,44 +39,93 @@ pub fn random_cmd(len: usize) -> Bytes {
 
 /// What the apply checkers have seen.
 struct Applied {
-    /// `logs[i][index]`: the command node `i` applied at `index`, if any.
-    logs: Vec<Vec<Option<Bytes>>>,
+    /// `logs[i][k]`: the command node `i` applied at index `base + k`, if any.
+    logs: Vec<VecDeque<Option<Bytes>>>,
+    /// The index of the first slot kept in `logs`.
+    base: u64,
+    /// How many indices to keep (`None`: all of them).
+    history: Option<usize>,
+    /// Highest index each node applied.
+    last: Vec<u64>,
     /// Highest index applied by any node.
     max_index: u64,
+    /// Entries applied, summed over nodes.
+    applied_total: u64,
     /// The first error any checker found.
     error: Option<String>,
 }
 
 impl Applied {
+    fn new(n: usize, history: Option<usize>) -> Self {
+        Self {
+            logs: vec![VecDeque::new(); n],
+            base: 0,
+            history,
+            last: vec![0; n],
+            max_index: 0,
+            applied_total: 0,
+            error: None,
+        }
+    }
+
     fn get(&self, node: usize, index: u64) -> Option<&Bytes> {
-        self.logs[node].get(usize::try_from(index).ok()?)?.as_ref()
+        let slot = usize::try_from(index.checked_sub(self.base)?).ok()?;
+        self.logs[node].get(slot)?.as_ref()
+    }
+
+    fn fail(&mut self, error: String) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
     }
 
     /// The tester's applier: checks one applied message of node `i`, then records it.
     fn record(&mut self, i: usize, m: ApplyMsg) {
         let index = m.index;
-        for (j, log) in self.logs.iter().enumerate() {
-            if let Some(Some(other)) = log.get(index as usize)
+        for j in 0..self.logs.len() {
+            if let Some(other) = self.get(j, index)
                 && *other != m.command
-                && self.error.is_none()
             {
-                self.error = Some(format!(
-                    "commit index={index} server={i} {:?} != server={j} {:?}",
+                let error = format!(
+                    "commit index={index} server={i} {} != server={j} {}",
                     show(&m.command),
                     show(other)
-                ));
+                );
+                self.fail(error);
             }
         }
-        let prev_ok = index > 1 && self.get(i, index - 1).is_some();
-        let log = &mut self.logs[i];
-        if log.len() <= index as usize {
-            log.resize(index as usize + 1, None);
+        // Below the kept window, fall back on the node's highest applied index.
+        let prev_ok = index > 1
+            && (self.get(i, index - 1).is_some()
+                || (index - 1 < self.base && self.last[i] >= index - 1));
+        if index >= self.base {
+            let slot = (index - self.base) as usize;
+            let log = &mut self.logs[i];
+            if log.len() <= slot {
+                log.resize(slot + 1, None);
+            }
+            log[slot] = Some(m.command);
         }
-        log[index as usize] = Some(m.command);
+        self.last[i] = self.last[i].max(index);
         self.max_index = self.max_index.max(index);
-        if index > 1 && !prev_ok && self.error.is_none() {
-            self.error = Some(format!("server {i} apply out of order {index}"));
+        self.applied_total += 1;
+        if index > 1 && !prev_ok {
+            self.fail(format!("server {i} apply out of order {index}"));
         }
+        self.trim();
+    }
+
+    /// Forgets the oldest indices once twice the kept history has accumulated.
+    fn trim(&mut self) {
+        let Some(keep) = self.history else { return };
+        if self.max_index.saturating_sub(self.base) < 2 * keep as u64 {
+            return;
+        }
+        let drop = (self.max_index - self.base) as usize - keep;
+        for log in &mut self.logs {
+            log.drain(..drop.min(log.len()));
+        }
+        self.base += drop as u64;
     }
 }
 
@@ -94,6 +144,21 @@ struct Begin {
     rpcs: u64,
     bytes: u64,
     max_index: u64,
+}
+
+/// How to build a [`Cluster`].
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Whether the network starts unreliable.
+    pub unreliable: bool,
+    /// Settings of every node.
+    pub config: Config,
+    /// How many recent log indices the apply checkers remember for agreement checks. `None`
+    /// (what the tester does) keeps everything; a long-running cluster under load wants a bound.
+    /// Order is checked for every entry either way.
+    pub history: Option<usize>,
 }
 
 /// N Raft nodes on an in-memory network, with the tester's controls and checks.
@@ -128,16 +193,32 @@ impl Cluster {
     ///
     /// If `n` is 0 or above the engine's limit, or `config` is invalid.
     pub fn with_config(n: usize, unreliable: bool, config: Config) -> Self {
+        Self::with_options(ClusterOptions {
+            nodes: n,
+            unreliable,
+            config,
+            history: None,
+        })
+    }
+
+    /// A cluster built from [`ClusterOptions`].
+    ///
+    /// # Panics
+    ///
+    /// If the node count is 0 or above the engine's limit, or the node config is invalid.
+    pub fn with_options(options: ClusterOptions) -> Self {
+        let ClusterOptions {
+            nodes: n,
+            unreliable,
+            config,
+            history,
+        } = options;
         let mut net_config = NetworkConfig::new(n);
         net_config.seed = fastrand::u64(..);
         let network =
             Network::new(net_config).unwrap_or_else(|e| panic!("cannot build the network: {e}"));
         network.set_reliable(!unreliable);
-        let applied = Arc::new(Mutex::new(Applied {
-            logs: vec![Vec::new(); n],
-            max_index: 0,
-            error: None,
-        }));
+        let applied = Arc::new(Mutex::new(Applied::new(n, history)));
         let mut rafts = Vec::with_capacity(n);
         let mut appliers = Vec::with_capacity(n);
         for i in 0..n {
@@ -230,6 +311,17 @@ impl Cluster {
 
     fn applied(&self) -> MutexGuard<'_, Applied> {
         self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Entries applied so far, summed over all nodes, and the highest index any node applied.
+    pub fn applied_totals(&self) -> (u64, u64) {
+        let applied = self.applied();
+        (applied.applied_total, applied.max_index)
+    }
+
+    /// The highest index node `i` has applied.
+    pub fn last_applied(&self, i: usize) -> u64 {
+        self.applied().last.get(i).copied().unwrap_or(0)
     }
 
     /// Panics with the apply checkers' first error, if there is one.
