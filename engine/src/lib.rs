@@ -42,7 +42,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 pub use crate::core::{Message, ProgressState, Role};
-pub use runtime::Raft;
+pub use runtime::{Raft, StateMachine};
 
 /// The network zeroraft nodes talk over: the in-memory transport carrying engine messages.
 pub type Network = zeroraft_transport::Network<Message>;

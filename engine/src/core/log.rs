@@ -95,9 +95,9 @@ impl Log {
         self.entries.push(entry);
     }
 
-    /// Appends entries, cloning only their reference-counted payload handles.
-    pub fn extend_from_slice(&mut self, entries: &[Entry]) {
-        if let Some(first) = entries.first() {
+    /// Appends `entries[skip..]`, moving them (no payload is copied or reference-counted).
+    pub fn append(&mut self, mut entries: Vec<Entry>, skip: usize) {
+        if let Some(first) = entries.get(skip) {
             assert!(
                 first.term >= self.last_term(),
                 "appending an entry of term {} after term {} at index {}",
@@ -106,7 +106,9 @@ impl Log {
                 self.last_index()
             );
         }
-        self.entries.extend_from_slice(entries);
+        if skip < entries.len() {
+            self.entries.extend(entries.drain(skip..));
+        }
     }
 
     /// Removes every entry at `from` and after. Keeps at least the sentinel.

@@ -457,12 +457,12 @@ impl Core {
             self.leader = Some(from);
             self.reset_election_timer();
         }
-        let reply = self.maybe_append(&m);
+        let reply = self.maybe_append(m);
         self.outbox.push((from, Message::AppendEntriesReply(reply)));
     }
 
     /// The consistency check and append of Figure 2, receiver rules 2 to 5.
-    fn maybe_append(&mut self, m: &AppendEntries) -> AppendEntriesReply {
+    fn maybe_append(&mut self, m: AppendEntries) -> AppendEntriesReply {
         let mut reply = AppendEntriesReply {
             term: self.term,
             success: false,
@@ -484,14 +484,15 @@ impl Core {
             }
             Some(_) => {}
         }
-        // Skip entries we already hold; truncate only at a real conflict (rule 3), then append.
+        // Skip entries we already hold; truncate only at a real conflict (rule 3), then append
+        // the rest, moving them out of the message rather than cloning them.
         let mut index = m.prev_log_index;
-        let mut rest: &[Entry] = &m.entries;
-        while let Some((entry, tail)) = rest.split_first() {
+        let mut held = 0;
+        for entry in &m.entries {
             match self.log.term(index + 1) {
                 Some(term) if term == entry.term => {
                     index += 1;
-                    rest = tail;
+                    held += 1;
                 }
                 Some(_) => {
                     assert!(
@@ -508,8 +509,8 @@ impl Core {
                 None => break,
             }
         }
-        self.log.extend_from_slice(rest);
         let last_new = m.prev_log_index + m.entries.len() as u64;
+        self.log.append(m.entries, held);
         if m.leader_commit > self.commit_index {
             self.set_commit(m.leader_commit.min(last_new));
         }
