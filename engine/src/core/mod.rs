@@ -16,6 +16,8 @@
 //!
 //! A broken invariant panics with the node id, term and index involved.
 
+#[cfg(feature = "bug-injection")]
+mod bugs;
 mod log;
 mod message;
 mod progress;
@@ -23,6 +25,8 @@ mod progress;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+#[cfg(feature = "bug-injection")]
+pub use bugs::Bug;
 pub use log::{Entry, Log};
 pub use message::{AppendEntries, AppendEntriesReply, Message, RequestVote, RequestVoteReply};
 pub use progress::{Inflights, Progress, ProgressState};
@@ -115,6 +119,9 @@ pub struct Core {
     /// Messages to send, reused across steps.
     outbox: Vec<(usize, Message)>,
     stats: CoreStats,
+    /// A deliberately broken rule to follow, for testing the simulator's checker.
+    #[cfg(feature = "bug-injection")]
+    bug: Option<Bug>,
 }
 
 /// Largest cluster a core supports (votes are a bit set in a `u64`).
@@ -159,6 +166,8 @@ impl Core {
             outbox: Vec::new(),
             stats: CoreStats::default(),
             config,
+            #[cfg(feature = "bug-injection")]
+            bug: None,
         };
         core.reset_election_timer();
         core
@@ -409,6 +418,11 @@ impl Core {
         let granted = m.term == self.term
             && self.voted_for.is_none_or(|v| v == from)
             && self.log.is_up_to_date(m.last_log_index, m.last_log_term);
+        #[cfg(feature = "bug-injection")]
+        let granted = granted
+            || (self.has_bug(Bug::DoubleVote)
+                && m.term == self.term
+                && self.log.is_up_to_date(m.last_log_index, m.last_log_term));
         if granted {
             self.voted_for = Some(from);
             self.reset_election_timer();
@@ -421,6 +435,15 @@ impl Core {
     }
 
     fn handle_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
+        #[cfg(feature = "bug-injection")]
+        let m = if self.has_bug(Bug::AcceptStaleReplies) {
+            RequestVoteReply {
+                term: self.term.max(m.term),
+                ..m
+            }
+        } else {
+            m
+        };
         if self.role != Role::Candidate || m.term != self.term || !m.granted {
             return;
         }
@@ -484,6 +507,10 @@ impl Core {
             }
             Some(_) => {}
         }
+        #[cfg(feature = "bug-injection")]
+        if self.has_bug(Bug::TruncateWithoutConflict) {
+            self.log.truncate_from(m.prev_log_index + 1);
+        }
         // Skip entries we already hold; truncate only at a real conflict (rule 3), then append
         // the rest, moving them out of the message rather than cloning them.
         let mut index = m.prev_log_index;
@@ -511,6 +538,10 @@ impl Core {
         }
         let last_new = m.prev_log_index + m.entries.len() as u64;
         self.log.append(m.entries, held);
+        #[cfg(feature = "bug-injection")]
+        if self.has_bug(Bug::CommitBeyondNewEntries) && m.leader_commit > self.commit_index {
+            self.set_commit(m.leader_commit.min(self.log.last_index()));
+        }
         if m.leader_commit > self.commit_index {
             self.set_commit(m.leader_commit.min(last_new));
         }
@@ -537,6 +568,15 @@ impl Core {
     // ---- replication: leader side ----------------------------------------------------------------
 
     fn handle_append_reply(&mut self, from: usize, m: AppendEntriesReply) {
+        #[cfg(feature = "bug-injection")]
+        let m = if self.has_bug(Bug::AcceptStaleReplies) {
+            AppendEntriesReply {
+                term: self.term.max(m.term),
+                ..m
+            }
+        } else {
+            m
+        };
         if self.role != Role::Leader || m.term != self.term {
             return; // a stale reply from an earlier term
         }
@@ -591,6 +631,10 @@ impl Core {
         let mut matched: SmallVec<[u64; 8]> = self.progress.iter().map(|p| p.match_index).collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.peers / 2];
+        #[cfg(feature = "bug-injection")]
+        if self.has_bug(Bug::CommitPreviousTerm) && candidate > self.commit_index {
+            self.set_commit(candidate);
+        }
         if candidate > self.commit_index && self.log.term(candidate) == Some(self.term) {
             self.set_commit(candidate);
         }

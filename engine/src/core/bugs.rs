@@ -1,0 +1,67 @@
+//! Deliberately broken variants of Raft rules, to prove that the deterministic simulator's
+//! checker catches them. Compiled only with the `bug-injection` feature, which only the test and
+//! example builds of the root package enable: normal and release builds contain none of this.
+//!
+//! A core runs correctly until [`Core::inject_bug`] switches one bug on. Each hook in the core is
+//! a short statement marked `#[cfg(feature = "bug-injection")]` next to the rule it breaks.
+
+use super::Core;
+
+/// A classic Raft bug the core can be told to reintroduce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bug {
+    /// The leader commits an entry of an earlier term as soon as a majority holds it, the unsafe
+    /// rule of Figure 8 (§5.4.2).
+    CommitPreviousTerm,
+    /// A node grants its vote to a second candidate in a term in which it already voted.
+    DoubleVote,
+    /// A follower truncates its log after `prev_log_index` on every AppendEntries, even when the
+    /// entries it holds agree with the ones carried (a late, shorter AppendEntries then erases
+    /// entries the follower already acknowledged).
+    TruncateWithoutConflict,
+    /// Candidates and leaders count RequestVote and AppendEntries replies sent in older terms
+    /// as if they answered the current term.
+    AcceptStaleReplies,
+    /// A follower sets its commit index from `leader_commit` up to its last log index, not only
+    /// up to the last entry the AppendEntries vouched for.
+    CommitBeyondNewEntries,
+}
+
+impl Bug {
+    /// Every bug, in declaration order.
+    pub const ALL: [Bug; 5] = [
+        Bug::CommitPreviousTerm,
+        Bug::DoubleVote,
+        Bug::TruncateWithoutConflict,
+        Bug::AcceptStaleReplies,
+        Bug::CommitBeyondNewEntries,
+    ];
+
+    /// A short kebab-case name, for command lines and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::CommitPreviousTerm => "commit-previous-term",
+            Bug::DoubleVote => "double-vote",
+            Bug::TruncateWithoutConflict => "truncate-without-conflict",
+            Bug::AcceptStaleReplies => "accept-stale-replies",
+            Bug::CommitBeyondNewEntries => "commit-beyond-new-entries",
+        }
+    }
+
+    /// The bug called `name` (see [`Bug::name`]).
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+impl Core {
+    /// Makes this core misbehave as `bug` describes from now on (`None`: behave correctly).
+    pub fn inject_bug(&mut self, bug: Option<Bug>) {
+        self.bug = bug;
+    }
+
+    /// Whether `bug` is switched on.
+    pub(super) fn has_bug(&self, bug: Bug) -> bool {
+        self.bug == Some(bug)
+    }
+}
