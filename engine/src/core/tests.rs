@@ -1,1 +1,1413 @@
+//! Scenario tests of the core. Each test steps one or more cores message by message and pins down
+//! one rule: Figure 2 of the extended Raft paper (elections, the AppendEntries receiver, the
+//! leader's commit rule), then batching, pipelining, fast backtracking and stale replies.
+//!
+//! Messages from nodes that exist only in a test are written by hand. Table-driven tests name
+//! their case in every assertion.
+
+// Entries are built as `Vec<Entry>` and converted with `.into()`, so these tests keep compiling
+// whichever owned or shared sequence type `AppendEntries::entries` uses.
+#![allow(clippy::useless_conversion)]
+
+use std::collections::VecDeque;
+
 use super::*;
+
+const MS: Nanos = 1_000_000;
+
+// ---- building blocks ---------------------------------------------------------------------------
+
+fn new_core(id: usize, peers: usize) -> Core {
+    Core::new(id, peers, CoreConfig::default(), 100 + id as u64, 0)
+}
+
+/// A command that names the slot it was written for, so overwritten entries are told apart.
+fn cmd(term: u64, index: u64) -> Bytes {
+    Bytes::from(format!("t{term}i{index}"))
+}
+
+fn append(term: u64, prev: (u64, u64), entry_terms: &[u64], leader_commit: u64) -> Message {
+    let entries: Vec<Entry> = entry_terms
+        .iter()
+        .zip(prev.0 + 1..)
+        .map(|(&term, index)| Entry {
+            term,
+            command: cmd(term, index),
+        })
+        .collect();
+    Message::AppendEntries(AppendEntries {
+        term,
+        prev_log_index: prev.0,
+        prev_log_term: prev.1,
+        entries: entries.into(),
+        leader_commit,
+    })
+}
+
+fn request_vote(term: u64, last_log_index: u64, last_log_term: u64) -> Message {
+    Message::RequestVote(RequestVote {
+        term,
+        last_log_index,
+        last_log_term,
+    })
+}
+
+fn vote(term: u64, granted: bool) -> Message {
+    Message::RequestVoteReply(RequestVoteReply { term, granted })
+}
+
+fn ack(term: u64, index: u64) -> Message {
+    Message::AppendEntriesReply(AppendEntriesReply {
+        term,
+        success: true,
+        index,
+        conflict_term: 0,
+        conflict_index: 0,
+    })
+}
+
+fn reject(term: u64, index: u64, conflict_term: u64, conflict_index: u64) -> Message {
+    Message::AppendEntriesReply(AppendEntriesReply {
+        term,
+        success: false,
+        index,
+        conflict_term,
+        conflict_index,
+    })
+}
+
+fn drain(core: &mut Core) -> Vec<(usize, Message)> {
+    core.take_messages().collect()
+}
+
+/// The AppendEntries in `msgs` addressed to `to`, in order.
+fn appends_to(msgs: &[(usize, Message)], to: usize) -> Vec<AppendEntries> {
+    msgs.iter()
+        .filter_map(|(t, m)| match m {
+            Message::AppendEntries(a) if *t == to => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The one reply in `msgs`, which must be a single AppendEntriesReply to `to`.
+fn the_append_reply(msgs: &[(usize, Message)], to: usize) -> AppendEntriesReply {
+    match msgs {
+        [(t, Message::AppendEntriesReply(r))] if *t == to => r.clone(),
+        other => panic!("expected one AppendEntriesReply to {to}, got {other:?}"),
+    }
+}
+
+/// The one reply in `msgs`, which must be a single RequestVoteReply to `to`.
+fn the_vote_reply(msgs: &[(usize, Message)], to: usize) -> RequestVoteReply {
+    match msgs {
+        [(t, Message::RequestVoteReply(r))] if *t == to => r.clone(),
+        other => panic!("expected one RequestVoteReply to {to}, got {other:?}"),
+    }
+}
+
+fn entry_terms(entries: &[Entry]) -> Vec<u64> {
+    entries.iter().map(|e| e.term).collect()
+}
+
+fn log_terms(core: &Core) -> Vec<u64> {
+    let log = core.log();
+    (1..=log.last_index())
+        .map(|i| log.term(i).expect("index within the log"))
+        .collect()
+}
+
+fn log_commands(core: &Core) -> Vec<Bytes> {
+    let log = core.log();
+    (1..=log.last_index())
+        .map(|i| log.entry(i).expect("index within the log").command.clone())
+        .collect()
+}
+
+/// Fills `core`'s log with entries of `terms`, sent by `from` as leader of the highest of them.
+fn give_log(core: &mut Core, from: usize, terms: &[u64]) {
+    let Some(&term) = terms.iter().max() else {
+        return;
+    };
+    core.step(0, from, append(term, (0, 0), terms, 0));
+    let reply = the_append_reply(&drain(core), from);
+    assert!(reply.success, "node {} took the log {terms:?}", core.id());
+    assert_eq!(log_terms(core), terms);
+}
+
+/// Lets `core`'s election timer fire until it is a candidate in `term`.
+fn campaign_to(core: &mut Core, term: u64) {
+    while core.term() < term {
+        let deadline = core.next_deadline();
+        core.tick(deadline);
+    }
+    assert_eq!(core.term(), term, "node {} campaigning", core.id());
+    assert_eq!(
+        core.role(),
+        Role::Candidate,
+        "node {} campaigning",
+        core.id()
+    );
+    drain(core);
+}
+
+/// Makes `core` a candidate in `term` and gives it the votes of a bare majority. Returns what it
+/// sent on becoming leader.
+fn elect(core: &mut Core, term: u64) -> Vec<(usize, Message)> {
+    campaign_to(core, term);
+    let voters: Vec<usize> = (0..core.peers())
+        .filter(|&p| p != core.id())
+        .take(core.peers() / 2)
+        .collect();
+    for voter in voters {
+        core.step(0, voter, vote(term, true));
+    }
+    assert_eq!(core.role(), Role::Leader, "node {} elected", core.id());
+    drain(core)
+}
+
+/// Node 0 of `peers`, leader of term 1 with an empty log, every follower acknowledged and so in
+/// Replicate state.
+fn replicating_leader(peers: usize, config: CoreConfig) -> Core {
+    let mut leader = Core::new(0, peers, config, 1, 0);
+    elect(&mut leader, 1);
+    for peer in 1..peers {
+        leader.step(0, peer, ack(1, 0));
+        let pr = leader.progress(peer).expect("a follower");
+        assert_eq!(pr.state, ProgressState::Replicate, "follower {peer}");
+    }
+    drain(&mut leader);
+    leader
+}
+
+fn commands(n: usize) -> Vec<Bytes> {
+    (0..n).map(|i| Bytes::from(format!("c{i}"))).collect()
+}
+
+/// Several cores wired together by hand: sent messages wait in one FIFO queue until delivered.
+struct Sim {
+    cores: Vec<Core>,
+    now: Nanos,
+    queue: VecDeque<(usize, usize, Message)>,
+}
+
+impl Sim {
+    fn new(peers: usize) -> Self {
+        Self {
+            cores: (0..peers).map(|id| new_core(id, peers)).collect(),
+            now: 0,
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn collect(&mut self) {
+        for core in &mut self.cores {
+            let from = core.id();
+            for (to, msg) in core.take_messages() {
+                self.queue.push_back((from, to, msg));
+            }
+        }
+    }
+
+    /// Fires node `id`'s next timer.
+    fn fire(&mut self, id: usize) {
+        self.now = self.now.max(self.cores[id].next_deadline());
+        self.cores[id].tick(self.now);
+        self.collect();
+    }
+
+    /// Delivers queued messages, and those they cause, until none are left. Messages to or from
+    /// a node in `isolated` are lost. Returns how many were delivered.
+    fn settle(&mut self, isolated: &[usize]) -> usize {
+        let mut delivered = 0;
+        while let Some((from, to, msg)) = self.queue.pop_front() {
+            if isolated.contains(&from) || isolated.contains(&to) {
+                continue;
+            }
+            self.cores[to].step(self.now, from, msg);
+            delivered += 1;
+            self.collect();
+        }
+        delivered
+    }
+
+    fn leaders(&self) -> Vec<usize> {
+        self.cores
+            .iter()
+            .filter(|c| c.role() == Role::Leader)
+            .map(Core::id)
+            .collect()
+    }
+}
+
+// ---- elections ---------------------------------------------------------------------------------
+
+#[test]
+fn election_timeouts_are_seeded_and_within_range() {
+    let config = CoreConfig::default();
+    let mut seen = std::collections::HashSet::new();
+    for seed in 0..50 {
+        let a = Core::new(0, 3, config.clone(), seed, 5 * MS);
+        let b = Core::new(0, 3, config.clone(), seed, 5 * MS);
+        assert_eq!(a.next_deadline(), b.next_deadline(), "seed {seed}: replay");
+        let timeout = a.next_deadline() - 5 * MS;
+        assert!(
+            (config.election_timeout_min..config.election_timeout_max).contains(&timeout),
+            "seed {seed}: timeout {timeout}"
+        );
+        seen.insert(timeout);
+    }
+    assert!(
+        seen.len() > 40,
+        "timeouts are randomized: {} distinct",
+        seen.len()
+    );
+}
+
+#[test]
+fn timeout_starts_an_election() {
+    // (log held before the timeout, term before, want RequestVote last index, last term)
+    let cases: [(&[u64], u64, u64, u64); 3] =
+        [(&[], 0, 0, 0), (&[1, 1, 2], 2, 3, 2), (&[4], 4, 1, 4)];
+    for (case, (terms, term_before, last_index, last_term)) in cases.into_iter().enumerate() {
+        let mut core = new_core(0, 3);
+        give_log(&mut core, 2, terms);
+        assert_eq!(core.term(), term_before, "case {case}: term before");
+        let deadline = core.next_deadline();
+
+        core.tick(deadline - 1);
+        assert_eq!(
+            core.role(),
+            Role::Follower,
+            "case {case}: before the timeout"
+        );
+        assert!(
+            !core.has_messages(),
+            "case {case}: nothing sent before the timeout"
+        );
+
+        core.tick(deadline);
+        assert_eq!(core.role(), Role::Candidate, "case {case}: role");
+        assert_eq!(core.term(), term_before + 1, "case {case}: term + 1");
+        assert_eq!(core.voted_for(), Some(0), "case {case}: votes for itself");
+        assert_eq!(core.leader(), None, "case {case}: no leader known");
+        assert_eq!(core.stats().elections_started, 1, "case {case}: counted");
+        let timeout = core.next_deadline() - deadline;
+        assert!(
+            (300 * MS..600 * MS).contains(&timeout),
+            "case {case}: a new randomized timeout, got {timeout}"
+        );
+        let want = request_vote(term_before + 1, last_index, last_term);
+        assert_eq!(
+            drain(&mut core),
+            vec![(1, want.clone()), (2, want)],
+            "case {case}: RequestVote to every other node"
+        );
+    }
+}
+
+#[test]
+fn candidate_times_out_into_the_next_term() {
+    let mut core = new_core(1, 3);
+    campaign_to(&mut core, 1);
+    core.step(0, 0, vote(1, false));
+    let deadline = core.next_deadline();
+    core.tick(deadline);
+    assert_eq!(core.role(), Role::Candidate);
+    assert_eq!(core.term(), 2);
+    assert_eq!(core.voted_for(), Some(1));
+    let sent = drain(&mut core);
+    assert_eq!(sent.len(), 2, "a fresh RequestVote to each peer: {sent:?}");
+    assert!(sent.iter().all(|(_, m)| *m == request_vote(2, 0, 0)));
+}
+
+#[test]
+fn majority_of_votes_makes_a_leader() {
+    // (peers, replies in order as (from, granted), how many replies until leader or None)
+    type Case = (usize, &'static [(usize, bool)], Option<usize>);
+    let cases: [Case; 6] = [
+        (3, &[(1, true)], Some(1)),
+        (3, &[(1, false), (2, true)], Some(2)),
+        (3, &[(1, false), (2, false)], None),
+        // A duplicated grant counts once.
+        (5, &[(1, true), (1, true), (2, false), (3, true)], Some(4)),
+        (5, &[(1, true), (1, true), (1, true)], None),
+        (4, &[(1, true), (2, true)], Some(2)),
+    ];
+    for (case, (peers, replies, leader_after)) in cases.into_iter().enumerate() {
+        let mut core = new_core(0, peers);
+        campaign_to(&mut core, 1);
+        for (n, &(from, granted)) in replies.iter().enumerate() {
+            core.step(0, from, vote(1, granted));
+            let want = if leader_after.is_some_and(|k| n + 1 >= k) {
+                Role::Leader
+            } else {
+                Role::Candidate
+            };
+            assert_eq!(core.role(), want, "case {case}: role after reply {n}");
+        }
+        assert_eq!(core.term(), 1, "case {case}: term unchanged");
+        if leader_after.is_some() {
+            assert_eq!(core.leader(), Some(0), "case {case}: knows it leads");
+            assert_eq!(core.stats().elections_won, 1, "case {case}: counted");
+            let sent = drain(&mut core);
+            for peer in 1..peers {
+                let heartbeats = appends_to(&sent, peer);
+                assert_eq!(
+                    heartbeats.len(),
+                    1,
+                    "case {case}: announces itself to {peer}"
+                );
+                assert_eq!(heartbeats[0].term, 1, "case {case}: in its term");
+            }
+            assert_eq!(sent.len(), peers - 1, "case {case}: nothing else: {sent:?}");
+        }
+    }
+}
+
+#[test]
+fn single_node_elects_itself() {
+    let mut core = new_core(0, 1);
+    let deadline = core.next_deadline();
+    core.tick(deadline);
+    assert_eq!(core.role(), Role::Leader);
+    assert_eq!(core.term(), 1);
+    assert!(!core.has_messages());
+    assert_eq!(core.propose(deadline, commands(2)), Some((1, 2)));
+    assert_eq!(core.commit_index(), 2, "a cluster of one commits on append");
+    assert_eq!(core.apply_range(), Some((1, 2)));
+}
+
+#[test]
+fn split_vote_elects_nobody_and_retries_in_a_later_term() {
+    let mut sim = Sim::new(4);
+    // Nodes 0 and 1 time out together; each wins one voter, which is not a majority of four.
+    sim.now = sim.cores[0]
+        .next_deadline()
+        .max(sim.cores[1].next_deadline());
+    let now = sim.now;
+    sim.cores[0].tick(now);
+    sim.cores[1].tick(now);
+    sim.collect();
+    let order = [(0, 2), (1, 3), (0, 3), (1, 2), (0, 1), (1, 0)];
+    let mut requests: Vec<_> = sim.queue.drain(..).collect();
+    for (from, to) in order {
+        let at = requests
+            .iter()
+            .position(|(f, t, _)| (*f, *t) == (from, to))
+            .expect("a RequestVote for every pair");
+        let (from, to, msg) = requests.remove(at);
+        sim.cores[to].step(now, from, msg);
+    }
+    assert_eq!(
+        sim.cores[2].voted_for(),
+        Some(0),
+        "first come, first served"
+    );
+    assert_eq!(
+        sim.cores[3].voted_for(),
+        Some(1),
+        "first come, first served"
+    );
+    sim.collect();
+    sim.settle(&[]);
+    assert!(sim.leaders().is_empty(), "nobody has three votes");
+    for id in [0, 1] {
+        assert_eq!(sim.cores[id].role(), Role::Candidate, "node {id}");
+        assert_eq!(sim.cores[id].term(), 1, "node {id}");
+    }
+
+    // The next timeout starts term 2, and with no competitor node 0 now wins.
+    sim.fire(0);
+    assert_eq!(sim.cores[0].term(), 2);
+    sim.settle(&[]);
+    assert_eq!(sim.leaders(), vec![0]);
+    assert!(sim.cores.iter().all(|c| c.term() == 2));
+}
+
+#[test]
+fn one_vote_per_term() {
+    let mut core = new_core(0, 3);
+    // (from, request term, want granted, want term, want voted_for)
+    let script = [
+        (1, 1, true, 1, Some(1)),
+        (2, 1, false, 1, Some(1)), // already voted in term 1
+        (1, 1, true, 1, Some(1)),  // the same candidate asking again
+        (2, 2, true, 2, Some(2)),  // a new term, a new vote
+        (1, 2, false, 2, Some(2)),
+    ];
+    for (step, (from, term, granted, want_term, want_vote)) in script.into_iter().enumerate() {
+        core.step(0, from, request_vote(term, 0, 0));
+        let reply = the_vote_reply(&drain(&mut core), from);
+        assert_eq!(reply.granted, granted, "step {step}: granted");
+        assert_eq!(reply.term, want_term, "step {step}: reply term");
+        assert_eq!(core.term(), want_term, "step {step}: term");
+        assert_eq!(core.voted_for(), want_vote, "step {step}: voted_for");
+    }
+}
+
+#[test]
+fn candidates_and_leaders_do_not_vote_for_others_in_their_term() {
+    let mut candidate = new_core(0, 3);
+    campaign_to(&mut candidate, 1);
+    candidate.step(0, 1, request_vote(1, 5, 1));
+    assert!(!the_vote_reply(&drain(&mut candidate), 1).granted);
+    assert_eq!(candidate.voted_for(), Some(0));
+
+    let mut leader = new_core(0, 3);
+    elect(&mut leader, 1);
+    leader.step(0, 2, request_vote(1, 5, 1));
+    assert!(!the_vote_reply(&drain(&mut leader), 2).granted);
+    assert_eq!(leader.role(), Role::Leader);
+}
+
+#[test]
+fn vote_only_for_an_up_to_date_log() {
+    // The voter holds [1 1 2]. (candidate's last index, last term, want granted)
+    let cases = [
+        (3, 2, true),  // same last entry
+        (4, 2, true),  // same last term, longer
+        (2, 2, false), // same last term, shorter
+        (1, 3, true),  // later last term wins even if shorter
+        (9, 1, false), // earlier last term loses even if longer
+        (0, 0, false), // empty
+    ];
+    for (case, (last_index, last_term, granted)) in cases.into_iter().enumerate() {
+        let mut voter = new_core(0, 3);
+        give_log(&mut voter, 2, &[1, 1, 2]);
+        voter.step(0, 1, request_vote(3, last_index, last_term));
+        let reply = the_vote_reply(&drain(&mut voter), 1);
+        assert_eq!(reply.granted, granted, "case {case}: granted");
+        assert_eq!(reply.term, 3, "case {case}: reply term");
+        assert_eq!(voter.term(), 3, "case {case}: adopts the term either way");
+        let want_vote = granted.then_some(1);
+        assert_eq!(voter.voted_for(), want_vote, "case {case}: voted_for");
+    }
+}
+
+#[test]
+fn stale_log_cannot_win_against_up_to_date_voters() {
+    let mut sim = Sim::new(3);
+    sim.fire(0);
+    sim.settle(&[]);
+    assert_eq!(sim.leaders(), vec![0]);
+    // Node 2 misses an entry that nodes 0 and 1 commit.
+    sim.cores[0].propose(sim.now, commands(1));
+    sim.collect();
+    sim.settle(&[2]);
+    assert_eq!(sim.cores[0].commit_index(), 1);
+
+    // Node 2 campaigns: both others refuse it (its log is behind), though they adopt its term.
+    sim.fire(2);
+    sim.settle(&[]);
+    assert_eq!(sim.cores[2].role(), Role::Candidate, "node 2 lost");
+    assert!(sim.leaders().is_empty(), "node 0 stepped down to term 2");
+    assert!(sim.cores.iter().all(|c| c.term() == 2));
+    assert_eq!(sim.cores[0].voted_for(), None);
+    assert_eq!(sim.cores[1].voted_for(), None);
+
+    // Node 1 holds the entry and wins term 3; node 2 votes for it.
+    sim.fire(1);
+    sim.settle(&[]);
+    assert_eq!(sim.leaders(), vec![1]);
+    assert_eq!(sim.cores[2].voted_for(), Some(1));
+}
+
+#[test]
+fn higher_term_in_any_message_makes_a_follower() {
+    // Every node starts holding [1] from node 2 as leader of term 1, then is put in `role`.
+    // A message of term 5 from node 1 arrives; a RequestVote from an out-of-date log, so that
+    // the vote it clears is not given again.
+    let messages = [
+        ("RequestVote", request_vote(5, 0, 0), None),
+        ("RequestVoteReply", vote(5, false), None),
+        ("AppendEntries", append(5, (0, 0), &[], 0), Some(1)),
+        ("AppendEntriesReply", reject(5, 0, 0, 1), None),
+    ];
+    let roles = [Role::Follower, Role::Candidate, Role::Leader];
+    let mut case = 0;
+    for role in roles {
+        for (kind, msg, want_leader) in messages.iter().cloned() {
+            let mut core = new_core(0, 3);
+            give_log(&mut core, 2, &[1]);
+            match role {
+                Role::Follower => {
+                    core.step(0, 1, request_vote(1, 1, 1));
+                    assert_eq!(core.voted_for(), Some(1), "case {case}: set up a vote");
+                }
+                Role::Candidate => campaign_to(&mut core, 2),
+                Role::Leader => {
+                    elect(&mut core, 2);
+                }
+            }
+            drain(&mut core);
+            let step_downs = core.stats().step_downs;
+
+            core.step(0, 1, msg);
+            assert_eq!(
+                core.role(),
+                Role::Follower,
+                "case {case} ({role:?}, {kind}): role"
+            );
+            assert_eq!(core.term(), 5, "case {case} ({role:?}, {kind}): term");
+            assert_eq!(
+                core.voted_for(),
+                None,
+                "case {case} ({role:?}, {kind}): vote cleared"
+            );
+            assert_eq!(
+                core.leader(),
+                want_leader,
+                "case {case} ({role:?}, {kind}): leader"
+            );
+            let want_step_downs = step_downs + u64::from(role == Role::Leader);
+            assert_eq!(
+                core.stats().step_downs,
+                want_step_downs,
+                "case {case} ({role:?}, {kind}): step-downs counted"
+            );
+            case += 1;
+        }
+    }
+}
+
+#[test]
+fn lower_term_messages_are_rejected_or_ignored() {
+    // A follower of term 3 holding [1 2 3], whose leader is node 2.
+    let mut follower = new_core(0, 3);
+    give_log(&mut follower, 2, &[1, 2, 3]);
+    let deadline = follower.next_deadline();
+
+    // A RequestVote of term 2 is refused, with the current term for the candidate to catch up.
+    follower.step(0, 1, request_vote(2, 9, 3));
+    let reply = the_vote_reply(&drain(&mut follower), 1);
+    assert_eq!(
+        reply,
+        RequestVoteReply {
+            term: 3,
+            granted: false
+        }
+    );
+    assert_eq!(follower.voted_for(), None);
+
+    // An AppendEntries of term 2 is refused and changes nothing, not even the election timer.
+    follower.step(0, 1, append(2, (3, 3), &[2], 3));
+    let reply = the_append_reply(&drain(&mut follower), 1);
+    assert!(!reply.success, "stale AppendEntries refused");
+    assert_eq!(reply.term, 3);
+    assert_eq!(log_terms(&follower), vec![1, 2, 3]);
+    assert_eq!(follower.commit_index(), 0);
+    assert_eq!(follower.leader(), Some(2));
+    assert_eq!(follower.next_deadline(), deadline, "timer not reset");
+    assert_eq!(follower.term(), 3);
+
+    // A candidate of term 4 ignores a grant from term 3 (which would have made it leader).
+    let mut candidate = new_core(0, 3);
+    campaign_to(&mut candidate, 4);
+    candidate.step(0, 1, vote(3, true));
+    assert_eq!(candidate.role(), Role::Candidate, "old grant ignored");
+    assert!(!candidate.has_messages());
+
+    // A leader of term 4 ignores AppendEntriesReply of term 3 (see also `replies_from_an_older_term_are_ignored`).
+    let mut leader = new_core(0, 3);
+    elect(&mut leader, 4);
+    leader.step(0, 1, reject(3, 0, 0, 1));
+    assert!(!leader.has_messages());
+    assert_eq!(leader.role(), Role::Leader);
+    assert_eq!(leader.term(), 4);
+}
+
+#[test]
+fn only_a_granted_vote_resets_the_election_timer() {
+    // (voter's log, request term, candidate's last index and term, want granted)
+    let cases: [(&[u64], u64, u64, u64, bool); 3] = [
+        (&[], 1, 0, 0, true),
+        (&[1, 1], 1, 2, 1, true),
+        // Same term, but the candidate's log is behind: no vote, no reset.
+        (&[1, 1], 1, 1, 1, false),
+    ];
+    for (case, (terms, term, last_index, last_term, granted)) in cases.into_iter().enumerate() {
+        let mut voter = new_core(0, 3);
+        give_log(&mut voter, 2, terms);
+        let deadline = voter.next_deadline();
+        let now = deadline - MS;
+
+        voter.step(now, 1, request_vote(term, last_index, last_term));
+        let reply = the_vote_reply(&drain(&mut voter), 1);
+        assert_eq!(reply.granted, granted, "case {case}: granted");
+        if granted {
+            assert!(
+                voter.next_deadline() >= now + 300 * MS,
+                "case {case}: timer restarted at the vote"
+            );
+        } else {
+            assert_eq!(voter.next_deadline(), deadline, "case {case}: timer kept");
+        }
+        voter.tick(deadline);
+        let want = if granted {
+            Role::Follower
+        } else {
+            Role::Candidate
+        };
+        assert_eq!(voter.role(), want, "case {case}: role at the old deadline");
+    }
+}
+
+// ---- AppendEntries receiver --------------------------------------------------------------------
+
+#[test]
+fn append_entries_consistency_check() {
+    // The follower holds [1 1 2 2] from node 1, leader of term 2; node 1 now leads term 3.
+    // (prev index, prev term, want success, want reply index, want conflict term and index)
+    let cases = [
+        (4, 2, true, 4, 0, 0),
+        (2, 1, true, 2, 0, 0),
+        (0, 0, true, 0, 0, 0),
+        (5, 2, false, 5, 0, 5), // log too short: continue from our end
+        (9, 3, false, 9, 0, 5),
+        (3, 3, false, 3, 2, 3), // term 2 at 3, which starts at 3
+        (4, 3, false, 4, 2, 3),
+        (1, 2, false, 1, 1, 1),
+    ];
+    for (case, (prev, prev_term, success, index, c_term, c_index)) in cases.into_iter().enumerate()
+    {
+        let mut follower = new_core(0, 3);
+        give_log(&mut follower, 1, &[1, 1, 2, 2]);
+        follower.step(0, 1, append(3, (prev, prev_term), &[], 0));
+        let reply = the_append_reply(&drain(&mut follower), 1);
+        let want = AppendEntriesReply {
+            term: 3,
+            success,
+            index,
+            conflict_term: c_term,
+            conflict_index: c_index,
+        };
+        assert_eq!(
+            reply, want,
+            "case {case}: reply to prev ({prev}, {prev_term})"
+        );
+        assert_eq!(
+            log_terms(&follower),
+            vec![1, 1, 2, 2],
+            "case {case}: log kept"
+        );
+        assert_eq!(
+            follower.leader(),
+            Some(1),
+            "case {case}: leader known either way"
+        );
+    }
+}
+
+#[test]
+fn append_entries_truncates_only_at_a_conflict() {
+    // The follower holds [1 1 2 2 2] (from leader 1 of term 2); node 1 leads term 3.
+    // (prev index, prev term, entries, want log, want reply index)
+    type Case = (u64, u64, &'static [u64], &'static [u64], u64);
+    let cases: [Case; 8] = [
+        // Conflict at 3: everything from 3 goes.
+        (2, 1, &[3], &[1, 1, 3], 3),
+        // Entry 4 matches, entry 5 conflicts.
+        (3, 2, &[2, 3], &[1, 1, 2, 2, 3], 5),
+        (4, 2, &[3, 3, 3], &[1, 1, 2, 2, 3, 3, 3], 7),
+        // Everything matches: nothing is truncated, whatever follows is kept.
+        (1, 1, &[1, 2], &[1, 1, 2, 2, 2], 3),
+        (0, 0, &[], &[1, 1, 2, 2, 2], 0),
+        (0, 0, &[1, 1, 2, 2, 2], &[1, 1, 2, 2, 2], 5),
+        // Matching prefix, then new entries.
+        (0, 0, &[1, 1, 2, 2, 2, 3], &[1, 1, 2, 2, 2, 3], 6),
+        (5, 2, &[3, 3], &[1, 1, 2, 2, 2, 3, 3], 7),
+    ];
+    for (case, (prev, prev_term, entries, want_log, want_index)) in cases.into_iter().enumerate() {
+        let mut follower = new_core(0, 3);
+        give_log(&mut follower, 1, &[1, 1, 2, 2, 2]);
+        follower.step(0, 1, append(3, (prev, prev_term), entries, 0));
+        let reply = the_append_reply(&drain(&mut follower), 1);
+        assert!(reply.success, "case {case}: success");
+        assert_eq!(reply.index, want_index, "case {case}: reply index");
+        assert_eq!(log_terms(&follower), want_log, "case {case}: log");
+        // Every entry now holds what the leader of its term wrote there.
+        for (index, command) in (1..).zip(log_commands(&follower)) {
+            let term = want_log[index as usize - 1];
+            assert_eq!(command, cmd(term, index), "case {case}: command at {index}");
+        }
+    }
+}
+
+#[test]
+fn stale_shorter_append_after_a_longer_one_truncates_nothing() {
+    let mut follower = new_core(0, 3);
+    let long = append(1, (0, 0), &[1, 1, 1, 1], 0);
+    let short = append(1, (0, 0), &[1, 1], 0);
+    follower.step(0, 1, long);
+    assert_eq!(the_append_reply(&drain(&mut follower), 1).index, 4);
+    // The network delivers the older, shorter message late.
+    follower.step(0, 1, short);
+    let reply = the_append_reply(&drain(&mut follower), 1);
+    assert!(reply.success);
+    assert_eq!(reply.index, 2, "it vouches only for what it carried");
+    assert_eq!(log_terms(&follower), vec![1, 1, 1, 1], "nothing lost");
+}
+
+#[test]
+fn follower_commit_is_min_of_leader_commit_and_last_new_entry() {
+    // The follower starts with [1 1 1] from leader 1 of term 1, commit 0. Steps are cumulative.
+    // (prev index, entries, leader commit, want commit)
+    let script: [(u64, &[u64], u64, u64); 7] = [
+        (3, &[], 2, 2),
+        (1, &[], 3, 2),     // vouches only up to 1: min(3, 1), and never backwards
+        (2, &[1], 10, 3),   // last new entry is 3 (entry 3 matched, nothing appended)
+        (3, &[1, 1], 4, 4), // leader commit below the last new entry
+        (5, &[], 10, 5),
+        (5, &[1], 5, 5),
+        (0, &[], 9, 5), // a heartbeat at the start of the log vouches for nothing
+    ];
+    let mut follower = new_core(0, 3);
+    give_log(&mut follower, 1, &[1, 1, 1]);
+    for (step, (prev, entries, leader_commit, want)) in script.into_iter().enumerate() {
+        follower.step(0, 1, append(1, (prev, 1.min(prev)), entries, leader_commit));
+        assert!(
+            the_append_reply(&drain(&mut follower), 1).success,
+            "step {step}"
+        );
+        assert_eq!(follower.commit_index(), want, "step {step}: commit index");
+    }
+    assert_eq!(follower.apply_range(), Some((1, 5)));
+    follower.advance_applied(3);
+    assert_eq!(follower.apply_range(), Some((4, 5)));
+    follower.advance_applied(5);
+    assert_eq!(follower.apply_range(), None);
+    assert_eq!(follower.last_applied(), 5);
+
+    // A rejected AppendEntries moves nothing.
+    follower.step(0, 1, append(1, (9, 1), &[], 9));
+    assert!(!the_append_reply(&drain(&mut follower), 1).success);
+    assert_eq!(follower.commit_index(), 5);
+}
+
+#[test]
+fn candidate_steps_down_on_append_entries_of_its_term() {
+    let mut core = new_core(0, 3);
+    campaign_to(&mut core, 2);
+    let deadline = core.next_deadline();
+    let now = deadline - MS;
+    core.step(now, 1, append(2, (0, 0), &[2], 0));
+    assert_eq!(core.role(), Role::Follower);
+    assert_eq!(core.term(), 2, "same term");
+    assert_eq!(core.leader(), Some(1));
+    assert_eq!(core.voted_for(), Some(0), "its vote in term 2 stands");
+    assert!(core.next_deadline() >= now + 300 * MS, "timer restarted");
+    let reply = the_append_reply(&drain(&mut core), 1);
+    assert!(reply.success);
+    assert_eq!(log_terms(&core), vec![2]);
+}
+
+#[test]
+fn append_entries_from_the_leader_resets_the_election_timer() {
+    let mut core = new_core(0, 3);
+    let mut now = 0;
+    for round in 0..10 {
+        now = core.next_deadline() - MS;
+        core.step(now, 1, append(1, (0, 0), &[], 0));
+        drain(&mut core);
+        assert!(core.next_deadline() > now + MS, "round {round}");
+    }
+    core.tick(now + 299 * MS);
+    assert_eq!(
+        core.role(),
+        Role::Follower,
+        "no election while the leader is heard"
+    );
+    assert!(!core.has_messages());
+}
+
+// ---- leader ------------------------------------------------------------------------------------
+
+#[test]
+fn propose_on_a_follower_or_candidate_appends_nothing() {
+    let mut follower = new_core(0, 3);
+    assert_eq!(follower.propose(0, commands(3)), None);
+    let mut candidate = new_core(0, 3);
+    campaign_to(&mut candidate, 1);
+    assert_eq!(candidate.propose(0, commands(3)), None);
+    for core in [&follower, &candidate] {
+        assert_eq!(core.log().last_index(), 0);
+        assert!(!core.has_messages());
+    }
+}
+
+#[test]
+fn leader_commits_by_majority_of_match_indices() {
+    // Leader 0 of 5 appends entries 1..=5 in term 1; replies come from followers as (from,
+    // index); the commit index is the highest index held by three nodes.
+    let cases: [(&[(usize, u64)], u64); 6] = [
+        (&[(1, 5)], 0),
+        (&[(1, 5), (2, 5)], 5),
+        (&[(1, 5), (2, 3)], 3),
+        (&[(1, 1), (2, 2), (3, 3), (4, 4)], 3),
+        (&[(4, 4), (4, 4), (4, 4)], 0), // one follower, however often
+        (&[(1, 2), (2, 5), (1, 5)], 5),
+    ];
+    for (case, (acks, want)) in cases.into_iter().enumerate() {
+        let mut leader = replicating_leader(5, CoreConfig::default());
+        leader.propose(0, commands(5));
+        drain(&mut leader);
+        for &(from, index) in acks {
+            leader.step(0, from, ack(1, index));
+        }
+        assert_eq!(leader.commit_index(), want, "case {case}: commit index");
+        // The followers hear of it with the next AppendEntries.
+        let deadline = leader.next_deadline();
+        leader.tick(deadline);
+        for (to, msg) in drain(&mut leader) {
+            let Message::AppendEntries(a) = msg else {
+                panic!("case {case}: a leader sends only AppendEntries, got {msg:?}");
+            };
+            assert_eq!(a.leader_commit, want, "case {case}: leader commit to {to}");
+        }
+    }
+}
+
+#[test]
+fn leader_commits_only_entries_of_its_own_term() {
+    // Figure 8: leader 0 of 5 holds [1 2], where entry 2 (term 2) did not commit in term 2.
+    let mut leader = new_core(0, 5);
+    leader.step(0, 1, append(2, (0, 0), &[1, 2], 1));
+    drain(&mut leader);
+    assert_eq!(leader.commit_index(), 1);
+    elect(&mut leader, 4);
+
+    // Entry 2 reaches a majority (0, 1, 2) in term 4, but is not committed by counting: a
+    // leader of term 3 that never saw it could still overwrite it.
+    leader.step(0, 1, ack(4, 2));
+    leader.step(0, 2, ack(4, 2));
+    assert_eq!(leader.progress(1).map(|p| p.match_index), Some(2));
+    assert_eq!(leader.progress(2).map(|p| p.match_index), Some(2));
+    assert_eq!(
+        leader.commit_index(),
+        1,
+        "entry of term 2 not committed in term 4"
+    );
+
+    // An entry of term 4 on a majority commits itself and, with it, entry 2.
+    assert_eq!(leader.propose(0, commands(1)), Some((3, 3)));
+    leader.step(0, 1, ack(4, 3));
+    assert_eq!(leader.commit_index(), 1, "only two of five hold entry 3");
+    leader.step(0, 2, ack(4, 3));
+    assert_eq!(leader.commit_index(), 3);
+    assert_eq!(leader.apply_range(), Some((1, 3)));
+}
+
+#[test]
+fn leader_sends_heartbeats_at_the_interval() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    let interval = CoreConfig::default().heartbeat_interval;
+    let mut due = leader.next_deadline();
+    for round in 0..5 {
+        leader.tick(due - 1);
+        assert!(
+            !leader.has_messages(),
+            "round {round}: nothing before the interval"
+        );
+        leader.tick(due);
+        let sent = drain(&mut leader);
+        assert_eq!(sent.len(), 2, "round {round}: one per follower: {sent:?}");
+        for peer in [1, 2] {
+            let heartbeat = &appends_to(&sent, peer)[0];
+            assert!(heartbeat.entries.is_empty(), "round {round}: empty");
+            assert_eq!(heartbeat.term, 1, "round {round}: term");
+        }
+        assert_eq!(
+            leader.next_deadline(),
+            due + interval,
+            "round {round}: next"
+        );
+        due += interval;
+    }
+    assert_eq!(leader.role(), Role::Leader, "a leader never times out");
+    assert_eq!(leader.term(), 1);
+}
+
+#[test]
+fn propose_ships_one_append_entries_per_follower_per_batch() {
+    let small = CoreConfig {
+        max_append_entries: 4,
+        ..CoreConfig::default()
+    };
+    let few_bytes = CoreConfig {
+        max_append_bytes: 250,
+        ..CoreConfig::default()
+    };
+    // (peers, config, commands, command size, want entries per AppendEntries to each follower)
+    let cases: [(usize, CoreConfig, usize, usize, &[usize]); 6] = [
+        (3, CoreConfig::default(), 1, 8, &[1]),
+        (3, CoreConfig::default(), 10, 8, &[10]),
+        (5, CoreConfig::default(), 100, 8, &[100]),
+        (5, CoreConfig::default(), 3, 1 << 20, &[1, 1, 1]), // each alone reaches the byte cap
+        (3, small, 10, 8, &[4, 4, 2]),
+        (3, few_bytes, 5, 100, &[2, 2, 1]),
+    ];
+    for (case, (peers, config, n, size, want)) in cases.into_iter().enumerate() {
+        let mut leader = replicating_leader(peers, config);
+        let batch: Vec<Bytes> = (0..n).map(|_| Bytes::from(vec![7u8; size])).collect();
+        assert_eq!(
+            leader.propose(0, batch),
+            Some((1, n as u64)),
+            "case {case}: indices"
+        );
+        let sent = drain(&mut leader);
+        for peer in 1..peers {
+            let appends = appends_to(&sent, peer);
+            let sizes: Vec<usize> = appends.iter().map(|a| a.entries.len()).collect();
+            assert_eq!(sizes, want, "case {case}: batches to {peer}");
+            let mut prev = 0;
+            for a in &appends {
+                assert_eq!(a.prev_log_index, prev, "case {case}: contiguous to {peer}");
+                assert!(a.entries.iter().all(|e| e.term == 1), "case {case}: term");
+                prev += a.entries.len() as u64;
+            }
+        }
+        assert_eq!(
+            sent.len(),
+            (peers - 1) * want.len(),
+            "case {case}: nothing else"
+        );
+    }
+}
+
+#[test]
+fn empty_proposal_sends_nothing() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    assert_eq!(leader.propose(0, Vec::new()), Some((1, 0)));
+    assert!(!leader.has_messages());
+    assert_eq!(leader.log().last_index(), 0);
+}
+
+// ---- pipelining --------------------------------------------------------------------------------
+
+#[test]
+fn replicate_state_pipelines_up_to_the_window() {
+    let config = CoreConfig {
+        max_inflight: 3,
+        ..CoreConfig::default()
+    };
+    let mut leader = replicating_leader(3, config);
+
+    // Five proposals, one command each, with no acks: three AppendEntries go out to each
+    // follower, then the window is full.
+    // (proposal, want AppendEntries per follower, want next_index, want in flight)
+    let script = [
+        (1, 1, 2, 1),
+        (2, 1, 3, 2),
+        (3, 1, 4, 3),
+        (4, 0, 4, 3),
+        (5, 0, 4, 3),
+    ];
+    for (index, sends, next, inflight) in script {
+        assert_eq!(leader.propose(0, commands(1)), Some((index, index)));
+        let sent = drain(&mut leader);
+        for peer in [1, 2] {
+            let appends = appends_to(&sent, peer);
+            assert_eq!(appends.len(), sends, "proposal {index}: sends to {peer}");
+            if let Some(a) = appends.first() {
+                assert_eq!(a.prev_log_index, index - 1, "proposal {index}: prev");
+                assert_eq!(a.entries.len(), 1, "proposal {index}: entries");
+            }
+            let pr = leader.progress(peer).expect("follower");
+            assert_eq!(pr.state, ProgressState::Replicate, "proposal {index}");
+            assert_eq!(pr.next_index, next, "proposal {index}: next to {peer}");
+            assert_eq!(pr.inflights.len(), inflight, "proposal {index}: in flight");
+            assert_eq!(pr.is_paused(), inflight == 3, "proposal {index}: paused");
+        }
+    }
+
+    // A heartbeat still goes out while paused, and does not take a slot.
+    let deadline = leader.next_deadline();
+    leader.tick(deadline);
+    let sent = drain(&mut leader);
+    assert_eq!(sent.len(), 2);
+    for peer in [1, 2] {
+        let hb = &appends_to(&sent, peer)[0];
+        assert!(hb.entries.is_empty());
+        assert_eq!(hb.prev_log_index, 3, "just before next_index");
+        assert_eq!(leader.progress(peer).map(|p| p.inflights.len()), Some(3));
+    }
+
+    // The first ack frees one slot: everything pending goes in one AppendEntries.
+    leader.step(0, 1, ack(1, 1));
+    let sent = drain(&mut leader);
+    let appends = appends_to(&sent, 1);
+    assert_eq!(appends.len(), 1, "resumed: {sent:?}");
+    assert_eq!(appends[0].prev_log_index, 3);
+    assert_eq!(entry_terms(&appends[0].entries), vec![1, 1]);
+    assert!(
+        appends_to(&sent, 2).is_empty(),
+        "follower 2 is still paused"
+    );
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!((pr.match_index, pr.next_index), (1, 6));
+    assert!(pr.is_paused(), "window full again: 2, 3 and 5 in flight");
+    assert_eq!(leader.commit_index(), 1);
+
+    // Acks for the rest empty the window; nothing is left to send.
+    leader.step(0, 1, ack(1, 5));
+    assert!(!leader.has_messages());
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!((pr.match_index, pr.next_index), (5, 6));
+    assert!(pr.inflights.is_empty());
+    assert_eq!(leader.commit_index(), 5);
+}
+
+#[test]
+fn new_leader_probes_before_streaming() {
+    let mut leader = new_core(0, 3);
+    elect(&mut leader, 1);
+    // The probe from the election is outstanding: a proposal does not stream past it.
+    assert_eq!(leader.propose(0, commands(2)), Some((1, 2)));
+    assert!(!leader.has_messages(), "paused while probing");
+    assert_eq!(
+        leader.progress(1).map(|p| p.state),
+        Some(ProgressState::Probe)
+    );
+    // The probe's answer switches to Replicate and sends what waited.
+    leader.step(0, 1, ack(1, 0));
+    let sent = drain(&mut leader);
+    let appends = appends_to(&sent, 1);
+    assert_eq!(appends.len(), 1);
+    assert_eq!(appends[0].prev_log_index, 0);
+    assert_eq!(appends[0].entries.len(), 2);
+    assert_eq!(
+        leader.progress(1).map(|p| p.state),
+        Some(ProgressState::Replicate)
+    );
+}
+
+#[test]
+fn rejection_in_replicate_falls_back_to_probing() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    for _ in 0..3 {
+        leader.propose(0, commands(2));
+    }
+    drain(&mut leader);
+    leader.step(0, 1, ack(1, 2));
+    drain(&mut leader);
+    // The batch after index 2 was lost: the follower rejects the next one (prev 4), holding 2.
+    leader.step(0, 1, reject(1, 4, 0, 3));
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!(pr.state, ProgressState::Probe);
+    assert_eq!((pr.match_index, pr.next_index), (2, 3));
+    let sent = drain(&mut leader);
+    let appends = appends_to(&sent, 1);
+    assert_eq!(appends.len(), 1, "one probe");
+    assert_eq!(appends[0].prev_log_index, 2);
+    assert_eq!(entry_terms(&appends[0].entries), vec![1, 1, 1, 1]);
+    // The rejection of the batch after it (prev 6) is stale: the probe is outstanding.
+    leader.step(0, 1, reject(1, 6, 0, 3));
+    assert!(!leader.has_messages());
+}
+
+// ---- fast backtracking -------------------------------------------------------------------------
+
+#[test]
+fn backtracking_skips_a_term_per_round_trip() {
+    // The leader (node 0 of 3) holds the log below and leads term 8; node 1 holds each case's
+    // log. Each case lists the prev_log_index of every AppendEntries until one succeeds.
+    const LEADER: &[u64] = &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+    let cases: [(&str, &[u64], &[u64]); 9] = [
+        ("empty", &[], &[10, 0]),
+        ("shorter by one", &[1, 1, 1, 4, 4, 5, 5, 6, 6], &[10, 9]),
+        ("much shorter", &[1, 1, 1, 4], &[10, 4]),
+        (
+            "longer, same last term",
+            &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6],
+            &[10],
+        ),
+        (
+            "longer, later term",
+            &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7],
+            &[10],
+        ),
+        // Too short, then its term 4 runs past the leader's: skip to the leader's last 4.
+        ("shorter, conflicting", &[1, 1, 1, 4, 4, 4, 4], &[10, 7, 5]),
+        // Terms 3 and 2 the leader never had: one round trip each.
+        (
+            "conflicting by two terms",
+            &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+            &[10, 6, 3],
+        ),
+        (
+            "longer, conflicting",
+            &[1, 1, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4],
+            &[10, 5],
+        ),
+        ("no common entry", &[2, 2, 2, 3, 3], &[10, 5, 3, 0]),
+    ];
+    for (case, (name, follower_log, want_probes)) in cases.into_iter().enumerate() {
+        let mut leader = new_core(0, 3);
+        give_log(&mut leader, 2, LEADER);
+        let mut follower = new_core(1, 3);
+        give_log(&mut follower, 2, follower_log);
+        let mut sent = elect(&mut leader, 8);
+
+        let mut probes = Vec::new();
+        loop {
+            let appends = appends_to(&sent, 1);
+            assert_eq!(
+                appends.len(),
+                1,
+                "case {case} ({name}): one probe per round trip"
+            );
+            let probe = appends[0].clone();
+            probes.push(probe.prev_log_index);
+            assert!(
+                probes.len() <= 10,
+                "case {case} ({name}): no progress: {probes:?}"
+            );
+            follower.step(0, 0, Message::AppendEntries(probe));
+            let reply = the_append_reply(&drain(&mut follower), 0);
+            leader.step(0, 1, Message::AppendEntriesReply(reply.clone()));
+            sent = drain(&mut leader);
+            if reply.success {
+                break;
+            }
+        }
+        assert_eq!(probes, want_probes, "case {case} ({name}): probes");
+        let pr = leader.progress(1).expect("follower");
+        assert_eq!(pr.match_index, 10, "case {case} ({name}): match");
+        assert_eq!(pr.state, ProgressState::Replicate, "case {case} ({name})");
+        assert_eq!(
+            log_terms(&follower)[..10],
+            *LEADER,
+            "case {case} ({name}): follower holds the leader's log"
+        );
+        // Entries past the match survive unless they conflicted with what the probe carried.
+        let want_last = if follower_log.starts_with(LEADER) {
+            follower_log.len()
+        } else {
+            LEADER.len()
+        };
+        assert_eq!(
+            follower.log().last_index(),
+            want_last as u64,
+            "case {case} ({name}): nothing truncated without a conflict"
+        );
+
+        // The leader's next entry replaces whatever the follower held beyond the match.
+        leader.propose(0, commands(1));
+        for (_, msg) in drain(&mut leader).into_iter().filter(|(to, _)| *to == 1) {
+            follower.step(0, 0, msg);
+        }
+        assert_eq!(
+            log_terms(&follower),
+            log_terms(&leader),
+            "case {case} ({name})"
+        );
+        assert_eq!(
+            log_commands(&follower),
+            log_commands(&leader),
+            "case {case} ({name})"
+        );
+    }
+}
+
+#[test]
+fn follower_cut_off_for_several_terms_catches_up_in_one_rejection() {
+    // Node 2 is cut off while nodes 0 and 1 take turns leading terms 1 to 4, each appending 20
+    // entries in the first three.
+    let mut sim = Sim::new(3);
+    sim.fire(0);
+    sim.settle(&[]);
+    for round in 0..3 {
+        let leader = sim.leaders()[0];
+        sim.cores[leader].propose(sim.now, commands(20));
+        sim.collect();
+        sim.settle(&[2]);
+        let next = 1 - leader;
+        sim.fire(next);
+        sim.settle(&[2]);
+        assert_eq!(sim.leaders(), vec![next], "round {round}");
+    }
+    let leader = sim.leaders()[0];
+    assert_eq!(sim.cores[leader].term(), 4);
+    assert_eq!(sim.cores[leader].log().last_index(), 60);
+    assert_eq!(sim.cores[2].log().last_index(), 0);
+
+    // Back in touch: the probe at 60 is rejected with "my log ends at 0", and the next one
+    // carries all 60 entries.
+    sim.fire(leader);
+    let mut to_node_2 = Vec::new();
+    while let Some((from, to, msg)) = sim.queue.pop_front() {
+        if let (2, Message::AppendEntries(a)) = (to, &msg) {
+            to_node_2.push((a.prev_log_index, a.entries.len()));
+        }
+        sim.cores[to].step(sim.now, from, msg);
+        sim.collect();
+    }
+    assert_eq!(to_node_2, vec![(60, 0), (0, 60)]);
+    assert_eq!(log_terms(&sim.cores[2]), log_terms(&sim.cores[leader]));
+    assert_eq!(sim.cores[2].term(), 4);
+}
+
+// ---- stale replies -----------------------------------------------------------------------------
+
+#[test]
+fn stale_or_duplicated_success_never_moves_progress_backwards() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    for _ in 0..5 {
+        leader.propose(0, commands(1));
+    }
+    drain(&mut leader);
+    // (reply index from follower 1, want match, want next, want commit)
+    let script = [
+        (2, 2, 6, 2),
+        (1, 2, 6, 2), // older
+        (2, 2, 6, 2), // duplicated
+        (5, 5, 6, 5),
+        (3, 5, 6, 5),
+        (0, 5, 6, 5),
+    ];
+    for (step, (index, want_match, want_next, want_commit)) in script.into_iter().enumerate() {
+        leader.step(0, 1, ack(1, index));
+        let pr = leader.progress(1).expect("follower");
+        assert_eq!(pr.match_index, want_match, "step {step}: match");
+        assert_eq!(pr.next_index, want_next, "step {step}: next");
+        assert_eq!(pr.state, ProgressState::Replicate, "step {step}: state");
+        assert_eq!(leader.commit_index(), want_commit, "step {step}: commit");
+        assert!(!leader.has_messages(), "step {step}: nothing to resend");
+    }
+}
+
+#[test]
+fn rejection_of_an_old_probe_is_ignored() {
+    // The leader holds five entries of term 1 and leads term 2; follower 1 holds two.
+    let mut leader = new_core(0, 3);
+    give_log(&mut leader, 2, &[1, 1, 1, 1, 1]);
+    let sent = elect(&mut leader, 2);
+    assert_eq!(appends_to(&sent, 1)[0].prev_log_index, 5);
+    // A heartbeat re-sends the same probe.
+    let deadline = leader.next_deadline();
+    leader.tick(deadline);
+    assert_eq!(appends_to(&drain(&mut leader), 1)[0].prev_log_index, 5);
+
+    // The first rejection moves the probe to the follower's end.
+    leader.step(0, 1, reject(2, 5, 0, 3));
+    let sent = drain(&mut leader);
+    assert_eq!(appends_to(&sent, 1)[0].prev_log_index, 2);
+    assert_eq!(leader.progress(1).map(|p| p.next_index), Some(3));
+
+    // (rejected index, hint) of replies that answer no outstanding probe
+    let stale = [(5, 1), (5, 3), (4, 1), (9, 1)];
+    for (case, (index, hint)) in stale.into_iter().enumerate() {
+        leader.step(0, 1, reject(2, index, 0, hint));
+        assert!(!leader.has_messages(), "case {case}: nothing sent");
+        let pr = leader.progress(1).expect("follower");
+        assert_eq!(pr.next_index, 3, "case {case}: next kept");
+        assert_eq!(pr.state, ProgressState::Probe, "case {case}");
+    }
+
+    // The answer to the outstanding probe is believed.
+    leader.step(0, 1, ack(2, 5));
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!((pr.match_index, pr.next_index), (5, 6));
+    assert_eq!(pr.state, ProgressState::Replicate);
+
+    // In Replicate, a rejection at or below the match index is stale too.
+    drain(&mut leader);
+    leader.step(0, 1, reject(2, 4, 0, 1));
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!((pr.match_index, pr.next_index), (5, 6));
+    assert_eq!(pr.state, ProgressState::Replicate);
+    assert!(!leader.has_messages());
+}
+
+#[test]
+fn replies_from_an_older_term_are_ignored() {
+    // The leader of term 3 holds [1 1 1]; its probes to both followers are outstanding.
+    // (reply from an earlier term)
+    let cases = [
+        ack(2, 3),
+        ack(1, 2),
+        reject(2, 3, 0, 1),
+        reject(2, 3, 1, 1),
+        vote(2, true),
+        vote(2, false),
+    ];
+    for (case, reply) in cases.into_iter().enumerate() {
+        let mut leader = new_core(0, 3);
+        give_log(&mut leader, 2, &[1, 1, 1]);
+        elect(&mut leader, 3);
+        leader.step(0, 1, reply);
+        assert_eq!(leader.role(), Role::Leader, "case {case}");
+        assert_eq!(leader.term(), 3, "case {case}");
+        assert!(!leader.has_messages(), "case {case}: nothing sent");
+        let pr = leader.progress(1).expect("follower");
+        assert_eq!(
+            (pr.match_index, pr.next_index),
+            (0, 4),
+            "case {case}: progress"
+        );
+        assert_eq!(pr.state, ProgressState::Probe, "case {case}: state");
+        assert_eq!(leader.commit_index(), 0, "case {case}: commit");
+    }
+}
+
+// ---- a whole cluster ---------------------------------------------------------------------------
+
+#[test]
+fn three_nodes_elect_replicate_commit_and_apply() {
+    let mut sim = Sim::new(3);
+    sim.fire(1);
+    sim.settle(&[]);
+    assert_eq!(sim.leaders(), vec![1]);
+    assert!(
+        sim.cores
+            .iter()
+            .all(|c| c.term() == 1 && c.leader() == Some(1))
+    );
+
+    let batch = commands(3);
+    assert_eq!(sim.cores[1].propose(sim.now, batch.clone()), Some((1, 3)));
+    sim.collect();
+    sim.settle(&[]);
+    assert_eq!(sim.cores[1].commit_index(), 3, "leader commits");
+    // Followers learn the commit index from the next AppendEntries.
+    sim.fire(1);
+    sim.settle(&[]);
+    for core in &mut sim.cores {
+        assert_eq!(core.commit_index(), 3, "node {}", core.id());
+        assert_eq!(core.apply_range(), Some((1, 3)), "node {}", core.id());
+        assert_eq!(log_commands(core), batch, "node {}", core.id());
+        core.advance_applied(3);
+    }
+}
+
+#[test]
+fn the_same_inputs_give_the_same_outputs() {
+    let run = || {
+        let mut sim = Sim::new(5);
+        let mut transcript = Vec::new();
+        for round in 0..4 {
+            let next = (0..5)
+                .min_by_key(|&i| sim.cores[i].next_deadline())
+                .expect("nodes");
+            sim.fire(next);
+            if let Some(&leader) = sim.leaders().first() {
+                sim.cores[leader].propose(sim.now, commands(round + 1));
+                sim.collect();
+            }
+            while let Some((from, to, msg)) = sim.queue.pop_front() {
+                transcript.push((sim.now, from, to, msg.clone()));
+                sim.cores[to].step(sim.now, from, msg);
+                sim.collect();
+            }
+        }
+        transcript
+    };
+    let first = run();
+    assert!(
+        first.len() > 10,
+        "something happened: {} messages",
+        first.len()
+    );
+    assert_eq!(first, run());
+}
