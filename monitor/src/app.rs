@@ -1,0 +1,614 @@
+//! The dashboard's state: what it last read from the cluster, what it derived from the readings
+//! (throughput history, events), and what the person at the keyboard chose (selected node,
+//! pause, help). No terminal and no clock in here: samples come with the time they were taken,
+//! keys come as values, so every behaviour is testable as a plain function call.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use zeroraft_engine::Role;
+
+use crate::control::{Control, Rate, Sample};
+
+/// How many per-second throughput points are kept (one minute).
+pub const HISTORY_SECONDS: usize = 60;
+/// How many events the log keeps.
+const MAX_EVENTS: usize = 200;
+
+/// What an event is about, which decides its colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A node started an election.
+    Election,
+    /// A node won an election, or the cluster's leader changed.
+    Leader,
+    /// A leader stepped down.
+    StepDown,
+    /// Something the person did.
+    Action,
+}
+
+/// One line of the event log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// When it was seen, from the start of the dashboard.
+    pub at: Duration,
+    /// What it is about.
+    pub kind: EventKind,
+    /// What happened.
+    pub text: String,
+}
+
+/// Something the dashboard asks of the cluster in answer to a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Leave the dashboard.
+    Quit,
+    /// Connect this node.
+    Connect(usize),
+    /// Disconnect this node.
+    Disconnect(usize),
+    /// Disconnect whichever node leads now.
+    CutLeader,
+    /// Split the nodes into a random majority and minority; with `leader_in_minority` the
+    /// current leader is put on the minority side (it loses its majority), else on the majority
+    /// side (followers fall behind).
+    Partition {
+        /// Which side the current leader goes to.
+        leader_in_minority: bool,
+    },
+    /// Reconnect every node and clear every fault: reliable network, no long reordering.
+    Heal,
+    /// Turn the unreliable network on or off.
+    SetUnreliable(bool),
+    /// Turn long reordering on or off.
+    SetLongReordering(bool),
+    /// Change the client load.
+    SetRate(Rate),
+}
+
+/// Which side of the network a node is on, as derived from the links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// In a group that holds a majority of the nodes.
+    Majority,
+    /// In a group of two or more that is not a majority.
+    Minority,
+    /// Alone.
+    Isolated,
+}
+
+/// The dashboard state. See the module docs.
+#[derive(Debug)]
+pub struct App {
+    nodes: usize,
+    /// The latest sample ingested. `None` before the first.
+    sample: Option<Sample>,
+    /// When `sample` was taken.
+    now: Duration,
+    /// Committed entries per second, one point per elapsed second, oldest first.
+    /// Invariant: at most [`HISTORY_SECONDS`] points.
+    history: VecDeque<u64>,
+    /// The start of the current one-second bucket and the highest commit index then.
+    bucket: Option<(Duration, u64)>,
+    events: VecDeque<Event>,
+    /// The node keys act on. Invariant: `selected < nodes`.
+    selected: usize,
+    paused: bool,
+    help: bool,
+    /// The cluster's leader as last seen, to report changes.
+    leader: Option<(usize, u64)>,
+    elections: u64,
+    leader_changes: u64,
+    rng: fastrand::Rng,
+}
+
+impl App {
+    /// A dashboard for `nodes` nodes. `seed` drives the random partitions.
+    ///
+    /// # Panics
+    ///
+    /// If `nodes` is 0.
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        assert!(nodes > 0, "a dashboard needs at least one node");
+        Self {
+            nodes,
+            sample: None,
+            now: Duration::ZERO,
+            history: VecDeque::with_capacity(HISTORY_SECONDS),
+            bucket: None,
+            events: VecDeque::new(),
+            selected: 0,
+            paused: false,
+            help: false,
+            leader: None,
+            elections: 0,
+            leader_changes: 0,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// Number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.nodes
+    }
+
+    /// The latest sample shown, if any.
+    pub fn sample(&self) -> Option<&Sample> {
+        self.sample.as_ref()
+    }
+
+    /// Time of the latest sample, from the start of the dashboard.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Committed entries per second over the last minute, oldest first.
+    pub fn history(&self) -> &VecDeque<u64> {
+        &self.history
+    }
+
+    /// Committed entries per second over the last full second, if one has passed.
+    pub fn commits_per_second(&self) -> Option<u64> {
+        self.history.back().copied()
+    }
+
+    /// The event log, oldest first.
+    pub fn events(&self) -> &VecDeque<Event> {
+        &self.events
+    }
+
+    /// The node keys act on.
+    pub fn selected(&self) -> usize {
+        self.selected
+    }
+
+    /// Whether the display is frozen.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Whether the help overlay is shown.
+    pub fn help(&self) -> bool {
+        self.help
+    }
+
+    /// Elections started, summed over nodes, since the dashboard started.
+    pub fn elections(&self) -> u64 {
+        self.elections
+    }
+
+    /// Times the cluster's leader changed since the dashboard started.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes
+    }
+
+    /// The node that leads in the highest term any live node leads, with that term.
+    pub fn leader(&self) -> Option<(usize, u64)> {
+        leader_of(self.sample.as_ref()?)
+    }
+
+    /// The highest commit index any node knows.
+    pub fn commit_index(&self) -> u64 {
+        self.sample.as_ref().map_or(0, max_commit)
+    }
+
+    /// Where node `i` stands in the network as of the latest sample.
+    pub fn reach(&self, i: usize) -> Reach {
+        let Some(sample) = &self.sample else {
+            return Reach::Majority;
+        };
+        let group = group_of(sample, i).len();
+        if group * 2 > self.nodes {
+            Reach::Majority
+        } else if group > 1 {
+            Reach::Minority
+        } else {
+            Reach::Isolated
+        }
+    }
+
+    /// The network's groups (nodes that reach each other both ways), largest first, when the
+    /// network is split; empty when every node reaches every other.
+    pub fn groups(&self) -> Vec<Vec<usize>> {
+        let Some(sample) = &self.sample else {
+            return Vec::new();
+        };
+        let mut seen = vec![false; self.nodes];
+        let mut groups = Vec::new();
+        for i in 0..self.nodes {
+            if !seen[i] {
+                let group = group_of(sample, i);
+                for &j in &group {
+                    seen[j] = true;
+                }
+                groups.push(group);
+            }
+        }
+        if groups.len() == 1 {
+            return Vec::new();
+        }
+        groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+        groups
+    }
+
+    /// Takes in a sample read at `at` (from the start of the dashboard): updates the throughput
+    /// history and logs what changed. While paused, samples are ignored; the first one after
+    /// the pause starts a fresh throughput bucket.
+    pub fn ingest(&mut self, sample: Sample, at: Duration) {
+        if self.paused {
+            return;
+        }
+        let commit = max_commit(&sample);
+        match self.bucket {
+            None => self.bucket = Some((at, commit)),
+            Some((start, base)) => {
+                let elapsed = at.saturating_sub(start);
+                if elapsed >= Duration::from_millis(950) {
+                    let per_second =
+                        (commit.saturating_sub(base) as f64 / elapsed.as_secs_f64()).round() as u64;
+                    if self.history.len() == HISTORY_SECONDS {
+                        self.history.pop_front();
+                    }
+                    self.history.push_back(per_second);
+                    self.bucket = Some((at, commit));
+                }
+            }
+        }
+        self.now = at;
+        self.log_changes(&sample);
+        self.sample = Some(sample);
+    }
+
+    /// Compares `next` with the previous sample and logs elections, wins, step-downs and
+    /// leader changes.
+    fn log_changes(&mut self, next: &Sample) {
+        let at = self.now;
+        let mut found = Vec::new();
+        if let Some(prev) = &self.sample {
+            for (old, new) in prev.statuses.iter().zip(&next.statuses) {
+                let started = new.elections_started.saturating_sub(old.elections_started);
+                if started > 0 {
+                    self.elections += started;
+                    let times = if started == 1 {
+                        String::new()
+                    } else {
+                        format!(" ({started} times)")
+                    };
+                    found.push((
+                        EventKind::Election,
+                        format!("n{} started an election, term {}{times}", new.id, new.term),
+                    ));
+                }
+                if new.elections_won > old.elections_won {
+                    found.push((
+                        EventKind::Leader,
+                        format!("n{} won the election for term {}", new.id, new.term),
+                    ));
+                }
+                if new.step_downs > old.step_downs {
+                    found.push((
+                        EventKind::StepDown,
+                        format!("n{} stepped down, now term {}", new.id, new.term),
+                    ));
+                }
+            }
+        } else {
+            self.elections = next.statuses.iter().map(|s| s.elections_started).sum();
+        }
+        let leader = leader_of(next);
+        if leader.map(|l| l.0) != self.leader.map(|l| l.0) {
+            let text = match (self.leader, leader) {
+                (_, Some((l, term))) => {
+                    self.leader_changes += u64::from(self.leader.is_some());
+                    format!("leader is n{l} (term {term})")
+                }
+                (Some((l, _)), None) => format!("no leader (n{l} lost it)"),
+                (None, None) => unreachable!("equal leaders are not a change"),
+            };
+            found.push((EventKind::Leader, text));
+        }
+        self.leader = leader;
+        for (kind, text) in found {
+            self.push_event(at, kind, text);
+        }
+    }
+
+    fn push_event(&mut self, at: Duration, kind: EventKind, text: String) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(Event { at, kind, text });
+    }
+
+    /// Logs something the person did.
+    pub fn log_action(&mut self, text: String) {
+        self.push_event(self.now, EventKind::Action, text);
+    }
+
+    /// Interprets a key. Keys that only change the view (selection, pause, help) take effect
+    /// here and give `None`; keys that ask something of the cluster give the [`Action`] to
+    /// [`perform`](App::perform).
+    pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && matches!(key.code, KeyCode::Char('c' | 'C')) {
+            return Some(Action::Quit);
+        }
+        if self.help {
+            // Any key closes the help overlay; `q` still quits.
+            self.help = false;
+            return (key.code == KeyCode::Char('q')).then_some(Action::Quit);
+        }
+        let sample = self.sample.as_ref();
+        let unreliable = sample.is_some_and(|s| s.network.unreliable);
+        let reordering = sample.is_some_and(|s| s.network.long_reordering);
+        let rate = sample.map_or(Rate::default(), |s| s.load.rate);
+        match key.code {
+            KeyCode::Char('q') => Some(Action::Quit),
+            KeyCode::Char('?') => {
+                self.help = true;
+                None
+            }
+            KeyCode::Char(c @ '0'..='9') => {
+                let i = usize::from(c as u8 - b'0');
+                if i < self.nodes {
+                    self.selected = i;
+                }
+                None
+            }
+            KeyCode::Left | KeyCode::Up | KeyCode::Char('k') | KeyCode::BackTab => {
+                self.selected = (self.selected + self.nodes - 1) % self.nodes;
+                None
+            }
+            KeyCode::Right | KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                self.selected = (self.selected + 1) % self.nodes;
+                None
+            }
+            KeyCode::Char(' ' | 'p') => {
+                self.paused = !self.paused;
+                if !self.paused {
+                    self.bucket = None;
+                }
+                None
+            }
+            KeyCode::Char('d') => {
+                let connected = self.reach(self.selected) != Reach::Isolated || self.nodes == 1;
+                Some(if connected {
+                    Action::Disconnect(self.selected)
+                } else {
+                    Action::Connect(self.selected)
+                })
+            }
+            KeyCode::Char('l') => Some(Action::CutLeader),
+            KeyCode::Char('m') => Some(Action::Partition {
+                leader_in_minority: true,
+            }),
+            KeyCode::Char('M') => Some(Action::Partition {
+                leader_in_minority: false,
+            }),
+            KeyCode::Char('h') => Some(Action::Heal),
+            KeyCode::Char('u') => Some(Action::SetUnreliable(!unreliable)),
+            KeyCode::Char('r') => Some(Action::SetLongReordering(!reordering)),
+            KeyCode::Char('+' | '=') => Some(Action::SetRate(rate.raised())),
+            KeyCode::Char('-' | '_') => Some(Action::SetRate(rate.lowered())),
+            _ => None,
+        }
+    }
+
+    /// Carries out `action` on the cluster and logs it. [`Action::Quit`] does nothing here.
+    pub fn perform(&mut self, action: Action, control: &dyn Control) {
+        let text = match action {
+            Action::Quit => return,
+            Action::Connect(i) => {
+                control.connect(i);
+                format!("reconnected n{i}")
+            }
+            Action::Disconnect(i) => {
+                control.disconnect(i);
+                format!("disconnected n{i}")
+            }
+            Action::CutLeader => match self.leader() {
+                Some((l, term)) => {
+                    control.disconnect(l);
+                    format!("cut off leader n{l} (term {term})")
+                }
+                None => "no leader to cut off".to_owned(),
+            },
+            Action::Partition { leader_in_minority } => {
+                let groups = self.random_partition(leader_in_minority);
+                control.partition(&groups);
+                let mut text = String::from("partition");
+                for g in &groups {
+                    let _ = write!(text, " {}", show_group(g));
+                }
+                match self.leader() {
+                    Some((l, _)) if leader_in_minority => {
+                        let _ = write!(text, ", leader n{l} in the minority");
+                    }
+                    Some((l, _)) => {
+                        let _ = write!(text, ", leader n{l} in the majority");
+                    }
+                    None => {}
+                }
+                text
+            }
+            Action::Heal => {
+                let all: Vec<usize> = (0..self.nodes).collect();
+                control.partition(&[all]);
+                control.set_unreliable(false);
+                control.set_long_reordering(false);
+                "healed: all connected, reliable, no reordering".to_owned()
+            }
+            Action::SetUnreliable(on) => {
+                control.set_unreliable(on);
+                format!("network {}", if on { "unreliable" } else { "reliable" })
+            }
+            Action::SetLongReordering(on) => {
+                control.set_long_reordering(on);
+                format!("long reordering {}", if on { "on" } else { "off" })
+            }
+            Action::SetRate(rate) => {
+                control.set_rate(rate);
+                format!("client load {rate}")
+            }
+        };
+        self.log_action(text);
+        // Show the new network state at once rather than at the next refresh.
+        if let Some(sample) = &mut self.sample {
+            let fresh = control.sample();
+            sample.links = fresh.links;
+            sample.network = fresh.network;
+            sample.load.rate = fresh.load.rate;
+        }
+    }
+
+    /// A random split into a majority and a minority (of `(n - 1) / 2` nodes, at least one),
+    /// majority first, each sorted. The leader, if any, goes where asked.
+    fn random_partition(&mut self, leader_in_minority: bool) -> Vec<Vec<usize>> {
+        let n = self.nodes;
+        let minority_len = ((n - 1) / 2).max(1).min(n);
+        let mut others: Vec<usize> = (0..n).collect();
+        let leader = self.leader().map(|l| l.0);
+        if let Some(l) = leader {
+            others.retain(|&i| i != l);
+        }
+        self.rng.shuffle(&mut others);
+        let mut minority = Vec::with_capacity(minority_len);
+        let mut majority = Vec::with_capacity(n);
+        if let Some(l) = leader {
+            if leader_in_minority {
+                minority.push(l);
+            } else {
+                majority.push(l);
+            }
+        }
+        for i in others {
+            if minority.len() < minority_len {
+                minority.push(i);
+            } else {
+                majority.push(i);
+            }
+        }
+        minority.sort_unstable();
+        majority.sort_unstable();
+        vec![majority, minority]
+    }
+
+    /// One line summing up the latest sample, for the headless mode.
+    pub fn summary_line(&self) -> String {
+        let mut line = format!("t={:>4}s", self.now.as_secs());
+        let Some(sample) = &self.sample else {
+            return line;
+        };
+        match self.leader() {
+            Some((l, term)) => {
+                let _ = write!(line, " leader=n{l} term={term}");
+            }
+            None => line.push_str(" leader=none"),
+        }
+        let _ = write!(
+            line,
+            " commit={} commits/s={} p50={} p99={} rpcs={} bytes={} elections={}",
+            self.commit_index(),
+            self.commits_per_second()
+                .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            show_latency(sample.load.recent.p50),
+            show_latency(sample.load.recent.p99),
+            sample.network.rpc_total,
+            sample.network.bytes_total,
+            self.elections,
+        );
+        line
+    }
+
+    /// The closing summary of a run of `elapsed`, for the headless mode.
+    pub fn final_summary(&self, elapsed: Duration) -> String {
+        let secs = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+        let commit = self.commit_index();
+        let (rpcs, bytes, latency, committed) =
+            self.sample
+                .as_ref()
+                .map_or((0, 0, Default::default(), 0), |s: &Sample| {
+                    (
+                        s.network.rpc_total,
+                        s.network.bytes_total,
+                        s.load.overall,
+                        s.load.committed,
+                    )
+                });
+        format!(
+            "summary: {secs:.1} s, {} nodes, commit index {commit} ({:.0}/s), {committed} client commands committed, \
+             latency p50 {} p99 {}, {} elections, {} leader changes, {rpcs} RPCs, {bytes} bytes",
+            self.nodes,
+            commit as f64 / secs,
+            show_latency(latency.p50),
+            show_latency(latency.p99),
+            self.elections,
+            self.leader_changes,
+        )
+    }
+}
+
+/// The highest commit index in a sample.
+fn max_commit(sample: &Sample) -> u64 {
+    sample
+        .statuses
+        .iter()
+        .map(|s| s.commit_index)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The live node leading in the highest term, with that term.
+fn leader_of(sample: &Sample) -> Option<(usize, u64)> {
+    sample
+        .statuses
+        .iter()
+        .filter(|s| s.role == Role::Leader && !s.killed)
+        .max_by_key(|s| s.term)
+        .map(|s| (s.id, s.term))
+}
+
+/// The nodes that reach `i` and are reached by it, directly or through others, sorted.
+fn group_of(sample: &Sample, i: usize) -> Vec<usize> {
+    let n = sample.statuses.len();
+    let both = |a: usize, b: usize| {
+        a == b
+            || (sample.links.get(a * n + b) == Some(&true)
+                && sample.links.get(b * n + a) == Some(&true))
+    };
+    let mut group = vec![i];
+    let mut k = 0;
+    while k < group.len() {
+        let a = group[k];
+        for b in 0..n {
+            if !group.contains(&b) && both(a, b) {
+                group.push(b);
+            }
+        }
+        k += 1;
+    }
+    group.sort_unstable();
+    group
+}
+
+/// `{0,3,4}`.
+pub(crate) fn show_group(group: &[usize]) -> String {
+    let ids: Vec<String> = group.iter().map(|i| i.to_string()).collect();
+    format!("{{{}}}", ids.join(","))
+}
+
+/// A latency in the unit that suits it: `850µs`, `1.25ms`, `3.4s`; `-` when unknown.
+pub(crate) fn show_latency(latency: Option<Duration>) -> String {
+    match latency {
+        None => "-".to_owned(),
+        Some(d) if d < Duration::from_millis(1) => format!("{}µs", d.as_micros()),
+        Some(d) if d < Duration::from_secs(1) => format!("{:.2}ms", d.as_secs_f64() * 1e3),
+        Some(d) => format!("{:.1}s", d.as_secs_f64()),
+    }
+}

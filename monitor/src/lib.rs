@@ -1,0 +1,23 @@
+//! zeroraft-monitor: a live terminal dashboard for a zeroraft cluster.
+//!
+//! It shows each node's role, term, indices and traffic; the leader's replication progress;
+//! committed entries per second and commit latency; the network's faults; and an event log of
+//! elections and leader changes. From the keyboard one can cut nodes off, split the network,
+//! make it unreliable and change the client load, then watch the cluster react.
+//!
+//! The crate is state + pure rendering + an event loop:
+//! - [`Control`] is what the dashboard asks of a cluster; the embedding program implements it.
+//! - [`App`] holds what the dashboard knows and interprets keys, without a terminal or a clock.
+//! - [`ui`] renders an [`App`] into a ratatui buffer (`impl Widget for &App`).
+//! - [`run`] drives all of it in a terminal; [`run_headless`] prints summary lines instead.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod control;
+mod run;
+pub mod ui;
+
+pub use app::{Action, App, Event, EventKind, Reach};
+pub use control::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
+pub use run::{REFRESH, run, run_headless};

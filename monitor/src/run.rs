@@ -1,0 +1,110 @@
+//! The event loops: [`run`] draws the dashboard in the terminal, [`run_headless`] prints a line
+//! a second instead. Both read the cluster through [`Control`] on a fixed tick and never block
+//! the nodes.
+//!
+//! The terminal is put back as it was however [`run`] ends: on return (quit, Ctrl-C, an I/O
+//! error) a guard restores it, and on a panic the hook installed by `ratatui::init` does.
+//! Ctrl-C arrives as a key because the terminal is in raw mode.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use ratatui::DefaultTerminal;
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+
+use crate::app::{Action, App};
+use crate::control::Control;
+
+/// How often the dashboard samples the cluster and redraws.
+pub const REFRESH: Duration = Duration::from_millis(250);
+
+/// Restores the terminal when dropped.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Opens the dashboard on `control` in the terminal and runs it until the person quits or,
+/// if `limit` is given, until that much time has passed. `seed` drives the random partitions.
+/// Returns the final state.
+///
+/// # Errors
+///
+/// An I/O error from the terminal (the terminal is restored first).
+pub fn run(control: &dyn Control, seed: u64, limit: Option<Duration>) -> io::Result<App> {
+    let terminal = ratatui::try_init()?;
+    let _restore = Restore;
+    let mut app = App::new(control.nodes(), seed);
+    event_loop(terminal, control, &mut app, limit)?;
+    Ok(app)
+}
+
+fn event_loop(
+    mut terminal: DefaultTerminal,
+    control: &dyn Control,
+    app: &mut App,
+    limit: Option<Duration>,
+) -> io::Result<()> {
+    let start = Instant::now();
+    app.ingest(control.sample(), start.elapsed());
+    let mut next_tick = start + REFRESH;
+    loop {
+        terminal.draw(|frame| frame.render_widget(&*app, frame.area()))?;
+        let timeout = next_tick.saturating_duration_since(Instant::now());
+        if event::poll(timeout)? {
+            match event::read()? {
+                Event::Key(key) if key.kind != KeyEventKind::Release => match app.handle_key(key) {
+                    Some(Action::Quit) => return Ok(()),
+                    Some(action) => app.perform(action, control),
+                    None => {}
+                },
+                // Resizes and everything else: redraw at the top of the loop.
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        if limit.is_some_and(|limit| now - start >= limit) {
+            return Ok(());
+        }
+        if now >= next_tick {
+            app.ingest(control.sample(), now - start);
+            next_tick += REFRESH;
+            if next_tick < now {
+                // Fell behind (the machine was busy): skip the missed ticks.
+                next_tick = now + REFRESH;
+            }
+        }
+    }
+}
+
+/// Runs for `seconds` without a terminal, writing one summary line per second to `out`, then
+/// the final summary. Returns the final state.
+///
+/// # Errors
+///
+/// An error writing to `out`.
+pub fn run_headless(control: &dyn Control, seconds: u64, out: &mut dyn Write) -> io::Result<App> {
+    let mut app = App::new(control.nodes(), 0);
+    let start = Instant::now();
+    app.ingest(control.sample(), Duration::ZERO);
+    for second in 1..=seconds {
+        let deadline = start + Duration::from_secs(second);
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            // Sample on the dashboard's tick so events are seen as the dashboard would.
+            std::thread::sleep(REFRESH.min(deadline - now));
+            app.ingest(control.sample(), start.elapsed());
+        }
+        writeln!(out, "{}", app.summary_line())?;
+        out.flush()?;
+    }
+    writeln!(out, "{}", app.final_summary(start.elapsed()))?;
+    out.flush()?;
+    Ok(app)
+}

@@ -1,0 +1,469 @@
+//! Rendering: pure functions of an [`App`] into a ratatui [`Buffer`]. Each panel is its own
+//! widget so it can be tested alone; `&App` is the whole screen.
+//!
+//! Layout, top to bottom: a title line; the cluster table; replication (left) beside
+//! throughput (right); network (left) beside the event log (right); a footer with the keys.
+//! At 80x24 with five nodes every panel fits with its borders.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Sparkline, Table, Widget};
+use zeroraft_engine::{ProgressState, Role};
+
+use crate::app::{App, EventKind, Reach, show_group, show_latency};
+
+/// Every key, with what it does, as the help overlay lists them.
+pub const KEYS: [(&str, &str); 14] = [
+    ("0-9", "select a node"),
+    ("←/→ ↑/↓", "select the previous / next node"),
+    ("d", "disconnect / reconnect the selected node"),
+    ("l", "cut off the current leader"),
+    ("m", "random partition, leader in the minority"),
+    ("M", "random partition, leader in the majority"),
+    ("h", "heal: reconnect all, reliable, no reordering"),
+    ("u", "toggle the unreliable network"),
+    ("r", "toggle long reordering of replies"),
+    ("+ / -", "raise / lower the client load"),
+    ("space", "pause / resume the display"),
+    ("?", "show / hide this help"),
+    ("q", "quit (also Ctrl-C)"),
+    ("", "any key closes this help"),
+];
+
+/// The footer: the keys, shortest form.
+const FOOTER: [(&str, &str); 11] = [
+    ("q", "quit"),
+    ("?", "help"),
+    ("0-9←→", "node"),
+    ("d", "dis/connect"),
+    ("l", "cut leader"),
+    ("m/M", "split"),
+    ("h", "heal"),
+    ("u", "unreliable"),
+    ("r", "reorder"),
+    ("+/-", "load"),
+    ("space", "pause"),
+];
+
+const LEADER: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
+const DIM: Style = Style::new().fg(Color::DarkGray);
+const WARN: Style = Style::new().fg(Color::Red);
+
+impl Widget for &App {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let n = self.nodes() as u16;
+        let footer_lines = footer_lines(area.width);
+        let [title, table, middle, bottom, footer] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(n + 3),
+            Constraint::Length((n + 1).max(7)),
+            Constraint::Min(5),
+            Constraint::Length(footer_lines.len() as u16),
+        ])
+        .areas(area);
+        Title(self).render(title, buf);
+        ClusterTable(self).render(table, buf);
+        let [replication, throughput] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(middle);
+        Replication(self).render(replication, buf);
+        Throughput(self).render(throughput, buf);
+        let [network, events] =
+            Layout::horizontal([Constraint::Length(34), Constraint::Min(20)]).areas(bottom);
+        NetworkPanel(self).render(network, buf);
+        EventLog(self).render(events, buf);
+        Paragraph::new(footer_lines).render(footer, buf);
+        if self.help() {
+            Help.render(area, buf);
+        }
+    }
+}
+
+/// The footer's key list, broken into as many lines of `width` columns as it needs.
+pub fn footer_lines(width: u16) -> Vec<Line<'static>> {
+    let width = usize::from(width.max(1));
+    let mut lines = Vec::new();
+    let mut line: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for (key, what) in FOOTER {
+        let len = key.chars().count() + 1 + what.len();
+        if used > 0 && used + 2 + len > width {
+            lines.push(Line::from(std::mem::take(&mut line)));
+            used = 0;
+        }
+        if used > 0 {
+            line.push(Span::raw("  "));
+            used += 2;
+        }
+        line.push(Span::styled(key, Style::new().bold()));
+        line.push(Span::styled(format!(" {what}"), DIM));
+        used += len;
+    }
+    lines.push(Line::from(line));
+    lines
+}
+
+/// The title line: cluster size, uptime, leader, load, and whether the display is paused.
+pub struct Title<'a>(pub &'a App);
+
+impl Widget for Title<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let secs = app.now().as_secs();
+        let mut spans = vec![
+            Span::styled(" zeroraft ", Style::new().bold().reversed()),
+            Span::raw(format!(
+                " {} nodes · up {:02}:{:02}:{:02} · ",
+                app.nodes(),
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            )),
+        ];
+        match app.leader() {
+            Some((l, term)) => spans.push(Span::styled(format!("leader n{l} term {term}"), LEADER)),
+            None => spans.push(Span::styled("no leader", WARN)),
+        }
+        if let Some(sample) = app.sample() {
+            spans.push(Span::raw(format!(" · load {}", sample.load.rate)));
+        }
+        if app.paused() {
+            spans.push(Span::raw(" "));
+            spans.push(Span::styled(
+                " PAUSED ",
+                Style::new().fg(Color::Yellow).reversed(),
+            ));
+        }
+        Line::from(spans).render(area, buf);
+    }
+}
+
+/// One row per node: role, term, leader, indices, network reach and message counters. The
+/// leader's row is green, the selected node is marked with `▶`.
+pub struct ClusterTable<'a>(pub &'a App);
+
+impl Widget for ClusterTable<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let header = Row::new([
+            "", "node", "role", "term", "leads", "commit", "applied", "last", "net", "msg in",
+            "msg out",
+        ])
+        .style(Style::new().bold());
+        let leader = app.leader().map(|l| l.0);
+        let rows = app.sample().map_or_else(Vec::new, |sample| {
+            sample
+                .statuses
+                .iter()
+                .map(|s| {
+                    let mark = if s.id == app.selected() { "▶" } else { "" };
+                    let role = if s.killed {
+                        "killed"
+                    } else {
+                        match s.role {
+                            Role::Leader => "leader",
+                            Role::Candidate => "candidate",
+                            Role::Follower => "follower",
+                        }
+                    };
+                    let (net, net_style) = match app.reach(s.id) {
+                        Reach::Majority => ("ok", Style::new()),
+                        Reach::Minority => ("minor", Style::new().fg(Color::Yellow)),
+                        Reach::Isolated => ("cut", WARN),
+                    };
+                    let style = if Some(s.id) == leader {
+                        LEADER
+                    } else if s.role == Role::Candidate {
+                        Style::new().fg(Color::Yellow)
+                    } else {
+                        Style::new()
+                    };
+                    Row::new([
+                        Cell::from(mark),
+                        Cell::from(format!("n{}", s.id)),
+                        Cell::from(role),
+                        Cell::from(s.term.to_string()),
+                        Cell::from(s.leader.map_or_else(|| "-".to_owned(), |l| format!("n{l}"))),
+                        Cell::from(s.commit_index.to_string()),
+                        Cell::from(s.last_applied.to_string()),
+                        Cell::from(s.last_log_index.to_string()),
+                        Cell::from(Span::styled(net, net_style)),
+                        Cell::from(compact(s.messages_in)),
+                        Cell::from(compact(s.messages_out)),
+                    ])
+                    .style(style)
+                })
+                .collect()
+        });
+        let widths = [
+            Constraint::Length(1),
+            Constraint::Length(4),
+            Constraint::Length(9),
+            Constraint::Length(5),
+            Constraint::Length(5),
+            Constraint::Min(7),
+            Constraint::Min(7),
+            Constraint::Min(7),
+            Constraint::Length(5),
+            Constraint::Length(7),
+            Constraint::Length(7),
+        ];
+        Table::new(rows, widths)
+            .header(header)
+            .column_spacing(1)
+            .block(Block::bordered().title(" cluster "))
+            .render(area, buf);
+    }
+}
+
+/// For the leader, one bar per follower: its match index against the leader's last index.
+pub struct Replication<'a>(pub &'a App);
+
+impl Widget for Replication<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let block = Block::bordered().title(" replication ");
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let leader = app
+            .leader()
+            .and_then(|(l, _)| app.sample().map(|s| s.statuses[l].clone()));
+        let Some(leader) = leader else {
+            Paragraph::new("no leader").style(DIM).render(inner, buf);
+            return;
+        };
+        let last = leader.last_log_index;
+        // "n1 " + bar + " lag 123456 R3": the bar takes what the text leaves.
+        let bar_width = usize::from(inner.width.saturating_sub(3 + 16));
+        let lines: Vec<Line<'_>> = leader
+            .peers
+            .iter()
+            .map(|p| {
+                let lag = last.saturating_sub(p.match_index);
+                let ratio = if last == 0 {
+                    1.0
+                } else {
+                    p.match_index as f64 / last as f64
+                };
+                let filled = ((ratio * bar_width as f64).round() as usize).min(bar_width);
+                let bar_style = if lag == 0 {
+                    Style::new().fg(Color::Green)
+                } else if p.state == ProgressState::Probe {
+                    Style::new().fg(Color::Red)
+                } else {
+                    Style::new().fg(Color::Yellow)
+                };
+                let state = match p.state {
+                    ProgressState::Probe => "P",
+                    ProgressState::Replicate => "R",
+                };
+                Line::from(vec![
+                    Span::raw(format!("n{} ", p.id)),
+                    Span::styled("█".repeat(filled), bar_style),
+                    Span::styled("░".repeat(bar_width - filled), DIM),
+                    Span::raw(format!(" lag {:<7}", compact(lag))),
+                    Span::raw(format!("{state}{:<2}", p.inflight.min(99))),
+                ])
+            })
+            .collect();
+        Paragraph::new(lines).render(inner, buf);
+    }
+}
+
+/// Committed entries per second over the last minute, and the client load's commit latency.
+pub struct Throughput<'a>(pub &'a App);
+
+impl Widget for Throughput<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let block = Block::bordered().title(" throughput (last 60 s) ");
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let history = app.history();
+        let avg = if history.is_empty() {
+            0
+        } else {
+            history.iter().sum::<u64>() / history.len() as u64
+        };
+        let peak = history.iter().copied().max().unwrap_or(0);
+        let now = app
+            .commits_per_second()
+            .map_or_else(|| "-".to_owned(), compact);
+        let (p50, p99) = app
+            .sample()
+            .map_or((None, None), |s| (s.load.recent.p50, s.load.recent.p99));
+        let text = vec![
+            Line::from(vec![
+                Span::styled(format!("{now}/s"), Style::new().bold()),
+                Span::raw(format!(
+                    " now · avg {}/s · max {}/s",
+                    compact(avg),
+                    compact(peak)
+                )),
+            ]),
+            Line::from(format!(
+                "commit latency p50 {} · p99 {}",
+                show_latency(p50),
+                show_latency(p99)
+            )),
+        ];
+        let [numbers, chart] =
+            Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
+        Paragraph::new(text).render(numbers, buf);
+        // The newest points that fit, right-aligned so time runs towards the right edge.
+        let width = usize::from(chart.width);
+        let points: Vec<u64> = history.iter().copied().collect();
+        let shown = &points[points.len().saturating_sub(width)..];
+        let offset = (width - shown.len()) as u16;
+        let chart = Rect {
+            x: chart.x + offset,
+            width: chart.width - offset,
+            ..chart
+        };
+        Sparkline::default()
+            .data(shown)
+            .max(peak.max(1))
+            .style(Style::new().fg(Color::Cyan))
+            .render(chart, buf);
+    }
+}
+
+/// The network's mode, its split, and its traffic totals.
+pub struct NetworkPanel<'a>(pub &'a App);
+
+impl Widget for NetworkPanel<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let block = Block::bordered().title(" network ");
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let Some(sample) = app.sample() else {
+            return;
+        };
+        let net = sample.network;
+        let on_off = |on: bool, yes: &'static str, no: &'static str| {
+            if on {
+                Span::styled(yes, WARN)
+            } else {
+                Span::raw(no)
+            }
+        };
+        let groups = app.groups();
+        let split = if groups.is_empty() {
+            Span::raw("all connected")
+        } else {
+            let shown: Vec<String> = groups.iter().map(|g| show_group(g)).collect();
+            Span::styled(shown.join(" "), Style::new().fg(Color::Yellow))
+        };
+        let cut: Vec<String> = (0..app.nodes())
+            .filter(|&i| app.reach(i) != Reach::Majority)
+            .map(|i| format!("n{i}"))
+            .collect();
+        let cut = if cut.is_empty() {
+            Span::raw("none")
+        } else {
+            Span::styled(cut.join(" "), WARN)
+        };
+        let label = |s: &'static str| Span::styled(format!("{s:<10}"), DIM);
+        let lines = vec![
+            Line::from(vec![
+                label("mode"),
+                on_off(net.unreliable, "unreliable", "reliable"),
+                Span::styled(" · reorder ", DIM),
+                on_off(net.long_reordering, "long", "off"),
+            ]),
+            Line::from(vec![label("groups"), split]),
+            Line::from(vec![label("cut off"), cut]),
+            Line::from(vec![
+                label("RPCs"),
+                Span::raw(compact(net.rpc_total)),
+                Span::styled("  bytes ", DIM),
+                Span::raw(bytes(net.bytes_total)),
+            ]),
+        ];
+        Paragraph::new(lines).render(inner, buf);
+    }
+}
+
+/// The latest events that fit, newest at the bottom, each with its time.
+pub struct EventLog<'a>(pub &'a App);
+
+impl Widget for EventLog<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let block = Block::bordered().title(" events ");
+        let inner = block.inner(area);
+        block.render(area, buf);
+        let rows = usize::from(inner.height);
+        let events = app.events();
+        let lines: Vec<Line<'_>> = events
+            .iter()
+            .skip(events.len().saturating_sub(rows))
+            .map(|e| {
+                let secs = e.at.as_secs();
+                let style = match e.kind {
+                    EventKind::Election => Style::new().fg(Color::Yellow),
+                    EventKind::Leader => Style::new().fg(Color::Green),
+                    EventKind::StepDown => WARN,
+                    EventKind::Action => Style::new().fg(Color::Cyan),
+                };
+                Line::from(vec![
+                    Span::styled(format!("{:02}:{:02} ", secs / 60, secs % 60), DIM),
+                    Span::styled(e.text.as_str(), style),
+                ])
+            })
+            .collect();
+        Paragraph::new(lines).render(inner, buf);
+    }
+}
+
+/// The help overlay: every key in a box in the middle of the screen.
+pub struct Help;
+
+impl Widget for Help {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let width = 56.min(area.width);
+        let height = (KEYS.len() as u16 + 2).min(area.height);
+        let popup = Rect {
+            x: area.x + (area.width - width) / 2,
+            y: area.y + (area.height - height) / 2,
+            width,
+            height,
+        };
+        Clear.render(popup, buf);
+        let lines: Vec<Line<'_>> = KEYS
+            .iter()
+            .map(|(key, what)| {
+                Line::from(vec![
+                    Span::styled(format!(" {key:<8}"), Style::new().bold()),
+                    Span::raw(*what),
+                ])
+            })
+            .collect();
+        Paragraph::new(lines)
+            .block(Block::bordered().title(" keys "))
+            .render(popup, buf);
+    }
+}
+
+/// A count in at most six characters: `12345`, `123.4k`, `12.3M`, `1.2G`.
+pub(crate) fn compact(n: u64) -> String {
+    match n {
+        0..100_000 => n.to_string(),
+        100_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
+/// A byte count with a binary-free decimal unit: `512 B`, `12.3 kB`, `4.5 MB`, `1.2 GB`.
+pub(crate) fn bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
