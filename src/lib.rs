@@ -40,6 +40,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cluster;
 
 pub use zeroraft_engine as engine;

@@ -128,7 +128,11 @@ impl Raft {
         endpoint: Endpoint,
         apply: Sender<ApplyMsg>,
     ) -> Result<Self, ConfigError> {
-        Self::spawn(config, me, peers, endpoint, |shared| ChannelApplier { tx: apply, open: true, shared })
+        Self::spawn(config, me, peers, endpoint, |shared| ChannelApplier {
+            tx: apply,
+            open: true,
+            shared,
+        })
     }
 
     /// Like [`Raft::new`], but committed entries go to `state_machine`, called on the node's own
@@ -158,7 +162,10 @@ impl Raft {
     ) -> Result<Self, ConfigError> {
         config.validate(me, peers)?;
         if endpoint.id() != me || endpoint.nodes() != peers {
-            return Err(ConfigError::EndpointMismatch { endpoint_id: endpoint.id(), endpoint_nodes: endpoint.nodes() });
+            return Err(ConfigError::EndpointMismatch {
+                endpoint_id: endpoint.id(),
+                endpoint_nodes: endpoint.nodes(),
+            });
         }
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
         let seed = seed ^ (me as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
@@ -191,7 +198,12 @@ impl Raft {
             .name(format!("zeroraft-node-{me}"))
             .spawn(move || node.run())
             .expect("failed to spawn a node thread");
-        Ok(Self { handle: Arc::new(Handle { shared, thread: Mutex::new(Some(thread)) }) })
+        Ok(Self {
+            handle: Arc::new(Handle {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
     }
 
     /// Proposes `command`. Returns `(index, term, is_leader)` at once: if this node leads, the
@@ -426,7 +438,9 @@ impl<S: StateMachine> Node<S> {
 
     /// Hands newly committed entries to the state machine, in order.
     fn apply(&mut self) {
-        let Some((from, to)) = self.core.apply_range() else { return };
+        let Some((from, to)) = self.core.apply_range() else {
+            return;
+        };
         for (entry, index) in self.core.log().slice(from, to).iter().zip(from..) {
             self.state_machine.apply(index, entry.term, &entry.command);
         }
@@ -504,7 +518,11 @@ impl StateMachine for ChannelApplier {
         if !self.open {
             return;
         }
-        let mut msg = ApplyMsg { index, term, command: command.clone() };
+        let mut msg = ApplyMsg {
+            index,
+            term,
+            command: command.clone(),
+        };
         loop {
             match self.tx.send_timeout(msg, APPLY_RETRY) {
                 Ok(()) => return,

@@ -1,0 +1,49 @@
+//! Latency: one client, one proposal at a time, from `start` to the leader's apply, with 3 and
+//! 5 nodes. Wall time gives the mean latency; CPU time shows what each commit costs the process
+//! (including any spinning). Percentiles: `cargo run --release --example latency`.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::measurement::{Measurement, WallTime};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use support::{CpuTime, cluster_criterion, cpu_now, wall_now};
+use zeroraft::Config;
+use zeroraft::bench::BenchCluster;
+
+fn run<M: Measurement<Value = Duration>>(
+    c: &mut Criterion<M>,
+    group: &str,
+    clock: fn() -> Duration,
+) {
+    let payload = Bytes::from_static(&[7u8; 16]);
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(1));
+    for nodes in [3, 5] {
+        let cluster = BenchCluster::new(nodes, Config::default());
+        g.bench_function(BenchmarkId::new("one_client", format!("{nodes}n")), |b| {
+            b.iter_custom(|iters| {
+                let t0 = clock();
+                for _ in 0..iters {
+                    cluster.one(&payload);
+                }
+                clock() - t0
+            })
+        });
+    }
+    g.finish();
+}
+
+fn wall(c: &mut Criterion<WallTime>) {
+    run(c, "latency", wall_now);
+}
+
+fn cpu(c: &mut Criterion<CpuTime>) {
+    run(c, "latency_cpu", cpu_now);
+}
+
+criterion_group! { name = wall_group; config = cluster_criterion(WallTime); targets = wall }
+criterion_group! { name = cpu_group; config = cluster_criterion(CpuTime); targets = cpu }
+criterion_main!(wall_group, cpu_group);

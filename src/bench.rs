@@ -1,0 +1,232 @@
+//! Load drivers for measuring the engine: a cluster whose nodes apply through a
+//! [`StateMachine`](crate::engine::StateMachine) that only records progress, and clients that
+//! keep a number of proposals in flight, propose in bursts, or propose one command at a time.
+//!
+//! Used by the criterion benchmarks in `benches/`, the allocation and idle-cost tests, and the
+//! `bench` subcommand of the binary. Nothing here checks agreement (the tester harness in
+//! [`crate::cluster`] does that); this is about cost.
+//!
+//! # Orderings
+//!
+//! Each node's state machine stores its last applied index with `Release` after the entries are
+//! applied; clients load it with `Acquire`. The `waiting` flag and the `Unparker` follow the
+//! usual park protocol: the client sets the flag (`SeqCst`), re-checks the condition, then
+//! parks; a node that stores progress and then sees the flag unparks it. `SeqCst` on both the
+//! flag and the progress store rules out the lost wake-up where each side misses the other's
+//! write.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_utils::CachePadded;
+use crossbeam_utils::sync::{Parker, Unparker};
+use zeroraft_engine::{Config, Network, Raft, StateMachine};
+use zeroraft_transport::NetworkConfig;
+
+/// Progress of every node, shared between the nodes' state machines and the client.
+struct Progress {
+    applied: Box<[CachePadded<AtomicU64>]>,
+    waiting: CachePadded<AtomicBool>,
+    unparker: Unparker,
+}
+
+/// The benchmark's state machine: records the last applied index and wakes a waiting client.
+struct Recorder {
+    id: usize,
+    progress: Arc<Progress>,
+}
+
+impl StateMachine for Recorder {
+    fn apply(&mut self, _index: u64, _term: u64, _command: &Bytes) {}
+
+    fn flush(&mut self, last_index: u64) {
+        self.progress.applied[self.id].store(last_index, SeqCst);
+        if self.progress.waiting.load(SeqCst) {
+            self.progress.unparker.unpark();
+        }
+    }
+}
+
+/// A cluster of engine nodes on a reliable in-memory network, built for measuring.
+pub struct BenchCluster {
+    network: Network,
+    nodes: Vec<Raft>,
+    progress: Arc<Progress>,
+    parker: Parker,
+    /// How long a client spins on progress before parking.
+    client_spin: Duration,
+}
+
+impl BenchCluster {
+    /// Builds `nodes` nodes with `config`, connects them and waits for a leader.
+    ///
+    /// # Panics
+    ///
+    /// If the configuration is invalid or no leader is elected within 10 s.
+    pub fn new(nodes: usize, config: Config) -> Self {
+        let network = Network::new(NetworkConfig::new(nodes)).expect("a valid network");
+        let parker = Parker::new();
+        let progress = Arc::new(Progress {
+            applied: (0..nodes)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
+            waiting: CachePadded::new(AtomicBool::new(false)),
+            unparker: parker.unparker().clone(),
+        });
+        let rafts = (0..nodes)
+            .map(|i| {
+                let endpoint = network.endpoint(i, 7).expect("id in range");
+                let recorder = Recorder {
+                    id: i,
+                    progress: progress.clone(),
+                };
+                Raft::with_state_machine(config.clone(), i, nodes, endpoint, recorder)
+                    .expect("a valid config")
+            })
+            .collect();
+        for i in 0..nodes {
+            network.connect(i);
+        }
+        let cluster = Self {
+            network,
+            nodes: rafts,
+            progress,
+            parker,
+            client_spin: config.spin,
+        };
+        cluster.leader();
+        cluster
+    }
+
+    /// The network, for its counters.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &Raft {
+        &self.nodes[i]
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Always false: a cluster has at least one node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The current leader, waiting up to 10 s for one.
+    ///
+    /// # Panics
+    ///
+    /// If there is no leader within 10 s.
+    pub fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(i) = (0..self.nodes.len()).find(|&i| self.nodes[i].get_state().1) {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "no leader within 10 s");
+            // Polling the published state while the election runs.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The last index node `i` applied.
+    pub fn applied(&self, i: usize) -> u64 {
+        self.progress.applied[i].load(Acquire)
+    }
+
+    /// The last index every node applied.
+    pub fn applied_everywhere(&self) -> u64 {
+        (0..self.nodes.len())
+            .map(|i| self.applied(i))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Waits until `done()` holds: spins for up to the nodes' spin time, then parks until a node
+    /// reports progress (or 10 ms pass, in case the leader changed).
+    fn wait_until(&self, mut done: impl FnMut() -> bool) {
+        if done() {
+            return;
+        }
+        let spin_until = Instant::now() + self.client_spin;
+        while Instant::now() < spin_until {
+            for _ in 0..32 {
+                if done() {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        loop {
+            self.progress.waiting.store(true, SeqCst);
+            if done() {
+                self.progress.waiting.store(false, SeqCst);
+                return;
+            }
+            self.parker.park_timeout(Duration::from_millis(10));
+            self.progress.waiting.store(false, SeqCst);
+            if done() {
+                return;
+            }
+        }
+    }
+
+    /// Proposes on the leader until it accepts, returning the index.
+    fn propose(&self, leader: &mut usize, payload: &Bytes) -> u64 {
+        loop {
+            match self.nodes[*leader].try_start(payload.clone()) {
+                Ok((index, _)) => return index,
+                Err(_) => *leader = self.leader(),
+            }
+        }
+    }
+
+    /// Commits `count` proposals of `payload`, keeping up to `window` of them in flight (not yet
+    /// applied on the leader), and returns once every node applied them all.
+    pub fn closed_loop(&self, count: u64, window: u64, payload: &Bytes) {
+        let mut leader = self.leader();
+        let mut last = 0;
+        for _ in 0..count {
+            let leader_now = leader;
+            self.wait_until(|| last < window + self.applied(leader_now));
+            last = self.propose(&mut leader, payload);
+        }
+        self.wait_until(|| self.applied_everywhere() >= last);
+    }
+
+    /// Commits `count` proposals of `payload` in bursts of `burst` back-to-back `start` calls,
+    /// waiting after each burst until the leader applied it; returns once every node applied
+    /// them all.
+    pub fn bursts(&self, count: u64, burst: u64, payload: &Bytes) {
+        let mut leader = self.leader();
+        let mut last = 0;
+        let mut sent = 0;
+        while sent < count {
+            for _ in 0..burst.min(count - sent) {
+                last = self.propose(&mut leader, payload);
+                sent += 1;
+            }
+            let leader_now = leader;
+            self.wait_until(|| self.applied(leader_now) >= last);
+        }
+        self.wait_until(|| self.applied_everywhere() >= last);
+    }
+
+    /// Proposes one command and waits until the leader applied it. Returns the time from the
+    /// `start` call to the leader's apply being visible to the client.
+    pub fn one(&self, payload: &Bytes) -> Duration {
+        let mut leader = self.leader();
+        let t0 = Instant::now();
+        let index = self.propose(&mut leader, payload);
+        self.wait_until(|| self.applied(leader) >= index);
+        t0.elapsed()
+    }
+}
