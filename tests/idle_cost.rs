@@ -1,0 +1,31 @@
+//! Idle cost: a 5-node cluster with a leader and nothing to do (heartbeats only) must use under
+//! 1% of one core. Alone in its binary, so that the process CPU clock sees only this cluster.
+
+use std::time::{Duration, Instant};
+
+use zeroraft::Config;
+use zeroraft::bench::BenchCluster;
+
+#[test]
+fn idle_five_node_cluster_uses_under_one_percent_of_a_core() {
+    let cluster = BenchCluster::new(5, Config::default());
+    // Let the election settle before measuring.
+    std::thread::sleep(Duration::from_secs(1));
+    let (wall0, cpu0) = (Instant::now(), cpu_time::ProcessTime::now());
+    // The measurement itself: ten seconds of heartbeats.
+    std::thread::sleep(Duration::from_secs(10));
+    let (wall, cpu) = (wall0.elapsed(), cpu0.elapsed());
+    let share = cpu.as_secs_f64() / wall.as_secs_f64();
+    println!(
+        "idle 5-node cluster: {:.3} ms CPU over {:.1} s = {:.3}% of one core",
+        cpu.as_secs_f64() * 1e3,
+        wall.as_secs_f64(),
+        share * 100.0
+    );
+    assert!(
+        share < 0.01,
+        "idle cluster used {:.3}% of one core",
+        share * 100.0
+    );
+    assert!(cluster.leader() < 5);
+}
