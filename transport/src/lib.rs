@@ -38,6 +38,8 @@
 #![forbid(unsafe_code)]
 
 mod inbox;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -177,6 +179,37 @@ enum Command<M> {
     Stop,
 }
 
+/// The fault model's verdict on one message that found its link up: `None` to drop it, or the
+/// delay before delivery. A pure function of its inputs and the sender's generator, so the same
+/// seed gives the same verdicts.
+fn fault_delay(
+    rng: &mut fastrand::Rng,
+    request: bool,
+    reliable: bool,
+    long_reordering: bool,
+) -> Option<Duration> {
+    let mut delay = Duration::ZERO;
+    if !reliable {
+        if rng.u32(0..1000) < DROP_PER_MILLE {
+            return None;
+        }
+        if request {
+            delay = Duration::from_millis(rng.u64(0..=UNRELIABLE_MAX_DELAY_MS));
+        }
+    }
+    if !request && long_reordering && rng.u32(0..LONG_REORDER_OUT_OF) < LONG_REORDER_CHANCE {
+        let spread = rng.u64(0..LONG_REORDER_SPREAD_MS);
+        delay = Duration::from_millis(LONG_REORDER_BASE_MS + rng.u64(0..=spread));
+    }
+    Some(delay)
+}
+
+/// The generator of node `id`'s endpoint, from `seed` (the network's and the endpoint's seeds
+/// combined).
+fn endpoint_rng(seed: u64, id: NodeId) -> fastrand::Rng {
+    fastrand::Rng::with_seed(seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
 /// State shared by the network handle, its endpoints and the scheduler thread.
 struct Shared<M> {
     nodes: usize,
@@ -192,6 +225,8 @@ struct Shared<M> {
     delayed_seq: AtomicU64,
     scheduler: Sender<Command<M>>,
     inbox_capacity: usize,
+    /// [`NetworkConfig::seed`], mixed into every endpoint's generator.
+    seed: u64,
 }
 
 impl<M: Message> Shared<M> {
@@ -216,22 +251,10 @@ impl<M: Message> Shared<M> {
             return;
         }
         let reliable = self.reliable.load(Relaxed);
-        let mut delay = Duration::ZERO;
-        if !reliable {
-            if rng.u32(0..1000) < DROP_PER_MILLE {
-                return;
-            }
-            if request {
-                delay = Duration::from_millis(rng.u64(0..=UNRELIABLE_MAX_DELAY_MS));
-            }
-        }
-        if !request
-            && self.long_reordering.load(Relaxed)
-            && rng.u32(0..LONG_REORDER_OUT_OF) < LONG_REORDER_CHANCE
-        {
-            let spread = rng.u64(0..LONG_REORDER_SPREAD_MS);
-            delay = Duration::from_millis(LONG_REORDER_BASE_MS + rng.u64(0..=spread));
-        }
+        let long_reordering = self.long_reordering.load(Relaxed);
+        let Some(delay) = fault_delay(rng, request, reliable, long_reordering) else {
+            return;
+        };
         if reliable && delay.is_zero() {
             self.deliver(from, to, msg);
         } else {
@@ -308,6 +331,7 @@ impl<M: Message> Network<M> {
             delayed_seq: AtomicU64::new(0),
             scheduler: tx,
             inbox_capacity: config.inbox_capacity,
+            seed: config.seed,
         });
         let for_thread = Arc::downgrade(&shared);
         let scheduler = std::thread::Builder::new()
@@ -330,7 +354,7 @@ impl<M: Message> Network<M> {
     /// the same id receives nothing more; its sends still go out. The node's delivered-request
     /// count ([`Network::rpc_count`]) restarts at 0, as a restarted server's does in the tester.
     /// The endpoint's random generator (delays and drops of what it sends) is derived from
-    /// `seed` and `id`.
+    /// the network's seed ([`NetworkConfig::seed`]), `seed` and `id`.
     ///
     /// Returns `None` if `id` is not a node of this network.
     pub fn endpoint(&self, id: NodeId, seed: u64) -> Option<Endpoint<M>> {
@@ -344,8 +368,7 @@ impl<M: Message> Network<M> {
         ));
         self.shared.inboxes[id].store(Some(inbox.clone()));
         self.shared.stats[id].requests_delivered.store(0, Relaxed);
-        let rng =
-            fastrand::Rng::with_seed(seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let rng = endpoint_rng(self.shared.seed ^ seed, id);
         Some(Endpoint {
             id,
             shared: self.shared.clone(),
