@@ -100,6 +100,8 @@ pub struct App {
     help: bool,
     /// The cluster's leader as last seen, to report changes.
     leader: Option<(usize, u64)>,
+    /// The last node seen leading, to count changes across leaderless spells.
+    last_leader: Option<usize>,
     elections: u64,
     leader_changes: u64,
     rng: fastrand::Rng,
@@ -124,6 +126,7 @@ impl App {
             paused: false,
             help: false,
             leader: None,
+            last_leader: None,
             elections: 0,
             leader_changes: 0,
             rng: fastrand::Rng::with_seed(seed),
@@ -302,7 +305,10 @@ impl App {
         if leader.map(|l| l.0) != self.leader.map(|l| l.0) {
             let text = match (self.leader, leader) {
                 (_, Some((l, term))) => {
-                    self.leader_changes += u64::from(self.leader.is_some());
+                    if self.last_leader.is_some_and(|last| last != l) {
+                        self.leader_changes += 1;
+                    }
+                    self.last_leader = Some(l);
                     format!("leader is n{l} (term {term})")
                 }
                 (Some((l, _)), None) => format!("no leader (n{l} lost it)"),
@@ -377,7 +383,7 @@ impl App {
                 None
             }
             KeyCode::Char('d') => {
-                let connected = self.reach(self.selected) != Reach::Isolated || self.nodes == 1;
+                let connected = self.reach(self.selected) != Reach::Isolated;
                 Some(if connected {
                     Action::Disconnect(self.selected)
                 } else {
@@ -442,7 +448,7 @@ impl App {
                 control.partition(&[all]);
                 control.set_unreliable(false);
                 control.set_long_reordering(false);
-                "healed: all connected, reliable, no reordering".to_owned()
+                "healed: all links up, faults off".to_owned()
             }
             Action::SetUnreliable(on) => {
                 control.set_unreliable(on);

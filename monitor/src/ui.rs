@@ -203,9 +203,9 @@ impl Widget for ClusterTable<'_> {
             Constraint::Length(9),
             Constraint::Length(5),
             Constraint::Length(5),
-            Constraint::Min(7),
-            Constraint::Min(7),
-            Constraint::Min(7),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(8),
             Constraint::Length(5),
             Constraint::Length(7),
             Constraint::Length(7),
@@ -290,7 +290,7 @@ impl Widget for Throughput<'_> {
         let peak = history.iter().copied().max().unwrap_or(0);
         let now = app
             .commits_per_second()
-            .map_or_else(|| "-".to_owned(), compact);
+            .map_or_else(|| "-".to_owned(), per_second);
         let (p50, p99) = app
             .sample()
             .map_or((None, None), |s| (s.load.recent.p50, s.load.recent.p99));
@@ -299,8 +299,8 @@ impl Widget for Throughput<'_> {
                 Span::styled(format!("{now}/s"), Style::new().bold()),
                 Span::raw(format!(
                     " now · avg {}/s · max {}/s",
-                    compact(avg),
-                    compact(peak)
+                    per_second(avg),
+                    per_second(peak)
                 )),
             ]),
             Line::from(format!(
@@ -366,7 +366,7 @@ impl Widget for NetworkPanel<'_> {
         } else {
             Span::styled(cut.join(" "), WARN)
         };
-        let label = |s: &'static str| Span::styled(format!("{s:<10}"), DIM);
+        let label = |s: &'static str| Span::styled(format!("{s:<8}"), DIM);
         let lines = vec![
             Line::from(vec![
                 label("mode"),
@@ -455,6 +455,16 @@ pub(crate) fn compact(n: u64) -> String {
         100_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
         1_000_000..1_000_000_000 => format!("{:.1}M", n as f64 / 1e6),
         _ => format!("{:.1}G", n as f64 / 1e9),
+    }
+}
+
+/// A rate in at most five characters: `9876`, `12.3k`, `987k`, `1.23M`.
+pub(crate) fn per_second(n: u64) -> String {
+    match n {
+        0..10_000 => n.to_string(),
+        10_000..100_000 => format!("{:.1}k", n as f64 / 1e3),
+        100_000..1_000_000 => format!("{}k", n / 1_000),
+        _ => format!("{:.2}M", n as f64 / 1e6),
     }
 }
 

@@ -1,0 +1,387 @@
+//! The dashboard's state and key handling, without a terminal: keys in, actions and state out.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use zeroraft_engine::Role;
+use zeroraft_monitor::{Action, App, EventKind, Rate, Reach};
+
+use common::{Recorder, isolate, steady};
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn ch(c: char) -> KeyEvent {
+    key(KeyCode::Char(c))
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn app_with(sample: zeroraft_monitor::Sample) -> App {
+    let mut app = App::new(sample.statuses.len(), 7);
+    app.ingest(sample, Duration::ZERO);
+    app
+}
+
+#[test]
+fn keys_map_to_actions_and_view_changes() {
+    // (key, action expected, selected node after, paused after, help after)
+    let cases: Vec<(KeyEvent, Option<Action>, usize, bool, bool)> = vec![
+        (ch('3'), None, 3, false, false),
+        (ch('7'), None, 3, false, false), // no node 7: selection unchanged
+        (key(KeyCode::Right), None, 4, false, false),
+        (key(KeyCode::Right), None, 0, false, false), // wraps around
+        (key(KeyCode::Left), None, 4, false, false),
+        (key(KeyCode::Up), None, 3, false, false),
+        (ch('d'), Some(Action::Disconnect(3)), 3, false, false),
+        (ch('l'), Some(Action::CutLeader), 3, false, false),
+        (
+            ch('m'),
+            Some(Action::Partition {
+                leader_in_minority: true,
+            }),
+            3,
+            false,
+            false,
+        ),
+        (
+            ch('M'),
+            Some(Action::Partition {
+                leader_in_minority: false,
+            }),
+            3,
+            false,
+            false,
+        ),
+        (ch('h'), Some(Action::Heal), 3, false, false),
+        (ch('u'), Some(Action::SetUnreliable(true)), 3, false, false),
+        (
+            ch('r'),
+            Some(Action::SetLongReordering(true)),
+            3,
+            false,
+            false,
+        ),
+        (
+            ch('+'),
+            Some(Action::SetRate(Rate::PerSecond(20_000))),
+            3,
+            false,
+            false,
+        ),
+        (
+            ch('-'),
+            Some(Action::SetRate(Rate::PerSecond(5_000))),
+            3,
+            false,
+            false,
+        ),
+        (ch(' '), None, 3, true, false),
+        (ch(' '), None, 3, false, false),
+        (ch('?'), None, 3, false, true),
+        (ch('l'), None, 3, false, false), // any key closes help, and does nothing else
+        (ch('x'), None, 3, false, false), // unknown keys are ignored
+        (ch('q'), Some(Action::Quit), 3, false, false),
+        (
+            KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            Some(Action::Quit),
+            3,
+            false,
+            false,
+        ),
+    ];
+    let mut app = app_with(steady());
+    for (case, (k, action, selected, paused, help)) in cases.into_iter().enumerate() {
+        assert_eq!(app.handle_key(k), action, "case {case}: action of {k:?}");
+        assert_eq!(app.selected(), selected, "case {case}: selected");
+        assert_eq!(app.paused(), paused, "case {case}: paused");
+        assert_eq!(app.help(), help, "case {case}: help");
+    }
+}
+
+#[test]
+fn toggles_follow_the_cluster_state() {
+    let mut sample = steady();
+    sample.network.unreliable = true;
+    sample.network.long_reordering = true;
+    sample.load.rate = Rate::Unlimited;
+    isolate(&mut sample, 1);
+    let mut app = app_with(sample);
+    let cases = [
+        (ch('u'), Action::SetUnreliable(false)),
+        (ch('r'), Action::SetLongReordering(false)),
+        (ch('+'), Action::SetRate(Rate::Unlimited)),
+        (ch('-'), Action::SetRate(Rate::PerSecond(1_000_000))),
+        (ch('1'), Action::Connect(1)), // selects node 1 first: see below
+    ];
+    for (case, (k, expected)) in cases.into_iter().enumerate() {
+        if k == ch('1') {
+            assert_eq!(app.handle_key(k), None, "case {case}: selecting");
+            assert_eq!(app.handle_key(ch('d')), Some(expected), "case {case}");
+        } else {
+            assert_eq!(app.handle_key(k), Some(expected), "case {case}");
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_quits_even_in_help() {
+    let mut app = app_with(steady());
+    app.handle_key(ch('?'));
+    assert!(app.help());
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(app.handle_key(ctrl_c), Some(Action::Quit));
+}
+
+#[test]
+fn throughput_is_commits_per_second_over_the_last_minute() {
+    let mut app = App::new(5, 1);
+    let mut sample = steady();
+    // 4 samples a second, the commit index growing by 2 500 a sample: 10 000/s.
+    for tick in 0..4 * 70u32 {
+        let commit = 1_000 + u64::from(tick) * 2_500;
+        let leader = Arc::make_mut(&mut sample.statuses[2]);
+        leader.commit_index = commit;
+        app.ingest(sample.clone(), secs(f64::from(tick) * 0.25));
+        if tick == 3 {
+            assert_eq!(app.commits_per_second(), None, "no full second yet");
+        }
+    }
+    assert_eq!(app.history().len(), 60, "a minute of points");
+    assert!(
+        app.history().iter().all(|&r| r == 10_000),
+        "{:?}",
+        app.history()
+    );
+    assert_eq!(app.commits_per_second(), Some(10_000));
+    assert_eq!(app.commit_index(), 1_000 + 279 * 2_500);
+}
+
+#[test]
+fn pause_freezes_the_display_and_restarts_the_rate_bucket() {
+    let mut app = App::new(5, 1);
+    let mut sample = steady();
+    app.ingest(sample.clone(), secs(0.0));
+    Arc::make_mut(&mut sample.statuses[2]).commit_index = 60_000;
+    app.ingest(sample.clone(), secs(1.0));
+    assert_eq!(app.commits_per_second(), Some(10_000));
+    app.handle_key(ch(' '));
+    Arc::make_mut(&mut sample.statuses[2]).commit_index = 500_000;
+    app.ingest(sample.clone(), secs(2.0));
+    assert_eq!(
+        app.commit_index(),
+        60_000,
+        "paused: the sample is not taken in"
+    );
+    assert_eq!(app.now(), secs(1.0));
+    app.handle_key(ch(' '));
+    app.ingest(sample.clone(), secs(30.0));
+    Arc::make_mut(&mut sample.statuses[2]).commit_index = 505_000;
+    app.ingest(sample.clone(), secs(31.0));
+    // The pause does not show up as one huge second.
+    assert_eq!(
+        app.history().iter().copied().collect::<Vec<_>>(),
+        [10_000, 5_000]
+    );
+}
+
+#[test]
+fn elections_wins_step_downs_and_leader_changes_are_logged() {
+    let mut app = app_with(steady());
+    let mut sample = steady();
+    // Node 2 steps down; node 0 starts an election for term 4.
+    let old = Arc::make_mut(&mut sample.statuses[2]);
+    old.role = Role::Follower;
+    old.term = 4;
+    old.step_downs = 1;
+    old.leader = None;
+    let candidate = Arc::make_mut(&mut sample.statuses[0]);
+    candidate.role = Role::Candidate;
+    candidate.term = 4;
+    candidate.elections_started = 2;
+    app.ingest(sample.clone(), secs(5.0));
+    let winner = Arc::make_mut(&mut sample.statuses[0]);
+    winner.role = Role::Leader;
+    winner.elections_won = 1;
+    app.ingest(sample, secs(5.5));
+    let log: Vec<(u64, EventKind, &str)> = app
+        .events()
+        .iter()
+        .map(|e| (e.at.as_millis() as u64, e.kind, e.text.as_str()))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (0, EventKind::Leader, "leader is n2 (term 3)"),
+            (
+                5_000,
+                EventKind::Election,
+                "n0 started an election, term 4 (2 times)"
+            ),
+            (5_000, EventKind::StepDown, "n2 stepped down, now term 4"),
+            (5_000, EventKind::Leader, "no leader (n2 lost it)"),
+            (5_500, EventKind::Leader, "n0 won the election for term 4"),
+            (5_500, EventKind::Leader, "leader is n0 (term 4)"),
+        ]
+    );
+    // The first sample already counted node 2's election; these are the later two.
+    assert_eq!(app.elections(), 3);
+    assert_eq!(app.leader_changes(), 1);
+    assert_eq!(app.leader(), Some((0, 4)));
+}
+
+#[test]
+fn actions_reach_the_cluster_and_the_log() {
+    let control = Recorder::new(steady());
+    let mut app = app_with(steady());
+    let actions = [
+        (
+            Action::CutLeader,
+            "disconnect 2",
+            "cut off leader n2 (term 3)",
+        ),
+        (Action::Disconnect(4), "disconnect 4", "disconnected n4"),
+        (Action::Connect(4), "connect 4", "reconnected n4"),
+        (
+            Action::SetUnreliable(true),
+            "unreliable true",
+            "network unreliable",
+        ),
+        (
+            Action::SetLongReordering(true),
+            "long reordering true",
+            "long reordering on",
+        ),
+        (
+            Action::SetRate(Rate::PerSecond(20_000)),
+            "rate 20k/s",
+            "client load 20k/s",
+        ),
+    ];
+    for (case, (action, call, text)) in actions.into_iter().enumerate() {
+        app.perform(action, &control);
+        assert_eq!(control.calls.borrow().last().unwrap(), call, "case {case}");
+        let event = app.events().back().unwrap();
+        assert_eq!(
+            (event.kind, event.text.as_str()),
+            (EventKind::Action, text),
+            "case {case}"
+        );
+    }
+    // The new settings show at once, without waiting for the next sample.
+    let shown = app.sample().unwrap();
+    assert!(shown.network.unreliable && shown.network.long_reordering);
+    assert_eq!(shown.load.rate, Rate::PerSecond(20_000));
+
+    control.calls.borrow_mut().clear();
+    app.perform(Action::Heal, &control);
+    assert_eq!(
+        *control.calls.borrow(),
+        [
+            "partition [[0, 1, 2, 3, 4]]",
+            "unreliable false",
+            "long reordering false"
+        ]
+    );
+    app.perform(Action::Quit, &control);
+    assert_eq!(
+        control.calls.borrow().len(),
+        3,
+        "quitting asks nothing of the cluster"
+    );
+}
+
+#[test]
+fn partitions_put_the_leader_on_the_side_asked_for() {
+    let control = Recorder::new(steady());
+    for seed in 0..20 {
+        for leader_in_minority in [true, false] {
+            let mut app = App::new(5, seed);
+            app.ingest(steady(), Duration::ZERO);
+            control.calls.borrow_mut().clear();
+            app.perform(Action::Partition { leader_in_minority }, &control);
+            let call = control.calls.borrow()[0].clone();
+            let groups: Vec<Vec<usize>> = call
+                .trim_start_matches("partition [[")
+                .trim_end_matches("]]")
+                .split("], [")
+                .map(|g| g.split(", ").map(|x| x.parse().unwrap()).collect())
+                .collect();
+            let (majority, minority) = (&groups[0], &groups[1]);
+            assert_eq!(
+                (majority.len(), minority.len()),
+                (3, 2),
+                "seed {seed}: {call}"
+            );
+            assert_eq!(
+                minority.contains(&2),
+                leader_in_minority,
+                "seed {seed}: {call}"
+            );
+            let text = &app.events().back().unwrap().text;
+            let side = if leader_in_minority {
+                "minority"
+            } else {
+                "majority"
+            };
+            assert!(
+                text.ends_with(&format!("leader n2 in the {side}")),
+                "seed {seed}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reach_and_groups_come_from_the_links() {
+    let mut sample = steady();
+    isolate(&mut sample, 4);
+    let n = 5;
+    // Split {0,1,2} from {3}; 4 is alone.
+    for a in [0, 1, 2] {
+        sample.links[a * n + 3] = false;
+        sample.links[3 * n + a] = false;
+    }
+    let app = app_with(sample);
+    let reach: Vec<Reach> = (0..n).map(|i| app.reach(i)).collect();
+    assert_eq!(
+        reach,
+        [
+            Reach::Majority,
+            Reach::Majority,
+            Reach::Majority,
+            Reach::Isolated,
+            Reach::Isolated
+        ]
+    );
+    assert_eq!(app.groups(), [vec![0, 1, 2], vec![3], vec![4]]);
+    assert!(
+        app_with(steady()).groups().is_empty(),
+        "all connected: no groups"
+    );
+}
+
+#[test]
+fn headless_lines_sum_up_the_state() {
+    let mut app = App::new(5, 1);
+    let mut sample = steady();
+    app.ingest(sample.clone(), secs(0.0));
+    Arc::make_mut(&mut sample.statuses[2]).commit_index = 60_000;
+    app.ingest(sample, secs(1.0));
+    assert_eq!(
+        app.summary_line(),
+        "t=   1s leader=n2 term=3 commit=60000 commits/s=10000 p50=62µs p99=480µs \
+         rpcs=987654 bytes=123456789 elections=1"
+    );
+    assert_eq!(
+        app.final_summary(secs(2.0)),
+        "summary: 2.0 s, 5 nodes, commit index 60000 (30000/s), 49990 client commands committed, \
+         latency p50 60µs p99 510µs, 1 elections, 0 leader changes, 987654 RPCs, 123456789 bytes"
+    );
+}

@@ -1,0 +1,160 @@
+//! Deterministic cluster readings and a recording [`Control`] for the dashboard's tests.
+
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+use zeroraft_engine::{PeerStatus, ProgressState, Role, Status};
+use zeroraft_monitor::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
+
+/// A follower of `leader` in `term` with everything applied up to `commit`.
+pub fn follower(id: usize, term: u64, leader: Option<usize>, commit: u64) -> Status {
+    Status {
+        id,
+        role: Role::Follower,
+        term,
+        leader,
+        commit_index: commit,
+        last_applied: commit,
+        last_log_index: commit,
+        last_log_term: term,
+        peers: SmallVec::new(),
+        elections_started: 0,
+        elections_won: 0,
+        step_downs: 0,
+        messages_in: 1_000 + commit,
+        messages_out: 1_000 + commit,
+        killed: false,
+    }
+}
+
+/// The leader of `term` with log `last`, and `matches[k]` replicated on follower `followers[k]`.
+pub fn leader(id: usize, term: u64, last: u64, followers: &[(usize, u64)]) -> Status {
+    let mut s = follower(id, term, Some(id), last);
+    s.role = Role::Leader;
+    s.elections_started = 1;
+    s.elections_won = 1;
+    s.messages_out = 123_456;
+    s.peers = followers
+        .iter()
+        .map(|&(p, m)| PeerStatus {
+            id: p,
+            match_index: m,
+            next_index: m + 1,
+            state: if m + 1_000 < last {
+                ProgressState::Probe
+            } else {
+                ProgressState::Replicate
+            },
+            inflight: usize::from(m < last) * 3,
+        })
+        .collect();
+    s
+}
+
+/// A sample of `statuses` with every link up, a reliable network and a steady load.
+pub fn sample(statuses: Vec<Status>) -> Sample {
+    let n = statuses.len();
+    Sample {
+        statuses: statuses.into_iter().map(Arc::new).collect(),
+        links: vec![true; n * n],
+        network: NetworkSample {
+            unreliable: false,
+            long_reordering: false,
+            rpc_total: 987_654,
+            bytes_total: 123_456_789,
+        },
+        load: LoadSample {
+            rate: Rate::PerSecond(10_000),
+            proposed: 50_000,
+            committed: 49_990,
+            recent: Latency {
+                p50: Some(Duration::from_micros(62)),
+                p99: Some(Duration::from_micros(480)),
+            },
+            overall: Latency {
+                p50: Some(Duration::from_micros(60)),
+                p99: Some(Duration::from_micros(510)),
+            },
+        },
+    }
+}
+
+/// Five nodes in term 3, node 2 leading with log 50 000, node 4 a little behind.
+pub fn steady() -> Sample {
+    sample(vec![
+        follower(0, 3, Some(2), 49_990),
+        follower(1, 3, Some(2), 49_990),
+        leader(
+            2,
+            3,
+            50_000,
+            &[(0, 50_000), (1, 50_000), (3, 49_998), (4, 38_000)],
+        ),
+        follower(3, 3, Some(2), 49_990),
+        follower(4, 3, Some(2), 38_000),
+    ])
+}
+
+/// Cuts every link to and from `node`.
+pub fn isolate(sample: &mut Sample, node: usize) {
+    let n = sample.statuses.len();
+    for other in 0..n {
+        if other != node {
+            sample.links[node * n + other] = false;
+            sample.links[other * n + node] = false;
+        }
+    }
+}
+
+/// A [`Control`] that records what it is asked and answers with a fixed sample.
+pub struct Recorder {
+    pub sample: RefCell<Sample>,
+    pub calls: RefCell<Vec<String>>,
+}
+
+impl Recorder {
+    pub fn new(sample: Sample) -> Self {
+        Self {
+            sample: RefCell::new(sample),
+            calls: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn record(&self, call: String) {
+        self.calls.borrow_mut().push(call);
+    }
+}
+
+impl Control for Recorder {
+    fn nodes(&self) -> usize {
+        self.sample.borrow().statuses.len()
+    }
+    fn sample(&self) -> Sample {
+        self.sample.borrow().clone()
+    }
+    fn connect(&self, node: usize) {
+        self.record(format!("connect {node}"));
+    }
+    fn disconnect(&self, node: usize) {
+        self.record(format!("disconnect {node}"));
+    }
+    fn partition(&self, groups: &[Vec<usize>]) {
+        self.record(format!("partition {groups:?}"));
+    }
+    fn set_unreliable(&self, on: bool) {
+        self.record(format!("unreliable {on}"));
+        self.sample.borrow_mut().network.unreliable = on;
+    }
+    fn set_long_reordering(&self, on: bool) {
+        self.record(format!("long reordering {on}"));
+        self.sample.borrow_mut().network.long_reordering = on;
+    }
+    fn set_rate(&self, rate: Rate) {
+        self.record(format!("rate {rate}"));
+        self.sample.borrow_mut().load.rate = rate;
+    }
+}

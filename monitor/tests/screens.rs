@@ -1,0 +1,305 @@
+//! The dashboard's rendering: panels into a `Buffer`, whole screens as snapshots at fixed
+//! sizes, all from deterministic readings.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::layout::Rect;
+use ratatui::style::Color;
+use ratatui::widgets::Widget;
+use zeroraft_engine::Role;
+use zeroraft_monitor::ui::{ClusterTable, NetworkPanel, Replication, footer_lines};
+use zeroraft_monitor::{Action, App, Rate};
+
+use common::{Recorder, follower, isolate, leader, sample, steady};
+
+/// The characters of each row of `buf`.
+fn rows(buf: &Buffer) -> Vec<String> {
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+fn render(widget: impl Widget, width: u16, height: u16) -> Buffer {
+    let mut buf = Buffer::empty(Rect::new(0, 0, width, height));
+    widget.render(buf.area, &mut buf);
+    buf
+}
+
+/// A dashboard that has watched `steady()` for 75 s, its throughput swinging between about
+/// 6 000 and 14 000 commits a second, with a leader change at 40 s.
+fn watched() -> App {
+    let mut app = App::new(5, 42);
+    let mut s = steady();
+    let mut commit = 100_000u64;
+    for tick in 0..=300u32 {
+        let t = f64::from(tick) * 0.25;
+        commit += 2_500 + u64::from(tick % 40) * 100 - 1_000 * u64::from(tick % 80 >= 40);
+        // Everyone moves with the leader; node 4 trails by 12 000 entries.
+        let last = commit + 10;
+        for (i, lag) in [(0, 10), (1, 10), (2, 0), (3, 12), (4, 12_000)] {
+            let st = Arc::make_mut(&mut s.statuses[i]);
+            st.commit_index = commit.min(last - lag);
+            st.last_applied = st.commit_index;
+            st.last_log_index = last - lag;
+            st.messages_in = u64::from(tick) * 40;
+            st.messages_out = u64::from(tick) * if i == 2 { 160 } else { 40 };
+            for p in st.peers.iter_mut() {
+                p.match_index = last - [10, 10, 0, 12, 12_000][p.id];
+            }
+        }
+        if tick == 160 {
+            // Node 2 loses its leadership for a moment and wins it back in term 4.
+            let l = Arc::make_mut(&mut s.statuses[2]);
+            l.elections_started += 1;
+            l.elections_won += 1;
+            l.step_downs += 1;
+            l.term = 4;
+            for i in [0, 1, 3, 4] {
+                Arc::make_mut(&mut s.statuses[i]).term = 4;
+            }
+        }
+        app.ingest(s.clone(), Duration::from_secs_f64(t));
+    }
+    app
+}
+
+fn screen(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| frame.render_widget(app, frame.area()))
+        .unwrap();
+    terminal
+}
+
+#[test]
+fn footer_wraps_to_the_width() {
+    let text = |width| -> Vec<String> {
+        footer_lines(width)
+            .iter()
+            .map(|line| line.spans.iter().map(|s| s.content.as_ref()).collect())
+            .collect()
+    };
+    assert_eq!(
+        text(80),
+        [
+            "q quit  ? help  0-9←→ node  d dis/connect  l cut leader  m/M split  h heal",
+            "u unreliable  r reorder  +/- load  space pause",
+        ]
+    );
+    assert_eq!(text(200).len(), 1);
+    for width in [20, 40, 80, 120] {
+        for line in text(width) {
+            assert!(
+                line.chars().count() <= usize::from(width),
+                "{width}: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cluster_table_marks_the_leader_and_the_selected_node() {
+    let mut s = steady();
+    isolate(&mut s, 4);
+    let mut app = App::new(5, 0);
+    app.ingest(s, Duration::ZERO);
+    app.handle_key(KeyEvent::new(KeyCode::Char('4'), KeyModifiers::NONE));
+    let buf = render(ClusterTable(&app), 80, 8);
+    assert_eq!(
+        rows(&buf),
+        [
+            "┌ cluster ─────────────────────────────────────────────────────────────────────┐",
+            "│  node role      term  leads commit   applied  last     net   msg in  msg out │",
+            "│  n0   follower  3     n2    49990    49990    49990    ok    50990   50990   │",
+            "│  n1   follower  3     n2    49990    49990    49990    ok    50990   50990   │",
+            "│  n2   leader    3     n2    50000    50000    50000    ok    51000   123.5k  │",
+            "│  n3   follower  3     n2    49990    49990    49990    ok    50990   50990   │",
+            "│▶ n4   follower  3     n2    38000    38000    38000    cut   39000   39000   │",
+            "└──────────────────────────────────────────────────────────────────────────────┘",
+        ]
+    );
+    assert_eq!(buf[(3, 4)].fg, Color::Green, "the leader's row is green");
+    assert_eq!(buf[(3, 2)].fg, Color::Reset, "a follower's row is plain");
+    assert_eq!(
+        buf[(59, 6)].fg,
+        Color::Red,
+        "a cut-off node's net cell is red"
+    );
+}
+
+#[test]
+fn replication_bars_show_each_followers_lag() {
+    let mut app = App::new(5, 0);
+    app.ingest(steady(), Duration::ZERO);
+    let buf = render(Replication(&app), 40, 6);
+    assert_eq!(
+        rows(&buf),
+        [
+            "┌ replication ─────────────────────────┐",
+            "│n0 ███████████████████ lag 0      R0  │",
+            "│n1 ███████████████████ lag 0      R0  │",
+            "│n3 ███████████████████ lag 2      R3  │",
+            "│n4 ██████████████░░░░░ lag 12000  P3  │",
+            "└──────────────────────────────────────┘",
+        ]
+    );
+    assert_eq!(buf[(4, 1)].fg, Color::Green, "caught up");
+    assert_eq!(buf[(4, 3)].fg, Color::Yellow, "behind, replicating");
+    assert_eq!(buf[(4, 4)].fg, Color::Red, "far behind, probing");
+
+    let mut leaderless = App::new(3, 0);
+    leaderless.ingest(
+        sample(vec![
+            follower(0, 5, None, 10),
+            follower(1, 5, None, 10),
+            follower(2, 5, None, 10),
+        ]),
+        Duration::ZERO,
+    );
+    let buf = render(Replication(&leaderless), 40, 4);
+    assert_eq!(rows(&buf)[1], "│no leader                             │");
+}
+
+#[test]
+fn network_panel_shows_faults_and_groups() {
+    let mut s = steady();
+    s.network.unreliable = true;
+    let n = 5;
+    for (a, b) in [(0, 3), (0, 4), (1, 3), (1, 4), (2, 3), (2, 4)] {
+        s.links[a * n + b] = false;
+        s.links[b * n + a] = false;
+    }
+    let mut app = App::new(5, 0);
+    app.ingest(s, Duration::ZERO);
+    let buf = render(NetworkPanel(&app), 34, 6);
+    assert_eq!(
+        rows(&buf),
+        [
+            "┌ network ───────────────────────┐",
+            "│mode    unreliable · reorder off│",
+            "│groups  {0,1,2} {3,4}           │",
+            "│cut off n3 n4                   │",
+            "│RPCs    987.7k  bytes 123.5 MB  │",
+            "└────────────────────────────────┘",
+        ]
+    );
+    assert_eq!(buf[(9, 1)].fg, Color::Red, "unreliable is a fault");
+}
+
+#[test]
+fn screen_steady_state() {
+    insta::assert_snapshot!(screen(&watched(), 80, 24).backend());
+}
+
+#[test]
+fn screen_help_overlay() {
+    let mut app = watched();
+    app.handle_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE));
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+#[test]
+fn screen_split_unreliable_paused_without_leader() {
+    let mut app = watched();
+    let mut s = app.sample().unwrap().clone();
+    let control = Recorder::new(s.clone());
+    app.perform(
+        Action::Partition {
+            leader_in_minority: true,
+        },
+        &control,
+    );
+    app.perform(Action::SetUnreliable(true), &control);
+    app.perform(Action::SetRate(Rate::Unlimited), &control);
+    // The minority the app chose: cut it off in the reading, and let the old leader lose.
+    let minority: Vec<usize> = {
+        let call = control.calls.borrow()[0].clone();
+        let inner = call.rsplit("], [").next().unwrap().trim_end_matches("]]");
+        inner.split(", ").map(|x| x.parse().unwrap()).collect()
+    };
+    let n = 5;
+    for &a in &minority {
+        for b in (0..n).filter(|b| !minority.contains(b)) {
+            s.links[a * n + b] = false;
+            s.links[b * n + a] = false;
+        }
+    }
+    s.network.unreliable = true;
+    s.load.rate = Rate::Unlimited;
+    for i in 0..n {
+        let st = Arc::make_mut(&mut s.statuses[i]);
+        if !minority.contains(&i) {
+            st.term = 5;
+            st.leader = None;
+            let candidate = (0..n).find(|j| !minority.contains(j)) == Some(i);
+            st.role = if candidate {
+                Role::Candidate
+            } else {
+                Role::Follower
+            };
+            st.elections_started += u64::from(candidate);
+        }
+        if i == 2 {
+            st.role = Role::Follower;
+            st.step_downs += 1;
+            st.peers.clear();
+        }
+    }
+    app.ingest(s, Duration::from_secs(76));
+    app.handle_key(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::NONE));
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+#[test]
+fn screen_nine_nodes_wide() {
+    let statuses = (0..9)
+        .map(|i| {
+            if i == 5 {
+                leader(
+                    5,
+                    12,
+                    1_234_567,
+                    &[
+                        (0, 1_234_567),
+                        (1, 1_234_560),
+                        (2, 1_234_567),
+                        (3, 1_100_000),
+                        (4, 1_234_567),
+                        (6, 1_234_567),
+                        (7, 1_234_500),
+                        (8, 1_234_567),
+                    ],
+                )
+            } else {
+                follower(i, 12, Some(5), 1_234_500)
+            }
+        })
+        .collect();
+    let mut app = App::new(9, 0);
+    app.ingest(sample(statuses), Duration::from_secs(3_725));
+    insta::assert_snapshot!(screen(&app, 120, 32).backend());
+}
+
+#[test]
+fn tiny_terminals_do_not_break_rendering() {
+    let app = watched();
+    let mut with_help = watched();
+    with_help.handle_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE));
+    for (width, height) in [(1, 1), (20, 5), (40, 10), (80, 12), (200, 60)] {
+        screen(&app, width, height);
+        screen(&with_help, width, height);
+    }
+    // Before the first sample.
+    screen(&App::new(5, 0), 80, 24);
+}
