@@ -786,6 +786,34 @@ fn follower_commit_is_min_of_leader_commit_and_last_new_entry() {
 }
 
 #[test]
+fn follower_never_commits_an_entry_the_leader_has_not_vouched_for() {
+    // The follower holds [1 1 2], where entry 3 is from a deposed leader of term 2. The leader
+    // of term 3 has committed its own entry 3, but its heartbeat only checks up to index 2: the
+    // follower's entry 3 is not the committed one and must not be committed.
+    let mut follower = new_core(0, 3);
+    give_log(&mut follower, 2, &[1, 1, 2]);
+    follower.step(0, 1, append(3, (2, 1), &[], 3));
+    let reply = the_append_reply(&drain(&mut follower), 1);
+    assert!(reply.success);
+    assert_eq!(
+        follower.commit_index(),
+        2,
+        "commit = min(leader commit 3, last new entry 2)"
+    );
+    assert_eq!(
+        log_terms(&follower),
+        vec![1, 1, 2],
+        "no conflict seen, nothing truncated"
+    );
+
+    // The entry that replaces it is the one committed.
+    follower.step(0, 1, append(3, (2, 1), &[3], 3));
+    assert!(the_append_reply(&drain(&mut follower), 1).success);
+    assert_eq!(log_terms(&follower), vec![1, 1, 3]);
+    assert_eq!(follower.commit_index(), 3);
+}
+
+#[test]
 fn candidate_steps_down_on_append_entries_of_its_term() {
     let mut core = new_core(0, 3);
     campaign_to(&mut core, 2);
