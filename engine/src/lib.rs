@@ -17,9 +17,13 @@
 //! network.connect(0);
 //! let endpoint = network.endpoint(0, 7).unwrap();
 //! let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
-//! let config = Config { election_timeout_min: std::time::Duration::from_millis(10),
-//!                       election_timeout_max: std::time::Duration::from_millis(20),
-//!                       ..Config::default() };
+//! let ms = std::time::Duration::from_millis;
+//! let config = Config {
+//!     heartbeat_interval: ms(5),
+//!     election_timeout_min: ms(10),
+//!     election_timeout_max: ms(20),
+//!     ..Config::default()
+//! };
 //! let raft = Raft::new(config, 0, 1, endpoint, apply_tx).unwrap();
 //! while !raft.get_state().1 {
 //!     std::thread::sleep(std::time::Duration::from_millis(5)); // waiting for the election

@@ -1,25 +1,36 @@
 //! A node's inbox: a bounded lock-free queue of delivered messages plus the means to wake the
-//! thread that owns it.
+//! thread that owns it, paying for a wake-up only when that thread is really asleep.
 //!
 //! # Orderings
 //!
-//! The queue (`ArrayQueue`) publishes each message with its own release/acquire pair. The
-//! `notified` flag carries no data: a [`Waker`] sets it before unparking so that an owner that is
-//! spinning (not parked) sees the ring too; `Relaxed` would do for the flag itself, and the
-//! `Parker`'s unpark/park pair orders everything the waker wrote before ringing with what the
-//! woken owner reads after. `SeqCst` is used on the flag only to keep the argument short.
+//! The queue (`ArrayQueue`) publishes each message with its own release/acquire pair. Waking
+//! follows the eventcount pattern (a Dekker handshake):
+//!
+//! - the owner, before parking, stores `sleeping = true`, issues a `SeqCst` fence, and checks
+//!   once more for work (the inbox and the caller's own `has_work`);
+//! - a producer publishes its work, issues a `SeqCst` fence, and loads `sleeping`; only if it is
+//!   set does it unpark the owner.
+//!
+//! The two fences are totally ordered. If the owner's fence comes first, the producer's load sees
+//! `sleeping == true` and unparks; if the producer's fence comes first, the owner's re-check sees
+//! the work and it does not park. Either way no wake-up is lost, and a busy owner costs producers
+//! one fence and one load of a line that rarely changes instead of a write to a shared line.
+//! `Parker` keeps an unpark token, so an unpark that lands just before `park` is not lost either.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed, Ordering::SeqCst, fence};
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use crossbeam_utils::sync::Unparker;
+use crossbeam_utils::CachePadded;
+use crossbeam_utils::sync::{Parker, Unparker};
 
 use crate::NodeId;
 
 pub(crate) struct Inbox<M> {
     queue: ArrayQueue<(NodeId, M)>,
-    notified: AtomicBool,
+    /// Set by the owner while it is parked (or about to park).
+    sleeping: CachePadded<AtomicBool>,
     unparker: Unparker,
 }
 
@@ -27,15 +38,16 @@ impl<M> Inbox<M> {
     pub(crate) fn new(capacity: usize, unparker: Unparker) -> Self {
         Self {
             queue: ArrayQueue::new(capacity),
-            notified: AtomicBool::new(false),
+            sleeping: CachePadded::new(AtomicBool::new(false)),
             unparker,
         }
     }
 
-    /// Queues a message and wakes the owner; gives the message back if the inbox is full.
+    /// Queues a message and wakes the owner if it sleeps; gives the message back if the inbox is
+    /// full.
     pub(crate) fn push(&self, from: NodeId, msg: M) -> Result<(), (NodeId, M)> {
         self.queue.push((from, msg))?;
-        self.unparker.unpark();
+        self.wake();
         Ok(())
     }
 
@@ -47,35 +59,73 @@ impl<M> Inbox<M> {
         !self.queue.is_empty()
     }
 
-    /// Whether there is something to do: a message or a ring.
-    pub(crate) fn peek_ready(&self) -> bool {
-        self.notified.load(SeqCst) || !self.queue.is_empty()
+    /// Unparks the owner if it is asleep. Call after publishing work.
+    pub(crate) fn wake(&self) {
+        fence(SeqCst);
+        if self.sleeping.load(Relaxed) {
+            self.unparker.unpark();
+        }
     }
 
-    /// Like [`Inbox::peek_ready`], and clears the ring.
-    pub(crate) fn take_ready(&self) -> bool {
-        self.notified.swap(false, SeqCst) | !self.queue.is_empty()
+    /// Blocks the owner until there is a message, `has_work` holds, a producer wakes it, or the
+    /// deadline passes; spins for up to `spin` first. May return spuriously.
+    pub(crate) fn wait(
+        &self,
+        parker: &Parker,
+        deadline: Option<Instant>,
+        spin: Duration,
+        has_work: &dyn Fn() -> bool,
+    ) {
+        let ready = || !self.queue.is_empty() || has_work();
+        if ready() {
+            return;
+        }
+        if !spin.is_zero() {
+            let until = Instant::now() + spin;
+            loop {
+                for _ in 0..64 {
+                    if ready() {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+        }
+        self.sleeping.store(true, Relaxed);
+        fence(SeqCst);
+        if !ready() {
+            match deadline {
+                Some(at) => parker.park_deadline(at),
+                None => parker.park(),
+            }
+        }
+        self.sleeping.store(false, Relaxed);
     }
 }
 
-/// Something a [`Waker`] can ring.
-trait Ring: Send + Sync {
-    fn ring(&self);
+/// Something a [`Waker`] can wake.
+trait Wake: Send + Sync {
+    fn wake(&self);
 }
 
-impl<M: Send> Ring for Inbox<M> {
-    fn ring(&self) {
-        self.notified.store(true, SeqCst);
-        self.unparker.unpark();
+impl<M: Send> Wake for Inbox<M> {
+    fn wake(&self) {
+        Inbox::wake(self);
     }
 }
 
 /// Wakes the thread that owns an [`Endpoint`](crate::Endpoint) from
-/// [`Endpoint::wait`](crate::Endpoint::wait), for example because work arrived by another path.
-/// Cheap to clone; ringing a thread that is not waiting makes its next wait return at once.
+/// [`Endpoint::wait`](crate::Endpoint::wait) after work arrived by another path.
+///
+/// The contract: publish the work first (in memory the owner's `has_work` reads), then call
+/// [`Waker::wake`]. A `wait` that is in progress or starts later either sees the work or is woken.
+/// Waking an owner that is not asleep costs one fence and one load.
 #[derive(Clone)]
 pub struct Waker {
-    target: Arc<dyn Ring>,
+    target: Arc<dyn Wake>,
 }
 
 impl Waker {
@@ -83,9 +133,9 @@ impl Waker {
         Self { target: inbox }
     }
 
-    /// Wakes the owner.
+    /// Wakes the owner if it is waiting.
     pub fn wake(&self) {
-        self.target.ring();
+        self.target.wake();
     }
 }
 

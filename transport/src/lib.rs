@@ -598,33 +598,13 @@ impl<M: Message> Endpoint<M> {
         Waker::new(self.inbox.clone())
     }
 
-    /// Blocks until a message arrives, a [`Waker`] rings, or `deadline` passes (never, if
-    /// `None`). It first spins for up to `spin`, which costs CPU but avoids the price of waking a
-    /// parked thread when work is about to arrive. Returns early, possibly spuriously; callers
-    /// loop.
-    pub fn wait(&self, deadline: Option<Instant>, spin: Duration) {
-        if self.inbox.take_ready() {
-            return;
-        }
-        if !spin.is_zero() {
-            let until = Instant::now() + spin;
-            loop {
-                for _ in 0..64 {
-                    if self.inbox.peek_ready() {
-                        self.inbox.take_ready();
-                        return;
-                    }
-                    std::hint::spin_loop();
-                }
-                if Instant::now() >= until {
-                    break;
-                }
-            }
-        }
-        match deadline {
-            Some(at) => self.parker.park_deadline(at),
-            None => self.parker.park(),
-        }
-        self.inbox.take_ready();
+    /// Blocks until a message arrives, `has_work()` holds, a [`Waker`] rings, or `deadline`
+    /// passes (never, if `None`). It first spins for up to `spin`, which costs CPU but saves the
+    /// price of waking a parked thread when work is about to arrive. `has_work` is how the owner
+    /// tells the endpoint about work that arrives by other paths (announced with a [`Waker`]);
+    /// it is called several times and must be cheap. Returns early, possibly spuriously;
+    /// callers loop.
+    pub fn wait(&self, deadline: Option<Instant>, spin: Duration, has_work: &dyn Fn() -> bool) {
+        self.inbox.wait(&self.parker, deadline, spin, has_work);
     }
 }

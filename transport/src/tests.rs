@@ -7,6 +7,7 @@
 //! message waits for a message it knows must come after it.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use super::*;
@@ -80,7 +81,7 @@ fn recv_until(
             endpoint.id(),
             got.len()
         );
-        endpoint.wait(Some(give_up), Duration::ZERO);
+        endpoint.wait(Some(give_up), Duration::ZERO, &|| false);
         while let Some((from, msg)) = endpoint.try_recv() {
             got.push((from, msg, Instant::now()));
         }
@@ -696,24 +697,49 @@ fn inbox_overflow_drops_are_counted() {
 
 #[test]
 fn waker_wakes_a_waiting_endpoint() {
-    let (_net, mut eps) = connected(2);
-    let owner = eps.remove(1);
-    let waker = owner.waker();
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let start = Instant::now();
-        owner.wait(Some(start + Duration::from_secs(20)), Duration::ZERO);
-        tx.send(start.elapsed()).expect("main thread waits");
-        owner
-    });
-    // Ringing before the owner parks works too: the ring is kept until its next wait.
-    waker.clone().wake();
-    let waited = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the waker did not wake the owner");
-    assert!(waited < Duration::from_secs(10), "woken, not timed out");
-    let owner = thread.join().expect("no panic");
-    assert!(owner.try_recv().is_none(), "a ring is not a message");
+    // The contract: publish the work (here a flag the owner's `has_work` reads), then wake.
+    for case in 0..20 {
+        let (_net, mut eps) = connected(2);
+        let owner = eps.remove(1);
+        let waker = owner.waker();
+        let work = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let owner_work = work.clone();
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            while !owner_work.load(Ordering::Acquire) {
+                owner.wait(
+                    Some(start + Duration::from_secs(20)),
+                    Duration::ZERO,
+                    &|| owner_work.load(Ordering::Acquire),
+                );
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "case {case}: never woken"
+                );
+            }
+            tx.send(start.elapsed()).expect("main thread waits");
+            owner
+        });
+        // Alternate between waking before and (probably) after the owner parks.
+        if case % 2 == 1 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        work.store(true, Ordering::Release);
+        waker.wake();
+        let waited = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the waker did not wake the owner");
+        assert!(
+            waited < Duration::from_secs(10),
+            "case {case}: woken, not timed out"
+        );
+        let owner = thread.join().expect("no panic");
+        assert!(
+            owner.try_recv().is_none(),
+            "case {case}: a wake is not a message"
+        );
+    }
 }
 
 #[test]
@@ -727,6 +753,7 @@ fn a_message_wakes_a_waiting_endpoint() {
             owner.wait(
                 Some(start + Duration::from_secs(20)),
                 Duration::from_micros(50),
+                &|| false,
             );
             assert!(start.elapsed() < Duration::from_secs(10), "never woken");
         }
@@ -741,10 +768,11 @@ fn a_message_wakes_a_waiting_endpoint() {
 fn wait_returns_by_its_deadline() {
     let (_net, eps) = connected(1);
     let start = Instant::now();
-    eps[0].wait(Some(start), Duration::ZERO);
+    eps[0].wait(Some(start), Duration::ZERO, &|| false);
     eps[0].wait(
         Some(start + Duration::from_millis(10)),
         Duration::from_millis(2),
+        &|| false,
     );
     assert!(
         start.elapsed() < Duration::from_secs(5),

@@ -3,25 +3,32 @@
 //! # The hot path
 //!
 //! [`Raft::start`] runs on the caller's thread. While the node leads, its thread publishes a
-//! [`Lease`]: the leader's term and the next free log index. `start` claims an index with one
-//! `fetch_add` on that lease, pushes `(term, index, command)` on a lock-free queue and rings the
-//! node's [`Waker`]. The node thread wakes, drains the queue (the batch), puts proposals in index
-//! order, appends the contiguous run that starts at its log's end with one [`Core::propose`], and
-//! sends one AppendEntries per follower. So the index `start` returns is exactly where the command
-//! lands for as long as this node stays leader of that term. When it stops leading it retires the
-//! lease first; proposals still queued for the old term are dropped, as Raft allows for commands
-//! proposed to a deposed leader.
+//! *claim word*: a leading flag, an epoch that changes whenever leadership starts or ends, and
+//! the next free log index. `start` claims an index with one compare-and-swap on that word, pushes
+//! `(term, index, command)` on a lock-free queue and wakes the node's thread if it sleeps. The
+//! node thread drains the queue (the batch), puts proposals in index order, appends the
+//! contiguous run that starts at its log's end with one [`Core::propose`], and sends one
+//! AppendEntries per follower. So the index `start` returns is exactly where the command lands
+//! for as long as this node stays leader of that term. When it stops leading it retires the
+//! claim word first; proposals still queued for the old term are dropped, as Raft allows for
+//! commands proposed to a deposed leader.
 //!
 //! # Orderings
 //!
-//! - `Lease::active` is stored `Release` by the node thread when it retires the lease and loaded
-//!   `Acquire` by `start`; a `start` that still sees `true` may race with retirement, which is
-//!   harmless: its proposal carries the old term and is dropped by the node thread.
-//! - `Lease::next_index` is a plain counter (`Relaxed` would do); `fetch_add` makes each index
-//!   unique. The queue push that follows publishes the command (release/acquire in the queue).
-//! - `Shared::state` packs `term << 1 | is_leader` in one word so that `get_state` reads a
-//!   consistent pair with one `Acquire` load; the node stores it with `Release`.
+//! - The node publishes leadership in this order: `state` (term, leader bit), then `claim`
+//!   (leading, new epoch, next index), both `Release`. It retires it in the opposite order:
+//!   `claim` (not leading, new epoch), then `state`.
+//! - `start` loads `claim` (`Acquire`), then `state` (`Acquire`), then compare-and-swaps `claim`
+//!   from the value it loaded to that value + 1. If the CAS succeeds, the term it read is the
+//!   term of that claim: a `state` newer than the claim would have been written after a newer
+//!   `claim` store, which (being ordered before the `state` store the caller acquired) makes the
+//!   CAS fail. The epoch makes every leadership change visible in the word even if the index
+//!   happens to repeat.
+//! - `Shared::state` packs `term << 1 | is_leader` in one word, so `get_state` reads a consistent
+//!   pair with one `Acquire` load.
 //! - `Shared::killed` is `Release`/`Acquire`: after `kill` returns, the node has left its loop.
+//! - Waking follows the transport's eventcount protocol (see `zeroraft_transport::Waker`): the
+//!   proposal is pushed before the wake, and the node's `has_work` checks the queue.
 //! - Status snapshots are published through `ArcSwap`, which orders the snapshot's contents.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -29,10 +36,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
 use zeroraft_transport::Waker;
 
 use crate::core::{Core, Role};
@@ -43,14 +51,12 @@ const MAX_MESSAGES_PER_ROUND: usize = 1024;
 /// How long a blocked apply send waits before checking whether the node was killed.
 const APPLY_RETRY: Duration = Duration::from_millis(50);
 
-/// The right to propose in one term: published by a leader's thread, used by `start`.
-struct Lease {
-    term: u64,
-    /// The index the next proposal gets.
-    next_index: AtomicU64,
-    /// Cleared when the node stops leading this term.
-    active: AtomicBool,
-}
+/// `claim` bit: the node leads and accepts proposals.
+const CLAIM_LEADING: u64 = 1 << 63;
+/// `claim` bits 47..=62: the leadership epoch.
+const CLAIM_EPOCH_SHIFT: u32 = 47;
+/// `claim` bits 0..=46: the next free log index.
+const CLAIM_INDEX_MASK: u64 = (1 << CLAIM_EPOCH_SHIFT) - 1;
 
 /// A command on its way from `start` to the node thread.
 struct Proposal {
@@ -64,7 +70,9 @@ struct Shared {
     me: usize,
     /// `term << 1 | is_leader`.
     state: AtomicU64,
-    lease: ArcSwapOption<Lease>,
+    /// `CLAIM_LEADING | epoch << CLAIM_EPOCH_SHIFT | next_index` while leading; without the
+    /// leading bit otherwise. See the module's orderings.
+    claim: CachePadded<AtomicU64>,
     proposals: SegQueue<Proposal>,
     status: ArcSwap<Status>,
     killed: AtomicBool,
@@ -75,6 +83,12 @@ struct Shared {
 impl Shared {
     fn publish_state(&self, term: u64, leader: bool) {
         self.state.store(term << 1 | u64::from(leader), Release);
+    }
+
+    /// Retires leadership: new epoch, not leading, then the state without the leader bit.
+    fn retire_claim(&self, epoch: u64) {
+        self.claim
+            .store((epoch & 0xffff) << CLAIM_EPOCH_SHIFT, Release);
     }
 }
 
@@ -172,20 +186,19 @@ impl Raft {
         let shared = Arc::new(Shared {
             me,
             state: AtomicU64::new(0),
-            lease: ArcSwapOption::empty(),
+            claim: CachePadded::new(AtomicU64::new(0)),
             proposals: SegQueue::new(),
             status: ArcSwap::from_pointee(Status::initial(me)),
             killed: AtomicBool::new(false),
             waker: endpoint.waker(),
             max_command_bytes: config.max_command_bytes,
         });
-        let epoch = Instant::now();
         let node = Node {
             core: Core::new(me, peers, config.core_config(), seed, 0),
             endpoint,
             state_machine: make_state_machine(shared.clone()),
             shared: shared.clone(),
-            epoch,
+            started: Instant::now(),
             spin: config.spin,
             pending: Vec::new(),
             spare_status: None,
@@ -193,6 +206,7 @@ impl Raft {
             messages_out: 0,
             leading_term: None,
             published_term: 0,
+            epoch: 0,
         };
         let thread = std::thread::Builder::new()
             .name(format!("zeroraft-node-{me}"))
@@ -236,22 +250,33 @@ impl Raft {
         if shared.killed.load(Acquire) {
             return Err(StartError::Killed);
         }
-        let lease = shared.lease.load();
-        let Some(lease) = lease.as_ref().filter(|l| l.active.load(Acquire)) else {
-            let status = shared.status.load();
-            return Err(StartError::NotLeader {
-                term: self.get_state().0,
-                leader: status.leader,
-            });
-        };
-        let index = lease.next_index.fetch_add(1, Relaxed);
-        shared.proposals.push(Proposal {
-            term: lease.term,
-            index,
-            command,
-        });
-        shared.waker.wake();
-        Ok((index, lease.term))
+        let mut claim = shared.claim.load(Acquire);
+        loop {
+            if claim & CLAIM_LEADING == 0 {
+                let status = shared.status.load();
+                return Err(StartError::NotLeader {
+                    term: self.get_state().0,
+                    leader: status.leader,
+                });
+            }
+            let term = shared.state.load(Acquire) >> 1;
+            match shared
+                .claim
+                .compare_exchange_weak(claim, claim + 1, AcqRel, Acquire)
+            {
+                Ok(_) => {
+                    let index = claim & CLAIM_INDEX_MASK;
+                    shared.proposals.push(Proposal {
+                        term,
+                        index,
+                        command,
+                    });
+                    shared.waker.wake();
+                    return Ok((index, term));
+                }
+                Err(now) => claim = now,
+            }
+        }
     }
 
     /// `(current term, is_leader)`, as last published by the node. The tester's `GetState`.
@@ -299,7 +324,8 @@ struct Node<S> {
     endpoint: Endpoint,
     state_machine: S,
     shared: Arc<Shared>,
-    epoch: Instant,
+    /// The origin of the core's clock.
+    started: Instant,
     spin: Duration,
     /// Proposals taken from the queue that cannot be appended yet (a lower index is still on
     /// its way). Kept sorted by index.
@@ -308,10 +334,12 @@ struct Node<S> {
     spare_status: Option<Arc<Status>>,
     messages_in: u64,
     messages_out: u64,
-    /// The term of the lease this node has published, while it leads.
+    /// The term this node leads (and has published a claim word for), if any.
     leading_term: Option<u64>,
     /// The term last stored in `Shared::state`.
     published_term: u64,
+    /// Leadership epoch: incremented whenever this node starts or stops leading.
+    epoch: u64,
 }
 
 /// Marks the node dead if its thread unwinds (a broken invariant), so that `start` stops
@@ -321,9 +349,8 @@ struct KillOnUnwind<'a>(&'a Shared);
 impl Drop for KillOnUnwind<'_> {
     fn drop(&mut self) {
         self.0.killed.store(true, Release);
-        if let Some(lease) = self.0.lease.swap(None) {
-            lease.active.store(false, Release);
-        }
+        let epoch = (self.0.claim.load(Acquire) >> CLAIM_EPOCH_SHIFT) + 1;
+        self.0.retire_claim(epoch);
         let term = self.0.state.load(Acquire) >> 1;
         self.0.publish_state(term, false);
     }
@@ -331,7 +358,7 @@ impl Drop for KillOnUnwind<'_> {
 
 impl<S: StateMachine> Node<S> {
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     fn run(mut self) {
@@ -349,14 +376,16 @@ impl<S: StateMachine> Node<S> {
             }
             self.messages_in += handled as u64;
             self.core.tick(now);
-            self.sync_lease();
+            self.sync_claim();
             self.take_proposals(now);
             self.flush();
             self.apply();
             self.publish_status();
             if handled < MAX_MESSAGES_PER_ROUND && self.shared.proposals.is_empty() {
-                let deadline = self.epoch + Duration::from_nanos(self.core.next_deadline());
-                self.endpoint.wait(Some(deadline), self.spin);
+                let deadline = self.started + Duration::from_nanos(self.core.next_deadline());
+                let shared = &self.shared;
+                let has_work = || !shared.proposals.is_empty() || shared.killed.load(Acquire);
+                self.endpoint.wait(Some(deadline), self.spin, &has_work);
             }
         }
         let mut status = Status::clone(&self.shared.status.load());
@@ -364,33 +393,32 @@ impl<S: StateMachine> Node<S> {
         self.shared.status.store(Arc::new(status));
     }
 
-    /// Publishes or retires the proposal lease after the core's role or term changed.
-    fn sync_lease(&mut self) {
+    /// Publishes or retires the claim word after the core's role or term changed.
+    fn sync_claim(&mut self) {
         let term = self.core.term();
         let leading = (self.core.role() == Role::Leader).then_some(term);
-        if term != self.published_term {
-            self.published_term = term;
-            self.shared.publish_state(term, leading.is_some());
-        }
         if leading == self.leading_term {
+            if term != self.published_term {
+                self.published_term = term;
+                self.shared.publish_state(term, leading.is_some());
+            }
             return;
         }
         if self.leading_term.is_some() {
-            if let Some(old) = self.shared.lease.swap(None) {
-                old.active.store(false, Release);
-            }
+            self.epoch += 1;
+            self.shared.retire_claim(self.epoch);
             self.pending.clear();
         }
-        if let Some(term) = leading {
-            let lease = Lease {
-                term,
-                next_index: AtomicU64::new(self.core.log().last_index() + 1),
-                active: AtomicBool::new(true),
-            };
-            self.shared.lease.store(Some(Arc::new(lease)));
+        self.published_term = term;
+        self.shared.publish_state(term, leading.is_some());
+        if leading.is_some() {
+            self.epoch += 1;
+            let next = self.core.log().last_index() + 1;
+            debug_assert!(next <= CLAIM_INDEX_MASK);
+            let claim = CLAIM_LEADING | (self.epoch & 0xffff) << CLAIM_EPOCH_SHIFT | next;
+            self.shared.claim.store(claim, Release);
         }
         self.leading_term = leading;
-        self.shared.publish_state(term, leading.is_some());
     }
 
     /// Moves queued proposals of the current lease into the log, as one batch.
