@@ -163,10 +163,15 @@ impl Progress {
     /// `match_index` advanced; a stale or duplicated reply changes nothing but the in-flight
     /// window.
     pub fn maybe_update(&mut self, index: u64) -> bool {
-        self.probe_sent = false;
         let advanced = index > self.match_index;
         if advanced {
             self.match_index = index;
+            // Only a reply that moves `match_index` answers the outstanding probe. If a stale or
+            // duplicated one also unpaused probing, each copy would send another probe whose
+            // reply, duplicated in turn, sends more: a message storm. (A probe answered without
+            // advancing means `match_index + 1 == next_index`, and the caller switches to
+            // Replicate, which unpauses.)
+            self.probe_sent = false;
         }
         self.next_index = self.next_index.max(index + 1);
         self.inflights.free_to(index);
@@ -278,6 +283,27 @@ mod tests {
                 );
                 assert!(!pr.probe_sent, "case {case}: free to send the next probe");
             }
+        }
+    }
+
+    #[test]
+    fn only_an_advancing_success_unpauses_a_probe() {
+        // A stale or duplicated success must leave the outstanding probe outstanding: if it
+        // released another probe, every duplicated reply would send one more AppendEntries,
+        // whose reply, duplicated in turn, sends more (a message storm the simulator found).
+        // (reply index, want paused after it)
+        let cases = [(3, true), (5, true), (7, false), (10, false)];
+        for (case, (index, paused)) in cases.into_iter().enumerate() {
+            let mut pr = Progress::new(11, 4);
+            pr.match_index = 5;
+            pr.sent(10, true);
+            assert!(pr.is_paused(), "case {case}: probe outstanding");
+            pr.maybe_update(index);
+            assert_eq!(
+                pr.is_paused(),
+                paused,
+                "case {case}: after a success up to {index}"
+            );
         }
     }
 
