@@ -428,16 +428,17 @@ impl App {
             Action::Partition { leader_in_minority } => {
                 let groups = self.random_partition(leader_in_minority);
                 control.partition(&groups);
-                let mut text = String::from("partition");
-                for g in &groups {
-                    let _ = write!(text, " {}", show_group(g));
-                }
+                let mut text = format!(
+                    "split {}/{}",
+                    show_group(&groups[0]),
+                    show_group(&groups[1])
+                );
                 match self.leader() {
                     Some((l, _)) if leader_in_minority => {
-                        let _ = write!(text, ", leader n{l} in the minority");
+                        let _ = write!(text, ", n{l} in minority");
                     }
                     Some((l, _)) => {
-                        let _ = write!(text, ", leader n{l} in the majority");
+                        let _ = write!(text, ", n{l} in majority");
                     }
                     None => {}
                 }

@@ -331,7 +331,7 @@ fn partitions_put_the_leader_on_the_side_asked_for() {
                 "majority"
             };
             assert!(
-                text.ends_with(&format!("leader n2 in the {side}")),
+                text.ends_with(&format!(", n2 in {side}")),
                 "seed {seed}: {text}"
             );
         }
