@@ -100,6 +100,8 @@ pub struct App {
     help: bool,
     /// The cluster's leader as last seen, to report changes.
     leader: Option<(usize, u64)>,
+    /// Elections each node started since it last won one. Invariant: one entry per node.
+    streaks: Vec<u64>,
     /// The last node seen leading, to count changes across leaderless spells.
     last_leader: Option<usize>,
     elections: u64,
@@ -127,6 +129,7 @@ impl App {
             help: false,
             leader: None,
             last_leader: None,
+            streaks: vec![0; nodes],
             elections: 0,
             leader_changes: 0,
             rng: fastrand::Rng::with_seed(seed),
@@ -275,17 +278,29 @@ impl App {
                 let started = new.elections_started.saturating_sub(old.elections_started);
                 if started > 0 {
                     self.elections += started;
-                    let times = if started == 1 {
+                    // A node that keeps failing (cut off, say) updates one line, not many.
+                    let prefix = format!("n{} started an election", new.id);
+                    let streak = &mut self.streaks[new.id];
+                    if *streak > 0
+                        && let Some(k) = self.events.iter().rposition(|e| {
+                            e.kind == EventKind::Election && e.text.starts_with(&prefix)
+                        })
+                    {
+                        self.events.remove(k);
+                    }
+                    *streak += started;
+                    let times = if *streak == 1 {
                         String::new()
                     } else {
-                        format!(" ({started} times)")
+                        format!(" ({streak} in a row)")
                     };
                     found.push((
                         EventKind::Election,
-                        format!("n{} started an election, term {}{times}", new.id, new.term),
+                        format!("{prefix}, term {}{times}", new.term),
                     ));
                 }
                 if new.elections_won > old.elections_won {
+                    self.streaks[new.id] = 0;
                     found.push((
                         EventKind::Leader,
                         format!("n{} won the election for term {}", new.id, new.term),

@@ -372,7 +372,7 @@ impl Widget for NetworkPanel<'_> {
                 label("mode"),
                 on_off(net.unreliable, "unreliable", "reliable"),
                 Span::styled(" · reorder ", DIM),
-                on_off(net.long_reordering, "long", "off"),
+                on_off(net.long_reordering, "on", "off"),
             ]),
             Line::from(vec![label("groups"), split]),
             Line::from(vec![label("cut off"), cut]),

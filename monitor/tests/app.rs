@@ -222,7 +222,7 @@ fn elections_wins_step_downs_and_leader_changes_are_logged() {
             (
                 5_000,
                 EventKind::Election,
-                "n0 started an election, term 4 (2 times)"
+                "n0 started an election, term 4 (2 in a row)"
             ),
             (5_000, EventKind::StepDown, "n2 stepped down, now term 4"),
             (5_000, EventKind::Leader, "no leader (n2 lost it)"),
@@ -234,6 +234,28 @@ fn elections_wins_step_downs_and_leader_changes_are_logged() {
     assert_eq!(app.elections(), 3);
     assert_eq!(app.leader_changes(), 1);
     assert_eq!(app.leader(), Some((0, 4)));
+}
+
+#[test]
+fn a_node_failing_elections_updates_one_line() {
+    let mut app = app_with(steady());
+    let mut sample = steady();
+    for (k, term) in (4..8u64).enumerate() {
+        let cut_off = Arc::make_mut(&mut sample.statuses[4]);
+        cut_off.role = Role::Candidate;
+        cut_off.term = term;
+        cut_off.elections_started += 1;
+        app.ingest(sample.clone(), secs(1.0 + k as f64));
+    }
+    let texts: Vec<&str> = app.events().iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "leader is n2 (term 3)",
+            "n4 started an election, term 7 (4 in a row)"
+        ]
+    );
+    assert_eq!(app.elections(), 5, "every election still counts");
 }
 
 #[test]
