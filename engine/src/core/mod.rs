@@ -60,6 +60,11 @@ pub struct CoreConfig {
     pub max_append_bytes: usize,
     /// Most AppendEntries in flight to one follower in Replicate state.
     pub max_inflight: usize,
+    /// After the commit index advances, how long a leader waits before telling followers that
+    /// got no AppendEntries since (an empty one carries the new commit index). Under load the
+    /// next batch carries it sooner; when idle this bounds how stale a follower's commit index
+    /// gets, instead of the heartbeat interval.
+    pub commit_notify_delay: Nanos,
 }
 
 impl Default for CoreConfig {
@@ -72,6 +77,7 @@ impl Default for CoreConfig {
             max_append_entries: 4096,
             max_append_bytes: 1 << 20,
             max_inflight: 64,
+            commit_notify_delay: 2 * MS,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Core {
     election_deadline: Nanos,
     /// When a leader next sends heartbeats.
     heartbeat_deadline: Nanos,
+    /// When a leader tells lagging followers about its commit index, if it has news.
+    commit_notify_deadline: Option<Nanos>,
     /// Candidate: bit `i` set if node `i` granted its vote in `term`.
     votes: u64,
     /// Leader: one entry per node, indexed by node id (the leader's own slot is unused).
@@ -159,6 +167,7 @@ impl Core {
             last_applied: 0,
             election_deadline: now,
             heartbeat_deadline: now,
+            commit_notify_deadline: None,
             votes: 0,
             progress: (0..peers)
                 .map(|_| Progress::new(1, config.max_inflight))
@@ -229,7 +238,11 @@ impl Core {
     /// The next time [`Core::tick`] has something to do.
     pub fn next_deadline(&self) -> Nanos {
         match self.role {
-            Role::Leader => self.heartbeat_deadline,
+            Role::Leader => self
+                .commit_notify_deadline
+                .map_or(self.heartbeat_deadline, |at| {
+                    at.min(self.heartbeat_deadline)
+                }),
             Role::Follower | Role::Candidate => self.election_deadline,
         }
     }
@@ -270,14 +283,17 @@ impl Core {
 
     // ---- inputs ----------------------------------------------------------------------------------
 
-    /// Advances time: starts an election if the election timeout passed, or sends heartbeats if
-    /// this node leads and the heartbeat interval passed.
+    /// Advances time: starts an election if the election timeout passed; if this node leads,
+    /// sends heartbeats when the heartbeat interval passed, and the commit index to followers
+    /// that lack it when the commit notification delay passed.
     pub fn tick(&mut self, now: Nanos) {
         self.now = self.now.max(now);
         match self.role {
             Role::Leader => {
                 if self.now >= self.heartbeat_deadline {
                     self.broadcast_heartbeat();
+                } else if self.commit_notify_deadline.is_some_and(|at| self.now >= at) {
+                    self.broadcast_commit();
                 }
             }
             Role::Follower | Role::Candidate => {
@@ -637,11 +653,31 @@ impl Core {
         }
         if candidate > self.commit_index && self.log.term(candidate) == Some(self.term) {
             self.set_commit(candidate);
+            if self.commit_notify_deadline.is_none() {
+                self.commit_notify_deadline = Some(self.now + self.config.commit_notify_delay);
+            }
+        }
+    }
+
+    /// Sends an empty AppendEntries, carrying the commit index, to each follower in Replicate
+    /// state that has not been sent the current commit index and holds entries it could commit.
+    fn broadcast_commit(&mut self) {
+        self.commit_notify_deadline = None;
+        let me = self.id;
+        for peer in (0..self.peers).filter(|&p| p != me) {
+            let pr = &self.progress[peer];
+            if pr.state == ProgressState::Replicate
+                && pr.commit_sent < self.commit_index
+                && pr.commit_sent < pr.match_index
+            {
+                self.send_empty_append(peer);
+            }
         }
     }
 
     fn broadcast_heartbeat(&mut self) {
         self.heartbeat_deadline = self.now + self.config.heartbeat_interval;
+        self.commit_notify_deadline = None;
         let me = self.id;
         for peer in (0..self.peers).filter(|&p| p != me) {
             let pr = &mut self.progress[peer];
@@ -699,6 +735,7 @@ impl Core {
             leader_commit: self.commit_index,
         };
         self.progress[peer].sent(sent_to, carried);
+        self.progress[peer].commit_sent = self.commit_index;
         self.outbox.push((peer, Message::AppendEntries(msg)));
     }
 
@@ -713,6 +750,7 @@ impl Core {
             entries: Vec::new(),
             leader_commit: self.commit_index,
         };
+        self.progress[peer].commit_sent = self.commit_index;
         self.outbox.push((peer, Message::AppendEntries(msg)));
     }
 }

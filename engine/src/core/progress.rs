@@ -107,6 +107,8 @@ pub struct Progress {
     pub probe_sent: bool,
     /// Batches in flight (Replicate only).
     pub inflights: Inflights,
+    /// The highest commit index sent to this follower.
+    pub commit_sent: u64,
 }
 
 impl Progress {
@@ -118,6 +120,7 @@ impl Progress {
             state: ProgressState::Probe,
             probe_sent: false,
             inflights: Inflights::new(max_inflight),
+            commit_sent: 0,
         }
     }
 

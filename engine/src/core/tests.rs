@@ -957,6 +957,84 @@ fn leader_sends_heartbeats_at_the_interval() {
 }
 
 #[test]
+fn leader_tells_followers_its_new_commit_index_after_the_delay() {
+    let config = CoreConfig::default();
+    let delay = config.commit_notify_delay;
+    let mut leader = replicating_leader(3, config);
+    let heartbeat_due = leader.next_deadline();
+    let t0 = heartbeat_due - 90 * MS;
+    leader.propose(t0, commands(2));
+    let sent = drain(&mut leader);
+    assert_eq!(
+        appends_to(&sent, 1)[0].leader_commit,
+        0,
+        "the batch goes out before it commits"
+    );
+    // Node 1 acknowledges: a majority holds the batch, so it commits at once.
+    leader.step(t0, 1, ack(1, 2));
+    assert_eq!(leader.commit_index(), 2);
+    drain(&mut leader);
+    assert_eq!(
+        leader.next_deadline(),
+        t0 + delay,
+        "the notification is due after the delay"
+    );
+    leader.tick(t0 + delay - 1);
+    assert!(!leader.has_messages(), "nothing before the delay");
+    // Node 2 acknowledges too; both now hold entries they cannot yet know are committed.
+    leader.step(t0 + delay - 1, 2, ack(1, 2));
+    leader.tick(t0 + delay);
+    let sent = drain(&mut leader);
+    for peer in [1, 2] {
+        let notice = appends_to(&sent, peer);
+        assert_eq!(notice.len(), 1, "one notice to node {peer}: {sent:?}");
+        assert!(
+            notice[0].entries.is_empty(),
+            "node {peer}: carries no entries"
+        );
+        assert_eq!(
+            notice[0].leader_commit, 2,
+            "node {peer}: carries the commit index"
+        );
+        assert_eq!(
+            notice[0].prev_log_index, 2,
+            "node {peer}: vouches for what it acknowledged"
+        );
+    }
+    // Nothing new: no further notice, only the heartbeat at its usual time.
+    assert_eq!(
+        leader.next_deadline(),
+        heartbeat_due,
+        "only the heartbeat is due"
+    );
+    leader.tick(t0 + 2 * delay);
+    assert!(!leader.has_messages(), "no notice without news");
+
+    // A follower already sent the commit index with a later batch is not told again.
+    leader.propose(t0 + 3 * delay, commands(1));
+    drain(&mut leader);
+    leader.step(t0 + 3 * delay, 1, ack(1, 3));
+    assert_eq!(leader.commit_index(), 3);
+    leader.propose(t0 + 3 * delay, commands(1));
+    let sent = drain(&mut leader);
+    assert_eq!(
+        appends_to(&sent, 1)[0].leader_commit,
+        3,
+        "the next batch carries the commit index"
+    );
+    leader.tick(t0 + 4 * delay);
+    let sent = drain(&mut leader);
+    assert!(
+        appends_to(&sent, 1).is_empty(),
+        "node 1 already has it: {sent:?}"
+    );
+    assert!(
+        appends_to(&sent, 2).is_empty(),
+        "node 2 got the same batch: {sent:?}"
+    );
+}
+
+#[test]
 fn propose_ships_one_append_entries_per_follower_per_batch() {
     let small = CoreConfig {
         max_append_entries: 4,
