@@ -2,7 +2,7 @@
 //! reliable in-memory network; prints committed entries per second and CPU per entry.
 //!
 //! ```text
-//! cargo run --release --example throughput -- [--nodes 3] [--window 4096] [--count 2000000] [--payload 16] [--rounds 5]
+//! cargo run --release --example throughput -- [--nodes 3] [--window 4096] [--count 2000000] [--payload 16] [--rounds 5] [--spin-us N]
 //! ```
 
 use std::time::Instant;
@@ -31,11 +31,13 @@ fn main() {
     let count = arg("--count", 2_000_000).max(1);
     let rounds = arg("--rounds", 5).max(1);
     let payload_len = arg("--payload", 16) as usize;
+    let defaults = Config::default();
+    let spin = std::time::Duration::from_micros(arg("--spin-us", defaults.spin.as_micros() as u64));
     if !(1..=9).contains(&nodes) || payload_len > 1 << 20 {
         eprintln!("--nodes must be 1 to 9 and --payload at most 1 MiB");
         std::process::exit(2);
     }
-    let cluster = BenchCluster::new(nodes, Config::default());
+    let cluster = BenchCluster::new(nodes, Config { spin, ..defaults });
     let payload = Bytes::from(vec![0x5a; payload_len]);
     let mut rates = Vec::new();
     let mut cpus = Vec::new();

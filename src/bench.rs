@@ -158,12 +158,13 @@ impl BenchCluster {
         }
         let spin_until = Instant::now() + self.client_spin;
         while Instant::now() < spin_until {
-            for _ in 0..32 {
+            for _ in 0..16 {
                 if done() {
                     return;
                 }
                 std::hint::spin_loop();
             }
+            std::thread::yield_now();
         }
         loop {
             self.progress.waiting.store(true, SeqCst);

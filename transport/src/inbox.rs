@@ -81,17 +81,17 @@ impl<M> Inbox<M> {
             return;
         }
         if !spin.is_zero() {
+            // Yield between checks: on a machine with fewer cores than busy threads, the thread
+            // this one waits for may need the core it is spinning on.
             let until = Instant::now() + spin;
-            loop {
-                for _ in 0..64 {
+            while Instant::now() < until {
+                for _ in 0..16 {
                     if ready() {
                         return;
                     }
                     std::hint::spin_loop();
                 }
-                if Instant::now() >= until {
-                    break;
-                }
+                std::thread::yield_now();
             }
         }
         self.sleeping.store(true, Relaxed);

@@ -366,6 +366,7 @@ impl<S: StateMachine> Node<S> {
         let _guard = KillOnUnwind(&shared);
         while !self.shared.killed.load(Acquire) {
             let now = self.now();
+            let before = (self.core.log().last_index(), self.core.commit_index());
             let mut handled = 0;
             while handled < MAX_MESSAGES_PER_ROUND {
                 let Some((from, msg)) = self.endpoint.try_recv() else {
@@ -383,9 +384,13 @@ impl<S: StateMachine> Node<S> {
             self.publish_status();
             if handled < MAX_MESSAGES_PER_ROUND && self.shared.proposals.is_empty() {
                 let deadline = self.started + Duration::from_nanos(self.core.next_deadline());
+                // Spin only while the log is moving: more work is likely to follow within
+                // microseconds. Heartbeats alone never make a node spin.
+                let busy = before != (self.core.log().last_index(), self.core.commit_index());
+                let spin = if busy { self.spin } else { Duration::ZERO };
                 let shared = &self.shared;
                 let has_work = || !shared.proposals.is_empty() || shared.killed.load(Acquire);
-                self.endpoint.wait(Some(deadline), self.spin, &has_work);
+                self.endpoint.wait(Some(deadline), spin, &has_work);
             }
         }
         let mut status = Status::clone(&self.shared.status.load());
