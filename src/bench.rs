@@ -231,3 +231,85 @@ impl BenchCluster {
         t0.elapsed()
     }
 }
+
+/// What [`BenchCluster::closed_loop_for`] measured.
+pub struct LoadReport {
+    /// Proposals committed and applied on every node.
+    pub commits: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// CPU time of the whole process (client and every node) during the run.
+    pub cpu: Duration,
+    /// Latency of each proposal, in nanoseconds, from `start` until the client saw the leader
+    /// apply it.
+    pub latency: hdrhistogram::Histogram<u64>,
+}
+
+impl LoadReport {
+    /// Commits per second.
+    pub fn rate(&self) -> f64 {
+        self.commits as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU microseconds per commit.
+    pub fn cpu_per_commit_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.commits.max(1) as f64
+    }
+
+    /// Latency at quantile `q` in microseconds.
+    pub fn latency_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1e3
+    }
+}
+
+impl BenchCluster {
+    /// Runs a closed loop of `window` proposals in flight for `duration`, calling `progress`
+    /// about once a second with the commits so far and the time elapsed, then waits until every
+    /// node applied everything proposed.
+    pub fn closed_loop_for(
+        &self,
+        duration: Duration,
+        window: u64,
+        payload: &Bytes,
+        mut progress: impl FnMut(u64, Duration),
+    ) -> LoadReport {
+        let window = window.max(1);
+        let ring = window.next_power_of_two() as usize;
+        let mut sent_at = vec![Instant::now(); ring];
+        let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .expect("valid bounds");
+        let mut leader = self.leader();
+        let first = self.applied(leader);
+        let (mut last, mut seen) = (first, first);
+        let (started, cpu0) = (Instant::now(), cpu_time::ProcessTime::now());
+        let mut next_report = started + Duration::from_secs(1);
+        while started.elapsed() < duration {
+            let leader_now = leader;
+            self.wait_until(|| last < window + self.applied(leader_now));
+            let applied = self.applied(leader_now);
+            let now = Instant::now();
+            for index in seen + 1..=applied.min(last) {
+                latency.saturating_record(
+                    now.duration_since(sent_at[index as usize % ring])
+                        .as_nanos() as u64,
+                );
+            }
+            seen = seen.max(applied.min(last));
+            while last < window + self.applied(leader) {
+                last = self.propose(&mut leader, payload);
+                sent_at[last as usize % ring] = Instant::now();
+            }
+            if now >= next_report {
+                progress(seen - first, started.elapsed());
+                next_report += Duration::from_secs(1);
+            }
+        }
+        self.wait_until(|| self.applied_everywhere() >= last);
+        LoadReport {
+            commits: last - first,
+            elapsed: started.elapsed(),
+            cpu: cpu0.elapsed(),
+            latency,
+        }
+    }
+}
