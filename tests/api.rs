@@ -337,3 +337,12 @@ fn status_reports_replication() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn handles_and_the_harness_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Raft>();
+    shareable::<Network>();
+    shareable::<Cluster>();
+    shareable::<zeroraft::Status>();
+}
