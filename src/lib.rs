@@ -49,3 +49,8 @@ pub use zeroraft_engine::{
 };
 pub use zeroraft_transport as transport;
 pub use zeroraft_transport::NetworkConfig;
+
+/// Compiles and runs the Rust examples in README.md as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
