@@ -8,6 +8,9 @@
 //! Prints p50, p90, p99, p99.9 and max from an HDR histogram, with the CPU time each commit cost
 //! the whole process (client and every node thread).
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,25 +18,11 @@ use hdrhistogram::Histogram;
 use zeroraft::Config;
 use zeroraft::bench::BenchCluster;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == name) {
-        None => default,
-        Some(i) => match args.get(i + 1).map(|v| v.parse::<u64>()) {
-            Some(Ok(v)) => v,
-            _ => {
-                eprintln!("{name} needs a non-negative integer");
-                std::process::exit(2);
-            }
-        },
-    }
-}
-
 fn main() {
-    let nodes = arg("--nodes", 3) as usize;
-    let commits = arg("--commits", 100_000);
+    let nodes = args::number("--nodes", 3) as usize;
+    let commits = args::number("--commits", 100_000);
     let defaults = Config::default();
-    let spin = Duration::from_micros(arg("--spin-us", defaults.spin.as_micros() as u64));
+    let spin = Duration::from_micros(args::number("--spin-us", defaults.spin.as_micros() as u64));
     if !(1..=9).contains(&nodes) {
         eprintln!("--nodes must be between 1 and 9");
         std::process::exit(2);

@@ -5,34 +5,26 @@
 //! cargo run --release --example throughput -- [--nodes 3] [--window 4096] [--count 2000000] [--payload 16] [--rounds 5] [--spin-us N]
 //! ```
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::time::Instant;
 
 use bytes::Bytes;
 use zeroraft::Config;
 use zeroraft::bench::BenchCluster;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == name) {
-        None => default,
-        Some(i) => match args.get(i + 1).map(|v| v.parse::<u64>()) {
-            Some(Ok(v)) => v,
-            _ => {
-                eprintln!("{name} needs a non-negative integer");
-                std::process::exit(2);
-            }
-        },
-    }
-}
-
 fn main() {
-    let nodes = arg("--nodes", 3) as usize;
-    let window = arg("--window", 4096).max(1);
-    let count = arg("--count", 2_000_000).max(1);
-    let rounds = arg("--rounds", 5).max(1);
-    let payload_len = arg("--payload", 16) as usize;
+    let nodes = args::number("--nodes", 3) as usize;
+    let window = args::number("--window", 4096).max(1);
+    let count = args::number("--count", 2_000_000).max(1);
+    let rounds = args::number("--rounds", 5).max(1);
+    let payload_len = args::number("--payload", 16) as usize;
     let defaults = Config::default();
-    let spin = std::time::Duration::from_micros(arg("--spin-us", defaults.spin.as_micros() as u64));
+    let spin = std::time::Duration::from_micros(args::number(
+        "--spin-us",
+        defaults.spin.as_micros() as u64,
+    ));
     if !(1..=9).contains(&nodes) || payload_len > 1 << 20 {
         eprintln!("--nodes must be 1 to 9 and --payload at most 1 MiB");
         std::process::exit(2);

@@ -1,0 +1,17 @@
+//! The tiny argument parsing the examples share: `--name value` pairs of whole numbers.
+
+/// The value of `--name` as a whole number, or `default` when absent. Exits with status 2 and a
+/// message when the value is missing or not a whole number.
+pub fn number(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        None => default,
+        Some(i) => match args.get(i + 1).map(|v| v.parse::<u64>()) {
+            Some(Ok(v)) => v,
+            _ => {
+                eprintln!("{name} needs a non-negative integer");
+                std::process::exit(2);
+            }
+        },
+    }
+}
