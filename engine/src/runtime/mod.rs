@@ -85,7 +85,8 @@ impl Shared {
         self.state.store(term << 1 | u64::from(leader), Release);
     }
 
-    /// Retires leadership: new epoch, not leading, then the state without the leader bit.
+    /// Retires leadership in the claim word: a new epoch, without the leading bit. Callers
+    /// publish the state without the leader bit afterwards.
     fn retire_claim(&self, epoch: u64) {
         self.claim
             .store((epoch & 0xffff) << CLAIM_EPOCH_SHIFT, Release);
