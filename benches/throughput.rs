@@ -37,8 +37,10 @@ fn run<M: Measurement<Value = Duration>>(
     clock: fn() -> Duration,
 ) {
     for nodes in [3, 5] {
-        let cluster = BenchCluster::new(nodes, Config::default());
         for payload_len in [16, 1024] {
+            // A fresh cluster per group: the log is never compacted, so a cluster reused across
+            // groups would make later groups pay for the memory earlier ones filled.
+            let cluster = BenchCluster::new(nodes, Config::default());
             let payload = Bytes::from_static(&PAYLOAD[..payload_len]);
             let mut g = c.benchmark_group(format!("{group}/closed_loop/{nodes}n/{payload_len}B"));
             g.sampling_mode(SamplingMode::Flat);
@@ -56,7 +58,9 @@ fn run<M: Measurement<Value = Duration>>(
                 });
             }
             g.finish();
+            drop(cluster);
 
+            let cluster = BenchCluster::new(nodes, Config::default());
             let mut g = c.benchmark_group(format!("{group}/bursts/{nodes}n/{payload_len}B"));
             g.sampling_mode(SamplingMode::Flat);
             for burst in [1u64, 64, 1024] {
