@@ -42,6 +42,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod sim;
 
 pub use zeroraft_engine as engine;
 pub use zeroraft_engine::{

@@ -1,0 +1,198 @@
+//! Runs the deterministic simulator by hand.
+//!
+//! ```text
+//! cargo run --release --example sim -- --seeds 10000            # many seeds, progress on stderr
+//! cargo run --release --example sim -- --replay 1234            # one seed, every event on stdout
+//! ```
+//!
+//! Options: `--start S` (first seed, default 0), `--jobs J` (threads, default 1), `--nodes N`
+//! and `--ticks T` (fix the cluster size and the fault phase length instead of drawing them),
+//! `--bug NAME` (inject a bug into every core: commit-previous-term, double-vote,
+//! truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries), `--keep-going`
+//! (do not stop at the first violation).
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use zeroraft::sim::{Options, Report, Simulation};
+use zeroraft_engine::core::Bug;
+
+struct Args {
+    seeds: u64,
+    start: u64,
+    jobs: usize,
+    replay: Option<u64>,
+    bug: Option<Bug>,
+    keep_going: bool,
+    options: Options,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        seeds: 1000,
+        start: 0,
+        jobs: 1,
+        replay: None,
+        bug: None,
+        keep_going: false,
+        options: Options::default(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--seeds" => args.seeds = number(value()?)?,
+            "--start" => args.start = number(value()?)?,
+            "--jobs" => args.jobs = number(value()?)?.max(1) as usize,
+            "--replay" => args.replay = Some(number(value()?)?),
+            "--nodes" => args.options.nodes = Some(number(value()?)? as usize),
+            "--ticks" => args.options.fault_ticks = Some(number(value()?)?),
+            "--bug" => {
+                let name = value()?;
+                args.bug = Some(Bug::from_name(&name).ok_or(format!("unknown bug {name}"))?);
+            }
+            "--keep-going" => args.keep_going = true,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if let Some(n) = args.options.nodes
+        && !(1..=64).contains(&n)
+    {
+        return Err(format!("--nodes {n}: a cluster has 1 to 64 nodes"));
+    }
+    Ok(args)
+}
+
+fn run(seed: u64, options: &Options, bug: Option<Bug>) -> Report {
+    let mut sim = Simulation::new(seed, options);
+    for core in sim.cores_mut() {
+        core.inject_bug(bug);
+    }
+    sim.run()
+}
+
+fn replay(seed: u64, args: &Args) -> ExitCode {
+    let options = Options {
+        trace: true,
+        ..args.options.clone()
+    };
+    let scenario = Simulation::new(seed, &options).scenario().clone();
+    println!("seed {seed}: {scenario}");
+    if let Some(bug) = args.bug {
+        println!("injected bug: {}", bug.name());
+    }
+    let report = run(seed, &options, args.bug);
+    for event in &report.trace {
+        println!("{event}");
+    }
+    println!(
+        "{} events, trace hash {:016x}",
+        report.events, report.trace_hash
+    );
+    match report.outcome {
+        Ok(c) => {
+            println!(
+                "converged {} ms after the faults stopped: leader {} in term {}, commit index {}",
+                c.heal_took / 1_000_000,
+                c.leader,
+                c.term,
+                c.commit_index
+            );
+            ExitCode::SUCCESS
+        }
+        Err(v) => {
+            println!("{v}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(seed) = args.replay {
+        return replay(seed, &args);
+    }
+    let next = AtomicU64::new(args.start);
+    let end = args.start + args.seeds;
+    let done = AtomicU64::new(0);
+    let violations = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let first: Mutex<Option<String>> = Mutex::new(None); // cold: written once per violation
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..args.jobs {
+            s.spawn(|| {
+                while !stop.load(Relaxed) {
+                    let seed = next.fetch_add(1, Relaxed);
+                    if seed >= end {
+                        break;
+                    }
+                    let report = run(seed, &args.options, args.bug);
+                    if let Err(v) = report.outcome {
+                        violations.fetch_add(1, Relaxed);
+                        let mut first = first.lock().expect("not poisoned");
+                        if args.keep_going {
+                            eprintln!("\nseed {seed}: {} violated", v.invariant.name());
+                        }
+                        if first.is_none() {
+                            *first = Some(v.to_string());
+                        }
+                        if !args.keep_going {
+                            stop.store(true, Relaxed);
+                        }
+                    }
+                    done.fetch_add(1, Relaxed);
+                }
+            });
+        }
+        let mut last_print = Instant::now();
+        loop {
+            let finished = done.load(Relaxed) >= args.seeds || stop.load(Relaxed);
+            if finished || last_print.elapsed() >= Duration::from_millis(500) {
+                last_print = Instant::now();
+                let n = done.load(Relaxed);
+                let secs = started.elapsed().as_secs_f64();
+                eprint!(
+                    "\rseeds done {n}/{}  {:.1} seeds/s  violations {}   ",
+                    args.seeds,
+                    n as f64 / secs,
+                    violations.load(Relaxed)
+                );
+            }
+            if finished {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // progress-line refresh period
+        }
+    });
+    let n = done.load(Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "\rseeds done {n}/{}  {:.1} seeds/s  violations {}  ({:.1} s, {} job(s), {:.0} seed-runs/min/core)",
+        args.seeds,
+        n as f64 / secs,
+        violations.load(Relaxed),
+        secs,
+        args.jobs,
+        n as f64 / secs * 60.0 / args.jobs as f64
+    );
+    match first.into_inner().expect("not poisoned") {
+        Some(report) => {
+            println!("{report}");
+            if let Some(bug) = args.bug {
+                println!("  (with --bug {})", bug.name());
+            }
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    }
+}

@@ -1,0 +1,447 @@
+//! The invariant checker, run on a node after every event that reached it (a delivered message,
+//! a timer, a proposal).
+//!
+//! It keeps a ledger across the whole run, never forgetting:
+//!
+//! - `leaders[term]`: who led each term (election safety);
+//! - `entries[(index, term)]`: the command and the previous entry's term of every log entry any
+//!   node ever held. Log matching follows by induction on the index: if every `(index, term)` has
+//!   one command and one previous term everywhere, two logs holding the same `(index, term)` hold
+//!   the same entry before it, whose `(index, term)` again agrees, down to index 1;
+//! - `committed[index]`: the entry some node committed there, and the lowest term in which a
+//!   node was seen to hold it committed (state machine safety; leader completeness, which Raft
+//!   promises for the leaders of higher terms only: a leader of a lower term may take office
+//!   later in time, through delayed votes, without it).
+//!
+//! Per node it keeps a shadow of what it saw last (term, commit, applied, the leader's own last
+//! entry and its view of each follower) to check that each moves only forward.
+//!
+//! Log entries are checked where an event can have written them: the entries an AppendEntries
+//! carried and the ones a proposal appended. A whole-log check runs at the end of a run.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use zeroraft_engine::core::{Core, Role};
+
+/// A property of Raft that a run can violate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Invariant {
+    /// At most one leader per term, over the whole run.
+    ElectionSafety,
+    /// Two logs with an entry of the same index and term agree on every entry up to it.
+    LogMatching,
+    /// Every committed entry is in the log of every later leader when it takes office.
+    LeaderCompleteness,
+    /// Every node commits and applies the same command at an index, in order, each index once.
+    StateMachineSafety,
+    /// Term, commit index and last applied never decrease, and commit stays within the log.
+    Monotonic,
+    /// Within a leader's term, `match_index < next_index <= last_index + 1` for every follower,
+    /// `match_index` never decreases, and it is true: a follower still in the leader's term holds
+    /// the leader's entry at its `match_index` (in that term only the leader writes its log).
+    ProgressBounds,
+    /// A leader never overwrites or removes its own entries.
+    LeaderAppendOnly,
+    /// After the faults stop, the cluster converges within 50 election timeouts.
+    Convergence,
+    /// Traffic stays bounded: at most [`MAX_IN_FLIGHT`](super::MAX_IN_FLIGHT) messages in
+    /// flight at once (more means a message storm).
+    BoundedTraffic,
+    /// A core's own assertion failed (it panicked).
+    CoreAssertion,
+}
+
+impl Invariant {
+    /// A readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ElectionSafety => "election safety",
+            Self::LogMatching => "log matching",
+            Self::LeaderCompleteness => "leader completeness",
+            Self::StateMachineSafety => "state machine safety",
+            Self::Monotonic => "monotonic term/commit/applied",
+            Self::ProgressBounds => "leader progress bounds",
+            Self::LeaderAppendOnly => "leader append-only",
+            Self::Convergence => "convergence after heal",
+            Self::BoundedTraffic => "bounded traffic",
+            Self::CoreAssertion => "core assertion",
+        }
+    }
+}
+
+/// A broken invariant, before the simulator adds the seed, time and recent events.
+pub(crate) struct Failure {
+    pub invariant: Invariant,
+    pub nodes: Vec<usize>,
+    pub detail: String,
+}
+
+fn fail(invariant: Invariant, nodes: Vec<usize>, detail: String) -> Result<(), Failure> {
+    Err(Failure {
+        invariant,
+        nodes,
+        detail,
+    })
+}
+
+/// What the checker saw of one node after its last event.
+#[derive(Clone, Default)]
+struct Shadow {
+    term: u64,
+    leading: bool,
+    commit: u64,
+    applied: u64,
+    /// While leading: its last entry when last seen, as (index, term, command).
+    leader_last: (u64, u64, Bytes),
+    /// While leading: `match_index` of each follower when last seen.
+    matched: Vec<u64>,
+}
+
+pub(crate) struct Checker {
+    nodes: Vec<Shadow>,
+    /// `leaders[term]`: the node that led `term`.
+    leaders: Vec<Option<usize>>,
+    /// `(index, term)` -> (term at `index - 1`, command).
+    entries: HashMap<(u64, u64), (u64, Bytes)>,
+    /// `committed[index - 1]`: (term, command) committed at `index`, and the lowest term of a
+    /// node seen holding it committed.
+    committed: Vec<(u64, Bytes, u64)>,
+}
+
+impl Checker {
+    pub fn new(n: usize) -> Self {
+        Self {
+            nodes: vec![
+                Shadow {
+                    matched: vec![0; n],
+                    ..Shadow::default()
+                };
+                n
+            ],
+            leaders: Vec::new(),
+            entries: HashMap::new(),
+            committed: Vec::new(),
+        }
+    }
+
+    /// Checks node `i` after an event that may have written its log entries `written` (an
+    /// inclusive range), then applies what it committed, checking that too.
+    pub fn observe(
+        &mut self,
+        i: usize,
+        core: &mut Core,
+        written: Option<(u64, u64)>,
+    ) -> Result<(), Failure> {
+        let term = core.term();
+        let commit = core.commit_index();
+        let last = core.log().last_index();
+        let prev = &self.nodes[i];
+        let prev_commit = prev.commit;
+        if term < prev.term {
+            return fail(
+                Invariant::Monotonic,
+                vec![i],
+                format!("node {i}: term went back from {} to {term}", prev.term),
+            );
+        }
+        if commit < prev.commit {
+            return fail(
+                Invariant::Monotonic,
+                vec![i],
+                format!(
+                    "node {i} term {term}: commit index went back from {} to {commit}",
+                    prev.commit
+                ),
+            );
+        }
+        if core.last_applied() != prev.applied {
+            return fail(
+                Invariant::Monotonic,
+                vec![i],
+                format!(
+                    "node {i} term {term}: last applied moved from {} to {} on its own",
+                    prev.applied,
+                    core.last_applied()
+                ),
+            );
+        }
+        if commit > last {
+            return fail(
+                Invariant::StateMachineSafety,
+                vec![i],
+                format!("node {i} term {term}: commit index {commit} beyond its last index {last}"),
+            );
+        }
+        if let Some((from, to)) = written {
+            self.check_entries(i, core, from, to.min(last))?;
+        }
+        self.check_commit(i, core, prev_commit, commit)?;
+        self.apply(i, core)?;
+        if core.role() == Role::Leader {
+            self.check_leader(i, core)?;
+        } else {
+            self.nodes[i].leading = false;
+        }
+        let shadow = &mut self.nodes[i];
+        shadow.term = term;
+        shadow.commit = commit;
+        Ok(())
+    }
+
+    /// Records or compares entries `from..=to` of node `i`'s log in the entry ledger.
+    fn check_entries(&mut self, i: usize, core: &Core, from: u64, to: u64) -> Result<(), Failure> {
+        let log = core.log();
+        for index in from.max(1)..=to {
+            let entry = log.entry(index).expect("index within the log");
+            let prev_term = log.term(index - 1).expect("index within the log");
+            match self.entries.get(&(index, entry.term)) {
+                Some((p, command)) if *p != prev_term || *command != entry.command => {
+                    return fail(
+                        Invariant::LogMatching,
+                        vec![i],
+                        format!(
+                            "node {i} holds at index {index} term {} {} after term {prev_term}, \
+                             but another log holds {} after term {p} there",
+                            entry.term,
+                            show(&entry.command),
+                            show(command),
+                        ),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    self.entries
+                        .insert((index, entry.term), (prev_term, entry.command.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_commit(&mut self, i: usize, core: &Core, from: u64, to: u64) -> Result<(), Failure> {
+        for index in from + 1..=to {
+            let entry = core.log().entry(index).expect("commit within the log");
+            let observer_term = core.term();
+            match self.committed.get_mut(index as usize - 1) {
+                Some((term, command, _)) if *term != entry.term || *command != entry.command => {
+                    return fail(
+                        Invariant::StateMachineSafety,
+                        vec![i],
+                        format!(
+                            "node {i} commits {} (term {}) at index {index}, \
+                             where {} (term {term}) was committed",
+                            show(&entry.command),
+                            entry.term,
+                            show(command),
+                        ),
+                    );
+                }
+                Some((_, _, commit_term)) => *commit_term = (*commit_term).min(observer_term),
+                None => self
+                    .committed
+                    .push((entry.term, entry.command.clone(), observer_term)),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, i: usize, core: &mut Core) -> Result<(), Failure> {
+        let Some((from, to)) = core.apply_range() else {
+            return Ok(());
+        };
+        let applied = self.nodes[i].applied;
+        if from != applied + 1 {
+            return fail(
+                Invariant::StateMachineSafety,
+                vec![i],
+                format!("node {i} would apply from {from} after applying up to {applied}"),
+            );
+        }
+        for index in from..=to {
+            let entry = core.log().entry(index);
+            let committed = self.committed.get(index as usize - 1);
+            let same = match (entry, committed) {
+                (Some(e), Some((term, command, _))) => e.term == *term && e.command == *command,
+                _ => false,
+            };
+            if !same {
+                return fail(
+                    Invariant::StateMachineSafety,
+                    vec![i],
+                    format!(
+                        "node {i} applies {} at index {index}, where {} was committed",
+                        entry.map_or("nothing".into(), |e| show(&e.command)),
+                        committed.map_or("nothing".into(), |(_, c, _)| show(c)),
+                    ),
+                );
+            }
+        }
+        core.advance_applied(to);
+        self.nodes[i].applied = to;
+        Ok(())
+    }
+
+    fn check_leader(&mut self, i: usize, core: &Core) -> Result<(), Failure> {
+        let term = core.term();
+        let log = core.log();
+        let last = log.last_index();
+        let slot = term as usize;
+        if self.leaders.len() <= slot {
+            self.leaders.resize(slot + 1, None);
+        }
+        match self.leaders[slot] {
+            Some(other) if other != i => {
+                return fail(
+                    Invariant::ElectionSafety,
+                    vec![other, i],
+                    format!("node {i} leads term {term}, which node {other} already led"),
+                );
+            }
+            _ => self.leaders[slot] = Some(i),
+        }
+        let shadow = &self.nodes[i];
+        let taking_office = !shadow.leading || shadow.term != term;
+        if taking_office {
+            for (k, (cterm, command, commit_term)) in self.committed.iter().enumerate() {
+                if *commit_term >= term {
+                    continue;
+                }
+                let index = k as u64 + 1;
+                let held = log.entry(index);
+                if held.is_none_or(|e| e.term != *cterm || e.command != *command) {
+                    return fail(
+                        Invariant::LeaderCompleteness,
+                        vec![i],
+                        format!(
+                            "node {i} leads term {term} without committed entry {index} \
+                             ({} of term {cterm}); it holds {}",
+                            show(command),
+                            held.map_or("nothing".into(), |e| format!(
+                                "{} of term {}",
+                                show(&e.command),
+                                e.term
+                            )),
+                        ),
+                    );
+                }
+            }
+        } else {
+            let (index, lterm, ref command) = shadow.leader_last;
+            let kept = log
+                .entry(index)
+                .is_some_and(|e| e.term == lterm && e.command == *command)
+                || index == 0;
+            if last < index || !kept {
+                return fail(
+                    Invariant::LeaderAppendOnly,
+                    vec![i],
+                    format!(
+                        "leader {i} term {term}: its entry {index} of term {lterm} was \
+                         removed or overwritten (last index now {last})"
+                    ),
+                );
+            }
+        }
+        let shadow = &mut self.nodes[i];
+        for (peer, before) in shadow.matched.iter_mut().enumerate() {
+            let Some(pr) = core.progress(peer) else {
+                continue;
+            };
+            if taking_office {
+                *before = 0;
+            }
+            if !(pr.match_index < pr.next_index && pr.next_index <= last + 1)
+                || pr.match_index < *before
+            {
+                return fail(
+                    Invariant::ProgressBounds,
+                    vec![i, peer],
+                    format!(
+                        "leader {i} term {term}: follower {peer} has match {} (was {}), \
+                         next {}, with last index {last}",
+                        pr.match_index, *before, pr.next_index
+                    ),
+                );
+            }
+            *before = pr.match_index;
+        }
+        let last_entry = log.entry(last);
+        shadow.leading = true;
+        shadow.leader_last = (
+            last,
+            log.last_term(),
+            last_entry.map(|e| e.command.clone()).unwrap_or_default(),
+        );
+        Ok(())
+    }
+
+    /// Checks that what leaders believe of node `i`'s log, or what node `i` believes of its
+    /// followers' logs if it leads, is true of every follower still in the leader's term.
+    pub fn check_match(&self, cores: &[Core], i: usize) -> Result<(), Failure> {
+        let term = cores[i].term();
+        let leader = match self.leaders.get(term as usize) {
+            Some(&Some(l)) if cores[l].role() == Role::Leader && cores[l].term() == term => l,
+            _ => return Ok(()),
+        };
+        let check = |f: usize| -> Result<(), Failure> {
+            let Some(pr) = cores[leader].progress(f) else {
+                return Ok(());
+            };
+            let m = pr.match_index;
+            if cores[f].term() != term || m == 0 {
+                return Ok(());
+            }
+            let held = cores[f].log().term(m);
+            if held != cores[leader].log().term(m) {
+                return fail(
+                    Invariant::ProgressBounds,
+                    vec![leader, f],
+                    format!(
+                        "leader {leader} term {term} records follower {f} as matching up to {m}, \
+                         but {f} holds {} there (the leader holds term {:?})",
+                        held.map_or("nothing".into(), |t| format!("term {t}")),
+                        cores[leader].log().term(m)
+                    ),
+                );
+            }
+            Ok(())
+        };
+        if i == leader {
+            (0..cores.len())
+                .filter(|&f| f != leader)
+                .try_for_each(check)
+        } else {
+            check(i)
+        }
+    }
+
+    /// Checks every entry of every log against the ledgers: the whole-log check at the end of a
+    /// run, which also catches a change an event made outside the entries it was expected to
+    /// write.
+    pub fn check_all(&mut self, cores: &[Core]) -> Result<(), Failure> {
+        for (i, core) in cores.iter().enumerate() {
+            self.check_entries(i, core, 1, core.log().last_index())?;
+            for index in 1..=core.commit_index() {
+                let entry = core.log().entry(index).expect("commit within the log");
+                let (term, command, _) = &self.committed[index as usize - 1];
+                if entry.term != *term || entry.command != *command {
+                    return fail(
+                        Invariant::StateMachineSafety,
+                        vec![i],
+                        format!("node {i}: committed entry {index} changed"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A command for reports: clients' commands are 8-byte integers.
+pub(crate) fn show(command: &Bytes) -> String {
+    match <[u8; 8]>::try_from(&command[..]) {
+        Ok(bytes) => format!("cmd {:#x}", u64::from_le_bytes(bytes)),
+        Err(_) => format!("cmd {:?}", &command[..]),
+    }
+}

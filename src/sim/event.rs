@@ -1,0 +1,353 @@
+//! What happens in a run, as small copyable records: the readable trace of a replay, the last
+//! events of a violation report, and the input of the trace hash that proves a run deterministic.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use zeroraft_engine::core::{Message, Nanos, Role};
+
+pub use super::network::DropReason;
+
+/// One message, without its payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MsgSummary {
+    /// RequestVote.
+    RequestVote {
+        /// Candidate's term.
+        term: u64,
+        /// Candidate's last log index.
+        last_index: u64,
+        /// Candidate's last log term.
+        last_term: u64,
+    },
+    /// RequestVote reply.
+    VoteReply {
+        /// Voter's term.
+        term: u64,
+        /// Whether the vote was granted.
+        granted: bool,
+    },
+    /// AppendEntries.
+    Append {
+        /// Leader's term.
+        term: u64,
+        /// Index before the entries.
+        prev_index: u64,
+        /// Term at `prev_index`.
+        prev_term: u64,
+        /// Number of entries carried.
+        entries: u64,
+        /// Leader's commit index.
+        commit: u64,
+    },
+    /// AppendEntries reply.
+    AppendReply {
+        /// Follower's term.
+        term: u64,
+        /// Whether the consistency check passed.
+        success: bool,
+        /// Matched index (success) or rejected previous index.
+        index: u64,
+        /// Conflict hint: term.
+        conflict_term: u64,
+        /// Conflict hint: index.
+        conflict_index: u64,
+    },
+}
+
+impl MsgSummary {
+    /// Summarizes `msg`.
+    pub fn of(msg: &Message) -> Self {
+        match msg {
+            Message::RequestVote(m) => Self::RequestVote {
+                term: m.term,
+                last_index: m.last_log_index,
+                last_term: m.last_log_term,
+            },
+            Message::RequestVoteReply(m) => Self::VoteReply {
+                term: m.term,
+                granted: m.granted,
+            },
+            Message::AppendEntries(m) => Self::Append {
+                term: m.term,
+                prev_index: m.prev_log_index,
+                prev_term: m.prev_log_term,
+                entries: m.entries.len() as u64,
+                commit: m.leader_commit,
+            },
+            Message::AppendEntriesReply(m) => Self::AppendReply {
+                term: m.term,
+                success: m.success,
+                index: m.index,
+                conflict_term: m.conflict_term,
+                conflict_index: m.conflict_index,
+            },
+        }
+    }
+}
+
+impl fmt::Display for MsgSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::RequestVote {
+                term,
+                last_index,
+                last_term,
+            } => write!(f, "RequestVote t{term} last {last_index}/t{last_term}"),
+            Self::VoteReply { term, granted } => {
+                let answer = if granted { "granted" } else { "refused" };
+                write!(f, "VoteReply t{term} {answer}")
+            }
+            Self::Append {
+                term,
+                prev_index,
+                prev_term,
+                entries,
+                commit,
+            } => write!(
+                f,
+                "AppendEntries t{term} prev {prev_index}/t{prev_term} +{entries} commit {commit}"
+            ),
+            Self::AppendReply {
+                term,
+                success: true,
+                index,
+                ..
+            } => write!(f, "AppendReply t{term} ok up to {index}"),
+            Self::AppendReply {
+                term,
+                index,
+                conflict_term,
+                conflict_index,
+                ..
+            } => write!(
+                f,
+                "AppendReply t{term} reject prev {index} hint t{conflict_term}@{conflict_index}"
+            ),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A message arrived and was stepped into its receiver.
+    Deliver {
+        /// Sender.
+        from: usize,
+        /// Receiver.
+        to: usize,
+        /// The message.
+        msg: MsgSummary,
+    },
+    /// A message was lost.
+    Drop {
+        /// Sender.
+        from: usize,
+        /// Intended receiver.
+        to: usize,
+        /// The message.
+        msg: MsgSummary,
+        /// Why.
+        reason: DropReason,
+    },
+    /// A node's timer fired (election timeout or heartbeat).
+    Timer {
+        /// The node.
+        node: usize,
+    },
+    /// A client proposed commands to the node it believes leads.
+    Propose {
+        /// The client.
+        client: usize,
+        /// The node asked.
+        node: usize,
+        /// The indices the commands took, if the node accepted them as leader.
+        accepted: Option<(u64, u64)>,
+    },
+    /// A client held back: the node it asks has too many uncommitted entries.
+    Backoff {
+        /// The client.
+        client: usize,
+        /// The node.
+        node: usize,
+    },
+    /// The fault phase split the cluster: nodes whose bit is set on one side, the rest on the
+    /// other. Earlier link faults are healed first.
+    Partition {
+        /// Bit set of one side.
+        side: u64,
+    },
+    /// The fault phase cut the link from one node to another, in that direction only.
+    Cut {
+        /// Sender side of the link.
+        from: usize,
+        /// Receiver side of the link.
+        to: usize,
+    },
+    /// The fault phase isolated a node (the leader, when there was one). Earlier link faults
+    /// are healed first.
+    Isolate {
+        /// The node.
+        node: usize,
+    },
+    /// The fault phase restored every link.
+    HealLinks,
+    /// The fault phase ended: every link is up, and nothing is lost or duplicated any more.
+    HealPhase,
+    /// The heal phase proposed a fresh command that must commit everywhere.
+    Marker {
+        /// The leader it was proposed to.
+        node: usize,
+        /// Its index.
+        index: u64,
+    },
+    /// A node's role or term changed.
+    State {
+        /// The node.
+        node: usize,
+        /// Its new role.
+        role: Role,
+        /// Its new term.
+        term: u64,
+    },
+    /// A node's commit index advanced.
+    Commit {
+        /// The node.
+        node: usize,
+        /// Its new commit index.
+        index: u64,
+    },
+}
+
+/// One event at a virtual time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Event {
+    /// Virtual time, in nanoseconds since the run started.
+    pub at: Nanos,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>9}.{:03} ms  ",
+            self.at / 1_000_000,
+            self.at / 1_000 % 1_000
+        )?;
+        match self.kind {
+            EventKind::Deliver { from, to, msg } => write!(f, "{from} -> {to}  {msg}"),
+            EventKind::Drop {
+                from,
+                to,
+                msg,
+                reason,
+            } => {
+                let why = match reason {
+                    DropReason::Cut => "link cut",
+                    DropReason::Lost => "lost",
+                    DropReason::CutInFlight => "link cut in flight",
+                };
+                write!(f, "{from} -x {to}  {msg}  ({why})")
+            }
+            EventKind::Timer { node } => write!(f, "timer  node {node}"),
+            EventKind::Propose {
+                client,
+                node,
+                accepted: Some((a, b)),
+            } => write!(f, "client {client} -> node {node}: accepted at {a}..={b}"),
+            EventKind::Propose {
+                client,
+                node,
+                accepted: None,
+            } => write!(f, "client {client} -> node {node}: not leader"),
+            EventKind::Backoff { client, node } => {
+                write!(f, "client {client} holds back: node {node} has a backlog")
+            }
+            EventKind::Partition { side } => {
+                let members: Vec<usize> = (0..64).filter(|i| side & (1 << i) != 0).collect();
+                write!(f, "FAULT  partition {members:?} | rest")
+            }
+            EventKind::Cut { from, to } => write!(f, "FAULT  cut link {from} -> {to}"),
+            EventKind::Isolate { node } => write!(f, "FAULT  isolate node {node}"),
+            EventKind::HealLinks => write!(f, "FAULT  heal all links"),
+            EventKind::HealPhase => write!(f, "HEAL PHASE: faults stop"),
+            EventKind::Marker { node, index } => {
+                write!(f, "marker proposed to node {node} at index {index}")
+            }
+            EventKind::State { node, role, term } => {
+                write!(f, "node {node} is {role:?} in term {term}")
+            }
+            EventKind::Commit { node, index } => write!(f, "node {node} commits up to {index}"),
+        }
+    }
+}
+
+/// 64-bit FNV-1a: small and unkeyed, so the trace hash depends on nothing but the events (the
+/// standard library's hasher makes no promise of stability).
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// How many events a violation report shows.
+pub const RECENT_EVENTS: usize = 40;
+
+/// Everything that happened in a run: a running hash, the last events, and optionally all.
+pub(crate) struct EventLog {
+    hasher: Fnv,
+    count: u64,
+    recent: VecDeque<Event>,
+    trace: Option<Vec<Event>>,
+}
+
+impl EventLog {
+    pub fn new(keep_all: bool) -> Self {
+        Self {
+            hasher: Fnv(0xcbf2_9ce4_8422_2325),
+            count: 0,
+            recent: VecDeque::with_capacity(RECENT_EVENTS),
+            trace: keep_all.then(Vec::new),
+        }
+    }
+
+    pub fn push(&mut self, at: Nanos, kind: EventKind) {
+        let event = Event { at, kind };
+        event.hash(&mut self.hasher);
+        self.count += 1;
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(event);
+        if let Some(trace) = &mut self.trace {
+            trace.push(event);
+        }
+    }
+
+    pub fn hash(&self) -> u64 {
+        self.hasher.finish()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn recent(&self) -> Vec<Event> {
+        self.recent.iter().copied().collect()
+    }
+
+    pub fn take_trace(&mut self) -> Vec<Event> {
+        self.trace.take().unwrap_or_default()
+    }
+}

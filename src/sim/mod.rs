@@ -1,0 +1,690 @@
+//! Deterministic simulation: N sans-IO [`Core`]s driven in virtual time on a simulated network by
+//! one thread, with every Raft invariant checked after every event. Each run is a pure function
+//! of one `u64` seed, so any schedule it finds can be replayed exactly.
+//!
+//! # A run
+//!
+//! 1. A [`Scenario`] is drawn from the seed, swarm-style (cluster size, timing, loss, delays,
+//!    duplication, which link faults may happen and how often, client load).
+//! 2. **Fault phase** (`fault_ticks` ticks of 1 ms of virtual time): clients propose at random
+//!    times to the node they believe leads (on a refusal they believe whom that node names, or
+//!    try another; they hold back while it has a backlog, see [`CLIENT_BACKLOG`]); messages are
+//!    lost, delayed (hence reordered), held back for election timeouts and duplicated; the
+//!    cluster is partitioned, single links are cut one way, the leader is isolated, links heal.
+//! 3. **Heal phase**: every link comes back, nothing is lost or duplicated any more, clients
+//!    stop. Within 50 election timeouts the cluster must converge: one leader that every node
+//!    follows in its term, a fresh marker command committed and applied on every node, and the
+//!    same commit index everywhere.
+//!
+//! The next event is always the earliest of: the next message due, the earliest core timer
+//! ([`Core::next_deadline`]), the next client proposal, the next fault change, the end of a phase.
+//! Ties go in that order of kinds, then by node id or send order. All randomness comes from one
+//! [`fastrand::Rng`] seeded with the run's seed; the cores get seeds drawn from it.
+//!
+//! # Checking
+//!
+//! After every delivered message, timer and proposal, the [`checker`](Invariant) looks at the node
+//! concerned: election safety, log matching, leader completeness, state machine safety, monotonic
+//! term, commit and applied, progress bounds (including that a leader's `match_index` is true of
+//! its follower), leader append-only, and bounded traffic ([`MAX_IN_FLIGHT`]). A core that panics (one of its
+//! own assertions) is a violation too: while a run is in progress on a thread, the panic is caught
+//! and not printed, through a panic hook installed on first use that defers to the previous hook
+//! for every other panic. The first violation stops the run; the [`Violation`] names the seed,
+//! the invariant, the nodes and the last [`RECENT_EVENTS`] events.
+
+mod checker;
+mod event;
+mod network;
+mod scenario;
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+
+use bytes::Bytes;
+use zeroraft_engine::core::{Core, Message, Nanos, Role};
+
+pub use checker::Invariant;
+use checker::{Checker, Failure};
+use event::EventLog;
+pub use event::{DropReason, Event, EventKind, MsgSummary, RECENT_EVENTS};
+use network::{Network, Quality, Sent};
+pub use scenario::Scenario;
+
+/// One tick of virtual time: 1 ms. A scenario's fault phase is counted in ticks.
+pub const TICK: Nanos = 1_000_000;
+
+/// A client holds back while the node it asks has this many uncommitted entries, or 16 round
+/// trips' worth of its flow control (`max_append_entries * max_inflight` entries per round trip),
+/// whichever is less: offered load must not outrun what a scenario can replicate, or no heal
+/// phase could catch up within its 50 election timeouts.
+pub const CLIENT_BACKLOG: u64 = 256;
+
+/// Most messages that may be in flight at once: beyond it, replies are breeding requests faster
+/// than they are answered (a message storm). Heavy but bounded traffic stays below: a cluster of
+/// 7 re-sending windows of 64 single-entry AppendEntries every round trip, with half of the
+/// replies held back for seconds, peaks near 100 000.
+pub const MAX_IN_FLIGHT: usize = 1_000_000;
+
+/// Overrides of what a seed would draw, and output options.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Cluster size (otherwise 3, 5 or 7, drawn from the seed).
+    pub nodes: Option<usize>,
+    /// Length of the fault phase in ticks (otherwise 2 000 to 10 000, drawn from the seed).
+    pub fault_ticks: Option<u64>,
+    /// Keep every event, for a readable trace in [`Report::trace`].
+    pub trace: bool,
+}
+
+/// How a run ended well: the heal phase converged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Converged {
+    /// How long the heal phase took to converge.
+    pub heal_took: Nanos,
+    /// The leader everyone follows.
+    pub leader: usize,
+    /// Its term.
+    pub term: u64,
+    /// The commit index every node reached.
+    pub commit_index: u64,
+}
+
+/// A broken invariant and how to reproduce it.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The run's seed.
+    pub seed: u64,
+    /// The scenario the seed drew.
+    pub scenario: Scenario,
+    /// What broke.
+    pub invariant: Invariant,
+    /// The nodes involved.
+    pub nodes: Vec<usize>,
+    /// What exactly was seen.
+    pub detail: String,
+    /// When, in virtual time.
+    pub at: Nanos,
+    /// The last events before it, oldest first.
+    pub recent: Vec<Event>,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {}: {} violated at {}.{:03} ms, nodes {:?}",
+            self.seed,
+            self.invariant.name(),
+            self.at / 1_000_000,
+            self.at / 1_000 % 1_000,
+            self.nodes
+        )?;
+        writeln!(f, "  {}", self.detail)?;
+        writeln!(f, "  scenario: {}", self.scenario)?;
+        writeln!(f, "  last {} events:", self.recent.len())?;
+        for event in &self.recent {
+            writeln!(f, "    {event}")?;
+        }
+        write!(
+            f,
+            "  replay: cargo run --release --example sim -- --replay {}",
+            self.seed
+        )
+    }
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The run's seed.
+    pub seed: u64,
+    /// Convergence, or the first violation.
+    pub outcome: Result<Converged, Box<Violation>>,
+    /// A hash of every event in order: equal for two runs of the same seed.
+    pub trace_hash: u64,
+    /// Number of events.
+    pub events: u64,
+    /// Virtual time at the end.
+    pub end_time: Nanos,
+    /// Every event, if [`Options::trace`] was set.
+    pub trace: Vec<Event>,
+}
+
+/// One client: whom it believes leads, when it proposes next, how many commands it sent.
+struct Client {
+    believed: usize,
+    next_at: Nanos,
+    sent: u64,
+}
+
+/// The fresh command of the heal phase.
+struct Marker {
+    node: usize,
+    term: u64,
+    index: u64,
+    command: Bytes,
+}
+
+enum Phase {
+    Fault,
+    Heal {
+        since: Nanos,
+        marker: Option<Marker>,
+        markers_sent: u64,
+    },
+}
+
+/// The kinds of event, in tie-breaking order.
+enum Next {
+    PhaseEnd,
+    Fault,
+    Message,
+    Timer(usize),
+    Client(usize),
+}
+
+thread_local! {
+    /// Whether a run is in progress on this thread, so that a core's panic is a report, not noise.
+    static IN_RUN: Cell<bool> = const { Cell::new(false) };
+}
+
+fn install_panic_filter() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_RUN.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// N cores, a network, clients and the checker, in virtual time.
+pub struct Simulation {
+    seed: u64,
+    scenario: Scenario,
+    rng: fastrand::Rng,
+    now: Nanos,
+    cores: Vec<Core>,
+    /// (role, term, commit index) of each core when last looked at, for the trace.
+    seen: Vec<(Role, u64, u64)>,
+    net: Network,
+    clients: Vec<Client>,
+    next_fault: Nanos,
+    phase: Phase,
+    checker: Checker,
+    log: EventLog,
+    /// The node being stepped, to blame if it panics.
+    stepping: Option<usize>,
+}
+
+/// Runs one seed to the end.
+pub fn run_seed(seed: u64, options: &Options) -> Report {
+    Simulation::new(seed, options).run()
+}
+
+impl Simulation {
+    /// A cluster at time 0, every core a follower in term 0, built from `seed`.
+    pub fn new(seed: u64, options: &Options) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let scenario = Scenario::draw(&mut rng, options);
+        let n = scenario.nodes;
+        let cores = (0..n)
+            .map(|i| Core::new(i, n, scenario.core.clone(), rng.u64(..), 0))
+            .collect();
+        let clients = (0..scenario.clients)
+            .map(|_| Client {
+                believed: rng.usize(..n),
+                next_at: rng.u64(0..=2 * scenario.propose_interval),
+                sent: 0,
+            })
+            .collect();
+        let next_fault = if scenario.has_link_faults() {
+            rng.u64(0..=2 * scenario.fault_interval)
+        } else {
+            Nanos::MAX
+        };
+        Self {
+            seed,
+            rng,
+            now: 0,
+            cores,
+            seen: vec![(Role::Follower, 0, 0); n],
+            net: Network::new(n, Quality::faulty(&scenario)),
+            clients,
+            next_fault,
+            phase: Phase::Fault,
+            checker: Checker::new(n),
+            log: EventLog::new(options.trace),
+            stepping: None,
+            scenario,
+        }
+    }
+
+    /// The scenario this run's seed drew.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// The cores, to adjust before [`Simulation::run`] (for example to inject a bug).
+    pub fn cores_mut(&mut self) -> &mut [Core] {
+        &mut self.cores
+    }
+
+    /// Runs the fault phase and the heal phase, stopping at the first violation.
+    pub fn run(mut self) -> Report {
+        install_panic_filter();
+        IN_RUN.with(|r| r.set(true));
+        let result = catch_unwind(AssertUnwindSafe(|| self.run_phases()));
+        IN_RUN.with(|r| r.set(false));
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                Err(self.violation(Failure {
+                    invariant: Invariant::CoreAssertion,
+                    nodes: self.stepping.into_iter().collect(),
+                    detail: format!("panicked: {message}"),
+                }))
+            }
+        };
+        Report {
+            seed: self.seed,
+            outcome,
+            trace_hash: self.log.hash(),
+            events: self.log.count(),
+            end_time: self.now,
+            trace: self.log.take_trace(),
+        }
+    }
+
+    fn violation(&self, failure: Failure) -> Box<Violation> {
+        Box::new(Violation {
+            seed: self.seed,
+            scenario: self.scenario.clone(),
+            invariant: failure.invariant,
+            nodes: failure.nodes,
+            detail: failure.detail,
+            at: self.now,
+            recent: self.log.recent(),
+        })
+    }
+
+    fn run_phases(&mut self) -> Result<Converged, Box<Violation>> {
+        let fault_end = self.scenario.fault_phase();
+        loop {
+            let phase_end = match self.phase {
+                Phase::Fault => fault_end,
+                Phase::Heal { since, .. } => since + self.scenario.convergence_limit(),
+            };
+            let (at, next) = self.next_event(phase_end);
+            self.now = at;
+            let step = match next {
+                Next::PhaseEnd => match self.phase {
+                    Phase::Fault => {
+                        self.start_heal();
+                        Ok(())
+                    }
+                    Phase::Heal { since, .. } => Err(Failure {
+                        invariant: Invariant::Convergence,
+                        nodes: (0..self.cores.len()).collect(),
+                        detail: format!(
+                            "no convergence {} ms after the faults stopped: {}",
+                            (self.now - since) / 1_000_000,
+                            self.describe_nodes()
+                        ),
+                    }),
+                },
+                Next::Fault => {
+                    self.fault();
+                    Ok(())
+                }
+                Next::Message => self.deliver(),
+                Next::Timer(i) => {
+                    self.log.push(at, EventKind::Timer { node: i });
+                    self.stepping = Some(i);
+                    self.cores[i].tick(at);
+                    self.after_step(i, None)
+                }
+                Next::Client(c) => self.client_propose(c),
+            };
+            step.map_err(|f| self.violation(f))?;
+            if let Phase::Heal { .. } = self.phase
+                && let Some(done) = self.heal_progress().map_err(|f| self.violation(f))?
+            {
+                self.checker
+                    .check_all(&self.cores)
+                    .map_err(|f| self.violation(f))?;
+                return Ok(done);
+            }
+        }
+    }
+
+    fn next_event(&self, phase_end: Nanos) -> (Nanos, Next) {
+        let mut best = (phase_end, Next::PhaseEnd);
+        if self.next_fault < best.0 {
+            best = (self.next_fault, Next::Fault);
+        }
+        if let Some(at) = self.net.next_time()
+            && at < best.0
+        {
+            best = (at, Next::Message);
+        }
+        for (i, core) in self.cores.iter().enumerate() {
+            let at = core.next_deadline();
+            if at < best.0 {
+                best = (at, Next::Timer(i));
+            }
+        }
+        if let Phase::Fault = self.phase {
+            for (c, client) in self.clients.iter().enumerate() {
+                if client.next_at < best.0 {
+                    best = (client.next_at, Next::Client(c));
+                }
+            }
+        }
+        (best.0.max(self.now), best.1)
+    }
+
+    /// After node `i` took an input that may have written its entries `written`: sends what it
+    /// produced, notes role and commit changes in the trace, and runs the checker.
+    fn after_step(&mut self, i: usize, written: Option<(u64, u64)>) -> Result<(), Failure> {
+        self.stepping = None;
+        let now = self.now;
+        for (to, msg) in self.cores[i].take_messages() {
+            let summary = MsgSummary::of(&msg);
+            if let Sent::Dropped(reason) = self.net.send(&mut self.rng, now, i, to, msg) {
+                self.log.push(
+                    now,
+                    EventKind::Drop {
+                        from: i,
+                        to,
+                        msg: summary,
+                        reason,
+                    },
+                );
+            }
+        }
+        let core = &self.cores[i];
+        let state = (core.role(), core.term(), core.commit_index());
+        if (state.0, state.1) != (self.seen[i].0, self.seen[i].1) {
+            self.log.push(
+                now,
+                EventKind::State {
+                    node: i,
+                    role: state.0,
+                    term: state.1,
+                },
+            );
+        }
+        if state.2 != self.seen[i].2 {
+            self.log.push(
+                now,
+                EventKind::Commit {
+                    node: i,
+                    index: state.2,
+                },
+            );
+        }
+        self.seen[i] = state;
+        if self.net.in_flight() > MAX_IN_FLIGHT {
+            return Err(Failure {
+                invariant: Invariant::BoundedTraffic,
+                nodes: vec![i],
+                detail: format!(
+                    "{} messages in flight after node {i} sent; last sender's state: {}",
+                    self.net.in_flight(),
+                    self.describe_nodes()
+                ),
+            });
+        }
+        self.checker.observe(i, &mut self.cores[i], written)?;
+        self.checker.check_match(&self.cores, i)
+    }
+
+    fn deliver(&mut self) -> Result<(), Failure> {
+        let m = self.net.pop().expect("a message is due");
+        let summary = MsgSummary::of(&m.msg);
+        if self.net.is_blocked(m.from, m.to) {
+            self.log.push(
+                m.at,
+                EventKind::Drop {
+                    from: m.from,
+                    to: m.to,
+                    msg: summary,
+                    reason: DropReason::CutInFlight,
+                },
+            );
+            return Ok(());
+        }
+        self.log.push(
+            m.at,
+            EventKind::Deliver {
+                from: m.from,
+                to: m.to,
+                msg: summary,
+            },
+        );
+        let written = match &m.msg {
+            Message::AppendEntries(a) if !a.entries.is_empty() => Some((
+                a.prev_log_index + 1,
+                a.prev_log_index + a.entries.len() as u64,
+            )),
+            _ => None,
+        };
+        self.stepping = Some(m.to);
+        self.cores[m.to].step(self.now, m.from, m.msg);
+        self.after_step(m.to, written)
+    }
+
+    fn client_propose(&mut self, c: usize) -> Result<(), Failure> {
+        let n = self.cores.len();
+        let batch = self.rng.usize(1..=self.scenario.batch_max);
+        let client = &mut self.clients[c];
+        let node = client.believed;
+        let core = &self.cores[node];
+        let per_round_trip =
+            self.scenario.core.max_append_entries * self.scenario.core.max_inflight;
+        let limit = CLIENT_BACKLOG.min(16 * per_round_trip as u64);
+        if core.log().last_index() - core.commit_index() >= limit {
+            client.next_at = self.now + self.rng.u64(0..=2 * self.scenario.propose_interval);
+            self.log
+                .push(self.now, EventKind::Backoff { client: c, node });
+            return Ok(());
+        }
+        let first_seq = client.sent;
+        client.sent += batch as u64;
+        client.next_at = self.now + self.rng.u64(0..=2 * self.scenario.propose_interval);
+        // Commands are unique in a run: the client in the top byte, its sequence number below.
+        let commands =
+            (first_seq..first_seq + batch as u64).map(|s| command(((c as u64) << 56) | s));
+        self.stepping = Some(node);
+        let accepted = self.cores[node].propose(self.now, commands);
+        self.log.push(
+            self.now,
+            EventKind::Propose {
+                client: c,
+                node,
+                accepted,
+            },
+        );
+        if accepted.is_none() {
+            let told = self.cores[node].leader().filter(|&l| l != node);
+            self.clients[c].believed = told.unwrap_or_else(|| self.rng.usize(..n));
+        }
+        self.after_step(node, accepted)
+    }
+
+    fn fault(&mut self) {
+        let n = self.cores.len();
+        let s = &self.scenario;
+        let mut kinds = [Fault::Heal; 4];
+        let mut count = 1;
+        for (enabled, kind) in [
+            (s.partitions, Fault::Partition),
+            (s.one_way_cuts, Fault::Cut),
+            (s.isolate_leader, Fault::Isolate),
+        ] {
+            if enabled {
+                kinds[count] = kind;
+                count += 1;
+            }
+        }
+        self.next_fault = self.now + self.rng.u64(1..=2 * s.fault_interval);
+        let kind = match kinds[self.rng.usize(..count)] {
+            Fault::Heal => {
+                self.net.heal();
+                EventKind::HealLinks
+            }
+            Fault::Partition => {
+                let mut side = 0u64;
+                while side == 0 || side == (1 << n) - 1 {
+                    side = self.rng.u64(..1 << n);
+                }
+                self.net.heal();
+                for a in 0..n {
+                    for b in 0..n {
+                        if ((side >> a) & 1) != ((side >> b) & 1) {
+                            self.net.block(a, b);
+                        }
+                    }
+                }
+                EventKind::Partition { side }
+            }
+            Fault::Cut => {
+                let from = self.rng.usize(..n);
+                let to = (from + self.rng.usize(1..n)) % n;
+                self.net.block(from, to);
+                EventKind::Cut { from, to }
+            }
+            Fault::Isolate => {
+                let leader = (0..n)
+                    .filter(|&i| self.cores[i].role() == Role::Leader)
+                    .max_by_key(|&i| self.cores[i].term());
+                let node = leader.unwrap_or_else(|| self.rng.usize(..n));
+                self.net.heal();
+                for other in (0..n).filter(|&o| o != node) {
+                    self.net.block(node, other);
+                    self.net.block(other, node);
+                }
+                EventKind::Isolate { node }
+            }
+        };
+        self.log.push(self.now, kind);
+    }
+
+    fn start_heal(&mut self) {
+        self.net.heal();
+        self.net.quality = Quality::healed(&self.scenario);
+        self.next_fault = Nanos::MAX;
+        self.phase = Phase::Heal {
+            since: self.now,
+            marker: None,
+            markers_sent: 0,
+        };
+        self.log.push(self.now, EventKind::HealPhase);
+    }
+
+    /// In the heal phase: proposes a marker once a leader stands, re-proposes it if that leader
+    /// falls before the cluster converged, and says when it converged.
+    fn heal_progress(&mut self) -> Result<Option<Converged>, Failure> {
+        let n = self.cores.len();
+        let max_term = self.cores.iter().map(Core::term).max().unwrap_or(0);
+        let mut leaders = (0..n).filter(|&i| self.cores[i].role() == Role::Leader);
+        let leader = match (leaders.next(), leaders.next()) {
+            (Some(l), None) if self.cores[l].term() == max_term => Some(l),
+            _ => None,
+        };
+        let Phase::Heal {
+            since,
+            marker,
+            markers_sent,
+        } = &mut self.phase
+        else {
+            return Ok(None);
+        };
+        let since = *since;
+        if marker
+            .as_ref()
+            .is_some_and(|m| Some(m.node) != leader || m.term != max_term)
+        {
+            *marker = None;
+        }
+        let Some(l) = leader else {
+            return Ok(None);
+        };
+        let Some(m) = marker else {
+            *markers_sent += 1;
+            let cmd = command(u64::MAX - *markers_sent);
+            let (index, _) = self.cores[l]
+                .propose(self.now, [cmd.clone()])
+                .expect("a leader accepts proposals");
+            *marker = Some(Marker {
+                node: l,
+                term: max_term,
+                index,
+                command: cmd,
+            });
+            self.log
+                .push(self.now, EventKind::Marker { node: l, index });
+            self.after_step(l, Some((index, index)))?;
+            return Ok(None);
+        };
+        let commit = self.cores[l].commit_index();
+        let converged = commit >= m.index
+            && commit == self.cores[l].log().last_index()
+            && self.cores.iter().all(|c| {
+                c.term() == max_term
+                    && c.leader() == Some(l)
+                    && c.commit_index() == commit
+                    && c.last_applied() == commit
+                    && c.log()
+                        .entry(m.index)
+                        .is_some_and(|e| e.command == m.command)
+            });
+        Ok(converged.then(|| Converged {
+            heal_took: self.now - since,
+            leader: l,
+            term: max_term,
+            commit_index: commit,
+        }))
+    }
+
+    fn describe_nodes(&self) -> String {
+        let parts: Vec<String> = self
+            .cores
+            .iter()
+            .map(|c| {
+                format!(
+                    "node {} {:?} t{} leader {:?} last {} commit {}",
+                    c.id(),
+                    c.role(),
+                    c.term(),
+                    c.leader(),
+                    c.log().last_index(),
+                    c.commit_index()
+                )
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Fault {
+    Heal,
+    Partition,
+    Cut,
+    Isolate,
+}
+
+fn command(x: u64) -> Bytes {
+    Bytes::copy_from_slice(&x.to_le_bytes())
+}
