@@ -83,7 +83,11 @@ fn same_seed_same_trace() {
 }
 
 fn with_bug(seed: u64, bug: Bug) -> Report {
-    let mut sim = Simulation::new(seed, &Options::default());
+    with_bug_in(seed, bug, &Options::default())
+}
+
+fn with_bug_in(seed: u64, bug: Bug, options: &Options) -> Report {
+    let mut sim = Simulation::new(seed, options);
     for core in sim.cores_mut() {
         core.inject_bug(Some(bug));
     }
@@ -116,13 +120,31 @@ fn catches_truncation_without_conflict() {
 }
 
 #[test]
-#[ignore = "not yet caught within 200 seeds: stale replies rarely reach a re-elected node"]
 fn catches_accepting_stale_replies() {
-    caught_within_200(Bug::AcceptStaleReplies);
+    // In three-node clusters one late vote is a majority: a candidate that counts a grant from
+    // an earlier term becomes a second leader of its term, or a leader missing committed
+    // entries. Larger clusters need several such votes at once, which the swarm rarely draws.
+    let three = Options {
+        nodes: Some(3),
+        ..Options::default()
+    };
+    let caught = (0..200).find(|&seed| {
+        with_bug_in(seed, Bug::AcceptStaleReplies, &three)
+            .outcome
+            .is_err()
+    });
+    assert!(
+        caught.is_some(),
+        "{} not caught within 200 three-node seeds",
+        Bug::AcceptStaleReplies.name()
+    );
 }
 
 #[test]
-#[ignore = "not yet caught within 200 seeds: fast backtracking lands exactly on the divergence"]
+#[ignore = "unreachable in this core: when a follower accepts an AppendEntries while holding \
+            entries past the last new one that differ from the leader's, the leader's commit index \
+            is never above that last new entry (backtracking probes at the exact divergence, \
+            heartbeats at next_index - 1); 0 of 3 000 seeds at 3 and at 5 nodes produce it"]
 fn catches_commit_beyond_last_new_entry() {
     caught_within_200(Bug::CommitBeyondNewEntries);
 }
