@@ -29,6 +29,20 @@ struct Args {
     options: Options,
 }
 
+const USAGE: &str = "\
+Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--bug NAME] [--keep-going]
+       sim --replay SEED [--nodes N] [--ticks T] [--bug NAME]
+
+  --seeds N       how many seeds to run (default 1000), with a progress line on stderr
+  --start S       first seed (default 0)
+  --jobs J        threads (default 1)
+  --nodes N       fix the cluster size instead of drawing it from the seed
+  --ticks T       fix the fault phase's length in ticks instead of drawing it
+  --bug NAME      inject a bug into every core: commit-previous-term, double-vote,
+                  truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries
+  --keep-going    do not stop at the first violation
+  --replay SEED   run one seed and print every event";
+
 fn parse() -> Result<Args, String> {
     let mut args = Args {
         seeds: 1000,
@@ -55,7 +69,11 @@ fn parse() -> Result<Args, String> {
                 args.bug = Some(Bug::from_name(&name).ok_or(format!("unknown bug {name}"))?);
             }
             "--keep-going" => args.keep_going = true,
-            _ => return Err(format!("unknown option {flag}")),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown option {flag}\n\n{USAGE}")),
         }
     }
     if let Some(n) = args.options.nodes
