@@ -346,3 +346,22 @@ fn handles_and_the_harness_can_be_shared_across_threads() {
     shareable::<Cluster>();
     shareable::<zeroraft::Status>();
 }
+
+#[test]
+fn concurrent_kills_all_return_after_the_thread_ended() {
+    let cfg = Cluster::with_config(3, false, fast());
+    let raft = cfg.raft(leader_of(&cfg)).clone();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let raft = raft.clone();
+            s.spawn(move || {
+                raft.kill();
+                // Every caller sees the final, killed status: the thread published it and ended.
+                assert!(
+                    raft.status().killed,
+                    "kill returned before the node's thread ended"
+                );
+            });
+        }
+    });
+}

@@ -102,7 +102,8 @@ pub struct Raft {
 
 struct Handle {
     shared: Arc<Shared>,
-    /// Taken once, by whoever kills the node first. A lock on a cold path (kill and drop only).
+    /// Taken and joined once, under the lock, by whoever kills the node first; a concurrent
+    /// second killer waits on the lock until the join is done. A cold path (kill and drop only).
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -116,8 +117,10 @@ impl Handle {
     fn kill(&self) {
         self.shared.killed.store(true, Release);
         self.shared.waker.wake();
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread
+        // Join while holding the lock, so that a concurrent second `kill` also returns only once
+        // the thread has ended.
+        let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(thread) = slot.take()
             && thread.thread().id() != std::thread::current().id()
         {
             let _ = thread.join();
