@@ -1,5 +1,5 @@
 //! Load drivers for measuring the engine: a cluster whose nodes apply through a
-//! [`StateMachine`](crate::engine::StateMachine) that only records progress, and clients that
+//! [`StateMachine`] that only records progress, and clients that
 //! keep a number of proposals in flight, propose in bursts, or propose one command at a time.
 //!
 //! Used by the criterion benchmarks in `benches/`, the allocation and idle-cost tests, and the
