@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the 2A/2B suite RUNS times in a row with the default parallel test threads, then RUNS
+# times with --test-threads=1, and prints how long each run took. With BUSY=1 a busy loop keeps
+# one more core occupied for the whole time, as on a machine doing other work.
+#
+#   RUNS=20 BUSY=1 bash scripts/suite-repeat.sh
+#
+# Stops at the first failing run and leaves its output in target/suite-repeat/failed.txt.
+# This is how the robustness figures in README.md were taken.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-20}
+out=target/suite-repeat
+mkdir -p "$out"
+
+bins=$(cargo test --release --no-run --test election_2a --test agreement_2b 2>&1 |
+    sed -n 's/.*Executable tests\/[a-z0-9_]*\.rs (\(.*\))/\1/p')
+[ -n "$bins" ] || { echo "could not find the test binaries" >&2; exit 1; }
+
+busy_pid=
+if [ "${BUSY:-0}" = 1 ]; then
+    ( while :; do :; done ) &
+    busy_pid=$!
+    trap 'kill $busy_pid 2>/dev/null' EXIT
+fi
+
+for mode in parallel sequential; do
+    args=(--nocapture)
+    [ "$mode" = sequential ] && args+=(--test-threads=1)
+    for i in $(seq 1 "$runs"); do
+        start=$(date +%s%N)
+        for bin in $bins; do
+            if ! "$bin" "${args[@]}" > "$out/last.txt" 2>&1; then
+                cp "$out/last.txt" "$out/failed.txt"
+                echo "$mode run $i FAILED: see $out/failed.txt" >&2
+                exit 1
+            fi
+            grep 'Passed' "$out/last.txt" | sed "s/^/$mode $i /" >> "$out/passed.txt"
+        done
+        ms=$(( ($(date +%s%N) - start) / 1000000 ))
+        printf '%s run %d passed in %d.%d s\n' "$mode" "$i" $((ms / 1000)) $((ms % 1000 / 100))
+    done
+done
+echo "all $((2 * runs)) runs passed; Passed lines in $out/passed.txt"
