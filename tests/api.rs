@@ -17,16 +17,23 @@ fn fast() -> Config {
     }
 }
 
-fn leader_of(cfg: &Cluster) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(i) = (0..cfg.n()).find(|&i| cfg.raft(i).get_state().1) {
-            return i;
-        }
-        assert!(Instant::now() < deadline, "no leader within 10 s");
-        // Polling the published state while the election runs.
+/// Polls `done` every 5 ms until it holds, failing with `what` after `limit`. The nodes make
+/// progress on their own threads; the tests can only watch what they publish.
+fn eventually(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+fn leader_of(cfg: &Cluster) -> usize {
+    let mut leader = None;
+    eventually(Duration::from_secs(10), "no leader within 10 s", || {
+        leader = (0..cfg.n()).find(|&i| cfg.raft(i).get_state().1);
+        leader.is_some()
+    });
+    leader.expect("found")
 }
 
 #[test]
@@ -229,25 +236,20 @@ fn not_leader_names_the_leader() {
     let leader = leader_of(&cfg);
     let follower = (leader + 1) % 3;
     // Followers learn the leader from its first heartbeat.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match cfg.raft(follower).try_start(cmd(1)) {
+    eventually(
+        Duration::from_secs(5),
+        "the follower never learned the leader",
+        || match cfg.raft(follower).try_start(cmd(1)) {
             Err(StartError::NotLeader {
                 leader: Some(l), ..
             }) => {
                 assert_eq!(l, leader);
-                break;
+                true
             }
-            Err(StartError::NotLeader { leader: None, .. }) => {}
+            Err(StartError::NotLeader { leader: None, .. }) => false,
             other => panic!("a follower accepted a command: {other:?}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the follower never learned the leader"
-        );
-        // Waiting for the leader's first heartbeat to reach the follower.
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        },
+    );
 }
 
 #[test]
@@ -258,12 +260,11 @@ fn dropped_apply_receiver_and_full_apply_channel() {
     net.connect(0);
     let (tx, rx) = crossbeam_channel::bounded(1);
     let raft = Raft::new(fast(), 0, 1, net.endpoint(0, 3).unwrap(), tx).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !raft.get_state().1 {
-        assert!(Instant::now() < deadline, "a single node elects itself");
-        // Waiting for the election.
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    eventually(
+        Duration::from_secs(10),
+        "a single node elects itself",
+        || raft.get_state().1,
+    );
     for k in 0..10 {
         raft.try_start(cmd(k)).unwrap();
     }
@@ -290,27 +291,16 @@ fn dropped_apply_receiver_and_full_apply_channel() {
     )
     .unwrap();
     drop(rx);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if raft.try_start(cmd(1)).is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a single node elects itself without a network link to itself"
-        );
-        // Waiting for the election.
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while raft.status().commit_index < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "commits continue without an apply receiver"
-        );
-        // Waiting for the commit to be published.
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    eventually(
+        Duration::from_secs(10),
+        "a single node elects itself without a network link to itself",
+        || raft.try_start(cmd(1)).is_ok(),
+    );
+    eventually(
+        Duration::from_secs(5),
+        "commits continue without an apply receiver",
+        || raft.status().commit_index >= 1,
+    );
 }
 
 #[test]
@@ -318,24 +308,20 @@ fn status_reports_replication() {
     let cfg = Cluster::with_config(5, false, fast());
     let leader = leader_of(&cfg);
     let index = cfg.one(cmd(5), 5, true);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let status = cfg.raft(leader).status();
-        let peers: HashMap<usize, u64> =
-            status.peers.iter().map(|p| (p.id, p.match_index)).collect();
-        if status.commit_index >= index && peers.len() == 4 && peers.values().all(|&m| m >= index) {
-            assert_eq!(status.role, zeroraft::Role::Leader);
-            assert!(status.last_applied >= index);
-            assert!(status.messages_out > 0 && status.messages_in > 0);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status never showed full replication: {status:?}"
-        );
-        // Waiting for the next published snapshot.
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut status = cfg.raft(leader).status();
+    eventually(
+        Duration::from_secs(5),
+        "status never showed full replication",
+        || {
+            status = cfg.raft(leader).status();
+            let peers: HashMap<usize, u64> =
+                status.peers.iter().map(|p| (p.id, p.match_index)).collect();
+            status.commit_index >= index && peers.len() == 4 && peers.values().all(|&m| m >= index)
+        },
+    );
+    assert_eq!(status.role, zeroraft::Role::Leader);
+    assert!(status.last_applied >= index);
+    assert!(status.messages_out > 0 && status.messages_in > 0);
 }
 
 #[test]

@@ -278,7 +278,9 @@ impl<M: Message> Shared<M> {
         let guard = self.inboxes[to].load();
         let Some(inbox) = guard.as_ref() else { return };
         let request = msg.is_request();
-        let size = msg.wire_size() as u64;
+        // Requests were charged their bytes at send; only a reply is charged at delivery. (An
+        // AppendEntries' size walks its entries, so it is not computed twice.)
+        let reply_size = if request { 0 } else { msg.wire_size() as u64 };
         if inbox.push(from, msg).is_err() {
             self.overflow_drops.fetch_add(1, Relaxed);
             return;
@@ -288,7 +290,7 @@ impl<M: Message> Shared<M> {
         if request {
             receiver.requests_delivered.fetch_add(1, Relaxed);
         } else {
-            self.stats[from].bytes.fetch_add(size, Relaxed);
+            self.stats[from].bytes.fetch_add(reply_size, Relaxed);
         }
     }
 }
