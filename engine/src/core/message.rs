@@ -67,7 +67,8 @@ pub struct AppendEntriesReply {
     /// shorter than that.
     pub conflict_term: u64,
     /// On rejection: the first index the follower holds for `conflict_term`, or, if its log is too
-    /// short, its last index + 1.
+    /// short, its last index + 1. 0 when the AppendEntries was rejected for its stale term, not
+    /// for the follower's log (every real hint is at least 1).
     pub conflict_index: u64,
 }
 

@@ -606,6 +606,11 @@ impl Core {
                 self.maybe_commit();
             }
             self.send_appends_to(from);
+        } else if m.conflict_index == 0 {
+            // Rejected for its term, not for the follower's log: the request came from this
+            // node's leadership of an earlier term, and the follower, now in ours, answered with
+            // our term. It says nothing about where the logs diverge; believing it would step
+            // `next_index` back to `match_index + 1` and re-send entries the follower holds.
         } else {
             let hint = self.next_from_hint(&m);
             if self.progress[from].maybe_decr_to(m.index, hint) {
@@ -630,11 +635,11 @@ impl Core {
     /// so the next probe is at prev 2, which matches.
     fn next_from_hint(&self, m: &AppendEntriesReply) -> u64 {
         if m.conflict_term == 0 {
-            return m.conflict_index.max(1);
+            return m.conflict_index;
         }
         match self.log.last_index_of_term(m.conflict_term) {
             Some(last) => last + 1,
-            None => m.conflict_index.max(1),
+            None => m.conflict_index,
         }
     }
 

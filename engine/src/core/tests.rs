@@ -1427,6 +1427,46 @@ fn rejection_of_an_old_probe_is_ignored() {
 }
 
 #[test]
+fn rejection_of_a_request_from_an_earlier_leadership_is_ignored() {
+    // Node 0 led term 2 holding [1 1 1 1 1] and sent node 1 a heartbeat at prev 5. Node 1 gets it
+    // only in term 4, and rejects it with term 4: the term in which node 0 leads again.
+    let old_heartbeat = append(2, (5, 1), &[], 5);
+    let mut follower = new_core(1, 3);
+    give_log(&mut follower, 2, &[1, 1, 1, 1, 1]);
+    follower.step(0, 2, request_vote(4, 5, 1));
+    drain(&mut follower);
+    follower.step(0, 0, old_heartbeat);
+    let stale = the_append_reply(&drain(&mut follower), 0);
+    assert!(!stale.success);
+    assert_eq!((stale.term, stale.index, stale.conflict_index), (4, 5, 0));
+
+    // Probe: the stale rejection answers the probe's index but says nothing about the log.
+    let mut leader = new_core(0, 3);
+    give_log(&mut leader, 2, &[1, 1, 1, 1, 1]);
+    elect(&mut leader, 4);
+    leader.step(0, 1, Message::AppendEntriesReply(stale.clone()));
+    assert!(!leader.has_messages(), "probe: nothing re-sent");
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!(
+        (pr.state, pr.match_index, pr.next_index),
+        (ProgressState::Probe, 0, 6)
+    );
+
+    // Replicate, with a batch in flight past the match index: the window is kept.
+    leader.step(0, 1, ack(4, 5));
+    leader.propose(0, commands(3));
+    drain(&mut leader);
+    let rejected_above_match = AppendEntriesReply { index: 7, ..stale };
+    leader.step(0, 1, Message::AppendEntriesReply(rejected_above_match));
+    assert!(!leader.has_messages(), "replicate: nothing re-sent");
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!(
+        (pr.state, pr.match_index, pr.next_index),
+        (ProgressState::Replicate, 5, 9)
+    );
+}
+
+#[test]
 fn replies_from_an_older_term_are_ignored() {
     // The leader of term 3 holds [1 1 1]; its probes to both followers are outstanding.
     // (reply from an earlier term)
