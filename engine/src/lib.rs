@@ -180,6 +180,7 @@ impl Config {
             max_append_bytes: self.max_append_bytes,
             max_inflight: self.max_inflight,
             commit_notify_delay: nanos(self.commit_notify_delay),
+            backtrack: crate::core::Backtrack::LeaderTerm,
         }
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! # A run
 //!
-//! 1. A [`Scenario`] is drawn from the seed, swarm-style (cluster size, timing, loss, delays,
-//!    duplication, which link faults may happen and how often, client load).
+//! 1. A [`Scenario`] is drawn from the seed, swarm-style (cluster size, timing, flow control,
+//!    how leaders back up over a conflicting term, loss, delays, duplication, which link faults
+//!    may happen and how often, client load).
 //! 2. **Fault phase** (`fault_ticks` ticks of 1 ms of virtual time): clients propose at random
 //!    times to the node they believe leads (on a refusal they believe whom that node names, or
 //!    try another; they hold back while it has a backlog, see [`CLIENT_BACKLOG`]); messages are

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use zeroraft_engine::core::{CoreConfig, Nanos};
+use zeroraft_engine::core::{Backtrack, CoreConfig, Nanos};
 
 use super::{Options, TICK};
 
@@ -71,6 +71,13 @@ impl Scenario {
             max_append_bytes: 1 << 20,
             max_inflight: if rng.bool() { rng.usize(1..=4) } else { 64 },
             commit_notify_delay: MS * rng.u64(0..=5),
+            // A third of the seeds check followers against the other correct way to back up
+            // over a conflicting term, which re-sends entries they hold.
+            backtrack: if rng.u8(..3) == 0 {
+                Backtrack::FollowerTerm
+            } else {
+                Backtrack::LeaderTerm
+            },
         };
         let fault_ticks = options
             .fault_ticks
@@ -141,7 +148,7 @@ impl fmt::Display for Scenario {
         write!(
             f,
             "{} nodes, {} fault ticks; heartbeat {} ms, election {}..{} ms, \
-             append {} entries, window {}; drop {:.3}, dup {:.3}, delay {}..{} ms, \
+             append {} entries, window {}, backtrack {:?}; drop {:.3}, dup {:.3}, delay {}..{} ms, \
              long delay p {:.3} up to {} ms, late replies {:.3}; faults:{}{}{}{} every ~{} ms; \
              {} clients every ~{} ms, batches up to {}",
             self.nodes,
@@ -151,6 +158,7 @@ impl fmt::Display for Scenario {
             ms(self.core.election_timeout_max),
             self.core.max_append_entries,
             self.core.max_inflight,
+            self.core.backtrack,
             self.drop,
             self.duplicate,
             ms(self.delay_min),

@@ -65,6 +65,30 @@ pub struct CoreConfig {
     /// next batch carries it sooner; when idle this bounds how stale a follower's commit index
     /// gets, instead of the heartbeat interval.
     pub commit_notify_delay: Nanos,
+    /// Where a leader resumes after a follower rejects an AppendEntries over a conflicting term.
+    pub backtrack: Backtrack,
+}
+
+/// How far a leader steps `next_index` back when a follower rejects an AppendEntries because
+/// its entry at `prev_log_index` has another term (the conflicting term). Both ways skip a whole
+/// term per round trip and both are correct: they differ in what the next AppendEntries
+/// re-sends.
+///
+/// Example: the follower holds terms `[1 1 2 2 2 2]` and the leader `[1 1 2 2 3 3]`. A probe at
+/// prev 6 is rejected with conflicting term 2, whose first entry on the follower is at 3.
+/// [`Backtrack::LeaderTerm`] probes next at prev 4, the leader's last entry of term 2;
+/// [`Backtrack::FollowerTerm`] at prev 2, and re-sends entries 3 and 4, which the follower holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Backtrack {
+    /// Just past the leader's last entry of the conflicting term if the leader holds that term,
+    /// else the follower's first entry of it: nothing the follower holds is re-sent.
+    #[default]
+    LeaderTerm,
+    /// The follower's first entry of the conflicting term, as §5.3 of the extended Raft paper
+    /// describes it. Re-sends that term's entries the follower already holds. It exists so that
+    /// followers can be checked against another correct leader than this one, as in a cluster
+    /// running two versions of an engine: the deterministic simulator runs some seeds with it.
+    FollowerTerm,
 }
 
 impl Default for CoreConfig {
@@ -78,6 +102,7 @@ impl Default for CoreConfig {
             max_append_bytes: 1 << 20,
             max_inflight: 64,
             commit_notify_delay: 2 * MS,
+            backtrack: Backtrack::LeaderTerm,
         }
     }
 }
@@ -628,13 +653,14 @@ impl Core {
 
     /// Where to probe next after a rejection: past the leader's last entry of the follower's
     /// conflicting term if the leader holds that term, else the first index of that term on the
-    /// follower. Either way one round trip skips a whole term (§5.3).
+    /// follower (only the latter with [`Backtrack::FollowerTerm`]). Either way one round trip
+    /// skips a whole term (§5.3).
     ///
     /// Example: the follower holds terms `[1 1 4 4 4]` and the leader `[1 1 5 5 5 5]`. A probe at
     /// prev 5 is rejected with (conflict_term 4, conflict_index 3); the leader holds no term 4,
     /// so the next probe is at prev 2, which matches.
     fn next_from_hint(&self, m: &AppendEntriesReply) -> u64 {
-        if m.conflict_term == 0 {
+        if m.conflict_term == 0 || self.config.backtrack == Backtrack::FollowerTerm {
             return m.conflict_index;
         }
         match self.log.last_index_of_term(m.conflict_term) {

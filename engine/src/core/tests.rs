@@ -1217,39 +1217,75 @@ fn rejection_in_replicate_falls_back_to_probing() {
 #[test]
 fn backtracking_skips_a_term_per_round_trip() {
     // The leader (node 0 of 3) holds the log below and leads term 8; node 1 holds each case's
-    // log. Each case lists the prev_log_index of every AppendEntries until one succeeds.
+    // log. Each case lists the prev_log_index of every AppendEntries until one succeeds, first
+    // with `Backtrack::LeaderTerm`, then with `Backtrack::FollowerTerm`.
     const LEADER: &[u64] = &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
-    let cases: [(&str, &[u64], &[u64]); 9] = [
-        ("empty", &[], &[10, 0]),
-        ("shorter by one", &[1, 1, 1, 4, 4, 5, 5, 6, 6], &[10, 9]),
-        ("much shorter", &[1, 1, 1, 4], &[10, 4]),
+    type Indices = &'static [u64];
+    // (name, follower's log, probes with LeaderTerm, probes with FollowerTerm)
+    let cases: [(&str, Indices, Indices, Indices); 9] = [
+        ("empty", &[], &[10, 0], &[10, 0]),
+        (
+            "shorter by one",
+            &[1, 1, 1, 4, 4, 5, 5, 6, 6],
+            &[10, 9],
+            &[10, 9],
+        ),
+        ("much shorter", &[1, 1, 1, 4], &[10, 4], &[10, 4]),
         (
             "longer, same last term",
             &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6],
+            &[10],
             &[10],
         ),
         (
             "longer, later term",
             &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7],
             &[10],
+            &[10],
         ),
-        // Too short, then its term 4 runs past the leader's: skip to the leader's last 4.
-        ("shorter, conflicting", &[1, 1, 1, 4, 4, 4, 4], &[10, 7, 5]),
+        // Too short, then its term 4 runs past the leader's: skip to the leader's last 4, or
+        // to the follower's first 4 (re-sending the two 4s they share).
+        (
+            "shorter, conflicting",
+            &[1, 1, 1, 4, 4, 4, 4],
+            &[10, 7, 5],
+            &[10, 7, 3],
+        ),
         // Terms 3 and 2 the leader never had: one round trip each.
         (
             "conflicting by two terms",
             &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+            &[10, 6, 3],
             &[10, 6, 3],
         ),
         (
             "longer, conflicting",
             &[1, 1, 1, 4, 4, 4, 4, 4, 4, 4, 4, 4],
             &[10, 5],
+            &[10, 3],
         ),
-        ("no common entry", &[2, 2, 2, 3, 3], &[10, 5, 3, 0]),
+        (
+            "no common entry",
+            &[2, 2, 2, 3, 3],
+            &[10, 5, 3, 0],
+            &[10, 5, 3, 0],
+        ),
     ];
-    for (case, (name, follower_log, want_probes)) in cases.into_iter().enumerate() {
-        let mut leader = new_core(0, 3);
+    let cases = cases
+        .into_iter()
+        .flat_map(|(name, log, leader_term, follower_term)| {
+            [
+                (name, log, Backtrack::LeaderTerm, leader_term),
+                (name, log, Backtrack::FollowerTerm, follower_term),
+            ]
+        });
+    for (case, (name, follower_log, backtrack, want_probes)) in cases.enumerate() {
+        let name = format!("{name}, {backtrack:?}");
+        let config = CoreConfig {
+            backtrack,
+            ..CoreConfig::default()
+        };
+        let mut leader = Core::new(0, 3, config, 100, 0);
         give_log(&mut leader, 2, LEADER);
         let mut follower = new_core(1, 3);
         give_log(&mut follower, 2, follower_log);
