@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use zeroraft_engine::core::{Core, Role};
+use zeroraft_engine::core::{Core, Entry, Role};
 
 /// A property of Raft that a run can violate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -220,11 +220,11 @@ impl Checker {
     }
 
     fn check_commit(&mut self, i: usize, core: &Core, from: u64, to: u64) -> Result<(), Failure> {
+        let observer_term = core.term();
         for index in from + 1..=to {
             let entry = core.log().entry(index).expect("commit within the log");
-            let observer_term = core.term();
             match self.committed.get_mut(index as usize - 1) {
-                Some((term, command, _)) if *term != entry.term || *command != entry.command => {
+                Some((term, command, _)) if !same_entry(entry, *term, command) => {
                     return fail(
                         Invariant::StateMachineSafety,
                         vec![i],
@@ -261,10 +261,9 @@ impl Checker {
         for index in from..=to {
             let entry = core.log().entry(index);
             let committed = self.committed.get(index as usize - 1);
-            let same = match (entry, committed) {
-                (Some(e), Some((term, command, _))) => e.term == *term && e.command == *command,
-                _ => false,
-            };
+            let same = entry
+                .zip(committed)
+                .is_some_and(|(e, (term, command, _))| same_entry(e, *term, command));
             if !same {
                 return fail(
                     Invariant::StateMachineSafety,
@@ -309,7 +308,7 @@ impl Checker {
                 }
                 let index = k as u64 + 1;
                 let held = log.entry(index);
-                if held.is_none_or(|e| e.term != *cterm || e.command != *command) {
+                if held.is_none_or(|e| !same_entry(e, *cterm, command)) {
                     return fail(
                         Invariant::LeaderCompleteness,
                         vec![i],
@@ -330,7 +329,7 @@ impl Checker {
             let (index, lterm, ref command) = shadow.leader_last;
             let kept = log
                 .entry(index)
-                .is_some_and(|e| e.term == lterm && e.command == *command)
+                .is_some_and(|e| same_entry(e, lterm, command))
                 || index == 0;
             if last < index || !kept {
                 return fail(
@@ -425,7 +424,7 @@ impl Checker {
             for index in 1..=core.commit_index() {
                 let entry = core.log().entry(index).expect("commit within the log");
                 let (term, command, _) = &self.committed[index as usize - 1];
-                if entry.term != *term || entry.command != *command {
+                if !same_entry(entry, *term, command) {
                     return fail(
                         Invariant::StateMachineSafety,
                         vec![i],
@@ -436,6 +435,11 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// Whether `entry` is the entry of `term` carrying `command`.
+fn same_entry(entry: &Entry, term: u64, command: &Bytes) -> bool {
+    entry.term == term && entry.command == *command
 }
 
 /// A command for reports: clients' commands are 8-byte integers.

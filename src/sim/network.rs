@@ -10,8 +10,6 @@ use std::collections::BinaryHeap;
 
 use zeroraft_engine::core::{Message, Nanos};
 
-use super::scenario::Scenario;
-
 /// One message on its way.
 pub(crate) struct InFlight {
     pub at: Nanos,
@@ -58,48 +56,26 @@ pub(crate) enum Sent {
     Dropped(DropReason),
 }
 
-/// Loss, delay and duplication of one phase of a run.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Quality {
+/// Loss, delay and duplication of one phase of a run. A [`Scenario`](super::Scenario) draws the
+/// fault phase's; the heal phase's has no loss, duplication or held-back messages, and short
+/// delays.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quality {
+    /// Probability that a message is lost.
     pub drop: f64,
+    /// Probability that a message is delivered twice.
     pub duplicate: f64,
+    /// Every message is delayed uniformly within `[delay_min, delay_max]`, which reorders them.
     pub delay_min: Nanos,
+    /// See `delay_min`.
     pub delay_max: Nanos,
+    /// Probability that a message is held back much longer.
     pub long_delay: f64,
+    /// The longest extra delay of a held-back message.
     pub long_delay_max: Nanos,
+    /// Probability that a reply is held back for one to three election timeouts, like the
+    /// tester's long reordering: it answers a request of a term long gone.
     pub late_reply: f64,
-    /// Election timeout, the unit of a late reply's delay.
-    pub election_timeout: Nanos,
-}
-
-impl Quality {
-    /// The faulty network a scenario describes.
-    pub fn faulty(s: &Scenario) -> Self {
-        Self {
-            drop: s.drop,
-            duplicate: s.duplicate,
-            delay_min: s.delay_min,
-            delay_max: s.delay_max,
-            long_delay: s.long_delay,
-            long_delay_max: s.long_delay_max,
-            late_reply: s.late_reply,
-            election_timeout: s.core.election_timeout_max,
-        }
-    }
-
-    /// The heal phase: no loss, duplication or long tail, and delays short next to the election
-    /// timeout (at most 30 ms each way), as Raft's liveness needs.
-    pub fn healed(s: &Scenario) -> Self {
-        let delay_max = s.delay_max.min(30 * 1_000_000).max(s.delay_min);
-        Self {
-            drop: 0.0,
-            duplicate: 0.0,
-            long_delay: 0.0,
-            late_reply: 0.0,
-            delay_max,
-            ..Self::faulty(s)
-        }
-    }
 }
 
 pub(crate) struct Network {
@@ -109,16 +85,19 @@ pub(crate) struct Network {
     /// `blocked[from * n + to]`: the directed link from `from` to `to` is cut.
     blocked: Vec<bool>,
     pub quality: Quality,
+    /// The unit of a late reply's delay: the longest election timeout.
+    election_timeout: Nanos,
 }
 
 impl Network {
-    pub fn new(n: usize, quality: Quality) -> Self {
+    pub fn new(n: usize, quality: Quality, election_timeout: Nanos) -> Self {
         Self {
             n,
             heap: BinaryHeap::new(),
             seq: 0,
             blocked: vec![false; n * n],
             quality,
+            election_timeout,
         }
     }
 
@@ -156,7 +135,7 @@ impl Network {
             d += rng.u64(0..=q.long_delay_max);
         }
         if !is_request && q.late_reply > 0.0 && rng.f64() < q.late_reply {
-            d += rng.u64(q.election_timeout..=3 * q.election_timeout);
+            d += rng.u64(self.election_timeout..=3 * self.election_timeout);
         }
         d
     }

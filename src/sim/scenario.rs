@@ -6,7 +6,7 @@ use std::fmt;
 
 use zeroraft_engine::core::{Backtrack, CoreConfig, Nanos};
 
-use super::{Options, TICK};
+use super::{Options, Quality, TICK};
 
 const MS: Nanos = 1_000_000;
 
@@ -19,21 +19,8 @@ pub struct Scenario {
     pub core: CoreConfig,
     /// Length of the fault phase, in ticks of [`TICK`].
     pub fault_ticks: u64,
-    /// Probability that a message is lost (fault phase).
-    pub drop: f64,
-    /// Probability that a message is delivered twice (fault phase).
-    pub duplicate: f64,
-    /// Every message is delayed uniformly within `[delay_min, delay_max]`, which reorders them.
-    pub delay_min: Nanos,
-    /// See `delay_min`.
-    pub delay_max: Nanos,
-    /// Probability that a message is held back much longer (fault phase).
-    pub long_delay: f64,
-    /// The longest extra delay of a held-back message.
-    pub long_delay_max: Nanos,
-    /// Probability that a reply is held back for one to three election timeouts (fault phase),
-    /// like the tester's long reordering: it answers a request of a term long gone.
-    pub late_reply: f64,
+    /// Loss, delay and duplication of the fault phase.
+    pub net: Quality,
     /// Whether faults may split the cluster in two (symmetric partitions).
     pub partitions: bool,
     /// Whether faults may cut single links in one direction.
@@ -108,13 +95,15 @@ impl Scenario {
         Self {
             nodes,
             fault_ticks,
-            drop,
-            duplicate,
-            delay_min,
-            delay_max,
-            long_delay,
-            long_delay_max,
-            late_reply,
+            net: Quality {
+                drop,
+                duplicate,
+                delay_min,
+                delay_max,
+                long_delay,
+                long_delay_max,
+                late_reply,
+            },
             partitions: rng.bool(),
             one_way_cuts: rng.bool(),
             isolate_leader: rng.bool(),
@@ -159,13 +148,13 @@ impl fmt::Display for Scenario {
             self.core.max_append_entries,
             self.core.max_inflight,
             self.core.backtrack,
-            self.drop,
-            self.duplicate,
-            ms(self.delay_min),
-            ms(self.delay_max),
-            self.long_delay,
-            ms(self.long_delay_max),
-            self.late_reply,
+            self.net.drop,
+            self.net.duplicate,
+            ms(self.net.delay_min),
+            ms(self.net.delay_max),
+            self.net.long_delay,
+            ms(self.net.long_delay_max),
+            self.net.late_reply,
             if self.partitions { " partitions" } else { "" },
             if self.one_way_cuts { " one-way" } else { "" },
             if self.isolate_leader {
