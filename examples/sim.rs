@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use zeroraft::sim::{Options, Report, Simulation};
+use zeroraft::sim::{Options, Simulation};
 use zeroraft_engine::core::Bug;
 
 struct Args {
@@ -84,12 +84,21 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-fn run(seed: u64, options: &Options, bug: Option<Bug>) -> Report {
+/// The simulation of `seed`, with `bug` injected into every core.
+fn simulation(seed: u64, options: &Options, bug: Option<Bug>) -> Simulation {
     let mut sim = Simulation::new(seed, options);
     for core in sim.cores_mut() {
         core.inject_bug(bug);
     }
-    sim.run()
+    sim
+}
+
+/// The progress line, without its leading carriage return.
+fn progress(done: u64, seeds: u64, violations: u64, secs: f64) -> String {
+    format!(
+        "seeds done {done}/{seeds}  {:.1} seeds/s  violations {violations}",
+        done as f64 / secs
+    )
 }
 
 fn replay(seed: u64, args: &Args) -> ExitCode {
@@ -97,12 +106,12 @@ fn replay(seed: u64, args: &Args) -> ExitCode {
         trace: true,
         ..args.options.clone()
     };
-    let scenario = Simulation::new(seed, &options).scenario().clone();
-    println!("seed {seed}: {scenario}");
+    let sim = simulation(seed, &options, args.bug);
+    println!("seed {seed}: {}", sim.scenario());
     if let Some(bug) = args.bug {
         println!("injected bug: {}", bug.name());
     }
-    let report = run(seed, &options, args.bug);
+    let report = sim.run();
     for event in &report.trace {
         println!("{event}");
     }
@@ -154,7 +163,7 @@ fn main() -> ExitCode {
                     if seed >= end {
                         break;
                     }
-                    let report = run(seed, &args.options, args.bug);
+                    let report = simulation(seed, &args.options, args.bug).run();
                     if let Err(v) = report.outcome {
                         violations.fetch_add(1, Relaxed);
                         let mut first = first.lock().expect("not poisoned");
@@ -173,21 +182,17 @@ fn main() -> ExitCode {
             });
         }
         let mut last_print = Instant::now();
-        loop {
-            let finished = done.load(Relaxed) >= args.seeds || stop.load(Relaxed);
-            if finished || last_print.elapsed() >= Duration::from_millis(500) {
+        while done.load(Relaxed) < args.seeds && !stop.load(Relaxed) {
+            if last_print.elapsed() >= Duration::from_millis(500) {
                 last_print = Instant::now();
-                let n = done.load(Relaxed);
                 let secs = started.elapsed().as_secs_f64();
-                eprint!(
-                    "\rseeds done {n}/{}  {:.1} seeds/s  violations {}   ",
+                let line = progress(
+                    done.load(Relaxed),
                     args.seeds,
-                    n as f64 / secs,
-                    violations.load(Relaxed)
+                    violations.load(Relaxed),
+                    secs,
                 );
-            }
-            if finished {
-                break;
+                eprint!("\r{line}   ");
             }
             std::thread::sleep(Duration::from_millis(50)); // progress-line refresh period
         }
@@ -195,11 +200,8 @@ fn main() -> ExitCode {
     let n = done.load(Relaxed);
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "\rseeds done {n}/{}  {:.1} seeds/s  violations {}  ({:.1} s, {} job(s), {:.0} seed-runs/min/core)",
-        args.seeds,
-        n as f64 / secs,
-        violations.load(Relaxed),
-        secs,
+        "\r{}  ({secs:.1} s, {} job(s), {:.0} seed-runs/min/core)",
+        progress(n, args.seeds, violations.load(Relaxed), secs),
         args.jobs,
         n as f64 / secs * 60.0 / args.jobs as f64
     );
