@@ -274,7 +274,7 @@ fn dropped_apply_receiver_and_full_apply_channel() {
     raft.kill();
     assert!(
         started.elapsed() < Duration::from_secs(2),
-        "kill returned while the apply channel was full"
+        "kill did not return within 2 s while the apply channel was full"
     );
     drop(rx);
 

@@ -27,5 +27,6 @@ fn idle_five_node_cluster_uses_under_one_percent_of_a_core() {
         "idle cluster used {:.3}% of one core",
         share * 100.0
     );
-    assert!(cluster.leader() < 5);
+    // Still a leader after the measurement: leader() panics if there is none within 10 s.
+    cluster.leader();
 }

@@ -4,6 +4,8 @@
 //! The seed count is sized for `cargo test --release` on two cores (see BENCHMARKS.md); a debug
 //! build runs a fiftieth of it. `ZERORAFT_SIM_SEEDS=N` overrides the total.
 
+use std::ops::Range;
+
 use zeroraft::sim::{Options, Report, Simulation, run_seed};
 use zeroraft_engine::core::Bug;
 
@@ -21,11 +23,10 @@ fn total_seeds() -> u64 {
         })
 }
 
-/// Runs seeds `from..to` and fails with the first violation's report.
-fn no_violations(from: u64, to: u64) {
-    let options = Options::default();
-    for seed in from..to {
-        if let Err(v) = run_seed(seed, &options).outcome {
+/// Runs `seeds` with `options` and fails with the first violation's report.
+fn no_violations(seeds: Range<u64>, options: &Options) {
+    for seed in seeds {
+        if let Err(v) = run_seed(seed, options).outcome {
             panic!("{v}");
         }
     }
@@ -34,12 +35,12 @@ fn no_violations(from: u64, to: u64) {
 // Two tests, so that the harness runs the halves on two threads.
 #[test]
 fn no_violations_first_half() {
-    no_violations(0, total_seeds() / 2);
+    no_violations(0..total_seeds() / 2, &Options::default());
 }
 
 #[test]
 fn no_violations_second_half() {
-    no_violations(total_seeds() / 2, total_seeds());
+    no_violations(total_seeds() / 2..total_seeds(), &Options::default());
 }
 
 #[test]
@@ -49,11 +50,7 @@ fn five_nodes_ten_thousand_ticks() {
         fault_ticks: Some(10_000),
         trace: false,
     };
-    for seed in 1_000_000..1_000_000 + total_seeds() / 100 {
-        if let Err(v) = run_seed(seed, &options).outcome {
-            panic!("{v}");
-        }
-    }
+    no_violations(1_000_000..1_000_000 + total_seeds() / 100, &options);
 }
 
 #[test]
@@ -82,11 +79,8 @@ fn same_seed_same_trace() {
     );
 }
 
-fn with_bug(seed: u64, bug: Bug) -> Report {
-    with_bug_in(seed, bug, &Options::default())
-}
-
-fn with_bug_in(seed: u64, bug: Bug, options: &Options) -> Report {
+/// Runs `seed` with `bug` injected into every core.
+fn with_bug(seed: u64, bug: Bug, options: &Options) -> Report {
     let mut sim = Simulation::new(seed, options);
     for core in sim.cores_mut() {
         core.inject_bug(Some(bug));
@@ -96,7 +90,7 @@ fn with_bug_in(seed: u64, bug: Bug, options: &Options) -> Report {
 
 /// Asserts that one of seeds 0..200 reports a violation when `bug` is injected.
 fn caught_within_200(bug: Bug, options: &Options) {
-    let caught = (0..200).find(|&seed| with_bug_in(seed, bug, options).outcome.is_err());
+    let caught = (0..200).find(|&seed| with_bug(seed, bug, options).outcome.is_err());
     assert!(
         caught.is_some(),
         "{} not caught within 200 seeds ({options:?})",
@@ -149,7 +143,7 @@ fn catches_commit_beyond_last_new_entry() {
 #[test]
 fn bug_reports_name_seed_invariant_and_events() {
     let report = (0..200)
-        .map(|seed| with_bug(seed, Bug::DoubleVote))
+        .map(|seed| with_bug(seed, Bug::DoubleVote, &Options::default()))
         .find(|r| r.outcome.is_err())
         .expect("a double vote is caught");
     let v = report.outcome.expect_err("a violation");
