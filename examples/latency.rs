@@ -22,7 +22,7 @@ fn main() {
     let nodes = args::number("--nodes", 3) as usize;
     let commits = args::number("--commits", 100_000);
     let defaults = Config::default();
-    let spin = Duration::from_micros(args::number("--spin-us", defaults.spin.as_micros() as u64));
+    let spin = args::spin_us(defaults.spin);
     if !(1..=9).contains(&nodes) {
         eprintln!("--nodes must be between 1 and 9");
         std::process::exit(2);

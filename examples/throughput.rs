@@ -10,9 +10,8 @@ mod args;
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use zeroraft::Config;
-use zeroraft::bench::BenchCluster;
+use zeroraft::bench::{BenchCluster, static_payload};
 
 fn main() {
     let nodes = args::number("--nodes", 3) as usize;
@@ -21,17 +20,13 @@ fn main() {
     let rounds = args::number("--rounds", 5).max(1);
     let payload_len = args::number("--payload", 16) as usize;
     let defaults = Config::default();
-    let spin = std::time::Duration::from_micros(args::number(
-        "--spin-us",
-        defaults.spin.as_micros() as u64,
-    ));
+    let spin = args::spin_us(defaults.spin);
     if !(1..=9).contains(&nodes) || payload_len > 1 << 20 {
         eprintln!("--nodes must be 1 to 9 and --payload at most 1 MiB");
         std::process::exit(2);
     }
     let cluster = BenchCluster::new(nodes, Config { spin, ..defaults });
-    // Static, so that cloning it per proposal touches no shared reference count.
-    let payload = Bytes::from_static(Box::leak(vec![0x5a; payload_len].into_boxed_slice()));
+    let payload = static_payload(payload_len);
     let mut rates = Vec::new();
     let mut cpus = Vec::new();
     for round in 1..=rounds {

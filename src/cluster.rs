@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,13 @@ impl Applied {
     fn get(&self, node: usize, index: u64) -> Option<&Bytes> {
         let slot = usize::try_from(index.checked_sub(self.base)?).ok()?;
         self.logs[node].get(slot)?.as_ref()
+    }
+
+    /// Panics with the first error, if there is one.
+    fn check_error(&self) {
+        if let Some(error) = &self.error {
+            panic!("{error}");
+        }
     }
 
     fn fail(&mut self, error: String) {
@@ -330,7 +337,7 @@ impl Cluster {
     }
 
     fn applied(&self) -> MutexGuard<'_, Applied> {
-        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.applied)
     }
 
     /// Entries applied so far, summed over all nodes, and the highest index any node applied.
@@ -346,15 +353,13 @@ impl Cluster {
 
     /// Panics with the apply checkers' first error, if there is one.
     pub fn check_apply_error(&self) {
-        if let Some(error) = self.applied().error.clone() {
-            panic!("{error}");
-        }
+        self.applied().check_error();
     }
 
     /// Starts a test: records the time and counters the `Passed` line reports against.
     pub fn begin(&self, description: &str) {
         let max_index = self.applied().max_index;
-        *self.begin.lock().unwrap_or_else(|e| e.into_inner()) = Some(Begin {
+        *lock(&self.begin) = Some(Begin {
             description: description.to_owned(),
             at: Instant::now(),
             rpcs: self.rpc_total(),
@@ -370,7 +375,7 @@ impl Cluster {
         self.check_timeout();
         self.check_apply_error();
         self.finished.store(true, Relaxed);
-        let begin = self.begin.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let begin = lock(&self.begin).take();
         let Some(begin) = begin else {
             panic!("end() without begin()")
         };
@@ -466,9 +471,7 @@ impl Cluster {
     /// On an apply error, or "committed values do not match" if two nodes differ.
     pub fn n_committed(&self, index: u64) -> (usize, Option<Bytes>) {
         let applied = self.applied();
-        if let Some(error) = &applied.error {
-            panic!("{error}");
-        }
+        applied.check_error();
         let mut count = 0;
         let mut value: Option<&Bytes> = None;
         for i in 0..self.n {
@@ -562,6 +565,12 @@ impl Cluster {
     }
 }
 
+/// Locks `mutex`, whether or not a panic poisoned it: a failed check panics while holding a
+/// lock, and the cluster must still report and shut down.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The tester's applier: checks every applied message of node `i`, until the node's channel
 /// closes.
 fn run_applier(
@@ -574,10 +583,7 @@ fn run_applier(
         if let Some(observe) = &observer {
             observe(i, &m);
         }
-        applied
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(i, m);
+        lock(&applied).record(i, m);
     }
 }
 
@@ -588,8 +594,7 @@ impl Drop for Cluster {
             raft.kill();
         }
         self.rafts.clear();
-        let appliers =
-            std::mem::take(&mut *self.appliers.lock().unwrap_or_else(|e| e.into_inner()));
+        let appliers = std::mem::take(&mut *lock(&self.appliers));
         for applier in appliers {
             let _ = applier.join();
         }

@@ -1,5 +1,7 @@
 //! The tiny argument parsing the examples share: `--name value` pairs of whole numbers.
 
+use std::time::Duration;
+
 /// The value of `--name` as a whole number, or `default` when absent. Exits with status 2 and a
 /// message when the value is missing or not a whole number.
 pub fn number(name: &str, default: u64) -> u64 {
@@ -14,4 +16,10 @@ pub fn number(name: &str, default: u64) -> u64 {
             }
         },
     }
+}
+
+/// The value of `--spin-us` (microseconds) as a duration, or `default` when absent; exits as
+/// [`number`] does.
+pub fn spin_us(default: Duration) -> Duration {
+    Duration::from_micros(number("--spin-us", default.as_micros() as u64))
 }
