@@ -217,8 +217,9 @@ fn run_client(id: usize, shared: &Shared) {
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
+        // One allocation for the whole batch: each command is split off the front of it.
+        buf.reserve(allowed as usize * shared.options.payload);
         for _ in 0..allowed {
-            buf.reserve(shared.options.payload);
             buf.put_u64_le(stats.nanos());
             buf.put_bytes(0, shared.options.payload - 8);
             let command: Bytes = buf.split().freeze();
@@ -226,7 +227,7 @@ fn run_client(id: usize, shared: &Shared) {
                 Ok((index, _)) => {
                     sent += 1;
                     last_index = index;
-                    oldest.get_or_insert((index, Instant::now()));
+                    oldest.get_or_insert_with(|| (index, Instant::now()));
                     stats.proposed.fetch_add(1, Relaxed);
                 }
                 Err(StartError::NotLeader { leader: hint, .. }) => {
