@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 runs=${RUNS:-20}
 out=target/suite-repeat
 mkdir -p "$out"
+: > "$out/passed.txt"
 
 bins=$(cargo test --release --no-run --test election_2a --test agreement_2b 2>&1 |
     sed -n 's/.*Executable tests\/[a-z0-9_]*\.rs (\(.*\))/\1/p')
@@ -35,7 +36,12 @@ for mode in parallel sequential; do
                 echo "$mode run $i FAILED: see $out/failed.txt" >&2
                 exit 1
             fi
-            grep 'Passed' "$out/last.txt" | sed "s/^/$mode $i /" >> "$out/passed.txt"
+            passed=$(grep 'Passed' "$out/last.txt") || {
+                cp "$out/last.txt" "$out/failed.txt"
+                echo "$mode run $i: $bin printed no Passed line: see $out/failed.txt" >&2
+                exit 1
+            }
+            printf '%s\n' "$passed" | sed "s/^/$mode $i /" >> "$out/passed.txt"
         done
         ms=$(( ($(date +%s%N) - start) / 1000000 ))
         printf '%s run %d passed in %d.%d s\n' "$mode" "$i" $((ms / 1000)) $((ms % 1000 / 100))
