@@ -5,7 +5,7 @@
 //! A core runs correctly until [`Core::inject_bug`] switches one bug on. Each hook in the core is
 //! a short statement marked `#[cfg(feature = "bug-injection")]` next to the rule it breaks.
 
-use super::Core;
+use super::{Core, Message};
 
 /// A classic Raft bug the core can be told to reintroduce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,7 +20,8 @@ pub enum Bug {
     /// entries the follower already acknowledged).
     TruncateWithoutConflict,
     /// Candidates and leaders count RequestVote and AppendEntries replies sent in older terms
-    /// as if they answered the current term.
+    /// as if they answered the current term. (The hook is in [`Core::step`], ahead of both reply
+    /// handlers.)
     AcceptStaleReplies,
     /// A follower sets its commit index from `leader_commit` up to its last log index, not only
     /// up to the last entry the AppendEntries vouched for.
@@ -63,5 +64,18 @@ impl Core {
     /// Whether `bug` is switched on.
     pub(super) fn has_bug(&self, bug: Bug) -> bool {
         self.bug == Some(bug)
+    }
+
+    /// With [`Bug::AcceptStaleReplies`], a reply of an older term gets this node's term; any
+    /// other message, or any message without that bug, is returned as it is.
+    pub(super) fn stale_reply_as_current(&self, mut msg: Message) -> Message {
+        if self.has_bug(Bug::AcceptStaleReplies) {
+            match &mut msg {
+                Message::RequestVoteReply(m) => m.term = m.term.max(self.term),
+                Message::AppendEntriesReply(m) => m.term = m.term.max(self.term),
+                Message::RequestVote(_) | Message::AppendEntries(_) => {}
+            }
+        }
+        msg
     }
 }

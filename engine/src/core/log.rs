@@ -85,30 +85,32 @@ impl Log {
     ///
     /// If `entry.term` is lower than the last term (terms never decrease along the log).
     pub fn push(&mut self, entry: Entry) {
-        assert!(
-            entry.term >= self.last_term(),
-            "appending an entry of term {} after term {} at index {}",
-            entry.term,
-            self.last_term(),
-            self.last_index()
-        );
+        self.assert_may_follow(entry.term);
         self.entries.push(entry);
     }
 
     /// Appends `entries[skip..]`, moving them (no payload is copied or reference-counted).
+    ///
+    /// # Panics
+    ///
+    /// If the first appended entry's term is lower than the last term.
     pub fn append(&mut self, mut entries: Vec<Entry>, skip: usize) {
         if let Some(first) = entries.get(skip) {
-            assert!(
-                first.term >= self.last_term(),
-                "appending an entry of term {} after term {} at index {}",
-                first.term,
-                self.last_term(),
-                self.last_index()
-            );
-        }
-        if skip < entries.len() {
+            self.assert_may_follow(first.term);
             self.entries.extend(entries.drain(skip..));
         }
+    }
+
+    /// Panics unless an entry of `term` may follow the last entry (terms never decrease).
+    #[track_caller]
+    fn assert_may_follow(&self, term: u64) {
+        assert!(
+            term >= self.last_term(),
+            "appending an entry of term {} after term {} at index {}",
+            term,
+            self.last_term(),
+            self.last_index()
+        );
     }
 
     /// Removes every entry at `from` and after. Keeps at least the sentinel.

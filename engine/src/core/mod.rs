@@ -147,7 +147,8 @@ pub struct Core {
     commit_notify_deadline: Option<Nanos>,
     /// Candidate: bit `i` set if node `i` granted its vote in `term`.
     votes: u64,
-    /// Leader: one entry per node, indexed by node id (the leader's own slot is unused).
+    /// Leader: one entry per node, indexed by node id. Of the leader's own slot only
+    /// `match_index` is used: `maybe_commit` sets it to the last index before counting a majority.
     progress: SmallVec<[Progress; 8]>,
     /// Messages to send, reused across steps.
     outbox: Vec<(usize, Message)>,
@@ -369,11 +370,13 @@ impl Core {
             );
             return;
         }
-        // Rules for all servers: a higher term makes this node a follower of that term.
+        // Rules for all servers: a higher term makes this node a follower of that term. If `from`
+        // leads it, handle_append_entries records that.
         if msg.term() > self.term {
-            let leader = matches!(msg, Message::AppendEntries(_)).then_some(from);
-            self.become_follower(msg.term(), leader);
+            self.become_follower(msg.term(), None);
         }
+        #[cfg(feature = "bug-injection")]
+        let msg = self.stale_reply_as_current(msg);
         match msg {
             Message::RequestVote(m) => self.handle_request_vote(from, m),
             Message::RequestVoteReply(m) => self.handle_vote_reply(from, m),
@@ -429,10 +432,16 @@ impl Core {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
         };
-        for peer in (0..self.peers).filter(|&p| p != self.id) {
+        for peer in self.others() {
             self.outbox
                 .push((peer, Message::RequestVote(request.clone())));
         }
+    }
+
+    /// Every node but this one. Borrows nothing, so loops over it may change `self`.
+    fn others(&self) -> impl Iterator<Item = usize> + use<> {
+        let me = self.id;
+        (0..self.peers).filter(move |&p| p != me)
     }
 
     fn has_quorum(&self, votes: u64) -> bool {
@@ -449,7 +458,6 @@ impl Core {
         for pr in self.progress.iter_mut() {
             *pr = Progress::new(next, max_inflight);
         }
-        self.progress[self.id].match_index = self.log.last_index();
         self.broadcast_heartbeat();
     }
 
@@ -476,15 +484,6 @@ impl Core {
     }
 
     fn handle_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
-        #[cfg(feature = "bug-injection")]
-        let m = if self.has_bug(Bug::AcceptStaleReplies) {
-            RequestVoteReply {
-                term: self.term.max(m.term),
-                ..m
-            }
-        } else {
-            m
-        };
         if self.role != Role::Candidate || m.term != self.term || !m.granted {
             return;
         }
@@ -498,42 +497,25 @@ impl Core {
 
     fn handle_append_entries(&mut self, from: usize, m: AppendEntries) {
         if m.term < self.term {
-            let reply = AppendEntriesReply {
-                term: self.term,
-                success: false,
-                index: m.prev_log_index,
-                conflict_term: 0,
-                conflict_index: 0,
-            };
+            let reply = self.rejection(m.prev_log_index);
             self.outbox.push((from, Message::AppendEntriesReply(reply)));
             return;
         }
         // m.term == self.term: `from` is this term's leader.
-        if self.role != Role::Follower {
-            assert!(
-                self.role != Role::Leader,
-                "node {} term {}: two leaders in one term",
-                self.id,
-                self.term
-            );
-            self.become_follower(m.term, Some(from));
-        } else {
-            self.leader = Some(from);
-            self.reset_election_timer();
-        }
+        assert!(
+            self.role != Role::Leader,
+            "node {} term {}: two leaders in one term",
+            self.id,
+            self.term
+        );
+        self.become_follower(m.term, Some(from));
         let reply = self.maybe_append(m);
         self.outbox.push((from, Message::AppendEntriesReply(reply)));
     }
 
     /// The consistency check and append of Figure 2, receiver rules 2 to 5.
     fn maybe_append(&mut self, m: AppendEntries) -> AppendEntriesReply {
-        let mut reply = AppendEntriesReply {
-            term: self.term,
-            success: false,
-            index: m.prev_log_index,
-            conflict_term: 0,
-            conflict_index: 0,
-        };
+        let mut reply = self.rejection(m.prev_log_index);
         match self.log.term(m.prev_log_index) {
             None => {
                 // Our log is too short: the leader should continue from our end.
@@ -591,6 +573,17 @@ impl Core {
         reply
     }
 
+    /// A rejection of the AppendEntries at `prev_log_index`, with no conflict hint (yet).
+    fn rejection(&self, prev_log_index: u64) -> AppendEntriesReply {
+        AppendEntriesReply {
+            term: self.term,
+            success: false,
+            index: prev_log_index,
+            conflict_term: 0,
+            conflict_index: 0,
+        }
+    }
+
     fn set_commit(&mut self, index: u64) {
         if index <= self.commit_index {
             return;
@@ -609,15 +602,6 @@ impl Core {
     // ---- replication: leader side ----------------------------------------------------------------
 
     fn handle_append_reply(&mut self, from: usize, m: AppendEntriesReply) {
-        #[cfg(feature = "bug-injection")]
-        let m = if self.has_bug(Bug::AcceptStaleReplies) {
-            AppendEntriesReply {
-                term: self.term.max(m.term),
-                ..m
-            }
-        } else {
-            m
-        };
         if self.role != Role::Leader || m.term != self.term {
             return; // a stale reply from an earlier term
         }
@@ -660,6 +644,8 @@ impl Core {
     /// prev 5 is rejected with (conflict_term 4, conflict_index 3); the leader holds no term 4,
     /// so the next probe is at prev 2, which matches.
     fn next_from_hint(&self, m: &AppendEntriesReply) -> u64 {
+        // Conflict term 0: the follower's log is too short and ends at `conflict_index - 1`.
+        // No leader holds term 0, so both ways resume there.
         if m.conflict_term == 0 || self.config.backtrack == Backtrack::FollowerTerm {
             return m.conflict_index;
         }
@@ -694,8 +680,7 @@ impl Core {
     /// state that has not been sent the current commit index and holds entries it could commit.
     fn broadcast_commit(&mut self) {
         self.commit_notify_deadline = None;
-        let me = self.id;
-        for peer in (0..self.peers).filter(|&p| p != me) {
+        for peer in self.others() {
             let pr = &self.progress[peer];
             if pr.state == ProgressState::Replicate
                 && pr.commit_sent < self.commit_index
@@ -709,8 +694,7 @@ impl Core {
     fn broadcast_heartbeat(&mut self) {
         self.heartbeat_deadline = self.now + self.config.heartbeat_interval;
         self.commit_notify_deadline = None;
-        let me = self.id;
-        for peer in (0..self.peers).filter(|&p| p != me) {
+        for peer in self.others() {
             let pr = &mut self.progress[peer];
             if pr.state == ProgressState::Probe {
                 // Re-probe: the last probe or its answer may have been lost.
@@ -723,8 +707,7 @@ impl Core {
     }
 
     fn broadcast_append(&mut self) {
-        let me = self.id;
-        for peer in (0..self.peers).filter(|&p| p != me) {
+        for peer in self.others() {
             self.send_appends_to(peer);
         }
     }
@@ -755,30 +738,27 @@ impl Core {
         }
         let carried = !entries.is_empty();
         let sent_to = next - 1 + entries.len() as u64;
-        let msg = AppendEntries {
-            term: self.term,
-            prev_log_index: next - 1,
-            prev_log_term: self
-                .log
-                .term(next - 1)
-                .expect("next_index is within log + 1"),
-            entries: entries.to_vec(),
-            leader_commit: self.commit_index,
-        };
+        let entries = entries.to_vec();
+        // Before `sent`, which may advance `next_index`.
+        self.push_append(peer, entries);
         self.progress[peer].sent(sent_to, carried);
-        self.progress[peer].commit_sent = self.commit_index;
-        self.outbox.push((peer, Message::AppendEntries(msg)));
     }
 
     /// A heartbeat in Replicate state: no entries, previous index just before `next_index`. Its
     /// answer confirms everything sent so far, or exposes a lost batch as a rejection.
     fn send_empty_append(&mut self, peer: usize) {
+        self.push_append(peer, Vec::new());
+    }
+
+    /// Queues an AppendEntries to `peer` carrying `entries` after `next_index - 1` and the
+    /// commit index, and records that commit index as sent. Leaves `next_index` alone.
+    fn push_append(&mut self, peer: usize, entries: Vec<Entry>) {
         let prev = self.progress[peer].next_index - 1;
         let msg = AppendEntries {
             term: self.term,
             prev_log_index: prev,
             prev_log_term: self.log.term(prev).expect("next_index is within log + 1"),
-            entries: Vec::new(),
+            entries,
             leader_commit: self.commit_index,
         };
         self.progress[peer].commit_sent = self.commit_index;

@@ -186,24 +186,18 @@ impl Progress {
     /// Returns false, changing nothing, when the rejection is stale: in Replicate, it concerns an
     /// index already known to match; in Probe, it does not answer the outstanding probe.
     pub fn maybe_decr_to(&mut self, rejected: u64, hint: u64) -> bool {
-        match self.state {
-            ProgressState::Replicate => {
-                if rejected <= self.match_index {
-                    return false;
-                }
-                self.next_index = hint.min(rejected).max(self.match_index + 1);
-                self.become_probe();
-                true
-            }
-            ProgressState::Probe => {
-                if rejected + 1 != self.next_index {
-                    return false;
-                }
-                self.next_index = hint.min(rejected).max(self.match_index + 1);
-                self.probe_sent = false;
-                true
-            }
+        let stale = match self.state {
+            ProgressState::Replicate => rejected <= self.match_index,
+            ProgressState::Probe => rejected + 1 != self.next_index,
+        };
+        if stale {
+            return false;
         }
+        self.next_index = hint.min(rejected).max(self.match_index + 1);
+        // In Probe this only clears `probe_sent`: `next_index` is already above `match_index`
+        // and nothing is in flight.
+        self.become_probe();
+        true
     }
 }
 

@@ -217,18 +217,15 @@ impl Sim {
     }
 
     /// Delivers queued messages, and those they cause, until none are left. Messages to or from
-    /// a node in `isolated` are lost. Returns how many were delivered.
-    fn settle(&mut self, isolated: &[usize]) -> usize {
-        let mut delivered = 0;
+    /// a node in `isolated` are lost.
+    fn settle(&mut self, isolated: &[usize]) {
         while let Some((from, to, msg)) = self.queue.pop_front() {
             if isolated.contains(&from) || isolated.contains(&to) {
                 continue;
             }
             self.cores[to].step(self.now, from, msg);
-            delivered += 1;
             self.collect();
         }
-        delivered
     }
 
     fn leaders(&self) -> Vec<usize> {
@@ -887,7 +884,9 @@ fn leader_commits_by_majority_of_match_indices() {
         // The followers hear of it with the next AppendEntries.
         let deadline = leader.next_deadline();
         leader.tick(deadline);
-        for (to, msg) in drain(&mut leader) {
+        let sent = drain(&mut leader);
+        assert!(!sent.is_empty(), "case {case}: the tick sent nothing");
+        for (to, msg) in sent {
             let Message::AppendEntries(a) = msg else {
                 panic!("case {case}: a leader sends only AppendEntries, got {msg:?}");
             };
