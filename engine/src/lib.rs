@@ -107,15 +107,17 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The core's defaults ([`crate::core::CoreConfig::default`]) and those of the node thread.
     fn default() -> Self {
+        let core = crate::core::CoreConfig::default();
         Self {
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout_min: Duration::from_millis(300),
-            election_timeout_max: Duration::from_millis(600),
-            max_append_entries: 4096,
-            max_append_bytes: 1 << 20,
-            max_inflight: 64,
-            commit_notify_delay: Duration::from_millis(2),
+            heartbeat_interval: Duration::from_nanos(core.heartbeat_interval),
+            election_timeout_min: Duration::from_nanos(core.election_timeout_min),
+            election_timeout_max: Duration::from_nanos(core.election_timeout_max),
+            max_append_entries: core.max_append_entries,
+            max_append_bytes: core.max_append_bytes,
+            max_inflight: core.max_inflight,
+            commit_notify_delay: Duration::from_nanos(core.commit_notify_delay),
             max_command_bytes: 4 << 20,
             seed: None,
             spin: Duration::from_micros(50),
@@ -180,7 +182,7 @@ impl Config {
             max_append_bytes: self.max_append_bytes,
             max_inflight: self.max_inflight,
             commit_notify_delay: nanos(self.commit_notify_delay),
-            backtrack: crate::core::Backtrack::LeaderTerm,
+            backtrack: crate::core::Backtrack::default(),
         }
     }
 }
@@ -350,5 +352,30 @@ impl Status {
             messages_out: 0,
             killed: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_as_documented() {
+        let ms = Duration::from_millis;
+        let config = Config::default();
+        let want = Config {
+            heartbeat_interval: ms(100),
+            election_timeout_min: ms(300),
+            election_timeout_max: ms(600),
+            max_append_entries: 4096,
+            max_append_bytes: 1 << 20,
+            max_inflight: 64,
+            commit_notify_delay: ms(2),
+            max_command_bytes: 4 << 20,
+            seed: None,
+            spin: Duration::from_micros(50),
+        };
+        assert_eq!(config, want);
+        assert_eq!(config.core_config(), crate::core::CoreConfig::default());
     }
 }

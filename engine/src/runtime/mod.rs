@@ -58,6 +58,13 @@ const CLAIM_EPOCH_SHIFT: u32 = 47;
 /// `claim` bits 0..=46: the next free log index.
 const CLAIM_INDEX_MASK: u64 = (1 << CLAIM_EPOCH_SHIFT) - 1;
 
+/// Packs a claim word: the leading bit, `epoch` modulo 2^16 and the next free index.
+fn claim_word(leading: bool, epoch: u64, next_index: u64) -> u64 {
+    debug_assert!(next_index <= CLAIM_INDEX_MASK);
+    let leading = if leading { CLAIM_LEADING } else { 0 };
+    leading | (epoch & 0xffff) << CLAIM_EPOCH_SHIFT | next_index
+}
+
 /// A command on its way from `start` to the node thread.
 struct Proposal {
     term: u64,
@@ -85,11 +92,16 @@ impl Shared {
         self.state.store(term << 1 | u64::from(leader), Release);
     }
 
+    /// `(term, is_leader)` as last published, with one `Acquire` load.
+    fn load_state(&self) -> (u64, bool) {
+        let word = self.state.load(Acquire);
+        (word >> 1, word & 1 == 1)
+    }
+
     /// Retires leadership in the claim word: a new epoch, without the leading bit. Callers
     /// publish the state without the leader bit afterwards.
     fn retire_claim(&self, epoch: u64) {
-        self.claim
-            .store((epoch & 0xffff) << CLAIM_EPOCH_SHIFT, Release);
+        self.claim.store(claim_word(false, epoch, 0), Release);
     }
 }
 
@@ -231,7 +243,8 @@ impl Raft {
     pub fn start(&self, command: Bytes) -> (u64, u64, bool) {
         match self.try_start(command) {
             Ok((index, term)) => (index, term, true),
-            Err(_) => (0, self.get_state().0, false),
+            Err(StartError::NotLeader { term, .. }) => (0, term, false),
+            Err(StartError::TooLarge { .. } | StartError::Killed) => (0, self.get_state().0, false),
         }
     }
 
@@ -259,11 +272,11 @@ impl Raft {
             if claim & CLAIM_LEADING == 0 {
                 let status = shared.status.load();
                 return Err(StartError::NotLeader {
-                    term: self.get_state().0,
+                    term: shared.load_state().0,
                     leader: status.leader,
                 });
             }
-            let term = shared.state.load(Acquire) >> 1;
+            let term = shared.load_state().0;
             match shared
                 .claim
                 .compare_exchange_weak(claim, claim + 1, AcqRel, Acquire)
@@ -285,8 +298,7 @@ impl Raft {
 
     /// `(current term, is_leader)`, as last published by the node. The tester's `GetState`.
     pub fn get_state(&self) -> (u64, bool) {
-        let word = self.handle.shared.state.load(Acquire);
-        (word >> 1, word & 1 == 1)
+        self.handle.shared.load_state()
     }
 
     /// The node's latest published status.
@@ -346,16 +358,19 @@ struct Node<S> {
     epoch: u64,
 }
 
-/// Marks the node dead if its thread unwinds (a broken invariant), so that `start` stops
-/// handing it commands.
-struct KillOnUnwind<'a>(&'a Shared);
+/// Held by the node thread for as long as it runs its loop; on every way out, a kill or an
+/// unwind (a broken invariant), it marks the node killed, retires the claim word and publishes the
+/// state without the leader bit, so that `start` stops handing the node commands and `get_state`
+/// stops reporting it as leader.
+struct RetireOnExit<'a>(&'a Shared);
 
-impl Drop for KillOnUnwind<'_> {
+impl Drop for RetireOnExit<'_> {
     fn drop(&mut self) {
         self.0.killed.store(true, Release);
+        // The leading bit, above the epoch, drops out when `retire_claim` packs the word.
         let epoch = (self.0.claim.load(Acquire) >> CLAIM_EPOCH_SHIFT) + 1;
         self.0.retire_claim(epoch);
-        let term = self.0.state.load(Acquire) >> 1;
+        let (term, _) = self.0.load_state();
         self.0.publish_state(term, false);
     }
 }
@@ -367,7 +382,7 @@ impl<S: StateMachine> Node<S> {
 
     fn run(mut self) {
         let shared = self.shared.clone();
-        let _guard = KillOnUnwind(&shared);
+        let _guard = RetireOnExit(&shared);
         while !self.shared.killed.load(Acquire) {
             let now = self.now();
             let before = (self.core.log().last_index(), self.core.commit_index());
@@ -423,8 +438,7 @@ impl<S: StateMachine> Node<S> {
         if leading.is_some() {
             self.epoch += 1;
             let next = self.core.log().last_index() + 1;
-            debug_assert!(next <= CLAIM_INDEX_MASK);
-            let claim = CLAIM_LEADING | (self.epoch & 0xffff) << CLAIM_EPOCH_SHIFT | next;
+            let claim = claim_word(true, self.epoch, next);
             self.shared.claim.store(claim, Release);
         }
         self.leading_term = leading;
