@@ -3,8 +3,6 @@
 //! `start` is timed in runs of 1024 calls; between runs (untimed) the client waits until the
 //! cluster has applied them, so the log does not grow without bound and the queue stays short.
 
-mod support;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,6 @@
 //! clocks as plain functions for `iter_custom`, and the criterion settings that keep a full run
 //! within minutes on two cores.
 
-#![allow(dead_code)] // each benchmark uses part of this module
-
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
