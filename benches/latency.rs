@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::measurement::{Measurement, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use support::{CpuTime, cluster_criterion, cpu_now, wall_now};
+use support::{CpuTime, cluster_criterion, cpu_now, timed, wall_now};
 use zeroraft::Config;
 use zeroraft::bench::BenchCluster;
 
@@ -25,11 +25,9 @@ fn run<M: Measurement<Value = Duration>>(
         let cluster = BenchCluster::new(nodes, Config::default());
         g.bench_function(BenchmarkId::new("one_client", format!("{nodes}n")), |b| {
             b.iter_custom(|iters| {
-                let t0 = clock();
-                for _ in 0..iters {
+                timed(clock, iters, || {
                     cluster.one(&payload);
-                }
-                clock() - t0
+                })
             })
         });
     }

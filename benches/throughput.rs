@@ -16,11 +16,20 @@ use criterion::measurement::{Measurement, WallTime};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use support::{CpuTime, cluster_criterion, cpu_now, wall_now};
+use support::{CpuTime, cluster_criterion, cpu_now, timed, wall_now};
 use zeroraft::Config;
 use zeroraft::bench::BenchCluster;
 
 static PAYLOAD: [u8; 1024] = [0x5a; 1024];
+
+/// How a client drives the cluster: `(cluster, entries, parameter, payload)`.
+type Drive = fn(&BenchCluster, u64, u64, &Bytes);
+
+/// The groups per cluster shape, in order: name, parameter label, parameters, driver.
+const DRIVERS: [(&str, &str, [u64; 3], Drive); 2] = [
+    ("closed_loop", "C", [1, 64, 4096], BenchCluster::closed_loop),
+    ("bursts", "B", [1, 64, 1024], BenchCluster::bursts),
+];
 
 /// Entries per iteration: enough that one iteration takes milliseconds, not microseconds.
 fn entries_for(in_flight: u64) -> u64 {
@@ -38,45 +47,25 @@ fn run<M: Measurement<Value = Duration>>(
 ) {
     for nodes in [3, 5] {
         for payload_len in [16, 1024] {
-            // A fresh cluster per group: the log is never compacted, so a cluster reused across
-            // groups would make later groups pay for the memory earlier ones filled.
-            let cluster = BenchCluster::new(nodes, Config::default());
             let payload = Bytes::from_static(&PAYLOAD[..payload_len]);
-            let mut g = c.benchmark_group(format!("{group}/closed_loop/{nodes}n/{payload_len}B"));
-            g.sampling_mode(SamplingMode::Flat);
-            for window in [1u64, 64, 4096] {
-                let count = entries_for(window);
-                g.throughput(Throughput::Elements(count));
-                g.bench_function(BenchmarkId::from_parameter(format!("C={window}")), |b| {
-                    b.iter_custom(|iters| {
-                        let t0 = clock();
-                        for _ in 0..iters {
-                            cluster.closed_loop(count, window, &payload);
-                        }
-                        clock() - t0
-                    })
-                });
+            for (driver, label, params, drive) in DRIVERS {
+                // A fresh cluster per group: the log is never compacted, so a cluster reused across
+                // groups would make later groups pay for the memory earlier ones filled.
+                let cluster = BenchCluster::new(nodes, Config::default());
+                let mut g = c.benchmark_group(format!("{group}/{driver}/{nodes}n/{payload_len}B"));
+                g.sampling_mode(SamplingMode::Flat);
+                for param in params {
+                    let count = entries_for(param);
+                    g.throughput(Throughput::Elements(count));
+                    let id = BenchmarkId::from_parameter(format!("{label}={param}"));
+                    g.bench_function(id, |b| {
+                        b.iter_custom(|iters| {
+                            timed(clock, iters, || drive(&cluster, count, param, &payload))
+                        })
+                    });
+                }
+                g.finish();
             }
-            g.finish();
-            drop(cluster);
-
-            let cluster = BenchCluster::new(nodes, Config::default());
-            let mut g = c.benchmark_group(format!("{group}/bursts/{nodes}n/{payload_len}B"));
-            g.sampling_mode(SamplingMode::Flat);
-            for burst in [1u64, 64, 1024] {
-                let count = entries_for(burst);
-                g.throughput(Throughput::Elements(count));
-                g.bench_function(BenchmarkId::from_parameter(format!("B={burst}")), |b| {
-                    b.iter_custom(|iters| {
-                        let t0 = clock();
-                        for _ in 0..iters {
-                            cluster.bursts(count, burst, &payload);
-                        }
-                        clock() - t0
-                    })
-                });
-            }
-            g.finish();
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What the benchmarks share: a criterion [`Measurement`] over the process CPU clock, the two
-//! clocks as plain functions for `iter_custom`, and the criterion settings that keep a full run
-//! within minutes on two cores.
+//! clocks as plain functions for `iter_custom` and a timing loop over either, and the criterion
+//! settings that keep a full run within minutes on two cores.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -83,6 +83,15 @@ pub fn cpu_now() -> Duration {
 pub fn wall_now() -> Duration {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     ORIGIN.get_or_init(Instant::now).elapsed()
+}
+
+/// Runs `f` `iters` times and returns the time `clock` advanced meanwhile, for `iter_custom`.
+pub fn timed(clock: fn() -> Duration, iters: u64, mut f: impl FnMut()) -> Duration {
+    let t0 = clock();
+    for _ in 0..iters {
+        f();
+    }
+    clock() - t0
 }
 
 /// Criterion settings for cluster benchmarks: few samples, short warm-up, flat sampling (every
