@@ -98,8 +98,6 @@ pub struct App {
     selected: usize,
     paused: bool,
     help: bool,
-    /// The cluster's leader as last seen, to report changes.
-    leader: Option<(usize, u64)>,
     /// Elections each node started since it last won one. Invariant: one entry per node.
     streaks: Vec<u64>,
     /// The last node seen leading, to count changes across leaderless spells.
@@ -127,7 +125,6 @@ impl App {
             selected: 0,
             paused: false,
             help: false,
-            leader: None,
             last_leader: None,
             streaks: vec![0; nodes],
             elections: 0,
@@ -316,9 +313,10 @@ impl App {
         } else {
             self.elections = next.statuses.iter().map(|s| s.elections_started).sum();
         }
-        let leader = leader_of(next);
-        if leader.map(|l| l.0) != self.leader.map(|l| l.0) {
-            let text = match (self.leader, leader) {
+        // `self.sample` is still the previous sample here.
+        let (before, leader) = (self.leader(), leader_of(next));
+        if leader.map(|l| l.0) != before.map(|l| l.0) {
+            let text = match (before, leader) {
                 (_, Some((l, term))) => {
                     if self.last_leader.is_some_and(|last| last != l) {
                         self.leader_changes += 1;
@@ -331,7 +329,6 @@ impl App {
             };
             found.push((EventKind::Leader, text));
         }
-        self.leader = leader;
         for (kind, text) in found {
             self.push_event(at, kind, text);
         }
