@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use ratatui::DefaultTerminal;
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{self, Event};
 
 use crate::app::{Action, App};
 use crate::control::Control;
@@ -54,15 +54,15 @@ fn event_loop(
     loop {
         terminal.draw(|frame| frame.render_widget(&*app, frame.area()))?;
         let timeout = next_tick.saturating_duration_since(Instant::now());
-        if event::poll(timeout)? {
-            match event::read()? {
-                Event::Key(key) if key.kind != KeyEventKind::Release => match app.handle_key(key) {
-                    Some(Action::Quit) => return Ok(()),
-                    Some(action) => app.perform(action, control),
-                    None => {}
-                },
-                // Resizes and everything else: redraw at the top of the loop.
-                _ => {}
+        // Keys go to `handle_key` (which ignores releases); resizes and everything else are
+        // only redrawn, at the top of the loop.
+        if event::poll(timeout)?
+            && let Event::Key(key) = event::read()?
+        {
+            match app.handle_key(key) {
+                Some(Action::Quit) => return Ok(()),
+                Some(action) => app.perform(action, control),
+                None => {}
             }
         }
         let now = Instant::now();
