@@ -224,9 +224,7 @@ pub struct Replication<'a>(pub &'a App);
 impl Widget for Replication<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
-        let block = Block::bordered().title(" replication ");
-        let inner = block.inner(area);
-        block.render(area, buf);
+        let inner = framed(" replication ", area, buf);
         let leader = app
             .leader()
             .and_then(|(l, _)| app.sample().map(|s| s.statuses[l].clone()));
@@ -278,9 +276,7 @@ pub struct Throughput<'a>(pub &'a App);
 impl Widget for Throughput<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
-        let block = Block::bordered().title(" throughput (last 60 s) ");
-        let inner = block.inner(area);
-        block.render(area, buf);
+        let inner = framed(" throughput (last 60 s) ", area, buf);
         let history = app.history();
         let avg = if history.is_empty() {
             0
@@ -314,16 +310,15 @@ impl Widget for Throughput<'_> {
         Paragraph::new(text).render(numbers, buf);
         // The newest points that fit, right-aligned so time runs towards the right edge.
         let width = usize::from(chart.width);
-        let points: Vec<u64> = history.iter().copied().collect();
-        let shown = &points[points.len().saturating_sub(width)..];
-        let offset = (width - shown.len()) as u16;
+        let shown = history.len().min(width);
+        let offset = (width - shown) as u16;
         let chart = Rect {
             x: chart.x + offset,
             width: chart.width - offset,
             ..chart
         };
         Sparkline::default()
-            .data(shown)
+            .data(history.range(history.len() - shown..))
             .max(peak.max(1))
             .style(Style::new().fg(Color::Cyan))
             .render(chart, buf);
@@ -336,9 +331,7 @@ pub struct NetworkPanel<'a>(pub &'a App);
 impl Widget for NetworkPanel<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
-        let block = Block::bordered().title(" network ");
-        let inner = block.inner(area);
-        block.render(area, buf);
+        let inner = framed(" network ", area, buf);
         let Some(sample) = app.sample() else {
             return;
         };
@@ -393,9 +386,7 @@ pub struct EventLog<'a>(pub &'a App);
 impl Widget for EventLog<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
-        let block = Block::bordered().title(" events ");
-        let inner = block.inner(area);
-        block.render(area, buf);
+        let inner = framed(" events ", area, buf);
         let rows = usize::from(inner.height);
         let events = app.events();
         let lines: Vec<Line<'_>> = events
@@ -446,6 +437,14 @@ impl Widget for Help {
             .block(Block::bordered().title(" keys "))
             .render(popup, buf);
     }
+}
+
+/// Draws a bordered block titled `title` over `area` and returns the area inside it.
+fn framed(title: &str, area: Rect, buf: &mut Buffer) -> Rect {
+    let block = Block::bordered().title(title);
+    let inner = block.inner(area);
+    block.render(area, buf);
+    inner
 }
 
 /// A count in at most six characters: `12345`, `123.4k`, `12.3M`, `1.2G`.
