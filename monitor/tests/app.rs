@@ -326,25 +326,19 @@ fn partitions_put_the_leader_on_the_side_asked_for() {
         for leader_in_minority in [true, false] {
             let mut app = App::new(5, seed);
             app.ingest(steady(), Duration::ZERO);
-            control.calls.borrow_mut().clear();
+            control.partitions.borrow_mut().clear();
             app.perform(Action::Partition { leader_in_minority }, &control);
-            let call = control.calls.borrow()[0].clone();
-            let groups: Vec<Vec<usize>> = call
-                .trim_start_matches("partition [[")
-                .trim_end_matches("]]")
-                .split("], [")
-                .map(|g| g.split(", ").map(|x| x.parse().unwrap()).collect())
-                .collect();
+            let groups = control.partitions.borrow()[0].clone();
             let (majority, minority) = (&groups[0], &groups[1]);
             assert_eq!(
                 (majority.len(), minority.len()),
                 (3, 2),
-                "seed {seed}: {call}"
+                "seed {seed}: {groups:?}"
             );
             assert_eq!(
                 minority.contains(&2),
                 leader_in_minority,
-                "seed {seed}: {call}"
+                "seed {seed}: {groups:?}"
             );
             let text = &app.events().back().unwrap().text;
             let side = if leader_in_minority {

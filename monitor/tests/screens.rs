@@ -223,11 +223,7 @@ fn screen_split_unreliable_paused_without_leader() {
     app.perform(Action::SetUnreliable(true), &control);
     app.perform(Action::SetRate(Rate::Unlimited), &control);
     // The minority the app chose: cut it off in the reading, and let the old leader lose.
-    let minority: Vec<usize> = {
-        let call = control.calls.borrow()[0].clone();
-        let inner = call.rsplit("], [").next().unwrap().trim_end_matches("]]");
-        inner.split(", ").map(|x| x.parse().unwrap()).collect()
-    };
+    let minority: Vec<usize> = control.partitions.borrow()[0].last().unwrap().clone();
     let n = 5;
     for &a in &minority {
         for b in (0..n).filter(|b| !minority.contains(b)) {

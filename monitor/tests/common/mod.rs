@@ -113,7 +113,10 @@ pub fn isolate(sample: &mut Sample, node: usize) {
 /// A [`Control`] that records what it is asked and answers with a fixed sample.
 pub struct Recorder {
     pub sample: RefCell<Sample>,
+    /// Every call, as text.
     pub calls: RefCell<Vec<String>>,
+    /// The groups of every `partition` call, in order.
+    pub partitions: RefCell<Vec<Vec<Vec<usize>>>>,
 }
 
 impl Recorder {
@@ -121,6 +124,7 @@ impl Recorder {
         Self {
             sample: RefCell::new(sample),
             calls: RefCell::new(Vec::new()),
+            partitions: RefCell::new(Vec::new()),
         }
     }
 
@@ -144,6 +148,7 @@ impl Control for Recorder {
     }
     fn partition(&self, groups: &[Vec<usize>]) {
         self.record(format!("partition {groups:?}"));
+        self.partitions.borrow_mut().push(groups.to_vec());
     }
     fn set_unreliable(&self, on: bool) {
         self.record(format!("unreliable {on}"));
