@@ -5,10 +5,22 @@
 set -u
 BIN=${BIN:-$PWD/target/release/zeroraft}
 ns() { cut -d' ' -f1 "$1"; }
+# The newest process whose command line matches $1, waiting up to 10 s for it to appear.
+wait_pid() {
+  local p end=$((SECONDS + 10))
+  until p=$(pgrep -n -f "$1"); do
+    if ((SECONDS >= end)); then
+      echo "error: no process matching '$1' after 10 s" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "$p"
+}
 tmux new-session -d -s moncpu -x 120 -y 40 "$BIN --rate unlimited --seconds 32; sleep 5"
 srv=$(tmux display -p '#{pid}')
-sleep 1
-pid=$(pgrep -n -f "^$BIN --rate unlimited --seconds")
+pid=$(wait_pid "^$BIN --rate unlimited --seconds") || { tmux kill-session -t moncpu; exit 1; }
+sleep 1 # past start-up
 m0=$(ns /proc/$pid/task/$pid/schedstat); t0=$(ns /proc/$srv/schedstat); p0=$(awk '{print $14+$15}' /proc/$pid/stat)
 sleep 30
 m1=$(ns /proc/$pid/task/$pid/schedstat); t1=$(ns /proc/$srv/schedstat); p1=$(awk '{print $14+$15}' /proc/$pid/stat)

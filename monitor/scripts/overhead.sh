@@ -10,6 +10,18 @@ RUNS=${RUNS:-6}
 ARGS=${ARGS:---rate unlimited}
 TCK=$(getconf CLK_TCK)
 cpu() { awk -v t="$TCK" '{printf "%.2f", ($14+$15)/t}' "$1" 2>/dev/null; }
+# The newest process whose command line matches $1, waiting up to 10 s for it to appear.
+wait_pid() {
+  local p end=$((SECONDS + 10))
+  until p=$(pgrep -n -f "$1"); do
+    if ((SECONDS >= end)); then
+      echo "error: no process matching '$1' after 10 s" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "$p"
+}
 for i in $(seq 1 "$RUNS"); do
   $BIN $ARGS --headless --seconds "$SECS" > /tmp/mon-h.out &
   pid=$!
@@ -20,9 +32,9 @@ for i in $(seq 1 "$RUNS"); do
   tmux new-session -d -s monbench -x 120 -y 40 "$BIN $ARGS --seconds $SECS; sleep 5"
   srv=$(tmux display -p '#{pid}')
   s0=$(cpu /proc/$srv/stat)
-  sleep 0.5
-  pid=$(pgrep -n -f "^$BIN $ARGS --seconds")
-  sleep $((SECS - 2))
+  pid=$(wait_pid "^$BIN $ARGS --seconds") || { tmux kill-session -t monbench; exit 1; }
+  # Read 1.5 s before the run ends.
+  sleep "$(echo "$SECS - 1.5" | bc)"
   echo "dashboard $i load $(cut -d' ' -f1 /proc/loadavg) cpu $(cpu /proc/$pid/stat) main $(cpu /proc/$pid/task/$pid/stat) tmux $(echo "$(cpu /proc/$srv/stat) - $s0" | bc)"
   sleep 2
   tmux capture-pane -p -J -t monbench | grep '^summary'
