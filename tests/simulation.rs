@@ -54,6 +54,16 @@ fn five_nodes_ten_thousand_ticks() {
 }
 
 #[test]
+#[should_panic(expected = "the simulator runs clusters of 2 to 63 nodes, not 1")]
+fn a_cluster_size_the_simulator_cannot_run_is_refused() {
+    let options = Options {
+        nodes: Some(1),
+        ..Options::default()
+    };
+    Simulation::new(0, &options);
+}
+
+#[test]
 fn same_seed_same_trace() {
     let quiet = Options::default();
     let traced = Options {

@@ -28,10 +28,11 @@
 //! concerned: election safety, log matching, leader completeness, state machine safety, monotonic
 //! term, commit and applied, progress bounds (including that a leader's `match_index` is true of
 //! its follower), leader append-only, and bounded traffic ([`MAX_IN_FLIGHT`]). A core that panics (one of its
-//! own assertions) is a violation too: while a run is in progress on a thread, the panic is caught
-//! and not printed, through a panic hook installed on first use that defers to the previous hook
-//! for every other panic. The first violation stops the run; the [`Violation`] names the seed,
-//! the invariant, the nodes and the last [`RECENT_EVENTS`] events.
+//! own assertions) is a violation too: while a thread steps a core, a panic is caught and not
+//! printed, through a panic hook installed on first use that defers to the previous hook for
+//! every other panic. A panic of the simulator itself, outside any core, is no violation: it
+//! goes on as a panic. The first violation stops the run; the [`Violation`] names the seed, the
+//! invariant, the nodes and the last [`RECENT_EVENTS`] events.
 
 mod checker;
 mod event;
@@ -40,7 +41,7 @@ mod scenario;
 
 use std::cell::Cell;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Once;
 
 use bytes::Bytes;
@@ -73,10 +74,19 @@ pub const CLIENT_BACKLOG: u64 = 256;
 /// 403 165 (seed 182; median 221, 99th percentile 67 403).
 pub const MAX_IN_FLIGHT: usize = 1_000_000;
 
+/// The fewest nodes the simulator runs: a link fault needs two nodes, a partition two sides.
+pub const MIN_NODES: usize = 2;
+/// The most nodes the simulator runs: a partition is drawn as a bit mask below `1 << nodes` in a
+/// `u64`.
+pub const MAX_NODES: usize = 63;
+
 /// Overrides of what a seed would draw, and output options.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Cluster size (otherwise 3, 5 or 7, drawn from the seed).
+    /// Cluster size, from [`MIN_NODES`] to [`MAX_NODES`] (otherwise 3, 5 or 7, drawn from the
+    /// seed). The heal phase's bound of 50 election timeouts is sized for 3 to 7 nodes: with 2,
+    /// or with a few dozen, split votes under the narrow timeout ranges some seeds draw can
+    /// outlast it, a convergence failure that is no safety bug.
     pub nodes: Option<usize>,
     /// Length of the fault phase in ticks (otherwise 2 000 to 10 000, drawn from the seed).
     pub fault_ticks: Option<u64>,
@@ -192,8 +202,8 @@ enum Next {
 }
 
 thread_local! {
-    /// Whether a run is in progress on this thread, so that a core's panic is a report, not noise.
-    static IN_RUN: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread is stepping a core, so that a core's panic is a report, not noise.
+    static STEPPING: Cell<bool> = const { Cell::new(false) };
 }
 
 fn install_panic_filter() {
@@ -201,11 +211,18 @@ fn install_panic_filter() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !IN_RUN.with(Cell::get) {
+            if !STEPPING.with(Cell::get) {
                 previous(info);
             }
         }));
     });
+}
+
+/// Notes in `stepping` which core, if any, this thread is about to step: the report blames it if
+/// it panics, and the panic hook keeps quiet.
+fn set_stepping(stepping: &mut Option<usize>, node: Option<usize>) {
+    *stepping = node;
+    STEPPING.with(|s| s.set(node.is_some()));
 }
 
 /// N cores, a network, clients and the checker, in virtual time.
@@ -223,7 +240,7 @@ pub struct Simulation {
     phase: Phase,
     checker: Checker,
     log: EventLog,
-    /// The node being stepped, to blame if it panics.
+    /// The node being stepped, to blame if it panics. Set through `set_stepping`.
     stepping: Option<usize>,
 }
 
@@ -234,7 +251,17 @@ pub fn run_seed(seed: u64, options: &Options) -> Report {
 
 impl Simulation {
     /// A cluster at time 0, every core a follower in term 0, built from `seed`.
+    ///
+    /// # Panics
+    ///
+    /// If `options.nodes` is outside [`MIN_NODES`]`..=`[`MAX_NODES`].
     pub fn new(seed: u64, options: &Options) -> Self {
+        if let Some(n) = options.nodes {
+            assert!(
+                (MIN_NODES..=MAX_NODES).contains(&n),
+                "the simulator runs clusters of {MIN_NODES} to {MAX_NODES} nodes, not {n}"
+            );
+        }
         let mut rng = fastrand::Rng::with_seed(seed);
         let scenario = Scenario::draw(&mut rng, options);
         let n = scenario.nodes;
@@ -283,12 +310,15 @@ impl Simulation {
     /// Runs the fault phase and the heal phase, stopping at the first violation.
     pub fn run(mut self) -> Report {
         install_panic_filter();
-        IN_RUN.with(|r| r.set(true));
         let result = catch_unwind(AssertUnwindSafe(|| self.run_phases()));
-        IN_RUN.with(|r| r.set(false));
+        STEPPING.with(|s| s.set(false));
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(payload) => {
+                // Outside a core, the simulator itself failed: that is no finding about Raft.
+                let Some(node) = self.stepping else {
+                    resume_unwind(payload)
+                };
                 let message = payload
                     .downcast_ref::<String>()
                     .map(String::as_str)
@@ -296,7 +326,7 @@ impl Simulation {
                     .unwrap_or("(no message)");
                 Err(self.violation(Failure {
                     invariant: Invariant::CoreAssertion,
-                    nodes: self.stepping.into_iter().collect(),
+                    nodes: vec![node],
                     detail: format!("panicked: {message}"),
                 }))
             }
@@ -355,7 +385,7 @@ impl Simulation {
                 Next::Message => self.deliver(),
                 Next::Timer(i) => {
                     self.log.push(at, EventKind::Timer { node: i });
-                    self.stepping = Some(i);
+                    set_stepping(&mut self.stepping, Some(i));
                     self.cores[i].tick(at);
                     self.after_step(i, None)
                 }
@@ -400,7 +430,7 @@ impl Simulation {
     /// After node `i` took an input that may have written its entries `written`: sends what it
     /// produced, notes role and commit changes in the trace, and runs the checker.
     fn after_step(&mut self, i: usize, written: Option<(u64, u64)>) -> Result<(), Failure> {
-        self.stepping = None;
+        set_stepping(&mut self.stepping, None);
         let now = self.now;
         for (to, msg) in self.cores[i].take_messages() {
             let summary = MsgSummary::of(&msg);
@@ -483,7 +513,7 @@ impl Simulation {
             )),
             _ => None,
         };
-        self.stepping = Some(m.to);
+        set_stepping(&mut self.stepping, Some(m.to));
         self.cores[m.to].step(self.now, m.from, m.msg);
         self.after_step(m.to, written)
     }
@@ -507,7 +537,7 @@ impl Simulation {
         client.sent += batch as u64;
         // Commands are unique in a run: the client in the top byte, its sequence number below.
         let commands = (first_seq..first_seq + batch as u64).map(|s| cmd(((c as u64) << 56) | s));
-        self.stepping = Some(node);
+        set_stepping(&mut self.stepping, Some(node));
         let accepted = self.cores[node].propose(self.now, commands);
         self.log.push(
             self.now,
@@ -635,6 +665,7 @@ impl Simulation {
         let Some(m) = marker else {
             *markers_sent += 1;
             let command = cmd(u64::MAX - *markers_sent);
+            set_stepping(&mut self.stepping, Some(l));
             let (index, _) = self.cores[l]
                 .propose(self.now, [command.clone()])
                 .expect("a leader accepts proposals");

@@ -13,7 +13,7 @@ const MS: Nanos = 1_000_000;
 /// The parameters of one run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
-    /// Cluster size: 3, 5 or 7.
+    /// Cluster size: 3, 5 or 7, unless [`Options::nodes`] fixed it.
     pub nodes: usize,
     /// Timing and flow control of every core.
     pub core: CoreConfig,
