@@ -8,14 +8,13 @@
 //!
 //! # Orderings
 //!
-//! Each node's state machine stores its last applied index (`SeqCst`, which includes `Release`)
-//! after the entries are applied; clients load it with `Acquire`. The `waiting` flag and the
-//! `Unparker` follow the usual park protocol: the client sets the flag (`SeqCst`), re-checks the
-//! condition, then parks; a node that stores progress and then loads the flag (`SeqCst`) unparks
-//! the client if it is set. The client's re-check loads progress with `Acquire`, which is not in
-//! the single `SeqCst` order, so the memory model does not rule out a lost wake-up, where the
-//! client misses the new progress and the node misses the flag. What bounds it is the park's
-//! 10 ms timeout: a missed wake-up delays the client by at most that long, then it checks again.
+//! Each node's state machine stores its last applied index after the entries are applied;
+//! clients load it. The `waiting` flag and the `Unparker` follow the usual park protocol: the
+//! client sets the flag, re-checks the condition, then parks; a node that stores progress and
+//! then loads the flag unparks the client if it is set. All four accesses are `SeqCst`, so they
+//! fall in one total order and at least one side sees the other's write: no wake-up is lost.
+//! (On x86 a `SeqCst` load costs what an `Acquire` load does.) The park's 10 ms timeout is there
+//! for a leader change, not for a missed wake-up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
@@ -148,7 +147,8 @@ impl BenchCluster {
 
     /// The last index node `i` applied.
     pub fn applied(&self, i: usize) -> u64 {
-        self.progress.applied[i].load(Acquire)
+        // SeqCst: the re-check of the park protocol (see the module docs).
+        self.progress.applied[i].load(SeqCst)
     }
 
     /// The last index every node applied.
