@@ -124,19 +124,34 @@ impl std::fmt::Display for NetworkError {
 
 impl std::error::Error for NetworkError {}
 
-/// Traffic counters of one node, each on its own cache line.
+/// Traffic counters of one node, split by who writes them: the node's own sends update one
+/// cache line, deliveries to it by other nodes another, so neither side's writes evict the
+/// other's.
 #[derive(Default)]
 struct NodeStats {
+    sent: CachePadded<SentStats>,
+    delivered: CachePadded<DeliveredStats>,
+}
+
+/// The counters updated as a node sends: by its own thread, or by the scheduler thread for its
+/// delayed replies.
+#[derive(Default)]
+struct SentStats {
     /// Requests this node handed to the network.
-    requests_sent: AtomicU64,
-    /// Requests delivered to this node.
-    requests_delivered: AtomicU64,
+    requests: AtomicU64,
     /// Messages of any kind this node handed to the network.
-    messages_sent: AtomicU64,
-    /// Messages of any kind delivered to this node.
-    messages_delivered: AtomicU64,
+    messages: AtomicU64,
     /// Bytes charged to this node as a sender: its requests at send, its replies at delivery.
     bytes: AtomicU64,
+}
+
+/// The counters updated as messages are delivered to a node, by the threads delivering them.
+#[derive(Default)]
+struct DeliveredStats {
+    /// Requests delivered to this node.
+    requests: AtomicU64,
+    /// Messages of any kind delivered to this node.
+    messages: AtomicU64,
 }
 
 /// A snapshot of one node's traffic counters.
@@ -220,7 +235,7 @@ struct Shared<M> {
     reliable: AtomicBool,
     long_reordering: AtomicBool,
     inboxes: Box<[ArcSwapOption<Inbox<M>>]>,
-    stats: Box<[CachePadded<NodeStats>]>,
+    stats: Box<[NodeStats]>,
     overflow_drops: AtomicU64,
     delayed_seq: AtomicU64,
     scheduler: Sender<Command<M>>,
@@ -241,11 +256,11 @@ impl<M: Message> Shared<M> {
             return;
         }
         let request = msg.is_request();
-        let stats = &self.stats[from];
-        stats.messages_sent.fetch_add(1, Relaxed);
+        let sent = &self.stats[from].sent;
+        sent.messages.fetch_add(1, Relaxed);
         if request {
-            stats.requests_sent.fetch_add(1, Relaxed);
-            stats.bytes.fetch_add(msg.wire_size() as u64, Relaxed);
+            sent.requests.fetch_add(1, Relaxed);
+            sent.bytes.fetch_add(msg.wire_size() as u64, Relaxed);
         }
         if !self.link_up(from, to) {
             return;
@@ -285,12 +300,12 @@ impl<M: Message> Shared<M> {
             self.overflow_drops.fetch_add(1, Relaxed);
             return;
         }
-        let receiver = &self.stats[to];
-        receiver.messages_delivered.fetch_add(1, Relaxed);
+        let delivered = &self.stats[to].delivered;
+        delivered.messages.fetch_add(1, Relaxed);
         if request {
-            receiver.requests_delivered.fetch_add(1, Relaxed);
+            delivered.requests.fetch_add(1, Relaxed);
         } else {
-            self.stats[from].bytes.fetch_add(reply_size, Relaxed);
+            self.stats[from].sent.bytes.fetch_add(reply_size, Relaxed);
         }
     }
 }
@@ -326,9 +341,7 @@ impl<M: Message> Network<M> {
             reliable: AtomicBool::new(true),
             long_reordering: AtomicBool::new(false),
             inboxes: (0..n).map(|_| ArcSwapOption::empty()).collect(),
-            stats: (0..n)
-                .map(|_| CachePadded::new(NodeStats::default()))
-                .collect(),
+            stats: (0..n).map(|_| NodeStats::default()).collect(),
             overflow_drops: AtomicU64::new(0),
             delayed_seq: AtomicU64::new(0),
             scheduler: tx,
@@ -369,7 +382,7 @@ impl<M: Message> Network<M> {
             parker.unparker().clone(),
         ));
         self.shared.inboxes[id].store(Some(inbox.clone()));
-        self.shared.stats[id].requests_delivered.store(0, Relaxed);
+        self.shared.stats[id].delivered.requests.store(0, Relaxed);
         let rng = endpoint_rng(self.shared.seed ^ seed, id);
         Some(Endpoint {
             id,
@@ -481,7 +494,7 @@ impl<M: Message> Network<M> {
         self.shared
             .stats
             .iter()
-            .map(|s| s.requests_sent.load(Relaxed))
+            .map(|s| s.sent.requests.load(Relaxed))
             .sum()
     }
 
@@ -491,7 +504,7 @@ impl<M: Message> Network<M> {
         self.shared
             .stats
             .get(i)
-            .map_or(0, |s| s.requests_delivered.load(Relaxed))
+            .map_or(0, |s| s.delivered.requests.load(Relaxed))
     }
 
     /// Wire bytes of every request sent plus every reply delivered, since the network was created.
@@ -499,7 +512,7 @@ impl<M: Message> Network<M> {
         self.shared
             .stats
             .iter()
-            .map(|s| s.bytes.load(Relaxed))
+            .map(|s| s.sent.bytes.load(Relaxed))
             .sum()
     }
 
@@ -509,8 +522,8 @@ impl<M: Message> Network<M> {
             .stats
             .get(i)
             .map_or(Traffic::default(), |s| Traffic {
-                sent: s.messages_sent.load(Relaxed),
-                delivered: s.messages_delivered.load(Relaxed),
+                sent: s.sent.messages.load(Relaxed),
+                delivered: s.delivered.messages.load(Relaxed),
             })
     }
 
