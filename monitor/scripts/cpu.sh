@@ -19,7 +19,7 @@ wait_pid() {
 }
 tmux new-session -d -s moncpu -x 120 -y 40 "$BIN --rate unlimited --seconds 32; sleep 5"
 srv=$(tmux display -p '#{pid}')
-pid=$(wait_pid "^$BIN --rate unlimited --seconds") || { tmux kill-session -t moncpu; exit 1; }
+pid=$(wait_pid "^$BIN --rate unlimited --seconds") || { tmux kill-session -t moncpu 2>/dev/null; exit 1; }
 sleep 1 # past start-up
 m0=$(ns /proc/$pid/task/$pid/schedstat); t0=$(ns /proc/$srv/schedstat); p0=$(awk '{print $14+$15}' /proc/$pid/stat)
 sleep 30

@@ -32,7 +32,7 @@ for i in $(seq 1 "$RUNS"); do
   tmux new-session -d -s monbench -x 120 -y 40 "$BIN $ARGS --seconds $SECS; sleep 5"
   srv=$(tmux display -p '#{pid}')
   s0=$(cpu /proc/$srv/stat)
-  pid=$(wait_pid "^$BIN $ARGS --seconds") || { tmux kill-session -t monbench; exit 1; }
+  pid=$(wait_pid "^$BIN $ARGS --seconds") || { tmux kill-session -t monbench 2>/dev/null; exit 1; }
   # Read 1.5 s before the run ends.
   sleep "$(echo "$SECS - 1.5" | bc)"
   echo "dashboard $i load $(cut -d' ' -f1 /proc/loadavg) cpu $(cpu /proc/$pid/stat) main $(cpu /proc/$pid/task/$pid/stat) tmux $(echo "$(cpu /proc/$srv/stat) - $s0" | bc)"
