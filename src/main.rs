@@ -233,10 +233,8 @@ fn main() -> ExitCode {
 
 fn run_bench(args: &BenchArgs) {
     let cluster = zeroraft::bench::BenchCluster::new(args.nodes, zeroraft::Config::default());
-    // One payload for the whole run, with a static lifetime so that cloning it per proposal
-    // touches no shared reference count: what is measured is the engine, not contention on one
-    // counter that no real client would share.
-    let payload = bytes::Bytes::from_static(Box::leak(vec![0x5a; args.payload].into_boxed_slice()));
+    // One payload for the whole run.
+    let payload = zeroraft::bench::static_payload(args.payload);
     let report = cluster.closed_loop_for(
         Duration::from_secs(args.seconds),
         args.clients,
