@@ -5,18 +5,7 @@
 set -u
 BIN=${BIN:-$PWD/target/release/zeroraft}
 ns() { cut -d' ' -f1 "$1"; }
-# The newest process whose command line matches $1, waiting up to 10 s for it to appear.
-wait_pid() {
-  local p end=$((SECONDS + 10))
-  until p=$(pgrep -n -f "$1"); do
-    if ((SECONDS >= end)); then
-      echo "error: no process matching '$1' after 10 s" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "$p"
-}
+source "$(dirname "$0")/wait_pid.sh"
 tmux new-session -d -s moncpu -x 120 -y 40 "$BIN --rate unlimited --seconds 32; sleep 5"
 srv=$(tmux display -p '#{pid}')
 pid=$(wait_pid "^$BIN --rate unlimited --seconds") || { tmux kill-session -t moncpu 2>/dev/null; exit 1; }

@@ -10,18 +10,7 @@ RUNS=${RUNS:-6}
 ARGS=${ARGS:---rate unlimited}
 TCK=$(getconf CLK_TCK)
 cpu() { awk -v t="$TCK" '{printf "%.2f", ($14+$15)/t}' "$1" 2>/dev/null; }
-# The newest process whose command line matches $1, waiting up to 10 s for it to appear.
-wait_pid() {
-  local p end=$((SECONDS + 10))
-  until p=$(pgrep -n -f "$1"); do
-    if ((SECONDS >= end)); then
-      echo "error: no process matching '$1' after 10 s" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "$p"
-}
+source "$(dirname "$0")/wait_pid.sh"
 for i in $(seq 1 "$RUNS"); do
   $BIN $ARGS --headless --seconds "$SECS" > /tmp/mon-h.out &
   pid=$!
