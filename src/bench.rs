@@ -188,10 +188,11 @@ impl BenchCluster {
         }
     }
 
-    /// Proposes on the leader until it accepts, returning the index.
-    fn propose(&self, leader: &mut usize, payload: &Bytes) -> u64 {
+    /// Proposes a payload from `payload()` on the leader until it accepts, returning the index.
+    /// Each attempt takes a new payload: a refused command is gone.
+    fn propose(&self, leader: &mut usize, mut payload: impl FnMut() -> Bytes) -> u64 {
         loop {
-            match self.nodes[*leader].try_start(payload.clone()) {
+            match self.nodes[*leader].try_start(payload()) {
                 Ok((index, _)) => return index,
                 Err(_) => *leader = self.leader(),
             }
@@ -206,7 +207,7 @@ impl BenchCluster {
         for _ in 0..count {
             let leader_now = leader;
             self.wait_until(|| last < window + self.applied(leader_now));
-            last = self.propose(&mut leader, payload);
+            last = self.propose(&mut leader, || payload.clone());
         }
         self.wait_until(|| self.applied_everywhere() >= last);
     }
@@ -215,12 +216,18 @@ impl BenchCluster {
     /// waiting after each burst until the leader applied it; returns once every node applied
     /// them all.
     pub fn bursts(&self, count: u64, burst: u64, payload: &Bytes) {
+        self.bursts_with(count, burst, || payload.clone());
+    }
+
+    /// Like [`BenchCluster::bursts`], with a fresh payload from `payload()` per proposal, as a
+    /// client that builds each command (`Bytes::copy_from_slice`, say) does.
+    pub fn bursts_with(&self, count: u64, burst: u64, mut payload: impl FnMut() -> Bytes) {
         let mut leader = self.leader();
         let mut last = 0;
         let mut sent = 0;
         while sent < count {
             for _ in 0..burst.min(count - sent) {
-                last = self.propose(&mut leader, payload);
+                last = self.propose(&mut leader, &mut payload);
                 sent += 1;
             }
             let leader_now = leader;
@@ -234,7 +241,7 @@ impl BenchCluster {
     pub fn one(&self, payload: &Bytes) -> Duration {
         let mut leader = self.leader();
         let t0 = Instant::now();
-        let index = self.propose(&mut leader, payload);
+        let index = self.propose(&mut leader, || payload.clone());
         self.wait_until(|| self.applied(leader) >= index);
         t0.elapsed()
     }
@@ -304,7 +311,7 @@ impl BenchCluster {
             }
             seen = seen.max(applied.min(last));
             while last < window + self.applied(leader) {
-                last = self.propose(&mut leader, payload);
+                last = self.propose(&mut leader, || payload.clone());
                 sent_at[last as usize % ring] = Instant::now();
             }
             if now >= next_report {

@@ -89,16 +89,18 @@ impl Log {
         self.entries.push(entry);
     }
 
-    /// Appends `entries[skip..]`, moving them (no payload is copied or reference-counted).
+    /// Appends `entries[skip..]`, moving them out (no payload is copied or reference-counted),
+    /// and leaves `entries` empty with its capacity, for reuse.
     ///
     /// # Panics
     ///
     /// If the first appended entry's term is lower than the last term.
-    pub fn append(&mut self, mut entries: Vec<Entry>, skip: usize) {
+    pub fn append(&mut self, entries: &mut Vec<Entry>, skip: usize) {
         if let Some(first) = entries.get(skip) {
             self.assert_may_follow(first.term);
             self.entries.extend(entries.drain(skip..));
         }
+        entries.clear();
     }
 
     /// Panics unless an entry of `term` may follow the last entry (terms never decrease).

@@ -7,6 +7,16 @@
 //! out. The outbox is a buffer the core reuses, so steady-state steps do not allocate for it. The
 //! same inputs give the same outputs, which is what the deterministic simulator relies on.
 //!
+//! # Entry buffers
+//!
+//! An AppendEntries owns its entries (`Vec<Entry>`): a follower moves them into its log without
+//! touching their payloads' reference counts. The vectors themselves are recycled instead of
+//! allocated per message: a follower keeps the emptied vector of every AppendEntries it handled
+//! ([`Core::take_entry_buffer`] hands them out), and a leader fills the buffers it is given
+//! ([`Core::give_entry_buffer`]) before it allocates a new one. The driver moves buffers from
+//! the cores that collect them to the cores that spend them; what a buffer holds never depends
+//! on where it came from, so recycling changes no output of the core.
+//!
 //! # Invariants asserted here
 //!
 //! - `commit_index` never decreases, and never passes the last log index.
@@ -152,6 +162,10 @@ pub struct Core {
     progress: SmallVec<[Progress; 8]>,
     /// Messages to send, reused across steps.
     outbox: Vec<(usize, Message)>,
+    /// Empty vectors for the entries of the next AppendEntries (see the module docs).
+    /// Invariant: each is empty, with a capacity in `1..=MAX_BUFFER_CAPACITY`; at most
+    /// `MAX_SPARE_BUFFERS` of them.
+    spare_buffers: Vec<Vec<Entry>>,
     stats: CoreStats,
     /// A deliberately broken rule to follow, for testing the simulator's checker.
     #[cfg(feature = "bug-injection")]
@@ -160,6 +174,12 @@ pub struct Core {
 
 /// Largest cluster a core supports (votes are a bit set in a `u64`).
 pub const MAX_PEERS: usize = 64;
+
+/// Most entry buffers a core keeps for reuse; more are dropped.
+const MAX_SPARE_BUFFERS: usize = 64;
+/// Largest buffer, in entries, a core keeps for reuse. Larger ones carried a big batch, which
+/// allocating for costs little per entry, and would hold memory long after it.
+pub const MAX_BUFFER_CAPACITY: usize = 1024;
 
 impl Core {
     /// A follower in term 0 with an empty log, node `id` of `peers`, whose random choices derive
@@ -199,6 +219,7 @@ impl Core {
                 .map(|_| Progress::new(1, config.max_inflight))
                 .collect(),
             outbox: Vec::new(),
+            spare_buffers: Vec::new(),
             stats: CoreStats::default(),
             config,
             #[cfg(feature = "bug-injection")]
@@ -281,6 +302,28 @@ impl Core {
     /// Whether there are messages to send.
     pub fn has_messages(&self) -> bool {
         !self.outbox.is_empty()
+    }
+
+    /// How many entry buffers this core holds for reuse (see the module docs).
+    pub fn entry_buffers(&self) -> usize {
+        self.spare_buffers.len()
+    }
+
+    /// Takes one of the empty entry buffers this core holds, to hand to a core that sends entries.
+    pub fn take_entry_buffer(&mut self) -> Option<Vec<Entry>> {
+        self.spare_buffers.pop()
+    }
+
+    /// Gives this core a buffer for the entries of a future AppendEntries. Its contents are
+    /// dropped; a buffer without capacity, larger than [`MAX_BUFFER_CAPACITY`] or beyond the
+    /// number of buffers a core keeps is dropped whole.
+    pub fn give_entry_buffer(&mut self, mut buffer: Vec<Entry>) {
+        if (1..=MAX_BUFFER_CAPACITY).contains(&buffer.capacity())
+            && self.spare_buffers.len() < MAX_SPARE_BUFFERS
+        {
+            buffer.clear();
+            self.spare_buffers.push(buffer);
+        }
     }
 
     /// The committed entries not yet applied, as an inclusive index range, if any.
@@ -499,6 +542,7 @@ impl Core {
         if m.term < self.term {
             let reply = self.rejection(m.prev_log_index);
             self.outbox.push((from, Message::AppendEntriesReply(reply)));
+            self.give_entry_buffer(m.entries);
             return;
         }
         // m.term == self.term: `from` is this term's leader.
@@ -513,8 +557,16 @@ impl Core {
         self.outbox.push((from, Message::AppendEntriesReply(reply)));
     }
 
-    /// The consistency check and append of Figure 2, receiver rules 2 to 5.
-    fn maybe_append(&mut self, m: AppendEntries) -> AppendEntriesReply {
+    /// The consistency check and append of Figure 2, receiver rules 2 to 5. Keeps the message's
+    /// entry buffer for reuse.
+    fn maybe_append(&mut self, mut m: AppendEntries) -> AppendEntriesReply {
+        let reply = self.check_and_append(&mut m);
+        self.give_entry_buffer(m.entries);
+        reply
+    }
+
+    /// [`Core::maybe_append`], leaving `m.entries` empty if they were appended.
+    fn check_and_append(&mut self, m: &mut AppendEntries) -> AppendEntriesReply {
         let mut reply = self.rejection(m.prev_log_index);
         match self.log.term(m.prev_log_index) {
             None => {
@@ -560,7 +612,7 @@ impl Core {
             }
         }
         let last_new = m.prev_log_index + m.entries.len() as u64;
-        self.log.append(m.entries, held);
+        self.log.append(&mut m.entries, held);
         #[cfg(feature = "bug-injection")]
         if self.has_bug(Bug::CommitBeyondNewEntries) && m.leader_commit > self.commit_index {
             self.set_commit(m.leader_commit.min(self.log.last_index()));
@@ -738,9 +790,14 @@ impl Core {
         }
         let carried = !entries.is_empty();
         let sent_to = next - 1 + entries.len() as u64;
-        let entries = entries.to_vec();
+        let mut buffer = if carried {
+            self.spare_buffers.pop().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        buffer.extend_from_slice(entries);
         // Before `sent`, which may advance `next_index`.
-        self.push_append(peer, entries);
+        self.push_append(peer, buffer);
         self.progress[peer].sent(sent_to, carried);
     }
 

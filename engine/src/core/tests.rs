@@ -1081,6 +1081,55 @@ fn propose_ships_one_append_entries_per_follower_per_batch() {
 }
 
 #[test]
+fn entry_buffers_travel_from_follower_to_leader_and_back() {
+    // The leader fills the buffer it was given; the follower keeps the buffer it received, empty;
+    // oversized, capacity-less and surplus buffers are not kept.
+    let mut leader = replicating_leader(2, CoreConfig::default());
+    let mut follower = new_core(1, 2);
+    let given: Vec<Entry> = Vec::with_capacity(8);
+    let given_at = given.as_ptr();
+    leader.give_entry_buffer(given);
+    assert_eq!(leader.entry_buffers(), 1);
+    leader.propose(0, [cmd(1, 1), cmd(1, 2)]);
+    assert_eq!(leader.entry_buffers(), 0, "the leader spent its buffer");
+    let mut sent = drain(&mut leader);
+    let (to, msg) = sent.pop().expect("one AppendEntries");
+    let Message::AppendEntries(a) = &msg else {
+        panic!("expected an AppendEntries, got {msg:?}");
+    };
+    assert_eq!((to, a.entries.len()), (1, 2));
+    assert_eq!(a.entries.as_ptr(), given_at, "sent in the given buffer");
+
+    follower.step(0, 0, msg);
+    assert!(the_append_reply(&drain(&mut follower), 0).success);
+    assert_eq!(log_commands(&follower), [cmd(1, 1), cmd(1, 2)]);
+    let kept = follower
+        .take_entry_buffer()
+        .expect("the follower kept the buffer");
+    assert_eq!(
+        (kept.as_ptr(), kept.len(), kept.capacity()),
+        (given_at, 0, 8)
+    );
+
+    // A stale AppendEntries, rejected, leaves its buffer (emptied) behind too.
+    let mut newer = new_core(1, 2);
+    campaign_to(&mut newer, 5);
+    newer.step(0, 0, append(1, (0, 0), &[1, 1], 0));
+    let reply = the_append_reply(&drain(&mut newer), 0);
+    assert!(!reply.success);
+    assert_eq!(newer.take_entry_buffer().map(|b| b.len()), Some(0));
+
+    let mut core = new_core(0, 3);
+    core.give_entry_buffer(Vec::new());
+    core.give_entry_buffer(Vec::with_capacity(MAX_BUFFER_CAPACITY + 1));
+    assert_eq!(core.entry_buffers(), 0, "no capacity or too large: dropped");
+    for _ in 0..2 * MAX_SPARE_BUFFERS {
+        core.give_entry_buffer(Vec::with_capacity(1));
+    }
+    assert_eq!(core.entry_buffers(), MAX_SPARE_BUFFERS, "surplus dropped");
+}
+
+#[test]
 fn empty_proposal_sends_nothing() {
     let mut leader = replicating_leader(3, CoreConfig::default());
     assert_eq!(leader.propose(0, Vec::new()), Some((1, 0)));

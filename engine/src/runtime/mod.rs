@@ -30,6 +30,16 @@
 //! - Waking follows the transport's eventcount protocol (see `zeroraft_transport::Waker`): the
 //!   proposal is pushed before the wake, and the node's `has_work` checks the queue.
 //! - Status snapshots are published through `ArcSwap`, which orders the snapshot's contents.
+//! - Entry buffers move between nodes through [`ENTRY_BUFFERS`], an `ArrayQueue`, whose push/pop
+//!   pair orders a buffer's hand-over like any other queued value.
+//!
+//! # Entry buffers
+//!
+//! Every AppendEntries carries its entries in a vector; a follower's core keeps the emptied
+//! vectors and a leader's core refills them (see `core`'s module docs). Nodes of one process
+//! trade them through one process-wide pool, so that under steady load the replication path
+//! allocates nothing per message: after each round a node puts back what its core holds beyond
+//! [`KEPT_ENTRY_BUFFERS`] and tops its core up to that many from the pool.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Mutex};
@@ -39,17 +49,28 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use crossbeam_channel::{SendTimeoutError, Sender};
-use crossbeam_queue::SegQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use crossbeam_utils::CachePadded;
 use zeroraft_transport::Waker;
 
-use crate::core::{Core, Role};
+use crate::core::{Core, Entry, Role};
 use crate::{ApplyMsg, Config, ConfigError, Endpoint, PeerStatus, StartError, Status};
 
 /// Most messages handled before the node thread flushes what it has to send.
 const MAX_MESSAGES_PER_ROUND: usize = 1024;
 /// How long a blocked apply send waits before checking whether the node was killed.
 const APPLY_RETRY: Duration = Duration::from_millis(50);
+
+/// Entry buffers a node's core keeps between rounds: enough for a round of AppendEntries to
+/// several followers.
+const KEPT_ENTRY_BUFFERS: usize = 16;
+/// Capacity of [`ENTRY_BUFFERS`]. With buffers of at most [`crate::core::MAX_BUFFER_CAPACITY`]
+/// entries, the pool holds at most a few megabytes.
+const POOLED_ENTRY_BUFFERS: usize = 128;
+
+/// The entry buffers nodes of this process trade (see the module docs).
+static ENTRY_BUFFERS: std::sync::LazyLock<ArrayQueue<Vec<Entry>>> =
+    std::sync::LazyLock::new(|| ArrayQueue::new(POOLED_ENTRY_BUFFERS));
 
 /// `claim` bit: the node leads and accepts proposals.
 const CLAIM_LEADING: u64 = 1 << 63;
@@ -399,6 +420,7 @@ impl<S: StateMachine> Node<S> {
             self.sync_claim();
             self.take_proposals(now);
             self.flush();
+            self.trade_entry_buffers();
             self.apply();
             self.publish_status();
             if handled < MAX_MESSAGES_PER_ROUND && self.shared.proposals.is_empty() {
@@ -484,6 +506,24 @@ impl<S: StateMachine> Node<S> {
         for (to, msg) in self.core.take_messages() {
             self.endpoint.send(to, msg);
             self.messages_out += 1;
+        }
+    }
+
+    /// Puts the entry buffers the core collected beyond [`KEPT_ENTRY_BUFFERS`] in the shared
+    /// pool, or tops the core up from it.
+    fn trade_entry_buffers(&mut self) {
+        let pool = &*ENTRY_BUFFERS;
+        while self.core.entry_buffers() > KEPT_ENTRY_BUFFERS {
+            let Some(buffer) = self.core.take_entry_buffer() else {
+                break;
+            };
+            if pool.push(buffer).is_err() {
+                break; // the pool is full: the buffer is dropped
+            }
+        }
+        while self.core.entry_buffers() < KEPT_ENTRY_BUFFERS {
+            let Some(buffer) = pool.pop() else { break };
+            self.core.give_entry_buffer(buffer);
         }
     }
 
