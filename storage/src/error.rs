@@ -1,0 +1,125 @@
+//! [`StorageError`]: why a storage could not be opened, read back or written.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::wal::Identity;
+
+/// Why a storage could not be opened, recovered or written.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// An operation on a file or directory failed. A full disk is an `Io` error whose `source`
+    /// has kind [`io::ErrorKind::StorageFull`].
+    Io {
+        /// What was being done, e.g. "write to", "sync".
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// A record that was acknowledged as durable is damaged: the node must not start on it, or it
+    /// might forget a vote or an entry it promised to keep.
+    Corrupt {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the damaged record in it.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The data directory does not exist (and was not to be created).
+    Missing {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The data directory belongs to another cluster or another node.
+    WrongIdentity {
+        /// The directory.
+        path: PathBuf,
+        /// The identity the caller expected.
+        expected: Identity,
+        /// The identity the directory holds.
+        found: Identity,
+    },
+    /// Another process (or another storage in this one) has the data directory open.
+    Locked {
+        /// The directory's lock file.
+        path: PathBuf,
+    },
+    /// The directory holds something this version cannot read: an unknown format version, a
+    /// malformed identity file, a gap in the segment sequence.
+    Unreadable {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An earlier write failed, so whether it reached the disk is unknown: nothing more is written
+    /// until the storage is opened again (which recovers what is there).
+    Poisoned {
+        /// The first failure.
+        reason: String,
+    },
+}
+
+impl StorageError {
+    /// Whether this is a full disk.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull)
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { op, path, source } => {
+                write!(f, "cannot {op} {}: {source}", path.display())
+            }
+            Self::Corrupt {
+                path,
+                offset,
+                reason,
+            } => write!(
+                f,
+                "corrupt record in {} at offset {offset}: {reason}; refusing to start on a damaged log",
+                path.display()
+            ),
+            Self::Missing { path } => {
+                write!(f, "data directory {} does not exist", path.display())
+            }
+            Self::WrongIdentity {
+                path,
+                expected,
+                found,
+            } => write!(
+                f,
+                "data directory {} belongs to {found}, not to {expected}",
+                path.display()
+            ),
+            Self::Locked { path } => write!(
+                f,
+                "data directory is in use by another process (lock {} is held)",
+                path.display()
+            ),
+            Self::Unreadable { path, reason } => {
+                write!(f, "cannot read {}: {reason}", path.display())
+            }
+            Self::Poisoned { reason } => write!(
+                f,
+                "storage stopped after an earlier failure ({reason}); reopen it to recover"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

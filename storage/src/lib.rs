@@ -1,0 +1,132 @@
+//! zeroraft-storage: where a zeroraft node's raft state lives, so that it survives a crash.
+//!
+//! A node's durable state is its [`HardState`] (current term and vote) and its log of
+//! [`Entry`]s. The node hands each change to a [`Storage`] as one [`Update`] (group commit: the
+//! entries a node appended in one round, the truncation that made room for them and the new hard
+//! state, written together and made durable together) and sends nothing that reports the change
+//! until [`Storage::persist`] has returned. When a node starts, [`Storage::recover`] gives back
+//! what was made durable.
+//!
+//! Two implementations:
+//!
+//! - [`MemStorage`]: in memory, shared with whoever created it. This is the 6.824 tester's
+//!   `Persister`: it outlives its node, so a harness can crash a node and start a new one from
+//!   what the old one persisted.
+//! - [`FileStorage`]: a write-ahead log of checksummed records in segment files, with a directory
+//!   lock and an identity file; see [`wal`] for the format and the recovery rules.
+//!
+//! This crate knows nothing of Raft's rules: it stores what it is given, in order.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod mem;
+pub mod wal;
+
+use bytes::Bytes;
+
+pub use error::StorageError;
+pub use mem::MemStorage;
+pub use wal::{FileStorage, Identity, WalOptions};
+
+/// One log entry: the term in which a leader created it, and the client's command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The term of the leader that appended this entry.
+    pub term: u64,
+    /// The command, opaque to Raft and to storage.
+    pub command: Bytes,
+}
+
+/// The part of a node's state that is not its log and must survive a crash (Figure 2 of the
+/// extended Raft paper: "persistent state on all servers").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HardState {
+    /// The latest term the node has seen.
+    pub term: u64,
+    /// The candidate the node voted for in `term`, if any.
+    pub voted_for: Option<usize>,
+}
+
+/// One group-commit write: what a node changed in one round. Applied in this order: the hard
+/// state is replaced, stored entries from `truncate_from` on are dropped, then `entries` are
+/// stored at `first_index`, `first_index + 1`, ...
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Update<'a> {
+    /// The new hard state, if it changed.
+    pub hard_state: Option<HardState>,
+    /// Drop every stored entry at this index and after (a follower's log conflicted with its
+    /// leader's).
+    pub truncate_from: Option<u64>,
+    /// Index of `entries[0]`; with no truncation, one past the last stored entry.
+    pub first_index: u64,
+    /// Entries to append.
+    pub entries: &'a [Entry],
+}
+
+impl Update<'_> {
+    /// Whether this update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none() && self.truncate_from.is_none() && self.entries.is_empty()
+    }
+}
+
+/// What a storage held when it was opened: the state a restarting node resumes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// The last hard state persisted (term 0, no vote, for a new node).
+    pub hard_state: HardState,
+    /// The log, from index 1: `entries[i]` is the entry at index `i + 1`.
+    pub entries: Vec<Entry>,
+}
+
+/// Where a node's raft state lives. The node calls [`Storage::recover`] once when it starts, then
+/// [`Storage::persist`] once per round in which its state changed, from its own thread.
+pub trait Storage: Send + 'static {
+    /// The state persisted so far.
+    ///
+    /// # Errors
+    ///
+    /// A [`StorageError`] if it cannot be read back intact.
+    fn recover(&mut self) -> Result<Recovered, StorageError>;
+
+    /// Makes `update` durable: when this returns `Ok`, a crash at any later moment (of the
+    /// process or, for [`FileStorage`], of the machine) loses none of it.
+    ///
+    /// # Errors
+    ///
+    /// A [`StorageError`] if it could not be made durable. Whether any part of it was is then
+    /// unknown; the storage refuses every later update, and the node must stop (recovery on the
+    /// next start sorts out what was written).
+    fn persist(&mut self, update: &Update<'_>) -> Result<(), StorageError>;
+}
+
+/// A storage that keeps nothing: a node built on it forgets everything when it stops and must
+/// never be restarted as the same member of its cluster. For measuring the engine alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoStorage;
+
+impl Storage for NoStorage {
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        Ok(Recovered::default())
+    }
+
+    fn persist(&mut self, _update: &Update<'_>) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+/// The size in bytes of a raft state holding a hard state and `entries`, in the write-ahead
+/// log's encoding: what the 6.824 tester calls the raft state size, reported by
+/// [`MemStorage::size_bytes`].
+pub fn encoded_size(entries: &[Entry]) -> u64 {
+    wal::HARD_STATE_BYTES + entries_size(entries)
+}
+
+/// The size in bytes of `entries` in the write-ahead log's encoding.
+fn entries_size(entries: &[Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| wal::ENTRY_HEADER_BYTES + e.command.len() as u64)
+        .sum()
+}
