@@ -11,6 +11,14 @@ use zeroraft::engine::core::{
     AppendEntries, AppendEntriesReply, Core, CoreConfig, Entry, Message, RequestVoteReply, Role,
 };
 
+/// What `core` sends once its changes are durable: its storage is taken to write instantly.
+fn sent(core: &mut Core) -> std::vec::Drain<'_, (usize, Message)> {
+    while let Some(write) = core.take_persist() {
+        core.persisted(write.generation);
+    }
+    core.take_messages()
+}
+
 /// Delivers every queued message between cores until none is left; returns the number of
 /// messages delivered.
 fn settle(cores: &mut [Core], now: u64) -> usize {
@@ -19,7 +27,7 @@ fn settle(cores: &mut [Core], now: u64) -> usize {
         let mut batch = Vec::new();
         for core in cores.iter_mut() {
             let from = core.id();
-            batch.extend(core.take_messages().map(|(to, m)| (from, to, m)));
+            batch.extend(sent(core).map(|(to, m)| (from, to, m)));
         }
         if batch.is_empty() {
             return delivered;
@@ -59,7 +67,7 @@ fn leader_append(c: &mut Criterion) {
                 |batch| {
                     // Propose and build one AppendEntries per follower; acks keep the window open.
                     cores[0].propose(now, batch);
-                    let sent: Vec<_> = cores[0].take_messages().collect();
+                    let sent: Vec<_> = sent(&mut cores[0]).collect();
                     let last = cores[0].log().last_index();
                     for (to, _) in sent {
                         let ack = AppendEntriesReply {
@@ -106,7 +114,7 @@ fn follower_append(c: &mut Criterion) {
                 },
                 |ae| {
                     cores[1].step(now, 0, Message::AppendEntries(ae));
-                    black_box(cores[1].take_messages().count())
+                    black_box(sent(&mut cores[1]).count())
                 },
                 BatchSize::SmallInput,
             )
@@ -137,7 +145,7 @@ fn win(core: &mut Core, voter: usize, now: &mut u64, at_least: u64) {
         }),
     );
     assert_eq!(core.role(), Role::Leader);
-    core.take_messages().for_each(drop);
+    sent(core).for_each(drop);
 }
 
 /// A follower that holds 1 000 entries over 10 terms the leader never had, and a leader with
@@ -153,12 +161,12 @@ fn backtracking(c: &mut Criterion) {
                     let next_term = follower.term() + 1;
                     win(&mut follower, 0, &mut now, next_term);
                     follower.propose(now, payloads(100));
-                    follower.take_messages().for_each(drop);
+                    sent(&mut follower).for_each(drop);
                 }
                 let mut leader = Core::new(0, 2, CoreConfig::default(), 1, 0);
                 win(&mut leader, 1, &mut now, 1);
                 leader.propose(now, payloads(1000));
-                leader.take_messages().for_each(drop);
+                sent(&mut leader).for_each(drop);
                 win(&mut leader, 1, &mut now, 100);
                 // The first heartbeat of term 101 probes at index 1000, where the logs differ.
                 now += CoreConfig::default().heartbeat_interval;

@@ -243,7 +243,15 @@ fn run_client(id: usize, shared: &Shared) {
                     }
                     break;
                 }
-                Err(StartError::Killed | StartError::TooLarge { .. }) => return,
+                Err(StartError::Killed | StartError::Failed { .. }) => {
+                    // A crashed or failed node: ask the next one (the dashboard restarts nodes).
+                    leader = (leader + 1) % n;
+                    oldest = None;
+                    last_index = 0;
+                    std::thread::sleep(Duration::from_millis(10));
+                    break;
+                }
+                Err(StartError::TooLarge { .. }) => return,
             }
         }
     }

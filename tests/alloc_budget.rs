@@ -173,6 +173,9 @@ fn replication_round_trip_allocates_only_log_growth() {
 fn deliver_all(cores: &mut [Core], now: u64, queue: &mut Vec<(usize, usize, Message)>) {
     loop {
         for (from, core) in cores.iter_mut().enumerate() {
+            while let Some(write) = core.take_persist() {
+                core.persisted(write.generation);
+            }
             queue.extend(core.take_messages().map(|(to, m)| (from, to, m)));
         }
         if queue.is_empty() {
@@ -218,6 +221,8 @@ fn follower_append_allocates_only_log_growth() {
     let region = Region::new(GLOBAL);
     for m in messages {
         follower.step(0, 0, Message::AppendEntries(m));
+        let write = follower.take_persist().expect("entries to write");
+        follower.persisted(write.generation);
         follower.take_messages().for_each(drop);
     }
     let stats = region.change();

@@ -40,13 +40,16 @@ pub mod core;
 mod runtime;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
 
 pub use crate::core::{Message, ProgressState, Role};
-pub use runtime::{Raft, StateMachine};
+pub use runtime::{Builder, Raft, StateMachine};
+pub use zeroraft_storage as storage;
+pub use zeroraft_storage::{MemStorage, NoStorage, Storage, StorageError};
 
 /// The network zeroraft nodes talk over: the in-memory transport carrying engine messages.
 pub type Network = zeroraft_transport::Network<Message>;
@@ -242,6 +245,66 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Why a node could not be built with [`Raft::builder`].
+#[derive(Debug)]
+pub enum BuildError {
+    /// A setting, the cluster or the endpoint cannot work.
+    Config(ConfigError),
+    /// The storage could not be read back.
+    Storage(StorageError),
+    /// The storage holds a state no node of this cluster can have written; the text says why.
+    Inconsistent(String),
+    /// The node's thread could not be started.
+    Thread(String),
+}
+
+impl BuildError {
+    /// The [`ConfigError`] of a node built without storage, which can fail in no other way but
+    /// a thread that cannot start (reported as [`ConfigError::Invalid`]).
+    fn into_config_error(self) -> ConfigError {
+        match self {
+            Self::Config(e) => e,
+            Self::Storage(_) | Self::Inconsistent(_) => {
+                ConfigError::Invalid("the storage could not be recovered")
+            }
+            Self::Thread(_) => ConfigError::Invalid("the node's thread could not be started"),
+        }
+    }
+}
+
+impl From<ConfigError> for BuildError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e)
+    }
+}
+
+impl From<StorageError> for BuildError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(e) => e.fmt(f),
+            Self::Storage(e) => write!(f, "cannot recover the node's state: {e}"),
+            Self::Inconsistent(why) => write!(f, "the storage holds an impossible state: {why}"),
+            Self::Thread(e) => write!(f, "cannot start the node's thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(e) => Some(e),
+            Self::Storage(e) => Some(e),
+            Self::Inconsistent(_) | Self::Thread(_) => None,
+        }
+    }
+}
+
 /// Why [`Raft::try_start`] did not accept a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartError {
@@ -261,6 +324,12 @@ pub enum StartError {
     },
     /// The node was killed.
     Killed,
+    /// The node stopped on its own after a failure it could not go on from (its storage
+    /// failed); `reason` says what happened.
+    Failed {
+        /// What stopped the node.
+        reason: String,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -277,6 +346,7 @@ impl fmt::Display for StartError {
                 write!(f, "command of {len} bytes exceeds the maximum of {max}")
             }
             Self::Killed => write!(f, "the node was killed"),
+            Self::Failed { reason } => write!(f, "the node stopped: {reason}"),
         }
     }
 }
@@ -315,6 +385,15 @@ pub struct Status {
     pub last_applied: u64,
     /// Index of its last log entry.
     pub last_log_index: u64,
+    /// Highest index its storage has made durable (equal to `last_log_index` once a write
+    /// completes; behind it while one is under way).
+    pub durable_index: u64,
+    /// Writes to its storage (one per round in which its state changed: group commit).
+    pub syncs: u64,
+    /// Time spent in those writes, in all.
+    pub sync_time: Duration,
+    /// Why the node stopped on its own, if it did (a storage failure).
+    pub failure: Option<Arc<str>>,
     /// Term of its last log entry.
     pub last_log_term: u64,
     /// When leader: one entry per follower. Empty otherwise.
@@ -343,6 +422,10 @@ impl Status {
             commit_index: 0,
             last_applied: 0,
             last_log_index: 0,
+            durable_index: 0,
+            syncs: 0,
+            sync_time: Duration::ZERO,
+            failure: None,
             last_log_term: 0,
             peers: SmallVec::new(),
             elections_started: 0,

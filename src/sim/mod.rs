@@ -432,6 +432,9 @@ impl Simulation {
     fn after_step(&mut self, i: usize, written: Option<(u64, u64)>) -> Result<(), Failure> {
         set_stepping(&mut self.stepping, None);
         let now = self.now;
+        while let Some(write) = self.cores[i].take_persist() {
+            self.cores[i].persisted(write.generation);
+        }
         for (to, msg) in self.cores[i].take_messages() {
             let summary = MsgSummary::of(&msg);
             if let Sent::Dropped(reason) = self.net.send(&mut self.rng, now, i, to, msg) {

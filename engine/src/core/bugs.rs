@@ -26,16 +26,24 @@ pub enum Bug {
     /// A follower sets its commit index from `leader_commit` up to its last log index, not only
     /// up to the last entry the AppendEntries vouched for.
     CommitBeyondNewEntries,
+    /// A node sends a vote it granted before the vote is on stable storage: a crash then lets
+    /// it vote again in the same term.
+    VoteBeforeDurable,
+    /// A follower acknowledges an AppendEntries before the entries are on stable storage: a
+    /// crash then loses entries the leader counted toward a commit.
+    AckBeforeDurable,
 }
 
 impl Bug {
     /// Every bug, in declaration order.
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 7] = [
         Bug::CommitPreviousTerm,
         Bug::DoubleVote,
         Bug::TruncateWithoutConflict,
         Bug::AcceptStaleReplies,
         Bug::CommitBeyondNewEntries,
+        Bug::VoteBeforeDurable,
+        Bug::AckBeforeDurable,
     ];
 
     /// A short kebab-case name, for command lines and reports.
@@ -46,6 +54,8 @@ impl Bug {
             Bug::TruncateWithoutConflict => "truncate-without-conflict",
             Bug::AcceptStaleReplies => "accept-stale-replies",
             Bug::CommitBeyondNewEntries => "commit-beyond-new-entries",
+            Bug::VoteBeforeDurable => "vote-before-durable",
+            Bug::AckBeforeDurable => "ack-before-durable",
         }
     }
 

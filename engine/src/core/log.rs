@@ -10,14 +10,7 @@
 
 use bytes::Bytes;
 
-/// One log entry: the term in which a leader created it, and the client's command.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// The term of the leader that appended this entry.
-    pub term: u64,
-    /// The command, opaque to Raft.
-    pub command: Bytes,
-}
+pub use zeroraft_storage::Entry;
 
 /// The log: entries 1..=last_index, behind a term-0 sentinel at index 0.
 #[derive(Clone, Debug)]
@@ -35,12 +28,27 @@ impl Default for Log {
 impl Log {
     /// An empty log.
     pub fn new() -> Self {
-        Self {
-            entries: vec![Entry {
+        Self::from_entries(Vec::new())
+    }
+
+    /// A log holding `entries` at indices 1, 2, ... (as a storage recovered them).
+    ///
+    /// # Panics
+    ///
+    /// If a term decreases along `entries`.
+    pub fn from_entries(mut entries: Vec<Entry>) -> Self {
+        assert!(
+            entries.windows(2).all(|w| w[0].term <= w[1].term),
+            "a log whose terms decrease"
+        );
+        entries.insert(
+            0,
+            Entry {
                 term: 0,
                 command: Bytes::new(),
-            }],
-        }
+            },
+        );
+        Self { entries }
     }
 
     /// Index of the last entry (0 if the log is empty).

@@ -17,6 +17,24 @@
 //! the cores that collect them to the cores that spend them; what a buffer holds never depends
 //! on where it came from, so recycling changes no output of the core.
 //!
+//! # Persist before you speak
+//!
+//! A node's term, vote and log must be on stable storage before it tells anyone about them: a
+//! vote granted and then forgotten in a crash lets the node vote twice in one term; an entry
+//! acknowledged and then lost can make a committed entry disappear. So the core keeps what it
+//! changed (hard state, appended and truncated entries) as pending work that the driver takes
+//! with [`Core::take_persist`], writes, and reports with [`Core::persisted`]. Every message that
+//! reports this node's state (votes, AppendEntries replies, RequestVotes, which carry a term and
+//! vote the node must not forget) is held back until the state it was produced in is durable;
+//! [`Core::take_messages`] hands out only what may go now. A leader's AppendEntries go at once,
+//! without waiting for its own write of the entries they carry (Raft thesis §10.2.1): the leader
+//! counts itself toward a majority only for entries its storage has made durable
+//! ([`Core::durable_index`]).
+//!
+//! Writes are numbered (generations) and must be reported durable in the order they were taken,
+//! but the driver may take the next before the previous one is durable (a pipelined writer).
+//! The deterministic simulator does; the node thread writes each one before stepping again.
+//!
 //! # Invariants asserted here
 //!
 //! - `commit_index` never decreases, and never passes the last log index.
@@ -32,6 +50,8 @@ mod log;
 mod message;
 mod progress;
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use smallvec::SmallVec;
 
@@ -40,6 +60,7 @@ pub use bugs::Bug;
 pub use log::{Entry, Log};
 pub use message::{AppendEntries, AppendEntriesReply, Message, RequestVote, RequestVoteReply};
 pub use progress::{Inflights, Progress, ProgressState};
+pub use zeroraft_storage::{HardState, Update};
 
 /// Time in nanoseconds since an arbitrary origin chosen by whoever drives the core.
 pub type Nanos = u64;
@@ -128,6 +149,36 @@ pub struct CoreStats {
     pub step_downs: u64,
 }
 
+/// A write the driver must make durable: what changed in the core since the previous one.
+/// See [`Core::take_persist`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persist {
+    /// Numbers the writes of one core, from 1; report it to [`Core::persisted`].
+    pub generation: u64,
+    /// The new term and vote, if they changed.
+    pub hard_state: Option<HardState>,
+    /// Stored entries from this index on are to be dropped, if the log was truncated.
+    pub truncate_from: Option<u64>,
+    /// The log's entries `first_index..=last_index` are to be stored (none if `first_index >
+    /// last_index`).
+    pub first_index: u64,
+    /// See `first_index`. Also the log's last index when the write was taken.
+    pub last_index: u64,
+}
+
+impl Persist {
+    /// The write as a storage takes it, with the entries read from `log` (which must be the
+    /// core's log as it was when this was taken).
+    pub fn update<'a>(&self, log: &'a Log) -> Update<'a> {
+        Update {
+            hard_state: self.hard_state,
+            truncate_from: self.truncate_from,
+            first_index: self.first_index,
+            entries: log.slice(self.first_index, self.last_index),
+        }
+    }
+}
+
 /// One Raft node's state machine.
 pub struct Core {
     id: usize,
@@ -160,8 +211,28 @@ pub struct Core {
     /// Leader: one entry per node, indexed by node id. Of the leader's own slot only
     /// `match_index` is used: `maybe_commit` sets it to the last index before counting a majority.
     progress: SmallVec<[Progress; 8]>,
-    /// Messages to send, reused across steps.
+    /// Messages that may be sent now, reused across steps.
     outbox: Vec<(usize, Message)>,
+    /// Messages waiting for a write: `(generation, to, message)`, in the order they were made.
+    /// Invariant: generations never decrease along the queue, and each is above `durable_gen`.
+    held: VecDeque<(u64, usize, Message)>,
+    /// Whether term or vote changed since the last [`Core::take_persist`].
+    hard_state_dirty: bool,
+    /// The lowest log index changed (appended, or truncated away) since the last
+    /// [`Core::take_persist`]; `u64::MAX` if none.
+    log_dirty_from: u64,
+    /// The last index of the log as handed to storage by the last [`Core::take_persist`].
+    stored_last: u64,
+    /// The generation of the last [`Persist`] taken, and of the last reported durable.
+    /// Invariant: `durable_gen <= taken_gen`.
+    taken_gen: u64,
+    durable_gen: u64,
+    /// Writes taken but not yet durable: `(generation, last index it makes durable)`, the index
+    /// lowered if the log is truncated below it meanwhile.
+    writing: VecDeque<(u64, u64)>,
+    /// Entries up to here are on stable storage, as they are in the log now.
+    /// Invariant: `durable_index <= log.last_index()`.
+    durable_index: u64,
     /// Empty vectors for the entries of the next AppendEntries (see the module docs).
     /// Invariant: each is empty, with a capacity in `1..=MAX_BUFFER_CAPACITY`; at most
     /// `MAX_SPARE_BUFFERS` of them.
@@ -174,6 +245,38 @@ pub struct Core {
 
 /// Largest cluster a core supports (votes are a bit set in a `u64`).
 pub const MAX_PEERS: usize = 64;
+
+/// Why a recovered state cannot be one a core of a `peers`-node cluster wrote, if it cannot.
+pub fn recovered_state_problem(
+    peers: usize,
+    hard_state: &HardState,
+    entries: &[Entry],
+) -> Option<String> {
+    if let Some(v) = hard_state.voted_for
+        && v >= peers
+    {
+        return Some(format!(
+            "it voted for node {v}, which is not in a cluster of {peers}"
+        ));
+    }
+    if let Some(i) = entries.windows(2).position(|w| w[1].term < w[0].term) {
+        return Some(format!(
+            "the term of its log goes down at index {} ({} after {})",
+            i + 2,
+            entries[i + 1].term,
+            entries[i].term
+        ));
+    }
+    if let Some(last) = entries.last()
+        && last.term > hard_state.term
+    {
+        return Some(format!(
+            "its log holds an entry of term {} above its current term {}",
+            last.term, hard_state.term
+        ));
+    }
+    None
+}
 
 /// Most entry buffers a core keeps for reuse; more are dropped.
 const MAX_SPARE_BUFFERS: usize = 64;
@@ -219,6 +322,14 @@ impl Core {
                 .map(|_| Progress::new(1, config.max_inflight))
                 .collect(),
             outbox: Vec::new(),
+            held: VecDeque::new(),
+            hard_state_dirty: false,
+            log_dirty_from: u64::MAX,
+            stored_last: 0,
+            taken_gen: 0,
+            durable_gen: 0,
+            writing: VecDeque::new(),
+            durable_index: 0,
             spare_buffers: Vec::new(),
             stats: CoreStats::default(),
             config,
@@ -226,6 +337,36 @@ impl Core {
             bug: None,
         };
         core.reset_election_timer();
+        core
+    }
+
+    /// A follower resuming from what its storage recovered: `hard_state` and the log `entries`
+    /// (from index 1), all of it durable. Its commit index and last applied index start at 0:
+    /// it learns the commit index from the leader and applies the log again from index 1.
+    ///
+    /// # Panics
+    ///
+    /// As [`Core::new`]; and if the recovered state cannot be one a core wrote: a vote for a
+    /// node outside the cluster, terms decreasing along the log, or an entry of a term above
+    /// `hard_state.term`. The public API checks these before building a core.
+    pub fn restore(
+        id: usize,
+        peers: usize,
+        config: CoreConfig,
+        seed: u64,
+        now: Nanos,
+        hard_state: HardState,
+        entries: Vec<Entry>,
+    ) -> Self {
+        if let Some(problem) = recovered_state_problem(peers, &hard_state, &entries) {
+            panic!("node {id}: cannot resume: {problem}");
+        }
+        let mut core = Self::new(id, peers, config, seed, now);
+        core.term = hard_state.term;
+        core.voted_for = hard_state.voted_for;
+        core.log = Log::from_entries(entries);
+        core.stored_last = core.log.last_index();
+        core.durable_index = core.log.last_index();
         core
     }
 
@@ -302,6 +443,78 @@ impl Core {
     /// Whether there are messages to send.
     pub fn has_messages(&self) -> bool {
         !self.outbox.is_empty()
+    }
+
+    /// The highest index whose entry is on stable storage (as [`Core::persisted`] reported).
+    pub fn durable_index(&self) -> u64 {
+        self.durable_index
+    }
+
+    /// The term and vote to keep on stable storage.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+        }
+    }
+
+    /// Whether messages are waiting for a write to become durable.
+    pub fn has_held_messages(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Takes what changed since the last call and must now be made durable, if anything did.
+    /// The driver writes [`Persist::update`] of it (before stepping the core again: the entries
+    /// it names are the log's as they are now) and reports it with [`Core::persisted`].
+    pub fn take_persist(&mut self) -> Option<Persist> {
+        if !self.hard_state_dirty && self.log_dirty_from == u64::MAX {
+            return None;
+        }
+        self.taken_gen += 1;
+        let last = self.log.last_index();
+        let first = self.log_dirty_from.min(last + 1);
+        let persist = Persist {
+            generation: self.taken_gen,
+            hard_state: self.hard_state_dirty.then(|| self.hard_state()),
+            truncate_from: (self.log_dirty_from <= self.stored_last).then_some(self.log_dirty_from),
+            first_index: first,
+            last_index: last,
+        };
+        self.hard_state_dirty = false;
+        self.log_dirty_from = u64::MAX;
+        self.stored_last = last;
+        self.writing.push_back((self.taken_gen, last));
+        Some(persist)
+    }
+
+    /// Records that the write of `generation` (and every earlier one) is durable: releases the
+    /// messages that waited for it and, on a leader, counts the entries toward commitment.
+    ///
+    /// # Panics
+    ///
+    /// If `generation` was not taken, or an earlier write is still outstanding.
+    pub fn persisted(&mut self, generation: u64) {
+        let Some(&(next, last)) = self.writing.front() else {
+            panic!(
+                "node {}: write {generation} reported durable, none outstanding",
+                self.id
+            );
+        };
+        assert_eq!(
+            next, generation,
+            "node {}: writes must become durable in order",
+            self.id
+        );
+        self.writing.pop_front();
+        self.durable_gen = generation;
+        self.durable_index = last;
+        while self.held.front().is_some_and(|&(g, ..)| g <= generation) {
+            let (_, to, msg) = self.held.pop_front().expect("checked");
+            self.outbox.push((to, msg));
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
     }
 
     /// How many entry buffers this core holds for reuse (see the module docs).
@@ -395,9 +608,8 @@ impl Core {
         if last < first {
             return Some((first, last));
         }
-        if self.peers == 1 {
-            self.maybe_commit();
-        }
+        self.log_dirty_from = self.log_dirty_from.min(first);
+        // A single node commits once its own write is durable (`persisted`).
         self.broadcast_append();
         Some((first, last))
     }
@@ -448,6 +660,7 @@ impl Core {
         if term > self.term {
             self.term = term;
             self.voted_for = None;
+            self.hard_state_dirty = true;
         }
         if self.role == Role::Leader {
             self.stats.step_downs += 1;
@@ -462,6 +675,7 @@ impl Core {
         self.role = Role::Candidate;
         self.leader = None;
         self.voted_for = Some(self.id);
+        self.hard_state_dirty = true;
         self.votes = 1 << self.id;
         self.stats.elections_started += 1;
         self.reset_election_timer();
@@ -476,8 +690,7 @@ impl Core {
             last_log_term: self.log.last_term(),
         };
         for peer in self.others() {
-            self.outbox
-                .push((peer, Message::RequestVote(request.clone())));
+            self.send(peer, Message::RequestVote(request.clone()));
         }
     }
 
@@ -516,6 +729,7 @@ impl Core {
                 && m.term == self.term
                 && self.log.is_up_to_date(m.last_log_index, m.last_log_term));
         if granted {
+            self.hard_state_dirty |= self.voted_for != Some(from);
             self.voted_for = Some(from);
             self.reset_election_timer();
         }
@@ -523,7 +737,12 @@ impl Core {
             term: self.term,
             granted,
         };
-        self.outbox.push((from, Message::RequestVoteReply(reply)));
+        #[cfg(feature = "bug-injection")]
+        if granted && self.has_bug(Bug::VoteBeforeDurable) {
+            self.outbox.push((from, Message::RequestVoteReply(reply)));
+            return;
+        }
+        self.send(from, Message::RequestVoteReply(reply));
     }
 
     fn handle_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
@@ -541,7 +760,7 @@ impl Core {
     fn handle_append_entries(&mut self, from: usize, m: AppendEntries) {
         if m.term < self.term {
             let reply = self.rejection(m.prev_log_index);
-            self.outbox.push((from, Message::AppendEntriesReply(reply)));
+            self.send(from, Message::AppendEntriesReply(reply));
             self.give_entry_buffer(m.entries);
             return;
         }
@@ -554,7 +773,12 @@ impl Core {
         );
         self.become_follower(m.term, Some(from));
         let reply = self.maybe_append(m);
-        self.outbox.push((from, Message::AppendEntriesReply(reply)));
+        #[cfg(feature = "bug-injection")]
+        if reply.success && self.has_bug(Bug::AckBeforeDurable) {
+            self.outbox.push((from, Message::AppendEntriesReply(reply)));
+            return;
+        }
+        self.send(from, Message::AppendEntriesReply(reply));
     }
 
     /// The consistency check and append of Figure 2, receiver rules 2 to 5. Keeps the message's
@@ -584,7 +808,7 @@ impl Core {
         }
         #[cfg(feature = "bug-injection")]
         if self.has_bug(Bug::TruncateWithoutConflict) {
-            self.log.truncate_from(m.prev_log_index + 1);
+            self.truncate_log_from(m.prev_log_index + 1);
         }
         // Skip entries we already hold; truncate only at a real conflict (rule 3), then append
         // the rest, moving them out of the message rather than cloning them.
@@ -605,13 +829,16 @@ impl Core {
                         index + 1,
                         self.commit_index
                     );
-                    self.log.truncate_from(index + 1);
+                    self.truncate_log_from(index + 1);
                     break;
                 }
                 None => break,
             }
         }
         let last_new = m.prev_log_index + m.entries.len() as u64;
+        if m.entries.len() > held {
+            self.log_dirty_from = self.log_dirty_from.min(index + 1);
+        }
         self.log.append(&mut m.entries, held);
         #[cfg(feature = "bug-injection")]
         if self.has_bug(Bug::CommitBeyondNewEntries) && m.leader_commit > self.commit_index {
@@ -623,6 +850,32 @@ impl Core {
         reply.success = true;
         reply.index = last_new;
         reply
+    }
+
+    /// Removes the log's entries from `from` on, noting that storage must drop them too and that
+    /// they are no longer durable.
+    fn truncate_log_from(&mut self, from: u64) {
+        if from > self.log.last_index() {
+            return;
+        }
+        self.log.truncate_from(from);
+        self.log_dirty_from = self.log_dirty_from.min(from);
+        self.durable_index = self.durable_index.min(from - 1);
+        for (_, last) in &mut self.writing {
+            *last = (*last).min(from - 1);
+        }
+    }
+
+    /// Queues a message that reports this node's state: it goes out once every change made so
+    /// far is durable (see the module docs).
+    fn send(&mut self, to: usize, msg: Message) {
+        let dirty = self.hard_state_dirty || self.log_dirty_from != u64::MAX;
+        let needed = self.taken_gen + u64::from(dirty);
+        if needed <= self.durable_gen {
+            self.outbox.push((to, msg));
+        } else {
+            self.held.push_back((needed, to, msg));
+        }
     }
 
     /// A rejection of the AppendEntries at `prev_log_index`, with no conflict hint (yet).
@@ -712,7 +965,7 @@ impl Core {
     /// entry can still be overwritten by a leader of a term in between. They become committed
     /// with the first current-term entry after them.
     fn maybe_commit(&mut self) {
-        self.progress[self.id].match_index = self.log.last_index();
+        self.progress[self.id].match_index = self.durable_index;
         let mut matched: SmallVec<[u64; 8]> = self.progress.iter().map(|p| p.match_index).collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         let candidate = matched[self.peers / 2];

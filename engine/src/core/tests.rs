@@ -76,8 +76,23 @@ fn reject(term: u64, index: u64, conflict_term: u64, conflict_index: u64) -> Mes
     })
 }
 
+/// Makes everything `core` changed durable at once, as a driver with instant storage would.
+fn persist(core: &mut Core) {
+    while let Some(p) = core.take_persist() {
+        core.persisted(p.generation);
+    }
+}
+
+/// What `core` sends once its changes are durable.
 fn drain(core: &mut Core) -> Vec<(usize, Message)> {
+    persist(core);
     core.take_messages().collect()
+}
+
+/// Whether `core` has nothing to send, even once its changes are durable.
+fn quiet(core: &mut Core) -> bool {
+    persist(core);
+    !core.has_messages()
 }
 
 /// The AppendEntries in `msgs` addressed to `to`, in order.
@@ -203,6 +218,7 @@ impl Sim {
     fn collect(&mut self) {
         for core in &mut self.cores {
             let from = core.id();
+            persist(core);
             for (to, msg) in core.take_messages() {
                 self.queue.push_back((from, to, msg));
             }
@@ -279,7 +295,7 @@ fn timeout_starts_an_election() {
             "case {case}: before the timeout"
         );
         assert!(
-            !core.has_messages(),
+            quiet(&mut core),
             "case {case}: nothing sent before the timeout"
         );
 
@@ -369,9 +385,19 @@ fn single_node_elects_itself() {
     core.tick(deadline);
     assert_eq!(core.role(), Role::Leader);
     assert_eq!(core.term(), 1);
-    assert!(!core.has_messages());
+    assert!(quiet(&mut core));
     assert_eq!(core.propose(deadline, commands(2)), Some((1, 2)));
-    assert_eq!(core.commit_index(), 2, "a cluster of one commits on append");
+    assert_eq!(
+        core.commit_index(),
+        0,
+        "not before its own write is durable"
+    );
+    persist(&mut core);
+    assert_eq!(
+        core.commit_index(),
+        2,
+        "a cluster of one commits once durable"
+    );
     assert_eq!(core.apply_range(), Some((1, 2)));
 }
 
@@ -603,13 +629,13 @@ fn lower_term_messages_are_rejected_or_ignored() {
     campaign_to(&mut candidate, 4);
     candidate.step(0, 1, vote(3, true));
     assert_eq!(candidate.role(), Role::Candidate, "old grant ignored");
-    assert!(!candidate.has_messages());
+    assert!(quiet(&mut candidate));
 
     // A leader of term 4 ignores AppendEntriesReply of term 3 (see also `replies_from_an_older_term_are_ignored`).
     let mut leader = new_core(0, 3);
     elect(&mut leader, 4);
     leader.step(0, 1, reject(3, 0, 0, 1));
-    assert!(!leader.has_messages());
+    assert!(quiet(&mut leader));
     assert_eq!(leader.role(), Role::Leader);
     assert_eq!(leader.term(), 4);
 }
@@ -843,7 +869,7 @@ fn append_entries_from_the_leader_resets_the_election_timer() {
         Role::Follower,
         "no election while the leader is heard"
     );
-    assert!(!core.has_messages());
+    assert!(quiet(&mut core));
 }
 
 // ---- leader ------------------------------------------------------------------------------------
@@ -855,9 +881,9 @@ fn propose_on_a_follower_or_candidate_appends_nothing() {
     let mut candidate = new_core(0, 3);
     campaign_to(&mut candidate, 1);
     assert_eq!(candidate.propose(0, commands(3)), None);
-    for core in [&follower, &candidate] {
+    for core in [&mut follower, &mut candidate] {
         assert_eq!(core.log().last_index(), 0);
-        assert!(!core.has_messages());
+        assert!(quiet(core));
     }
 }
 
@@ -916,11 +942,17 @@ fn leader_commits_only_entries_of_its_own_term() {
         "entry of term 2 not committed in term 4"
     );
 
-    // An entry of term 4 on a majority commits itself and, with it, entry 2.
+    // An entry of term 4 on a majority commits itself and, with it, entry 2. The leader counts
+    // itself only once its own write is durable (thesis §10.2.1).
     assert_eq!(leader.propose(0, commands(1)), Some((3, 3)));
     leader.step(0, 1, ack(4, 3));
-    assert_eq!(leader.commit_index(), 1, "only two of five hold entry 3");
     leader.step(0, 2, ack(4, 3));
+    assert_eq!(
+        leader.commit_index(),
+        1,
+        "two followers hold entry 3, the leader's write is not durable"
+    );
+    persist(&mut leader);
     assert_eq!(leader.commit_index(), 3);
     assert_eq!(leader.apply_range(), Some((1, 3)));
 }
@@ -933,7 +965,7 @@ fn leader_sends_heartbeats_at_the_interval() {
     for round in 0..5 {
         leader.tick(due - 1);
         assert!(
-            !leader.has_messages(),
+            quiet(&mut leader),
             "round {round}: nothing before the interval"
         );
         leader.tick(due);
@@ -979,7 +1011,7 @@ fn leader_tells_followers_its_new_commit_index_after_the_delay() {
         "the notification is due after the delay"
     );
     leader.tick(t0 + delay - 1);
-    assert!(!leader.has_messages(), "nothing before the delay");
+    assert!(quiet(&mut leader), "nothing before the delay");
     // Node 2 acknowledges too; both now hold entries they cannot yet know are committed.
     leader.step(t0 + delay - 1, 2, ack(1, 2));
     leader.tick(t0 + delay);
@@ -1007,7 +1039,7 @@ fn leader_tells_followers_its_new_commit_index_after_the_delay() {
         "only the heartbeat is due"
     );
     leader.tick(t0 + 2 * delay);
-    assert!(!leader.has_messages(), "no notice without news");
+    assert!(quiet(&mut leader), "no notice without news");
 
     // A follower already sent the commit index with a later batch is not told again.
     leader.propose(t0 + 3 * delay, commands(1));
@@ -1133,7 +1165,7 @@ fn entry_buffers_travel_from_follower_to_leader_and_back() {
 fn empty_proposal_sends_nothing() {
     let mut leader = replicating_leader(3, CoreConfig::default());
     assert_eq!(leader.propose(0, Vec::new()), Some((1, 0)));
-    assert!(!leader.has_messages());
+    assert!(quiet(&mut leader));
     assert_eq!(leader.log().last_index(), 0);
 }
 
@@ -1205,7 +1237,7 @@ fn replicate_state_pipelines_up_to_the_window() {
 
     // Acks for the rest empty the window; nothing is left to send.
     leader.step(0, 1, ack(1, 5));
-    assert!(!leader.has_messages());
+    assert!(quiet(&mut leader));
     let pr = leader.progress(1).expect("follower");
     assert_eq!((pr.match_index, pr.next_index), (5, 6));
     assert!(pr.inflights.is_empty());
@@ -1218,7 +1250,7 @@ fn new_leader_probes_before_streaming() {
     elect(&mut leader, 1);
     // The probe from the election is outstanding: a proposal does not stream past it.
     assert_eq!(leader.propose(0, commands(2)), Some((1, 2)));
-    assert!(!leader.has_messages(), "paused while probing");
+    assert!(quiet(&mut leader), "paused while probing");
     assert_eq!(
         leader.progress(1).map(|p| p.state),
         Some(ProgressState::Probe)
@@ -1257,7 +1289,7 @@ fn rejection_in_replicate_falls_back_to_probing() {
     assert_eq!(entry_terms(&appends[0].entries), vec![1, 1, 1, 1]);
     // The rejection of the batch after it (prev 6) is stale: the probe is outstanding.
     leader.step(0, 1, reject(1, 6, 0, 3));
-    assert!(!leader.has_messages());
+    assert!(quiet(&mut leader));
 }
 
 // ---- fast backtracking -------------------------------------------------------------------------
@@ -1463,7 +1495,7 @@ fn stale_or_duplicated_success_never_moves_progress_backwards() {
         assert_eq!(pr.next_index, want_next, "step {step}: next");
         assert_eq!(pr.state, ProgressState::Replicate, "step {step}: state");
         assert_eq!(leader.commit_index(), want_commit, "step {step}: commit");
-        assert!(!leader.has_messages(), "step {step}: nothing to resend");
+        assert!(quiet(&mut leader), "step {step}: nothing to resend");
     }
 }
 
@@ -1489,7 +1521,7 @@ fn rejection_of_an_old_probe_is_ignored() {
     let stale = [(5, 1), (5, 3), (4, 1), (9, 1)];
     for (case, (index, hint)) in stale.into_iter().enumerate() {
         leader.step(0, 1, reject(2, index, 0, hint));
-        assert!(!leader.has_messages(), "case {case}: nothing sent");
+        assert!(quiet(&mut leader), "case {case}: nothing sent");
         let pr = leader.progress(1).expect("follower");
         assert_eq!(pr.next_index, 3, "case {case}: next kept");
         assert_eq!(pr.state, ProgressState::Probe, "case {case}");
@@ -1507,7 +1539,7 @@ fn rejection_of_an_old_probe_is_ignored() {
     let pr = leader.progress(1).expect("follower");
     assert_eq!((pr.match_index, pr.next_index), (5, 6));
     assert_eq!(pr.state, ProgressState::Replicate);
-    assert!(!leader.has_messages());
+    assert!(quiet(&mut leader));
 }
 
 #[test]
@@ -1529,7 +1561,7 @@ fn rejection_of_a_request_from_an_earlier_leadership_is_ignored() {
     give_log(&mut leader, 2, &[1, 1, 1, 1, 1]);
     elect(&mut leader, 4);
     leader.step(0, 1, Message::AppendEntriesReply(stale.clone()));
-    assert!(!leader.has_messages(), "probe: nothing re-sent");
+    assert!(quiet(&mut leader), "probe: nothing re-sent");
     let pr = leader.progress(1).expect("follower");
     assert_eq!(
         (pr.state, pr.match_index, pr.next_index),
@@ -1542,7 +1574,7 @@ fn rejection_of_a_request_from_an_earlier_leadership_is_ignored() {
     drain(&mut leader);
     let rejected_above_match = AppendEntriesReply { index: 7, ..stale };
     leader.step(0, 1, Message::AppendEntriesReply(rejected_above_match));
-    assert!(!leader.has_messages(), "replicate: nothing re-sent");
+    assert!(quiet(&mut leader), "replicate: nothing re-sent");
     let pr = leader.progress(1).expect("follower");
     assert_eq!(
         (pr.state, pr.match_index, pr.next_index),
@@ -1569,7 +1601,7 @@ fn replies_from_an_older_term_are_ignored() {
         leader.step(0, 1, reply);
         assert_eq!(leader.role(), Role::Leader, "case {case}");
         assert_eq!(leader.term(), 3, "case {case}");
-        assert!(!leader.has_messages(), "case {case}: nothing sent");
+        assert!(quiet(&mut leader), "case {case}: nothing sent");
         let pr = leader.progress(1).expect("follower");
         assert_eq!(
             (pr.match_index, pr.next_index),
@@ -1640,4 +1672,225 @@ fn the_same_inputs_give_the_same_outputs() {
         first.len()
     );
     assert_eq!(first, run());
+}
+
+// ---- persist before you speak -------------------------------------------------------------------
+
+#[test]
+fn a_vote_goes_out_only_once_it_is_durable() {
+    let mut voter = new_core(1, 3);
+    voter.step(0, 0, request_vote(3, 0, 0));
+    assert_eq!(voter.voted_for(), Some(0));
+    assert!(!voter.has_messages(), "the grant waits for the write");
+    assert!(voter.has_held_messages());
+    let write = voter.take_persist().expect("term and vote to write");
+    assert_eq!(
+        write.hard_state,
+        Some(HardState {
+            term: 3,
+            voted_for: Some(0)
+        })
+    );
+    assert_eq!(
+        (write.truncate_from, write.first_index > write.last_index),
+        (None, true)
+    );
+    assert!(!voter.has_messages(), "taken is not durable");
+    voter.persisted(write.generation);
+    let reply = the_vote_reply(&voter.take_messages().collect::<Vec<_>>(), 0);
+    assert!(reply.granted);
+    assert!(voter.take_persist().is_none(), "nothing else changed");
+}
+
+#[test]
+fn a_candidate_asks_for_votes_only_once_its_term_and_vote_are_durable() {
+    let mut core = new_core(0, 3);
+    let deadline = core.next_deadline();
+    core.tick(deadline);
+    assert_eq!(core.role(), Role::Candidate);
+    assert!(!core.has_messages());
+    let write = core
+        .take_persist()
+        .expect("a campaign writes term and vote");
+    assert_eq!(
+        write.hard_state,
+        Some(HardState {
+            term: 1,
+            voted_for: Some(0)
+        })
+    );
+    core.persisted(write.generation);
+    let sent: Vec<_> = core.take_messages().collect();
+    assert_eq!(sent.len(), 2, "a RequestVote to each peer: {sent:?}");
+}
+
+#[test]
+fn an_append_is_acknowledged_only_once_its_entries_are_durable() {
+    let mut follower = new_core(1, 3);
+    give_log(&mut follower, 0, &[1, 1, 2]);
+    // A leader of term 3 replaces entry 3 and appends two more: storage must drop 3 first.
+    follower.step(0, 0, append(3, (2, 1), &[3, 3], 0));
+    assert!(!follower.has_messages());
+    let write = follower.take_persist().expect("entries to write");
+    assert_eq!(
+        (write.truncate_from, write.first_index, write.last_index),
+        (Some(3), 3, 4)
+    );
+    assert_eq!(
+        write.hard_state,
+        Some(HardState {
+            term: 3,
+            voted_for: None
+        })
+    );
+    let update = write.update(follower.log());
+    assert_eq!(entry_terms(update.entries), [3, 3]);
+    assert_eq!(follower.durable_index(), 2, "entry 3 was replaced");
+    follower.persisted(write.generation);
+    assert_eq!(follower.durable_index(), 4);
+    let reply = the_append_reply(&follower.take_messages().collect::<Vec<_>>(), 0);
+    assert_eq!((reply.success, reply.index), (true, 4));
+}
+
+#[test]
+fn a_leader_ships_entries_before_its_own_write_and_counts_itself_after() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    leader.propose(0, commands(2));
+    let sent: Vec<_> = leader.take_messages().collect();
+    assert_eq!(sent.len(), 2, "AppendEntries to both followers at once");
+    let write = leader.take_persist().expect("the leader's own write");
+    assert_eq!((write.first_index, write.last_index), (1, 2));
+    leader.step(0, 1, ack(1, 2));
+    assert_eq!(
+        leader.commit_index(),
+        0,
+        "one follower holds them; the leader's own copy is not durable yet"
+    );
+    leader.persisted(write.generation);
+    assert_eq!(
+        leader.commit_index(),
+        2,
+        "follower 1 and the leader: a majority"
+    );
+}
+
+#[test]
+fn pipelined_writes_release_messages_in_order() {
+    let mut follower = new_core(1, 2);
+    follower.step(0, 0, append(1, (0, 0), &[1, 1], 0));
+    let first = follower.take_persist().expect("first write");
+    // A second AppendEntries arrives while the first write is under way.
+    follower.step(0, 0, append(1, (2, 1), &[1], 0));
+    let second = follower.take_persist().expect("second write");
+    assert_eq!((second.first_index, second.last_index), (3, 3));
+    assert!(!follower.has_messages());
+    follower.persisted(first.generation);
+    let replies: Vec<_> = follower.take_messages().collect();
+    assert_eq!(
+        the_append_reply(&replies, 0).index,
+        2,
+        "only the first answer"
+    );
+    assert_eq!(follower.durable_index(), 2);
+    follower.persisted(second.generation);
+    let replies: Vec<_> = follower.take_messages().collect();
+    assert_eq!(the_append_reply(&replies, 0).index, 3);
+    assert_eq!(follower.durable_index(), 3);
+}
+
+#[test]
+fn a_truncation_while_a_write_is_under_way_lowers_what_it_makes_durable() {
+    let mut follower = new_core(1, 3);
+    follower.step(0, 0, append(1, (0, 0), &[1, 1, 1], 0));
+    let first = follower.take_persist().expect("first write");
+    // Leader 2 of term 2 replaces entries 2 and 3 before the first write is durable.
+    follower.step(0, 2, append(2, (1, 1), &[2], 0));
+    let second = follower.take_persist().expect("second write");
+    assert_eq!(
+        (second.truncate_from, second.first_index, second.last_index),
+        (Some(2), 2, 2)
+    );
+    follower.persisted(first.generation);
+    assert_eq!(
+        follower.durable_index(),
+        1,
+        "entries 2 and 3 written were replaced"
+    );
+    follower.persisted(second.generation);
+    assert_eq!(follower.durable_index(), 2);
+}
+
+#[test]
+#[should_panic(expected = "writes must become durable in order")]
+fn writes_become_durable_in_order() {
+    let mut core = new_core(0, 3);
+    core.step(0, 1, request_vote(1, 0, 0));
+    let first = core.take_persist().expect("a vote");
+    core.step(0, 2, request_vote(2, 0, 0));
+    let second = core.take_persist().expect("another vote");
+    assert_ne!(first.generation, second.generation);
+    core.persisted(second.generation);
+}
+
+#[test]
+fn a_restored_node_keeps_its_vote_and_log() {
+    let hard_state = HardState {
+        term: 4,
+        voted_for: Some(2),
+    };
+    let entries: Vec<Entry> = [1, 1, 3]
+        .iter()
+        .zip(1..)
+        .map(|(&term, index)| Entry {
+            term,
+            command: cmd(term, index),
+        })
+        .collect();
+    let mut core = Core::restore(0, 3, CoreConfig::default(), 9, 0, hard_state, entries);
+    assert_eq!((core.term(), core.voted_for()), (4, Some(2)));
+    assert_eq!(log_terms(&core), [1, 1, 3]);
+    assert_eq!((core.durable_index(), core.commit_index()), (3, 0));
+    assert!(
+        core.take_persist().is_none(),
+        "nothing to write: all of it is durable"
+    );
+    // Another candidate of term 4 with a longer log still gets no vote.
+    core.step(0, 1, request_vote(4, 9, 3));
+    assert!(!the_vote_reply(&drain(&mut core), 1).granted);
+    // The candidate it voted for does.
+    core.step(0, 2, request_vote(4, 3, 3));
+    assert!(the_vote_reply(&drain(&mut core), 2).granted);
+}
+
+#[test]
+fn impossible_recovered_states_are_named() {
+    let entry = |term| Entry {
+        term,
+        command: Bytes::new(),
+    };
+    let hs = |term, voted_for| HardState { term, voted_for };
+    let cases = [
+        (hs(2, Some(3)), vec![], "voted for node 3"),
+        (
+            hs(5, None),
+            vec![entry(2), entry(1)],
+            "goes down at index 2",
+        ),
+        (
+            hs(1, None),
+            vec![entry(2)],
+            "entry of term 2 above its current term 1",
+        ),
+    ];
+    for (case, (hard_state, entries, want)) in cases.into_iter().enumerate() {
+        let problem = recovered_state_problem(3, &hard_state, &entries);
+        assert!(
+            problem.as_deref().is_some_and(|p| p.contains(want)),
+            "case {case}: {problem:?}"
+        );
+    }
+    assert_eq!(
+        recovered_state_problem(3, &hs(2, Some(2)), &[entry(1), entry(2)]),
+        None
+    );
 }

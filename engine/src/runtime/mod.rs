@@ -53,8 +53,10 @@ use crossbeam_queue::{ArrayQueue, SegQueue};
 use crossbeam_utils::CachePadded;
 use zeroraft_transport::Waker;
 
+use zeroraft_storage::{NoStorage, Storage};
+
 use crate::core::{Core, Entry, Role};
-use crate::{ApplyMsg, Config, ConfigError, Endpoint, PeerStatus, StartError, Status};
+use crate::{ApplyMsg, BuildError, Config, ConfigError, Endpoint, PeerStatus, StartError, Status};
 
 /// Most messages handled before the node thread flushes what it has to send.
 const MAX_MESSAGES_PER_ROUND: usize = 1024;
@@ -104,6 +106,8 @@ struct Shared {
     proposals: SegQueue<Proposal>,
     status: ArcSwap<Status>,
     killed: AtomicBool,
+    /// Why the node stopped on its own (a storage failure), if it did. Set once, before `killed`.
+    failure: std::sync::OnceLock<Arc<str>>,
     waker: Waker,
     max_command_bytes: usize,
 }
@@ -163,11 +167,13 @@ impl Handle {
 
 impl Raft {
     /// Creates node `me` of a cluster of `peers` nodes, talking through `endpoint` and delivering
-    /// committed commands on `apply`, and starts its thread. This is the tester's `Make`.
+    /// committed commands on `apply`, and starts its thread. The node keeps its state in memory
+    /// only ([`NoStorage`]): it starts as a follower in term 0 with an empty log and forgets
+    /// everything when it stops, so it must never rejoin its cluster as the same member. A node
+    /// that survives restarts is built with [`Raft::builder`] and a [`Storage`].
     ///
-    /// The node starts as a follower in term 0 with an empty log. If `apply` is bounded and
-    /// full, the node waits for room (applying is never skipped); if its receiver is dropped, the
-    /// node keeps taking part in consensus and stops delivering.
+    /// If `apply` is bounded and full, the node waits for room (applying is never skipped); if
+    /// its receiver is dropped, the node keeps taking part in consensus and stops delivering.
     ///
     /// # Errors
     ///
@@ -179,11 +185,9 @@ impl Raft {
         endpoint: Endpoint,
         apply: Sender<ApplyMsg>,
     ) -> Result<Self, ConfigError> {
-        Self::spawn(config, me, peers, endpoint, |shared| ChannelApplier {
-            tx: apply,
-            open: true,
-            shared,
-        })
+        Self::builder(config, me, peers, endpoint)
+            .start(apply)
+            .map_err(BuildError::into_config_error)
     }
 
     /// Like [`Raft::new`], but committed entries go to `state_machine`, called on the node's own
@@ -201,38 +205,80 @@ impl Raft {
         endpoint: Endpoint,
         state_machine: S,
     ) -> Result<Self, ConfigError> {
-        Self::spawn(config, me, peers, endpoint, |_| state_machine)
+        Self::builder(config, me, peers, endpoint)
+            .start_with_state_machine(state_machine)
+            .map_err(BuildError::into_config_error)
+    }
+
+    /// A builder for node `me` of a cluster of `peers` nodes talking through `endpoint`: choose
+    /// its [`Storage`], then start it with an apply channel or a [`StateMachine`].
+    pub fn builder(config: Config, me: usize, peers: usize, endpoint: Endpoint) -> Builder {
+        Builder {
+            config,
+            me,
+            peers,
+            endpoint,
+            storage: Box::new(NoStorage),
+        }
     }
 
     fn spawn<S: StateMachine>(
-        config: Config,
-        me: usize,
-        peers: usize,
-        endpoint: Endpoint,
+        builder: Builder,
         make_state_machine: impl FnOnce(Arc<Shared>) -> S,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, BuildError> {
+        let Builder {
+            config,
+            me,
+            peers,
+            endpoint,
+            mut storage,
+        } = builder;
         config.validate(me, peers)?;
         if endpoint.id() != me || endpoint.nodes() != peers {
             return Err(ConfigError::EndpointMismatch {
                 endpoint_id: endpoint.id(),
                 endpoint_nodes: endpoint.nodes(),
-            });
+            }
+            .into());
+        }
+        let recovered = storage.recover()?;
+        if let Some(problem) =
+            crate::core::recovered_state_problem(peers, &recovered.hard_state, &recovered.entries)
+        {
+            return Err(BuildError::Inconsistent(problem));
         }
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
         let seed = seed ^ (me as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
+        let term = recovered.hard_state.term;
+        let core = Core::restore(
+            me,
+            peers,
+            config.core_config(),
+            seed,
+            0,
+            recovered.hard_state,
+            recovered.entries,
+        );
+        let mut status = Status::initial(me);
+        status.term = term;
+        status.last_log_index = core.log().last_index();
+        status.last_log_term = core.log().last_term();
+        status.durable_index = core.durable_index();
         let shared = Arc::new(Shared {
             me,
-            state: AtomicU64::new(0),
+            state: AtomicU64::new(term << 1),
             claim: CachePadded::new(AtomicU64::new(0)),
             proposals: SegQueue::new(),
-            status: ArcSwap::from_pointee(Status::initial(me)),
+            status: ArcSwap::from_pointee(status),
             killed: AtomicBool::new(false),
+            failure: std::sync::OnceLock::new(),
             waker: endpoint.waker(),
             max_command_bytes: config.max_command_bytes,
         });
         let node = Node {
-            core: Core::new(me, peers, config.core_config(), seed, 0),
+            core,
             endpoint,
+            storage,
             state_machine: make_state_machine(shared.clone()),
             shared: shared.clone(),
             started: Instant::now(),
@@ -241,14 +287,16 @@ impl Raft {
             spare_status: None,
             messages_in: 0,
             messages_out: 0,
+            syncs: 0,
+            sync_time: Duration::ZERO,
             leading_term: None,
-            published_term: 0,
+            published_term: term,
             epoch: 0,
         };
         let thread = std::thread::Builder::new()
             .name(format!("zeroraft-node-{me}"))
             .spawn(move || node.run())
-            .expect("failed to spawn a node thread");
+            .map_err(|e| BuildError::Thread(e.to_string()))?;
         Ok(Self {
             handle: Arc::new(Handle {
                 shared,
@@ -265,7 +313,9 @@ impl Raft {
         match self.try_start(command) {
             Ok((index, term)) => (index, term, true),
             Err(StartError::NotLeader { term, .. }) => (0, term, false),
-            Err(StartError::TooLarge { .. } | StartError::Killed) => (0, self.get_state().0, false),
+            Err(StartError::TooLarge { .. } | StartError::Killed | StartError::Failed { .. }) => {
+                (0, self.get_state().0, false)
+            }
         }
     }
 
@@ -286,7 +336,12 @@ impl Raft {
             });
         }
         if shared.killed.load(Acquire) {
-            return Err(StartError::Killed);
+            return Err(match shared.failure.get() {
+                Some(reason) => StartError::Failed {
+                    reason: reason.to_string(),
+                },
+                None => StartError::Killed,
+            });
         }
         let mut claim = shared.claim.load(Acquire);
         loop {
@@ -344,6 +399,62 @@ impl Raft {
     }
 }
 
+/// Builds a [`Raft`] node: see [`Raft::builder`].
+pub struct Builder {
+    config: Config,
+    me: usize,
+    peers: usize,
+    endpoint: Endpoint,
+    storage: Box<dyn Storage>,
+}
+
+impl Builder {
+    /// Where the node keeps its term, vote and log. The node resumes from what `storage`
+    /// recovers, and from then on makes every change durable there before it sends a message
+    /// that reports it. Without this, the node keeps nothing ([`NoStorage`]).
+    pub fn storage(mut self, storage: impl Storage) -> Self {
+        self.storage = Box::new(storage);
+        self
+    }
+
+    /// Starts the node, delivering committed commands on `apply` (see [`Raft::new`]).
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] if a setting cannot work, the storage cannot be read back, or what it holds
+    /// cannot be a node's state.
+    pub fn start(self, apply: Sender<ApplyMsg>) -> Result<Raft, BuildError> {
+        Raft::spawn(self, |shared| ChannelApplier {
+            tx: apply,
+            open: true,
+            shared,
+        })
+    }
+
+    /// Starts the node, applying committed commands with `state_machine` on the node's own
+    /// thread (see [`Raft::with_state_machine`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::start`].
+    pub fn start_with_state_machine<S: StateMachine>(
+        self,
+        state_machine: S,
+    ) -> Result<Raft, BuildError> {
+        Raft::spawn(self, |_| state_machine)
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("me", &self.me)
+            .field("peers", &self.peers)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for Raft {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (term, leader) = self.get_state();
@@ -359,6 +470,7 @@ impl std::fmt::Debug for Raft {
 struct Node<S> {
     core: Core,
     endpoint: Endpoint,
+    storage: Box<dyn Storage>,
     state_machine: S,
     shared: Arc<Shared>,
     /// The origin of the core's clock.
@@ -371,6 +483,9 @@ struct Node<S> {
     spare_status: Option<Arc<Status>>,
     messages_in: u64,
     messages_out: u64,
+    /// Writes made durable, and the time spent in them.
+    syncs: u64,
+    sync_time: Duration,
     /// The term this node leads (and has published a claim word for), if any.
     leading_term: Option<u64>,
     /// The term last stored in `Shared::state`.
@@ -419,6 +534,12 @@ impl<S: StateMachine> Node<S> {
             self.core.tick(now);
             self.sync_claim();
             self.take_proposals(now);
+            // The leader's AppendEntries go out before its own write; the rest after it.
+            self.flush();
+            if let Err(failure) = self.persist() {
+                self.fail(failure);
+                break;
+            }
             self.flush();
             self.trade_entry_buffers();
             self.apply();
@@ -436,7 +557,32 @@ impl<S: StateMachine> Node<S> {
         }
         let mut status = Status::clone(&self.shared.status.load());
         status.killed = true;
+        status.failure = self.shared.failure.get().cloned();
         self.shared.status.store(Arc::new(status));
+    }
+
+    /// Makes what the core changed durable, then lets the core release the messages that waited
+    /// for it. One write (and, for a file, one `fdatasync`) per round: group commit.
+    fn persist(&mut self) -> Result<(), String> {
+        let Some(persist) = self.core.take_persist() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        self.storage
+            .persist(&persist.update(self.core.log()))
+            .map_err(|e| format!("storage failed: {e}"))?;
+        self.sync_time += started.elapsed();
+        self.syncs += 1;
+        self.core.persisted(persist.generation);
+        Ok(())
+    }
+
+    /// Stops the node after a failure it cannot go on from: nothing it has not made durable is
+    /// sent, `start` reports the reason, and so does the status.
+    fn fail(&mut self, reason: String) {
+        tracing::error!(node = self.core.id(), %reason, "node stopped");
+        let _ = self.shared.failure.set(reason.into());
+        self.shared.killed.store(true, Release);
     }
 
     /// Publishes or retires the claim word after the core's role or term changed.
@@ -571,6 +717,9 @@ impl<S: StateMachine> Node<S> {
         status.step_downs = stats.step_downs;
         status.messages_in = self.messages_in;
         status.messages_out = self.messages_out;
+        status.durable_index = core.durable_index();
+        status.syncs = self.syncs;
+        status.sync_time = self.sync_time;
         self.spare_status = Some(self.shared.status.swap(next));
     }
 }
