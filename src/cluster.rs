@@ -7,10 +7,23 @@
 //! check (and [`Cluster::end`]) fail, so it is never lost in a background thread.
 //!
 //! All methods take `&self` and the type is `Send + Sync`, so a test can drive one cluster from
-//! several threads. Bookkeeping (the applied logs, the test's start counters) sits behind mutexes:
-//! they are cold paths of the harness, never touched by the engine's hot path.
+//! several threads. Bookkeeping (the nodes and their storages, the applied logs, the test's
+//! start counters) sits behind mutexes: they are cold paths of the harness, never touched by the
+//! engine's hot path.
+//!
+//! # Crash and restart (2C)
+//!
+//! Each node keeps its raft state in a storage that outlives it: a [`MemStorage`] (the tester's
+//! `Persister`) or a data directory ([`ClusterStorage::Files`]). [`Cluster::crash`] is the
+//! tester's `crash1`: it disconnects the node, kills it, and gives the node a copy of its storage,
+//! so that nothing the dead incarnation could still do reaches the next one. [`Cluster::restart`]
+//! is `start1`: a new incarnation on a fresh endpoint (messages to or from the old one are
+//! dropped), recovering from that storage, not yet connected. The apply checker does not forget
+//! what a node applied: the new incarnation applies again from index 1, in order, and must agree
+//! with what it and every other node applied before.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -18,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use zeroraft_engine::{ApplyMsg, Config, Network, Raft};
+use zeroraft_engine::storage::{FileStorage, Identity, WalOptions};
+use zeroraft_engine::{ApplyMsg, Config, MemStorage, Network, Raft};
 use zeroraft_transport::NetworkConfig;
 
 /// The tester's allowance for an election (`RaftElectionTimeout`).
@@ -45,8 +59,10 @@ struct Applied {
     base: u64,
     /// How many indices to keep (`None`: all of them).
     history: Option<usize>,
-    /// Highest index each node applied.
+    /// Highest index each node applied, over all its incarnations.
     last: Vec<u64>,
+    /// The index each node's current incarnation must apply next.
+    next: Vec<u64>,
     /// Highest index applied by any node.
     max_index: u64,
     /// Entries applied, summed over nodes.
@@ -62,6 +78,7 @@ impl Applied {
             base: 0,
             history,
             last: vec![0; n],
+            next: vec![1; n],
             max_index: 0,
             applied_total: 0,
             error: None,
@@ -101,10 +118,9 @@ impl Applied {
                 self.fail(error);
             }
         }
-        // Below the kept window, fall back on the node's highest applied index.
-        let prev_ok = index > 1
-            && (self.get(i, index - 1).is_some()
-                || (index - 1 < self.base && self.last[i] >= index - 1));
+        // Stricter than the tester's "has the previous index": each incarnation applies 1, 2, 3...
+        let in_order = index == self.next[i];
+        self.next[i] = index + 1;
         if index >= self.base {
             let slot = (index - self.base) as usize;
             let log = &mut self.logs[i];
@@ -116,7 +132,7 @@ impl Applied {
         self.last[i] = self.last[i].max(index);
         self.max_index = self.max_index.max(index);
         self.applied_total += 1;
-        if index > 1 && !prev_ok {
+        if !in_order {
             self.fail(format!("server {i} apply out of order {index}"));
         }
         self.trim();
@@ -170,15 +186,44 @@ pub struct ClusterOptions {
     /// (what the tester does) keeps everything; a long-running cluster under load wants a bound.
     /// Order is checked for every entry either way.
     pub history: Option<usize>,
+    /// Where nodes keep their raft state.
+    pub storage: ClusterStorage,
+}
+
+/// Where the nodes of a [`Cluster`] keep their raft state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClusterStorage {
+    /// In memory ([`MemStorage`]): the tester's persisters.
+    #[default]
+    Memory,
+    /// Write-ahead logs in `dir/node-<i>`, created if missing.
+    Files(PathBuf),
+}
+
+/// One node's slot: its current incarnation and where it keeps its state.
+struct Slot {
+    raft: Raft,
+    alive: bool,
+    storage: SlotStorage,
+    applier: Option<JoinHandle<()>>,
+}
+
+enum SlotStorage {
+    Memory(MemStorage),
+    File(PathBuf),
 }
 
 /// N Raft nodes on an in-memory network, with the tester's controls and checks.
 pub struct Cluster {
     n: usize,
     network: Network,
-    rafts: Vec<Raft>,
+    /// Every node's current incarnation. A cold-path lock: the harness's bookkeeping.
+    slots: Mutex<Vec<Slot>>,
+    config: Config,
+    observer: Option<ApplyObserver>,
+    /// The cluster id written in data directories.
+    cluster_id: u64,
     applied: Arc<Mutex<Applied>>,
-    appliers: Mutex<Vec<JoinHandle<()>>>,
     created: Instant,
     begin: Mutex<Option<Begin>>,
     /// The round-robin cursor of [`Cluster::one`].
@@ -209,6 +254,7 @@ impl Cluster {
             unreliable,
             config,
             history: None,
+            storage: ClusterStorage::Memory,
         })
     }
 
@@ -238,43 +284,142 @@ impl Cluster {
             unreliable,
             config,
             history,
+            storage,
         } = options;
         let mut net_config = NetworkConfig::new(n);
         net_config.seed = fastrand::u64(..);
         let network =
             Network::new(net_config).unwrap_or_else(|e| panic!("cannot build the network: {e}"));
         network.set_reliable(!unreliable);
-        let applied = Arc::new(Mutex::new(Applied::new(n, history)));
-        let mut rafts = Vec::with_capacity(n);
-        let mut appliers = Vec::with_capacity(n);
-        for i in 0..n {
-            let endpoint = network.endpoint(i, fastrand::u64(..)).expect("id in range");
-            let (tx, rx) = crossbeam_channel::unbounded();
-            let raft = Raft::new(config.clone(), i, n, endpoint, tx)
-                .unwrap_or_else(|e| panic!("cannot start node {i}: {e}"));
-            rafts.push(raft);
-            let applied = applied.clone();
-            let observer = observer.clone();
-            let applier = std::thread::Builder::new()
-                .name(format!("applier-{i}"))
-                .spawn(move || run_applier(i, rx, applied, observer))
-                .expect("failed to spawn an applier thread");
-            appliers.push(applier);
-        }
-        for i in 0..n {
-            network.connect(i);
-        }
-        Self {
+        let cluster = Self {
             n,
             network,
-            rafts,
-            applied,
-            appliers: Mutex::new(appliers),
+            slots: Mutex::new(Vec::with_capacity(n)),
+            config,
+            observer,
+            cluster_id: fastrand::u64(..),
+            applied: Arc::new(Mutex::new(Applied::new(n, history))),
             created: Instant::now(),
             begin: Mutex::new(None),
             next_one: AtomicUsize::new(0),
             finished: AtomicBool::new(false),
+        };
+        for i in 0..n {
+            let storage = match &storage {
+                ClusterStorage::Memory => SlotStorage::Memory(MemStorage::new()),
+                ClusterStorage::Files(dir) => SlotStorage::File(dir.join(format!("node-{i}"))),
+            };
+            let (raft, applier) = cluster.start_incarnation(i, &storage);
+            lock(&cluster.slots).push(Slot {
+                raft,
+                alive: true,
+                storage,
+                applier: Some(applier),
+            });
         }
+        for i in 0..n {
+            cluster.network.connect(i);
+        }
+        cluster
+    }
+
+    /// Starts a new incarnation of node `i` on a fresh endpoint, from `storage`, with its own
+    /// applier thread.
+    ///
+    /// # Panics
+    ///
+    /// If the storage cannot be opened or recovered.
+    fn start_incarnation(&self, i: usize, storage: &SlotStorage) -> (Raft, JoinHandle<()>) {
+        let endpoint = self
+            .network
+            .endpoint(i, fastrand::u64(..))
+            .expect("id in range");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let builder = Raft::builder(self.config.clone(), i, self.n, endpoint);
+        let builder = match storage {
+            SlotStorage::Memory(m) => builder.storage(m.clone()),
+            SlotStorage::File(dir) => {
+                let identity = Identity {
+                    cluster: self.cluster_id,
+                    node: i as u64,
+                };
+                let options = WalOptions {
+                    create: true,
+                    ..WalOptions::default()
+                };
+                let storage = FileStorage::open(dir, identity, options)
+                    .unwrap_or_else(|e| panic!("cannot open node {i}'s storage: {e}"));
+                builder.storage(storage)
+            }
+        };
+        // The new incarnation applies from index 1 again.
+        self.applied().next[i] = 1;
+        let raft = builder
+            .start(tx)
+            .unwrap_or_else(|e| panic!("cannot start node {i}: {e}"));
+        let applied = self.applied.clone();
+        let observer = self.observer.clone();
+        let applier = std::thread::Builder::new()
+            .name(format!("applier-{i}"))
+            .spawn(move || run_applier(i, rx, applied, observer))
+            .expect("failed to spawn an applier thread");
+        (raft, applier)
+    }
+
+    /// The tester's `crash1(i)`: disconnects node `i`, kills it, waits until its applier has
+    /// checked everything it applied, and gives the node a copy of its storage. Does nothing more
+    /// to a node that is down.
+    pub fn crash(&self, i: usize) {
+        self.disconnect(i);
+        let mut slots = lock(&self.slots);
+        let slot = &mut slots[i];
+        if !slot.alive {
+            return;
+        }
+        slot.alive = false;
+        slot.raft.kill();
+        if let Some(applier) = slot.applier.take() {
+            // The node's thread has ended and dropped its end of the apply channel, so the
+            // applier ends once it has checked what is left in it.
+            let _ = applier.join();
+        }
+        if let SlotStorage::Memory(m) = &slot.storage {
+            slot.storage = SlotStorage::Memory(m.copy());
+        }
+    }
+
+    /// The tester's `start1(i)`: crashes node `i` if it is up, then starts a new incarnation of
+    /// it from what it persisted, on a fresh endpoint, **not connected**.
+    ///
+    /// # Panics
+    ///
+    /// If the node's storage cannot be recovered.
+    pub fn restart(&self, i: usize) {
+        self.crash(i);
+        let mut slots = lock(&self.slots);
+        let (raft, applier) = self.start_incarnation(i, &slots[i].storage);
+        let slot = &mut slots[i];
+        slot.raft = raft;
+        slot.alive = true;
+        slot.applier = Some(applier);
+    }
+
+    /// Whether node `i` is up (not crashed).
+    pub fn is_alive(&self, i: usize) -> bool {
+        lock(&self.slots).get(i).is_some_and(|s| s.alive)
+    }
+
+    /// The tester's `LogSize`: the largest persisted raft state of any node, in bytes (for data
+    /// directories, the size of their log segments).
+    pub fn log_size(&self) -> u64 {
+        lock(&self.slots)
+            .iter()
+            .map(|slot| match &slot.storage {
+                SlotStorage::Memory(m) => m.size_bytes(),
+                SlotStorage::File(dir) => directory_log_bytes(dir),
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Number of nodes.
@@ -282,13 +427,18 @@ impl Cluster {
         self.n
     }
 
-    /// Node `i`.
+    /// Node `i`'s current incarnation (a handle to a killed node after [`Cluster::crash`]).
     ///
     /// # Panics
     ///
     /// If `i` is out of range.
-    pub fn raft(&self, i: usize) -> &Raft {
-        &self.rafts[i]
+    pub fn raft(&self, i: usize) -> Raft {
+        lock(&self.slots)[i].raft.clone()
+    }
+
+    /// Every node's current incarnation, by id.
+    fn rafts(&self) -> Vec<Raft> {
+        lock(&self.slots).iter().map(|s| s.raft.clone()).collect()
     }
 
     /// The network, for finer control than the tester's.
@@ -412,7 +562,7 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(450 + fastrand::u64(0..100)));
             let mut leaders: Vec<(u64, usize)> = Vec::new();
             for i in (0..self.n).filter(|&i| self.is_connected(i)) {
-                let (term, is_leader) = self.rafts[i].get_state();
+                let (term, is_leader) = self.raft(i).get_state();
                 if is_leader {
                     leaders.push((term, i));
                 }
@@ -440,7 +590,7 @@ impl Cluster {
     pub fn check_terms(&self) -> u64 {
         let mut term = None;
         for i in (0..self.n).filter(|&i| self.is_connected(i)) {
-            let t = self.rafts[i].get_state().0;
+            let t = self.raft(i).get_state().0;
             match term {
                 None => term = Some(t),
                 Some(seen) => assert_eq!(seen, t, "servers disagree on term"),
@@ -456,7 +606,7 @@ impl Cluster {
     /// "expected no leader among connected servers, but N claims to be leader".
     pub fn check_no_leader(&self) {
         for i in (0..self.n).filter(|&i| self.is_connected(i)) {
-            let (_, is_leader) = self.rafts[i].get_state();
+            let (_, is_leader) = self.raft(i).get_state();
             assert!(
                 !is_leader,
                 "expected no leader among connected servers, but {i} claims to be leader"
@@ -510,7 +660,7 @@ impl Cluster {
                 pause *= 2;
             }
             if let Some(term) = start_term
-                && self.rafts.iter().any(|r| r.get_state().0 > term)
+                && self.rafts().iter().any(|r| r.get_state().0 > term)
             {
                 return None;
             }
@@ -537,7 +687,7 @@ impl Cluster {
             for _ in 0..self.n {
                 let s = (self.next_one.fetch_add(1, Relaxed) + 1) % self.n;
                 if self.is_connected(s) {
-                    let (i, _, ok) = self.rafts[s].start(command.clone());
+                    let (i, _, ok) = self.raft(s).start(command.clone());
                     if ok {
                         index = Some(i);
                         break;
@@ -590,13 +740,28 @@ fn run_applier(
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.finished.store(true, Relaxed);
-        for raft in &self.rafts {
-            raft.kill();
+        let mut slots = std::mem::take(&mut *lock(&self.slots));
+        for slot in &slots {
+            slot.raft.kill();
         }
-        self.rafts.clear();
-        let appliers = std::mem::take(&mut *lock(&self.appliers));
-        for applier in appliers {
-            let _ = applier.join();
+        for slot in &mut slots {
+            if let Some(applier) = slot.applier.take() {
+                let _ = applier.join();
+            }
         }
     }
+}
+
+/// Bytes in the write-ahead log segments of a data directory (0 if it cannot be read).
+fn directory_log_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }

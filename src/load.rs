@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use zeroraft::cluster::{Cluster, ClusterOptions};
+use zeroraft::cluster::{Cluster, ClusterOptions, ClusterStorage};
 use zeroraft::{ApplyMsg, Config, StartError};
 use zeroraft_monitor::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
 
@@ -289,6 +289,7 @@ impl LoadedCluster {
                 unreliable,
                 config: Config::default(),
                 history: Some(1024),
+                storage: ClusterStorage::Memory,
             },
             observer,
         );

@@ -169,6 +169,9 @@ struct Delayed<M> {
     seq: u64,
     from: NodeId,
     to: NodeId,
+    /// The incarnations of sender and receiver when it was sent: if either has been replaced
+    /// by a new endpoint since, the message is dropped at delivery.
+    incarnations: (u64, u64),
     msg: M,
 }
 
@@ -235,6 +238,9 @@ struct Shared<M> {
     reliable: AtomicBool,
     long_reordering: AtomicBool,
     inboxes: Box<[ArcSwapOption<Inbox<M>>]>,
+    /// `incarnations[i]`: how many endpoints node `i` has had. An endpoint sends only while it
+    /// is its node's latest; a delayed message is delivered only if neither end was replaced.
+    incarnations: Box<[AtomicU64]>,
     stats: Box<[NodeStats]>,
     overflow_drops: AtomicU64,
     delayed_seq: AtomicU64,
@@ -249,9 +255,14 @@ impl<M: Message> Shared<M> {
         self.links[from * self.nodes + to].load(Relaxed)
     }
 
-    /// Hands `msg` to the network on behalf of `from`: counts it, applies the fault model, and
-    /// delivers it now, later, or never.
-    fn send(&self, rng: &mut fastrand::Rng, from: NodeId, to: NodeId, msg: M) {
+    fn incarnation(&self, node: NodeId) -> u64 {
+        self.incarnations[node].load(Relaxed)
+    }
+
+    /// Hands `msg` to the network on behalf of incarnation `incarnation` of `from`: counts it,
+    /// applies the fault model, and delivers it now, later, or never. An endpoint that is no
+    /// longer its node's latest sends nothing.
+    fn send(&self, rng: &mut fastrand::Rng, from: NodeId, incarnation: u64, to: NodeId, msg: M) {
         if to >= self.nodes {
             return;
         }
@@ -262,7 +273,7 @@ impl<M: Message> Shared<M> {
             sent.requests.fetch_add(1, Relaxed);
             sent.bytes.fetch_add(msg.wire_size() as u64, Relaxed);
         }
-        if !self.link_up(from, to) {
+        if !self.link_up(from, to) || self.incarnation(from) != incarnation {
             return;
         }
         let reliable = self.reliable.load(Relaxed);
@@ -278,6 +289,7 @@ impl<M: Message> Shared<M> {
                 seq: self.delayed_seq.fetch_add(1, Relaxed),
                 from,
                 to,
+                incarnations: (incarnation, self.incarnation(to)),
                 msg,
             };
             // After shutdown the scheduler is gone and the message is lost, as on a dead network.
@@ -341,6 +353,7 @@ impl<M: Message> Network<M> {
             reliable: AtomicBool::new(true),
             long_reordering: AtomicBool::new(false),
             inboxes: (0..n).map(|_| ArcSwapOption::empty()).collect(),
+            incarnations: (0..n).map(|_| AtomicU64::new(0)).collect(),
             stats: (0..n).map(|_| NodeStats::default()).collect(),
             overflow_drops: AtomicU64::new(0),
             delayed_seq: AtomicU64::new(0),
@@ -365,8 +378,10 @@ impl<M: Message> Network<M> {
         self.shared.nodes
     }
 
-    /// Creates node `id`'s endpoint with a fresh, empty inbox. An endpoint created earlier for
-    /// the same id receives nothing more; its sends still go out. The node's delivered-request
+    /// Creates node `id`'s endpoint with a fresh, empty inbox: a new incarnation of the node. An
+    /// endpoint created earlier for the same id receives nothing more and sends nothing more, and
+    /// messages still on their way to or from it are dropped, as a restarted server's old
+    /// connections are gone. The node's delivered-request
     /// count ([`Network::rpc_count`]) restarts at 0, as a restarted server's does in the tester.
     /// The endpoint's random generator (delays and drops of what it sends) is derived from
     /// the network's seed ([`NetworkConfig::seed`]), `seed` and `id`.
@@ -381,11 +396,13 @@ impl<M: Message> Network<M> {
             self.shared.inbox_capacity,
             parker.unparker().clone(),
         ));
+        let incarnation = self.shared.incarnations[id].fetch_add(1, Relaxed) + 1;
         self.shared.inboxes[id].store(Some(inbox.clone()));
         self.shared.stats[id].delivered.requests.store(0, Relaxed);
         let rng = endpoint_rng(self.shared.seed ^ seed, id);
         Some(Endpoint {
             id,
+            incarnation,
             shared: self.shared.clone(),
             inbox,
             parker,
@@ -564,7 +581,9 @@ fn run_scheduler<M: Message>(rx: Receiver<Command<M>>, shared: std::sync::Weak<S
         };
         while heap.peek().is_some_and(|Reverse(d)| d.at <= now) {
             let Reverse(d) = heap.pop().expect("peeked");
-            shared.deliver(d.from, d.to, d.msg);
+            if d.incarnations == (shared.incarnation(d.from), shared.incarnation(d.to)) {
+                shared.deliver(d.from, d.to, d.msg);
+            }
         }
     }
 }
@@ -575,6 +594,8 @@ fn run_scheduler<M: Message>(rx: Receiver<Command<M>>, shared: std::sync::Weak<S
 /// thread from [`Endpoint::wait`] through a [`Waker`].
 pub struct Endpoint<M: Message> {
     id: NodeId,
+    /// Which of its node's endpoints this is (see [`Network::endpoint`]).
+    incarnation: u64,
     shared: Arc<Shared<M>>,
     inbox: Arc<Inbox<M>>,
     parker: crossbeam_utils::sync::Parker,
@@ -595,7 +616,8 @@ impl<M: Message> Endpoint<M> {
     /// Hands `msg` to the network for node `to`. It arrives later, or never, as the fault model
     /// decides; a message to an id out of range is discarded.
     pub fn send(&mut self, to: NodeId, msg: M) {
-        self.shared.send(&mut self.rng, self.id, to, msg);
+        self.shared
+            .send(&mut self.rng, self.id, self.incarnation, to, msg);
     }
 
     /// Takes the oldest message waiting in the inbox, with its sender, without waiting.

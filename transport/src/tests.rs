@@ -670,6 +670,38 @@ fn counters_follow_the_tester() {
 }
 
 #[test]
+fn messages_on_their_way_never_reach_a_new_incarnation() {
+    let net = Network::new(NetworkConfig::new(2)).expect("config");
+    let mut eps: Vec<_> = (0..2).map(|i| net.endpoint(i, 0).expect("id")).collect();
+    net.connect(0);
+    net.connect(1);
+    net.set_reliable(false); // requests delayed by up to 26 ms
+    for seq in 0..100 {
+        eps[0].send(1, request(seq));
+    }
+    let old = std::mem::replace(&mut eps[1], net.endpoint(1, 0).expect("id"));
+    // Longer than any delay of the unreliable network: whatever was on its way is due.
+    std::thread::sleep(Duration::from_millis(200));
+    let reached_old = recv_all(&old).len();
+    assert!(
+        reached_old < 90,
+        "some requests were still on their way ({reached_old} arrived at once)"
+    );
+    assert_eq!(
+        recv_all(&eps[1]),
+        vec![],
+        "none reaches the new incarnation"
+    );
+
+    // The old incarnation sends nothing any more; the new one does.
+    net.set_reliable(true);
+    let mut old = old;
+    old.send(0, request(500));
+    eps[1].send(0, request(501));
+    assert_eq!(recv_all(&eps[0]), vec![(1, request(501))]);
+}
+
+#[test]
 fn inbox_overflow_drops_are_counted() {
     let net = Network::new(NetworkConfig {
         inbox_capacity: 4,
