@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
-use zeroraft_engine::{Config, Network, Raft, StateMachine};
+use zeroraft_engine::storage::{FileStorage, Identity, WalOptions};
+use zeroraft_engine::{BuildError, Config, MemStorage, Network, Raft, StateMachine};
 use zeroraft_transport::NetworkConfig;
 
 /// `len` bytes of 0x5a with a static lifetime (leaked, once per call), so that cloning the payload
@@ -57,6 +58,67 @@ impl StateMachine for Recorder {
     }
 }
 
+/// Where the nodes of a [`BenchCluster`] keep their raft state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BenchStorage {
+    /// Nowhere ([`zeroraft_engine::NoStorage`]): the engine alone, as before durability.
+    #[default]
+    None,
+    /// In memory ([`MemStorage`]): what keeping the state costs, without a disk.
+    Memory,
+    /// A write-ahead log per node in `dir/node-<i>` (created if missing; must not hold another
+    /// cluster's logs): one write and one `fdatasync` per round of each node.
+    Files(std::path::PathBuf),
+}
+
+impl std::str::FromStr for BenchStorage {
+    type Err = String;
+
+    /// `none`, `memory`, or `file:DIR`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "memory" => Ok(Self::Memory),
+            _ => match s.strip_prefix("file:") {
+                Some(dir) if !dir.is_empty() => Ok(Self::Files(dir.into())),
+                _ => Err(format!(
+                    "unknown storage {s:?}: expected none, memory or file:DIR"
+                )),
+            },
+        }
+    }
+}
+
+/// The median time of `samples` appends of 4 KiB to a file in `dir`, each followed by
+/// `fdatasync`: what one group commit costs at least on that disk. The file is removed after.
+///
+/// # Errors
+///
+/// An I/O error if the file cannot be created, written or synced.
+pub fn fdatasync_median(dir: &std::path::Path, samples: usize) -> std::io::Result<Duration> {
+    use std::io::Write;
+    let path = dir.join(format!("fdatasync-probe-{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)?;
+    let block = [0x5au8; 4096];
+    let mut times = Vec::with_capacity(samples.max(1));
+    let result = (|| -> std::io::Result<()> {
+        for _ in 0..samples.max(1) {
+            let started = Instant::now();
+            file.write_all(&block)?;
+            file.sync_data()?;
+            times.push(started.elapsed());
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&path);
+    result?;
+    times.sort_unstable();
+    Ok(times[times.len() / 2])
+}
+
 /// A cluster of engine nodes on a reliable in-memory network, built for measuring.
 pub struct BenchCluster {
     network: Network,
@@ -74,6 +136,23 @@ impl BenchCluster {
     ///
     /// If the configuration is invalid or no leader is elected within 10 s.
     pub fn new(nodes: usize, config: Config) -> Self {
+        Self::with_storage(nodes, config, &BenchStorage::None).expect("no storage to fail")
+    }
+
+    /// Like [`BenchCluster::new`], with nodes keeping their state in `storage`.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] if a node's storage cannot be opened or recovered.
+    ///
+    /// # Panics
+    ///
+    /// If the configuration is invalid or no leader is elected within 10 s.
+    pub fn with_storage(
+        nodes: usize,
+        config: Config,
+        storage: &BenchStorage,
+    ) -> Result<Self, BuildError> {
         let network = Network::new(NetworkConfig::new(nodes)).expect("a valid network");
         let parker = Parker::new();
         let progress = Arc::new(Progress {
@@ -83,6 +162,7 @@ impl BenchCluster {
             waiting: CachePadded::new(AtomicBool::new(false)),
             unparker: parker.unparker().clone(),
         });
+        let cluster_id = fastrand::u64(..);
         let rafts = (0..nodes)
             .map(|i| {
                 let endpoint = network.endpoint(i, 7).expect("id in range");
@@ -90,10 +170,26 @@ impl BenchCluster {
                     id: i,
                     progress: progress.clone(),
                 };
-                Raft::with_state_machine(config.clone(), i, nodes, endpoint, recorder)
-                    .expect("a valid config")
+                let builder = Raft::builder(config.clone(), i, nodes, endpoint);
+                let builder = match storage {
+                    BenchStorage::None => builder,
+                    BenchStorage::Memory => builder.storage(MemStorage::new()),
+                    BenchStorage::Files(dir) => {
+                        let identity = Identity {
+                            cluster: cluster_id,
+                            node: i as u64,
+                        };
+                        let options = WalOptions {
+                            create: true,
+                            ..WalOptions::default()
+                        };
+                        let dir = dir.join(format!("node-{i}"));
+                        builder.storage(FileStorage::open(dir, identity, options)?)
+                    }
+                };
+                builder.start_with_state_machine(recorder)
             })
-            .collect();
+            .collect::<Result<_, BuildError>>()?;
         for i in 0..nodes {
             network.connect(i);
         }
@@ -105,7 +201,7 @@ impl BenchCluster {
             client_spin: config.spin,
         };
         cluster.leader();
-        cluster
+        Ok(cluster)
     }
 
     /// The network, for its counters.
