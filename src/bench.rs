@@ -71,24 +71,6 @@ pub enum BenchStorage {
     Files(std::path::PathBuf),
 }
 
-impl std::str::FromStr for BenchStorage {
-    type Err = String;
-
-    /// `none`, `memory`, or `file:DIR`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(Self::None),
-            "memory" => Ok(Self::Memory),
-            _ => match s.strip_prefix("file:") {
-                Some(dir) if !dir.is_empty() => Ok(Self::Files(dir.into())),
-                _ => Err(format!(
-                    "unknown storage {s:?}: expected none, memory or file:DIR"
-                )),
-            },
-        }
-    }
-}
-
 /// The median time of `samples` appends of 4 KiB to a file in `dir`, each followed by
 /// `fdatasync`: what one group commit costs at least on that disk. The file is removed after.
 ///
