@@ -1,0 +1,257 @@
+//! Durable nodes through the public API: a node resumes from its storage with its term, vote and
+//! log; a storage that fails stops its node with a reason the caller can read, and the rest of the
+//! cluster goes on; a storage holding an impossible state is refused.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use zeroraft::engine::storage::{Entry, HardState, Recovered, Update};
+use zeroraft::engine::{BuildError, MemStorage, Storage, StorageError};
+use zeroraft::{ApplyMsg, Config, Network, NetworkConfig, Raft, StartError};
+
+fn fast() -> Config {
+    Config {
+        heartbeat_interval: Duration::from_millis(20),
+        election_timeout_min: Duration::from_millis(60),
+        election_timeout_max: Duration::from_millis(120),
+        ..Config::default()
+    }
+}
+
+/// Polls `done` every 5 ms until it holds, failing with `what` after 10 s: the nodes make
+/// progress on their own threads, the test can only watch what they publish.
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A [`MemStorage`] that fails every write once `fail` is set, as a full disk would.
+#[derive(Clone)]
+struct Faulty {
+    inner: MemStorage,
+    fail: Arc<AtomicBool>,
+}
+
+impl Storage for Faulty {
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        self.inner.recover()
+    }
+
+    fn persist(&mut self, update: &Update<'_>) -> Result<(), StorageError> {
+        if self.fail.load(SeqCst) {
+            return Err(StorageError::Io {
+                op: "write to",
+                path: "/data/node/00000000000000000001.wal".into(),
+                source: std::io::ErrorKind::StorageFull.into(),
+            });
+        }
+        self.inner.persist(update)
+    }
+}
+
+struct Node {
+    raft: Raft,
+    applied: Receiver<ApplyMsg>,
+}
+
+fn start(network: &Network, i: usize, n: usize, storage: impl Storage) -> Node {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let endpoint = network.endpoint(i, i as u64).expect("id");
+    let raft = Raft::builder(fast(), i, n, endpoint)
+        .storage(storage)
+        .start(tx)
+        .expect("a node");
+    Node { raft, applied: rx }
+}
+
+fn leader(nodes: &[Option<Node>]) -> usize {
+    let mut leader = None;
+    eventually("a leader", || {
+        leader = nodes
+            .iter()
+            .position(|n| n.as_ref().is_some_and(|n| n.raft.get_state().1));
+        leader.is_some()
+    });
+    leader.expect("found")
+}
+
+/// Proposes `command` on whichever node leads until one accepts it; returns its index.
+fn propose(nodes: &[Option<Node>], command: &'static str) -> u64 {
+    let mut index = None;
+    eventually("a leader accepting the command", || {
+        index = nodes.iter().flatten().find_map(|n| {
+            n.raft
+                .try_start(Bytes::from_static(command.as_bytes()))
+                .ok()
+        });
+        index.is_some()
+    });
+    index.expect("accepted").0
+}
+
+/// Waits until `node` applied `index`, and returns the command there.
+fn applied(node: &Node, index: u64) -> Bytes {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = node
+            .applied
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("node {} never applied index {index}", node.raft.id()));
+        if m.index == index {
+            return m.command;
+        }
+    }
+}
+
+#[test]
+fn a_restarted_node_resumes_from_its_storage() {
+    let n = 3;
+    let network = Network::new(NetworkConfig::new(n)).expect("a network");
+    let storages: Vec<MemStorage> = (0..n).map(|_| MemStorage::new()).collect();
+    let mut nodes: Vec<Option<Node>> = (0..n)
+        .map(|i| Some(start(&network, i, n, storages[i].clone())))
+        .collect();
+    (0..n).for_each(|i| network.connect(i));
+    let first = propose(&nodes, "one");
+    let second = propose(&nodes, "two");
+    for node in nodes.iter().flatten() {
+        assert_eq!(applied(node, second), "two");
+    }
+
+    // Every node persisted the two entries and its term and vote before acknowledging them.
+    let victim = (leader(&nodes) + 1) % n;
+    let term = nodes[victim].as_ref().expect("up").raft.get_state().0;
+    nodes[victim].take().expect("up").raft.kill();
+    let saved = storages[victim].copy();
+    assert!(saved.last_index() >= second, "the log was durable");
+    assert_eq!(saved.hard_state().term, term, "the term was durable");
+
+    let restarted = start(&network, victim, n, saved);
+    let status = restarted.raft.status();
+    assert_eq!(status.term, term, "resumes in its term");
+    assert!(status.last_log_index >= second, "with its log");
+    assert_eq!(status.durable_index, status.last_log_index);
+    // It applies its log again from index 1, once it learns the commit index.
+    network.connect(victim);
+    assert_eq!(applied(&restarted, first), "one");
+    nodes[victim] = Some(restarted);
+    let third = propose(&nodes, "three");
+    for node in nodes.iter().flatten() {
+        assert_eq!(applied(node, third), "three");
+    }
+}
+
+#[test]
+fn a_failing_storage_stops_its_node_and_says_why() {
+    let n = 3;
+    let network = Network::new(NetworkConfig::new(n)).expect("a network");
+    let storages: Vec<Faulty> = (0..n)
+        .map(|_| Faulty {
+            inner: MemStorage::new(),
+            fail: Arc::new(AtomicBool::new(false)),
+        })
+        .collect();
+    let mut nodes: Vec<Option<Node>> = (0..n)
+        .map(|i| Some(start(&network, i, n, storages[i].clone())))
+        .collect();
+    (0..n).for_each(|i| network.connect(i));
+    let first = propose(&nodes, "before");
+    let old_leader = leader(&nodes);
+    for node in nodes.iter().flatten() {
+        assert_eq!(applied(node, first), "before");
+    }
+
+    // The leader's disk fills up: its next write fails (as leader it writes what it is
+    // proposed; had it lost the lead meanwhile, it would write what the new leader sends it),
+    // and it stops.
+    storages[old_leader].fail.store(true, SeqCst);
+    let raft = nodes[old_leader].as_ref().expect("up").raft.clone();
+    eventually("the node with the full disk stops", || {
+        let _ = nodes
+            .iter()
+            .flatten()
+            .find_map(|n| n.raft.try_start(Bytes::from_static(b"filler")).ok());
+        raft.is_killed()
+    });
+    let err = raft
+        .try_start(Bytes::from_static(b"after"))
+        .expect_err("a stopped node takes no command");
+    let StartError::Failed { reason } = &err else {
+        panic!("expected StartError::Failed, got {err:?}");
+    };
+    assert!(reason.contains("storage failed"), "{reason}");
+    assert!(reason.contains("00000000000000000001.wal"), "names the file: {reason}");
+    let status = raft.status();
+    assert!(status.killed);
+    assert_eq!(status.failure.as_deref(), Some(reason.as_str()));
+    assert!(!raft.get_state().1, "no longer reports itself leader");
+
+    // The other two go on without it.
+    nodes[old_leader] = None;
+    let next = propose(&nodes, "after");
+    for node in nodes.iter().flatten() {
+        assert_eq!(applied(node, next), "after");
+    }
+}
+
+/// A storage that recovers whatever state it was given.
+struct Given(Recovered);
+
+impl Storage for Given {
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        Ok(self.0.clone())
+    }
+
+    fn persist(&mut self, _update: &Update<'_>) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_impossible_recovered_state_is_refused() {
+    let network = Network::new(NetworkConfig::new(3)).expect("a network");
+    let entry = |term| Entry {
+        term,
+        command: Bytes::new(),
+    };
+    let cases = [
+        (
+            HardState {
+                term: 2,
+                voted_for: Some(7),
+            },
+            vec![],
+            "voted for node 7",
+        ),
+        (
+            HardState {
+                term: 1,
+                voted_for: None,
+            },
+            vec![entry(1), entry(3)],
+            "term 3 above its current term 1",
+        ),
+    ];
+    for (case, (hard_state, entries, want)) in cases.into_iter().enumerate() {
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let endpoint = network.endpoint(0, 0).expect("id");
+        let err = Raft::builder(fast(), 0, 3, endpoint)
+            .storage(Given(Recovered {
+                hard_state,
+                entries,
+            }))
+            .start(tx)
+            .expect_err("refused");
+        assert!(
+            matches!(&err, BuildError::Inconsistent(why) if why.contains(want)),
+            "case {case}: {err}"
+        );
+    }
+}
