@@ -239,9 +239,9 @@ impl FileStorage {
             Err(e) => return Err(io_error("open data directory", &dir)(e)),
         }
         let lock = lock(&dir)?;
-        let has_segments = !recovery::list_segments(&dir)?.is_empty();
-        identity::check_or_create(&dir, identity, has_segments)?;
-        let log = recovery::recover(&dir, Mode::Repair)?;
+        let segments = recovery::list_segments(&dir)?;
+        identity::check_or_create(&dir, identity, !segments.is_empty())?;
+        let log = recovery::recover(&dir, segments, Mode::Repair)?;
         let tail = match log.tail {
             Some(tail) => tail,
             None => {
@@ -442,7 +442,8 @@ impl Storage for FileStorage {
         if let Some(recovered) = self.recovered.take() {
             return Ok(recovered);
         }
-        Ok(recovery::recover(&self.dir, Mode::Strict)?.recovered)
+        let segments = recovery::list_segments(&self.dir)?;
+        Ok(recovery::recover(&self.dir, segments, Mode::Strict)?.recovered)
     }
 
     /// One batch record, one positioned write, one `fdatasync`; more for an update above

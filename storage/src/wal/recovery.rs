@@ -104,9 +104,12 @@ enum Repair {
     Remove { reason: &'static str },
 }
 
-/// Reads every segment of `dir` (see the module docs).
-pub(super) fn recover(dir: &Path, mode: Mode) -> Result<Log, StorageError> {
-    let paths = list_segments(dir)?;
+/// Reads the segments `paths` of `dir`, as [`list_segments`] gives them (see the module docs).
+pub(super) fn recover(
+    dir: &Path,
+    paths: Vec<(u64, PathBuf)>,
+    mode: Mode,
+) -> Result<Log, StorageError> {
     let count = paths.len();
     let mut segments = Vec::with_capacity(count);
     let mut capacity = 0;

@@ -315,17 +315,3 @@ fn an_update_above_the_largest_record_is_split() {
     let mut storage = open(dir.path(), 1 << 30);
     assert_eq!(storage.recover().unwrap().entries, update_entries);
 }
-
-#[test]
-fn persisting_allocates_nothing_once_warm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut storage = open(dir.path(), 1 << 30);
-    let batch = entries(1, 1, 64, 16);
-    storage.persist(&append(1, &batch)).unwrap();
-    let capacity = storage.buf.capacity();
-    for i in 1..20 {
-        storage.persist(&append(1 + i * 64, &batch)).unwrap();
-    }
-    assert_eq!(storage.buf.capacity(), capacity);
-    assert_eq!(storage.last_index(), 20 * 64);
-}
