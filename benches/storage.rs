@@ -1,0 +1,148 @@
+//! The write-ahead log on this machine's disk: the raw cost of a 4 KiB append and its
+//! `fdatasync`, `FileStorage::persist` of batches of 16-byte entries (one write and one
+//! `fdatasync` each), and `FileStorage::open` of a log of a million entries.
+//!
+//! The log lives in a temporary directory (`TMPDIR`, else `/tmp`): point `TMPDIR` at the disk
+//! to measure.
+
+use std::fs::File;
+use std::hint::black_box;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use zeroraft_storage::{Entry, FileStorage, HardState, Identity, Storage, Update, WalOptions};
+
+const ID: Identity = Identity {
+    cluster: 1,
+    node: 0,
+};
+
+fn open(dir: &Path) -> FileStorage {
+    FileStorage::open(
+        dir,
+        ID,
+        WalOptions {
+            create: true,
+            ..WalOptions::default()
+        },
+    )
+    .expect("open the log")
+}
+
+fn batch(n: usize) -> Vec<Entry> {
+    (0..n)
+        .map(|_| Entry {
+            term: 1,
+            command: Bytes::from_static(&[3u8; 16]),
+        })
+        .collect()
+}
+
+/// Appends of 4 KiB to a file, each followed by `fdatasync`: what one group commit costs at
+/// least on this disk.
+fn write_fdatasync(c: &mut Criterion) {
+    let mut g = c.benchmark_group("storage/write_fdatasync");
+    g.throughput(Throughput::Bytes(4096));
+    g.bench_function("4096", |b| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("probe")).unwrap();
+        let block = [7u8; 4096];
+        let mut end = 0;
+        b.iter(|| {
+            file.write_all_at(&block, end).unwrap();
+            file.sync_data().unwrap();
+            end += 4096;
+        });
+    });
+    g.finish();
+}
+
+/// `persist` of one batch of `n` entries of 16 bytes, appended to a growing log.
+fn persist(c: &mut Criterion) {
+    let mut g = c.benchmark_group("storage/persist");
+    for n in [1usize, 64, 1024] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut storage = open(dir.path());
+            let entries = batch(n);
+            let mut next = 1;
+            b.iter(|| {
+                let update = Update {
+                    hard_state: None,
+                    truncate_from: None,
+                    first_index: next,
+                    entries: &entries,
+                };
+                storage.persist(&update).unwrap();
+                next += n as u64;
+            });
+        });
+    }
+    g.finish();
+}
+
+/// Entries in the recovery benchmark's log.
+const RECOVERED: usize = 1 << 20;
+
+/// `open` (and `recover`) of a log of 2^20 entries of 16 bytes. The log is written in batches of
+/// 4096 entries, 256 records, so that building it costs 256 `fdatasync`s; recovery does not
+/// depend much on the batch size, it reads the same bytes. Dropping what was recovered is not
+/// timed.
+fn recovery(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut storage = open(dir.path());
+        let entries = batch(4096);
+        storage
+            .persist(&Update {
+                hard_state: Some(HardState {
+                    term: 1,
+                    voted_for: Some(0),
+                }),
+                truncate_from: None,
+                first_index: 1,
+                entries: &entries,
+            })
+            .unwrap();
+        for first in (1 + 4096..=RECOVERED as u64).step_by(4096) {
+            storage
+                .persist(&Update {
+                    hard_state: None,
+                    truncate_from: None,
+                    first_index: first,
+                    entries: &entries,
+                })
+                .unwrap();
+        }
+    }
+    let mut g = c.benchmark_group("storage/recover");
+    g.throughput(Throughput::Elements(RECOVERED as u64));
+    g.sample_size(10);
+    g.bench_function("1M_entries_16B", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let mut storage = open(dir.path());
+                let recovered = storage.recover().unwrap();
+                total += start.elapsed();
+                assert_eq!(recovered.entries.len(), RECOVERED);
+                black_box(recovered);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3)).configure_from_args();
+    targets = write_fdatasync, persist, recovery
+}
+criterion_main!(benches);

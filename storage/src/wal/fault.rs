@@ -1,0 +1,79 @@
+//! Fault injection: in this crate's tests, the Nth write or sync of a [`super::FileStorage`]
+//! can be made to fail with a chosen [`io::ErrorKind`] (a full disk, an I/O error), a failing
+//! write first writing part of its buffer, as a real one may. Outside tests [`Faults`] is empty
+//! and every check is a no-op.
+
+use std::io;
+
+/// The faults planned for one storage, and the writes and syncs counted so far.
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    #[cfg(test)]
+    plan: Plan,
+}
+
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct Plan {
+    /// Writes done since the plan was made.
+    writes: u64,
+    /// Syncs done since the plan was made.
+    syncs: u64,
+    /// Fail the write with this number (1 = the next one).
+    fail_write: Option<(u64, io::ErrorKind)>,
+    /// Fail the sync with this number (1 = the next one).
+    fail_sync: Option<(u64, io::ErrorKind)>,
+}
+
+impl Faults {
+    /// Called before writing `len` bytes. `Err((prefix, error))`: write only the first `prefix`
+    /// bytes, then fail with `error`.
+    #[inline]
+    pub(super) fn write(&mut self, len: usize) -> Result<(), (usize, io::Error)> {
+        #[cfg(test)]
+        {
+            self.plan.writes += 1;
+            if let Some((nth, kind)) = self.plan.fail_write
+                && nth == self.plan.writes
+            {
+                return Err((len / 2, io::Error::new(kind, "injected write failure")));
+            }
+        }
+        let _ = len;
+        Ok(())
+    }
+
+    /// Called before a sync (of a file or of the directory).
+    #[inline]
+    pub(super) fn sync(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        {
+            self.plan.syncs += 1;
+            if let Some((nth, kind)) = self.plan.fail_sync
+                && nth == self.plan.syncs
+            {
+                return Err(io::Error::new(kind, "injected sync failure"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Faults {
+    /// Makes the `nth` write from now (1 = the next) write half its bytes, then fail with `kind`.
+    pub(super) fn fail_write(&mut self, nth: u64, kind: io::ErrorKind) {
+        self.plan = Plan {
+            fail_write: Some((nth, kind)),
+            ..Plan::default()
+        };
+    }
+
+    /// Makes the `nth` sync from now (1 = the next) fail with `kind`.
+    pub(super) fn fail_sync(&mut self, nth: u64, kind: io::ErrorKind) {
+        self.plan = Plan {
+            fail_sync: Some((nth, kind)),
+            ..Plan::default()
+        };
+    }
+}

@@ -1,0 +1,230 @@
+//! Helpers shared by the write-ahead log's integration tests: owned updates, a model to compare
+//! with ([`MemStorage`]), and a `tracing` subscriber that keeps the warnings.
+
+#![allow(dead_code)] // Each test binary uses its own part of this.
+
+use std::fmt::{self, Write as _};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tracing::field::{Field, Visit};
+use tracing::span;
+use tracing::subscriber::{Interest, Subscriber};
+use tracing::{Event, Level, Metadata};
+use zeroraft_storage::{
+    Entry, FileStorage, HardState, Identity, MemStorage, Recovered, Storage, StorageError, Update,
+    WalOptions,
+};
+
+/// The identity every test directory is opened with.
+pub const ID: Identity = Identity {
+    cluster: 7,
+    node: 2,
+};
+
+/// An entry with a copy of `command`.
+pub fn entry(term: u64, command: &[u8]) -> Entry {
+    Entry {
+        term,
+        command: Bytes::copy_from_slice(command),
+    }
+}
+
+/// `n` entries of `term` whose commands say which they are, `size` bytes each (at least 8).
+pub fn entries(term: u64, first: u64, n: usize, size: usize) -> Vec<Entry> {
+    (0..n as u64)
+        .map(|i| {
+            let mut command = vec![b'.'; size.max(8)];
+            command[..8].copy_from_slice(&(first + i).to_le_bytes());
+            entry(term, &command)
+        })
+        .collect()
+}
+
+/// An [`Update`] that owns its entries.
+#[derive(Clone, Debug, Default)]
+pub struct Op {
+    pub hard_state: Option<HardState>,
+    pub truncate_from: Option<u64>,
+    pub first_index: u64,
+    pub entries: Vec<Entry>,
+}
+
+impl Op {
+    pub fn update(&self) -> Update<'_> {
+        Update {
+            hard_state: self.hard_state,
+            truncate_from: self.truncate_from,
+            first_index: self.first_index,
+            entries: &self.entries,
+        }
+    }
+
+    /// Appends `entries` after `last_index`.
+    pub fn append(last_index: u64, entries: Vec<Entry>) -> Self {
+        Self {
+            first_index: last_index + 1,
+            entries,
+            ..Self::default()
+        }
+    }
+
+    /// A new hard state alone.
+    pub fn vote(term: u64, voted_for: Option<usize>) -> Self {
+        Self {
+            hard_state: Some(HardState { term, voted_for }),
+            ..Self::default()
+        }
+    }
+}
+
+/// Options with a segment size of `segment_size` bytes.
+pub fn options(segment_size: u64) -> WalOptions {
+    WalOptions {
+        segment_size,
+        create: true,
+    }
+}
+
+/// Opens `dir` as [`ID`] with segments of `segment_size` bytes.
+pub fn open(dir: &Path, segment_size: u64) -> Result<FileStorage, StorageError> {
+    FileStorage::open(dir, ID, options(segment_size))
+}
+
+/// A file storage and the model it must agree with.
+pub struct Pair {
+    dir: PathBuf,
+    file: Option<FileStorage>,
+    pub model: MemStorage,
+}
+
+impl Pair {
+    pub fn new(dir: &Path, segment_size: u64) -> Self {
+        let mut file = open(dir, segment_size).unwrap();
+        assert_eq!(file.recover().unwrap(), Recovered::default());
+        Self {
+            dir: dir.to_path_buf(),
+            file: Some(file),
+            model: MemStorage::new(),
+        }
+    }
+
+    pub fn file(&mut self) -> &mut FileStorage {
+        self.file.as_mut().expect("open")
+    }
+
+    pub fn persist(&mut self, op: &Op) {
+        self.model.persist(&op.update()).unwrap();
+        self.file().persist(&op.update()).unwrap();
+    }
+
+    /// Closes the file storage, opens the directory again and checks that it holds what the
+    /// model holds.
+    pub fn reopen(&mut self, segment_size: u64, case: &str) {
+        self.file = None;
+        self.file = Some(open(&self.dir, segment_size).unwrap());
+        let expected = self.model.recover().unwrap();
+        assert_recovers(self.file(), &expected, case);
+        assert_eq!(self.file().hard_state(), expected.hard_state, "{case}");
+        assert_eq!(self.file().last_index(), self.model.last_index(), "{case}");
+    }
+}
+
+/// The segment files of `dir`, in order.
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// A new temporary directory holding a copy of the files of `dir` (but its lock).
+pub fn copy_dir(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n != "LOCK") {
+            fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    copy
+}
+
+/// The last segment file of `dir`.
+pub fn last_segment(dir: &Path) -> PathBuf {
+    segments(dir).pop().expect("a segment")
+}
+
+/// The length of the file at `path`.
+pub fn len(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().len()
+}
+
+/// What `storage` recovered, checked against `expected`.
+pub fn assert_recovers(storage: &mut FileStorage, expected: &Recovered, case: &str) {
+    let recovered = storage.recover().unwrap();
+    assert_eq!(recovered.hard_state, expected.hard_state, "{case}");
+    assert_eq!(
+        recovered.entries.len(),
+        expected.entries.len(),
+        "{case}: entry count"
+    );
+    assert_eq!(recovered, *expected, "{case}");
+}
+
+/// Runs `f` with a subscriber that keeps every event at `WARN` or above, and returns them,
+/// each as `LEVEL field=value ...`.
+pub fn capture_warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = Capture {
+        events: Arc::clone(&events),
+    };
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let events = events.lock().unwrap().clone();
+    (result, events)
+}
+
+struct Capture {
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl Subscriber for Capture {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= Level::WARN
+    }
+
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut line = event.metadata().level().to_string();
+        event.record(&mut Fields(&mut line));
+        self.events.lock().unwrap().push(line);
+    }
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+}
+
+struct Fields<'a>(&'a mut String);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}

@@ -1,0 +1,165 @@
+//! Opening a data directory: its identity, its lock, and paths that are not a usable
+//! directory.
+
+mod common;
+
+use std::fs;
+use std::io;
+
+use common::{ID, Op, entries, open};
+use zeroraft_storage::{FileStorage, Identity, Recovered, Storage, StorageError, WalOptions};
+
+fn no_create() -> WalOptions {
+    WalOptions {
+        create: false,
+        ..WalOptions::default()
+    }
+}
+
+#[test]
+fn a_missing_directory_is_an_error_unless_created() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    match FileStorage::open(&dir, ID, no_create()).unwrap_err() {
+        StorageError::Missing { path } => assert_eq!(path, dir),
+        other => panic!("{other}"),
+    }
+    assert!(!dir.exists());
+
+    let mut storage = FileStorage::open(&dir, ID, common::options(1 << 20)).unwrap();
+    assert_eq!(storage.dir(), dir);
+    assert_eq!(storage.recover().unwrap(), Recovered::default());
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["00000000000000000001.wal", "IDENTITY", "LOCK"]);
+    let identity = fs::read_to_string(dir.join("IDENTITY")).unwrap();
+    assert!(
+        identity.starts_with("zeroraft data directory\nformat 1\ncluster 7\nnode 2\ncrc32c "),
+        "{identity}"
+    );
+    drop(storage);
+    // Once created, it opens without `create`.
+    FileStorage::open(&dir, ID, no_create()).unwrap();
+}
+
+#[test]
+fn create_makes_the_directory_but_not_its_parents() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("a").join("data");
+    let err = FileStorage::open(&dir, ID, common::options(1 << 20)).unwrap_err();
+    match &err {
+        StorageError::Io { source, path, .. } => {
+            assert_eq!(source.kind(), io::ErrorKind::NotFound, "{err}");
+            assert_eq!(*path, dir);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(!parent.path().join("a").exists());
+}
+
+#[test]
+fn a_regular_file_is_not_a_data_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let file = parent.path().join("data");
+    fs::write(&file, "not a directory").unwrap();
+    for create in [false, true] {
+        let options = WalOptions {
+            create,
+            ..WalOptions::default()
+        };
+        let err = FileStorage::open(&file, ID, options).unwrap_err();
+        match &err {
+            StorageError::Io { source, path, .. } => {
+                assert_eq!(source.kind(), io::ErrorKind::NotADirectory, "{err}");
+                assert_eq!(*path, file);
+            }
+            other => panic!("create {create}: {other}"),
+        }
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), "not a directory");
+}
+
+#[test]
+fn a_directory_is_locked_while_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path(), 1 << 20).unwrap();
+    match open(dir.path(), 1 << 20).unwrap_err() {
+        StorageError::Locked { path } => assert_eq!(path, dir.path().join("LOCK")),
+        other => panic!("{other}"),
+    }
+    drop(first);
+    let _second = open(dir.path(), 1 << 20).unwrap();
+}
+
+#[test]
+fn another_identity_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = open(dir.path(), 1 << 20).unwrap();
+    storage
+        .persist(&Op::append(0, entries(1, 1, 1, 8)).update())
+        .unwrap();
+    drop(storage);
+    let others = [
+        Identity {
+            cluster: 7,
+            node: 3,
+        },
+        Identity {
+            cluster: 8,
+            node: 2,
+        },
+    ];
+    for other in others {
+        match FileStorage::open(dir.path(), other, no_create()).unwrap_err() {
+            StorageError::WrongIdentity {
+                path,
+                expected,
+                found,
+            } => {
+                assert_eq!(path, dir.path());
+                assert_eq!(expected, other);
+                assert_eq!(found, ID);
+            }
+            e => panic!("{other}: {e}"),
+        }
+    }
+    // The right one still opens, with its entry.
+    let mut storage = FileStorage::open(dir.path(), ID, no_create()).unwrap();
+    assert_eq!(storage.recover().unwrap().entries.len(), 1);
+}
+
+#[test]
+fn a_malformed_identity_is_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20).unwrap());
+    let path = dir.path().join("IDENTITY");
+    let good = fs::read_to_string(&path).unwrap();
+    let cases = [
+        ("garbage", "hello\n".to_owned()),
+        (
+            "another node, checksum not updated",
+            good.replace("node 2", "node 3"),
+        ),
+        ("a future format", good.replace("format 1", "format 9")),
+        ("empty", String::new()),
+    ];
+    for (case, text) in cases {
+        fs::write(&path, text).unwrap();
+        match open(dir.path(), 1 << 20).unwrap_err() {
+            StorageError::Unreadable { path: p, reason } => {
+                assert_eq!(p, path, "{case}: {reason}");
+            }
+            other => panic!("{case}: {other}"),
+        }
+    }
+    // Without an identity, a directory that holds segments is not adopted.
+    fs::remove_file(&path).unwrap();
+    match open(dir.path(), 1 << 20).unwrap_err() {
+        StorageError::Unreadable { reason, .. } => assert!(reason.contains("no identity")),
+        other => panic!("{other}"),
+    }
+    assert!(!path.exists());
+}
