@@ -6,7 +6,9 @@
 //!   majority of the recovered logs (a committed entry is durable on a majority);
 //! - the recovered logs agree (log matching: where two hold the same term at an index, they hold
 //!   the same entries up to it), and no log holds an entry of a term above its node's term;
-//! - a restarted cluster re-applies from index 1 exactly what was reported before.
+//! - a restarted cluster re-applies from index 1 exactly what was reported before (the child
+//!   reports a checksum of what it re-applied up to the highest index the parent knows, then a
+//!   line per new entry).
 //!
 //! Then it starts the child again on the same directories, and so on:
 //! `ZERORAFT_CRASH_ROUNDS` rounds (default 25; `ZERORAFT_CRASH_ROUNDS=100` for a long run).
@@ -28,12 +30,27 @@ use zeroraft::{Config, Network, NetworkConfig, Raft, StartError};
 const NODES: usize = 3;
 const CLUSTER: u64 = 0x7e57;
 const CHILD_ENV: &str = "ZERORAFT_CRASH_CHILD";
+/// The highest index the parent knows committed, for the child.
+const KNOWN_ENV: &str = "ZERORAFT_CRASH_KNOWN";
 
 fn main() {
     match std::env::var_os(CHILD_ENV) {
-        Some(dir) => child(Path::new(&dir)),
+        Some(dir) => {
+            let known = std::env::var(KNOWN_ENV)
+                .ok()
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(0);
+            child(Path::new(&dir), known)
+        }
         None => parent(),
     }
+}
+
+/// The checksum of entries `1..=k`, fed one at a time in index order.
+fn checksum(crc: u32, index: u64, term: u64, command: &[u8]) -> u32 {
+    let crc = crc32c::crc32c_append(crc, &index.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc, &term.to_le_bytes());
+    crc32c::crc32c_append(crc, command)
 }
 
 fn identity(node: usize) -> Identity {
@@ -49,9 +66,10 @@ fn node_dir(dir: &Path, node: usize) -> PathBuf {
 
 // ---- the child: a cluster under load, reporting commits ----------------------------------------
 
-/// Runs until killed: three nodes on file storage, a client keeping proposals in flight, and a
-/// line `index term command` on stdout for every index the first time a node applies it.
-fn child(dir: &Path) {
+/// Runs until killed: three nodes on file storage and a client proposing. On stdout, once the
+/// first node has applied index `known` again: `verified <known> <checksum of 1..=known>`; then
+/// a line `index term command` for every later index, the first time a node applies it.
+fn child(dir: &Path, known: u64) {
     let ms = Duration::from_millis;
     let config = Config {
         heartbeat_interval: ms(10),
@@ -86,7 +104,7 @@ fn child(dir: &Path) {
         let mut seq = 0u64;
         let mut leader = 0;
         loop {
-            for _ in 0..64 {
+            for _ in 0..16 {
                 let command = Bytes::from(format!("p{pid}-{seq}"));
                 match nodes[leader].try_start(command) {
                     Ok(_) => seq += 1,
@@ -98,20 +116,33 @@ fn child(dir: &Path) {
                     Err(e) => panic!("proposing: {e}"),
                 }
             }
-            // Keep the load moderate: some thousands of entries a second.
+            // A moderate load, some thousands of entries a second, so that the log, which every
+            // restart applies again, stays small enough for a hundred rounds.
             std::thread::sleep(Duration::from_millis(2));
         }
     });
     let mut out = std::io::stdout().lock();
     let mut reported = 0;
+    let mut crc = 0;
+    if known == 0 {
+        writeln!(out, "verified 0 0").expect("stdout");
+    }
     while let Ok(m) = rx.recv() {
-        if m.index > reported {
-            reported = m.index;
+        if m.index <= reported {
+            continue; // another node got there first
+        }
+        reported = m.index;
+        if m.index <= known {
+            crc = checksum(crc, m.index, m.term, &m.command);
+            if m.index == known {
+                writeln!(out, "verified {known} {crc}").expect("stdout");
+            }
+        } else {
             let command = std::str::from_utf8(&m.command).expect("ascii commands");
             writeln!(out, "{} {} {command}", m.index, m.term).expect("stdout");
-            if rx.is_empty() {
-                out.flush().expect("stdout");
-            }
+        }
+        if rx.is_empty() {
+            out.flush().expect("stdout");
         }
     }
 }
@@ -135,11 +166,36 @@ fn parent() {
     let mut committed: BTreeMap<u64, Seen> = BTreeMap::new();
     let started = Instant::now();
     let mut rounds_with_progress = 0;
+    let mut verified_rounds = 0;
     for round in 1..=rounds {
         let before = committed.len();
-        let lines = run_child_until_killed(&exe, dir.path(), round);
+        let known = committed.len() as u64;
+        let lines = run_child_until_killed(&exe, dir.path(), round, known);
         for line in lines {
+            if let Some(rest) = line.strip_prefix("verified ") {
+                let (k, crc) = rest.split_once(' ').expect("verified K CRC");
+                assert_eq!(k.parse::<u64>().ok(), Some(known), "round {round}: {line}");
+                let want = committed.iter().fold(0, |crc, (&i, e)| {
+                    checksum(crc, i, e.term, e.command.as_bytes())
+                });
+                assert_eq!(
+                    crc.parse::<u32>().ok(),
+                    Some(want),
+                    "round {round}: the restarted cluster applied something else at indices 1..={known}"
+                );
+                verified_rounds += 1;
+                continue;
+            }
             let (index, seen) = parse(&line);
+            assert!(
+                index > known,
+                "round {round}: index {index} reported again after verification"
+            );
+            assert_eq!(
+                index,
+                committed.len() as u64 + 1,
+                "round {round}: indices are reported in order"
+            );
             match committed.get(&index) {
                 Some(earlier) => assert_eq!(
                     earlier, &seen,
@@ -161,7 +217,9 @@ fn parent() {
         "only {rounds_with_progress} of {rounds} rounds committed anything"
     );
     println!(
-        "crash_file: {rounds} SIGKILLs in {:.1} s, {} entries reported committed, all recovered",
+        "crash_file: {rounds} SIGKILLs in {:.1} s; {} entries reported committed, all recovered; \
+         {rounds_with_progress} rounds committed new entries, {verified_rounds} re-applied the \
+         whole known log and matched it",
         started.elapsed().as_secs_f64(),
         committed.len()
     );
@@ -169,9 +227,10 @@ fn parent() {
 
 /// Starts the child on `dir`, kills it with SIGKILL after a random 20 to 800 ms, and returns
 /// the complete lines it printed.
-fn run_child_until_killed(exe: &Path, dir: &Path, round: usize) -> Vec<String> {
+fn run_child_until_killed(exe: &Path, dir: &Path, round: usize, known: u64) -> Vec<String> {
     let mut child = Command::new(exe)
         .env(CHILD_ENV, dir)
+        .env(KNOWN_ENV, known.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -179,10 +238,14 @@ fn run_child_until_killed(exe: &Path, dir: &Path, round: usize) -> Vec<String> {
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
-        // Only whole lines: the last one may be cut by the kill.
-        for line in BufReader::new(stdout).split(b'\n') {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
+        // Only whole lines: the last one may be cut short by the kill.
+        let mut stdout = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while matches!(stdout.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            if line.pop() != Some(b'\n') {
+                break;
+            }
+            let _ = tx.send(String::from_utf8(std::mem::take(&mut line)).expect("ascii"));
         }
     });
     std::thread::sleep(Duration::from_millis(fastrand::u64(20..800)));
@@ -193,19 +256,7 @@ fn run_child_until_killed(exe: &Path, dir: &Path, round: usize) -> Vec<String> {
         "round {round}: the child ended by itself ({status}) instead of being killed"
     );
     reader.join().expect("the reader thread");
-    let mut lines: Vec<Vec<u8>> = rx.try_iter().collect();
-    // A line without its newline may be cut short: `split` hands it out too, so drop a last line
-    // that does not parse completely.
-    if lines
-        .last()
-        .is_some_and(|l| std::str::from_utf8(l).map_or(true, |l| try_parse(l).is_none()))
-    {
-        lines.pop();
-    }
-    lines
-        .into_iter()
-        .map(|l| String::from_utf8(l).expect("ascii"))
-        .collect()
+    rx.try_iter().collect()
 }
 
 fn try_parse(line: &str) -> Option<(u64, Seen)> {
@@ -213,9 +264,6 @@ fn try_parse(line: &str) -> Option<(u64, Seen)> {
     let index = parts.next()?.parse().ok()?;
     let term = parts.next()?.parse().ok()?;
     let command = parts.next()?;
-    // A complete command ends in its sequence number after a dash.
-    let (_, seq) = command.rsplit_once('-')?;
-    seq.parse::<u64>().ok()?;
     Some((
         index,
         Seen {
@@ -258,7 +306,7 @@ fn check_directories(dir: &Path, committed: &BTreeMap<u64, Seen>, round: usize) 
             .iter()
             .filter(|log| {
                 log.get(index as usize - 1).is_some_and(|e| {
-                    e.term == seen.term && e.command == Bytes::from(seen.command.clone())
+                    e.term == seen.term && e.command[..] == *seen.command.as_bytes()
                 })
             })
             .count();
