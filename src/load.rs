@@ -7,8 +7,8 @@
 //! first) and records `now - proposed` in a lock-free [`Histogram`].
 //!
 //! Clients find the leader from the `NotLeader` hints and keep a bounded number of proposals
-//! in flight. A client whose oldest outstanding proposal has not committed within
-//! [`STALL`] assumes its leader was cut off and asks the next node.
+//! in flight. A client whose outstanding proposals have seen no commit for [`STALL`] assumes
+//! its leader was cut off or deposed (its uncommitted proposals lost) and asks the next node.
 //!
 //! # Orderings
 //!
@@ -205,7 +205,10 @@ fn run_client(id: usize, shared: &Shared) {
         let committed = stats.first_applied.load(Relaxed);
         if let Some((index, at)) = oldest {
             if committed >= index {
-                oldest = None;
+                // Proposals still outstanding are timed from now, from the next index on:
+                // a client held back by its window proposes nothing more that could start
+                // the clock, and its proposals may be lost with a deposed leader.
+                oldest = (last_index > committed).then(|| (committed + 1, Instant::now()));
             } else if at.elapsed() > STALL {
                 leader = (leader + 1) % n;
                 oldest = None;
