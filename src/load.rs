@@ -8,7 +8,9 @@
 //!
 //! Clients find the leader from the `NotLeader` hints and keep a bounded number of proposals
 //! in flight. A client whose outstanding proposals have seen no commit for [`STALL`] assumes
-//! its leader was cut off or deposed (its uncommitted proposals lost) and asks the next node.
+//! its leader was cut off or deposed (its uncommitted proposals lost) and asks the next node;
+//! so does a client whose node is down (crashed from the dashboard, or stopped on a storage
+//! failure), so the load goes on while nodes crash and restart.
 //!
 //! # Orderings
 //!
@@ -16,7 +18,9 @@
 //! throughout, except `first_applied`, whose `fetch_max` must be a single atomic step (it is,
 //! at any ordering) so that exactly one applier sees each index first.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use zeroraft::cluster::{Cluster, ClusterOptions, ClusterStorage};
-use zeroraft::{ApplyMsg, Config, StartError};
+use zeroraft::{ApplyMsg, Config, Raft, StartError};
 use zeroraft_monitor::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
 
 /// A client that has waited this long for a proposal to commit tries another node.
@@ -177,6 +181,9 @@ fn run_client(id: usize, shared: &Shared) {
     let n = cluster.n();
     let clients = shared.options.clients.max(1) as u64;
     let mut leader = id % n;
+    // The node proposed to, held rather than looked up per proposal (the harness locks its
+    // nodes to hand one out). A restarted node is a new handle: the old one answers `Killed`.
+    let mut node: Raft = cluster.raft(leader);
     let mut buf = BytesMut::new();
     let mut pace_from = Instant::now();
     let mut sent: u64 = 0;
@@ -211,6 +218,7 @@ fn run_client(id: usize, shared: &Shared) {
                 oldest = (last_index > committed).then(|| (committed + 1, Instant::now()));
             } else if at.elapsed() > STALL {
                 leader = (leader + 1) % n;
+                node = cluster.raft(leader);
                 oldest = None;
                 last_index = 0;
             }
@@ -226,7 +234,7 @@ fn run_client(id: usize, shared: &Shared) {
             buf.put_u64_le(stats.nanos());
             buf.put_bytes(0, shared.options.payload - 8);
             let command: Bytes = buf.split().freeze();
-            match cluster.raft(leader).try_start(command) {
+            match node.try_start(command) {
                 Ok((index, _)) => {
                     sent += 1;
                     last_index = index;
@@ -238,6 +246,7 @@ fn run_client(id: usize, shared: &Shared) {
                         Some(l) if l != leader => l,
                         _ => (leader + 1) % n,
                     };
+                    node = cluster.raft(leader);
                     oldest = None;
                     last_index = 0;
                     if hint.is_none() {
@@ -249,6 +258,7 @@ fn run_client(id: usize, shared: &Shared) {
                 Err(StartError::Killed | StartError::Failed { .. }) => {
                     // A crashed or failed node: ask the next one (the dashboard restarts nodes).
                     leader = (leader + 1) % n;
+                    node = cluster.raft(leader);
                     oldest = None;
                     last_index = 0;
                     std::thread::sleep(Duration::from_millis(10));
@@ -270,13 +280,23 @@ pub struct LoadedCluster {
 }
 
 impl LoadedCluster {
-    /// Starts `nodes` nodes (default settings; `unreliable` picks the network) and the clients.
+    /// Starts `nodes` nodes (default settings; `unreliable` picks the network) keeping their
+    /// state in `storage`, and the clients.
+    ///
+    /// # Errors
+    ///
+    /// Why the cluster could not be built: a node's storage could not be opened or recovered.
     ///
     /// # Panics
     ///
-    /// If the cluster cannot be built (see [`Cluster::with_options`]), the payload is under 8
-    /// bytes, or a thread cannot be spawned.
-    pub fn start(nodes: usize, unreliable: bool, options: LoadOptions) -> Self {
+    /// If the node count is out of the engine's range, the payload is under 8 bytes, or a
+    /// thread cannot be spawned.
+    pub fn start(
+        nodes: usize,
+        unreliable: bool,
+        storage: ClusterStorage,
+        options: LoadOptions,
+    ) -> Result<Self, String> {
         assert!(
             options.payload >= 8,
             "a command carries an 8-byte timestamp"
@@ -286,16 +306,14 @@ impl LoadedCluster {
             let stats = stats.clone();
             Arc::new(move |_node: usize, m: &ApplyMsg| stats.observe(m))
         };
-        let cluster = Cluster::with_observer(
-            ClusterOptions {
-                nodes,
-                unreliable,
-                config: Config::default(),
-                history: Some(1024),
-                storage: ClusterStorage::Memory,
-            },
-            observer,
-        );
+        let cluster_options = ClusterOptions {
+            nodes,
+            unreliable,
+            config: Config::default(),
+            history: Some(1024),
+            storage,
+        };
+        let cluster = quietly(|| Cluster::with_observer(cluster_options, observer))?;
         let shared = Arc::new(Shared {
             cluster: Arc::new(cluster),
             stats,
@@ -313,11 +331,11 @@ impl LoadedCluster {
                     .expect("failed to spawn a client thread")
             })
             .collect();
-        Self {
+        Ok(Self {
             shared,
             clients,
             windows: Mutex::new(VecDeque::new()),
-        }
+        })
     }
 
     /// The cluster.
@@ -402,6 +420,41 @@ impl Control for LoadedCluster {
     fn set_rate(&self, rate: Rate) {
         self.shared.rate.store(rate_word(rate), Relaxed);
         self.shared.rate_changes.fetch_add(1, Relaxed);
+    }
+
+    fn crash(&self, node: usize) {
+        self.cluster().crash(node);
+    }
+
+    fn restart(&self, node: usize) -> Result<(), String> {
+        quietly(|| self.cluster().restart(node))
+    }
+}
+
+/// Runs `f`, turning a panic into an error carrying its message, and printing nothing.
+///
+/// The harness reports a storage it cannot open or recover by panicking, as a failed test
+/// should; the dashboard reports it in its event log (or the command line as an error), and
+/// must not have the panic hook restore the terminal under it. The hook is process-wide, so
+/// a panic on another thread while `f` runs goes unprinted too; `f` is a node's start, over in
+/// milliseconds, and a node thread that panics still shows as down.
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|payload| panic_message(payload.as_ref()))
+}
+
+/// The text a panic was raised with.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(text), _) => (*text).to_owned(),
+        (_, Some(text)) => text.clone(),
+        _ => "the node panicked".to_owned(),
     }
 }
 

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use zeroraft::cluster::ClusterStorage;
 use zeroraft_monitor::Rate;
 
 use crate::load::{LoadOptions, LoadedCluster};
@@ -273,13 +274,15 @@ fn run_monitor(args: &MonitorArgs) -> io::Result<()> {
     let cluster = LoadedCluster::start(
         args.nodes,
         args.unreliable,
+        ClusterStorage::Memory,
         LoadOptions {
             clients: 4,
             rate: args.rate,
             payload: args.payload,
             window: 1024,
         },
-    );
+    )
+    .map_err(io::Error::other)?;
     if args.headless {
         let seconds = args.seconds.unwrap_or(10);
         zeroraft_monitor::run_headless(&cluster, seconds, &mut io::stdout().lock())?;

@@ -2,13 +2,18 @@
 //! (throughput history, events), and what the person at the keyboard chose (selected node,
 //! pause, help). No terminal and no clock in here: samples come with the time they were taken,
 //! keys come as values, so every behaviour is testable as a plain function call.
+//!
+//! Rates that need two readings (storage writes per second, mean sync time) are derived from the
+//! latest sample and the one before it, both kept with the time they were taken. A node's
+//! counters start from zero again when it restarts: a counter that went down, or a node that was
+//! down and is up, counts from zero.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use zeroraft_engine::Role;
+use zeroraft_engine::{Role, Status};
 
 use crate::control::{Control, Rate, Sample};
 
@@ -28,6 +33,10 @@ pub enum EventKind {
     StepDown,
     /// Something the person did.
     Action,
+    /// A node stopped on a failure (its storage failed) or could not be restarted.
+    Failure,
+    /// A restarted node caught up with the leader.
+    Recovery,
 }
 
 /// One line of the event log.
@@ -67,6 +76,19 @@ pub enum Action {
     SetLongReordering(bool),
     /// Change the client load.
     SetRate(Rate),
+    /// Crash this node: cut it off and kill it, keeping its storage.
+    Crash(usize),
+    /// Start this node again from its storage, and connect it.
+    Restart(usize),
+}
+
+/// A node's (or the cluster's) storage writes over the last sample interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncRate {
+    /// Writes per second (each one round's changes, made durable: a group commit).
+    pub per_second: u64,
+    /// Mean time per write; `None` when there was none.
+    pub mean: Option<Duration>,
 }
 
 /// Which side of the network a node is on, as derived from the links.
@@ -88,6 +110,9 @@ pub struct App {
     sample: Option<Sample>,
     /// When `sample` was taken.
     now: Duration,
+    /// The sample before `sample`, with the time it was taken: the start of the interval that
+    /// rates such as [`App::sync_rate`] cover.
+    previous: Option<(Duration, Sample)>,
     /// Committed entries per second, one point per elapsed second, oldest first.
     /// Invariant: at most [`HISTORY_SECONDS`] points.
     history: VecDeque<u64>,
@@ -102,6 +127,9 @@ pub struct App {
     streaks: Vec<u64>,
     /// The last node seen leading, to count changes across leaderless spells.
     last_leader: Option<usize>,
+    /// For each node restarted from the dashboard and not yet caught up with the leader, when
+    /// it was restarted. Invariant: one entry per node.
+    catching_up: Vec<Option<Duration>>,
     elections: u64,
     leader_changes: u64,
     rng: fastrand::Rng,
@@ -119,6 +147,7 @@ impl App {
             nodes,
             sample: None,
             now: Duration::ZERO,
+            previous: None,
             history: VecDeque::with_capacity(HISTORY_SECONDS),
             bucket: None,
             events: VecDeque::new(),
@@ -127,6 +156,7 @@ impl App {
             help: false,
             last_leader: None,
             streaks: vec![0; nodes],
+            catching_up: vec![None; nodes],
             elections: 0,
             leader_changes: 0,
             rng: fastrand::Rng::with_seed(seed),
@@ -198,6 +228,49 @@ impl App {
         self.sample.as_ref().map_or(0, max_commit)
     }
 
+    /// Whether node `i` is down (crashed, or stopped on a failure) as of the latest sample.
+    pub fn is_down(&self, i: usize) -> bool {
+        self.sample
+            .as_ref()
+            .and_then(|s| s.statuses.get(i))
+            .is_some_and(|s| s.killed)
+    }
+
+    /// Whether node `i` was restarted from the dashboard and has not caught up with the leader
+    /// yet.
+    pub fn is_catching_up(&self, i: usize) -> bool {
+        self.catching_up.get(i).is_some_and(Option::is_some)
+    }
+
+    /// Node `i`'s storage writes between the previous sample and the latest; `None` before two
+    /// samples were taken, or while the node is down.
+    pub fn sync_rate(&self, i: usize) -> Option<SyncRate> {
+        let (then, previous) = self.previous.as_ref()?;
+        let new = self.sample.as_ref()?.statuses.get(i)?;
+        let old = previous.statuses.get(i)?;
+        if new.killed {
+            return None;
+        }
+        let (writes, time) = writes_since(old, new);
+        sync_rate(writes, time, self.now.saturating_sub(*then))
+    }
+
+    /// The storage writes of every node that is up, between the previous sample and the
+    /// latest: their sum per second, and the mean time per write over all of them.
+    pub fn cluster_sync_rate(&self) -> Option<SyncRate> {
+        let (then, previous) = self.previous.as_ref()?;
+        let latest = self.sample.as_ref()?;
+        let (mut writes, mut time) = (0, Duration::ZERO);
+        for (old, new) in previous.statuses.iter().zip(&latest.statuses) {
+            if !new.killed {
+                let (w, t) = writes_since(old, new);
+                writes += w;
+                time += t;
+            }
+        }
+        sync_rate(writes, time, self.now.saturating_sub(*then))
+    }
+
     /// Where node `i` stands in the network as of the latest sample.
     pub fn reach(&self, i: usize) -> Reach {
         let Some(sample) = &self.sample else {
@@ -260,19 +333,20 @@ impl App {
                 }
             }
         }
+        let before = self.now;
         self.now = at;
         self.log_changes(&sample);
-        self.sample = Some(sample);
+        self.previous = self.sample.replace(sample).map(|s| (before, s));
     }
 
-    /// Compares `next` with the previous sample and logs elections, wins, step-downs and
-    /// leader changes.
+    /// Compares `next` with the previous sample and logs elections, wins, step-downs, leader
+    /// changes, failures, and restarted nodes catching up.
     fn log_changes(&mut self, next: &Sample) {
         let at = self.now;
         let mut found = Vec::new();
         if let Some(prev) = &self.sample {
             for (old, new) in prev.statuses.iter().zip(&next.statuses) {
-                let started = new.elections_started.saturating_sub(old.elections_started);
+                let started = since(old, new, |s| s.elections_started);
                 if started > 0 {
                     self.elections += started;
                     // A node that keeps failing (cut off, say) updates one line, not many.
@@ -296,14 +370,14 @@ impl App {
                         format!("{prefix}, term {}{times}", new.term),
                     ));
                 }
-                if new.elections_won > old.elections_won {
+                if since(old, new, |s| s.elections_won) > 0 {
                     self.streaks[new.id] = 0;
                     found.push((
                         EventKind::Leader,
                         format!("n{} won the election for term {}", new.id, new.term),
                     ));
                 }
-                if new.step_downs > old.step_downs {
+                if since(old, new, |s| s.step_downs) > 0 {
                     found.push((
                         EventKind::StepDown,
                         format!("n{} stepped down, now term {}", new.id, new.term),
@@ -313,6 +387,19 @@ impl App {
         } else {
             self.elections = next.statuses.iter().map(|s| s.elections_started).sum();
         }
+        for (i, new) in next.statuses.iter().enumerate() {
+            let old_failure = self
+                .sample
+                .as_ref()
+                .and_then(|prev| prev.statuses.get(i))
+                .and_then(|old| old.failure.as_ref());
+            if let Some(reason) = &new.failure
+                && old_failure.is_none()
+            {
+                found.push((EventKind::Failure, format!("n{i} stopped: {reason}")));
+            }
+        }
+        found.extend(self.caught_up(next));
         // `self.sample` is still the previous sample here.
         let (before, leader) = (self.leader(), leader_of(next));
         if leader.map(|l| l.0) != before.map(|l| l.0) {
@@ -332,6 +419,43 @@ impl App {
         for (kind, text) in found {
             self.push_event(at, kind, text);
         }
+    }
+
+    /// The restarted nodes that `next` shows caught up with the leader (the leader knows they
+    /// hold every entry it has committed), each as an event; they are no longer catching up.
+    fn caught_up(&mut self, next: &Sample) -> Vec<(EventKind, String)> {
+        let mut found = Vec::new();
+        let leader = leader_of(next).map(|(l, _)| &next.statuses[l]);
+        for (i, since) in self.catching_up.iter_mut().enumerate() {
+            let Some(restarted) = *since else { continue };
+            let Some(status) = next.statuses.get(i) else {
+                continue;
+            };
+            if status.killed {
+                *since = None;
+                continue;
+            }
+            let Some(leader) = leader else { continue };
+            let holds_committed = leader.id == i
+                || leader
+                    .peers
+                    .iter()
+                    .any(|p| p.id == i && p.match_index >= leader.commit_index);
+            if holds_committed {
+                *since = None;
+                let after = self.now.saturating_sub(restarted).as_secs_f64();
+                let text = if leader.id == i {
+                    format!("n{i} caught up: it leads term {}", leader.term)
+                } else {
+                    format!(
+                        "n{i} caught up with leader n{} after {after:.1} s, log {}",
+                        leader.id, status.last_log_index
+                    )
+                };
+                found.push((EventKind::Recovery, text));
+            }
+        }
+        found
     }
 
     fn push_event(&mut self, at: Duration, kind: EventKind, text: String) {
@@ -402,6 +526,8 @@ impl App {
                     Action::Connect(self.selected)
                 })
             }
+            KeyCode::Char('c') => Some(Action::Crash(self.selected)),
+            KeyCode::Char('s') => Some(Action::Restart(self.selected)),
             KeyCode::Char('l') => Some(Action::CutLeader),
             KeyCode::Char('m') => Some(Action::Partition {
                 leader_in_minority: true,
@@ -419,7 +545,14 @@ impl App {
     }
 
     /// Carries out `action` on the cluster and logs it. [`Action::Quit`] does nothing here.
+    ///
+    /// Crashing a node that is down, or restarting one that is up, asks nothing of the cluster
+    /// and only says so in the log. A restarted node is connected at once, and the log says
+    /// when it has caught up with the leader.
     pub fn perform(&mut self, action: Action, control: &dyn Control) {
+        let mut kind = EventKind::Action;
+        // A reading taken after the action, where the action needs one.
+        let mut fresh = None;
         let text = match action {
             Action::Quit => return,
             Action::Connect(i) => {
@@ -475,14 +608,57 @@ impl App {
                 control.set_rate(rate);
                 format!("client load {rate}")
             }
+            Action::Crash(i) if self.is_down(i) => format!("n{i} is already down"),
+            Action::Crash(i) => {
+                control.crash(i);
+                self.catching_up[i] = None;
+                format!("n{i} crashed")
+            }
+            Action::Restart(i) if self.sample.is_some() && !self.is_down(i) => {
+                format!("n{i} is up: crash it first (c)")
+            }
+            Action::Restart(i) => match control.restart(i) {
+                Ok(()) => {
+                    control.connect(i);
+                    let sample = fresh.insert(control.sample());
+                    let status = &sample.statuses[i];
+                    self.catching_up[i] = Some(self.now);
+                    format!(
+                        "n{i} restarted from its storage at term {}, log {}",
+                        status.term, status.last_log_index
+                    )
+                }
+                Err(why) => {
+                    kind = EventKind::Failure;
+                    format!("n{i} did not restart: {why}")
+                }
+            },
         };
-        self.log_action(text);
-        // Show the new network state at once rather than at the next refresh.
+        self.push_event(self.now, kind, text);
+        // Show the new network state, and the node crashed or restarted, at once rather than at
+        // the next refresh.
+        let mut failure = None;
         if let Some(sample) = &mut self.sample {
-            let fresh = control.sample();
+            let fresh = fresh.unwrap_or_else(|| control.sample());
             sample.links = fresh.links;
             sample.network = fresh.network;
             sample.load.rate = fresh.load.rate;
+            if let Action::Crash(i) | Action::Restart(i) = action
+                && let (Some(shown), Some(now)) =
+                    (sample.statuses.get_mut(i), fresh.statuses.get(i))
+            {
+                // The next sample will not see this status change: say here if the node had
+                // stopped on a failure first.
+                if shown.failure.is_none()
+                    && let Some(reason) = &now.failure
+                {
+                    failure = Some(format!("n{i} stopped: {reason}"));
+                }
+                *shown = now.clone();
+            }
+        }
+        if let Some(text) = failure {
+            self.push_event(self.now, EventKind::Failure, text);
         }
     }
 
@@ -530,14 +706,17 @@ impl App {
             }
             None => line.push_str(" leader=none"),
         }
+        let syncs = self.cluster_sync_rate();
         let _ = write!(
             line,
-            " commit={} commits/s={} p50={} p99={} rpcs={} bytes={} elections={}",
+            " commit={} commits/s={} p50={} p99={} syncs/s={} sync={} rpcs={} bytes={} elections={}",
             self.commit_index(),
             self.commits_per_second()
                 .map_or_else(|| "-".to_owned(), |c| c.to_string()),
             show_latency(sample.load.recent.p50),
             show_latency(sample.load.recent.p99),
+            syncs.map_or_else(|| "-".to_owned(), |s| s.per_second.to_string()),
+            show_latency(syncs.and_then(|s| s.mean)),
             sample.network.rpc_total,
             sample.network.bytes_total,
             self.elections,
@@ -560,17 +739,67 @@ impl App {
                         s.load.committed,
                     )
                 });
+        // What the nodes' current incarnations wrote.
+        let (writes, write_time) = self.sample.as_ref().map_or((0, Duration::ZERO), |s| {
+            s.statuses.iter().fold((0, Duration::ZERO), |(w, t), st| {
+                (w + st.syncs, t + st.sync_time)
+            })
+        });
         format!(
             "summary: {secs:.1} s, {} nodes, commit index {commit} ({:.0}/s), {committed} client commands committed, \
-             latency p50 {} p99 {}, {} elections, {} leader changes, {rpcs} RPCs, {bytes} bytes",
+             latency p50 {} p99 {}, {} elections, {} leader changes, {rpcs} RPCs, {bytes} bytes, \
+             {writes} storage writes (mean {})",
             self.nodes,
             commit as f64 / secs,
             show_latency(latency.p50),
             show_latency(latency.p99),
             self.elections,
             self.leader_changes,
+            show_latency(mean_write(writes, write_time)),
         )
     }
+}
+
+/// How much counter `count` of a node grew from `old` to `new`. A counter that went down, or a
+/// node that was down and is up, belongs to a new incarnation that counted from zero.
+fn since(old: &Status, new: &Status, count: impl Fn(&Status) -> u64) -> u64 {
+    let (before, after) = (count(old), count(new));
+    if after < before || (old.killed && !new.killed) {
+        after
+    } else {
+        after - before
+    }
+}
+
+/// Storage writes, and the time spent in them, from `old` to `new` (see [`since`]).
+fn writes_since(old: &Status, new: &Status) -> (u64, Duration) {
+    let writes = since(old, new, |s| s.syncs);
+    let fresh = new.syncs < old.syncs || (old.killed && !new.killed);
+    let time = if fresh {
+        new.sync_time
+    } else {
+        new.sync_time.saturating_sub(old.sync_time)
+    };
+    (writes, time)
+}
+
+/// `writes` taking `time` in all over an `interval`, as a rate; `None` for an empty interval.
+fn sync_rate(writes: u64, time: Duration, interval: Duration) -> Option<SyncRate> {
+    if interval.is_zero() {
+        return None;
+    }
+    Some(SyncRate {
+        per_second: (writes as f64 / interval.as_secs_f64()).round() as u64,
+        mean: mean_write(writes, time),
+    })
+}
+
+/// The mean of `writes` taking `time` in all; `None` without writes.
+fn mean_write(writes: u64, time: Duration) -> Option<Duration> {
+    let nanos = time.as_nanos().checked_div(u128::from(writes))?;
+    Some(Duration::from_nanos(
+        u64::try_from(nanos).unwrap_or(u64::MAX),
+    ))
 }
 
 /// The highest commit index in a sample.
@@ -622,10 +851,11 @@ pub(crate) fn show_group(group: &[usize]) -> String {
     format!("{{{}}}", ids.join(","))
 }
 
-/// A latency in the unit that suits it: `850µs`, `1.25ms`, `3.4s`; `-` when unknown.
+/// A latency in the unit that suits it: `420ns`, `850µs`, `1.25ms`, `3.4s`; `-` when unknown.
 pub(crate) fn show_latency(latency: Option<Duration>) -> String {
     match latency {
         None => "-".to_owned(),
+        Some(d) if d < Duration::from_micros(1) => format!("{}ns", d.as_nanos()),
         Some(d) if d < Duration::from_millis(1) => format!("{}µs", d.as_micros()),
         Some(d) if d < Duration::from_secs(1) => format!("{:.2}ms", d.as_secs_f64() * 1e3),
         Some(d) => format!("{:.1}s", d.as_secs_f64()),

@@ -5,6 +5,11 @@
 //! implements [`Control`] over whatever runs the cluster. A sample must be cheap and must not
 //! block the nodes: engine statuses are published snapshots (`Arc<Status>`), the rest are
 //! counters.
+//!
+//! A node is *down* when its status says it was killed: crashed from the dashboard
+//! ([`Control::crash`]) or stopped on its own after a storage failure (`Status::failure`). Its
+//! status stays the last one its incarnation published until [`Control::restart`] starts a new
+//! incarnation, whose counters (messages, elections, storage writes) count from zero again.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +35,16 @@ pub trait Control {
     fn set_long_reordering(&self, on: bool);
     /// Sets the client load's proposal rate.
     fn set_rate(&self, rate: Rate);
+    /// Crashes node `node`: cuts it off and kills it, keeping what it persisted. Does nothing
+    /// more to a node that is down.
+    fn crash(&self, node: usize);
+    /// Starts a new incarnation of node `node` from what it persisted (crashing it first if it
+    /// is up), **not connected**: the dashboard connects it next.
+    ///
+    /// # Errors
+    ///
+    /// Why the node could not be started from its storage; it stays down.
+    fn restart(&self, node: usize) -> Result<(), String>;
 }
 
 /// One reading of a cluster.

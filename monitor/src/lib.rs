@@ -1,9 +1,11 @@
 //! zeroraft-monitor: a live terminal dashboard for a zeroraft cluster.
 //!
-//! It shows each node's role, term, indices and traffic; the leader's replication progress;
-//! committed entries per second and commit latency; the network's faults; and an event log of
-//! elections and leader changes. From the keyboard one can cut nodes off, split the network,
-//! make it unreliable and change the client load, then watch the cluster react.
+//! It shows each node's role, term, indices (committed, last and durable), storage writes and
+//! traffic; the leader's replication progress; committed entries per second and commit latency;
+//! the network's faults; and an event log of elections, leader changes, crashes, restarts and
+//! failures. From the keyboard one can cut nodes off, split the network, make it unreliable,
+//! crash a node and start it again from its storage, and change the client load, then watch the
+//! cluster react.
 //!
 //! The crate is state + pure rendering + an event loop:
 //! - [`Control`] is what the dashboard asks of a cluster; the embedding program implements it.
@@ -18,6 +20,6 @@ pub mod control;
 mod run;
 pub mod ui;
 
-pub use app::{Action, App, Event, EventKind, Reach};
+pub use app::{Action, App, Event, EventKind, Reach, SyncRate};
 pub use control::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
 pub use run::{REFRESH, run, run_headless};

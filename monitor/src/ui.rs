@@ -3,7 +3,8 @@
 //!
 //! Layout, top to bottom: a title line; the cluster table; replication (left) beside
 //! throughput (right); network (left) beside the event log (right); a footer with the keys.
-//! At 80x24 with five nodes every panel fits with its borders.
+//! At 80x24 with five nodes every panel fits with its borders; the cluster table leaves out its
+//! least needed columns (message counters, then the applied index) when they do not fit.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -15,10 +16,12 @@ use zeroraft_engine::{ProgressState, Role};
 use crate::app::{App, EventKind, Reach, show_group, show_latency};
 
 /// Every key, with what it does, as the help overlay lists them.
-pub const KEYS: [(&str, &str); 14] = [
+pub const KEYS: [(&str, &str); 16] = [
     ("0-9", "select a node"),
     ("←/→ ↑/↓", "select the previous / next node"),
     ("d", "disconnect / reconnect the selected node"),
+    ("c", "crash the selected node, keeping its storage"),
+    ("s", "restart the crashed node from its storage"),
     ("l", "cut off the current leader"),
     ("m", "random partition, leader in the minority"),
     ("M", "random partition, leader in the majority"),
@@ -33,11 +36,13 @@ pub const KEYS: [(&str, &str); 14] = [
 ];
 
 /// The footer: the keys, shortest form.
-const FOOTER: [(&str, &str); 11] = [
+const FOOTER: [(&str, &str); 13] = [
     ("q", "quit"),
     ("?", "help"),
     ("0-9←→", "node"),
     ("d", "dis/connect"),
+    ("c", "crash"),
+    ("s", "start"),
     ("l", "cut leader"),
     ("m/M", "split"),
     ("h", "heal"),
@@ -129,6 +134,11 @@ impl Widget for Title<'_> {
         if let Some(sample) = app.sample() {
             spans.push(Span::raw(format!(" · load {}", sample.load.rate)));
         }
+        let down = (0..app.nodes()).filter(|&i| app.is_down(i)).count();
+        if down > 0 {
+            spans.push(Span::raw(" · "));
+            spans.push(Span::styled(format!("{down} down"), WARN));
+        }
         if app.paused() {
             spans.push(Span::raw(" "));
             spans.push(Span::styled(
@@ -140,18 +150,70 @@ impl Widget for Title<'_> {
     }
 }
 
-/// One row per node: role, term, leader, indices, network reach and message counters. The
-/// leader's row is green, the selected node is marked with `▶`.
+/// The cluster table's columns, in order: header and width.
+const COLUMNS: [(&str, u16); 14] = [
+    ("", 1),
+    ("node", 4),
+    ("role", 9),
+    ("term", 5),
+    ("leads", 5),
+    ("commit", 8),
+    ("applied", 8),
+    ("last", 8),
+    ("durable", 8),
+    ("net", 5),
+    ("syncs/s", 7),
+    ("sync", 7),
+    ("msg in", 7),
+    ("msg out", 7),
+];
+
+/// The columns the cluster table leaves out, in this order, while they do not fit: the message
+/// counters (the network panel has the totals), then the applied index (the commit index's
+/// shadow).
+const OPTIONAL_COLUMNS: [&[usize]; 2] = [&[12, 13], &[6]];
+
+/// Which of [`COLUMNS`] fit in `width` columns, with one column of space between each two.
+fn shown_columns(width: u16) -> [bool; COLUMNS.len()] {
+    let mut shown = [true; COLUMNS.len()];
+    let needed = |shown: &[bool; COLUMNS.len()]| {
+        let (count, sum) = COLUMNS
+            .iter()
+            .zip(shown)
+            .filter(|(_, on)| **on)
+            .fold((0u16, 0u16), |(n, w), ((_, width), _)| (n + 1, w + width));
+        sum + count.saturating_sub(1)
+    };
+    for group in OPTIONAL_COLUMNS {
+        if needed(&shown) <= width {
+            break;
+        }
+        for &column in group {
+            shown[column] = false;
+        }
+    }
+    shown
+}
+
+/// One row per node: role, term, leader, indices (committed, applied, last, durable), network
+/// reach, storage writes over the last refresh and message counters. The leader's row is green,
+/// a node that is down is grey ("down") or red ("failed": it stopped on a storage failure), and
+/// the selected node is marked with `▶`.
 pub struct ClusterTable<'a>(pub &'a App);
 
 impl Widget for ClusterTable<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
-        let header = Row::new([
-            "", "node", "role", "term", "leads", "commit", "applied", "last", "net", "msg in",
-            "msg out",
-        ])
-        .style(Style::new().bold());
+        let shown = shown_columns(area.width.saturating_sub(2));
+        let keep = |cells: [Cell<'static>; COLUMNS.len()]| {
+            cells
+                .into_iter()
+                .zip(shown)
+                .filter_map(|(cell, on)| on.then_some(cell))
+                .collect::<Vec<_>>()
+        };
+        let header =
+            Row::new(keep(COLUMNS.map(|(name, _)| Cell::from(name)))).style(Style::new().bold());
         let leader = app.leader().map(|l| l.0);
         let rows = app.sample().map_or_else(Vec::new, |sample| {
             sample
@@ -159,28 +221,31 @@ impl Widget for ClusterTable<'_> {
                 .iter()
                 .map(|s| {
                     let mark = if s.id == app.selected() { "▶" } else { "" };
-                    let role = if s.killed {
-                        "killed"
-                    } else {
-                        match s.role {
-                            Role::Leader => "leader",
-                            Role::Candidate => "candidate",
-                            Role::Follower => "follower",
-                        }
+                    let role = match (s.killed, &s.failure, s.role) {
+                        (true, Some(_), _) => "failed",
+                        (true, None, _) => "down",
+                        (false, _, Role::Leader) => "leader",
+                        (false, _, Role::Candidate) => "candidate",
+                        (false, _, Role::Follower) => "follower",
                     };
                     let (net, net_style) = match app.reach(s.id) {
                         Reach::Majority => ("ok", Style::new()),
                         Reach::Minority => ("minor", Style::new().fg(Color::Yellow)),
                         Reach::Isolated => ("cut", WARN),
                     };
-                    let style = if Some(s.id) == leader {
+                    let style = if s.failure.is_some() {
+                        WARN
+                    } else if s.killed {
+                        DIM
+                    } else if Some(s.id) == leader {
                         LEADER
                     } else if s.role == Role::Candidate {
                         Style::new().fg(Color::Yellow)
                     } else {
                         Style::new()
                     };
-                    Row::new([
+                    let syncs = app.sync_rate(s.id);
+                    Row::new(keep([
                         Cell::from(mark),
                         Cell::from(format!("n{}", s.id)),
                         Cell::from(role),
@@ -189,27 +254,25 @@ impl Widget for ClusterTable<'_> {
                         Cell::from(s.commit_index.to_string()),
                         Cell::from(s.last_applied.to_string()),
                         Cell::from(s.last_log_index.to_string()),
+                        Cell::from(s.durable_index.to_string()),
                         Cell::from(Span::styled(net, net_style)),
+                        Cell::from(
+                            syncs.map_or_else(|| "-".to_owned(), |r| per_second(r.per_second)),
+                        ),
+                        Cell::from(show_latency(syncs.and_then(|r| r.mean))),
                         Cell::from(compact(s.messages_in)),
                         Cell::from(compact(s.messages_out)),
-                    ])
+                    ]))
                     .style(style)
                 })
                 .collect()
         });
-        let widths = [
-            Constraint::Length(1),
-            Constraint::Length(4),
-            Constraint::Length(9),
-            Constraint::Length(5),
-            Constraint::Length(5),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Length(7),
-            Constraint::Length(7),
-        ];
+        let widths: Vec<Constraint> = COLUMNS
+            .iter()
+            .zip(shown)
+            .filter(|(_, on)| *on)
+            .map(|((_, width), _)| Constraint::Length(*width))
+            .collect();
         Table::new(rows, widths)
             .header(header)
             .column_spacing(1)
@@ -218,7 +281,8 @@ impl Widget for ClusterTable<'_> {
     }
 }
 
-/// For the leader, one bar per follower: its match index against the leader's last index.
+/// For the leader, one bar per follower: its match index against the leader's last index. A
+/// follower that is down shows the match index the leader last knew, greyed, and `down`.
 pub struct Replication<'a>(pub &'a App);
 
 impl Widget for Replication<'_> {
@@ -257,6 +321,14 @@ impl Widget for Replication<'_> {
                     ProgressState::Probe => "P",
                     ProgressState::Replicate => "R",
                 };
+                if app.is_down(p.id) {
+                    return Line::from(vec![
+                        Span::raw(format!("n{} ", p.id)),
+                        Span::styled("▒".repeat(filled), DIM),
+                        Span::styled("░".repeat(bar_width - filled), DIM),
+                        Span::styled(format!(" {:<14}", "down"), WARN),
+                    ]);
+                }
                 Line::from(vec![
                     Span::raw(format!("n{} ", p.id)),
                     Span::styled("█".repeat(filled), bar_style),
@@ -380,34 +452,95 @@ impl Widget for NetworkPanel<'_> {
     }
 }
 
-/// The latest events that fit, newest at the bottom, each with its time.
+/// The latest events that fit, newest at the bottom, each with its time. A long event wraps
+/// onto lines indented under its text; only whole events are shown, unless the newest alone
+/// does not fit.
 pub struct EventLog<'a>(pub &'a App);
+
+/// Columns of an event's time (`mm:ss `).
+const EVENT_TIME: usize = 6;
 
 impl Widget for EventLog<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
         let inner = framed(" events ", area, buf);
         let rows = usize::from(inner.height);
-        let events = app.events();
-        let lines: Vec<Line<'_>> = events
-            .iter()
-            .skip(events.len().saturating_sub(rows))
-            .map(|e| {
-                let secs = e.at.as_secs();
-                let style = match e.kind {
-                    EventKind::Election => Style::new().fg(Color::Yellow),
-                    EventKind::Leader => Style::new().fg(Color::Green),
-                    EventKind::StepDown => WARN,
-                    EventKind::Action => Style::new().fg(Color::Cyan),
-                };
-                Line::from(vec![
-                    Span::styled(format!("{:02}:{:02} ", secs / 60, secs % 60), DIM),
-                    Span::styled(e.text.as_str(), style),
-                ])
-            })
-            .collect();
+        let text_width = usize::from(inner.width).saturating_sub(EVENT_TIME).max(1);
+        // Newest first, until the area is full.
+        let mut lines: Vec<Line<'_>> = Vec::with_capacity(rows);
+        for e in app.events().iter().rev() {
+            let style = match e.kind {
+                EventKind::Election => Style::new().fg(Color::Yellow),
+                EventKind::Leader => Style::new().fg(Color::Green),
+                EventKind::StepDown => WARN,
+                EventKind::Action => Style::new().fg(Color::Cyan),
+                EventKind::Failure => WARN.add_modifier(Modifier::BOLD),
+                EventKind::Recovery => Style::new().fg(Color::Green),
+            };
+            let mut wrapped = wrap(&e.text, text_width);
+            if lines.is_empty() {
+                wrapped.truncate(rows);
+            } else if lines.len() + wrapped.len() > rows {
+                break;
+            }
+            let secs = e.at.as_secs();
+            let time = format!("{:02}:{:02} ", secs / 60, secs % 60);
+            let event: Vec<Line<'_>> = wrapped
+                .into_iter()
+                .enumerate()
+                .map(|(k, part)| {
+                    let lead = if k == 0 {
+                        Span::styled(time.clone(), DIM)
+                    } else {
+                        Span::raw(" ".repeat(EVENT_TIME))
+                    };
+                    Line::from(vec![lead, Span::styled(part, style)])
+                })
+                .collect();
+            lines.extend(event.into_iter().rev());
+            if lines.len() >= rows {
+                break;
+            }
+        }
+        lines.reverse();
         Paragraph::new(lines).render(inner, buf);
     }
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces where it can be and inside
+/// words longer than a line.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut used = 0;
+    for word in text.split(' ') {
+        let mut word = word;
+        let mut len = word.chars().count();
+        if used > 0 && used + 1 + len > width {
+            lines.push(std::mem::take(&mut line));
+            used = 0;
+        }
+        if used > 0 {
+            line.push(' ');
+            used += 1;
+        }
+        while used + len > width {
+            let split = word
+                .char_indices()
+                .nth(width - used)
+                .map_or(word.len(), |(at, _)| at);
+            line.push_str(&word[..split]);
+            lines.push(std::mem::take(&mut line));
+            word = &word[split..];
+            len = word.chars().count();
+            used = 0;
+        }
+        line.push_str(word);
+        used += len;
+    }
+    lines.push(line);
+    lines
 }
 
 /// The help overlay: every key in a box in the middle of the screen.
@@ -474,5 +607,33 @@ pub(crate) fn bytes(n: u64) -> String {
         1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
         1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
         _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_breaks_at_spaces_and_inside_long_words() {
+        let cases: [(&str, usize, &[&str]); 6] = [
+            ("n2 crashed", 20, &["n2 crashed"]),
+            ("n2 crashed", 10, &["n2 crashed"]),
+            ("n2 crashed", 9, &["n2", "crashed"]),
+            (
+                "n3 stopped: storage failed: disk full",
+                16,
+                &["n3 stopped:", "storage failed:", "disk full"],
+            ),
+            (
+                "/tmp/zeroraft-1234/node-3",
+                10,
+                &["/tmp/zeror", "aft-1234/n", "ode-3"],
+            ),
+            ("", 5, &[""]),
+        ];
+        for (case, (text, width, lines)) in cases.into_iter().enumerate() {
+            assert_eq!(wrap(text, width), lines, "case {case}");
+        }
     }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use zeroraft_engine::Role;
-use zeroraft_monitor::{Action, App, EventKind, Rate, Reach};
+use zeroraft_monitor::{Action, App, EventKind, Rate, Reach, SyncRate};
 
-use common::{Recorder, isolate, steady};
+use common::{Recorder, isolate, restarted, steady};
 
 fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
@@ -40,6 +40,8 @@ fn keys_map_to_actions_and_view_changes() {
         (key(KeyCode::Left), None, 4, false, false),
         (key(KeyCode::Up), None, 3, false, false),
         (ch('d'), Some(Action::Disconnect(3)), 3, false, false),
+        (ch('c'), Some(Action::Crash(3)), 3, false, false),
+        (ch('s'), Some(Action::Restart(3)), 3, false, false),
         (ch('l'), Some(Action::CutLeader), 3, false, false),
         (
             ch('m'),
@@ -393,11 +395,249 @@ fn headless_lines_sum_up_the_state() {
     assert_eq!(
         app.summary_line(),
         "t=   1s leader=n2 term=3 commit=60000 commits/s=10000 p50=62µs p99=480µs \
-         rpcs=987654 bytes=123456789 elections=1"
+         syncs/s=0 sync=- rpcs=987654 bytes=123456789 elections=1"
     );
     assert_eq!(
         app.final_summary(secs(2.0)),
         "summary: 2.0 s, 5 nodes, commit index 60000 (30000/s), 49990 client commands committed, \
-         latency p50 60µs p99 510µs, 1 elections, 0 leader changes, 987654 RPCs, 123456789 bytes"
+         latency p50 60µs p99 510µs, 1 elections, 0 leader changes, 987654 RPCs, 123456789 bytes, \
+         0 storage writes (mean -)"
     );
+    // With storage writes: the line has the last interval's, the summary everything written.
+    let mut sample = app.sample().unwrap().clone();
+    for (i, status) in sample.statuses.iter_mut().enumerate() {
+        let st = Arc::make_mut(status);
+        st.syncs = 1_000 * (i as u64 + 1);
+        st.sync_time = Duration::from_micros(50) * 1_000 * (i as u32 + 1);
+    }
+    app.ingest(sample, secs(2.0));
+    assert!(
+        app.summary_line()
+            .contains(" syncs/s=15000 sync=50µs rpcs="),
+        "{}",
+        app.summary_line()
+    );
+    assert!(
+        app.final_summary(secs(2.0))
+            .ends_with(", 15000 storage writes (mean 50µs)"),
+        "{}",
+        app.final_summary(secs(2.0))
+    );
+}
+
+#[test]
+fn crash_and_start_keys_act_on_the_selected_node() {
+    let control = Recorder::new(steady());
+    let mut app = app_with(steady());
+    app.handle_key(ch('4'));
+    let crash = app.handle_key(ch('c')).expect("c is an action");
+    assert_eq!(crash, Action::Crash(4));
+    app.perform(crash, &control);
+    assert_eq!(*control.calls.borrow(), ["crash 4"]);
+    assert!(app.is_down(4), "shown down at once, before the next sample");
+    assert_eq!(app.events().back().unwrap().text, "n4 crashed");
+
+    // Crashing it again asks nothing of the cluster.
+    app.perform(Action::Crash(4), &control);
+    assert_eq!(control.calls.borrow().len(), 1);
+    assert_eq!(app.events().back().unwrap().text, "n4 is already down");
+
+    let start = app.handle_key(ch('s')).expect("s is an action");
+    assert_eq!(start, Action::Restart(4));
+    app.perform(start, &control);
+    assert_eq!(
+        *control.calls.borrow(),
+        ["crash 4", "restart 4", "connect 4"],
+        "restarted, then connected"
+    );
+    assert!(!app.is_down(4));
+    assert!(app.is_catching_up(4));
+    let event = app.events().back().unwrap();
+    assert_eq!(
+        (event.kind, event.text.as_str()),
+        (
+            EventKind::Action,
+            "n4 restarted from its storage at term 3, log 38000"
+        )
+    );
+
+    // Starting a node that is up asks nothing of the cluster either.
+    control.calls.borrow_mut().clear();
+    app.perform(Action::Restart(1), &control);
+    assert!(control.calls.borrow().is_empty());
+    assert_eq!(
+        app.events().back().unwrap().text,
+        "n1 is up: crash it first (c)"
+    );
+}
+
+#[test]
+fn a_restart_that_fails_is_logged_and_the_node_stays_down() {
+    let control = Recorder::new(steady());
+    let mut app = app_with(steady());
+    app.perform(Action::Crash(0), &control);
+    *control.restart_error.borrow_mut() = Some("cannot open node 0's storage: locked".into());
+    app.perform(Action::Restart(0), &control);
+    assert_eq!(
+        *control.calls.borrow(),
+        ["crash 0", "restart 0"],
+        "not connected"
+    );
+    let event = app.events().back().unwrap();
+    assert_eq!(
+        (event.kind, event.text.as_str()),
+        (
+            EventKind::Failure,
+            "n0 did not restart: cannot open node 0's storage: locked"
+        )
+    );
+    assert!(app.is_down(0));
+    assert!(!app.is_catching_up(0));
+}
+
+#[test]
+fn a_restarted_node_is_logged_when_it_catches_up_with_the_leader() {
+    let control = Recorder::new(steady());
+    let mut app = app_with(steady());
+    app.perform(Action::Crash(4), &control);
+    app.ingest(control.sample.borrow().clone(), secs(1.0));
+    app.perform(Action::Restart(4), &control);
+    // The leader moves on to 52 000 and has not heard from the new incarnation yet: its match
+    // index is what it knew before the crash.
+    let mut sample = control.sample.borrow().clone();
+    let leader = Arc::make_mut(&mut sample.statuses[2]);
+    leader.commit_index = 52_000;
+    leader.last_log_index = 52_000;
+    app.ingest(sample.clone(), secs(1.25));
+    assert!(app.is_catching_up(4), "still behind");
+    let leader = Arc::make_mut(&mut sample.statuses[2]);
+    leader
+        .peers
+        .iter_mut()
+        .find(|p| p.id == 4)
+        .unwrap()
+        .match_index = 52_000;
+    let node = Arc::make_mut(&mut sample.statuses[4]);
+    node.last_log_index = 52_000;
+    app.ingest(sample, secs(3.5));
+    assert!(!app.is_catching_up(4));
+    let event = app.events().back().unwrap();
+    assert_eq!(
+        (event.at, event.kind, event.text.as_str()),
+        (
+            secs(3.5),
+            EventKind::Recovery,
+            "n4 caught up with leader n2 after 2.5 s, log 52000"
+        )
+    );
+}
+
+#[test]
+fn a_node_that_stops_on_a_storage_failure_is_down_and_the_log_says_why() {
+    let mut app = app_with(steady());
+    let mut sample = steady();
+    let failed = Arc::make_mut(&mut sample.statuses[3]);
+    failed.killed = true;
+    failed.failure = Some("storage failed: No space left on device (os error 28)".into());
+    app.ingest(sample.clone(), secs(1.0));
+    app.ingest(sample, secs(1.25));
+    assert!(app.is_down(3));
+    let failures: Vec<&str> = app
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Failure)
+        .map(|e| e.text.as_str())
+        .collect();
+    assert_eq!(
+        failures,
+        ["n3 stopped: storage failed: No space left on device (os error 28)"],
+        "logged once"
+    );
+    assert_eq!(app.sync_rate(3), None, "a node that is down writes nothing");
+}
+
+#[test]
+fn sync_rates_come_from_the_last_two_samples() {
+    let mut app = App::new(5, 1);
+    let mut sample = steady();
+    assert_eq!(app.sync_rate(0), None, "no sample yet");
+    app.ingest(sample.clone(), secs(0.0));
+    assert_eq!(app.sync_rate(0), None, "one sample is no interval");
+    // Node 0 writes 50 times in a quarter of a second, 2 ms each; node 1 not at all.
+    let node = Arc::make_mut(&mut sample.statuses[0]);
+    node.syncs = 50;
+    node.sync_time = Duration::from_millis(100);
+    app.ingest(sample.clone(), secs(0.25));
+    assert_eq!(
+        app.sync_rate(0),
+        Some(SyncRate {
+            per_second: 200,
+            mean: Some(Duration::from_millis(2)),
+        })
+    );
+    assert_eq!(
+        app.sync_rate(1),
+        Some(SyncRate {
+            per_second: 0,
+            mean: None,
+        })
+    );
+    assert_eq!(
+        app.cluster_sync_rate(),
+        Some(SyncRate {
+            per_second: 200,
+            mean: Some(Duration::from_millis(2)),
+        })
+    );
+    // The next interval only counts what is new.
+    let node = Arc::make_mut(&mut sample.statuses[0]);
+    node.syncs = 60;
+    node.sync_time = Duration::from_millis(110);
+    app.ingest(sample.clone(), secs(0.5));
+    assert_eq!(
+        app.sync_rate(0),
+        Some(SyncRate {
+            per_second: 40,
+            mean: Some(Duration::from_millis(1)),
+        })
+    );
+    // A new incarnation counts from zero: its 5 writes are the interval's, not -55.
+    let mut next = restarted(&sample.statuses[0]);
+    next.syncs = 5;
+    next.sync_time = Duration::from_micros(500);
+    sample.statuses[0] = Arc::new(next);
+    app.ingest(sample, secs(0.75));
+    assert_eq!(
+        app.sync_rate(0),
+        Some(SyncRate {
+            per_second: 20,
+            mean: Some(Duration::from_micros(100)),
+        })
+    );
+}
+
+#[test]
+fn a_restarted_nodes_counters_are_not_taken_for_new_elections() {
+    let mut app = app_with(steady());
+    let mut sample = steady();
+    // Node 2 led after winning one election; crashed, then back with fresh counters, it
+    // starts one election: that is one, not a negative count or a win.
+    Arc::make_mut(&mut sample.statuses[2]).killed = true;
+    app.ingest(sample.clone(), secs(1.0));
+    let mut back = restarted(&sample.statuses[2]);
+    back.role = Role::Candidate;
+    back.term = 4;
+    back.elections_started = 1;
+    sample.statuses[2] = Arc::new(back);
+    app.ingest(sample, secs(2.0));
+    let texts: Vec<&str> = app.events().iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "leader is n2 (term 3)",
+            "no leader (n2 lost it)",
+            "n2 started an election, term 4",
+        ]
+    );
+    assert_eq!(app.elections(), 2);
 }

@@ -14,7 +14,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Color;
 use ratatui::widgets::Widget;
 use zeroraft_engine::Role;
-use zeroraft_monitor::ui::{ClusterTable, NetworkPanel, Replication, footer_lines};
+use zeroraft_monitor::ui::{ClusterTable, EventLog, NetworkPanel, Replication, footer_lines};
 use zeroraft_monitor::{Action, App, Rate};
 
 use common::{Recorder, follower, isolate, leader, sample, steady};
@@ -37,7 +37,8 @@ fn render(widget: impl Widget, width: u16, height: u16) -> Buffer {
 }
 
 /// A dashboard that has watched `steady()` for 75 s, its throughput swinging between about
-/// 6 000 and 14 000 commits a second, with a leader change at 40 s.
+/// 6 000 and 14 000 commits a second, with a leader change at 40 s. Every node writes to its
+/// storage 800 times a second, 40 µs a write; the leader's last 4 entries are not durable yet.
 fn watched() -> App {
     let mut app = App::new(5, 42);
     let mut s = steady();
@@ -52,6 +53,9 @@ fn watched() -> App {
             st.commit_index = commit.min(last - lag);
             st.last_applied = st.commit_index;
             st.last_log_index = last - lag;
+            st.durable_index = st.last_log_index - if i == 2 { 4 } else { 0 };
+            st.syncs += 200;
+            st.sync_time += Duration::from_micros(40 * 200);
             st.messages_in = u64::from(tick) * 40;
             st.messages_out = u64::from(tick) * if i == 2 { 160 } else { 40 };
             for p in st.peers.iter_mut() {
@@ -93,8 +97,8 @@ fn footer_wraps_to_the_width() {
     assert_eq!(
         text(80),
         [
-            "q quit  ? help  0-9←→ node  d dis/connect  l cut leader  m/M split  h heal",
-            "u unreliable  r reorder  +/- load  space pause",
+            "q quit  ? help  0-9←→ node  d dis/connect  c crash  s start  l cut leader",
+            "m/M split  h heal  u unreliable  r reorder  +/- load  space pause",
         ]
     );
     assert_eq!(text(200).len(), 1);
@@ -108,26 +112,48 @@ fn footer_wraps_to_the_width() {
     }
 }
 
+/// `steady()` taken in twice, a quarter of a second apart: node `i` wrote `100 * (i + 1)` times
+/// in between, `30 * (i + 1)` µs a write.
+fn steady_writing() -> App {
+    let mut s = steady();
+    let mut app = App::new(5, 0);
+    app.ingest(s.clone(), Duration::ZERO);
+    for (i, status) in s.statuses.iter_mut().enumerate() {
+        let st = Arc::make_mut(status);
+        let k = i as u32 + 1;
+        st.syncs = u64::from(100 * k);
+        st.sync_time = Duration::from_micros(u64::from(30 * k)) * 100 * k;
+    }
+    app.ingest(s, Duration::from_millis(250));
+    app
+}
+
 #[test]
 fn cluster_table_marks_the_leader_and_the_selected_node() {
-    let mut s = steady();
+    let mut app = steady_writing();
+    let mut s = app.sample().unwrap().clone();
     isolate(&mut s, 4);
-    let mut app = App::new(5, 0);
-    app.ingest(s, Duration::ZERO);
+    Arc::make_mut(&mut s.statuses[2]).durable_index = 49_996;
+    // In the next quarter of a second, the leader writes 300 times, 1.5 ms a write.
+    let leader = Arc::make_mut(&mut s.statuses[2]);
+    leader.syncs += 300;
+    leader.sync_time += Duration::from_micros(1_500) * 300;
+    app.ingest(s, Duration::from_millis(500));
     app.handle_key(KeyEvent::new(KeyCode::Char('4'), KeyModifiers::NONE));
     let buf = render(ClusterTable(&app), 80, 8);
     assert_eq!(
         rows(&buf),
         [
             "┌ cluster ─────────────────────────────────────────────────────────────────────┐",
-            "│  node role      term  leads commit   applied  last     net   msg in  msg out │",
-            "│  n0   follower  3     n2    49990    49990    49990    ok    50990   50990   │",
-            "│  n1   follower  3     n2    49990    49990    49990    ok    50990   50990   │",
-            "│  n2   leader    3     n2    50000    50000    50000    ok    51000   123.5k  │",
-            "│  n3   follower  3     n2    49990    49990    49990    ok    50990   50990   │",
-            "│▶ n4   follower  3     n2    38000    38000    38000    cut   39000   39000   │",
+            "│  node role      term  leads commit   last     durable  net   syncs/s sync    │",
+            "│  n0   follower  3     n2    49990    49990    49990    ok    0       -       │",
+            "│  n1   follower  3     n2    49990    49990    49990    ok    0       -       │",
+            "│  n2   leader    3     n2    50000    50000    49996    ok    1200    1.50ms  │",
+            "│  n3   follower  3     n2    49990    49990    49990    ok    0       -       │",
+            "│▶ n4   follower  3     n2    38000    38000    38000    cut   0       -       │",
             "└──────────────────────────────────────────────────────────────────────────────┘",
-        ]
+        ],
+        "at 80 columns the message counters and the applied index give way"
     );
     assert_eq!(buf[(3, 4)].fg, Color::Green, "the leader's row is green");
     assert_eq!(buf[(3, 2)].fg, Color::Reset, "a follower's row is plain");
@@ -135,6 +161,78 @@ fn cluster_table_marks_the_leader_and_the_selected_node() {
         buf[(59, 6)].fg,
         Color::Red,
         "a cut-off node's net cell is red"
+    );
+}
+
+#[test]
+fn cluster_table_shows_durable_index_and_storage_writes() {
+    let app = steady_writing();
+    let buf = render(ClusterTable(&app), 110, 8);
+    assert_eq!(
+        rows(&buf),
+        [
+            "┌ cluster ───────────────────────────────────────────────────────────────────────────────────────────────────┐",
+            "│  node role      term  leads commit   applied  last     durable  net   syncs/s sync    msg in  msg out      │",
+            "│▶ n0   follower  3     n2    49990    49990    49990    49990    ok    400     30µs    50990   50990        │",
+            "│  n1   follower  3     n2    49990    49990    49990    49990    ok    800     60µs    50990   50990        │",
+            "│  n2   leader    3     n2    50000    50000    50000    50000    ok    1200    90µs    51000   123.5k       │",
+            "│  n3   follower  3     n2    49990    49990    49990    49990    ok    1600    120µs   50990   50990        │",
+            "│  n4   follower  3     n2    38000    38000    38000    38000    ok    2000    150µs   39000   39000        │",
+            "└────────────────────────────────────────────────────────────────────────────────────────────────────────────┘",
+        ],
+    );
+    // Narrower, the message counters go first, then the applied index.
+    let header = |width| rows(&render(ClusterTable(&app), width, 3))[1].clone();
+    assert!(header(104).contains(" applied ") && header(104).contains(" msg out"));
+    assert!(header(103).contains(" applied ") && !header(103).contains(" msg "));
+    assert!(!header(87).contains(" applied ") && header(87).contains(" sync "));
+}
+
+#[test]
+fn a_crashed_node_is_down_everywhere() {
+    let control = Recorder::new(steady());
+    let mut app = steady_writing();
+    app.perform(Action::Crash(4), &control);
+    let mut s = control.sample.borrow().clone();
+    let failed = Arc::make_mut(&mut s.statuses[1]);
+    failed.killed = true;
+    failed.failure = Some("storage failed: disk full".into());
+    app.ingest(s, Duration::from_millis(500));
+    let table = render(ClusterTable(&app), 80, 8);
+    assert_eq!(
+        rows(&table)[3],
+        "│  n1   failed    3     n2    49990    49990    49990    ok    -       -       │"
+    );
+    assert_eq!(
+        rows(&table)[6],
+        "│  n4   down      3     n2    38000    38000    38000    cut   -       -       │"
+    );
+    assert_eq!(table[(8, 3)].fg, Color::Red, "a failed node's row is red");
+    assert_eq!(
+        table[(8, 6)].fg,
+        Color::DarkGray,
+        "a crashed node's row is grey"
+    );
+    let replication = render(Replication(&app), 40, 6);
+    assert_eq!(
+        rows(&replication),
+        [
+            "┌ replication ─────────────────────────┐",
+            "│n0 ███████████████████ lag 0      R0  │",
+            "│n1 ▒▒▒▒▒▒▒▒▒▒▒▒▒▒▒▒▒▒▒ down           │",
+            "│n3 ███████████████████ lag 2      R3  │",
+            "│n4 ▒▒▒▒▒▒▒▒▒▒▒▒▒▒░░░░░ down           │",
+            "└──────────────────────────────────────┘",
+        ]
+    );
+    let events = render(EventLog(&app), 60, 5);
+    assert_eq!(
+        rows(&events)[1..4],
+        [
+            "│00:00 leader is n2 (term 3)                               │",
+            "│00:00 n4 crashed                                          │",
+            "│00:00 n1 stopped: storage failed: disk full               │",
+        ]
     );
 }
 
@@ -198,6 +296,39 @@ fn network_panel_shows_faults_and_groups() {
 }
 
 #[test]
+fn long_events_wrap_and_only_whole_events_show() {
+    let control = Recorder::new(steady());
+    let mut app = App::new(5, 0);
+    app.ingest(steady(), Duration::ZERO);
+    *control.restart_error.borrow_mut() =
+        Some("cannot open node 0's storage: /tmp/zeroraft-7/node-0 is locked".into());
+    app.perform(Action::Crash(0), &control);
+    app.perform(Action::Restart(0), &control);
+    let buf = render(EventLog(&app), 44, 6);
+    assert_eq!(
+        rows(&buf),
+        [
+            "┌ events ──────────────────────────────────┐",
+            "│00:00 n0 crashed                          │",
+            "│00:00 n0 did not restart: cannot open node│",
+            "│      0's storage: /tmp/zeroraft-7/node-0 │",
+            "│      is locked                           │",
+            "└──────────────────────────────────────────┘",
+        ],
+        "the first event does not fit with the others and is left out"
+    );
+    let buf = render(EventLog(&app), 44, 4);
+    assert_eq!(
+        rows(&buf)[1..3],
+        [
+            "│00:00 n0 did not restart: cannot open node│",
+            "│      0's storage: /tmp/zeroraft-7/node-0 │",
+        ],
+        "the newest event alone does not fit: its start shows"
+    );
+}
+
+#[test]
 fn screen_steady_state() {
     insta::assert_snapshot!(screen(&watched(), 80, 24).backend());
 }
@@ -254,6 +385,49 @@ fn screen_split_unreliable_paused_without_leader() {
     }
     app.ingest(s, Duration::from_secs(76));
     app.handle_key(KeyEvent::new(KeyCode::Char(' '), KeyModifiers::NONE));
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+#[test]
+fn screen_follower_restarted_and_catching_up() {
+    let mut app = watched();
+    let control = Recorder::new(app.sample().unwrap().clone());
+    app.handle_key(KeyEvent::new(KeyCode::Char('3'), KeyModifiers::NONE));
+    app.perform(Action::Crash(3), &control);
+    app.ingest(control.sample.borrow().clone(), Duration::from_secs(76));
+    app.perform(Action::Restart(3), &control);
+    // A second later the others have committed 8 000 more entries, writing 800 times, and the
+    // leader has reached n3 and is sending it what it missed.
+    let mut s = control.sample.borrow().clone();
+    for i in [0, 1, 2, 4] {
+        let st = Arc::make_mut(&mut s.statuses[i]);
+        st.commit_index += 8_000;
+        st.last_applied += 8_000;
+        st.last_log_index += 8_000;
+        st.durable_index += 8_000;
+        st.syncs += 800;
+        st.sync_time += Duration::from_micros(40 * 800);
+        for p in st.peers.iter_mut().filter(|p| p.id != 3) {
+            p.match_index += 8_000;
+        }
+    }
+    let leader = Arc::make_mut(&mut s.statuses[2]);
+    let last = leader.last_log_index;
+    leader
+        .peers
+        .iter_mut()
+        .find(|p| p.id == 3)
+        .unwrap()
+        .match_index = last - 4_000;
+    let node = Arc::make_mut(&mut s.statuses[3]);
+    node.last_log_index = last - 4_000;
+    node.durable_index = last - 4_000;
+    node.commit_index = last - 4_100;
+    node.last_applied = last - 4_100;
+    node.leader = Some(2);
+    node.syncs = 120;
+    node.sync_time = Duration::from_micros(40 * 120);
+    app.ingest(s, Duration::from_secs(77));
     insta::assert_snapshot!(screen(&app, 80, 24).backend());
 }
 

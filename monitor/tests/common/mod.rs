@@ -121,6 +121,8 @@ pub struct Recorder {
     pub calls: RefCell<Vec<String>>,
     /// The groups of every `partition` call, in order.
     pub partitions: RefCell<Vec<Vec<Vec<usize>>>>,
+    /// What `restart` answers with: `Err` of this text when set.
+    pub restart_error: RefCell<Option<String>>,
 }
 
 impl Recorder {
@@ -129,6 +131,7 @@ impl Recorder {
             sample: RefCell::new(sample),
             calls: RefCell::new(Vec::new()),
             partitions: RefCell::new(Vec::new()),
+            restart_error: RefCell::new(None),
         }
     }
 
@@ -146,9 +149,16 @@ impl Control for Recorder {
     }
     fn connect(&self, node: usize) {
         self.record(format!("connect {node}"));
+        let mut sample = self.sample.borrow_mut();
+        let n = sample.statuses.len();
+        for other in 0..n {
+            sample.links[node * n + other] = true;
+            sample.links[other * n + node] = true;
+        }
     }
     fn disconnect(&self, node: usize) {
         self.record(format!("disconnect {node}"));
+        isolate(&mut self.sample.borrow_mut(), node);
     }
     fn partition(&self, groups: &[Vec<usize>]) {
         self.record(format!("partition {groups:?}"));
@@ -166,4 +176,30 @@ impl Control for Recorder {
         self.record(format!("rate {rate}"));
         self.sample.borrow_mut().load.rate = rate;
     }
+    fn crash(&self, node: usize) {
+        self.record(format!("crash {node}"));
+        let mut sample = self.sample.borrow_mut();
+        isolate(&mut sample, node);
+        Arc::make_mut(&mut sample.statuses[node]).killed = true;
+    }
+    fn restart(&self, node: usize) -> Result<(), String> {
+        self.record(format!("restart {node}"));
+        if let Some(why) = self.restart_error.borrow().clone() {
+            return Err(why);
+        }
+        let mut sample = self.sample.borrow_mut();
+        let old = &sample.statuses[node];
+        sample.statuses[node] = Arc::new(restarted(old));
+        Ok(())
+    }
+}
+
+/// A new incarnation of the node `old` was: what it persisted (term, log), nothing else.
+pub fn restarted(old: &Status) -> Status {
+    let mut new = follower(old.id, old.term, None, 0);
+    new.last_log_index = old.durable_index;
+    new.durable_index = old.durable_index;
+    new.messages_in = 0;
+    new.messages_out = 0;
+    new
 }
