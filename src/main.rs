@@ -4,18 +4,24 @@
 //! cargo run --release                                  # the dashboard, 5 nodes, 10k proposals/s
 //! cargo run --release -- --nodes 3 --rate unlimited    # as fast as it commits
 //! cargo run --release -- --headless --seconds 10       # no terminal: a line a second
+//! cargo run --release -- --storage file --data DIR     # nodes keep write-ahead logs in DIR
 //! ```
 //!
 //! Arguments are parsed by hand into a [`Command`]; a subcommand is one more variant, chosen by
 //! the first argument in [`parse`], with its own option parser over the same [`Args`].
+//!
+//! Exit status: 0 on success, 2 for a command line that cannot be carried out (a bad argument,
+//! a data directory that cannot be used), 1 when running fails.
 
 mod load;
 
 use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use zeroraft::bench::BenchStorage;
 use zeroraft::cluster::ClusterStorage;
 use zeroraft_monitor::Rate;
 
@@ -33,6 +39,11 @@ Options:
                      or `unlimited` (default 10k)
   --payload BYTES    bytes per command, 8 to 1048576 (default 16)
   --unreliable       start with the unreliable network (delays and drops)
+  --storage KIND     where nodes keep their raft state: `memory` (default) or `file`
+                     (a write-ahead log per node, synced to disk)
+  --data DIR         with --storage file: the directory for the logs, created if missing
+                     and kept (default: a fresh directory under the system's temporary
+                     directory, removed at exit)
   --headless         no terminal: print one summary line per second, then a final summary
   --seconds S        stop after S seconds (default with --headless: 10; without: run until q)
   -h, --help         print this help
@@ -47,7 +58,13 @@ Options:
   --nodes N          nodes in the cluster, 1 to 9 (default 3)
   --clients C        proposals kept in flight, 1 to 1048576 (default 64)
   --payload BYTES    bytes per command, 0 to 1048576 (default 16)
-  --seconds S        how long to propose, 1 to 3600 (default 10)";
+  --seconds S        how long to propose, 1 to 3600 (default 10)
+  --storage KIND     where nodes keep their raft state: `none` (default: the engine alone, as
+                     the README's and BENCHMARKS.md's figures are measured), `memory`, or
+                     `file` (a write-ahead log per node, synced to disk; the disk's fdatasync
+                     median is measured and printed too)
+  --data DIR         with --storage file: as for the dashboard (default: a fresh temporary
+                     directory, removed at exit)";
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +77,62 @@ enum Command {
     Help,
 }
 
+/// Where nodes keep their raft state, as the command line says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StorageKind {
+    /// Nowhere: the engine alone (`bench` only).
+    None,
+    /// In memory.
+    Memory,
+    /// A write-ahead log per node in a data directory.
+    File,
+}
+
+impl StorageKind {
+    /// Parses the value of `--storage`, one of `allowed`.
+    fn parse(text: &str, allowed: &[Self]) -> Result<Self, String> {
+        let kind = match text {
+            "none" => Some(Self::None),
+            "memory" => Some(Self::Memory),
+            "file" => Some(Self::File),
+            _ => None,
+        };
+        match kind {
+            Some(kind) if allowed.contains(&kind) => Ok(kind),
+            _ => {
+                let names: Vec<String> =
+                    allowed.iter().map(|k| format!("`{}`", k.name())).collect();
+                let (last, rest) = names.split_last().expect("some kind is allowed");
+                let choices = if rest.is_empty() {
+                    last.clone()
+                } else {
+                    format!("{} or {last}", rest.join(", "))
+                };
+                Err(format!("--storage must be {choices}, got `{text}`"))
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Memory => "memory",
+            Self::File => "file",
+        }
+    }
+}
+
+/// Checks that `--data` comes only with `--storage file`.
+fn check_data(storage: StorageKind, data: Option<&Path>) -> Result<(), String> {
+    match (storage, data) {
+        (StorageKind::None | StorageKind::Memory, Some(_)) => Err(format!(
+            "--data is where --storage file keeps the logs; with --storage {} there are none",
+            storage.name()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Options of `zeroraft bench`.
 #[derive(Clone, Debug, PartialEq)]
 struct BenchArgs {
@@ -67,6 +140,8 @@ struct BenchArgs {
     clients: u64,
     payload: usize,
     seconds: u64,
+    storage: StorageKind,
+    data: Option<PathBuf>,
 }
 
 impl Default for BenchArgs {
@@ -76,6 +151,8 @@ impl Default for BenchArgs {
             clients: 64,
             payload: 16,
             seconds: 10,
+            storage: StorageKind::None,
+            data: None,
         }
     }
 }
@@ -89,6 +166,8 @@ struct MonitorArgs {
     unreliable: bool,
     headless: bool,
     seconds: Option<u64>,
+    storage: StorageKind,
+    data: Option<PathBuf>,
 }
 
 impl Default for MonitorArgs {
@@ -100,6 +179,8 @@ impl Default for MonitorArgs {
             unreliable: false,
             headless: false,
             seconds: None,
+            storage: StorageKind::Memory,
+            data: None,
         }
     }
 }
@@ -132,6 +213,14 @@ impl Args {
         inline
             .or_else(|| self.rest.next())
             .ok_or_else(|| format!("{flag} needs a value"))
+    }
+
+    /// The value of `flag` as a path, which must not be empty.
+    fn path(&mut self, flag: &str, inline: Option<String>) -> Result<PathBuf, String> {
+        match self.value(flag, inline)? {
+            text if text.is_empty() => Err(format!("{flag} needs a directory, got an empty path")),
+            text => Ok(PathBuf::from(text)),
+        }
     }
 
     /// The value of `flag` as a number within `range`.
@@ -178,10 +267,16 @@ fn parse_bench(mut args: Args) -> Result<Command, String> {
             "--clients" => b.clients = args.number(&flag, inline, 1..=1 << 20)?,
             "--payload" => b.payload = args.number(&flag, inline, 0..=1 << 20)?,
             "--seconds" => b.seconds = args.number(&flag, inline, 1..=3600)?,
+            "--storage" => {
+                let all = [StorageKind::None, StorageKind::Memory, StorageKind::File];
+                b.storage = StorageKind::parse(&args.value(&flag, inline)?, &all)?;
+            }
+            "--data" => b.data = Some(args.path(&flag, inline)?),
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument `{other}` for bench")),
         }
     }
+    check_data(b.storage, b.data.as_deref())?;
     Ok(Command::Bench(b))
 }
 
@@ -193,6 +288,11 @@ fn parse_monitor(mut args: Args) -> Result<Command, String> {
             "--rate" => m.rate = Rate::parse(&args.value(&flag, inline)?)?,
             "--payload" => m.payload = args.number(&flag, inline, 8..=1 << 20)?,
             "--seconds" => m.seconds = Some(args.number(&flag, inline, 1..=u64::MAX / 2)?),
+            "--storage" => {
+                let kinds = [StorageKind::Memory, StorageKind::File];
+                m.storage = StorageKind::parse(&args.value(&flag, inline)?, &kinds)?;
+            }
+            "--data" => m.data = Some(args.path(&flag, inline)?),
             "--unreliable" | "--headless" if inline.is_some() => {
                 return Err(format!("{flag} takes no value"));
             }
@@ -202,7 +302,24 @@ fn parse_monitor(mut args: Args) -> Result<Command, String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
+    check_data(m.storage, m.data.as_deref())?;
     Ok(Command::Monitor(m))
+}
+
+/// Why a command stopped, which decides the exit status.
+#[derive(Debug)]
+enum Failure {
+    /// What the command line asks for cannot be set up (status 2): a data directory that
+    /// cannot be used, storage that cannot be opened.
+    Setup(String),
+    /// Running failed (status 1).
+    Run(io::Error),
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Self::Run(e)
+    }
 }
 
 fn main() -> ExitCode {
@@ -213,27 +330,151 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match command {
+    let result = match command {
         Command::Help => {
             println!("{USAGE}");
-            ExitCode::SUCCESS
+            Ok(())
         }
-        Command::Bench(args) => {
-            run_bench(&args);
-            ExitCode::SUCCESS
+        Command::Bench(args) => run_bench(&args),
+        Command::Monitor(args) => run_monitor(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Setup(message)) => {
+            eprintln!("zeroraft: {message}");
+            ExitCode::from(2)
         }
-        Command::Monitor(args) => match run_monitor(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("zeroraft: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Err(Failure::Run(e)) => {
+            eprintln!("zeroraft: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn run_bench(args: &BenchArgs) {
-    let cluster = zeroraft::bench::BenchCluster::new(args.nodes, zeroraft::Config::default());
+/// The directory nodes keep their write-ahead logs in (node `i` in `node-<i>`): the one given
+/// with `--data`, kept, or a fresh one under the system's temporary directory, removed when
+/// this is dropped.
+struct DataDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl DataDir {
+    /// Makes `given` (or a fresh temporary directory) ready for the logs of `nodes` nodes.
+    ///
+    /// # Errors
+    ///
+    /// Why the directory cannot be used: it cannot be created or written in, or a node's
+    /// subdirectory already holds a log (of an earlier run: each run is a new cluster, and a
+    /// node refuses another cluster's log).
+    fn prepare(given: Option<&Path>, nodes: usize) -> Result<Self, String> {
+        let Some(path) = given else {
+            return Self::temporary();
+        };
+        let unusable =
+            |e: io::Error| format!("cannot use {} as the data directory: {e}", path.display());
+        std::fs::create_dir_all(path).map_err(unusable)?;
+        for i in 0..nodes {
+            let node = path.join(format!("node-{i}"));
+            let holds_something = std::fs::read_dir(&node)
+                .map(|mut entries| entries.next().is_some())
+                .unwrap_or(false);
+            if holds_something {
+                return Err(format!(
+                    "{} holds a node's log from an earlier run, which a new cluster cannot use; \
+                     give an empty or new directory with --data",
+                    node.display()
+                ));
+            }
+        }
+        let probe = path.join(format!(".zeroraft-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(unusable)?;
+        Ok(Self {
+            path: path.to_owned(),
+            temporary: false,
+        })
+    }
+
+    /// A new directory under the system's temporary directory.
+    fn temporary() -> Result<Self, String> {
+        let base = std::env::temp_dir();
+        for attempt in 0u32.. {
+            let path = base.join(format!("zeroraft-{}-{attempt}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    return Ok(Self {
+                        path,
+                        temporary: true,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => {}
+                Err(e) => {
+                    return Err(format!(
+                        "cannot create a data directory in {}: {e}",
+                        base.display()
+                    ));
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Tells the person (on stderr) where the logs are and whether they stay.
+    fn announce(&self) {
+        let fate = if self.temporary {
+            "removed at exit"
+        } else {
+            "kept"
+        };
+        eprintln!(
+            "zeroraft: nodes keep write-ahead logs in {} ({fate})",
+            self.path.display()
+        );
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// How many fdatasync calls `bench --storage file` times on the data directory's disk.
+const FDATASYNC_SAMPLES: usize = 200;
+
+fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
+    let data = match args.storage {
+        StorageKind::File => {
+            Some(DataDir::prepare(args.data.as_deref(), args.nodes).map_err(Failure::Setup)?)
+        }
+        StorageKind::None | StorageKind::Memory => None,
+    };
+    // Measured before the nodes start, so that their own syncs do not share the disk with it.
+    let fdatasync = match &data {
+        Some(dir) => Some(
+            zeroraft::bench::fdatasync_median(&dir.path, FDATASYNC_SAMPLES).map_err(|e| {
+                Failure::Setup(format!("cannot sync a file in {}: {e}", dir.path.display()))
+            })?,
+        ),
+        None => None,
+    };
+    let (storage, shown) = match (&args.storage, &data) {
+        (StorageKind::File, Some(dir)) => {
+            (BenchStorage::Files(dir.path.clone()), ", write-ahead logs")
+        }
+        (StorageKind::Memory, _) => (BenchStorage::Memory, ", in memory"),
+        _ => (BenchStorage::None, ""),
+    };
+    let cluster = zeroraft::bench::BenchCluster::with_storage(
+        args.nodes,
+        zeroraft::Config::default(),
+        &storage,
+    )
+    .map_err(|e| Failure::Setup(format!("cannot start the nodes: {e}")))?;
     // One payload for the whole run.
     let payload = zeroraft::bench::static_payload(args.payload);
     let report = cluster.closed_loop_for(
@@ -250,7 +491,7 @@ fn run_bench(args: &BenchArgs) {
     );
     eprint!("\r{:60}\r", "");
     println!(
-        "{} nodes, {} in flight, {} B: {:.3} M commits/s, {:.3} µs CPU per commit, latency p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs ({} commits in {:.1} s)",
+        "{} nodes, {} in flight, {} B{shown}: {:.3} M commits/s, {:.3} µs CPU per commit, latency p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs ({} commits in {:.1} s)",
         args.nodes,
         args.clients,
         args.payload,
@@ -262,19 +503,40 @@ fn run_bench(args: &BenchArgs) {
         report.commits,
         report.elapsed.as_secs_f64()
     );
+    if let (Some(median), Some(dir)) = (fdatasync, &data) {
+        println!(
+            "disk: fdatasync median {:.1} µs ({FDATASYNC_SAMPLES} appends of 4 KiB to {}, each synced, before the run)",
+            median.as_secs_f64() * 1e6,
+            dir.path.display()
+        );
+    }
+    drop(cluster);
+    Ok(())
 }
 
-fn run_monitor(args: &MonitorArgs) -> io::Result<()> {
+fn run_monitor(args: &MonitorArgs) -> Result<(), Failure> {
     let terminal = io::stdin().is_terminal() && io::stdout().is_terminal();
     if !args.headless && !terminal {
-        return Err(io::Error::other(
+        return Err(Failure::Run(io::Error::other(
             "the dashboard needs a terminal; use --headless --seconds S without one",
-        ));
+        )));
     }
+    let data = match args.storage {
+        StorageKind::File => {
+            let dir = DataDir::prepare(args.data.as_deref(), args.nodes).map_err(Failure::Setup)?;
+            dir.announce();
+            Some(dir)
+        }
+        StorageKind::None | StorageKind::Memory => None,
+    };
+    let storage = match &data {
+        Some(dir) => ClusterStorage::Files(dir.path.clone()),
+        None => ClusterStorage::Memory,
+    };
     let cluster = LoadedCluster::start(
         args.nodes,
         args.unreliable,
-        ClusterStorage::Memory,
+        storage,
         LoadOptions {
             clients: 4,
             rate: args.rate,
@@ -282,7 +544,7 @@ fn run_monitor(args: &MonitorArgs) -> io::Result<()> {
             window: 1024,
         },
     )
-    .map_err(io::Error::other)?;
+    .map_err(|e| Failure::Setup(format!("cannot start the cluster: {e}")))?;
     if args.headless {
         let seconds = args.seconds.unwrap_or(10);
         zeroraft_monitor::run_headless(&cluster, seconds, &mut io::stdout().lock())?;
@@ -292,6 +554,9 @@ fn run_monitor(args: &MonitorArgs) -> io::Result<()> {
         let app = zeroraft_monitor::run(&cluster, fastrand::u64(..), limit)?;
         writeln!(io::stdout(), "{}", app.final_summary(started.elapsed()))?;
     }
+    // The nodes stop (and close their logs) before their directory goes.
+    drop(cluster);
+    drop(data);
     Ok(())
 }
 
@@ -337,7 +602,59 @@ mod tests {
                     clients: 4096,
                     payload: 1024,
                     seconds: 3,
+                    ..BenchArgs::default()
                 })),
+            ),
+            (
+                "--storage file",
+                ok(MonitorArgs {
+                    storage: StorageKind::File,
+                    ..MonitorArgs::default()
+                }),
+            ),
+            (
+                "--headless --storage=file --data /var/tmp/raft",
+                ok(MonitorArgs {
+                    headless: true,
+                    storage: StorageKind::File,
+                    data: Some("/var/tmp/raft".into()),
+                    ..MonitorArgs::default()
+                }),
+            ),
+            (
+                "--data=/var/tmp/raft --storage file",
+                ok(MonitorArgs {
+                    storage: StorageKind::File,
+                    data: Some("/var/tmp/raft".into()),
+                    ..MonitorArgs::default()
+                }),
+            ),
+            (
+                "--storage memory",
+                ok(MonitorArgs {
+                    storage: StorageKind::Memory,
+                    ..MonitorArgs::default()
+                }),
+            ),
+            (
+                "bench --storage memory",
+                Ok(Command::Bench(BenchArgs {
+                    storage: StorageKind::Memory,
+                    ..BenchArgs::default()
+                })),
+            ),
+            (
+                "bench --clients 1 --storage file --data=disk",
+                Ok(Command::Bench(BenchArgs {
+                    clients: 1,
+                    storage: StorageKind::File,
+                    data: Some("disk".into()),
+                    ..BenchArgs::default()
+                })),
+            ),
+            (
+                "bench --storage=none",
+                Ok(Command::Bench(BenchArgs::default())),
             ),
         ];
         for (case, (line, expected)) in cases.into_iter().enumerate() {
@@ -374,6 +691,32 @@ mod tests {
                 "--nodes must be a whole number from 1 to 9, got `10`",
             ),
             ("bench --rate 5", "unknown argument `--rate` for bench"),
+            (
+                "--storage disk",
+                "--storage must be `memory` or `file`, got `disk`",
+            ),
+            (
+                "--storage none",
+                "--storage must be `memory` or `file`, got `none`",
+            ),
+            ("--storage", "--storage needs a value"),
+            (
+                "--data /tmp/x",
+                "--data is where --storage file keeps the logs; with --storage memory there are none",
+            ),
+            (
+                "--storage memory --data /tmp/x",
+                "with --storage memory there are none",
+            ),
+            (
+                "--storage file --data=",
+                "--data needs a directory, got an empty path",
+            ),
+            (
+                "bench --storage wal",
+                "--storage must be `none`, `memory` or `file`, got `wal`",
+            ),
+            ("bench --data /tmp/x", "with --storage none there are none"),
         ];
         for (case, (line, message)) in cases.into_iter().enumerate() {
             let error = parse_str(line).expect_err(line);
