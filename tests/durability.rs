@@ -187,7 +187,10 @@ fn a_failing_storage_stops_its_node_and_says_why() {
         panic!("expected StartError::Failed, got {err:?}");
     };
     assert!(reason.contains("storage failed"), "{reason}");
-    assert!(reason.contains("00000000000000000001.wal"), "names the file: {reason}");
+    assert!(
+        reason.contains("00000000000000000001.wal"),
+        "names the file: {reason}"
+    );
     let status = raft.status();
     assert!(status.killed);
     assert_eq!(status.failure.as_deref(), Some(reason.as_str()));
