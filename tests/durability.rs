@@ -21,6 +21,14 @@ fn fast() -> Config {
     }
 }
 
+/// [`fast`], writing on the node's thread or on a writer thread of its own.
+fn fast_with(dedicated_writer: bool) -> Config {
+    Config {
+        dedicated_writer: Some(dedicated_writer),
+        ..fast()
+    }
+}
+
 /// Polls `done` every 5 ms until it holds, failing with `what` after 10 s: the nodes make
 /// progress on their own threads, the test can only watch what they publish.
 fn eventually(what: &str, mut done: impl FnMut() -> bool) {
@@ -60,10 +68,10 @@ struct Node {
     applied: Receiver<ApplyMsg>,
 }
 
-fn start(network: &Network, i: usize, n: usize, storage: impl Storage) -> Node {
+fn start(network: &Network, i: usize, n: usize, storage: impl Storage, config: &Config) -> Node {
     let (tx, rx) = crossbeam_channel::unbounded();
     let endpoint = network.endpoint(i, i as u64).expect("id");
-    let raft = Raft::builder(fast(), i, n, endpoint)
+    let raft = Raft::builder(config.clone(), i, n, endpoint)
         .storage(storage)
         .start(tx)
         .expect("a node");
@@ -112,11 +120,17 @@ fn applied(node: &Node, index: u64) -> Bytes {
 
 #[test]
 fn a_restarted_node_resumes_from_its_storage() {
+    for dedicated_writer in [false, true] {
+        restart_resumes(&fast_with(dedicated_writer));
+    }
+}
+
+fn restart_resumes(config: &Config) {
     let n = 3;
     let network = Network::new(NetworkConfig::new(n)).expect("a network");
     let storages: Vec<MemStorage> = (0..n).map(|_| MemStorage::new()).collect();
     let mut nodes: Vec<Option<Node>> = (0..n)
-        .map(|i| Some(start(&network, i, n, storages[i].clone())))
+        .map(|i| Some(start(&network, i, n, storages[i].clone(), config)))
         .collect();
     (0..n).for_each(|i| network.connect(i));
     let first = propose(&nodes, "one");
@@ -133,7 +147,7 @@ fn a_restarted_node_resumes_from_its_storage() {
     assert!(saved.last_index() >= second, "the log was durable");
     assert_eq!(saved.hard_state().term, term, "the term was durable");
 
-    let restarted = start(&network, victim, n, saved);
+    let restarted = start(&network, victim, n, saved, config);
     let status = restarted.raft.status();
     assert_eq!(status.term, term, "resumes in its term");
     assert!(status.last_log_index >= second, "with its log");
@@ -150,6 +164,12 @@ fn a_restarted_node_resumes_from_its_storage() {
 
 #[test]
 fn a_failing_storage_stops_its_node_and_says_why() {
+    for dedicated_writer in [false, true] {
+        failing_storage_stops(&fast_with(dedicated_writer));
+    }
+}
+
+fn failing_storage_stops(config: &Config) {
     let n = 3;
     let network = Network::new(NetworkConfig::new(n)).expect("a network");
     let storages: Vec<Faulty> = (0..n)
@@ -159,7 +179,7 @@ fn a_failing_storage_stops_its_node_and_says_why() {
         })
         .collect();
     let mut nodes: Vec<Option<Node>> = (0..n)
-        .map(|i| Some(start(&network, i, n, storages[i].clone())))
+        .map(|i| Some(start(&network, i, n, storages[i].clone(), config)))
         .collect();
     (0..n).for_each(|i| network.connect(i));
     let first = propose(&nodes, "before");
@@ -257,4 +277,80 @@ fn an_impossible_recovered_state_is_refused() {
             "case {case}: {err}"
         );
     }
+}
+
+/// A [`MemStorage`] whose writes take `delay` once `slow` is set, as a disk stalled by other
+/// traffic does.
+#[derive(Clone)]
+struct Slow {
+    inner: MemStorage,
+    slow: Arc<AtomicBool>,
+    delay: Duration,
+}
+
+impl Storage for Slow {
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        self.inner.recover()
+    }
+
+    fn persist(&mut self, update: &Update<'_>) -> Result<(), StorageError> {
+        if self.slow.load(SeqCst) {
+            std::thread::sleep(self.delay);
+        }
+        self.inner.persist(update)
+    }
+}
+
+#[test]
+fn a_leader_with_a_writer_thread_keeps_leading_through_a_slow_write() {
+    let n = 3;
+    let delay = Duration::from_millis(1500);
+    let network = Network::new(NetworkConfig::new(n)).expect("a network");
+    let storages: Vec<Slow> = (0..n)
+        .map(|_| Slow {
+            inner: MemStorage::new(),
+            slow: Arc::new(AtomicBool::new(false)),
+            delay,
+        })
+        .collect();
+    // The tester's timings: heartbeats every 100 ms, elections after 300 to 600 ms.
+    let config = Config {
+        dedicated_writer: Some(true),
+        ..Config::default()
+    };
+    let nodes: Vec<Option<Node>> = (0..n)
+        .map(|i| Some(start(&network, i, n, storages[i].clone(), &config)))
+        .collect();
+    (0..n).for_each(|i| network.connect(i));
+    propose(&nodes, "warm-up");
+    let leader = leader(&nodes);
+    let raft = nodes[leader].as_ref().expect("up").raft.clone();
+
+    storages[leader].slow.store(true, SeqCst);
+    let (index, term) = raft
+        .try_start(Bytes::from_static(b"slow"))
+        .expect("the leader takes it");
+    let sent_before = raft.status().messages_out;
+    let started = Instant::now();
+    // The followers' writes are quick: they commit without the leader's own (thesis 10.2.1).
+    let follower = nodes
+        .iter()
+        .flatten()
+        .find(|node| node.raft.id() != leader)
+        .expect("a follower");
+    assert_eq!(applied(follower, index), "slow");
+    let status = raft.status();
+    assert!(
+        started.elapsed() < delay && status.durable_index < index,
+        "committed while the leader's own write was under way"
+    );
+    // Half an election timeout later, still within the write: the leader went on sending.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(started.elapsed() < delay, "the check ran within the write");
+    let sent = raft.status().messages_out - sent_before;
+    assert!(
+        sent >= 2 * (n as u64 - 1),
+        "the leader sent {sent} messages during its write; heartbeats must go on"
+    );
+    assert_eq!(raft.get_state(), (term, true), "still leading its term");
 }

@@ -107,6 +107,11 @@ pub struct Config {
     /// its next message or proposal within this window and never parks. Idle nodes (heartbeats
     /// only) never spin. Default 50 µs; zero parks at once.
     pub spin: Duration,
+    /// Whether the node writes to its storage from a thread of its own, so that it keeps
+    /// answering messages and sending heartbeats while a write waits for the disk. `None`, the
+    /// default, decides by the storage: a writer thread for one that syncs to a disk
+    /// ([`Storage::blocks_on_disk`]), the node's own thread otherwise.
+    pub dedicated_writer: Option<bool>,
 }
 
 impl Default for Config {
@@ -124,6 +129,7 @@ impl Default for Config {
             max_command_bytes: 4 << 20,
             seed: None,
             spin: Duration::from_micros(50),
+            dedicated_writer: None,
         }
     }
 }
@@ -457,6 +463,7 @@ mod tests {
             max_command_bytes: 4 << 20,
             seed: None,
             spin: Duration::from_micros(50),
+            dedicated_writer: None,
         };
         assert_eq!(config, want);
         assert_eq!(config.core_config(), crate::core::CoreConfig::default());

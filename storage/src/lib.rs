@@ -99,6 +99,13 @@ pub trait Storage: Send + 'static {
     /// unknown; the storage refuses every later update, and the node must stop (recovery on the
     /// next start sorts out what was written).
     fn persist(&mut self, update: &Update<'_>) -> Result<(), StorageError>;
+
+    /// Whether [`Storage::persist`] waits for a disk (an `fdatasync`), and so may take
+    /// milliseconds, or on a busy machine far longer. A node then writes from a thread of its
+    /// own, so that it keeps answering messages meanwhile. False by default.
+    fn blocks_on_disk(&self) -> bool {
+        false
+    }
 }
 
 /// A storage that keeps nothing: a node built on it forgets everything when it stops and must

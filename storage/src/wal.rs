@@ -431,6 +431,11 @@ fn fill(entries: &[Entry], room: u64) -> (usize, u64) {
 }
 
 impl Storage for FileStorage {
+    /// True: every write ends in an `fdatasync`.
+    fn blocks_on_disk(&self) -> bool {
+        true
+    }
+
     /// The state persisted so far: what [`FileStorage::open`] recovered the first time, the log
     /// read again from the directory after that.
     fn recover(&mut self) -> Result<Recovered, StorageError> {

@@ -57,6 +57,9 @@ use zeroraft_storage::{NoStorage, Storage};
 
 use crate::core::{Core, Entry, Role};
 use crate::{ApplyMsg, BuildError, Config, ConfigError, Endpoint, PeerStatus, StartError, Status};
+use writer::{Completed, Writer};
+
+mod writer;
 
 /// Most messages handled before the node thread flushes what it has to send.
 const MAX_MESSAGES_PER_ROUND: usize = 1024;
@@ -250,6 +253,11 @@ impl Raft {
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
         let seed = seed ^ (me as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
         let term = recovered.hard_state.term;
+        let dedicated = config
+            .dedicated_writer
+            .unwrap_or_else(|| storage.blocks_on_disk());
+        let writer = Writer::new(storage, dedicated, me, endpoint.waker())
+            .map_err(|e| BuildError::Thread(e.to_string()))?;
         let core = Core::restore(
             me,
             peers,
@@ -278,7 +286,7 @@ impl Raft {
         let node = Node {
             core,
             endpoint,
-            storage,
+            writer,
             state_machine: make_state_machine(shared.clone()),
             shared: shared.clone(),
             started: Instant::now(),
@@ -470,7 +478,7 @@ impl std::fmt::Debug for Raft {
 struct Node<S> {
     core: Core,
     endpoint: Endpoint,
-    storage: Box<dyn Storage>,
+    writer: Writer,
     state_machine: S,
     shared: Arc<Shared>,
     /// The origin of the core's clock.
@@ -536,7 +544,7 @@ impl<S: StateMachine> Node<S> {
             self.take_proposals(now);
             // The leader's AppendEntries go out before its own write; the rest after it.
             self.flush();
-            if let Err(failure) = self.persist() {
+            if let Err(failure) = self.write() {
                 self.fail(failure);
                 break;
             }
@@ -550,8 +558,12 @@ impl<S: StateMachine> Node<S> {
                 // microseconds. Heartbeats alone never make a node spin.
                 let busy = before != (self.core.log().last_index(), self.core.commit_index());
                 let spin = if busy { self.spin } else { Duration::ZERO };
-                let shared = &self.shared;
-                let has_work = || !shared.proposals.is_empty() || shared.killed.load(Acquire);
+                let (shared, writer) = (&self.shared, &self.writer);
+                let has_work = || {
+                    !shared.proposals.is_empty()
+                        || shared.killed.load(Acquire)
+                        || writer.has_completion()
+                };
                 self.endpoint.wait(Some(deadline), spin, &has_work);
             }
         }
@@ -561,19 +573,28 @@ impl<S: StateMachine> Node<S> {
         self.shared.status.store(Arc::new(status));
     }
 
-    /// Makes what the core changed durable, then lets the core release the messages that waited
-    /// for it. One write (and, for a file, one `fdatasync`) per round: group commit.
-    fn persist(&mut self) -> Result<(), String> {
-        let Some(persist) = self.core.take_persist() else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        self.storage
-            .persist(&persist.update(self.core.log()))
-            .map_err(|e| format!("storage failed: {e}"))?;
-        self.sync_time += started.elapsed();
+    /// Collects the write that completed, if one did, then starts the next if the core changed
+    /// anything and no write is under way: one write (and, for a file, one `fdatasync`) at a
+    /// time, carrying everything that changed since the last (group commit). A completed write
+    /// lets the core release the messages that waited for it.
+    fn write(&mut self) -> Result<(), String> {
+        if let Some(completed) = self.writer.poll() {
+            self.completed(completed)?;
+        }
+        if !self.writer.busy()
+            && let Some(persist) = self.core.take_persist()
+            && let Some(completed) = self.writer.submit(persist, self.core.log())
+        {
+            self.completed(completed)?;
+        }
+        Ok(())
+    }
+
+    fn completed(&mut self, completed: Completed) -> Result<(), String> {
+        completed.result?;
+        self.sync_time += completed.took;
         self.syncs += 1;
-        self.core.persisted(persist.generation);
+        self.core.persisted(completed.generation);
         Ok(())
     }
 
