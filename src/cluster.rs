@@ -278,7 +278,29 @@ impl Cluster {
         Self::build(options, Some(observer))
     }
 
+    /// Like [`Cluster::with_observer`], returning an error instead of panicking when a node's
+    /// storage cannot be opened or recovered (for programs that show the cluster, such as the
+    /// dashboard).
+    ///
+    /// # Errors
+    ///
+    /// What stopped the first node that could not start.
+    ///
+    /// # Panics
+    ///
+    /// If the node count is 0 or above the engine's limit.
+    pub fn try_with_observer(
+        options: ClusterOptions,
+        observer: ApplyObserver,
+    ) -> Result<Self, String> {
+        Self::try_build(options, Some(observer))
+    }
+
     fn build(options: ClusterOptions, observer: Option<ApplyObserver>) -> Self {
+        Self::try_build(options, observer).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_build(options: ClusterOptions, observer: Option<ApplyObserver>) -> Result<Self, String> {
         let ClusterOptions {
             nodes: n,
             unreliable,
@@ -309,7 +331,7 @@ impl Cluster {
                 ClusterStorage::Memory => SlotStorage::Memory(MemStorage::new()),
                 ClusterStorage::Files(dir) => SlotStorage::File(dir.join(format!("node-{i}"))),
             };
-            let (raft, applier) = cluster.start_incarnation(i, &storage);
+            let (raft, applier) = cluster.start_incarnation(i, &storage)?;
             lock(&cluster.slots).push(Slot {
                 raft,
                 alive: true,
@@ -320,16 +342,20 @@ impl Cluster {
         for i in 0..n {
             cluster.network.connect(i);
         }
-        cluster
+        Ok(cluster)
     }
 
     /// Starts a new incarnation of node `i` on a fresh endpoint, from `storage`, with its own
     /// applier thread.
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If the storage cannot be opened or recovered.
-    fn start_incarnation(&self, i: usize, storage: &SlotStorage) -> (Raft, JoinHandle<()>) {
+    /// If the storage cannot be opened or recovered, or the node cannot start.
+    fn start_incarnation(
+        &self,
+        i: usize,
+        storage: &SlotStorage,
+    ) -> Result<(Raft, JoinHandle<()>), String> {
         let endpoint = self
             .network
             .endpoint(i, fastrand::u64(..))
@@ -348,7 +374,7 @@ impl Cluster {
                     ..WalOptions::default()
                 };
                 let storage = FileStorage::open(dir, identity, options)
-                    .unwrap_or_else(|e| panic!("cannot open node {i}'s storage: {e}"));
+                    .map_err(|e| format!("cannot open node {i}'s storage: {e}"))?;
                 builder.storage(storage)
             }
         };
@@ -356,14 +382,14 @@ impl Cluster {
         self.applied().next[i] = 1;
         let raft = builder
             .start(tx)
-            .unwrap_or_else(|e| panic!("cannot start node {i}: {e}"));
+            .map_err(|e| format!("cannot start node {i}: {e}"))?;
         let applied = self.applied.clone();
         let observer = self.observer.clone();
         let applier = std::thread::Builder::new()
             .name(format!("applier-{i}"))
             .spawn(move || run_applier(i, rx, applied, observer))
-            .expect("failed to spawn an applier thread");
-        (raft, applier)
+            .map_err(|e| format!("cannot start node {i}'s applier thread: {e}"))?;
+        Ok((raft, applier))
     }
 
     /// The tester's `crash1(i)`: disconnects node `i`, kills it, waits until its applier has
@@ -395,13 +421,24 @@ impl Cluster {
     ///
     /// If the node's storage cannot be recovered.
     pub fn restart(&self, i: usize) {
+        self.try_restart(i).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Like [`Cluster::restart`], returning an error instead of panicking if the node cannot
+    /// start again (it then stays down).
+    ///
+    /// # Errors
+    ///
+    /// What stopped the node: its storage could not be opened or recovered.
+    pub fn try_restart(&self, i: usize) -> Result<(), String> {
         self.crash(i);
         let mut slots = lock(&self.slots);
-        let (raft, applier) = self.start_incarnation(i, &slots[i].storage);
+        let (raft, applier) = self.start_incarnation(i, &slots[i].storage)?;
         let slot = &mut slots[i];
         slot.raft = raft;
         slot.alive = true;
         slot.applier = Some(applier);
+        Ok(())
     }
 
     /// Whether node `i` is up (not crashed).

@@ -18,9 +18,7 @@
 //! throughout, except `first_applied`, whose `fetch_max` must be a single atomic step (it is,
 //! at any ordering) so that exactly one applier sees each index first.
 
-use std::any::Any;
 use std::collections::VecDeque;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -313,7 +311,7 @@ impl LoadedCluster {
             history: Some(1024),
             storage,
         };
-        let cluster = quietly(|| Cluster::with_observer(cluster_options, observer))?;
+        let cluster = Cluster::try_with_observer(cluster_options, observer)?;
         let shared = Arc::new(Shared {
             cluster: Arc::new(cluster),
             stats,
@@ -427,34 +425,7 @@ impl Control for LoadedCluster {
     }
 
     fn restart(&self, node: usize) -> Result<(), String> {
-        quietly(|| self.cluster().restart(node))
-    }
-}
-
-/// Runs `f`, turning a panic into an error carrying its message, and printing nothing.
-///
-/// The harness reports a storage it cannot open or recover by panicking, as a failed test
-/// should; the dashboard reports it in its event log (or the command line as an error), and
-/// must not have the panic hook restore the terminal under it. The hook is process-wide, so
-/// a panic on another thread while `f` runs goes unprinted too; `f` is a node's start, over in
-/// milliseconds, and a node thread that panics still shows as down.
-fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(hook);
-    result.map_err(|payload| panic_message(payload.as_ref()))
-}
-
-/// The text a panic was raised with.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    match (
-        payload.downcast_ref::<&str>(),
-        payload.downcast_ref::<String>(),
-    ) {
-        (Some(text), _) => (*text).to_owned(),
-        (_, Some(text)) => text.clone(),
-        _ => "the node panicked".to_owned(),
+        self.cluster().try_restart(node)
     }
 }
 
