@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the 2A/2B suite RUNS times in a row with the default parallel test threads, then RUNS
-# times with --test-threads=1, and prints how long each run took. With BUSY=1 a busy loop keeps
-# one more core occupied for the whole time, as on a machine doing other work.
+# Runs the tester suites (2A, 2B and 2C; TESTS="election_2a agreement_2b" for fewer) RUNS times
+# in a row with the default parallel test threads, then RUNS times with --test-threads=1, and
+# prints how long each run took. With BUSY=1 a busy loop keeps one more core occupied for the
+# whole time, as on a machine doing other work.
 #
 #   RUNS=20 BUSY=1 bash scripts/suite-repeat.sh
 #
@@ -14,7 +15,10 @@ out=target/suite-repeat
 mkdir -p "$out"
 : > "$out/passed.txt"
 
-bins=$(cargo test --release --no-run --test election_2a --test agreement_2b 2>&1 |
+tests=${TESTS:-election_2a agreement_2b persist_2c}
+test_args=()
+for t in $tests; do test_args+=(--test "$t"); done
+bins=$(cargo test --release --no-run "${test_args[@]}" 2>&1 |
     sed -n 's/.*Executable tests\/[a-z0-9_]*\.rs (\(.*\))/\1/p')
 [ -n "$bins" ] || { echo "could not find the test binaries" >&2; exit 1; }
 
