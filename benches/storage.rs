@@ -73,6 +73,7 @@ fn persist(c: &mut Criterion) {
             b.iter(|| {
                 let update = Update {
                     hard_state: None,
+                    snapshot: None,
                     truncate_from: None,
                     first_index: next,
                     entries: &entries,
@@ -103,6 +104,7 @@ fn recovery(c: &mut Criterion) {
                     term: 1,
                     voted_for: Some(0),
                 }),
+                snapshot: None,
                 truncate_from: None,
                 first_index: 1,
                 entries: &entries,
@@ -112,6 +114,7 @@ fn recovery(c: &mut Criterion) {
             storage
                 .persist(&Update {
                     hard_state: None,
+                    snapshot: None,
                     truncate_from: None,
                     first_index: first,
                     entries: &entries,

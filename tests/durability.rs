@@ -268,6 +268,7 @@ fn an_impossible_recovered_state_is_refused() {
         let err = Raft::builder(fast(), 0, 3, endpoint)
             .storage(Given(Recovered {
                 hard_state,
+                snapshot: None,
                 entries,
             }))
             .start(tx)

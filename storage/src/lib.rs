@@ -48,17 +48,35 @@ pub struct HardState {
     pub voted_for: Option<usize>,
 }
 
+/// A snapshot of a node's state machine: everything the log held up to and including `index`,
+/// as the service serialized it. It replaces those entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The last log index the snapshot covers.
+    pub index: u64,
+    /// The term of the entry at `index`.
+    pub term: u64,
+    /// The service's state, opaque to Raft and to storage.
+    pub data: Bytes,
+}
+
 /// One group-commit write: what a node changed in one round. Applied in this order: the hard
-/// state is replaced, stored entries from `truncate_from` on are dropped, then `entries` are
-/// stored at `first_index`, `first_index + 1`, ...
+/// state is replaced; if there is a snapshot, it replaces the stored one and every stored entry
+/// at or below its index is dropped (entries after it are kept); stored entries from
+/// `truncate_from` on are dropped; then `entries` are stored at `first_index`,
+/// `first_index + 1`, ...
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Update<'a> {
     /// The new hard state, if it changed.
     pub hard_state: Option<HardState>,
+    /// A newer snapshot, if the node took or installed one. Its index is above the stored
+    /// snapshot's.
+    pub snapshot: Option<&'a Snapshot>,
     /// Drop every stored entry at this index and after (a follower's log conflicted with its
     /// leader's).
     pub truncate_from: Option<u64>,
-    /// Index of `entries[0]`; with no truncation, one past the last stored entry.
+    /// Index of `entries[0]`: at most one past the last stored entry (after the snapshot and the
+    /// truncation), and above the snapshot's index.
     pub first_index: u64,
     /// Entries to append.
     pub entries: &'a [Entry],
@@ -67,7 +85,10 @@ pub struct Update<'a> {
 impl Update<'_> {
     /// Whether this update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none() && self.truncate_from.is_none() && self.entries.is_empty()
+        self.hard_state.is_none()
+            && self.snapshot.is_none()
+            && self.truncate_from.is_none()
+            && self.entries.is_empty()
     }
 }
 
@@ -76,8 +97,18 @@ impl Update<'_> {
 pub struct Recovered {
     /// The last hard state persisted (term 0, no vote, for a new node).
     pub hard_state: HardState,
-    /// The log, from index 1: `entries[i]` is the entry at index `i + 1`.
+    /// The last snapshot persisted, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The log after the snapshot: `entries[i]` is the entry at index `s + i + 1`, where `s` is
+    /// the snapshot's index (0 without one).
     pub entries: Vec<Entry>,
+}
+
+impl Recovered {
+    /// The index of the first entry in `entries`: one past the snapshot's.
+    pub fn first_index(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.index) + 1
+    }
 }
 
 /// Where a node's raft state lives. The node calls [`Storage::recover`] once when it starts, then
@@ -124,8 +155,8 @@ impl Storage for NoStorage {
 }
 
 /// The size in bytes of a raft state holding a hard state and `entries`, in the write-ahead
-/// log's encoding: what the 6.824 tester calls the raft state size, reported by
-/// [`MemStorage::size_bytes`].
+/// log's encoding: what the 6.824 tester calls the raft state size (snapshots are not part of
+/// it), reported by [`MemStorage::size_bytes`].
 pub fn encoded_size(entries: &[Entry]) -> u64 {
     wal::HARD_STATE_BYTES + entries_size(entries)
 }

@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::{Entry, HardState, Recovered, Storage, StorageError, Update, entries_size, wal};
+use crate::{
+    Entry, HardState, Recovered, Snapshot, Storage, StorageError, Update, entries_size, wal,
+};
 
 /// Raft state kept in memory. Clones share one state: a harness keeps a clone of the storage it
 /// gave a node, crashes the node, and starts the next incarnation on [`MemStorage::copy`], which
@@ -20,7 +22,8 @@ pub struct MemStorage {
 #[derive(Debug, Default)]
 struct MemState {
     hard_state: HardState,
-    /// `entries[i]` is the entry at index `i + 1`.
+    snapshot: Option<Snapshot>,
+    /// `entries[i]` is the entry at index `snapshot index + i + 1`.
     entries: Vec<Entry>,
     /// Invariant: `entry_bytes == entries_size(&entries)`.
     entry_bytes: u64,
@@ -42,14 +45,15 @@ impl MemStorage {
         Self {
             state: Arc::new(Mutex::new(MemState {
                 hard_state: state.hard_state,
+                snapshot: state.snapshot.clone(),
                 entries: state.entries.clone(),
                 entry_bytes: state.entry_bytes,
             })),
         }
     }
 
-    /// The size of the raft state in bytes, in the write-ahead log's encoding (the tester's
-    /// `RaftStateSize`).
+    /// The size of the raft state in bytes, in the write-ahead log's encoding, without the
+    /// snapshot (the tester's `RaftStateSize`).
     pub fn size_bytes(&self) -> u64 {
         wal::HARD_STATE_BYTES + self.lock().entry_bytes
     }
@@ -59,9 +63,31 @@ impl MemStorage {
         self.lock().hard_state
     }
 
-    /// The index of the last persisted entry (0 if none).
+    /// The index of the last persisted entry (the snapshot's, or 0, if none follows it).
     pub fn last_index(&self) -> u64 {
-        self.lock().entries.len() as u64
+        let state = self.lock();
+        state.first_index() - 1 + state.entries.len() as u64
+    }
+
+    /// The snapshot persisted last, if any (the tester's `ReadSnapshot`).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.lock().snapshot.clone()
+    }
+}
+
+impl MemState {
+    /// The index of `entries[0]`.
+    fn first_index(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.index) + 1
+    }
+
+    /// Keeps the entries before `index` (and at least none).
+    fn truncate_from(&mut self, index: u64) {
+        let keep = index.saturating_sub(self.first_index()) as usize;
+        if keep < self.entries.len() {
+            self.entry_bytes -= entries_size(&self.entries[keep..]);
+            self.entries.truncate(keep);
+        }
     }
 }
 
@@ -70,37 +96,56 @@ impl Storage for MemStorage {
         let state = self.lock();
         Ok(Recovered {
             hard_state: state.hard_state,
+            snapshot: state.snapshot.clone(),
             entries: state.entries.clone(),
         })
     }
 
     fn persist(&mut self, update: &Update<'_>) -> Result<(), StorageError> {
         let mut state = self.lock();
+        let refuse = |reason: String| Err(StorageError::Poisoned { reason });
+        if let Some(snapshot) = update.snapshot {
+            let stored = state.first_index() - 1;
+            if snapshot.index <= stored {
+                return refuse(format!(
+                    "a snapshot at index {} is not newer than the stored one at {stored}",
+                    snapshot.index
+                ));
+            }
+        }
+        let snapshot_index = update.snapshot.map_or(state.first_index() - 1, |s| s.index);
+        let mut last = (state.first_index() - 1 + state.entries.len() as u64).max(snapshot_index);
+        if let Some(from) = update.truncate_from {
+            last = last.min(from.saturating_sub(1)).max(snapshot_index);
+        }
+        if !update.entries.is_empty()
+            && (update.first_index <= snapshot_index || update.first_index > last + 1)
+        {
+            return refuse(format!(
+                "entries at index {} would leave a gap after index {last} or overwrite the \
+                 snapshot at {snapshot_index}",
+                update.first_index
+            ));
+        }
         if let Some(hard_state) = update.hard_state {
             state.hard_state = hard_state;
         }
-        let mut keep = state.entries.len() as u64;
+        if let Some(snapshot) = update.snapshot {
+            // Entries the snapshot covers go; the ones after it stay.
+            let covered = ((snapshot.index + 1).saturating_sub(state.first_index()) as usize)
+                .min(state.entries.len());
+            state.entry_bytes -= entries_size(&state.entries[..covered]);
+            state.entries.drain(..covered);
+            state.snapshot = Some(snapshot.clone());
+        }
         if let Some(from) = update.truncate_from {
-            keep = keep.min(from.saturating_sub(1));
+            state.truncate_from(from);
         }
         if !update.entries.is_empty() {
-            if update.first_index == 0 || update.first_index > keep + 1 {
-                return Err(StorageError::Poisoned {
-                    reason: format!(
-                        "entries at index {} would leave a gap after index {keep}",
-                        update.first_index
-                    ),
-                });
-            }
-            keep = keep.min(update.first_index - 1);
+            state.truncate_from(update.first_index);
+            state.entry_bytes += entries_size(update.entries);
+            state.entries.extend_from_slice(update.entries);
         }
-        if keep < state.entries.len() as u64 {
-            let dropped = entries_size(&state.entries[keep as usize..]);
-            state.entry_bytes -= dropped;
-            state.entries.truncate(keep as usize);
-        }
-        state.entry_bytes += entries_size(update.entries);
-        state.entries.extend_from_slice(update.entries);
         Ok(())
     }
 }
@@ -130,6 +175,7 @@ mod tests {
         storage
             .persist(&Update {
                 hard_state: Some(hard_state),
+                snapshot: None,
                 truncate_from: None,
                 first_index: 1,
                 entries: &first,
@@ -142,6 +188,7 @@ mod tests {
         storage
             .persist(&Update {
                 hard_state: None,
+                snapshot: None,
                 truncate_from: Some(2),
                 first_index: 2,
                 entries: &second,
@@ -163,6 +210,7 @@ mod tests {
         let err = storage
             .persist(&Update {
                 hard_state: None,
+                snapshot: None,
                 truncate_from: None,
                 first_index: 3,
                 entries: &[entry(1, "a")],
@@ -170,5 +218,89 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("gap"), "{err}");
         assert_eq!(storage.last_index(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_entries_it_covers() {
+        let mut storage = MemStorage::new();
+        let log: Vec<Entry> = (1..=6).map(|i| entry(1 + i / 4, "e")).collect();
+        storage
+            .persist(&Update {
+                hard_state: None,
+                snapshot: None,
+                truncate_from: None,
+                first_index: 1,
+                entries: &log,
+            })
+            .unwrap();
+        let snapshot = Snapshot {
+            index: 4,
+            term: 2,
+            data: Bytes::from_static(b"state at 4"),
+        };
+        storage
+            .persist(&Update {
+                hard_state: None,
+                snapshot: Some(&snapshot),
+                truncate_from: None,
+                first_index: 7,
+                entries: &[entry(2, "g")],
+            })
+            .unwrap();
+        let recovered = storage.recover().unwrap();
+        assert_eq!(recovered.snapshot.as_ref(), Some(&snapshot));
+        assert_eq!(recovered.first_index(), 5);
+        assert_eq!(
+            recovered.entries,
+            [log[4].clone(), log[5].clone(), entry(2, "g")]
+        );
+        assert_eq!(storage.last_index(), 7);
+        assert_eq!(
+            storage.size_bytes(),
+            encoded_size(&recovered.entries),
+            "without the snapshot"
+        );
+
+        // An installed snapshot past the log's end, with the log discarded.
+        let far = Snapshot {
+            index: 20,
+            term: 3,
+            data: Bytes::from_static(b"state at 20"),
+        };
+        storage
+            .persist(&Update {
+                hard_state: None,
+                snapshot: Some(&far),
+                truncate_from: Some(21),
+                first_index: 21,
+                entries: &[],
+            })
+            .unwrap();
+        let recovered = storage.recover().unwrap();
+        assert_eq!((recovered.first_index(), recovered.entries.len()), (21, 0));
+        assert_eq!(storage.last_index(), 20);
+
+        // Older snapshots and entries over the snapshot are refused.
+        for (case, update) in [
+            Update {
+                hard_state: None,
+                snapshot: Some(&snapshot),
+                truncate_from: None,
+                first_index: 21,
+                entries: &[],
+            },
+            Update {
+                hard_state: None,
+                snapshot: None,
+                truncate_from: None,
+                first_index: 20,
+                entries: &[entry(3, "x")],
+            },
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert!(storage.copy().persist(update).is_err(), "case {case}");
+        }
     }
 }

@@ -31,6 +31,7 @@ fn batch(n: usize) -> Vec<Entry> {
 fn append(first_index: u64, entries: &[Entry]) -> Update<'_> {
     Update {
         hard_state: None,
+        snapshot: None,
         truncate_from: None,
         first_index,
         entries,

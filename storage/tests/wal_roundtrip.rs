@@ -78,6 +78,7 @@ fn an_empty_update_writes_nothing() {
     let before = len(&segment);
     let empty = Update {
         hard_state: None,
+        snapshot: None,
         truncate_from: None,
         first_index: 3,
         entries: &[],

@@ -172,6 +172,7 @@ impl Persist {
     pub fn update<'a>(&self, log: &'a Log) -> Update<'a> {
         Update {
             hard_state: self.hard_state,
+            snapshot: None,
             truncate_from: self.truncate_from,
             first_index: self.first_index,
             entries: log.slice(self.first_index, self.last_index),

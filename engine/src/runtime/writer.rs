@@ -179,6 +179,7 @@ fn run_writer(
         let started = Instant::now();
         let update = Update {
             hard_state: persist.hard_state,
+            snapshot: None,
             truncate_from: persist.truncate_from,
             first_index: persist.first_index,
             entries: &entries,

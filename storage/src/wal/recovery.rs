@@ -126,6 +126,7 @@ pub(super) fn recover(
 
     let mut recovered = Recovered {
         hard_state: Default::default(),
+        snapshot: None,
         entries: Vec::with_capacity(capacity),
     };
     let mut segments: Vec<(Segment, Bytes)> = segments

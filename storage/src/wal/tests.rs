@@ -42,6 +42,7 @@ fn entries(term: u64, first: u64, n: u64, size: usize) -> Vec<Entry> {
 fn append(first_index: u64, entries: &[Entry]) -> Update<'_> {
     Update {
         hard_state: None,
+        snapshot: None,
         truncate_from: None,
         first_index,
         entries,
@@ -54,6 +55,7 @@ fn vote(term: u64) -> Update<'static> {
             term,
             voted_for: Some(0),
         }),
+        snapshot: None,
         truncate_from: None,
         first_index: 0,
         entries: &[],
@@ -231,6 +233,7 @@ fn large_updates_are_split_and_every_segment_starts_with_the_hard_state() {
             term: 5,
             voted_for: None,
         }),
+        snapshot: None,
         truncate_from: Some(10),
         first_index: 10,
         entries: &second,
@@ -270,6 +273,7 @@ fn a_crash_inside_a_split_update_leaves_a_prefix_of_it() {
             term: 2,
             voted_for: Some(1),
         }),
+        snapshot: None,
         truncate_from: Some(5),
         first_index: 5,
         entries: &replacement,

@@ -56,6 +56,7 @@ impl Op {
     pub fn update(&self) -> Update<'_> {
         Update {
             hard_state: self.hard_state,
+            snapshot: None,
             truncate_from: self.truncate_from,
             first_index: self.first_index,
             entries: &self.entries,
