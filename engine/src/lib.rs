@@ -31,7 +31,8 @@
 //! let (index, _term, is_leader) = raft.start(Bytes::from_static(b"hello"));
 //! assert!(is_leader);
 //! let applied = apply_rx.recv().unwrap();
-//! assert_eq!((applied.index, &applied.command[..]), (index, &b"hello"[..]));
+//! assert_eq!(applied.index(), index);
+//! assert_eq!(applied.command().map(|c| &c[..]), Some(&b"hello"[..]));
 //! ```
 
 #![forbid(unsafe_code)]
@@ -65,15 +66,82 @@ impl zeroraft_transport::Message for Message {
     }
 }
 
-/// A committed command, delivered on the apply channel in log order, each index exactly once.
+/// What a node delivers on its apply channel, in log order: committed commands, and snapshots
+/// that replace the service's state. Indices never go back: after a snapshot up to index `i`,
+/// the next command is at `i + 1`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApplyMsg {
-    /// The command's log index (the first is 1).
-    pub index: u64,
-    /// The term in which the command was proposed.
-    pub term: u64,
-    /// The command as given to [`Raft::start`].
-    pub command: Bytes,
+pub enum ApplyMsg {
+    /// A committed command, each index exactly once per run of the node.
+    Command {
+        /// The command's log index (the first is 1).
+        index: u64,
+        /// The term in which the command was proposed.
+        term: u64,
+        /// The command as given to [`Raft::start`].
+        command: Bytes,
+    },
+    /// A snapshot to replace the service's state with: one the leader sent because this node
+    /// lacked entries it had compacted away, or the one the node restarted from. It covers every
+    /// command up to `index`.
+    Snapshot {
+        /// The last index it covers.
+        index: u64,
+        /// The term of that entry.
+        term: u64,
+        /// The service's state, as some node's service gave it to [`Raft::snapshot`].
+        data: Bytes,
+    },
+}
+
+impl ApplyMsg {
+    /// The command's index, or the last index the snapshot covers.
+    pub fn index(&self) -> u64 {
+        match self {
+            Self::Command { index, .. } | Self::Snapshot { index, .. } => *index,
+        }
+    }
+
+    /// The term of the command, or of the snapshot's last entry.
+    pub fn term(&self) -> u64 {
+        match self {
+            Self::Command { term, .. } | Self::Snapshot { term, .. } => *term,
+        }
+    }
+
+    /// The command, if this is one.
+    pub fn command(&self) -> Option<&Bytes> {
+        match self {
+            Self::Command { command, .. } => Some(command),
+            Self::Snapshot { .. } => None,
+        }
+    }
+}
+
+/// When a node whose commands are applied by a [`StateMachine`] compacts its log on its own:
+/// it asks the state machine for a snapshot ([`StateMachine::snapshot`]) once either bound is
+/// reached, and drops the log up to the last applied index. Nodes delivering on a channel
+/// compact when their service calls [`Raft::snapshot`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Snapshot once this many entries were applied since the last snapshot.
+    pub every_entries: Option<u64>,
+    /// Snapshot once the log holds more than this many bytes of commands.
+    pub above_bytes: Option<u64>,
+}
+
+impl Compaction {
+    /// No compaction: the log keeps every entry.
+    pub const NEVER: Self = Self {
+        every_entries: None,
+        above_bytes: None,
+    };
+
+    /// Whether a log holding `entries_since` entries applied since the last snapshot and
+    /// `log_bytes` bytes of commands should be compacted now.
+    pub fn due(&self, entries_since: u64, log_bytes: u64) -> bool {
+        self.every_entries.is_some_and(|n| entries_since >= n)
+            || self.above_bytes.is_some_and(|b| log_bytes > b)
+    }
 }
 
 /// Settings of a node. The defaults are the timings the 6.824 tester expects: at most ten
@@ -112,6 +180,11 @@ pub struct Config {
     /// default, decides by the storage: a writer thread for one that syncs to a disk
     /// ([`Storage::blocks_on_disk`]), the node's own thread otherwise.
     pub dedicated_writer: Option<bool>,
+    /// Most snapshot bytes in one InstallSnapshot message: a larger snapshot travels in chunks
+    /// of this size, one at a time. Default 1 MiB.
+    pub max_snapshot_chunk: usize,
+    /// When a node applying through a [`StateMachine`] compacts its log. Default: never.
+    pub compaction: Compaction,
 }
 
 impl Default for Config {
@@ -130,6 +203,8 @@ impl Default for Config {
             seed: None,
             spin: Duration::from_micros(50),
             dedicated_writer: None,
+            max_snapshot_chunk: core.max_snapshot_chunk,
+            compaction: Compaction::NEVER,
         }
     }
 }
@@ -173,6 +248,16 @@ impl Config {
                 "election_timeout_max must be at most an hour",
             ));
         }
+        if self.max_snapshot_chunk == 0 {
+            return Err(ConfigError::Invalid(
+                "max_snapshot_chunk must be above zero",
+            ));
+        }
+        if self.compaction.every_entries == Some(0) {
+            return Err(ConfigError::Invalid(
+                "compaction.every_entries must be above zero (None for never)",
+            ));
+        }
         if self.max_append_entries == 0 || self.max_append_bytes == 0 || self.max_inflight == 0 {
             return Err(ConfigError::Invalid(
                 "max_append_entries, max_append_bytes and max_inflight must be above zero",
@@ -192,6 +277,7 @@ impl Config {
             max_inflight: self.max_inflight,
             commit_notify_delay: nanos(self.commit_notify_delay),
             backtrack: crate::core::Backtrack::default(),
+            max_snapshot_chunk: self.max_snapshot_chunk,
         }
     }
 }
@@ -394,6 +480,14 @@ pub struct Status {
     /// Highest index its storage has made durable (equal to `last_log_index` once a write
     /// completes; behind it while one is under way).
     pub durable_index: u64,
+    /// The last index its snapshot covers (0 if it has none): the log holds the entries after it.
+    pub snapshot_index: u64,
+    /// Entries its log holds (after the snapshot).
+    pub log_entries: u64,
+    /// Bytes of commands its log holds.
+    pub log_bytes: u64,
+    /// Snapshots it installed from a leader.
+    pub snapshots_installed: u64,
     /// Writes to its storage (one per round in which its state changed: group commit).
     pub syncs: u64,
     /// Time spent in those writes, in all.
@@ -429,6 +523,10 @@ impl Status {
             last_applied: 0,
             last_log_index: 0,
             durable_index: 0,
+            snapshot_index: 0,
+            log_entries: 0,
+            log_bytes: 0,
+            snapshots_installed: 0,
             syncs: 0,
             sync_time: Duration::ZERO,
             failure: None,
@@ -464,6 +562,8 @@ mod tests {
             seed: None,
             spin: Duration::from_micros(50),
             dedicated_writer: None,
+            max_snapshot_chunk: 1 << 20,
+            compaction: Compaction::NEVER,
         };
         assert_eq!(config, want);
         assert_eq!(config.core_config(), crate::core::CoreConfig::default());

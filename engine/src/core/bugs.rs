@@ -32,11 +32,15 @@ pub enum Bug {
     /// A follower acknowledges an AppendEntries before the entries are on stable storage: a
     /// crash then loses entries the leader counted toward a commit.
     AckBeforeDurable,
+    /// A follower installing a snapshot drops the entries after the snapshot's last index even
+    /// though its log holds that entry, so they match the leader's: entries it acknowledged
+    /// disappear.
+    DiscardSuffixOnInstall,
 }
 
 impl Bug {
     /// Every bug, in declaration order.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::CommitPreviousTerm,
         Bug::DoubleVote,
         Bug::TruncateWithoutConflict,
@@ -44,6 +48,7 @@ impl Bug {
         Bug::CommitBeyondNewEntries,
         Bug::VoteBeforeDurable,
         Bug::AckBeforeDurable,
+        Bug::DiscardSuffixOnInstall,
     ];
 
     /// A short kebab-case name, for command lines and reports.
@@ -56,6 +61,7 @@ impl Bug {
             Bug::CommitBeyondNewEntries => "commit-beyond-new-entries",
             Bug::VoteBeforeDurable => "vote-before-durable",
             Bug::AckBeforeDurable => "ack-before-durable",
+            Bug::DiscardSuffixOnInstall => "discard-suffix-on-install",
         }
     }
 
@@ -83,7 +89,10 @@ impl Core {
             match &mut msg {
                 Message::RequestVoteReply(m) => m.term = m.term.max(self.term),
                 Message::AppendEntriesReply(m) => m.term = m.term.max(self.term),
-                Message::RequestVote(_) | Message::AppendEntries(_) => {}
+                Message::InstallSnapshotReply(m) => m.term = m.term.max(self.term),
+                Message::RequestVote(_)
+                | Message::AppendEntries(_)
+                | Message::InstallSnapshot(_) => {}
             }
         }
         msg

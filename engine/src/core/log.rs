@@ -1,22 +1,39 @@
-//! The replicated log held in memory.
+//! The replicated log held in memory: the entries after the last snapshot.
 //!
-//! Indices start at 1. Slot 0 holds a sentinel of term 0, so that `term(0) == Some(0)` and the
-//! consistency check of an AppendEntries at the very start of the log needs no special case.
+//! Indices start at 1. The log keeps the entries after `offset`, the last index its snapshot
+//! covers (0 without a snapshot), behind a sentinel slot for `offset` that holds that entry's
+//! term. So `term(offset)` is known (`Some(0)` for index 0), and the consistency check of an
+//! AppendEntries right after the snapshot needs no special case; indices below `offset` are
+//! compacted away: `term` says `None` for them, as past the end.
 //!
 //! Invariant: terms never decrease along the log. Every leader appends only entries of its own
 //! term, which is higher than any term it holds, and a follower's log is a prefix of some leader's
 //! log followed by that leader's entries. This is what lets [`Log::first_index_of_term`] and
 //! [`Log::last_index_of_term`] be binary searches (the fast backtracking of §5.3).
+//!
+//! Memory: compacting drops the covered entries (their payloads are released) and moves the kept
+//! suffix to the front; the vector's spare capacity is returned once it is more than three
+//! quarters unused, so a log compacted regularly holds about the entries since the last snapshot.
 
 use bytes::Bytes;
 
 pub use zeroraft_storage::Entry;
 
-/// The log: entries 1..=last_index, behind a term-0 sentinel at index 0.
+/// The log: entries `offset + 1 ..= last_index`, behind a sentinel for `offset`.
 #[derive(Clone, Debug)]
 pub struct Log {
-    /// `entries[i]` is the entry at index `i`; `entries[0]` is the sentinel.
+    /// The last index compacted into a snapshot (0 if none).
+    offset: u64,
+    /// `entries[i]` is the entry at index `offset + i`; `entries[0]` is the sentinel, holding the
+    /// term of the entry at `offset` (0 if `offset` is 0) and no command.
     entries: Vec<Entry>,
+    /// Invariant: the sum of the entries' command lengths.
+    bytes: u64,
+}
+
+/// The command bytes of `entries`.
+fn command_bytes(entries: &[Entry]) -> u64 {
+    entries.iter().map(|e| e.command.len() as u64).sum()
 }
 
 impl Default for Log {
@@ -25,61 +42,101 @@ impl Default for Log {
     }
 }
 
+/// The slot for `offset`.
+fn sentinel(term: u64) -> Entry {
+    Entry {
+        term,
+        command: Bytes::new(),
+    }
+}
+
 impl Log {
     /// An empty log.
     pub fn new() -> Self {
-        Self::from_entries(Vec::new())
+        Self::from_entries(0, 0, Vec::new())
     }
 
-    /// A log holding `entries` at indices 1, 2, ... (as a storage recovered them).
+    /// A log holding `entries` at indices `offset + 1`, `offset + 2`, ..., after a snapshot that
+    /// covers everything up to `offset`, whose last entry has term `offset_term` (as a storage
+    /// recovered them; `0, 0` without a snapshot).
     ///
     /// # Panics
     ///
-    /// If a term decreases along `entries`.
-    pub fn from_entries(mut entries: Vec<Entry>) -> Self {
+    /// If a term decreases along `entries`, or the first is below `offset_term`.
+    pub fn from_entries(offset: u64, offset_term: u64, mut entries: Vec<Entry>) -> Self {
+        entries.insert(0, sentinel(offset_term));
         assert!(
             entries.windows(2).all(|w| w[0].term <= w[1].term),
             "a log whose terms decrease"
         );
-        entries.insert(
-            0,
-            Entry {
-                term: 0,
-                command: Bytes::new(),
-            },
-        );
-        Self { entries }
+        let bytes = command_bytes(&entries);
+        Self {
+            offset,
+            entries,
+            bytes,
+        }
     }
 
-    /// Index of the last entry (0 if the log is empty).
+    /// The last index compacted into a snapshot (0 if none): entries at or below it are gone.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The index of the first entry the log holds (`offset() + 1`).
+    pub fn first_index(&self) -> u64 {
+        self.offset + 1
+    }
+
+    /// Index of the last entry (the snapshot's, or 0, if the log holds none after it).
     pub fn last_index(&self) -> u64 {
-        (self.entries.len() - 1) as u64
+        self.offset + (self.entries.len() - 1) as u64
     }
 
-    /// Term of the last entry (0 if the log is empty).
+    /// Term of the last entry (the snapshot's, or 0, if the log holds none after it).
     pub fn last_term(&self) -> u64 {
         self.entries[self.entries.len() - 1].term
     }
 
-    /// Term of the entry at `index`, `Some(0)` for index 0, `None` past the end.
+    /// Number of entries held (after the snapshot).
+    pub fn len(&self) -> usize {
+        self.entries.len() - 1
+    }
+
+    /// Bytes of commands the log holds.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether the log holds no entry after its snapshot.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The position of `index` in `entries`, if the log knows its term (`offset ..= last`).
+    fn slot(&self, index: u64) -> Option<usize> {
+        let slot = usize::try_from(index.checked_sub(self.offset)?).ok()?;
+        (slot < self.entries.len()).then_some(slot)
+    }
+
+    /// Term of the entry at `index`: known for the snapshot's last index (`Some(0)` for 0) and
+    /// every index after it up to the last; `None` before (compacted) or past the end.
     pub fn term(&self, index: u64) -> Option<u64> {
-        self.entries
-            .get(usize::try_from(index).ok()?)
-            .map(|e| e.term)
+        self.slot(index).map(|slot| self.entries[slot].term)
     }
 
-    /// The entry at `index` (1-based), if present.
+    /// The entry at `index`, if the log holds it (not compacted, not past the end).
     pub fn entry(&self, index: u64) -> Option<&Entry> {
-        if index == 0 {
-            return None;
+        match self.slot(index)? {
+            0 => None,
+            slot => Some(&self.entries[slot]),
         }
-        self.entries.get(usize::try_from(index).ok()?)
     }
 
-    /// Entries `from..=to`, clamped to the log. Empty if `from > to` or `from` is past the end.
+    /// Entries `from..=to`, clamped to what the log holds. Empty if `from > to` or `from` is past
+    /// the end.
     pub fn slice(&self, from: u64, to: u64) -> &[Entry] {
-        let from = from.max(1) as usize;
-        let to = (to.min(self.last_index()) as usize).saturating_add(1);
+        let from = (from.max(self.first_index()) - self.offset) as usize;
+        let to = ((to.min(self.last_index()) - self.offset.min(to)) as usize).saturating_add(1);
         if from >= to {
             &[]
         } else {
@@ -94,6 +151,7 @@ impl Log {
     /// If `entry.term` is lower than the last term (terms never decrease along the log).
     pub fn push(&mut self, entry: Entry) {
         self.assert_may_follow(entry.term);
+        self.bytes += entry.command.len() as u64;
         self.entries.push(entry);
     }
 
@@ -106,6 +164,7 @@ impl Log {
     pub fn append(&mut self, entries: &mut Vec<Entry>, skip: usize) {
         if let Some(first) = entries.get(skip) {
             self.assert_may_follow(first.term);
+            self.bytes += command_bytes(&entries[skip..]);
             self.entries.extend(entries.drain(skip..));
         }
         entries.clear();
@@ -123,11 +182,41 @@ impl Log {
         );
     }
 
-    /// Removes every entry at `from` and after. Keeps at least the sentinel.
+    /// Removes every entry at `from` and after. Never removes the snapshot's sentinel.
     pub fn truncate_from(&mut self, from: u64) {
-        let from = from.max(1);
+        let from = from.max(self.first_index());
         if from <= self.last_index() {
-            self.entries.truncate(from as usize);
+            let keep = (from - self.offset) as usize;
+            self.bytes -= command_bytes(&self.entries[keep..]);
+            self.entries.truncate(keep);
+        }
+    }
+
+    /// Drops the entries up to and including `index`, which a snapshot now covers; the entries
+    /// after it stay. Does nothing unless `offset() < index <= last_index()`.
+    pub fn compact_to(&mut self, index: u64) {
+        let Some(slot) = self.slot(index).filter(|&slot| slot > 0) else {
+            return;
+        };
+        let term = self.entries[slot].term;
+        self.bytes -= command_bytes(&self.entries[..=slot]);
+        self.entries.drain(..slot);
+        self.entries[0] = sentinel(term);
+        self.offset = index;
+        if self.entries.capacity() > 4 * self.entries.len().max(1024) {
+            self.entries.shrink_to(2 * self.entries.len());
+        }
+    }
+
+    /// Replaces the whole log with an empty one after a snapshot up to `index`, of `term` (a
+    /// follower installing a snapshot that its log does not match).
+    pub fn reset(&mut self, index: u64, term: u64) {
+        self.bytes = 0;
+        self.entries.clear();
+        self.entries.push(sentinel(term));
+        self.offset = index;
+        if self.entries.capacity() > 4096 {
+            self.entries.shrink_to(1024);
         }
     }
 
@@ -139,15 +228,16 @@ impl Log {
     }
 
     /// The first index holding an entry of `term`, or, if there is none, the first index holding
-    /// a later term (or `last_index() + 1`).
+    /// a later term (or `last_index() + 1`). Never below `offset()`.
     pub fn first_index_of_term(&self, term: u64) -> u64 {
-        self.entries.partition_point(|e| e.term < term) as u64
+        self.offset + self.entries.partition_point(|e| e.term < term) as u64
     }
 
-    /// The last index holding an entry of `term`, if the log holds any.
+    /// The last index holding an entry of `term`, if the log knows one (at `offset()` or after).
     pub fn last_index_of_term(&self, term: u64) -> Option<u64> {
         let after = self.entries.partition_point(|e| e.term <= term);
-        (after > 0 && self.entries[after - 1].term == term && term > 0).then(|| (after - 1) as u64)
+        (after > 0 && self.entries[after - 1].term == term && term > 0)
+            .then(|| self.offset + (after - 1) as u64)
     }
 }
 
@@ -250,5 +340,81 @@ mod tests {
             term: 1,
             command: Bytes::new(),
         });
+    }
+
+    #[test]
+    fn compaction_keeps_the_suffix_and_the_term_at_the_offset() {
+        let mut log = log_of(&[1, 1, 2, 2, 3, 3]);
+        log.compact_to(4);
+        assert_eq!(
+            (log.offset(), log.first_index(), log.last_index()),
+            (4, 5, 6)
+        );
+        assert_eq!(log.len(), 2);
+        let cases = [
+            // (index, term, entry held)
+            (3, None, false),
+            (4, Some(2), false),
+            (5, Some(3), true),
+            (6, Some(3), true),
+            (7, None, false),
+        ];
+        for (case, (index, term, held)) in cases.into_iter().enumerate() {
+            assert_eq!(log.term(index), term, "case {case}: term({index})");
+            assert_eq!(
+                log.entry(index).is_some(),
+                held,
+                "case {case}: entry({index})"
+            );
+        }
+        assert_eq!(log.slice(1, 9).len(), 2, "clamped to what is held");
+        assert_eq!(log.slice(6, 6).len(), 1);
+        assert_eq!(log.slice(2, 4).len(), 0);
+        assert_eq!(log.first_index_of_term(2), 4, "never below the offset");
+        assert_eq!(log.first_index_of_term(3), 5);
+        assert_eq!(log.last_index_of_term(2), Some(4));
+        assert_eq!(log.last_index_of_term(1), None, "compacted away");
+        log.truncate_from(2);
+        assert_eq!(log.last_index(), 4, "the snapshot's index stays");
+        log.push(Entry {
+            term: 4,
+            command: Bytes::new(),
+        });
+        assert_eq!((log.last_index(), log.last_term()), (5, 4));
+        log.compact_to(4); // not above the offset: nothing
+        log.compact_to(9); // past the end: nothing
+        assert_eq!((log.offset(), log.last_index()), (4, 5));
+    }
+
+    #[test]
+    fn reset_leaves_an_empty_log_after_the_snapshot() {
+        let mut log = log_of(&[1, 1, 2]);
+        log.reset(10, 5);
+        assert_eq!(
+            (log.offset(), log.last_index(), log.last_term()),
+            (10, 10, 5)
+        );
+        assert!(log.is_empty());
+        assert_eq!(log.term(10), Some(5));
+        assert_eq!(log.term(3), None);
+        assert!(log.is_up_to_date(10, 5));
+        assert!(!log.is_up_to_date(11, 4));
+    }
+
+    #[test]
+    fn a_recovered_log_starts_after_its_snapshot() {
+        let entries = vec![
+            Entry {
+                term: 3,
+                command: Bytes::from_static(b"a"),
+            };
+            3
+        ];
+        let log = Log::from_entries(7, 2, entries);
+        assert_eq!(
+            (log.first_index(), log.last_index(), log.term(7)),
+            (8, 10, Some(2))
+        );
+        assert_eq!(log.entry(8).map(|e| &e.command[..]), Some(&b"a"[..]));
     }
 }

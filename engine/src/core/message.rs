@@ -1,7 +1,9 @@
-//! The messages Raft nodes exchange (Figure 2 of the extended Raft paper), plus the conflict hint
-//! of §5.3 that lets a leader back up over a whole term per round trip.
+//! The messages Raft nodes exchange (Figures 2 and 13 of the extended Raft paper), plus the
+//! conflict hint of §5.3 that lets a leader back up over a whole term per round trip.
 //!
 //! The sender's id is not part of a message: the network tells the receiver who sent it.
+
+use bytes::Bytes;
 
 use super::log::Entry;
 
@@ -16,6 +18,10 @@ pub enum Message {
     AppendEntries(AppendEntries),
     /// The answer to [`Message::AppendEntries`].
     AppendEntriesReply(AppendEntriesReply),
+    /// A leader sends a follower one chunk of its snapshot (Figure 13).
+    InstallSnapshot(InstallSnapshot),
+    /// The answer to [`Message::InstallSnapshot`].
+    InstallSnapshotReply(InstallSnapshotReply),
 }
 
 /// RequestVote arguments.
@@ -72,6 +78,39 @@ pub struct AppendEntriesReply {
     pub conflict_index: u64,
 }
 
+/// InstallSnapshot arguments: one chunk of the leader's snapshot. A large snapshot travels as
+/// several, one at a time, so that no message is larger than a chunk and other messages to the
+/// follower are never stuck behind a whole snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallSnapshot {
+    /// The leader's term.
+    pub term: u64,
+    /// The last index the snapshot covers.
+    pub last_included_index: u64,
+    /// The term of that entry.
+    pub last_included_term: u64,
+    /// Where this chunk starts in the snapshot's data.
+    pub offset: u64,
+    /// The chunk: a slice of the leader's snapshot (shared, not copied).
+    pub data: Bytes,
+    /// Whether this chunk ends the snapshot.
+    pub done: bool,
+}
+
+/// InstallSnapshot results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallSnapshotReply {
+    /// The follower's current term, for the leader to update itself.
+    pub term: u64,
+    /// The `last_included_index` of the snapshot this answers.
+    pub last_included_index: u64,
+    /// How many bytes of that snapshot the follower holds: where the next chunk should start.
+    pub next_offset: u64,
+    /// Whether the follower holds everything up to `last_included_index`: it installed the
+    /// snapshot (and made it durable), or had committed that far already.
+    pub installed: bool,
+}
+
 impl Message {
     /// The term the sender was in when it sent the message.
     pub fn term(&self) -> u64 {
@@ -80,12 +119,17 @@ impl Message {
             Self::RequestVoteReply(m) => m.term,
             Self::AppendEntries(m) => m.term,
             Self::AppendEntriesReply(m) => m.term,
+            Self::InstallSnapshot(m) => m.term,
+            Self::InstallSnapshotReply(m) => m.term,
         }
     }
 
     /// Whether this is a request (RequestVote, AppendEntries) rather than a reply.
     pub fn is_request(&self) -> bool {
-        matches!(self, Self::RequestVote(_) | Self::AppendEntries(_))
+        matches!(
+            self,
+            Self::RequestVote(_) | Self::AppendEntries(_) | Self::InstallSnapshot(_)
+        )
     }
 
     /// The size of this message in a compact binary encoding: a 1-byte kind, 8-byte integers,
@@ -109,6 +153,8 @@ impl Message {
                         .sum::<usize>()
             }
             Self::AppendEntriesReply(_) => KIND + ID + 4 * U64 + BOOL,
+            Self::InstallSnapshot(m) => KIND + ID + 4 * U64 + 4 + m.data.len() + BOOL,
+            Self::InstallSnapshotReply(_) => KIND + ID + 3 * U64 + BOOL,
         }
     }
 }

@@ -35,6 +35,18 @@
 //! but the driver may take the next before the previous one is durable (a pipelined writer).
 //! The deterministic simulator does; the node thread writes each one before stepping again.
 //!
+//! # Snapshots
+//!
+//! The service compacts the log with [`Core::compact`]: a snapshot of its state machine up to an
+//! applied index replaces the log's entries up to there. A leader that no longer holds the
+//! entries a follower needs sends it the snapshot instead ([`Message::InstallSnapshot`]), in
+//! chunks of [`CoreConfig::max_snapshot_chunk`] bytes, one at a time. A follower installs a
+//! snapshot newer than its commit index: it keeps the entries after the snapshot if its log holds
+//! the snapshot's last entry, and drops its log otherwise; either way the snapshot is written
+//! before the follower says it installed it, and handed to the service
+//! ([`Core::snapshot_to_apply`]) before any later entry is applied, so applied indices never go
+//! back.
+//!
 //! # Invariants asserted here
 //!
 //! - `commit_index` never decreases, and never passes the last log index.
@@ -52,15 +64,18 @@ mod progress;
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 #[cfg(feature = "bug-injection")]
 pub use bugs::Bug;
 pub use log::{Entry, Log};
-pub use message::{AppendEntries, AppendEntriesReply, Message, RequestVote, RequestVoteReply};
-pub use progress::{Inflights, Progress, ProgressState};
-pub use zeroraft_storage::{HardState, Update};
+pub use message::{
+    AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
+    RequestVoteReply,
+};
+pub use progress::{Inflights, Progress, ProgressState, SnapshotTransfer};
+pub use zeroraft_storage::{HardState, Recovered, Snapshot, Update};
 
 /// Time in nanoseconds since an arbitrary origin chosen by whoever drives the core.
 pub type Nanos = u64;
@@ -98,6 +113,8 @@ pub struct CoreConfig {
     pub commit_notify_delay: Nanos,
     /// Where a leader resumes after a follower rejects an AppendEntries over a conflicting term.
     pub backtrack: Backtrack,
+    /// Most snapshot bytes in one InstallSnapshot.
+    pub max_snapshot_chunk: usize,
 }
 
 /// How far a leader steps `next_index` back when a follower rejects an AppendEntries because
@@ -134,6 +151,7 @@ impl Default for CoreConfig {
             max_inflight: 64,
             commit_notify_delay: 2 * MS,
             backtrack: Backtrack::LeaderTerm,
+            max_snapshot_chunk: 1 << 20,
         }
     }
 }
@@ -147,6 +165,8 @@ pub struct CoreStats {
     pub elections_won: u64,
     /// Times this node stopped being leader.
     pub step_downs: u64,
+    /// Snapshots this node installed from a leader.
+    pub snapshots_installed: u64,
 }
 
 /// A write the driver must make durable: what changed in the core since the previous one.
@@ -157,6 +177,8 @@ pub struct Persist {
     pub generation: u64,
     /// The new term and vote, if they changed.
     pub hard_state: Option<HardState>,
+    /// Whether the core's snapshot ([`Core::snapshot`]) is new and to be stored.
+    pub snapshot: bool,
     /// Stored entries from this index on are to be dropped, if the log was truncated.
     pub truncate_from: Option<u64>,
     /// The log's entries `first_index..=last_index` are to be stored (none if `first_index >
@@ -164,20 +186,6 @@ pub struct Persist {
     pub first_index: u64,
     /// See `first_index`. Also the log's last index when the write was taken.
     pub last_index: u64,
-}
-
-impl Persist {
-    /// The write as a storage takes it, with the entries read from `log` (which must be the
-    /// core's log as it was when this was taken).
-    pub fn update<'a>(&self, log: &'a Log) -> Update<'a> {
-        Update {
-            hard_state: self.hard_state,
-            snapshot: None,
-            truncate_from: self.truncate_from,
-            first_index: self.first_index,
-            entries: log.slice(self.first_index, self.last_index),
-        }
-    }
 }
 
 /// One Raft node's state machine.
@@ -234,6 +242,17 @@ pub struct Core {
     /// Entries up to here are on stable storage, as they are in the log now.
     /// Invariant: `durable_index <= log.last_index()`.
     durable_index: u64,
+    /// The latest snapshot: taken by the service, installed from a leader, or recovered.
+    /// Invariant: present, with index `log.offset()`, whenever `log.offset() > 0`.
+    snapshot: Option<Snapshot>,
+    /// Whether `snapshot` changed since the last [`Core::take_persist`].
+    snapshot_dirty: bool,
+    /// Whether the service has yet to be given `snapshot` (installed or recovered); no entry is
+    /// applied until it has. Invariant: when set, `last_applied < snapshot index` or the node
+    /// just restarted from it.
+    snapshot_to_apply: bool,
+    /// A snapshot being received in chunks: (last index, term, the bytes so far).
+    incoming: Option<(u64, u64, BytesMut)>,
     /// Empty vectors for the entries of the next AppendEntries (see the module docs).
     /// Invariant: each is empty, with a capacity in `1..=MAX_BUFFER_CAPACITY`; at most
     /// `MAX_SPARE_BUFFERS` of them.
@@ -248,11 +267,24 @@ pub struct Core {
 pub const MAX_PEERS: usize = 64;
 
 /// Why a recovered state cannot be one a core of a `peers`-node cluster wrote, if it cannot.
-pub fn recovered_state_problem(
-    peers: usize,
-    hard_state: &HardState,
-    entries: &[Entry],
-) -> Option<String> {
+pub fn recovered_state_problem(peers: usize, state: &Recovered) -> Option<String> {
+    let (hard_state, entries) = (&state.hard_state, &state.entries);
+    if let Some(snapshot) = &state.snapshot {
+        if snapshot.term > hard_state.term {
+            return Some(format!(
+                "its snapshot is of term {} above its current term {}",
+                snapshot.term, hard_state.term
+            ));
+        }
+        if let Some(first) = entries.first()
+            && first.term < snapshot.term
+        {
+            return Some(format!(
+                "the term of its log goes down after its snapshot ({} after {})",
+                first.term, snapshot.term
+            ));
+        }
+    }
     if let Some(v) = hard_state.voted_for
         && v >= peers
     {
@@ -263,7 +295,7 @@ pub fn recovered_state_problem(
     if let Some(i) = entries.windows(2).position(|w| w[1].term < w[0].term) {
         return Some(format!(
             "the term of its log goes down at index {} ({} after {})",
-            i + 2,
+            state.first_index() + i as u64 + 1,
             entries[i + 1].term,
             entries[i].term
         ));
@@ -331,6 +363,10 @@ impl Core {
             durable_gen: 0,
             writing: VecDeque::new(),
             durable_index: 0,
+            snapshot: None,
+            snapshot_dirty: false,
+            snapshot_to_apply: false,
+            incoming: None,
             spare_buffers: Vec::new(),
             stats: CoreStats::default(),
             config,
@@ -341,9 +377,11 @@ impl Core {
         core
     }
 
-    /// A follower resuming from what its storage recovered: `hard_state` and the log `entries`
-    /// (from index 1), all of it durable. Its commit index and last applied index start at 0:
-    /// it learns the commit index from the leader and applies the log again from index 1.
+    /// A follower resuming from what its storage recovered: `hard_state`, the `snapshot` if there
+    /// is one, and the log `entries` after it (from index 1 without a snapshot), all of it
+    /// durable. Its commit index and last applied index start at the snapshot's index (0 without
+    /// one): it hands the snapshot to the service first ([`Core::snapshot_to_apply`]), learns
+    /// the commit index from the leader, and applies the log from there.
     ///
     /// # Panics
     ///
@@ -356,16 +394,23 @@ impl Core {
         config: CoreConfig,
         seed: u64,
         now: Nanos,
-        hard_state: HardState,
-        entries: Vec<Entry>,
+        state: Recovered,
     ) -> Self {
-        if let Some(problem) = recovered_state_problem(peers, &hard_state, &entries) {
+        if let Some(problem) = recovered_state_problem(peers, &state) {
             panic!("node {id}: cannot resume: {problem}");
         }
         let mut core = Self::new(id, peers, config, seed, now);
-        core.term = hard_state.term;
-        core.voted_for = hard_state.voted_for;
-        core.log = Log::from_entries(entries);
+        core.term = state.hard_state.term;
+        core.voted_for = state.hard_state.voted_for;
+        let (offset, offset_term) = state
+            .snapshot
+            .as_ref()
+            .map_or((0, 0), |s| (s.index, s.term));
+        core.log = Log::from_entries(offset, offset_term, state.entries);
+        core.commit_index = offset;
+        core.last_applied = offset;
+        core.snapshot_to_apply = state.snapshot.is_some();
+        core.snapshot = state.snapshot;
         core.stored_last = core.log.last_index();
         core.durable_index = core.log.last_index();
         core
@@ -459,29 +504,85 @@ impl Core {
         }
     }
 
+    /// The latest snapshot (taken, installed or recovered), if any.
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// The snapshot the service must be given before any further entry is applied (one a leader
+    /// installed here, or the one this node restarted from), if there is one. Report it with
+    /// [`Core::snapshot_applied`].
+    pub fn snapshot_to_apply(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref().filter(|_| self.snapshot_to_apply)
+    }
+
+    /// Records that the service was given [`Core::snapshot_to_apply`]: entries after it are
+    /// applied next.
+    pub fn snapshot_applied(&mut self) {
+        if let Some(snapshot) = self.snapshot.as_ref().filter(|_| self.snapshot_to_apply) {
+            self.last_applied = self.last_applied.max(snapshot.index);
+            self.snapshot_to_apply = false;
+        }
+    }
+
+    /// Compacts the log: the service's snapshot `data` of its state machine up to `index`
+    /// replaces the log's entries up to there, and is stored with the next write. Returns
+    /// whether it did; it does nothing for an index not above the current snapshot's or beyond
+    /// what was applied.
+    pub fn compact(&mut self, index: u64, data: Bytes) -> bool {
+        if index <= self.log.offset() || index > self.last_applied || self.snapshot_to_apply {
+            return false;
+        }
+        let term = self
+            .log
+            .term(index)
+            .expect("an applied index after the offset is in the log");
+        self.log.compact_to(index);
+        self.snapshot = Some(Snapshot { index, term, data });
+        self.snapshot_dirty = true;
+        true
+    }
+
+    /// The write `persist` describes, as a storage takes it: entries read from the log, the
+    /// snapshot from [`Core::snapshot`]. Call it before stepping the core again.
+    pub fn update(&self, persist: &Persist) -> Update<'_> {
+        Update {
+            hard_state: persist.hard_state,
+            snapshot: self.snapshot.as_ref().filter(|_| persist.snapshot),
+            truncate_from: persist.truncate_from,
+            first_index: persist.first_index,
+            entries: self.log.slice(persist.first_index, persist.last_index),
+        }
+    }
+
     /// Whether messages are waiting for a write to become durable.
     pub fn has_held_messages(&self) -> bool {
         !self.held.is_empty()
     }
 
     /// Takes what changed since the last call and must now be made durable, if anything did.
-    /// The driver writes [`Persist::update`] of it (before stepping the core again: the entries
-    /// it names are the log's as they are now) and reports it with [`Core::persisted`].
+    /// The driver writes [`Core::update`] of it (before stepping the core again: the entries it
+    /// names are the log's as they are now) and reports it with [`Core::persisted`].
     pub fn take_persist(&mut self) -> Option<Persist> {
-        if !self.hard_state_dirty && self.log_dirty_from == u64::MAX {
+        if !self.is_dirty() {
             return None;
         }
         self.taken_gen += 1;
         let last = self.log.last_index();
-        let first = self.log_dirty_from.min(last + 1);
+        let first = self
+            .log_dirty_from
+            .max(self.log.first_index())
+            .min(last + 1);
         let persist = Persist {
             generation: self.taken_gen,
             hard_state: self.hard_state_dirty.then(|| self.hard_state()),
+            snapshot: self.snapshot_dirty,
             truncate_from: (self.log_dirty_from <= self.stored_last).then_some(self.log_dirty_from),
             first_index: first,
             last_index: last,
         };
         self.hard_state_dirty = false;
+        self.snapshot_dirty = false;
         self.log_dirty_from = u64::MAX;
         self.stored_last = last;
         self.writing.push_back((self.taken_gen, last));
@@ -542,7 +643,7 @@ impl Core {
 
     /// The committed entries not yet applied, as an inclusive index range, if any.
     pub fn apply_range(&self) -> Option<(u64, u64)> {
-        (self.last_applied < self.commit_index)
+        (self.last_applied < self.commit_index && !self.snapshot_to_apply)
             .then_some((self.last_applied + 1, self.commit_index))
     }
 
@@ -638,6 +739,8 @@ impl Core {
             Message::RequestVoteReply(m) => self.handle_vote_reply(from, m),
             Message::AppendEntries(m) => self.handle_append_entries(from, m),
             Message::AppendEntriesReply(m) => self.handle_append_reply(from, m),
+            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
+            Message::InstallSnapshotReply(m) => self.handle_snapshot_reply(from, m),
         }
     }
 
@@ -782,6 +885,104 @@ impl Core {
         self.send(from, Message::AppendEntriesReply(reply));
     }
 
+    /// Receives one chunk of a leader's snapshot (Figure 13), and installs the snapshot when it
+    /// is whole.
+    fn handle_install_snapshot(&mut self, from: usize, m: InstallSnapshot) {
+        let reply = |term, next_offset, installed| {
+            Message::InstallSnapshotReply(InstallSnapshotReply {
+                term,
+                last_included_index: m.last_included_index,
+                next_offset,
+                installed,
+            })
+        };
+        if m.term < self.term {
+            self.send(from, reply(self.term, 0, false));
+            return;
+        }
+        // m.term == self.term: `from` is this term's leader.
+        assert!(
+            self.role != Role::Leader,
+            "node {} term {}: two leaders in one term",
+            self.id,
+            self.term
+        );
+        self.become_follower(m.term, Some(from));
+        let chunk_end = m.offset + m.data.len() as u64;
+        if m.last_included_index <= self.commit_index {
+            // Older than what is committed here: this node holds all of it already.
+            self.incoming = None;
+            self.send(from, reply(self.term, chunk_end, true));
+            return;
+        }
+        let same = |&(index, term, _): &(u64, u64, BytesMut)| {
+            (index, term) == (m.last_included_index, m.last_included_term)
+        };
+        if !self.incoming.as_ref().is_some_and(same) {
+            if m.offset != 0 {
+                self.send(from, reply(self.term, 0, false)); // start again
+                return;
+            }
+            self.incoming = Some((m.last_included_index, m.last_included_term, BytesMut::new()));
+        }
+        let received = self
+            .incoming
+            .as_ref()
+            .map_or(0, |(_, _, data)| data.len() as u64);
+        if m.offset != received {
+            // A chunk out of order (duplicated, or after a lost one): ask for the next one needed.
+            self.send(from, reply(self.term, received, false));
+            return;
+        }
+        let (_, _, mut data) = self.incoming.take().expect("set above");
+        if !m.done {
+            data.extend_from_slice(&m.data);
+            self.incoming = Some((m.last_included_index, m.last_included_term, data));
+            self.send(from, reply(self.term, chunk_end, false));
+            return;
+        }
+        let data = if data.is_empty() {
+            m.data // the whole snapshot in one chunk: no copy
+        } else {
+            data.extend_from_slice(&m.data);
+            data.freeze()
+        };
+        self.install(m.last_included_index, m.last_included_term, data);
+        // Goes out once the snapshot is durable, like an AppendEntries acknowledgement.
+        self.send(from, reply(self.term, chunk_end, true));
+    }
+
+    /// Installs a snapshot up to `index` (of `term`) newer than the commit index: keeps the log's
+    /// entries after it if the log holds its last entry, drops the log otherwise; the service gets
+    /// it before any later entry.
+    fn install(&mut self, index: u64, term: u64, data: Bytes) {
+        let keep_suffix = self.log.term(index) == Some(term);
+        #[cfg(feature = "bug-injection")]
+        let keep_suffix = keep_suffix && !self.has_bug(Bug::DiscardSuffixOnInstall);
+        if keep_suffix {
+            self.log.compact_to(index);
+        } else {
+            self.log.reset(index, term);
+            self.log_dirty_from = self.log_dirty_from.min(index + 1);
+            self.durable_index = self.durable_index.min(index);
+            for (_, last) in &mut self.writing {
+                *last = (*last).min(index);
+            }
+        }
+        tracing::debug!(
+            node = self.id,
+            term = self.term,
+            index,
+            kept = self.log.len(),
+            "installed a snapshot"
+        );
+        self.snapshot = Some(Snapshot { index, term, data });
+        self.snapshot_dirty = true;
+        self.snapshot_to_apply = true;
+        self.stats.snapshots_installed += 1;
+        self.commit_index = self.commit_index.max(index);
+    }
+
     /// The consistency check and append of Figure 2, receiver rules 2 to 5. Keeps the message's
     /// entry buffer for reuse.
     fn maybe_append(&mut self, mut m: AppendEntries) -> AppendEntriesReply {
@@ -793,6 +994,20 @@ impl Core {
     /// [`Core::maybe_append`], leaving `m.entries` empty if they were appended.
     fn check_and_append(&mut self, m: &mut AppendEntries) -> AppendEntriesReply {
         let mut reply = self.rejection(m.prev_log_index);
+        let offset = self.log.offset();
+        if m.prev_log_index < offset {
+            // The entries up to the snapshot are committed, so they match the leader's: skip them
+            // and check from the snapshot's last entry on.
+            let covered = (offset - m.prev_log_index) as usize;
+            if covered >= m.entries.len() {
+                reply.success = true;
+                reply.index = m.prev_log_index + m.entries.len() as u64;
+                return reply;
+            }
+            m.entries.drain(..covered);
+            m.prev_log_index = offset;
+            m.prev_log_term = self.log.term(offset).expect("the snapshot's last term");
+        }
         match self.log.term(m.prev_log_index) {
             None => {
                 // Our log is too short: the leader should continue from our end.
@@ -867,11 +1082,15 @@ impl Core {
         }
     }
 
+    /// Whether anything changed since the last [`Core::take_persist`].
+    fn is_dirty(&self) -> bool {
+        self.hard_state_dirty || self.snapshot_dirty || self.log_dirty_from != u64::MAX
+    }
+
     /// Queues a message that reports this node's state: it goes out once every change made so
     /// far is durable (see the module docs).
     fn send(&mut self, to: usize, msg: Message) {
-        let dirty = self.hard_state_dirty || self.log_dirty_from != u64::MAX;
-        let needed = self.taken_gen + u64::from(dirty);
+        let needed = self.taken_gen + u64::from(self.is_dirty());
         if needed <= self.durable_gen {
             self.outbox.push((to, msg));
         } else {
@@ -916,6 +1135,14 @@ impl Core {
             let advanced = pr.maybe_update(m.index);
             if pr.state == ProgressState::Probe && pr.match_index + 1 >= pr.next_index {
                 pr.become_replicate();
+            }
+            if pr
+                .snapshot
+                .as_ref()
+                .is_some_and(|t| pr.match_index >= t.index)
+            {
+                // It got that far without the snapshot (an earlier AppendEntries arrived).
+                pr.become_probe();
             }
             if advanced {
                 self.maybe_commit();
@@ -989,6 +1216,7 @@ impl Core {
         for peer in self.others() {
             let pr = &self.progress[peer];
             if pr.state == ProgressState::Replicate
+                && pr.next_index > self.log.offset()
                 && pr.commit_sent < self.commit_index
                 && pr.commit_sent < pr.match_index
             {
@@ -1002,12 +1230,20 @@ impl Core {
         self.commit_notify_deadline = None;
         for peer in self.others() {
             let pr = &mut self.progress[peer];
-            if pr.state == ProgressState::Probe {
-                // Re-probe: the last probe or its answer may have been lost.
-                pr.probe_sent = false;
-                self.send_append(peer);
-            } else {
-                self.send_empty_append(peer);
+            match pr.state {
+                ProgressState::Probe => {
+                    // Re-probe: the last probe or its answer may have been lost.
+                    pr.probe_sent = false;
+                    self.send_append(peer);
+                }
+                ProgressState::Snapshot => {
+                    // Send the chunk again: it or its answer may have been lost.
+                    if let Some(transfer) = pr.snapshot.as_mut() {
+                        transfer.sent = false;
+                    }
+                    self.send_snapshot(peer);
+                }
+                ProgressState::Replicate => self.send_empty_append(peer),
             }
         }
     }
@@ -1027,9 +1263,14 @@ impl Core {
         }
     }
 
-    /// Sends one AppendEntries from `next_index`, with as many entries as the limits allow.
+    /// Sends one AppendEntries from `next_index`, with as many entries as the limits allow, or
+    /// the next chunk of the snapshot if the follower needs entries compacted away.
     fn send_append(&mut self, peer: usize) {
         let next = self.progress[peer].next_index;
+        if next <= self.log.offset() || self.progress[peer].state == ProgressState::Snapshot {
+            self.send_snapshot(peer);
+            return;
+        }
         let last = self
             .log
             .last_index()
@@ -1055,9 +1296,61 @@ impl Core {
         self.progress[peer].sent(sent_to, carried);
     }
 
+    /// Sends `peer` the next chunk of the snapshot, starting the transfer if it is not under way,
+    /// unless a chunk is outstanding.
+    fn send_snapshot(&mut self, peer: usize) {
+        let pr = &mut self.progress[peer];
+        if pr.state != ProgressState::Snapshot {
+            let snapshot = self
+                .snapshot
+                .as_ref()
+                .expect("a compacted log has a snapshot");
+            pr.become_snapshot(snapshot.index, snapshot.term, snapshot.data.clone());
+        }
+        let transfer = pr.snapshot.as_mut().expect("in Snapshot state");
+        if transfer.sent {
+            return;
+        }
+        let len = transfer.data.len() as u64;
+        let end = len.min(transfer.offset + self.config.max_snapshot_chunk as u64);
+        let msg = InstallSnapshot {
+            term: self.term,
+            last_included_index: transfer.index,
+            last_included_term: transfer.term,
+            offset: transfer.offset,
+            data: transfer.data.slice(transfer.offset as usize..end as usize),
+            done: end == len,
+        };
+        transfer.sent = true;
+        self.outbox.push((peer, Message::InstallSnapshot(msg)));
+    }
+
+    fn handle_snapshot_reply(&mut self, from: usize, m: InstallSnapshotReply) {
+        if self.role != Role::Leader || m.term != self.term {
+            return; // a stale reply from an earlier term
+        }
+        let pr = &mut self.progress[from];
+        let done = pr.snapshot_reply(m.last_included_index, m.next_offset, m.installed);
+        if done {
+            tracing::debug!(
+                node = self.id,
+                term = self.term,
+                peer = from,
+                index = m.last_included_index,
+                "follower installed the snapshot"
+            );
+            self.maybe_commit();
+        }
+        self.send_appends_to(from);
+    }
+
     /// A heartbeat in Replicate state: no entries, previous index just before `next_index`. Its
     /// answer confirms everything sent so far, or exposes a lost batch as a rejection.
     fn send_empty_append(&mut self, peer: usize) {
+        if self.progress[peer].next_index <= self.log.offset() {
+            self.send_snapshot(peer);
+            return;
+        }
         self.push_append(peer, Vec::new());
     }
 

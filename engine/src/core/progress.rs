@@ -7,6 +7,9 @@
 //!   AppendEntries and waits for the answer (or the next heartbeat) before sending another.
 //! - **Replicate**: the last probe succeeded. The leader streams batches without waiting for
 //!   acknowledgements, advancing `next_index` optimistically, until [`Inflights`] is full.
+//! - **Snapshot**: the follower needs entries the leader has compacted away. The leader sends its
+//!   snapshot in chunks, one at a time ([`SnapshotTransfer`]), and probes again from just after
+//!   it once the follower has installed it.
 //!
 //! Invariant: `match_index < next_index`. Neither moves backwards on a stale or duplicated
 //! reply: a success only raises `match_index`, and a rejection is believed only if it answers
@@ -19,6 +22,24 @@ pub enum ProgressState {
     Probe,
     /// Streaming AppendEntries without waiting, within the in-flight window.
     Replicate,
+    /// Sending a snapshot, because the follower needs entries compacted away.
+    Snapshot,
+}
+
+/// A snapshot on its way to one follower: which one, and how far it got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotTransfer {
+    /// The last index the snapshot covers.
+    pub index: u64,
+    /// The term of that entry.
+    pub term: u64,
+    /// The snapshot's data (shared with the leader's copy).
+    pub data: bytes::Bytes,
+    /// How many bytes the follower has acknowledged: the next chunk starts here.
+    /// Invariant: `offset <= data.len()`.
+    pub offset: u64,
+    /// Whether a chunk is outstanding (no more until its answer or the next heartbeat).
+    pub sent: bool,
 }
 
 /// A fixed-capacity ring of the last indices of AppendEntries in flight to one follower.
@@ -109,6 +130,8 @@ pub struct Progress {
     pub inflights: Inflights,
     /// The highest commit index sent to this follower.
     pub commit_sent: u64,
+    /// In Snapshot: the snapshot being sent.
+    pub snapshot: Option<SnapshotTransfer>,
 }
 
 impl Progress {
@@ -121,6 +144,7 @@ impl Progress {
             probe_sent: false,
             inflights: Inflights::new(max_inflight),
             commit_sent: 0,
+            snapshot: None,
         }
     }
 
@@ -129,6 +153,7 @@ impl Progress {
         match self.state {
             ProgressState::Probe => self.probe_sent,
             ProgressState::Replicate => self.inflights.full(),
+            ProgressState::Snapshot => self.snapshot.as_ref().is_none_or(|s| s.sent),
         }
     }
 
@@ -138,6 +163,7 @@ impl Progress {
         self.probe_sent = false;
         self.next_index = self.next_index.max(self.match_index + 1);
         self.inflights.reset();
+        self.snapshot = None;
     }
 
     /// Switches to streaming from just after the matched prefix.
@@ -146,13 +172,48 @@ impl Progress {
         self.probe_sent = false;
         self.next_index = self.match_index + 1;
         self.inflights.reset();
+        self.snapshot = None;
+    }
+
+    /// Switches to sending the snapshot of `data` that covers everything up to `index`, of
+    /// `term`, from its first byte.
+    pub fn become_snapshot(&mut self, index: u64, term: u64, data: bytes::Bytes) {
+        self.state = ProgressState::Snapshot;
+        self.probe_sent = false;
+        self.inflights.reset();
+        self.snapshot = Some(SnapshotTransfer {
+            index,
+            term,
+            data,
+            offset: 0,
+            sent: false,
+        });
+    }
+
+    /// Applies a follower's answer to a chunk of the snapshot covering up to `index`: it holds
+    /// `next_offset` bytes of it, or, if `installed`, everything up to `index`. Returns whether
+    /// the transfer is over (the follower then probes from just after `index`). An answer about
+    /// another snapshot, or in another state, changes nothing.
+    pub fn snapshot_reply(&mut self, index: u64, next_offset: u64, installed: bool) -> bool {
+        let Some(transfer) = self.snapshot.as_mut().filter(|t| t.index == index) else {
+            return false;
+        };
+        if installed {
+            self.match_index = self.match_index.max(index);
+            self.next_index = self.next_index.max(index + 1);
+            self.become_probe();
+            return true;
+        }
+        transfer.offset = next_offset.min(transfer.data.len() as u64);
+        transfer.sent = false;
+        false
     }
 
     /// Records that an AppendEntries ending at `last_index` (the last entry it carried, or its
     /// previous index if it carried none) was sent.
     pub fn sent(&mut self, last_index: u64, carried_entries: bool) {
         match self.state {
-            ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Probe | ProgressState::Snapshot => self.probe_sent = true,
             ProgressState::Replicate => {
                 if carried_entries {
                     self.next_index = last_index + 1;
@@ -189,6 +250,9 @@ impl Progress {
         let stale = match self.state {
             ProgressState::Replicate => rejected <= self.match_index,
             ProgressState::Probe => rejected + 1 != self.next_index,
+            // A rejection of an AppendEntries sent before the transfer began: the transfer goes
+            // on.
+            ProgressState::Snapshot => true,
         };
         if stale {
             return false;

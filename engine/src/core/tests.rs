@@ -1743,7 +1743,7 @@ fn an_append_is_acknowledged_only_once_its_entries_are_durable() {
             voted_for: None
         })
     );
-    let update = write.update(follower.log());
+    let update = follower.update(&write);
     assert_eq!(entry_terms(update.entries), [3, 3]);
     assert_eq!(follower.durable_index(), 2, "entry 3 was replaced");
     follower.persisted(write.generation);
@@ -1846,7 +1846,12 @@ fn a_restored_node_keeps_its_vote_and_log() {
             command: cmd(term, index),
         })
         .collect();
-    let mut core = Core::restore(0, 3, CoreConfig::default(), 9, 0, hard_state, entries);
+    let recovered = Recovered {
+        hard_state,
+        snapshot: None,
+        entries,
+    };
+    let mut core = Core::restore(0, 3, CoreConfig::default(), 9, 0, recovered);
     assert_eq!((core.term(), core.voted_for()), (4, Some(2)));
     assert_eq!(log_terms(&core), [1, 1, 3]);
     assert_eq!((core.durable_index(), core.commit_index()), (3, 0));
@@ -1883,14 +1888,342 @@ fn impossible_recovered_states_are_named() {
         ),
     ];
     for (case, (hard_state, entries, want)) in cases.into_iter().enumerate() {
-        let problem = recovered_state_problem(3, &hard_state, &entries);
+        let state = Recovered {
+            hard_state,
+            snapshot: None,
+            entries,
+        };
+        let problem = recovered_state_problem(3, &state);
         assert!(
             problem.as_deref().is_some_and(|p| p.contains(want)),
             "case {case}: {problem:?}"
         );
     }
-    assert_eq!(
-        recovered_state_problem(3, &hs(2, Some(2)), &[entry(1), entry(2)]),
-        None
+    let fine = Recovered {
+        hard_state: hs(2, Some(2)),
+        snapshot: None,
+        entries: vec![entry(1), entry(2)],
+    };
+    assert_eq!(recovered_state_problem(3, &fine), None);
+}
+
+// ---- snapshots -----------------------------------------------------------------------------------
+
+/// Applies everything `core` committed, as a driver does, after handing it any snapshot first.
+fn apply_all(core: &mut Core) {
+    core.snapshot_applied();
+    if let Some((_, to)) = core.apply_range() {
+        core.advance_applied(to);
+    }
+}
+
+/// The InstallSnapshot messages in `msgs` addressed to `to`, in order.
+fn snapshots_to(msgs: &[(usize, Message)], to: usize) -> Vec<InstallSnapshot> {
+    msgs.iter()
+        .filter_map(|(t, m)| match m {
+            Message::InstallSnapshot(s) if *t == to => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn compaction_drops_the_log_up_to_an_applied_index_and_stores_the_snapshot() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    leader.propose(0, commands(10));
+    persist(&mut leader);
+    leader.step(0, 1, ack(1, 10));
+    assert_eq!(leader.commit_index(), 10);
+    apply_all(&mut leader);
+    assert!(
+        !leader.compact(11, Bytes::from_static(b"s")),
+        "not beyond what was applied"
     );
+    assert!(leader.compact(6, Bytes::from_static(b"state at 6")));
+    assert!(
+        !leader.compact(6, Bytes::from_static(b"again")),
+        "not the same index twice"
+    );
+    assert!(
+        !leader.compact(4, Bytes::from_static(b"older")),
+        "nor an older one"
+    );
+    assert_eq!((leader.log().offset(), leader.log().len()), (6, 4));
+    let write = leader.take_persist().expect("the snapshot to store");
+    assert!(write.snapshot);
+    let update = leader.update(&write);
+    assert_eq!(update.snapshot.map(|s| (s.index, s.term)), Some((6, 1)));
+    assert!(update.entries.is_empty(), "entries unchanged");
+    leader.persisted(write.generation);
+    assert_eq!(
+        leader.snapshot_to_apply(),
+        None,
+        "its own snapshot is not applied again"
+    );
+}
+
+#[test]
+fn a_follower_behind_the_snapshot_gets_it_in_chunks_one_at_a_time() {
+    let config = CoreConfig {
+        max_snapshot_chunk: 4,
+        ..CoreConfig::default()
+    };
+    let mut leader = replicating_leader(3, config);
+    leader.propose(0, commands(8));
+    persist(&mut leader);
+    leader.step(0, 1, ack(1, 8));
+    apply_all(&mut leader);
+    assert!(leader.compact(5, Bytes::from_static(b"0123456789")));
+    drain(&mut leader);
+
+    // Follower 2 knew nothing: its rejection sends it back before the snapshot.
+    let mut follower = new_core(2, 3);
+    leader.step(0, 2, reject(1, 8, 0, 1));
+    let sent = drain(&mut leader);
+    let chunks = snapshots_to(&sent, 2);
+    assert_eq!(chunks.len(), 1, "one chunk at a time: {sent:?}");
+    assert_eq!(
+        leader.progress(2).map(|p| p.state),
+        Some(ProgressState::Snapshot)
+    );
+    let mut offsets = Vec::new();
+    let mut chunk = chunks[0].clone();
+    loop {
+        offsets.push((chunk.offset, chunk.data.len(), chunk.done));
+        assert_eq!(
+            (chunk.last_included_index, chunk.last_included_term),
+            (5, 1)
+        );
+        follower.step(0, 0, Message::InstallSnapshot(chunk.clone()));
+        let replies = drain(&mut follower);
+        let [(0, Message::InstallSnapshotReply(reply))] = replies.as_slice() else {
+            panic!("expected one InstallSnapshotReply: {replies:?}");
+        };
+        assert_eq!(reply.installed, chunk.done);
+        leader.step(0, 2, Message::InstallSnapshotReply(reply.clone()));
+        let sent = drain(&mut leader);
+        if chunk.done {
+            // Installed: the leader probes from just after the snapshot.
+            let appends = appends_to(&sent, 2);
+            assert_eq!(appends.len(), 1, "{sent:?}");
+            assert_eq!(
+                (appends[0].prev_log_index, appends[0].prev_log_term),
+                (5, 1)
+            );
+            assert_eq!(entry_terms(&appends[0].entries), [1, 1, 1]);
+            break;
+        }
+        chunk = snapshots_to(&sent, 2).pop().expect("the next chunk");
+    }
+    assert_eq!(offsets, [(0, 4, false), (4, 4, false), (8, 2, true)]);
+    assert_eq!(follower.commit_index(), 5);
+    let snapshot = follower.snapshot_to_apply().expect("for the service");
+    assert_eq!(
+        (snapshot.index, &snapshot.data[..]),
+        (5, &b"0123456789"[..])
+    );
+    assert_eq!(
+        follower.apply_range(),
+        None,
+        "nothing applied before the snapshot"
+    );
+    follower.snapshot_applied();
+    assert_eq!(follower.last_applied(), 5);
+}
+
+#[test]
+fn install_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
+    let snapshot = |term| {
+        Message::InstallSnapshot(InstallSnapshot {
+            term: 3,
+            last_included_index: 3,
+            last_included_term: term,
+            offset: 0,
+            data: Bytes::from_static(b"s"),
+            done: true,
+        })
+    };
+    // (follower log, snapshot's last term, want log after, want a truncation stored)
+    let cases: [(&[u64], u64, &[u64], Option<u64>); 3] = [
+        (&[1, 1, 1, 2, 2], 1, &[2, 2], None),
+        (&[1, 1, 2, 2, 2], 1, &[], Some(4)),
+        (&[1], 1, &[], None),
+    ];
+    for (case, (log, snapshot_term, want, truncation)) in cases.into_iter().enumerate() {
+        let mut follower = new_core(1, 3);
+        give_log(&mut follower, 2, log);
+        follower.step(0, 0, snapshot(snapshot_term));
+        let write = follower.take_persist().expect("the snapshot to store");
+        assert!(write.snapshot, "case {case}");
+        assert_eq!(write.truncate_from, truncation, "case {case}: truncation");
+        assert!(
+            !follower.has_messages(),
+            "case {case}: no answer before it is durable"
+        );
+        follower.persisted(write.generation);
+        let replies: Vec<_> = follower.take_messages().collect();
+        assert!(
+            matches!(replies.as_slice(), [(0, Message::InstallSnapshotReply(r))] if r.installed),
+            "case {case}: {replies:?}"
+        );
+        assert_eq!(follower.log().offset(), 3, "case {case}");
+        let kept: Vec<u64> = (4..=follower.log().last_index())
+            .map(|i| follower.log().term(i).expect("held"))
+            .collect();
+        assert_eq!(kept, want, "case {case}: log after the snapshot");
+    }
+}
+
+#[test]
+fn a_snapshot_a_follower_has_committed_past_is_not_installed() {
+    let mut follower = new_core(1, 2);
+    give_log(&mut follower, 0, &[1, 1, 1, 1]);
+    follower.step(0, 0, append(1, (4, 1), &[], 4));
+    drain(&mut follower);
+    follower.step(
+        0,
+        0,
+        Message::InstallSnapshot(InstallSnapshot {
+            term: 1,
+            last_included_index: 3,
+            last_included_term: 1,
+            offset: 0,
+            data: Bytes::from_static(b"old"),
+            done: true,
+        }),
+    );
+    let replies = drain(&mut follower);
+    assert!(
+        matches!(replies.as_slice(), [(0, Message::InstallSnapshotReply(r))] if r.installed),
+        "{replies:?}"
+    );
+    assert_eq!(
+        (follower.log().offset(), follower.log().last_index()),
+        (0, 4)
+    );
+    assert_eq!(follower.snapshot_to_apply(), None);
+}
+
+#[test]
+fn a_chunk_out_of_order_asks_for_the_one_needed() {
+    let chunk = |offset, data: &'static [u8], done| {
+        Message::InstallSnapshot(InstallSnapshot {
+            term: 1,
+            last_included_index: 9,
+            last_included_term: 1,
+            offset,
+            data: Bytes::from_static(data),
+            done,
+        })
+    };
+    let next_offset = |follower: &mut Core| match drain(follower).as_slice() {
+        [(0, Message::InstallSnapshotReply(r))] => (r.next_offset, r.installed),
+        other => panic!("expected one InstallSnapshotReply: {other:?}"),
+    };
+    let mut follower = new_core(1, 2);
+    follower.step(0, 0, chunk(4, b"4567", false));
+    assert_eq!(
+        next_offset(&mut follower),
+        (0, false),
+        "a transfer starts at 0"
+    );
+    follower.step(0, 0, chunk(0, b"0123", false));
+    assert_eq!(next_offset(&mut follower), (4, false));
+    follower.step(0, 0, chunk(0, b"0123", false));
+    assert_eq!(
+        next_offset(&mut follower),
+        (4, false),
+        "a duplicate changes nothing"
+    );
+    follower.step(0, 0, chunk(8, b"89", true));
+    assert_eq!(next_offset(&mut follower), (4, false), "a gap asks again");
+    follower.step(0, 0, chunk(4, b"4567", false));
+    follower.step(0, 0, chunk(8, b"89", true));
+    let replies = drain(&mut follower);
+    assert_eq!(replies.len(), 2);
+    let data = follower
+        .snapshot_to_apply()
+        .expect("installed")
+        .data
+        .clone();
+    assert_eq!(&data[..], b"0123456789");
+}
+
+#[test]
+fn an_append_reaching_back_before_the_snapshot_checks_from_it() {
+    let mut follower = new_core(1, 2);
+    give_log(&mut follower, 0, &[1, 1, 1, 1]);
+    follower.step(0, 0, append(1, (4, 1), &[], 4));
+    drain(&mut follower);
+    apply_all(&mut follower);
+    assert!(follower.compact(3, Bytes::from_static(b"s")));
+    drain(&mut follower);
+    // A late AppendEntries from index 1 carrying entries 2 to 6.
+    follower.step(0, 0, append(1, (1, 1), &[1, 1, 1, 1, 1], 4));
+    let reply = the_append_reply(&drain(&mut follower), 0);
+    assert_eq!((reply.success, reply.index), (true, 6));
+    assert_eq!(follower.log().last_index(), 6);
+    // One entirely below the snapshot.
+    follower.step(0, 0, append(1, (0, 0), &[1, 1], 4));
+    let reply = the_append_reply(&drain(&mut follower), 0);
+    assert_eq!((reply.success, reply.index), (true, 2));
+}
+
+#[test]
+fn a_heartbeat_sends_the_outstanding_chunk_again() {
+    let config = CoreConfig {
+        max_snapshot_chunk: 4,
+        ..CoreConfig::default()
+    };
+    let mut leader = replicating_leader(3, config);
+    leader.propose(0, commands(4));
+    persist(&mut leader);
+    leader.step(0, 1, ack(1, 4));
+    apply_all(&mut leader);
+    assert!(leader.compact(4, Bytes::from_static(b"abcdefgh")));
+    drain(&mut leader);
+    leader.step(0, 2, reject(1, 4, 0, 1));
+    assert_eq!(snapshots_to(&drain(&mut leader), 2).len(), 1);
+    assert!(quiet(&mut leader), "one chunk outstanding: nothing more");
+    // Well past the heartbeat deadline.
+    leader.tick(60_000 * MS);
+    let again = snapshots_to(&drain(&mut leader), 2);
+    assert_eq!(again.len(), 1, "the chunk again, as a heartbeat");
+    assert_eq!(again[0].offset, 0);
+}
+
+#[test]
+fn a_node_restarts_from_its_snapshot() {
+    let recovered = Recovered {
+        hard_state: HardState {
+            term: 3,
+            voted_for: None,
+        },
+        snapshot: Some(Snapshot {
+            index: 10,
+            term: 2,
+            data: Bytes::from_static(b"state at 10"),
+        }),
+        entries: vec![
+            Entry {
+                term: 3,
+                command: cmd(3, 11),
+            };
+            2
+        ],
+    };
+    let mut core = Core::restore(1, 3, CoreConfig::default(), 5, 0, recovered);
+    assert_eq!((core.log().offset(), core.log().last_index()), (10, 12));
+    assert_eq!((core.commit_index(), core.last_applied()), (10, 10));
+    assert_eq!(
+        core.snapshot_to_apply().map(|s| &s.data[..]),
+        Some(&b"state at 10"[..])
+    );
+    core.snapshot_applied();
+    assert_eq!(core.snapshot_to_apply(), None);
+    // The leader's AppendEntries right after the snapshot matches its last term.
+    core.step(0, 0, append(3, (10, 2), &[3, 3, 3], 12));
+    let reply = the_append_reply(&drain(&mut core), 0);
+    assert_eq!((reply.success, reply.index), (true, 13));
+    assert_eq!(core.apply_range(), Some((11, 12)));
 }

@@ -53,10 +53,12 @@ use crossbeam_queue::{ArrayQueue, SegQueue};
 use crossbeam_utils::CachePadded;
 use zeroraft_transport::Waker;
 
-use zeroraft_storage::{NoStorage, Storage};
+use zeroraft_storage::{NoStorage, Snapshot, Storage};
 
 use crate::core::{Core, Entry, Role};
-use crate::{ApplyMsg, BuildError, Config, ConfigError, Endpoint, PeerStatus, StartError, Status};
+use crate::{
+    ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, PeerStatus, StartError, Status,
+};
 use writer::{Completed, Writer};
 
 mod writer;
@@ -107,6 +109,8 @@ struct Shared {
     /// leading bit otherwise. See the module's orderings.
     claim: CachePadded<AtomicU64>,
     proposals: SegQueue<Proposal>,
+    /// The latest snapshot the service handed to [`Raft::snapshot`], not yet taken by the node.
+    snapshot_requests: ArrayQueue<(u64, Bytes)>,
     status: ArcSwap<Status>,
     killed: AtomicBool,
     /// Why the node stopped on its own (a storage failure), if it did. Set once, before `killed`.
@@ -245,9 +249,7 @@ impl Raft {
             .into());
         }
         let recovered = storage.recover()?;
-        if let Some(problem) =
-            crate::core::recovered_state_problem(peers, &recovered.hard_state, &recovered.entries)
-        {
+        if let Some(problem) = crate::core::recovered_state_problem(peers, &recovered) {
             return Err(BuildError::Inconsistent(problem));
         }
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
@@ -258,25 +260,21 @@ impl Raft {
             .unwrap_or_else(|| storage.blocks_on_disk());
         let writer = Writer::new(storage, dedicated, me, endpoint.waker())
             .map_err(|e| BuildError::Thread(e.to_string()))?;
-        let core = Core::restore(
-            me,
-            peers,
-            config.core_config(),
-            seed,
-            0,
-            recovered.hard_state,
-            recovered.entries,
-        );
+        let core = Core::restore(me, peers, config.core_config(), seed, 0, recovered);
         let mut status = Status::initial(me);
         status.term = term;
         status.last_log_index = core.log().last_index();
         status.last_log_term = core.log().last_term();
         status.durable_index = core.durable_index();
+        status.snapshot_index = core.log().offset();
+        status.log_entries = core.log().len() as u64;
+        status.log_bytes = core.log().bytes();
         let shared = Arc::new(Shared {
             me,
             state: AtomicU64::new(term << 1),
             claim: CachePadded::new(AtomicU64::new(0)),
             proposals: SegQueue::new(),
+            snapshot_requests: ArrayQueue::new(1),
             status: ArcSwap::from_pointee(status),
             killed: AtomicBool::new(false),
             failure: std::sync::OnceLock::new(),
@@ -291,6 +289,7 @@ impl Raft {
             shared: shared.clone(),
             started: Instant::now(),
             spin: config.spin,
+            compaction: config.compaction,
             pending: Vec::new(),
             spare_status: None,
             messages_in: 0,
@@ -401,6 +400,18 @@ impl Raft {
         self.handle.kill();
     }
 
+    /// The 6.824 `Snapshot(index, snapshot)`: the service's state machine, serialized as `data`,
+    /// covers every command up to `index`, which it has applied. The node drops its log up to
+    /// there and keeps the snapshot with its raft state (in its storage, with its next write).
+    /// Takes no lock and does not wait: the node's thread does the work. A snapshot at or below
+    /// the one the node has, or beyond what it delivered, is ignored; of several given before the
+    /// node gets to them, only the last counts.
+    pub fn snapshot(&self, index: u64, data: Bytes) {
+        let shared = &self.handle.shared;
+        let _ = shared.snapshot_requests.force_push((index, data));
+        shared.waker.wake();
+    }
+
     /// Whether [`Raft::kill`] was called (or the node's thread stopped on a broken invariant).
     pub fn is_killed(&self) -> bool {
         self.handle.shared.killed.load(Acquire)
@@ -484,6 +495,7 @@ struct Node<S> {
     /// The origin of the core's clock.
     started: Instant,
     spin: Duration,
+    compaction: Compaction,
     /// Proposals taken from the queue that cannot be appended yet (a lower index is still on
     /// its way). Kept sorted by index.
     pending: Vec<Proposal>,
@@ -550,7 +562,11 @@ impl<S: StateMachine> Node<S> {
             }
             self.flush();
             self.trade_entry_buffers();
-            self.apply();
+            if let Err(failure) = self.apply() {
+                self.fail(failure);
+                break;
+            }
+            self.compact();
             self.publish_status();
             if handled < MAX_MESSAGES_PER_ROUND && self.shared.proposals.is_empty() {
                 let deadline = self.started + Duration::from_nanos(self.core.next_deadline());
@@ -561,6 +577,7 @@ impl<S: StateMachine> Node<S> {
                 let (shared, writer) = (&self.shared, &self.writer);
                 let has_work = || {
                     !shared.proposals.is_empty()
+                        || !shared.snapshot_requests.is_empty()
                         || shared.killed.load(Acquire)
                         || writer.has_completion()
                 };
@@ -583,7 +600,7 @@ impl<S: StateMachine> Node<S> {
         }
         if !self.writer.busy()
             && let Some(persist) = self.core.take_persist()
-            && let Some(completed) = self.writer.submit(persist, self.core.log())
+            && let Some(completed) = self.writer.submit(persist, &self.core)
         {
             self.completed(completed)?;
         }
@@ -694,16 +711,49 @@ impl<S: StateMachine> Node<S> {
         }
     }
 
-    /// Hands newly committed entries to the state machine, in order.
-    fn apply(&mut self) {
+    /// Hands the state machine a snapshot it must restore first, if there is one, then newly
+    /// committed entries, in order.
+    ///
+    /// # Errors
+    ///
+    /// If the state machine cannot restore the snapshot.
+    fn apply(&mut self) -> Result<(), String> {
+        if let Some(snapshot) = self.core.snapshot_to_apply() {
+            self.state_machine.restore(snapshot).map_err(|e| {
+                format!(
+                    "the state machine cannot restore snapshot {}: {e}",
+                    snapshot.index
+                )
+            })?;
+            self.core.snapshot_applied();
+        }
         let Some((from, to)) = self.core.apply_range() else {
-            return;
+            return Ok(());
         };
         for (entry, index) in self.core.log().slice(from, to).iter().zip(from..) {
             self.state_machine.apply(index, entry.term, &entry.command);
         }
         self.state_machine.flush(to);
         self.core.advance_applied(to);
+        Ok(())
+    }
+
+    /// Compacts the log with the service's snapshot if it gave one ([`Raft::snapshot`]), or, when
+    /// the compaction policy says it is time, with one the state machine makes.
+    fn compact(&mut self) {
+        if let Some((index, data)) = self.shared.snapshot_requests.pop() {
+            self.core.compact(index, data);
+        }
+        let log = self.core.log();
+        let applied = self.core.last_applied();
+        if self
+            .compaction
+            .due(applied.saturating_sub(log.offset()), log.bytes())
+            && applied > log.offset()
+            && let Some(data) = self.state_machine.snapshot()
+        {
+            self.core.compact(applied, data);
+        }
     }
 
     /// Publishes a fresh status snapshot, reusing the previous one's allocation when no reader
@@ -739,6 +789,10 @@ impl<S: StateMachine> Node<S> {
         status.messages_in = self.messages_in;
         status.messages_out = self.messages_out;
         status.durable_index = core.durable_index();
+        status.snapshot_index = core.log().offset();
+        status.log_entries = core.log().len() as u64;
+        status.log_bytes = core.log().bytes();
+        status.snapshots_installed = stats.snapshots_installed;
         status.syncs = self.syncs;
         status.sync_time = self.sync_time;
         self.spare_status = Some(self.shared.status.swap(next));
@@ -756,6 +810,26 @@ pub trait StateMachine: Send + 'static {
     /// default.
     fn flush(&mut self, last_index: u64) {
         let _ = last_index;
+    }
+
+    /// Serializes the state, as of the last index applied, for a snapshot that replaces the log
+    /// up to there; called on the node's thread when [`Config::compaction`] says it is time.
+    /// `None`, the default, declines: the log is then not compacted.
+    fn snapshot(&mut self) -> Option<Bytes> {
+        None
+    }
+
+    /// Replaces the state with `snapshot`'s: one the leader sent because this node lacked
+    /// entries it had compacted away, or the one the node restarted from. Commands after
+    /// `snapshot.index` are applied next.
+    ///
+    /// # Errors
+    ///
+    /// Why it cannot; the node then stops, with that reason in its status. The default cannot
+    /// restore anything: a state machine that may be sent snapshots must implement this.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        let _ = snapshot;
+        Err("this state machine cannot restore snapshots".into())
     }
 }
 
@@ -776,14 +850,29 @@ struct ChannelApplier {
 
 impl StateMachine for ChannelApplier {
     fn apply(&mut self, index: u64, term: u64, command: &Bytes) {
-        if !self.open {
-            return;
-        }
-        let mut msg = ApplyMsg {
+        self.deliver(ApplyMsg::Command {
             index,
             term,
             command: command.clone(),
-        };
+        });
+    }
+
+    /// Passes the snapshot on to the service, ahead of the commands after it.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        self.deliver(ApplyMsg::Snapshot {
+            index: snapshot.index,
+            term: snapshot.term,
+            data: snapshot.data.clone(),
+        });
+        Ok(())
+    }
+}
+
+impl ChannelApplier {
+    fn deliver(&mut self, mut msg: ApplyMsg) {
+        if !self.open {
+            return;
+        }
         loop {
             match self.tx.send_timeout(msg, APPLY_RETRY) {
                 Ok(()) => return,

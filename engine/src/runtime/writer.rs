@@ -21,10 +21,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use zeroraft_storage::{Entry, Storage, Update};
+use zeroraft_storage::{Entry, Snapshot, Storage, Update};
 use zeroraft_transport::Waker;
 
-use crate::core::{Log, Persist};
+use crate::core::{Core, Persist};
 
 /// A write that finished.
 pub(super) struct Completed {
@@ -59,6 +59,8 @@ pub(super) struct ThreadWriter {
 /// (payloads are shared, not copied).
 struct Job {
     persist: Persist,
+    /// The snapshot to store, if the write has one (its data is shared, not copied).
+    snapshot: Option<Snapshot>,
     entries: Vec<Entry>,
 }
 
@@ -102,19 +104,20 @@ impl Writer {
         matches!(self, Self::Thread(t) if !t.done.is_empty())
     }
 
-    /// Starts `persist`, reading its entries from `log` now. Written on the node's thread, it is
+    /// Starts `persist`, reading its entries and snapshot from `core` now. Written on the node's
+    /// thread, it is
     /// complete when this returns, and so returned; on a writer thread it completes later, and
     /// [`Writer::poll`] returns it.
     ///
     /// # Panics
     ///
     /// If a write is already under way.
-    pub fn submit(&mut self, persist: Persist, log: &Log) -> Option<Completed> {
+    pub fn submit(&mut self, persist: Persist, core: &Core) -> Option<Completed> {
         match self {
             Self::Inline(storage) => {
                 let started = Instant::now();
                 let result = storage
-                    .persist(&persist.update(log))
+                    .persist(&core.update(&persist))
                     .map_err(|e| format!("storage failed: {e}"));
                 Some(Completed {
                     generation: persist.generation,
@@ -124,9 +127,15 @@ impl Writer {
             }
             Self::Thread(t) => {
                 assert!(!t.busy, "a write is already under way");
+                let update = core.update(&persist);
                 let mut entries = std::mem::take(&mut t.buffer);
-                entries.extend_from_slice(log.slice(persist.first_index, persist.last_index));
-                let job = Job { persist, entries };
+                entries.extend_from_slice(update.entries);
+                let snapshot = update.snapshot.cloned();
+                let job = Job {
+                    persist,
+                    snapshot,
+                    entries,
+                };
                 let sent = t.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
                 if !sent {
                     return Some(Completed {
@@ -173,13 +182,14 @@ fn run_writer(
 ) {
     while let Ok(Job {
         persist,
+        snapshot,
         mut entries,
     }) = jobs.recv()
     {
         let started = Instant::now();
         let update = Update {
             hard_state: persist.hard_state,
-            snapshot: None,
+            snapshot: snapshot.as_ref(),
             truncate_from: persist.truncate_from,
             first_index: persist.first_index,
             entries: &entries,
