@@ -19,8 +19,16 @@
 //! so that nothing the dead incarnation could still do reaches the next one. [`Cluster::restart`]
 //! is `start1`: a new incarnation on a fresh endpoint (messages to or from the old one are
 //! dropped), recovering from that storage, not yet connected. The apply checker does not forget
-//! what a node applied: the new incarnation applies again from index 1, in order, and must agree
-//! with what it and every other node applied before.
+//! what a node applied: the new incarnation applies again from index 1 (or from the snapshot it
+//! restarted with), in order, and must agree with what it and every other node applied before.
+//!
+//! # Snapshots (2D)
+//!
+//! With [`ClusterOptions::snapshots`], each node's applier is the tester's `applierSnap`: after
+//! applying an index `i` with `(i + 1) % 10 == 0` it gives its node a snapshot of everything it
+//! applied ([`SNAPSHOT_INTERVAL`]; the data encodes `i` and the commands at `1..=i`), and a
+//! snapshot delivered on the apply channel replaces what the checker records for that node, after
+//! checking it against what the others applied.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -34,6 +42,9 @@ use crossbeam_channel::Receiver;
 use zeroraft_engine::storage::{FileStorage, Identity, WalOptions};
 use zeroraft_engine::{ApplyMsg, Config, MemStorage, Network, Raft};
 use zeroraft_transport::NetworkConfig;
+
+/// In snapshot mode, an applier snapshots after every this many applied entries.
+pub const SNAPSHOT_INTERVAL: u64 = 10;
 
 /// The tester's allowance for an election (`RaftElectionTimeout`).
 pub const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -103,39 +114,83 @@ impl Applied {
         }
     }
 
-    /// The tester's applier: checks one applied message of node `i`, then records it.
-    fn record(&mut self, i: usize, m: ApplyMsg) {
-        let index = m.index;
+    /// The tester's applier: checks one applied command of node `i`, then records it.
+    fn record(&mut self, i: usize, index: u64, command: Bytes) {
+        self.check_agreement(i, index, &command);
+        // Stricter than the tester's "has the previous index": each incarnation applies 1, 2, 3...
+        let in_order = index == self.next[i];
+        self.next[i] = index + 1;
+        self.store(i, index, command);
+        self.applied_total += 1;
+        if !in_order {
+            self.fail(format!("server {i} apply out of order {index}"));
+        }
+        self.trim();
+    }
+
+    /// Fails if another node applied something else than `command` at `index`.
+    fn check_agreement(&mut self, i: usize, index: u64, command: &Bytes) {
         for j in 0..self.logs.len() {
             if let Some(other) = self.get(j, index)
-                && *other != m.command
+                && other != command
             {
                 let error = format!(
                     "commit index={index} server={i} {} != server={j} {}",
-                    show(&m.command),
+                    show(command),
                     show(other)
                 );
                 self.fail(error);
             }
         }
-        // Stricter than the tester's "has the previous index": each incarnation applies 1, 2, 3...
-        let in_order = index == self.next[i];
-        self.next[i] = index + 1;
+    }
+
+    /// Records that node `i` holds `command` at `index`.
+    fn store(&mut self, i: usize, index: u64, command: Bytes) {
         if index >= self.base {
             let slot = (index - self.base) as usize;
             let log = &mut self.logs[i];
             if log.len() <= slot {
                 log.resize(slot + 1, None);
             }
-            log[slot] = Some(m.command);
+            log[slot] = Some(command);
         }
         self.last[i] = self.last[i].max(index);
         self.max_index = self.max_index.max(index);
-        self.applied_total += 1;
-        if !in_order {
-            self.fail(format!("server {i} apply out of order {index}"));
+    }
+
+    /// The tester's `ingestSnap`: node `i` was given a snapshot up to `index`, of `data` made by
+    /// [`Applied::snapshot_data`]. Its commands must agree with everyone's; they replace what the
+    /// checker records for the node, which applies from `index + 1` next.
+    fn ingest_snapshot(&mut self, i: usize, index: u64, data: &Bytes) {
+        let Some((last, commands)) = decode_snapshot(data) else {
+            self.fail(format!("server {i} snapshot decode error"));
+            return;
+        };
+        if last != index {
+            self.fail(format!(
+                "server {i} snapshot doesn't match m.SnapshotIndex ({last} != {index})"
+            ));
+            return;
         }
+        for (command, at) in commands.into_iter().zip(1..) {
+            self.check_agreement(i, at, &command);
+            self.store(i, at, command);
+        }
+        self.next[i] = index + 1;
         self.trim();
+    }
+
+    /// The tester's snapshot of node `i` after applying `index`: `index` and every command the
+    /// node applied at `1..=index`, or `None` if the checker no longer holds all of them.
+    fn snapshot_data(&self, i: usize, index: u64) -> Option<Bytes> {
+        let mut data = Vec::with_capacity(16 + index as usize * 12);
+        data.extend_from_slice(&index.to_le_bytes());
+        for at in 1..=index {
+            let command = self.get(i, at)?;
+            data.extend_from_slice(&(command.len() as u32).to_le_bytes());
+            data.extend_from_slice(command);
+        }
+        Some(Bytes::from(data))
     }
 
     /// Forgets the oldest indices once twice the kept history has accumulated.
@@ -188,6 +243,8 @@ pub struct ClusterOptions {
     pub history: Option<usize>,
     /// Where nodes keep their raft state.
     pub storage: ClusterStorage,
+    /// The tester's snapshot mode (see the module docs). Needs all of `history`.
+    pub snapshots: bool,
 }
 
 /// Where the nodes of a [`Cluster`] keep their raft state.
@@ -221,6 +278,8 @@ pub struct Cluster {
     slots: Mutex<Vec<Slot>>,
     config: Config,
     observer: Option<ApplyObserver>,
+    /// The tester's snapshot mode.
+    snapshots: bool,
     /// The cluster id written in data directories.
     cluster_id: u64,
     applied: Arc<Mutex<Applied>>,
@@ -255,6 +314,7 @@ impl Cluster {
             config,
             history: None,
             storage: ClusterStorage::Memory,
+            snapshots: false,
         })
     }
 
@@ -307,7 +367,12 @@ impl Cluster {
             config,
             history,
             storage,
+            snapshots,
         } = options;
+        assert!(
+            !snapshots || history.is_none(),
+            "snapshot mode snapshots every applied command: it needs the whole history"
+        );
         let mut net_config = NetworkConfig::new(n);
         net_config.seed = fastrand::u64(..);
         let network =
@@ -319,6 +384,7 @@ impl Cluster {
             slots: Mutex::new(Vec::with_capacity(n)),
             config,
             observer,
+            snapshots,
             cluster_id: fastrand::u64(..),
             applied: Arc::new(Mutex::new(Applied::new(n, history))),
             created: Instant::now(),
@@ -383,11 +449,15 @@ impl Cluster {
         let raft = builder
             .start(tx)
             .map_err(|e| format!("cannot start node {i}: {e}"))?;
-        let applied = self.applied.clone();
-        let observer = self.observer.clone();
+        let applier = Applier {
+            i,
+            applied: self.applied.clone(),
+            observer: self.observer.clone(),
+            snapshots: self.snapshots.then(|| raft.clone()),
+        };
         let applier = std::thread::Builder::new()
             .name(format!("applier-{i}"))
-            .spawn(move || run_applier(i, rx, applied, observer))
+            .spawn(move || applier.run(rx))
             .map_err(|e| format!("cannot start node {i}'s applier thread: {e}"))?;
         Ok((raft, applier))
     }
@@ -758,20 +828,57 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The tester's applier: checks every applied message of node `i`, until the node's channel
-/// closes.
-fn run_applier(
+/// The tester's applier of node `i`: checks every message the node applies, until its channel
+/// closes; in snapshot mode (`snapshots` holds the node) it also gives the node a snapshot every
+/// [`SNAPSHOT_INTERVAL`] entries.
+struct Applier {
     i: usize,
-    rx: Receiver<ApplyMsg>,
     applied: Arc<Mutex<Applied>>,
     observer: Option<ApplyObserver>,
-) {
-    while let Ok(m) = rx.recv() {
-        if let Some(observe) = &observer {
-            observe(i, &m);
+    snapshots: Option<Raft>,
+}
+
+impl Applier {
+    fn run(self, rx: Receiver<ApplyMsg>) {
+        while let Ok(m) = rx.recv() {
+            if let Some(observe) = &self.observer {
+                observe(self.i, &m);
+            }
+            match m {
+                ApplyMsg::Command { index, command, .. } => {
+                    let snapshot = {
+                        let mut applied = lock(&self.applied);
+                        applied.record(self.i, index, command);
+                        let due = (index + 1) % SNAPSHOT_INTERVAL == 0;
+                        self.snapshots
+                            .as_ref()
+                            .filter(|_| due)
+                            .and_then(|_| applied.snapshot_data(self.i, index))
+                    };
+                    if let (Some(raft), Some(data)) = (&self.snapshots, snapshot) {
+                        raft.snapshot(index, data);
+                    }
+                }
+                ApplyMsg::Snapshot { index, data, .. } => {
+                    lock(&self.applied).ingest_snapshot(self.i, index, &data);
+                }
+            }
         }
-        lock(&applied).record(i, m);
     }
+}
+
+/// The index and commands of a snapshot made by [`Applied::snapshot_data`].
+fn decode_snapshot(data: &Bytes) -> Option<(u64, Vec<Bytes>)> {
+    let index = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
+    let mut commands = Vec::with_capacity(usize::try_from(index).ok()?.min(1 << 20));
+    let mut at = 8;
+    while at < data.len() {
+        let len = u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
+        at += 4;
+        commands.push(data.slice(at..at.checked_add(len).filter(|&end| end <= data.len())?));
+        at += len;
+    }
+    (commands.len() as u64 == index).then_some((index, commands))
 }
 
 impl Drop for Cluster {

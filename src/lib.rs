@@ -34,7 +34,8 @@
 //! // Every node applies it, in log order, on the channel given to it.
 //! for _ in 0..n {
 //!     let msg = apply_rx.recv().expect("applied");
-//!     assert_eq!((msg.index, msg.term, &msg.command[..]), (index, term, &b"x = 1"[..]));
+//!     assert_eq!((msg.index(), msg.term()), (index, term));
+//!     assert_eq!(msg.command().map(|c| &c[..]), Some(&b"x = 1"[..]));
 //! }
 //! ```
 

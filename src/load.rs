@@ -129,10 +129,13 @@ impl Stats {
 
     /// The apply observer: the first node to apply an index times its command.
     fn observe(&self, m: &ApplyMsg) {
-        if self.first_applied.fetch_max(m.index, Relaxed) >= m.index {
+        let ApplyMsg::Command { index, command, .. } = m else {
+            return; // a snapshot: its commands were timed where they were first applied
+        };
+        if self.first_applied.fetch_max(*index, Relaxed) >= *index {
             return;
         }
-        if let Some(stamp) = m.command.get(..8) {
+        if let Some(stamp) = command.get(..8) {
             let proposed = u64::from_le_bytes(stamp.try_into().expect("8 bytes"));
             self.latency.record(self.nanos().saturating_sub(proposed));
             self.committed.fetch_add(1, Relaxed);
@@ -310,6 +313,7 @@ impl LoadedCluster {
             config: Config::default(),
             history: Some(1024),
             storage,
+            snapshots: false,
         };
         let cluster = Cluster::try_with_observer(cluster_options, observer)?;
         let shared = Arc::new(Shared {

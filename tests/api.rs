@@ -268,7 +268,7 @@ fn dropped_apply_receiver_and_full_apply_channel() {
     for k in 0..10 {
         raft.try_start(cmd(k)).unwrap();
     }
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().index, 1);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().index(), 1);
     // The channel now holds at most one more message and the node waits for room.
     let started = Instant::now();
     raft.kill();

@@ -112,8 +112,12 @@ fn applied(node: &Node, index: u64) -> Bytes {
             .applied
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("node {} never applied index {index}", node.raft.id()));
-        if m.index == index {
-            return m.command;
+        if let ApplyMsg::Command {
+            index: at, command, ..
+        } = m
+            && at == index
+        {
+            return command;
         }
     }
 }

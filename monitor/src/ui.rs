@@ -314,12 +314,15 @@ impl Widget for Replication<'_> {
                     Style::new().fg(Color::Green)
                 } else if p.state == ProgressState::Probe {
                     Style::new().fg(Color::Red)
+                } else if p.state == ProgressState::Snapshot {
+                    Style::new().fg(Color::Magenta)
                 } else {
                     Style::new().fg(Color::Yellow)
                 };
                 let state = match p.state {
                     ProgressState::Probe => "P",
                     ProgressState::Replicate => "R",
+                    ProgressState::Snapshot => "S",
                 };
                 if app.is_down(p.id) {
                     return Line::from(vec![

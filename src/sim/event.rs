@@ -54,6 +54,30 @@ pub enum MsgSummary {
         /// Conflict hint: index.
         conflict_index: u64,
     },
+    /// InstallSnapshot: one chunk.
+    Snapshot {
+        /// Leader's term.
+        term: u64,
+        /// The snapshot's last index.
+        index: u64,
+        /// Where the chunk starts.
+        offset: u64,
+        /// The chunk's length.
+        len: u64,
+        /// Whether it is the last chunk.
+        done: bool,
+    },
+    /// InstallSnapshot reply.
+    SnapshotReply {
+        /// Follower's term.
+        term: u64,
+        /// The snapshot's last index.
+        index: u64,
+        /// Bytes the follower holds.
+        next_offset: u64,
+        /// Whether it installed the snapshot.
+        installed: bool,
+    },
 }
 
 impl MsgSummary {
@@ -82,6 +106,19 @@ impl MsgSummary {
                 index: m.index,
                 conflict_term: m.conflict_term,
                 conflict_index: m.conflict_index,
+            },
+            Message::InstallSnapshot(m) => Self::Snapshot {
+                term: m.term,
+                index: m.last_included_index,
+                offset: m.offset,
+                len: m.data.len() as u64,
+                done: m.done,
+            },
+            Message::InstallSnapshotReply(m) => Self::SnapshotReply {
+                term: m.term,
+                index: m.last_included_index,
+                next_offset: m.next_offset,
+                installed: m.installed,
             },
         }
     }
@@ -125,6 +162,31 @@ impl fmt::Display for MsgSummary {
                 f,
                 "AppendReply t{term} reject prev {index} hint t{conflict_term}@{conflict_index}"
             ),
+            Self::Snapshot {
+                term,
+                index,
+                offset,
+                len,
+                done,
+            } => {
+                let last = if done { " (last)" } else { "" };
+                write!(
+                    f,
+                    "InstallSnapshot t{term} up to {index} bytes {offset}+{len}{last}"
+                )
+            }
+            Self::SnapshotReply {
+                term,
+                index,
+                next_offset,
+                installed,
+            } => {
+                let answer = if installed { "installed" } else { "has" };
+                write!(
+                    f,
+                    "SnapshotReply t{term} up to {index} {answer} {next_offset} bytes"
+                )
+            }
         }
     }
 }

@@ -65,6 +65,7 @@ impl Scenario {
             } else {
                 Backtrack::LeaderTerm
             },
+            max_snapshot_chunk: 1 << 20,
         };
         let fault_ticks = options
             .fault_ticks
