@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
-use zeroraft_engine::storage::{FileStorage, Identity, WalOptions};
+use zeroraft_engine::storage::{FileStorage, Identity, Snapshot, WalOptions};
 use zeroraft_engine::{BuildError, Config, MemStorage, Network, Raft, StateMachine};
 use zeroraft_transport::NetworkConfig;
 
@@ -42,20 +42,46 @@ struct Progress {
 }
 
 /// The benchmark's state machine: records the last applied index and wakes a waiting client.
+/// Its state is that index, so its snapshots are 8 bytes.
 struct Recorder {
     id: usize,
     progress: Arc<Progress>,
+    /// The last index applied.
+    last: u64,
+}
+
+impl Recorder {
+    fn publish(&mut self, last_index: u64) {
+        self.last = last_index;
+        self.progress.applied[self.id].store(last_index, SeqCst);
+        if self.progress.waiting.load(SeqCst) {
+            self.progress.unparker.unpark();
+        }
+    }
 }
 
 impl StateMachine for Recorder {
     fn apply(&mut self, _index: u64, _term: u64, _command: &Bytes) {}
 
     fn flush(&mut self, last_index: u64) {
-        self.progress.applied[self.id].store(last_index, SeqCst);
-        if self.progress.waiting.load(SeqCst) {
-            self.progress.unparker.unpark();
-        }
+        self.publish(last_index);
     }
+
+    fn snapshot(&mut self) -> Option<Bytes> {
+        Some(Bytes::copy_from_slice(&self.last.to_le_bytes()))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        self.publish(snapshot.index);
+        Ok(())
+    }
+}
+
+/// The resident memory of this process, in bytes (from `/proc/self/statm`), if it can be read.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 /// Where the nodes of a [`BenchCluster`] keep their raft state.
@@ -151,6 +177,7 @@ impl BenchCluster {
                 let recorder = Recorder {
                     id: i,
                     progress: progress.clone(),
+                    last: 0,
                 };
                 let builder = Raft::builder(config.clone(), i, nodes, endpoint);
                 let builder = match storage {

@@ -24,11 +24,12 @@
 //!
 //! # Snapshots (2D)
 //!
-//! With [`ClusterOptions::snapshots`], each node's applier is the tester's `applierSnap`: after
-//! applying an index `i` with `(i + 1) % 10 == 0` it gives its node a snapshot of everything it
-//! applied ([`SNAPSHOT_INTERVAL`]; the data encodes `i` and the commands at `1..=i`), and a
-//! snapshot delivered on the apply channel replaces what the checker records for that node, after
-//! checking it against what the others applied.
+//! With [`Snapshots::Tester`], each node's applier is the tester's `applierSnap`: after applying
+//! an index `i` with `(i + 1) % 10 == 0` it gives its node a snapshot of everything it applied
+//! ([`SNAPSHOT_INTERVAL`]; the data encodes `i` and the commands at `1..=i`), and a snapshot
+//! delivered on the apply channel replaces what the checker records for that node, after checking
+//! it against what the others applied. [`Snapshots::Every`] keeps a long-running cluster's logs
+//! bounded instead: snapshots of 8 bytes (the index), whose commands the checker cannot compare.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -162,6 +163,19 @@ impl Applied {
     /// [`Applied::snapshot_data`]. Its commands must agree with everyone's; they replace what the
     /// checker records for the node, which applies from `index + 1` next.
     fn ingest_snapshot(&mut self, i: usize, index: u64, data: &Bytes) {
+        if let Ok(bytes) = <[u8; 8]>::try_from(&data[..]) {
+            // A snapshot of `Snapshots::Every`: the index alone.
+            let last = u64::from_le_bytes(bytes);
+            if last != index {
+                self.fail(format!(
+                    "server {i} snapshot doesn't match m.SnapshotIndex ({last} != {index})"
+                ));
+            }
+            self.next[i] = index + 1;
+            self.last[i] = self.last[i].max(index);
+            self.max_index = self.max_index.max(index);
+            return;
+        }
         let Some((last, commands)) = decode_snapshot(data) else {
             self.fail(format!("server {i} snapshot decode error"));
             return;
@@ -243,8 +257,21 @@ pub struct ClusterOptions {
     pub history: Option<usize>,
     /// Where nodes keep their raft state.
     pub storage: ClusterStorage,
-    /// The tester's snapshot mode (see the module docs). Needs all of `history`.
-    pub snapshots: bool,
+    /// Whether and how appliers give their nodes snapshots (see the module docs).
+    pub snapshots: Snapshots,
+}
+
+/// How the appliers of a [`Cluster`] give their nodes snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Snapshots {
+    /// Never: logs are not compacted.
+    #[default]
+    Off,
+    /// The tester's `applierSnap`: every [`SNAPSHOT_INTERVAL`] entries, with every command
+    /// applied so far. Needs the whole history ([`ClusterOptions::history`] `None`).
+    Tester,
+    /// Every this many entries, with only the index, so that memory stays flat under load.
+    Every(u64),
 }
 
 /// Where the nodes of a [`Cluster`] keep their raft state.
@@ -278,8 +305,8 @@ pub struct Cluster {
     slots: Mutex<Vec<Slot>>,
     config: Config,
     observer: Option<ApplyObserver>,
-    /// The tester's snapshot mode.
-    snapshots: bool,
+    /// How appliers give their nodes snapshots.
+    snapshots: Snapshots,
     /// The cluster id written in data directories.
     cluster_id: u64,
     applied: Arc<Mutex<Applied>>,
@@ -314,7 +341,7 @@ impl Cluster {
             config,
             history: None,
             storage: ClusterStorage::Memory,
-            snapshots: false,
+            snapshots: Snapshots::Off,
         })
     }
 
@@ -370,8 +397,12 @@ impl Cluster {
             snapshots,
         } = options;
         assert!(
-            !snapshots || history.is_none(),
-            "snapshot mode snapshots every applied command: it needs the whole history"
+            snapshots != Snapshots::Tester || history.is_none(),
+            "the tester's snapshots hold every applied command: they need the whole history"
+        );
+        assert!(
+            snapshots != Snapshots::Every(0),
+            "snapshots every 0 entries"
         );
         let mut net_config = NetworkConfig::new(n);
         net_config.seed = fastrand::u64(..);
@@ -453,7 +484,8 @@ impl Cluster {
             i,
             applied: self.applied.clone(),
             observer: self.observer.clone(),
-            snapshots: self.snapshots.then(|| raft.clone()),
+            snapshots: self.snapshots,
+            raft: (self.snapshots != Snapshots::Off).then(|| raft.clone()),
         };
         let applier = std::thread::Builder::new()
             .name(format!("applier-{i}"))
@@ -829,13 +861,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The tester's applier of node `i`: checks every message the node applies, until its channel
-/// closes; in snapshot mode (`snapshots` holds the node) it also gives the node a snapshot every
-/// [`SNAPSHOT_INTERVAL`] entries.
+/// closes, and gives the node snapshots as `snapshots` says (through `raft`).
 struct Applier {
     i: usize,
     applied: Arc<Mutex<Applied>>,
     observer: Option<ApplyObserver>,
-    snapshots: Option<Raft>,
+    snapshots: Snapshots,
+    /// The node, unless snapshots are off.
+    raft: Option<Raft>,
 }
 
 impl Applier {
@@ -849,13 +882,17 @@ impl Applier {
                     let snapshot = {
                         let mut applied = lock(&self.applied);
                         applied.record(self.i, index, command);
-                        let due = (index + 1) % SNAPSHOT_INTERVAL == 0;
-                        self.snapshots
-                            .as_ref()
-                            .filter(|_| due)
-                            .and_then(|_| applied.snapshot_data(self.i, index))
+                        match self.snapshots {
+                            Snapshots::Off => None,
+                            Snapshots::Tester if (index + 1) % SNAPSHOT_INTERVAL == 0 => {
+                                applied.snapshot_data(self.i, index)
+                            }
+                            Snapshots::Tester => None,
+                            Snapshots::Every(n) => (index % n == 0)
+                                .then(|| Bytes::copy_from_slice(&index.to_le_bytes())),
+                        }
                     };
-                    if let (Some(raft), Some(data)) = (&self.snapshots, snapshot) {
+                    if let (Some(raft), Some(data)) = (&self.raft, snapshot) {
                         raft.snapshot(index, data);
                     }
                 }

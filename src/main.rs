@@ -64,7 +64,9 @@ Options:
                      `file` (a write-ahead log per node, synced to disk; the disk's fdatasync
                      median is measured and printed too)
   --data DIR         with --storage file: as for the dashboard (default: a fresh temporary
-                     directory, removed at exit)";
+                     directory, removed at exit)
+  --compact-every N  each node snapshots its state machine and compacts its log every N
+                     applied entries; 0 never compacts (default 100000)";
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +144,8 @@ struct BenchArgs {
     seconds: u64,
     storage: StorageKind,
     data: Option<PathBuf>,
+    /// Compact every this many applied entries (`None`: never).
+    compact_every: Option<u64>,
 }
 
 impl Default for BenchArgs {
@@ -153,6 +157,7 @@ impl Default for BenchArgs {
             seconds: 10,
             storage: StorageKind::None,
             data: None,
+            compact_every: Some(100_000),
         }
     }
 }
@@ -272,6 +277,10 @@ fn parse_bench(mut args: Args) -> Result<Command, String> {
                 b.storage = StorageKind::parse(&args.value(&flag, inline)?, &all)?;
             }
             "--data" => b.data = Some(args.path(&flag, inline)?),
+            "--compact-every" => {
+                let every: u64 = args.number(&flag, inline, 0..=u64::MAX)?;
+                b.compact_every = (every > 0).then_some(every);
+            }
             "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown argument `{other}` for bench")),
         }
@@ -469,27 +478,33 @@ fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
         (StorageKind::Memory, _) => (BenchStorage::Memory, ", in memory"),
         _ => (BenchStorage::None, ""),
     };
-    let cluster = zeroraft::bench::BenchCluster::with_storage(
-        args.nodes,
-        zeroraft::Config::default(),
-        &storage,
-    )
-    .map_err(|e| Failure::Setup(format!("cannot start the nodes: {e}")))?;
+    let config = zeroraft::Config {
+        compaction: zeroraft::engine::Compaction {
+            every_entries: args.compact_every,
+            above_bytes: None,
+        },
+        ..zeroraft::Config::default()
+    };
+    let cluster = zeroraft::bench::BenchCluster::with_storage(args.nodes, config, &storage)
+        .map_err(|e| Failure::Setup(format!("cannot start the nodes: {e}")))?;
     // One payload for the whole run.
     let payload = zeroraft::bench::static_payload(args.payload);
+    let mut before = 0;
     let report = cluster.closed_loop_for(
         Duration::from_secs(args.seconds),
         args.clients,
         &payload,
         |commits, elapsed| {
-            eprint!(
-                "\r{:>4.0} s  {commits:>11} commits  {:>8.3} M/s",
+            let rss = zeroraft::bench::resident_bytes()
+                .map_or("?".into(), |b| format!("{:.0} MB", b as f64 / 1e6));
+            eprintln!(
+                "t={:>4.0}s  {:>8.3} M commits/s this second  {commits:>11} in all  rss {rss}",
                 elapsed.as_secs_f64(),
-                commits as f64 / elapsed.as_secs_f64() / 1e6
+                (commits - before) as f64 / 1e6
             );
+            before = commits;
         },
     );
-    eprint!("\r{:60}\r", "");
     println!(
         "{} nodes, {} in flight, {} B{shown}: {:.3} M commits/s, {:.3} µs CPU per commit, latency p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs ({} commits in {:.1} s)",
         args.nodes,

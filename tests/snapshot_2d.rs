@@ -3,7 +3,9 @@
 //! persisted raft state must stay under 2000 bytes.
 
 use zeroraft::Config;
-use zeroraft::cluster::{Cluster, ClusterOptions, ClusterStorage, SNAPSHOT_INTERVAL, cmd};
+use zeroraft::cluster::{
+    Cluster, ClusterOptions, ClusterStorage, SNAPSHOT_INTERVAL, Snapshots, cmd,
+};
 
 /// The tester's bound on the raft state's size (`MAXLOGSIZE`).
 const MAX_LOG_SIZE: u64 = 2000;
@@ -20,7 +22,7 @@ fn snapshot_cluster(servers: usize, reliable: bool) -> Cluster {
         config: Config::default(),
         history: None,
         storage: ClusterStorage::Memory,
-        snapshots: true,
+        snapshots: Snapshots::Tester,
     })
 }
 
