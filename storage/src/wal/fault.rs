@@ -105,4 +105,18 @@ impl Faults {
             ..Plan::default()
         };
     }
+
+    /// Makes the `nth` operation from now (1 = the next) and every later one fail without doing
+    /// anything.
+    pub(super) fn crash_at(&mut self, nth: u64) {
+        self.plan = Plan {
+            crash_at: Some(nth),
+            ..Plan::default()
+        };
+    }
+
+    /// The operations counted since the plan was made.
+    pub(super) fn ops(&self) -> u64 {
+        self.plan.ops
+    }
 }
