@@ -224,6 +224,9 @@ fn round_trip_with_snapshots() {
     ];
     for (i, step) in steps.iter().enumerate() {
         pair.persist(step);
+        // Read again from the directory while open, then opened again.
+        let expected = pair.model.recover().unwrap();
+        assert_eq!(pair.file().recover().unwrap(), expected, "step {i}");
         pair.reopen(segment_size, &format!("after step {i}"));
     }
     assert_eq!(pair.model.last_index(), 125);
