@@ -20,12 +20,14 @@ pub enum StorageError {
         /// What the system said.
         source: io::Error,
     },
-    /// A record that was acknowledged as durable is damaged: the node must not start on it, or it
-    /// might forget a vote or an entry it promised to keep.
+    /// A record or a snapshot that was acknowledged as durable is damaged or missing: the node
+    /// must not start on it, or it might forget a vote, an entry or a snapshot it promised to
+    /// keep.
     Corrupt {
-        /// The segment file.
+        /// The segment file, or the snapshot file.
         path: PathBuf,
-        /// Byte offset of the damaged record in it.
+        /// Byte offset of the damaged record in it (in a snapshot file: 0 for its header or the
+        /// whole file, the data's offset for its data).
         offset: u64,
         /// What is wrong with it.
         reason: String,
@@ -50,7 +52,8 @@ pub enum StorageError {
         path: PathBuf,
     },
     /// The directory holds something this version cannot read: an unknown format version, a
-    /// malformed identity file, a gap in the segment sequence.
+    /// malformed identity file, a gap in the segment sequence that leaves entries in no segment
+    /// and no snapshot.
     Unreadable {
         /// The file concerned.
         path: PathBuf,
@@ -84,7 +87,7 @@ impl fmt::Display for StorageError {
                 reason,
             } => write!(
                 f,
-                "corrupt record in {} at offset {offset}: {reason}; refusing to start on a damaged log",
+                "corrupt data in {} at offset {offset}: {reason}; refusing to start on a damaged log",
                 path.display()
             ),
             Self::Missing { path } => {

@@ -12,8 +12,9 @@
 //! - [`MemStorage`]: in memory, shared with whoever created it. This is the 6.824 tester's
 //!   `Persister`: it outlives its node, so a harness can crash a node and start a new one from
 //!   what the old one persisted.
-//! - [`FileStorage`]: a write-ahead log of checksummed records in segment files, with a directory
-//!   lock and an identity file; see [`wal`] for the format and the recovery rules.
+//! - [`FileStorage`]: a write-ahead log of checksummed records in segment files, snapshots in
+//!   files of their own (the segments a snapshot covers are then removed), a directory lock and
+//!   an identity file; see [`wal`] for the formats and the recovery rules.
 //!
 //! This crate knows nothing of Raft's rules: it stores what it is given, in order.
 

@@ -1,4 +1,4 @@
-//! [`FileStorage`]: a node's raft state in a directory, as a write-ahead log.
+//! [`FileStorage`]: a node's raft state in a directory, as a write-ahead log and snapshot files.
 //!
 //! # The directory
 //!
@@ -18,22 +18,29 @@
 //!   crc32c 1a2b3c4d
 //!   ```
 //!
-//!   A directory that holds segments but no `IDENTITY` is refused rather than adopted.
+//!   A directory that holds segments or snapshot files but no `IDENTITY` is refused rather than
+//!   adopted.
 //! - `<seq>.wal`: segment files, `seq` counting up from 1 in 20 decimal digits, so that names
-//!   sort in order; a missing number is an error. Only the last segment is ever written to; once
-//!   it holds [`WalOptions::segment_size`] bytes (and at least one record), the next record goes
-//!   to a new one (created, its header synced, the directory synced), so a segment exceeds the
-//!   size by at most one record.
+//!   sort in order. Only the last segment is ever written to; once it holds
+//!   [`WalOptions::segment_size`] bytes (and at least one record), the next record goes to a new
+//!   one (created, its header synced, the directory synced), so a segment exceeds the size by at
+//!   most one write. Segments that a snapshot made useless are removed from the oldest on (see
+//!   [Snapshots](#snapshots)), so the first segment may be any number; from it on the numbers
+//!   have no gap.
+//! - `snapshot-<index>.snap`: the snapshot the log refers to, `index` (20 decimal digits) being
+//!   the last log index it covers. A file is written whole before any record refers to it, as
+//!   `snapshot-<index>.snap.tmp` first. Other snapshot files may exist for a while: the one
+//!   before the log's snapshot, until it is removed; one whose record a crash prevented.
 //!
 //! # Segment format (all integers little-endian)
 //!
-//! A 16-byte header: the magic `ZRAFTWAL`, the format version (`u32`, 1), and the CRC32C of
+//! A 16-byte header: the magic `ZRAFTWAL`, the format version (`u32`, 2), and the CRC32C of
 //! those 12 bytes. Then records, each a 16-byte record header and a payload:
 //!
 //! ```text
 //! offset  size  field
 //!  0      4     len         payload length in bytes
-//!  4      1     kind        1 = batch
+//!  4      1     kind        1 = batch, 2 = start
 //!  5      3     reserved    zero
 //!  8      4     header_crc  CRC32C of bytes 0..8
 //! 12      4     crc         CRC32C of bytes 0..8 followed by the payload
@@ -43,34 +50,125 @@
 //! The header's own checksum lets recovery tell a damaged record apart from the end of the log
 //! without trusting a damaged length (see below).
 //!
-//! A batch record holds one [`Update`] (one group commit: one write, one `fdatasync`):
+//! The first record of every segment, and only that one, is a **start** record: the state of
+//! the log just before the segment's first batch, so that a segment can be read without the
+//! ones before it. It is written in the same write as that batch.
 //!
 //! ```text
-//! flags u8                       bit 0: hard state present; bit 1: truncation present
+//! term u64, voted_for u64        the hard state (voted_for u64::MAX = none)
+//! snapshot_index u64             the snapshot's index, 0 = no snapshot
+//! snapshot_term u64              its term (0 without a snapshot)
+//! last_index u64                 the index of the last entry (the snapshot's, or 0, if none
+//!                                follows it); at least snapshot_index
+//! ```
+//!
+//! A **batch** record holds one [`Update`] (one group commit: one write, one `fdatasync`), its
+//! parts in the order they apply:
+//!
+//! ```text
+//! flags u8                       bit 0: hard state; bit 1: truncation; bit 2: snapshot
 //! term u64, voted_for u64        if bit 0 (voted_for u64::MAX = none)
+//! snapshot_index u64, term u64   if bit 2: the snapshot is now the one in
+//!                                snapshot-<snapshot_index>.snap (index above 0)
 //! truncate_from u64              if bit 1
 //! first_index u64, count u32
 //! count times: term u64, len u32, command (len bytes)
 //! ```
 //!
 //! An update larger than [`MAX_RECORD_BYTES`] is split into several batch records, each written
-//! and synced before the next: a crash between them leaves a prefix of the update, which is a
-//! valid raft state (the node had acknowledged none of it). The first record of every segment
-//! carries the full hard state, so no segment needs an older one for it.
+//! and synced before the next, the hard state, snapshot and truncation in the first: a crash
+//! between them leaves a prefix of the update, which is a valid raft state (the node had
+//! acknowledged none of it).
 //!
-//! An update is checked before anything is written: entries that would leave a gap in the log,
-//! an entry too large for a record, or a vote for node `u64::MAX` (which reads as no vote) are
-//! refused, and the storage stops as after any failure (below).
+//! Format version 1 (no snapshots, no start record, the first batch of a segment carrying the
+//! hard state) is not read: no such log was deployed.
+//!
+//! # Snapshot file format (all integers little-endian)
+//!
+//! ```text
+//! offset  size  field
+//!  0      8     magic       ZRAFTSNP
+//!  8      4     version     1
+//! 12      4     reserved    zero
+//! 16      8     index       the last log index the snapshot covers
+//! 24      8     term        the term of the entry at index
+//! 32      8     len         data length in bytes
+//! 40      4     data_crc    CRC32C of the data
+//! 44      4     header_crc  CRC32C of bytes 0..44
+//! 48      len   data
+//! ```
+//!
+//! # Updates
+//!
+//! An update is checked before anything is written. Refused, as [`crate::MemStorage`] refuses
+//! them: a snapshot not newer than the stored one; entries at or below the snapshot's index
+//! (the new one's, if the update has one), or that would leave a gap after the last entry (once
+//! the snapshot and the truncation are applied). Refused because the log cannot store them: an
+//! entry too large for a record, a vote for node `u64::MAX` (which reads as no vote), an index
+//! above 2^63 - 1. A refused update leaves the storage stopped, as after any failure (below).
+//!
+//! # Snapshots
+//!
+//! An update with a snapshot is written in this order, each step only once the one before is
+//! durable:
+//!
+//! 1. the snapshot file: `snapshot-<index>.snap.tmp` is created, the header and the data
+//!    written from the caller's buffer (no copy), the file `fsync`ed (once), renamed to
+//!    `snapshot-<index>.snap` (replacing any file of that name, which no record refers to), and
+//!    the directory synced;
+//! 2. the batch record naming it, with the rest of the update, synced: from then on the
+//!    snapshot is the log's and the update is acknowledged;
+//! 3. the segments the snapshot covers are removed, oldest first, and the directory synced;
+//!    then the other snapshot files (the previous snapshot's, and leftovers).
+//!
+//! A segment is covered when the highest index of an entry written in it (0 if none) is at most
+//! the snapshot's index, and removed when it and every segment before it are covered, and a
+//! later segment holds a record (its start record restates the hard state and the snapshot, so
+//! an older segment is needed only for its entries). The last segment is never removed.
+//! Removing is best effort: a failure is logged through `tracing` and tried again after the
+//! next snapshot or on the next open, which removes the same files (and segments before a gap,
+//! see below). Until it succeeds the files only take room.
+//!
+//! A crash at any point of this leaves the state before the update (before step 2: the new
+//! file is not referred to, and is removed on the next open with a warning) or after it (from
+//! step 2 on; the next open finishes step 3).
 //!
 //! # Recovery
 //!
-//! Opening a directory reads every segment in order and applies its batches: the hard state is
-//! replaced, entries from `truncate_from` on are dropped, entries are appended (a batch whose
-//! `first_index` would leave a gap is corrupt; one at or below the last index replaces the
-//! entries from there on). Command payloads are slices of the segment read into memory, not
-//! copies. An intact record of an unknown kind, with reserved bytes or unknown flags set, or a
-//! segment of another format version, is [`StorageError::Unreadable`]; a segment whose first
-//! record carries no hard state is corrupt.
+//! Opening a directory lists it and reads the segments from the last gap in their numbering on
+//! (all of them, if there is no gap). Segments before a gap are what a crash leaves when the
+//! removal of covered segments was cut short and the file system persisted a later removal but
+//! not an earlier one; they are not read, and are removed, provided the segments after the gap
+//! do not need them (see below).
+//!
+//! The state starts as the empty one if the first segment read is segment 1, or from that
+//! segment's start record otherwise; the start record of every other segment must restate the
+//! state the segments before it end with. Then the batches apply in order, as
+//! [`crate::MemStorage`] applies an update: the hard state is replaced; a snapshot (which must
+//! be newer than the current one) replaces the current one and drops the entries at or below
+//! its index; entries from `truncate_from` on are dropped; entries are stored from
+//! `first_index` on (a batch whose entries would overwrite the snapshot or leave a gap is
+//! corrupt; one at or below the last index replaces the entries from there on). Command
+//! payloads are slices of the segment read into memory, not copies.
+//!
+//! When the first segment read is not segment 1, the entries between its snapshot and its
+//! start record's `last_index` were in segments no longer there: they must all be covered by a
+//! later snapshot (or dropped by a truncation) by the end of the log, or the log is
+//! [`StorageError::Unreadable`] (a missing segment). This is what makes removing covered
+//! segments safe in any order the file system persists it: every entry of a removed segment is
+//! at or below the snapshot whose record was durable before the removal.
+//!
+//! The snapshot the log ends with is read from its file, in one read into one buffer whose
+//! tail becomes [`crate::Snapshot::data`] (no copy). A missing file, a damaged one (failing a
+//! checksum, cut short) or one whose header names another index or term is
+//! [`StorageError::Corrupt`], naming the file: the node must not start without the snapshot
+//! it acknowledged. A file of another format version is [`StorageError::Unreadable`].
+//!
+//! An intact record of an unknown kind, with reserved bytes or unknown flags set, or a segment
+//! of another format version, is [`StorageError::Unreadable`]. A segment whose first record is
+//! not a start record (or that holds a start record elsewhere), a start record that disagrees
+//! with the segments before it, an older segment holding no record, or a snapshot not newer
+//! than the current one is corrupt.
 //!
 //! Only the last write can have been cut short by a crash, and it was never acknowledged (its
 //! `fdatasync` had not returned). So when a record of the **last** segment is damaged (cut short
@@ -88,10 +186,14 @@
 //! what a crash right after creating it leaves: it is removed, with a warning. Damage to the
 //! header of an older segment is corruption.
 //!
-//! The directory is only changed (a tail cut, a segment removed) once every segment has been
-//! read and found sound, so an open that fails leaves it as it was. An open then syncs the last
-//! segment and the directory: a record that a crashed process had written but not yet synced
-//! would otherwise be recovered, acted on, and lost in a later power failure.
+//! The directory is only changed (a tail cut, a segment removed) once every segment and the
+//! snapshot have been read and found sound, so an open that fails leaves it as it was. An open
+//! then syncs the last segment and the directory: a record that a crashed process had written
+//! but not yet synced would otherwise be recovered, acted on, and lost in a later power
+//! failure. Then it removes what the log no longer needs, as after a snapshot (step 3 above):
+//! covered segments, segments before a gap, snapshot files other than the log's (one newer than
+//! the log's is an orphan of a crash before its record, noted with a warning), and temporary
+//! snapshot files (with a warning).
 //!
 //! # Failures while running
 //!
@@ -101,23 +203,30 @@
 //! there. (A record whose sync failed may still be in the page cache, whole, and be recovered
 //! by an open before the machine restarts, though it may never reach the disk; the kernel
 //! reports a write-back error once, so that open cannot know. If it is then lost, the records
-//! after it make the log corrupt on the next start: the node stops rather than forget.)
+//! after it make the log corrupt on the next start: the node stops rather than forget. The same
+//! holds for a snapshot record: that open removes the segments and the snapshot file the
+//! snapshot replaced, and if its record is then lost the log refers to a missing file.)
+//! Failing to remove a file the log no longer needs is not a failure of the storage (see
+//! [Snapshots](#snapshots)).
 
 mod fault;
 mod format;
 mod identity;
 mod recovery;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::{Entry, HardState, Recovered, Storage, StorageError, Update, entries_size};
 use fault::Faults;
+use format::{BatchHead, SnapshotRef, Start};
 use recovery::Mode;
 
 /// Bytes a hard state takes in a batch record (`term`, `voted_for`).
@@ -178,12 +287,23 @@ pub struct FileStorage {
     seq: u64,
     /// Its length: where the next record goes.
     end: u64,
-    /// Whether it holds a record (if not, the next record carries the hard state).
+    /// Whether it holds a record (if not, the next write starts with a start record).
     segment_has_records: bool,
     /// The hard state last persisted.
     hard_state: HardState,
-    /// The index of the last entry persisted.
+    /// The snapshot last persisted, if any.
+    snapshot: Option<SnapshotRef>,
+    /// The index of the last entry persisted (the snapshot's, or 0, if none follows it).
     last_index: u64,
+    /// The sequence number of the first segment kept.
+    first_seq: u64,
+    /// For each segment from `first_seq` to `seq`, the highest index of an entry written in it
+    /// (0 if none).
+    highs: VecDeque<u64>,
+    /// Segments before a gap in the numbering, found when opening, to remove.
+    stale_segments: Vec<PathBuf>,
+    /// Snapshot files that are no longer the log's snapshot (or never were), to remove.
+    stale_snapshots: Vec<PathBuf>,
     /// The records of one update, encoded; reused so that persisting allocates nothing.
     buf: Vec<u8>,
     /// Largest record payload written ([`MAX_RECORD_BYTES`], smaller in tests).
@@ -203,6 +323,8 @@ impl fmt::Debug for FileStorage {
             .field("segment", &self.segment_path)
             .field("end", &self.end)
             .field("hard_state", &self.hard_state)
+            .field("snapshot", &self.snapshot)
+            .field("first_seq", &self.first_seq)
             .field("last_index", &self.last_index)
             .field("poisoned", &self.poisoned)
             .finish_non_exhaustive()
@@ -239,23 +361,36 @@ impl FileStorage {
             Err(e) => return Err(io_error("open data directory", &dir)(e)),
         }
         let lock = lock(&dir)?;
-        let segments = recovery::list_segments(&dir)?;
-        identity::check_or_create(&dir, identity, !segments.is_empty())?;
-        let log = recovery::recover(&dir, segments, Mode::Repair)?;
-        let tail = match log.tail {
-            Some(tail) => tail,
+        let listing = recovery::list(&dir)?;
+        let has_log = !listing.segments.is_empty() || !listing.snapshots.is_empty();
+        identity::check_or_create(&dir, identity, has_log)?;
+        if let (None, Some((_, path))) = (listing.segments.first(), listing.snapshots.first()) {
+            return Err(StorageError::Unreadable {
+                path: path.clone(),
+                reason: "a snapshot file in a directory that holds no segment".to_owned(),
+            });
+        }
+        let log = recovery::recover(&dir, listing, Mode::Repair)?;
+        let (tail, first_seq, highs) = match log.tail {
+            Some(tail) => (tail, log.first_seq, log.highs),
             None => {
                 let (path, file) = create_segment(&dir, 1, &mut Faults::default())?;
-                recovery::Tail {
+                let tail = recovery::Tail {
                     seq: 1,
                     path,
                     file,
                     len: format::SEGMENT_HEADER_BYTES as u64,
                     has_records: false,
-                }
+                };
+                (tail, 1, vec![0])
             }
         };
-        Ok(Self {
+        let recovered = log.recovered;
+        let snapshot = recovered.snapshot.as_ref().map(|s| SnapshotRef {
+            index: s.index,
+            term: s.term,
+        });
+        let mut storage = Self {
             dir,
             options,
             _lock: lock,
@@ -264,14 +399,21 @@ impl FileStorage {
             seq: tail.seq,
             end: tail.len,
             segment_has_records: tail.has_records,
-            hard_state: log.recovered.hard_state,
-            last_index: log.recovered.entries.len() as u64,
+            hard_state: recovered.hard_state,
+            snapshot,
+            last_index: recovered.first_index() - 1 + recovered.entries.len() as u64,
+            first_seq,
+            highs: highs.into(),
+            stale_segments: log.stale_segments,
+            stale_snapshots: log.stale_snapshots,
             buf: Vec::new(),
             max_record_bytes: MAX_RECORD_BYTES,
-            recovered: Some(log.recovered),
+            recovered: Some(recovered),
             poisoned: None,
             faults: Faults::default(),
-        })
+        };
+        storage.compact();
+        Ok(storage)
     }
 
     /// The data directory.
@@ -284,14 +426,19 @@ impl FileStorage {
         self.hard_state
     }
 
-    /// The index of the last entry persisted (0 if none).
+    /// The index of the last entry persisted (the snapshot's, or 0, if none follows it).
     pub fn last_index(&self) -> u64 {
         self.last_index
     }
 
-    /// Checks `update` against the stored log; returns the last index once it is applied, and
-    /// the size of its entries in the log's encoding.
-    fn check(&self, update: &Update<'_>) -> Result<(u64, u64), String> {
+    /// The index of the snapshot persisted last (0 if none).
+    pub fn snapshot_index(&self) -> u64 {
+        self.snapshot.map_or(0, |s| s.index)
+    }
+
+    /// Checks `update` against the stored state, refusing what [`crate::MemStorage`] refuses
+    /// (and what the log cannot encode); returns the size of its entries in the log's encoding.
+    fn check(&self, update: &Update<'_>) -> Result<u64, String> {
         if let Some(HardState {
             voted_for: Some(v), ..
         }) = update.hard_state
@@ -299,21 +446,50 @@ impl FileStorage {
         {
             return Err(format!("a vote for node {v} cannot be stored"));
         }
-        let mut keep = self.last_index;
-        if let Some(from) = update.truncate_from {
-            keep = keep.min(from.saturating_sub(1));
-        }
-        if !update.entries.is_empty() {
-            if update.first_index == 0 || update.first_index > keep + 1 {
+        let stored = self.snapshot_index();
+        if let Some(snapshot) = update.snapshot {
+            if snapshot.index <= stored {
                 return Err(format!(
-                    "entries at index {} would leave a gap after index {keep}",
-                    update.first_index
+                    "a snapshot at index {} is not newer than the stored one at {stored}",
+                    snapshot.index
                 ));
             }
-            keep = keep.min(update.first_index - 1);
+            if snapshot.index > format::MAX_INDEX {
+                return Err(format!(
+                    "a snapshot at index {}, above {}, cannot be stored",
+                    snapshot.index,
+                    format::MAX_INDEX
+                ));
+            }
         }
-        // The room for entries in the smallest record: one carrying a hard state and a truncation.
-        let room = self.max_record_bytes - format::batch_payload_bytes(true, true, 0);
+        let snapshot_index = update.snapshot.map_or(stored, |s| s.index);
+        let mut last = self.last_index.max(snapshot_index);
+        if let Some(from) = update.truncate_from {
+            last = last.min(from.saturating_sub(1)).max(snapshot_index);
+        }
+        if !update.entries.is_empty()
+            && (update.first_index <= snapshot_index || update.first_index > last + 1)
+        {
+            return Err(format!(
+                "entries at index {} would leave a gap after index {last} or overwrite the \
+                 snapshot at {snapshot_index}",
+                update.first_index
+            ));
+        }
+        // Entries start above the snapshot's index and at most at `last + 1`, itself at most
+        // `MAX_INDEX + 1`: no overflow.
+        if !update.entries.is_empty() {
+            let end = update.first_index - 1 + update.entries.len() as u64;
+            if end > format::MAX_INDEX {
+                return Err(format!(
+                    "entries up to index {end}, above {}, cannot be stored",
+                    format::MAX_INDEX
+                ));
+            }
+        }
+        // The room for entries in the smallest record: one carrying a hard state, a snapshot
+        // and a truncation.
+        let room = self.max_record_bytes - format::batch_payload_bytes(true, true, true, 0);
         let mut bytes = 0;
         for (i, entry) in update.entries.iter().enumerate() {
             let size = ENTRY_HEADER_BYTES + entry.command.len() as u64;
@@ -326,7 +502,7 @@ impl FileStorage {
             }
             bytes += size;
         }
-        Ok((keep + update.entries.len() as u64, bytes))
+        Ok(bytes)
     }
 
     /// Records `err` as the failure that stops this storage, and returns it.
@@ -360,30 +536,45 @@ impl FileStorage {
         self.seq = seq;
         self.end = format::SEGMENT_HEADER_BYTES as u64;
         self.segment_has_records = false;
+        self.highs.push_back(0);
         Ok(())
     }
 
-    /// Writes `update` as one or more records (see [`Storage::persist`]).
+    /// Writes `update` as one or more records (see [`Storage::persist`]), the first record of a
+    /// new segment preceded by its start record.
     fn write_update(
         &mut self,
         update: &Update<'_>,
         mut rest_bytes: u64,
     ) -> Result<(), StorageError> {
-        let mut hard_state = update.hard_state;
-        let mut truncate_from = update.truncate_from;
-        let mut first_index = update.first_index;
+        let mut head = BatchHead {
+            hard_state: update.hard_state,
+            snapshot: update.snapshot.map(|s| SnapshotRef {
+                index: s.index,
+                term: s.term,
+            }),
+            truncate_from: update.truncate_from,
+            first_index: update.first_index,
+        };
         let mut rest = update.entries;
         loop {
             if self.segment_has_records && self.end >= self.options.segment_size {
                 self.rotate()?;
             }
-            // The first record of a segment carries the hard state.
-            let hard_state_here =
-                hard_state.or((!self.segment_has_records).then_some(self.hard_state));
+            self.buf.clear();
+            if !self.segment_has_records {
+                let start = Start {
+                    hard_state: self.hard_state,
+                    snapshot: self.snapshot,
+                    last_index: self.last_index,
+                };
+                format::encode_start(&mut self.buf, &start);
+            }
             let room = self.max_record_bytes
                 - format::batch_payload_bytes(
-                    hard_state_here.is_some(),
-                    truncate_from.is_some(),
+                    head.hard_state.is_some(),
+                    head.snapshot.is_some(),
+                    head.truncate_from.is_some(),
                     0,
                 );
             let (count, bytes) = if rest_bytes <= room {
@@ -392,28 +583,130 @@ impl FileStorage {
                 fill(rest, room)
             };
             let (chunk, tail) = rest.split_at(count);
-            self.buf.clear();
-            format::encode_batch(
-                &mut self.buf,
-                hard_state_here,
-                truncate_from,
-                first_index,
-                chunk,
-            );
+            format::encode_batch(&mut self.buf, &head, chunk);
             self.write_and_sync()?;
-            if let Some(hard_state) = hard_state_here {
-                self.hard_state = hard_state;
-            }
             self.segment_has_records = true;
+            self.applied(&head, count);
             rest = tail;
             rest_bytes -= bytes;
-            first_index += count as u64;
-            hard_state = None;
-            truncate_from = None;
             if rest.is_empty() {
                 return Ok(());
             }
+            head = BatchHead {
+                hard_state: None,
+                snapshot: None,
+                truncate_from: None,
+                first_index: head.first_index + count as u64,
+            };
         }
+    }
+
+    /// Brings the state up to date with a batch that was just written: `head` and `count`
+    /// entries (as [`crate::MemStorage`] applies an update).
+    fn applied(&mut self, head: &BatchHead, count: usize) {
+        if let Some(hard_state) = head.hard_state {
+            self.hard_state = hard_state;
+        }
+        if let Some(snapshot) = head.snapshot {
+            self.snapshot = Some(snapshot);
+            self.last_index = self.last_index.max(snapshot.index);
+        }
+        if let Some(from) = head.truncate_from {
+            self.last_index = self
+                .last_index
+                .min(from.saturating_sub(1))
+                .max(self.snapshot_index());
+        }
+        if count > 0 {
+            self.last_index = head.first_index + count as u64 - 1;
+            if let Some(high) = self.highs.back_mut() {
+                *high = (*high).max(self.last_index);
+            }
+        }
+    }
+
+    /// Removes what the log no longer needs, oldest first: segments before a gap in the
+    /// numbering (found when opening); the segments whose entries the snapshot covers, up to
+    /// (not including) the last segment that holds a record; syncs the directory; then the
+    /// snapshot files other than the log's. A failure is logged, not returned: the file stays,
+    /// and removing it is tried again after the next snapshot or on the next open (see the
+    /// module docs).
+    fn compact(&mut self) {
+        let mut removed = 0;
+        let mut kept = Vec::new();
+        for path in std::mem::take(&mut self.stale_segments) {
+            match remove(&mut self.faults, &path) {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        %error,
+                        "cannot remove a segment left over from an earlier removal; trying \
+                         again after the next snapshot"
+                    );
+                    kept.push(path);
+                }
+            }
+        }
+        self.stale_segments = kept;
+        let covered = self.snapshot_index();
+        // The last segment that holds a record restates the state; the ones before it are
+        // needed only for their entries.
+        let limit = if self.segment_has_records {
+            self.seq
+        } else {
+            self.seq - 1
+        };
+        while self.first_seq < limit && self.highs.front().is_some_and(|&high| high <= covered) {
+            let path = self.dir.join(segment_name(self.first_seq));
+            if let Err(error) = remove(&mut self.faults, &path) {
+                tracing::warn!(
+                    file = %path.display(),
+                    %error,
+                    "cannot remove a segment the snapshot at index {covered} covers; trying \
+                     again after the next snapshot"
+                );
+                break;
+            }
+            self.highs.pop_front();
+            self.first_seq += 1;
+            removed += 1;
+        }
+        if removed > 0 {
+            match sync_dir_with(&mut self.faults, &self.dir) {
+                Ok(()) => tracing::debug!(
+                    removed,
+                    first = self.first_seq,
+                    "removed segments the snapshot at index {covered} covers"
+                ),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "removed segments the snapshot at index {covered} covers, but cannot sync \
+                     the directory; they may come back after a crash and be removed then"
+                ),
+            }
+        }
+        // A stale file may have the current snapshot's name: an orphan that could not be
+        // removed, since replaced by the current snapshot's file.
+        let current = self
+            .snapshot
+            .map(|s| self.dir.join(snapshot::file_name(s.index)));
+        let mut kept = Vec::new();
+        for path in std::mem::take(&mut self.stale_snapshots) {
+            if Some(&path) == current.as_ref() {
+                continue;
+            }
+            if let Err(error) = remove(&mut self.faults, &path) {
+                tracing::warn!(
+                    file = %path.display(),
+                    %error,
+                    "cannot remove a snapshot file the log no longer refers to; trying again \
+                     after the next snapshot"
+                );
+                kept.push(path);
+            }
+        }
+        self.stale_snapshots = kept;
     }
 }
 
@@ -447,12 +740,14 @@ impl Storage for FileStorage {
         if let Some(recovered) = self.recovered.take() {
             return Ok(recovered);
         }
-        let segments = recovery::list_segments(&self.dir)?;
-        Ok(recovery::recover(&self.dir, segments, Mode::Strict)?.recovered)
+        let listing = recovery::list(&self.dir)?;
+        Ok(recovery::recover(&self.dir, listing, Mode::Strict)?.recovered)
     }
 
     /// One batch record, one positioned write, one `fdatasync`; more for an update above
-    /// [`MAX_RECORD_BYTES`] or one that starts a new segment (see the module docs).
+    /// [`MAX_RECORD_BYTES`] or one that starts a new segment, and for an update with a
+    /// snapshot, its file first (one write of its data, one `fsync`, a rename and a directory
+    /// sync), then removing what it covers (see the module docs).
     fn persist(&mut self, update: &Update<'_>) -> Result<(), StorageError> {
         if let Some(reason) = &self.poisoned {
             return Err(StorageError::Poisoned {
@@ -462,7 +757,7 @@ impl Storage for FileStorage {
         if update.is_empty() {
             return Ok(());
         }
-        let (last_index, bytes) = match self.check(update) {
+        let bytes = match self.check(update) {
             Ok(checked) => checked,
             Err(reason) => {
                 let err = StorageError::Poisoned {
@@ -474,10 +769,22 @@ impl Storage for FileStorage {
         debug_assert_eq!(bytes, entries_size(update.entries));
         // What `open` recovered is no longer the state persisted so far.
         self.recovered = None;
+        let previous = self.snapshot;
+        if let Some(snapshot) = update.snapshot
+            && let Err(err) = snapshot::write(&self.dir, snapshot, &mut self.faults)
+        {
+            return Err(self.poison(err));
+        }
         if let Err(err) = self.write_update(update, bytes) {
             return Err(self.poison(err));
         }
-        self.last_index = last_index;
+        if update.snapshot.is_some() {
+            if let Some(previous) = previous {
+                let path = self.dir.join(snapshot::file_name(previous.index));
+                self.stale_snapshots.push(path);
+            }
+            self.compact();
+        }
         Ok(())
     }
 }
@@ -501,6 +808,37 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error("sync directory", dir))
+}
+
+/// [`sync_dir`], which `faults` may fail.
+fn sync_dir_with(faults: &mut Faults, dir: &Path) -> Result<(), StorageError> {
+    faults.sync().map_err(io_error("sync directory", dir))?;
+    sync_dir(dir)
+}
+
+/// Removes the file at `path`; one that is already gone counts as removed.
+fn remove(faults: &mut Faults, path: &Path) -> io::Result<()> {
+    faults.change()?;
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The whole of `file` (at `path`), in a buffer of exactly its size.
+fn read_whole(mut file: File, path: &Path) -> Result<Vec<u8>, StorageError> {
+    let len = file.metadata().map_err(io_error("read", path))?.len();
+    let len = usize::try_from(len).map_err(|_| {
+        io_error("read", path)(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            "file larger than memory",
+        ))
+    })?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len)
+        .map_err(|e| io_error("read", path)(io::Error::new(io::ErrorKind::OutOfMemory, e)))?;
+    file.read_to_end(&mut buf).map_err(io_error("read", path))?;
+    Ok(buf)
 }
 
 /// Creates the data directory `dir` (not its parents) and syncs its parent.
@@ -543,6 +881,7 @@ fn create_segment(
     faults: &mut Faults,
 ) -> Result<(PathBuf, File), StorageError> {
     let path = dir.join(segment_name(seq));
+    faults.change().map_err(io_error("create", &path))?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -551,8 +890,7 @@ fn create_segment(
         .map_err(io_error("create", &path))?;
     write_at(faults, &file, &format::segment_header(), 0, &path)?;
     sync_data(faults, &file, &path)?;
-    faults.sync().map_err(io_error("sync directory", dir))?;
-    sync_dir(dir)?;
+    sync_dir_with(faults, dir)?;
     Ok((path, file))
 }
 

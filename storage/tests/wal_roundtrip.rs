@@ -1,11 +1,12 @@
-//! The write-ahead log gives back what was persisted: hard states, appends and truncations,
-//! across segments and reopens, compared with the in-memory model ([`MemStorage`]).
+//! The write-ahead log gives back what was persisted: hard states, appends, truncations and
+//! snapshots, across segments and reopens, compared with the in-memory model ([`MemStorage`]);
+//! and it refuses what the model refuses.
 
 mod common;
 
-use common::{Op, Pair, entries, entry, len, open, segments};
+use common::{Op, Pair, entries, entry, len, open, segments, snapshot};
 use proptest::prelude::*;
-use zeroraft_storage::{HardState, MemStorage, Recovered, Storage, Update};
+use zeroraft_storage::{HardState, MemStorage, Recovered, Storage, StorageError, Update};
 
 #[test]
 fn round_trip_with_truncations_and_rotations() {
@@ -26,6 +27,7 @@ fn round_trip_with_truncations_and_rotations() {
             truncate_from: Some(30),
             first_index: 30,
             entries: entries(2, 30, 5, 40),
+            ..Op::default()
         },
         // An overwrite without a truncation drops what follows too.
         Op {
@@ -180,6 +182,59 @@ fn a_gap_is_refused_and_nothing_is_written() {
     pair.reopen(1 << 20, "the original is untouched");
 }
 
+#[test]
+fn round_trip_with_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_size = 1024;
+    let mut pair = Pair::new(dir.path(), segment_size);
+    pair.persist(&Op::vote(1, Some(0)));
+    pair.persist(&Op::append(0, entries(1, 1, 40, 60)));
+    let steps = [
+        // Within the log: the entries after it stay.
+        Op::snapshot(10, 1, 500),
+        // Empty data, at the last entry.
+        Op::snapshot(40, 1, 0),
+        // Entries right after a snapshot.
+        Op::append(40, entries(2, 41, 5, 60)),
+        // A snapshot with a truncation after it and entries replacing the rest, and a new term.
+        Op {
+            hard_state: Some(HardState {
+                term: 3,
+                voted_for: None,
+            }),
+            truncate_from: Some(44),
+            first_index: 44,
+            entries: entries(3, 44, 3, 60),
+            ..Op::snapshot(42, 2, 3000)
+        },
+        // A truncation at or below the snapshot drops every entry after it.
+        Op {
+            truncate_from: Some(30),
+            ..Op::default()
+        },
+        Op::append(42, entries(3, 43, 30, 60)),
+        // Installed beyond the end of the log, which is discarded.
+        Op {
+            truncate_from: Some(101),
+            ..Op::snapshot(100, 4, 70_000)
+        },
+        // Beyond the end without a truncation: there is nothing after it anyway.
+        Op::snapshot(105, 4, 10),
+        Op::append(105, entries(4, 106, 20, 60)),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        pair.persist(step);
+        // Read again from the directory while open, then opened again.
+        let expected = pair.model.recover().unwrap();
+        assert_eq!(pair.file().recover().unwrap(), expected, "step {i}");
+        pair.reopen(segment_size, &format!("after step {i}"));
+    }
+    assert_eq!(pair.model.last_index(), 125);
+    // Only the segments holding entries after the snapshot are left (the last can be empty).
+    let files = segments(dir.path());
+    assert!(files.len() <= 3, "{files:?}");
+}
+
 /// One step of a random history, interpreted against the model's state when it runs.
 #[derive(Clone, Debug)]
 enum Step {
@@ -195,6 +250,18 @@ enum Step {
     },
     /// A truncation alone, from `back` before the end (possibly past it).
     Truncate { back: i64 },
+    /// A snapshot at an index chosen by `at` among those after the stored snapshot, up to
+    /// `beyond` past the end of the log; with a truncation from `truncate` after it (or before
+    /// it, if negative) or none; entries `back` before the end once both apply; `data` bytes.
+    Snapshot {
+        at: u64,
+        beyond: u64,
+        truncate: Option<i64>,
+        back: u64,
+        sizes: Vec<usize>,
+        data: usize,
+        bump: bool,
+    },
     /// Close and open the storage again.
     Reopen,
 }
@@ -211,6 +278,24 @@ fn step() -> impl Strategy<Value = Step> {
         )
             .prop_map(|(back, explicit, bump, sizes)| Step::Write { back, explicit, bump, sizes }),
         1 => (-3..15i64).prop_map(|back| Step::Truncate { back }),
+        2 => (
+            any::<u64>(),
+            prop_oneof![2 => Just(0u64), 1 => 1..30u64],
+            proptest::option::of(-3..6i64),
+            prop_oneof![2 => Just(0u64), 1 => 1..4u64],
+            proptest::collection::vec(0..200usize, 0..6),
+            prop_oneof![Just(0usize), 1..300usize, 4000..70_000usize],
+            any::<bool>(),
+        )
+            .prop_map(|(at, beyond, truncate, back, sizes, data, bump)| Step::Snapshot {
+                at,
+                beyond,
+                truncate,
+                back,
+                sizes,
+                data,
+                bump,
+            }),
         1 => Just(Step::Reopen),
     ]
 }
@@ -227,7 +312,9 @@ impl Step {
                 bump,
                 ref sizes,
             } => {
-                let first = (last + 1).saturating_sub(back).max(1);
+                // Above the snapshot: entries at or below it are refused.
+                let stored = model.snapshot().map_or(0, |s| s.index);
+                let first = (last + 1).saturating_sub(back).max(stored + 1);
                 let term = hard_state.term + u64::from(bump);
                 Op {
                     hard_state: bump.then_some(HardState {
@@ -241,12 +328,48 @@ impl Step {
                         .enumerate()
                         .map(|(i, &size)| entry(term, &vec![(first as usize + i) as u8; size]))
                         .collect(),
+                    ..Op::default()
                 }
             }
             Step::Truncate { back } => Op {
                 truncate_from: Some((last as i64 + 1 - back).max(0) as u64),
                 ..Op::default()
             },
+            Step::Snapshot {
+                at,
+                beyond,
+                truncate,
+                back,
+                ref sizes,
+                data,
+                bump,
+            } => {
+                let stored = model.snapshot().map_or(0, |s| s.index);
+                let span = (last + beyond - stored).max(1);
+                let index = stored + 1 + at % span;
+                let truncate_from = truncate.map(|t| (index as i64 + 1 + t).max(0) as u64);
+                // The last index once the snapshot and the truncation apply.
+                let mut after = last.max(index);
+                if let Some(from) = truncate_from {
+                    after = after.min(from.saturating_sub(1)).max(index);
+                }
+                let first = (after + 1).saturating_sub(back).max(index + 1);
+                let term = hard_state.term + u64::from(bump);
+                Op {
+                    hard_state: bump.then_some(HardState {
+                        term,
+                        voted_for: None,
+                    }),
+                    snapshot: Some(snapshot(index, hard_state.term, data)),
+                    truncate_from,
+                    first_index: first,
+                    entries: sizes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &size)| entry(term, &vec![(first as usize + i) as u8; size]))
+                        .collect(),
+                }
+            }
             Step::Reopen => return None,
         })
     }
@@ -271,6 +394,90 @@ proptest! {
         }
         pair.reopen(segment_size, "at the end");
         let recovered: Recovered = pair.file().recover().unwrap();
-        prop_assert_eq!(recovered.entries.len() as u64, pair.model.last_index());
+        prop_assert_eq!(
+            recovered.first_index() - 1 + recovered.entries.len() as u64,
+            pair.model.last_index()
+        );
+    }
+}
+
+/// An update of any shape, valid or not, relative to the model's state when it runs.
+#[derive(Clone, Debug)]
+struct AnyUpdate {
+    /// A snapshot this far from the stored one (0 or less: not newer).
+    snapshot: Option<i64>,
+    /// A truncation this far from the end.
+    truncate: Option<i64>,
+    /// Entries from this far from the end.
+    first: i64,
+    count: usize,
+}
+
+fn any_update() -> impl Strategy<Value = AnyUpdate> {
+    (
+        proptest::option::of(-2..12i64),
+        proptest::option::of(-12..4i64),
+        -12..4i64,
+        prop_oneof![Just(0usize), 1..4usize],
+    )
+        .prop_map(|(snapshot, truncate, first, count)| AnyUpdate {
+            snapshot,
+            truncate,
+            first,
+            count,
+        })
+}
+
+impl AnyUpdate {
+    fn op(&self, model: &MemStorage) -> Op {
+        let last = model.last_index() as i64;
+        let stored = model.snapshot().map_or(0, |s| s.index) as i64;
+        let first = (last + 1 + self.first).max(0) as u64;
+        Op {
+            hard_state: None,
+            snapshot: self
+                .snapshot
+                .map(|d| snapshot((stored + d).max(0) as u64, 1, 8)),
+            truncate_from: self.truncate.map(|t| (last + 1 + t).max(0) as u64),
+            first_index: first,
+            entries: entries(1, first, self.count, 8),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever the model refuses, the log refuses (and stops, until it is opened again);
+    /// whatever the model takes, the log takes.
+    #[test]
+    fn the_log_refuses_what_the_model_refuses(
+        updates in proptest::collection::vec(any_update(), 1..16),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pair = Pair::new(dir.path(), 256);
+        pair.persist(&Op::append(0, entries(1, 1, 10, 8)));
+        let mut refused = 0;
+        for (i, update) in updates.iter().enumerate() {
+            let op = update.op(&pair.model);
+            let case = format!("update {i}: {op:?}");
+            let model = pair.model.persist(&op.update());
+            let file = pair.file().persist(&op.update());
+            match (&model, &file) {
+                (Ok(()), Ok(())) => {}
+                (Err(_), Err(StorageError::Poisoned { reason })) => {
+                    prop_assert!(reason.contains("refused"), "{}: {}", case, reason);
+                    refused += 1;
+                    let again = pair.file().persist(&Op::vote(9, None).update());
+                    prop_assert!(
+                        matches!(again, Err(StorageError::Poisoned { .. })),
+                        "{}: {:?}", case, again
+                    );
+                    pair.reopen(256, &case);
+                }
+                _ => prop_assert!(false, "{}: the model says {:?}, the log {:?}", case, model, file),
+            }
+        }
+        pair.reopen(256, &format!("{refused} refused"));
     }
 }

@@ -15,6 +15,22 @@ use common::{
 use zeroraft_storage::{FileStorage, HardState, Recovered, Storage, StorageError, WalOptions};
 
 const BIG: u64 = 1 << 20;
+/// Where a segment's first batch starts: after the segment header (16 bytes) and the start
+/// record (a 16-byte record header and 40 bytes of payload), written with that batch.
+const FIRST_BATCH: u64 = 16 + 16 + 40;
+
+/// The offsets of the records written by writes at `writes`: the first write to a segment
+/// starts with the start record, the others hold one record each.
+fn split_start_records(writes: &[u64]) -> Vec<u64> {
+    let mut records = Vec::new();
+    for &at in writes {
+        records.push(at);
+        if at == 16 {
+            records.push(FIRST_BATCH);
+        }
+    }
+    records
+}
 
 /// A log in `dir` and what it held before and after its last record.
 struct Log {
@@ -63,6 +79,7 @@ impl Log {
             .rposition(|&r| r == 16)
             .expect("a record at the start of a segment");
         records.drain(..last_start);
+        let records = split_start_records(&records);
         Self {
             dir,
             before,
@@ -197,6 +214,7 @@ fn segmented() -> (tempfile::TempDir, Vec<u64>) {
     }
     first.push(len(&segments(dir.path())[0]));
     first.dedup();
+    let first = split_start_records(&first);
     assert!(segments(dir.path()).len() >= 4);
     assert!(first.len() >= 3, "{first:?}");
     (dir, first)
@@ -326,20 +344,25 @@ fn a_last_segment_without_a_whole_header_is_removed() {
 #[test]
 fn a_segment_of_another_format_version_or_a_gap_is_unreadable() {
     let (dir, _) = segmented();
-    // Version 2, with a valid header checksum.
-    let copy = copy_dir(dir.path());
-    let segment = segments(copy.path())[1].clone();
-    edit(&segment, |b| {
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = crc32c::crc32c(&b[..12]);
-        b[12..16].copy_from_slice(&crc.to_le_bytes());
-    });
-    match open_copy(copy.path()).unwrap_err() {
-        StorageError::Unreadable { path, reason } => {
-            assert_eq!(path, segment);
-            assert!(reason.contains("version 2"), "{reason}");
+    // Version 1 (before snapshots) and 3, with a valid header checksum.
+    for version in [1u32, 3] {
+        let copy = copy_dir(dir.path());
+        let segment = segments(copy.path())[1].clone();
+        edit(&segment, |b| {
+            b[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..12]);
+            b[12..16].copy_from_slice(&crc.to_le_bytes());
+        });
+        match open_copy(copy.path()).unwrap_err() {
+            StorageError::Unreadable { path, reason } => {
+                assert_eq!(path, segment);
+                assert!(
+                    reason.contains(&format!("version {version} (this version reads 2)")),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other}"),
         }
-        other => panic!("{other}"),
     }
     // A missing segment in the middle, or at the start.
     for missing in [2usize, 0] {

@@ -1,11 +1,14 @@
 //! Fault injection: in this crate's tests, the Nth write or sync of a [`super::FileStorage`]
 //! can be made to fail with a chosen [`io::ErrorKind`] (a full disk, an I/O error), a failing
-//! write first writing part of its buffer, as a real one may. Outside tests [`Faults`] is empty
-//! and every check is a no-op.
+//! write first writing part of its buffer, as a real one may; or the process can be made to
+//! "crash" before its Nth file-system operation (a write, a sync, or creating, renaming or
+//! removing a file): that one and every later one fail without doing anything, so the directory
+//! is left as a crash at that point would leave it. Outside tests [`Faults`] is empty and every
+//! check is a no-op.
 
 use std::io;
 
-/// The faults planned for one storage, and the writes and syncs counted so far.
+/// The faults planned for one storage, and the operations counted so far.
 #[derive(Debug, Default)]
 pub(super) struct Faults {
     #[cfg(test)]
@@ -19,10 +22,26 @@ struct Plan {
     writes: u64,
     /// Syncs done since the plan was made.
     syncs: u64,
+    /// Operations of any kind done (or refused) since the plan was made.
+    ops: u64,
     /// Fail the write with this number (1 = the next one).
     fail_write: Option<(u64, io::ErrorKind)>,
     /// Fail the sync with this number (1 = the next one).
     fail_sync: Option<(u64, io::ErrorKind)>,
+    /// Fail the operation with this number and every one after it, doing nothing.
+    crash_at: Option<u64>,
+}
+
+#[cfg(test)]
+impl Plan {
+    /// Counts one operation; `Err` if the process has "crashed" by then.
+    fn op(&mut self) -> io::Result<()> {
+        self.ops += 1;
+        match self.crash_at {
+            Some(nth) if self.ops >= nth => Err(io::Error::other("injected crash")),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Faults {
@@ -32,6 +51,7 @@ impl Faults {
     pub(super) fn write(&mut self, len: usize) -> Result<(), (usize, io::Error)> {
         #[cfg(test)]
         {
+            self.plan.op().map_err(|e| (0, e))?;
             self.plan.writes += 1;
             if let Some((nth, kind)) = self.plan.fail_write
                 && nth == self.plan.writes
@@ -48,6 +68,7 @@ impl Faults {
     pub(super) fn sync(&mut self) -> io::Result<()> {
         #[cfg(test)]
         {
+            self.plan.op()?;
             self.plan.syncs += 1;
             if let Some((nth, kind)) = self.plan.fail_sync
                 && nth == self.plan.syncs
@@ -55,6 +76,14 @@ impl Faults {
                 return Err(io::Error::new(kind, "injected sync failure"));
             }
         }
+        Ok(())
+    }
+
+    /// Called before creating, renaming or removing a file.
+    #[inline]
+    pub(super) fn change(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        self.plan.op()?;
         Ok(())
     }
 }
@@ -75,5 +104,19 @@ impl Faults {
             fail_sync: Some((nth, kind)),
             ..Plan::default()
         };
+    }
+
+    /// Makes the `nth` operation from now (1 = the next) and every later one fail without doing
+    /// anything.
+    pub(super) fn crash_at(&mut self, nth: u64) {
+        self.plan = Plan {
+            crash_at: Some(nth),
+            ..Plan::default()
+        };
+    }
+
+    /// The operations counted since the plan was made.
+    pub(super) fn ops(&self) -> u64 {
+        self.plan.ops
     }
 }

@@ -1,23 +1,29 @@
-//! Reading a data directory's segments back into a [`Recovered`] (see the parent module's docs
-//! for the rules).
+//! Reading a data directory back into a [`Recovered`] (see the parent module's docs for the
+//! rules).
 //!
-//! Three passes, so that a directory that cannot be opened is left exactly as it was:
+//! Four passes, so that a directory that cannot be opened is left exactly as it was:
 //!
-//! 1. each segment is read whole into one buffer and its records' framing is checked, which
+//! 1. the directory is listed: segments, snapshot files, temporary files; the segments read are
+//!    those after the last gap in their numbering;
+//! 2. each of them is read whole into one buffer and its records' framing is checked, which
 //!    finds the torn tail, if any, and every damaged record;
-//! 2. the intact records are decoded and applied, commands becoming slices of the buffers;
-//! 3. only then is the torn tail cut off (or a last segment without an intact header removed),
-//!    and the last segment and the directory synced.
+//! 3. the intact records are decoded and applied, commands becoming slices of the buffers, and
+//!    the snapshot the log ends with is read from its file;
+//! 4. only then is the torn tail cut off (or a last segment without an intact header removed),
+//!    and the last segment and the directory synced. What the log no longer needs (segments
+//!    the snapshot covers, other snapshot files) is left to [`super::FileStorage`] to remove.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::format::{self, Frame, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader};
-use super::{io_error, segment_name, sync_dir};
-use crate::{Recovered, StorageError};
+use super::format::{
+    self, Frame, Kind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, SnapshotRef, Start,
+};
+use super::snapshot::{self, Name};
+use super::{io_error, read_whole, sync_dir};
+use crate::{Entry, HardState, Recovered, StorageError};
 
 /// How damage at the end of the last segment is treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,36 +35,49 @@ pub(super) enum Mode {
     Strict,
 }
 
-/// The segments of `dir` in order: `(seq, path)`, `seq` counting up from 1.
-pub(super) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
-    let mut segments = Vec::new();
+/// The files of a data directory that the log is made of.
+#[derive(Debug, Default)]
+pub(super) struct Listing {
+    /// The segments, `(seq, path)`, in order.
+    pub(super) segments: Vec<(u64, PathBuf)>,
+    /// The snapshot files, `(index, path)`, in order.
+    pub(super) snapshots: Vec<(u64, PathBuf)>,
+    /// Snapshot files that were being written.
+    pub(super) temporary: Vec<PathBuf>,
+}
+
+/// Lists the files of `dir` that the log is made of.
+pub(super) fn list(dir: &Path) -> Result<Listing, StorageError> {
+    let mut listing = Listing::default();
     for entry in fs::read_dir(dir).map_err(io_error("list", dir))? {
         let entry = entry.map_err(io_error("list", dir))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".wal")) else {
+        let Some(name) = name.to_str() else {
             continue;
         };
-        if stem.len() == 20
+        if let Some(stem) = name.strip_suffix(".wal")
+            && stem.len() == 20
             && stem.bytes().all(|b| b.is_ascii_digit())
             && let Ok(seq) = stem.parse::<u64>()
         {
-            segments.push((seq, entry.path()));
+            if seq == 0 {
+                return Err(StorageError::Unreadable {
+                    path: entry.path(),
+                    reason: "segment 0: segments count from 1".to_owned(),
+                });
+            }
+            listing.segments.push((seq, entry.path()));
+            continue;
+        }
+        match snapshot::parse_name(name) {
+            Name::Snapshot(index) => listing.snapshots.push((index, entry.path())),
+            Name::Temporary => listing.temporary.push(entry.path()),
+            Name::Other => {}
         }
     }
-    segments.sort_unstable();
-    for (expected, (seq, path)) in (1u64..).zip(&segments) {
-        if *seq != expected {
-            return Err(StorageError::Unreadable {
-                path: path.clone(),
-                reason: format!(
-                    "segment {seq} where segment {expected} ({}) should be: segments count up \
-                     from 1 without a gap",
-                    segment_name(expected)
-                ),
-            });
-        }
-    }
-    Ok(segments)
+    listing.segments.sort_unstable();
+    listing.snapshots.sort_unstable();
+    Ok(listing)
 }
 
 /// The last segment, after recovery, where the log goes on.
@@ -76,13 +95,24 @@ pub(super) struct Tail {
     pub(super) has_records: bool,
 }
 
-/// What a data directory's segments hold.
+/// What a data directory holds.
 #[derive(Debug)]
 pub(super) struct Log {
-    /// The state they hold.
+    /// The state it holds.
     pub(super) recovered: Recovered,
     /// The last segment (none if there is no segment, or in [`Mode::Strict`]).
     pub(super) tail: Option<Tail>,
+    /// The sequence number of the first segment read.
+    pub(super) first_seq: u64,
+    /// For each segment read, from `first_seq` on, the highest index of an entry written in it
+    /// (0 if none).
+    pub(super) highs: Vec<u64>,
+    /// Segments before a gap in the numbering, which the log does not need (see the module
+    /// docs of the parent); empty in [`Mode::Strict`].
+    pub(super) stale_segments: Vec<PathBuf>,
+    /// Snapshot files the log does not refer to, and temporary ones; empty in
+    /// [`Mode::Strict`].
+    pub(super) stale_snapshots: Vec<PathBuf>,
 }
 
 /// One segment, read and framed.
@@ -104,16 +134,26 @@ enum Repair {
     Remove { reason: &'static str },
 }
 
-/// Reads the segments `paths` of `dir`, as [`list_segments`] gives them (see the module docs).
-pub(super) fn recover(
-    dir: &Path,
-    paths: Vec<(u64, PathBuf)>,
-    mode: Mode,
-) -> Result<Log, StorageError> {
-    let count = paths.len();
-    let mut segments = Vec::with_capacity(count);
+/// Reads the log of `dir`, whose files are `listing` (see the module docs).
+pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, StorageError> {
+    let Listing {
+        mut segments,
+        snapshots,
+        temporary,
+    } = listing;
+    // The segments after the last gap in the numbering; those before it are left over from a
+    // removal cut short (checked below: the ones after the gap must not need them).
+    let run = segments
+        .windows(2)
+        .rposition(|w| w[1].0 != w[0].0 + 1)
+        .map_or(0, |i| i + 1);
+    let run_segments = segments.split_off(run);
+    let stale_segments = segments;
+
+    let count = run_segments.len();
+    let mut framed = Vec::with_capacity(count);
     let mut capacity = 0;
-    for (i, (seq, path)) in paths.into_iter().enumerate() {
+    for (i, (seq, path)) in run_segments.into_iter().enumerate() {
         let lenient = mode == Mode::Repair && i + 1 == count;
         let segment = frame(seq, path, lenient)?;
         capacity += segment
@@ -121,82 +161,173 @@ pub(super) fn recover(
             .iter()
             .map(|&(pos, len)| count_bound(&segment.buf, pos, len))
             .sum::<usize>();
-        segments.push(segment);
+        framed.push(segment);
     }
-
-    let mut recovered = Recovered {
-        hard_state: Default::default(),
-        snapshot: None,
-        entries: Vec::with_capacity(capacity),
-    };
-    let mut segments: Vec<(Segment, Bytes)> = segments
+    let first_seq = framed.first().map_or(1, |s| s.seq);
+    let mut segments: Vec<(Segment, Bytes)> = framed
         .into_iter()
         .map(|mut s| {
             let buf = Bytes::from(std::mem::take(&mut s.buf));
             (s, buf)
         })
         .collect();
-    for (segment, bytes) in &segments {
-        apply(segment, bytes, &mut recovered)?;
-    }
 
-    let mut tail = None;
-    if mode == Mode::Repair {
-        while let Some((segment, bytes)) = segments.pop() {
-            match segment.repair {
-                Some(Repair::Remove { reason }) => {
-                    fs::remove_file(&segment.path).map_err(io_error("remove", &segment.path))?;
-                    sync_dir(dir)?;
+    let mut state = State::new(first_seq == 1, capacity);
+    let mut highs = Vec::with_capacity(segments.len());
+    for (i, (segment, bytes)) in segments.iter().enumerate() {
+        highs.push(apply(i, segment, bytes, i + 1 == count, &mut state)?);
+    }
+    let Some(known) = state.known else {
+        // Only a run of segments after the first can start without a known state.
+        let (segment, _) = &segments[0];
+        return Err(StorageError::Unreadable {
+            path: segment.path.clone(),
+            reason: format!(
+                "segment {} is the first and holds no start record, so the state before it is \
+                 in no segment: segments count up from 1 without a gap, or from one that \
+                 starts after a snapshot",
+                segment.seq
+            ),
+        });
+    };
+    let snapshot_index = known.snapshot.map_or(0, |s| s.index);
+    if known.start > snapshot_index + 1 {
+        let (segment, _) = &segments[0];
+        let before = stale_segments
+            .last()
+            .map_or(String::new(), |(seq, _)| format!(" after segment {seq}"));
+        return Err(StorageError::Unreadable {
+            path: segment.path.clone(),
+            reason: format!(
+                "the entries from index {} to {} are in no segment and no snapshot: segment {} \
+                 is the first{before}, and segments count up without a gap from 1 or from one \
+                 that starts after a snapshot covering the entries before it",
+                snapshot_index + 1,
+                known.start - 1,
+                segment.seq,
+            ),
+        });
+    }
+    let snapshot = match known.snapshot {
+        Some(reference) => {
+            let (i, pos) = known.snapshot_at;
+            let segment = &segments[i].0.path;
+            let referrer = || format!("in {} at offset {pos}", segment.display());
+            Some(snapshot::read(dir, reference, &referrer)?)
+        }
+        None => None,
+    };
+    let mut entries = known.entries;
+    entries.drain(..known.skip);
+    let recovered = Recovered {
+        hard_state: known.hard_state,
+        snapshot,
+        entries,
+    };
+
+    let mut log = Log {
+        recovered,
+        tail: None,
+        first_seq,
+        highs,
+        stale_segments: Vec::new(),
+        stale_snapshots: Vec::new(),
+    };
+    if mode == Mode::Strict {
+        return Ok(log);
+    }
+    while let Some((segment, bytes)) = segments.pop() {
+        match segment.repair {
+            Some(Repair::Remove { reason }) => {
+                fs::remove_file(&segment.path).map_err(io_error("remove", &segment.path))?;
+                sync_dir(dir)?;
+                log.highs.pop();
+                tracing::warn!(
+                    file = %segment.path.display(),
+                    bytes = bytes.len(),
+                    "removed the last segment of the write-ahead log: {reason} and no \
+                     intact record follows (a crash right after it was created)"
+                );
+            }
+            repair => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&segment.path)
+                    .map_err(io_error("open", &segment.path))?;
+                let mut len = bytes.len();
+                if let Some(Repair::Truncate { offset, reason }) = repair {
+                    file.set_len(offset as u64)
+                        .map_err(io_error("truncate", &segment.path))?;
                     tracing::warn!(
                         file = %segment.path.display(),
-                        bytes = bytes.len(),
-                        "removed the last segment of the write-ahead log: {reason} and no \
-                         intact record follows (a crash right after it was created)"
+                        offset,
+                        dropped = len - offset,
+                        "truncated the torn tail of the write-ahead log: {reason} and no \
+                         intact record follows (a write cut short by a crash, never \
+                         acknowledged)"
                     );
+                    len = offset;
                 }
-                repair => {
-                    let file = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open(&segment.path)
-                        .map_err(io_error("open", &segment.path))?;
-                    let mut len = bytes.len();
-                    if let Some(Repair::Truncate { offset, reason }) = repair {
-                        file.set_len(offset as u64)
-                            .map_err(io_error("truncate", &segment.path))?;
-                        tracing::warn!(
-                            file = %segment.path.display(),
-                            offset,
-                            dropped = len - offset,
-                            "truncated the torn tail of the write-ahead log: {reason} and no \
-                             intact record follows (a write cut short by a crash, never \
-                             acknowledged)"
-                        );
-                        len = offset;
-                    }
-                    // Whatever a crashed process wrote but did not sync is about to be
-                    // acted on: make it durable first (and the cut, if any).
-                    file.sync_all().map_err(io_error("sync", &segment.path))?;
-                    sync_dir(dir)?;
-                    tail = Some(Tail {
-                        seq: segment.seq,
-                        path: segment.path,
-                        file,
-                        len: len as u64,
-                        has_records: !segment.records.is_empty(),
-                    });
-                    break;
-                }
+                // Whatever a crashed process wrote but did not sync is about to be
+                // acted on: make it durable first (and the cut, if any).
+                file.sync_all().map_err(io_error("sync", &segment.path))?;
+                sync_dir(dir)?;
+                log.tail = Some(Tail {
+                    seq: segment.seq,
+                    path: segment.path,
+                    file,
+                    len: len as u64,
+                    has_records: !segment.records.is_empty(),
+                });
+                break;
             }
         }
     }
-    Ok(Log { recovered, tail })
+
+    for (_, path) in &stale_segments {
+        tracing::info!(
+            file = %path.display(),
+            "a segment before a gap in the numbering, left over from removing the segments a \
+             snapshot covers: it will be removed"
+        );
+    }
+    log.stale_segments = stale_segments.into_iter().map(|(_, p)| p).collect();
+    let referenced = log.recovered.snapshot.as_ref().map(|s| s.index);
+    for (index, path) in snapshots {
+        if Some(index) == referenced {
+            continue;
+        }
+        if referenced.is_none_or(|r| index > r) {
+            tracing::warn!(
+                file = %path.display(),
+                "a snapshot file no record of the log refers to (a crash before its record was \
+                 written, never acknowledged): it is ignored and will be removed"
+            );
+        } else {
+            tracing::info!(
+                file = %path.display(),
+                "a snapshot file older than the log's snapshot: it will be removed"
+            );
+        }
+        log.stale_snapshots.push(path);
+    }
+    for path in temporary {
+        tracing::warn!(
+            file = %path.display(),
+            "a snapshot file cut short by a crash while it was written (never acknowledged): \
+             it is ignored and will be removed"
+        );
+        log.stale_snapshots.push(path);
+    }
+    Ok(log)
 }
 
 /// Reads the segment `seq` at `path` and checks its framing. `lenient`: it is the last segment
 /// and damage at its end is a torn tail.
 fn frame(seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError> {
-    let buf = read_whole(&path)?;
+    let file = File::open(&path).map_err(io_error("open", &path))?;
+    let buf = read_whole(file, &path)?;
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
         path: path.clone(),
         offset: offset as u64,
@@ -268,74 +399,241 @@ fn frame(seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError
     })
 }
 
-/// The whole file at `path`, in a buffer of exactly its size.
-fn read_whole(path: &Path) -> Result<Vec<u8>, StorageError> {
-    let mut file = File::open(path).map_err(io_error("open", path))?;
-    let len = file.metadata().map_err(io_error("read", path))?.len();
-    let len = usize::try_from(len).map_err(|_| {
-        io_error("read", path)(io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            "segment larger than memory",
-        ))
-    })?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|e| io_error("read", path)(io::Error::new(io::ErrorKind::OutOfMemory, e)))?;
-    file.read_to_end(&mut buf).map_err(io_error("read", path))?;
-    Ok(buf)
-}
-
 /// An upper bound of the entries in the intact record at `pos`.
 fn count_bound(buf: &[u8], pos: usize, len: usize) -> usize {
+    if !matches!(format::check_kind(buf, pos), Ok(Kind::Batch)) {
+        return 0;
+    }
     let payload = &buf[pos + RECORD_HEADER_BYTES..pos + RECORD_HEADER_BYTES + len];
     format::parse_batch(payload).map_or(0, |batch| batch.count_bound(len))
 }
 
-/// Applies the intact records of `segment` (whose bytes are `bytes`) to `state`.
-fn apply(segment: &Segment, bytes: &Bytes, state: &mut Recovered) -> Result<(), StorageError> {
+/// The state of the log as its records are applied.
+struct State {
+    /// Known once the first segment read starts from a known state: from the beginning, or
+    /// from its start record.
+    known: Option<Known>,
+    /// Room for the entries, reserved up front.
+    capacity: usize,
+}
+
+/// The state of the log as its records are applied, once known.
+///
+/// `entries[skip..]` are the entries from index `start` on; `entries[..skip]` are entries a
+/// snapshot covered, dropped at the end in one go. The indices after the snapshot's and before
+/// `start`, if any, are entries that were in segments no longer read: a later snapshot must
+/// cover them (or a truncation drop them) by the end.
+///
+/// Invariant: `start > snapshot index`, `skip <= entries.len()`.
+struct Known {
+    hard_state: HardState,
+    snapshot: Option<SnapshotRef>,
+    /// Where the record that made `snapshot` the log's snapshot (or that restated it) is: the
+    /// segment (its place among those read) and the offset in it.
+    snapshot_at: (usize, usize),
+    start: u64,
+    skip: usize,
+    entries: Vec<Entry>,
+}
+
+impl State {
+    /// `from_the_start`: the first segment read is the log's first, so the state before it is
+    /// the empty one.
+    fn new(from_the_start: bool, capacity: usize) -> Self {
+        let mut state = Self {
+            known: None,
+            capacity,
+        };
+        if from_the_start {
+            let empty = Start {
+                hard_state: HardState::default(),
+                snapshot: None,
+                last_index: 0,
+            };
+            state.set(empty, (0, 0));
+        }
+        state
+    }
+
+    /// Starts from `start`, the start record at `at` (segment, offset).
+    fn set(&mut self, start: Start, at: (usize, usize)) {
+        self.known = Some(Known {
+            hard_state: start.hard_state,
+            snapshot: start.snapshot,
+            snapshot_at: at,
+            start: start.last_index + 1,
+            skip: 0,
+            entries: Vec::with_capacity(self.capacity),
+        });
+    }
+}
+
+impl Known {
+    fn snapshot_index(&self) -> u64 {
+        self.snapshot.map_or(0, |s| s.index)
+    }
+
+    fn last_index(&self) -> u64 {
+        self.start - 1 + (self.entries.len() - self.skip) as u64
+    }
+
+    /// What a start record restating this state says.
+    fn restated(&self) -> Start {
+        Start {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot,
+            last_index: self.last_index(),
+        }
+    }
+
+    /// Drops the entries from `index` on.
+    fn truncate_from(&mut self, index: u64) {
+        if index < self.start {
+            self.entries.truncate(self.skip);
+            self.start = index.max(self.snapshot_index() + 1);
+        } else {
+            // Fewer than `entries.len()` if it truncates anything, so it fits a usize.
+            let keep = index - self.start;
+            if keep < (self.entries.len() - self.skip) as u64 {
+                self.entries.truncate(self.skip + keep as usize);
+            }
+        }
+        if self.skip == self.entries.len() {
+            self.entries.clear();
+            self.skip = 0;
+        }
+    }
+
+    /// Makes `snapshot` the snapshot, dropping the entries it covers.
+    fn set_snapshot(&mut self, snapshot: SnapshotRef, at: (usize, usize)) {
+        let next = snapshot.index + 1;
+        if next > self.start {
+            let live = (self.entries.len() - self.skip) as u64;
+            // At most `live`, so it fits a usize.
+            self.skip += (next - self.start).min(live) as usize;
+            self.start = next;
+            if self.skip == self.entries.len() {
+                self.entries.clear();
+                self.skip = 0;
+            }
+        }
+        self.snapshot = Some(snapshot);
+        self.snapshot_at = at;
+    }
+}
+
+/// Applies the intact records of `segment` (the `i`th read, whose bytes are `bytes`; `last`:
+/// the last one) to `state`, and returns the highest index of an entry written in it.
+fn apply(
+    i: usize,
+    segment: &Segment,
+    bytes: &Bytes,
+    last: bool,
+    state: &mut State,
+) -> Result<u64, StorageError> {
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
         path: segment.path.clone(),
         offset: offset as u64,
         reason,
     };
-    for (i, &(pos, len)) in segment.records.iter().enumerate() {
-        format::check_kind(bytes, pos).map_err(|reason| StorageError::Unreadable {
+    if segment.records.is_empty() && !last {
+        return Err(corrupt(
+            SEGMENT_HEADER_BYTES,
+            "a segment that holds no record, yet another follows it".to_owned(),
+        ));
+    }
+    let mut high = 0;
+    for (r, &(pos, len)) in segment.records.iter().enumerate() {
+        let kind = format::check_kind(bytes, pos).map_err(|reason| StorageError::Unreadable {
             path: segment.path.clone(),
             reason: format!("{reason} at offset {pos}"),
         })?;
         let at = pos + RECORD_HEADER_BYTES;
-        let batch = format::parse_batch(&bytes[at..at + len]).map_err(|r| corrupt(pos, r))?;
-        match batch.hard_state {
-            Some(hard_state) => state.hard_state = hard_state,
-            None if i == 0 => {
+        let payload = &bytes[at..at + len];
+        match (kind, r) {
+            (Kind::Start, 0) => {
+                let start = format::parse_start(payload).map_err(|r| corrupt(pos, r))?;
+                match &state.known {
+                    None => state.set(start, (i, pos)),
+                    Some(known) if known.restated() == start => {}
+                    Some(known) => {
+                        return Err(corrupt(
+                            pos,
+                            format!(
+                                "the segment starts from {start:?}, but the segments before it \
+                                 end with {:?}",
+                                known.restated()
+                            ),
+                        ));
+                    }
+                }
+                continue;
+            }
+            (Kind::Start, _) => {
                 return Err(corrupt(
                     pos,
-                    "the first record of a segment carries no hard state".to_owned(),
+                    "a start record that is not the first of its segment".to_owned(),
                 ));
             }
-            None => {}
+            (Kind::Batch, 0) => {
+                return Err(corrupt(
+                    pos,
+                    "the first record of the segment is not a start record".to_owned(),
+                ));
+            }
+            (Kind::Batch, _) => {}
         }
-        let mut keep = state.entries.len() as u64;
-        if let Some(from) = batch.truncate_from {
-            keep = keep.min(from.saturating_sub(1));
+        // A start record came first, so the state is known.
+        let Some(state) = state.known.as_mut() else {
+            return Err(corrupt(pos, "no start record before this one".to_owned()));
+        };
+        let batch = format::parse_batch(payload).map_err(|r| corrupt(pos, r))?;
+        let head = batch.head;
+        if let Some(hard_state) = head.hard_state {
+            state.hard_state = hard_state;
         }
-        if batch.count > 0 {
-            if batch.first_index == 0 || batch.first_index > keep + 1 {
+        if let Some(snapshot) = head.snapshot {
+            if snapshot.index <= state.snapshot_index() {
                 return Err(corrupt(
                     pos,
                     format!(
-                        "entries at index {} would leave a gap after index {keep}",
-                        batch.first_index
+                        "a snapshot at index {} is not newer than the one at {}",
+                        snapshot.index,
+                        state.snapshot_index()
                     ),
                 ));
             }
-            keep = keep.min(batch.first_index - 1);
+            state.set_snapshot(snapshot, (i, pos));
         }
-        // `keep` is at most the number of entries, so it fits a usize.
-        state.entries.truncate(keep as usize);
-        batch
-            .decode_entries(bytes, at, len, &mut state.entries)
-            .map_err(|r| corrupt(pos, r))?;
+        if let Some(from) = head.truncate_from {
+            state.truncate_from(from);
+        }
+        if batch.count > 0 {
+            let last = state.last_index();
+            if head.first_index <= state.snapshot_index() || head.first_index > last + 1 {
+                return Err(corrupt(
+                    pos,
+                    format!(
+                        "entries at index {} would leave a gap after index {last} or overwrite \
+                         the snapshot at {}",
+                        head.first_index,
+                        state.snapshot_index()
+                    ),
+                ));
+            }
+            let end = head.first_index + u64::from(batch.count) - 1;
+            if end > format::MAX_INDEX {
+                return Err(corrupt(
+                    pos,
+                    format!("entries up to index {end}, above {}", format::MAX_INDEX),
+                ));
+            }
+            state.truncate_from(head.first_index);
+            batch
+                .decode_entries(bytes, at, len, &mut state.entries)
+                .map_err(|r| corrupt(pos, r))?;
+            high = high.max(end);
+        }
     }
-    Ok(())
+    Ok(high)
 }

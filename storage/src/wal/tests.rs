@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::format::{self, Frame, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use super::*;
-use crate::MemStorage;
+use crate::{MemStorage, Snapshot};
 
 const ID: Identity = Identity {
     cluster: 1,
@@ -68,25 +68,50 @@ fn both(storage: &mut FileStorage, model: &mut MemStorage, update: &Update<'_>) 
     storage.persist(update).unwrap();
 }
 
-/// The batches of the segment at `path`, parsed.
-fn batches(path: &Path) -> Vec<format::Batch> {
+/// The start record and the batches of the segment at `path`, parsed.
+fn records(path: &Path) -> (Option<format::Start>, Vec<format::Batch>) {
     let buf = fs::read(path).unwrap();
     let mut pos = SEGMENT_HEADER_BYTES;
+    let mut start = None;
     let mut out = Vec::new();
     while pos < buf.len() {
         let Frame::Intact { len } = format::frame_at(&buf, pos) else {
             panic!("damaged record at {pos} of {}", path.display());
         };
         let at = pos + RECORD_HEADER_BYTES;
-        out.push(format::parse_batch(&buf[at..at + len]).unwrap());
+        match format::check_kind(&buf, pos).unwrap() {
+            format::Kind::Start => {
+                assert_eq!(pos, SEGMENT_HEADER_BYTES, "{}", path.display());
+                start = Some(format::parse_start(&buf[at..at + len]).unwrap());
+            }
+            format::Kind::Batch => out.push(format::parse_batch(&buf[at..at + len]).unwrap()),
+        }
         pos = at + len;
     }
-    out
+    (start, out)
 }
 
+/// The batches of the segment at `path`, parsed.
+fn batches(path: &Path) -> Vec<format::Batch> {
+    records(path).1
+}
+
+/// The segment files of `dir`, in order.
 fn segment_paths(dir: &Path) -> Vec<PathBuf> {
-    let count = recovery::list_segments(dir).unwrap().len() as u64;
-    (1..=count).map(|seq| dir.join(segment_name(seq))).collect()
+    recovery::list(dir)
+        .unwrap()
+        .segments
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect()
+}
+
+/// The snapshot files of `dir`, and the temporary ones, in order.
+fn snapshot_paths(dir: &Path) -> Vec<PathBuf> {
+    let listing = recovery::list(dir).unwrap();
+    let mut paths: Vec<PathBuf> = listing.snapshots.into_iter().map(|(_, p)| p).collect();
+    paths.extend(listing.temporary);
+    paths
 }
 
 #[test]
@@ -219,7 +244,7 @@ fn failures_while_starting_a_segment_leave_a_log_that_opens() {
 }
 
 #[test]
-fn large_updates_are_split_and_every_segment_starts_with_the_hard_state() {
+fn large_updates_are_split_and_every_segment_starts_with_the_state() {
     let dir = tempfile::tempdir().unwrap();
     let mut storage = open(dir.path(), 600);
     storage.max_record_bytes = 300;
@@ -248,13 +273,26 @@ fn large_updates_are_split_and_every_segment_starts_with_the_hard_state() {
     let paths = segment_paths(dir.path());
     assert!(paths.len() >= 3, "{paths:?}");
     let mut records = 0;
+    let mut model = MemStorage::new();
     for path in &paths {
-        let batches = batches(path);
-        assert!(
-            batches[0].hard_state.is_some(),
-            "{} starts without a hard state",
-            path.display()
-        );
+        let (start, batches) = self::records(path);
+        let start = start.unwrap_or_else(|| panic!("{} has no start record", path.display()));
+        // The state it starts from is the one the segments before it end with.
+        assert_eq!(start.hard_state, model.hard_state(), "{}", path.display());
+        assert_eq!(start.last_index, model.last_index(), "{}", path.display());
+        for batch in &batches {
+            let head = batch.head;
+            // Stand-ins of the right count: only the indices matter here.
+            let entries = entries(0, head.first_index, batch.count as u64, 0);
+            let update = Update {
+                hard_state: head.hard_state,
+                snapshot: None,
+                truncate_from: head.truncate_from,
+                first_index: head.first_index,
+                entries: &entries,
+            };
+            model.persist(&update).unwrap();
+        }
         records += batches.len();
     }
     // 30 entries of 42 bytes need 5 records of at most 300 bytes, 20 of 32 bytes 3 more.
@@ -318,4 +356,382 @@ fn an_update_above_the_largest_record_is_split() {
     assert_eq!(counts, [3, 2]);
     let mut storage = open(dir.path(), 1 << 30);
     assert_eq!(storage.recover().unwrap().entries, update_entries);
+}
+
+fn snapshot(index: u64, term: u64, size: usize) -> Snapshot {
+    Snapshot {
+        index,
+        term,
+        data: Bytes::from(vec![index as u8; size]),
+    }
+}
+
+/// Copies the files of `dir` (but its lock) into a new temporary directory.
+fn copy_dir(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name != LOCK {
+            fs::copy(&path, copy.path().join(name)).unwrap();
+        }
+    }
+    copy
+}
+
+/// The highest index of an entry written in the segment at `path` (0 if none).
+fn high(path: &Path) -> u64 {
+    batches(path)
+        .iter()
+        .filter(|b| b.count > 0)
+        .map(|b| b.head.first_index + u64::from(b.count) - 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Checks that `dir`, just opened or written to, holds nothing the log does not need: one
+/// snapshot file, the log's (if any), no temporary one, and no segment whose entries the
+/// snapshot covers before the last one.
+fn assert_compact(dir: &Path, snapshot_index: u64, case: &str) {
+    let snapshots = snapshot_paths(dir);
+    if snapshot_index == 0 {
+        assert_eq!(snapshots, Vec::<PathBuf>::new(), "{case}");
+    } else {
+        assert_eq!(
+            snapshots,
+            [dir.join(snapshot::file_name(snapshot_index))],
+            "{case}"
+        );
+    }
+    let segments = segment_paths(dir);
+    if let [first, _, ..] = &segments[..] {
+        assert!(
+            high(first) > snapshot_index,
+            "{case}: {} holds entries up to {}, all covered by the snapshot at {snapshot_index}",
+            first.display(),
+            high(first)
+        );
+    }
+}
+
+/// A log of small segments (`segment_size` bytes) with a first snapshot, and the model.
+fn log_with_a_snapshot(dir: &Path, segment_size: u64) -> MemStorage {
+    let mut storage = open(dir, segment_size);
+    let mut model = MemStorage::new();
+    both(&mut storage, &mut model, &vote(1));
+    for i in 0..10 {
+        both(
+            &mut storage,
+            &mut model,
+            &append(1 + i * 3, &entries(1, 1 + i * 3, 3, 20)),
+        );
+    }
+    let first = snapshot(8, 1, 100);
+    let update = Update {
+        snapshot: Some(&first),
+        ..append(0, &[])
+    };
+    both(&mut storage, &mut model, &update);
+    for i in 0..5 {
+        both(
+            &mut storage,
+            &mut model,
+            &append(31 + i * 3, &entries(2, 31 + i * 3, 3, 20)),
+        );
+    }
+    assert!(segment_paths(dir).len() >= 4);
+    model
+}
+
+/// An update with a snapshot, to write with records of at most `max_record` bytes.
+struct SnapshotCase {
+    name: &'static str,
+    snapshot: Snapshot,
+    hard_state: Option<HardState>,
+    truncate_from: Option<u64>,
+    first_index: u64,
+    entries: Vec<Entry>,
+    max_record: u64,
+}
+
+impl SnapshotCase {
+    fn update(&self) -> Update<'_> {
+        Update {
+            hard_state: self.hard_state,
+            snapshot: Some(&self.snapshot),
+            truncate_from: self.truncate_from,
+            first_index: self.first_index,
+            entries: &self.entries,
+        }
+    }
+}
+
+/// Updates with a snapshot, after [`log_with_a_snapshot`] (entries up to 45, a snapshot at 8).
+fn snapshot_cases() -> Vec<SnapshotCase> {
+    vec![
+        SnapshotCase {
+            name: "within the log",
+            snapshot: snapshot(25, 1, 300),
+            hard_state: None,
+            truncate_from: None,
+            first_index: 0,
+            entries: vec![],
+            max_record: MAX_RECORD_BYTES,
+        },
+        SnapshotCase {
+            name: "empty data, with entries after it",
+            snapshot: snapshot(44, 2, 0),
+            hard_state: None,
+            truncate_from: None,
+            first_index: 46,
+            entries: entries(2, 46, 2, 20),
+            max_record: MAX_RECORD_BYTES,
+        },
+        SnapshotCase {
+            name: "within the log, with a truncation and entries, split over segments",
+            snapshot: snapshot(40, 2, 50),
+            hard_state: Some(HardState {
+                term: 3,
+                voted_for: Some(1),
+            }),
+            truncate_from: Some(35),
+            first_index: 41,
+            entries: entries(3, 41, 12, 40),
+            max_record: 200,
+        },
+        SnapshotCase {
+            name: "beyond the end, the log discarded",
+            snapshot: snapshot(60, 3, 1000),
+            hard_state: Some(HardState {
+                term: 3,
+                voted_for: None,
+            }),
+            truncate_from: Some(61),
+            first_index: 61,
+            entries: vec![],
+            max_record: MAX_RECORD_BYTES,
+        },
+    ]
+}
+
+/// What `model` holds now.
+fn state(model: &MemStorage) -> Recovered {
+    model.copy().recover().unwrap()
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_snapshot_leaves_the_state_before_or_after_it() {
+    let segment_size = 200;
+    for snapshot_case in snapshot_cases() {
+        let name = snapshot_case.name;
+        let dir = tempfile::tempdir().unwrap();
+        let model = log_with_a_snapshot(dir.path(), segment_size);
+        let update = snapshot_case.update();
+        let before = state(&model);
+        let mut after_model = model.copy();
+        after_model.persist(&update).unwrap();
+        let after = state(&after_model);
+        let split = snapshot_case.max_record < MAX_RECORD_BYTES;
+
+        // (before, after (or a prefix of it) but not acknowledged, after and acknowledged)
+        let mut outcomes = [0; 3];
+        for nth in 1.. {
+            let case = format!("{name}: crash at operation {nth}");
+            let copy = copy_dir(dir.path());
+            let mut storage = open(copy.path(), segment_size);
+            storage.max_record_bytes = snapshot_case.max_record;
+            storage.faults.crash_at(nth);
+            let result = storage.persist(&update);
+            // Fewer operations than `nth`: no crash, the update went through.
+            let done = storage.faults.ops() < nth;
+            if done {
+                assert!(result.is_ok(), "{case}: {result:?}");
+                assert_compact(copy.path(), snapshot_case.snapshot.index, &case);
+            }
+            drop(storage);
+            let mut storage = open(copy.path(), segment_size);
+            let recovered = storage.recover().unwrap();
+            if recovered == before {
+                assert!(result.is_err(), "{case}: acknowledged, then lost");
+                outcomes[0] += 1;
+            } else if recovered != after && split {
+                // A crash between the records of a split update leaves a prefix of it, with
+                // its hard state and snapshot (see the module docs).
+                assert!(result.is_err(), "{case}: acknowledged, then lost");
+                assert_eq!(recovered.hard_state, after.hard_state, "{case}");
+                assert_eq!(recovered.snapshot, after.snapshot, "{case}");
+                assert!(after.entries.starts_with(&recovered.entries), "{case}");
+                outcomes[1] += 1;
+            } else {
+                assert_eq!(recovered, after, "{case}");
+                outcomes[1 + usize::from(result.is_ok())] += 1;
+            }
+            // Opening finished the removals, and the log goes on.
+            assert_compact(copy.path(), recovered.first_index() - 1, &case);
+            let last = storage.last_index();
+            let more = entries(4, last + 1, 2, 20);
+            storage.persist(&append(last + 1, &more)).unwrap();
+            drop(storage);
+            let mut expected = recovered;
+            expected.entries.extend(more);
+            assert_eq!(
+                open(copy.path(), segment_size).recover().unwrap(),
+                expected,
+                "{case}"
+            );
+            if done {
+                break;
+            }
+        }
+        // Every kind of crash point was met, among them crashes while removing files
+        // (acknowledged, then a crash).
+        assert!(outcomes[0] >= 6, "{name}: {outcomes:?}");
+        assert!(outcomes[2] >= 3, "{name}: {outcomes:?}");
+    }
+}
+
+#[test]
+fn a_failed_removal_is_logged_and_tried_again_at_the_next_snapshot() {
+    let segment_size = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = log_with_a_snapshot(dir.path(), segment_size);
+    let snap = snapshot(25, 1, 300);
+    let update = Update {
+        snapshot: Some(&snap),
+        ..append(0, &[])
+    };
+    // The first operation that is not needed for the update to be acknowledged: the first
+    // removal.
+    let first_removal = (1..)
+        .find(|&nth| {
+            let copy = copy_dir(dir.path());
+            let mut storage = open(copy.path(), segment_size);
+            storage.faults.crash_at(nth);
+            storage.persist(&update).is_ok()
+        })
+        .unwrap();
+    let mut storage = open(dir.path(), segment_size);
+    let segments = segment_paths(dir.path()).len();
+    // It and every operation after it fail.
+    storage.faults.crash_at(first_removal);
+    both(&mut storage, &mut model, &update);
+    assert_eq!(segment_paths(dir.path()).len(), segments, "nothing removed");
+    assert_eq!(snapshot_paths(dir.path()).len(), 2);
+    // Not poisoned: it goes on, and the next snapshot removes what the first one covered too.
+    storage.faults = Faults::default();
+    let last = storage.last_index();
+    both(
+        &mut storage,
+        &mut model,
+        &append(last + 1, &entries(2, last + 1, 2, 20)),
+    );
+    assert_eq!(snapshot_paths(dir.path()).len(), 2);
+    let snap = snapshot(30, 1, 10);
+    let update = Update {
+        snapshot: Some(&snap),
+        ..append(0, &[])
+    };
+    both(&mut storage, &mut model, &update);
+    assert_compact(dir.path(), 30, "after the next snapshot");
+    assert!(segment_paths(dir.path()).len() < segments);
+    drop(storage);
+    assert_eq!(
+        open(dir.path(), segment_size).recover().unwrap(),
+        model.recover().unwrap()
+    );
+}
+
+#[test]
+fn removals_persisted_in_any_order_leave_the_state_after_the_snapshot() {
+    let segment_size = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let model = log_with_a_snapshot(dir.path(), segment_size);
+    let before_dir = copy_dir(dir.path());
+    let mut storage = open(dir.path(), segment_size);
+    let snap = snapshot(28, 1, 64);
+    let update = Update {
+        snapshot: Some(&snap),
+        ..append(0, &[])
+    };
+    let mut model = model;
+    both(&mut storage, &mut model, &update);
+    drop(storage);
+    let after = model.recover().unwrap();
+    let names = |dir: &Path| -> Vec<std::ffi::OsString> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != LOCK)
+            .collect();
+        names.sort();
+        names
+    };
+    let now = names(dir.path());
+    let removed: Vec<_> = names(before_dir.path())
+        .into_iter()
+        .filter(|n| !now.contains(n))
+        .collect();
+    // Segments 1.. and the first snapshot's file.
+    assert!(removed.len() >= 4, "{removed:?}");
+    assert!(removed.len() <= 10, "{removed:?}");
+    for subset in 1..1u32 << removed.len() {
+        let case = format!("files brought back: {subset:#b} of {removed:?}");
+        let copy = copy_dir(dir.path());
+        for (i, name) in removed.iter().enumerate() {
+            if subset & (1 << i) != 0 {
+                fs::copy(before_dir.path().join(name), copy.path().join(name)).unwrap();
+            }
+        }
+        let mut storage = open(copy.path(), segment_size);
+        assert_eq!(storage.recover().unwrap(), after, "{case}");
+        assert_compact(copy.path(), 28, &case);
+        assert_eq!(names(copy.path()), now, "{case}");
+    }
+}
+
+#[test]
+fn snapshots_leave_only_the_segments_after_them() {
+    let segment_size = 512;
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = open(dir.path(), segment_size);
+    let mut model = MemStorage::new();
+    let mut max_segments = 0;
+    for round in 0..200u64 {
+        let last = storage.last_index();
+        both(
+            &mut storage,
+            &mut model,
+            &append(last + 1, &entries(1, last + 1, 3, 30)),
+        );
+        if round % 25 == 24 {
+            // A snapshot lagging 10 entries behind the log.
+            let snap = snapshot(last + 3 - 10, 1, 2000);
+            let update = Update {
+                snapshot: Some(&snap),
+                ..append(0, &[])
+            };
+            both(&mut storage, &mut model, &update);
+            let case = format!("after the snapshot at {}", snap.index);
+            assert_compact(dir.path(), snap.index, &case);
+            let segments = segment_paths(dir.path());
+            // Every segment but the last holds an entry after the snapshot; 10 entries of 42
+            // bytes fill at most 2 segments of 512.
+            for path in &segments[..segments.len() - 1] {
+                assert!(high(path) > snap.index, "{case}: {}", path.display());
+            }
+            assert!(segments.len() <= 3, "{case}: {segments:?}");
+            max_segments = max_segments.max(segments.len());
+        }
+    }
+    assert!(max_segments >= 2, "{max_segments}");
+    assert!(
+        storage.first_seq > 20,
+        "first segment {}",
+        storage.first_seq
+    );
+    drop(storage);
+    assert_eq!(
+        open(dir.path(), segment_size).recover().unwrap(),
+        model.recover().unwrap()
+    );
 }

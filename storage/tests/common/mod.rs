@@ -14,8 +14,8 @@ use tracing::span;
 use tracing::subscriber::{Interest, Subscriber};
 use tracing::{Event, Level, Metadata};
 use zeroraft_storage::{
-    Entry, FileStorage, HardState, Identity, MemStorage, Recovered, Storage, StorageError, Update,
-    WalOptions,
+    Entry, FileStorage, HardState, Identity, MemStorage, Recovered, Snapshot, Storage,
+    StorageError, Update, WalOptions,
 };
 
 /// The identity every test directory is opened with.
@@ -43,10 +43,11 @@ pub fn entries(term: u64, first: u64, n: usize, size: usize) -> Vec<Entry> {
         .collect()
 }
 
-/// An [`Update`] that owns its entries.
+/// An [`Update`] that owns its entries and its snapshot.
 #[derive(Clone, Debug, Default)]
 pub struct Op {
     pub hard_state: Option<HardState>,
+    pub snapshot: Option<Snapshot>,
     pub truncate_from: Option<u64>,
     pub first_index: u64,
     pub entries: Vec<Entry>,
@@ -56,7 +57,7 @@ impl Op {
     pub fn update(&self) -> Update<'_> {
         Update {
             hard_state: self.hard_state,
-            snapshot: None,
+            snapshot: self.snapshot.as_ref(),
             truncate_from: self.truncate_from,
             first_index: self.first_index,
             entries: &self.entries,
@@ -78,6 +79,24 @@ impl Op {
             hard_state: Some(HardState { term, voted_for }),
             ..Self::default()
         }
+    }
+
+    /// A snapshot alone, at `index`, of `size` bytes of data.
+    pub fn snapshot(index: u64, term: u64, size: usize) -> Self {
+        Self {
+            snapshot: Some(snapshot(index, term, size)),
+            ..Self::default()
+        }
+    }
+}
+
+/// A snapshot at `index` whose `size` bytes of data say which it is.
+pub fn snapshot(index: u64, term: u64, size: usize) -> Snapshot {
+    let data: Vec<u8> = (0..size as u64).map(|i| (index * 7 + i) as u8).collect();
+    Snapshot {
+        index,
+        term,
+        data: Bytes::from(data),
     }
 }
 
@@ -130,7 +149,36 @@ impl Pair {
         assert_recovers(self.file(), &expected, case);
         assert_eq!(self.file().hard_state(), expected.hard_state, "{case}");
         assert_eq!(self.file().last_index(), self.model.last_index(), "{case}");
+        let snapshot_index = expected.first_index() - 1;
+        assert_eq!(self.file().snapshot_index(), snapshot_index, "{case}");
+        // Opening removed every other snapshot file.
+        let expected_files: Vec<PathBuf> = expected
+            .snapshot
+            .iter()
+            .map(|s| snapshot_path(&self.dir, s.index))
+            .collect();
+        assert_eq!(snapshot_files(&self.dir), expected_files, "{case}");
     }
+}
+
+/// The path of the file of the snapshot at `index` in `dir`.
+pub fn snapshot_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("snapshot-{index:020}.snap"))
+}
+
+/// The snapshot files of `dir`, temporary ones included, in order.
+pub fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("snapshot-"))
+        })
+        .collect();
+    paths.sort();
+    paths
 }
 
 /// The segment files of `dir`, in order.

@@ -1,0 +1,267 @@
+//! Snapshot files: `snapshot-<index>.snap`, one per snapshot, named after the index it covers
+//! (20 decimal digits). See the parent module's docs for the layout and for when a file counts.
+//!
+//! A file is written whole before anything refers to it: to `snapshot-<index>.snap.tmp`, with
+//! the data straight from the caller's buffer (no copy), synced once, renamed into place, and
+//! the directory synced. It is read back in one read into one buffer, the data a slice of it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::fault::Faults;
+use super::format::{SnapshotRef, read_u32, read_u64};
+use super::{io_error, read_whole, sync_dir_with, write_at};
+use crate::{Snapshot, StorageError};
+
+/// The magic that opens every snapshot file.
+const MAGIC: &[u8; 8] = b"ZRAFTSNP";
+/// The snapshot file format this version writes and reads.
+pub(super) const FORMAT_VERSION: u32 = 1;
+/// Bytes of the header before the data.
+pub(super) const HEADER_BYTES: usize = 48;
+/// The file name's prefix.
+const PREFIX: &str = "snapshot-";
+/// The file name's suffix.
+const SUFFIX: &str = ".snap";
+/// The suffix of a file being written.
+const TMP_SUFFIX: &str = ".snap.tmp";
+
+/// The file name of the snapshot at `index`.
+pub(super) fn file_name(index: u64) -> String {
+    format!("{PREFIX}{index:020}{SUFFIX}")
+}
+
+/// What a directory entry's name says it is.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Name {
+    /// A snapshot file, of the snapshot at this index.
+    Snapshot(u64),
+    /// A snapshot file being written (or left behind by a crash while it was).
+    Temporary,
+    /// Something else.
+    Other,
+}
+
+/// Classifies the file name `name`.
+pub(super) fn parse_name(name: &str) -> Name {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return Name::Other;
+    };
+    let digits = |stem: &str| stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit());
+    if let Some(stem) = rest.strip_suffix(TMP_SUFFIX)
+        && digits(stem)
+    {
+        return Name::Temporary;
+    }
+    match rest.strip_suffix(SUFFIX) {
+        Some(stem) if digits(stem) => stem.parse().map_or(Name::Other, Name::Snapshot),
+        _ => Name::Other,
+    }
+}
+
+/// The header of a snapshot file holding `data`.
+fn header(index: u64, term: u64, data: &[u8]) -> [u8; HEADER_BYTES] {
+    let mut header = [0; HEADER_BYTES];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    // 12..16 reserved, zero.
+    header[16..24].copy_from_slice(&index.to_le_bytes());
+    header[24..32].copy_from_slice(&term.to_le_bytes());
+    header[32..40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+    header[40..44].copy_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    let crc = crc32c::crc32c(&header[..44]);
+    header[44..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Writes `snapshot` to its file in `dir`, durably, and returns the file's path.
+pub(super) fn write(
+    dir: &Path,
+    snapshot: &Snapshot,
+    faults: &mut Faults,
+) -> Result<PathBuf, StorageError> {
+    let name = file_name(snapshot.index);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    faults.change().map_err(io_error("create", &tmp))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_error("create", &tmp))?;
+    let data = &snapshot.data[..];
+    write_at(
+        faults,
+        &file,
+        &header(snapshot.index, snapshot.term, data),
+        0,
+        &tmp,
+    )?;
+    if !data.is_empty() {
+        write_at(faults, &file, data, HEADER_BYTES as u64, &tmp)?;
+    }
+    faults
+        .sync()
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("sync", &tmp))?;
+    drop(file);
+    faults
+        .change()
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(io_error("rename into place", &path))?;
+    sync_dir_with(faults, dir)?;
+    Ok(path)
+}
+
+/// Reads the snapshot the log refers to as `reference`, from its file in `dir`. `referrer`
+/// says where the log refers to it, for errors.
+pub(super) fn read(
+    dir: &Path,
+    reference: SnapshotRef,
+    referrer: &dyn Fn() -> String,
+) -> Result<Snapshot, StorageError> {
+    let path = dir.join(file_name(reference.index));
+    let buf = match File::open(&path) {
+        Ok(file) => read_whole(file, &path)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StorageError::Corrupt {
+                reason: format!(
+                    "the snapshot file is missing, but the log refers to the snapshot at index \
+                     {}, term {} ({})",
+                    reference.index,
+                    reference.term,
+                    referrer()
+                ),
+                path,
+                offset: 0,
+            });
+        }
+        Err(e) => return Err(io_error("open", &path)(e)),
+    };
+    let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
+        path: path.clone(),
+        offset: offset as u64,
+        reason,
+    };
+    let Some(header) = buf.get(..HEADER_BYTES) else {
+        return Err(corrupt(0, "the snapshot header is cut short".to_owned()));
+    };
+    if crc32c::crc32c(&header[..44]) != read_u32(header, 44) {
+        return Err(corrupt(0, "the snapshot header is damaged".to_owned()));
+    }
+    if &header[..8] != MAGIC {
+        return Err(corrupt(0, "not a snapshot file".to_owned()));
+    }
+    let version = read_u32(header, 8);
+    if version != FORMAT_VERSION {
+        return Err(StorageError::Unreadable {
+            path,
+            reason: format!(
+                "snapshot format version {version} (this version reads {FORMAT_VERSION})"
+            ),
+        });
+    }
+    if read_u32(header, 12) != 0 {
+        return Err(StorageError::Unreadable {
+            path,
+            reason: "snapshot header with reserved bytes set".to_owned(),
+        });
+    }
+    let (index, term) = (read_u64(header, 16), read_u64(header, 24));
+    if (index, term) != (reference.index, reference.term) {
+        return Err(corrupt(
+            0,
+            format!(
+                "the file holds the snapshot at index {index}, term {term}, but the log refers \
+                 to the one at index {}, term {} ({})",
+                reference.index,
+                reference.term,
+                referrer()
+            ),
+        ));
+    }
+    let len = read_u64(header, 32);
+    let found = (buf.len() - HEADER_BYTES) as u64;
+    if found != len {
+        return Err(corrupt(
+            HEADER_BYTES,
+            format!("the header gives {len} bytes of data, the file holds {found}"),
+        ));
+    }
+    let crc = read_u32(header, 40);
+    let buf = Bytes::from(buf);
+    let data = buf.slice(HEADER_BYTES..);
+    if crc32c::crc32c(&data) != crc {
+        return Err(corrupt(
+            HEADER_BYTES,
+            "the snapshot data fails its checksum".to_owned(),
+        ));
+    }
+    Ok(Snapshot { index, term, data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(file_name(42), "snapshot-00000000000000000042.snap");
+        let cases = [
+            ("snapshot-00000000000000000042.snap", Name::Snapshot(42)),
+            ("snapshot-00000000000000000042.snap.tmp", Name::Temporary),
+            ("snapshot-0000000000000000042.snap", Name::Other),
+            ("snapshot-0000000000000000004x.snap", Name::Other),
+            ("snapshot-00000000000000000042.snapx", Name::Other),
+            ("snapshot-99999999999999999999.snap", Name::Other),
+            ("00000000000000000001.wal", Name::Other),
+        ];
+        for (case, (name, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(parse_name(name), expected, "case {case}: {name}");
+        }
+    }
+
+    #[test]
+    fn a_file_round_trips_and_every_damage_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = Snapshot {
+            index: 12,
+            term: 3,
+            data: Bytes::from_static(b"the state machine at 12"),
+        };
+        let path = write(dir.path(), &snapshot, &mut Faults::default()).unwrap();
+        assert_eq!(path, dir.path().join(file_name(12)));
+        let reference = SnapshotRef { index: 12, term: 3 };
+        let referrer = || "test".to_owned();
+        assert_eq!(read(dir.path(), reference, &referrer).unwrap(), snapshot);
+        let good = fs::read(&path).unwrap();
+        assert_eq!(good.len(), HEADER_BYTES + snapshot.data.len());
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            fs::write(&path, &bad).unwrap();
+            match read(dir.path(), reference, &referrer).unwrap_err() {
+                StorageError::Corrupt { path: p, .. } => assert_eq!(p, path, "byte {at}"),
+                other => panic!("byte {at}: {other}"),
+            }
+        }
+        for cut in 0..good.len() {
+            fs::write(&path, &good[..cut]).unwrap();
+            assert!(
+                matches!(
+                    read(dir.path(), reference, &referrer),
+                    Err(StorageError::Corrupt { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+        fs::write(&path, &good).unwrap();
+        let other = SnapshotRef { index: 12, term: 4 };
+        let err = read(dir.path(), other, &referrer).unwrap_err();
+        assert!(err.to_string().contains("term 3"), "{err}");
+    }
+}
