@@ -3,7 +3,8 @@
 //! the parent kills it with SIGKILL at a random moment, then checks the three data directories:
 //!
 //! - every entry ever reported committed is held, with the same index, term and command, by a
-//!   majority of the recovered logs (a committed entry is durable on a majority);
+//!   majority of the recovered nodes, in their log or in their snapshot (the services snapshot
+//!   what they applied every 2000 entries, so logs are compacted and segments removed);
 //! - the recovered logs agree (log matching: where two hold the same term at an index, they hold
 //!   the same entries up to it), and no log holds an entry of a term above its node's term;
 //! - a restarted cluster re-applies from index 1 exactly what was reported before (the child
@@ -20,11 +21,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zeroraft::engine::storage::{Entry, FileStorage, Identity, Storage, WalOptions};
+use zeroraft::engine::storage::{FileStorage, Identity, Storage, WalOptions};
 use zeroraft::{ApplyMsg, Config, Network, NetworkConfig, Raft, StartError};
 
 const NODES: usize = 3;
@@ -66,9 +67,74 @@ fn node_dir(dir: &Path, node: usize) -> PathBuf {
 
 // ---- the child: a cluster under load, reporting commits ----------------------------------------
 
-/// Runs until killed: three nodes on file storage and a client proposing. On stdout, once the
-/// first node has applied index `known` again: `verified <known> <checksum of 1..=known>`; then
-/// a line `index term command` for every later index, the first time a node applies it.
+/// Each node's service snapshots its state every this many applied entries: the log is
+/// compacted, and the WAL's snapshot files and segment removal are crashed into too.
+const SNAPSHOT_EVERY: u64 = 2000;
+
+/// Encodes a service's state, every entry it applied, as a snapshot.
+fn encode(log: &[(u64, Bytes)]) -> Bytes {
+    let mut data = Vec::with_capacity(8 + log.len() * 24);
+    data.extend_from_slice(&(log.len() as u64).to_le_bytes());
+    for (term, command) in log {
+        data.extend_from_slice(&term.to_le_bytes());
+        data.extend_from_slice(&(command.len() as u32).to_le_bytes());
+        data.extend_from_slice(command);
+    }
+    Bytes::from(data)
+}
+
+/// Decodes what [`encode`] made.
+fn decode(data: &Bytes) -> Vec<(u64, Bytes)> {
+    let count = u64::from_le_bytes(data[..8].try_into().expect("a count"));
+    let mut log = Vec::with_capacity(count as usize);
+    let mut at = 8;
+    for _ in 0..count {
+        let term = u64::from_le_bytes(data[at..at + 8].try_into().expect("a term"));
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into().expect("a length")) as usize;
+        log.push((term, data.slice(at + 12..at + 12 + len)));
+        at += 12 + len;
+    }
+    assert_eq!(at, data.len(), "a snapshot with trailing bytes");
+    log
+}
+
+/// What the child prints, shared by the nodes' services: each index once, in order.
+struct Reporter {
+    out: std::io::Stdout,
+    /// The highest index reported (or counted into the checksum).
+    reported: u64,
+    /// The highest index the parent already knows.
+    known: u64,
+    /// The checksum of entries `1..=reported`, while `reported <= known`.
+    crc: u32,
+}
+
+impl Reporter {
+    fn report(&mut self, index: u64, term: u64, command: &[u8]) {
+        if index <= self.reported {
+            return; // another node got there first
+        }
+        assert_eq!(index, self.reported + 1, "applied indices have no gaps");
+        self.reported = index;
+        let mut out = self.out.lock();
+        if index <= self.known {
+            self.crc = checksum(self.crc, index, term, command);
+            if index == self.known {
+                writeln!(out, "verified {} {}", self.known, self.crc).expect("stdout");
+            }
+        } else {
+            let command = std::str::from_utf8(command).expect("ascii commands");
+            writeln!(out, "{index} {term} {command}").expect("stdout");
+        }
+        out.flush().expect("stdout");
+    }
+}
+
+/// Runs until killed: three nodes on file storage and a client proposing. Each node's service
+/// keeps what it applied and snapshots it every [`SNAPSHOT_EVERY`] entries. On stdout, once a
+/// node has applied index `known` again (from its snapshot and its log): `verified <known>
+/// <checksum of 1..=known>`; then a line `index term command` for every later index, the first
+/// time a node applies it.
 fn child(dir: &Path, known: u64) {
     let ms = Duration::from_millis;
     let config = Config {
@@ -78,21 +144,33 @@ fn child(dir: &Path, known: u64) {
         ..Config::default()
     };
     let network = Network::new(NetworkConfig::new(NODES)).expect("a network");
-    let (tx, rx) = crossbeam_channel::unbounded();
+    let reporter = Arc::new(Mutex::new(Reporter {
+        out: std::io::stdout(),
+        reported: 0,
+        known,
+        crc: 0,
+    }));
+    if known == 0 {
+        println!("verified 0 0");
+    }
     let nodes: Vec<Raft> = (0..NODES)
         .map(|i| {
             let options = WalOptions {
                 create: true,
-                // Small segments, so that crashes also land around rotations.
-                segment_size: 256 << 10,
+                // Small segments, so that crashes also land around rotations and removals.
+                segment_size: 64 << 10,
             };
             let storage = FileStorage::open(node_dir(dir, i), identity(i), options)
                 .unwrap_or_else(|e| panic!("node {i}: {e}"));
             let endpoint = network.endpoint(i, i as u64).expect("id");
-            Raft::builder(config.clone(), i, NODES, endpoint)
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let raft = Raft::builder(config.clone(), i, NODES, endpoint)
                 .storage(storage)
-                .start(tx.clone())
-                .unwrap_or_else(|e| panic!("node {i}: {e}"))
+                .start(tx)
+                .unwrap_or_else(|e| panic!("node {i}: {e}"));
+            let (service, reporter) = (raft.clone(), reporter.clone());
+            std::thread::spawn(move || serve(&service, &rx, &reporter));
+            raft
         })
         .collect();
     for i in 0..NODES {
@@ -100,58 +178,55 @@ fn child(dir: &Path, known: u64) {
     }
     // Commands are unique across incarnations of the child: its pid and a sequence number.
     let pid = std::process::id();
-    std::thread::spawn(move || {
-        let mut seq = 0u64;
-        let mut leader = 0;
-        loop {
-            for _ in 0..16 {
-                let command = Bytes::from(format!("p{pid}-{seq}"));
-                match nodes[leader].try_start(command) {
-                    Ok(_) => seq += 1,
-                    Err(StartError::NotLeader { leader: hint, .. }) => {
-                        leader = hint.unwrap_or((leader + 1) % NODES);
-                        std::thread::sleep(Duration::from_millis(5));
-                        break;
-                    }
-                    Err(e) => panic!("proposing: {e}"),
+    let mut seq = 0u64;
+    let mut leader = 0;
+    loop {
+        for _ in 0..16 {
+            let command = Bytes::from(format!("p{pid}-{seq}"));
+            match nodes[leader].try_start(command) {
+                Ok(_) => seq += 1,
+                Err(StartError::NotLeader { leader: hint, .. }) => {
+                    leader = hint.unwrap_or((leader + 1) % NODES);
+                    std::thread::sleep(Duration::from_millis(5));
+                    break;
+                }
+                Err(e) => panic!("proposing: {e}"),
+            }
+        }
+        // A moderate load, some thousands of entries a second.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// One node's service: applies commands and snapshots into its log of applied entries, reports
+/// them, and snapshots every [`SNAPSHOT_EVERY`] entries.
+fn serve(raft: &Raft, applied: &crossbeam_channel::Receiver<ApplyMsg>, reporter: &Mutex<Reporter>) {
+    let mut log: Vec<(u64, Bytes)> = Vec::new();
+    while let Ok(m) = applied.recv() {
+        match m {
+            ApplyMsg::Command {
+                index,
+                term,
+                command,
+            } => {
+                assert_eq!(index, log.len() as u64 + 1, "node {}: in order", raft.id());
+                reporter
+                    .lock()
+                    .expect("reporter")
+                    .report(index, term, &command);
+                log.push((term, command));
+                if index % SNAPSHOT_EVERY == 0 {
+                    raft.snapshot(index, encode(&log));
                 }
             }
-            // A moderate load, some thousands of entries a second, so that the log, which every
-            // restart applies again, stays small enough for a hundred rounds.
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    });
-    let mut out = std::io::stdout().lock();
-    let mut reported = 0;
-    let mut crc = 0;
-    if known == 0 {
-        writeln!(out, "verified 0 0").expect("stdout");
-    }
-    while let Ok(m) = rx.recv() {
-        // The nodes never compact their logs: only commands are applied.
-        let ApplyMsg::Command {
-            index,
-            term,
-            command,
-        } = m
-        else {
-            panic!("a snapshot from nodes that take none");
-        };
-        if index <= reported {
-            continue; // another node got there first
-        }
-        reported = index;
-        if index <= known {
-            crc = checksum(crc, index, term, &command);
-            if index == known {
-                writeln!(out, "verified {known} {crc}").expect("stdout");
+            ApplyMsg::Snapshot { index, data, .. } => {
+                log = decode(&data);
+                assert_eq!(log.len() as u64, index, "node {}: snapshot", raft.id());
+                let mut reporter = reporter.lock().expect("reporter");
+                for (at, (term, command)) in (1..).zip(&log) {
+                    reporter.report(at, *term, command);
+                }
             }
-        } else {
-            let command = std::str::from_utf8(&command).expect("ascii commands");
-            writeln!(out, "{index} {term} {command}").expect("stdout");
-        }
-        if rx.is_empty() {
-            out.flush().expect("stdout");
         }
     }
 }
@@ -225,12 +300,18 @@ fn parent() {
         rounds_with_progress * 2 >= rounds,
         "only {rounds_with_progress} of {rounds} rounds committed anything"
     );
+    let (snapshots, segments) = files_left(dir.path());
     println!(
         "crash_file: {rounds} SIGKILLs in {:.1} s; {} entries reported committed, all recovered; \
          {rounds_with_progress} rounds committed new entries, {verified_rounds} re-applied the \
-         whole known log and matched it",
+         whole known log and matched it; left on disk: {snapshots} snapshot files, {segments} \
+         log segments",
         started.elapsed().as_secs_f64(),
         committed.len()
+    );
+    assert!(
+        committed.len() as u64 <= 2 * SNAPSHOT_EVERY || snapshots > 0,
+        "the services took snapshots"
     );
 }
 
@@ -286,9 +367,28 @@ fn parse(line: &str) -> (u64, Seen) {
     try_parse(line).unwrap_or_else(|| panic!("a malformed line from the child: {line:?}"))
 }
 
-/// Recovers the three logs and checks them against each other and against what was reported.
+/// The snapshot files and log segments in the nodes' directories.
+fn files_left(dir: &Path) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for i in 0..NODES {
+        let Ok(entries) = std::fs::read_dir(node_dir(dir, i)) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            match entry.path().extension().and_then(|x| x.to_str()) {
+                Some("snap") => counts.0 += 1,
+                Some("wal") => counts.1 += 1,
+                _ => {}
+            }
+        }
+    }
+    counts
+}
+
+/// Recovers the three nodes and checks them against each other and against what was reported.
 fn check_directories(dir: &Path, committed: &BTreeMap<u64, Seen>, round: usize) {
-    let mut logs: Vec<Vec<Entry>> = Vec::new();
+    // Each node's whole log: what its snapshot holds, then its log's entries.
+    let mut logs: Vec<Vec<(u64, Bytes)>> = Vec::new();
     for i in 0..NODES {
         let path = node_dir(dir, i);
         if !path.exists() {
@@ -300,22 +400,44 @@ fn check_directories(dir: &Path, committed: &BTreeMap<u64, Seen>, round: usize) 
         let recovered = storage
             .recover()
             .unwrap_or_else(|e| panic!("round {round}: node {i}: {e}"));
-        if let Some(last) = recovered.entries.last() {
+        let mut log = match &recovered.snapshot {
+            Some(snapshot) => {
+                let log = decode(&snapshot.data);
+                assert_eq!(
+                    log.len() as u64,
+                    snapshot.index,
+                    "round {round}: node {i}'s snapshot covers its index"
+                );
+                assert_eq!(
+                    log.last().map(|(term, _)| *term),
+                    Some(snapshot.term),
+                    "round {round}: node {i}'s snapshot ends in its term"
+                );
+                log
+            }
+            None => Vec::new(),
+        };
+        log.extend(
+            recovered
+                .entries
+                .iter()
+                .map(|e| (e.term, e.command.clone())),
+        );
+        if let Some((last_term, _)) = log.last() {
             assert!(
-                last.term <= recovered.hard_state.term,
-                "round {round}: node {i} holds an entry of term {} above its term {}",
-                last.term,
+                *last_term <= recovered.hard_state.term,
+                "round {round}: node {i} holds an entry of term {last_term} above its term {}",
                 recovered.hard_state.term
             );
         }
-        logs.push(recovered.entries);
+        logs.push(log);
     }
     for (&index, seen) in committed {
         let holders = logs
             .iter()
             .filter(|log| {
-                log.get(index as usize - 1).is_some_and(|e| {
-                    e.term == seen.term && e.command[..] == *seen.command.as_bytes()
+                log.get(index as usize - 1).is_some_and(|(term, command)| {
+                    *term == seen.term && command[..] == *seen.command.as_bytes()
                 })
             })
             .count();
@@ -328,11 +450,11 @@ fn check_directories(dir: &Path, committed: &BTreeMap<u64, Seen>, round: usize) 
         for b in a + 1..NODES {
             let (x, y) = (&logs[a], &logs[b]);
             let shared = x.len().min(y.len());
-            if let Some(last_same) = (0..shared).rev().find(|&k| x[k].term == y[k].term) {
+            if let Some(last_same) = (0..shared).rev().find(|&k| x[k].0 == y[k].0) {
                 assert!(
                     x[..=last_same] == y[..=last_same],
                     "round {round}: nodes {a} and {b} hold term {} at index {} but differ before it",
-                    x[last_same].term,
+                    x[last_same].0,
                     last_same + 1
                 );
             }
