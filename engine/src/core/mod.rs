@@ -251,8 +251,10 @@ pub struct Core {
     /// applied until it has. Invariant: when set, `last_applied < snapshot index` or the node
     /// just restarted from it.
     snapshot_to_apply: bool,
-    /// A snapshot being received in chunks: (last index, term, the bytes so far).
-    incoming: Option<(u64, u64, BytesMut)>,
+    /// A snapshot being received in chunks: (the sending leader's term, the snapshot's last
+    /// index and its term, the bytes so far). Chunks of another leader's snapshot never mix with
+    /// these: two leaders' services may serialize the same state differently.
+    incoming: Option<(u64, u64, u64, BytesMut)>,
     /// Empty vectors for the entries of the next AppendEntries (see the module docs).
     /// Invariant: each is empty, with a capacity in `1..=MAX_BUFFER_CAPACITY`; at most
     /// `MAX_SPARE_BUFFERS` of them.
@@ -915,29 +917,31 @@ impl Core {
             self.send(from, reply(self.term, chunk_end, true));
             return;
         }
-        let same = |&(index, term, _): &(u64, u64, BytesMut)| {
-            (index, term) == (m.last_included_index, m.last_included_term)
-        };
-        if !self.incoming.as_ref().is_some_and(same) {
+        let key = (m.term, m.last_included_index, m.last_included_term);
+        if !self
+            .incoming
+            .as_ref()
+            .is_some_and(|&(term, index, last_term, _)| (term, index, last_term) == key)
+        {
             if m.offset != 0 {
                 self.send(from, reply(self.term, 0, false)); // start again
                 return;
             }
-            self.incoming = Some((m.last_included_index, m.last_included_term, BytesMut::new()));
+            self.incoming = Some((key.0, key.1, key.2, BytesMut::new()));
         }
         let received = self
             .incoming
             .as_ref()
-            .map_or(0, |(_, _, data)| data.len() as u64);
+            .map_or(0, |(.., data)| data.len() as u64);
         if m.offset != received {
             // A chunk out of order (duplicated, or after a lost one): ask for the next one needed.
             self.send(from, reply(self.term, received, false));
             return;
         }
-        let (_, _, mut data) = self.incoming.take().expect("set above");
+        let (.., mut data) = self.incoming.take().expect("set above");
         if !m.done {
             data.extend_from_slice(&m.data);
-            self.incoming = Some((m.last_included_index, m.last_included_term, data));
+            self.incoming = Some((key.0, key.1, key.2, data));
             self.send(from, reply(self.term, chunk_end, false));
             return;
         }

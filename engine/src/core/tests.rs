@@ -2150,6 +2150,43 @@ fn a_chunk_out_of_order_asks_for_the_one_needed() {
 }
 
 #[test]
+fn chunks_of_another_leaders_snapshot_do_not_mix() {
+    let chunk = |term, offset, data: &'static [u8], done| {
+        Message::InstallSnapshot(InstallSnapshot {
+            term,
+            last_included_index: 9,
+            last_included_term: 1,
+            offset,
+            data: Bytes::from_static(data),
+            done,
+        })
+    };
+    let mut follower = new_core(2, 3);
+    follower.step(0, 0, chunk(1, 0, b"abcd", false));
+    drain(&mut follower);
+    // Leader 1 of term 2 sends the same snapshot (index and term), serialized otherwise: its
+    // second chunk must not complete leader 0's first.
+    follower.step(0, 1, chunk(2, 4, b"WXYZ", true));
+    let replies = drain(&mut follower);
+    assert!(
+        matches!(
+            replies.as_slice(),
+            [(1, Message::InstallSnapshotReply(r))] if r.next_offset == 0 && !r.installed
+        ),
+        "{replies:?}"
+    );
+    follower.step(0, 1, chunk(2, 0, b"STUV", false));
+    follower.step(0, 1, chunk(2, 4, b"WXYZ", true));
+    drain(&mut follower);
+    let data = follower
+        .snapshot_to_apply()
+        .expect("installed")
+        .data
+        .clone();
+    assert_eq!(&data[..], b"STUVWXYZ");
+}
+
+#[test]
 fn an_append_reaching_back_before_the_snapshot_checks_from_it() {
     let mut follower = new_core(1, 2);
     give_log(&mut follower, 0, &[1, 1, 1, 1]);
