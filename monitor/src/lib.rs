@@ -2,8 +2,8 @@
 //!
 //! It shows each node's role, term, indices (committed, last and durable), storage writes and
 //! traffic; the leader's replication progress; committed entries per second and commit latency;
-//! the network's faults; and an event log of elections, leader changes, crashes, restarts and
-//! failures. From the keyboard one can cut nodes off, split the network, make it unreliable,
+//! the network's faults; and an event log of elections, leader changes, crashes, restarts,
+//! failures and snapshots installed. From the keyboard one can cut nodes off, split the network, make it unreliable,
 //! crash a node and start it again from its storage, and change the client load, then watch the
 //! cluster react.
 //!

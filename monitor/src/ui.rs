@@ -55,6 +55,8 @@ const FOOTER: [(&str, &str); 13] = [
 const LEADER: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
 const DIM: Style = Style::new().fg(Color::DarkGray);
 const WARN: Style = Style::new().fg(Color::Red);
+/// Snapshots: a node that installed one.
+const SNAPSHOT: Style = Style::new().fg(Color::Magenta);
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -479,6 +481,7 @@ impl Widget for EventLog<'_> {
                 EventKind::Action => Style::new().fg(Color::Cyan),
                 EventKind::Failure => WARN.add_modifier(Modifier::BOLD),
                 EventKind::Recovery => Style::new().fg(Color::Green),
+                EventKind::Snapshot => SNAPSHOT,
             };
             let mut wrapped = wrap(&e.text, text_width);
             if lines.is_empty() {

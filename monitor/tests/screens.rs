@@ -270,6 +270,26 @@ fn replication_bars_show_each_followers_lag() {
 }
 
 #[test]
+fn a_snapshot_installed_shows_in_magenta_in_the_event_log() {
+    let mut app = App::new(5, 0);
+    let mut s = steady();
+    app.ingest(s.clone(), Duration::ZERO);
+    let node = Arc::make_mut(&mut s.statuses[4]);
+    node.snapshots_installed = 1;
+    node.snapshot_index = 50_000;
+    app.ingest(s, Duration::from_secs(61));
+    let buf = render(EventLog(&app), 60, 4);
+    assert_eq!(
+        rows(&buf)[1..3],
+        [
+            "│00:00 leader is n2 (term 3)                               │",
+            "│01:01 n4 installed a snapshot, snapshot index now 50000   │",
+        ]
+    );
+    assert_eq!(buf[(7, 2)].fg, Color::Magenta);
+}
+
+#[test]
 fn network_panel_shows_faults_and_groups() {
     let mut s = steady();
     s.network.unreliable = true;
