@@ -56,7 +56,7 @@ const FOOTER: [(&str, &str); 13] = [
 const LEADER: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
 const DIM: Style = Style::new().fg(Color::DarkGray);
 const WARN: Style = Style::new().fg(Color::Red);
-/// Snapshots: a node that installed one.
+/// Snapshots: a follower being sent one, a node that installed one.
 const SNAPSHOT: Style = Style::new().fg(Color::Magenta);
 
 impl Widget for &App {
@@ -325,9 +325,17 @@ impl Widget for ClusterTable<'_> {
     }
 }
 
-/// For the leader, one bar per follower: its match index against the leader's last index. A
-/// follower that is down shows the match index the leader last knew, greyed, and `down`.
+/// For the leader, one bar per follower: its match index against the leader's last index, its
+/// lag, and how the leader replicates to it: `R` streaming (with the AppendEntries in flight),
+/// `P` probing (red while behind), or `snapshot` (magenta): the follower needs entries the leader
+/// has compacted away, and the leader is sending it its snapshot. How much of the snapshot got
+/// through is not published, so the bar still shows the match index. A follower that is down
+/// shows the match index the leader last knew, greyed, and `down`.
 pub struct Replication<'a>(pub &'a App);
+
+/// Columns right of a follower's bar: ` lag 123.4k ` and the state, `R12`; or `snapshot`,
+/// which takes four more columns from the bars while some follower is in that state.
+const REPLICATION_TEXT: u16 = 12 + 4;
 
 impl Widget for Replication<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -341,8 +349,13 @@ impl Widget for Replication<'_> {
             return;
         };
         let last = leader.last_log_index;
-        // "n1 " + bar + " lag 123456 R3": the bar takes what the text leaves.
-        let bar_width = usize::from(inner.width.saturating_sub(3 + 16));
+        let snapshot = leader
+            .peers
+            .iter()
+            .any(|p| p.state == ProgressState::Snapshot && !app.is_down(p.id));
+        let text = REPLICATION_TEXT + if snapshot { 4 } else { 0 };
+        // "n1 " + bar + the text: the bar takes what the text leaves.
+        let bar_width = usize::from(inner.width.saturating_sub(3 + text));
         let lines: Vec<Line<'_>> = leader
             .peers
             .iter()
@@ -354,34 +367,34 @@ impl Widget for Replication<'_> {
                     p.match_index as f64 / last as f64
                 };
                 let filled = ((ratio * bar_width as f64).round() as usize).min(bar_width);
-                let bar_style = if lag == 0 {
-                    Style::new().fg(Color::Green)
-                } else if p.state == ProgressState::Probe {
-                    Style::new().fg(Color::Red)
-                } else if p.state == ProgressState::Snapshot {
-                    Style::new().fg(Color::Magenta)
-                } else {
-                    Style::new().fg(Color::Yellow)
-                };
-                let state = match p.state {
-                    ProgressState::Probe => "P",
-                    ProgressState::Replicate => "R",
-                    ProgressState::Snapshot => "S",
-                };
                 if app.is_down(p.id) {
                     return Line::from(vec![
                         Span::raw(format!("n{} ", p.id)),
                         Span::styled("▒".repeat(filled), DIM),
                         Span::styled("░".repeat(bar_width - filled), DIM),
-                        Span::styled(format!(" {:<14}", "down"), WARN),
+                        Span::styled(
+                            format!(" {:<width$}", "down", width = usize::from(text - 1)),
+                            WARN,
+                        ),
                     ]);
                 }
+                let bar_style = match p.state {
+                    ProgressState::Snapshot => SNAPSHOT,
+                    _ if lag == 0 => Style::new().fg(Color::Green),
+                    ProgressState::Probe => Style::new().fg(Color::Red),
+                    ProgressState::Replicate => Style::new().fg(Color::Yellow),
+                };
+                let state = match p.state {
+                    ProgressState::Snapshot => Span::styled("snapshot", SNAPSHOT.bold()),
+                    ProgressState::Probe => Span::raw(format!("P{}", p.inflight.min(99))),
+                    ProgressState::Replicate => Span::raw(format!("R{}", p.inflight.min(99))),
+                };
                 Line::from(vec![
                     Span::raw(format!("n{} ", p.id)),
                     Span::styled("█".repeat(filled), bar_style),
                     Span::styled("░".repeat(bar_width - filled), DIM),
                     Span::raw(format!(" lag {:<7}", compact(lag))),
-                    Span::raw(format!("{state}{:<2}", p.inflight.min(99))),
+                    state,
                 ])
             })
             .collect();

@@ -11,9 +11,9 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
-use ratatui::style::Color;
+use ratatui::style::{Color, Modifier};
 use ratatui::widgets::Widget;
-use zeroraft_engine::Role;
+use zeroraft_engine::{ProgressState, Role};
 use zeroraft_monitor::ui::{ClusterTable, EventLog, NetworkPanel, Replication, footer_lines};
 use zeroraft_monitor::{Action, App, Rate};
 
@@ -331,6 +331,52 @@ fn replication_bars_show_each_followers_lag() {
     assert_eq!(rows(&buf)[1], "│no leader                             │");
 }
 
+/// `steady()` with n4 cut off and the leader sending it its snapshot: it compacted away the
+/// entries n4 needs.
+fn snapshot_to_n4() -> zeroraft_monitor::Sample {
+    let mut s = steady();
+    isolate(&mut s, 4);
+    let leader = Arc::make_mut(&mut s.statuses[2]);
+    let peer = leader.peers.iter_mut().find(|p| p.id == 4).unwrap();
+    peer.state = ProgressState::Snapshot;
+    peer.inflight = 0;
+    s
+}
+
+#[test]
+fn a_follower_being_sent_a_snapshot_says_so_in_magenta() {
+    let mut app = App::new(5, 0);
+    app.ingest(snapshot_to_n4(), Duration::ZERO);
+    let buf = render(Replication(&app), 40, 6);
+    assert_eq!(
+        rows(&buf),
+        [
+            "┌ replication ─────────────────────────┐",
+            "│n0 ███████████████ lag 0      R0      │",
+            "│n1 ███████████████ lag 0      R0      │",
+            "│n3 ███████████████ lag 2      R3      │",
+            "│n4 ███████████░░░░ lag 12000  snapshot│",
+            "└──────────────────────────────────────┘",
+        ],
+        "the bars give the label room"
+    );
+    assert_eq!(buf[(4, 4)].fg, Color::Magenta, "the bar");
+    assert_eq!(buf[(31, 4)].fg, Color::Magenta, "the label");
+    assert!(buf[(31, 4)].modifier.contains(Modifier::BOLD), "the label");
+    assert_eq!(
+        buf[(4, 3)].fg,
+        Color::Yellow,
+        "the others keep their colours"
+    );
+
+    // Down, it is down, whatever the leader's progress says: the bars take their room back.
+    let mut s = snapshot_to_n4();
+    Arc::make_mut(&mut s.statuses[4]).killed = true;
+    app.ingest(s, Duration::from_millis(250));
+    let buf = render(Replication(&app), 40, 6);
+    assert_eq!(rows(&buf)[4], "│n4 ▒▒▒▒▒▒▒▒▒▒▒▒▒▒░░░░░ down           │");
+}
+
 #[test]
 fn a_snapshot_installed_shows_in_magenta_in_the_event_log() {
     let mut app = App::new(5, 0);
@@ -509,6 +555,24 @@ fn screen_follower_restarted_and_catching_up() {
     node.leader = Some(2);
     node.syncs = 120;
     node.sync_time = Duration::from_micros(40 * 120);
+    app.ingest(s, Duration::from_secs(77));
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+#[test]
+fn screen_cut_off_follower_is_sent_a_snapshot() {
+    let mut app = watched();
+    let control = Recorder::new(app.sample().unwrap().clone());
+    app.handle_key(KeyEvent::new(KeyCode::Char('4'), KeyModifiers::NONE));
+    app.perform(Action::Disconnect(4), &control);
+    // Two seconds later the leader has compacted past what n4 holds and sends it its snapshot;
+    // n3 has installed one too.
+    let mut s = control.sample.borrow().clone();
+    let leader = Arc::make_mut(&mut s.statuses[2]);
+    let peer = leader.peers.iter_mut().find(|p| p.id == 4).unwrap();
+    peer.state = ProgressState::Snapshot;
+    peer.inflight = 0;
+    Arc::make_mut(&mut s.statuses[3]).snapshots_installed += 1;
     app.ingest(s, Duration::from_secs(77));
     insta::assert_snapshot!(screen(&app, 80, 24).backend());
 }
