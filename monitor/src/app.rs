@@ -37,6 +37,8 @@ pub enum EventKind {
     Failure,
     /// A restarted node caught up with the leader.
     Recovery,
+    /// A node installed a snapshot sent by its leader.
+    Snapshot,
 }
 
 /// One line of the event log.
@@ -132,6 +134,9 @@ pub struct App {
     catching_up: Vec<Option<Duration>>,
     elections: u64,
     leader_changes: u64,
+    /// Snapshots installed from a leader, summed over nodes and their incarnations, since the
+    /// dashboard started (the first sample's counts included).
+    snapshots_installed: u64,
     rng: fastrand::Rng,
 }
 
@@ -159,6 +164,7 @@ impl App {
             catching_up: vec![None; nodes],
             elections: 0,
             leader_changes: 0,
+            snapshots_installed: 0,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -216,6 +222,11 @@ impl App {
     /// Times the cluster's leader changed since the dashboard started.
     pub fn leader_changes(&self) -> u64 {
         self.leader_changes
+    }
+
+    /// Snapshots nodes installed from a leader, summed over nodes, since the dashboard started.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed
     }
 
     /// The node that leads in the highest term any live node leads, with that term.
@@ -383,9 +394,15 @@ impl App {
                         format!("n{} stepped down, now term {}", new.id, new.term),
                     ));
                 }
+                let installed = since(old, new, |s| s.snapshots_installed);
+                if installed > 0 {
+                    self.snapshots_installed += installed;
+                    found.push((EventKind::Snapshot, installed_text(new, installed)));
+                }
             }
         } else {
             self.elections = next.statuses.iter().map(|s| s.elections_started).sum();
+            self.snapshots_installed = next.statuses.iter().map(|s| s.snapshots_installed).sum();
         }
         for (i, new) in next.statuses.iter().enumerate() {
             let old_failure = self
@@ -721,6 +738,15 @@ impl App {
             sample.network.bytes_total,
             self.elections,
         );
+        // The longest log of a node that is up: what compaction keeps bounded.
+        let up = || sample.statuses.iter().filter(|s| !s.killed);
+        let _ = write!(
+            line,
+            " log_entries={} log_bytes={} snapshots_installed={}",
+            up().map(|s| s.log_entries).max().unwrap_or(0),
+            up().map(|s| s.log_bytes).max().unwrap_or(0),
+            self.snapshots_installed,
+        );
         line
     }
 
@@ -748,7 +774,7 @@ impl App {
         format!(
             "summary: {secs:.1} s, {} nodes, commit index {commit} ({:.0}/s), {committed} client commands committed, \
              latency p50 {} p99 {}, {} elections, {} leader changes, {rpcs} RPCs, {bytes} bytes, \
-             {writes} storage writes (mean {})",
+             {writes} storage writes (mean {}), {} snapshots installed",
             self.nodes,
             commit as f64 / secs,
             show_latency(latency.p50),
@@ -756,6 +782,7 @@ impl App {
             self.elections,
             self.leader_changes,
             show_latency(mean_write(writes, write_time)),
+            self.snapshots_installed,
         )
     }
 }
@@ -769,6 +796,24 @@ fn since(old: &Status, new: &Status, count: impl Fn(&Status) -> u64) -> u64 {
     } else {
         after - before
     }
+}
+
+/// The event of node `new` having installed `count` snapshots since the last sample.
+///
+/// The status does not say up to which index the installed snapshot went, only the node's
+/// snapshot index when it was read: the installed one's, or a later one's if the node compacted
+/// its log again between installing and the sample (as a node of the dashboard's cluster does
+/// every 10 000 applied entries). The text says "now" for that.
+fn installed_text(new: &Status, count: u64) -> String {
+    let what = if count == 1 {
+        "a snapshot".to_owned()
+    } else {
+        format!("{count} snapshots")
+    };
+    format!(
+        "n{} installed {what}, snapshot index now {}",
+        new.id, new.snapshot_index
+    )
 }
 
 /// Storage writes, and the time spent in them, from `old` to `new` (see [`since`]).

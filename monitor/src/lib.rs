@@ -1,11 +1,12 @@
 //! zeroraft-monitor: a live terminal dashboard for a zeroraft cluster.
 //!
-//! It shows each node's role, term, indices (committed, last and durable), storage writes and
-//! traffic; the leader's replication progress; committed entries per second and commit latency;
-//! the network's faults; and an event log of elections, leader changes, crashes, restarts and
-//! failures. From the keyboard one can cut nodes off, split the network, make it unreliable,
-//! crash a node and start it again from its storage, and change the client load, then watch the
-//! cluster react.
+//! It shows each node's role, term, indices (committed, last and durable), snapshot index and
+//! log length, storage writes and traffic; the leader's replication progress, including the
+//! followers it is sending a snapshot to; committed entries per second and commit latency; the
+//! network's faults; and an event log of elections, leader changes, crashes, restarts, failures
+//! and snapshots installed. From the keyboard one can cut nodes off, split the network, make it
+//! unreliable, crash a node and start it again from its storage, and change the client load,
+//! then watch the cluster react.
 //!
 //! The crate is state + pure rendering + an event loop:
 //! - [`Control`] is what the dashboard asks of a cluster; the embedding program implements it.

@@ -4,7 +4,8 @@
 //! Layout, top to bottom: a title line; the cluster table; replication (left) beside
 //! throughput (right); network (left) beside the event log (right); a footer with the keys.
 //! At 80x24 with five nodes every panel fits with its borders; the cluster table leaves out its
-//! least needed columns (message counters, then the applied index) when they do not fit.
+//! least needed columns (message counters, the applied index, the last index, ...: see
+//! [`ClusterTable`]) when they do not fit.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -55,6 +56,8 @@ const FOOTER: [(&str, &str); 13] = [
 const LEADER: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
 const DIM: Style = Style::new().fg(Color::DarkGray);
 const WARN: Style = Style::new().fg(Color::Red);
+/// Snapshots: a follower being sent one, a node that installed one.
+const SNAPSHOT: Style = Style::new().fg(Color::Magenta);
 
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -150,8 +153,9 @@ impl Widget for Title<'_> {
     }
 }
 
-/// The cluster table's columns, in order: header and width.
-const COLUMNS: [(&str, u16); 14] = [
+/// The cluster table's columns, in order: header and least width. A column is wider when a
+/// value needs it (an index of more than 8 digits, after a few minutes of unlimited load).
+const COLUMNS: [(&str, u16); 17] = [
     ("", 1),
     ("node", 4),
     ("role", 9),
@@ -161,6 +165,9 @@ const COLUMNS: [(&str, u16); 14] = [
     ("applied", 8),
     ("last", 8),
     ("durable", 8),
+    ("snap", 8),
+    ("entries", 7),
+    ("bytes", 6),
     ("net", 5),
     ("syncs/s", 7),
     ("sync", 7),
@@ -169,20 +176,26 @@ const COLUMNS: [(&str, u16); 14] = [
 ];
 
 /// The columns the cluster table leaves out, in this order, while they do not fit: the message
-/// counters (the network panel has the totals), then the applied index (the commit index's
-/// shadow).
-const OPTIONAL_COLUMNS: [&[usize]; 2] = [&[12, 13], &[6]];
+/// counters (the network panel has the totals); the applied index (the commit index's shadow);
+/// the last index (the snapshot index plus the entries after it); the leader each node follows
+/// (the title names the leader); the mean storage write time; the log's bytes (about its
+/// entries times the command size). At 80 columns, with indices of up to 8 digits, what is
+/// left fits: the durable index, the snapshot index and the log's length stay.
+const OPTIONAL_COLUMNS: [&[usize]; 6] = [&[15, 16], &[6], &[7], &[4], &[14], &[11]];
 
-/// Which of [`COLUMNS`] fit in `width` columns, with one column of space between each two.
-fn shown_columns(width: u16) -> [bool; COLUMNS.len()] {
+/// Which of [`COLUMNS`], `widths` wide, fit in `width` columns, with one column of space
+/// between each two.
+fn shown_columns(width: u16, widths: &[u16; COLUMNS.len()]) -> [bool; COLUMNS.len()] {
     let mut shown = [true; COLUMNS.len()];
     let needed = |shown: &[bool; COLUMNS.len()]| {
-        let (count, sum) = COLUMNS
+        let (count, sum) = widths
             .iter()
             .zip(shown)
             .filter(|(_, on)| **on)
-            .fold((0u16, 0u16), |(n, w), ((_, width), _)| (n + 1, w + width));
-        sum + count.saturating_sub(1)
+            .fold((0u16, 0u16), |(n, w), (width, _)| {
+                (n + 1, w.saturating_add(*width))
+            });
+        sum.saturating_add(count.saturating_sub(1))
     };
     for group in OPTIONAL_COLUMNS {
         if needed(&shown) <= width {
@@ -195,16 +208,91 @@ fn shown_columns(width: u16) -> [bool; COLUMNS.len()] {
     shown
 }
 
-/// One row per node: role, term, leader, indices (committed, applied, last, durable), network
-/// reach, storage writes over the last refresh and message counters. The leader's row is green,
-/// a node that is down is grey ("down") or red ("failed": it stopped on a storage failure), and
-/// the selected node is marked with `▶`.
+/// One row per node: role, term, leader, indices (committed, applied, last, durable), the
+/// snapshot index and what the log holds after it (entries and bytes), network reach, storage
+/// writes over the last refresh and message counters. The leader's row is green, a node that is
+/// down is grey ("down") or red ("failed": it stopped on a storage failure), and the selected
+/// node is marked with `▶`. A node without a snapshot shows `-` as its snapshot index.
+///
+/// A column is as wide as its widest value. While they do not all fit, the table leaves out,
+/// in this order: the message counters, the applied index, the last index, the leader each
+/// node follows, the mean storage write time, and the log's bytes.
 pub struct ClusterTable<'a>(pub &'a App);
 
 impl Widget for ClusterTable<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
-        let shown = shown_columns(area.width.saturating_sub(2));
+        let leader = app.leader().map(|l| l.0);
+        // Each row's cells as text first, so that the columns can be as wide as their values.
+        let rows: Vec<(Style, [(String, Style); COLUMNS.len()])> =
+            app.sample().map_or_else(Vec::new, |sample| {
+                sample
+                    .statuses
+                    .iter()
+                    .map(|s| {
+                        let mark = if s.id == app.selected() { "▶" } else { "" };
+                        let role = match (s.killed, &s.failure, s.role) {
+                            (true, Some(_), _) => "failed",
+                            (true, None, _) => "down",
+                            (false, _, Role::Leader) => "leader",
+                            (false, _, Role::Candidate) => "candidate",
+                            (false, _, Role::Follower) => "follower",
+                        };
+                        let (net, net_style) = match app.reach(s.id) {
+                            Reach::Majority => ("ok", Style::new()),
+                            Reach::Minority => ("minor", Style::new().fg(Color::Yellow)),
+                            Reach::Isolated => ("cut", WARN),
+                        };
+                        let style = if s.failure.is_some() {
+                            WARN
+                        } else if s.killed {
+                            DIM
+                        } else if Some(s.id) == leader {
+                            LEADER
+                        } else if s.role == Role::Candidate {
+                            Style::new().fg(Color::Yellow)
+                        } else {
+                            Style::new()
+                        };
+                        let syncs = app.sync_rate(s.id);
+                        let plain = |text: String| (text, Style::new());
+                        let cells = [
+                            plain(mark.to_owned()),
+                            plain(format!("n{}", s.id)),
+                            plain(role.to_owned()),
+                            plain(s.term.to_string()),
+                            plain(s.leader.map_or_else(|| "-".to_owned(), |l| format!("n{l}"))),
+                            plain(s.commit_index.to_string()),
+                            plain(s.last_applied.to_string()),
+                            plain(s.last_log_index.to_string()),
+                            plain(s.durable_index.to_string()),
+                            plain(if s.snapshot_index == 0 {
+                                "-".to_owned()
+                            } else {
+                                s.snapshot_index.to_string()
+                            }),
+                            plain(compact(s.log_entries)),
+                            plain(short_bytes(s.log_bytes)),
+                            (net.to_owned(), net_style),
+                            plain(
+                                syncs.map_or_else(|| "-".to_owned(), |r| per_second(r.per_second)),
+                            ),
+                            plain(show_latency(syncs.and_then(|r| r.mean))),
+                            plain(compact(s.messages_in)),
+                            plain(compact(s.messages_out)),
+                        ];
+                        (style, cells)
+                    })
+                    .collect()
+            });
+        let mut widths = COLUMNS.map(|(_, width)| width);
+        for (_, cells) in &rows {
+            for (width, (text, _)) in widths.iter_mut().zip(cells) {
+                let len = u16::try_from(text.chars().count()).unwrap_or(u16::MAX);
+                *width = (*width).max(len);
+            }
+        }
+        let shown = shown_columns(area.width.saturating_sub(2), &widths);
         let keep = |cells: [Cell<'static>; COLUMNS.len()]| {
             cells
                 .into_iter()
@@ -214,64 +302,20 @@ impl Widget for ClusterTable<'_> {
         };
         let header =
             Row::new(keep(COLUMNS.map(|(name, _)| Cell::from(name)))).style(Style::new().bold());
-        let leader = app.leader().map(|l| l.0);
-        let rows = app.sample().map_or_else(Vec::new, |sample| {
-            sample
-                .statuses
-                .iter()
-                .map(|s| {
-                    let mark = if s.id == app.selected() { "▶" } else { "" };
-                    let role = match (s.killed, &s.failure, s.role) {
-                        (true, Some(_), _) => "failed",
-                        (true, None, _) => "down",
-                        (false, _, Role::Leader) => "leader",
-                        (false, _, Role::Candidate) => "candidate",
-                        (false, _, Role::Follower) => "follower",
-                    };
-                    let (net, net_style) = match app.reach(s.id) {
-                        Reach::Majority => ("ok", Style::new()),
-                        Reach::Minority => ("minor", Style::new().fg(Color::Yellow)),
-                        Reach::Isolated => ("cut", WARN),
-                    };
-                    let style = if s.failure.is_some() {
-                        WARN
-                    } else if s.killed {
-                        DIM
-                    } else if Some(s.id) == leader {
-                        LEADER
-                    } else if s.role == Role::Candidate {
-                        Style::new().fg(Color::Yellow)
-                    } else {
-                        Style::new()
-                    };
-                    let syncs = app.sync_rate(s.id);
-                    Row::new(keep([
-                        Cell::from(mark),
-                        Cell::from(format!("n{}", s.id)),
-                        Cell::from(role),
-                        Cell::from(s.term.to_string()),
-                        Cell::from(s.leader.map_or_else(|| "-".to_owned(), |l| format!("n{l}"))),
-                        Cell::from(s.commit_index.to_string()),
-                        Cell::from(s.last_applied.to_string()),
-                        Cell::from(s.last_log_index.to_string()),
-                        Cell::from(s.durable_index.to_string()),
-                        Cell::from(Span::styled(net, net_style)),
-                        Cell::from(
-                            syncs.map_or_else(|| "-".to_owned(), |r| per_second(r.per_second)),
-                        ),
-                        Cell::from(show_latency(syncs.and_then(|r| r.mean))),
-                        Cell::from(compact(s.messages_in)),
-                        Cell::from(compact(s.messages_out)),
-                    ]))
-                    .style(style)
-                })
-                .collect()
-        });
-        let widths: Vec<Constraint> = COLUMNS
+        let rows: Vec<Row<'static>> = rows
+            .into_iter()
+            .map(|(style, cells)| {
+                Row::new(keep(
+                    cells.map(|(text, style)| Cell::from(Span::styled(text, style))),
+                ))
+                .style(style)
+            })
+            .collect();
+        let widths: Vec<Constraint> = widths
             .iter()
             .zip(shown)
             .filter(|(_, on)| *on)
-            .map(|((_, width), _)| Constraint::Length(*width))
+            .map(|(width, _)| Constraint::Length(*width))
             .collect();
         Table::new(rows, widths)
             .header(header)
@@ -281,9 +325,17 @@ impl Widget for ClusterTable<'_> {
     }
 }
 
-/// For the leader, one bar per follower: its match index against the leader's last index. A
-/// follower that is down shows the match index the leader last knew, greyed, and `down`.
+/// For the leader, one bar per follower: its match index against the leader's last index, its
+/// lag, and how the leader replicates to it: `R` streaming (with the AppendEntries in flight),
+/// `P` probing (red while behind), or `snapshot` (magenta): the follower needs entries the leader
+/// has compacted away, and the leader is sending it its snapshot. How much of the snapshot got
+/// through is not published, so the bar still shows the match index. A follower that is down
+/// shows the match index the leader last knew, greyed, and `down`.
 pub struct Replication<'a>(pub &'a App);
+
+/// Columns right of a follower's bar: ` lag 123.4k ` and the state, `R12`; or `snapshot`,
+/// which takes four more columns from the bars while some follower is in that state.
+const REPLICATION_TEXT: u16 = 12 + 4;
 
 impl Widget for Replication<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
@@ -297,8 +349,13 @@ impl Widget for Replication<'_> {
             return;
         };
         let last = leader.last_log_index;
-        // "n1 " + bar + " lag 123456 R3": the bar takes what the text leaves.
-        let bar_width = usize::from(inner.width.saturating_sub(3 + 16));
+        let snapshot = leader
+            .peers
+            .iter()
+            .any(|p| p.state == ProgressState::Snapshot && !app.is_down(p.id));
+        let text = REPLICATION_TEXT + if snapshot { 4 } else { 0 };
+        // "n1 " + bar + the text: the bar takes what the text leaves.
+        let bar_width = usize::from(inner.width.saturating_sub(3 + text));
         let lines: Vec<Line<'_>> = leader
             .peers
             .iter()
@@ -310,34 +367,34 @@ impl Widget for Replication<'_> {
                     p.match_index as f64 / last as f64
                 };
                 let filled = ((ratio * bar_width as f64).round() as usize).min(bar_width);
-                let bar_style = if lag == 0 {
-                    Style::new().fg(Color::Green)
-                } else if p.state == ProgressState::Probe {
-                    Style::new().fg(Color::Red)
-                } else if p.state == ProgressState::Snapshot {
-                    Style::new().fg(Color::Magenta)
-                } else {
-                    Style::new().fg(Color::Yellow)
-                };
-                let state = match p.state {
-                    ProgressState::Probe => "P",
-                    ProgressState::Replicate => "R",
-                    ProgressState::Snapshot => "S",
-                };
                 if app.is_down(p.id) {
                     return Line::from(vec![
                         Span::raw(format!("n{} ", p.id)),
                         Span::styled("▒".repeat(filled), DIM),
                         Span::styled("░".repeat(bar_width - filled), DIM),
-                        Span::styled(format!(" {:<14}", "down"), WARN),
+                        Span::styled(
+                            format!(" {:<width$}", "down", width = usize::from(text - 1)),
+                            WARN,
+                        ),
                     ]);
                 }
+                let bar_style = match p.state {
+                    ProgressState::Snapshot => SNAPSHOT,
+                    _ if lag == 0 => Style::new().fg(Color::Green),
+                    ProgressState::Probe => Style::new().fg(Color::Red),
+                    ProgressState::Replicate => Style::new().fg(Color::Yellow),
+                };
+                let state = match p.state {
+                    ProgressState::Snapshot => Span::styled("snapshot", SNAPSHOT.bold()),
+                    ProgressState::Probe => Span::raw(format!("P{}", p.inflight.min(99))),
+                    ProgressState::Replicate => Span::raw(format!("R{}", p.inflight.min(99))),
+                };
                 Line::from(vec![
                     Span::raw(format!("n{} ", p.id)),
                     Span::styled("█".repeat(filled), bar_style),
                     Span::styled("░".repeat(bar_width - filled), DIM),
                     Span::raw(format!(" lag {:<7}", compact(lag))),
-                    Span::raw(format!("{state}{:<2}", p.inflight.min(99))),
+                    state,
                 ])
             })
             .collect();
@@ -479,6 +536,7 @@ impl Widget for EventLog<'_> {
                 EventKind::Action => Style::new().fg(Color::Cyan),
                 EventKind::Failure => WARN.add_modifier(Modifier::BOLD),
                 EventKind::Recovery => Style::new().fg(Color::Green),
+                EventKind::Snapshot => SNAPSHOT,
             };
             let mut wrapped = wrap(&e.text, text_width);
             if lines.is_empty() {
@@ -603,6 +661,22 @@ pub(crate) fn per_second(n: u64) -> String {
     }
 }
 
+/// A byte count in at most six characters, decimal units: `512B`, `9.8kB`, `160kB`, `1.6MB`,
+/// `16MB`, `1.6GB`.
+pub(crate) fn short_bytes(n: u64) -> String {
+    let (value, unit) = match n {
+        0..1_000 => return format!("{n}B"),
+        1_000..1_000_000 => (n as f64 / 1e3, "kB"),
+        1_000_000..1_000_000_000 => (n as f64 / 1e6, "MB"),
+        _ => (n as f64 / 1e9, "GB"),
+    };
+    if value < 10.0 {
+        format!("{value:.1}{unit}")
+    } else {
+        format!("{value:.0}{unit}")
+    }
+}
+
 /// A byte count with a binary-free decimal unit: `512 B`, `12.3 kB`, `4.5 MB`, `1.2 GB`.
 pub(crate) fn bytes(n: u64) -> String {
     match n {
@@ -616,6 +690,27 @@ pub(crate) fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_bytes_fit_six_columns() {
+        let cases = [
+            (0, "0B"),
+            (999, "999B"),
+            (1_000, "1.0kB"),
+            (9_940, "9.9kB"),
+            (9_960, "10.0kB"),
+            (160_000, "160kB"),
+            (999_400, "999kB"),
+            (1_600_000, "1.6MB"),
+            (16_000_000, "16MB"),
+            (2_000_000_000, "2.0GB"),
+            (123_000_000_000, "123GB"),
+        ];
+        for (case, (n, shown)) in cases.into_iter().enumerate() {
+            assert_eq!(short_bytes(n), shown, "case {case}");
+            assert!(shown.chars().count() <= 6, "case {case}");
+        }
+    }
 
     #[test]
     fn wrap_breaks_at_spaces_and_inside_long_words() {

@@ -389,22 +389,35 @@ fn reach_and_groups_come_from_the_links() {
 fn headless_lines_sum_up_the_state() {
     let mut app = App::new(5, 1);
     let mut sample = steady();
+    // Node 3 installed two snapshots before the dashboard started; node 1 holds the longest log
+    // of the nodes that are up, node 4, which is down, a longer one.
+    Arc::make_mut(&mut sample.statuses[3]).snapshots_installed = 2;
+    let long = Arc::make_mut(&mut sample.statuses[1]);
+    long.log_entries = 12_345;
+    long.log_bytes = 197_520;
+    let down = Arc::make_mut(&mut sample.statuses[4]);
+    down.killed = true;
+    down.log_entries = 20_000;
+    down.log_bytes = 320_000;
     app.ingest(sample.clone(), secs(0.0));
     Arc::make_mut(&mut sample.statuses[2]).commit_index = 60_000;
     app.ingest(sample, secs(1.0));
     assert_eq!(
         app.summary_line(),
         "t=   1s leader=n2 term=3 commit=60000 commits/s=10000 p50=62µs p99=480µs \
-         syncs/s=0 sync=- rpcs=987654 bytes=123456789 elections=1"
+         syncs/s=0 sync=- rpcs=987654 bytes=123456789 elections=1 \
+         log_entries=12345 log_bytes=197520 snapshots_installed=2"
     );
     assert_eq!(
         app.final_summary(secs(2.0)),
         "summary: 2.0 s, 5 nodes, commit index 60000 (30000/s), 49990 client commands committed, \
          latency p50 60µs p99 510µs, 1 elections, 0 leader changes, 987654 RPCs, 123456789 bytes, \
-         0 storage writes (mean -)"
+         0 storage writes (mean -), 2 snapshots installed"
     );
     // With storage writes: the line has the last interval's, the summary everything written.
     let mut sample = app.sample().unwrap().clone();
+    // Node 4 is back, a new incarnation: its writes all count.
+    Arc::make_mut(&mut sample.statuses[4]).killed = false;
     for (i, status) in sample.statuses.iter_mut().enumerate() {
         let st = Arc::make_mut(status);
         st.syncs = 1_000 * (i as u64 + 1);
@@ -419,7 +432,7 @@ fn headless_lines_sum_up_the_state() {
     );
     assert!(
         app.final_summary(secs(2.0))
-            .ends_with(", 15000 storage writes (mean 50µs)"),
+            .contains(", 15000 storage writes (mean 50µs), "),
         "{}",
         app.final_summary(secs(2.0))
     );
@@ -640,4 +653,54 @@ fn a_restarted_nodes_counters_are_not_taken_for_new_elections() {
         ]
     );
     assert_eq!(app.elections(), 2);
+}
+
+#[test]
+fn snapshots_installed_are_logged_and_compaction_is_not() {
+    let mut app = app_with(steady());
+    let mut sample = steady();
+    // n4 was cut off while the leader compacted past it; back, it installs the leader's
+    // snapshot.
+    let behind = Arc::make_mut(&mut sample.statuses[4]);
+    behind.snapshots_installed = 1;
+    behind.snapshot_index = 50_000;
+    behind.commit_index = 50_000;
+    behind.last_applied = 50_000;
+    behind.last_log_index = 50_000;
+    behind.log_entries = 0;
+    behind.log_bytes = 0;
+    app.ingest(sample.clone(), secs(1.0));
+    // Every node compacts on its own: no event.
+    for status in &mut sample.statuses {
+        Arc::make_mut(status).snapshot_index += 10_000;
+    }
+    app.ingest(sample.clone(), secs(1.25));
+    // Two more in one interval, and the node compacted again since.
+    let behind = Arc::make_mut(&mut sample.statuses[4]);
+    behind.snapshots_installed = 3;
+    behind.snapshot_index = 80_000;
+    app.ingest(sample.clone(), secs(1.5));
+    // Crashed, and back with counters from zero: its new incarnation's install counts.
+    Arc::make_mut(&mut sample.statuses[4]).killed = true;
+    app.ingest(sample.clone(), secs(2.0));
+    let mut back = restarted(&sample.statuses[4]);
+    back.snapshots_installed = 1;
+    back.snapshot_index = 90_000;
+    sample.statuses[4] = Arc::new(back);
+    app.ingest(sample, secs(3.0));
+    let log: Vec<(u64, &str)> = app
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Snapshot)
+        .map(|e| (e.at.as_millis() as u64, e.text.as_str()))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (1_000, "n4 installed a snapshot, snapshot index now 50000"),
+            (1_500, "n4 installed 2 snapshots, snapshot index now 80000"),
+            (3_000, "n4 installed a snapshot, snapshot index now 90000"),
+        ]
+    );
+    assert_eq!(app.snapshots_installed(), 4);
 }

@@ -11,13 +11,13 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
-use ratatui::style::Color;
+use ratatui::style::{Color, Modifier};
 use ratatui::widgets::Widget;
-use zeroraft_engine::Role;
+use zeroraft_engine::{ProgressState, Role};
 use zeroraft_monitor::ui::{ClusterTable, EventLog, NetworkPanel, Replication, footer_lines};
 use zeroraft_monitor::{Action, App, Rate};
 
-use common::{Recorder, follower, isolate, leader, sample, steady};
+use common::{Recorder, follower, isolate, leader, sample, set_log, steady};
 
 /// The characters of each row of `buf`.
 fn rows(buf: &Buffer) -> Vec<String> {
@@ -52,7 +52,7 @@ fn watched() -> App {
             let st = Arc::make_mut(&mut s.statuses[i]);
             st.commit_index = commit.min(last - lag);
             st.last_applied = st.commit_index;
-            st.last_log_index = last - lag;
+            set_log(st, last - lag);
             st.durable_index = st.last_log_index - if i == 2 { 4 } else { 0 };
             st.syncs += 200;
             st.sync_time += Duration::from_micros(40 * 200);
@@ -145,47 +145,109 @@ fn cluster_table_marks_the_leader_and_the_selected_node() {
         rows(&buf),
         [
             "┌ cluster ─────────────────────────────────────────────────────────────────────┐",
-            "│  node role      term  leads commit   last     durable  net   syncs/s sync    │",
-            "│  n0   follower  3     n2    49990    49990    49990    ok    0       -       │",
-            "│  n1   follower  3     n2    49990    49990    49990    ok    0       -       │",
-            "│  n2   leader    3     n2    50000    50000    49996    ok    1200    1.50ms  │",
-            "│  n3   follower  3     n2    49990    49990    49990    ok    0       -       │",
-            "│▶ n4   follower  3     n2    38000    38000    38000    cut   0       -       │",
+            "│  node role      term  commit   durable  snap     entries bytes  net   syncs/s│",
+            "│  n0   follower  3     49990    49990    40000    9990    160kB  ok    0      │",
+            "│  n1   follower  3     49990    49990    40000    9990    160kB  ok    0      │",
+            "│  n2   leader    3     50000    49996    40000    10000   160kB  ok    1200   │",
+            "│  n3   follower  3     49990    49990    40000    9990    160kB  ok    0      │",
+            "│▶ n4   follower  3     38000    38000    30000    8000    128kB  cut   0      │",
             "└──────────────────────────────────────────────────────────────────────────────┘",
         ],
-        "at 80 columns the message counters and the applied index give way"
+        "at 80 columns the durable index, the snapshot and the log's length stay"
     );
     assert_eq!(buf[(3, 4)].fg, Color::Green, "the leader's row is green");
     assert_eq!(buf[(3, 2)].fg, Color::Reset, "a follower's row is plain");
     assert_eq!(
-        buf[(59, 6)].fg,
+        buf[(66, 6)].fg,
         Color::Red,
         "a cut-off node's net cell is red"
+    );
+    let wider = render(ClusterTable(&app), 96, 8);
+    assert!(
+        rows(&wider)[4].contains(" 1200    1.50ms "),
+        "wider, the mean write time is back: {}",
+        rows(&wider)[4]
     );
 }
 
 #[test]
-fn cluster_table_shows_durable_index_and_storage_writes() {
+fn cluster_table_shows_indices_snapshot_log_and_storage_writes() {
     let app = steady_writing();
-    let buf = render(ClusterTable(&app), 110, 8);
+    let buf = render(ClusterTable(&app), 128, 8);
     assert_eq!(
         rows(&buf),
         [
-            "┌ cluster ───────────────────────────────────────────────────────────────────────────────────────────────────┐",
-            "│  node role      term  leads commit   applied  last     durable  net   syncs/s sync    msg in  msg out      │",
-            "│▶ n0   follower  3     n2    49990    49990    49990    49990    ok    400     30µs    50990   50990        │",
-            "│  n1   follower  3     n2    49990    49990    49990    49990    ok    800     60µs    50990   50990        │",
-            "│  n2   leader    3     n2    50000    50000    50000    50000    ok    1200    90µs    51000   123.5k       │",
-            "│  n3   follower  3     n2    49990    49990    49990    49990    ok    1600    120µs   50990   50990        │",
-            "│  n4   follower  3     n2    38000    38000    38000    38000    ok    2000    150µs   39000   39000        │",
-            "└────────────────────────────────────────────────────────────────────────────────────────────────────────────┘",
+            "┌ cluster ─────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┐",
+            "│  node role      term  leads commit   applied  last     durable  snap     entries bytes  net   syncs/s sync    msg in  msg out│",
+            "│▶ n0   follower  3     n2    49990    49990    49990    49990    40000    9990    160kB  ok    400     30µs    50990   50990  │",
+            "│  n1   follower  3     n2    49990    49990    49990    49990    40000    9990    160kB  ok    800     60µs    50990   50990  │",
+            "│  n2   leader    3     n2    50000    50000    50000    50000    40000    10000   160kB  ok    1200    90µs    51000   123.5k │",
+            "│  n3   follower  3     n2    49990    49990    49990    49990    40000    9990    160kB  ok    1600    120µs   50990   50990  │",
+            "│  n4   follower  3     n2    38000    38000    38000    38000    30000    8000    128kB  ok    2000    150µs   39000   39000  │",
+            "└──────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────┘",
         ],
     );
-    // Narrower, the message counters go first, then the applied index.
+    // Narrower, columns give way in a fixed order.
     let header = |width| rows(&render(ClusterTable(&app), width, 3))[1].clone();
-    assert!(header(104).contains(" applied ") && header(104).contains(" msg out"));
-    assert!(header(103).contains(" applied ") && !header(103).contains(" msg "));
-    assert!(!header(87).contains(" applied ") && header(87).contains(" sync "));
+    let cases: [(u16, &str, &str); 7] = [
+        (128, " msg out", ""),
+        (127, " applied ", " msg "),
+        (111, " last ", " applied "),
+        (102, " leads ", " last "),
+        (93, " sync ", " leads "),
+        (87, " bytes ", " sync "),
+        (79, " entries ", " bytes "),
+    ];
+    for (case, (width, shown, left_out)) in cases.into_iter().enumerate() {
+        let header = header(width);
+        assert!(header.contains(shown), "case {case}: {header}");
+        assert!(
+            left_out.is_empty() || !header.contains(left_out),
+            "case {case}: {header}"
+        );
+        for always in [" commit ", " durable ", " snap ", " entries "] {
+            assert!(header.contains(always), "case {case}: {header}");
+        }
+    }
+}
+
+#[test]
+fn cluster_table_widens_a_column_for_a_long_index_and_marks_no_snapshot() {
+    // After some minutes of unlimited load, indices have nine digits; a node that has not
+    // compacted yet holds no snapshot.
+    let mut s = steady();
+    for status in &mut s.statuses {
+        let st = Arc::make_mut(status);
+        st.commit_index += 123_400_000;
+        st.last_applied += 123_400_000;
+        st.durable_index += 123_400_000;
+        let last = st.last_log_index + 123_400_000;
+        set_log(st, last);
+    }
+    let fresh = Arc::make_mut(&mut s.statuses[0]);
+    fresh.snapshot_index = 0;
+    fresh.log_entries = fresh.last_log_index;
+    fresh.log_bytes = 16 * fresh.log_entries;
+    let mut app = App::new(5, 0);
+    app.ingest(s, Duration::ZERO);
+    let buf = render(ClusterTable(&app), 90, 8);
+    assert_eq!(
+        rows(&buf)[1..4],
+        [
+            "│  node role      term  commit    durable   snap      entries bytes  net   syncs/s       │",
+            "│▶ n0   follower  3     123449990 123449990 -         123.4M  2.0GB  ok    -             │",
+            "│  n1   follower  3     123449990 123449990 123440000 9990    160kB  ok    -             │",
+        ]
+    );
+    // At 80 columns the wider indices push out the log's bytes too.
+    let buf = render(ClusterTable(&app), 80, 8);
+    assert_eq!(
+        rows(&buf)[1..3],
+        [
+            "│  node role      term  commit    durable   snap      entries net   syncs/s    │",
+            "│▶ n0   follower  3     123449990 123449990 -         123.4M  ok    -          │",
+        ]
+    );
 }
 
 #[test]
@@ -201,11 +263,11 @@ fn a_crashed_node_is_down_everywhere() {
     let table = render(ClusterTable(&app), 80, 8);
     assert_eq!(
         rows(&table)[3],
-        "│  n1   failed    3     n2    49990    49990    49990    ok    -       -       │"
+        "│  n1   failed    3     49990    49990    40000    9990    160kB  ok    -      │"
     );
     assert_eq!(
         rows(&table)[6],
-        "│  n4   down      3     n2    38000    38000    38000    cut   -       -       │"
+        "│  n4   down      3     38000    38000    30000    8000    128kB  cut   -      │"
     );
     assert_eq!(table[(8, 3)].fg, Color::Red, "a failed node's row is red");
     assert_eq!(
@@ -267,6 +329,72 @@ fn replication_bars_show_each_followers_lag() {
     );
     let buf = render(Replication(&leaderless), 40, 4);
     assert_eq!(rows(&buf)[1], "│no leader                             │");
+}
+
+/// `steady()` with n4 cut off and the leader sending it its snapshot: it compacted away the
+/// entries n4 needs.
+fn snapshot_to_n4() -> zeroraft_monitor::Sample {
+    let mut s = steady();
+    isolate(&mut s, 4);
+    let leader = Arc::make_mut(&mut s.statuses[2]);
+    let peer = leader.peers.iter_mut().find(|p| p.id == 4).unwrap();
+    peer.state = ProgressState::Snapshot;
+    peer.inflight = 0;
+    s
+}
+
+#[test]
+fn a_follower_being_sent_a_snapshot_says_so_in_magenta() {
+    let mut app = App::new(5, 0);
+    app.ingest(snapshot_to_n4(), Duration::ZERO);
+    let buf = render(Replication(&app), 40, 6);
+    assert_eq!(
+        rows(&buf),
+        [
+            "┌ replication ─────────────────────────┐",
+            "│n0 ███████████████ lag 0      R0      │",
+            "│n1 ███████████████ lag 0      R0      │",
+            "│n3 ███████████████ lag 2      R3      │",
+            "│n4 ███████████░░░░ lag 12000  snapshot│",
+            "└──────────────────────────────────────┘",
+        ],
+        "the bars give the label room"
+    );
+    assert_eq!(buf[(4, 4)].fg, Color::Magenta, "the bar");
+    assert_eq!(buf[(31, 4)].fg, Color::Magenta, "the label");
+    assert!(buf[(31, 4)].modifier.contains(Modifier::BOLD), "the label");
+    assert_eq!(
+        buf[(4, 3)].fg,
+        Color::Yellow,
+        "the others keep their colours"
+    );
+
+    // Down, it is down, whatever the leader's progress says: the bars take their room back.
+    let mut s = snapshot_to_n4();
+    Arc::make_mut(&mut s.statuses[4]).killed = true;
+    app.ingest(s, Duration::from_millis(250));
+    let buf = render(Replication(&app), 40, 6);
+    assert_eq!(rows(&buf)[4], "│n4 ▒▒▒▒▒▒▒▒▒▒▒▒▒▒░░░░░ down           │");
+}
+
+#[test]
+fn a_snapshot_installed_shows_in_magenta_in_the_event_log() {
+    let mut app = App::new(5, 0);
+    let mut s = steady();
+    app.ingest(s.clone(), Duration::ZERO);
+    let node = Arc::make_mut(&mut s.statuses[4]);
+    node.snapshots_installed = 1;
+    node.snapshot_index = 50_000;
+    app.ingest(s, Duration::from_secs(61));
+    let buf = render(EventLog(&app), 60, 4);
+    assert_eq!(
+        rows(&buf)[1..3],
+        [
+            "│00:00 leader is n2 (term 3)                               │",
+            "│01:01 n4 installed a snapshot, snapshot index now 50000   │",
+        ]
+    );
+    assert_eq!(buf[(7, 2)].fg, Color::Magenta);
 }
 
 #[test]
@@ -403,7 +531,7 @@ fn screen_follower_restarted_and_catching_up() {
         let st = Arc::make_mut(&mut s.statuses[i]);
         st.commit_index += 8_000;
         st.last_applied += 8_000;
-        st.last_log_index += 8_000;
+        set_log(st, st.last_log_index + 8_000);
         st.durable_index += 8_000;
         st.syncs += 800;
         st.sync_time += Duration::from_micros(40 * 800);
@@ -420,13 +548,31 @@ fn screen_follower_restarted_and_catching_up() {
         .unwrap()
         .match_index = last - 4_000;
     let node = Arc::make_mut(&mut s.statuses[3]);
-    node.last_log_index = last - 4_000;
     node.durable_index = last - 4_000;
     node.commit_index = last - 4_100;
     node.last_applied = last - 4_100;
+    set_log(node, last - 4_000);
     node.leader = Some(2);
     node.syncs = 120;
     node.sync_time = Duration::from_micros(40 * 120);
+    app.ingest(s, Duration::from_secs(77));
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+#[test]
+fn screen_cut_off_follower_is_sent_a_snapshot() {
+    let mut app = watched();
+    let control = Recorder::new(app.sample().unwrap().clone());
+    app.handle_key(KeyEvent::new(KeyCode::Char('4'), KeyModifiers::NONE));
+    app.perform(Action::Disconnect(4), &control);
+    // Two seconds later the leader has compacted past what n4 holds and sends it its snapshot;
+    // n3 has installed one too.
+    let mut s = control.sample.borrow().clone();
+    let leader = Arc::make_mut(&mut s.statuses[2]);
+    let peer = leader.peers.iter_mut().find(|p| p.id == 4).unwrap();
+    peer.state = ProgressState::Snapshot;
+    peer.inflight = 0;
+    Arc::make_mut(&mut s.statuses[3]).snapshots_installed += 1;
     app.ingest(s, Duration::from_secs(77));
     insta::assert_snapshot!(screen(&app, 80, 24).backend());
 }

@@ -10,9 +10,24 @@ use smallvec::SmallVec;
 use zeroraft_engine::{PeerStatus, ProgressState, Role, Status};
 use zeroraft_monitor::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
 
+/// Entries between two snapshots, as in the dashboard's cluster.
+pub const COMPACT_EVERY: u64 = 10_000;
+/// Bytes per command, as in the dashboard's default load.
+pub const PAYLOAD: u64 = 16;
+
+/// Sets the node's last log index to `last`, and its snapshot and log as a node compacting every
+/// [`COMPACT_EVERY`] applied entries holds them: the snapshot at the last multiple of it below
+/// the applied index, the entries after it, [`PAYLOAD`] bytes each.
+pub fn set_log(status: &mut Status, last: u64) {
+    status.last_log_index = last;
+    status.snapshot_index = status.last_applied.saturating_sub(1) / COMPACT_EVERY * COMPACT_EVERY;
+    status.log_entries = last - status.snapshot_index;
+    status.log_bytes = PAYLOAD * status.log_entries;
+}
+
 /// A follower of `leader` in `term` with everything applied up to `commit`.
 pub fn follower(id: usize, term: u64, leader: Option<usize>, commit: u64) -> Status {
-    Status {
+    let mut status = Status {
         id,
         role: Role::Follower,
         term,
@@ -36,7 +51,9 @@ pub fn follower(id: usize, term: u64, leader: Option<usize>, commit: u64) -> Sta
         messages_in: 1_000 + commit,
         messages_out: 1_000 + commit,
         killed: false,
-    }
+    };
+    set_log(&mut status, commit);
+    status
 }
 
 /// The leader of `term` with log `last`, and `matches[k]` replicated on follower `followers[k]`.
@@ -198,10 +215,14 @@ impl Control for Recorder {
     }
 }
 
-/// A new incarnation of the node `old` was: what it persisted (term, log), nothing else.
+/// A new incarnation of the node `old` was: what it persisted (term, snapshot, log), nothing
+/// else; its snapshot counts as committed and applied.
 pub fn restarted(old: &Status) -> Status {
-    let mut new = follower(old.id, old.term, None, 0);
+    let mut new = follower(old.id, old.term, None, old.snapshot_index);
+    new.snapshot_index = old.snapshot_index;
     new.last_log_index = old.durable_index;
+    new.log_entries = old.durable_index - old.snapshot_index;
+    new.log_bytes = PAYLOAD * new.log_entries;
     new.durable_index = old.durable_index;
     new.messages_in = 0;
     new.messages_out = 0;
