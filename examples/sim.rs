@@ -7,9 +7,11 @@
 //!
 //! Options: `--start S` (first seed, default 0), `--jobs J` (threads, default 1), `--nodes N`
 //! and `--ticks T` (fix the cluster size, 2 to 63, and the fault phase length instead of drawing
-//! them), `--bug NAME` (inject a bug into every core: commit-previous-term, double-vote,
-//! truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries), `--keep-going`
-//! (do not stop at the first violation).
+//! them), `--crash-every MS` (fix the mean time between crashes, 0 for none), `--bug NAME`
+//! (inject a bug into every core, restarted ones included: commit-previous-term, double-vote,
+//! truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
+//! vote-before-durable, ack-before-durable), `--keep-going` (do not stop at the first
+//! violation).
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -30,8 +32,9 @@ struct Args {
 }
 
 const USAGE: &str = "\
-Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--bug NAME] [--keep-going]
-       sim --replay SEED [--nodes N] [--ticks T] [--bug NAME]
+Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-every MS]
+           [--bug NAME] [--keep-going]
+       sim --replay SEED [--nodes N] [--ticks T] [--crash-every MS] [--bug NAME]
 
   --seeds N       how many seeds to run (default 1000), with a progress line on stderr
   --start S       first seed (default 0)
@@ -39,8 +42,12 @@ Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--bug NAM
   --nodes N       fix the cluster size (2 to 63) instead of drawing it (3, 5 or 7) from the seed;
                   outside 3 to 7, split votes may outlast the heal phase's 50 election timeouts
   --ticks T       fix the fault phase's length in ticks instead of drawing it
+  --crash-every MS
+                  fix the mean time between crashes in milliseconds (0: no crashes) instead of
+                  drawing it (no crashes in half of the seeds)
   --bug NAME      inject a bug into every core: commit-previous-term, double-vote,
-                  truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries
+                  truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
+                  vote-before-durable, ack-before-durable
   --keep-going    do not stop at the first violation
   --replay SEED   run one seed and print every event";
 
@@ -65,6 +72,9 @@ fn parse() -> Result<Args, String> {
             "--replay" => args.replay = Some(number(value()?)?),
             "--nodes" => args.options.nodes = Some(number(value()?)? as usize),
             "--ticks" => args.options.fault_ticks = Some(number(value()?)?),
+            "--crash-every" => {
+                args.options.crash_interval = Some(number(value()?)?.saturating_mul(1_000_000));
+            }
             "--bug" => {
                 let name = value()?;
                 args.bug = Some(Bug::from_name(&name).ok_or(format!("unknown bug {name}"))?);
@@ -90,9 +100,7 @@ fn parse() -> Result<Args, String> {
 /// The simulation of `seed`, with `bug` injected into every core.
 fn simulation(seed: u64, options: &Options, bug: Option<Bug>) -> Simulation {
     let mut sim = Simulation::new(seed, options);
-    for core in sim.cores_mut() {
-        core.inject_bug(bug);
-    }
+    sim.adjust_cores(move |core| core.inject_bug(bug));
     sim
 }
 

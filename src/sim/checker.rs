@@ -1,9 +1,10 @@
 //! The invariant checker, run on a node after every event that reached it (a delivered message,
-//! a timer, a proposal).
+//! a timer, a proposal, a write that became durable, a restart), and on every crash.
 //!
-//! It keeps a ledger across the whole run, never forgetting:
+//! It keeps a ledger across the whole run, never forgetting, not even when nodes crash:
 //!
-//! - `leaders[term]`: who led each term (election safety);
+//! - `leaders[term]`: who led each term, and in which incarnation (election safety: a node that
+//!   led a term and crashed never leads it again);
 //! - `entries[(index, term)]`: the command and the previous entry's term of every log entry any
 //!   node ever held. Log matching follows by induction on the index: if every `(index, term)` has
 //!   one command and one previous term everywhere, two logs holding the same `(index, term)` hold
@@ -17,12 +18,28 @@
 //! entry and its view of each follower) to check that each moves only forward.
 //!
 //! Log entries are checked where an event can have written them: the entries an AppendEntries
-//! carried and the ones a proposal appended. A whole-log check runs at the end of a run.
+//! carried, the ones a proposal appended, and the whole log a node restarts with. A whole-log
+//! check runs at the end of a run.
+//!
+//! # Crashes
+//!
+//! A crash wipes what a node kept only in memory: its commit index and last applied index, and
+//! its leadership. So the shadows of those restart from 0 with each incarnation (the commit index
+//! may go back across a restart; within one it may not), and a restarted node applies its log
+//! again from index 1 under the same state machine safety check: the same command at each index
+//! as anyone committed before. Its term may go back too, but only to the durable term, which is
+//! never below any term it told anyone about: what it told others is what Raft requires it to
+//! keep ("updated on stable storage before responding to RPCs", Figure 2). The checker records,
+//! from every message a node sends, the highest term it spoke in, the last vote it granted and
+//! how far it acknowledged its leader's log, and checks on every crash that the durable state
+//! still holds all of it ([`Invariant::Durability`]). The ledgers above span incarnations, so a
+//! restarted node that votes again in a term, loses an acknowledged entry or applies something
+//! else is still measured against everything anyone did before.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use zeroraft_engine::core::{Core, Entry, Role};
+use zeroraft_engine::core::{Core, Entry, HardState, Message, Role};
 
 /// A property of Raft that a run can violate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,7 +52,9 @@ pub enum Invariant {
     LeaderCompleteness,
     /// Every node commits and applies the same command at an index, in order, each index once.
     StateMachineSafety,
-    /// Term, commit index and last applied never decrease, and commit stays within the log.
+    /// Within one incarnation of a node, term, commit index and last applied never decrease, and
+    /// commit stays within the log; across a restart the term never falls below the durable term,
+    /// and the durable term never decreases.
     Monotonic,
     /// Within a leader's term, `match_index < next_index <= last_index + 1` for every follower,
     /// `match_index` never decreases, and it is true: a follower still in the leader's term holds
@@ -50,6 +69,11 @@ pub enum Invariant {
     BoundedTraffic,
     /// A core's own assertion failed (it panicked).
     CoreAssertion,
+    /// Persist before you speak: when a node crashes, its durable state still holds every term
+    /// it sent a message in, the last vote it granted (unless its durable term moved past it) and
+    /// the entries it acknowledged (likewise); its durable vote never changes within a term, and
+    /// it never grants a vote that contradicts the one its durable state records.
+    Durability,
 }
 
 impl Invariant {
@@ -66,6 +90,7 @@ impl Invariant {
             Self::Convergence => "convergence after heal",
             Self::BoundedTraffic => "bounded traffic",
             Self::CoreAssertion => "core assertion",
+            Self::Durability => "durability of what a node told others",
         }
     }
 }
@@ -96,12 +121,30 @@ struct Shadow {
     leader_last: (u64, u64, Bytes),
     /// While leading: `match_index` of each follower when last seen.
     matched: Vec<u64>,
+    /// How many times the node crashed.
+    incarnation: u32,
+}
+
+/// What a node told others, which its storage must keep. Kept across its crashes: the storage
+/// outlives them.
+#[derive(Clone, Copy, Default)]
+struct Promises {
+    /// The highest term of any message it sent.
+    term: u64,
+    /// The last vote it granted, as (term, candidate).
+    vote: Option<(u64, usize)>,
+    /// How far it acknowledged its leader's log, in the term of its last acknowledgement, as
+    /// (term, index): it holds the leader's entries up to there.
+    ack: (u64, u64),
 }
 
 pub(crate) struct Checker {
     nodes: Vec<Shadow>,
-    /// `leaders[term]`: the node that led `term`.
-    leaders: Vec<Option<usize>>,
+    promises: Vec<Promises>,
+    /// Each node's durable term and vote, as the writes that became durable stored them.
+    durable: Vec<HardState>,
+    /// `leaders[term]`: the node that led `term`, and its incarnation then.
+    leaders: Vec<Option<(usize, u32)>>,
     /// `(index, term)` -> (term at `index - 1`, command).
     entries: HashMap<(u64, u64), (u64, Bytes)>,
     /// `committed[index - 1]`: (term, command) committed at `index`, and the lowest term of a
@@ -119,10 +162,172 @@ impl Checker {
                 };
                 n
             ],
+            promises: vec![Promises::default(); n],
+            durable: vec![HardState::default(); n],
             leaders: Vec::new(),
             entries: HashMap::new(),
             committed: Vec::new(),
         }
+    }
+
+    /// Checks a message node `i` sends to `to` while its durable term and vote are `durable`,
+    /// and records what the message promises.
+    pub fn sent(
+        &mut self,
+        i: usize,
+        to: usize,
+        msg: &Message,
+        durable: HardState,
+    ) -> Result<(), Failure> {
+        let p = &mut self.promises[i];
+        p.term = p.term.max(msg.term());
+        match msg {
+            Message::RequestVoteReply(m) if m.granted => {
+                if durable.term == m.term
+                    && let Some(v) = durable.voted_for
+                    && v != to
+                {
+                    return fail(
+                        Invariant::Durability,
+                        vec![i, to, v],
+                        format!(
+                            "node {i} grants its vote in term {} to node {to}, while its durable \
+                             state records a vote for node {v} in that term",
+                            m.term
+                        ),
+                    );
+                }
+                p.vote = Some((m.term, to));
+            }
+            Message::AppendEntriesReply(m) if m.success => {
+                if m.term > p.ack.0 {
+                    p.ack = (m.term, m.index);
+                } else if m.term == p.ack.0 {
+                    p.ack.1 = p.ack.1.max(m.index);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks a write of node `i` that just became durable, which stored `hard_state` if it
+    /// carried one.
+    pub fn durable(&mut self, i: usize, hard_state: Option<HardState>) -> Result<(), Failure> {
+        let Some(hs) = hard_state else {
+            return Ok(());
+        };
+        let before = self.durable[i];
+        if hs.term < before.term {
+            return fail(
+                Invariant::Monotonic,
+                vec![i],
+                format!(
+                    "node {i}: durable term went back from {} to {}",
+                    before.term, hs.term
+                ),
+            );
+        }
+        if hs.term == before.term
+            && let Some(v) = before.voted_for
+            && hs.voted_for != Some(v)
+        {
+            return fail(
+                Invariant::Durability,
+                vec![i],
+                format!(
+                    "node {i}: durable vote in term {} changed from node {v} to {:?}",
+                    hs.term, hs.voted_for
+                ),
+            );
+        }
+        self.durable[i] = hs;
+        Ok(())
+    }
+
+    /// Node `i` crashed, its storage holding `durable` and log entries up to `durable_last`:
+    /// checks that the storage keeps what the node told others, and forgets what the crash
+    /// wiped (commit index, last applied index, leadership).
+    pub fn crash(
+        &mut self,
+        i: usize,
+        durable: HardState,
+        durable_last: u64,
+    ) -> Result<(), Failure> {
+        let p = self.promises[i];
+        if p.term > durable.term {
+            return fail(
+                Invariant::Durability,
+                vec![i],
+                format!(
+                    "node {i} crashed in term {} with a durable term of {}, but it sent \
+                     messages of term {}",
+                    self.nodes[i].term, durable.term, p.term
+                ),
+            );
+        }
+        if let Some((term, candidate)) = p.vote
+            && durable.term == term
+            && durable.voted_for != Some(candidate)
+        {
+            return fail(
+                Invariant::Durability,
+                vec![i, candidate],
+                format!(
+                    "node {i} granted its vote in term {term} to node {candidate}, but crashed \
+                     with a durable vote for {:?} in that term",
+                    durable.voted_for
+                ),
+            );
+        }
+        let (term, index) = p.ack;
+        if durable.term == term && durable_last < index {
+            return fail(
+                Invariant::Durability,
+                vec![i],
+                format!(
+                    "node {i} acknowledged its leader's entries up to {index} in term {term}, \
+                     but crashed in that term with entries up to {durable_last} durable"
+                ),
+            );
+        }
+        let n = self.nodes.len();
+        self.nodes[i] = Shadow {
+            term: self.nodes[i].term,
+            matched: vec![0; n],
+            incarnation: self.nodes[i].incarnation + 1,
+            ..Shadow::default()
+        };
+        Ok(())
+    }
+
+    /// Node `i` restarted as `core`, from its durable state: checks that it resumes with the
+    /// durable term and vote, and takes its term as the new shadow's.
+    pub fn restart(&mut self, i: usize, core: &Core) -> Result<(), Failure> {
+        let durable = self.durable[i];
+        if core.term() < durable.term {
+            return fail(
+                Invariant::Monotonic,
+                vec![i],
+                format!(
+                    "node {i}: term went back across a restart, below its durable term {}, to {}",
+                    durable.term,
+                    core.term()
+                ),
+            );
+        }
+        if core.hard_state() != durable {
+            return fail(
+                Invariant::Durability,
+                vec![i],
+                format!(
+                    "node {i} restarted with {:?}, while its durable state was {durable:?}",
+                    core.hard_state()
+                ),
+            );
+        }
+        self.nodes[i].term = core.term();
+        Ok(())
     }
 
     /// Checks node `i` after an event that may have written its log entries `written` (an
@@ -289,15 +494,23 @@ impl Checker {
         if self.leaders.len() <= slot {
             self.leaders.resize(slot + 1, None);
         }
+        let incarnation = self.nodes[i].incarnation;
         match self.leaders[slot] {
-            Some(other) if other != i => {
+            Some((other, _)) if other != i => {
                 return fail(
                     Invariant::ElectionSafety,
                     vec![other, i],
                     format!("node {i} leads term {term}, which node {other} already led"),
                 );
             }
-            _ => self.leaders[slot] = Some(i),
+            Some((_, before)) if before != incarnation => {
+                return fail(
+                    Invariant::ElectionSafety,
+                    vec![i],
+                    format!("node {i} leads term {term} again, after a crash ended its leadership"),
+                );
+            }
+            _ => self.leaders[slot] = Some((i, incarnation)),
         }
         let shadow = &self.nodes[i];
         let taking_office = !shadow.leading || shadow.term != term;
@@ -377,39 +590,50 @@ impl Checker {
 
     /// Checks that what leaders believe of node `i`'s log, or what node `i` believes of its
     /// followers' logs if it leads, is true of every follower still in the leader's term.
-    pub fn check_match(&self, cores: &[Core], i: usize) -> Result<(), Failure> {
-        let term = cores[i].term();
+    ///
+    /// `cores[j]` is `None` while node `j` is down: a down leader believes nothing any more,
+    /// and a down follower is checked when it restarts.
+    pub fn check_match(&self, cores: &[Option<Core>], i: usize) -> Result<(), Failure> {
+        let Some(core) = &cores[i] else {
+            return Ok(());
+        };
+        let term = core.term();
         let leader = match self.leaders.get(term as usize) {
-            Some(&Some(l)) if cores[l].role() == Role::Leader && cores[l].term() == term => l,
+            Some(&Some((l, _))) => match &cores[l] {
+                Some(c) if c.role() == Role::Leader && c.term() == term => c,
+                _ => return Ok(()),
+            },
             _ => return Ok(()),
         };
+        let l = leader.id();
         let check = |f: usize| -> Result<(), Failure> {
-            let Some(pr) = cores[leader].progress(f) else {
+            let Some(pr) = leader.progress(f) else {
                 return Ok(());
             };
             let m = pr.match_index;
-            if cores[f].term() != term || m == 0 {
+            let Some(follower) = &cores[f] else {
+                return Ok(());
+            };
+            if follower.term() != term || m == 0 {
                 return Ok(());
             }
-            let held = cores[f].log().term(m);
-            if held != cores[leader].log().term(m) {
+            let held = follower.log().term(m);
+            if held != leader.log().term(m) {
                 return fail(
                     Invariant::ProgressBounds,
-                    vec![leader, f],
+                    vec![l, f],
                     format!(
-                        "leader {leader} term {term} records follower {f} as matching up to {m}, \
+                        "leader {l} term {term} records follower {f} as matching up to {m}, \
                          but {f} holds {} there (the leader holds term {:?})",
                         held.map_or("nothing".into(), |t| format!("term {t}")),
-                        cores[leader].log().term(m)
+                        leader.log().term(m)
                     ),
                 );
             }
             Ok(())
         };
-        if i == leader {
-            (0..cores.len())
-                .filter(|&f| f != leader)
-                .try_for_each(check)
+        if i == l {
+            (0..cores.len()).filter(|&f| f != l).try_for_each(check)
         } else {
             check(i)
         }
@@ -418,8 +642,11 @@ impl Checker {
     /// Checks every entry of every log against the ledgers: the whole-log check at the end of a
     /// run, which also catches a change an event made outside the entries it was expected to
     /// write.
-    pub fn check_all(&mut self, cores: &[Core]) -> Result<(), Failure> {
+    pub fn check_all(&mut self, cores: &[Option<Core>]) -> Result<(), Failure> {
         for (i, core) in cores.iter().enumerate() {
+            let Some(core) = core else {
+                continue;
+            };
             self.check_entries(i, core, 1, core.log().last_index())?;
             for index in 1..=core.commit_index() {
                 let entry = core.log().entry(index).expect("commit within the log");

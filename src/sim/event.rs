@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-use zeroraft_engine::core::{Message, Nanos, Role};
+use zeroraft_engine::core::{HardState, Message, Nanos, Role};
 
 pub use super::network::DropReason;
 
@@ -228,6 +228,13 @@ pub enum EventKind {
         /// The indices the commands took, if the node accepted them as leader.
         accepted: Option<(u64, u64)>,
     },
+    /// A client found the node it believes leads down, and will ask another.
+    Unreachable {
+        /// The client.
+        client: usize,
+        /// The node, down.
+        node: usize,
+    },
     /// A client held back: the node it asks has too many uncommitted entries.
     Backoff {
         /// The client.
@@ -256,6 +263,38 @@ pub enum EventKind {
     },
     /// The fault phase restored every link.
     HealLinks,
+    /// The fault phase crashed a node: its core is gone with the messages it held and its writes
+    /// in progress. What it already sent stays on its way.
+    Crash {
+        /// The node.
+        node: usize,
+        /// How many of its writes were in progress, and are lost.
+        lost_writes: usize,
+        /// Whether it held messages back, waiting for a write, that are lost.
+        lost_messages: bool,
+        /// When it restarts.
+        restart_at: Nanos,
+    },
+    /// A crashed node restarted from its durable state, as a follower.
+    Restart {
+        /// The node.
+        node: usize,
+        /// The durable term and vote it resumes with.
+        hard_state: HardState,
+        /// The last index of its durable log.
+        last_index: u64,
+    },
+    /// A write of a node became durable and was reported to its core.
+    Durable {
+        /// The node.
+        node: usize,
+        /// The write's number (see `Persist::generation`).
+        generation: u64,
+        /// The term and vote it stored, if it carried them.
+        hard_state: Option<HardState>,
+        /// The last index of the durable log after it.
+        last_index: u64,
+    },
     /// The fault phase ended: every link is up, and nothing is lost or duplicated any more.
     HealPhase,
     /// The heal phase proposed a fresh command that must commit everywhere.
@@ -312,6 +351,7 @@ impl fmt::Display for Event {
                     DropReason::Cut => "link cut",
                     DropReason::Lost => "lost",
                     DropReason::CutInFlight => "link cut in flight",
+                    DropReason::Down => "receiver down",
                 };
                 write!(f, "{from} -x {to}  {msg}  ({why})")
             }
@@ -326,6 +366,9 @@ impl fmt::Display for Event {
                 node,
                 accepted: None,
             } => write!(f, "client {client} -> node {node}: not leader"),
+            EventKind::Unreachable { client, node } => {
+                write!(f, "client {client} -> node {node}: down")
+            }
             EventKind::Backoff { client, node } => {
                 write!(f, "client {client} holds back: node {node} has a backlog")
             }
@@ -336,6 +379,45 @@ impl fmt::Display for Event {
             EventKind::Cut { from, to } => write!(f, "FAULT  cut link {from} -> {to}"),
             EventKind::Isolate { node } => write!(f, "FAULT  isolate node {node}"),
             EventKind::HealLinks => write!(f, "FAULT  heal all links"),
+            EventKind::Crash {
+                node,
+                lost_writes,
+                lost_messages,
+                restart_at,
+            } => write!(
+                f,
+                "FAULT  crash node {node}: {lost_writes} write(s) in progress lost{}, \
+                 restarts at {}.{:03} ms",
+                if lost_messages {
+                    ", held messages lost"
+                } else {
+                    ""
+                },
+                restart_at / 1_000_000,
+                restart_at / 1_000 % 1_000
+            ),
+            EventKind::Restart {
+                node,
+                hard_state,
+                last_index,
+            } => write!(
+                f,
+                "RESTART node {node} from t{} {}, log up to {last_index}",
+                hard_state.term,
+                vote(hard_state.voted_for)
+            ),
+            EventKind::Durable {
+                node,
+                generation,
+                hard_state,
+                last_index,
+            } => {
+                write!(f, "node {node} write {generation} durable: ")?;
+                if let Some(hs) = hard_state {
+                    write!(f, "t{} {}, ", hs.term, vote(hs.voted_for))?;
+                }
+                write!(f, "log up to {last_index}")
+            }
             EventKind::HealPhase => write!(f, "HEAL PHASE: faults stop"),
             EventKind::Marker { node, index } => {
                 write!(f, "marker proposed to node {node} at index {index}")
@@ -346,6 +428,11 @@ impl fmt::Display for Event {
             EventKind::Commit { node, index } => write!(f, "node {node} commits up to {index}"),
         }
     }
+}
+
+/// A vote for a trace line.
+fn vote(voted_for: Option<usize>) -> String {
+    voted_for.map_or("no vote".into(), |v| format!("voted {v}"))
 }
 
 /// 64-bit FNV-1a: small and unkeyed, so the trace hash depends on nothing but the events (the

@@ -1,33 +1,49 @@
-//! Deterministic simulation: N sans-IO [`Core`]s driven in virtual time on a simulated network by
-//! one thread, with every Raft invariant checked after every event. Each run is a pure function
-//! of one `u64` seed, so any schedule it finds can be replayed exactly.
+//! Deterministic simulation: N sans-IO [`Core`]s driven in virtual time on a simulated network,
+//! each with a simulated disk that loses what was not yet durable when its node crashes, by one
+//! thread, with every Raft invariant checked after every event. Each run is a pure function of
+//! one `u64` seed, so any schedule it finds can be replayed exactly.
 //!
 //! # A run
 //!
 //! 1. A [`Scenario`] is drawn from the seed, swarm-style (cluster size, timing, flow control,
 //!    how leaders back up over a conflicting term, loss, delays, duplication, which link faults
-//!    may happen and how often, client load).
+//!    may happen and how often, disk latency, crashes, client load).
 //! 2. **Fault phase** (`fault_ticks` ticks of 1 ms of virtual time): clients propose at random
 //!    times to the node they believe leads (on a refusal they believe whom that node names, or
 //!    try another; they hold back while it has a backlog, see [`CLIENT_BACKLOG`]); messages are
 //!    lost, delayed (hence reordered), held back for election timeouts and duplicated; the
-//!    cluster is partitioned, single links are cut one way, the leader is isolated, links heal.
-//! 3. **Heal phase**: every link comes back, nothing is lost or duplicated any more, clients
-//!    stop. Within 50 election timeouts the cluster must converge: one leader that every node
-//!    follows in its term, a fresh marker command committed and applied on every node, and the
-//!    same commit index everywhere.
+//!    cluster is partitioned, single links are cut one way, the leader is isolated, links heal;
+//!    in half of the seeds nodes crash and later restart from their durable state.
+//! 3. **Heal phase**: every link comes back, every node is up (those down restart) and none
+//!    crashes, nothing is lost or duplicated any more, clients stop. Within 50 election timeouts
+//!    the cluster must converge: one leader that every node follows in its term, a fresh marker
+//!    command committed and applied on every node, and the same commit index everywhere.
 //!
-//! The next event is always the earliest of: the next message due, the earliest core timer
-//! ([`Core::next_deadline`]), the next client proposal, the next fault change, the end of a phase.
-//! Ties go in that order of kinds, then by node id or send order. All randomness comes from one
-//! [`fastrand::Rng`] seeded with the run's seed; the cores get seeds drawn from it.
+//! # Storage and crashes
+//!
+//! After every step the simulator takes the core's write ([`Core::take_persist`]) and hands it
+//! to the node's simulated disk, which makes it durable after a latency drawn from the scenario
+//! ([`DiskLatency`]); writes complete in the order they were taken, and a core may have several
+//! in progress. A completed write is stored, reported to the core ([`Core::persisted`]), and the
+//! messages the core held back for it are sent. A crash drops the node's core, with the messages
+//! it held back and its writes in progress: exactly what was not yet durable. What it already
+//! sent stays on its way. Messages that arrive while it is down are lost. After a drawn downtime
+//! it restarts with [`Core::restore`] from its durable state and a fresh seed.
+//!
+//! The next event is always the earliest of: the end of a phase, the next fault change, the next
+//! crash, a restart, the next message due, the next write to complete, the earliest core timer
+//! ([`Core::next_deadline`]), the next client proposal. Ties go in that order of kinds, then by
+//! node id or send order. All randomness comes from one [`fastrand::Rng`] seeded with the run's
+//! seed; the cores get seeds drawn from it, a restarted core a new one.
 //!
 //! # Checking
 //!
-//! After every delivered message, timer and proposal, the [`checker`](Invariant) looks at the node
-//! concerned: election safety, log matching, leader completeness, state machine safety, monotonic
-//! term, commit and applied, progress bounds (including that a leader's `match_index` is true of
-//! its follower), leader append-only, and bounded traffic ([`MAX_IN_FLIGHT`]). A core that panics (one of its
+//! After every delivered message, timer, proposal, completed write and restart, the
+//! [`checker`](Invariant) looks at the node concerned: election safety, log matching, leader
+//! completeness, state machine safety, monotonic term, commit and applied (per incarnation),
+//! progress bounds (including that a leader's `match_index` is true of its follower), leader
+//! append-only, and bounded traffic ([`MAX_IN_FLIGHT`]). On every crash it checks that the durable
+//! state still holds what the node told others (durability). A core that panics (one of its
 //! own assertions) is a violation too: while a thread steps a core, a panic is caught and not
 //! printed, through a panic hook installed on first use that defers to the previous hook for
 //! every other panic. A panic of the simulator itself, outside any core, is no violation: it
@@ -38,6 +54,7 @@ mod checker;
 mod event;
 mod network;
 mod scenario;
+mod storage;
 
 use std::cell::Cell;
 use std::fmt;
@@ -55,7 +72,9 @@ use event::EventLog;
 pub use event::{DropReason, Event, EventKind, MsgSummary, RECENT_EVENTS};
 pub use network::Quality;
 use network::{Network, Sent};
-pub use scenario::Scenario;
+pub use scenario::{Crashes, Scenario};
+use storage::Disk;
+pub use storage::DiskLatency;
 
 /// One tick of virtual time: 1 ms. A scenario's fault phase is counted in ticks.
 pub const TICK: Nanos = 1_000_000;
@@ -90,6 +109,10 @@ pub struct Options {
     pub nodes: Option<usize>,
     /// Length of the fault phase in ticks (otherwise 2 000 to 10 000, drawn from the seed).
     pub fault_ticks: Option<u64>,
+    /// Mean time between two crashes in the fault phase, 0 for none (otherwise drawn from the
+    /// seed: none in half of the seeds, one every quarter to every two election timeouts in the
+    /// others).
+    pub crash_interval: Option<Nanos>,
     /// Keep every event, for a readable trace in [`Report::trace`].
     pub trace: bool,
 }
@@ -196,7 +219,10 @@ enum Phase {
 enum Next {
     PhaseEnd,
     Fault,
+    Crash,
+    Restart(usize),
     Message,
+    Durable(usize),
     Timer(usize),
     Client(usize),
 }
@@ -225,18 +251,30 @@ fn set_stepping(stepping: &mut Option<usize>, node: Option<usize>) {
     STEPPING.with(|s| s.set(node.is_some()));
 }
 
-/// N cores, a network, clients and the checker, in virtual time.
+/// Adjusts a core as it is built: every core at the start, every restarted one later.
+type Adjust = Box<dyn Fn(&mut Core) + Send>;
+
+/// N cores with their disks, a network, clients and the checker, in virtual time.
 pub struct Simulation {
     seed: u64,
     scenario: Scenario,
     rng: fastrand::Rng,
     now: Nanos,
-    cores: Vec<Core>,
+    /// Each node's core, `None` while it is down.
+    cores: Vec<Option<Core>>,
+    /// Each node's storage. It outlives the node's crashes.
+    disks: Vec<Disk>,
+    /// When each down node restarts; `Nanos::MAX` for a node that is up.
+    restart_at: Vec<Nanos>,
+    /// The node to crash just after its next step that starts a write, if any.
+    armed: Option<usize>,
+    adjust: Option<Adjust>,
     /// (role, term, commit index) of each core when last looked at, for the trace.
     seen: Vec<(Role, u64, u64)>,
     net: Network,
     clients: Vec<Client>,
     next_fault: Nanos,
+    next_crash: Nanos,
     phase: Phase,
     checker: Checker,
     log: EventLog,
@@ -266,7 +304,7 @@ impl Simulation {
         let scenario = Scenario::draw(&mut rng, options);
         let n = scenario.nodes;
         let cores = (0..n)
-            .map(|i| Core::new(i, n, scenario.core.clone(), rng.u64(..), 0))
+            .map(|i| Some(Core::new(i, n, scenario.core.clone(), rng.u64(..), 0)))
             .collect();
         let clients = (0..scenario.clients)
             .map(|_| Client {
@@ -280,15 +318,23 @@ impl Simulation {
         } else {
             Nanos::MAX
         };
+        let next_crash = scenario
+            .crashes
+            .map_or(Nanos::MAX, |c| rng.u64(1..=2 * c.interval));
         Self {
             seed,
             rng,
             now: 0,
             cores,
+            disks: (0..n).map(|_| Disk::new()).collect(),
+            restart_at: vec![Nanos::MAX; n],
+            armed: None,
+            adjust: None,
             seen: vec![(Role::Follower, 0, 0); n],
             net: Network::new(n, scenario.net, scenario.core.election_timeout_max),
             clients,
             next_fault,
+            next_crash,
             phase: Phase::Fault,
             checker: Checker::new(n),
             log: EventLog::new(options.trace),
@@ -302,9 +348,27 @@ impl Simulation {
         &self.scenario
     }
 
-    /// The cores, to adjust before [`Simulation::run`] (for example to inject a bug).
-    pub fn cores_mut(&mut self) -> &mut [Core] {
-        &mut self.cores
+    /// Applies `adjust` to every core now, and to every core a restart builds later (for
+    /// example to inject a bug: a restarted node runs the same code). Replaces any earlier one.
+    pub fn adjust_cores(&mut self, adjust: impl Fn(&mut Core) + Send + 'static) {
+        for core in self.cores.iter_mut().flatten() {
+            adjust(core);
+        }
+        self.adjust = Some(Box::new(adjust));
+    }
+
+    /// Node `i`'s core.
+    ///
+    /// # Panics
+    ///
+    /// If node `i` is down.
+    fn core(&self, i: usize) -> &Core {
+        self.cores[i].as_ref().expect("the node is up")
+    }
+
+    /// See [`Simulation::core`].
+    fn core_mut(&mut self, i: usize) -> &mut Core {
+        self.cores[i].as_mut().expect("the node is up")
     }
 
     /// Runs the fault phase and the heal phase, stopping at the first violation.
@@ -364,10 +428,7 @@ impl Simulation {
             self.now = at;
             let step = match next {
                 Next::PhaseEnd => match self.phase {
-                    Phase::Fault => {
-                        self.start_heal();
-                        Ok(())
-                    }
+                    Phase::Fault => self.start_heal(),
                     Phase::Heal { since, .. } => Err(Failure {
                         invariant: Invariant::Convergence,
                         nodes: (0..self.cores.len()).collect(),
@@ -382,11 +443,14 @@ impl Simulation {
                     self.fault();
                     Ok(())
                 }
+                Next::Crash => self.crash(),
+                Next::Restart(i) => self.restart(i),
                 Next::Message => self.deliver(),
+                Next::Durable(i) => self.complete_write(i),
                 Next::Timer(i) => {
                     self.log.push(at, EventKind::Timer { node: i });
                     set_stepping(&mut self.stepping, Some(i));
-                    self.cores[i].tick(at);
+                    self.core_mut(i).tick(at);
                     self.after_step(i, None)
                 }
                 Next::Client(c) => self.client_propose(c),
@@ -406,12 +470,30 @@ impl Simulation {
         if self.next_fault < best.0 {
             best = (self.next_fault, Next::Fault);
         }
+        if self.next_crash < best.0 {
+            best = (self.next_crash, Next::Crash);
+        }
+        for (i, &at) in self.restart_at.iter().enumerate() {
+            if at < best.0 {
+                best = (at, Next::Restart(i));
+            }
+        }
         if let Some(at) = self.net.next_time()
             && at < best.0
         {
             best = (at, Next::Message);
         }
+        for (i, disk) in self.disks.iter().enumerate() {
+            if let Some(at) = disk.next_done()
+                && at < best.0
+            {
+                best = (at, Next::Durable(i));
+            }
+        }
         for (i, core) in self.cores.iter().enumerate() {
+            let Some(core) = core else {
+                continue;
+            };
             let at = core.next_deadline();
             if at < best.0 {
                 best = (at, Next::Timer(i));
@@ -427,15 +509,20 @@ impl Simulation {
         (best.0.max(self.now), best.1)
     }
 
-    /// After node `i` took an input that may have written its entries `written`: sends what it
-    /// produced, notes role and commit changes in the trace, and runs the checker.
+    /// After node `i` took an input that may have written its entries `written`: starts the
+    /// write of what it changed, sends what it may send, notes role and commit changes in the
+    /// trace, and runs the checker.
     fn after_step(&mut self, i: usize, written: Option<(u64, u64)>) -> Result<(), Failure> {
         set_stepping(&mut self.stepping, None);
         let now = self.now;
-        while let Some(write) = self.cores[i].take_persist() {
-            self.cores[i].persisted(write.generation);
+        let core = self.cores[i].as_mut().expect("the node is up");
+        let write = core.take_persist();
+        if let Some(write) = &write {
+            self.disks[i].start(write, core.log(), now, &self.scenario.disk, &mut self.rng);
         }
-        for (to, msg) in self.cores[i].take_messages() {
+        let durable = self.disks[i].hard_state();
+        for (to, msg) in core.take_messages() {
+            self.checker.sent(i, to, &msg, durable)?;
             let summary = MsgSummary::of(&msg);
             if let Sent::Dropped(reason) = self.net.send(&mut self.rng, now, i, to, msg) {
                 self.log.push(
@@ -449,7 +536,6 @@ impl Simulation {
                 );
             }
         }
-        let core = &self.cores[i];
         let state = (core.role(), core.term(), core.commit_index());
         if (state.0, state.1) != (self.seen[i].0, self.seen[i].1) {
             self.log.push(
@@ -482,21 +568,136 @@ impl Simulation {
                 ),
             });
         }
-        self.checker.observe(i, &mut self.cores[i], written)?;
-        self.checker.check_match(&self.cores, i)
+        self.checker.observe(i, core, written)?;
+        self.checker.check_match(&self.cores, i)?;
+        if write.is_some() && self.armed == Some(i) {
+            return self.crash_node(i);
+        }
+        Ok(())
+    }
+
+    /// Completes the oldest write in progress of node `i`: stores it, reports it to the core
+    /// and sends what that released.
+    fn complete_write(&mut self, i: usize) -> Result<(), Failure> {
+        let done = self.disks[i].complete().map_err(|e| Failure {
+            invariant: Invariant::Durability,
+            nodes: vec![i],
+            detail: format!("node {i}: {e}"),
+        })?;
+        self.log.push(
+            self.now,
+            EventKind::Durable {
+                node: i,
+                generation: done.generation,
+                hard_state: done.hard_state,
+                last_index: self.disks[i].last_index(),
+            },
+        );
+        self.checker.durable(i, done.hard_state)?;
+        set_stepping(&mut self.stepping, Some(i));
+        self.core_mut(i).persisted(done.generation);
+        self.after_step(i, None)
+    }
+
+    /// Crashes a node that is up, drawn at random, if any is: now, or (see
+    /// [`Crashes::mid_write`]) just after its next step that starts a write.
+    fn crash(&mut self) -> Result<(), Failure> {
+        let crashes = self.scenario.crashes.expect("crashes are on");
+        self.next_crash = self.now + self.rng.u64(1..=2 * crashes.interval);
+        let up = self.cores.iter().filter(|c| c.is_some()).count();
+        if up == 0 {
+            return Ok(());
+        }
+        let k = self.rng.usize(..up);
+        let i = (0..self.cores.len())
+            .filter(|&j| self.cores[j].is_some())
+            .nth(k)
+            .expect("k < up");
+        let mid_write = crashes.mid_write > 0.0 && self.rng.f64() < crashes.mid_write;
+        if mid_write && self.disks[i].next_done().is_none() {
+            self.armed = Some(i);
+            return Ok(());
+        }
+        self.crash_node(i)
+    }
+
+    /// Crashes node `i`, which is up.
+    fn crash_node(&mut self, i: usize) -> Result<(), Failure> {
+        if self.armed == Some(i) {
+            self.armed = None;
+        }
+        let core = self.cores[i].take().expect("the node is up");
+        let lost_writes = self.disks[i].crash();
+        let restart_at = self.now + self.scenario.draw_downtime(&mut self.rng);
+        self.restart_at[i] = restart_at;
+        self.log.push(
+            self.now,
+            EventKind::Crash {
+                node: i,
+                lost_writes,
+                lost_messages: core.has_held_messages(),
+                restart_at,
+            },
+        );
+        drop(core);
+        let disk = &self.disks[i];
+        self.checker.crash(i, disk.hard_state(), disk.last_index())
+    }
+
+    /// Restarts node `i` from its durable state.
+    fn restart(&mut self, i: usize) -> Result<(), Failure> {
+        self.restart_at[i] = Nanos::MAX;
+        let recovered = self.disks[i].recover();
+        let hard_state = recovered.hard_state;
+        let last_index = recovered.entries.len() as u64;
+        self.log.push(
+            self.now,
+            EventKind::Restart {
+                node: i,
+                hard_state,
+                last_index,
+            },
+        );
+        let n = self.cores.len();
+        let seed = self.rng.u64(..);
+        set_stepping(&mut self.stepping, Some(i));
+        let mut core = Core::restore(
+            i,
+            n,
+            self.scenario.core.clone(),
+            seed,
+            self.now,
+            hard_state,
+            recovered.entries,
+        );
+        if let Some(adjust) = &self.adjust {
+            adjust(&mut core);
+        }
+        set_stepping(&mut self.stepping, None);
+        self.checker.restart(i, &core)?;
+        self.seen[i] = (core.role(), core.term(), core.commit_index());
+        self.cores[i] = Some(core);
+        self.after_step(i, Some((1, last_index)))
     }
 
     fn deliver(&mut self) -> Result<(), Failure> {
         let m = self.net.pop().expect("a message is due");
         let summary = MsgSummary::of(&m.msg);
-        if self.net.is_blocked(m.from, m.to) {
+        let lost = if self.net.is_blocked(m.from, m.to) {
+            Some(DropReason::CutInFlight)
+        } else if self.cores[m.to].is_none() {
+            Some(DropReason::Down)
+        } else {
+            None
+        };
+        if let Some(reason) = lost {
             self.log.push(
                 m.at,
                 EventKind::Drop {
                     from: m.from,
                     to: m.to,
                     msg: summary,
-                    reason: DropReason::CutInFlight,
+                    reason,
                 },
             );
             return Ok(());
@@ -517,7 +718,8 @@ impl Simulation {
             _ => None,
         };
         set_stepping(&mut self.stepping, Some(m.to));
-        self.cores[m.to].step(self.now, m.from, m.msg);
+        let now = self.now;
+        self.core_mut(m.to).step(now, m.from, m.msg);
         self.after_step(m.to, written)
     }
 
@@ -526,11 +728,16 @@ impl Simulation {
         let batch = self.rng.usize(1..=self.scenario.batch_max);
         let client = &mut self.clients[c];
         let node = client.believed;
-        let core = &self.cores[node];
         let per_round_trip =
             self.scenario.core.max_append_entries * self.scenario.core.max_inflight;
         let limit = CLIENT_BACKLOG.min(16 * per_round_trip as u64);
         client.next_at = self.now + self.rng.u64(0..=2 * self.scenario.propose_interval);
+        let Some(core) = &self.cores[node] else {
+            client.believed = self.rng.usize(..n);
+            self.log
+                .push(self.now, EventKind::Unreachable { client: c, node });
+            return Ok(());
+        };
         if core.log().last_index() - core.commit_index() >= limit {
             self.log
                 .push(self.now, EventKind::Backoff { client: c, node });
@@ -541,7 +748,8 @@ impl Simulation {
         // Commands are unique in a run: the client in the top byte, its sequence number below.
         let commands = (first_seq..first_seq + batch as u64).map(|s| cmd(((c as u64) << 56) | s));
         set_stepping(&mut self.stepping, Some(node));
-        let accepted = self.cores[node].propose(self.now, commands);
+        let now = self.now;
+        let accepted = self.core_mut(node).propose(now, commands);
         self.log.push(
             self.now,
             EventKind::Propose {
@@ -551,7 +759,7 @@ impl Simulation {
             },
         );
         if accepted.is_none() {
-            let told = self.cores[node].leader().filter(|&l| l != node);
+            let told = self.core(node).leader().filter(|&l| l != node);
             self.clients[c].believed = told.unwrap_or_else(|| self.rng.usize(..n));
         }
         self.after_step(node, accepted)
@@ -600,9 +808,13 @@ impl Simulation {
                 EventKind::Cut { from, to }
             }
             Fault::Isolate => {
-                let leader = (0..n)
-                    .filter(|&i| self.cores[i].role() == Role::Leader)
-                    .max_by_key(|&i| self.cores[i].term());
+                let leader = self
+                    .cores
+                    .iter()
+                    .flatten()
+                    .filter(|c| c.role() == Role::Leader)
+                    .max_by_key(|c| c.term())
+                    .map(Core::id);
                 let node = leader.unwrap_or_else(|| self.rng.usize(..n));
                 self.net.heal();
                 for other in (0..n).filter(|&o| o != node) {
@@ -615,7 +827,7 @@ impl Simulation {
         self.log.push(self.now, kind);
     }
 
-    fn start_heal(&mut self) {
+    fn start_heal(&mut self) -> Result<(), Failure> {
         self.net.heal();
         // No loss, duplication or held-back messages, and delays short next to the election
         // timeout (at most 30 ms each way), as Raft's liveness needs.
@@ -629,12 +841,20 @@ impl Simulation {
             ..faulty
         };
         self.next_fault = Nanos::MAX;
+        self.next_crash = Nanos::MAX;
+        self.armed = None;
         self.phase = Phase::Heal {
             since: self.now,
             marker: None,
             markers_sent: 0,
         };
         self.log.push(self.now, EventKind::HealPhase);
+        for i in 0..self.cores.len() {
+            if self.cores[i].is_none() {
+                self.restart(i)?;
+            }
+        }
+        Ok(())
     }
 
     /// In the heal phase: proposes a marker once a leader stands, re-proposes it if that leader
@@ -649,11 +869,15 @@ impl Simulation {
             return Ok(None);
         };
         let since = *since;
-        let n = self.cores.len();
-        let max_term = self.cores.iter().map(Core::term).max().unwrap_or(0);
-        let mut leaders = (0..n).filter(|&i| self.cores[i].role() == Role::Leader);
+        let cores = || {
+            self.cores
+                .iter()
+                .map(|c| c.as_ref().expect("all up when healing"))
+        };
+        let max_term = cores().map(Core::term).max().unwrap_or(0);
+        let mut leaders = cores().filter(|c| c.role() == Role::Leader);
         let leader = match (leaders.next(), leaders.next()) {
-            (Some(l), None) if self.cores[l].term() == max_term => Some(l),
+            (Some(l), None) if l.term() == max_term => Some(l.id()),
             _ => None,
         };
         if marker
@@ -670,6 +894,8 @@ impl Simulation {
             let command = cmd(u64::MAX - *markers_sent);
             set_stepping(&mut self.stepping, Some(l));
             let (index, _) = self.cores[l]
+                .as_mut()
+                .expect("all up when healing")
                 .propose(self.now, [command.clone()])
                 .expect("a leader accepts proposals");
             *marker = Some(Marker {
@@ -683,10 +909,11 @@ impl Simulation {
             self.after_step(l, Some((index, index)))?;
             return Ok(None);
         };
-        let commit = self.cores[l].commit_index();
+        let leader = self.cores[l].as_ref().expect("all up when healing");
+        let commit = leader.commit_index();
         let converged = commit >= m.index
-            && commit == self.cores[l].log().last_index()
-            && self.cores.iter().all(|c| {
+            && commit == leader.log().last_index()
+            && cores().all(|c| {
                 c.term() == max_term
                     && c.leader() == Some(l)
                     && c.commit_index() == commit
@@ -707,16 +934,17 @@ impl Simulation {
         let parts: Vec<String> = self
             .cores
             .iter()
-            .map(|c| {
-                format!(
-                    "node {} {:?} t{} leader {:?} last {} commit {}",
-                    c.id(),
+            .enumerate()
+            .map(|(i, c)| match c {
+                Some(c) => format!(
+                    "node {i} {:?} t{} leader {:?} last {} commit {}",
                     c.role(),
                     c.term(),
                     c.leader(),
                     c.log().last_index(),
                     c.commit_index()
-                )
+                ),
+                None => format!("node {i} down"),
             })
             .collect();
         parts.join("; ")

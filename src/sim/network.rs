@@ -46,6 +46,8 @@ pub enum DropReason {
     Lost,
     /// The link was cut while it was on its way.
     CutInFlight,
+    /// The receiver was down (crashed, not yet restarted) when it arrived.
+    Down,
 }
 
 /// What happened to a message handed to the network.

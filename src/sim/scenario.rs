@@ -1,13 +1,15 @@
 //! Scenario parameters drawn from a run's seed, swarm-style: every seed picks its own cluster
-//! size, timing, network quality, which kinds of fault may happen and how often, and how hard the
-//! clients push, so that different seeds stress different mixes rather than one average.
+//! size, timing, network quality, disk latency, which kinds of fault may happen and how often
+//! (crashes in half of the seeds), and how hard the clients push, so that different seeds stress
+//! different mixes rather than one average.
 
 use std::fmt;
 
 use zeroraft_engine::core::{Backtrack, CoreConfig, Nanos};
 
-use super::{Options, Quality, TICK};
+use super::{DiskLatency, Options, Quality, TICK};
 
+const US: Nanos = 1_000;
 const MS: Nanos = 1_000_000;
 
 /// The parameters of one run.
@@ -29,12 +31,36 @@ pub struct Scenario {
     pub isolate_leader: bool,
     /// Mean time between two fault changes.
     pub fault_interval: Nanos,
+    /// How long every node's disk takes to make a write durable.
+    pub disk: DiskLatency,
+    /// Whether, how often and for how long nodes crash in the fault phase, if they do.
+    pub crashes: Option<Crashes>,
     /// Number of clients.
     pub clients: usize,
     /// Mean time between two proposals of one client.
     pub propose_interval: Nanos,
     /// Most commands a client proposes at once.
     pub batch_max: usize,
+}
+
+/// How nodes crash: a crashed node loses its core, its held messages and its writes in progress
+/// (everything that was not yet durable), stays down, then restarts from its durable state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Crashes {
+    /// Mean time between two crashes, of any node that is up.
+    pub interval: Nanos,
+    /// A crashed node stays down for a time drawn from `[down_min, down_max]`...
+    pub down_min: Nanos,
+    /// See `down_min`.
+    pub down_max: Nanos,
+    /// ...or, with this probability, for one to three longest election timeouts.
+    pub long_down: f64,
+    /// Probability that a crash strikes while its node is writing: if the node drawn has no
+    /// write in progress, it crashes just after its next step that starts one, when that step's
+    /// messages have left and the write has not completed. That is the moment at which a node
+    /// that spoke before its state was durable loses what it promised; crashes at random times
+    /// rarely hit it, as writes take a millisecond or two.
+    pub mid_write: f64,
 }
 
 impl Scenario {
@@ -93,6 +119,44 @@ impl Scenario {
         let late_reply = if rng.bool() { 0.0 } else { rng.f64() * 0.5 };
         // From a fault every quarter election timeout (leaders flap) to one every two.
         let fault_interval = core.election_timeout_max * rng.u64(1..=8) / 4;
+        let partitions = rng.bool();
+        let one_way_cuts = rng.bool();
+        let isolate_leader = rng.bool();
+        let clients = rng.usize(1..=3);
+        let propose_interval = rng.u64(5..=200) * MS;
+        let batch_max = rng.usize(1..=3);
+        // Drawn last, so that every other parameter of a seed is what it was before disks and
+        // crashes were simulated. Writes take 50 µs to 2 ms; a third of the seeds add a tail of
+        // stalls as long as 50 ms.
+        let disk = DiskLatency {
+            min: 50 * US,
+            max: rng.u64(100..=2_000) * US,
+            stall: if rng.u8(..3) == 0 {
+                rng.f64() * 0.05
+            } else {
+                0.0
+            },
+            stall_max: rng.u64(5..=50) * MS,
+        };
+        // Half of the seeds crash nodes, from one crash every quarter election timeout to one
+        // every two. Most stay down from a few milliseconds to half an election timeout (they
+        // may come back within the election that was going on when they crashed), so that a
+        // majority is up most of the time even when crashes are frequent; up to a tenth stay
+        // down for several election timeouts.
+        let crashes = options.crash_interval.map_or_else(
+            || {
+                rng.bool()
+                    .then(|| core.election_timeout_max * rng.u64(1..=8) / 4)
+            },
+            |interval| (interval > 0).then_some(interval),
+        );
+        let crashes = crashes.map(|interval| Crashes {
+            interval,
+            down_min: rng.u64(1..=5) * MS,
+            down_max: rng.u64(10 * MS..=election_timeout_min / 2),
+            long_down: rng.f64() * 0.1,
+            mid_write: if rng.bool() { rng.f64() } else { 0.0 },
+        });
         Self {
             nodes,
             fault_ticks,
@@ -105,14 +169,28 @@ impl Scenario {
                 long_delay_max,
                 late_reply,
             },
-            partitions: rng.bool(),
-            one_way_cuts: rng.bool(),
-            isolate_leader: rng.bool(),
+            partitions,
+            one_way_cuts,
+            isolate_leader,
             fault_interval,
-            clients: rng.usize(1..=3),
-            propose_interval: rng.u64(5..=200) * MS,
-            batch_max: rng.usize(1..=3),
+            clients,
+            propose_interval,
+            batch_max,
+            disk,
+            crashes,
             core,
+        }
+    }
+
+    /// How long a crashed node stays down.
+    pub(crate) fn draw_downtime(&self, rng: &mut fastrand::Rng) -> Nanos {
+        let Some(c) = self.crashes else {
+            return 0;
+        };
+        if c.long_down > 0.0 && rng.f64() < c.long_down {
+            rng.u64(self.core.election_timeout_max..=3 * self.core.election_timeout_max)
+        } else {
+            rng.u64(c.down_min..=c.down_max)
         }
     }
 
@@ -140,7 +218,8 @@ impl fmt::Display for Scenario {
             "{} nodes, {} fault ticks; heartbeat {} ms, election {}..{} ms, \
              append {} entries, window {}, backtrack {:?}; drop {:.3}, dup {:.3}, delay {}..{} ms, \
              long delay p {:.3} up to {} ms, late replies {:.3}; faults:{}{}{}{} every ~{} ms; \
-             {} clients every ~{} ms, batches up to {}",
+             {} clients every ~{} ms, batches up to {}; disk {}..{} µs, stalls p {:.3} up to {} ms; \
+             {}",
             self.nodes,
             self.fault_ticks,
             ms(self.core.heartbeat_interval),
@@ -168,6 +247,22 @@ impl fmt::Display for Scenario {
             self.clients,
             ms(self.propose_interval),
             self.batch_max,
+            self.disk.min / US,
+            self.disk.max / US,
+            self.disk.stall,
+            ms(self.disk.stall_max),
+            match self.crashes {
+                Some(c) => format!(
+                    "crashes every ~{} ms (p {:.3} mid-write), down {}..{} ms \
+                     (p {:.3}: 1 to 3 election timeouts)",
+                    ms(c.interval),
+                    c.mid_write,
+                    ms(c.down_min),
+                    ms(c.down_max),
+                    c.long_down
+                ),
+                None => "no crashes".into(),
+            },
         )
     }
 }
