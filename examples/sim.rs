@@ -7,11 +7,12 @@
 //!
 //! Options: `--start S` (first seed, default 0), `--jobs J` (threads, default 1), `--nodes N`
 //! and `--ticks T` (fix the cluster size, 2 to 63, and the fault phase length instead of drawing
-//! them), `--crash-every MS` (fix the mean time between crashes, 0 for none), `--bug NAME`
+//! them), `--crash-every MS` (fix the mean time between crashes, 0 for none),
+//! `--snapshot-every N` (fix the entries applied between two snapshots, 0 for none), `--bug NAME`
 //! (inject a bug into every core, restarted ones included: commit-previous-term, double-vote,
 //! truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
-//! vote-before-durable, ack-before-durable), `--keep-going` (do not stop at the first
-//! violation).
+//! vote-before-durable, ack-before-durable, discard-suffix-on-install), `--keep-going` (do not
+//! stop at the first violation).
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -33,21 +34,25 @@ struct Args {
 
 const USAGE: &str = "\
 Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-every MS]
-           [--bug NAME] [--keep-going]
-       sim --replay SEED [--nodes N] [--ticks T] [--crash-every MS] [--bug NAME]
+           [--snapshot-every N] [--bug NAME] [--keep-going]
+       sim --replay SEED [--nodes N] [--ticks T] [--crash-every MS] [--snapshot-every N]
+           [--bug NAME]
 
   --seeds N       how many seeds to run (default 1000), with a progress line on stderr
   --start S       first seed (default 0)
   --jobs J        threads (default 1)
   --nodes N       fix the cluster size (2 to 63) instead of drawing it (3, 5 or 7) from the seed;
-                  outside 3 to 7, split votes may outlast the heal phase's 50 election timeouts
+                  outside 3 to 7, split votes may outlast the heal phase's 100 election timeouts
   --ticks T       fix the fault phase's length in ticks instead of drawing it
   --crash-every MS
                   fix the mean time between crashes in milliseconds (0: no crashes) instead of
                   drawing it (no crashes in half of the seeds)
+  --snapshot-every N
+                  fix how many entries each node applies between two snapshots (0: none)
+                  instead of drawing it (none in a third of the seeds)
   --bug NAME      inject a bug into every core: commit-previous-term, double-vote,
                   truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
-                  vote-before-durable, ack-before-durable
+                  vote-before-durable, ack-before-durable, discard-suffix-on-install
   --keep-going    do not stop at the first violation
   --replay SEED   run one seed and print every event";
 
@@ -75,6 +80,7 @@ fn parse() -> Result<Args, String> {
             "--crash-every" => {
                 args.options.crash_interval = Some(number(value()?)?.saturating_mul(1_000_000));
             }
+            "--snapshot-every" => args.options.snapshot_every = Some(number(value()?)?),
             "--bug" => {
                 let name = value()?;
                 args.bug = Some(Bug::from_name(&name).ok_or(format!("unknown bug {name}"))?);

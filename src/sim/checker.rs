@@ -17,6 +17,18 @@
 //! Per node it keeps a shadow of what it saw last (term, commit, applied, the leader's own last
 //! entry and its view of each follower) to check that each moves only forward.
 //!
+//! # Snapshots
+//!
+//! The checker is also every node's service: it applies what a node commits, keeping a hash of
+//! the commands applied so far, and a node's snapshot data ([`snapshot_data`]) is its applied
+//! index with that hash. A snapshot handed to a service, installed from a leader or restarted
+//! from, must cover an index committed in the ledger, in the term committed there, and carry the
+//! hash of exactly the commands committed up to it (state machine safety across installs); it
+//! must not take the service back; and the node applies the entries after it from there. Log
+//! entries a node compacted are checked no more: they were checked when written, and its
+//! snapshot covers them. Wherever the ledgers compare a log position, a compacted one compares by
+//! the snapshot's last term.
+//!
 //! Log entries are checked where an event can have written them: the entries an AppendEntries
 //! carried, the ones a proposal appended, and the whole log a node restarts with. A whole-log
 //! check runs at the end of a run.
@@ -62,7 +74,7 @@ pub enum Invariant {
     ProgressBounds,
     /// A leader never overwrites or removes its own entries.
     LeaderAppendOnly,
-    /// After the faults stop, the cluster converges within 50 election timeouts.
+    /// After the faults stop, the cluster converges within 100 election timeouts.
     Convergence,
     /// Traffic stays bounded: at most [`MAX_IN_FLIGHT`](super::MAX_IN_FLIGHT) messages in
     /// flight at once (more means a message storm).
@@ -119,6 +131,8 @@ struct Shadow {
     applied: u64,
     /// While leading: its last entry when last seen, as (index, term, command).
     leader_last: (u64, u64, Bytes),
+    /// The hash of the commands applied up to `applied` ([`fold`]).
+    hash: u64,
     /// While leading: `match_index` of each follower when last seen.
     matched: Vec<u64>,
     /// How many times the node crashed.
@@ -150,6 +164,8 @@ pub(crate) struct Checker {
     /// `committed[index - 1]`: (term, command) committed at `index`, and the lowest term of a
     /// node seen holding it committed.
     committed: Vec<(u64, Bytes, u64)>,
+    /// `hashes[index - 1]`: the hash of the commands committed up to `index` ([`fold`]).
+    hashes: Vec<u64>,
 }
 
 impl Checker {
@@ -167,6 +183,7 @@ impl Checker {
             leaders: Vec::new(),
             entries: HashMap::new(),
             committed: Vec::new(),
+            hashes: Vec::new(),
         }
     }
 
@@ -326,8 +343,18 @@ impl Checker {
                 ),
             );
         }
-        self.nodes[i].term = core.term();
+        let shadow = &mut self.nodes[i];
+        shadow.term = core.term();
+        // A node restarting from a snapshot starts its commit and applied indices there; its
+        // service is given the snapshot before anything else.
+        shadow.commit = core.commit_index();
+        shadow.applied = core.last_applied();
         Ok(())
+    }
+
+    /// The hash of what node `i`'s service applied so far, for its next snapshot.
+    pub fn applied_hash(&self, i: usize) -> u64 {
+        self.nodes[i].hash
     }
 
     /// Checks node `i` after an event that may have written its log entries `written` (an
@@ -397,7 +424,7 @@ impl Checker {
     /// Records or compares entries `from..=to` of node `i`'s log in the entry ledger.
     fn check_entries(&mut self, i: usize, core: &Core, from: u64, to: u64) -> Result<(), Failure> {
         let log = core.log();
-        for index in from.max(1)..=to {
+        for index in from.max(log.first_index())..=to {
             let entry = log.entry(index).expect("index within the log");
             let prev_term = log.term(index - 1).expect("index within the log");
             match self.entries.get(&(index, entry.term)) {
@@ -426,8 +453,14 @@ impl Checker {
 
     fn check_commit(&mut self, i: usize, core: &Core, from: u64, to: u64) -> Result<(), Failure> {
         let observer_term = core.term();
+        let offset = core.log().offset();
         for index in from + 1..=to {
+            if index <= offset {
+                // Committed by installing a snapshot: the service checks it when given it.
+                continue;
+            }
             let entry = core.log().entry(index).expect("commit within the log");
+            let known = self.committed.len();
             match self.committed.get_mut(index as usize - 1) {
                 Some((term, command, _)) if !same_entry(entry, *term, command) => {
                     return fail(
@@ -443,15 +476,91 @@ impl Checker {
                     );
                 }
                 Some((_, _, commit_term)) => *commit_term = (*commit_term).min(observer_term),
-                None => self
-                    .committed
-                    .push((entry.term, entry.command.clone(), observer_term)),
+                None if known + 1 == index as usize => {
+                    let hash = fold(self.hashes.last().copied().unwrap_or(0), &entry.command);
+                    self.hashes.push(hash);
+                    self.committed
+                        .push((entry.term, entry.command.clone(), observer_term));
+                }
+                None => {
+                    return fail(
+                        Invariant::StateMachineSafety,
+                        vec![i],
+                        format!(
+                            "node {i} commits index {index}, while no node committed {}",
+                            known + 1
+                        ),
+                    );
+                }
             }
         }
         Ok(())
     }
 
+    /// Gives node `i`'s service the snapshot its core hands over, if there is one, checking
+    /// it against the ledger.
+    fn install(&mut self, i: usize, core: &mut Core) -> Result<(), Failure> {
+        let Some(snapshot) = core.snapshot_to_apply() else {
+            return Ok(());
+        };
+        let (index, term) = (snapshot.index, snapshot.term);
+        let applied = self.nodes[i].applied;
+        if index < applied {
+            return fail(
+                Invariant::StateMachineSafety,
+                vec![i],
+                format!(
+                    "node {i} hands its service a snapshot up to {index} after applying up to \
+                     {applied}"
+                ),
+            );
+        }
+        let committed = self.committed.get(index as usize - 1);
+        if committed.is_none_or(|(t, _, _)| *t != term) {
+            return fail(
+                Invariant::StateMachineSafety,
+                vec![i],
+                format!(
+                    "node {i} installs a snapshot up to {index} of term {term}, where {}",
+                    committed.map_or("nothing was committed".into(), |(t, c, _)| format!(
+                        "{} of term {t} was committed",
+                        show(c)
+                    ))
+                ),
+            );
+        }
+        let expected = self.hashes[index as usize - 1];
+        let hash = read_snapshot_data(&snapshot.data).filter(|&(at, _)| at == index);
+        if hash.is_none_or(|(_, h)| h != expected) {
+            return fail(
+                Invariant::StateMachineSafety,
+                vec![i],
+                format!(
+                    "node {i} installs a snapshot up to {index} whose state is not that of the \
+                     commands committed up to there"
+                ),
+            );
+        }
+        core.snapshot_applied();
+        let shadow = &mut self.nodes[i];
+        shadow.applied = index;
+        shadow.hash = expected;
+        if core.last_applied() != index {
+            return fail(
+                Invariant::StateMachineSafety,
+                vec![i],
+                format!(
+                    "node {i} gave its service the snapshot up to {index}, but its last applied \
+                     index is {}",
+                    core.last_applied()
+                ),
+            );
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, i: usize, core: &mut Core) -> Result<(), Failure> {
+        self.install(i, core)?;
         let Some((from, to)) = core.apply_range() else {
             return Ok(());
         };
@@ -482,7 +591,9 @@ impl Checker {
             }
         }
         core.advance_applied(to);
-        self.nodes[i].applied = to;
+        let shadow = &mut self.nodes[i];
+        shadow.applied = to;
+        shadow.hash = self.hashes[to as usize - 1];
         Ok(())
     }
 
@@ -520,6 +631,12 @@ impl Checker {
                     continue;
                 }
                 let index = k as u64 + 1;
+                if index < log.offset()
+                    || (index == log.offset() && log.term(index) == Some(*cterm))
+                {
+                    // In its snapshot, which holds every committed entry up to its index.
+                    continue;
+                }
                 let held = log.entry(index);
                 if held.is_none_or(|e| !same_entry(e, *cterm, command)) {
                     return fail(
@@ -543,7 +660,7 @@ impl Checker {
             let kept = log
                 .entry(index)
                 .is_some_and(|e| same_entry(e, lterm, command))
-                || index == 0;
+                || index <= log.offset() && log.term(index).is_none_or(|t| t == lterm);
             if last < index || !kept {
                 return fail(
                     Invariant::LeaderAppendOnly,
@@ -617,6 +734,10 @@ impl Checker {
             if follower.term() != term || m == 0 {
                 return Ok(());
             }
+            if m < follower.log().offset() || m < leader.log().offset() {
+                // Committed, and in a snapshot: not comparable by term, nor needing it.
+                return Ok(());
+            }
             let held = follower.log().term(m);
             if held != leader.log().term(m) {
                 return fail(
@@ -648,7 +769,7 @@ impl Checker {
                 continue;
             };
             self.check_entries(i, core, 1, core.log().last_index())?;
-            for index in 1..=core.commit_index() {
+            for index in core.log().first_index()..=core.commit_index() {
                 let entry = core.log().entry(index).expect("commit within the log");
                 let (term, command, _) = &self.committed[index as usize - 1];
                 if !same_entry(entry, *term, command) {
@@ -662,6 +783,53 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// The hash of the commands applied up to some index, extended by the next one: 64-bit FNV-1a
+/// over each command's length and bytes.
+fn fold(hash: u64, command: &Bytes) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = if hash == 0 {
+        0xcbf2_9ce4_8422_2325
+    } else {
+        hash
+    };
+    for &b in (command.len() as u64)
+        .to_le_bytes()
+        .iter()
+        .chain(command.iter())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+    }
+    h
+}
+
+/// A service's snapshot data: its applied `index` and the `hash` of what it applied, then
+/// `padding` bytes derived from both (to make the snapshot travel in several chunks).
+pub(crate) fn snapshot_data(index: u64, hash: u64, padding: usize) -> Bytes {
+    let mut data = Vec::with_capacity(16 + padding);
+    data.extend_from_slice(&index.to_le_bytes());
+    data.extend_from_slice(&hash.to_le_bytes());
+    data.extend((0..padding).map(|k| pad_byte(index, hash, k)));
+    Bytes::from(data)
+}
+
+/// Byte `k` of a snapshot's padding.
+fn pad_byte(index: u64, hash: u64, k: usize) -> u8 {
+    (hash.rotate_left(k as u32 % 64) ^ index ^ k as u64) as u8
+}
+
+/// The (index, hash) a snapshot's data carries, if it is intact: the right length is unknown
+/// here, but every padding byte must be the one [`snapshot_data`] wrote.
+fn read_snapshot_data(data: &[u8]) -> Option<(u64, u64)> {
+    let index = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
+    let hash = u64::from_le_bytes(data.get(8..16)?.try_into().ok()?);
+    let padding = &data[16..];
+    padding
+        .iter()
+        .enumerate()
+        .all(|(k, &b)| b == pad_byte(index, hash, k))
+        .then_some((index, hash))
 }
 
 /// Whether `entry` is the entry of `term` carrying `command`.

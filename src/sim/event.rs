@@ -295,6 +295,21 @@ pub enum EventKind {
         /// The last index of the durable log after it.
         last_index: u64,
     },
+    /// A node's service snapshotted its state machine, and the node compacted its log.
+    Compact {
+        /// The node.
+        node: usize,
+        /// The last index the snapshot covers.
+        index: u64,
+    },
+    /// A node handed a snapshot to its service (installed from a leader, or restarted from):
+    /// the service's state is now the snapshot's.
+    Install {
+        /// The node.
+        node: usize,
+        /// The last index the snapshot covers.
+        index: u64,
+    },
     /// The fault phase ended: every link is up, and nothing is lost or duplicated any more.
     HealPhase,
     /// The heal phase proposed a fresh command that must commit everywhere.
@@ -417,6 +432,15 @@ impl fmt::Display for Event {
                     write!(f, "t{} {}, ", hs.term, vote(hs.voted_for))?;
                 }
                 write!(f, "log up to {last_index}")
+            }
+            EventKind::Compact { node, index } => {
+                write!(
+                    f,
+                    "node {node} snapshots up to {index} and compacts its log"
+                )
+            }
+            EventKind::Install { node, index } => {
+                write!(f, "node {node}'s service takes the snapshot up to {index}")
             }
             EventKind::HealPhase => write!(f, "HEAL PHASE: faults stop"),
             EventKind::Marker { node, index } => {

@@ -7,7 +7,7 @@
 //!
 //! 1. A [`Scenario`] is drawn from the seed, swarm-style (cluster size, timing, flow control,
 //!    how leaders back up over a conflicting term, loss, delays, duplication, which link faults
-//!    may happen and how often, disk latency, crashes, client load).
+//!    may happen and how often, disk latency, crashes, snapshots, client load).
 //! 2. **Fault phase** (`fault_ticks` ticks of 1 ms of virtual time): clients propose at random
 //!    times to the node they believe leads (on a refusal they believe whom that node names, or
 //!    try another; they hold back while it has a backlog, see [`CLIENT_BACKLOG`]); messages are
@@ -15,7 +15,7 @@
 //!    cluster is partitioned, single links are cut one way, the leader is isolated, links heal;
 //!    in half of the seeds nodes crash and later restart from their durable state.
 //! 3. **Heal phase**: every link comes back, every node is up (those down restart) and none
-//!    crashes, nothing is lost or duplicated any more, clients stop. Within 50 election timeouts
+//!    crashes, nothing is lost or duplicated any more, clients stop. Within 100 election timeouts
 //!    the cluster must converge: one leader that every node follows in its term, a fresh marker
 //!    command committed and applied on every node, and the same commit index everywhere.
 //!
@@ -29,6 +29,14 @@
 //! it held back and its writes in progress: exactly what was not yet durable. What it already
 //! sent stays on its way. Messages that arrive while it is down are lost. After a drawn downtime
 //! it restarts with [`Core::restore`] from its durable state and a fresh seed.
+//!
+//! # Snapshots
+//!
+//! In two thirds of the seeds every node's service snapshots its state machine every few applied
+//! entries and compacts the log ([`Snapshots`]), so leaders often lack the entries a lagging or
+//! restarted follower needs and send their snapshot instead, in chunks as small as 8 bytes. The
+//! checker plays every node's service: it checks each snapshot handed to one against the
+//! commands committed up to its index (see the [`checker`](Invariant)'s docs).
 //!
 //! The next event is always the earliest of: the end of a phase, the next fault change, the next
 //! crash, a restart, the next message due, the next write to complete, the earliest core timer
@@ -72,7 +80,7 @@ use event::EventLog;
 pub use event::{DropReason, Event, EventKind, MsgSummary, RECENT_EVENTS};
 pub use network::Quality;
 use network::{Network, Sent};
-pub use scenario::{Crashes, Scenario};
+pub use scenario::{Crashes, Scenario, Snapshots};
 use storage::Disk;
 pub use storage::DiskLatency;
 
@@ -82,7 +90,7 @@ pub const TICK: Nanos = 1_000_000;
 /// A client holds back while the node it asks has this many uncommitted entries, or 16 round
 /// trips' worth of its flow control (`max_append_entries * max_inflight` entries per round trip),
 /// whichever is less: offered load must not outrun what a scenario can replicate, or no heal
-/// phase could catch up within its 50 election timeouts.
+/// phase could catch up within its 100 election timeouts.
 pub const CLIENT_BACKLOG: u64 = 256;
 
 /// Most messages that may be in flight at once: beyond it, replies are breeding requests faster
@@ -103,7 +111,7 @@ pub const MAX_NODES: usize = 63;
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Cluster size, from [`MIN_NODES`] to [`MAX_NODES`] (otherwise 3, 5 or 7, drawn from the
-    /// seed). The heal phase's bound of 50 election timeouts is sized for 3 to 7 nodes: with 2,
+    /// seed). The heal phase's bound of 100 election timeouts is sized for 3 to 7 nodes: with 2,
     /// or with a few dozen, split votes under the narrow timeout ranges some seeds draw can
     /// outlast it, a convergence failure that is no safety bug.
     pub nodes: Option<usize>,
@@ -113,6 +121,9 @@ pub struct Options {
     /// seed: none in half of the seeds, one every quarter to every two election timeouts in the
     /// others).
     pub crash_interval: Option<Nanos>,
+    /// Entries each node applies between two snapshots, 0 for none (otherwise drawn from the
+    /// seed: none in a third of the seeds, every 2 to 50 entries in the others).
+    pub snapshot_every: Option<u64>,
     /// Keep every event, for a readable trace in [`Report::trace`].
     pub trace: bool,
 }
@@ -518,7 +529,9 @@ impl Simulation {
         let core = self.cores[i].as_mut().expect("the node is up");
         let write = core.take_persist();
         if let Some(write) = &write {
-            self.disks[i].start(write, core.log(), now, &self.scenario.disk, &mut self.rng);
+            let update = core.update(write);
+            let disk = &self.scenario.disk;
+            self.disks[i].start(write.generation, &update, now, disk, &mut self.rng);
         }
         let durable = self.disks[i].hard_state();
         for (to, msg) in core.take_messages() {
@@ -568,12 +581,45 @@ impl Simulation {
                 ),
             });
         }
+        if let Some(snapshot) = core.snapshot_to_apply() {
+            let index = snapshot.index;
+            self.log.push(now, EventKind::Install { node: i, index });
+        }
         self.checker.observe(i, core, written)?;
+        if let Some(snapshots) = self.scenario.snapshots {
+            self.compact(i, snapshots);
+        }
         self.checker.check_match(&self.cores, i)?;
         if write.is_some() && self.armed == Some(i) {
             return self.crash_node(i);
         }
         Ok(())
+    }
+
+    /// Node `i`'s service snapshots its state machine if it applied `snapshots.every` entries
+    /// since its last snapshot, and the core starts writing the snapshot.
+    fn compact(&mut self, i: usize, snapshots: Snapshots) {
+        let core = self.cores[i].as_mut().expect("the node is up");
+        let applied = core.last_applied();
+        if applied < core.log().offset() + snapshots.every {
+            return;
+        }
+        let data = checker::snapshot_data(applied, self.checker.applied_hash(i), snapshots.padding);
+        if !core.compact(applied, data) {
+            return;
+        }
+        self.log.push(
+            self.now,
+            EventKind::Compact {
+                node: i,
+                index: applied,
+            },
+        );
+        if let Some(write) = core.take_persist() {
+            let update = core.update(&write);
+            let disk = &self.scenario.disk;
+            self.disks[i].start(write.generation, &update, self.now, disk, &mut self.rng);
+        }
     }
 
     /// Completes the oldest write in progress of node `i`: stores it, reports it to the core
@@ -649,7 +695,8 @@ impl Simulation {
         self.restart_at[i] = Nanos::MAX;
         let recovered = self.disks[i].recover();
         let hard_state = recovered.hard_state;
-        let last_index = recovered.entries.len() as u64;
+        let first_index = recovered.first_index();
+        let last_index = first_index - 1 + recovered.entries.len() as u64;
         self.log.push(
             self.now,
             EventKind::Restart {
@@ -661,15 +708,7 @@ impl Simulation {
         let n = self.cores.len();
         let seed = self.rng.u64(..);
         set_stepping(&mut self.stepping, Some(i));
-        let mut core = Core::restore(
-            i,
-            n,
-            self.scenario.core.clone(),
-            seed,
-            self.now,
-            hard_state,
-            recovered.entries,
-        );
+        let mut core = Core::restore(i, n, self.scenario.core.clone(), seed, self.now, recovered);
         if let Some(adjust) = &self.adjust {
             adjust(&mut core);
         }
@@ -677,7 +716,7 @@ impl Simulation {
         self.checker.restart(i, &core)?;
         self.seen[i] = (core.role(), core.term(), core.commit_index());
         self.cores[i] = Some(core);
-        self.after_step(i, Some((1, last_index)))
+        self.after_step(i, Some((first_index, last_index)))
     }
 
     fn deliver(&mut self) -> Result<(), Failure> {
@@ -920,7 +959,8 @@ impl Simulation {
                     && c.last_applied() == commit
                     && c.log()
                         .entry(m.index)
-                        .is_some_and(|e| e.command == m.command)
+                        // Compacted: applied, as the checker saw, where the marker committed.
+                        .map_or(m.index <= c.log().offset(), |e| e.command == m.command)
             });
         Ok(converged.then(|| Converged {
             heal_took: self.now - since,

@@ -2,7 +2,8 @@
 //! disk.
 //!
 //! After every step the simulator takes the core's write ([`Core::take_persist`]), copies the
-//! entries it names (cheap: an [`Entry`] clone is a [`Bytes`](bytes::Bytes) clone) and gives it
+//! entries and the snapshot it names (cheap: an [`Entry`] or snapshot clone is a
+//! [`Bytes`](bytes::Bytes) clone) and gives it
 //! a completion time drawn from the scenario's [`DiskLatency`]. Writes complete in the order they
 //! were taken, each no earlier than the one before it, so a core may have several outstanding (a
 //! pipelined writer). A completed write is applied to a [`MemStorage`], the storage the cluster's
@@ -14,8 +15,8 @@
 
 use std::collections::VecDeque;
 
-use zeroraft_engine::core::{Entry, HardState, Log, Nanos, Persist, Update};
-use zeroraft_engine::storage::{MemStorage, Recovered, Storage};
+use zeroraft_engine::core::{Entry, HardState, Nanos, Update};
+use zeroraft_engine::storage::{MemStorage, Recovered, Snapshot, Storage};
 
 /// How long a simulated disk takes to make a write durable.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,6 +47,7 @@ struct Write {
     /// When it becomes durable. Invariant: no earlier than the write before it in the queue.
     done_at: Nanos,
     hard_state: Option<HardState>,
+    snapshot: Option<Snapshot>,
     truncate_from: Option<u64>,
     first_index: u64,
     entries: Vec<Entry>,
@@ -76,22 +78,22 @@ impl Disk {
         }
     }
 
-    /// Starts `persist`, taken from a core whose log is `log` now, to complete after a latency
-    /// drawn from `latency` (and not before the write ahead of it).
+    /// Starts write `generation`, `update` (which the core described just now), to complete
+    /// after a latency drawn from `latency` (and not before the write ahead of it).
     pub fn start(
         &mut self,
-        persist: &Persist,
-        log: &Log,
+        generation: u64,
+        update: &Update<'_>,
         now: Nanos,
         latency: &DiskLatency,
         rng: &mut fastrand::Rng,
     ) {
-        let update = persist.update(log);
         let after = self.writing.back().map_or(0, |w| w.done_at);
         self.writing.push_back(Write {
-            generation: persist.generation,
+            generation,
             done_at: (now + latency.draw(rng)).max(after),
             hard_state: update.hard_state,
+            snapshot: update.snapshot.cloned(),
             truncate_from: update.truncate_from,
             first_index: update.first_index,
             entries: update.entries.to_vec(),
@@ -117,6 +119,7 @@ impl Disk {
         let w = self.writing.pop_front().expect("a write is in progress");
         let update = Update {
             hard_state: w.hard_state,
+            snapshot: w.snapshot.as_ref(),
             truncate_from: w.truncate_from,
             first_index: w.first_index,
             entries: &w.entries,
@@ -143,7 +146,7 @@ impl Disk {
         self.hard_state
     }
 
-    /// The index of the last durable entry.
+    /// The index of the last durable entry (the durable snapshot's if no entry follows it).
     pub fn last_index(&self) -> u64 {
         self.durable.last_index()
     }

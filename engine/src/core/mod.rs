@@ -918,10 +918,10 @@ impl Core {
             return;
         }
         let key = (m.term, m.last_included_index, m.last_included_term);
-        if !self
+        if self
             .incoming
             .as_ref()
-            .is_some_and(|&(term, index, last_term, _)| (term, index, last_term) == key)
+            .is_none_or(|&(term, index, last_term, _)| (term, index, last_term) != key)
         {
             if m.offset != 0 {
                 self.send(from, reply(self.term, 0, false)); // start again

@@ -204,8 +204,15 @@ impl Progress {
             self.become_probe();
             return true;
         }
-        transfer.offset = next_offset.min(transfer.data.len() as u64);
-        transfer.sent = false;
+        // Only a reply that moves the transfer answers the outstanding chunk. If a duplicated
+        // reply, or the answer to a chunk sent again at a heartbeat, also sent the next chunk,
+        // each copy would send one more whose answer, duplicated in turn, sends more: a message
+        // storm. A reply that rewinds (the follower lost what it had) moves it too.
+        let next_offset = next_offset.min(transfer.data.len() as u64);
+        if next_offset != transfer.offset {
+            transfer.offset = next_offset;
+            transfer.sent = false;
+        }
         false
     }
 

@@ -2044,7 +2044,8 @@ fn install_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
         })
     };
     // (follower log, snapshot's last term, want log after, want a truncation stored)
-    let cases: [(&[u64], u64, &[u64], Option<u64>); 3] = [
+    type Case<'a> = (&'a [u64], u64, &'a [u64], Option<u64>);
+    let cases: [Case<'_>; 3] = [
         (&[1, 1, 1, 2, 2], 1, &[2, 2], None),
         (&[1, 1, 2, 2, 2], 1, &[], Some(4)),
         (&[1], 1, &[], None),
@@ -2227,6 +2228,43 @@ fn a_heartbeat_sends_the_outstanding_chunk_again() {
     let again = snapshots_to(&drain(&mut leader), 2);
     assert_eq!(again.len(), 1, "the chunk again, as a heartbeat");
     assert_eq!(again[0].offset, 0);
+}
+
+#[test]
+fn duplicated_chunk_replies_send_no_extra_chunks() {
+    let config = CoreConfig {
+        max_snapshot_chunk: 4,
+        ..CoreConfig::default()
+    };
+    let mut leader = replicating_leader(3, config);
+    leader.propose(0, commands(4));
+    persist(&mut leader);
+    leader.step(0, 1, ack(1, 4));
+    apply_all(&mut leader);
+    assert!(leader.compact(4, Bytes::from_static(b"abcdefghij")));
+    drain(&mut leader);
+    leader.step(0, 2, reject(1, 4, 0, 1));
+    assert_eq!(snapshots_to(&drain(&mut leader), 2).len(), 1);
+    let has = |next_offset| {
+        Message::InstallSnapshotReply(InstallSnapshotReply {
+            term: 1,
+            last_included_index: 4,
+            next_offset,
+            installed: false,
+        })
+    };
+    // The first chunk's answer, three times over (the network duplicated it): one next chunk.
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        leader.step(0, 2, has(4));
+        sent.extend(snapshots_to(&drain(&mut leader), 2));
+    }
+    let offsets: Vec<u64> = sent.iter().map(|c| c.offset).collect();
+    assert_eq!(offsets, [4], "one chunk per answer that moves the transfer");
+    // The follower restarted and lost the chunks: it asks from the start again.
+    leader.step(0, 2, has(0));
+    let again = snapshots_to(&drain(&mut leader), 2);
+    assert_eq!(again.iter().map(|c| c.offset).collect::<Vec<_>>(), [0]);
 }
 
 #[test]
