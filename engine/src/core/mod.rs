@@ -870,14 +870,7 @@ impl Core {
             self.give_entry_buffer(m.entries);
             return;
         }
-        // m.term == self.term: `from` is this term's leader.
-        assert!(
-            self.role != Role::Leader,
-            "node {} term {}: two leaders in one term",
-            self.id,
-            self.term
-        );
-        self.become_follower(m.term, Some(from));
+        self.follow_leader(from);
         let reply = self.maybe_append(m);
         #[cfg(feature = "bug-injection")]
         if reply.success && self.has_bug(Bug::AckBeforeDurable) {
@@ -885,6 +878,17 @@ impl Core {
             return;
         }
         self.send(from, Message::AppendEntriesReply(reply));
+    }
+
+    /// Follows `from`, which sent a leader's message of this node's term: it leads this term.
+    fn follow_leader(&mut self, from: usize) {
+        assert!(
+            self.role != Role::Leader,
+            "node {} term {}: two leaders in one term",
+            self.id,
+            self.term
+        );
+        self.become_follower(self.term, Some(from));
     }
 
     /// Receives one chunk of a leader's snapshot (Figure 13), and installs the snapshot when it
@@ -902,14 +906,7 @@ impl Core {
             self.send(from, reply(self.term, 0, false));
             return;
         }
-        // m.term == self.term: `from` is this term's leader.
-        assert!(
-            self.role != Role::Leader,
-            "node {} term {}: two leaders in one term",
-            self.id,
-            self.term
-        );
-        self.become_follower(m.term, Some(from));
+        self.follow_leader(from);
         let chunk_end = m.offset + m.data.len() as u64;
         if m.last_included_index <= self.commit_index {
             // Older than what is committed here: this node holds all of it already.

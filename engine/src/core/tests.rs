@@ -2207,8 +2207,9 @@ fn an_append_reaching_back_before_the_snapshot_checks_from_it() {
     assert_eq!((reply.success, reply.index), (true, 2));
 }
 
-#[test]
-fn a_heartbeat_sends_the_outstanding_chunk_again() {
+/// A leader of 3 with 4 entries, compacted into a snapshot holding `data`, which it sends in
+/// chunks of 4 bytes to follower 2, who holds nothing: its first chunk is sent and drained.
+fn leader_sending_snapshot_to_2(data: &'static [u8]) -> Core {
     let config = CoreConfig {
         max_snapshot_chunk: 4,
         ..CoreConfig::default()
@@ -2218,10 +2219,16 @@ fn a_heartbeat_sends_the_outstanding_chunk_again() {
     persist(&mut leader);
     leader.step(0, 1, ack(1, 4));
     apply_all(&mut leader);
-    assert!(leader.compact(4, Bytes::from_static(b"abcdefgh")));
+    assert!(leader.compact(4, Bytes::from_static(data)));
     drain(&mut leader);
     leader.step(0, 2, reject(1, 4, 0, 1));
     assert_eq!(snapshots_to(&drain(&mut leader), 2).len(), 1);
+    leader
+}
+
+#[test]
+fn a_heartbeat_sends_the_outstanding_chunk_again() {
+    let mut leader = leader_sending_snapshot_to_2(b"abcdefgh");
     assert!(quiet(&mut leader), "one chunk outstanding: nothing more");
     // Well past the heartbeat deadline.
     leader.tick(60_000 * MS);
@@ -2232,19 +2239,7 @@ fn a_heartbeat_sends_the_outstanding_chunk_again() {
 
 #[test]
 fn duplicated_chunk_replies_send_no_extra_chunks() {
-    let config = CoreConfig {
-        max_snapshot_chunk: 4,
-        ..CoreConfig::default()
-    };
-    let mut leader = replicating_leader(3, config);
-    leader.propose(0, commands(4));
-    persist(&mut leader);
-    leader.step(0, 1, ack(1, 4));
-    apply_all(&mut leader);
-    assert!(leader.compact(4, Bytes::from_static(b"abcdefghij")));
-    drain(&mut leader);
-    leader.step(0, 2, reject(1, 4, 0, 1));
-    assert_eq!(snapshots_to(&drain(&mut leader), 2).len(), 1);
+    let mut leader = leader_sending_snapshot_to_2(b"abcdefghij");
     let has = |next_offset| {
         Message::InstallSnapshotReply(InstallSnapshotReply {
             term: 1,
