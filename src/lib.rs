@@ -47,7 +47,8 @@ pub mod sim;
 
 pub use zeroraft_engine as engine;
 pub use zeroraft_engine::{
-    ApplyMsg, Config, ConfigError, Endpoint, Network, PeerStatus, Raft, Role, StartError, Status,
+    ApplyMsg, Compaction, Config, ConfigError, Endpoint, Network, PeerStatus, Raft, Role,
+    StartError, StateMachine, Status,
 };
 pub use zeroraft_transport as transport;
 pub use zeroraft_transport::NetworkConfig;

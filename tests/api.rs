@@ -111,6 +111,84 @@ fn config_errors_are_reported() {
                 "max_append_entries, max_append_bytes and max_inflight must be above zero",
             ),
         ),
+        (
+            Config {
+                heartbeat_interval: Duration::from_nanos(1),
+                election_timeout_min: Duration::from_nanos(2),
+                election_timeout_max: Duration::from_nanos(3),
+                spin: Duration::ZERO,
+                commit_notify_delay: Duration::ZERO,
+                ..Config::default()
+            },
+            0,
+            3,
+            0,
+            ConfigError::Invalid(
+                "heartbeat_interval must be at least 1 ms: more often, heartbeats alone flood the \
+                 network with a message per follower per interval",
+            ),
+        ),
+        (
+            Config {
+                max_append_entries: usize::MAX,
+                ..Config::default()
+            },
+            0,
+            3,
+            0,
+            ConfigError::Invalid(
+                "max_append_entries must be at most 2^20 (Config::MAX_APPEND_ENTRIES)",
+            ),
+        ),
+        (
+            Config {
+                max_inflight: usize::MAX,
+                ..Config::default()
+            },
+            0,
+            3,
+            0,
+            ConfigError::Invalid(
+                "max_inflight must be at most 2^16 (Config::MAX_INFLIGHT): the leader keeps a \
+                 ring of that many indices per follower",
+            ),
+        ),
+        (
+            Config {
+                commit_notify_delay: Duration::MAX,
+                ..Config::default()
+            },
+            0,
+            3,
+            0,
+            ConfigError::Invalid("commit_notify_delay must be below election_timeout_min"),
+        ),
+        (
+            Config {
+                spin: Duration::MAX,
+                ..Config::default()
+            },
+            0,
+            3,
+            0,
+            ConfigError::Invalid(
+                "spin must be at most 10 ms (Config::MAX_SPIN) and below heartbeat_interval: a \
+                 spinning node sends no heartbeats",
+            ),
+        ),
+        (
+            Config {
+                spin: Duration::from_secs(10),
+                ..Config::default()
+            },
+            0,
+            3,
+            0,
+            ConfigError::Invalid(
+                "spin must be at most 10 ms (Config::MAX_SPIN) and below heartbeat_interval: a \
+                 spinning node sends no heartbeats",
+            ),
+        ),
     ];
     for (case, (config, me, peers, endpoint, want)) in cases.into_iter().enumerate() {
         let endpoint = net.endpoint(endpoint, 1).unwrap();

@@ -148,22 +148,24 @@ impl Compaction {
 /// heartbeats a second and a new leader well within a second of the old one failing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// How often a leader sends AppendEntries to an idle follower. Default 100 ms.
+    /// How often a leader sends AppendEntries to an idle follower. Default 100 ms; at least
+    /// [`Config::MIN_HEARTBEAT`].
     pub heartbeat_interval: Duration,
     /// Lower bound of the randomized election timeout. Default 300 ms.
     pub election_timeout_min: Duration,
     /// Upper bound (exclusive) of the randomized election timeout. Default 600 ms.
     pub election_timeout_max: Duration,
-    /// Most entries in one AppendEntries. Default 4096.
+    /// Most entries in one AppendEntries. Default 4096; at most [`Config::MAX_APPEND_ENTRIES`].
     pub max_append_entries: usize,
     /// Most payload bytes in one AppendEntries (one entry is always sent). Default 1 MiB.
     pub max_append_bytes: usize,
-    /// Most AppendEntries in flight to one follower. Default 64.
+    /// Most AppendEntries in flight to one follower. Default 64; at most
+    /// [`Config::MAX_INFLIGHT`] (the leader keeps a ring of this many indices per follower).
     pub max_inflight: usize,
     /// After the leader's commit index advances, how long it waits before sending it to
     /// followers that received no AppendEntries since (under load, the next batch carries it).
     /// Bounds how far a follower's applied state trails the leader's when traffic stops.
-    /// Default 2 ms.
+    /// Default 2 ms; below `election_timeout_min`.
     pub commit_notify_delay: Duration,
     /// Largest command [`Raft::start`] accepts. Default 4 MiB.
     pub max_command_bytes: usize,
@@ -173,7 +175,8 @@ pub struct Config {
     /// it parks, after a round that moved its log or commit index. Waking a parked thread costs
     /// the waker a system call and the wakee up to tens of microseconds; a node under load finds
     /// its next message or proposal within this window and never parks. Idle nodes (heartbeats
-    /// only) never spin. Default 50 µs; zero parks at once.
+    /// only) never spin. Default 50 µs; zero parks at once; at most [`Config::MAX_SPIN`] and
+    /// below `heartbeat_interval` (a spinning node sends no heartbeats).
     pub spin: Duration,
     /// Whether the node writes to its storage from a thread of its own, so that it keeps
     /// answering messages and sending heartbeats while a write waits for the disk. `None`, the
@@ -210,6 +213,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The shortest heartbeat interval accepted: more often, heartbeats alone are a message
+    /// storm (a message per follower per interval) and the node's thread does little else.
+    pub const MIN_HEARTBEAT: Duration = Duration::from_millis(1);
+    /// The most entries accepted in one AppendEntries.
+    pub const MAX_APPEND_ENTRIES: usize = 1 << 20;
+    /// The most AppendEntries accepted in flight to one follower.
+    pub const MAX_INFLIGHT: usize = 1 << 16;
+    /// The longest spin accepted before a node's thread parks.
+    pub const MAX_SPIN: Duration = Duration::from_millis(10);
+
     /// Checks the settings for node `me` of a cluster of `peers` nodes.
     ///
     /// # Errors
@@ -231,6 +244,12 @@ impl Config {
         if self.heartbeat_interval.is_zero() {
             return Err(ConfigError::Invalid(
                 "heartbeat_interval must be above zero",
+            ));
+        }
+        if self.heartbeat_interval < Self::MIN_HEARTBEAT {
+            return Err(ConfigError::Invalid(
+                "heartbeat_interval must be at least 1 ms: more often, heartbeats alone flood the \
+                 network with a message per follower per interval",
             ));
         }
         if self.election_timeout_min >= self.election_timeout_max {
@@ -261,6 +280,28 @@ impl Config {
         if self.max_append_entries == 0 || self.max_append_bytes == 0 || self.max_inflight == 0 {
             return Err(ConfigError::Invalid(
                 "max_append_entries, max_append_bytes and max_inflight must be above zero",
+            ));
+        }
+        if self.max_append_entries > Self::MAX_APPEND_ENTRIES {
+            return Err(ConfigError::Invalid(
+                "max_append_entries must be at most 2^20 (Config::MAX_APPEND_ENTRIES)",
+            ));
+        }
+        if self.max_inflight > Self::MAX_INFLIGHT {
+            return Err(ConfigError::Invalid(
+                "max_inflight must be at most 2^16 (Config::MAX_INFLIGHT): the leader keeps a \
+                 ring of that many indices per follower",
+            ));
+        }
+        if self.commit_notify_delay >= self.election_timeout_min {
+            return Err(ConfigError::Invalid(
+                "commit_notify_delay must be below election_timeout_min",
+            ));
+        }
+        if self.spin > Self::MAX_SPIN || self.spin >= self.heartbeat_interval {
+            return Err(ConfigError::Invalid(
+                "spin must be at most 10 ms (Config::MAX_SPIN) and below heartbeat_interval: a \
+                 spinning node sends no heartbeats",
             ));
         }
         Ok(())
