@@ -24,7 +24,7 @@ use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
 use zeroraft_engine::storage::{FileStorage, Identity, Snapshot, WalOptions};
-use zeroraft_engine::{BuildError, Config, MemStorage, Network, Raft, StateMachine};
+use zeroraft_engine::{BuildError, Config, MemStorage, Network, Raft, StartError, StateMachine};
 use zeroraft_transport::NetworkConfig;
 
 /// `len` bytes of 0x5a with a static lifetime (leaked, once per call), so that cloning the payload
@@ -299,6 +299,8 @@ impl BenchCluster {
         loop {
             match self.nodes[*leader].try_start(payload()) {
                 Ok((index, _)) => return index,
+                // The leader's queue is full: its thread catches up within microseconds.
+                Err(StartError::Busy { .. }) => std::thread::yield_now(),
                 Err(_) => *leader = self.leader(),
             }
         }

@@ -396,18 +396,19 @@ impl Cluster {
             storage,
             snapshots,
         } = options;
-        assert!(
-            snapshots != Snapshots::Tester || history.is_none(),
-            "the tester's snapshots hold every applied command: they need the whole history"
-        );
-        assert!(
-            snapshots != Snapshots::Every(0),
-            "snapshots every 0 entries"
-        );
+        if snapshots == Snapshots::Tester && history.is_some() {
+            return Err(
+                "the tester's snapshots hold every applied command: they need the whole history"
+                    .into(),
+            );
+        }
+        if snapshots == Snapshots::Every(0) {
+            return Err("snapshots every 0 entries".into());
+        }
         let mut net_config = NetworkConfig::new(n);
         net_config.seed = fastrand::u64(..);
         let network =
-            Network::new(net_config).unwrap_or_else(|e| panic!("cannot build the network: {e}"));
+            Network::new(net_config).map_err(|e| format!("cannot build the network: {e}"))?;
         network.set_reliable(!unreliable);
         let cluster = Self {
             n,
@@ -456,7 +457,7 @@ impl Cluster {
         let endpoint = self
             .network
             .endpoint(i, fastrand::u64(..))
-            .expect("id in range");
+            .map_err(|e| format!("cannot attach node {i}: {e}"))?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let builder = Raft::builder(self.config.clone(), i, self.n, endpoint);
         let builder = match storage {

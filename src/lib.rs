@@ -48,7 +48,7 @@ pub mod sim;
 pub use zeroraft_engine as engine;
 pub use zeroraft_engine::{
     ApplyMsg, Compaction, Config, ConfigError, Endpoint, Network, PeerStatus, Raft, Role,
-    StartError, StateMachine, Status,
+    StartError, StateMachine, Status, WeakRaft,
 };
 pub use zeroraft_transport as transport;
 pub use zeroraft_transport::NetworkConfig;

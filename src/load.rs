@@ -269,6 +269,11 @@ fn run_client(id: usize, shared: &Shared) {
                     std::thread::sleep(Duration::from_millis(10));
                     break;
                 }
+                Err(StartError::Busy { .. }) => {
+                    // The leader's queue is full: let its thread catch up.
+                    std::thread::sleep(Duration::from_micros(200));
+                    break;
+                }
                 Err(StartError::TooLarge { .. }) => return,
             }
         }

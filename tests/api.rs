@@ -1,11 +1,14 @@
 //! The public API under normal and bad input: clear errors, never a panic or a hang.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use zeroraft::cluster::{Cluster, cmd};
-use zeroraft::{Config, ConfigError, Network, NetworkConfig, Raft, StartError};
+use zeroraft::transport::EndpointError;
+use zeroraft::{Config, ConfigError, Network, NetworkConfig, Raft, StartError, WeakRaft};
 
 /// Fast timings so these tests need no more than a few hundred milliseconds per election.
 fn fast() -> Config {
@@ -206,7 +209,7 @@ fn config_errors_are_reported() {
         "a network of 0 nodes is refused"
     );
     assert!(
-        net.endpoint(3, 0).is_none(),
+        net.endpoint(3, 0).is_err(),
         "an endpoint out of range is refused"
     );
 }
@@ -269,13 +272,14 @@ fn start_returns_the_index_the_command_lands_at() {
     });
     assert!(!results.is_empty(), "the leader accepted commands");
     let terms: std::collections::HashSet<u64> = results.iter().map(|r| r.1).collect();
-    let mut indices: Vec<u64> = results.iter().map(|r| r.0).collect();
-    indices.sort_unstable();
-    indices.dedup();
+    // The node may step down and be elected again: an index is handed out once per term.
+    let mut claims: Vec<(u64, u64)> = results.iter().map(|r| (r.1, r.0)).collect();
+    claims.sort_unstable();
+    claims.dedup();
     assert_eq!(
-        indices.len(),
+        claims.len(),
         results.len(),
-        "every index was handed out once"
+        "every (term, index) was handed out once"
     );
     if terms.len() == 1 {
         // The leader kept its term, so every command must be where start() said.
@@ -428,4 +432,200 @@ fn concurrent_kills_all_return_after_the_thread_ended() {
             });
         }
     });
+}
+
+/// Runs `f` on a thread of its own and fails if it has not returned within `limit`: a hang is
+/// a failure, not a stuck test run. (A hung thread is left behind; the process ends with the run.)
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("{what} did not return within {limit:?}"))
+}
+
+/// A single-node cluster, elected, applying with `state_machine`.
+fn single_node<S: zeroraft::StateMachine>(config: Config, state_machine: S) -> (Network, Raft) {
+    let net = Network::new(NetworkConfig::new(1)).unwrap();
+    net.connect(0);
+    let endpoint = net.endpoint(0, 5).unwrap();
+    let raft = Raft::with_state_machine(config, 0, 1, endpoint, state_machine).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "a single node elects itself",
+        || raft.get_state().1,
+    );
+    (net, raft)
+}
+
+#[test]
+fn kill_from_the_state_machine_while_another_thread_kills() {
+    // The state machine kills its own node while the test's thread is inside `kill` too, holding
+    // the lock under which it waits for the node's thread to end.
+    for round in 0..3 {
+        let me: Arc<OnceLock<WeakRaft>> = Arc::default();
+        let entered = Arc::new(AtomicBool::new(false));
+        let (inner, inside) = (me.clone(), entered.clone());
+        let (net, raft) = single_node(fast(), move |_: u64, _: u64, _: &Bytes| {
+            let Some(raft) = inner.get().and_then(WeakRaft::upgrade) else {
+                return;
+            };
+            inside.store(true, SeqCst);
+            while !raft.is_killed() {
+                std::thread::yield_now();
+            }
+            // Let the other killer reach its join (the interleaving that used to deadlock).
+            std::thread::sleep(Duration::from_millis(20));
+            raft.kill();
+        });
+        me.set(raft.downgrade()).unwrap();
+        raft.try_start(cmd(round)).unwrap();
+        let killer = raft.clone();
+        within(Duration::from_secs(10), "kill", move || {
+            while !entered.load(SeqCst) {
+                std::thread::yield_now();
+            }
+            killer.kill();
+        });
+        assert!(raft.status().killed, "round {round}: the thread ended");
+        drop(net);
+    }
+}
+
+#[test]
+fn a_state_machine_with_a_weak_handle_lets_its_node_go() {
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let me: Arc<OnceLock<WeakRaft>> = Arc::default();
+    let (inner, flag) = (me.clone(), Flag(dropped.clone()));
+    let applied_through_handle = Arc::new(AtomicBool::new(false));
+    let seen = applied_through_handle.clone();
+    let (_net, raft) = single_node(fast(), move |_: u64, _: u64, _: &Bytes| {
+        let _keep = &flag;
+        if let Some(raft) = inner.get().and_then(WeakRaft::upgrade) {
+            // The handle works from the node's own thread.
+            seen.store(raft.get_state().1, SeqCst);
+        }
+    });
+    me.set(raft.downgrade()).unwrap();
+    raft.try_start(cmd(1)).unwrap();
+    eventually(Duration::from_secs(5), "the command applied", || {
+        applied_through_handle.load(SeqCst)
+    });
+    let weak = raft.downgrade();
+    within(
+        Duration::from_secs(10),
+        "dropping the last handle",
+        move || drop(raft),
+    );
+    assert!(
+        dropped.load(SeqCst),
+        "the node's thread ended and dropped its state machine with the last handle"
+    );
+    assert!(weak.upgrade().is_none());
+}
+
+#[test]
+fn a_panic_in_apply_stops_the_node_with_the_reason() {
+    let (_net, raft) = single_node(fast(), |_: u64, _: u64, command: &Bytes| {
+        assert!(&command[..] != b"boom", "the state machine refuses boom");
+    });
+    raft.try_start(Bytes::from_static(b"fine")).unwrap();
+    raft.try_start(Bytes::from_static(b"boom")).unwrap();
+    eventually(Duration::from_secs(5), "the node stopped", || {
+        raft.status().killed
+    });
+    let status = raft.status();
+    let failure = status.failure.as_deref().expect("the status says why");
+    assert!(
+        failure.contains("panicked") && failure.contains("the state machine refuses boom"),
+        "{failure}"
+    );
+    assert!(raft.is_killed());
+    assert!(!raft.get_state().1, "no longer reported as leader");
+    match raft.try_start(cmd(3)) {
+        Err(StartError::Failed { reason }) => assert_eq!(reason, failure),
+        other => panic!("expected StartError::Failed, got {other:?}"),
+    }
+    within(Duration::from_secs(10), "kill after a panic", move || {
+        raft.kill()
+    });
+}
+
+#[test]
+fn a_blocked_leader_pushes_back_on_start() {
+    // The apply channel holds one entry and nobody reads it: the node's thread blocks on the
+    // second. `start` must then refuse once the queue is full, not grow it without bound.
+    let net = Network::new(NetworkConfig::new(1)).unwrap();
+    net.connect(0);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let config = Config {
+        max_queued_proposals: 1000,
+        ..fast()
+    };
+    let raft = Raft::new(config, 0, 1, net.endpoint(0, 6).unwrap(), tx).unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "a single node elects itself",
+        || raft.get_state().1,
+    );
+    let mut accepted = 0u64;
+    let refused = loop {
+        match raft.try_start(cmd(accepted)) {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            accepted < 1_000_000,
+            "a blocked leader accepted a million commands"
+        );
+    };
+    assert_eq!(refused, StartError::Busy { limit: 1000 });
+    assert!(refused.to_string().contains("1000 commands"), "{refused}");
+    let appended = raft.status().last_log_index;
+    assert!(
+        accepted <= appended + 1000,
+        "{accepted} accepted, {appended} appended: more than 1000 queued"
+    );
+    let (index, _, ok) = raft.start(cmd(0));
+    assert_eq!((index, ok), (0, false), "start reports a refusal");
+    assert!(raft.get_state().1, "the node still leads");
+
+    // Once the service reads again, the node catches up and accepts commands again.
+    let reader = std::thread::spawn(move || while rx.recv().is_ok() {});
+    eventually(Duration::from_secs(10), "the leader accepts again", || {
+        raft.try_start(cmd(1)).is_ok()
+    });
+    eventually(
+        Duration::from_secs(10),
+        "everything accepted is applied",
+        || raft.status().last_applied > accepted,
+    );
+    within(Duration::from_secs(10), "kill", move || raft.kill());
+    reader.join().unwrap();
+}
+
+#[test]
+fn an_endpoint_serves_one_node_at_a_time() {
+    let net = Network::new(NetworkConfig::new(1)).unwrap();
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let raft = Raft::new(fast(), 0, 1, net.endpoint(0, 1).unwrap(), tx.clone()).unwrap();
+    let err = net.endpoint(0, 2).err();
+    assert_eq!(err, Some(EndpointError::InUse { id: 0 }), "a second node 0");
+    raft.kill();
+    let endpoint = net
+        .endpoint(0, 3)
+        .expect("a killed node's endpoint is free again");
+    let again = Raft::new(fast(), 0, 1, endpoint, tx).unwrap();
+    again.kill();
 }

@@ -48,7 +48,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 pub use crate::core::{Message, ProgressState, Role};
-pub use runtime::{Builder, Raft, StateMachine};
+pub use runtime::{Builder, Raft, StateMachine, WeakRaft};
 pub use zeroraft_storage as storage;
 pub use zeroraft_storage::{MemStorage, NoStorage, Storage, StorageError};
 
@@ -169,6 +169,13 @@ pub struct Config {
     pub commit_notify_delay: Duration,
     /// Largest command [`Raft::start`] accepts. Default 4 MiB.
     pub max_command_bytes: usize,
+    /// Most commands a leader holds that `start` accepted and its thread has not yet appended
+    /// to its log: beyond, [`Raft::try_start`] refuses with [`StartError::Busy`] until the
+    /// thread catches up. This is the backpressure a client faster than the cluster meets, and
+    /// what bounds the memory of a leader whose thread is blocked (by a full apply channel,
+    /// say). The queue is allocated whole when the node starts (56 bytes a command). Default
+    /// 16 384; at most [`Config::MAX_QUEUED_PROPOSALS`].
+    pub max_queued_proposals: usize,
     /// Seed of the node's random choices (election timeouts). `None` picks one at random.
     pub seed: Option<u64>,
     /// How long the node's thread looks for more work (yielding the core between looks) before
@@ -203,6 +210,7 @@ impl Default for Config {
             max_inflight: core.max_inflight,
             commit_notify_delay: Duration::from_nanos(core.commit_notify_delay),
             max_command_bytes: 4 << 20,
+            max_queued_proposals: 1 << 14,
             seed: None,
             spin: Duration::from_micros(50),
             dedicated_writer: None,
@@ -222,6 +230,8 @@ impl Config {
     pub const MAX_INFLIGHT: usize = 1 << 16;
     /// The longest spin accepted before a node's thread parks.
     pub const MAX_SPIN: Duration = Duration::from_millis(10);
+    /// The most proposals accepted in a leader's queue ([`Config::max_queued_proposals`]).
+    pub const MAX_QUEUED_PROPOSALS: usize = 1 << 20;
 
     /// Checks the settings for node `me` of a cluster of `peers` nodes.
     ///
@@ -291,6 +301,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_inflight must be at most 2^16 (Config::MAX_INFLIGHT): the leader keeps a \
                  ring of that many indices per follower",
+            ));
+        }
+        if self.max_queued_proposals == 0 || self.max_queued_proposals > Self::MAX_QUEUED_PROPOSALS
+        {
+            return Err(ConfigError::Invalid(
+                "max_queued_proposals must be above zero and at most 2^20 \
+                 (Config::MAX_QUEUED_PROPOSALS)",
             ));
         }
         if self.commit_notify_delay >= self.election_timeout_min {
@@ -455,10 +472,18 @@ pub enum StartError {
         /// The configured maximum.
         max: usize,
     },
+    /// The leader already holds [`Config::max_queued_proposals`] commands its thread has not
+    /// appended yet: the cluster is behind its clients (or the node's thread is blocked). Try
+    /// again once earlier commands are applied.
+    Busy {
+        /// The configured maximum.
+        limit: usize,
+    },
     /// The node was killed.
     Killed,
     /// The node stopped on its own after a failure it could not go on from (its storage
-    /// failed); `reason` says what happened.
+    /// failed, its state machine panicked or could not restore a snapshot); `reason` says what
+    /// happened.
     Failed {
         /// What stopped the node.
         reason: String,
@@ -478,6 +503,11 @@ impl fmt::Display for StartError {
             Self::TooLarge { len, max } => {
                 write!(f, "command of {len} bytes exceeds the maximum of {max}")
             }
+            Self::Busy { limit } => write!(
+                f,
+                "{limit} commands are already waiting to be appended; try again once the \
+                 leader has caught up"
+            ),
             Self::Killed => write!(f, "the node was killed"),
             Self::Failed { reason } => write!(f, "the node stopped: {reason}"),
         }
@@ -533,7 +563,7 @@ pub struct Status {
     pub syncs: u64,
     /// Time spent in those writes, in all.
     pub sync_time: Duration,
-    /// Why the node stopped on its own, if it did (a storage failure).
+    /// Why the node stopped on its own, if it did (a storage failure, a panic on its thread).
     pub failure: Option<Arc<str>>,
     /// Term of its last log entry.
     pub last_log_term: u64,
@@ -600,6 +630,7 @@ mod tests {
             max_inflight: 64,
             commit_notify_delay: ms(2),
             max_command_bytes: 4 << 20,
+            max_queued_proposals: 1 << 14,
             seed: None,
             spin: Duration::from_micros(50),
             dedicated_writer: None,

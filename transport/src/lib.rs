@@ -43,7 +43,9 @@ mod tests;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -80,16 +82,27 @@ const LONG_REORDER_OUT_OF: u32 = 900;
 const LONG_REORDER_BASE_MS: u64 = 200;
 const LONG_REORDER_SPREAD_MS: u64 = 2000;
 
+/// The most nodes a [`Network`] accepts (its link matrix has a flag per ordered pair).
+pub const MAX_NODES: usize = 1024;
+/// The largest inbox a [`Network`] accepts, in messages: each inbox is allocated whole when its
+/// endpoint is created.
+pub const MAX_INBOX_CAPACITY: usize = 1 << 20;
+
+/// The scheduler thread's stack: it runs one loop over a heap and a channel, whatever the
+/// process's default for new threads.
+const SCHEDULER_STACK: usize = 256 << 10;
+
 /// Settings of a new [`Network`].
 #[derive(Clone, Debug)]
 pub struct NetworkConfig {
-    /// Number of nodes; node ids are `0..nodes`.
+    /// Number of nodes; node ids are `0..nodes`. At most [`MAX_NODES`].
     pub nodes: usize,
     /// Seed of the random choices (delays and drops). Each endpoint derives its own generator
     /// from it, so one seed gives the same choices for the same sequence of sends.
     pub seed: u64,
     /// Capacity of each node's inbox, in messages. A message that finds the inbox full is
     /// dropped and counted in [`Network::overflow_drops`], as a full queue on a real link would.
+    /// At least 1 and at most [`MAX_INBOX_CAPACITY`].
     pub inbox_capacity: usize,
 }
 
@@ -111,6 +124,22 @@ pub enum NetworkError {
     NoNodes,
     /// An inbox must hold at least one message.
     ZeroInboxCapacity,
+    /// More nodes than [`MAX_NODES`].
+    TooManyNodes {
+        /// Nodes asked for.
+        nodes: usize,
+        /// Most accepted.
+        max: usize,
+    },
+    /// An inbox larger than [`MAX_INBOX_CAPACITY`].
+    InboxTooLarge {
+        /// The capacity asked for.
+        capacity: usize,
+        /// Most accepted.
+        max: usize,
+    },
+    /// The scheduler thread could not be started; the text is the system's reason.
+    Thread(String),
 }
 
 impl std::fmt::Display for NetworkError {
@@ -118,11 +147,52 @@ impl std::fmt::Display for NetworkError {
         match self {
             Self::NoNodes => write!(f, "a network needs at least one node"),
             Self::ZeroInboxCapacity => write!(f, "an inbox capacity of 0 cannot hold any message"),
+            Self::TooManyNodes { nodes, max } => {
+                write!(f, "{nodes} nodes asked for, at most {max} supported")
+            }
+            Self::InboxTooLarge { capacity, max } => write!(
+                f,
+                "an inbox of {capacity} messages asked for, at most {max} supported"
+            ),
+            Self::Thread(e) => write!(f, "cannot start the network's scheduler thread: {e}"),
         }
     }
 }
 
 impl std::error::Error for NetworkError {}
+
+/// Why [`Network::endpoint`] gave no endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointError {
+    /// The id is not a node of this network.
+    NoSuchNode {
+        /// The id asked for.
+        id: NodeId,
+        /// Nodes in the network.
+        nodes: usize,
+    },
+    /// The node already has an endpoint that has not been dropped: one node, one endpoint.
+    InUse {
+        /// The id asked for.
+        id: NodeId,
+    },
+}
+
+impl std::fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoSuchNode { id, nodes } => {
+                write!(f, "node {id} is not in a network of {nodes} nodes")
+            }
+            Self::InUse { id } => write!(
+                f,
+                "node {id} already has an endpoint; drop it before creating another"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EndpointError {}
 
 /// Traffic counters of one node, split by who writes them: the node's own sends update one
 /// cache line, deliveries to it by other nodes another, so neither side's writes evict the
@@ -241,6 +311,8 @@ struct Shared<M> {
     /// `incarnations[i]`: how many endpoints node `i` has had. An endpoint sends only while it
     /// is its node's latest; a delayed message is delivered only if neither end was replaced.
     incarnations: Box<[AtomicU64]>,
+    /// `claimed[i]`: whether node `i` has an endpoint that has not been dropped.
+    claimed: Box<[AtomicBool]>,
     stats: Box<[NodeStats]>,
     overflow_drops: AtomicU64,
     delayed_seq: AtomicU64,
@@ -336,13 +408,26 @@ impl<M: Message> Network<M> {
     ///
     /// # Errors
     ///
-    /// [`NetworkError`] if there are no nodes or the inbox capacity is 0.
+    /// [`NetworkError`] if the number of nodes or the inbox capacity is out of range, or the
+    /// scheduler thread cannot be started.
     pub fn new(config: NetworkConfig) -> Result<Self, NetworkError> {
         if config.nodes == 0 {
             return Err(NetworkError::NoNodes);
         }
+        if config.nodes > MAX_NODES {
+            return Err(NetworkError::TooManyNodes {
+                nodes: config.nodes,
+                max: MAX_NODES,
+            });
+        }
         if config.inbox_capacity == 0 {
             return Err(NetworkError::ZeroInboxCapacity);
+        }
+        if config.inbox_capacity > MAX_INBOX_CAPACITY {
+            return Err(NetworkError::InboxTooLarge {
+                capacity: config.inbox_capacity,
+                max: MAX_INBOX_CAPACITY,
+            });
         }
         let n = config.nodes;
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -354,6 +439,7 @@ impl<M: Message> Network<M> {
             long_reordering: AtomicBool::new(false),
             inboxes: (0..n).map(|_| ArcSwapOption::empty()).collect(),
             incarnations: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            claimed: (0..n).map(|_| AtomicBool::new(false)).collect(),
             stats: (0..n).map(|_| NodeStats::default()).collect(),
             overflow_drops: AtomicU64::new(0),
             delayed_seq: AtomicU64::new(0),
@@ -364,8 +450,9 @@ impl<M: Message> Network<M> {
         let for_thread = Arc::downgrade(&shared);
         let scheduler = std::thread::Builder::new()
             .name("zeroraft-net".into())
+            .stack_size(SCHEDULER_STACK)
             .spawn(move || run_scheduler(rx, for_thread))
-            .expect("failed to spawn the network scheduler thread");
+            .map_err(|e| NetworkError::Thread(e.to_string()))?;
         Ok(Self {
             shared,
             control: Mutex::new(()),
@@ -378,18 +465,30 @@ impl<M: Message> Network<M> {
         self.shared.nodes
     }
 
-    /// Creates node `id`'s endpoint with a fresh, empty inbox: a new incarnation of the node. An
-    /// endpoint created earlier for the same id receives nothing more and sends nothing more, and
-    /// messages still on their way to or from it are dropped, as a restarted server's old
-    /// connections are gone. The node's delivered-request
-    /// count ([`Network::rpc_count`]) restarts at 0, as a restarted server's does in the tester.
-    /// The endpoint's random generator (delays and drops of what it sends) is derived from
-    /// the network's seed ([`NetworkConfig::seed`]), `seed` and `id`.
+    /// Creates node `id`'s endpoint with a fresh, empty inbox: a new incarnation of the node.
+    /// A node has one endpoint at a time; once the previous one is dropped, messages still on
+    /// their way to or from it are dropped too, as a restarted server's old connections are
+    /// gone. The node's delivered-request count ([`Network::rpc_count`]) restarts at 0, as a
+    /// restarted server's does in the tester. The endpoint's random generator (delays and drops
+    /// of what it sends) is derived from the network's seed ([`NetworkConfig::seed`]), `seed`
+    /// and `id`.
     ///
-    /// Returns `None` if `id` is not a node of this network.
-    pub fn endpoint(&self, id: NodeId, seed: u64) -> Option<Endpoint<M>> {
-        if id >= self.shared.nodes {
-            return None;
+    /// # Errors
+    ///
+    /// [`EndpointError::NoSuchNode`] if `id` is not a node of this network,
+    /// [`EndpointError::InUse`] while an endpoint created for `id` before is not dropped.
+    pub fn endpoint(&self, id: NodeId, seed: u64) -> Result<Endpoint<M>, EndpointError> {
+        let nodes = self.shared.nodes;
+        let claimed = self
+            .shared
+            .claimed
+            .get(id)
+            .ok_or(EndpointError::NoSuchNode { id, nodes })?;
+        if claimed
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            return Err(EndpointError::InUse { id });
         }
         let parker = crossbeam_utils::sync::Parker::new();
         let inbox = Arc::new(Inbox::new(
@@ -400,7 +499,7 @@ impl<M: Message> Network<M> {
         self.shared.inboxes[id].store(Some(inbox.clone()));
         self.shared.stats[id].delivered.requests.store(0, Relaxed);
         let rng = endpoint_rng(self.shared.seed ^ seed, id);
-        Some(Endpoint {
+        Ok(Endpoint {
             id,
             incarnation,
             shared: self.shared.clone(),
@@ -600,6 +699,13 @@ pub struct Endpoint<M: Message> {
     inbox: Arc<Inbox<M>>,
     parker: crossbeam_utils::sync::Parker,
     rng: fastrand::Rng,
+}
+
+impl<M: Message> Drop for Endpoint<M> {
+    /// Frees the node's id for a new endpoint ([`Network::endpoint`]).
+    fn drop(&mut self) {
+        self.shared.claimed[self.id].store(false, Release);
+    }
 }
 
 impl<M: Message> Endpoint<M> {

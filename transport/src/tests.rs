@@ -128,6 +128,38 @@ fn bad_configs_are_refused() {
     let cases = [
         (0, 16, NetworkError::NoNodes),
         (3, 0, NetworkError::ZeroInboxCapacity),
+        (
+            MAX_NODES + 1,
+            16,
+            NetworkError::TooManyNodes {
+                nodes: MAX_NODES + 1,
+                max: MAX_NODES,
+            },
+        ),
+        (
+            usize::MAX,
+            16,
+            NetworkError::TooManyNodes {
+                nodes: usize::MAX,
+                max: MAX_NODES,
+            },
+        ),
+        (
+            3,
+            MAX_INBOX_CAPACITY + 1,
+            NetworkError::InboxTooLarge {
+                capacity: MAX_INBOX_CAPACITY + 1,
+                max: MAX_INBOX_CAPACITY,
+            },
+        ),
+        (
+            3,
+            usize::MAX,
+            NetworkError::InboxTooLarge {
+                capacity: usize::MAX,
+                max: MAX_INBOX_CAPACITY,
+            },
+        ),
     ];
     for (case, (nodes, capacity, want)) in cases.into_iter().enumerate() {
         let config = NetworkConfig {
@@ -142,7 +174,7 @@ fn bad_configs_are_refused() {
 }
 
 #[test]
-fn endpoint_out_of_range_is_none() {
+fn endpoint_out_of_range_is_an_error() {
     let net = network(3);
     assert_eq!(net.nodes(), 3);
     for id in 0..3 {
@@ -150,8 +182,25 @@ fn endpoint_out_of_range_is_none() {
         assert_eq!((ep.id(), ep.nodes()), (id, 3));
     }
     for id in [3, 4, usize::MAX] {
-        assert!(net.endpoint(id, 0).is_none(), "id {id}");
+        let err = net.endpoint(id, 0).err();
+        assert_eq!(err, Some(EndpointError::NoSuchNode { id, nodes: 3 }));
     }
+}
+
+#[test]
+fn a_node_has_one_endpoint_at_a_time() {
+    let net = network(2);
+    let first = net.endpoint(1, 0).expect("free");
+    for _ in 0..2 {
+        let err = net.endpoint(1, 0).err().expect("claimed");
+        assert_eq!(err, EndpointError::InUse { id: 1 });
+        assert!(err.to_string().contains("already has an endpoint"), "{err}");
+    }
+    let other = net.endpoint(0, 0).expect("another node is free");
+    drop(first);
+    let second = net.endpoint(1, 0).expect("free once the first is dropped");
+    assert_eq!(second.id(), 1);
+    drop(other);
 }
 
 // ---- connectivity ------------------------------------------------------------------------------
@@ -653,19 +702,16 @@ fn counters_follow_the_tester() {
     assert_eq!(net.traffic(7), Traffic::default());
 
     // A new endpoint for node 1 restarts its delivered count, as a restarted server's.
-    let old = std::mem::replace(&mut eps[1], net.endpoint(1, 0).expect("id"));
+    drop(eps.remove(1));
+    eps.insert(1, net.endpoint(1, 0).expect("id"));
     assert_eq!(net.rpc_count(1), 0);
     eps[0].send(1, request(7));
     assert_eq!(net.rpc_count(1), 1);
-    assert!(
-        old.try_recv().is_some(),
-        "what it had before is still there"
+    assert_eq!(
+        recv_all(&eps[1]),
+        vec![(0, request(7))],
+        "nothing the old endpoint had reaches the new one"
     );
-    assert!(
-        old.try_recv().is_none(),
-        "nothing new reaches the old endpoint"
-    );
-    assert_eq!(recv_all(&eps[1]), vec![(0, request(7))]);
     assert_eq!(net.rpc_total(), 6, "the total does not restart");
 }
 
@@ -678,25 +724,24 @@ fn messages_on_their_way_never_reach_a_new_incarnation() {
     net.set_reliable(false); // requests delayed by up to 26 ms
     for seq in 0..100 {
         eps[0].send(1, request(seq));
+        eps[1].send(0, request(1000 + seq));
     }
-    let old = std::mem::replace(&mut eps[1], net.endpoint(1, 0).expect("id"));
+    // Node 1 restarts: its old endpoint goes, a new one comes.
+    drop(eps.remove(1));
+    eps.insert(1, net.endpoint(1, 0).expect("id"));
     // Longer than any delay of the unreliable network: whatever was on its way is due.
     std::thread::sleep(Duration::from_millis(200));
-    let reached_old = recv_all(&old).len();
-    assert!(
-        reached_old < 90,
-        "some requests were still on their way ({reached_old} arrived at once)"
-    );
     assert_eq!(
         recv_all(&eps[1]),
         vec![],
-        "none reaches the new incarnation"
+        "none of what was sent to the old incarnation reaches the new one"
     );
-
-    // The old incarnation sends nothing any more; the new one does.
+    let from_old = recv_all(&eps[0]).len();
+    assert!(
+        from_old < 90,
+        "what the old incarnation sent was still on its way, and is dropped ({from_old} arrived)"
+    );
     net.set_reliable(true);
-    let mut old = old;
-    old.send(0, request(500));
     eps[1].send(0, request(501));
     assert_eq!(recv_all(&eps[0]), vec![(1, request(501))]);
 }

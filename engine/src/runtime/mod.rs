@@ -13,6 +13,17 @@
 //! claim word first; proposals still queued for the old term are dropped, as Raft allows for
 //! commands proposed to a deposed leader.
 //!
+//! # Backpressure
+//!
+//! The node publishes `appended`, the last index it has put in its log. `start` claims an index
+//! only if it lies at most [`Config::max_queued_proposals`] beyond it, and otherwise refuses
+//! with [`StartError::Busy`]. Every queued proposal of the current lease has an index between
+//! the two, so the queue, an `ArrayQueue` of that capacity allocated once, never holds more of
+//! them; a client faster than the cluster, or a leader whose thread is blocked, meets the bound
+//! instead of growing memory. Proposals of an older lease, pushed by a caller descheduled
+//! between its claim and its push, may still occupy slots: a proposal that finds the queue full
+//! goes to a `SegQueue` beside it, which is empty in steady state.
+//!
 //! # Orderings
 //!
 //! - The node publishes leadership in this order: `state` (term, leader bit), then `claim`
@@ -24,6 +35,9 @@
 //!   `claim` store, which (being ordered before the `state` store the caller acquired) makes the
 //!   CAS fail. The epoch makes every leadership change visible in the word even if the index
 //!   happens to repeat.
+//! - `appended` is stored (`Release`) before the claim word that starts a lease and after each
+//!   batch; `start` loads it (`Acquire`) after the claim word. It only ever lags the log, so
+//!   a stale value makes `start` refuse early, never queue more than the bound.
 //! - `Shared::state` packs `term << 1 | is_leader` in one word, so `get_state` reads a consistent
 //!   pair with one `Acquire` load.
 //! - `Shared::killed` is `Release`/`Acquire`: after `kill` returns, the node has left its loop.
@@ -108,7 +122,16 @@ struct Shared {
     /// `CLAIM_LEADING | epoch << CLAIM_EPOCH_SHIFT | next_index` while leading; without the
     /// leading bit otherwise. See the module's orderings.
     claim: CachePadded<AtomicU64>,
-    proposals: SegQueue<Proposal>,
+    /// The last index the node has appended to its log, published while it leads: `start`
+    /// claims an index only while fewer than `max_queued` claimed ones lie beyond it.
+    appended: CachePadded<AtomicU64>,
+    /// [`Config::max_queued_proposals`].
+    max_queued: u64,
+    /// Proposals on their way to the node's thread. It holds `max_queued` of them; a proposal
+    /// that finds it full (possible only while proposals of an older lease still occupy it)
+    /// goes to `overflow`.
+    proposals: ArrayQueue<Proposal>,
+    overflow: SegQueue<Proposal>,
     /// The latest snapshot the service handed to [`Raft::snapshot`], not yet taken by the node.
     snapshot_requests: ArrayQueue<(u64, Bytes)>,
     status: ArcSwap<Status>,
@@ -135,17 +158,51 @@ impl Shared {
     fn retire_claim(&self, epoch: u64) {
         self.claim.store(claim_word(false, epoch, 0), Release);
     }
+
+    fn has_proposals(&self) -> bool {
+        !self.proposals.is_empty() || !self.overflow.is_empty()
+    }
+
+    fn pop_proposal(&self) -> Option<Proposal> {
+        self.proposals.pop().or_else(|| self.overflow.pop())
+    }
 }
 
 /// A Raft node: the handle an embedding program holds. Cloning it gives another handle to the
 /// same node. When the last handle is dropped, the node is killed and its thread joined.
+///
+/// A [`StateMachine`] that needs its own node (to compact, or to stop it) holds a [`WeakRaft`]:
+/// a `Raft` inside the state machine would keep the node alive after every other handle is gone.
 #[derive(Clone)]
 pub struct Raft {
     handle: Arc<Handle>,
 }
 
+/// A handle to a node that does not keep it alive: see [`Raft::downgrade`].
+#[derive(Clone)]
+pub struct WeakRaft {
+    handle: std::sync::Weak<Handle>,
+}
+
+impl WeakRaft {
+    /// The node's handle, unless every [`Raft`] handle to it was dropped.
+    pub fn upgrade(&self) -> Option<Raft> {
+        self.handle.upgrade().map(|handle| Raft { handle })
+    }
+}
+
+impl std::fmt::Debug for WeakRaft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakRaft")
+            .field("alive", &(self.handle.strong_count() > 0))
+            .finish()
+    }
+}
+
 struct Handle {
     shared: Arc<Shared>,
+    /// The node's thread, which must never wait for itself.
+    thread_id: std::thread::ThreadId,
     /// Taken and joined once, under the lock, by whoever kills the node first; a concurrent
     /// second killer waits on the lock until the join is done. A cold path (kill and drop only).
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -161,12 +218,16 @@ impl Handle {
     fn kill(&self) {
         self.shared.killed.store(true, Release);
         self.shared.waker.wake();
+        if std::thread::current().id() == self.thread_id {
+            // The node's own thread (its state machine): it leaves its loop once the state
+            // machine returns. It must not take the lock: a killer on another thread holds it
+            // while it waits for this very thread to end.
+            return;
+        }
         // Join while holding the lock, so that a concurrent second `kill` also returns only once
         // the thread has ended.
         let mut slot = self.thread.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(thread) = slot.take()
-            && thread.thread().id() != std::thread::current().id()
-        {
+        if let Some(thread) = slot.take() {
             let _ = thread.join();
         }
     }
@@ -273,7 +334,10 @@ impl Raft {
             me,
             state: AtomicU64::new(term << 1),
             claim: CachePadded::new(AtomicU64::new(0)),
-            proposals: SegQueue::new(),
+            appended: CachePadded::new(AtomicU64::new(0)),
+            max_queued: config.max_queued_proposals as u64,
+            proposals: ArrayQueue::new(config.max_queued_proposals),
+            overflow: SegQueue::new(),
             snapshot_requests: ArrayQueue::new(1),
             status: ArcSwap::from_pointee(status),
             killed: AtomicBool::new(false),
@@ -307,22 +371,26 @@ impl Raft {
         Ok(Self {
             handle: Arc::new(Handle {
                 shared,
+                thread_id: thread.thread().id(),
                 thread: Mutex::new(Some(thread)),
             }),
         })
     }
 
-    /// Proposes `command`. Returns `(index, term, is_leader)` at once: if this node leads, the
-    /// index the command will occupy if it stays leader of `term`, and `true`; otherwise
-    /// `(0, current term, false)`. The tester's `Start`. See [`Raft::try_start`] for the reasons
-    /// a command is refused.
+    /// Proposes `command`. Returns `(index, term, is_leader)` at once: if this node leads and
+    /// accepts the command, the index it will occupy if the node stays leader of `term`, and
+    /// `true`; otherwise `(0, current term, false)`. The tester's `Start`. See
+    /// [`Raft::try_start`] for the reasons a command is refused, which it tells apart.
     pub fn start(&self, command: Bytes) -> (u64, u64, bool) {
         match self.try_start(command) {
             Ok((index, term)) => (index, term, true),
             Err(StartError::NotLeader { term, .. }) => (0, term, false),
-            Err(StartError::TooLarge { .. } | StartError::Killed | StartError::Failed { .. }) => {
-                (0, self.get_state().0, false)
-            }
+            Err(
+                StartError::TooLarge { .. }
+                | StartError::Busy { .. }
+                | StartError::Killed
+                | StartError::Failed { .. },
+            ) => (0, self.get_state().0, false),
         }
     }
 
@@ -332,8 +400,10 @@ impl Raft {
     /// # Errors
     ///
     /// [`StartError::NotLeader`] if this node does not lead, [`StartError::TooLarge`] if the
-    /// command exceeds [`Config::max_command_bytes`], [`StartError::Killed`] after
-    /// [`Raft::kill`].
+    /// command exceeds [`Config::max_command_bytes`], [`StartError::Busy`] while the leader
+    /// already holds [`Config::max_queued_proposals`] commands it has not appended,
+    /// [`StartError::Killed`] after [`Raft::kill`], [`StartError::Failed`] after the node stopped
+    /// on its own.
     pub fn try_start(&self, command: Bytes) -> Result<(u64, u64), StartError> {
         let shared = &self.handle.shared;
         if command.len() > shared.max_command_bytes {
@@ -360,17 +430,25 @@ impl Raft {
                 });
             }
             let term = shared.load_state().0;
+            let index = claim & CLAIM_INDEX_MASK;
+            if index.saturating_sub(shared.appended.load(Acquire)) > shared.max_queued {
+                return Err(StartError::Busy {
+                    limit: shared.max_queued as usize,
+                });
+            }
             match shared
                 .claim
                 .compare_exchange_weak(claim, claim + 1, AcqRel, Acquire)
             {
                 Ok(_) => {
-                    let index = claim & CLAIM_INDEX_MASK;
-                    shared.proposals.push(Proposal {
+                    let proposal = Proposal {
                         term,
                         index,
                         command,
-                    });
+                    };
+                    if let Err(proposal) = shared.proposals.push(proposal) {
+                        shared.overflow.push(proposal);
+                    }
                     shared.waker.wake();
                     return Ok((index, term));
                 }
@@ -412,9 +490,17 @@ impl Raft {
         shared.waker.wake();
     }
 
-    /// Whether [`Raft::kill`] was called (or the node's thread stopped on a broken invariant).
+    /// Whether [`Raft::kill`] was called or the node stopped on its own ([`Status::failure`]).
     pub fn is_killed(&self) -> bool {
         self.handle.shared.killed.load(Acquire)
+    }
+
+    /// A handle that does not keep the node alive, for a [`StateMachine`] that calls its own
+    /// node: [`WeakRaft::upgrade`] gives the node back while some `Raft` handle to it exists.
+    pub fn downgrade(&self) -> WeakRaft {
+        WeakRaft {
+            handle: Arc::downgrade(&self.handle),
+        }
     }
 }
 
@@ -539,6 +625,25 @@ impl<S: StateMachine> Node<S> {
     fn run(mut self) {
         let shared = self.shared.clone();
         let _guard = RetireOnExit(&shared);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        if let Err(panic) = outcome {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            self.fail(format!("the node's thread panicked: {what}"));
+        }
+        // Commands still queued will never be appended: free them now rather than with the last
+        // handle.
+        while self.shared.pop_proposal().is_some() {}
+        let mut status = Status::clone(&self.shared.status.load());
+        status.killed = true;
+        status.failure = self.shared.failure.get().cloned();
+        self.shared.status.store(Arc::new(status));
+    }
+
+    fn run_loop(&mut self) {
         while !self.shared.killed.load(Acquire) {
             let now = self.now();
             let before = (self.core.log().last_index(), self.core.commit_index());
@@ -568,7 +673,7 @@ impl<S: StateMachine> Node<S> {
             }
             self.compact();
             self.publish_status();
-            if handled < MAX_MESSAGES_PER_ROUND && self.shared.proposals.is_empty() {
+            if handled < MAX_MESSAGES_PER_ROUND && !self.shared.has_proposals() {
                 let deadline = self.started + Duration::from_nanos(self.core.next_deadline());
                 // Spin only while the log is moving: more work is likely to follow within
                 // microseconds. Heartbeats alone never make a node spin.
@@ -576,7 +681,7 @@ impl<S: StateMachine> Node<S> {
                 let spin = if busy { self.spin } else { Duration::ZERO };
                 let (shared, writer) = (&self.shared, &self.writer);
                 let has_work = || {
-                    !shared.proposals.is_empty()
+                    shared.has_proposals()
                         || !shared.snapshot_requests.is_empty()
                         || shared.killed.load(Acquire)
                         || writer.has_completion()
@@ -584,10 +689,6 @@ impl<S: StateMachine> Node<S> {
                 self.endpoint.wait(Some(deadline), spin, &has_work);
             }
         }
-        let mut status = Status::clone(&self.shared.status.load());
-        status.killed = true;
-        status.failure = self.shared.failure.get().cloned();
-        self.shared.status.store(Arc::new(status));
     }
 
     /// Collects the write that completed, if one did, then starts the next if the core changed
@@ -644,6 +745,8 @@ impl<S: StateMachine> Node<S> {
         if leading.is_some() {
             self.epoch += 1;
             let next = self.core.log().last_index() + 1;
+            // Before the claim word: a `start` that sees the new lease sees this watermark.
+            self.shared.appended.store(next - 1, Release);
             let claim = claim_word(true, self.epoch, next);
             self.shared.claim.store(claim, Release);
         }
@@ -654,11 +757,11 @@ impl<S: StateMachine> Node<S> {
     fn take_proposals(&mut self, now: u64) {
         let Some(term) = self.leading_term else {
             // Not leading: whatever is queued was proposed to a lease that is gone.
-            while self.shared.proposals.pop().is_some() {}
+            while self.shared.pop_proposal().is_some() {}
             return;
         };
         let mut sorted = true;
-        while let Some(p) = self.shared.proposals.pop() {
+        while let Some(p) = self.shared.pop_proposal() {
             if p.term != term {
                 continue;
             }
@@ -683,6 +786,9 @@ impl<S: StateMachine> Node<S> {
                 .core
                 .propose(now, self.pending.drain(..run).map(|p| p.command));
             debug_assert_eq!(appended, Some((first, first + run as u64 - 1)));
+            self.shared
+                .appended
+                .store(self.core.log().last_index(), Release);
         }
     }
 
