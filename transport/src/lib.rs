@@ -85,8 +85,8 @@ const LONG_REORDER_SPREAD_MS: u64 = 2000;
 /// The most nodes a [`Network`] accepts (its link matrix has a flag per ordered pair).
 pub const MAX_NODES: usize = 1024;
 /// The largest inbox a [`Network`] accepts, in messages: each inbox is allocated whole when its
-/// endpoint is created.
-pub const MAX_INBOX_CAPACITY: usize = 1 << 20;
+/// endpoint is created (for zeroraft's messages, about 100 bytes a slot: 6 MiB at this size).
+pub const MAX_INBOX_CAPACITY: usize = 1 << 16;
 
 /// The scheduler thread's stack: it runs one loop over a heap and a channel, whatever the
 /// process's default for new threads.

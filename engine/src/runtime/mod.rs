@@ -906,6 +906,12 @@ impl<S: StateMachine> Node<S> {
 }
 
 /// What consumes the committed log. Called on the node's own thread.
+///
+/// A state machine that calls its own node (to compact it, or to stop it) holds a [`WeakRaft`]
+/// from [`Raft::downgrade`]: a [`Raft`] it held would keep the node alive after every other
+/// handle is gone. A panic in any of these methods stops the node: the panic's message becomes
+/// [`Status::failure`], [`Raft::try_start`] returns it as [`StartError::Failed`], and `tracing`
+/// logs it.
 pub trait StateMachine: Send + 'static {
     /// Applies the committed entry at `index`, proposed in `term`. Called in index order, each
     /// index exactly once.
