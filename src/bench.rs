@@ -16,6 +16,7 @@
 //! (On x86 a `SeqCst` load costs what an `Acquire` load does.) The park's 10 ms timeout is there
 //! for a leader change, not for a missed wake-up.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
@@ -387,13 +388,14 @@ impl LoadReport {
 impl BenchCluster {
     /// Runs a closed loop of `window` proposals in flight for `duration`, calling `progress`
     /// about once a second with the commits so far and the time elapsed, then waits until every
-    /// node applied everything proposed.
+    /// node applied everything proposed. The loop ends early when `progress` returns
+    /// [`ControlFlow::Break`]; the report then covers the shorter run.
     pub fn closed_loop_for(
         &self,
         duration: Duration,
         window: u64,
         payload: &Bytes,
-        mut progress: impl FnMut(u64, Duration),
+        mut progress: impl FnMut(u64, Duration) -> ControlFlow<()>,
     ) -> LoadReport {
         let window = window.max(1);
         let ring = window.next_power_of_two() as usize;
@@ -422,7 +424,9 @@ impl BenchCluster {
                 sent_at[last as usize % ring] = Instant::now();
             }
             if now >= next_report {
-                progress(seen - first, started.elapsed());
+                if progress(seen - first, started.elapsed()).is_break() {
+                    break;
+                }
                 next_report += Duration::from_secs(1);
             }
         }

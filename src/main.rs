@@ -10,17 +10,42 @@
 //! Arguments are parsed by hand into a [`Command`]; a subcommand is one more variant, chosen by
 //! the first argument in [`parse`], with its own option parser over the same [`Args`].
 //!
-//! Exit status: 0 on success, 2 for a command line that cannot be carried out (a bad argument,
-//! a data directory that cannot be used), 1 when running fails.
+//! All output goes through `writeln!` and its errors are handled: when the reader of stdout or
+//! stderr goes away (a broken pipe: `zeroraft --headless | head -1`), the run stops at the next
+//! line it cannot write, the nodes stop, a temporary data directory is removed, and the process
+//! exits quietly with status 0, the reader having had all it asked for. (Rust ignores SIGPIPE,
+//! which would have killed a C program at that write, so the write returns the error instead.)
+//!
+//! SIGINT, SIGTERM and SIGHUP stop a run the way its end does ([`Stop`]): the dashboard leaves
+//! as on `q` and restores the terminal, `--headless` and `bench` print their summary; then the
+//! nodes stop and a temporary data directory is removed.
+//!
+//! Exit status: 0 on success (and on a broken pipe), 2 for a command line that cannot be
+//! carried out (a bad argument, a data directory that cannot be used), 1 when running fails,
+//! and 128 plus the signal's number (130, 143, 129) for a run that SIGINT, SIGTERM or SIGHUP
+//! stopped, the status a shell reports for a command such a signal killed, so that scripts can
+//! tell a run cut short from a full one.
+//!
+//! # Orderings
+//!
+//! A stop signal's handler stores its number in [`Stop::signal`], then sets
+//! [`Stop::requested`], both `SeqCst` (signal-hook runs the actions in the order they were
+//! registered). The loops load `requested` with `Acquire`, so a run that ended on it reads the
+//! number afterwards, on the same thread, with `Relaxed`.
 
 mod load;
 
+use std::ffi::c_int;
 use std::io::{self, IsTerminal, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Acquire, Ordering::Relaxed};
 use std::time::Duration;
 
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use zeroraft::bench::BenchStorage;
 use zeroraft::cluster::ClusterStorage;
 use zeroraft_monitor::Rate;
@@ -66,7 +91,15 @@ Options:
   --data DIR         with --storage file: as for the dashboard (default: a fresh temporary
                      directory, removed at exit)
   --compact-every N  each node snapshots its state machine and compacts its log every N
-                     applied entries; 0 never compacts (default 100000)";
+                     applied entries; 0 never compacts (default 100000)
+
+SIGINT, SIGTERM and SIGHUP stop a run as its end does: the dashboard restores the terminal,
+--headless and bench print their summary, and a temporary data directory is removed. A second
+one ends it at once. Output into a pipe nobody reads any more (`| head -1`) stops it quietly.
+
+Exit status: 0 on success (also when the output's reader went away), 1 when running fails,
+2 for a bad argument or an unusable data directory, 128 + N after signal N (130 for SIGINT,
+143 for SIGTERM, 129 for SIGHUP).";
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -323,38 +356,109 @@ enum Failure {
     Setup(String),
     /// Running failed (status 1).
     Run(io::Error),
+    /// The reader of stdout or stderr went away (status 0, and nothing said): see the module
+    /// documentation.
+    Closed,
 }
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
-        Self::Run(e)
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Self::Closed
+        } else {
+            Self::Run(e)
+        }
     }
+}
+
+/// Watches for the signals that stop a run: SIGINT, SIGTERM and SIGHUP.
+///
+/// Instead of killing the process, the first of them sets [`Stop::requested`], which the
+/// dashboard and the headless loop look at every quarter of a second and `bench` every second;
+/// they then end as at the end of their time, and the process exits with 128 plus the signal's
+/// number once the nodes have stopped and a temporary data directory is gone. A second one
+/// exits at once with that status, without cleaning up: the way out of a stop that hangs.
+struct Stop {
+    /// Set by the first stop signal.
+    requested: Arc<AtomicBool>,
+    /// The number of the last stop signal received, 0 before any.
+    signal: Arc<AtomicUsize>,
+}
+
+impl Stop {
+    /// The signals that stop a run.
+    const SIGNALS: [c_int; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+    /// Takes over [`Stop::SIGNALS`] from their default action (killing the process).
+    ///
+    /// # Errors
+    ///
+    /// The error of installing a handler.
+    fn on_signals() -> io::Result<Self> {
+        let requested = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(AtomicUsize::new(0));
+        for number in Self::SIGNALS {
+            // The actions run in this order on each signal, so the shutdown only fires on a
+            // signal that finds `requested` set by an earlier one.
+            signal_hook::flag::register_conditional_shutdown(
+                number,
+                128 + number,
+                Arc::clone(&requested),
+            )?;
+            signal_hook::flag::register_usize(number, Arc::clone(&signal), number as usize)?;
+            signal_hook::flag::register(number, Arc::clone(&requested))?;
+        }
+        Ok(Self { requested, signal })
+    }
+
+    /// Whether a stop signal has arrived.
+    fn is_requested(&self) -> bool {
+        self.requested.load(Acquire)
+    }
+
+    /// The exit status for a run a stop signal ended: 128 plus its number.
+    fn status(&self) -> Option<ExitCode> {
+        match self.signal.load(Relaxed) {
+            0 => None,
+            number => Some(ExitCode::from(128 + number as u8)),
+        }
+    }
+}
+
+/// Writes an error message to stderr. If stderr is gone too, the exit status is all that is
+/// left to tell.
+fn complain(message: impl std::fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "zeroraft: {message}");
 }
 
 fn main() -> ExitCode {
     let command = match parse(std::env::args().skip(1).collect()) {
         Ok(command) => command,
         Err(message) => {
-            eprintln!("zeroraft: {message}\n\n{USAGE}");
+            complain(format_args!("{message}\n\n{USAGE}"));
             return ExitCode::from(2);
         }
     };
-    let result = match command {
-        Command::Help => {
-            println!("{USAGE}");
-            Ok(())
+    let stop = match Stop::on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
+            complain(format_args!("cannot handle signals: {e}"));
+            return ExitCode::FAILURE;
         }
-        Command::Bench(args) => run_bench(&args),
-        Command::Monitor(args) => run_monitor(&args),
+    };
+    let result = match command {
+        Command::Help => writeln!(io::stdout().lock(), "{USAGE}").map_err(Failure::from),
+        Command::Bench(args) => run_bench(&args, &stop),
+        Command::Monitor(args) => run_monitor(&args, &stop),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::Closed) => stop.status().unwrap_or(ExitCode::SUCCESS),
         Err(Failure::Setup(message)) => {
-            eprintln!("zeroraft: {message}");
+            complain(message);
             ExitCode::from(2)
         }
         Err(Failure::Run(e)) => {
-            eprintln!("zeroraft: {e}");
+            complain(e);
             ExitCode::FAILURE
         }
     }
@@ -431,16 +535,21 @@ impl DataDir {
     }
 
     /// Tells the person (on stderr) where the logs are and whether they stay.
-    fn announce(&self) {
+    ///
+    /// # Errors
+    ///
+    /// The error writing to stderr.
+    fn announce(&self) -> io::Result<()> {
         let fate = if self.temporary {
             "removed at exit"
         } else {
             "kept"
         };
-        eprintln!(
+        writeln!(
+            io::stderr().lock(),
             "zeroraft: nodes keep write-ahead logs in {} ({fate})",
             self.path.display()
-        );
+        )
     }
 }
 
@@ -455,7 +564,7 @@ impl Drop for DataDir {
 /// How many fdatasync calls `bench --storage file` times on the data directory's disk.
 const FDATASYNC_SAMPLES: usize = 200;
 
-fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
+fn run_bench(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     let data = match args.storage {
         StorageKind::File => {
             Some(DataDir::prepare(args.data.as_deref(), args.nodes).map_err(Failure::Setup)?)
@@ -490,22 +599,40 @@ fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
     // One payload for the whole run.
     let payload = zeroraft::bench::static_payload(args.payload);
     let mut before = 0;
+    // The error that ended the progress lines, if one did: it ends the run.
+    let mut failed = None;
     let report = cluster.closed_loop_for(
         Duration::from_secs(args.seconds),
         args.clients,
         &payload,
         |commits, elapsed| {
+            if stop.is_requested() {
+                return ControlFlow::Break(());
+            }
             let rss = zeroraft::bench::resident_bytes()
                 .map_or("?".into(), |b| format!("{:.0} MB", b as f64 / 1e6));
-            eprintln!(
+            let line = writeln!(
+                io::stderr().lock(),
                 "t={:>4.0}s  {:>8.3} M commits/s this second  {commits:>11} in all  rss {rss}",
                 elapsed.as_secs_f64(),
                 (commits - before) as f64 / 1e6
             );
             before = commits;
+            match line {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
         },
     );
-    println!(
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
         "{} nodes, {} in flight, {} B{shown}: {:.3} M commits/s, {:.3} µs CPU per commit, latency p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs ({} commits in {:.1} s)",
         args.nodes,
         args.clients,
@@ -517,19 +644,20 @@ fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
         report.latency_us(0.999),
         report.commits,
         report.elapsed.as_secs_f64()
-    );
+    )?;
     if let (Some(median), Some(dir)) = (fdatasync, &data) {
-        println!(
+        writeln!(
+            out,
             "disk: fdatasync median {:.1} µs ({FDATASYNC_SAMPLES} appends of 4 KiB to {}, each synced, before the run)",
             median.as_secs_f64() * 1e6,
             dir.path.display()
-        );
+        )?;
     }
     drop(cluster);
     Ok(())
 }
 
-fn run_monitor(args: &MonitorArgs) -> Result<(), Failure> {
+fn run_monitor(args: &MonitorArgs, stop: &Stop) -> Result<(), Failure> {
     let terminal = io::stdin().is_terminal() && io::stdout().is_terminal();
     if !args.headless && !terminal {
         return Err(Failure::Run(io::Error::other(
@@ -539,7 +667,7 @@ fn run_monitor(args: &MonitorArgs) -> Result<(), Failure> {
     let data = match args.storage {
         StorageKind::File => {
             let dir = DataDir::prepare(args.data.as_deref(), args.nodes).map_err(Failure::Setup)?;
-            dir.announce();
+            dir.announce()?;
             Some(dir)
         }
         StorageKind::None | StorageKind::Memory => None,
@@ -562,11 +690,16 @@ fn run_monitor(args: &MonitorArgs) -> Result<(), Failure> {
     .map_err(|e| Failure::Setup(format!("cannot start the cluster: {e}")))?;
     if args.headless {
         let seconds = args.seconds.unwrap_or(10);
-        zeroraft_monitor::run_headless(&cluster, seconds, &mut io::stdout().lock())?;
+        zeroraft_monitor::run_headless(
+            &cluster,
+            seconds,
+            &stop.requested,
+            &mut io::stdout().lock(),
+        )?;
     } else {
         let limit = args.seconds.map(Duration::from_secs);
         let started = std::time::Instant::now();
-        let app = zeroraft_monitor::run(&cluster, fastrand::u64(..), limit)?;
+        let app = zeroraft_monitor::run(&cluster, fastrand::u64(..), limit, &stop.requested)?;
         writeln!(io::stdout(), "{}", app.final_summary(started.elapsed()))?;
     }
     // The nodes stop (and close their logs) before their directory goes.
