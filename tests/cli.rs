@@ -131,32 +131,43 @@ fn assert_quiet(status: ExitStatus, stderr: &str, what: &str) {
     assert!(!stderr.contains("Broken pipe"), "{what}: {stderr}");
 }
 
-#[test]
-fn help_into_a_pipe_nobody_reads_exits_quietly() {
-    // The read end is closed before the binary starts, so its first write meets a broken pipe.
+/// Runs the binary with `args` and its stdout a pipe whose read end is closed before it starts,
+/// so that its first write meets a broken pipe; it must end quietly.
+fn into_a_closed_pipe(args: &[&str], what: &str) {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let mut child = zeroraft()
-        .arg("--help")
+        .args(args)
         .stdout(writer)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = wait_for_exit(&mut child, END, "--help");
-    assert_quiet(status, &stderr_of(&mut child), "--help");
+    let status = wait_for_exit(&mut child, END, what);
+    assert_quiet(status, &stderr_of(&mut child), what);
 }
 
-#[test]
-fn headless_stops_quietly_and_cleans_up_when_its_reader_goes_away() {
-    let tmp = TempDir::new("headless-pipe");
-    let mut child = zeroraft()
+/// Starts `--headless` for 60 s, 3 nodes on write-ahead logs in a temporary directory under
+/// `tmp` (its TMPDIR), with stdout and stderr piped.
+fn headless_on_files(tmp: &TempDir) -> Child {
+    zeroraft()
         .args(["--headless", "--seconds", "60", "--nodes", "3"])
         .args(["--rate", "2000", "--storage", "file"])
         .env("TMPDIR", &tmp.0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn help_into_a_pipe_nobody_reads_exits_quietly() {
+    into_a_closed_pipe(&["--help"], "--help");
+}
+
+#[test]
+fn headless_stops_quietly_and_cleans_up_when_its_reader_goes_away() {
+    let tmp = TempDir::new("headless-pipe");
+    let mut child = headless_on_files(&tmp);
     // Like `| head -1`: one line, then the read end closes.
     let out = lines(child.stdout.take().unwrap(), Some(1));
     let first = next_line(&out, START, "headless");
@@ -178,16 +189,10 @@ fn headless_stops_quietly_and_cleans_up_when_its_reader_goes_away() {
 
 #[test]
 fn bench_summary_into_a_pipe_nobody_reads_exits_quietly() {
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    let mut child = zeroraft()
-        .args(["bench", "--seconds", "1", "--nodes", "1", "--clients", "8"])
-        .stdout(writer)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_for_exit(&mut child, END, "bench");
-    assert_quiet(status, &stderr_of(&mut child), "bench");
+    into_a_closed_pipe(
+        &["bench", "--seconds", "1", "--nodes", "1", "--clients", "8"],
+        "bench",
+    );
 }
 
 #[test]
@@ -211,14 +216,7 @@ fn bench_stops_quietly_when_the_reader_of_its_progress_goes_away() {
 /// its summary, and leaves nothing behind.
 fn headless_stops_on(signal: &str, number: i32) {
     let tmp = TempDir::new(&format!("headless-{signal}"));
-    let mut child = zeroraft()
-        .args(["--headless", "--seconds", "60", "--nodes", "3"])
-        .args(["--rate", "2000", "--storage", "file"])
-        .env("TMPDIR", &tmp.0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = headless_on_files(&tmp);
     let out = lines(child.stdout.take().unwrap(), None);
     let first = next_line(&out, START, signal);
     assert!(first.starts_with("t=   1s "), "{signal}: {first}");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use proptest::test_runner::{Config as RunnerConfig, TestRunner};
+use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use zeroraft::transport::{MAX_INBOX_CAPACITY, MAX_NODES};
 use zeroraft::{Compaction, Config, Network, NetworkConfig, Raft, StartError};
 
@@ -237,10 +237,55 @@ fn run_cluster(network: Network, nodes: usize, config: &Config, commit_within: D
     Run { committed, grew }
 }
 
+/// What the accepted cases of one property did, checked case by case and summed up at the end.
+#[derive(Default)]
+struct Tally {
+    accepted: Cell<usize>,
+    committed: Cell<usize>,
+    max_grew: Cell<u64>,
+}
+
+impl Tally {
+    /// Checks one accepted cluster's run: memory within [`MEMORY_BOUND`], and a commit if
+    /// `must_commit`.
+    fn record(&self, run: &Run, must_commit: bool, case: &str) -> Result<(), TestCaseError> {
+        self.accepted.set(self.accepted.get() + 1);
+        self.max_grew.set(self.max_grew.get().max(run.grew));
+        prop_assert!(
+            run.grew <= MEMORY_BOUND,
+            "memory grew by {} MiB: {}",
+            run.grew >> 20,
+            case
+        );
+        if must_commit {
+            prop_assert!(run.committed, "nothing committed within 20 s: {}", case);
+        }
+        self.committed
+            .set(self.committed.get() + usize::from(run.committed));
+        Ok(())
+    }
+
+    /// Prints the totals, and fails if too few cases ran a cluster for the property to say much.
+    fn finish(&self, what: &str) {
+        let (accepted, committed) = (self.accepted.get(), self.committed.get());
+        println!(
+            "{} cases: {accepted} {what} accepted and run, {committed} committed, memory grew by \
+             at most {} MiB",
+            cases(),
+            self.max_grew.get() >> 20
+        );
+        assert!(
+            accepted >= cases() as usize / 8 && committed >= 1,
+            "too few accepted {what} ran ({accepted} accepted, {committed} committed): the \
+             property says little"
+        );
+    }
+}
+
 #[test]
 fn any_config_is_refused_or_runs() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (accepted, committed, max_grew) = (Cell::new(0), Cell::new(0), Cell::new(0));
+    let tally = Tally::default();
     runner()
         .run(&(config(), 1usize..=5), |(config, nodes)| {
             let case = format!("{nodes} nodes, {config:?}");
@@ -262,38 +307,16 @@ fn any_config_is_refused_or_runs() {
             };
             watched(&case, || raft.kill());
             drop(raft);
-            accepted.set(accepted.get() + 1);
             // Elections within a couple of hundred milliseconds: a commit is due within the test.
             let fast = config.election_timeout_max <= ms(250);
             let commit_within = if fast { Duration::from_secs(20) } else { RUN };
             let run = watched(&case, || {
                 run_cluster(network, nodes, &config, commit_within)
             });
-            max_grew.set(max_grew.get().max(run.grew));
-            prop_assert!(
-                run.grew <= MEMORY_BOUND,
-                "memory grew by {} MiB: {}",
-                run.grew >> 20,
-                case
-            );
-            if fast {
-                prop_assert!(run.committed, "nothing committed within 20 s: {}", case);
-            }
-            committed.set(committed.get() + usize::from(run.committed));
-            Ok(())
+            tally.record(&run, fast, &case)
         })
         .unwrap();
-    let (accepted, committed, max_grew) = (accepted.get(), committed.get(), max_grew.get());
-    println!(
-        "{} cases: {accepted} accepted, {committed} committed, memory grew by at most {} MiB",
-        cases(),
-        max_grew >> 20
-    );
-    assert!(
-        accepted >= cases() as usize / 8 && committed >= 1,
-        "too few accepted configs ran ({accepted} accepted, {committed} committed): the property \
-         says little"
-    );
+    tally.finish("configs");
 }
 
 fn network_config() -> impl Strategy<Value = NetworkConfig> {
@@ -331,7 +354,7 @@ fn any_network_config_is_refused_or_runs() {
         election_timeout_max: ms(120),
         ..Config::default()
     };
-    let (accepted, committed, max_grew) = (Cell::new(0), Cell::new(0), Cell::new(0));
+    let tally = Tally::default();
     runner()
         .run(&network_config(), |net_config| {
             let case = format!("{net_config:?}");
@@ -347,7 +370,6 @@ fn any_network_config_is_refused_or_runs() {
                     return Ok(());
                 }
             };
-            accepted.set(accepted.get() + 1);
             if nodes > 5 {
                 // More nodes than a cluster here runs: a few endpoints come and go.
                 for id in [0, nodes / 2, nodes - 1] {
@@ -362,28 +384,8 @@ fn any_network_config_is_refused_or_runs() {
             let run = watched(&case, || {
                 run_cluster(network, nodes, &config, commit_within)
             });
-            max_grew.set(max_grew.get().max(run.grew));
-            prop_assert!(
-                run.grew <= MEMORY_BOUND,
-                "memory grew by {} MiB: {}",
-                run.grew >> 20,
-                case
-            );
-            if roomy {
-                prop_assert!(run.committed, "nothing committed within 20 s: {}", case);
-            }
-            committed.set(committed.get() + usize::from(run.committed));
-            Ok(())
+            tally.record(&run, roomy, &case)
         })
         .unwrap();
-    let (accepted, committed, max_grew) = (accepted.get(), committed.get(), max_grew.get());
-    println!(
-        "{} cases: {accepted} accepted, {committed} committed, memory grew by at most {} MiB",
-        cases(),
-        max_grew >> 20
-    );
-    assert!(
-        accepted >= cases() as usize / 8 && committed >= 1,
-        "too few accepted networks ran ({accepted} accepted, {committed} committed)"
-    );
+    tally.finish("networks");
 }
