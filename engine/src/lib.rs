@@ -195,6 +195,17 @@ pub struct Config {
     pub max_snapshot_chunk: usize,
     /// When a node applying through a [`StateMachine`] compacts its log. Default: never.
     pub compaction: Compaction,
+    /// PreVote (Raft thesis §9.6): before starting an election, a node asks the others whether
+    /// they would vote for it, and starts one only if a majority would (they would not while
+    /// they hear from a leader). A node cut off from the cluster then keeps its term, and does
+    /// not depose the leader when it comes back. Default off (the 6.824 tester counts RPCs of
+    /// plain Raft); on in [`Config::production`].
+    pub pre_vote: bool,
+    /// CheckQuorum: a leader that heard from no majority of the cluster within
+    /// `election_timeout_min` steps down, so a leader cut off from the majority stops leading
+    /// within two of them; and a node that hears from its leader ignores RequestVote from
+    /// others (leader stickiness). Default off; on in [`Config::production`].
+    pub check_quorum: bool,
 }
 
 impl Default for Config {
@@ -216,11 +227,30 @@ impl Default for Config {
             dedicated_writer: None,
             max_snapshot_chunk: core.max_snapshot_chunk,
             compaction: Compaction::NEVER,
+            pre_vote: core.pre_vote,
+            check_quorum: core.check_quorum,
         }
     }
 }
 
 impl Config {
+    /// The defaults with [`Config::pre_vote`] and [`Config::check_quorum`] on: the settings for a
+    /// cluster that serves clients, where a flaky node must not depose a healthy leader and a
+    /// leader cut off from the majority must stop leading. The defaults leave both off only
+    /// because the 6.824 tester's message counts assume plain Raft.
+    ///
+    /// ```
+    /// let config = zeroraft_engine::Config::production();
+    /// assert!(config.pre_vote && config.check_quorum);
+    /// ```
+    pub fn production() -> Self {
+        Self {
+            pre_vote: true,
+            check_quorum: true,
+            ..Self::default()
+        }
+    }
+
     /// The shortest heartbeat interval accepted: more often, heartbeats alone are a message
     /// storm (a message per follower per interval) and the node's thread does little else.
     pub const MIN_HEARTBEAT: Duration = Duration::from_millis(1);
@@ -336,6 +366,8 @@ impl Config {
             commit_notify_delay: nanos(self.commit_notify_delay),
             backtrack: crate::core::Backtrack::default(),
             max_snapshot_chunk: self.max_snapshot_chunk,
+            pre_vote: self.pre_vote,
+            check_quorum: self.check_quorum,
         }
     }
 }
@@ -636,8 +668,26 @@ mod tests {
             dedicated_writer: None,
             max_snapshot_chunk: 1 << 20,
             compaction: Compaction::NEVER,
+            pre_vote: false,
+            check_quorum: false,
         };
         assert_eq!(config, want);
         assert_eq!(config.core_config(), crate::core::CoreConfig::default());
+    }
+
+    #[test]
+    fn production_config_is_the_default_with_pre_vote_and_check_quorum() {
+        let production = Config::production();
+        let want = Config {
+            pre_vote: true,
+            check_quorum: true,
+            ..Config::default()
+        };
+        assert_eq!(production, want);
+        assert!(production.validate(0, 3).is_ok());
+        assert_eq!(
+            production.core_config(),
+            crate::core::CoreConfig::production()
+        );
     }
 }

@@ -197,7 +197,10 @@ impl Checker {
         durable: HardState,
     ) -> Result<(), Failure> {
         let p = &mut self.promises[i];
-        p.term = p.term.max(msg.term());
+        if msg.carries_sender_term() {
+            // A PreVote's term is one its sender has not entered: nothing to keep.
+            p.term = p.term.max(msg.term());
+        }
         match msg {
             Message::RequestVoteReply(m) if m.granted => {
                 if durable.term == m.term

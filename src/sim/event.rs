@@ -28,6 +28,22 @@ pub enum MsgSummary {
         /// Whether the vote was granted.
         granted: bool,
     },
+    /// PreVote.
+    PreVote {
+        /// The term the pre-candidate would campaign in (its own + 1).
+        term: u64,
+        /// Pre-candidate's last log index.
+        last_index: u64,
+        /// Pre-candidate's last log term.
+        last_term: u64,
+    },
+    /// PreVote reply.
+    PreVoteReply {
+        /// The term asked about if granted, else the voter's term.
+        term: u64,
+        /// Whether the pre-vote was granted.
+        granted: bool,
+    },
     /// AppendEntries.
     Append {
         /// Leader's term.
@@ -93,6 +109,15 @@ impl MsgSummary {
                 term: m.term,
                 granted: m.granted,
             },
+            Message::PreVote(m) => Self::PreVote {
+                term: m.term,
+                last_index: m.last_log_index,
+                last_term: m.last_log_term,
+            },
+            Message::PreVoteReply(m) => Self::PreVoteReply {
+                term: m.term,
+                granted: m.granted,
+            },
             Message::AppendEntries(m) => Self::Append {
                 term: m.term,
                 prev_index: m.prev_log_index,
@@ -135,6 +160,15 @@ impl fmt::Display for MsgSummary {
             Self::VoteReply { term, granted } => {
                 let answer = if granted { "granted" } else { "refused" };
                 write!(f, "VoteReply t{term} {answer}")
+            }
+            Self::PreVote {
+                term,
+                last_index,
+                last_term,
+            } => write!(f, "PreVote t{term} last {last_index}/t{last_term}"),
+            Self::PreVoteReply { term, granted } => {
+                let answer = if granted { "granted" } else { "refused" };
+                write!(f, "PreVoteReply t{term} {answer}")
             }
             Self::Append {
                 term,

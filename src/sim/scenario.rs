@@ -108,6 +108,9 @@ impl Scenario {
                 Backtrack::LeaderTerm
             },
             max_snapshot_chunk: 1 << 20,
+            // Not drawn, so that every seed draws what it did before these existed.
+            pre_vote: false,
+            check_quorum: false,
         };
         let fault_ticks = options
             .fault_ticks

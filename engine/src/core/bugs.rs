@@ -91,6 +91,8 @@ impl Core {
                 Message::AppendEntriesReply(m) => m.term = m.term.max(self.term),
                 Message::InstallSnapshotReply(m) => m.term = m.term.max(self.term),
                 Message::RequestVote(_)
+                | Message::PreVote(_)
+                | Message::PreVoteReply(_)
                 | Message::AppendEntries(_)
                 | Message::InstallSnapshot(_) => {}
             }

@@ -1,6 +1,12 @@
 //! The messages Raft nodes exchange (Figures 2 and 13 of the extended Raft paper), plus the
 //! conflict hint of §5.3 that lets a leader back up over a whole term per round trip.
 //!
+//! The pre-vote round of the Raft thesis (§9.6) reuses the RequestVote layout: a
+//! [`Message::PreVote`] is a [`RequestVote`] whose term is the one its sender would campaign in
+//! (its own term + 1), and a [`Message::PreVoteReply`] is a [`RequestVoteReply`] that echoes that
+//! term when granted and carries the voter's own term when refused. Neither changes anyone's term
+//! or vote: see [`Message::carries_sender_term`].
+//!
 //! The sender's id is not part of a message: the network tells the receiver who sent it.
 
 use bytes::Bytes;
@@ -22,6 +28,13 @@ pub enum Message {
     InstallSnapshot(InstallSnapshot),
     /// The answer to [`Message::InstallSnapshot`].
     InstallSnapshotReply(InstallSnapshotReply),
+    /// A node whose election timeout fired asks whether it could win an election in `term`
+    /// (its own term + 1) before it starts one (PreVote, Raft thesis §9.6). Only sent with
+    /// [`CoreConfig::pre_vote`](super::CoreConfig::pre_vote).
+    PreVote(RequestVote),
+    /// The answer to [`Message::PreVote`]: granted, with the term asked about; or refused, with
+    /// the voter's current term.
+    PreVoteReply(RequestVoteReply),
 }
 
 /// RequestVote arguments.
@@ -112,11 +125,12 @@ pub struct InstallSnapshotReply {
 }
 
 impl Message {
-    /// The term the sender was in when it sent the message.
+    /// The term the message carries: the sender's term when it sent it, except for a PreVote
+    /// and a granted PreVoteReply (see [`Message::carries_sender_term`]).
     pub fn term(&self) -> u64 {
         match self {
-            Self::RequestVote(m) => m.term,
-            Self::RequestVoteReply(m) => m.term,
+            Self::RequestVote(m) | Self::PreVote(m) => m.term,
+            Self::RequestVoteReply(m) | Self::PreVoteReply(m) => m.term,
             Self::AppendEntries(m) => m.term,
             Self::AppendEntriesReply(m) => m.term,
             Self::InstallSnapshot(m) => m.term,
@@ -124,11 +138,28 @@ impl Message {
         }
     }
 
-    /// Whether this is a request (RequestVote, AppendEntries) rather than a reply.
+    /// Whether [`Message::term`] is the sender's current term, which a receiver in a lower term
+    /// adopts (Figure 2, rules for all servers). Not so for a PreVote, whose term is one its
+    /// sender has not entered (and may never enter), nor for a granted PreVoteReply, which echoes
+    /// that term back. A refused PreVoteReply carries the voter's term and does count: the
+    /// pre-candidate learns a term that really exists.
+    pub fn carries_sender_term(&self) -> bool {
+        match self {
+            Self::PreVote(_) => false,
+            Self::PreVoteReply(m) => !m.granted,
+            _ => true,
+        }
+    }
+
+    /// Whether this is a request (RequestVote, PreVote, AppendEntries, InstallSnapshot) rather
+    /// than a reply.
     pub fn is_request(&self) -> bool {
         matches!(
             self,
-            Self::RequestVote(_) | Self::AppendEntries(_) | Self::InstallSnapshot(_)
+            Self::RequestVote(_)
+                | Self::PreVote(_)
+                | Self::AppendEntries(_)
+                | Self::InstallSnapshot(_)
         )
     }
 
@@ -141,8 +172,8 @@ impl Message {
         const ID: usize = 4;
         const BOOL: usize = 1;
         match self {
-            Self::RequestVote(_) => KIND + ID + 3 * U64,
-            Self::RequestVoteReply(_) => KIND + ID + U64 + BOOL,
+            Self::RequestVote(_) | Self::PreVote(_) => KIND + ID + 3 * U64,
+            Self::RequestVoteReply(_) | Self::PreVoteReply(_) => KIND + ID + U64 + BOOL,
             Self::AppendEntries(m) => {
                 KIND + ID
                     + 4 * U64

@@ -47,6 +47,36 @@
 //! ([`Core::snapshot_to_apply`]) before any later entry is applied, so applied indices never go
 //! back.
 //!
+//! # PreVote and CheckQuorum
+//!
+//! Both are off by default ([`CoreConfig::pre_vote`], [`CoreConfig::check_quorum`]) and on in
+//! [`CoreConfig::production`].
+//!
+//! With PreVote (Raft thesis §9.6) a node whose election timeout fires becomes a pre-candidate:
+//! still a follower of its term, it sends [`Message::PreVote`] with `term + 1` and its last log
+//! index and term. A receiver grants it as it would grant a RequestVote of that term (log at
+//! least as up to date; a higher term, or this term with no vote for another node) unless it
+//! leads or heard from its leader within `election_timeout_min`; it changes neither its term
+//! nor its vote nor its election timer. Only with a majority of grants does the pre-candidate
+//! increment its term and start a real election. Pre-vote messages never make anyone adopt a
+//! term, except a refusal, which carries the refuser's real term: a pre-candidate behind
+//! learns the cluster's term from it. So a node cut off from the others keeps its term while
+//! isolated, and when it comes back its pre-votes are refused by nodes that hear from their
+//! leader: it follows the leader without disturbing it.
+//!
+//! With CheckQuorum a leader checks once per `election_timeout_min` that it heard (any message
+//! not of an earlier term) from a majority, itself included, since the last check, and steps
+//! down to follower in the same term if not. A leader cut off from the majority so stops
+//! within two minimum election timeouts. CheckQuorum also turns on leader stickiness: a leader,
+//! or a follower that heard from its leader within `election_timeout_min`, ignores RequestVote
+//! whatever its term: no vote, no new term, no reply. Stickiness comes with CheckQuorum, not
+//! with PreVote, because it is safe for liveness only when leaders that lost the majority step
+//! down: otherwise a leader that can still send to some followers but hear from none would
+//! keep them sticky, and the rest of the cluster might never gather a majority of votes.
+//! PreVote alone already keeps a node whose log is behind or which is cut off from starting
+//! elections; stickiness covers the remaining case of a real candidate (one that won its
+//! pre-votes) reaching nodes that still hear from their leader.
+//!
 //! # Invariants asserted here
 //!
 //! - `commit_index` never decreases, and never passes the last log index.
@@ -115,6 +145,18 @@ pub struct CoreConfig {
     pub backtrack: Backtrack,
     /// Most snapshot bytes in one InstallSnapshot.
     pub max_snapshot_chunk: usize,
+    /// PreVote (Raft thesis §9.6): a node whose election timeout fires first asks the others
+    /// whether they would vote for it ([`Message::PreVote`]), without changing its term, and
+    /// starts an election only if a majority would. A node cut off from the cluster then never
+    /// raises its term, and cannot depose a healthy leader when it comes back. Off by default:
+    /// the 6.824 tester's RPC counts were written for plain Raft. See the module docs.
+    pub pre_vote: bool,
+    /// CheckQuorum: a leader that heard from no majority of the cluster (itself included)
+    /// within an `election_timeout_min` steps down, so that a leader cut off from the majority
+    /// stops accepting commands within two minimum election timeouts. With it, a node that
+    /// heard from its leader within an `election_timeout_min` (or leads) also ignores
+    /// RequestVote (leader stickiness). Off by default. See the module docs.
+    pub check_quorum: bool,
 }
 
 /// How far a leader steps `next_index` back when a follower rejects an AppendEntries because
@@ -152,6 +194,20 @@ impl Default for CoreConfig {
             commit_notify_delay: 2 * MS,
             backtrack: Backtrack::LeaderTerm,
             max_snapshot_chunk: 1 << 20,
+            pre_vote: false,
+            check_quorum: false,
+        }
+    }
+}
+
+impl CoreConfig {
+    /// The defaults with [`CoreConfig::pre_vote`] and [`CoreConfig::check_quorum`] on: what a
+    /// cluster that is not the 6.824 tester should run.
+    pub fn production() -> Self {
+        Self {
+            pre_vote: true,
+            check_quorum: true,
+            ..Self::default()
         }
     }
 }
@@ -215,8 +271,19 @@ pub struct Core {
     heartbeat_deadline: Nanos,
     /// When a leader tells lagging followers about its commit index, if it has news.
     commit_notify_deadline: Option<Nanos>,
-    /// Candidate: bit `i` set if node `i` granted its vote in `term`.
+    /// Candidate: bit `i` set if node `i` granted its vote in `term`. Pre-candidate: bit `i` set
+    /// if node `i` granted its pre-vote for `term + 1`.
     votes: u64,
+    /// Whether this follower runs a pre-vote round for `term + 1` (a pre-candidate).
+    /// Invariant: only set on a follower, with `leader` unknown.
+    pre_voting: bool,
+    /// When this node last heard from `leader` (an AppendEntries or InstallSnapshot of `term`).
+    leader_contact: Nanos,
+    /// Leader with CheckQuorum: bit `i` set if node `i` was heard from since the last quorum
+    /// check; this node's own bit is always set.
+    recent_active: u64,
+    /// Leader with CheckQuorum: when it next checks that it heard from a majority.
+    quorum_deadline: Nanos,
     /// Leader: one entry per node, indexed by node id. Of the leader's own slot only
     /// `match_index` is used: `maybe_commit` sets it to the last index before counting a majority.
     progress: SmallVec<[Progress; 8]>,
@@ -353,6 +420,10 @@ impl Core {
             heartbeat_deadline: now,
             commit_notify_deadline: None,
             votes: 0,
+            pre_voting: false,
+            leader_contact: now,
+            recent_active: 0,
+            quorum_deadline: now,
             progress: (0..peers)
                 .map(|_| Progress::new(1, config.max_inflight))
                 .collect(),
@@ -440,6 +511,11 @@ impl Core {
     pub fn leader(&self) -> Option<usize> {
         self.leader
     }
+    /// Whether this node is a pre-candidate: a follower asking for pre-votes for `term + 1`
+    /// (see [`CoreConfig::pre_vote`]). Its role stays [`Role::Follower`] meanwhile.
+    pub fn is_pre_candidate(&self) -> bool {
+        self.pre_voting
+    }
     /// Whom this node voted for in the current term.
     pub fn voted_for(&self) -> Option<usize> {
         self.voted_for
@@ -474,11 +550,18 @@ impl Core {
     /// The next time [`Core::tick`] has something to do.
     pub fn next_deadline(&self) -> Nanos {
         match self.role {
-            Role::Leader => self
-                .commit_notify_deadline
-                .map_or(self.heartbeat_deadline, |at| {
-                    at.min(self.heartbeat_deadline)
-                }),
+            Role::Leader => {
+                let next = self
+                    .commit_notify_deadline
+                    .map_or(self.heartbeat_deadline, |at| {
+                        at.min(self.heartbeat_deadline)
+                    });
+                if self.config.check_quorum {
+                    next.min(self.quorum_deadline)
+                } else {
+                    next
+                }
+            }
             Role::Follower | Role::Candidate => self.election_deadline,
         }
     }
@@ -669,13 +752,20 @@ impl Core {
 
     // ---- inputs ----------------------------------------------------------------------------------
 
-    /// Advances time: starts an election if the election timeout passed; if this node leads,
-    /// sends heartbeats when the heartbeat interval passed, and the commit index to followers
-    /// that lack it when the commit notification delay passed.
+    /// Advances time: starts an election (or, with [`CoreConfig::pre_vote`], a pre-vote round)
+    /// if the election timeout passed; if this node leads, steps down if CheckQuorum finds it
+    /// heard from no majority, sends heartbeats when the heartbeat interval passed, and the
+    /// commit index to followers that lack it when the commit notification delay passed.
     pub fn tick(&mut self, now: Nanos) {
         self.now = self.now.max(now);
         match self.role {
             Role::Leader => {
+                if self.config.check_quorum
+                    && self.now >= self.quorum_deadline
+                    && self.maybe_step_down()
+                {
+                    return;
+                }
                 if self.now >= self.heartbeat_deadline {
                     self.broadcast_heartbeat();
                 } else if self.commit_notify_deadline.is_some_and(|at| self.now >= at) {
@@ -684,7 +774,11 @@ impl Core {
             }
             Role::Follower | Role::Candidate => {
                 if self.now >= self.election_deadline {
-                    self.campaign();
+                    if self.config.pre_vote {
+                        self.pre_campaign();
+                    } else {
+                        self.campaign();
+                    }
                 }
             }
         }
@@ -729,16 +823,35 @@ impl Core {
             );
             return;
         }
+        if self.config.check_quorum
+            && matches!(msg, Message::RequestVote(_))
+            && self.hears_from_leader()
+        {
+            // Leader stickiness: this node's leader is alive, so a candidate is either cut off
+            // from it or impatient. Neither grant nor adopt its term (see the module docs).
+            tracing::trace!(
+                node = self.id,
+                term = self.term,
+                from,
+                "ignoring a RequestVote: the leader is alive"
+            );
+            return;
+        }
         // Rules for all servers: a higher term makes this node a follower of that term. If `from`
-        // leads it, handle_append_entries records that.
-        if msg.term() > self.term {
+        // leads it, handle_append_entries records that. Pre-votes move no term.
+        if msg.carries_sender_term() && msg.term() > self.term {
             self.become_follower(msg.term(), None);
+        }
+        if self.role == Role::Leader && msg.term() >= self.term {
+            self.recent_active |= 1 << from;
         }
         #[cfg(feature = "bug-injection")]
         let msg = self.stale_reply_as_current(msg);
         match msg {
             Message::RequestVote(m) => self.handle_request_vote(from, m),
             Message::RequestVoteReply(m) => self.handle_vote_reply(from, m),
+            Message::PreVote(m) => self.handle_pre_vote(from, m),
+            Message::PreVoteReply(m) => self.handle_pre_vote_reply(from, m),
             Message::AppendEntries(m) => self.handle_append_entries(from, m),
             Message::AppendEntriesReply(m) => self.handle_append_reply(from, m),
             Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
@@ -773,10 +886,35 @@ impl Core {
         }
         self.role = Role::Follower;
         self.leader = leader;
+        self.pre_voting = false;
         self.reset_election_timer();
     }
 
+    /// Starts a pre-vote round (§9.6): asks every other node whether it would vote for this one
+    /// in `term + 1`, changing neither term nor vote. A candidate whose election failed runs one
+    /// too, as a follower of its term. A majority of grants starts the real election.
+    fn pre_campaign(&mut self) {
+        self.become_follower(self.term, None);
+        self.pre_voting = true;
+        self.votes = 1 << self.id;
+        tracing::debug!(node = self.id, term = self.term, "starting a pre-vote");
+        if self.has_quorum(self.votes) {
+            self.campaign();
+            return;
+        }
+        let request = RequestVote {
+            term: self.term + 1,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+        };
+        for peer in self.others() {
+            // Promises nothing and reports no state to keep: it need not wait for a write.
+            self.outbox.push((peer, Message::PreVote(request.clone())));
+        }
+    }
+
     fn campaign(&mut self) {
+        self.pre_voting = false;
         self.term += 1;
         self.role = Role::Candidate;
         self.leader = None;
@@ -814,6 +952,8 @@ impl Core {
         tracing::debug!(node = self.id, term = self.term, "became leader");
         self.role = Role::Leader;
         self.leader = Some(self.id);
+        self.recent_active = 1 << self.id;
+        self.quorum_deadline = self.now + self.config.election_timeout_min;
         self.stats.elections_won += 1;
         let next = self.log.last_index() + 1;
         let max_inflight = self.config.max_inflight;
@@ -821,6 +961,42 @@ impl Core {
             *pr = Progress::new(next, max_inflight);
         }
         self.broadcast_heartbeat();
+    }
+
+    /// CheckQuorum: a leader that heard from no majority since the last check (one
+    /// `election_timeout_min` ago) steps down, staying in its term; otherwise it starts counting
+    /// again. Returns whether it stepped down.
+    ///
+    /// A leader cut off at time `t` may still count messages that arrived between the last check
+    /// and `t`, so it keeps leading past the next check, but not past the one after: it steps
+    /// down within two minimum election timeouts of `t`.
+    fn maybe_step_down(&mut self) -> bool {
+        if self.has_quorum(self.recent_active | (1 << self.id)) {
+            self.recent_active = 1 << self.id;
+            self.quorum_deadline = self.now + self.config.election_timeout_min;
+            return false;
+        }
+        tracing::debug!(
+            node = self.id,
+            term = self.term,
+            "stepping down: no majority heard from within an election timeout"
+        );
+        self.become_follower(self.term, None);
+        true
+    }
+
+    /// Whether this node leads, or heard from the leader of its term within the minimum election
+    /// timeout: then no election is needed, and it refuses pre-votes (and, with CheckQuorum,
+    /// ignores RequestVote).
+    fn hears_from_leader(&self) -> bool {
+        match self.role {
+            Role::Leader => true,
+            Role::Candidate => false,
+            Role::Follower => {
+                self.leader.is_some()
+                    && self.now < self.leader_contact + self.config.election_timeout_min
+            }
+        }
     }
 
     // ---- elections -------------------------------------------------------------------------------
@@ -861,6 +1037,37 @@ impl Core {
         }
     }
 
+    /// Answers a pre-vote (§9.6) as this node would answer a RequestVote of `m.term`, and
+    /// refuses it if its leader is alive; changes nothing here, not even the election timer.
+    ///
+    /// It grants if `m.term` is above its term (it would adopt that term, with no vote yet) or
+    /// equal to it with no vote for another node, the candidate's log is at least as up to date
+    /// as its own, and it neither leads nor heard from its leader within the minimum election
+    /// timeout. A grant carries `m.term` (the candidate matches it against the term it asks
+    /// about); a refusal carries this node's term, which a pre-candidate behind adopts.
+    fn handle_pre_vote(&mut self, from: usize, m: RequestVote) {
+        let granted = (m.term > self.term
+            || (m.term == self.term && self.voted_for.is_none_or(|v| v == from)))
+            && !self.hears_from_leader()
+            && self.log.is_up_to_date(m.last_log_index, m.last_log_term);
+        let reply = RequestVoteReply {
+            term: if granted { m.term } else { self.term },
+            granted,
+        };
+        // A refusal carries this node's term, which must be durable before it is told.
+        self.send(from, Message::PreVoteReply(reply));
+    }
+
+    fn handle_pre_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
+        if !self.pre_voting || !m.granted || m.term != self.term + 1 {
+            return;
+        }
+        self.votes |= 1 << from;
+        if self.has_quorum(self.votes) {
+            self.campaign();
+        }
+    }
+
     // ---- replication: follower side --------------------------------------------------------------
 
     fn handle_append_entries(&mut self, from: usize, m: AppendEntries) {
@@ -889,6 +1096,7 @@ impl Core {
             self.term
         );
         self.become_follower(self.term, Some(from));
+        self.leader_contact = self.now;
     }
 
     /// Receives one chunk of a leader's snapshot (Figure 13), and installs the snapshot when it
