@@ -11,8 +11,9 @@
 //! `--snapshot-every N` (fix the entries applied between two snapshots, 0 for none), `--bug NAME`
 //! (inject a bug into every core, restarted ones included: commit-previous-term, double-vote,
 //! truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
-//! vote-before-durable, ack-before-durable, discard-suffix-on-install), `--keep-going` (do not
-//! stop at the first violation).
+//! vote-before-durable, ack-before-durable, discard-suffix-on-install, lead-without-quorum),
+//! `--pre-vote` and `--check-quorum` (run every core with PreVote, CheckQuorum), `--rejoin` (only
+//! rejoin faults, counted), `--keep-going` (do not stop at the first violation).
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -34,9 +35,10 @@ struct Args {
 
 const USAGE: &str = "\
 Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-every MS]
-           [--snapshot-every N] [--bug NAME] [--keep-going]
+           [--snapshot-every N] [--pre-vote] [--check-quorum] [--rejoin] [--bug NAME]
+           [--keep-going]
        sim --replay SEED [--nodes N] [--ticks T] [--crash-every MS] [--snapshot-every N]
-           [--bug NAME]
+           [--pre-vote] [--check-quorum] [--rejoin] [--bug NAME]
 
   --seeds N       how many seeds to run (default 1000), with a progress line on stderr
   --start S       first seed (default 0)
@@ -52,7 +54,12 @@ Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-e
                   instead of drawing it (none in a third of the seeds)
   --bug NAME      inject a bug into every core: commit-previous-term, double-vote,
                   truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
-                  vote-before-durable, ack-before-durable, discard-suffix-on-install
+                  vote-before-durable, ack-before-durable, discard-suffix-on-install,
+                  lead-without-quorum
+  --pre-vote      run every core with PreVote
+  --check-quorum  run every core with CheckQuorum, and check that cut-off leaders step down
+  --rejoin        only rejoin faults (a follower cut off, then healed) on a reliable network;
+                  replay prints how often a rejoin raised a term
   --keep-going    do not stop at the first violation
   --replay SEED   run one seed and print every event";
 
@@ -85,6 +92,9 @@ fn parse() -> Result<Args, String> {
                 let name = value()?;
                 args.bug = Some(Bug::from_name(&name).ok_or(format!("unknown bug {name}"))?);
             }
+            "--pre-vote" => args.options.pre_vote = true,
+            "--check-quorum" => args.options.check_quorum = true,
+            "--rejoin" => args.options.rejoin = true,
             "--keep-going" => args.keep_going = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -136,6 +146,12 @@ fn replay(seed: u64, args: &Args) -> ExitCode {
         "{} events, trace hash {:016x}",
         report.events, report.trace_hash
     );
+    if options.rejoin {
+        println!(
+            "{} rejoins of a stable cluster: {} raised the cut-off node's term, {} the cluster's",
+            report.rejoins, report.isolated_term_raises, report.rejoin_term_raises
+        );
+    }
     match report.outcome {
         Ok(c) => {
             println!(

@@ -9,7 +9,7 @@
 use std::ops::Range;
 
 use zeroraft::sim::{EventKind, MsgSummary, Options, Report, Simulation, run_seed};
-use zeroraft_engine::core::Bug;
+use zeroraft_engine::core::{Bug, Role};
 
 /// Seeds of the zero-violation tests, in total over both of them, in a release build.
 const RELEASE_SEEDS: u64 = 240_000;
@@ -257,4 +257,113 @@ fn bug_reports_name_seed_invariant_and_events() {
     assert!(text.contains(v.invariant.name()), "{text}");
     assert!(!v.nodes.is_empty(), "{text}");
     assert!(!v.recent.is_empty(), "{text}");
+}
+
+/// PreVote and CheckQuorum on in every core, as `Config::production` has them.
+fn production() -> Options {
+    Options {
+        pre_vote: true,
+        check_quorum: true,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn no_violations_with_pre_vote_and_check_quorum() {
+    // Every invariant, and with CheckQuorum that a leader cut off from the majority steps down
+    // within two minimum election timeouts.
+    no_violations(2_000_000..2_000_000 + total_seeds() / 20, &production());
+}
+
+#[test]
+fn catches_a_leader_that_leads_on_without_a_quorum() {
+    let options = Options {
+        check_quorum: true,
+        ..Options::default()
+    };
+    caught_within_200(Bug::LeadWithoutQuorum, &options);
+}
+
+#[test]
+fn with_check_quorum_cut_off_leaders_step_down_in_their_term() {
+    // Without PreVote or a bug, a leader becomes a follower of its own term only by CheckQuorum.
+    let traced = Options {
+        trace: true,
+        ..production()
+    };
+    let mut step_downs = 0;
+    for seed in 0..40 {
+        let report = run_seed(seed, &traced);
+        assert!(report.outcome.is_ok(), "seed {seed}: {:?}", report.outcome);
+        let mut leading = std::collections::HashMap::new();
+        for event in &report.trace {
+            if let EventKind::State { node, role, term } = event.kind {
+                if leading.get(&node) == Some(&term) && role == Role::Follower {
+                    step_downs += 1;
+                }
+                leading.insert(node, if role == Role::Leader { term } else { 0 });
+            }
+        }
+    }
+    assert!(
+        step_downs >= 20,
+        "only {step_downs} leaders stepped down in their term in 40 seeds"
+    );
+}
+
+/// Runs `seeds` in rejoin mode with `options`, failing on any violation, and sums what the
+/// rejoins did: (rejoins of a stable cluster, those during which the cut-off node raised its
+/// term, those after which the cluster's term rose).
+fn rejoin_counts(seeds: Range<u64>, options: &Options) -> (u64, u64, u64) {
+    let options = Options {
+        rejoin: true,
+        ..options.clone()
+    };
+    let mut counts = (0, 0, 0);
+    for seed in seeds {
+        let report = run_seed(seed, &options);
+        if let Err(v) = report.outcome {
+            panic!("{v}");
+        }
+        counts.0 += report.rejoins;
+        counts.1 += report.isolated_term_raises;
+        counts.2 += report.rejoin_term_raises;
+    }
+    counts
+}
+
+#[test]
+fn with_pre_vote_a_rejoining_node_never_raises_the_term_of_a_stable_cluster() {
+    let seeds = 3_000_000..3_000_000 + total_seeds() / 200;
+    let want_rejoins = 5 * (seeds.end - seeds.start);
+    // PreVote alone, and with CheckQuorum.
+    for check_quorum in [false, true] {
+        let options = Options {
+            check_quorum,
+            ..production()
+        };
+        let (rejoins, isolated, raised) = rejoin_counts(seeds.clone(), &options);
+        assert!(
+            rejoins >= want_rejoins,
+            "check_quorum {check_quorum}: only {rejoins} rejoins of a stable cluster"
+        );
+        assert_eq!(
+            isolated, 0,
+            "check_quorum {check_quorum}: cut-off nodes that raised their term, of {rejoins}"
+        );
+        assert_eq!(
+            raised, 0,
+            "check_quorum {check_quorum}: rejoins that raised the cluster's term, of {rejoins}"
+        );
+    }
+}
+
+#[test]
+fn without_pre_vote_rejoining_nodes_raise_the_term_of_a_stable_cluster() {
+    // The counterpart of the test above: what it counts does happen in plain Raft.
+    let (rejoins, isolated, raised) = rejoin_counts(3_000_000..3_000_040, &Options::default());
+    assert!(
+        isolated > rejoins / 10 && raised > rejoins / 10,
+        "of {rejoins} rejoins, {isolated} raised the cut-off node's term, {raised} the cluster's"
+    );
 }

@@ -86,6 +86,9 @@ pub enum Invariant {
     /// the entries it acknowledged (likewise); its durable vote never changes within a term, and
     /// it never grants a vote that contradicts the one its durable state records.
     Durability,
+    /// With CheckQuorum: a leader that cannot hear from a majority (the links into it from
+    /// enough nodes are cut) steps down within two minimum election timeouts.
+    CheckQuorum,
 }
 
 impl Invariant {
@@ -103,6 +106,7 @@ impl Invariant {
             Self::BoundedTraffic => "bounded traffic",
             Self::CoreAssertion => "core assertion",
             Self::Durability => "durability of what a node told others",
+            Self::CheckQuorum => "check quorum: a cut-off leader steps down",
         }
     }
 }

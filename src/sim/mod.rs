@@ -38,6 +38,16 @@
 //! checker plays every node's service: it checks each snapshot handed to one against the
 //! commands committed up to its index (see the [`checker`](Invariant)'s docs).
 //!
+//! # PreVote, CheckQuorum and rejoins
+//!
+//! [`Options::pre_vote`] and [`Options::check_quorum`] turn those on in every core (no seed draws
+//! them, so a seed without them runs as it always did). With CheckQuorum the simulator checks
+//! that a leader cut off from the majority steps down in time ([`Invariant::CheckQuorum`]).
+//! [`Options::rejoin`] replaces the drawn faults with rejoins on a reliable network and counts,
+//! in the [`Report`], how often a node cut off from a stable cluster raised its own term or, once
+//! back, the cluster's: what PreVote is for. Those counts are measurements, not invariants
+//! (plain Raft raises terms on rejoins, correctly); the tests assert them.
+//!
 //! The next event is always the earliest of: the end of a phase, the next fault change, the next
 //! crash, a restart, the next message due, the next write to complete, the earliest core timer
 //! ([`Core::next_deadline`]), the next client proposal. Ties go in that order of kinds, then by
@@ -70,7 +80,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Once;
 
 use bytes::Bytes;
-use zeroraft_engine::core::{Core, Message, Nanos, Role};
+use zeroraft_engine::core::{Core, CoreConfig, Message, Nanos, Role};
 
 use crate::cluster::cmd;
 
@@ -124,6 +134,18 @@ pub struct Options {
     /// Entries each node applies between two snapshots, 0 for none (otherwise drawn from the
     /// seed: none in a third of the seeds, every 2 to 50 entries in the others).
     pub snapshot_every: Option<u64>,
+    /// Run every core with PreVote ([`CoreConfig::pre_vote`]); off by default.
+    pub pre_vote: bool,
+    /// Run every core with CheckQuorum ([`CoreConfig::check_quorum`]); off by default. The
+    /// simulator then also checks that a leader cut off from the majority steps down in time
+    /// ([`Invariant::CheckQuorum`]).
+    pub check_quorum: bool,
+    /// Replace the drawn faults with rejoins: a follower (never the leader) is cut off from
+    /// every other node, then every link heals, in turn, at the drawn fault interval; the
+    /// fault phase's network is reliable (as the heal phase's: no loss, duplication or held-back
+    /// messages, delays of at most 30 ms) and nothing crashes. The [`Report`] counts what the
+    /// rejoins did to terms ([`Report::rejoins`]).
+    pub rejoin: bool,
     /// Keep every event, for a readable trace in [`Report::trace`].
     pub trace: bool,
 }
@@ -200,6 +222,23 @@ pub struct Report {
     pub end_time: Nanos,
     /// Every event, if [`Options::trace`] was set.
     pub trace: Vec<Event>,
+    /// With [`Options::rejoin`]: how many times a follower was cut off from a cluster whose
+    /// leader was still leading the same term when the follower came back (a stable cluster).
+    pub rejoins: u64,
+    /// Of those, how many times the cut-off follower raised its term while it was cut off.
+    pub isolated_term_raises: u64,
+    /// Of those, how many times some node's term rose above the stable leader's after the
+    /// follower came back, before the next fault (or the heal phase).
+    pub rejoin_term_raises: u64,
+}
+
+/// A follower cut off in [`Options::rejoin`] mode, and the leader of the cluster it left.
+struct Rejoin {
+    node: usize,
+    /// The leader of the highest term when the follower was cut off, and that term.
+    leader: Option<(usize, u64)>,
+    /// Once the links healed with that leader still leading that term: the term to watch.
+    watching: Option<u64>,
 }
 
 /// One client: whom it believes leads, when it proposes next, how many commands it sent.
@@ -291,6 +330,17 @@ pub struct Simulation {
     log: EventLog,
     /// The node being stepped, to blame if it panics. Set through `set_stepping`.
     stepping: Option<usize>,
+    /// For each node cut off from the majority: since when, and the set of nodes whose link into
+    /// it was up at some moment since then (a bit per node), too few with it for a majority.
+    cut_off_since: Vec<Option<(Nanos, u64)>>,
+    /// For each node: when it last became leader.
+    lead_since: Vec<Nanos>,
+    /// The rejoin under way, with [`Options::rejoin`].
+    rejoin: Option<Rejoin>,
+    /// The counts reported in [`Report::rejoins`] and after.
+    rejoins: u64,
+    isolated_term_raises: u64,
+    rejoin_term_raises: u64,
 }
 
 /// Runs one seed to the end.
@@ -350,6 +400,12 @@ impl Simulation {
             checker: Checker::new(n),
             log: EventLog::new(options.trace),
             stepping: None,
+            cut_off_since: vec![None; n],
+            lead_since: vec![0; n],
+            rejoin: None,
+            rejoins: 0,
+            isolated_term_raises: 0,
+            rejoin_term_raises: 0,
             scenario,
         }
     }
@@ -413,6 +469,9 @@ impl Simulation {
             events: self.log.count(),
             end_time: self.now,
             trace: self.log.take_trace(),
+            rejoins: self.rejoins,
+            isolated_term_raises: self.isolated_term_raises,
+            rejoin_term_raises: self.rejoin_term_raises,
         }
     }
 
@@ -467,6 +526,9 @@ impl Simulation {
                 Next::Client(c) => self.client_propose(c),
             };
             step.map_err(|f| self.violation(f))?;
+            self.check_quorum_step_down()
+                .map_err(|f| self.violation(f))?;
+            self.watch_rejoin();
             if let Some(done) = self.heal_progress().map_err(|f| self.violation(f))? {
                 self.checker
                     .check_all(&self.cores)
@@ -551,6 +613,9 @@ impl Simulation {
         }
         let state = (core.role(), core.term(), core.commit_index());
         if (state.0, state.1) != (self.seen[i].0, self.seen[i].1) {
+            if state.0 == Role::Leader {
+                self.lead_since[i] = now;
+            }
             self.log.push(
                 now,
                 EventKind::State {
@@ -820,6 +885,12 @@ impl Simulation {
             }
         }
         self.next_fault = self.now + self.rng.u64(1..=2 * s.fault_interval);
+        if s.rejoin {
+            let kind = self.rejoin_fault();
+            self.log.push(self.now, kind);
+            self.note_cut_offs();
+            return;
+        }
         let kind = match kinds[self.rng.usize(..count)] {
             Fault::Heal => {
                 self.net.heal();
@@ -864,21 +935,144 @@ impl Simulation {
             }
         };
         self.log.push(self.now, kind);
+        self.note_cut_offs();
+    }
+
+    /// The leader of the highest term among the nodes that are up, if it is the only leader.
+    fn current_leader(&self) -> Option<(usize, u64)> {
+        let max_term = self.cores.iter().flatten().map(Core::term).max()?;
+        let mut leaders = self
+            .cores
+            .iter()
+            .flatten()
+            .filter(|c| c.role() == Role::Leader);
+        match (leaders.next(), leaders.next()) {
+            (Some(l), None) if l.term() == max_term => Some((l.id(), max_term)),
+            _ => None,
+        }
+    }
+
+    /// The next fault of [`Options::rejoin`] mode: heals the cut-off follower's links if there
+    /// is one (noting whether the cluster it comes back to is stable), or else cuts off a
+    /// follower drawn at random.
+    fn rejoin_fault(&mut self) -> EventKind {
+        let n = self.cores.len();
+        if let Some(Rejoin {
+            node,
+            leader,
+            watching: None,
+        }) = self.rejoin
+        {
+            self.net.heal();
+            self.rejoin = None;
+            if let Some((l, term)) = leader
+                && self.cores[l]
+                    .as_ref()
+                    .is_some_and(|c| c.role() == Role::Leader && c.term() == term)
+            {
+                self.rejoins += 1;
+                if self.core(node).term() > term {
+                    self.isolated_term_raises += 1;
+                }
+                self.rejoin = Some(Rejoin {
+                    node,
+                    leader,
+                    watching: Some(term),
+                });
+            }
+            return EventKind::HealLinks;
+        }
+        let leader = self.current_leader();
+        let node = (leader.map_or(0, |(l, _)| l) + self.rng.usize(1..n)) % n;
+        self.net.heal();
+        for other in (0..n).filter(|&o| o != node) {
+            self.net.block(node, other);
+            self.net.block(other, node);
+        }
+        self.rejoin = Some(Rejoin {
+            node,
+            leader,
+            watching: None,
+        });
+        EventKind::Isolate { node }
+    }
+
+    /// After every event of [`Options::rejoin`] mode: counts a rejoin that raised the term of
+    /// the stable cluster it came back to (once per rejoin).
+    fn watch_rejoin(&mut self) {
+        let Some(Rejoin {
+            watching: Some(term),
+            ..
+        }) = self.rejoin
+        else {
+            return;
+        };
+        if self.cores.iter().flatten().any(|c| c.term() > term) {
+            self.rejoin_term_raises += 1;
+            self.rejoin = None;
+        }
+    }
+
+    /// Notes, after the links changed, which nodes have been unable to hear from a majority
+    /// since when: all the nodes whose link into one was up at any moment since then, with it,
+    /// are fewer than a majority. A leader whose links change can hear from different nodes in
+    /// turn, and count a majority over a quorum check's window without ever having one at once.
+    fn note_cut_offs(&mut self) {
+        let n = self.cores.len();
+        let minority = |set: u64| set.count_ones() as usize <= n / 2;
+        for i in 0..n {
+            let open = (0..n)
+                .filter(|&j| j == i || !self.net.is_blocked(j, i))
+                .fold(0u64, |set, j| set | (1 << j));
+            self.cut_off_since[i] = match self.cut_off_since[i] {
+                Some((since, heard)) if minority(heard | open) => Some((since, heard | open)),
+                _ if minority(open) => Some((self.now, open)),
+                _ => None,
+            };
+        }
+    }
+
+    /// With CheckQuorum: fails if a leader has been cut off from the majority (see
+    /// `note_cut_offs`) for more than two minimum election timeouts, counted from when it was
+    /// cut off or became leader, whichever is later. Its first quorum check after the cut may
+    /// count messages from before the cut; the one after that cannot: a message is delivered
+    /// only while its link is up.
+    fn check_quorum_step_down(&self) -> Result<(), Failure> {
+        let config: &CoreConfig = &self.scenario.core;
+        if !config.check_quorum {
+            return Ok(());
+        }
+        for core in self.cores.iter().flatten() {
+            let i = core.id();
+            let Some((since, _)) = self.cut_off_since[i] else {
+                continue;
+            };
+            let from = since.max(self.lead_since[i]);
+            if core.role() == Role::Leader && self.now > from + 2 * config.election_timeout_min {
+                return Err(Failure {
+                    invariant: Invariant::CheckQuorum,
+                    nodes: vec![i],
+                    detail: format!(
+                        "leader {i} term {} still leads {} ms after it was cut off from the \
+                         majority (at {} ms; leading since {} ms), beyond two minimum election \
+                         timeouts of {} ms",
+                        core.term(),
+                        (self.now - from) / 1_000_000,
+                        since / 1_000_000,
+                        self.lead_since[i] / 1_000_000,
+                        config.election_timeout_min / 1_000_000
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn start_heal(&mut self) -> Result<(), Failure> {
         self.net.heal();
-        // No loss, duplication or held-back messages, and delays short next to the election
-        // timeout (at most 30 ms each way), as Raft's liveness needs.
-        let faulty = self.net.quality;
-        self.net.quality = Quality {
-            drop: 0.0,
-            duplicate: 0.0,
-            delay_max: faulty.delay_max.min(30 * 1_000_000).max(faulty.delay_min),
-            long_delay: 0.0,
-            late_reply: 0.0,
-            ..faulty
-        };
+        self.net.quality = self.net.quality.reliable();
+        self.rejoin = None;
+        self.cut_off_since.fill(None);
         self.next_fault = Nanos::MAX;
         self.next_crash = Nanos::MAX;
         self.armed = None;

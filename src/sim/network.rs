@@ -80,6 +80,21 @@ pub struct Quality {
     pub late_reply: f64,
 }
 
+impl Quality {
+    /// This quality without loss, duplication or held-back messages, and with delays of at most
+    /// 30 ms (or `delay_min`): short next to any election timeout, as Raft's liveness needs.
+    pub fn reliable(self) -> Self {
+        Self {
+            drop: 0.0,
+            duplicate: 0.0,
+            delay_max: self.delay_max.min(30 * 1_000_000).max(self.delay_min),
+            long_delay: 0.0,
+            late_reply: 0.0,
+            ..self
+        }
+    }
+}
+
 pub(crate) struct Network {
     n: usize,
     heap: BinaryHeap<InFlight>,

@@ -30,6 +30,9 @@ pub struct Scenario {
     pub one_way_cuts: bool,
     /// Whether faults may isolate the current leader.
     pub isolate_leader: bool,
+    /// Whether the only fault is a rejoin: a follower cut off from every other node, then every
+    /// link healed, in turn ([`Options::rejoin`]).
+    pub rejoin: bool,
     /// Mean time between two fault changes.
     pub fault_interval: Nanos,
     /// How long every node's disk takes to make a write durable.
@@ -109,8 +112,8 @@ impl Scenario {
             },
             max_snapshot_chunk: 1 << 20,
             // Not drawn, so that every seed draws what it did before these existed.
-            pre_vote: false,
-            check_quorum: false,
+            pre_vote: options.pre_vote,
+            check_quorum: options.check_quorum,
         };
         let fault_ticks = options
             .fault_ticks
@@ -190,7 +193,7 @@ impl Scenario {
         });
         let mut core = core;
         core.max_snapshot_chunk = [8, 64, 1 << 20][rng.usize(..3)];
-        Self {
+        let mut scenario = Self {
             nodes,
             fault_ticks,
             net: Quality {
@@ -213,7 +216,18 @@ impl Scenario {
             crashes,
             snapshots,
             core,
+            rejoin: false,
+        };
+        if options.rejoin {
+            // Overridden after the draws, so that the rest of the seed is what it would be.
+            scenario.rejoin = true;
+            scenario.partitions = false;
+            scenario.one_way_cuts = false;
+            scenario.isolate_leader = false;
+            scenario.crashes = None;
+            scenario.net = scenario.net.reliable();
         }
+        scenario
     }
 
     /// How long a crashed node stays down.
@@ -230,7 +244,7 @@ impl Scenario {
 
     /// Whether any kind of link fault may happen.
     pub fn has_link_faults(&self) -> bool {
-        self.partitions || self.one_way_cuts || self.isolate_leader
+        self.partitions || self.one_way_cuts || self.isolate_leader || self.rejoin
     }
 
     /// When the heal phase must have converged, counted from its start: 100 election timeouts.
@@ -257,8 +271,8 @@ impl fmt::Display for Scenario {
         write!(
             f,
             "{} nodes, {} fault ticks; heartbeat {} ms, election {}..{} ms, \
-             append {} entries, window {}, backtrack {:?}; drop {:.3}, dup {:.3}, delay {}..{} ms, \
-             long delay p {:.3} up to {} ms, late replies {:.3}; faults:{}{}{}{} every ~{} ms; \
+             append {} entries, window {}, backtrack {:?}{}{}; drop {:.3}, dup {:.3}, delay {}..{} ms, \
+             long delay p {:.3} up to {} ms, late replies {:.3}; faults:{}{}{}{}{} every ~{} ms; \
              {} clients every ~{} ms, batches up to {}; disk {}..{} µs, stalls p {:.3} up to {} ms; \
              {}; {}",
             self.nodes,
@@ -269,6 +283,12 @@ impl fmt::Display for Scenario {
             self.core.max_append_entries,
             self.core.max_inflight,
             self.core.backtrack,
+            if self.core.pre_vote { ", pre-vote" } else { "" },
+            if self.core.check_quorum {
+                ", check-quorum"
+            } else {
+                ""
+            },
             self.net.drop,
             self.net.duplicate,
             ms(self.net.delay_min),
@@ -283,6 +303,7 @@ impl fmt::Display for Scenario {
             } else {
                 ""
             },
+            if self.rejoin { " rejoin" } else { "" },
             if self.has_link_faults() { "" } else { " none" },
             ms(self.fault_interval),
             self.clients,

@@ -36,11 +36,14 @@ pub enum Bug {
     /// though its log holds that entry, so they match the leader's: entries it acknowledged
     /// disappear.
     DiscardSuffixOnInstall,
+    /// With CheckQuorum, a leader that heard from no majority within an election timeout goes
+    /// on leading instead of stepping down.
+    LeadWithoutQuorum,
 }
 
 impl Bug {
     /// Every bug, in declaration order.
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 9] = [
         Bug::CommitPreviousTerm,
         Bug::DoubleVote,
         Bug::TruncateWithoutConflict,
@@ -49,6 +52,7 @@ impl Bug {
         Bug::VoteBeforeDurable,
         Bug::AckBeforeDurable,
         Bug::DiscardSuffixOnInstall,
+        Bug::LeadWithoutQuorum,
     ];
 
     /// A short kebab-case name, for command lines and reports.
@@ -62,6 +66,7 @@ impl Bug {
             Bug::VoteBeforeDurable => "vote-before-durable",
             Bug::AckBeforeDurable => "ack-before-durable",
             Bug::DiscardSuffixOnInstall => "discard-suffix-on-install",
+            Bug::LeadWithoutQuorum => "lead-without-quorum",
         }
     }
 

@@ -971,7 +971,10 @@ impl Core {
     /// and `t`, so it keeps leading past the next check, but not past the one after: it steps
     /// down within two minimum election timeouts of `t`.
     fn maybe_step_down(&mut self) -> bool {
-        if self.has_quorum(self.recent_active | (1 << self.id)) {
+        let quorum = self.has_quorum(self.recent_active | (1 << self.id));
+        #[cfg(feature = "bug-injection")]
+        let quorum = quorum || self.has_bug(Bug::LeadWithoutQuorum);
+        if quorum {
             self.recent_active = 1 << self.id;
             self.quorum_deadline = self.now + self.config.election_timeout_min;
             return false;
