@@ -28,22 +28,6 @@ pub enum MsgSummary {
         /// Whether the vote was granted.
         granted: bool,
     },
-    /// PreVote.
-    PreVote {
-        /// The term the pre-candidate would campaign in (its own + 1).
-        term: u64,
-        /// Pre-candidate's last log index.
-        last_index: u64,
-        /// Pre-candidate's last log term.
-        last_term: u64,
-    },
-    /// PreVote reply.
-    PreVoteReply {
-        /// The term asked about if granted, else the voter's term.
-        term: u64,
-        /// Whether the pre-vote was granted.
-        granted: bool,
-    },
     /// AppendEntries.
     Append {
         /// Leader's term.
@@ -93,6 +77,23 @@ pub enum MsgSummary {
         next_offset: u64,
         /// Whether it installed the snapshot.
         installed: bool,
+    },
+    // Last, so that the trace hashes of runs without them stay what they were.
+    /// PreVote.
+    PreVote {
+        /// The term the pre-candidate would campaign in (its own + 1).
+        term: u64,
+        /// Pre-candidate's last log index.
+        last_index: u64,
+        /// Pre-candidate's last log term.
+        last_term: u64,
+    },
+    /// PreVote reply.
+    PreVoteReply {
+        /// The term asked about if granted, else the voter's term.
+        term: u64,
+        /// Whether the pre-vote was granted.
+        granted: bool,
     },
 }
 
