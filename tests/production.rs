@@ -1,0 +1,75 @@
+//! The threaded runtime with [`Config::production`] (PreVote and CheckQuorum on), on the tester's
+//! cluster: what the two options promise, end to end. Not part of the 2A/2B suite, whose RPC
+//! counts assume plain Raft.
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use zeroraft::Config;
+use zeroraft::cluster::{Cluster, ELECTION_TIMEOUT, cmd};
+
+#[test]
+fn a_follower_cut_off_keeps_its_term_and_rejoins_without_deposing_the_leader() {
+    let servers = 5;
+    let cfg = Cluster::with_config(servers, false, Config::production());
+    cfg.begin("Production: a follower cut off and back leaves the leader alone");
+    let leader = cfg.check_one_leader();
+    cfg.one(cmd(1), servers, true);
+    let term = cfg.check_terms();
+
+    let follower = (leader + 1) % servers;
+    cfg.disconnect(follower);
+    // The scenario itself: several election timeouts cut off, in which a follower without
+    // PreVote would campaign about once per timeout, raising its term each time.
+    sleep(3 * ELECTION_TIMEOUT);
+    let (cut_off_term, _) = cfg.raft(follower).get_state();
+    assert_eq!(cut_off_term, term, "the cut-off follower kept its term");
+    cfg.one(cmd(2), servers - 1, true);
+
+    cfg.connect(follower);
+    // Committed on all five: the follower is back and caught up.
+    cfg.one(cmd(3), servers, true);
+    assert_eq!(cfg.check_terms(), term, "nobody raised the term");
+    assert_eq!(cfg.check_one_leader(), leader, "the same leader");
+    cfg.end();
+}
+
+#[test]
+fn a_leader_cut_off_from_the_majority_steps_down_within_two_election_timeouts() {
+    let servers = 5;
+    let config = Config::production();
+    let bound = 2 * config.election_timeout_min;
+    let cfg = Cluster::with_config(servers, false, config);
+    cfg.begin("Production: a cut-off leader steps down");
+    let leader = cfg.check_one_leader();
+    cfg.one(cmd(1), servers, true);
+
+    cfg.disconnect(leader);
+    let cut = Instant::now();
+    // Polls rather than sleeps for the bound: the leader's thread publishes the step-down when
+    // its timer fires, and this measures when that is seen.
+    while cfg.raft(leader).get_state().1 {
+        assert!(
+            cut.elapsed() < bound + Duration::from_millis(500),
+            "still leading {} ms after it was cut off",
+            cut.elapsed().as_millis()
+        );
+        sleep(Duration::from_millis(5));
+    }
+    let took = cut.elapsed();
+    // Thread wake-ups and the poll interval add a little to the core's bound.
+    assert!(
+        took < bound + Duration::from_millis(100),
+        "stepped down {} ms after it was cut off, beyond two minimum election timeouts ({} ms)",
+        took.as_millis(),
+        bound.as_millis()
+    );
+
+    // The majority goes on with a new leader, and the old one rejoins as a follower.
+    let new_leader = cfg.check_one_leader();
+    assert_ne!(new_leader, leader);
+    cfg.one(cmd(2), servers - 1, true);
+    cfg.connect(leader);
+    cfg.one(cmd(3), servers, true);
+    cfg.end();
+}
