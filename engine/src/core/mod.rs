@@ -113,7 +113,9 @@ pub type Nanos = u64;
 /// The role a node plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// Answers leaders and candidates; starts an election if it hears from no leader.
+    /// Answers leaders and candidates; starts an election if it hears from no leader. With
+    /// [`CoreConfig::pre_vote`] it first runs a pre-vote round, still as a follower
+    /// ([`Core::is_pre_candidate`]).
     Follower,
     /// Asking for votes to become leader.
     Candidate,
