@@ -73,3 +73,30 @@ fn a_leader_cut_off_from_the_majority_steps_down_within_two_election_timeouts() 
     cfg.one(cmd(3), servers, true);
     cfg.end();
 }
+
+#[test]
+fn agreement_despite_unreliable_network_and_churn() {
+    // tests/unreliable.rs's churn with production settings: requests delayed and dropped,
+    // replies dropped, a different node cut off each round (the leader every other round).
+    let servers = 5;
+    let cfg = Cluster::with_config(servers, true, Config::production());
+    cfg.begin("Production: agreement on an unreliable network with churn");
+    let mut x = 0;
+    for round in 0..6 {
+        let victim = if round % 2 == 0 {
+            cfg.check_one_leader()
+        } else {
+            round % servers
+        };
+        cfg.disconnect(victim);
+        for _ in 0..10 {
+            x += 1;
+            cfg.one(cmd(x), servers - 1, true);
+        }
+        cfg.connect(victim);
+    }
+    cfg.set_unreliable(false);
+    x += 1;
+    cfg.one(cmd(x), servers, true);
+    cfg.end();
+}
