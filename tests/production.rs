@@ -75,6 +75,46 @@ fn a_leader_cut_off_from_the_majority_steps_down_within_two_election_timeouts() 
 }
 
 #[test]
+fn elections_after_network_failures() {
+    // re_election_2a's steps with production settings: PreVote must not keep a leaderless
+    // majority from electing one, nor a node rejoining from disturbing it.
+    let servers = 3;
+    let cfg = Cluster::with_config(servers, false, Config::production());
+    cfg.begin("Production: election after network failure");
+    let leader1 = cfg.check_one_leader();
+
+    // If the leader disconnects, a new one should be elected.
+    cfg.disconnect(leader1);
+    let leader2 = cfg.check_one_leader();
+    let term2 = cfg.check_terms();
+
+    // The old leader rejoins (it stepped down, for want of a quorum) without disturbing the
+    // new one.
+    cfg.connect(leader1);
+    cfg.one(cmd(1), servers, true);
+    assert_eq!(cfg.check_one_leader(), leader2);
+    assert_eq!(cfg.check_terms(), term2);
+
+    // Without a quorum no leader is elected, and the cut-off leader steps down: the tester
+    // checks connected nodes only, this checks the other two as well.
+    cfg.disconnect(leader2);
+    cfg.disconnect((leader2 + 1) % servers);
+    sleep(2 * ELECTION_TIMEOUT);
+    cfg.check_no_leader();
+    for i in [leader2, (leader2 + 1) % servers] {
+        assert!(!cfg.raft(i).get_state().1, "node {i} leads alone");
+    }
+
+    // If a quorum arises, it should elect a leader; the last node's return does not prevent it.
+    cfg.connect((leader2 + 1) % servers);
+    cfg.check_one_leader();
+    cfg.connect(leader2);
+    cfg.check_one_leader();
+    cfg.one(cmd(2), servers, true);
+    cfg.end();
+}
+
+#[test]
 fn agreement_despite_unreliable_network_and_churn() {
     // tests/unreliable.rs's churn with production settings: requests delayed and dropped,
     // replies dropped, a different node cut off each round (the leader every other round).
