@@ -1360,6 +1360,15 @@ impl Core {
             }
             if advanced {
                 self.maybe_commit();
+                // An acknowledgement that arrives after the commit notice it could have used
+                // (this follower was not needed for the majority) would otherwise wait for the
+                // next heartbeat to learn what it may commit.
+                let pr = &self.progress[from];
+                if self.commit_notify_deadline.is_none()
+                    && pr.commit_sent < self.commit_index.min(pr.match_index)
+                {
+                    self.commit_notify_deadline = Some(self.now + self.config.commit_notify_delay);
+                }
             }
             self.send_appends_to(from);
         } else if m.conflict_index == 0 {
@@ -1434,7 +1443,7 @@ impl Core {
                 && pr.commit_sent < self.commit_index
                 && pr.commit_sent < pr.match_index
             {
-                self.send_empty_append(peer);
+                self.send_heartbeat(peer);
             }
         }
     }
@@ -1457,7 +1466,20 @@ impl Core {
                     }
                     self.send_snapshot(peer);
                 }
-                ProgressState::Replicate => self.send_empty_append(peer),
+                ProgressState::Replicate => {
+                    if pr.lost_at_heartbeat() {
+                        tracing::trace!(
+                            node = self.id,
+                            term = self.term,
+                            peer,
+                            next = pr.next_index,
+                            "nothing acknowledged for a heartbeat interval: probing"
+                        );
+                        self.send_append(peer);
+                    } else {
+                        self.send_heartbeat(peer);
+                    }
+                }
             }
         }
     }
@@ -1505,8 +1527,9 @@ impl Core {
             Vec::new()
         };
         buffer.extend_from_slice(entries);
+        let prev_term = self.log.term(next - 1).expect("next_index is within log + 1");
         // Before `sent`, which may advance `next_index`.
-        self.push_append(peer, buffer);
+        self.push_append(peer, next - 1, prev_term, buffer);
         self.progress[peer].sent(sent_to, carried);
     }
 
@@ -1558,28 +1581,35 @@ impl Core {
         self.send_appends_to(from);
     }
 
-    /// A heartbeat in Replicate state: no entries, previous index just before `next_index`. Its
-    /// answer confirms everything sent so far, or exposes a lost batch as a rejection.
-    fn send_empty_append(&mut self, peer: usize) {
-        if self.progress[peer].next_index <= self.log.offset() {
+    /// A heartbeat (or commit notice) to a follower in Replicate state: no entries, previous
+    /// index its `match_index`, which it holds, so the follower accepts it even when it overtook
+    /// batches still on their way, and commits up to the least of the commit index and its match
+    /// (as etcd's heartbeats carry min(match, commit)). Lost batches are found by
+    /// [`Progress::lost_at_heartbeat`] instead.
+    fn send_heartbeat(&mut self, peer: usize) {
+        let prev = self.progress[peer].match_index;
+        let Some(prev_term) = self.log.term(prev) else {
+            // Compacted away since it was matched: nothing safe to name but the snapshot.
             self.send_snapshot(peer);
             return;
-        }
-        self.push_append(peer, Vec::new());
+        };
+        self.push_append(peer, prev, prev_term, Vec::new());
     }
 
-    /// Queues an AppendEntries to `peer` carrying `entries` after `next_index - 1` and the
-    /// commit index, and records that commit index as sent. Leaves `next_index` alone.
-    fn push_append(&mut self, peer: usize, entries: Vec<Entry>) {
-        let prev = self.progress[peer].next_index - 1;
+    /// Queues an AppendEntries to `peer` carrying `entries` after `prev` (of term `prev_term`)
+    /// and the commit index, and records what it lets the follower commit. Leaves `next_index`
+    /// alone.
+    fn push_append(&mut self, peer: usize, prev: u64, prev_term: u64, entries: Vec<Entry>) {
+        let last = prev + entries.len() as u64;
         let msg = AppendEntries {
             term: self.term,
             prev_log_index: prev,
-            prev_log_term: self.log.term(prev).expect("next_index is within log + 1"),
+            prev_log_term: prev_term,
             entries,
             leader_commit: self.commit_index,
         };
-        self.progress[peer].commit_sent = self.commit_index;
+        let pr = &mut self.progress[peer];
+        pr.commit_sent = pr.commit_sent.max(self.commit_index.min(last));
         self.outbox.push((peer, Message::AppendEntries(msg)));
     }
 }

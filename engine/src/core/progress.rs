@@ -128,8 +128,14 @@ pub struct Progress {
     pub probe_sent: bool,
     /// Batches in flight (Replicate only).
     pub inflights: Inflights,
-    /// The highest commit index sent to this follower.
+    /// The highest index this follower was told it may commit: of the AppendEntries sent to it,
+    /// the largest least of the leader's commit index and the message's last index (a follower
+    /// commits no further than what the message shows it holds).
     pub commit_sent: u64,
+    /// In Replicate: the last index sent when the leader last sent a heartbeat. If the follower
+    /// has not acknowledged it by the next heartbeat, a whole interval later, the batch or its
+    /// answer was most likely lost ([`Progress::lost_at_heartbeat`]).
+    pub sent_at_heartbeat: u64,
     /// In Snapshot: the snapshot being sent.
     pub snapshot: Option<SnapshotTransfer>,
 }
@@ -144,6 +150,7 @@ impl Progress {
             probe_sent: false,
             inflights: Inflights::new(max_inflight),
             commit_sent: 0,
+            sent_at_heartbeat: 0,
             snapshot: None,
         }
     }
@@ -166,11 +173,34 @@ impl Progress {
         self.snapshot = None;
     }
 
+    /// At a heartbeat: whether this follower, in Replicate, has not acknowledged what was sent to
+    /// it by the previous heartbeat, a whole heartbeat interval ago. Then it switches to probing
+    /// from just after its matched prefix: the batch or its answer was most likely lost, and one
+    /// probe a heartbeat finds out where to resume without flooding a follower that is gone.
+    /// Either way it notes what is sent by now for the next heartbeat.
+    ///
+    /// Heartbeats name the matched prefix ([`Progress::match_index`]), which the follower always
+    /// accepts, so that a heartbeat overtaking a batch on the network is not mistaken for a
+    /// gap; this is what finds lost batches instead.
+    pub fn lost_at_heartbeat(&mut self) -> bool {
+        if self.state != ProgressState::Replicate {
+            return false;
+        }
+        let lost = self.match_index < self.sent_at_heartbeat;
+        if lost {
+            self.become_probe();
+            self.next_index = self.match_index + 1;
+        }
+        self.sent_at_heartbeat = self.next_index - 1;
+        lost
+    }
+
     /// Switches to streaming from just after the matched prefix.
     pub fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
         self.probe_sent = false;
         self.next_index = self.match_index + 1;
+        self.sent_at_heartbeat = self.match_index;
         self.inflights.reset();
         self.snapshot = None;
     }

@@ -1172,6 +1172,164 @@ fn empty_proposal_sends_nothing() {
 // ---- pipelining --------------------------------------------------------------------------------
 
 #[test]
+fn a_heartbeat_that_overtakes_a_batch_keeps_the_follower_replicating() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    let mut follower = new_core(1, 3);
+    follower.step(0, 0, append(1, (0, 0), &[], 0));
+    drain(&mut follower);
+    let due = leader.next_deadline();
+
+    // A batch goes out; the heartbeat after it reaches the follower first.
+    leader.propose(due - MS, commands(2));
+    let batch = appends_to(&drain(&mut leader), 1).remove(0);
+    leader.tick(due);
+    let heartbeat = appends_to(&drain(&mut leader), 1).remove(0);
+    assert!(heartbeat.entries.is_empty());
+    assert_eq!(
+        (heartbeat.prev_log_index, heartbeat.prev_log_term),
+        (0, 0),
+        "the heartbeat names the follower's match index, not the end of the batch"
+    );
+    follower.step(due, 0, Message::AppendEntries(heartbeat));
+    let reply = the_append_reply(&drain(&mut follower), 0);
+    assert!(reply.success, "the follower holds what it names: {reply:?}");
+    leader.step(due, 1, Message::AppendEntriesReply(reply));
+    let sent = drain(&mut leader);
+    assert!(appends_to(&sent, 1).is_empty(), "nothing sent again: {sent:?}");
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!(
+        (pr.state, pr.next_index, pr.inflights.len()),
+        (ProgressState::Replicate, 3, 1),
+        "still streaming, the batch still in flight"
+    );
+
+    // The batch arrives after all and is acknowledged as usual.
+    follower.step(due, 0, Message::AppendEntries(batch));
+    let reply = the_append_reply(&drain(&mut follower), 0);
+    leader.step(due, 1, Message::AppendEntriesReply(reply));
+    assert_eq!(leader.progress(1).map(|p| p.match_index), Some(2));
+}
+
+#[test]
+fn heartbeats_let_a_follower_commit_no_further_than_its_match() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    let due = leader.next_deadline();
+    leader.propose(0, commands(3));
+    drain(&mut leader);
+    // Node 2 holds all three, node 1 (as far as the leader knows) only the first.
+    leader.step(0, 2, ack(1, 3));
+    leader.step(0, 1, ack(1, 1));
+    assert_eq!(leader.commit_index(), 3);
+    leader.tick(due);
+    let sent = drain(&mut leader);
+    // (follower, want previous index, which bounds what it commits)
+    for (peer, want_prev) in [(1, 1), (2, 3)] {
+        let heartbeat = &appends_to(&sent, peer)[0];
+        assert!(heartbeat.entries.is_empty(), "node {peer}");
+        assert_eq!(heartbeat.prev_log_index, want_prev, "node {peer}");
+        assert_eq!(heartbeat.leader_commit, 3, "node {peer}");
+        assert_eq!(
+            leader.progress(peer).map(|p| p.commit_sent),
+            Some(want_prev),
+            "node {peer}: what it was told it may commit"
+        );
+    }
+    // A follower holding more than the leader knows still commits only up to the heartbeat's
+    // previous index (Figure 2: the index of the last new entry).
+    let mut follower = new_core(1, 3);
+    follower.step(0, 0, append(1, (0, 0), &[1, 1, 1], 0));
+    follower.step(0, 0, Message::AppendEntries(appends_to(&sent, 1)[0].clone()));
+    assert_eq!(follower.commit_index(), 1);
+}
+
+#[test]
+fn a_batch_unacknowledged_for_a_heartbeat_interval_is_probed_again() {
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    let interval = CoreConfig::default().heartbeat_interval;
+    let first = leader.next_deadline();
+    // Index 1 goes out before the first heartbeat: node 2 acknowledges it, node 1's copy is
+    // lost.
+    leader.propose(first - 10 * MS, commands(1));
+    drain(&mut leader);
+    leader.step(first - 9 * MS, 2, ack(1, 1));
+    leader.tick(first);
+    let sent = drain(&mut leader);
+    for peer in [1, 2] {
+        let heartbeat = &appends_to(&sent, peer)[0];
+        assert!(heartbeat.entries.is_empty(), "node {peer}: just a heartbeat");
+        assert_eq!(
+            leader.progress(peer).map(|p| p.state),
+            Some(ProgressState::Replicate),
+            "node {peer}: index 1 was sent less than an interval ago"
+        );
+    }
+    // Index 2 goes out just before the second heartbeat and is not acknowledged by then.
+    leader.propose(first + interval - MS, commands(1));
+    drain(&mut leader);
+    leader.tick(first + interval);
+    let sent = drain(&mut leader);
+
+    // Node 1 acknowledged nothing sent before the first heartbeat: it is probed from index 1.
+    let probe = appends_to(&sent, 1);
+    assert_eq!(probe.len(), 1, "{sent:?}");
+    assert_eq!(probe[0].prev_log_index, 0);
+    assert_eq!(entry_terms(&probe[0].entries), vec![1, 1]);
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!(pr.state, ProgressState::Probe);
+    assert!(pr.probe_sent, "one probe until its answer or the next heartbeat");
+    // Node 2 acknowledged what it had by then; index 2 is younger than an interval.
+    let heartbeat = &appends_to(&sent, 2)[0];
+    assert!(heartbeat.entries.is_empty());
+    assert_eq!(heartbeat.prev_log_index, 1);
+    assert_eq!(
+        leader.progress(2).map(|p| p.state),
+        Some(ProgressState::Replicate)
+    );
+
+    // The probe's answer puts node 1 back to streaming.
+    leader.step(first + interval, 1, ack(1, 2));
+    let pr = leader.progress(1).expect("follower");
+    assert_eq!(
+        (pr.state, pr.match_index, pr.next_index),
+        (ProgressState::Replicate, 2, 3)
+    );
+}
+
+#[test]
+fn a_follower_acknowledging_after_the_commit_notice_gets_its_own() {
+    let config = CoreConfig::default();
+    let delay = config.commit_notify_delay;
+    let mut leader = replicating_leader(3, config);
+    let heartbeat_due = leader.next_deadline();
+    let t0 = heartbeat_due - 90 * MS;
+    leader.propose(t0, commands(1));
+    drain(&mut leader);
+    // Node 1's acknowledgement commits index 1, and node 1 is told after the delay.
+    leader.step(t0, 1, ack(1, 1));
+    leader.tick(t0 + delay);
+    let sent = drain(&mut leader);
+    assert_eq!(appends_to(&sent, 1)[0].leader_commit, 1);
+    assert!(appends_to(&sent, 2).is_empty(), "node 2 holds nothing yet");
+
+    // Node 2's acknowledgement comes later: it gets a notice after the delay, not at the
+    // heartbeat 80 ms on.
+    let t1 = t0 + 10 * MS;
+    leader.step(t1, 2, ack(1, 1));
+    assert!(quiet(&mut leader), "nothing at once");
+    assert_eq!(leader.next_deadline(), t1 + delay);
+    leader.tick(t1 + delay);
+    let sent = drain(&mut leader);
+    let notice = appends_to(&sent, 2);
+    assert_eq!(notice.len(), 1, "{sent:?}");
+    assert_eq!(
+        (notice[0].prev_log_index, notice[0].leader_commit),
+        (1, 1)
+    );
+    assert!(appends_to(&sent, 1).is_empty(), "node 1 was told already");
+    assert_eq!(leader.next_deadline(), heartbeat_due);
+}
+
+#[test]
 fn replicate_state_pipelines_up_to_the_window() {
     let config = CoreConfig {
         max_inflight: 3,
@@ -1215,7 +1373,11 @@ fn replicate_state_pipelines_up_to_the_window() {
     for peer in [1, 2] {
         let hb = &appends_to(&sent, peer)[0];
         assert!(hb.entries.is_empty());
-        assert_eq!(hb.prev_log_index, 3, "just before next_index");
+        assert_eq!(
+            (hb.prev_log_index, hb.prev_log_term),
+            (0, 0),
+            "at the match index, which the follower holds"
+        );
         assert_eq!(leader.progress(peer).map(|p| p.inflights.len()), Some(3));
     }
 
