@@ -59,7 +59,7 @@ Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-e
   --pre-vote      run every core with PreVote
   --check-quorum  run every core with CheckQuorum, and check that cut-off leaders step down
   --rejoin        only rejoin faults (a follower cut off, then healed) on a reliable network;
-                  replay prints how often a rejoin raised a term
+                  prints how often a rejoin raised a term
   --keep-going    do not stop at the first violation
   --replay SEED   run one seed and print every event";
 
@@ -185,6 +185,8 @@ fn main() -> ExitCode {
     let end = args.start + args.seeds;
     let done = AtomicU64::new(0);
     let violations = AtomicU64::new(0);
+    // With --rejoin: rejoins of a stable cluster, and those that raised a term (see replay).
+    let rejoins = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
     let stop = AtomicBool::new(false);
     let first: Mutex<Option<String>> = Mutex::new(None); // cold: written once per violation
     let started = Instant::now();
@@ -197,6 +199,14 @@ fn main() -> ExitCode {
                         break;
                     }
                     let report = simulation(seed, &args.options, args.bug).run();
+                    let counts = [
+                        report.rejoins,
+                        report.isolated_term_raises,
+                        report.rejoin_term_raises,
+                    ];
+                    for (sum, count) in rejoins.iter().zip(counts) {
+                        sum.fetch_add(count, Relaxed);
+                    }
                     if let Err(v) = report.outcome {
                         violations.fetch_add(1, Relaxed);
                         let mut first = first.lock().expect("not poisoned");
@@ -238,6 +248,13 @@ fn main() -> ExitCode {
         args.jobs,
         n as f64 / secs * 60.0 / args.jobs as f64
     );
+    if args.options.rejoin {
+        let [rejoins, isolated, raised] = rejoins.map(AtomicU64::into_inner);
+        println!(
+            "{rejoins} rejoins of a stable cluster: {isolated} raised the cut-off node's term, \
+             {raised} the cluster's"
+        );
+    }
     match first.into_inner().expect("not poisoned") {
         Some(report) => {
             println!("{report}");
