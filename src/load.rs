@@ -290,8 +290,8 @@ pub struct LoadedCluster {
 }
 
 impl LoadedCluster {
-    /// Starts `nodes` nodes (default settings; `unreliable` picks the network) keeping their
-    /// state in `storage`, and the clients.
+    /// Starts `nodes` nodes with [`Config::production`] (PreVote and CheckQuorum on; `unreliable`
+    /// picks the network) keeping their state in `storage`, and the clients.
     ///
     /// # Errors
     ///
@@ -319,7 +319,7 @@ impl LoadedCluster {
         let cluster_options = ClusterOptions {
             nodes,
             unreliable,
-            config: Config::default(),
+            config: Config::production(),
             history: Some(1024),
             storage,
             snapshots: Snapshots::Every(COMPACT_EVERY),
