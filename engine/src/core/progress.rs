@@ -6,7 +6,11 @@
 //! - **Probe**: the leader does not know where the follower's log diverges. It sends one
 //!   AppendEntries and waits for the answer (or the next heartbeat) before sending another.
 //! - **Replicate**: the last probe succeeded. The leader streams batches without waiting for
-//!   acknowledgements, advancing `next_index` optimistically, until [`Inflights`] is full.
+//!   acknowledgements, advancing `next_index` optimistically, until [`Inflights`] is full. Its
+//!   heartbeats name `match_index`, which the follower holds, so they are never refused for a
+//!   batch they overtook; a batch (or its answer) lost on the way shows as nothing acknowledged
+//!   for a whole heartbeat interval ([`Progress::lost_at_heartbeat`]), and the follower is
+//!   probed again.
 //! - **Snapshot**: the follower needs entries the leader has compacted away. The leader sends its
 //!   snapshot in chunks, one at a time ([`SnapshotTransfer`]), and probes again from just after
 //!   it once the follower has installed it.
