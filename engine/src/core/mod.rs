@@ -1527,7 +1527,10 @@ impl Core {
             Vec::new()
         };
         buffer.extend_from_slice(entries);
-        let prev_term = self.log.term(next - 1).expect("next_index is within log + 1");
+        let prev_term = self
+            .log
+            .term(next - 1)
+            .expect("next_index is within log + 1");
         // Before `sent`, which may advance `next_index`.
         self.push_append(peer, next - 1, prev_term, buffer);
         self.progress[peer].sent(sent_to, carried);

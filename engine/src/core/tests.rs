@@ -1195,7 +1195,10 @@ fn a_heartbeat_that_overtakes_a_batch_keeps_the_follower_replicating() {
     assert!(reply.success, "the follower holds what it names: {reply:?}");
     leader.step(due, 1, Message::AppendEntriesReply(reply));
     let sent = drain(&mut leader);
-    assert!(appends_to(&sent, 1).is_empty(), "nothing sent again: {sent:?}");
+    assert!(
+        appends_to(&sent, 1).is_empty(),
+        "nothing sent again: {sent:?}"
+    );
     let pr = leader.progress(1).expect("follower");
     assert_eq!(
         (pr.state, pr.next_index, pr.inflights.len()),
@@ -1238,7 +1241,11 @@ fn heartbeats_let_a_follower_commit_no_further_than_its_match() {
     // previous index (Figure 2: the index of the last new entry).
     let mut follower = new_core(1, 3);
     follower.step(0, 0, append(1, (0, 0), &[1, 1, 1], 0));
-    follower.step(0, 0, Message::AppendEntries(appends_to(&sent, 1)[0].clone()));
+    follower.step(
+        0,
+        0,
+        Message::AppendEntries(appends_to(&sent, 1)[0].clone()),
+    );
     assert_eq!(follower.commit_index(), 1);
 }
 
@@ -1256,7 +1263,10 @@ fn a_batch_unacknowledged_for_a_heartbeat_interval_is_probed_again() {
     let sent = drain(&mut leader);
     for peer in [1, 2] {
         let heartbeat = &appends_to(&sent, peer)[0];
-        assert!(heartbeat.entries.is_empty(), "node {peer}: just a heartbeat");
+        assert!(
+            heartbeat.entries.is_empty(),
+            "node {peer}: just a heartbeat"
+        );
         assert_eq!(
             leader.progress(peer).map(|p| p.state),
             Some(ProgressState::Replicate),
@@ -1276,7 +1286,10 @@ fn a_batch_unacknowledged_for_a_heartbeat_interval_is_probed_again() {
     assert_eq!(entry_terms(&probe[0].entries), vec![1, 1]);
     let pr = leader.progress(1).expect("follower");
     assert_eq!(pr.state, ProgressState::Probe);
-    assert!(pr.probe_sent, "one probe until its answer or the next heartbeat");
+    assert!(
+        pr.probe_sent,
+        "one probe until its answer or the next heartbeat"
+    );
     // Node 2 acknowledged what it had by then; index 2 is younger than an interval.
     let heartbeat = &appends_to(&sent, 2)[0];
     assert!(heartbeat.entries.is_empty());
@@ -1321,10 +1334,7 @@ fn a_follower_acknowledging_after_the_commit_notice_gets_its_own() {
     let sent = drain(&mut leader);
     let notice = appends_to(&sent, 2);
     assert_eq!(notice.len(), 1, "{sent:?}");
-    assert_eq!(
-        (notice[0].prev_log_index, notice[0].leader_commit),
-        (1, 1)
-    );
+    assert_eq!((notice[0].prev_log_index, notice[0].leader_commit), (1, 1));
     assert!(appends_to(&sent, 1).is_empty(), "node 1 was told already");
     assert_eq!(leader.next_deadline(), heartbeat_due);
 }
