@@ -1,6 +1,7 @@
 //! The threaded runtime with [`Config::production`] (PreVote and CheckQuorum on), on the tester's
 //! cluster: what the two options promise, end to end. Not part of the 2A/2B suite, whose RPC
-//! counts assume plain Raft.
+//! counts assume plain Raft. The unreliable-network churn with these settings is in
+//! tests/unreliable.rs.
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -109,32 +110,5 @@ fn elections_after_network_failures() {
     cfg.connect(leader2);
     cfg.check_one_leader();
     cfg.one(cmd(2), servers, true);
-    cfg.end();
-}
-
-#[test]
-fn agreement_despite_unreliable_network_and_churn() {
-    // tests/unreliable.rs's churn with production settings: requests delayed and dropped,
-    // replies dropped, a different node cut off each round (the leader every other round).
-    let servers = 5;
-    let cfg = Cluster::with_config(servers, true, Config::production());
-    cfg.begin("Production: agreement on an unreliable network with churn");
-    let mut x = 0;
-    for round in 0..6 {
-        let victim = if round % 2 == 0 {
-            cfg.check_one_leader()
-        } else {
-            round % servers
-        };
-        cfg.disconnect(victim);
-        for _ in 0..10 {
-            x += 1;
-            cfg.one(cmd(x), servers - 1, true);
-        }
-        cfg.connect(victim);
-    }
-    cfg.set_unreliable(false);
-    x += 1;
-    cfg.one(cmd(x), servers, true);
     cfg.end();
 }

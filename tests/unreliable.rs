@@ -3,15 +3,16 @@
 //! 2A/2B suite: these check that batching, pipelining and backtracking recover from lost and
 //! reordered messages in the threaded runtime.
 
+use zeroraft::Config;
 use zeroraft::cluster::{Cluster, cmd};
 
-#[test]
-fn agreement_despite_unreliable_network_and_churn() {
+/// Cuts off a different node each round (the leader every other round) while 10 commands commit
+/// on the other four, brings it back, then commits one more on all five.
+fn agreement_with_churn(config: Config) {
     let servers = 5;
-    let cfg = Cluster::new(servers, true);
+    let cfg = Cluster::with_config(servers, true, config);
     let mut x = 0;
     for round in 0..6 {
-        // Cut off a different node each round (sometimes the leader), then bring it back.
         let victim = if round % 2 == 0 {
             cfg.check_one_leader()
         } else {
@@ -27,6 +28,18 @@ fn agreement_despite_unreliable_network_and_churn() {
     x += 1;
     cfg.one(cmd(x), servers, true);
     cfg.check_apply_error();
+}
+
+#[test]
+fn agreement_despite_unreliable_network_and_churn() {
+    agreement_with_churn(Config::default());
+}
+
+#[test]
+fn agreement_despite_unreliable_network_and_churn_with_production_settings() {
+    // PreVote and CheckQuorum must not keep the majority from electing a leader and committing
+    // while requests are delayed and dropped and replies dropped.
+    agreement_with_churn(Config::production());
 }
 
 #[test]
