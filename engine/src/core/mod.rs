@@ -1589,14 +1589,24 @@ impl Core {
     /// batches still on their way, and commits up to the least of the commit index and its match
     /// (as etcd's heartbeats carry min(match, commit)). Lost batches are found by
     /// [`Progress::lost_at_heartbeat`] instead.
+    ///
+    /// If the leader compacted its log past the match index since, the heartbeat names the
+    /// index just before `next_index` instead (the follower may refuse it if the batches before
+    /// it are still on their way, and is then probed); only a follower whose `next_index` is
+    /// itself compacted away is sent the snapshot.
     fn send_heartbeat(&mut self, peer: usize) {
-        let prev = self.progress[peer].match_index;
-        let Some(prev_term) = self.log.term(prev) else {
-            // Compacted away since it was matched: nothing safe to name but the snapshot.
-            self.send_snapshot(peer);
-            return;
+        let pr = &self.progress[peer];
+        let prev = match self.log.term(pr.match_index) {
+            Some(term) => (pr.match_index, term),
+            None => match self.log.term(pr.next_index - 1) {
+                Some(term) => (pr.next_index - 1, term),
+                None => {
+                    self.send_snapshot(peer);
+                    return;
+                }
+            },
         };
-        self.push_append(peer, prev, prev_term, Vec::new());
+        self.push_append(peer, prev.0, prev.1, Vec::new());
     }
 
     /// Queues an AppendEntries to `peer` carrying `entries` after `prev` (of term `prev_term`)

@@ -2135,6 +2135,33 @@ fn compaction_drops_the_log_up_to_an_applied_index_and_stores_the_snapshot() {
 }
 
 #[test]
+fn a_heartbeat_after_compaction_past_the_match_index_sends_no_snapshot() {
+    // Follower 2 has acknowledged index 2 of the 8 streamed to it when the leader compacts to 5
+    // (follower 1 holds everything): its heartbeat names index 8, the end of what was sent,
+    // rather than sending the snapshot it does not need.
+    let mut leader = replicating_leader(3, CoreConfig::default());
+    let due = leader.next_deadline();
+    leader.propose(0, commands(8));
+    persist(&mut leader);
+    leader.step(0, 1, ack(1, 8));
+    leader.step(0, 2, ack(1, 2));
+    apply_all(&mut leader);
+    assert!(leader.compact(5, Bytes::from_static(b"state at 5")));
+    drain(&mut leader);
+    leader.tick(due);
+    let sent = drain(&mut leader);
+    assert!(snapshots_to(&sent, 2).is_empty(), "{sent:?}");
+    let heartbeat = appends_to(&sent, 2);
+    assert_eq!(heartbeat.len(), 1, "{sent:?}");
+    assert!(heartbeat[0].entries.is_empty());
+    assert_eq!(heartbeat[0].prev_log_index, 8);
+    assert_eq!(
+        leader.progress(2).map(|p| p.state),
+        Some(ProgressState::Replicate)
+    );
+}
+
+#[test]
 fn a_follower_behind_the_snapshot_gets_it_in_chunks_one_at_a_time() {
     let config = CoreConfig {
         max_snapshot_chunk: 4,
