@@ -76,6 +76,7 @@ fn leader_append(c: &mut Criterion) {
                             index: last,
                             conflict_term: 0,
                             conflict_index: 0,
+                            round: 0,
                         };
                         cores[0].step(now, to, Message::AppendEntriesReply(ack));
                     }
@@ -110,6 +111,7 @@ fn follower_append(c: &mut Criterion) {
                         prev_log_term: if prev == 0 { 0 } else { term },
                         entries,
                         leader_commit: prev,
+                        round: 0,
                     }
                 },
                 |ae| {

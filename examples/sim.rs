@@ -11,9 +11,11 @@
 //! `--snapshot-every N` (fix the entries applied between two snapshots, 0 for none), `--bug NAME`
 //! (inject a bug into every core, restarted ones included: commit-previous-term, double-vote,
 //! truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
-//! vote-before-durable, ack-before-durable, discard-suffix-on-install, lead-without-quorum),
-//! `--pre-vote` and `--check-quorum` (run every core with PreVote, CheckQuorum), `--rejoin` (only
-//! rejoin faults, counted), `--keep-going` (do not stop at the first violation).
+//! vote-before-durable, ack-before-durable, discard-suffix-on-install, lead-without-quorum,
+//! read-without-round, lease-after-expiry), `--pre-vote`, `--check-quorum` and `--no-op` (run
+//! every core with PreVote, CheckQuorum, a leader no-op), `--reads` (clients also read, checked),
+//! `--transfers` (clients ask leaders to transfer leadership, checked and counted), `--rejoin`
+//! (only rejoin faults, counted), `--keep-going` (do not stop at the first violation).
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -35,10 +37,11 @@ struct Args {
 
 const USAGE: &str = "\
 Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-every MS]
-           [--snapshot-every N] [--pre-vote] [--check-quorum] [--rejoin] [--bug NAME]
-           [--keep-going]
+           [--snapshot-every N] [--pre-vote] [--check-quorum] [--no-op] [--reads]
+           [--transfers] [--rejoin] [--bug NAME] [--keep-going]
        sim --replay SEED [--nodes N] [--ticks T] [--crash-every MS] [--snapshot-every N]
-           [--pre-vote] [--check-quorum] [--rejoin] [--bug NAME]
+           [--pre-vote] [--check-quorum] [--no-op] [--reads] [--transfers] [--rejoin]
+           [--bug NAME]
 
   --seeds N       how many seeds to run (default 1000), with a progress line on stderr
   --start S       first seed (default 0)
@@ -55,9 +58,14 @@ Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-e
   --bug NAME      inject a bug into every core: commit-previous-term, double-vote,
                   truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
                   vote-before-durable, ack-before-durable, discard-suffix-on-install,
-                  lead-without-quorum
+                  lead-without-quorum, read-without-round, lease-after-expiry
   --pre-vote      run every core with PreVote
   --check-quorum  run every core with CheckQuorum, and check that cut-off leaders step down
+  --no-op         run every core with a leader no-op entry
+  --reads         clients also ask for linearizable reads (lease reads too with
+                  --check-quorum); every confirmed read is checked; prints the counts
+  --transfers     clients now and then ask the leader to transfer its leadership; every
+                  transfer must end within an election timeout; prints the counts
   --rejoin        only rejoin faults (a follower cut off, then healed) on a reliable network;
                   prints how often a rejoin raised a term
   --keep-going    do not stop at the first violation
@@ -95,6 +103,9 @@ fn parse() -> Result<Args, String> {
             "--pre-vote" => args.options.pre_vote = true,
             "--check-quorum" => args.options.check_quorum = true,
             "--rejoin" => args.options.rejoin = true,
+            "--no-op" => args.options.no_op = true,
+            "--reads" => args.options.reads = true,
+            "--transfers" => args.options.transfers = true,
             "--keep-going" => args.keep_going = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -152,6 +163,7 @@ fn replay(seed: u64, args: &Args) -> ExitCode {
             report.rejoins, report.isolated_term_raises, report.rejoin_term_raises
         );
     }
+    print_counts(&options, report.reads, report.transfers);
     match report.outcome {
         Ok(c) => {
             println!(
@@ -167,6 +179,21 @@ fn replay(seed: u64, args: &Args) -> ExitCode {
             println!("{v}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The read and transfer counts, for the options that produce them.
+fn print_counts(options: &Options, reads: [u64; 3], transfers: [u64; 3]) {
+    if options.reads {
+        let [asked, confirmed, lease] = reads;
+        println!("{asked} reads asked for: {confirmed} confirmed, {lease} of them under a lease");
+    }
+    if options.transfers {
+        let [started, completed, abandoned] = transfers;
+        println!(
+            "{started} leadership transfers: {completed} made their target leader, {abandoned} \
+             abandoned"
+        );
     }
 }
 
@@ -187,6 +214,9 @@ fn main() -> ExitCode {
     let violations = AtomicU64::new(0);
     // With --rejoin: rejoins of a stable cluster, and those that raised a term (see replay).
     let rejoins = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    // With --reads and --transfers: their counts (see `Report::reads`, `Report::transfers`).
+    let reads = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    let transfers = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
     let stop = AtomicBool::new(false);
     let first: Mutex<Option<String>> = Mutex::new(None); // cold: written once per violation
     let started = Instant::now();
@@ -205,6 +235,12 @@ fn main() -> ExitCode {
                         report.rejoin_term_raises,
                     ];
                     for (sum, count) in rejoins.iter().zip(counts) {
+                        sum.fetch_add(count, Relaxed);
+                    }
+                    for (sum, count) in reads.iter().zip(report.reads) {
+                        sum.fetch_add(count, Relaxed);
+                    }
+                    for (sum, count) in transfers.iter().zip(report.transfers) {
                         sum.fetch_add(count, Relaxed);
                     }
                     if let Err(v) = report.outcome {
@@ -255,6 +291,11 @@ fn main() -> ExitCode {
              {raised} the cluster's"
         );
     }
+    print_counts(
+        &args.options,
+        reads.map(AtomicU64::into_inner),
+        transfers.map(AtomicU64::into_inner),
+    );
     match first.into_inner().expect("not poisoned") {
         Some(report) => {
             println!("{report}");

@@ -47,8 +47,8 @@ pub mod sim;
 
 pub use zeroraft_engine as engine;
 pub use zeroraft_engine::{
-    ApplyMsg, Compaction, Config, ConfigError, Endpoint, Network, PeerStatus, Raft, Role,
-    StartError, StateMachine, Status, WeakRaft,
+    ApplyMsg, Compaction, Config, ConfigError, Endpoint, Network, PeerStatus, PendingRead, Raft,
+    ReadError, Role, StartError, StateMachine, Status, TransferError, WeakRaft,
 };
 pub use zeroraft_transport as transport;
 pub use zeroraft_transport::NetworkConfig;

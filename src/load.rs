@@ -440,6 +440,13 @@ impl Control for LoadedCluster {
     fn restart(&self, node: usize) -> Result<(), String> {
         self.cluster().try_restart(node)
     }
+
+    fn transfer_leadership(&self, leader: usize, target: usize) -> Result<(), String> {
+        self.cluster()
+            .raft(leader)
+            .transfer_leadership(target)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Drop for LoadedCluster {

@@ -217,6 +217,7 @@ fn follower_append_allocates_only_log_growth() {
                 })
                 .collect(),
             leader_commit: b * batch,
+            round: 0,
         })
         .collect();
     let region = Region::new(GLOBAL);

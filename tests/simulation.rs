@@ -4,7 +4,9 @@
 //! crash exposes and one only a snapshot. With PreVote and CheckQuorum on: zero violations too,
 //! leaders cut off from the majority stepping down in time (and the check catching one that does
 //! not), and nodes cut off from a stable cluster never raising its term when they come back,
-//! where plain Raft does.
+//! where plain Raft does. With reads and leadership transfers: every read sees every earlier
+//! commit, every transfer ends within an election timeout, and the checker catches reads served
+//! without a heartbeat round or under an expired lease.
 //!
 //! The seed count is sized for `cargo test --release` on two cores (see BENCHMARKS.md); a debug
 //! build runs a fiftieth of it. `ZERORAFT_SIM_SEEDS=N` overrides the total.
@@ -368,5 +370,110 @@ fn without_pre_vote_rejoining_nodes_raise_the_term_of_a_stable_cluster() {
     assert!(
         isolated > rejoins / 10 && raised > rejoins / 10,
         "of {rejoins} rejoins, {isolated} raised the cut-off node's term, {raised} the cluster's"
+    );
+}
+
+/// Production settings (PreVote, CheckQuorum, the leader no-op) with clients that also read
+/// (ReadIndex and lease reads) and ask leaders to hand their leadership over.
+fn reads_and_transfers() -> Options {
+    Options {
+        no_op: true,
+        reads: true,
+        transfers: true,
+        ..production()
+    }
+}
+
+#[test]
+fn no_violations_with_reads_leases_and_transfers() {
+    // Every invariant, and: every confirmed read's index covers every index committed before
+    // the read was asked for; every transfer ends within an election timeout.
+    let seeds = 3_000_000..3_000_000 + total_seeds() / 40;
+    let mut reads = [0; 3];
+    let mut transfers = [0; 3];
+    for seed in seeds.clone() {
+        let report = run_seed(seed, &reads_and_transfers());
+        if let Err(v) = report.outcome {
+            panic!("{v}");
+        }
+        for (sum, n) in reads.iter_mut().zip(report.reads) {
+            *sum += n;
+        }
+        for (sum, n) in transfers.iter_mut().zip(report.transfers) {
+            *sum += n;
+        }
+    }
+    // The checks above checked something: many reads confirmed, by round and by lease, and
+    // transfers that made their target leader.
+    let [asked, confirmed, lease] = reads;
+    let [started, completed, abandoned] = transfers;
+    let n = seeds.end - seeds.start;
+    assert!(
+        confirmed >= 10 * n,
+        "{confirmed} of {asked} reads confirmed"
+    );
+    assert!(
+        lease >= confirmed / 10,
+        "{lease} of {confirmed} under a lease"
+    );
+    assert!(
+        completed >= started / 5 && completed + abandoned <= started,
+        "{started} transfers: {completed} completed, {abandoned} abandoned"
+    );
+}
+
+#[test]
+fn no_violations_with_read_index_alone() {
+    // Without CheckQuorum there is no lease and a cut-off leader never steps down: its reads
+    // must wait, never be confirmed stale.
+    let options = Options {
+        no_op: true,
+        reads: true,
+        ..Options::default()
+    };
+    no_violations(4_000_000..4_000_000 + total_seeds() / 80, &options);
+}
+
+#[test]
+fn catches_a_read_index_served_without_a_heartbeat_round() {
+    let options = Options {
+        no_op: true,
+        reads: true,
+        ..Options::default()
+    };
+    caught_within_200(Bug::ReadWithoutRound, &options);
+}
+
+#[test]
+fn catches_a_lease_read_after_the_lease_expired() {
+    let options = Options {
+        no_op: true,
+        reads: true,
+        ..production()
+    };
+    caught_within_200(Bug::LeaseAfterExpiry, &options);
+}
+
+#[test]
+fn on_a_reliable_network_most_transfers_make_their_target_leader() {
+    let options = Options {
+        rejoin: true,
+        ..reads_and_transfers()
+    };
+    let mut transfers = [0; 3];
+    for seed in 0..200 {
+        let report = run_seed(seed, &options);
+        if let Err(v) = report.outcome {
+            panic!("{v}");
+        }
+        for (sum, n) in transfers.iter_mut().zip(report.transfers) {
+            *sum += n;
+        }
+    }
+    let [started, completed, abandoned] = transfers;
+    // Those abandoned had the cut-off follower as their target.
+    assert!(
+        completed * 10 >= started * 7,
+        "{started} transfers: {completed} completed, {abandoned} abandoned"
     );
 }

@@ -48,7 +48,8 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 pub use crate::core::{Message, ProgressState, Role};
-pub use runtime::{Builder, Raft, StateMachine, WeakRaft};
+
+pub use runtime::{Builder, PendingRead, Raft, StateMachine, WeakRaft};
 pub use zeroraft_storage as storage;
 pub use zeroraft_storage::{MemStorage, NoStorage, Storage, StorageError};
 
@@ -204,8 +205,20 @@ pub struct Config {
     /// CheckQuorum: a leader that heard from no majority of the cluster within
     /// `election_timeout_min` steps down, so a leader cut off from the majority stops leading
     /// within two of them; and a node that hears from its leader ignores RequestVote from
-    /// others (leader stickiness). Default off; on in [`Config::production`].
+    /// others (leader stickiness). Default off; on in [`Config::production`]. Lease reads
+    /// ([`Raft::read_lease`]) need it.
     pub check_quorum: bool,
+    /// A new leader appends an entry with an empty command, so that what earlier leaders left
+    /// uncommitted commits at once, and reads ([`Raft::read_index`]) need not wait for a
+    /// client's command. The entry is applied like any other: a service that proposes empty
+    /// commands of its own cannot tell them apart. Default off (the 6.824 tester expects each
+    /// index to hold a command it proposed); on in [`Config::production`].
+    pub leader_no_op: bool,
+    /// The clock assumption of lease reads ([`Raft::read_lease`]): any two nodes' clocks
+    /// advance at rates that differ by at most this many percent. A lease lasts
+    /// `election_timeout_min × (100 − 2 × max_clock_drift_percent) / 100` from the start of a
+    /// heartbeat round a majority answered. Default 5; at most 49.
+    pub max_clock_drift_percent: u8,
 }
 
 impl Default for Config {
@@ -229,24 +242,28 @@ impl Default for Config {
             compaction: Compaction::NEVER,
             pre_vote: core.pre_vote,
             check_quorum: core.check_quorum,
+            leader_no_op: core.leader_no_op,
+            max_clock_drift_percent: core.max_clock_drift_percent,
         }
     }
 }
 
 impl Config {
-    /// The defaults with [`Config::pre_vote`] and [`Config::check_quorum`] on: the settings for a
-    /// cluster that serves clients, where a flaky node must not depose a healthy leader and a
-    /// leader cut off from the majority must stop leading. The defaults leave both off only
-    /// because the 6.824 tester's message counts assume plain Raft.
+    /// The defaults with [`Config::pre_vote`], [`Config::check_quorum`] and
+    /// [`Config::leader_no_op`] on: the settings for a cluster that serves clients, where a
+    /// flaky node must not depose a healthy leader, a leader cut off from the majority must stop
+    /// leading, and a new leader serves reads at once. The defaults leave them off only because
+    /// the 6.824 tester's message counts and indices assume plain Raft.
     ///
     /// ```
     /// let config = zeroraft_engine::Config::production();
-    /// assert!(config.pre_vote && config.check_quorum);
+    /// assert!(config.pre_vote && config.check_quorum && config.leader_no_op);
     /// ```
     pub fn production() -> Self {
         Self {
             pre_vote: true,
             check_quorum: true,
+            leader_no_op: true,
             ..Self::default()
         }
     }
@@ -345,6 +362,11 @@ impl Config {
                 "commit_notify_delay must be below election_timeout_min",
             ));
         }
+        if self.max_clock_drift_percent > 49 {
+            return Err(ConfigError::Invalid(
+                "max_clock_drift_percent must be at most 49: a lease shrinks by twice the drift",
+            ));
+        }
         if self.spin > Self::MAX_SPIN || self.spin >= self.heartbeat_interval {
             return Err(ConfigError::Invalid(
                 "spin must be at most 10 ms (Config::MAX_SPIN) and below heartbeat_interval: a \
@@ -368,6 +390,8 @@ impl Config {
             max_snapshot_chunk: self.max_snapshot_chunk,
             pre_vote: self.pre_vote,
             check_quorum: self.check_quorum,
+            leader_no_op: self.leader_no_op,
+            max_clock_drift_percent: self.max_clock_drift_percent,
         }
     }
 }
@@ -548,6 +572,82 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// Why a linearizable read ([`Raft::read_index`], [`Raft::read_lease`]) was not confirmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// This node is not the leader, or stopped leading before it could confirm the read.
+    /// `leader` is the node it last heard lead, if any: ask it.
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<usize>,
+    },
+    /// [`Raft::MAX_PENDING_READS`] reads are already waiting on this node (a leader that
+    /// cannot reach a majority confirms none).
+    Busy {
+        /// The limit.
+        limit: usize,
+    },
+    /// [`PendingRead::wait_timeout`] gave up; the read may still be confirmed later.
+    Timeout,
+    /// The node was killed.
+    Killed,
+    /// The node stopped on its own; `reason` says why.
+    Failed {
+        /// What stopped the node.
+        reason: String,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader; node {l} is"),
+            Self::NotLeader { leader: None } => write!(f, "not the leader; no leader known"),
+            Self::Busy { limit } => write!(
+                f,
+                "{limit} reads are already waiting; try again once the leader confirms them"
+            ),
+            Self::Timeout => write!(f, "the read was not confirmed in time"),
+            Self::Killed => write!(f, "the node was killed"),
+            Self::Failed { reason } => write!(f, "the node stopped: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Why [`Raft::transfer_leadership`] did not start a transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// This node is not the leader.
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<usize>,
+    },
+    /// The target is this node, or not a node of the cluster.
+    BadTarget {
+        /// The target asked for.
+        target: usize,
+    },
+    /// The node was killed or stopped.
+    Killed,
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader; node {l} is"),
+            Self::NotLeader { leader: None } => write!(f, "not the leader; no leader known"),
+            Self::BadTarget { target } => {
+                write!(f, "node {target} is not another node of the cluster")
+            }
+            Self::Killed => write!(f, "the node was killed or stopped"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
+
 /// The leader's view of one follower, as published in [`Status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -613,6 +713,19 @@ pub struct Status {
     pub messages_out: u64,
     /// Whether the node was killed (its thread has ended or is ending).
     pub killed: bool,
+    /// When leader: the node it is handing its leadership to, while it is
+    /// ([`Raft::transfer_leadership`]).
+    pub transfer_target: Option<usize>,
+    /// When leader: whether it holds a lease for reads ([`Raft::read_lease`]).
+    pub lease: bool,
+    /// Reads it confirmed as leader.
+    pub reads_confirmed: u64,
+    /// Of those, the ones confirmed under its lease.
+    pub lease_reads: u64,
+    /// Leadership transfers it started, and of those the ones it gave up.
+    pub transfers_started: u64,
+    /// See `transfers_started`.
+    pub transfers_abandoned: u64,
 }
 
 impl Status {
@@ -641,6 +754,12 @@ impl Status {
             messages_in: 0,
             messages_out: 0,
             killed: false,
+            transfer_target: None,
+            lease: false,
+            reads_confirmed: 0,
+            lease_reads: 0,
+            transfers_started: 0,
+            transfers_abandoned: 0,
         }
     }
 }
@@ -670,17 +789,20 @@ mod tests {
             compaction: Compaction::NEVER,
             pre_vote: false,
             check_quorum: false,
+            leader_no_op: false,
+            max_clock_drift_percent: 5,
         };
         assert_eq!(config, want);
         assert_eq!(config.core_config(), crate::core::CoreConfig::default());
     }
 
     #[test]
-    fn production_config_is_the_default_with_pre_vote_and_check_quorum() {
+    fn production_config_is_the_default_with_pre_vote_check_quorum_and_no_op() {
         let production = Config::production();
         let want = Config {
             pre_vote: true,
             check_quorum: true,
+            leader_no_op: true,
             ..Config::default()
         };
         assert_eq!(production, want);

@@ -82,6 +82,8 @@ pub enum Action {
     Crash(usize),
     /// Start this node again from its storage, and connect it.
     Restart(usize),
+    /// Ask the leader to hand its leadership to this node.
+    TransferTo(usize),
 }
 
 /// A node's (or the cluster's) storage writes over the last sample interval.
@@ -545,6 +547,7 @@ impl App {
             }
             KeyCode::Char('c') => Some(Action::Crash(self.selected)),
             KeyCode::Char('s') => Some(Action::Restart(self.selected)),
+            KeyCode::Char('t') => Some(Action::TransferTo(self.selected)),
             KeyCode::Char('l') => Some(Action::CutLeader),
             KeyCode::Char('m') => Some(Action::Partition {
                 leader_in_minority: true,
@@ -634,6 +637,18 @@ impl App {
             Action::Restart(i) if self.sample.is_some() && !self.is_down(i) => {
                 format!("n{i} is up: crash it first (c)")
             }
+            Action::TransferTo(i) => match self.leader() {
+                None => "no leader to transfer from".to_owned(),
+                Some((l, _)) if l == i => format!("n{i} already leads"),
+                Some(_) if self.is_down(i) => format!("n{i} is down"),
+                Some((l, term)) => match control.transfer_leadership(l, i) {
+                    Ok(()) => format!("n{l} (term {term}) hands its leadership to n{i}"),
+                    Err(why) => {
+                        kind = EventKind::Failure;
+                        format!("n{l} did not transfer its leadership: {why}")
+                    }
+                },
+            },
             Action::Restart(i) => match control.restart(i) {
                 Ok(()) => {
                     control.connect(i);

@@ -45,6 +45,12 @@ pub trait Control {
     ///
     /// Why the node could not be started from its storage; it stays down.
     fn restart(&self, node: usize) -> Result<(), String>;
+    /// Asks node `leader`, which leads, to hand its leadership to node `target`.
+    ///
+    /// # Errors
+    ///
+    /// Why the leader did not take the request (it no longer leads, say).
+    fn transfer_leadership(&self, leader: usize, target: usize) -> Result<(), String>;
 }
 
 /// One reading of a cluster.

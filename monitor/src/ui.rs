@@ -17,13 +17,14 @@ use zeroraft_engine::{ProgressState, Role};
 use crate::app::{App, EventKind, Reach, show_group, show_latency};
 
 /// Every key, with what it does, as the help overlay lists them.
-pub const KEYS: [(&str, &str); 16] = [
+pub const KEYS: [(&str, &str); 17] = [
     ("0-9", "select a node"),
     ("←/→ ↑/↓", "select the previous / next node"),
     ("d", "disconnect / reconnect the selected node"),
     ("c", "crash the selected node, keeping its storage"),
     ("s", "restart the crashed node from its storage"),
     ("l", "cut off the current leader"),
+    ("t", "transfer leadership to the selected node"),
     ("m", "random partition, leader in the minority"),
     ("M", "random partition, leader in the majority"),
     ("h", "heal: reconnect all, reliable, no reordering"),
@@ -37,7 +38,7 @@ pub const KEYS: [(&str, &str); 16] = [
 ];
 
 /// The footer: the keys, shortest form.
-const FOOTER: [(&str, &str); 13] = [
+const FOOTER: [(&str, &str); 14] = [
     ("q", "quit"),
     ("?", "help"),
     ("0-9←→", "node"),
@@ -45,6 +46,7 @@ const FOOTER: [(&str, &str); 13] = [
     ("c", "crash"),
     ("s", "start"),
     ("l", "cut leader"),
+    ("t", "transfer"),
     ("m/M", "split"),
     ("h", "heal"),
     ("u", "unreliable"),

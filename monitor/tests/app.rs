@@ -266,6 +266,11 @@ fn actions_reach_the_cluster_and_the_log() {
     let mut app = app_with(steady());
     let actions = [
         (
+            Action::TransferTo(1),
+            "transfer 2 -> 1",
+            "n2 (term 3) hands its leadership to n1",
+        ),
+        (
             Action::CutLeader,
             "disconnect 2",
             "cut off leader n2 (term 3)",
@@ -319,6 +324,15 @@ fn actions_reach_the_cluster_and_the_log() {
         3,
         "quitting asks nothing of the cluster"
     );
+}
+
+#[test]
+fn transferring_to_the_leader_itself_asks_nothing_of_the_cluster() {
+    let control = Recorder::new(steady());
+    let mut app = app_with(steady());
+    app.perform(Action::TransferTo(2), &control);
+    assert!(control.calls.borrow().is_empty());
+    assert_eq!(app.events().back().unwrap().text, "n2 already leads");
 }
 
 #[test]

@@ -98,7 +98,7 @@ fn footer_wraps_to_the_width() {
         text(80),
         [
             "q quit  ? help  0-9←→ node  d dis/connect  c crash  s start  l cut leader",
-            "m/M split  h heal  u unreliable  r reorder  +/- load  space pause",
+            "t transfer  m/M split  h heal  u unreliable  r reorder  +/- load  space pause",
         ]
     );
     assert_eq!(text(200).len(), 1);

@@ -89,6 +89,13 @@ pub enum Invariant {
     /// With CheckQuorum: a leader that cannot hear from a majority (the links into it from
     /// enough nodes are cut) steps down within two minimum election timeouts.
     CheckQuorum,
+    /// A confirmed read's index is at least the highest index any node had committed when the
+    /// read was asked for: the state it is served from is at least as new as every write
+    /// committed before it.
+    ReadFreshness,
+    /// A leadership transfer completes (the leader steps down) or is abandoned within
+    /// `election_timeout_min` of its start.
+    Transfer,
 }
 
 impl Invariant {
@@ -107,6 +114,8 @@ impl Invariant {
             Self::CoreAssertion => "core assertion",
             Self::Durability => "durability of what a node told others",
             Self::CheckQuorum => "check quorum: a cut-off leader steps down",
+            Self::ReadFreshness => "read freshness: a read sees every earlier commit",
+            Self::Transfer => "leadership transfer ends within an election timeout",
         }
     }
 }
@@ -173,6 +182,11 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
+    /// The highest index any node has been seen to commit.
+    pub fn committed_len(&self) -> u64 {
+        self.committed.len() as u64
+    }
+
     pub fn new(n: usize) -> Self {
         Self {
             nodes: vec![

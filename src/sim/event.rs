@@ -95,6 +95,11 @@ pub enum MsgSummary {
         /// Whether the pre-vote was granted.
         granted: bool,
     },
+    /// TimeoutNow: the leader hands its leadership over.
+    TimeoutNow {
+        /// The leader's term.
+        term: u64,
+    },
 }
 
 impl MsgSummary {
@@ -146,6 +151,7 @@ impl MsgSummary {
                 next_offset: m.next_offset,
                 installed: m.installed,
             },
+            Message::TimeoutNow(m) => Self::TimeoutNow { term: m.term },
         }
     }
 }
@@ -171,6 +177,7 @@ impl fmt::Display for MsgSummary {
                 let answer = if granted { "granted" } else { "refused" };
                 write!(f, "PreVoteReply t{term} {answer}")
             }
+            Self::TimeoutNow { term } => write!(f, "TimeoutNow t{term}"),
             Self::Append {
                 term,
                 prev_index,
@@ -370,6 +377,35 @@ pub enum EventKind {
         /// Its new commit index.
         index: u64,
     },
+    /// A client asked the node it believes leads for a linearizable read.
+    Read {
+        /// The client.
+        client: usize,
+        /// The node asked.
+        node: usize,
+        /// The read's id.
+        id: u64,
+        /// Whether it asked for a lease read.
+        lease: bool,
+        /// The highest index any node had committed when the read was asked for.
+        committed: u64,
+    },
+    /// A node confirmed (with its read index) or refused a read.
+    ReadDone {
+        /// The node.
+        node: usize,
+        /// The read's id.
+        id: u64,
+        /// The read index, if confirmed.
+        index: Option<u64>,
+    },
+    /// The leader was asked to hand its leadership to `target`.
+    Transfer {
+        /// The leader.
+        node: usize,
+        /// The node to hand it to.
+        target: usize,
+    },
 }
 
 /// One event at a virtual time.
@@ -406,6 +442,30 @@ impl fmt::Display for Event {
                 write!(f, "{from} -x {to}  {msg}  ({why})")
             }
             EventKind::Timer { node } => write!(f, "timer  node {node}"),
+            EventKind::Read {
+                client,
+                node,
+                id,
+                lease,
+                committed,
+            } => write!(
+                f,
+                "client {client} -> node {node}: {} read #{id} (committed anywhere: {committed})",
+                if lease { "lease" } else { "ReadIndex" }
+            ),
+            EventKind::ReadDone {
+                node,
+                id,
+                index: Some(index),
+            } => write!(f, "node {node} confirms read #{id} at index {index}"),
+            EventKind::ReadDone {
+                node,
+                id,
+                index: None,
+            } => write!(f, "node {node} refuses read #{id}: not leader"),
+            EventKind::Transfer { node, target } => {
+                write!(f, "leader {node} asked to transfer leadership to {target}")
+            }
             EventKind::Propose {
                 client,
                 node,

@@ -146,6 +146,18 @@ pub struct Options {
     /// messages, delays of at most 30 ms) and nothing crashes. The [`Report`] counts what the
     /// rejoins did to terms ([`Report::rejoins`]).
     pub rejoin: bool,
+    /// Run every core with a leader no-op entry ([`CoreConfig::leader_no_op`]); off by
+    /// default.
+    pub no_op: bool,
+    /// Clients also ask for linearizable reads: one event in four is a read instead of a
+    /// proposal, a ReadIndex read, or with CheckQuorum a lease read half of the time. The
+    /// simulator checks every confirmed read ([`Invariant::ReadFreshness`]).
+    pub reads: bool,
+    /// Clients now and then ask the node they believe leads to hand its leadership to another
+    /// node (one client event in 32 while it leads). The simulator checks that each transfer
+    /// ends within an election timeout ([`Invariant::Transfer`]) and counts the transfers that
+    /// made their target leader ([`Report::transfers`]).
+    pub transfers: bool,
     /// Keep every event, for a readable trace in [`Report::trace`].
     pub trace: bool,
 }
@@ -230,6 +242,12 @@ pub struct Report {
     /// Of those, how many times some node's term rose above the stable leader's after the
     /// follower came back, before the next fault (or the heal phase).
     pub rejoin_term_raises: u64,
+    /// With [`Options::reads`]: reads asked for, confirmed, and of those confirmed under a
+    /// lease.
+    pub reads: [u64; 3],
+    /// With [`Options::transfers`]: transfers that started, and of those the ones that made
+    /// their target leader of the next term, and the ones abandoned.
+    pub transfers: [u64; 3],
 }
 
 /// A follower cut off in [`Options::rejoin`] mode, and the leader of the cluster it left.
@@ -341,6 +359,20 @@ pub struct Simulation {
     rejoins: u64,
     isolated_term_raises: u64,
     rejoin_term_raises: u64,
+    reads_on: bool,
+    transfers_on: bool,
+    /// Reads asked for and not yet answered: id -> (node asked, highest index committed
+    /// anywhere when asked).
+    reads: std::collections::HashMap<u64, (usize, u64)>,
+    next_read: u64,
+    /// See [`Report::reads`].
+    read_counts: [u64; 3],
+    /// For each node: the transfer it is making as leader, as (since, target, term).
+    transferring: Vec<Option<(Nanos, usize, u64)>>,
+    /// See [`Report::transfers`].
+    transfer_counts: [u64; 3],
+    /// Transfers whose leader stepped down: the target and the term it would lead.
+    handed_over: Vec<(usize, u64)>,
 }
 
 /// Runs one seed to the end.
@@ -406,6 +438,14 @@ impl Simulation {
             rejoins: 0,
             isolated_term_raises: 0,
             rejoin_term_raises: 0,
+            reads_on: options.reads,
+            transfers_on: options.transfers,
+            reads: std::collections::HashMap::new(),
+            next_read: 0,
+            read_counts: [0; 3],
+            transferring: vec![None; n],
+            transfer_counts: [0; 3],
+            handed_over: Vec::new(),
             scenario,
         }
     }
@@ -472,6 +512,8 @@ impl Simulation {
             rejoins: self.rejoins,
             isolated_term_raises: self.isolated_term_raises,
             rejoin_term_raises: self.rejoin_term_raises,
+            reads: self.read_counts,
+            transfers: self.transfer_counts,
         }
     }
 
@@ -528,6 +570,7 @@ impl Simulation {
             step.map_err(|f| self.violation(f))?;
             self.check_quorum_step_down()
                 .map_err(|f| self.violation(f))?;
+            self.check_transfers().map_err(|f| self.violation(f))?;
             self.watch_rejoin();
             if let Some(done) = self.heal_progress().map_err(|f| self.violation(f))? {
                 self.checker
@@ -615,6 +658,10 @@ impl Simulation {
         if (state.0, state.1) != (self.seen[i].0, self.seen[i].1) {
             if state.0 == Role::Leader {
                 self.lead_since[i] = now;
+                if let Some(k) = self.handed_over.iter().position(|&h| h == (i, state.1)) {
+                    self.handed_over.swap_remove(k);
+                    self.transfer_counts[1] += 1;
+                }
             }
             self.log.push(
                 now,
@@ -651,6 +698,8 @@ impl Simulation {
             self.log.push(now, EventKind::Install { node: i, index });
         }
         self.checker.observe(i, core, written)?;
+        self.check_reads(i)?;
+        self.note_transfer(i);
         if let Some(snapshots) = self.scenario.snapshots {
             self.compact(i, snapshots);
         }
@@ -738,6 +787,7 @@ impl Simulation {
             self.armed = None;
         }
         let core = self.cores[i].take().expect("the node is up");
+        self.transferring[i] = None;
         let lost_writes = self.disks[i].crash();
         let restart_at = self.now + self.scenario.draw_downtime(&mut self.rng);
         self.restart_at[i] = restart_at;
@@ -842,6 +892,18 @@ impl Simulation {
                 .push(self.now, EventKind::Unreachable { client: c, node });
             return Ok(());
         };
+        if self.reads_on && self.rng.u8(..4) == 0 {
+            return self.client_read(c, node);
+        }
+        if self.transfers_on && core.role() == Role::Leader && self.rng.u8(..32) == 0 {
+            let target = (node + self.rng.usize(1..n)) % n;
+            self.log
+                .push(self.now, EventKind::Transfer { node, target });
+            set_stepping(&mut self.stepping, Some(node));
+            let now = self.now;
+            let _ = self.core_mut(node).transfer_leadership(now, target);
+            return self.after_step(node, None);
+        }
         if core.log().last_index() - core.commit_index() >= limit {
             self.log
                 .push(self.now, EventKind::Backoff { client: c, node });
@@ -867,6 +929,128 @@ impl Simulation {
             self.clients[c].believed = told.unwrap_or_else(|| self.rng.usize(..n));
         }
         self.after_step(node, accepted)
+    }
+
+    /// Client `c` asks `node`, which is up, for a read: a lease read half of the time with
+    /// CheckQuorum, a ReadIndex read otherwise.
+    fn client_read(&mut self, c: usize, node: usize) -> Result<(), Failure> {
+        let lease = self.scenario.core.check_quorum && self.rng.bool();
+        let id = self.next_read;
+        self.next_read += 1;
+        let committed = self.checker.committed_len();
+        self.reads.insert(id, (node, committed));
+        self.read_counts[0] += 1;
+        self.log.push(
+            self.now,
+            EventKind::Read {
+                client: c,
+                node,
+                id,
+                lease,
+                committed,
+            },
+        );
+        set_stepping(&mut self.stepping, Some(node));
+        let now = self.now;
+        let core = self.core_mut(node);
+        let lease_reads = core.stats().lease_reads;
+        if lease {
+            core.read_lease(now, [id]);
+        } else {
+            core.read_index(now, [id]);
+        }
+        self.read_counts[2] += core.stats().lease_reads - lease_reads;
+        if self.core(node).role() != Role::Leader {
+            let told = self.core(node).leader().filter(|&l| l != node);
+            let n = self.cores.len();
+            self.clients[c].believed = told.unwrap_or_else(|| self.rng.usize(..n));
+        }
+        self.after_step(node, None)
+    }
+
+    /// Checks the reads node `i` confirmed: each read index covers every index committed
+    /// anywhere when the read was asked for.
+    fn check_reads(&mut self, i: usize) -> Result<(), Failure> {
+        let core = self.cores[i].as_mut().expect("the node is up");
+        if !core.has_read_outcomes() {
+            return Ok(());
+        }
+        let (term, role) = (core.term(), core.role());
+        let outcomes: Vec<_> = core.take_read_outcomes().collect();
+        for outcome in outcomes {
+            let Some((asked, committed)) = self.reads.remove(&outcome.id) else {
+                continue;
+            };
+            self.log.push(
+                self.now,
+                EventKind::ReadDone {
+                    node: i,
+                    id: outcome.id,
+                    index: outcome.index,
+                },
+            );
+            debug_assert_eq!(asked, i);
+            let Some(index) = outcome.index else {
+                continue;
+            };
+            self.read_counts[1] += 1;
+            if index < committed {
+                return Err(Failure {
+                    invariant: Invariant::ReadFreshness,
+                    nodes: vec![i],
+                    detail: format!(
+                        "node {i} (term {term}, {role:?}) confirmed read #{} at index {index}, but \
+                         index {committed} was committed before the read was asked for",
+                        outcome.id
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes transfers that started and ended on node `i`, and what became of them.
+    fn note_transfer(&mut self, i: usize) {
+        let core = self.cores[i].as_ref().expect("the node is up");
+        match (self.transferring[i], core.transfer_target()) {
+            (None, Some(target)) => {
+                self.transferring[i] = Some((self.now, target, core.term()));
+                self.transfer_counts[0] += 1;
+            }
+            (Some(_), None) if core.role() == Role::Leader => {
+                self.transferring[i] = None;
+                self.transfer_counts[2] += 1;
+            }
+            (Some((_, target, term)), None) => {
+                // It stepped down: most likely for its target's election, which may still be
+                // under way.
+                self.transferring[i] = None;
+                self.handed_over.push((target, term + 1));
+            }
+            _ => {}
+        }
+    }
+
+    /// A leader's transfer ends within `election_timeout_min` of its start.
+    fn check_transfers(&self) -> Result<(), Failure> {
+        let limit = self.scenario.core.election_timeout_min;
+        for (i, t) in self.transferring.iter().enumerate() {
+            if let Some((since, target, term)) = *t
+                && self.now > since + limit
+            {
+                return Err(Failure {
+                    invariant: Invariant::Transfer,
+                    nodes: vec![i, target],
+                    detail: format!(
+                        "leader {i} of term {term} is still transferring to {target} {} ms after \
+                         it started, beyond the election timeout of {} ms",
+                        (self.now - since) / 1_000_000,
+                        limit / 1_000_000
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn fault(&mut self) {
@@ -1123,6 +1307,14 @@ impl Simulation {
             return Ok(None);
         };
         let Some(m) = marker else {
+            if self.cores[l]
+                .as_ref()
+                .is_some_and(|c| c.transfer_target().is_some())
+            {
+                // It takes no proposals while it hands its leadership over; the transfer ends
+                // within an election timeout.
+                return Ok(None);
+            }
             *markers_sent += 1;
             let command = cmd(u64::MAX - *markers_sent);
             set_stepping(&mut self.stepping, Some(l));

@@ -114,6 +114,8 @@ impl Scenario {
             // Not drawn, so that every seed draws what it did before these existed.
             pre_vote: options.pre_vote,
             check_quorum: options.check_quorum,
+            leader_no_op: options.no_op,
+            ..CoreConfig::default()
         };
         let fault_ticks = options
             .fault_ticks

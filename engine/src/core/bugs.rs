@@ -39,11 +39,17 @@ pub enum Bug {
     /// With CheckQuorum, a leader that heard from no majority within an election timeout goes
     /// on leading instead of stepping down.
     LeadWithoutQuorum,
+    /// A leader confirms a ReadIndex read at once, without waiting for a majority to answer a
+    /// heartbeat round started after the read: a deposed leader that does not know it yet
+    /// serves a stale read.
+    ReadWithoutRound,
+    /// A leader serves lease reads after its lease expired.
+    LeaseAfterExpiry,
 }
 
 impl Bug {
     /// Every bug, in declaration order.
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 11] = [
         Bug::CommitPreviousTerm,
         Bug::DoubleVote,
         Bug::TruncateWithoutConflict,
@@ -53,6 +59,8 @@ impl Bug {
         Bug::AckBeforeDurable,
         Bug::DiscardSuffixOnInstall,
         Bug::LeadWithoutQuorum,
+        Bug::ReadWithoutRound,
+        Bug::LeaseAfterExpiry,
     ];
 
     /// A short kebab-case name, for command lines and reports.
@@ -67,6 +75,8 @@ impl Bug {
             Bug::AckBeforeDurable => "ack-before-durable",
             Bug::DiscardSuffixOnInstall => "discard-suffix-on-install",
             Bug::LeadWithoutQuorum => "lead-without-quorum",
+            Bug::ReadWithoutRound => "read-without-round",
+            Bug::LeaseAfterExpiry => "lease-after-expiry",
         }
     }
 
@@ -99,7 +109,8 @@ impl Core {
                 | Message::PreVote(_)
                 | Message::PreVoteReply(_)
                 | Message::AppendEntries(_)
-                | Message::InstallSnapshot(_) => {}
+                | Message::InstallSnapshot(_)
+                | Message::TimeoutNow(_) => {}
             }
         }
         msg

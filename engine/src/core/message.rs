@@ -35,6 +35,17 @@ pub enum Message {
     /// The answer to [`Message::PreVote`]: granted, with the term asked about; or refused, with
     /// the voter's current term.
     PreVoteReply(RequestVoteReply),
+    /// A leader hands its leadership over: the receiver, a follower of `term` holding the
+    /// leader's log up to where the transfer began, starts an election at once (Raft thesis
+    /// §3.10). No reply: the leader learns the outcome from the election.
+    TimeoutNow(TimeoutNow),
+}
+
+/// TimeoutNow arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimeoutNow {
+    /// The leader's term.
+    pub term: u64,
 }
 
 /// RequestVote arguments.
@@ -46,6 +57,9 @@ pub struct RequestVote {
     pub last_log_index: u64,
     /// Term of the candidate's last log entry.
     pub last_log_term: u64,
+    /// Whether the candidate campaigns because its leader handed it leadership
+    /// ([`Message::TimeoutNow`]): voters that still hear from that leader vote anyway.
+    pub transfer: bool,
 }
 
 /// RequestVote results.
@@ -70,6 +84,8 @@ pub struct AppendEntries {
     pub entries: Vec<Entry>,
     /// The leader's commit index.
     pub leader_commit: u64,
+    /// The leader's heartbeat round when it sent this (see [`AppendEntriesReply::round`]).
+    pub round: u64,
 }
 
 /// AppendEntries results.
@@ -89,6 +105,10 @@ pub struct AppendEntriesReply {
     /// short, its last index + 1. 0 when the AppendEntries was rejected for its stale term, not
     /// for the follower's log (every real hint is at least 1).
     pub conflict_index: u64,
+    /// The `round` of the AppendEntries this answers. A reply in the leader's term to round `r`
+    /// shows that the follower still followed the leader after the leader started round `r`:
+    /// what linearizable reads and leases count.
+    pub round: u64,
 }
 
 /// InstallSnapshot arguments: one chunk of the leader's snapshot. A large snapshot travels as
@@ -135,6 +155,7 @@ impl Message {
             Self::AppendEntriesReply(m) => m.term,
             Self::InstallSnapshot(m) => m.term,
             Self::InstallSnapshotReply(m) => m.term,
+            Self::TimeoutNow(m) => m.term,
         }
     }
 
@@ -160,6 +181,7 @@ impl Message {
                 | Self::PreVote(_)
                 | Self::AppendEntries(_)
                 | Self::InstallSnapshot(_)
+                | Self::TimeoutNow(_)
         )
     }
 
@@ -172,20 +194,21 @@ impl Message {
         const ID: usize = 4;
         const BOOL: usize = 1;
         match self {
-            Self::RequestVote(_) | Self::PreVote(_) => KIND + ID + 3 * U64,
+            Self::RequestVote(_) | Self::PreVote(_) => KIND + ID + 3 * U64 + BOOL,
             Self::RequestVoteReply(_) | Self::PreVoteReply(_) => KIND + ID + U64 + BOOL,
             Self::AppendEntries(m) => {
                 KIND + ID
-                    + 4 * U64
+                    + 5 * U64
                     + 4
                     + m.entries
                         .iter()
                         .map(|e| U64 + 4 + e.command.len())
                         .sum::<usize>()
             }
-            Self::AppendEntriesReply(_) => KIND + ID + 4 * U64 + BOOL,
+            Self::AppendEntriesReply(_) => KIND + ID + 5 * U64 + BOOL,
             Self::InstallSnapshot(m) => KIND + ID + 4 * U64 + 4 + m.data.len() + BOOL,
             Self::InstallSnapshotReply(_) => KIND + ID + 3 * U64 + BOOL,
+            Self::TimeoutNow(_) => KIND + ID + U64,
         }
     }
 }

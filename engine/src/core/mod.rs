@@ -102,7 +102,7 @@ pub use bugs::Bug;
 pub use log::{Entry, Log};
 pub use message::{
     AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
-    RequestVoteReply,
+    RequestVoteReply, TimeoutNow,
 };
 pub use progress::{Inflights, Progress, ProgressState, SnapshotTransfer};
 pub use zeroraft_storage::{HardState, Recovered, Snapshot, Update};
@@ -159,6 +159,15 @@ pub struct CoreConfig {
     /// heard from its leader within an `election_timeout_min` (or leads) also ignores
     /// RequestVote (leader stickiness). Off by default. See the module docs.
     pub check_quorum: bool,
+    /// A new leader appends an entry with an empty command, so that entries of earlier terms
+    /// commit (and linearizable reads can be served) without waiting for a client's command.
+    /// Off by default: the 6.824 tester expects each index to hold a command it proposed.
+    pub leader_no_op: bool,
+    /// Lease reads ([`Core::read_lease`], with [`CoreConfig::check_quorum`] only) assume that
+    /// any two nodes' clocks advance at rates that differ by at most this many percent. The
+    /// lease then lasts `election_timeout_min × (100 − 2 × max_clock_drift_percent) / 100`
+    /// from the start of a heartbeat round a majority answered. At most 49; default 5.
+    pub max_clock_drift_percent: u8,
 }
 
 /// How far a leader steps `next_index` back when a follower rejects an AppendEntries because
@@ -198,19 +207,28 @@ impl Default for CoreConfig {
             max_snapshot_chunk: 1 << 20,
             pre_vote: false,
             check_quorum: false,
+            leader_no_op: false,
+            max_clock_drift_percent: 5,
         }
     }
 }
 
 impl CoreConfig {
-    /// The defaults with [`CoreConfig::pre_vote`] and [`CoreConfig::check_quorum`] on: what a
-    /// cluster that is not the 6.824 tester should run.
+    /// The defaults with [`CoreConfig::pre_vote`], [`CoreConfig::check_quorum`] and
+    /// [`CoreConfig::leader_no_op`] on: what a cluster that is not the 6.824 tester should run.
     pub fn production() -> Self {
         Self {
             pre_vote: true,
             check_quorum: true,
+            leader_no_op: true,
             ..Self::default()
         }
+    }
+
+    /// How long a lease lasts after the start of the heartbeat round that earned it.
+    pub fn lease_duration(&self) -> Nanos {
+        let drift = u64::from(self.max_clock_drift_percent.min(49));
+        self.election_timeout_min / 100 * (100 - 2 * drift)
     }
 }
 
@@ -225,6 +243,61 @@ pub struct CoreStats {
     pub step_downs: u64,
     /// Snapshots this node installed from a leader.
     pub snapshots_installed: u64,
+    /// Leadership transfers this node started as leader.
+    pub transfers_started: u64,
+    /// Of those, the ones it gave up because the target was not leader within
+    /// `election_timeout_min`.
+    pub transfers_abandoned: u64,
+    /// Reads this node confirmed as leader, with a heartbeat round or under its lease.
+    pub reads_confirmed: u64,
+    /// Of those, the ones served under the lease, without a round of their own.
+    pub lease_reads: u64,
+}
+
+/// What became of a read request ([`Core::read_index`], [`Core::read_lease`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The id the driver gave the request.
+    pub id: u64,
+    /// The read index: once the service has applied every entry up to it, its state reflects
+    /// every write committed before the read was requested. `None` if this node was not, or
+    /// stopped being, leader before the read could be confirmed: ask the leader.
+    pub index: Option<u64>,
+}
+
+/// Why a leadership transfer cannot start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferError {
+    /// This node does not lead.
+    NotLeader,
+    /// The target is not another node of the cluster.
+    BadTarget,
+    /// A transfer is already under way (to the node named).
+    InProgress(usize),
+}
+
+/// A leadership transfer under way.
+#[derive(Clone, Copy, Debug)]
+struct Transfer {
+    target: usize,
+    /// The leader's last index when the transfer began: the target campaigns once it holds it.
+    index: u64,
+    /// When the leader gives up and resumes leading.
+    deadline: Nanos,
+    /// Whether TimeoutNow went out.
+    sent: bool,
+}
+
+/// A read waiting for its heartbeat round.
+#[derive(Clone, Copy, Debug)]
+struct PendingRead {
+    id: u64,
+    /// The commit index when the read was registered; 0 until the leader has committed an
+    /// entry of its own term (before that, its commit index may lag what earlier leaders
+    /// committed).
+    index: u64,
+    /// The round a majority must answer: one started after the read was registered.
+    round: u64,
 }
 
 /// A write the driver must make durable: what changed in the core since the previous one.
@@ -286,6 +359,27 @@ pub struct Core {
     recent_active: u64,
     /// Leader with CheckQuorum: when it next checks that it heard from a majority.
     quorum_deadline: Nanos,
+    /// When this core was created or restored. With CheckQuorum it ignores RequestVote until
+    /// `election_timeout_min` has passed since: it may have answered a leader's heartbeat just
+    /// before it restarted, and that leader's lease counts on it.
+    started: Nanos,
+    /// Leader: the heartbeat round, which every AppendEntries carries; a new one starts with
+    /// every heartbeat broadcast.
+    round: u64,
+    /// Leader: a round not yet answered by a majority and when it started; when a majority
+    /// answers it (or a later one), the lease runs from that start.
+    lease_round: Option<(u64, Nanos)>,
+    /// Leader: lease reads may be served before this time.
+    lease_until: Nanos,
+    /// Leader: whether it gave up lease reads for the rest of its term (it started a
+    /// leadership transfer, whose election does not respect leases).
+    lease_forfeited: bool,
+    /// Leader: reads waiting for a round, in the order of their rounds.
+    pending_reads: VecDeque<PendingRead>,
+    /// Reads confirmed or refused, for the driver to take.
+    read_outcomes: Vec<ReadOutcome>,
+    /// Leader: a leadership transfer under way.
+    transfer: Option<Transfer>,
     /// Leader: one entry per node, indexed by node id. Of the leader's own slot only
     /// `match_index` is used: `maybe_commit` sets it to the last index before counting a majority.
     progress: SmallVec<[Progress; 8]>,
@@ -426,6 +520,14 @@ impl Core {
             leader_contact: now,
             recent_active: 0,
             quorum_deadline: now,
+            started: now,
+            round: 0,
+            lease_round: None,
+            lease_until: 0,
+            lease_forfeited: false,
+            pending_reads: VecDeque::new(),
+            read_outcomes: Vec::new(),
+            transfer: None,
             progress: (0..peers)
                 .map(|_| Progress::new(1, config.max_inflight))
                 .collect(),
@@ -558,6 +660,7 @@ impl Core {
                     .map_or(self.heartbeat_deadline, |at| {
                         at.min(self.heartbeat_deadline)
                     });
+                let next = self.transfer.map_or(next, |t| next.min(t.deadline));
                 if self.config.check_quorum {
                     next.min(self.quorum_deadline)
                 } else {
@@ -768,6 +871,9 @@ impl Core {
                 {
                     return;
                 }
+                if self.transfer.is_some_and(|t| self.now >= t.deadline) {
+                    self.abandon_transfer();
+                }
                 if self.now >= self.heartbeat_deadline {
                     self.broadcast_heartbeat();
                 } else if self.commit_notify_deadline.is_some_and(|at| self.now >= at) {
@@ -779,7 +885,7 @@ impl Core {
                     if self.config.pre_vote {
                         self.pre_campaign();
                     } else {
-                        self.campaign();
+                        self.campaign(false);
                     }
                 }
             }
@@ -794,7 +900,7 @@ impl Core {
         I: IntoIterator<Item = Bytes>,
     {
         self.now = self.now.max(now);
-        if self.role != Role::Leader {
+        if self.role != Role::Leader || self.transfer.is_some() {
             return None;
         }
         let first = self.log.last_index() + 1;
@@ -814,6 +920,160 @@ impl Core {
         Some((first, last))
     }
 
+    /// Asks for linearizable reads, one per id (ReadIndex, Raft thesis §6.4). A leader takes
+    /// its commit index as the read index, once it has committed an entry of its own term
+    /// (before that its commit index may lag what earlier leaders committed; see
+    /// [`CoreConfig::leader_no_op`]), and starts a heartbeat round: when a majority, itself
+    /// included, has answered that round or a later one, no other leader can have committed
+    /// anything it does not know of, and the read is confirmed with that index. Outcomes come
+    /// out of [`Core::take_read_outcomes`]; a node that does not lead, or stops leading first,
+    /// refuses them (index `None`). Reads of one call share one round.
+    ///
+    /// Reads wait here while the leader cannot reach a majority; without
+    /// [`CoreConfig::check_quorum`] such a leader may never step down, so the driver bounds how
+    /// many it asks for.
+    pub fn read_index<I>(&mut self, now: Nanos, ids: I)
+    where
+        I: IntoIterator<Item = u64>,
+    {
+        self.now = self.now.max(now);
+        if self.role != Role::Leader {
+            self.refuse_reads(ids);
+            return;
+        }
+        let index = if self.committed_in_term() {
+            self.commit_index
+        } else {
+            0
+        };
+        let round = self.round + 1;
+        let before = self.pending_reads.len();
+        self.pending_reads
+            .extend(ids.into_iter().map(|id| PendingRead { id, index, round }));
+        if self.pending_reads.len() == before {
+            return;
+        }
+        #[cfg(feature = "bug-injection")]
+        if self.has_bug(Bug::ReadWithoutRound) {
+            for read in self.pending_reads.iter_mut() {
+                read.round = 0;
+            }
+            self.confirm_rounds();
+            return;
+        }
+        self.broadcast_heartbeat();
+        // A cluster of one is its own majority.
+        self.confirm_rounds();
+    }
+
+    /// Asks for reads that the leader confirms at once while it holds a lease, and otherwise
+    /// as [`Core::read_index`] does.
+    ///
+    /// The lease: with [`CoreConfig::check_quorum`], a node that answered the leader ignores
+    /// RequestVote for `election_timeout_min` after it heard from it (leader stickiness, and the
+    /// same after a restart). So once a majority has answered a heartbeat round the leader
+    /// started at time `t`, no other leader can be elected before `t + election_timeout_min` by
+    /// the voters' clocks, and the leader may confirm reads with its commit index until
+    /// `t` + [`CoreConfig::lease_duration`] by its own clock, with no round of their own. This
+    /// rests on the clocks' rates differing by at most
+    /// [`CoreConfig::max_clock_drift_percent`], and on the driver serving the read promptly
+    /// (a process paused for longer than the margin between confirming and reading its state
+    /// may return a stale value). Without CheckQuorum there is no lease. A leader that started
+    /// a leadership transfer gives up its lease for the rest of its term.
+    pub fn read_lease<I>(&mut self, now: Nanos, ids: I)
+    where
+        I: IntoIterator<Item = u64>,
+    {
+        self.now = self.now.max(now);
+        if !self.has_lease() {
+            self.read_index(now, ids);
+            return;
+        }
+        let index = self.commit_index;
+        let before = self.read_outcomes.len();
+        self.read_outcomes
+            .extend(ids.into_iter().map(|id| ReadOutcome {
+                id,
+                index: Some(index),
+            }));
+        let served = (self.read_outcomes.len() - before) as u64;
+        self.stats.reads_confirmed += served;
+        self.stats.lease_reads += served;
+    }
+
+    /// Whether this node leads under a lease it may serve reads with now (see
+    /// [`Core::read_lease`]).
+    pub fn has_lease(&self) -> bool {
+        let valid = self.now < self.lease_until;
+        #[cfg(feature = "bug-injection")]
+        let valid = valid || (self.has_bug(Bug::LeaseAfterExpiry) && self.lease_until > 0);
+        self.role == Role::Leader
+            && self.config.check_quorum
+            && !self.lease_forfeited
+            && self.committed_in_term()
+            && valid
+    }
+
+    /// Reads confirmed or refused since the last call (see [`Core::read_index`]).
+    pub fn take_read_outcomes(&mut self) -> std::vec::Drain<'_, ReadOutcome> {
+        self.read_outcomes.drain(..)
+    }
+
+    /// Whether [`Core::take_read_outcomes`] has anything.
+    pub fn has_read_outcomes(&self) -> bool {
+        !self.read_outcomes.is_empty()
+    }
+
+    /// Reads waiting for their round (leader only).
+    pub fn pending_reads(&self) -> usize {
+        self.pending_reads.len()
+    }
+
+    /// Hands leadership to `target` (Raft thesis §3.10): the leader stops taking proposals,
+    /// brings `target`'s log up to its own last index, then tells it to start an election at
+    /// once ([`Message::TimeoutNow`]); voters grant it even while they hear from this leader.
+    /// If `target` is not leader within `election_timeout_min`, the leader gives up and takes
+    /// proposals again ([`CoreStats::transfers_abandoned`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TransferError`] if this node does not lead, `target` is this node or not in the
+    /// cluster, or a transfer is already under way.
+    pub fn transfer_leadership(&mut self, now: Nanos, target: usize) -> Result<(), TransferError> {
+        self.now = self.now.max(now);
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader);
+        }
+        if target >= self.peers || target == self.id {
+            return Err(TransferError::BadTarget);
+        }
+        if let Some(t) = self.transfer {
+            return Err(TransferError::InProgress(t.target));
+        }
+        tracing::debug!(
+            node = self.id,
+            term = self.term,
+            target,
+            "transferring leadership"
+        );
+        self.transfer = Some(Transfer {
+            target,
+            index: self.log.last_index(),
+            deadline: self.now + self.config.election_timeout_min,
+            sent: false,
+        });
+        self.lease_forfeited = true;
+        self.stats.transfers_started += 1;
+        self.send_appends_to(target);
+        self.maybe_send_timeout_now(target);
+        Ok(())
+    }
+
+    /// The node this leader is handing its leadership to, while it is.
+    pub fn transfer_target(&self) -> Option<usize> {
+        self.transfer.map(|t| t.target)
+    }
+
     /// Handles one message from node `from`.
     pub fn step(&mut self, now: Nanos, from: usize, msg: Message) {
         self.now = self.now.max(now);
@@ -826,11 +1086,14 @@ impl Core {
             return;
         }
         if self.config.check_quorum
-            && matches!(msg, Message::RequestVote(_))
-            && self.hears_from_leader()
+            && matches!(&msg, Message::RequestVote(m) if !m.transfer)
+            && (self.hears_from_leader()
+                || self.now < self.started + self.config.election_timeout_min)
         {
             // Leader stickiness: this node's leader is alive, so a candidate is either cut off
             // from it or impatient. Neither grant nor adopt its term (see the module docs).
+            // Likewise just after a restart: the leader may still count on this node's last
+            // answer for its lease.
             tracing::trace!(
                 node = self.id,
                 term = self.term,
@@ -858,6 +1121,7 @@ impl Core {
             Message::AppendEntriesReply(m) => self.handle_append_reply(from, m),
             Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
             Message::InstallSnapshotReply(m) => self.handle_snapshot_reply(from, m),
+            Message::TimeoutNow(m) => self.handle_timeout_now(from, m),
         }
     }
 
@@ -885,6 +1149,13 @@ impl Core {
         }
         if self.role == Role::Leader {
             self.stats.step_downs += 1;
+            self.transfer = None;
+            for read in self.pending_reads.drain(..) {
+                self.read_outcomes.push(ReadOutcome {
+                    id: read.id,
+                    index: None,
+                });
+            }
         }
         self.role = Role::Follower;
         self.leader = leader;
@@ -901,13 +1172,14 @@ impl Core {
         self.votes = 1 << self.id;
         tracing::debug!(node = self.id, term = self.term, "starting a pre-vote");
         if self.has_quorum(self.votes) {
-            self.campaign();
+            self.campaign(false);
             return;
         }
         let request = RequestVote {
             term: self.term + 1,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            transfer: false,
         };
         for peer in self.others() {
             // Promises nothing and reports no state to keep: it need not wait for a write.
@@ -915,7 +1187,9 @@ impl Core {
         }
     }
 
-    fn campaign(&mut self) {
+    /// Starts an election in the next term. `transfer`: this node's leader handed it
+    /// leadership, so voters that still hear from that leader vote anyway.
+    fn campaign(&mut self, transfer: bool) {
         self.pre_voting = false;
         self.term += 1;
         self.role = Role::Candidate;
@@ -934,6 +1208,7 @@ impl Core {
             term: self.term,
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            transfer,
         };
         for peer in self.others() {
             self.send(peer, Message::RequestVote(request.clone()));
@@ -957,10 +1232,20 @@ impl Core {
         self.recent_active = 1 << self.id;
         self.quorum_deadline = self.now + self.config.election_timeout_min;
         self.stats.elections_won += 1;
+        self.lease_round = None;
+        self.lease_until = 0;
+        self.lease_forfeited = false;
         let next = self.log.last_index() + 1;
         let max_inflight = self.config.max_inflight;
         for pr in self.progress.iter_mut() {
             *pr = Progress::new(next, max_inflight);
+        }
+        if self.config.leader_no_op {
+            self.log.push(Entry {
+                term: self.term,
+                command: Bytes::new(),
+            });
+            self.log_dirty_from = self.log_dirty_from.min(next);
         }
         self.broadcast_heartbeat();
     }
@@ -1069,21 +1354,115 @@ impl Core {
         }
         self.votes |= 1 << from;
         if self.has_quorum(self.votes) {
-            self.campaign();
+            self.campaign(false);
         }
+    }
+
+    // ---- reads and leadership transfer ------------------------------------------------------
+
+    /// Whether the commit index has reached an entry of this node's term.
+    fn committed_in_term(&self) -> bool {
+        self.log.term(self.commit_index) == Some(self.term)
+    }
+
+    fn refuse_reads<I: IntoIterator<Item = u64>>(&mut self, ids: I) {
+        self.read_outcomes
+            .extend(ids.into_iter().map(|id| ReadOutcome { id, index: None }));
+    }
+
+    /// The latest round a majority (this leader included) has answered.
+    fn quorum_round(&self) -> u64 {
+        let mut acked: SmallVec<[u64; 8]> = self
+            .progress
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if i == self.id {
+                    self.round
+                } else {
+                    p.acked_round
+                }
+            })
+            .collect();
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        acked[self.peers / 2]
+    }
+
+    /// Extends the lease and confirms the reads whose round a majority has answered.
+    fn confirm_rounds(&mut self) {
+        let acked = self.quorum_round();
+        if let Some((round, started)) = self.lease_round
+            && round <= acked
+        {
+            self.lease_until = self.lease_until.max(started + self.config.lease_duration());
+            self.lease_round = None;
+        }
+        while let Some(read) = self.pending_reads.front()
+            && read.index > 0
+            && read.round <= acked
+        {
+            self.read_outcomes.push(ReadOutcome {
+                id: read.id,
+                index: Some(read.index),
+            });
+            self.stats.reads_confirmed += 1;
+            self.pending_reads.pop_front();
+        }
+    }
+
+    /// Sends TimeoutNow to the transfer's target once it holds the leader's log up to where the
+    /// transfer began.
+    fn maybe_send_timeout_now(&mut self, peer: usize) {
+        let Some(t) = self.transfer.as_mut() else {
+            return;
+        };
+        if t.target != peer || t.sent || self.progress[peer].match_index < t.index {
+            return;
+        }
+        t.sent = true;
+        let msg = TimeoutNow { term: self.term };
+        self.outbox.push((peer, Message::TimeoutNow(msg)));
+    }
+
+    fn abandon_transfer(&mut self) {
+        if let Some(t) = self.transfer.take() {
+            tracing::debug!(
+                node = self.id,
+                term = self.term,
+                target = t.target,
+                "leadership transfer abandoned"
+            );
+            self.stats.transfers_abandoned += 1;
+        }
+    }
+
+    /// The leader of this term hands over its leadership: campaign now, skipping the pre-vote.
+    fn handle_timeout_now(&mut self, from: usize, m: TimeoutNow) {
+        if m.term != self.term || self.role != Role::Follower || self.leader != Some(from) {
+            return;
+        }
+        tracing::debug!(
+            node = self.id,
+            term = self.term,
+            "leadership handed over: campaigning"
+        );
+        self.campaign(true);
     }
 
     // ---- replication: follower side --------------------------------------------------------------
 
     fn handle_append_entries(&mut self, from: usize, m: AppendEntries) {
         if m.term < self.term {
-            let reply = self.rejection(m.prev_log_index);
+            let mut reply = self.rejection(m.prev_log_index);
+            reply.round = m.round;
             self.send(from, Message::AppendEntriesReply(reply));
             self.give_entry_buffer(m.entries);
             return;
         }
         self.follow_leader(from);
-        let reply = self.maybe_append(m);
+        let round = m.round;
+        let mut reply = self.maybe_append(m);
+        reply.round = round;
         #[cfg(feature = "bug-injection")]
         if reply.success && self.has_bug(Bug::AckBeforeDurable) {
             self.outbox.push((from, Message::AppendEntriesReply(reply)));
@@ -1320,6 +1699,7 @@ impl Core {
             index: prev_log_index,
             conflict_term: 0,
             conflict_index: 0,
+            round: 0,
         }
     }
 
@@ -1343,6 +1723,10 @@ impl Core {
     fn handle_append_reply(&mut self, from: usize, m: AppendEntriesReply) {
         if self.role != Role::Leader || m.term != self.term {
             return; // a stale reply from an earlier term
+        }
+        if m.round > self.progress[from].acked_round {
+            self.progress[from].acked_round = m.round;
+            self.confirm_rounds();
         }
         if m.success {
             let pr = &mut self.progress[from];
@@ -1371,6 +1755,7 @@ impl Core {
                 }
             }
             self.send_appends_to(from);
+            self.maybe_send_timeout_now(from);
         } else if m.conflict_index == 0 {
             // Rejected for its term, not for the follower's log: the request came from this
             // node's leadership of an earlier term, and the follower, now in ours, answered with
@@ -1425,9 +1810,18 @@ impl Core {
             self.set_commit(candidate);
         }
         if candidate > self.commit_index && self.log.term(candidate) == Some(self.term) {
+            let first_of_term = !self.committed_in_term();
             self.set_commit(candidate);
             if self.commit_notify_deadline.is_none() {
                 self.commit_notify_deadline = Some(self.now + self.config.commit_notify_delay);
+            }
+            if first_of_term && !self.pending_reads.is_empty() {
+                // Reads registered before now can take their index: the commit index now
+                // covers everything earlier leaders committed.
+                for read in self.pending_reads.iter_mut() {
+                    read.index = self.commit_index;
+                }
+                self.confirm_rounds();
             }
         }
     }
@@ -1448,9 +1842,15 @@ impl Core {
         }
     }
 
+    /// Starts a new heartbeat round and sends every follower an AppendEntries (or snapshot
+    /// chunk) that carries it.
     fn broadcast_heartbeat(&mut self) {
         self.heartbeat_deadline = self.now + self.config.heartbeat_interval;
         self.commit_notify_deadline = None;
+        self.round += 1;
+        if self.lease_round.is_none() {
+            self.lease_round = Some((self.round, self.now));
+        }
         for peer in self.others() {
             let pr = &mut self.progress[peer];
             match pr.state {
@@ -1620,6 +2020,7 @@ impl Core {
             prev_log_term: prev_term,
             entries,
             leader_commit: self.commit_index,
+            round: self.round,
         };
         let pr = &mut self.progress[peer];
         pr.commit_sent = pr.commit_sent.max(self.commit_index.min(last));

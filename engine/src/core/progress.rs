@@ -142,6 +142,9 @@ pub struct Progress {
     pub sent_at_heartbeat: u64,
     /// In Snapshot: the snapshot being sent.
     pub snapshot: Option<SnapshotTransfer>,
+    /// The highest heartbeat round this follower answered in the leader's term (see
+    /// [`AppendEntriesReply::round`](super::AppendEntriesReply::round)).
+    pub acked_round: u64,
 }
 
 impl Progress {
@@ -156,6 +159,7 @@ impl Progress {
             commit_sent: 0,
             sent_at_heartbeat: 0,
             snapshot: None,
+            acked_round: 0,
         }
     }
 

@@ -41,6 +41,7 @@ fn append(term: u64, prev: (u64, u64), entry_terms: &[u64], leader_commit: u64) 
         prev_log_term: prev.1,
         entries: entries.into(),
         leader_commit,
+        round: 0,
     })
 }
 
@@ -49,6 +50,7 @@ fn request_vote(term: u64, last_log_index: u64, last_log_term: u64) -> Message {
         term,
         last_log_index,
         last_log_term,
+        transfer: false,
     })
 }
 
@@ -63,6 +65,7 @@ fn ack(term: u64, index: u64) -> Message {
         index,
         conflict_term: 0,
         conflict_index: 0,
+        round: 0,
     })
 }
 
@@ -73,6 +76,7 @@ fn reject(term: u64, index: u64, conflict_term: u64, conflict_index: u64) -> Mes
         index,
         conflict_term,
         conflict_index,
+        round: 0,
     })
 }
 
@@ -704,6 +708,7 @@ fn append_entries_consistency_check() {
             index,
             conflict_term: c_term,
             conflict_index: c_index,
+            round: 0,
         };
         assert_eq!(
             reply, want,
@@ -2504,6 +2509,7 @@ fn pre_vote(term: u64, last_log_index: u64, last_log_term: u64) -> Message {
         term,
         last_log_index,
         last_log_term,
+        transfer: false,
     })
 }
 
@@ -2571,8 +2577,12 @@ impl Sim {
 #[test]
 fn the_defaults_have_pre_vote_and_check_quorum_off() {
     let config = CoreConfig::default();
-    assert!(!config.pre_vote && !config.check_quorum);
-    assert_eq!(CoreConfig::production(), config_with(true, true));
+    assert!(!config.pre_vote && !config.check_quorum && !config.leader_no_op);
+    let production = CoreConfig {
+        leader_no_op: true,
+        ..config_with(true, true)
+    };
+    assert_eq!(CoreConfig::production(), production);
 }
 
 #[test]
@@ -2954,8 +2964,9 @@ fn production_settings_elect_a_leader_and_replicate() {
     let mut sim = Sim::with_config(5, &CoreConfig::production());
     let term = sim.elect_first(3);
     assert_eq!(term, 1, "one pre-vote round, one election");
+    // The leader's no-op entry takes index 1.
     let range = sim.cores[3].propose(sim.now, commands(3));
-    assert_eq!(range, Some((1, 3)));
+    assert_eq!(range, Some((2, 4)));
     sim.collect();
     sim.settle(&[]);
     let et = CoreConfig::default().election_timeout_max;
@@ -2965,6 +2976,293 @@ fn production_settings_elect_a_leader_and_replicate() {
     assert!(
         sim.cores
             .iter()
-            .all(|c| c.commit_index() == 3 && c.term() == 1)
+            .all(|c| c.commit_index() == 4 && c.term() == 1)
     );
+    assert!(sim.cores[0].log().entry(1).unwrap().command.is_empty());
+}
+
+// ---- linearizable reads, leases and leadership transfer ----------------------------------------
+
+/// The outcomes `core` has for the driver.
+fn outcomes(core: &mut Core) -> Vec<ReadOutcome> {
+    core.take_read_outcomes().collect()
+}
+
+/// A 3-node cluster with production settings, node 0 elected and its no-op committed everywhere.
+fn production_cluster() -> Sim {
+    let mut sim = Sim::with_config(3, &CoreConfig::production());
+    sim.elect_first(0);
+    sim.settle(&[]);
+    assert_eq!(sim.cores[0].commit_index(), 1, "the no-op committed");
+    sim
+}
+
+#[test]
+fn a_read_is_confirmed_only_by_answers_to_a_round_started_after_it() {
+    let mut sim = production_cluster();
+    let now = sim.now;
+    // Messages sent before the read, answered after it: they prove nothing about the read.
+    sim.cores[0].propose(now, commands(1));
+    sim.collect();
+    let before: Vec<_> = sim.queue.drain(..).collect();
+    sim.cores[0].read_index(now, [7]);
+    assert!(outcomes(&mut sim.cores[0]).is_empty(), "not at once");
+    sim.collect();
+    let round: Vec<_> = sim.queue.drain(..).collect();
+    assert!(
+        round
+            .iter()
+            .filter(|(_, _, m)| matches!(m, Message::AppendEntries(_)))
+            .count()
+            == 2,
+        "the read starts a round to both followers: {round:?}"
+    );
+    sim.queue.extend(before);
+    sim.settle(&[]);
+    assert!(
+        outcomes(&mut sim.cores[0]).is_empty(),
+        "answers to earlier messages do not confirm the read"
+    );
+    // Only node 1 answers the round: with the leader, a majority of three.
+    sim.queue.extend(round);
+    sim.settle(&[2]);
+    assert_eq!(
+        outcomes(&mut sim.cores[0]),
+        vec![ReadOutcome {
+            id: 7,
+            index: Some(1)
+        }],
+        "confirmed with the commit index when it was asked for"
+    );
+    assert_eq!(sim.cores[0].stats().reads_confirmed, 1);
+}
+
+#[test]
+fn reads_wait_for_the_leader_to_commit_an_entry_of_its_term() {
+    // Without the no-op, a new leader's commit index may lag what earlier leaders committed.
+    let mut sim = Sim::with_config(3, &config_with(false, true));
+    sim.elect_first(0);
+    sim.settle(&[]);
+    assert_eq!(sim.cores[0].commit_index(), 0);
+    let now = sim.now;
+    sim.cores[0].read_index(now, [1, 2]);
+    sim.collect();
+    sim.settle(&[]);
+    assert!(
+        outcomes(&mut sim.cores[0]).is_empty(),
+        "the round is answered, but nothing of term 1 is committed"
+    );
+    sim.cores[0].propose(now, commands(2));
+    sim.collect();
+    sim.settle(&[]);
+    let want = |id| ReadOutcome { id, index: Some(2) };
+    assert_eq!(outcomes(&mut sim.cores[0]), vec![want(1), want(2)]);
+}
+
+#[test]
+fn reads_are_refused_by_followers_and_by_a_leader_that_steps_down() {
+    let mut sim = production_cluster();
+    let now = sim.now;
+    sim.cores[1].read_index(now, [3]);
+    sim.cores[1].read_lease(now, [4]);
+    assert_eq!(
+        outcomes(&mut sim.cores[1]),
+        vec![
+            ReadOutcome { id: 3, index: None },
+            ReadOutcome { id: 4, index: None }
+        ]
+    );
+    // The leader, cut off, cannot confirm; when it steps down (CheckQuorum) it refuses.
+    sim.cores[0].read_index(now, [5]);
+    sim.collect();
+    let et = CoreConfig::default().election_timeout_min;
+    sim.run_until(now + 2 * et + 1, &[0], |_| {});
+    assert_ne!(sim.cores[0].role(), Role::Leader);
+    assert_eq!(
+        outcomes(&mut sim.cores[0]),
+        vec![ReadOutcome { id: 5, index: None }]
+    );
+    assert_eq!(sim.cores[0].pending_reads(), 0);
+}
+
+#[test]
+fn a_cluster_of_one_confirms_reads_at_once() {
+    let mut core = Core::new(0, 1, CoreConfig::production(), 1, 0);
+    core.tick(core.next_deadline());
+    assert_eq!(core.role(), Role::Leader);
+    persist(&mut core);
+    assert_eq!(core.commit_index(), 1);
+    core.read_index(core.next_deadline() - 1, [9]);
+    assert_eq!(
+        outcomes(&mut core),
+        vec![ReadOutcome {
+            id: 9,
+            index: Some(1)
+        }]
+    );
+}
+
+#[test]
+fn a_lease_serves_reads_without_a_round_until_it_expires() {
+    let mut sim = production_cluster();
+    let config = CoreConfig::production();
+    assert!(
+        sim.cores[0].has_lease(),
+        "a majority answered the first round"
+    );
+    let start = sim.now;
+    sim.cores[0].read_lease(start, [1]);
+    assert_eq!(
+        outcomes(&mut sim.cores[0]),
+        vec![ReadOutcome {
+            id: 1,
+            index: Some(1)
+        }]
+    );
+    assert!(quiet(&mut sim.cores[0]), "no round for a lease read");
+    assert_eq!(sim.cores[0].stats().lease_reads, 1);
+    // Cut off: heartbeats go unanswered, and the lease runs out within its duration.
+    sim.run_until(start + config.lease_duration(), &[0], |_| {});
+    assert_eq!(sim.cores[0].role(), Role::Leader, "not yet stepped down");
+    let now = sim.now;
+    sim.cores[0].read_lease(now, [2]);
+    assert!(!sim.cores[0].has_lease());
+    assert!(outcomes(&mut sim.cores[0]).is_empty(), "a ReadIndex now");
+    assert_eq!(sim.cores[0].pending_reads(), 1);
+    assert!(!quiet(&mut sim.cores[0]), "with a round of its own");
+}
+
+#[test]
+fn there_is_no_lease_without_check_quorum() {
+    let config = CoreConfig {
+        leader_no_op: true,
+        ..config_with(true, false)
+    };
+    let mut sim = Sim::with_config(3, &config);
+    sim.elect_first(0);
+    sim.settle(&[]);
+    assert!(!sim.cores[0].has_lease());
+    let now = sim.now;
+    sim.cores[0].read_lease(now, [1]);
+    assert!(outcomes(&mut sim.cores[0]).is_empty());
+    sim.collect();
+    sim.settle(&[]);
+    assert_eq!(
+        outcomes(&mut sim.cores[0]),
+        vec![ReadOutcome {
+            id: 1,
+            index: Some(1)
+        }]
+    );
+    assert_eq!(sim.cores[0].stats().lease_reads, 0);
+}
+
+#[test]
+fn with_check_quorum_a_restarted_node_ignores_request_vote_for_an_election_timeout() {
+    // Its last answer before the restart may be what the leader's lease counts on.
+    let et = CoreConfig::default().election_timeout_min;
+    for (check_quorum, at, answered) in [(true, et - 1, false), (true, et, true), (false, 0, true)]
+    {
+        let mut core = Core::new(0, 3, config_with(false, check_quorum), 7, 0);
+        core.step(at, 1, request_vote(1, 0, 0));
+        persist(&mut core);
+        assert_eq!(
+            !drain(&mut core).is_empty(),
+            answered,
+            "check_quorum {check_quorum}, at {at}"
+        );
+    }
+}
+
+#[test]
+fn a_transfer_makes_a_caught_up_target_leader_though_the_others_hear_from_the_leader() {
+    let mut sim = production_cluster();
+    let now = sim.now;
+    assert_eq!(
+        sim.cores[0].transfer_leadership(now, 0),
+        Err(TransferError::BadTarget)
+    );
+    assert_eq!(
+        sim.cores[1].transfer_leadership(now, 2),
+        Err(TransferError::NotLeader)
+    );
+    sim.cores[0].transfer_leadership(now, 1).unwrap();
+    assert_eq!(sim.cores[0].transfer_target(), Some(1));
+    assert_eq!(
+        sim.cores[0].transfer_leadership(now, 2),
+        Err(TransferError::InProgress(1))
+    );
+    assert_eq!(sim.cores[0].propose(now, commands(1)), None, "no proposals");
+    assert!(!sim.cores[0].has_lease(), "the lease is given up");
+    let sent = drain(&mut sim.cores[0]);
+    assert!(
+        matches!(
+            sent.as_slice(),
+            [(1, Message::TimeoutNow(TimeoutNow { term: 1 }))]
+        ),
+        "the target holds the log: TimeoutNow at once, got {sent:?}"
+    );
+    sim.queue.extend(sent.into_iter().map(|(to, m)| (0, to, m)));
+    sim.settle(&[]);
+    assert_eq!(
+        sim.leaders(),
+        vec![1],
+        "node 2 voted though it heard from 0"
+    );
+    assert_eq!(sim.cores[1].term(), 2);
+    assert_eq!(sim.cores[0].transfer_target(), None);
+    assert_eq!(sim.cores[0].stats().transfers_abandoned, 0);
+}
+
+#[test]
+fn a_transfer_waits_for_a_lagging_target_and_is_abandoned_after_an_election_timeout() {
+    let mut sim = production_cluster();
+    let now = sim.now;
+    sim.cores[0].propose(now, commands(3));
+    sim.collect();
+    sim.settle(&[2]);
+    sim.cores[0].transfer_leadership(now, 2).unwrap();
+    sim.collect();
+    assert!(
+        !sim.queue
+            .iter()
+            .any(|(_, _, m)| matches!(m, Message::TimeoutNow(_))),
+        "the target lacks entries: no TimeoutNow yet"
+    );
+    // The target stays cut off: the leader gives up after an election timeout.
+    let et = CoreConfig::default().election_timeout_min;
+    sim.run_until(now + et - 1, &[2], |_| {});
+    assert_eq!(sim.cores[0].transfer_target(), Some(2));
+    sim.run_until(now + et, &[2], |_| {});
+    assert_eq!(sim.cores[0].transfer_target(), None);
+    assert_eq!(sim.cores[0].role(), Role::Leader);
+    assert_eq!(sim.cores[0].stats().transfers_abandoned, 1);
+    assert!(
+        sim.cores[0].propose(sim.now, commands(1)).is_some(),
+        "proposals again"
+    );
+    assert!(
+        !sim.cores[0].has_lease(),
+        "no lease for the rest of the term"
+    );
+    // Once the target answers, a new transfer sends TimeoutNow when it has caught up.
+    sim.queue.clear();
+    sim.cores[0].transfer_leadership(sim.now, 2).unwrap();
+    sim.collect();
+    let hb = CoreConfig::default().heartbeat_interval;
+    sim.run_until(sim.now + 2 * hb, &[], |_| {});
+    assert_eq!(sim.leaders(), vec![2]);
+    assert_eq!(sim.cores[2].term(), 2);
+}
+
+#[test]
+fn timeout_now_is_obeyed_only_from_the_leader_of_the_current_term() {
+    let mut sim = production_cluster();
+    let now = sim.now;
+    let stale = Message::TimeoutNow(TimeoutNow { term: 0 });
+    sim.cores[1].step(now, 0, stale);
+    let not_leader = Message::TimeoutNow(TimeoutNow { term: 1 });
+    sim.cores[1].step(now, 2, not_leader);
+    assert_eq!(sim.cores[1].role(), Role::Follower);
+    assert_eq!(sim.cores[1].term(), 1);
 }

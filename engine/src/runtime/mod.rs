@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError};
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use crossbeam_utils::CachePadded;
 use zeroraft_transport::Waker;
@@ -71,7 +71,8 @@ use zeroraft_storage::{NoStorage, Snapshot, Storage};
 
 use crate::core::{Core, Entry, Role};
 use crate::{
-    ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, PeerStatus, StartError, Status,
+    ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, PeerStatus, ReadError,
+    StartError, Status, TransferError,
 };
 use writer::{Completed, Writer};
 
@@ -107,6 +108,13 @@ fn claim_word(leading: bool, epoch: u64, next_index: u64) -> u64 {
     leading | (epoch & 0xffff) << CLAIM_EPOCH_SHIFT | next_index
 }
 
+/// A read on its way from [`Raft::read_index`] or [`Raft::read_lease`] to the node thread, with
+/// where to answer it.
+struct ReadRequest {
+    lease: bool,
+    reply: Sender<Result<u64, ReadError>>,
+}
+
 /// A command on its way from `start` to the node thread.
 struct Proposal {
     term: u64,
@@ -117,6 +125,7 @@ struct Proposal {
 /// What the handle and the node thread share.
 struct Shared {
     me: usize,
+    peers: usize,
     /// `term << 1 | is_leader`.
     state: AtomicU64,
     /// `CLAIM_LEADING | epoch << CLAIM_EPOCH_SHIFT | next_index` while leading; without the
@@ -134,6 +143,10 @@ struct Shared {
     overflow: SegQueue<Proposal>,
     /// The latest snapshot the service handed to [`Raft::snapshot`], not yet taken by the node.
     snapshot_requests: ArrayQueue<(u64, Bytes)>,
+    /// Reads on their way to the node's thread.
+    reads: ArrayQueue<ReadRequest>,
+    /// A leadership transfer asked for and not yet taken by the node: the target's id + 1, or 0.
+    transfer_request: AtomicU64,
     status: ArcSwap<Status>,
     killed: AtomicBool,
     /// Why the node stopped on its own (a storage failure), if it did. Set once, before `killed`.
@@ -157,6 +170,16 @@ impl Shared {
     /// publish the state without the leader bit afterwards.
     fn retire_claim(&self, epoch: u64) {
         self.claim.store(claim_word(false, epoch, 0), Release);
+    }
+
+    /// Why a read cannot be answered by a node that stopped.
+    fn read_stopped(&self) -> ReadError {
+        match self.failure.get() {
+            Some(reason) => ReadError::Failed {
+                reason: reason.to_string(),
+            },
+            None => ReadError::Killed,
+        }
     }
 
     fn has_proposals(&self) -> bool {
@@ -332,6 +355,7 @@ impl Raft {
         status.log_bytes = core.log().bytes();
         let shared = Arc::new(Shared {
             me,
+            peers,
             state: AtomicU64::new(term << 1),
             claim: CachePadded::new(AtomicU64::new(0)),
             appended: CachePadded::new(AtomicU64::new(0)),
@@ -339,6 +363,8 @@ impl Raft {
             proposals: ArrayQueue::new(config.max_queued_proposals),
             overflow: SegQueue::new(),
             snapshot_requests: ArrayQueue::new(1),
+            reads: ArrayQueue::new(Raft::MAX_PENDING_READS),
+            transfer_request: AtomicU64::new(0),
             status: ArcSwap::from_pointee(status),
             killed: AtomicBool::new(false),
             failure: std::sync::OnceLock::new(),
@@ -363,6 +389,9 @@ impl Raft {
             leading_term: None,
             published_term: term,
             epoch: 0,
+            reads_asked: std::collections::HashMap::new(),
+            reads_confirmed: std::collections::VecDeque::new(),
+            next_read_id: 0,
         };
         let thread = std::thread::Builder::new()
             .name(format!("zeroraft-node-{me}"))
@@ -502,6 +531,158 @@ impl Raft {
             handle: Arc::downgrade(&self.handle),
         }
     }
+
+    /// The most reads a node holds that it has not answered yet: beyond, [`Raft::read_index`]
+    /// and [`Raft::read_lease`] refuse with [`ReadError::Busy`].
+    pub const MAX_PENDING_READS: usize = 4096;
+
+    /// Asks for a linearizable read (ReadIndex, Raft thesis §6.4), without writing to the log.
+    /// Takes no lock and does not wait: the returned [`PendingRead`] gives the read index once
+    /// the node has confirmed it. The leader takes its commit index (once it has committed an
+    /// entry of its own term: see [`Config::leader_no_op`]), checks that a majority still
+    /// follows it with a heartbeat round started after the read was asked for, and waits until
+    /// it has applied up to that index. When [`PendingRead::wait`] returns `Ok(index)`, every
+    /// write committed before this call has been applied: read the service's state now. (With
+    /// an apply channel, "applied" means sent on the channel: read once the service has taken
+    /// every command up to `index` from it.) Reads asked for together share one round.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadError::NotLeader`] if this node does not lead, [`ReadError::Busy`] while
+    /// [`Raft::MAX_PENDING_READS`] reads wait, [`ReadError::Killed`] or [`ReadError::Failed`]
+    /// once the node stopped. The same, except `Busy`, can come from [`PendingRead::wait`].
+    pub fn read_index(&self) -> Result<PendingRead, ReadError> {
+        self.ask_read(false)
+    }
+
+    /// As [`Raft::read_index`], but confirmed at once, with no heartbeat round, while the
+    /// leader holds a lease: a majority answered a heartbeat round it started less than a
+    /// lease ago, and those nodes ignore other candidates for an election timeout
+    /// (CheckQuorum's leader stickiness). The clock assumption: the nodes' clocks run at rates
+    /// that differ by at most [`Config::max_clock_drift_percent`], which shortens the lease
+    /// to `election_timeout_min × (100 − 2 × drift) / 100`; and the caller reads its state
+    /// promptly (a process paused for longer than that margin between confirmation and its
+    /// read may see a stale state). Without [`Config::check_quorum`], or when the lease has
+    /// expired, or after the leader started a leadership transfer, it is a
+    /// [`Raft::read_index`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::read_index`].
+    pub fn read_lease(&self) -> Result<PendingRead, ReadError> {
+        self.ask_read(true)
+    }
+
+    fn ask_read(&self, lease: bool) -> Result<PendingRead, ReadError> {
+        let shared = &self.handle.shared;
+        if shared.killed.load(Acquire) {
+            return Err(shared.read_stopped());
+        }
+        if !shared.load_state().1 {
+            return Err(ReadError::NotLeader {
+                leader: shared.status.load().leader,
+            });
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if shared.reads.push(ReadRequest { lease, reply: tx }).is_err() {
+            return Err(ReadError::Busy {
+                limit: Self::MAX_PENDING_READS,
+            });
+        }
+        shared.waker.wake();
+        Ok(PendingRead {
+            rx,
+            shared: shared.clone(),
+        })
+    }
+
+    /// Hands this node's leadership to node `target` (Raft thesis §3.10). The leader stops
+    /// appending new commands (they wait, and are appended if the transfer fails), brings
+    /// `target`'s log up to its own, and tells it to start an election at once, which the other
+    /// nodes let it win even though they still hear from this leader. If `target` is not
+    /// leader within `election_timeout_min`, the leader gives up and goes on leading. Returns
+    /// once the request is handed to the node's thread; [`Status::transfer_target`] shows the
+    /// transfer under way and [`Status::leader`] its outcome. A transfer asked for while one is
+    /// under way is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`TransferError::BadTarget`] if `target` is this node or not in the cluster,
+    /// [`TransferError::NotLeader`] if this node does not lead, [`TransferError::Killed`] once
+    /// it stopped.
+    pub fn transfer_leadership(&self, target: usize) -> Result<(), TransferError> {
+        let shared = &self.handle.shared;
+        if target == shared.me || target >= shared.peers {
+            return Err(TransferError::BadTarget { target });
+        }
+        if shared.killed.load(Acquire) {
+            return Err(TransferError::Killed);
+        }
+        if !shared.load_state().1 {
+            return Err(TransferError::NotLeader {
+                leader: shared.status.load().leader,
+            });
+        }
+        shared.transfer_request.store(target as u64 + 1, Release);
+        shared.waker.wake();
+        Ok(())
+    }
+}
+
+/// A read asked for with [`Raft::read_index`] or [`Raft::read_lease`], until the node confirms
+/// or refuses it.
+pub struct PendingRead {
+    rx: Receiver<Result<u64, ReadError>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PendingRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRead")
+            .field("node", &self.shared.me)
+            .field("answered", &!self.rx.is_empty())
+            .finish()
+    }
+}
+
+impl PendingRead {
+    /// Waits for the read index: once this returns `Ok(index)`, the node has applied every
+    /// entry up to `index`, which covers every write committed before the read was asked for.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadError::NotLeader`] if the node stopped leading first; [`ReadError::Killed`] or
+    /// [`ReadError::Failed`] if it stopped.
+    pub fn wait(self) -> Result<u64, ReadError> {
+        match self.rx.recv() {
+            Ok(outcome) => outcome,
+            Err(_) => Err(self.shared.read_stopped()),
+        }
+    }
+
+    /// As [`PendingRead::wait`], for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PendingRead::wait`], and [`ReadError::Timeout`] if the read was not answered in
+    /// time: a leader cut off from the majority confirms nothing until it steps down (with
+    /// [`Config::check_quorum`], within two election timeouts) or the partition heals.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u64, ReadError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(outcome) => outcome,
+            Err(RecvTimeoutError::Timeout) => Err(ReadError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(self.shared.read_stopped()),
+        }
+    }
+
+    /// The outcome if the node has answered, without waiting.
+    pub fn try_wait(&self) -> Option<Result<u64, ReadError>> {
+        match self.rx.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Err(self.shared.read_stopped())),
+        }
+    }
 }
 
 /// Builds a [`Raft`] node: see [`Raft::builder`].
@@ -598,6 +779,12 @@ struct Node<S> {
     published_term: u64,
     /// Leadership epoch: incremented whenever this node starts or stops leading.
     epoch: u64,
+    /// Reads handed to the core and not yet confirmed or refused, by the id given to the core.
+    reads_asked: std::collections::HashMap<u64, Sender<Result<u64, ReadError>>>,
+    /// Reads confirmed with their read index, waiting until it is applied, in the order
+    /// confirmed.
+    reads_confirmed: std::collections::VecDeque<(u64, Sender<Result<u64, ReadError>>)>,
+    next_read_id: u64,
 }
 
 /// Held by the node thread for as long as it runs its loop; on every way out, a kill or an
@@ -658,7 +845,9 @@ impl<S: StateMachine> Node<S> {
             self.messages_in += handled as u64;
             self.core.tick(now);
             self.sync_claim();
+            self.take_transfer(now);
             self.take_proposals(now);
+            self.take_reads(now);
             // The leader's AppendEntries go out before its own write; the rest after it.
             self.flush();
             if let Err(failure) = self.write() {
@@ -671,6 +860,7 @@ impl<S: StateMachine> Node<S> {
                 self.fail(failure);
                 break;
             }
+            self.answer_reads();
             self.compact();
             self.publish_status();
             if handled < MAX_MESSAGES_PER_ROUND && !self.shared.has_proposals() {
@@ -683,6 +873,8 @@ impl<S: StateMachine> Node<S> {
                 let has_work = || {
                     shared.has_proposals()
                         || !shared.snapshot_requests.is_empty()
+                        || !shared.reads.is_empty()
+                        || shared.transfer_request.load(Relaxed) != 0
                         || shared.killed.load(Acquire)
                         || writer.has_completion()
                 };
@@ -768,7 +960,9 @@ impl<S: StateMachine> Node<S> {
             sorted &= self.pending.last().is_none_or(|last| last.index < p.index);
             self.pending.push(p);
         }
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.core.transfer_target().is_some() {
+            // While handing leadership over, commands wait: they are appended if the transfer
+            // fails, and dropped with the rest of the lease if it succeeds.
             return;
         }
         if !sorted {
@@ -789,6 +983,78 @@ impl<S: StateMachine> Node<S> {
             self.shared
                 .appended
                 .store(self.core.log().last_index(), Release);
+        }
+    }
+
+    /// Starts the leadership transfer the handle asked for, if any.
+    fn take_transfer(&mut self, now: u64) {
+        let request = self.shared.transfer_request.swap(0, Acquire);
+        if request == 0 {
+            return;
+        }
+        let target = (request - 1) as usize;
+        if let Err(e) = self.core.transfer_leadership(now, target) {
+            tracing::debug!(
+                node = self.core.id(),
+                target,
+                ?e,
+                "leadership transfer not started"
+            );
+        }
+    }
+
+    /// Hands the reads the handle queued to the core: the lease reads and the others, each as
+    /// one batch (the others share one heartbeat round).
+    fn take_reads(&mut self, now: u64) {
+        if self.shared.reads.is_empty() {
+            return;
+        }
+        let mut lease = smallvec::SmallVec::<[u64; 16]>::new();
+        let mut index = smallvec::SmallVec::<[u64; 16]>::new();
+        while let Some(request) = self.shared.reads.pop() {
+            if self.reads_asked.len() + self.reads_confirmed.len() >= Raft::MAX_PENDING_READS {
+                let _ = request.reply.send(Err(ReadError::Busy {
+                    limit: Raft::MAX_PENDING_READS,
+                }));
+                continue;
+            }
+            let id = self.next_read_id;
+            self.next_read_id += 1;
+            self.reads_asked.insert(id, request.reply);
+            if request.lease {
+                lease.push(id);
+            } else {
+                index.push(id);
+            }
+        }
+        if !lease.is_empty() {
+            self.core.read_lease(now, lease);
+        }
+        if !index.is_empty() {
+            self.core.read_index(now, index);
+        }
+    }
+
+    /// Answers the reads the core refused, and the confirmed ones whose index is applied.
+    fn answer_reads(&mut self) {
+        let leader = self.core.leader();
+        for outcome in self.core.take_read_outcomes() {
+            let Some(reply) = self.reads_asked.remove(&outcome.id) else {
+                continue;
+            };
+            match outcome.index {
+                Some(index) => self.reads_confirmed.push_back((index, reply)),
+                None => {
+                    let _ = reply.send(Err(ReadError::NotLeader { leader }));
+                }
+            }
+        }
+        let applied = self.core.last_applied();
+        while let Some((index, _)) = self.reads_confirmed.front()
+            && *index <= applied
+        {
+            let (index, reply) = self.reads_confirmed.pop_front().expect("front exists");
+            let _ = reply.send(Ok(index));
         }
     }
 
@@ -901,6 +1167,12 @@ impl<S: StateMachine> Node<S> {
         status.snapshots_installed = stats.snapshots_installed;
         status.syncs = self.syncs;
         status.sync_time = self.sync_time;
+        status.transfer_target = core.transfer_target();
+        status.lease = core.has_lease();
+        status.reads_confirmed = stats.reads_confirmed;
+        status.lease_reads = stats.lease_reads;
+        status.transfers_started = stats.transfers_started;
+        status.transfers_abandoned = stats.transfers_abandoned;
         self.spare_status = Some(self.shared.status.swap(next));
     }
 }

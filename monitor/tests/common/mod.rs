@@ -51,6 +51,12 @@ pub fn follower(id: usize, term: u64, leader: Option<usize>, commit: u64) -> Sta
         messages_in: 1_000 + commit,
         messages_out: 1_000 + commit,
         killed: false,
+        transfer_target: None,
+        lease: false,
+        reads_confirmed: 0,
+        lease_reads: 0,
+        transfers_started: 0,
+        transfers_abandoned: 0,
     };
     set_log(&mut status, commit);
     status
@@ -211,6 +217,10 @@ impl Control for Recorder {
         let mut sample = self.sample.borrow_mut();
         let old = &sample.statuses[node];
         sample.statuses[node] = Arc::new(restarted(old));
+        Ok(())
+    }
+    fn transfer_leadership(&self, leader: usize, target: usize) -> Result<(), String> {
+        self.record(format!("transfer {leader} -> {target}"));
         Ok(())
     }
 }
