@@ -77,6 +77,30 @@
 //! elections; stickiness covers the remaining case of a real candidate (one that won its
 //! pre-votes) reaching nodes that still hear from their leader.
 //!
+//! # Linearizable reads and leases
+//!
+//! Every AppendEntries carries the leader's heartbeat *round*, which the reply echoes; a new
+//! round starts with every heartbeat broadcast. A reply in the leader's term to round `r` shows
+//! that the follower still followed this leader after round `r` began. [`Core::read_index`]
+//! (ReadIndex, Raft thesis §6.4) registers reads with the commit index (once the leader has
+//! committed an entry of its own term, which [`CoreConfig::leader_no_op`] makes immediate) and
+//! starts a round; a majority answering it or a later one confirms them. [`Core::read_lease`]
+//! confirms at once while the leader holds a lease: with CheckQuorum, a node that answered the
+//! leader ignores RequestVote for `election_timeout_min` after it heard from it (stickiness),
+//! and for `election_timeout_min` after it restarted (it may have answered just before), so
+//! once a majority answered a round started at `t`, no other leader can be elected before
+//! `t + election_timeout_min`. The lease ends earlier by twice the clock drift allowed
+//! ([`CoreConfig::lease_duration`]).
+//!
+//! # Leadership transfer
+//!
+//! [`Core::transfer_leadership`] (Raft thesis §3.10) stops the leader's proposals, brings the
+//! target's log up to the leader's last index, and sends it [`Message::TimeoutNow`]; the target
+//! campaigns at once, and its RequestVote says so, which lets voters grant it despite
+//! stickiness. Because that election ignores leases, the leader gives up its lease for the rest
+//! of its term when it starts a transfer. If the target is not leader within
+//! `election_timeout_min`, the leader abandons the transfer and takes proposals again.
+//!
 //! # Invariants asserted here
 //!
 //! - `commit_index` never decreases, and never passes the last log index.

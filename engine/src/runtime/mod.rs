@@ -82,6 +82,8 @@ mod writer;
 const MAX_MESSAGES_PER_ROUND: usize = 1024;
 /// How long a blocked apply send waits before checking whether the node was killed.
 const APPLY_RETRY: Duration = Duration::from_millis(50);
+/// How often a [`PendingRead`] being waited for checks whether its node was killed.
+const READ_KILL_CHECK: Duration = Duration::from_millis(50);
 
 /// Entry buffers a node's core keeps between rounds: enough for a round of AppendEntries to
 /// several followers.
@@ -654,9 +656,11 @@ impl PendingRead {
     /// [`ReadError::NotLeader`] if the node stopped leading first; [`ReadError::Killed`] or
     /// [`ReadError::Failed`] if it stopped.
     pub fn wait(self) -> Result<u64, ReadError> {
-        match self.rx.recv() {
-            Ok(outcome) => outcome,
-            Err(_) => Err(self.shared.read_stopped()),
+        loop {
+            match self.wait_timeout(READ_KILL_CHECK) {
+                Err(ReadError::Timeout) => {}
+                outcome => return outcome,
+            }
         }
     }
 
@@ -668,10 +672,25 @@ impl PendingRead {
     /// time: a leader cut off from the majority confirms nothing until it steps down (with
     /// [`Config::check_quorum`], within two election timeouts) or the partition heals.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u64, ReadError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(outcome) => outcome,
-            Err(RecvTimeoutError::Timeout) => Err(ReadError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => Err(self.shared.read_stopped()),
+        let deadline = Instant::now() + timeout;
+        loop {
+            // A read queued just as the node stopped may never reach its thread: look at the
+            // node now and then rather than only at the channel.
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(READ_KILL_CHECK);
+            match self.rx.recv_timeout(wait) {
+                Ok(outcome) => return outcome,
+                Err(RecvTimeoutError::Disconnected) => return Err(self.shared.read_stopped()),
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.shared.killed.load(Acquire) {
+                        return self.try_wait().unwrap_or(Err(self.shared.read_stopped()));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(ReadError::Timeout);
+                    }
+                }
+            }
         }
     }
 
@@ -822,8 +841,11 @@ impl<S: StateMachine> Node<S> {
             self.fail(format!("the node's thread panicked: {what}"));
         }
         // Commands still queued will never be appended: free them now rather than with the last
-        // handle.
+        // handle. Reads still queued end with the node: dropping them tells their waiters.
         while self.shared.pop_proposal().is_some() {}
+        while self.shared.reads.pop().is_some() {}
+        self.reads_asked.clear();
+        self.reads_confirmed.clear();
         let mut status = Status::clone(&self.shared.status.load());
         status.killed = true;
         status.failure = self.shared.failure.get().cloned();
