@@ -423,6 +423,19 @@ fn no_violations_with_reads_leases_and_transfers() {
 }
 
 #[test]
+fn no_violations_with_leases_without_pre_vote() {
+    // Without PreVote, real elections start from any node whose timer fires, and stale votes
+    // and replies of higher terms reach nodes that a lease counts on.
+    let options = Options {
+        no_op: true,
+        reads: true,
+        check_quorum: true,
+        ..Options::default()
+    };
+    no_violations(5_000_000..5_000_000 + total_seeds() / 80, &options);
+}
+
+#[test]
 fn no_violations_with_read_index_alone() {
     // Without CheckQuorum there is no lease and a cut-off leader never steps down: its reads
     // must wait, never be confirmed stale.

@@ -659,9 +659,12 @@ impl Simulation {
             if state.0 == Role::Leader {
                 self.lead_since[i] = now;
                 if let Some(k) = self.handed_over.iter().position(|&h| h == (i, state.1)) {
-                    self.handed_over.swap_remove(k);
                     self.transfer_counts[1] += 1;
+                    self.handed_over.swap_remove(k);
                 }
+                // A leader of this term ends every hand-over to it or an earlier one.
+                let term = state.1;
+                self.handed_over.retain(|&(_, t)| t > term);
             }
             self.log.push(
                 now,

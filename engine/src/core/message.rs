@@ -107,7 +107,8 @@ pub struct AppendEntriesReply {
     pub conflict_index: u64,
     /// The `round` of the AppendEntries this answers. A reply in the leader's term to round `r`
     /// shows that the follower still followed the leader after the leader started round `r`:
-    /// what linearizable reads and leases count.
+    /// what linearizable reads and leases count. 0 in a rejection of an earlier term's message,
+    /// whose round belongs to another leadership (perhaps of the same node before a restart).
     pub round: u64,
 }
 
@@ -128,6 +129,8 @@ pub struct InstallSnapshot {
     pub data: Bytes,
     /// Whether this chunk ends the snapshot.
     pub done: bool,
+    /// The leader's heartbeat round when it sent this (see [`AppendEntriesReply::round`]).
+    pub round: u64,
 }
 
 /// InstallSnapshot results.
@@ -142,6 +145,8 @@ pub struct InstallSnapshotReply {
     /// Whether the follower holds everything up to `last_included_index`: it installed the
     /// snapshot (and made it durable), or had committed that far already.
     pub installed: bool,
+    /// The `round` of the InstallSnapshot this answers (0 if it was of an earlier term).
+    pub round: u64,
 }
 
 impl Message {
@@ -206,8 +211,8 @@ impl Message {
                         .sum::<usize>()
             }
             Self::AppendEntriesReply(_) => KIND + ID + 5 * U64 + BOOL,
-            Self::InstallSnapshot(m) => KIND + ID + 4 * U64 + 4 + m.data.len() + BOOL,
-            Self::InstallSnapshotReply(_) => KIND + ID + 3 * U64 + BOOL,
+            Self::InstallSnapshot(m) => KIND + ID + 5 * U64 + 4 + m.data.len() + BOOL,
+            Self::InstallSnapshotReply(_) => KIND + ID + 4 * U64 + BOOL,
             Self::TimeoutNow(_) => KIND + ID + U64,
         }
     }

@@ -985,7 +985,7 @@ impl Core {
             self.confirm_rounds();
             return;
         }
-        self.broadcast_heartbeat();
+        self.start_read_round();
         // A cluster of one is its own majority.
         self.confirm_rounds();
     }
@@ -1111,8 +1111,7 @@ impl Core {
         }
         if self.config.check_quorum
             && matches!(&msg, Message::RequestVote(m) if !m.transfer)
-            && (self.hears_from_leader()
-                || self.now < self.started + self.config.election_timeout_min)
+            && self.sticky()
         {
             // Leader stickiness: this node's leader is alive, so a candidate is either cut off
             // from it or impatient. Neither grant nor adopt its term (see the module docs).
@@ -1299,6 +1298,18 @@ impl Core {
         true
     }
 
+    /// With CheckQuorum, whether this node ignores RequestVote: it leads, or heard from a
+    /// leader within the minimum election timeout, or started (restarted) within it. By time
+    /// alone, whatever its term, leader or role since: a stale reply of a higher term, say, may
+    /// have made it a follower with no known leader, and the leader it answered may still
+    /// count on it for its lease.
+    fn sticky(&self) -> bool {
+        let window = self.config.election_timeout_min;
+        self.role == Role::Leader
+            || self.now < self.leader_contact.saturating_add(window)
+            || self.now < self.started.saturating_add(window)
+    }
+
     /// Whether this node leads, or heard from the leader of its term within the minimum election
     /// timeout: then no election is needed, and it refuses pre-votes (and, with CheckQuorum,
     /// ignores RequestVote).
@@ -1477,8 +1488,8 @@ impl Core {
 
     fn handle_append_entries(&mut self, from: usize, m: AppendEntries) {
         if m.term < self.term {
-            let mut reply = self.rejection(m.prev_log_index);
-            reply.round = m.round;
+            // Its round is not one of this term's leader: the rejection carries none.
+            let reply = self.rejection(m.prev_log_index);
             self.send(from, Message::AppendEntriesReply(reply));
             self.give_entry_buffer(m.entries);
             return;
@@ -1516,6 +1527,7 @@ impl Core {
                 last_included_index: m.last_included_index,
                 next_offset,
                 installed,
+                round: if term == m.term { m.round } else { 0 },
             })
         };
         if m.term < self.term {
@@ -1866,6 +1878,22 @@ impl Core {
         }
     }
 
+    /// Starts a new round for reads: an empty AppendEntries to every follower in Replicate or
+    /// Probe state, at its match index, which it holds. Unlike the periodic heartbeat, it
+    /// neither re-probes nor takes unacknowledged batches for lost: reads may start rounds
+    /// microseconds apart. Followers receiving a snapshot answer the next chunk's round.
+    fn start_read_round(&mut self) {
+        self.round += 1;
+        if self.lease_round.is_none() {
+            self.lease_round = Some((self.round, self.now));
+        }
+        for peer in self.others() {
+            if self.progress[peer].state != ProgressState::Snapshot {
+                self.send_heartbeat(peer);
+            }
+        }
+    }
+
     /// Starts a new heartbeat round and sends every follower an AppendEntries (or snapshot
     /// chunk) that carries it.
     fn broadcast_heartbeat(&mut self) {
@@ -1984,6 +2012,7 @@ impl Core {
             offset: transfer.offset,
             data: transfer.data.slice(transfer.offset as usize..end as usize),
             done: end == len,
+            round: self.round,
         };
         transfer.sent = true;
         self.outbox.push((peer, Message::InstallSnapshot(msg)));
@@ -1992,6 +2021,10 @@ impl Core {
     fn handle_snapshot_reply(&mut self, from: usize, m: InstallSnapshotReply) {
         if self.role != Role::Leader || m.term != self.term {
             return; // a stale reply from an earlier term
+        }
+        if m.round > self.progress[from].acked_round {
+            self.progress[from].acked_round = m.round;
+            self.confirm_rounds();
         }
         let pr = &mut self.progress[from];
         let done = pr.snapshot_reply(m.last_included_index, m.next_offset, m.installed);

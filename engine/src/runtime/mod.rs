@@ -69,7 +69,7 @@ use zeroraft_transport::Waker;
 
 use zeroraft_storage::{NoStorage, Snapshot, Storage};
 
-use crate::core::{Core, Entry, Role};
+use crate::core::{Core, Entry, Message, Role};
 use crate::{
     ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, PeerStatus, ReadError,
     StartError, Status, TransferError,
@@ -147,7 +147,8 @@ struct Shared {
     snapshot_requests: ArrayQueue<(u64, Bytes)>,
     /// Reads on their way to the node's thread.
     reads: ArrayQueue<ReadRequest>,
-    /// A leadership transfer asked for and not yet taken by the node: the target's id + 1, or 0.
+    /// A leadership transfer asked for and not yet taken by the node: `term << 8 | target + 1`
+    /// (the term the caller saw this node lead, and the target's id, below 64), or 0.
     transfer_request: AtomicU64,
     status: ArcSwap<Status>,
     killed: AtomicBool,
@@ -625,7 +626,10 @@ impl Raft {
                 leader: shared.status.load().leader,
             });
         }
-        shared.transfer_request.store(target as u64 + 1, Release);
+        let term = shared.load_state().0;
+        shared
+            .transfer_request
+            .store(term << 8 | (target as u64 + 1), Release);
         shared.waker.wake();
         Ok(())
     }
@@ -861,7 +865,14 @@ impl<S: StateMachine> Node<S> {
                 let Some((from, msg)) = self.endpoint.try_recv() else {
                     break;
                 };
-                self.core.step(now, from, msg);
+                // A leader's message may have arrived after `now` was read: its receipt time,
+                // from which this node ignores other candidates (and which a lease counts on),
+                // must not be earlier than that.
+                let at = match msg {
+                    Message::AppendEntries(_) | Message::InstallSnapshot(_) => self.now(),
+                    _ => now,
+                };
+                self.core.step(at, from, msg);
                 handled += 1;
             }
             self.messages_in += handled as u64;
@@ -869,6 +880,8 @@ impl<S: StateMachine> Node<S> {
             self.sync_claim();
             self.take_transfer(now);
             self.take_proposals(now);
+            // A fresh reading: whether a lease still holds is a question about now.
+            let now = self.now();
             self.take_reads(now);
             // The leader's AppendEntries go out before its own write; the rest after it.
             self.flush();
@@ -982,13 +995,17 @@ impl<S: StateMachine> Node<S> {
             sorted &= self.pending.last().is_none_or(|last| last.index < p.index);
             self.pending.push(p);
         }
-        if self.pending.is_empty() || self.core.transfer_target().is_some() {
-            // While handing leadership over, commands wait: they are appended if the transfer
-            // fails, and dropped with the rest of the lease if it succeeds.
+        if self.pending.is_empty() {
             return;
         }
         if !sorted {
             self.pending.sort_unstable_by_key(|p| p.index);
+        }
+        if self.core.transfer_target().is_some() {
+            // While handing leadership over, commands wait (sorted, as `pending` always is
+            // between calls): they are appended if the transfer fails, and dropped with the
+            // rest of the lease if it succeeds.
+            return;
         }
         let first = self.core.log().last_index() + 1;
         let run = self
@@ -1014,7 +1031,10 @@ impl<S: StateMachine> Node<S> {
         if request == 0 {
             return;
         }
-        let target = (request - 1) as usize;
+        let (term, target) = (request >> 8, (request & 0xff) as usize - 1);
+        if term != self.core.term() {
+            return; // asked of a leadership that has ended
+        }
         if let Err(e) = self.core.transfer_leadership(now, target) {
             tracing::debug!(
                 node = self.core.id(),
@@ -1070,6 +1090,11 @@ impl<S: StateMachine> Node<S> {
                     let _ = reply.send(Err(ReadError::NotLeader { leader }));
                 }
             }
+        }
+        if self.shared.killed.load(Acquire) {
+            // The apply channel may have given up delivering: what counts as applied may not
+            // have reached the service. The waiters learn the node was killed.
+            return;
         }
         let applied = self.core.last_applied();
         while let Some((index, _)) = self.reads_confirmed.front()
