@@ -39,6 +39,7 @@
 
 pub mod core;
 mod runtime;
+mod sync;
 
 use std::fmt;
 use std::sync::Arc;

@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 mod inbox;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_utils::CachePadded;
 
 use inbox::Inbox;
+#[cfg(loom)]
+pub use inbox::Waiter;
 pub use inbox::Waker;
 
 /// Index of a node in the network, from 0 to `nodes - 1`.
@@ -490,7 +493,7 @@ impl<M: Message> Network<M> {
         {
             return Err(EndpointError::InUse { id });
         }
-        let parker = crossbeam_utils::sync::Parker::new();
+        let parker = sync::Parker::new();
         let inbox = Arc::new(Inbox::new(
             self.shared.inbox_capacity,
             parker.unparker().clone(),
@@ -697,7 +700,7 @@ pub struct Endpoint<M: Message> {
     incarnation: u64,
     shared: Arc<Shared<M>>,
     inbox: Arc<Inbox<M>>,
-    parker: crossbeam_utils::sync::Parker,
+    parker: sync::Parker,
     rng: fastrand::Rng,
 }
 

@@ -38,14 +38,22 @@
 //! - `appended` is stored (`Release`) before the claim word that starts a lease and after each
 //!   batch; `start` loads it (`Acquire`) after the claim word. It only ever lags the log, so
 //!   a stale value makes `start` refuse early, never queue more than the bound.
-//! - `Shared::state` packs `term << 1 | is_leader` in one word, so `get_state` reads a consistent
-//!   pair with one `Acquire` load.
+//! - `state` packs `term << 1 | is_leader` in one word, so `get_state` reads a consistent pair
+//!   with one `Acquire` load.
 //! - `Shared::killed` is `Release`/`Acquire`: after `kill` returns, the node has left its loop.
 //! - Waking follows the transport's eventcount protocol (see `zeroraft_transport::Waker`): the
 //!   proposal is pushed before the wake, and the node's `has_work` checks the queue.
 //! - Status snapshots are published through `ArcSwap`, which orders the snapshot's contents.
 //! - Entry buffers move between nodes through [`ENTRY_BUFFERS`], an `ArrayQueue`, whose push/pop
 //!   pair orders a buffer's hand-over like any other queued value.
+//!
+//! The claim word, `state`, `appended` and the proposal queue live in `claim`, which holds the
+//! code the points above argue about (the claim, the order of publishing and retiring, the
+//! hand-over and wake-up). loom checks it against the interleavings of the node thread and
+//! concurrent callers (all of them for two threads, those with at most three preemptions for
+//! three): distinct indices, the term of the claimed lease, the backpressure bound and no lost
+//! wake-up. Run it with
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p zeroraft-engine --lib loom`.
 //!
 //! # Entry buffers
 //!
@@ -63,8 +71,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError};
-use crossbeam_queue::{ArrayQueue, SegQueue};
-use crossbeam_utils::CachePadded;
+use crossbeam_queue::ArrayQueue;
 use zeroraft_transport::Waker;
 
 use zeroraft_storage::{NoStorage, Snapshot, Storage};
@@ -74,8 +81,10 @@ use crate::{
     ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, PeerStatus, ReadError,
     StartError, Status, TransferError,
 };
+use claim::{Lease, Proposal, Proposals, Refused};
 use writer::{Completed, Writer};
 
+mod claim;
 mod writer;
 
 /// Most messages handled before the node thread flushes what it has to send.
@@ -96,20 +105,6 @@ const POOLED_ENTRY_BUFFERS: usize = 128;
 static ENTRY_BUFFERS: std::sync::LazyLock<ArrayQueue<Vec<Entry>>> =
     std::sync::LazyLock::new(|| ArrayQueue::new(POOLED_ENTRY_BUFFERS));
 
-/// `claim` bit: the node leads and accepts proposals.
-const CLAIM_LEADING: u64 = 1 << 63;
-/// `claim` bits 47..=62: the leadership epoch.
-const CLAIM_EPOCH_SHIFT: u32 = 47;
-/// `claim` bits 0..=46: the next free log index.
-const CLAIM_INDEX_MASK: u64 = (1 << CLAIM_EPOCH_SHIFT) - 1;
-
-/// Packs a claim word: the leading bit, `epoch` modulo 2^16 and the next free index.
-fn claim_word(leading: bool, epoch: u64, next_index: u64) -> u64 {
-    debug_assert!(next_index <= CLAIM_INDEX_MASK);
-    let leading = if leading { CLAIM_LEADING } else { 0 };
-    leading | (epoch & 0xffff) << CLAIM_EPOCH_SHIFT | next_index
-}
-
 /// A read on its way from [`Raft::read_index`] or [`Raft::read_lease`] to the node thread, with
 /// where to answer it.
 struct ReadRequest {
@@ -117,32 +112,14 @@ struct ReadRequest {
     reply: Sender<Result<u64, ReadError>>,
 }
 
-/// A command on its way from `start` to the node thread.
-struct Proposal {
-    term: u64,
-    index: u64,
-    command: Bytes,
-}
-
 /// What the handle and the node thread share.
 struct Shared {
     me: usize,
     peers: usize,
-    /// `term << 1 | is_leader`.
-    state: AtomicU64,
-    /// `CLAIM_LEADING | epoch << CLAIM_EPOCH_SHIFT | next_index` while leading; without the
-    /// leading bit otherwise. See the module's orderings.
-    claim: CachePadded<AtomicU64>,
-    /// The last index the node has appended to its log, published while it leads: `start`
-    /// claims an index only while fewer than `max_queued` claimed ones lie beyond it.
-    appended: CachePadded<AtomicU64>,
-    /// [`Config::max_queued_proposals`].
-    max_queued: u64,
-    /// Proposals on their way to the node's thread. It holds `max_queued` of them; a proposal
-    /// that finds it full (possible only while proposals of an older lease still occupy it)
-    /// goes to `overflow`.
-    proposals: ArrayQueue<Proposal>,
-    overflow: SegQueue<Proposal>,
+    /// The claim word and what is published beside it. See the module's orderings.
+    lease: Lease,
+    /// Proposals on their way to the node's thread.
+    proposals: Proposals,
     /// The latest snapshot the service handed to [`Raft::snapshot`], not yet taken by the node.
     snapshot_requests: ArrayQueue<(u64, Bytes)>,
     /// Reads on their way to the node's thread.
@@ -159,20 +136,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn publish_state(&self, term: u64, leader: bool) {
-        self.state.store(term << 1 | u64::from(leader), Release);
-    }
-
     /// `(term, is_leader)` as last published, with one `Acquire` load.
     fn load_state(&self) -> (u64, bool) {
-        let word = self.state.load(Acquire);
-        (word >> 1, word & 1 == 1)
-    }
-
-    /// Retires leadership in the claim word: a new epoch, without the leading bit. Callers
-    /// publish the state without the leader bit afterwards.
-    fn retire_claim(&self, epoch: u64) {
-        self.claim.store(claim_word(false, epoch, 0), Release);
+        self.lease.load_state()
     }
 
     /// Why a read cannot be answered by a node that stopped.
@@ -186,11 +152,11 @@ impl Shared {
     }
 
     fn has_proposals(&self) -> bool {
-        !self.proposals.is_empty() || !self.overflow.is_empty()
+        !self.proposals.is_empty()
     }
 
     fn pop_proposal(&self) -> Option<Proposal> {
-        self.proposals.pop().or_else(|| self.overflow.pop())
+        self.proposals.pop()
     }
 }
 
@@ -359,12 +325,8 @@ impl Raft {
         let shared = Arc::new(Shared {
             me,
             peers,
-            state: AtomicU64::new(term << 1),
-            claim: CachePadded::new(AtomicU64::new(0)),
-            appended: CachePadded::new(AtomicU64::new(0)),
-            max_queued: config.max_queued_proposals as u64,
-            proposals: ArrayQueue::new(config.max_queued_proposals),
-            overflow: SegQueue::new(),
+            lease: Lease::new(term, config.max_queued_proposals as u64),
+            proposals: Proposals::new(config.max_queued_proposals),
             snapshot_requests: ArrayQueue::new(1),
             reads: ArrayQueue::new(Raft::MAX_PENDING_READS),
             transfer_request: AtomicU64::new(0),
@@ -452,41 +414,28 @@ impl Raft {
                 None => StartError::Killed,
             });
         }
-        let mut claim = shared.claim.load(Acquire);
-        loop {
-            if claim & CLAIM_LEADING == 0 {
+        let (index, term) = match shared.lease.claim() {
+            Ok(claimed) => claimed,
+            Err(Refused::NotLeader) => {
                 let status = shared.status.load();
                 return Err(StartError::NotLeader {
                     term: shared.load_state().0,
                     leader: status.leader,
                 });
             }
-            let term = shared.load_state().0;
-            let index = claim & CLAIM_INDEX_MASK;
-            if index.saturating_sub(shared.appended.load(Acquire)) > shared.max_queued {
+            Err(Refused::Busy) => {
                 return Err(StartError::Busy {
-                    limit: shared.max_queued as usize,
+                    limit: shared.lease.max_queued() as usize,
                 });
             }
-            match shared
-                .claim
-                .compare_exchange_weak(claim, claim + 1, AcqRel, Acquire)
-            {
-                Ok(_) => {
-                    let proposal = Proposal {
-                        term,
-                        index,
-                        command,
-                    };
-                    if let Err(proposal) = shared.proposals.push(proposal) {
-                        shared.overflow.push(proposal);
-                    }
-                    shared.waker.wake();
-                    return Ok((index, term));
-                }
-                Err(now) => claim = now,
-            }
-        }
+        };
+        let proposal = Proposal {
+            term,
+            index,
+            command,
+        };
+        shared.proposals.push(proposal, &shared.waker);
+        Ok((index, term))
     }
 
     /// `(current term, is_leader)`, as last published by the node. The tester's `GetState`.
@@ -819,11 +768,7 @@ struct RetireOnExit<'a>(&'a Shared);
 impl Drop for RetireOnExit<'_> {
     fn drop(&mut self) {
         self.0.killed.store(true, Release);
-        // The leading bit, above the epoch, drops out when `retire_claim` packs the word.
-        let epoch = (self.0.claim.load(Acquire) >> CLAIM_EPOCH_SHIFT) + 1;
-        self.0.retire_claim(epoch);
-        let (term, _) = self.0.load_state();
-        self.0.publish_state(term, false);
+        self.0.lease.retire_on_exit();
     }
 }
 
@@ -958,25 +903,21 @@ impl<S: StateMachine> Node<S> {
         if leading == self.leading_term {
             if term != self.published_term {
                 self.published_term = term;
-                self.shared.publish_state(term, leading.is_some());
+                self.shared.lease.publish_state(term, leading.is_some());
             }
             return;
         }
-        if self.leading_term.is_some() {
+        let retire = self.leading_term.map(|_| {
             self.epoch += 1;
-            self.shared.retire_claim(self.epoch);
             self.pending.clear();
-        }
-        self.published_term = term;
-        self.shared.publish_state(term, leading.is_some());
-        if leading.is_some() {
+            self.epoch
+        });
+        let lead = leading.map(|_| {
             self.epoch += 1;
-            let next = self.core.log().last_index() + 1;
-            // Before the claim word: a `start` that sees the new lease sees this watermark.
-            self.shared.appended.store(next - 1, Release);
-            let claim = claim_word(true, self.epoch, next);
-            self.shared.claim.store(claim, Release);
-        }
+            (self.epoch, self.core.log().last_index() + 1)
+        });
+        self.published_term = term;
+        self.shared.lease.change(retire, term, lead);
         self.leading_term = leading;
     }
 
@@ -1019,9 +960,7 @@ impl<S: StateMachine> Node<S> {
                 .core
                 .propose(now, self.pending.drain(..run).map(|p| p.command));
             debug_assert_eq!(appended, Some((first, first + run as u64 - 1)));
-            self.shared
-                .appended
-                .store(self.core.log().last_index(), Release);
+            self.shared.lease.set_appended(self.core.log().last_index());
         }
     }
 
