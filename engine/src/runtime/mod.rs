@@ -133,6 +133,8 @@ struct Shared {
     failure: std::sync::OnceLock<Arc<str>>,
     waker: Waker,
     max_command_bytes: usize,
+    /// [`Config::spin`]: also how long a reader looks for its answer before it sleeps.
+    spin: Duration,
 }
 
 impl Shared {
@@ -335,6 +337,7 @@ impl Raft {
             failure: std::sync::OnceLock::new(),
             waker: endpoint.waker(),
             max_command_bytes: config.max_command_bytes,
+            spin: config.spin,
         });
         let node = Node {
             core,
@@ -625,7 +628,20 @@ impl PendingRead {
     /// time: a leader cut off from the majority confirms nothing until it steps down (with
     /// [`Config::check_quorum`], within two election timeouts) or the partition heals.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u64, ReadError> {
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start + timeout;
+        // The answer usually comes within a round trip: look for it for up to the node's spin
+        // ([`Config::spin`]) before sleeping, which would cost a wake-up on the answer.
+        let spin_until = start + self.shared.spin.min(timeout);
+        while Instant::now() < spin_until {
+            for _ in 0..16 {
+                if let Some(outcome) = self.try_wait() {
+                    return outcome;
+                }
+                std::hint::spin_loop();
+            }
+            std::thread::yield_now();
+        }
         loop {
             // A read queued just as the node stopped may never reach its thread: look at the
             // node now and then rather than only at the channel.
@@ -825,9 +841,7 @@ impl<S: StateMachine> Node<S> {
             self.sync_claim();
             self.take_transfer(now);
             self.take_proposals(now);
-            // A fresh reading: whether a lease still holds is a question about now.
-            let now = self.now();
-            self.take_reads(now);
+            self.take_reads();
             // The leader's AppendEntries go out before its own write; the rest after it.
             self.flush();
             if let Err(failure) = self.write() {
@@ -845,9 +859,11 @@ impl<S: StateMachine> Node<S> {
             self.publish_status();
             if handled < MAX_MESSAGES_PER_ROUND && !self.shared.has_proposals() {
                 let deadline = self.started + Duration::from_nanos(self.core.next_deadline());
-                // Spin only while the log is moving: more work is likely to follow within
-                // microseconds. Heartbeats alone never make a node spin.
-                let busy = before != (self.core.log().last_index(), self.core.commit_index());
+                // Spin only while the log is moving, or reads wait for their round: more work
+                // (the answers) is likely to follow within microseconds. Heartbeats alone never
+                // make a node spin.
+                let busy = before != (self.core.log().last_index(), self.core.commit_index())
+                    || self.core.pending_reads() > 0;
                 let spin = if busy { self.spin } else { Duration::ZERO };
                 let (shared, writer) = (&self.shared, &self.writer);
                 let has_work = || {
@@ -986,10 +1002,12 @@ impl<S: StateMachine> Node<S> {
 
     /// Hands the reads the handle queued to the core: the lease reads and the others, each as
     /// one batch (the others share one heartbeat round).
-    fn take_reads(&mut self, now: u64) {
+    fn take_reads(&mut self) {
         if self.shared.reads.is_empty() {
             return;
         }
+        // A fresh reading: whether a lease still holds is a question about now.
+        let now = self.now();
         let mut lease = smallvec::SmallVec::<[u64; 16]>::new();
         let mut index = smallvec::SmallVec::<[u64; 16]>::new();
         while let Some(request) = self.shared.reads.pop() {
