@@ -104,7 +104,7 @@ fn a_cut_off_leader_confirms_no_read_and_refuses_it_once_it_steps_down() {
     let raft = cfg.raft(leader);
     cfg.disconnect(leader);
     // Let any lease it holds run out, so that the reads need a round it cannot complete.
-    sleep(config_lease(&Config::production()));
+    sleep(Config::production().lease_duration());
     let (index, lease) = (raft.read_index(), raft.read_lease());
     // It may have stepped down already on a very slow machine; then it refuses at once.
     for pending in [index, lease] {
@@ -128,11 +128,6 @@ fn a_cut_off_leader_confirms_no_read_and_refuses_it_once_it_steps_down() {
     assert!(matches!(read, Ok(i) if i >= written), "{read:?}");
     cfg.connect(leader);
     cfg.end();
-}
-
-/// How long a lease lasts with `config`.
-fn config_lease(config: &Config) -> Duration {
-    config.election_timeout_min * (100 - 2 * u32::from(config.max_clock_drift_percent)) / 100
 }
 
 #[test]

@@ -269,6 +269,12 @@ impl Config {
         }
     }
 
+    /// How long a lease lasts ([`Raft::read_lease`]) after the start of a heartbeat round a
+    /// majority answered: `election_timeout_min × (100 − 2 × max_clock_drift_percent) / 100`.
+    pub fn lease_duration(&self) -> Duration {
+        Duration::from_nanos(self.core_config().lease_duration())
+    }
+
     /// The shortest heartbeat interval accepted: more often, heartbeats alone are a message
     /// storm (a message per follower per interval) and the node's thread does little else.
     pub const MIN_HEARTBEAT: Duration = Duration::from_millis(1);

@@ -376,17 +376,17 @@ pub struct Core {
     /// Whether this follower runs a pre-vote round for `term + 1` (a pre-candidate).
     /// Invariant: only set on a follower, with `leader` unknown.
     pre_voting: bool,
-    /// When this node last heard from `leader` (an AppendEntries or InstallSnapshot of `term`).
+    /// When this node last heard from `leader` (an AppendEntries or InstallSnapshot of `term`);
+    /// until it has, when the core was created or restored. Never decreases. With CheckQuorum
+    /// the node ignores RequestVote until `election_timeout_min` after it (`sticky`):
+    /// the start counts because the node may have answered a leader's heartbeat just before it
+    /// restarted, and that leader's lease counts on it.
     leader_contact: Nanos,
     /// Leader with CheckQuorum: bit `i` set if node `i` was heard from since the last quorum
     /// check; this node's own bit is always set.
     recent_active: u64,
     /// Leader with CheckQuorum: when it next checks that it heard from a majority.
     quorum_deadline: Nanos,
-    /// When this core was created or restored. With CheckQuorum it ignores RequestVote until
-    /// `election_timeout_min` has passed since: it may have answered a leader's heartbeat just
-    /// before it restarted, and that leader's lease counts on it.
-    started: Nanos,
     /// Leader: the heartbeat round, which every AppendEntries carries; a new one starts with
     /// every heartbeat broadcast.
     round: u64,
@@ -544,7 +544,6 @@ impl Core {
             leader_contact: now,
             recent_active: 0,
             quorum_deadline: now,
-            started: now,
             round: 0,
             lease_round: None,
             lease_until: 0,
@@ -1173,12 +1172,11 @@ impl Core {
         if self.role == Role::Leader {
             self.stats.step_downs += 1;
             self.transfer = None;
-            for read in self.pending_reads.drain(..) {
-                self.read_outcomes.push(ReadOutcome {
-                    id: read.id,
-                    index: None,
-                });
-            }
+            let refused = self.pending_reads.drain(..).map(|read| ReadOutcome {
+                id: read.id,
+                index: None,
+            });
+            self.read_outcomes.extend(refused);
         }
         self.role = Role::Follower;
         self.leader = leader;
@@ -1299,15 +1297,16 @@ impl Core {
     }
 
     /// With CheckQuorum, whether this node ignores RequestVote: it leads, or heard from a
-    /// leader within the minimum election timeout, or started (restarted) within it. By time
-    /// alone, whatever its term, leader or role since: a stale reply of a higher term, say, may
-    /// have made it a follower with no known leader, and the leader it answered may still
-    /// count on it for its lease.
+    /// leader (or started, or restarted) within the minimum election timeout. By time alone,
+    /// whatever its term, leader or role since: a stale reply of a higher term, say, may have
+    /// made it a follower with no known leader, and the leader it answered may still count on
+    /// it for its lease.
     fn sticky(&self) -> bool {
-        let window = self.config.election_timeout_min;
         self.role == Role::Leader
-            || self.now < self.leader_contact.saturating_add(window)
-            || self.now < self.started.saturating_add(window)
+            || self.now
+                < self
+                    .leader_contact
+                    .saturating_add(self.config.election_timeout_min)
     }
 
     /// Whether this node leads, or heard from the leader of its term within the minimum election
@@ -1405,22 +1404,32 @@ impl Core {
             .extend(ids.into_iter().map(|id| ReadOutcome { id, index: None }));
     }
 
-    /// The latest round a majority (this leader included) has answered.
-    fn quorum_round(&self) -> u64 {
-        let mut acked: SmallVec<[u64; 8]> = self
+    /// Notes that follower `from` answered round `round` in this term, and confirms what that
+    /// lets the leader confirm.
+    fn note_round(&mut self, from: usize, round: u64) {
+        if round > self.progress[from].acked_round {
+            self.progress[from].acked_round = round;
+            self.confirm_rounds();
+        }
+    }
+
+    /// The highest value a majority of nodes has reached: `value(node, its progress)` for each,
+    /// sorted, the median from the top.
+    fn quorum_value(&self, value: impl Fn(usize, &Progress) -> u64) -> u64 {
+        let mut values: SmallVec<[u64; 8]> = self
             .progress
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                if i == self.id {
-                    self.round
-                } else {
-                    p.acked_round
-                }
-            })
+            .map(|(i, p)| value(i, p))
             .collect();
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        acked[self.peers / 2]
+        values.sort_unstable_by(|a, b| b.cmp(a));
+        values[self.peers / 2]
+    }
+
+    /// The latest round a majority (this leader included) has answered.
+    fn quorum_round(&self) -> u64 {
+        let me = self.id;
+        self.quorum_value(|i, p| if i == me { self.round } else { p.acked_round })
     }
 
     /// Extends the lease and confirms the reads whose round a majority has answered.
@@ -1760,10 +1769,7 @@ impl Core {
         if self.role != Role::Leader || m.term != self.term {
             return; // a stale reply from an earlier term
         }
-        if m.round > self.progress[from].acked_round {
-            self.progress[from].acked_round = m.round;
-            self.confirm_rounds();
-        }
+        self.note_round(from, m.round);
         if m.success {
             let pr = &mut self.progress[from];
             let advanced = pr.maybe_update(m.index);
@@ -1838,9 +1844,7 @@ impl Core {
     /// with the first current-term entry after them.
     fn maybe_commit(&mut self) {
         self.progress[self.id].match_index = self.durable_index;
-        let mut matched: SmallVec<[u64; 8]> = self.progress.iter().map(|p| p.match_index).collect();
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let candidate = matched[self.peers / 2];
+        let candidate = self.quorum_value(|_, p| p.match_index);
         #[cfg(feature = "bug-injection")]
         if self.has_bug(Bug::CommitPreviousTerm) && candidate > self.commit_index {
             self.set_commit(candidate);
@@ -2022,10 +2026,7 @@ impl Core {
         if self.role != Role::Leader || m.term != self.term {
             return; // a stale reply from an earlier term
         }
-        if m.round > self.progress[from].acked_round {
-            self.progress[from].acked_round = m.round;
-            self.confirm_rounds();
-        }
+        self.note_round(from, m.round);
         let pr = &mut self.progress[from];
         let done = pr.snapshot_reply(m.last_included_index, m.next_offset, m.installed);
         if done {

@@ -612,12 +612,7 @@ impl PendingRead {
     /// [`ReadError::NotLeader`] if the node stopped leading first; [`ReadError::Killed`] or
     /// [`ReadError::Failed`] if it stopped.
     pub fn wait(self) -> Result<u64, ReadError> {
-        loop {
-            match self.wait_timeout(READ_KILL_CHECK) {
-                Err(ReadError::Timeout) => {}
-                outcome => return outcome,
-            }
-        }
+        self.wait_until(None)
     }
 
     /// As [`PendingRead::wait`], for at most `timeout`.
@@ -628,11 +623,16 @@ impl PendingRead {
     /// time: a leader cut off from the majority confirms nothing until it steps down (with
     /// [`Config::check_quorum`], within two election timeouts) or the partition heals.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u64, ReadError> {
-        let start = Instant::now();
-        let deadline = start + timeout;
+        // A timeout beyond what the clock can count is no timeout.
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Waits for the answer until `deadline` (`None`: for as long as it takes).
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<u64, ReadError> {
         // The answer usually comes within a round trip: look for it for up to the node's spin
         // ([`Config::spin`]) before sleeping, which would cost a wake-up on the answer.
-        let spin_until = start + self.shared.spin.min(timeout);
+        let spin_until = Instant::now() + self.shared.spin;
+        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
         while Instant::now() < spin_until {
             for _ in 0..16 {
                 if let Some(outcome) = self.try_wait() {
@@ -645,9 +645,10 @@ impl PendingRead {
         loop {
             // A read queued just as the node stopped may never reach its thread: look at the
             // node now and then rather than only at the channel.
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .min(READ_KILL_CHECK);
+            let wait = deadline.map_or(READ_KILL_CHECK, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(READ_KILL_CHECK)
+            });
             match self.rx.recv_timeout(wait) {
                 Ok(outcome) => return outcome,
                 Err(RecvTimeoutError::Disconnected) => return Err(self.shared.read_stopped()),
@@ -655,7 +656,7 @@ impl PendingRead {
                     if self.shared.killed.load(Acquire) {
                         return self.try_wait().unwrap_or(Err(self.shared.read_stopped()));
                     }
-                    if Instant::now() >= deadline {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(ReadError::Timeout);
                     }
                 }
