@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+mod codec;
 mod inbox;
 mod sync;
 #[cfg(test)]
@@ -55,6 +56,7 @@ use arc_swap::ArcSwapOption;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_utils::CachePadded;
 
+pub use codec::{Codec, DecodeError};
 use inbox::Inbox;
 #[cfg(loom)]
 pub use inbox::Waiter;
