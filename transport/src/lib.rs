@@ -40,6 +40,8 @@
 mod codec;
 mod inbox;
 mod sync;
+#[cfg(not(loom))]
+pub mod tcp;
 #[cfg(test)]
 mod tests;
 
@@ -506,11 +508,14 @@ impl<M: Message> Network<M> {
         let rng = endpoint_rng(self.shared.seed ^ seed, id);
         Ok(Endpoint {
             id,
-            incarnation,
-            shared: self.shared.clone(),
+            nodes,
+            route: Route::Memory {
+                incarnation,
+                shared: self.shared.clone(),
+                rng,
+            },
             inbox,
             parker,
-            rng,
         })
     }
 
@@ -698,18 +703,33 @@ fn run_scheduler<M: Message>(rx: Receiver<Command<M>>, shared: std::sync::Weak<S
 /// thread from [`Endpoint::wait`] through a [`Waker`].
 pub struct Endpoint<M: Message> {
     id: NodeId,
-    /// Which of its node's endpoints this is (see [`Network::endpoint`]).
-    incarnation: u64,
-    shared: Arc<Shared<M>>,
+    nodes: usize,
+    route: Route<M>,
     inbox: Arc<Inbox<M>>,
     parker: sync::Parker,
-    rng: fastrand::Rng,
+}
+
+/// Where an [`Endpoint`]'s messages go.
+enum Route<M: Message> {
+    /// Into the in-memory network's inboxes, through its fault model.
+    Memory {
+        /// Which of its node's endpoints this is (see [`Network::endpoint`]).
+        incarnation: u64,
+        shared: Arc<Shared<M>>,
+        rng: fastrand::Rng,
+    },
+    /// Onto connections to other processes ([`tcp::TcpNetwork`]).
+    #[cfg(not(loom))]
+    Tcp(Arc<dyn tcp::Outbound<M>>),
 }
 
 impl<M: Message> Drop for Endpoint<M> {
     /// Frees the node's id for a new endpoint ([`Network::endpoint`]).
     fn drop(&mut self) {
-        self.shared.claimed[self.id].store(false, Release);
+        #[cfg_attr(loom, allow(irrefutable_let_patterns))]
+        if let Route::Memory { shared, .. } = &self.route {
+            shared.claimed[self.id].store(false, Release);
+        }
     }
 }
 
@@ -721,14 +741,22 @@ impl<M: Message> Endpoint<M> {
 
     /// Number of nodes in the network.
     pub fn nodes(&self) -> usize {
-        self.shared.nodes
+        self.nodes
     }
 
-    /// Hands `msg` to the network for node `to`. It arrives later, or never, as the fault model
-    /// decides; a message to an id out of range is discarded.
+    /// Hands `msg` to the network for node `to`. It arrives later, or never: as the fault model
+    /// decides on the in-memory network, as the connection to `to` allows over TCP. A message to
+    /// an id out of range is discarded.
     pub fn send(&mut self, to: NodeId, msg: M) {
-        self.shared
-            .send(&mut self.rng, self.id, self.incarnation, to, msg);
+        match &mut self.route {
+            Route::Memory {
+                incarnation,
+                shared,
+                rng,
+            } => shared.send(rng, self.id, *incarnation, to, msg),
+            #[cfg(not(loom))]
+            Route::Tcp(out) => out.send(to, msg),
+        }
     }
 
     /// Takes the oldest message waiting in the inbox, with its sender, without waiting.

@@ -1,0 +1,424 @@
+//! The threads of the TCP transport: the acceptor, a writer per peer, a reader per connection.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, BytesMut};
+
+use super::handshake::{self, HELLO_BYTES, Hello, Verdict};
+use super::{Peer, READ_BUFFER, Shared, WRITE_BATCH};
+use crate::{Codec, Message, NodeId, sync};
+
+/// A writer with nothing to send writes an empty frame this often, so that its peer's reader
+/// can tell a quiet connection from a dead one.
+pub(super) const KEEPALIVE: Duration = Duration::from_millis(250);
+/// A reader that receives nothing, not even a keepalive, for this long drops the connection: a
+/// partition or a peer that died without closing it. Its writer then dials again (or waits for
+/// the peer to), instead of trusting a connection TCP might retransmit into for minutes.
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The smallest read a reader asks for; it asks for twice what its last read got, up to
+/// [`READ_BUFFER`], so a quiet link does not clear a large buffer for every small message.
+const MIN_READ: usize = 4 << 10;
+
+/// Accepts peers' connections until the node stops: checks each one's handshake and hands it to
+/// the writer of the peer it comes from.
+pub(super) fn accept<M: Message + Codec>(shared: &Shared<M>, listener: TcpListener) {
+    let config = &shared.config;
+    for stream in listener.incoming() {
+        if shared.stop.load(Relaxed) {
+            return;
+        }
+        let mut stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(node = config.id, error = %e, "accepting a connection failed");
+                // Out of file descriptors, say: do not spin on the error.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let remote = stream.peer_addr().ok();
+        let mut hello = [0u8; HELLO_BYTES];
+        let read = stream
+            .set_read_timeout(Some(config.handshake_timeout))
+            .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
+            .and_then(|()| stream.read_exact(&mut hello));
+        if let Err(e) = read {
+            tracing::warn!(node = config.id, ?remote, error = %e, "no handshake from a connection");
+            continue;
+        }
+        let Some(hello) = Hello::decode(&hello) else {
+            tracing::warn!(
+                node = config.id,
+                ?remote,
+                "a connection that does not speak the zeroraft handshake"
+            );
+            continue;
+        };
+        let verdict = handshake::judge(&hello, config.cluster, config.id, config.peers.len());
+        let answered = handshake::answer(&mut stream, verdict);
+        if verdict != Verdict::Accepted {
+            tracing::warn!(
+                node = config.id,
+                ?remote,
+                from = hello.from,
+                cluster = hello.cluster,
+                reason = verdict.reason(),
+                "refused a peer's connection"
+            );
+            if let Some(Some(peer)) = shared.peers.get(hello.from as usize) {
+                peer.counters.rejected.fetch_add(1, Relaxed);
+            }
+            continue;
+        }
+        if let Err(e) = answered {
+            tracing::warn!(node = config.id, ?remote, error = %e, "handshake answer failed");
+            continue;
+        }
+        let Some(Some(peer)) = shared.peers.get(hello.from as usize) else {
+            continue; // `judge` accepted only ids below ours, which are peers.
+        };
+        tracing::debug!(
+            node = config.id,
+            peer = peer.id,
+            ?remote,
+            "accepted a peer's connection"
+        );
+        let mut slot = peer.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        // A stream the writer has not adopted yet is older than this one: drop it.
+        *slot = Some(stream);
+        peer.has_accepted.store(true, Relaxed);
+        drop(slot);
+        peer.queue.wake();
+    }
+}
+
+/// Makes a blocked `accept` return, so the acceptor sees that the node stops.
+pub(super) fn unblock_accept(listen: SocketAddr) {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+}
+
+/// The connection a writer uses, with the reader thread that reads it.
+struct Connection {
+    stream: TcpStream,
+    serial: u64,
+    reader: JoinHandle<()>,
+}
+
+impl Connection {
+    fn close(self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+        let _ = self.reader.join();
+    }
+}
+
+/// Peer `id`'s writer: keeps a connection to it (dialing it if this node has the lower id,
+/// adopting the ones the acceptor hands over otherwise), and writes what is queued for it.
+pub(super) fn write<M: Message + Codec>(
+    shared: &std::sync::Arc<Shared<M>>,
+    id: NodeId,
+    parker: sync::Parker,
+) {
+    let config = &shared.config;
+    let Some(Some(peer)) = shared.peers.get(id) else {
+        return;
+    };
+    let dialer = config.id < id;
+    let mut conn: Option<Connection> = None;
+    let mut backoff = config.backoff_min;
+    let mut next_dial = Instant::now();
+    let mut failures = 0u32;
+    let mut out = BytesMut::with_capacity(WRITE_BATCH + 64);
+    let mut last_write = Instant::now();
+    let broken = |conn: &Option<Connection>| {
+        conn.as_ref()
+            .is_some_and(|c| peer.broken.load(Relaxed) == c.serial)
+    };
+    while !shared.stop.load(Relaxed) {
+        if peer.has_accepted.swap(false, Relaxed) {
+            let stream = peer
+                .accepted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(stream) = stream {
+                if let Some(old) = conn.take() {
+                    close(peer, old);
+                }
+                conn = open(shared, peer, stream);
+            }
+        }
+        if broken(&conn) {
+            close(peer, conn.take().expect("checked"));
+            if dialer {
+                next_dial = Instant::now() + backoff;
+            }
+        }
+        if conn.is_none() && dialer && Instant::now() >= next_dial {
+            match dial(shared, peer) {
+                Ok(stream) => {
+                    conn = open(shared, peer, stream);
+                    backoff = config.backoff_min;
+                    failures = 0;
+                }
+                Err(reason) => {
+                    // The first failure of a streak is worth a warning; the retries are not.
+                    if failures == 0 {
+                        tracing::warn!(node = config.id, peer = id, addr = %peer.addr, %reason, "cannot reach peer; retrying with backoff");
+                    } else {
+                        tracing::debug!(node = config.id, peer = id, %reason, "cannot reach peer");
+                    }
+                    failures += 1;
+                    next_dial = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(config.backoff_max);
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            // Nowhere to send: what was queued is lost, as on a cut link.
+            while peer.queue.pop().is_some() {
+                peer.counters.dropped.fetch_add(1, Relaxed);
+            }
+            let deadline = dialer.then_some(next_dial);
+            peer.queue.wait(&parker, deadline, Duration::ZERO, &|| {
+                shared.stop.load(Relaxed) || peer.has_accepted.load(Relaxed)
+            });
+            continue;
+        };
+        out.clear();
+        let mut messages = 0u64;
+        while out.len() < WRITE_BATCH {
+            let Some((_, msg)) = peer.queue.pop() else {
+                break;
+            };
+            let at = out.len();
+            out.put_u32_le(0);
+            msg.encode(&mut out);
+            let len = out.len() - at - 4;
+            if len > config.max_frame || len > u32::MAX as usize {
+                tracing::warn!(
+                    node = config.id,
+                    peer = id,
+                    len,
+                    "a message larger than the largest frame; dropped"
+                );
+                out.truncate(at);
+                peer.counters.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            out[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
+            messages += 1;
+        }
+        let now = Instant::now();
+        if messages == 0 && now >= last_write + KEEPALIVE {
+            out.put_u32_le(0);
+        }
+        if !out.is_empty() {
+            match c.stream.write_all(&out) {
+                Ok(()) => {
+                    last_write = now;
+                    let counters = &peer.counters;
+                    counters.sent.fetch_add(messages, Relaxed);
+                    counters.bytes_sent.fetch_add(out.len() as u64, Relaxed);
+                    counters.writes.fetch_add(1, Relaxed);
+                }
+                Err(e) => {
+                    tracing::info!(node = config.id, peer = id, error = %e, "connection to peer lost");
+                    peer.counters.dropped.fetch_add(messages, Relaxed);
+                    close(peer, conn.take().expect("in use"));
+                    if dialer {
+                        next_dial = Instant::now() + backoff;
+                    }
+                    continue;
+                }
+            }
+        }
+        if messages == 0 {
+            let serial = c.serial;
+            peer.queue.wait(
+                &parker,
+                Some(last_write + KEEPALIVE),
+                Duration::ZERO,
+                &|| {
+                    shared.stop.load(Relaxed)
+                        || peer.has_accepted.load(Relaxed)
+                        || peer.broken.load(Relaxed) == serial
+                },
+            );
+        }
+    }
+    if let Some(c) = conn.take() {
+        close(peer, c);
+    }
+}
+
+/// Dials `peer` and shakes hands; the text says why it failed.
+fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStream, String> {
+    let config = &shared.config;
+    let mut stream = TcpStream::connect_timeout(&peer.addr, config.connect_timeout)
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(config.handshake_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
+        .map_err(|e| e.to_string())?;
+    let hello = Hello {
+        version: handshake::VERSION,
+        cluster: config.cluster,
+        from: config.id as u32,
+        to: peer.id as u32,
+        nodes: config.peers.len() as u32,
+    };
+    match handshake::dial(&mut stream, &hello) {
+        Ok(Verdict::Accepted) => Ok(stream),
+        Ok(verdict) => {
+            peer.counters.rejected.fetch_add(1, Relaxed);
+            Err(format!(
+                "the peer refused the connection: {}",
+                verdict.reason()
+            ))
+        }
+        Err(e) => Err(format!("handshake failed: {e}")),
+    }
+}
+
+/// Starts using `stream` (handshake done) as the connection to `peer`: a reader thread for it,
+/// and the timeouts that tell a dead connection from a quiet one.
+fn open<M: Message + Codec>(
+    shared: &std::sync::Arc<Shared<M>>,
+    peer: &Peer<M>,
+    stream: TcpStream,
+) -> Option<Connection> {
+    let config = &shared.config;
+    let setup = stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_read_timeout(Some(IDLE_TIMEOUT)))
+        .and_then(|()| stream.set_write_timeout(Some(IDLE_TIMEOUT)))
+        .and_then(|()| stream.try_clone());
+    let read_half = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(node = config.id, peer = peer.id, error = %e, "cannot set up a connection");
+            return None;
+        }
+    };
+    let serial = peer.serial.fetch_add(1, Relaxed) + 1;
+    let for_reader = shared.clone();
+    let id = peer.id;
+    let reader = std::thread::Builder::new()
+        .name(format!("zeroraft-tcp-read-{}-{}", config.id, id))
+        .stack_size(256 << 10)
+        .spawn(move || read(&for_reader, id, read_half, serial));
+    match reader {
+        Ok(reader) => {
+            peer.counters.connections.fetch_add(1, Relaxed);
+            peer.counters.connected.store(true, Relaxed);
+            tracing::debug!(node = config.id, peer = id, "connected");
+            Some(Connection {
+                stream,
+                serial,
+                reader,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(node = config.id, peer = id, error = %e, "cannot start a reader thread");
+            None
+        }
+    }
+}
+
+fn close<M>(peer: &Peer<M>, conn: Connection) {
+    peer.counters.connected.store(false, Relaxed);
+    conn.close();
+}
+
+/// Reads frames from peer `id` on `stream` until it fails or closes, putting each message in the
+/// node's inbox; then marks connection `serial` broken for the writer.
+fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStream, serial: u64) {
+    let config = &shared.config;
+    let Some(Some(peer)) = shared.peers.get(id) else {
+        return;
+    };
+    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    let mut last_read = MIN_READ;
+    let outcome: Result<(), String> = 'conn: loop {
+        // Cut out and deliver every whole frame in the buffer.
+        while buf.len() >= 4 {
+            let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len > config.max_frame {
+                peer.counters.rejected.fetch_add(1, Relaxed);
+                break 'conn Err(format!(
+                    "a frame of {len} bytes, more than the largest accepted ({})",
+                    config.max_frame
+                ));
+            }
+            if buf.len() < 4 + len {
+                buf.reserve(4 + len - buf.len());
+                break;
+            }
+            buf.advance(4);
+            if len == 0 {
+                continue; // a keepalive
+            }
+            let frame = buf.split_to(len).freeze();
+            match M::decode(frame) {
+                Ok(msg) => {
+                    peer.counters.received.fetch_add(1, Relaxed);
+                    if shared.inbox.push(id, msg).is_err() {
+                        peer.counters.inbox_overflow.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(e) => {
+                    peer.counters.rejected.fetch_add(1, Relaxed);
+                    break 'conn Err(format!("a frame that does not decode: {e}"));
+                }
+            }
+        }
+        if shared.stop.load(Relaxed) || peer.serial.load(Relaxed) != serial {
+            break Ok(());
+        }
+        if buf.capacity() - buf.len() < MIN_READ {
+            buf.reserve(READ_BUFFER);
+        }
+        let start = buf.len();
+        let want = (last_read * 2).clamp(MIN_READ, READ_BUFFER);
+        let want = want.min(buf.capacity() - start);
+        // Reading into a `BytesMut` without `unsafe` needs initialized bytes: clear only as
+        // many as this read may fill.
+        buf.resize(start + want, 0);
+        match stream.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                break Ok(());
+            }
+            Ok(n) => {
+                buf.truncate(start + n);
+                last_read = n;
+                peer.counters.bytes_received.fetch_add(n as u64, Relaxed);
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break Err(format!("nothing received for {IDLE_TIMEOUT:?}"));
+            }
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    match outcome {
+        Ok(()) => tracing::debug!(node = config.id, peer = id, "connection closed"),
+        Err(reason) => {
+            tracing::warn!(node = config.id, peer = id, %reason, "dropping the connection to a peer");
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    peer.broken.store(serial, Relaxed);
+    peer.queue.wake();
+}

@@ -1,0 +1,434 @@
+//! The network between processes: the same [`Endpoint`] over TCP.
+//!
+//! A node started with [`TcpNetwork::start`] gets an [`Endpoint`] that the engine drives exactly
+//! as it drives one of the in-memory [`Network`](crate::Network): `send` hands a message over
+//! without waiting, received messages wait in the same inbox, and the same
+//! [`Waker`](crate::Waker)s wake its owner. What differs is underneath:
+//!
+//! - **One connection per pair of nodes**, dialed by the node with the lower id, accepted by the
+//!   other, and used in both directions. A dialer that loses its connection dials again with
+//!   exponential backoff (from [`TcpConfig::backoff_min`] to [`TcpConfig::backoff_max`]); an
+//!   acceptor takes the newest connection from a peer and drops the one it replaces, as a
+//!   restarted peer's old connection is dead.
+//! - **A handshake** names the cluster, both nodes and the encoding version
+//!   before any message passes. A node of another cluster, a node that is not the one dialed, or
+//!   an encoding this build does not speak is refused with a `tracing` warning on both sides.
+//! - **Frames**: each message is its [`Codec`] encoding behind a 4-byte little-endian length. A
+//!   frame longer than [`TcpConfig::max_frame`] or one that does not decode drops the connection
+//!   with a warning; nothing a peer sends can make a node panic or allocate more than
+//!   `max_frame` for it.
+//! - **Per peer, a writer thread and a bounded queue.** `send` pushes into the peer's queue of
+//!   [`TcpConfig::queue_capacity`] messages and wakes the writer only if it sleeps. The writer
+//!   encodes everything queued into one buffer and writes it with one system call, so a busy
+//!   link carries many messages per call. A message that finds the queue full, or finds the
+//!   peer unreachable, is dropped and counted, as a real network loses packets: Raft resends
+//!   what matters, and a slow or cut-off peer costs a bounded amount of memory, never more.
+//! - **Per connection, a reader thread** that reads into a buffer it reuses, cuts frames out of
+//!   it as [`Bytes`](bytes::Bytes) that share the buffer (payloads are not copied), decodes them
+//!   and pushes them into the inbox. A full inbox drops the message and counts it.
+//!
+//! In steady state nothing is allocated per message by the transport: the queues are allocated
+//! when the node starts, the send buffer is reused, and a receive buffer is replaced only when
+//! the messages decoded from it are still held (the engine's log keeps the entries' payloads)
+//! once it is full, which costs one allocation per [`READ_BUFFER`] bytes received.
+//!
+//! # Orderings
+//!
+//! A peer's queue is an inbox (the structure behind every [`Endpoint`]), whose eventcount wake-up is model-checked with
+//! loom. The flags the threads share (`stop`, a connection's serial number, `broken`, the
+//! counters) are read and written with `Relaxed` except where they hand something over: an
+//! accepted stream is handed to the writer under a `Mutex` (cold path, once per connection) and
+//! announced with the inbox's wake-up, whose fences order it; `stop` is stored before every
+//! thread is woken and joined, and joining orders everything the threads did before the handle
+//! returns.
+
+mod handshake;
+mod link;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::inbox::Inbox;
+use crate::{Codec, Endpoint, Message, NodeId, Route, sync};
+
+/// Bytes each read asks the kernel for, and the size of a fresh receive buffer.
+pub const READ_BUFFER: usize = 64 << 10;
+
+/// The encoded messages a writer puts into one system call, at most (one larger message is
+/// written alone).
+pub const WRITE_BATCH: usize = 256 << 10;
+
+/// A node's place in a cluster of processes, and the transport's limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// This node's id: its index in `peers`.
+    pub id: NodeId,
+    /// The cluster's id. Nodes of different clusters refuse each other's connections.
+    pub cluster: u64,
+    /// Where to reach each node, by id. This node's own entry is not dialed (it may be its
+    /// listening address). At least one entry, at most [`crate::MAX_NODES`].
+    pub peers: Vec<SocketAddr>,
+    /// Messages the inbox holds; beyond, received messages are dropped. Default 16 384; at most
+    /// [`crate::MAX_INBOX_CAPACITY`].
+    pub inbox_capacity: usize,
+    /// Messages waiting to be written to one peer; beyond, sent messages are dropped. Default
+    /// 4 096.
+    pub queue_capacity: usize,
+    /// The longest frame accepted from a peer, in bytes; a longer one drops the connection.
+    /// Default 64 MiB: above the engine's largest AppendEntries (`max_append_bytes`, 1 MiB by
+    /// default) and snapshot chunk.
+    pub max_frame: usize,
+    /// How long dialing a peer may take. Default 1 s.
+    pub connect_timeout: Duration,
+    /// The first wait before dialing a peer again, doubled after each failure. Default 10 ms.
+    pub backoff_min: Duration,
+    /// The longest wait between two dials of a peer. Default 1 s.
+    pub backoff_max: Duration,
+    /// How long a peer may take to answer its part of the handshake. Default 2 s.
+    pub handshake_timeout: Duration,
+}
+
+impl TcpConfig {
+    /// Node `id` of cluster `cluster`, whose nodes are reached at `peers`, with the default
+    /// limits.
+    pub fn new(id: NodeId, cluster: u64, peers: Vec<SocketAddr>) -> Self {
+        Self {
+            id,
+            cluster,
+            peers,
+            inbox_capacity: 1 << 14,
+            queue_capacity: 1 << 12,
+            max_frame: 64 << 20,
+            connect_timeout: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a [`TcpNetwork`] could not start.
+#[derive(Debug)]
+pub enum TcpError {
+    /// No peers, or more than [`crate::MAX_NODES`].
+    Nodes(usize),
+    /// `id` is not an index of `peers`.
+    NoSuchNode {
+        /// The id given.
+        id: NodeId,
+        /// Nodes in `peers`.
+        nodes: usize,
+    },
+    /// A capacity of 0, or an inbox above [`crate::MAX_INBOX_CAPACITY`]; the text says which.
+    Limit(&'static str),
+    /// The listener could not be set up, or a thread could not be started.
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for TcpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Nodes(n) => write!(
+                f,
+                "a cluster of {n} nodes: 1 to {} are supported",
+                crate::MAX_NODES
+            ),
+            Self::NoSuchNode { id, nodes } => {
+                write!(f, "node id {id} is not one of the {nodes} peers")
+            }
+            Self::Limit(what) => write!(f, "{what}"),
+            Self::Io(e) => write!(f, "cannot start the TCP transport: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TcpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for TcpError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// What an [`Endpoint`] over TCP sends through.
+pub(crate) trait Outbound<M>: Send + Sync {
+    fn send(&self, to: NodeId, msg: M);
+}
+
+/// Counters of one peer link, as seen from this node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Whether a connection to the peer is up (its handshake done).
+    pub connected: bool,
+    /// Connections to the peer established since the node started.
+    pub connections: u64,
+    /// Messages written to the peer.
+    pub sent: u64,
+    /// Bytes written to the peer, framing included.
+    pub bytes_sent: u64,
+    /// System calls that wrote them: `sent / writes` is how many messages one call carried.
+    pub writes: u64,
+    /// Messages received from the peer and put in the inbox.
+    pub received: u64,
+    /// Bytes received from the peer, framing included.
+    pub bytes_received: u64,
+    /// Messages to the peer dropped: its queue was full, or no connection was up.
+    pub dropped: u64,
+    /// Messages from the peer dropped because the inbox was full.
+    pub inbox_overflow: u64,
+    /// Connections dropped for a bad frame or a refused handshake.
+    pub rejected: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    connected: AtomicBool,
+    connections: AtomicU64,
+    sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    writes: AtomicU64,
+    received: AtomicU64,
+    bytes_received: AtomicU64,
+    dropped: AtomicU64,
+    inbox_overflow: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> LinkStats {
+        LinkStats {
+            connected: self.connected.load(Relaxed),
+            connections: self.connections.load(Relaxed),
+            sent: self.sent.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            received: self.received.load(Relaxed),
+            bytes_received: self.bytes_received.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            inbox_overflow: self.inbox_overflow.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+        }
+    }
+}
+
+/// One peer, as the threads of this node share it.
+struct Peer<M> {
+    id: NodeId,
+    addr: SocketAddr,
+    /// Messages for the peer, waiting for its writer; the writer sleeps on it.
+    queue: Arc<Inbox<M>>,
+    /// A connection the acceptor took from this peer, for the writer to adopt (cold path: once
+    /// per connection).
+    accepted: Mutex<Option<TcpStream>>,
+    /// Whether `accepted` holds a stream (so the writer need not lock to find out).
+    has_accepted: AtomicBool,
+    /// The serial number of the connection the writer uses; a reader whose connection fails
+    /// stores its serial in `broken`.
+    serial: AtomicU64,
+    broken: AtomicU64,
+    counters: Counters,
+}
+
+/// What the threads of one node share.
+struct Shared<M> {
+    config: TcpConfig,
+    /// The node's own inbox, where readers put what they receive.
+    inbox: Arc<Inbox<M>>,
+    /// By id; `None` at this node's own id.
+    peers: Box<[Option<Peer<M>>]>,
+    stop: AtomicBool,
+}
+
+impl<M: Message> Outbound<M> for Shared<M> {
+    fn send(&self, to: NodeId, msg: M) {
+        if to == self.config.id {
+            // A node's message to itself needs no network.
+            let _ = self.inbox.push(to, msg);
+            return;
+        }
+        let Some(Some(peer)) = self.peers.get(to) else {
+            return;
+        };
+        if !peer.counters.connected.load(Relaxed) || peer.queue.push(self.config.id, msg).is_err() {
+            peer.counters.dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A node's transport over TCP: the owner's handle on its threads and counters. Dropping it (or
+/// [`TcpNetwork::shutdown`]) closes every connection and joins every thread; the [`Endpoint`]
+/// then sends nothing and receives nothing.
+pub struct TcpNetwork<M: Message + Codec> {
+    shared: Arc<Shared<M>>,
+    listen: SocketAddr,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<M: Message + Codec> TcpNetwork<M> {
+    /// Starts node `config.id`'s transport: accepts peers' connections on `listener`, dials the
+    /// peers with higher ids, and returns the handle with the node's [`Endpoint`].
+    ///
+    /// # Errors
+    ///
+    /// [`TcpError`] if the configuration cannot work, or the listener or a thread cannot be set
+    /// up.
+    pub fn start(
+        config: TcpConfig,
+        listener: TcpListener,
+    ) -> Result<(Self, Endpoint<M>), TcpError> {
+        let nodes = config.peers.len();
+        if nodes == 0 || nodes > crate::MAX_NODES {
+            return Err(TcpError::Nodes(nodes));
+        }
+        if config.id >= nodes {
+            return Err(TcpError::NoSuchNode {
+                id: config.id,
+                nodes,
+            });
+        }
+        if config.inbox_capacity == 0 || config.inbox_capacity > crate::MAX_INBOX_CAPACITY {
+            return Err(TcpError::Limit(
+                "the inbox capacity must be between 1 and MAX_INBOX_CAPACITY",
+            ));
+        }
+        if config.queue_capacity == 0 {
+            return Err(TcpError::Limit(
+                "a peer's queue must hold at least one message",
+            ));
+        }
+        if config.max_frame < 64 {
+            return Err(TcpError::Limit(
+                "the largest frame must be at least 64 bytes",
+            ));
+        }
+        let listen = listener.local_addr()?;
+        let parker = sync::Parker::new();
+        let inbox = Arc::new(Inbox::new(config.inbox_capacity, parker.unparker().clone()));
+        let mut writer_parkers = Vec::new();
+        let peers = config
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(id, &addr)| {
+                (id != config.id).then(|| {
+                    let parker = sync::Parker::new();
+                    let queue =
+                        Arc::new(Inbox::new(config.queue_capacity, parker.unparker().clone()));
+                    writer_parkers.push((id, parker));
+                    Peer {
+                        id,
+                        addr,
+                        queue,
+                        accepted: Mutex::new(None),
+                        has_accepted: AtomicBool::new(false),
+                        serial: AtomicU64::new(0),
+                        broken: AtomicU64::new(0),
+                        counters: Counters::default(),
+                    }
+                })
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            inbox: inbox.clone(),
+            peers,
+            stop: AtomicBool::new(false),
+        });
+        let mut network = Self {
+            shared: shared.clone(),
+            listen,
+            threads: Vec::new(),
+        };
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .stack_size(256 << 10)
+                .spawn(f)
+        };
+        {
+            let shared = shared.clone();
+            let handle = spawn(
+                format!("zeroraft-tcp-accept-{}", config.id),
+                Box::new(move || link::accept(&shared, listener)),
+            )?;
+            network.threads.push(handle);
+        }
+        for (id, parker) in writer_parkers {
+            let shared = shared.clone();
+            let handle = spawn(
+                format!("zeroraft-tcp-{}-{}", config.id, id),
+                Box::new(move || link::write(&shared, id, parker)),
+            )?;
+            network.threads.push(handle);
+        }
+        let endpoint = Endpoint {
+            id: config.id,
+            nodes,
+            route: Route::Tcp(shared),
+            inbox,
+            parker,
+        };
+        Ok((network, endpoint))
+    }
+
+    /// The address this node accepts connections on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// Counters of the link to node `peer` (all zero for this node itself or an id out of
+    /// range).
+    pub fn link(&self, peer: NodeId) -> LinkStats {
+        match self.shared.peers.get(peer) {
+            Some(Some(p)) => p.counters.snapshot(),
+            _ => LinkStats::default(),
+        }
+    }
+
+    /// Closes every connection and joins every thread of this node's transport.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.shared.stop.store(true, Relaxed);
+        for peer in self.shared.peers.iter().flatten() {
+            peer.queue.wake();
+        }
+        link::unblock_accept(self.listen);
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl<M: Message + Codec> Drop for TcpNetwork<M> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl<M: Message + Codec> std::fmt::Debug for TcpNetwork<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpNetwork")
+            .field("id", &self.shared.config.id)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,425 @@
+//! The TCP transport between nodes of one test process, on loopback.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::handshake::{HELLO_BYTES, Hello, VERSION};
+use super::{TcpConfig, TcpError, TcpNetwork};
+use crate::{Codec, DecodeError, Endpoint, Message, NodeId};
+
+/// A test message: a number and a payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Msg {
+    n: u64,
+    payload: Bytes,
+}
+
+impl Message for Msg {
+    fn wire_size(&self) -> usize {
+        8 + self.payload.len()
+    }
+    fn is_request(&self) -> bool {
+        true
+    }
+}
+
+impl Codec for Msg {
+    fn encode(&self, buf: &mut BytesMut) {
+        buf.put_u64_le(self.n);
+        buf.put_slice(&self.payload);
+    }
+    fn decode(frame: Bytes) -> Result<Self, DecodeError> {
+        if frame.len() < 8 {
+            return Err(DecodeError::Truncated {
+                needed: 8,
+                len: frame.len(),
+            });
+        }
+        let n = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+        if n == u64::MAX {
+            return Err(DecodeError::Invalid("a number no test sends"));
+        }
+        Ok(Self {
+            n,
+            payload: frame.slice(8..),
+        })
+    }
+}
+
+const CLUSTER: u64 = 0x5EED;
+/// How long a test waits for something that takes milliseconds on a quiet machine.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn listeners(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
+        .collect();
+    let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    (listeners, addrs)
+}
+
+fn start(
+    id: NodeId,
+    listener: TcpListener,
+    addrs: &[SocketAddr],
+) -> (TcpNetwork<Msg>, Endpoint<Msg>) {
+    TcpNetwork::start(TcpConfig::new(id, CLUSTER, addrs.to_vec()), listener).expect("start")
+}
+
+fn cluster(n: usize) -> Vec<(TcpNetwork<Msg>, Endpoint<Msg>)> {
+    let (listeners, addrs) = listeners(n);
+    listeners
+        .into_iter()
+        .enumerate()
+        .map(|(id, l)| start(id, l, &addrs))
+        .collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2)); // polling a condition, not hiding a race
+    }
+}
+
+fn connected(nodes: &[(TcpNetwork<Msg>, Endpoint<Msg>)]) -> bool {
+    nodes
+        .iter()
+        .enumerate()
+        .all(|(i, (net, _))| (0..nodes.len()).all(|j| i == j || net.link(j).connected))
+}
+
+/// Receives `count` messages on `endpoint`, in arrival order.
+fn receive(endpoint: &Endpoint<Msg>, count: usize) -> Vec<(NodeId, Msg)> {
+    let mut got = Vec::with_capacity(count);
+    let until = Instant::now() + PATIENCE;
+    while got.len() < count {
+        match endpoint.try_recv() {
+            Some(m) => got.push(m),
+            None => {
+                assert!(Instant::now() < until, "received {} of {count}", got.len());
+                endpoint.wait(
+                    Some(Instant::now() + Duration::from_millis(50)),
+                    Duration::ZERO,
+                    &|| false,
+                );
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn messages_cross_between_every_pair_in_order() {
+    let mut nodes = cluster(3);
+    wait_until("every link is up", || connected(&nodes));
+    const EACH: u64 = 2_000;
+    for (i, (_, endpoint)) in nodes.iter_mut().enumerate() {
+        for j in 0..3 {
+            if i != j {
+                for n in 0..EACH {
+                    let payload = Bytes::from(vec![i as u8; (n % 100) as usize]);
+                    endpoint.send(j, Msg { n, payload });
+                }
+            }
+        }
+    }
+    for (j, (net, endpoint)) in nodes.iter().enumerate() {
+        let got = receive(endpoint, 2 * EACH as usize);
+        for from in (0..3).filter(|&i| i != j) {
+            let ns: Vec<u64> = got
+                .iter()
+                .filter(|(f, _)| *f == from)
+                .map(|(_, m)| m.n)
+                .collect();
+            assert_eq!(
+                ns,
+                (0..EACH).collect::<Vec<_>>(),
+                "{from} -> {j}: every message, in order"
+            );
+            for (_, m) in got.iter().filter(|(f, _)| *f == from) {
+                assert!(
+                    m.payload.iter().all(|&b| b == from as u8),
+                    "{from} -> {j}: payload intact"
+                );
+            }
+            assert_eq!(net.link(from).received, EACH, "{from} -> {j}: counted");
+        }
+    }
+    // A message to oneself needs no connection.
+    nodes[1].1.send(
+        1,
+        Msg {
+            n: 7,
+            payload: Bytes::new(),
+        },
+    );
+    assert_eq!(receive(&nodes[1].1, 1)[0].1.n, 7);
+}
+
+#[test]
+fn a_node_of_another_cluster_is_refused() {
+    let (mut listeners, addrs) = listeners(2);
+    let l1 = listeners.pop().unwrap();
+    let l0 = listeners.pop().unwrap();
+    let (net0, mut ep0) = start(0, l0, &addrs);
+    let mut other = TcpConfig::new(1, CLUSTER + 1, addrs.clone());
+    other.backoff_max = Duration::from_millis(50);
+    let (net1, ep1) = TcpNetwork::<Msg>::start(other, l1).expect("start");
+    wait_until("node 0 was refused", || net0.link(1).rejected > 0);
+    assert!(!net0.link(1).connected && !net1.link(0).connected);
+    ep0.send(
+        1,
+        Msg {
+            n: 1,
+            payload: Bytes::new(),
+        },
+    );
+    std::thread::sleep(Duration::from_millis(100)); // nothing may arrive: give it the chance to
+    assert!(ep1.try_recv().is_none(), "a refused peer's message arrived");
+}
+
+/// Opens a raw connection to `addr` as node `from`, shaking hands as a node would.
+fn raw_peer(addr: SocketAddr, from: u32, to: u32, nodes: u32) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let hello = Hello {
+        version: VERSION,
+        cluster: CLUSTER,
+        from,
+        to,
+        nodes,
+    };
+    let mut bytes = [0u8; HELLO_BYTES];
+    bytes.copy_from_slice(&hello_bytes(&hello));
+    s.write_all(&bytes).unwrap();
+    let mut answer = [0u8; 6];
+    s.read_exact(&mut answer).expect("an answer");
+    assert_eq!(answer[5], 0, "accepted");
+    s
+}
+
+fn hello_bytes(h: &Hello) -> Vec<u8> {
+    let mut b = b"ZRFT".to_vec();
+    b.push(h.version);
+    b.extend_from_slice(&h.cluster.to_le_bytes());
+    b.extend_from_slice(&h.from.to_le_bytes());
+    b.extend_from_slice(&h.to.to_le_bytes());
+    b.extend_from_slice(&h.nodes.to_le_bytes());
+    b
+}
+
+/// Whether the node closed `s`: a read returns end of file or an error.
+fn closed_by_node(s: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1024];
+    loop {
+        match s.read(&mut byte) {
+            Ok(0) | Err(_) => return true,
+            Ok(_) => {} // keepalives, until the node hangs up
+        }
+    }
+}
+
+#[test]
+fn hostile_frames_drop_the_connection_and_nothing_else() {
+    // Node 1 of 2; the test plays node 0 with raw bytes.
+    let (mut listeners, addrs) = listeners(2);
+    let l1 = listeners.pop().unwrap();
+    let (net1, ep1) = start(1, l1, &addrs);
+    let addr = addrs[1];
+    let frames: [(&str, Vec<u8>); 4] = [
+        (
+            "a length beyond max_frame",
+            (u32::MAX).to_le_bytes().to_vec(),
+        ),
+        ("a frame that does not decode", {
+            let mut f = 8u32.to_le_bytes().to_vec();
+            f.extend_from_slice(&u64::MAX.to_le_bytes());
+            f
+        }),
+        ("a frame too short for its message", {
+            let mut f = 3u32.to_le_bytes().to_vec();
+            f.extend_from_slice(&[1, 2, 3]);
+            f
+        }),
+        ("a good frame, then a length beyond max_frame", {
+            let mut f = 8u32.to_le_bytes().to_vec();
+            f.extend_from_slice(&42u64.to_le_bytes());
+            f.extend_from_slice(&(65u32 << 20).to_le_bytes());
+            f
+        }),
+    ];
+    for (case, (what, bytes)) in frames.iter().enumerate() {
+        let mut s = raw_peer(addr, 0, 1, 2);
+        s.write_all(bytes).unwrap();
+        assert!(
+            closed_by_node(&mut s),
+            "case {case} ({what}): connection dropped"
+        );
+    }
+    // The one good frame was delivered; the bad ones were counted.
+    assert_eq!(receive(&ep1, 1)[0].1.n, 42);
+    assert!(ep1.try_recv().is_none());
+    assert_eq!(net1.link(0).rejected, frames.len() as u64);
+    // A connection that sends garbage instead of a handshake, or half a frame and then hangs up,
+    // changes nothing either.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&[0xAB; 64]).unwrap();
+    drop(s);
+    let mut s = raw_peer(addr, 0, 1, 2);
+    s.write_all(&[100, 0, 0, 0, 1, 2]).unwrap();
+    drop(s);
+    // And the node still accepts a well-behaved peer.
+    let mut s = raw_peer(addr, 0, 1, 2);
+    let mut f = 8u32.to_le_bytes().to_vec();
+    f.extend_from_slice(&43u64.to_le_bytes());
+    s.write_all(&f).unwrap();
+    assert_eq!(receive(&ep1, 1)[0].1.n, 43);
+}
+
+#[test]
+fn handshakes_that_name_the_wrong_nodes_are_refused() {
+    let (mut listeners, addrs) = listeners(3);
+    let l1 = listeners.remove(1);
+    let (net1, _ep1) = start(1, l1, &addrs);
+    // (from, to, nodes): each refused with the verdict byte shown.
+    let cases = [
+        (0u32, 2u32, 3u32, 2u8),
+        (0, 1, 4, 3),
+        (2, 1, 3, 4),
+        (1, 1, 3, 4),
+    ];
+    for (case, (from, to, nodes, verdict)) in cases.into_iter().enumerate() {
+        let mut s = TcpStream::connect(addrs[1]).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let hello = Hello {
+            version: VERSION,
+            cluster: CLUSTER,
+            from,
+            to,
+            nodes,
+        };
+        s.write_all(&hello_bytes(&hello)).unwrap();
+        let mut answer = [0u8; 6];
+        s.read_exact(&mut answer).unwrap();
+        assert_eq!(answer[5], verdict, "case {case}");
+        assert!(closed_by_node(&mut s), "case {case}: closed after refusing");
+    }
+    assert!(!net1.link(0).connected);
+}
+
+#[test]
+fn a_restarted_peer_is_reached_again() {
+    let (listeners, addrs) = listeners(2);
+    let mut it = listeners.into_iter();
+    let (l0, l1) = (it.next().unwrap(), it.next().unwrap());
+    let (net0, mut ep0) = start(0, l0, &addrs);
+    let (net1, ep1) = start(1, l1, &addrs);
+    wait_until("connected", || {
+        net0.link(1).connected && net1.link(0).connected
+    });
+    ep0.send(
+        1,
+        Msg {
+            n: 1,
+            payload: Bytes::new(),
+        },
+    );
+    assert_eq!(receive(&ep1, 1)[0].1.n, 1);
+    // Node 1 stops and starts again on the same address, as a restarted process would.
+    net1.shutdown();
+    drop(ep1);
+    let l1 = TcpListener::bind(addrs[1]).expect("the address is free again");
+    let (net1, ep1) = start(1, l1, &addrs);
+    wait_until("reconnected", || {
+        net0.link(1).connections >= 2 && net0.link(1).connected && net1.link(0).connected
+    });
+    ep0.send(
+        1,
+        Msg {
+            n: 2,
+            payload: Bytes::new(),
+        },
+    );
+    assert_eq!(receive(&ep1, 1)[0].1.n, 2);
+    // Node 0 restarts: node 1 takes the new connection in place of the dead one.
+    net0.shutdown();
+    drop(ep0);
+    let l0 = TcpListener::bind(addrs[0]).expect("the address is free again");
+    let (net0, _ep0) = start(0, l0, &addrs);
+    wait_until("reconnected", || {
+        net0.link(1).connected && net1.link(0).connections >= 2
+    });
+    let mut ep1 = ep1;
+    wait_until("node 1 sees the new connection", || net1.link(0).connected);
+    ep1.send(
+        0,
+        Msg {
+            n: 3,
+            payload: Bytes::new(),
+        },
+    );
+    assert_eq!(receive(&_ep0, 1)[0].1.n, 3);
+}
+
+#[test]
+fn an_unreachable_peer_costs_a_bounded_queue() {
+    let (listeners, addrs) = listeners(2);
+    let l0 = listeners.into_iter().next().unwrap();
+    // Node 1 never starts (its listener is dropped): node 0 keeps dialing with backoff.
+    let mut config = TcpConfig::new(0, CLUSTER, addrs.clone());
+    config.queue_capacity = 16;
+    let (net0, mut ep0) = TcpNetwork::<Msg>::start(config, l0).unwrap();
+    for n in 0..10_000 {
+        ep0.send(
+            1,
+            Msg {
+                n,
+                payload: Bytes::from_static(b"x"),
+            },
+        );
+    }
+    let link = net0.link(1);
+    assert!(!link.connected);
+    assert_eq!(
+        link.dropped, 10_000,
+        "every message to an unreachable peer is dropped"
+    );
+    net0.shutdown();
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    let cases: [(TcpConfig, &str); 4] = [
+        (TcpConfig::new(0, 1, vec![]), "a cluster of 0 nodes"),
+        (
+            TcpConfig::new(3, 1, vec!["127.0.0.1:1".parse().unwrap(); 3]),
+            "node id 3 is not one",
+        ),
+        (
+            TcpConfig {
+                queue_capacity: 0,
+                ..TcpConfig::new(0, 1, vec!["127.0.0.1:1".parse().unwrap()])
+            },
+            "queue",
+        ),
+        (
+            TcpConfig {
+                inbox_capacity: 0,
+                ..TcpConfig::new(0, 1, vec!["127.0.0.1:1".parse().unwrap()])
+            },
+            "inbox",
+        ),
+    ];
+    for (case, (config, expected)) in cases.into_iter().enumerate() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let err: TcpError = TcpNetwork::<Msg>::start(config, listener)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains(expected), "case {case}: {err}");
+    }
+}
