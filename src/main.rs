@@ -7,8 +7,7 @@
 //! cargo run --release -- --storage file --data DIR     # nodes keep write-ahead logs in DIR
 //! ```
 //!
-//! Arguments are parsed by hand into a [`Command`]; a subcommand is one more variant, chosen by
-//! the first argument in [`parse`], with its own option parser over the same [`Args`].
+//! Arguments are parsed by clap ([`args`]) into a [`Command`].
 //!
 //! All output goes through `writeln!` and its errors are handled: when the reader of stdout or
 //! stderr goes away (a broken pipe: `zeroraft --headless | head -1`), the run stops at the next
@@ -33,6 +32,7 @@
 //! registered). The loops load `requested` with `Acquire`, so a run that ended on it reads the
 //! number afterwards, on the same thread, with `Relaxed`.
 
+mod args;
 mod load;
 
 use std::ffi::c_int;
@@ -40,7 +40,6 @@ use std::io::{self, IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Acquire, Ordering::Relaxed};
 use std::time::Duration;
@@ -48,305 +47,9 @@ use std::time::Duration;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use zeroraft::bench::BenchStorage;
 use zeroraft::cluster::ClusterStorage;
-use zeroraft_monitor::Rate;
 
+use crate::args::{BenchArgs, Command, DashboardArgs, StorageKind};
 use crate::load::{LoadOptions, LoadedCluster};
-
-const USAGE: &str = "\
-Usage: zeroraft [OPTIONS]
-
-Runs a Raft cluster in this process under client load and shows it in a live terminal
-dashboard (press ? there for the keys).
-
-Options:
-  --nodes N          nodes in the cluster, 3 to 9 (default 5)
-  --rate R           proposals per second over all clients: a number such as 5000, 20k or 1M,
-                     or `unlimited` (default 10k)
-  --payload BYTES    bytes per command, 8 to 1048576 (default 16)
-  --unreliable       start with the unreliable network (delays and drops)
-  --storage KIND     where nodes keep their raft state: `memory` (default) or `file`
-                     (a write-ahead log per node, synced to disk)
-  --data DIR         with --storage file: the directory for the logs, created if missing
-                     and kept (default: a fresh directory under the system's temporary
-                     directory, removed at exit)
-  --headless         no terminal: print one summary line per second, then a final summary
-  --seconds S        stop after S seconds (default with --headless: 10; without: run until q)
-  -h, --help         print this help
-
-Usage: zeroraft bench [OPTIONS]
-
-Measures the engine without a terminal: a closed loop of client proposals on the reliable
-in-memory network, with a progress line each second and a summary at the end (commits/s,
-CPU µs per commit for the whole process, latency percentiles from start to the leader's apply).
-
-Options:
-  --nodes N          nodes in the cluster, 1 to 9 (default 3)
-  --clients C        proposals kept in flight, 1 to 1048576 (default 64)
-  --payload BYTES    bytes per command, 0 to 1048576 (default 16)
-  --seconds S        how long to propose, 1 to 3600 (default 10)
-  --storage KIND     where nodes keep their raft state: `none` (default: the engine alone, as
-                     the README's and BENCHMARKS.md's figures are measured), `memory`, or
-                     `file` (a write-ahead log per node, synced to disk; the disk's fdatasync
-                     median is measured and printed too)
-  --data DIR         with --storage file: as for the dashboard (default: a fresh temporary
-                     directory, removed at exit)
-  --compact-every N  each node snapshots its state machine and compacts its log every N
-                     applied entries; 0 never compacts (default 100000)
-
-SIGINT, SIGTERM and SIGHUP stop a run as its end does: the dashboard restores the terminal,
---headless and bench print their summary, and a temporary data directory is removed. A second
-one ends it at once. Output into a pipe nobody reads any more (`| head -1`) stops it quietly.
-
-Exit status: 0 on success (also when the output's reader went away), 1 when running fails,
-2 for a bad argument or an unusable data directory, 128 + N after signal N (130 for SIGINT,
-143 for SIGTERM, 129 for SIGHUP).";
-
-/// What the command line asks for.
-#[derive(Clone, Debug, PartialEq)]
-enum Command {
-    /// The cluster under load, in the dashboard or headless.
-    Monitor(MonitorArgs),
-    /// Measure throughput, CPU and latency without a terminal.
-    Bench(BenchArgs),
-    /// Print the usage.
-    Help,
-}
-
-/// Where nodes keep their raft state, as the command line says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StorageKind {
-    /// Nowhere: the engine alone (`bench` only).
-    None,
-    /// In memory.
-    Memory,
-    /// A write-ahead log per node in a data directory.
-    File,
-}
-
-impl StorageKind {
-    /// Parses the value of `--storage`, one of `allowed`.
-    fn parse(text: &str, allowed: &[Self]) -> Result<Self, String> {
-        let kind = match text {
-            "none" => Some(Self::None),
-            "memory" => Some(Self::Memory),
-            "file" => Some(Self::File),
-            _ => None,
-        };
-        match kind {
-            Some(kind) if allowed.contains(&kind) => Ok(kind),
-            _ => {
-                let names: Vec<String> =
-                    allowed.iter().map(|k| format!("`{}`", k.name())).collect();
-                let (last, rest) = names.split_last().expect("some kind is allowed");
-                let choices = if rest.is_empty() {
-                    last.clone()
-                } else {
-                    format!("{} or {last}", rest.join(", "))
-                };
-                Err(format!("--storage must be {choices}, got `{text}`"))
-            }
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Memory => "memory",
-            Self::File => "file",
-        }
-    }
-}
-
-/// Checks that `--data` comes only with `--storage file`.
-fn check_data(storage: StorageKind, data: Option<&Path>) -> Result<(), String> {
-    match (storage, data) {
-        (StorageKind::None | StorageKind::Memory, Some(_)) => Err(format!(
-            "--data is where --storage file keeps the logs; with --storage {} there are none",
-            storage.name()
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Options of `zeroraft bench`.
-#[derive(Clone, Debug, PartialEq)]
-struct BenchArgs {
-    nodes: usize,
-    clients: u64,
-    payload: usize,
-    seconds: u64,
-    storage: StorageKind,
-    data: Option<PathBuf>,
-    /// Compact every this many applied entries (`None`: never).
-    compact_every: Option<u64>,
-}
-
-impl Default for BenchArgs {
-    fn default() -> Self {
-        Self {
-            nodes: 3,
-            clients: 64,
-            payload: 16,
-            seconds: 10,
-            storage: StorageKind::None,
-            data: None,
-            compact_every: Some(100_000),
-        }
-    }
-}
-
-/// Options of the monitor (the default command).
-#[derive(Clone, Debug, PartialEq)]
-struct MonitorArgs {
-    nodes: usize,
-    rate: Rate,
-    payload: usize,
-    unreliable: bool,
-    headless: bool,
-    seconds: Option<u64>,
-    storage: StorageKind,
-    data: Option<PathBuf>,
-}
-
-impl Default for MonitorArgs {
-    fn default() -> Self {
-        Self {
-            nodes: 5,
-            rate: Rate::default(),
-            payload: 16,
-            unreliable: false,
-            headless: false,
-            seconds: None,
-            storage: StorageKind::Memory,
-            data: None,
-        }
-    }
-}
-
-/// The arguments still to parse, with helpers for `--flag value` and `--flag=value`.
-struct Args {
-    rest: std::vec::IntoIter<String>,
-}
-
-impl Args {
-    fn new(args: Vec<String>) -> Self {
-        Self {
-            rest: args.into_iter(),
-        }
-    }
-
-    /// The next argument as `(flag, inline value)`: `--rate=5k` gives `("--rate", Some("5k"))`.
-    fn next_flag(&mut self) -> Option<(String, Option<String>)> {
-        let arg = self.rest.next()?;
-        match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                Some((flag.to_owned(), Some(value.to_owned())))
-            }
-            _ => Some((arg, None)),
-        }
-    }
-
-    /// The value of `flag`: inline, or the next argument.
-    fn value(&mut self, flag: &str, inline: Option<String>) -> Result<String, String> {
-        inline
-            .or_else(|| self.rest.next())
-            .ok_or_else(|| format!("{flag} needs a value"))
-    }
-
-    /// The value of `flag` as a path, which must not be empty.
-    fn path(&mut self, flag: &str, inline: Option<String>) -> Result<PathBuf, String> {
-        match self.value(flag, inline)? {
-            text if text.is_empty() => Err(format!("{flag} needs a directory, got an empty path")),
-            text => Ok(PathBuf::from(text)),
-        }
-    }
-
-    /// The value of `flag` as a number within `range`.
-    fn number<T>(
-        &mut self,
-        flag: &str,
-        inline: Option<String>,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, String>
-    where
-        T: FromStr + PartialOrd + std::fmt::Display,
-    {
-        let text = self.value(flag, inline)?;
-        match text.parse::<T>() {
-            Ok(v) if range.contains(&v) => Ok(v),
-            _ => Err(format!(
-                "{flag} must be a whole number from {} to {}, got `{text}`",
-                range.start(),
-                range.end()
-            )),
-        }
-    }
-}
-
-/// Parses the arguments after the program name.
-fn parse(args: Vec<String>) -> Result<Command, String> {
-    if args
-        .first()
-        .is_some_and(|a| matches!(a.as_str(), "help" | "-h" | "--help"))
-    {
-        return Ok(Command::Help);
-    }
-    if args.first().is_some_and(|a| a == "bench") {
-        return parse_bench(Args::new(args.into_iter().skip(1).collect()));
-    }
-    parse_monitor(Args::new(args))
-}
-
-fn parse_bench(mut args: Args) -> Result<Command, String> {
-    let mut b = BenchArgs::default();
-    while let Some((flag, inline)) = args.next_flag() {
-        match flag.as_str() {
-            "--nodes" => b.nodes = args.number(&flag, inline, 1..=9)?,
-            "--clients" => b.clients = args.number(&flag, inline, 1..=1 << 20)?,
-            "--payload" => b.payload = args.number(&flag, inline, 0..=1 << 20)?,
-            "--seconds" => b.seconds = args.number(&flag, inline, 1..=3600)?,
-            "--storage" => {
-                let all = [StorageKind::None, StorageKind::Memory, StorageKind::File];
-                b.storage = StorageKind::parse(&args.value(&flag, inline)?, &all)?;
-            }
-            "--data" => b.data = Some(args.path(&flag, inline)?),
-            "--compact-every" => {
-                let every: u64 = args.number(&flag, inline, 0..=u64::MAX)?;
-                b.compact_every = (every > 0).then_some(every);
-            }
-            "-h" | "--help" => return Ok(Command::Help),
-            other => return Err(format!("unknown argument `{other}` for bench")),
-        }
-    }
-    check_data(b.storage, b.data.as_deref())?;
-    Ok(Command::Bench(b))
-}
-
-fn parse_monitor(mut args: Args) -> Result<Command, String> {
-    let mut m = MonitorArgs::default();
-    while let Some((flag, inline)) = args.next_flag() {
-        match flag.as_str() {
-            "--nodes" => m.nodes = args.number(&flag, inline, 3..=9)?,
-            "--rate" => m.rate = Rate::parse(&args.value(&flag, inline)?)?,
-            "--payload" => m.payload = args.number(&flag, inline, 8..=1 << 20)?,
-            "--seconds" => m.seconds = Some(args.number(&flag, inline, 1..=u64::MAX / 2)?),
-            "--storage" => {
-                let kinds = [StorageKind::Memory, StorageKind::File];
-                m.storage = StorageKind::parse(&args.value(&flag, inline)?, &kinds)?;
-            }
-            "--data" => m.data = Some(args.path(&flag, inline)?),
-            "--unreliable" | "--headless" if inline.is_some() => {
-                return Err(format!("{flag} takes no value"));
-            }
-            "--unreliable" => m.unreliable = true,
-            "--headless" => m.headless = true,
-            "-h" | "--help" => return Ok(Command::Help),
-            other => return Err(format!("unknown argument `{other}`")),
-        }
-    }
-    check_data(m.storage, m.data.as_deref())?;
-    Ok(Command::Monitor(m))
-}
 
 /// Why a command stopped, which decides the exit status.
 #[derive(Debug)]
@@ -432,11 +135,13 @@ fn complain(message: impl std::fmt::Display) {
 }
 
 fn main() -> ExitCode {
-    let command = match parse(std::env::args().skip(1).collect()) {
+    let command = match args::parse(std::env::args_os()) {
         Ok(command) => command,
-        Err(message) => {
-            complain(format_args!("{message}\n\n{USAGE}"));
-            return ExitCode::from(2);
+        // Help and version go to stdout with status 0; mistakes to stderr with status 2. A
+        // reader that went away before the help was printed is no failure either.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
     let stop = match Stop::on_signals() {
@@ -447,9 +152,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match command {
-        Command::Help => writeln!(io::stdout().lock(), "{USAGE}").map_err(Failure::from),
         Command::Bench(args) => run_bench(&args, &stop),
-        Command::Monitor(args) => run_monitor(&args, &stop),
+        Command::Dashboard(args) => run_dashboard(&args, &stop),
     };
     match result {
         Ok(()) | Err(Failure::Closed) => stop.status().unwrap_or(ExitCode::SUCCESS),
@@ -589,7 +293,7 @@ fn run_bench(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     };
     let config = zeroraft::Config {
         compaction: zeroraft::engine::Compaction {
-            every_entries: args.compact_every,
+            every_entries: (args.compact_every > 0).then_some(args.compact_every),
             above_bytes: None,
         },
         ..zeroraft::Config::default()
@@ -657,7 +361,7 @@ fn run_bench(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_monitor(args: &MonitorArgs, stop: &Stop) -> Result<(), Failure> {
+fn run_dashboard(args: &DashboardArgs, stop: &Stop) -> Result<(), Failure> {
     let terminal = io::stdin().is_terminal() && io::stdout().is_terminal();
     if !args.headless && !terminal {
         return Err(Failure::Run(io::Error::other(
@@ -706,172 +410,4 @@ fn run_monitor(args: &MonitorArgs, stop: &Stop) -> Result<(), Failure> {
     drop(cluster);
     drop(data);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse_str(line: &str) -> Result<Command, String> {
-        parse(line.split_whitespace().map(str::to_owned).collect())
-    }
-
-    #[test]
-    fn parses_options() {
-        let ok = |m: MonitorArgs| Ok(Command::Monitor(m));
-        let cases = [
-            ("", ok(MonitorArgs::default())),
-            (
-                "--nodes 3 --rate 20k --payload 64",
-                ok(MonitorArgs {
-                    nodes: 3,
-                    rate: Rate::PerSecond(20_000),
-                    payload: 64,
-                    ..MonitorArgs::default()
-                }),
-            ),
-            (
-                "--headless --seconds=2 --unreliable --rate=unlimited",
-                ok(MonitorArgs {
-                    headless: true,
-                    seconds: Some(2),
-                    unreliable: true,
-                    rate: Rate::Unlimited,
-                    ..MonitorArgs::default()
-                }),
-            ),
-            ("--help", Ok(Command::Help)),
-            ("--nodes 5 -h", Ok(Command::Help)),
-            ("bench", Ok(Command::Bench(BenchArgs::default()))),
-            (
-                "bench --nodes 5 --clients=4096 --payload 1024 --seconds 3",
-                Ok(Command::Bench(BenchArgs {
-                    nodes: 5,
-                    clients: 4096,
-                    payload: 1024,
-                    seconds: 3,
-                    ..BenchArgs::default()
-                })),
-            ),
-            (
-                "--storage file",
-                ok(MonitorArgs {
-                    storage: StorageKind::File,
-                    ..MonitorArgs::default()
-                }),
-            ),
-            (
-                "--headless --storage=file --data /var/tmp/raft",
-                ok(MonitorArgs {
-                    headless: true,
-                    storage: StorageKind::File,
-                    data: Some("/var/tmp/raft".into()),
-                    ..MonitorArgs::default()
-                }),
-            ),
-            (
-                "--data=/var/tmp/raft --storage file",
-                ok(MonitorArgs {
-                    storage: StorageKind::File,
-                    data: Some("/var/tmp/raft".into()),
-                    ..MonitorArgs::default()
-                }),
-            ),
-            (
-                "--storage memory",
-                ok(MonitorArgs {
-                    storage: StorageKind::Memory,
-                    ..MonitorArgs::default()
-                }),
-            ),
-            (
-                "bench --storage memory",
-                Ok(Command::Bench(BenchArgs {
-                    storage: StorageKind::Memory,
-                    ..BenchArgs::default()
-                })),
-            ),
-            (
-                "bench --clients 1 --storage file --data=disk",
-                Ok(Command::Bench(BenchArgs {
-                    clients: 1,
-                    storage: StorageKind::File,
-                    data: Some("disk".into()),
-                    ..BenchArgs::default()
-                })),
-            ),
-            (
-                "bench --storage=none",
-                Ok(Command::Bench(BenchArgs::default())),
-            ),
-        ];
-        for (case, (line, expected)) in cases.into_iter().enumerate() {
-            assert_eq!(parse_str(line), expected, "case {case}: `{line}`");
-        }
-    }
-
-    #[test]
-    fn rejects_bad_arguments_with_a_message() {
-        let cases = [
-            (
-                "--nodes 2",
-                "--nodes must be a whole number from 3 to 9, got `2`",
-            ),
-            (
-                "--nodes 10",
-                "--nodes must be a whole number from 3 to 9, got `10`",
-            ),
-            ("--nodes", "--nodes needs a value"),
-            (
-                "--payload 4",
-                "--payload must be a whole number from 8 to 1048576, got `4`",
-            ),
-            ("--seconds 0", "--seconds must be a whole number from 1 to"),
-            ("--rate fast", "expected a positive rate"),
-            ("--headless=yes", "--headless takes no value"),
-            ("--frobnicate", "unknown argument `--frobnicate`"),
-            (
-                "bench --clients 0",
-                "--clients must be a whole number from 1 to 1048576, got `0`",
-            ),
-            (
-                "bench --nodes 10",
-                "--nodes must be a whole number from 1 to 9, got `10`",
-            ),
-            ("bench --rate 5", "unknown argument `--rate` for bench"),
-            (
-                "--storage disk",
-                "--storage must be `memory` or `file`, got `disk`",
-            ),
-            (
-                "--storage none",
-                "--storage must be `memory` or `file`, got `none`",
-            ),
-            ("--storage", "--storage needs a value"),
-            (
-                "--data /tmp/x",
-                "--data is where --storage file keeps the logs; with --storage memory there are none",
-            ),
-            (
-                "--storage memory --data /tmp/x",
-                "with --storage memory there are none",
-            ),
-            (
-                "--storage file --data=",
-                "--data needs a directory, got an empty path",
-            ),
-            (
-                "bench --storage wal",
-                "--storage must be `none`, `memory` or `file`, got `wal`",
-            ),
-            ("bench --data /tmp/x", "with --storage none there are none"),
-        ];
-        for (case, (line, message)) in cases.into_iter().enumerate() {
-            let error = parse_str(line).expect_err(line);
-            assert!(
-                error.contains(message),
-                "case {case}: `{line}` gave `{error}`"
-            );
-        }
-    }
 }

@@ -1,0 +1,412 @@
+//! The command line, as clap parses it: the dashboard (the default, also `zeroraft dashboard`)
+//! and `bench` run a cluster in this process; `serve`, `kv` and `monitor --connect` work with a
+//! cluster of processes.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use zeroraft_monitor::Rate;
+
+const EXIT_STATUS: &str = "\
+SIGINT, SIGTERM and SIGHUP stop a run as its end does: the dashboard restores the terminal,
+--headless and bench print their summary, serve stops its node, and a temporary data directory is
+removed. A second one ends it at once. Output into a pipe nobody reads any more (`| head -1`)
+stops it quietly.
+
+Exit status: 0 on success (also when the output's reader went away), 1 when running fails,
+2 for a bad argument or an unusable data directory, 128 + N after signal N (130 for SIGINT,
+143 for SIGTERM, 129 for SIGHUP).";
+
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "zeroraft",
+    version,
+    about = "A Raft cluster under client load in a live terminal dashboard (press ? there for the \
+             keys), a benchmark of the engine, or a node of a replicated key-value service",
+    args_conflicts_with_subcommands = true,
+    after_help = EXIT_STATUS
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    dashboard: DashboardArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Runs a Raft cluster in this process under client load and shows it in a live terminal
+    /// dashboard (what `zeroraft` alone does).
+    Dashboard(DashboardArgs),
+    /// Measures the engine without a terminal: a closed loop of client proposals on the
+    /// reliable in-memory network, with a progress line each second and a summary at the end
+    /// (commits/s, CPU µs per commit for the whole process, latency percentiles from start to
+    /// the leader's apply).
+    Bench(BenchArgs),
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Command {
+    /// The cluster under load, in the dashboard or headless.
+    Dashboard(DashboardArgs),
+    /// Measure throughput, CPU and latency without a terminal.
+    Bench(BenchArgs),
+}
+
+/// Where nodes keep their raft state, as the command line says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StorageKind {
+    /// Nowhere: the engine alone (`bench` only).
+    None,
+    /// In memory.
+    Memory,
+    /// A write-ahead log per node in a data directory.
+    File,
+}
+
+impl StorageKind {
+    fn from_name(name: String) -> Self {
+        match name.as_str() {
+            "none" => Self::None,
+            "memory" => Self::Memory,
+            _ => Self::File,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Memory => "memory",
+            Self::File => "file",
+        }
+    }
+}
+
+/// A whole number in `range`, with a message that names the range.
+fn number_in<T>(range: std::ops::RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String> + Clone
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Clone + Send + Sync + 'static,
+{
+    move |text: &str| match text.parse::<T>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        _ => Err(format!(
+            "must be a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+fn directory(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        Err("needs a directory, got an empty path".into())
+    } else {
+        Ok(PathBuf::from(text))
+    }
+}
+
+/// Options of the dashboard (the default command).
+#[derive(Args, Clone, Debug, PartialEq)]
+pub(crate) struct DashboardArgs {
+    /// Nodes in the cluster, 3 to 9
+    #[arg(long, value_name = "N", default_value = "5", value_parser = number_in(3usize..=9))]
+    pub(crate) nodes: usize,
+    /// Proposals per second over all clients: a number such as 5000, 20k or 1M, or `unlimited`
+    #[arg(long, value_name = "R", default_value = "10k", value_parser = Rate::parse)]
+    pub(crate) rate: Rate,
+    /// Bytes per command, 8 to 1048576
+    #[arg(long, value_name = "BYTES", default_value = "16", value_parser = number_in(8usize..=1 << 20))]
+    pub(crate) payload: usize,
+    /// Start with the unreliable network (delays and drops)
+    #[arg(long)]
+    pub(crate) unreliable: bool,
+    /// No terminal: print one summary line per second, then a final summary
+    #[arg(long)]
+    pub(crate) headless: bool,
+    /// Stop after S seconds (default with --headless: 10; without: run until q)
+    #[arg(long, value_name = "S", value_parser = number_in(1u64..=u64::MAX / 2))]
+    pub(crate) seconds: Option<u64>,
+    /// Where nodes keep their raft state: in memory, or a write-ahead log per node, synced to
+    /// disk
+    #[arg(long, value_name = "KIND", default_value = "memory",
+          value_parser = PossibleValuesParser::new(["memory", "file"]).map(StorageKind::from_name))]
+    pub(crate) storage: StorageKind,
+    /// With --storage file: the directory for the logs, created if missing and kept (default: a
+    /// fresh directory under the system's temporary directory, removed at exit)
+    #[arg(long, value_name = "DIR", value_parser = directory)]
+    pub(crate) data: Option<PathBuf>,
+}
+
+impl Default for DashboardArgs {
+    fn default() -> Self {
+        Self {
+            nodes: 5,
+            rate: Rate::default(),
+            payload: 16,
+            unreliable: false,
+            headless: false,
+            seconds: None,
+            storage: StorageKind::Memory,
+            data: None,
+        }
+    }
+}
+
+/// Options of `zeroraft bench`.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub(crate) struct BenchArgs {
+    /// Nodes in the cluster, 1 to 9
+    #[arg(long, value_name = "N", default_value = "3", value_parser = number_in(1usize..=9))]
+    pub(crate) nodes: usize,
+    /// Proposals kept in flight, 1 to 1048576
+    #[arg(long, value_name = "C", default_value = "64", value_parser = number_in(1u64..=1 << 20))]
+    pub(crate) clients: u64,
+    /// Bytes per command, 0 to 1048576
+    #[arg(long, value_name = "BYTES", default_value = "16", value_parser = number_in(0usize..=1 << 20))]
+    pub(crate) payload: usize,
+    /// How long to propose, 1 to 3600
+    #[arg(long, value_name = "S", default_value = "10", value_parser = number_in(1u64..=3600))]
+    pub(crate) seconds: u64,
+    /// Where nodes keep their raft state: nowhere (the engine alone, as the README's and
+    /// BENCHMARKS.md's figures are measured), in memory, or a write-ahead log per node, synced
+    /// to disk (the disk's fdatasync median is measured and printed too)
+    #[arg(long, value_name = "KIND", default_value = "none",
+          value_parser = PossibleValuesParser::new(["none", "memory", "file"]).map(StorageKind::from_name))]
+    pub(crate) storage: StorageKind,
+    /// With --storage file: as for the dashboard (default: a fresh temporary directory, removed
+    /// at exit)
+    #[arg(long, value_name = "DIR", value_parser = directory)]
+    pub(crate) data: Option<PathBuf>,
+    /// Each node snapshots its state machine and compacts its log every N applied entries; 0
+    /// never compacts
+    #[arg(long = "compact-every", value_name = "N", default_value = "100000",
+          value_parser = number_in(0u64..=u64::MAX))]
+    pub(crate) compact_every: u64,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            clients: 64,
+            payload: 16,
+            seconds: 10,
+            storage: StorageKind::None,
+            data: None,
+            compact_every: 100_000,
+        }
+    }
+}
+
+/// Checks that `--data` comes only with `--storage file`.
+fn check_data(storage: StorageKind, data: Option<&PathBuf>) -> Result<(), String> {
+    match (storage, data) {
+        (StorageKind::None | StorageKind::Memory, Some(_)) => Err(format!(
+            "--data is where --storage file keeps the logs; with --storage {} there are none",
+            storage.name()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Parses the command line (the program's name first). `--help` and `--version` come back as
+/// errors too, which [`clap::Error::exit`] prints to stdout with status 0.
+pub(crate) fn parse<I, T>(args: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let conflict =
+        |message: String| Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message);
+    let command = match cli.command {
+        None => Command::Dashboard(cli.dashboard),
+        Some(Sub::Dashboard(args)) => Command::Dashboard(args),
+        Some(Sub::Bench(args)) => Command::Bench(args),
+    };
+    match &command {
+        Command::Dashboard(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
+        Command::Bench(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
+    }
+    Ok(command)
+}
+
+/// Addresses separated by commas, each `host:port`.
+#[allow(dead_code)]
+pub(crate) fn addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
+    use std::net::ToSocketAddrs;
+    text.split(',')
+        .map(|a| {
+            a.trim()
+                .to_socket_addrs()
+                .map_err(|e| format!("`{a}` is not an address: {e}"))?
+                .next()
+                .ok_or_else(|| format!("`{a}` names no address"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Command, String> {
+        parse(std::iter::once("zeroraft").chain(line.split_whitespace()))
+            .map_err(|e| e.render().to_string())
+    }
+
+    #[test]
+    fn parses_options() {
+        let ok = |m: DashboardArgs| Ok(Command::Dashboard(m));
+        let cases = [
+            ("", ok(DashboardArgs::default())),
+            ("dashboard", ok(DashboardArgs::default())),
+            (
+                "--nodes 3 --rate 20k --payload 64",
+                ok(DashboardArgs {
+                    nodes: 3,
+                    rate: Rate::PerSecond(20_000),
+                    payload: 64,
+                    ..DashboardArgs::default()
+                }),
+            ),
+            (
+                "dashboard --headless --seconds=2 --unreliable --rate=unlimited",
+                ok(DashboardArgs {
+                    headless: true,
+                    seconds: Some(2),
+                    unreliable: true,
+                    rate: Rate::Unlimited,
+                    ..DashboardArgs::default()
+                }),
+            ),
+            ("bench", Ok(Command::Bench(BenchArgs::default()))),
+            (
+                "bench --nodes 5 --clients=4096 --payload 1024 --seconds 3",
+                Ok(Command::Bench(BenchArgs {
+                    nodes: 5,
+                    clients: 4096,
+                    payload: 1024,
+                    seconds: 3,
+                    ..BenchArgs::default()
+                })),
+            ),
+            (
+                "--headless --storage=file --data /var/tmp/raft",
+                ok(DashboardArgs {
+                    headless: true,
+                    storage: StorageKind::File,
+                    data: Some("/var/tmp/raft".into()),
+                    ..DashboardArgs::default()
+                }),
+            ),
+            (
+                "--data=/var/tmp/raft --storage file",
+                ok(DashboardArgs {
+                    storage: StorageKind::File,
+                    data: Some("/var/tmp/raft".into()),
+                    ..DashboardArgs::default()
+                }),
+            ),
+            (
+                "bench --clients 1 --storage file --data=disk --compact-every 0",
+                Ok(Command::Bench(BenchArgs {
+                    clients: 1,
+                    storage: StorageKind::File,
+                    data: Some("disk".into()),
+                    compact_every: 0,
+                    ..BenchArgs::default()
+                })),
+            ),
+            (
+                "bench --storage=memory",
+                Ok(Command::Bench(BenchArgs {
+                    storage: StorageKind::Memory,
+                    ..BenchArgs::default()
+                })),
+            ),
+        ];
+        for (case, (line, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(parse_str(line), expected, "case {case}: `{line}`");
+        }
+    }
+
+    #[test]
+    fn help_and_version_are_not_commands() {
+        for (case, line) in ["--help", "--nodes 5 -h", "bench --help", "--version"]
+            .into_iter()
+            .enumerate()
+        {
+            let e =
+                parse(std::iter::once("zeroraft").chain(line.split_whitespace())).expect_err(line);
+            assert_eq!(e.exit_code(), 0, "case {case}: `{line}`");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_arguments_with_a_message() {
+        let cases = [
+            (
+                "--nodes 2",
+                "'--nodes <N>': must be a whole number from 3 to 9",
+            ),
+            ("--nodes 10", "must be a whole number from 3 to 9"),
+            ("--nodes", "a value is required for '--nodes <N>'"),
+            ("--payload 4", "must be a whole number from 8 to 1048576"),
+            ("--seconds 0", "must be a whole number from 1 to"),
+            ("--rate fast", "expected a positive rate"),
+            ("--headless=yes", "unexpected value 'yes' for '--headless'"),
+            ("--frobnicate", "unexpected argument '--frobnicate'"),
+            (
+                "bench --clients 0",
+                "must be a whole number from 1 to 1048576",
+            ),
+            ("bench --nodes 10", "must be a whole number from 1 to 9"),
+            ("bench --rate 5", "unexpected argument '--rate'"),
+            (
+                "--storage disk",
+                "invalid value 'disk' for '--storage <KIND>'",
+            ),
+            ("--storage none", "[possible values: memory, file]"),
+            ("--storage", "a value is required for '--storage <KIND>'"),
+            (
+                "--data /tmp/x",
+                "--data is where --storage file keeps the logs; with --storage memory there are none",
+            ),
+            (
+                "--storage memory --data /tmp/x",
+                "with --storage memory there are none",
+            ),
+            (
+                "--storage file --data=",
+                "needs a directory, got an empty path",
+            ),
+            (
+                "bench --storage wal",
+                "[possible values: none, memory, file]",
+            ),
+            ("bench --data /tmp/x", "with --storage none there are none"),
+            (
+                "bench --nodes 3 dashboard",
+                "unexpected argument 'dashboard'",
+            ),
+        ];
+        for (case, (line, message)) in cases.into_iter().enumerate() {
+            let error = parse_str(line).expect_err(line);
+            assert!(
+                error.contains(message),
+                "case {case}: `{line}` gave `{error}`"
+            );
+            assert!(
+                error.contains("try '--help'"),
+                "case {case}: `{line}` gave `{error}`"
+            );
+        }
+    }
+}
