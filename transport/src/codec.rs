@@ -42,7 +42,10 @@ impl std::fmt::Display for DecodeError {
             }
             Self::UnknownKind(kind) => write!(f, "unknown message kind {kind}"),
             Self::Truncated { needed, len } => {
-                write!(f, "frame of {len} bytes cut short: the message needs {needed}")
+                write!(
+                    f,
+                    "frame of {len} bytes cut short: the message needs {needed}"
+                )
             }
             Self::TrailingBytes(n) => write!(f, "{n} bytes after the end of the message"),
             Self::Invalid(what) => write!(f, "invalid field: {what}"),
