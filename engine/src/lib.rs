@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+mod codec;
 pub mod core;
 mod runtime;
 mod sync;
@@ -49,6 +50,8 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 pub use crate::core::{Message, ProgressState, Role};
+
+pub use codec::WIRE_VERSION;
 
 pub use runtime::{Builder, PendingRead, Raft, StateMachine, WeakRaft};
 pub use zeroraft_storage as storage;

@@ -191,8 +191,13 @@ impl Message {
     }
 
     /// The size of this message in a compact binary encoding: a 1-byte kind, 8-byte integers,
-    /// a 4-byte sender id, 1-byte booleans, and per entry an 8-byte term, a 4-byte length and the
-    /// payload. Nothing is encoded; the network uses this to count bytes.
+    /// a 4-byte sender id, 1-byte booleans, a 4-byte entry count and per entry an 8-byte term, a
+    /// 4-byte length and the payload, a 4-byte length before snapshot data. Nothing is encoded;
+    /// the network uses this to count bytes.
+    ///
+    /// The engine's real encoding ([`Codec`](zeroraft_transport::Codec) for `Message`, see
+    /// [`WIRE_VERSION`](crate::WIRE_VERSION)) leaves out the sender id and adds a 1-byte
+    /// version, so it is exactly `wire_size() - 3` bytes long.
     pub fn wire_size(&self) -> usize {
         const KIND: usize = 1;
         const U64: usize = 8;
