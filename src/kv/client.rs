@@ -1,0 +1,319 @@
+//! [`KvClient`]: the client library of the key-value service (the 6.824 `Clerk`).
+//!
+//! A client has a random id and numbers its operations; it sends each to the server it believes
+//! leads, follows `WrongLeader` hints, and on a connection error or timeout tries the next server
+//! after a short backoff, always with the same `(client, seq)`, so that a request applied by a
+//! server whose answer was lost is not applied again. It gives up when the operation's deadline
+//! ([`ClientOptions::op_timeout`]) passes: the caller then cannot know whether a `put` or
+//! `append` took effect.
+//!
+//! One operation at a time (the methods take `&mut self`): the servers' de-duplication relies on
+//! a client having at most one request outstanding. One connection per server is kept open and
+//! reused; a connection on which anything went wrong is dropped, so that a late answer is never
+//! taken for the next request's.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::protocol::{self, EncodeError, FrameError, MAX_FRAME, NodeStatus, Request, Response};
+
+/// Settings of a [`KvClient`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// How long one operation may take, retries included, before it fails with
+    /// [`KvError::Timeout`]. Default 5 s.
+    pub op_timeout: Duration,
+    /// How long connecting to one server may take. Default 500 ms.
+    pub connect_timeout: Duration,
+    /// How long to wait for one server's answer before trying another. Default 3 s: above the
+    /// server's own request timeout, after which it answers `Timeout` itself.
+    pub attempt_timeout: Duration,
+    /// The longest pause between attempts (pauses double from 5 ms up to this). Default 100 ms.
+    pub max_backoff: Duration,
+    /// The client's id; `None` (the default) picks one at random. Two clients with the same id
+    /// would have each other's requests taken for retries.
+    pub client_id: Option<u64>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            op_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_millis(500),
+            attempt_timeout: Duration::from_secs(3),
+            max_backoff: Duration::from_millis(100),
+            client_id: None,
+        }
+    }
+}
+
+/// Why an operation failed.
+#[derive(Debug)]
+pub enum KvError {
+    /// The operation did not complete before its deadline. A `put` or `append` may or may not
+    /// have taken effect (and may still take effect later).
+    Timeout,
+    /// The key or value is too large to send.
+    TooLarge(EncodeError),
+    /// A server refused the request for a reason retrying does not cure; the text says why.
+    Server(String),
+    /// The client was given no server addresses.
+    NoServers,
+    /// A server could not be reached or read ([`KvClient::status`] only: operations retry).
+    Io(io::Error),
+    /// A server answered something that is not an answer to the request.
+    Protocol(String),
+}
+
+impl fmt::Display for KvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => write!(f, "the operation timed out; its outcome is unknown"),
+            Self::TooLarge(e) => e.fmt(f),
+            Self::Server(why) => write!(f, "the server refused the request: {why}"),
+            Self::NoServers => write!(f, "no server addresses"),
+            Self::Io(e) => write!(f, "cannot reach the server: {e}"),
+            Self::Protocol(why) => write!(f, "unexpected answer: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for KvError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::TooLarge(e) => Some(e),
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The shortest pause between attempts.
+const MIN_BACKOFF: Duration = Duration::from_millis(5);
+
+/// The shortest socket timeout set (a zero timeout is an error for the socket calls).
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// A client of the key-value service. See the [module docs](self).
+#[derive(Debug)]
+pub struct KvClient {
+    /// `addrs[i]` is the address of node `i`'s server: leader hints are node ids.
+    addrs: Vec<SocketAddr>,
+    /// The open connection to each server, if any.
+    connections: Vec<Option<TcpStream>>,
+    /// The server that answered last: tried first.
+    leader: usize,
+    id: u64,
+    /// The number of the last operation.
+    seq: u64,
+    options: ClientOptions,
+    /// The encoded request being sent.
+    frame: Vec<u8>,
+}
+
+impl KvClient {
+    /// A client of the servers at `addrs`, where `addrs[i]` serves node `i` (the servers name
+    /// leaders by node id). Connects lazily, on the first operation.
+    pub fn new(addrs: Vec<SocketAddr>, options: ClientOptions) -> Self {
+        let id = options.client_id.unwrap_or_else(|| fastrand::u64(..));
+        Self {
+            connections: addrs.iter().map(|_| None).collect(),
+            addrs,
+            leader: 0,
+            id,
+            seq: 0,
+            options,
+            frame: Vec::new(),
+        }
+    }
+
+    /// The client's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The node the client will try first: the one that answered last.
+    pub fn leader(&self) -> usize {
+        self.leader
+    }
+
+    /// The value of `key`, or the empty string if it has none. A value that is not UTF-8 (one
+    /// written by another client library) has its invalid bytes replaced by U+FFFD.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Timeout`] after [`ClientOptions::op_timeout`]; [`KvError::TooLarge`] for a
+    /// key above [`protocol::MAX_KEY`]; [`KvError::Server`] if a server refuses the request;
+    /// [`KvError::NoServers`].
+    pub fn get(&mut self, key: &str) -> Result<String, KvError> {
+        self.seq += 1;
+        let request = Request::Get {
+            client: self.id,
+            seq: self.seq,
+            key: Bytes::copy_from_slice(key.as_bytes()),
+        };
+        let value = self.execute(&request)?;
+        Ok(String::from_utf8_lossy(&value).into_owned())
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`KvClient::get`], and [`KvError::TooLarge`] for a value that does not fit in a frame
+    /// ([`protocol::MAX_FRAME`]). After [`KvError::Timeout`] the put may or may not have taken
+    /// effect.
+    pub fn put(&mut self, key: &str, value: &str) -> Result<(), KvError> {
+        self.seq += 1;
+        let request = Request::Put {
+            client: self.id,
+            seq: self.seq,
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        };
+        self.execute(&request).map(drop)
+    }
+
+    /// Appends `value` to the value of `key`.
+    ///
+    /// # Errors
+    ///
+    /// As [`KvClient::put`].
+    pub fn append(&mut self, key: &str, value: &str) -> Result<(), KvError> {
+        self.seq += 1;
+        let request = Request::Append {
+            client: self.id,
+            seq: self.seq,
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        };
+        self.execute(&request).map(drop)
+    }
+
+    /// The Raft status of the node served at `addr`, over a connection of its own.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::Io`] if the server cannot be reached or does not answer within
+    /// [`ClientOptions::attempt_timeout`]; [`KvError::Protocol`] if it answers something else.
+    pub fn status(&self, addr: SocketAddr) -> Result<NodeStatus, KvError> {
+        let mut frame = Vec::new();
+        Request::Status
+            .encode(&mut frame)
+            .map_err(KvError::TooLarge)?;
+        let stream =
+            TcpStream::connect_timeout(&addr, self.options.connect_timeout.max(MIN_TIMEOUT))
+                .map_err(KvError::Io)?;
+        let timeout = Some(self.options.attempt_timeout.max(MIN_TIMEOUT));
+        let answer = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_read_timeout(timeout))
+            .and_then(|()| stream.set_write_timeout(timeout))
+            .and_then(|()| call(&stream, &frame))
+            .map_err(KvError::Io)?;
+        match answer {
+            Response::Status(status) => Ok(status),
+            Response::Error(why) => Err(KvError::Server(why)),
+            other => Err(KvError::Protocol(format!("{other:?} to a status request"))),
+        }
+    }
+
+    /// Sends `request` until a server answers it, and returns the value answered.
+    fn execute(&mut self, request: &Request) -> Result<Bytes, KvError> {
+        if self.addrs.is_empty() {
+            return Err(KvError::NoServers);
+        }
+        self.frame.clear();
+        request.encode(&mut self.frame).map_err(KvError::TooLarge)?;
+        let deadline = Instant::now() + self.options.op_timeout;
+        let servers = self.addrs.len();
+        let mut server = self.leader;
+        let mut backoff = MIN_BACKOFF;
+        // Hints followed in a row without a pause: bounded, in case servers point at each other.
+        let mut hops = 0;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(KvError::Timeout);
+            }
+            let pause = match self.attempt(server, deadline) {
+                Ok(Response::Ok { value }) => {
+                    self.leader = server;
+                    return Ok(value);
+                }
+                Ok(Response::Error(why)) => return Err(KvError::Server(why)),
+                Ok(Response::WrongLeader { leader: Some(l) })
+                    if usize::try_from(l).is_ok_and(|l| l < servers && l != server)
+                        && hops < servers =>
+                {
+                    hops += 1;
+                    server = l as usize;
+                    false
+                }
+                Ok(Response::Busy) => true,
+                Ok(Response::Timeout) => {
+                    server = (server + 1) % servers;
+                    false
+                }
+                Ok(Response::WrongLeader { .. }) | Err(_) => {
+                    server = (server + 1) % servers;
+                    true
+                }
+                Ok(Response::Status(_)) => {
+                    // Not an answer to this request: the connection is out of step.
+                    self.connections[server] = None;
+                    server = (server + 1) % servers;
+                    true
+                }
+            };
+            if pause {
+                hops = 0;
+                let left = deadline.saturating_duration_since(Instant::now());
+                sleep(backoff.min(left));
+                backoff = (backoff * 2).min(self.options.max_backoff.max(MIN_BACKOFF));
+            }
+        }
+    }
+
+    /// Sends the encoded request to `server` and reads its answer, connecting first if needed.
+    /// Any failure drops the connection.
+    fn attempt(&mut self, server: usize, deadline: Instant) -> io::Result<Response> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let stream = match self.connections[server].take() {
+            Some(stream) => stream,
+            None => {
+                let timeout = self.options.connect_timeout.min(left).max(MIN_TIMEOUT);
+                let stream = TcpStream::connect_timeout(&self.addrs[server], timeout)?;
+                stream.set_nodelay(true)?;
+                stream
+            }
+        };
+        let timeout = Some(self.options.attempt_timeout.min(left).max(MIN_TIMEOUT));
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
+        let answer = call(&stream, &self.frame)?;
+        self.connections[server] = Some(stream);
+        Ok(answer)
+    }
+}
+
+/// Writes an encoded request and reads one response.
+fn call(stream: &TcpStream, frame: &[u8]) -> io::Result<Response> {
+    protocol::write_frame(&mut &*stream, frame)?;
+    let body = match protocol::read_frame(&mut &*stream, MAX_FRAME) {
+        Ok(Some(body)) => body,
+        Ok(None) => return Err(io::ErrorKind::UnexpectedEof.into()),
+        Err(FrameError::Io(e)) => return Err(e),
+        Err(e @ FrameError::TooLarge { .. }) => {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    };
+    Response::decode(body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}

@@ -1,0 +1,46 @@
+//! A replicated key-value service on the engine, in the shape of the 6.824 lab 3 service: a map
+//! of byte strings changed by `Put` and `Append`, read by `Get`, each client request applied
+//! once however often it is retried, and reads that are linearizable.
+//!
+//! - [`machine`]: the commands written to the log and the [`KvMachine`] that applies them
+//!   (with client de-duplication, snapshots and restore).
+//! - [`KvState`]: what one node has applied, shared between its thread and its server.
+//! - [`protocol`]: the client wire protocol (length-prefixed binary frames).
+//! - [`KvServer`]: the protocol over TCP for one node; [`KvClient`]: the client library.
+//!
+//! One node with its server and a client:
+//!
+//! ```
+//! use std::net::TcpListener;
+//! use std::sync::Arc;
+//! use zeroraft::kv::{ClientOptions, KvClient, KvServer, KvState, ServerOptions};
+//! use zeroraft::{Config, Network, NetworkConfig, Raft};
+//!
+//! let network = Network::new(NetworkConfig::new(1)).unwrap();
+//! network.connect(0);
+//! let endpoint = network.endpoint(0, 1).unwrap();
+//! let state = Arc::new(KvState::new());
+//! let raft = Raft::builder(Config::production(), 0, 1, endpoint)
+//!     .start_with_state_machine(state.machine())
+//!     .unwrap();
+//! let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//! let server = KvServer::start(raft, state, listener, ServerOptions::default()).unwrap();
+//!
+//! // The client retries until the node has elected itself.
+//! let mut client = KvClient::new(vec![server.local_addr()], ClientOptions::default());
+//! client.put("greeting", "hello").unwrap();
+//! client.append("greeting", ", world").unwrap();
+//! assert_eq!(client.get("greeting").unwrap(), "hello, world");
+//! assert_eq!(client.get("nothing").unwrap(), "");
+//! ```
+
+pub mod client;
+pub mod machine;
+pub mod protocol;
+pub mod server;
+mod state;
+
+pub use client::{ClientOptions, KvClient, KvError};
+pub use machine::KvMachine;
+pub use server::{KvServer, ReadMode, ServerOptions};
+pub use state::KvState;

@@ -1,0 +1,884 @@
+//! The client wire protocol of the key-value service: framing, requests and responses.
+//!
+//! A connection carries frames in both directions: a `u32` little-endian body length, then the
+//! body. A body starts with the protocol version ([`VERSION`]) and a kind byte; the kind's fields
+//! follow, integers little-endian, byte strings as a `u32` length and the bytes:
+//!
+//! | kind | request  | fields                                       |
+//! |------|----------|----------------------------------------------|
+//! | 1    | `Get`    | client `u64`, seq `u64`, key                 |
+//! | 2    | `Put`    | client `u64`, seq `u64`, key, value          |
+//! | 3    | `Append` | client `u64`, seq `u64`, key, value          |
+//! | 4    | `Status` | none                                         |
+//!
+//! | kind | response      | fields                                                        |
+//! |------|---------------|---------------------------------------------------------------|
+//! | 0x81 | `Ok`          | value (empty for `Put` and `Append`)                          |
+//! | 0x82 | `WrongLeader` | hint flag `u8` (0 or 1), leader id `u64` (0 without a hint)   |
+//! | 0x83 | `Timeout`     | none                                                          |
+//! | 0x84 | `Busy`        | none                                                          |
+//! | 0x85 | `Error`       | message (UTF-8)                                               |
+//! | 0x86 | `Status`      | id, role `u8`, term, hint flag + leader, commit, applied, last |
+//!
+//! A server answers requests on one connection in order, one response per request. Decoding is
+//! strict: a body that ends inside a field, carries bytes after its last field, names an unknown
+//! version or kind, or a key longer than [`MAX_KEY`], is an error, and a server closes the
+//! connection. The one exception is the `Status` response, whose decoder ignores bytes after the
+//! fields it knows, so that a later server can report more without breaking older dashboards.
+//!
+//! Nothing is allocated by a length read off the wire before it is checked: a frame's length
+//! against the reader's maximum ([`read_frame`]), a field's against the bytes left in its body.
+//! Decoded byte strings are [`Bytes`] slices of the frame, not copies.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use bytes::{Buf, Bytes};
+
+use crate::Role;
+
+/// The protocol version this module speaks; the first byte of every body.
+pub const VERSION: u8 = 1;
+
+/// The largest frame body read or written: 8 MiB. It bounds a value too, less the few bytes of
+/// the other fields. (A node also refuses commands above [`crate::Config::max_command_bytes`],
+/// 4 MiB by default: a larger `Put` is answered with [`Response::Error`].)
+pub const MAX_FRAME: usize = 8 << 20;
+
+/// The longest key: 64 KiB.
+pub const MAX_KEY: usize = 64 << 10;
+
+const GET: u8 = 1;
+const PUT: u8 = 2;
+const APPEND: u8 = 3;
+const STATUS: u8 = 4;
+
+const OK: u8 = 0x81;
+const WRONG_LEADER: u8 = 0x82;
+const TIMEOUT: u8 = 0x83;
+const BUSY: u8 = 0x84;
+const ERROR: u8 = 0x85;
+const STATUS_REPLY: u8 = 0x86;
+
+/// What a client asks of a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// The value of `key` (empty if it has none).
+    Get {
+        /// The client's id.
+        client: u64,
+        /// The client's number for this request: increasing, one per operation.
+        seq: u64,
+        /// The key.
+        key: Bytes,
+    },
+    /// Sets `key` to `value`.
+    Put {
+        /// The client's id.
+        client: u64,
+        /// The client's number for this request. A request whose `(client, seq)` was applied
+        /// already is not applied again.
+        seq: u64,
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+    },
+    /// Appends `value` to the value of `key` (to the empty value if it has none).
+    Append {
+        /// The client's id.
+        client: u64,
+        /// The client's number for this request, as for `Put`.
+        seq: u64,
+        /// The key.
+        key: Bytes,
+        /// What to append.
+        value: Bytes,
+    },
+    /// The node's Raft status, for a monitor.
+    Status,
+}
+
+/// What a server answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Done: the value read by a `Get`, empty for `Put` and `Append`.
+    Ok {
+        /// The value (empty if the key has none).
+        value: Bytes,
+    },
+    /// This server cannot serve the request now (it does not lead, or lost its leadership
+    /// before the request was applied): try another, `leader` if it names one.
+    WrongLeader {
+        /// The node this server believes leads, if any.
+        leader: Option<u64>,
+    },
+    /// The request was not done in time; it may still be applied later. Retrying with the same
+    /// `(client, seq)` applies it at most once.
+    Timeout,
+    /// The server has too much work queued; try again shortly.
+    Busy,
+    /// The request cannot be served (too large, say); retrying will not help.
+    Error(String),
+    /// The node's Raft status: the answer to [`Request::Status`].
+    Status(NodeStatus),
+}
+
+/// One node's Raft status as the `Status` request reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub id: u64,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: u64,
+    /// The leader it knows of, if any.
+    pub leader: Option<u64>,
+    /// Its commit index.
+    pub commit_index: u64,
+    /// The last index it applied.
+    pub last_applied: u64,
+    /// The index of its last log entry.
+    pub last_log_index: u64,
+}
+
+impl NodeStatus {
+    /// The fields of an engine status.
+    pub fn from_status(status: &crate::Status) -> Self {
+        Self {
+            id: status.id as u64,
+            role: status.role,
+            term: status.term,
+            leader: status.leader.map(|l| l as u64),
+            commit_index: status.commit_index,
+            last_applied: status.last_applied,
+            last_log_index: status.last_log_index,
+        }
+    }
+}
+
+/// Why a body could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The body ends inside a field.
+    Truncated,
+    /// The body is of a protocol version this module does not speak.
+    UnknownVersion(u8),
+    /// The kind byte names no request (or response) kind.
+    UnknownKind(u8),
+    /// A field is longer than allowed.
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// Bytes follow the last field.
+    TrailingBytes(usize),
+    /// A field holds a value it cannot hold; the text names it.
+    Invalid(&'static str),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated => write!(f, "the body ends inside a field"),
+            Self::UnknownVersion(v) => write!(f, "unknown protocol version {v}"),
+            Self::UnknownKind(k) => write!(f, "unknown kind {k:#04x}"),
+            Self::TooLong { field, len, max } => {
+                write!(f, "{field} of {len} bytes exceeds the maximum of {max}")
+            }
+            Self::TrailingBytes(n) => write!(f, "{n} bytes after the last field"),
+            Self::Invalid(what) => write!(f, "invalid {what}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Why a request or response could not be encoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The key is longer than [`MAX_KEY`].
+    KeyTooLarge {
+        /// The key's length.
+        len: usize,
+        /// [`MAX_KEY`].
+        max: usize,
+    },
+    /// The body would be larger than [`MAX_FRAME`].
+    FrameTooLarge {
+        /// The body's length.
+        len: usize,
+        /// [`MAX_FRAME`].
+        max: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::KeyTooLarge { len, max } => {
+                write!(f, "a key of {len} bytes exceeds the maximum of {max}")
+            }
+            Self::FrameTooLarge { len, max } => {
+                write!(f, "a frame of {len} bytes exceeds the maximum of {max}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The connection failed, timed out, or closed inside a frame
+    /// ([`io::ErrorKind::UnexpectedEof`]).
+    Io(io::Error),
+    /// The length prefix announces a body larger than the reader accepts.
+    TooLarge {
+        /// The announced length.
+        len: u64,
+        /// The most the reader accepts.
+        max: usize,
+    },
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "cannot read a frame: {e}"),
+            Self::TooLarge { len, max } => {
+                write!(f, "a frame of {len} bytes exceeds the maximum of {max}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::TooLarge { .. } => None,
+        }
+    }
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Reads one frame's body from `reader`: `Ok(None)` if the stream ends cleanly before the frame
+/// starts. A length above `max` is refused before anything is read past the prefix; below it,
+/// the buffer grows with the bytes that actually arrive, so a peer that announces a large frame
+/// and sends little holds little memory.
+///
+/// # Errors
+///
+/// [`FrameError::TooLarge`] for a length above `max`; [`FrameError::Io`] if reading fails or the
+/// stream ends inside the frame.
+pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Bytes>, FrameError> {
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    while got < prefix.len() {
+        match reader.read(&mut prefix[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_le_bytes(prefix);
+    let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+    if len_usize > max {
+        return Err(FrameError::TooLarge {
+            len: u64::from(len),
+            max,
+        });
+    }
+    // Start small and let `read_to_end` grow the buffer as bytes arrive.
+    let mut body = Vec::with_capacity(len_usize.min(64 << 10));
+    reader.take(u64::from(len)).read_to_end(&mut body)?;
+    if body.len() < len_usize {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    }
+    Ok(Some(Bytes::from(body)))
+}
+
+/// Writes `frame`, an encoded frame (prefix included), to `writer` and flushes it.
+///
+/// # Errors
+///
+/// If writing fails.
+pub fn write_frame(writer: &mut impl Write, frame: &[u8]) -> io::Result<()> {
+    writer.write_all(frame)?;
+    writer.flush()
+}
+
+impl Request {
+    /// Appends this request as a frame (length prefix and body) to `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::KeyTooLarge`] for a key above [`MAX_KEY`], [`EncodeError::FrameTooLarge`]
+    /// for a body above [`MAX_FRAME`]. `out` is left as it was.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let frame = FrameWriter::start(out);
+        let (kind, client, seq, key, value) = match self {
+            Self::Get { client, seq, key } => (GET, *client, *seq, key, None),
+            Self::Put {
+                client,
+                seq,
+                key,
+                value,
+            } => (PUT, *client, *seq, key, Some(value)),
+            Self::Append {
+                client,
+                seq,
+                key,
+                value,
+            } => (APPEND, *client, *seq, key, Some(value)),
+            Self::Status => {
+                frame.out.extend_from_slice(&[VERSION, STATUS]);
+                return frame.finish();
+            }
+        };
+        if key.len() > MAX_KEY {
+            let len = key.len();
+            return frame.abort(EncodeError::KeyTooLarge { len, max: MAX_KEY });
+        }
+        let size = 2 + 16 + 4 + key.len() + value.map_or(0, |v| 4 + v.len());
+        if size > MAX_FRAME {
+            let max = MAX_FRAME;
+            return frame.abort(EncodeError::FrameTooLarge { len: size, max });
+        }
+        frame.out.reserve(size);
+        frame.out.extend_from_slice(&[VERSION, kind]);
+        frame.out.extend_from_slice(&client.to_le_bytes());
+        frame.out.extend_from_slice(&seq.to_le_bytes());
+        put_bytes(frame.out, key);
+        if let Some(value) = value {
+            put_bytes(frame.out, value);
+        }
+        frame.finish()
+    }
+
+    /// Decodes a request from a frame's body.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] if the body is not a well-formed request.
+    pub fn decode(mut body: Bytes) -> Result<Self, DecodeError> {
+        let kind = get_header(&mut body)?;
+        let request = match kind {
+            STATUS => Self::Status,
+            GET | PUT | APPEND => {
+                let client = get_u64(&mut body)?;
+                let seq = get_u64(&mut body)?;
+                let key = get_bytes(&mut body, "key", MAX_KEY)?;
+                match kind {
+                    GET => Self::Get { client, seq, key },
+                    PUT => Self::Put {
+                        client,
+                        seq,
+                        key,
+                        value: get_bytes(&mut body, "value", MAX_FRAME)?,
+                    },
+                    _ => Self::Append {
+                        client,
+                        seq,
+                        key,
+                        value: get_bytes(&mut body, "value", MAX_FRAME)?,
+                    },
+                }
+            }
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        expect_end(&body)?;
+        Ok(request)
+    }
+}
+
+impl Response {
+    /// Appends this response as a frame (length prefix and body) to `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`EncodeError::FrameTooLarge`] for a body above [`MAX_FRAME`] (a value grown by appends
+    /// beyond what one frame carries). `out` is left as it was.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let frame = FrameWriter::start(out);
+        let size = match self {
+            Self::Ok { value } => 2 + 4 + value.len(),
+            Self::Error(message) => 2 + 4 + message.len(),
+            _ => 0,
+        };
+        if size > MAX_FRAME {
+            let max = MAX_FRAME;
+            return frame.abort(EncodeError::FrameTooLarge { len: size, max });
+        }
+        let out = &mut *frame.out;
+        match self {
+            Self::Ok { value } => {
+                out.extend_from_slice(&[VERSION, OK]);
+                put_bytes(out, value);
+            }
+            Self::WrongLeader { leader } => {
+                out.extend_from_slice(&[VERSION, WRONG_LEADER]);
+                put_option(out, *leader);
+            }
+            Self::Timeout => out.extend_from_slice(&[VERSION, TIMEOUT]),
+            Self::Busy => out.extend_from_slice(&[VERSION, BUSY]),
+            Self::Error(message) => {
+                out.extend_from_slice(&[VERSION, ERROR]);
+                put_bytes(out, message.as_bytes());
+            }
+            Self::Status(s) => {
+                out.extend_from_slice(&[VERSION, STATUS_REPLY]);
+                out.extend_from_slice(&s.id.to_le_bytes());
+                out.push(match s.role {
+                    Role::Follower => 0,
+                    Role::Candidate => 1,
+                    Role::Leader => 2,
+                });
+                out.extend_from_slice(&s.term.to_le_bytes());
+                put_option(out, s.leader);
+                out.extend_from_slice(&s.commit_index.to_le_bytes());
+                out.extend_from_slice(&s.last_applied.to_le_bytes());
+                out.extend_from_slice(&s.last_log_index.to_le_bytes());
+            }
+        }
+        frame.finish()
+    }
+
+    /// Decodes a response from a frame's body.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] if the body is not a well-formed response.
+    pub fn decode(mut body: Bytes) -> Result<Self, DecodeError> {
+        let response = match get_header(&mut body)? {
+            OK => Self::Ok {
+                value: get_bytes(&mut body, "value", MAX_FRAME)?,
+            },
+            WRONG_LEADER => Self::WrongLeader {
+                leader: get_option(&mut body)?,
+            },
+            TIMEOUT => Self::Timeout,
+            BUSY => Self::Busy,
+            ERROR => {
+                let message = get_bytes(&mut body, "message", MAX_FRAME)?;
+                let message = std::str::from_utf8(&message)
+                    .map_err(|_| DecodeError::Invalid("error message (not UTF-8)"))?;
+                Self::Error(message.to_owned())
+            }
+            STATUS_REPLY => {
+                let id = get_u64(&mut body)?;
+                let role = match get_u8(&mut body)? {
+                    0 => Role::Follower,
+                    1 => Role::Candidate,
+                    2 => Role::Leader,
+                    _ => return Err(DecodeError::Invalid("role")),
+                };
+                let status = NodeStatus {
+                    id,
+                    role,
+                    term: get_u64(&mut body)?,
+                    leader: get_option(&mut body)?,
+                    commit_index: get_u64(&mut body)?,
+                    last_applied: get_u64(&mut body)?,
+                    last_log_index: get_u64(&mut body)?,
+                };
+                // Later versions may append fields: see the module docs.
+                return Ok(Self::Status(status));
+            }
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        expect_end(&body)?;
+        Ok(response)
+    }
+}
+
+/// A frame being appended to a buffer: reserves the length prefix, then fills it in.
+struct FrameWriter<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl<'a> FrameWriter<'a> {
+    fn start(out: &'a mut Vec<u8>) -> Self {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        Self { out, start }
+    }
+
+    fn abort(self, error: EncodeError) -> Result<(), EncodeError> {
+        self.out.truncate(self.start);
+        Err(error)
+    }
+
+    fn finish(self) -> Result<(), EncodeError> {
+        let len = self.out.len() - self.start - 4;
+        match u32::try_from(len) {
+            Ok(len32) if len <= MAX_FRAME => {
+                self.out[self.start..self.start + 4].copy_from_slice(&len32.to_le_bytes());
+                Ok(())
+            }
+            _ => self.abort(EncodeError::FrameTooLarge {
+                len,
+                max: MAX_FRAME,
+            }),
+        }
+    }
+}
+
+/// Appends `data` with its `u32` length. The caller has checked that it fits in a frame.
+pub(crate) fn put_bytes(out: &mut Vec<u8>, data: &[u8]) {
+    let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(data);
+}
+
+fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
+    out.push(u8::from(value.is_some()));
+    out.extend_from_slice(&value.unwrap_or(0).to_le_bytes());
+}
+
+fn get_header(body: &mut Bytes) -> Result<u8, DecodeError> {
+    let version = get_u8(body)?;
+    if version != VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    get_u8(body)
+}
+
+pub(crate) fn get_u8(body: &mut Bytes) -> Result<u8, DecodeError> {
+    body.try_get_u8().map_err(|_| DecodeError::Truncated)
+}
+
+pub(crate) fn get_u64(body: &mut Bytes) -> Result<u64, DecodeError> {
+    body.try_get_u64_le().map_err(|_| DecodeError::Truncated)
+}
+
+/// A byte string with its `u32` length, at most `max` bytes long, as a slice of `body`.
+pub(crate) fn get_bytes(
+    body: &mut Bytes,
+    field: &'static str,
+    max: usize,
+) -> Result<Bytes, DecodeError> {
+    let len = body.try_get_u32_le().map_err(|_| DecodeError::Truncated)?;
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > max {
+        return Err(DecodeError::TooLong { field, len, max });
+    }
+    if body.len() < len {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(body.split_to(len))
+}
+
+fn get_option(body: &mut Bytes) -> Result<Option<u64>, DecodeError> {
+    let present = get_u8(body)?;
+    let value = get_u64(body)?;
+    match present {
+        0 => Ok(None),
+        1 => Ok(Some(value)),
+        _ => Err(DecodeError::Invalid("option flag")),
+    }
+}
+
+pub(crate) fn expect_end(body: &Bytes) -> Result<(), DecodeError> {
+    match body.len() {
+        0 => Ok(()),
+        n => Err(DecodeError::TrailingBytes(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            (any::<u64>(), any::<u64>(), bytes(40)).prop_map(|(client, seq, key)| Request::Get {
+                client,
+                seq,
+                key
+            }),
+            (any::<u64>(), any::<u64>(), bytes(40), bytes(200)).prop_map(
+                |(client, seq, key, value)| Request::Put {
+                    client,
+                    seq,
+                    key,
+                    value
+                }
+            ),
+            (any::<u64>(), any::<u64>(), bytes(40), bytes(200)).prop_map(
+                |(client, seq, key, value)| Request::Append {
+                    client,
+                    seq,
+                    key,
+                    value
+                }
+            ),
+            Just(Request::Status),
+        ]
+    }
+
+    fn role() -> impl Strategy<Value = Role> {
+        prop_oneof![
+            Just(Role::Follower),
+            Just(Role::Candidate),
+            Just(Role::Leader)
+        ]
+    }
+
+    fn response() -> impl Strategy<Value = Response> {
+        let status = (
+            any::<u64>(),
+            role(),
+            any::<u64>(),
+            any::<Option<u64>>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(
+                |(id, role, term, leader, commit_index, last_applied, last_log_index)| {
+                    Response::Status(NodeStatus {
+                        id,
+                        role,
+                        term,
+                        leader,
+                        commit_index,
+                        last_applied,
+                        last_log_index,
+                    })
+                },
+            );
+        prop_oneof![
+            bytes(200).prop_map(|value| Response::Ok { value }),
+            any::<Option<u64>>().prop_map(|leader| Response::WrongLeader { leader }),
+            Just(Response::Timeout),
+            Just(Response::Busy),
+            ".{0,40}".prop_map(Response::Error),
+            status,
+        ]
+    }
+
+    /// The body of an encoded frame, after checking that its prefix is its length.
+    fn frame_body(frame: &[u8]) -> Bytes {
+        let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 4, "the prefix is the body's length");
+        Bytes::copy_from_slice(&frame[4..])
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(request in request()) {
+            let mut out = Vec::new();
+            request.encode(&mut out).unwrap();
+            let mut reader = &out[..];
+            let frame = read_frame(&mut reader, MAX_FRAME).unwrap().unwrap();
+            prop_assert_eq!(&frame, &frame_body(&out));
+            prop_assert_eq!(Request::decode(frame).unwrap(), request);
+        }
+
+        #[test]
+        fn responses_round_trip(response in response()) {
+            let mut out = Vec::new();
+            response.encode(&mut out).unwrap();
+            prop_assert_eq!(Response::decode(frame_body(&out)).unwrap(), response);
+        }
+
+        #[test]
+        fn every_truncated_request_is_an_error(request in request()) {
+            let mut out = Vec::new();
+            request.encode(&mut out).unwrap();
+            let whole = frame_body(&out);
+            for len in 0..whole.len() {
+                prop_assert!(Request::decode(whole.slice(..len)).is_err(), "cut at {}", len);
+            }
+            // A frame cut anywhere errors too (or reads as nothing, when cut before it starts).
+            for len in 1..out.len() {
+                let mut reader = &out[..len];
+                prop_assert!(read_frame(&mut reader, MAX_FRAME).is_err(), "frame cut at {}", len);
+            }
+        }
+
+        #[test]
+        fn every_truncated_response_is_an_error(response in response()) {
+            let mut out = Vec::new();
+            response.encode(&mut out).unwrap();
+            let whole = frame_body(&out);
+            for len in 0..whole.len() {
+                prop_assert!(Response::decode(whole.slice(..len)).is_err(), "cut at {}", len);
+            }
+        }
+
+        #[test]
+        fn garbage_never_panics(garbage in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Request::decode(Bytes::from(garbage.clone()));
+            let _ = Response::decode(Bytes::from(garbage.clone()));
+            let mut reader = &garbage[..];
+            while let Ok(Some(body)) = read_frame(&mut reader, 1 << 10) {
+                let _ = Request::decode(body);
+            }
+        }
+
+        #[test]
+        fn garbage_after_a_valid_header_never_panics(
+            kind in any::<u8>(),
+            garbage in proptest::collection::vec(any::<u8>(), 0..100),
+        ) {
+            let mut body = vec![VERSION, kind];
+            body.extend_from_slice(&garbage);
+            let _ = Request::decode(Bytes::from(body.clone()));
+            let _ = Response::decode(Bytes::from(body));
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused_except_after_a_status() {
+        let mut out = Vec::new();
+        Request::Get {
+            client: 1,
+            seq: 2,
+            key: Bytes::from_static(b"k"),
+        }
+        .encode(&mut out)
+        .unwrap();
+        let mut body = frame_body(&out).to_vec();
+        body.push(0);
+        assert_eq!(
+            Request::decode(Bytes::from(body)),
+            Err(DecodeError::TrailingBytes(1))
+        );
+
+        let status = Response::Status(NodeStatus {
+            id: 1,
+            role: Role::Leader,
+            term: 3,
+            leader: Some(1),
+            commit_index: 4,
+            last_applied: 4,
+            last_log_index: 5,
+        });
+        let mut out = Vec::new();
+        status.encode(&mut out).unwrap();
+        let mut extended = frame_body(&out).to_vec();
+        extended.extend_from_slice(&[9; 16]);
+        assert_eq!(Response::decode(Bytes::from(extended)), Ok(status));
+    }
+
+    #[test]
+    fn unknown_versions_and_kinds_are_refused() {
+        assert_eq!(
+            Request::decode(Bytes::from_static(&[2, GET])),
+            Err(DecodeError::UnknownVersion(2))
+        );
+        assert_eq!(
+            Request::decode(Bytes::from_static(&[VERSION, 0x7f])),
+            Err(DecodeError::UnknownKind(0x7f))
+        );
+        assert_eq!(
+            Response::decode(Bytes::from_static(&[VERSION, GET])),
+            Err(DecodeError::UnknownKind(GET))
+        );
+        assert_eq!(
+            Response::decode(Bytes::from_static(&[
+                VERSION,
+                WRONG_LEADER,
+                2,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0
+            ])),
+            Err(DecodeError::Invalid("option flag"))
+        );
+    }
+
+    #[test]
+    fn an_oversized_key_is_refused_both_ways() {
+        let key = Bytes::from(vec![b'k'; MAX_KEY + 1]);
+        let request = Request::Get {
+            client: 1,
+            seq: 1,
+            key: key.clone(),
+        };
+        let mut out = vec![7];
+        assert_eq!(
+            request.encode(&mut out),
+            Err(EncodeError::KeyTooLarge {
+                len: MAX_KEY + 1,
+                max: MAX_KEY
+            })
+        );
+        assert_eq!(out, [7], "a failed encoding leaves the buffer as it was");
+        // Hand-built, as a hostile client would send it.
+        let mut body = vec![VERSION, GET];
+        body.extend_from_slice(&[0; 16]);
+        put_bytes(&mut body, &key);
+        assert_eq!(
+            Request::decode(Bytes::from(body)),
+            Err(DecodeError::TooLong {
+                field: "key",
+                len: MAX_KEY + 1,
+                max: MAX_KEY
+            })
+        );
+    }
+
+    #[test]
+    fn an_oversized_length_prefix_is_refused_without_reading_on() {
+        // Announces 4 GiB - 1 and sends 3 bytes: refused at the prefix, before any allocation
+        // of that size; the reader is left just after the prefix.
+        let wire = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let mut reader = &wire[..];
+        match read_frame(&mut reader, MAX_FRAME) {
+            Err(FrameError::TooLarge { len, max }) => {
+                assert_eq!((len, max), (u64::from(u32::MAX), MAX_FRAME));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reader, [1, 2, 3]);
+        // Within the limit but longer than what follows: the stream ends inside the frame.
+        let wire = [100, 0, 0, 0, 1, 2, 3];
+        match read_frame(&mut &wire[..], MAX_FRAME) {
+            Err(FrameError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
+            other => panic!("{other:?}"),
+        }
+        // An empty stream is a clean end.
+        assert!(matches!(read_frame(&mut &[][..], MAX_FRAME), Ok(None)));
+    }
+
+    #[test]
+    fn a_value_too_large_for_a_frame_is_refused() {
+        let response = Response::Ok {
+            value: Bytes::from(vec![0; MAX_FRAME]),
+        };
+        let mut out = Vec::new();
+        assert!(matches!(
+            response.encode(&mut out),
+            Err(EncodeError::FrameTooLarge { .. })
+        ));
+        assert!(out.is_empty());
+    }
+}

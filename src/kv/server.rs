@@ -1,0 +1,539 @@
+//! [`KvServer`]: serves the client protocol ([`super::protocol`]) of one node over TCP.
+//!
+//! One thread accepts connections; each connection gets a thread of its own (at most
+//! [`ServerOptions::max_connections`]; beyond, the connection is answered with an `Error` and
+//! closed), which handles its requests in order, one response per request.
+//!
+//! - `Put`/`Append` are proposed to the node ([`Raft::try_start`]); the thread waits until the
+//!   node has applied the index the command was given, then answers `Ok` if the de-duplication
+//!   table shows the request applied, and `WrongLeader` if another leader's entry took that index
+//!   (the client retries elsewhere; a retry of a request that was applied after all is recognized
+//!   and not applied twice).
+//! - `Get` reads as [`ServerOptions::read_mode`] says; by default through ReadIndex.
+//! - `Status` answers with the node's Raft status.
+//!
+//! A frame that is not a well-formed request (truncated, oversized, garbage) ends its
+//! connection, with a `tracing` warning; nothing a client sends can panic the server.
+//!
+//! [`KvServer::shutdown`] (or dropping the server) closes every connection and joins every
+//! thread. Waits inside a request check every few milliseconds whether the server is stopping or
+//! the node was killed, so they end promptly too.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, BufReader};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::machine::{Command, Op};
+use super::protocol::{self, FrameError, MAX_FRAME, NodeStatus, Request, Response};
+use super::state::{KvState, WaitEnd};
+use crate::{PendingRead, Raft, ReadError, StartError};
+
+/// How a server answers `Get`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Linearizable, without writing to the log: the leader confirms its leadership with a
+    /// heartbeat round ([`Raft::read_index`]) and reads once it has applied up to the read
+    /// index.
+    #[default]
+    ReadIndex,
+    /// Linearizable under a clock assumption: as `ReadIndex`, but confirmed at once while the
+    /// leader holds a lease ([`Raft::read_lease`]).
+    Lease,
+    /// Linearizable, through the log: a `Get` is a command, committed and applied like a write,
+    /// and answered from the state right after it applied.
+    Log,
+    /// **Not linearizable, on purpose.** Any node, leader or follower, answers from the state it
+    /// has applied, without any check: a follower that is behind, or a deposed leader cut off
+    /// from the cluster, returns stale values. It exists only so that tests can show that a
+    /// linearizability checker catches stale reads; never use it to serve clients.
+    UnsafeLocal,
+}
+
+/// Settings of a [`KvServer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// How `Get`s are answered. Default [`ReadMode::ReadIndex`].
+    pub read_mode: ReadMode,
+    /// How long a request waits for its command to be applied (or its read to be confirmed)
+    /// before it is answered with `Timeout`. Default 2 s.
+    pub request_timeout: Duration,
+    /// Most connections served at once; more are answered with an `Error` and closed. Default
+    /// 256.
+    pub max_connections: usize,
+    /// Largest request frame body accepted: a longer length prefix closes the connection.
+    /// Default [`MAX_FRAME`].
+    pub max_frame: usize,
+    /// A connection that sends nothing for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// A connection whose client does not take a response within this long is closed. Default
+    /// 5 s.
+    pub write_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            read_mode: ReadMode::ReadIndex,
+            request_timeout: Duration::from_secs(2),
+            max_connections: 256,
+            max_frame: MAX_FRAME,
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The key-value service of one node, on a TCP listener. See the [module docs](self).
+pub struct KvServer {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    /// The accept thread; taken by [`KvServer::shutdown`].
+    accept: Option<JoinHandle<()>>,
+}
+
+/// What the accept thread and the connection threads share.
+struct Shared {
+    raft: Raft,
+    state: Arc<KvState>,
+    options: ServerOptions,
+    stopping: AtomicBool,
+    /// A clone of each open connection's stream, by connection number, so that shutdown can
+    /// close them. A cold path (taken on connect, disconnect and shutdown): a `Mutex` is fine.
+    connections: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl KvServer {
+    /// Serves node `raft`, whose applied state is `state` (the node was started with
+    /// [`KvState::machine`] of the same state), on `listener`.
+    ///
+    /// # Errors
+    ///
+    /// If the listener's address cannot be read or the accept thread cannot be started.
+    pub fn start(
+        raft: Raft,
+        state: Arc<KvState>,
+        listener: TcpListener,
+        options: ServerOptions,
+    ) -> io::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        listener.set_nonblocking(false)?;
+        let shared = Arc::new(Shared {
+            raft,
+            state,
+            options,
+            stopping: AtomicBool::new(false),
+            connections: Mutex::new(HashMap::new()),
+        });
+        let accept = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("kv-accept-{}", shared.raft.id()))
+                .spawn(move || accept_loop(&shared, &listener))?
+        };
+        Ok(Self {
+            shared,
+            local_addr,
+            accept: Some(accept),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The node the server serves.
+    pub fn raft(&self) -> &Raft {
+        &self.shared.raft
+    }
+
+    /// The node's applied state.
+    pub fn state(&self) -> &Arc<KvState> {
+        &self.shared.state
+    }
+
+    /// The number of connections open now.
+    pub fn connections(&self) -> usize {
+        lock(&self.shared.connections).len()
+    }
+
+    /// Stops accepting, closes every connection and joins the server's threads. Requests under
+    /// way end without an answer. Calling it again does nothing. The node itself keeps running
+    /// while other handles to it exist.
+    pub fn shutdown(&mut self) {
+        let Some(accept) = self.accept.take() else {
+            return;
+        };
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        for (_, stream) in lock(&self.shared.connections).drain() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        // The accept thread is blocked in `accept`: a connection of our own wakes it.
+        let wake = match self.local_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), self.local_addr.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), self.local_addr.port())
+            }
+            _ => self.local_addr,
+        };
+        match TcpStream::connect_timeout(&wake, Duration::from_secs(5)) {
+            Ok(_) => {
+                if accept.join().is_err() {
+                    tracing::warn!(addr = %self.local_addr, "the accept thread panicked");
+                }
+            }
+            Err(e) => tracing::warn!(
+                addr = %self.local_addr,
+                error = %e,
+                "cannot wake the accept thread; it ends with the next connection"
+            ),
+        }
+    }
+}
+
+impl Drop for KvServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl fmt::Debug for KvServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KvServer")
+            .field("node", &self.shared.raft.id())
+            .field("local_addr", &self.local_addr)
+            .field("read_mode", &self.shared.options.read_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Accepts connections until the server stops, then joins the connection threads.
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let mut next_id = 0u64;
+    for incoming in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        // Join the threads of connections that ended.
+        let (done, running) = workers.into_iter().partition(|w| w.is_finished());
+        workers = running;
+        join_all(done);
+        let stream = match incoming {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection");
+                // Out of file descriptors, say: wait a little rather than spin on the error.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let id = next_id;
+        next_id += 1;
+        let registered = {
+            let mut connections = lock(&shared.connections);
+            if shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            if connections.len() >= shared.options.max_connections {
+                Err("too many connections")
+            } else {
+                match stream.try_clone() {
+                    Ok(clone) => {
+                        connections.insert(id, clone);
+                        Ok(())
+                    }
+                    Err(_) => Err("cannot serve the connection"),
+                }
+            }
+        };
+        if let Err(why) = registered {
+            refuse(stream, why);
+            continue;
+        }
+        let worker = {
+            let shared = shared.clone();
+            let stream = match stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => {
+                    lock(&shared.connections).remove(&id);
+                    refuse(stream, "cannot serve the connection");
+                    continue;
+                }
+            };
+            std::thread::Builder::new()
+                .name(format!("kv-conn-{}-{id}", shared.raft.id()))
+                .spawn(move || {
+                    Connection {
+                        shared: &shared,
+                        id,
+                    }
+                    .serve(stream)
+                })
+        };
+        match worker {
+            Ok(worker) => workers.push(worker),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a connection thread");
+                lock(&shared.connections).remove(&id);
+                refuse(stream, "cannot serve the connection");
+            }
+        }
+    }
+    join_all(workers);
+}
+
+fn join_all(workers: Vec<JoinHandle<()>>) {
+    for worker in workers {
+        if worker.join().is_err() {
+            tracing::warn!("a connection thread panicked");
+        }
+    }
+}
+
+/// Answers a connection the server will not serve with an `Error`, and closes it.
+fn refuse(stream: TcpStream, why: &str) {
+    tracing::warn!(peer = ?stream.peer_addr().ok(), why, "refusing a connection");
+    let mut out = Vec::new();
+    if Response::Error(why.to_owned()).encode(&mut out).is_ok() {
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = protocol::write_frame(&mut &stream, &out);
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// One client connection, served on its own thread.
+struct Connection<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Connection<'_> {
+    fn serve(&self, stream: TcpStream) {
+        let peer = stream.peer_addr().ok();
+        let options = &self.shared.options;
+        let setup = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_read_timeout(Some(options.idle_timeout.max(MIN_TIMEOUT))))
+            .and_then(|()| stream.set_write_timeout(Some(options.write_timeout.max(MIN_TIMEOUT))));
+        if let Err(e) = setup {
+            tracing::debug!(?peer, error = %e, "cannot set up a connection");
+        } else {
+            let mut reader = BufReader::with_capacity(16 << 10, &stream);
+            let mut out = Vec::new();
+            loop {
+                let request = match protocol::read_frame(&mut reader, options.max_frame) {
+                    Ok(Some(body)) => Request::decode(body),
+                    Ok(None) => break,
+                    Err(FrameError::Io(e)) => {
+                        // The stream ended inside a frame: a client that sent part of one.
+                        if e.kind() == io::ErrorKind::UnexpectedEof && !self.stopping() {
+                            tracing::warn!(?peer, "closing a connection: truncated frame");
+                        } else {
+                            // Shutdown, an idle timeout, a reset: nothing the client sent.
+                            tracing::debug!(?peer, error = %e, "closing a connection");
+                        }
+                        break;
+                    }
+                    Err(e @ FrameError::TooLarge { .. }) => {
+                        tracing::warn!(?peer, error = %e, "closing a connection");
+                        self.answer(&stream, &mut out, Response::Error(e.to_string()));
+                        break;
+                    }
+                };
+                let request = match request {
+                    Ok(request) => request,
+                    Err(e) => {
+                        tracing::warn!(?peer, error = %e, "closing a connection: malformed request");
+                        let why = format!("malformed request: {e}");
+                        self.answer(&stream, &mut out, Response::Error(why));
+                        break;
+                    }
+                };
+                let response = self.handle(request);
+                if !self.answer(&stream, &mut out, response) {
+                    break;
+                }
+            }
+        }
+        let _ = stream.shutdown(Shutdown::Both);
+        lock(&self.shared.connections).remove(&self.id);
+    }
+
+    /// Writes `response`; returns whether the connection can go on.
+    fn answer(&self, stream: &TcpStream, out: &mut Vec<u8>, response: Response) -> bool {
+        out.clear();
+        if let Err(e) = response.encode(out) {
+            // A value grown by appends beyond what a frame carries.
+            out.clear();
+            if Response::Error(e.to_string()).encode(out).is_err() {
+                return false;
+            }
+        }
+        match protocol::write_frame(&mut &*stream, out) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot answer; closing the connection");
+                false
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Whether a request under way should give up: the server is stopping or the node stopped.
+    fn should_stop(&self) -> bool {
+        self.stopping() || self.shared.raft.is_killed()
+    }
+
+    fn handle(&self, request: Request) -> Response {
+        let raft = &self.shared.raft;
+        match request {
+            Request::Status => Response::Status(NodeStatus::from_status(&raft.status())),
+            Request::Put {
+                client,
+                seq,
+                key,
+                value,
+            } => self.propose(Command {
+                op: Op::Put,
+                client,
+                seq,
+                key,
+                value,
+            }),
+            Request::Append {
+                client,
+                seq,
+                key,
+                value,
+            } => self.propose(Command {
+                op: Op::Append,
+                client,
+                seq,
+                key,
+                value,
+            }),
+            Request::Get { client, seq, key } => match self.shared.options.read_mode {
+                ReadMode::ReadIndex => self.read(raft.read_index(), &key),
+                ReadMode::Lease => self.read(raft.read_lease(), &key),
+                ReadMode::Log => self.propose(Command {
+                    op: Op::Get,
+                    client,
+                    seq,
+                    key,
+                    value: Bytes::new(),
+                }),
+                ReadMode::UnsafeLocal => Response::Ok {
+                    value: self.shared.state.get(&key).unwrap_or_default(),
+                },
+            },
+        }
+    }
+
+    /// Proposes `command` and answers once it is applied (with the value of its key, for a
+    /// `Get` through the log).
+    fn propose(&self, command: Command) -> Response {
+        let deadline = Instant::now() + self.shared.options.request_timeout;
+        let (index, _term) = match self.shared.raft.try_start(command.encode()) {
+            Ok(placed) => placed,
+            Err(StartError::NotLeader { leader, .. }) => {
+                return Response::WrongLeader {
+                    leader: leader.map(|l| l as u64),
+                };
+            }
+            Err(StartError::Busy { .. }) => return Response::Busy,
+            Err(e @ StartError::TooLarge { .. }) => return Response::Error(e.to_string()),
+            Err(StartError::Killed | StartError::Failed { .. }) => {
+                return Response::WrongLeader { leader: None };
+            }
+        };
+        match self
+            .shared
+            .state
+            .wait_until(index, Some(deadline), || self.should_stop())
+        {
+            Ok(state) if state.store.was_applied(command.client, command.seq) => {
+                let value = match command.op {
+                    Op::Get => state.store.get(&command.key).map(Bytes::copy_from_slice),
+                    Op::Put | Op::Append => None,
+                };
+                Response::Ok {
+                    value: value.unwrap_or_default(),
+                }
+            }
+            Ok(state) => {
+                // Another leader's entry took the index: this node lost its leadership.
+                drop(state);
+                Response::WrongLeader {
+                    leader: self.shared.raft.status().leader.map(|l| l as u64),
+                }
+            }
+            Err(WaitEnd::TimedOut) => Response::Timeout,
+            Err(WaitEnd::Stopped) => Response::WrongLeader { leader: None },
+        }
+    }
+
+    /// Waits for a read to be confirmed and applied, then reads `key`.
+    fn read(&self, pending: Result<PendingRead, ReadError>, key: &[u8]) -> Response {
+        let deadline = Instant::now() + self.shared.options.request_timeout;
+        let confirmed = pending.and_then(|pending| {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match pending.wait_timeout(left.min(STOP_POLL)) {
+                    Err(ReadError::Timeout) if !left.is_zero() && !self.should_stop() => {}
+                    outcome => return outcome,
+                }
+            }
+        });
+        let index = match confirmed {
+            Ok(index) => index,
+            Err(ReadError::NotLeader { leader }) => {
+                return Response::WrongLeader {
+                    leader: leader.map(|l| l as u64),
+                };
+            }
+            Err(ReadError::Busy { .. }) => return Response::Busy,
+            Err(ReadError::Timeout) if !self.should_stop() => return Response::Timeout,
+            Err(ReadError::Timeout | ReadError::Killed | ReadError::Failed { .. }) => {
+                return Response::WrongLeader { leader: None };
+            }
+        };
+        match self
+            .shared
+            .state
+            .wait_until(index, Some(deadline), || self.should_stop())
+        {
+            Ok(state) => Response::Ok {
+                value: state
+                    .store
+                    .get(key)
+                    .map(Bytes::copy_from_slice)
+                    .unwrap_or_default(),
+            },
+            Err(WaitEnd::TimedOut) => Response::Timeout,
+            Err(WaitEnd::Stopped) => Response::WrongLeader { leader: None },
+        }
+    }
+}
+
+/// How often a read being confirmed checks whether it should give up early.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// The shortest socket timeout set (a zero timeout is an error for the socket calls).
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);

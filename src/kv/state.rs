@@ -1,0 +1,166 @@
+//! [`KvState`]: the service's state as one node has applied it, shared between the node's thread,
+//! which applies committed commands ([`super::KvMachine`]), and the server's connection threads,
+//! which read it for `Get`s and wait in it for their commands to be applied.
+//!
+//! It is a `Mutex` and a `Condvar`: the engine's hot paths take no lock, but this is the service
+//! layer above it, where a client request costs a network round trip and a lock held for one
+//! map operation is not what limits throughput. The node's thread takes the lock once per
+//! applied entry and once per batch to publish how far it applied (and wake the waiters);
+//! connection threads take it to read a value or to check whether their request was applied.
+//!
+//! The lock is also held while the node serializes the whole map for a snapshot
+//! ([`crate::Config::compaction`]): reads wait for that, which is rare and bounded by the map's
+//! size.
+//!
+//! Invariant: `applied` is the last index whose entry the store reflects; it only grows (a
+//! snapshot restored by the node lies beyond what it had applied).
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::machine::{KvMachine, Store};
+
+/// How often a waiter checks whether it should give up early (the node was killed, the server
+/// is shutting down) while it waits for an index to be applied.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The key-value state one node has applied, shared by its [`super::KvMachine`] and its
+/// [`super::KvServer`]. Create it, start the node with [`KvState::machine`], and hand the same
+/// `Arc` to the server.
+#[derive(Debug, Default)]
+pub struct KvState {
+    inner: Mutex<Inner>,
+    /// Notified whenever `applied` moves.
+    applied_changed: Condvar,
+}
+
+/// What the lock protects.
+#[derive(Debug, Default)]
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    /// The last index applied to `store`.
+    pub(crate) applied: u64,
+}
+
+/// Why [`KvState::wait_until`] returned without the index applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitEnd {
+    TimedOut,
+    Stopped,
+}
+
+impl KvState {
+    /// An empty state: no keys, no clients, nothing applied.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The state machine to start this node's [`crate::Raft`] with
+    /// ([`crate::engine::Builder::start_with_state_machine`]): it applies committed commands to
+    /// this state.
+    pub fn machine(self: &Arc<Self>) -> KvMachine {
+        KvMachine::new(self.clone())
+    }
+
+    /// The last log index applied to this state.
+    pub fn applied_index(&self) -> u64 {
+        self.lock().applied
+    }
+
+    /// The value of `key` as this node has applied it, if it has one. Not linearizable on its
+    /// own: the server reads through [`crate::Raft::read_index`] first.
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.lock().store.get(key).map(Bytes::copy_from_slice)
+    }
+
+    /// The highest request number of `client` applied, if any.
+    pub fn last_seq(&self, client: u64) -> Option<u64> {
+        self.lock().store.last_seq(client)
+    }
+
+    /// The number of keys with a value.
+    pub fn len(&self) -> usize {
+        self.lock().store.len()
+    }
+
+    /// Whether no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until `index` is applied, for at most `timeout`; returns whether it is.
+    pub fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        self.wait_until(index, deadline, || false).is_ok()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that everything up to `index` is applied, with `store` replacing the state if it
+    /// is given (a restored snapshot), and wakes the waiters.
+    pub(crate) fn set_applied(&self, index: u64, store: Option<Store>) {
+        let mut inner = self.lock();
+        if let Some(store) = store {
+            inner.store = store;
+        }
+        inner.applied = index;
+        drop(inner);
+        self.applied_changed.notify_all();
+    }
+
+    /// Waits until `index` is applied and returns the locked state, or gives up at `deadline`
+    /// (`None`: never), or as soon as `stop` says so (checked every [`POLL`], under the lock: it
+    /// must not block).
+    pub(crate) fn wait_until(
+        &self,
+        index: u64,
+        deadline: Option<Instant>,
+        stop: impl Fn() -> bool,
+    ) -> Result<MutexGuard<'_, Inner>, WaitEnd> {
+        let mut inner = self.lock();
+        loop {
+            if inner.applied >= index {
+                return Ok(inner);
+            }
+            if stop() {
+                return Err(WaitEnd::Stopped);
+            }
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => POLL,
+            };
+            if left.is_zero() {
+                return Err(WaitEnd::TimedOut);
+            }
+            inner = self
+                .applied_changed
+                .wait_timeout(inner, left.min(POLL))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_wakes_when_its_index_is_applied() {
+        let state = Arc::new(KvState::new());
+        let waiter = {
+            let state = state.clone();
+            std::thread::spawn(move || state.wait_applied(5, Duration::from_secs(30)))
+        };
+        state.set_applied(4, None);
+        state.set_applied(5, None);
+        assert!(waiter.join().unwrap());
+        assert!(!state.wait_applied(6, Duration::from_millis(1)));
+        let stopped = state.wait_until(6, None, || true);
+        assert_eq!(stopped.err(), Some(WaitEnd::Stopped));
+    }
+}
