@@ -47,7 +47,85 @@ enum Sub {
     /// (commits/s, CPU µs per commit for the whole process, latency percentiles from start to
     /// the leader's apply).
     Bench(BenchArgs),
+    /// Runs one node of a replicated key-value service: its raft state in a write-ahead log in
+    /// --data, its peers reached over TCP, clients served on --listen. Start one per node, each
+    /// with the same --peers and its own --id.
+    Serve(ServeArgs),
+    /// Reads or changes a key of a running key-value service.
+    Kv(KvArgs),
 }
+
+/// Options of `zeroraft serve`.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub(crate) struct ServeArgs {
+    /// This node's id: its position in --peers, from 0
+    #[arg(long, value_name = "I", value_parser = number_in(0usize..=8))]
+    pub(crate) id: usize,
+    /// Where every node listens for the others, in node order, separated by commas (this node
+    /// listens on its own entry, which may be 0.0.0.0:PORT)
+    #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses)]
+    pub(crate) peers: Addresses,
+    /// Where this node listens for clients
+    #[arg(long, value_name = "ADDR", value_parser = address)]
+    pub(crate) listen: std::net::SocketAddr,
+    /// This node's data directory, created if missing; a restarted node recovers from it
+    #[arg(long, value_name = "DIR", value_parser = directory)]
+    pub(crate) data: PathBuf,
+    /// The cluster's id, the same on every node: nodes of different clusters refuse each other
+    #[arg(long, value_name = "ID", default_value = "1", value_parser = number_in(0u64..=u64::MAX))]
+    pub(crate) cluster: u64,
+    /// How Gets are answered: `index` (ReadIndex: a heartbeat round confirms the leader), `lease`
+    /// (a leader lease, assuming bounded clock drift), `log` (through the log), or
+    /// `unsafe-local` (from any node's local state, NOT linearizable: only for testing the
+    /// linearizability checker)
+    #[arg(long = "read-mode", value_name = "MODE", default_value = "index",
+          value_parser = PossibleValuesParser::new(["index", "lease", "log", "unsafe-local"]))]
+    pub(crate) read_mode: String,
+}
+
+/// Options of `zeroraft kv`.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub(crate) struct KvArgs {
+    /// The client addresses of the nodes (their --listen), in node order, separated by commas
+    #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses)]
+    pub(crate) connect: Addresses,
+    /// How long the operation may take, in seconds, retries included
+    #[arg(long, value_name = "S", default_value = "5", value_parser = number_in(1u64..=3600))]
+    pub(crate) timeout: u64,
+    #[command(subcommand)]
+    pub(crate) op: KvOp,
+}
+
+/// One key-value operation.
+#[derive(Clone, Debug, PartialEq, Subcommand)]
+pub(crate) enum KvOp {
+    /// Prints the value of KEY (an empty line for a key never written)
+    Get {
+        /// The key
+        key: String,
+    },
+    /// Sets KEY to VALUE
+    Put {
+        /// The key
+        key: String,
+        /// The value
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Appends VALUE to the value of KEY
+    Append {
+        /// The key
+        key: String,
+        /// The value appended
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+}
+
+/// A list of socket addresses (a type of its own, so that clap takes the whole list as one
+/// value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Addresses(pub(crate) Vec<SocketAddr>);
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +134,10 @@ pub(crate) enum Command {
     Dashboard(DashboardArgs),
     /// Measure throughput, CPU and latency without a terminal.
     Bench(BenchArgs),
+    /// Run one node of the key-value service.
+    Serve(ServeArgs),
+    /// One key-value operation against a running service.
+    Kv(KvArgs),
 }
 
 /// Where nodes keep their raft state, as the command line says it.
@@ -229,27 +311,44 @@ where
         None => Command::Dashboard(cli.dashboard),
         Some(Sub::Dashboard(args)) => Command::Dashboard(args),
         Some(Sub::Bench(args)) => Command::Bench(args),
+        Some(Sub::Serve(args)) => Command::Serve(args),
+        Some(Sub::Kv(args)) => Command::Kv(args),
     };
     match &command {
         Command::Dashboard(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
         Command::Bench(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
+        Command::Serve(a) if a.id >= a.peers.0.len() => {
+            return Err(conflict(format!(
+                "--id {} names no node: --peers lists {} (ids start at 0)",
+                a.id,
+                a.peers.0.len()
+            )));
+        }
+        Command::Serve(_) | Command::Kv(_) => {}
     }
     Ok(command)
 }
 
-/// Addresses separated by commas, each `host:port`.
-#[allow(dead_code)]
-pub(crate) fn addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
+/// One `host:port` address.
+fn address(text: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
-    text.split(',')
-        .map(|a| {
-            a.trim()
-                .to_socket_addrs()
-                .map_err(|e| format!("`{a}` is not an address: {e}"))?
-                .next()
-                .ok_or_else(|| format!("`{a}` names no address"))
-        })
-        .collect()
+    text.trim()
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}` is not a host:port address: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` names no address"))
+}
+
+/// Addresses separated by commas, each `host:port`: 1 to 9 of them.
+fn addresses(text: &str) -> Result<Addresses, String> {
+    let list = text
+        .split(',')
+        .map(address)
+        .collect::<Result<Vec<_>, _>>()?;
+    if list.len() > 9 {
+        return Err(format!("{} addresses: a cluster has 1 to 9 nodes", list.len()));
+    }
+    Ok(Addresses(list))
 }
 
 #[cfg(test)]
@@ -322,6 +421,31 @@ mod tests {
                     data: Some("disk".into()),
                     compact_every: 0,
                     ..BenchArgs::default()
+                })),
+            ),
+            (
+                "serve --id 1 --peers 127.0.0.1:7000,127.0.0.1:7001 --listen=0.0.0.0:8001 --data /tmp/n1",
+                Ok(Command::Serve(ServeArgs {
+                    id: 1,
+                    peers: Addresses(vec![
+                        "127.0.0.1:7000".parse().unwrap(),
+                        "127.0.0.1:7001".parse().unwrap(),
+                    ]),
+                    listen: "0.0.0.0:8001".parse().unwrap(),
+                    data: "/tmp/n1".into(),
+                    cluster: 1,
+                    read_mode: "index".into(),
+                })),
+            ),
+            (
+                "kv --connect 127.0.0.1:8000 append k v",
+                Ok(Command::Kv(KvArgs {
+                    connect: Addresses(vec!["127.0.0.1:8000".parse().unwrap()]),
+                    timeout: 5,
+                    op: KvOp::Append {
+                        key: "k".into(),
+                        value: "v".into(),
+                    },
                 })),
             ),
             (

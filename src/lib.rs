@@ -45,6 +45,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod kv;
+pub mod serve;
 pub mod sim;
 
 pub use zeroraft_engine as engine;

@@ -48,7 +48,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use zeroraft::bench::BenchStorage;
 use zeroraft::cluster::ClusterStorage;
 
-use crate::args::{BenchArgs, Command, DashboardArgs, StorageKind};
+use crate::args::{BenchArgs, Command, DashboardArgs, KvArgs, KvOp, ServeArgs, StorageKind};
 use crate::load::{LoadOptions, LoadedCluster};
 
 /// Why a command stopped, which decides the exit status.
@@ -154,6 +154,8 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Bench(args) => run_bench(&args, &stop),
         Command::Dashboard(args) => run_dashboard(&args, &stop),
+        Command::Serve(args) => run_serve(&args, &stop),
+        Command::Kv(args) => run_kv(&args),
     };
     match result {
         Ok(()) | Err(Failure::Closed) => stop.status().unwrap_or(ExitCode::SUCCESS),
@@ -410,4 +412,67 @@ fn run_dashboard(args: &DashboardArgs, stop: &Stop) -> Result<(), Failure> {
     drop(cluster);
     drop(data);
     Ok(())
+}
+
+/// Runs one node of the key-value service until a stop signal.
+fn run_serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
+    use zeroraft::kv::ReadMode;
+    use zeroraft::serve::{NodeOptions, ServeNode};
+    // The engine and transport report through `tracing`: a node's operator sees warnings
+    // (refused peers, dropped connections, a failed disk) on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
+    let mut options = NodeOptions::new(
+        args.id,
+        args.cluster,
+        args.peers.0.clone(),
+        args.listen,
+        args.data.clone(),
+    );
+    options.read_mode = match args.read_mode.as_str() {
+        "lease" => ReadMode::Lease,
+        "log" => ReadMode::Log,
+        "unsafe-local" => ReadMode::UnsafeLocal,
+        _ => ReadMode::ReadIndex,
+    };
+    let node = ServeNode::start(options).map_err(|e| Failure::Setup(e.to_string()))?;
+    writeln!(
+        io::stderr().lock(),
+        "zeroraft: node {} of cluster {} ({} nodes) serves clients on {}, peers on {}, data in {}",
+        args.id,
+        args.cluster,
+        args.peers.0.len(),
+        node.client_addr(),
+        node.peer_addr(),
+        args.data.display()
+    )?;
+    while !stop.is_requested() {
+        // Checking for a stop signal; the node runs on its own threads.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    node.shutdown();
+    Ok(())
+}
+
+/// One operation against a running service; a get prints the value.
+fn run_kv(args: &KvArgs) -> Result<(), Failure> {
+    use zeroraft::kv::{ClientOptions, KvClient};
+    let options = ClientOptions {
+        op_timeout: Duration::from_secs(args.timeout),
+        ..ClientOptions::default()
+    };
+    let mut client = KvClient::new(args.connect.0.clone(), options);
+    let done = match &args.op {
+        KvOp::Get { key } => client
+            .get(key)
+            .map(|value| writeln!(io::stdout().lock(), "{value}")),
+        KvOp::Put { key, value } => client.put(key, value).map(|()| Ok(())),
+        KvOp::Append { key, value } => client.append(key, value).map(|()| Ok(())),
+    };
+    match done {
+        Ok(written) => Ok(written?),
+        Err(e) => Err(Failure::Run(io::Error::other(e.to_string()))),
+    }
 }

@@ -1,0 +1,230 @@
+//! One node of a replicated key-value service in its own process: what `zeroraft serve` runs.
+//!
+//! A [`ServeNode`] puts together the pieces the other modules provide: the node's raft state in
+//! a write-ahead log ([`FileStorage`]) in its data directory, the TCP transport to the other
+//! nodes ([`TcpNetwork`]), the engine ([`Raft`], with [`Config::production`]: PreVote,
+//! CheckQuorum and the leader no-op), the key-value state machine ([`KvState`]) and its client
+//! server ([`KvServer`]). Stopping it ([`ServeNode::shutdown`]) closes the client server, stops
+//! the node (which closes its log) and then the transport.
+//!
+//! A node listens for its peers on its own entry of [`NodeOptions::peers`] and for clients on
+//! [`NodeOptions::listen`]. The data directory belongs to one node of one cluster: its identity
+//! file holds the cluster id and the node id, and opening it as another node fails.
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use zeroraft_engine::storage::wal::{FileStorage, Identity, WalOptions};
+use zeroraft_engine::{BuildError, Compaction, Config, Message, Raft, StorageError};
+use zeroraft_transport::tcp::{TcpConfig, TcpError, TcpNetwork};
+
+use crate::kv::{KvServer, KvState, ReadMode, ServerOptions};
+
+/// How to start one node of a cluster of processes.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// This node's id: its index in `peers`.
+    pub id: usize,
+    /// The cluster's id, the same on every node. A node refuses connections from another
+    /// cluster, and its data directory remembers which cluster it belongs to.
+    pub cluster: u64,
+    /// Where each node listens for the other nodes, by id. This node listens on its own entry
+    /// (which may be an unspecified address such as `0.0.0.0:7000`).
+    pub peers: Vec<SocketAddr>,
+    /// Where this node listens for clients.
+    pub listen: SocketAddr,
+    /// The node's data directory, created if missing.
+    pub data: PathBuf,
+    /// How the node answers `Get`s.
+    pub read_mode: ReadMode,
+    /// The engine's settings (the node's seed is set from its id when `None`).
+    pub config: Config,
+}
+
+impl NodeOptions {
+    /// Node `id` of `peers`, serving clients on `listen` and keeping its state in `data`, with
+    /// [`Config::production`], ReadIndex reads, and compaction every 100 000 entries.
+    pub fn new(
+        id: usize,
+        cluster: u64,
+        peers: Vec<SocketAddr>,
+        listen: SocketAddr,
+        data: PathBuf,
+    ) -> Self {
+        Self {
+            id,
+            cluster,
+            peers,
+            listen,
+            data,
+            read_mode: ReadMode::ReadIndex,
+            config: Config {
+                compaction: Compaction {
+                    every_entries: Some(100_000),
+                    above_bytes: None,
+                },
+                ..Config::production()
+            },
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The node's id is not an index of the peer list.
+    NoSuchNode {
+        /// The id given.
+        id: usize,
+        /// Nodes in the peer list.
+        nodes: usize,
+    },
+    /// The data directory cannot be used.
+    Storage(StorageError),
+    /// An address cannot be listened on.
+    Listen {
+        /// What the address is for.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The system's reason.
+        error: std::io::Error,
+    },
+    /// The transport could not start.
+    Transport(TcpError),
+    /// The engine could not start.
+    Build(BuildError),
+    /// The client server could not start.
+    Server(std::io::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchNode { id, nodes } => write!(
+                f,
+                "--id {id} names no node of the {nodes} in --peers (ids start at 0)"
+            ),
+            Self::Storage(e) => write!(f, "cannot use the data directory: {e}"),
+            Self::Listen { what, addr, error } => {
+                write!(f, "cannot listen for {what} on {addr}: {error}")
+            }
+            Self::Transport(e) => e.fmt(f),
+            Self::Build(e) => write!(f, "cannot start the node: {e}"),
+            Self::Server(e) => write!(f, "cannot start the client server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// A running node: its client server, engine and transport.
+pub struct ServeNode {
+    server: KvServer,
+    network: Option<TcpNetwork<Message>>,
+    peer_addr: SocketAddr,
+}
+
+impl ServeNode {
+    /// Opens the data directory, binds both addresses and starts the node.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError`] naming the step that failed; nothing is left running.
+    pub fn start(options: NodeOptions) -> Result<Self, ServeError> {
+        let nodes = options.peers.len();
+        let Some(&peer_addr) = options.peers.get(options.id) else {
+            return Err(ServeError::NoSuchNode {
+                id: options.id,
+                nodes,
+            });
+        };
+        let identity = Identity {
+            cluster: options.cluster,
+            node: options.id as u64,
+        };
+        let wal = WalOptions {
+            create: true,
+            ..WalOptions::default()
+        };
+        let storage = FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
+        let listen = |what, addr| {
+            TcpListener::bind(addr).map_err(|error| ServeError::Listen { what, addr, error })
+        };
+        let peer_listener = listen("peers", peer_addr)?;
+        let peer_addr = peer_listener.local_addr().unwrap_or(peer_addr);
+        let client_listener = listen("clients", options.listen)?;
+        let tcp = TcpConfig::new(options.id, options.cluster, options.peers.clone());
+        let (network, endpoint) =
+            TcpNetwork::start(tcp, peer_listener).map_err(ServeError::Transport)?;
+        let state = Arc::new(KvState::new());
+        let config = Config {
+            seed: options.config.seed.or(Some(fastrand::u64(..))),
+            ..options.config
+        };
+        let raft = Raft::builder(config, options.id, nodes, endpoint)
+            .storage(storage)
+            .start_with_state_machine(state.machine())
+            .map_err(ServeError::Build)?;
+        let server_options = ServerOptions {
+            read_mode: options.read_mode,
+            ..ServerOptions::default()
+        };
+        let server = match KvServer::start(raft.clone(), state, client_listener, server_options) {
+            Ok(server) => server,
+            Err(e) => {
+                raft.kill();
+                return Err(ServeError::Server(e));
+            }
+        };
+        Ok(Self {
+            server,
+            network: Some(network),
+            peer_addr,
+        })
+    }
+
+    /// Where clients reach this node.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Where the other nodes reach this node.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The engine.
+    pub fn raft(&self) -> &Raft {
+        self.server.raft()
+    }
+
+    /// The transport's counters of the link to node `peer`.
+    pub fn link(&self, peer: usize) -> zeroraft_transport::tcp::LinkStats {
+        self.network
+            .as_ref()
+            .map(|n| n.link(peer))
+            .unwrap_or_default()
+    }
+
+    /// Stops serving clients, stops the node (its log is closed) and closes its connections.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.server.shutdown();
+        self.server.raft().kill();
+        if let Some(network) = self.network.take() {
+            network.shutdown();
+        }
+    }
+}
+
+impl Drop for ServeNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
