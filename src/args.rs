@@ -346,7 +346,10 @@ fn addresses(text: &str) -> Result<Addresses, String> {
         .map(address)
         .collect::<Result<Vec<_>, _>>()?;
     if list.len() > 9 {
-        return Err(format!("{} addresses: a cluster has 1 to 9 nodes", list.len()));
+        return Err(format!(
+            "{} addresses: a cluster has 1 to 9 nodes",
+            list.len()
+        ));
     }
     Ok(Addresses(list))
 }

@@ -149,7 +149,8 @@ impl ServeNode {
             create: true,
             ..WalOptions::default()
         };
-        let storage = FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
+        let storage =
+            FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
         let listen = |what, addr| {
             TcpListener::bind(addr).map_err(|error| ServeError::Listen { what, addr, error })
         };

@@ -66,10 +66,10 @@ fn applied_until(node: &Node, index: u64) -> Vec<Bytes> {
             .applied
             .recv_timeout(PATIENCE)
             .expect("applied in time");
-        if let ApplyMsg::Command { command, .. } = &msg {
-            if !command.is_empty() {
-                out.push(command.clone());
-            }
+        if let ApplyMsg::Command { command, .. } = &msg
+            && !command.is_empty()
+        {
+            out.push(command.clone());
         }
         if msg.index() >= index {
             return out;
