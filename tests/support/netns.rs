@@ -80,11 +80,19 @@ impl Topology {
                 }
             }
             let (outside, inside) = (format!("zr{}c{i}", self.tag), format!("zr{}d{i}", self.tag));
-            ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside])?;
+            ip(&[
+                "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+            ])?;
             ip(&["link", "set", &inside, "netns", &self.ns[i]])?;
             let (a, b) = (self.client_net.0.to_string(), self.client_net.1.to_string());
             let base = (i * 4) as u8;
-            ip(&["addr", "add", &format!("10.{a}.{b}.{}/30", base + 1), "dev", &outside])?;
+            ip(&[
+                "addr",
+                "add",
+                &format!("10.{a}.{b}.{}/30", base + 1),
+                "dev",
+                &outside,
+            ])?;
             ip(&["link", "set", &outside, "up"])?;
             let node_side = format!("10.{a}.{b}.{}/30", base + 2);
             ip(&["-n", &self.ns[i], "addr", "add", &node_side, "dev", &inside])?;

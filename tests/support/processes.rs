@@ -1,0 +1,254 @@
+//! A cluster of `zeroraft serve` processes for tests: started, killed with SIGKILL and
+//! restarted from their data directories, on loopback or in the namespaces of a
+//! [`Topology`](super::netns::Topology).
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use zeroraft::kv::protocol::NodeStatus;
+use zeroraft::kv::{ClientOptions, KvClient};
+
+use super::netns::Topology;
+
+/// The port nodes listen on for peers inside namespaces (each namespace has its own ports).
+const NS_PEER_PORT: u16 = 7000;
+/// The port nodes listen on for clients inside namespaces.
+const NS_CLIENT_PORT: u16 = 8000;
+
+/// Ports handed out on loopback: below the kernel's ephemeral range (32768 and up by default),
+/// so that no client connection of the test takes one between a node's kill and its restart.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+
+/// A loopback port that is free now, from a range no ephemeral port comes from.
+fn free_port() -> u16 {
+    if NEXT_PORT.load(Relaxed) == 0 {
+        let start = 20_000 + (std::process::id() % 400) as u16 * 30;
+        let _ = NEXT_PORT.compare_exchange(0, start, Relaxed, Relaxed);
+    }
+    loop {
+        let port = NEXT_PORT.fetch_add(1, Relaxed);
+        assert!(port < 32_000, "ran out of test ports");
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// How a node process is started.
+struct NodeSpec {
+    /// Runs the program in the node's namespace (empty on loopback).
+    prefix: Vec<String>,
+    peers: String,
+    listen: SocketAddr,
+    /// Where the test reaches the node's clients port.
+    client: SocketAddr,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+/// `zeroraft serve` processes, one per node.
+pub struct ProcessCluster {
+    nodes: Vec<NodeSpec>,
+    children: Vec<Option<Child>>,
+    read_mode: String,
+    /// Holds the data directories and logs; removed on drop.
+    _dir: tempfile::TempDir,
+}
+
+impl ProcessCluster {
+    /// `n` nodes on loopback, not started.
+    pub fn loopback(n: usize, read_mode: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let peers = peer_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (0..n)
+            .map(|i| {
+                let client = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+                NodeSpec {
+                    prefix: Vec::new(),
+                    peers: peers.clone(),
+                    listen: client,
+                    client,
+                    data: dir.path().join(format!("node-{i}")),
+                    log: dir.path().join(format!("node-{i}.log")),
+                }
+            })
+            .collect();
+        Self::new(nodes, read_mode, dir)
+    }
+
+    /// One node in each namespace of `topology`, not started: node `i` reaches node `j` over
+    /// their link, and the test reaches every node over its client link.
+    pub fn in_namespaces(topology: &Topology, n: usize, read_mode: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let nodes = (0..n)
+            .map(|i| {
+                let peers = (0..n)
+                    .map(|j| {
+                        if i == j {
+                            format!("0.0.0.0:{NS_PEER_PORT}")
+                        } else {
+                            format!("{}:{NS_PEER_PORT}", topology.peer_ip(j, i))
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                NodeSpec {
+                    prefix: topology.exec_in(i),
+                    peers,
+                    listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, NS_CLIENT_PORT)),
+                    client: SocketAddr::from((topology.client_ip(i), NS_CLIENT_PORT)),
+                    data: dir.path().join(format!("node-{i}")),
+                    log: dir.path().join(format!("node-{i}.log")),
+                }
+            })
+            .collect();
+        Self::new(nodes, read_mode, dir)
+    }
+
+    fn new(nodes: Vec<NodeSpec>, read_mode: &str, dir: tempfile::TempDir) -> Self {
+        Self {
+            children: nodes.iter().map(|_| None).collect(),
+            nodes,
+            read_mode: read_mode.to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Where clients reach each node, in node order.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.client).collect()
+    }
+
+    /// A client of the whole cluster whose operations give up after `timeout`.
+    pub fn client(&self, timeout: Duration) -> KvClient {
+        let options = ClientOptions {
+            op_timeout: timeout,
+            attempt_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(200),
+            ..ClientOptions::default()
+        };
+        KvClient::new(self.client_addrs(), options)
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) {
+        for i in 0..self.len() {
+            self.start(i);
+        }
+    }
+
+    /// Starts node `i` (again) from its data directory, and waits until it serves clients.
+    pub fn start(&mut self, i: usize) {
+        assert!(self.children[i].is_none(), "node {i} is running");
+        let spec = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .expect("a log file");
+        let exe = env!("CARGO_BIN_EXE_zeroraft");
+        let (program, args) = match spec.prefix.split_first() {
+            Some((p, rest)) => (p.clone(), rest.to_vec()),
+            None => (exe.to_owned(), Vec::new()),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        if !spec.prefix.is_empty() {
+            cmd.arg(exe);
+        }
+        cmd.args(["serve", "--id", &i.to_string(), "--peers", &spec.peers])
+            .args(["--listen", &spec.listen.to_string()])
+            .arg("--data")
+            .arg(&spec.data)
+            .args(["--read-mode", &self.read_mode])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn zeroraft serve");
+        self.children[i] = Some(child);
+        let until = Instant::now() + Duration::from_secs(30);
+        while self.status(i).is_none() {
+            if let Some(Ok(Some(status))) = self.children[i].as_mut().map(|c| c.try_wait()) {
+                panic!("node {i} exited with {status}: {}", self.log(i));
+            }
+            assert!(
+                Instant::now() < until,
+                "node {i} does not serve clients: {}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(20)); // polling its port
+        }
+    }
+
+    /// Kills node `i` with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether node `i`'s process is running.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
+    /// Node `i`'s status, or `None` if it does not answer.
+    pub fn status(&self, i: usize) -> Option<NodeStatus> {
+        let client = KvClient::new(
+            vec![self.nodes[i].client],
+            ClientOptions {
+                connect_timeout: Duration::from_millis(200),
+                attempt_timeout: Duration::from_millis(500),
+                ..ClientOptions::default()
+            },
+        );
+        client.status(self.nodes[i].client).ok()
+    }
+
+    /// The node that leads now, by its own account, waiting up to `patience` for one.
+    pub fn leader(&self, patience: Duration) -> Option<usize> {
+        let until = Instant::now() + patience;
+        loop {
+            let leader = (0..self.len()).filter(|&i| self.is_running(i)).find(|&i| {
+                self.status(i)
+                    .is_some_and(|s| s.role == zeroraft::Role::Leader)
+            });
+            if leader.is_some() || Instant::now() >= until {
+                return leader;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // polling the nodes' statuses
+        }
+    }
+
+    /// What node `i` wrote to stderr.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    /// Node `i`'s data directory.
+    pub fn data(&self, i: usize) -> &Path {
+        &self.nodes[i].data
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for i in 0..self.len() {
+            self.kill(i);
+        }
+    }
+}
