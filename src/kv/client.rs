@@ -142,6 +142,16 @@ impl KvClient {
         self.leader
     }
 
+    /// Makes the next operation try node `node` first (a node out of range is ignored). A node
+    /// that does not lead sends the client on to the leader, so this changes where a request
+    /// starts, not what it returns (unless the servers answer Gets with
+    /// [`ReadMode::UnsafeLocal`](super::ReadMode::UnsafeLocal), where any node does).
+    pub fn prefer(&mut self, node: usize) {
+        if node < self.addrs.len() {
+            self.leader = node;
+        }
+    }
+
     /// The value of `key`, or the empty string if it has none. A value that is not UTF-8 (one
     /// written by another client library) has its invalid bytes replaced by U+FFFD.
     ///

@@ -2,7 +2,10 @@
 //!
 //! One thread accepts connections; each connection gets a thread of its own (at most
 //! [`ServerOptions::max_connections`]; beyond, the connection is answered with an `Error` and
-//! closed), which handles its requests in order, one response per request.
+//! closed), which reads its requests and starts each at once, and a second that answers them in
+//! order, one response per request. A client may pipeline: send many requests before reading
+//! the answers (up to 1 024 under way per connection; beyond, the server reads no more until it
+//! has answered some).
 //!
 //! - `Put`/`Append` are proposed to the node ([`Raft::try_start`]); the thread waits until the
 //!   node has applied the index the command was given, then answers `Ok` if the de-duplication
@@ -321,7 +324,37 @@ struct Connection<'a> {
     id: u64,
 }
 
+/// A request the connection's reader has started and its responder will finish, in order.
+enum Pending {
+    /// Answered already.
+    Ready(Response),
+    /// A command proposed at `index`: answered once applied.
+    Applied {
+        command: Command,
+        index: u64,
+        deadline: Instant,
+    },
+    /// A read waiting for its confirmation, then for its index to apply.
+    Read {
+        read: Result<PendingRead, ReadError>,
+        key: Bytes,
+        deadline: Instant,
+    },
+}
+
+/// Requests a connection may have under way at once: beyond, its reader waits for answers to be
+/// written before it reads more (the client's pipelining meets backpressure, not an unbounded
+/// queue).
+const PIPELINE: usize = 1024;
+/// Answers written in one system call, at most (in bytes; one larger answer goes alone).
+const WRITE_BATCH: usize = 64 << 10;
+
 impl Connection<'_> {
+    /// Serves one connection: this thread reads requests and starts each at once (a command is
+    /// proposed, a read asks for its confirmation), a second one finishes them in order and
+    /// writes the answers, several per system call when several are ready. A client may thus
+    /// send many requests without waiting for the answers (pipelining), and they are under way
+    /// together.
     fn serve(&self, stream: TcpStream) {
         let peer = stream.peer_addr().ok();
         let options = &self.shared.options;
@@ -332,63 +365,93 @@ impl Connection<'_> {
         if let Err(e) = setup {
             tracing::debug!(?peer, error = %e, "cannot set up a connection");
         } else {
-            let mut reader = BufReader::with_capacity(16 << 10, &stream);
-            let mut out = Vec::new();
-            loop {
-                let request = match protocol::read_frame(&mut reader, options.max_frame) {
-                    Ok(Some(body)) => Request::decode(body),
-                    Ok(None) => break,
-                    Err(FrameError::Io(e)) => {
-                        // The stream ended inside a frame: a client that sent part of one.
-                        if e.kind() == io::ErrorKind::UnexpectedEof && !self.stopping() {
-                            tracing::warn!(?peer, "closing a connection: truncated frame");
-                        } else {
-                            // Shutdown, an idle timeout, a reset: nothing the client sent.
-                            tracing::debug!(?peer, error = %e, "closing a connection");
-                        }
-                        break;
-                    }
-                    Err(e @ FrameError::TooLarge { .. }) => {
-                        tracing::warn!(?peer, error = %e, "closing a connection");
-                        self.answer(&stream, &mut out, Response::Error(e.to_string()));
-                        break;
-                    }
-                };
-                let request = match request {
-                    Ok(request) => request,
-                    Err(e) => {
-                        tracing::warn!(?peer, error = %e, "closing a connection: malformed request");
-                        let why = format!("malformed request: {e}");
-                        self.answer(&stream, &mut out, Response::Error(why));
-                        break;
-                    }
-                };
-                let response = self.handle(request);
-                if !self.answer(&stream, &mut out, response) {
-                    break;
+            let (tx, rx) = crossbeam_channel::bounded::<Pending>(PIPELINE);
+            std::thread::scope(|scope| {
+                let responder = std::thread::Builder::new()
+                    .name(format!("kv-answer-{}-{}", self.shared.raft.id(), self.id))
+                    .spawn_scoped(scope, || self.respond(&stream, rx));
+                if let Err(e) = responder {
+                    tracing::warn!(error = %e, "cannot start a connection's answering thread");
+                    return;
                 }
-            }
+                self.read_requests(&stream, peer, &tx);
+                drop(tx);
+            });
         }
         let _ = stream.shutdown(Shutdown::Both);
         lock(&self.shared.connections).remove(&self.id);
     }
 
-    /// Writes `response`; returns whether the connection can go on.
-    fn answer(&self, stream: &TcpStream, out: &mut Vec<u8>, response: Response) -> bool {
-        out.clear();
-        if let Err(e) = response.encode(out) {
-            // A value grown by appends beyond what a frame carries.
-            out.clear();
-            if Response::Error(e.to_string()).encode(out).is_err() {
-                return false;
+    /// Reads requests and starts each, until the connection ends or sends something that is not
+    /// a request.
+    fn read_requests(
+        &self,
+        stream: &TcpStream,
+        peer: Option<SocketAddr>,
+        tx: &crossbeam_channel::Sender<Pending>,
+    ) {
+        let options = &self.shared.options;
+        let mut reader = BufReader::with_capacity(16 << 10, stream);
+        loop {
+            let request = match protocol::read_frame(&mut reader, options.max_frame) {
+                Ok(Some(body)) => Request::decode(body),
+                Ok(None) => return,
+                Err(FrameError::Io(e)) => {
+                    // The stream ended inside a frame: a client that sent part of one.
+                    if e.kind() == io::ErrorKind::UnexpectedEof && !self.stopping() {
+                        tracing::warn!(?peer, "closing a connection: truncated frame");
+                    } else {
+                        // Shutdown, an idle timeout, a reset: nothing the client sent.
+                        tracing::debug!(?peer, error = %e, "closing a connection");
+                    }
+                    return;
+                }
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    tracing::warn!(?peer, error = %e, "closing a connection");
+                    let _ = tx.send(Pending::Ready(Response::Error(e.to_string())));
+                    return;
+                }
+            };
+            let pending = match request {
+                Ok(request) => self.begin(request),
+                Err(e) => {
+                    tracing::warn!(?peer, error = %e, "closing a connection: malformed request");
+                    let why = format!("malformed request: {e}");
+                    let _ = tx.send(Pending::Ready(Response::Error(why)));
+                    return;
+                }
+            };
+            if tx.send(pending).is_err() {
+                return; // the answering side stopped: the connection is gone
             }
         }
-        match protocol::write_frame(&mut &*stream, out) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot answer; closing the connection");
-                false
+    }
+
+    /// Finishes the requests in order and writes their answers, batching those that are ready
+    /// together. When the connection fails, shuts it down so that the reader stops too.
+    fn respond(&self, stream: &TcpStream, rx: crossbeam_channel::Receiver<Pending>) {
+        let mut out = Vec::new();
+        for pending in rx.iter() {
+            let response = self.finish(pending);
+            let at = out.len();
+            if let Err(e) = response.encode(&mut out) {
+                // A value grown by appends beyond what a frame carries.
+                out.truncate(at);
+                if Response::Error(e.to_string()).encode(&mut out).is_err() {
+                    out.truncate(at);
+                }
             }
+            if rx.is_empty() || out.len() >= WRITE_BATCH {
+                if let Err(e) = protocol::write_frame(&mut &*stream, &out) {
+                    tracing::debug!(error = %e, "cannot answer; closing the connection");
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+                out.clear();
+            }
+        }
+        if !out.is_empty() {
+            let _ = protocol::write_frame(&mut &*stream, &out);
         }
     }
 
@@ -401,68 +464,111 @@ impl Connection<'_> {
         self.stopping() || self.shared.raft.is_killed()
     }
 
-    fn handle(&self, request: Request) -> Response {
+    /// Starts `request`: proposes a command, asks for a read's confirmation, or answers at once.
+    fn begin(&self, request: Request) -> Pending {
         let raft = &self.shared.raft;
+        let deadline = Instant::now() + self.shared.options.request_timeout;
+        let read = |read, key| Pending::Read {
+            read,
+            key,
+            deadline,
+        };
         match request {
-            Request::Status => Response::Status(NodeStatus::from_status(&raft.status())),
+            Request::Status => {
+                Pending::Ready(Response::Status(NodeStatus::from_status(&raft.status())))
+            }
             Request::Put {
                 client,
                 seq,
                 key,
                 value,
-            } => self.propose(Command {
-                op: Op::Put,
-                client,
-                seq,
-                key,
-                value,
-            }),
+            } => self.propose(
+                Command {
+                    op: Op::Put,
+                    client,
+                    seq,
+                    key,
+                    value,
+                },
+                deadline,
+            ),
             Request::Append {
                 client,
                 seq,
                 key,
                 value,
-            } => self.propose(Command {
-                op: Op::Append,
-                client,
-                seq,
-                key,
-                value,
-            }),
-            Request::Get { client, seq, key } => match self.shared.options.read_mode {
-                ReadMode::ReadIndex => self.read(raft.read_index(), &key),
-                ReadMode::Lease => self.read(raft.read_lease(), &key),
-                ReadMode::Log => self.propose(Command {
-                    op: Op::Get,
+            } => self.propose(
+                Command {
+                    op: Op::Append,
                     client,
                     seq,
                     key,
-                    value: Bytes::new(),
-                }),
-                ReadMode::UnsafeLocal => Response::Ok {
-                    value: self.shared.state.get(&key).unwrap_or_default(),
+                    value,
                 },
+                deadline,
+            ),
+            Request::Get { client, seq, key } => match self.shared.options.read_mode {
+                ReadMode::ReadIndex => read(raft.read_index(), key),
+                ReadMode::Lease => read(raft.read_lease(), key),
+                ReadMode::Log => self.propose(
+                    Command {
+                        op: Op::Get,
+                        client,
+                        seq,
+                        key,
+                        value: Bytes::new(),
+                    },
+                    deadline,
+                ),
+                ReadMode::UnsafeLocal => Pending::Ready(Response::Ok {
+                    value: self.shared.state.get(&key).unwrap_or_default(),
+                }),
             },
         }
     }
 
-    /// Proposes `command` and answers once it is applied (with the value of its key, for a
-    /// `Get` through the log).
-    fn propose(&self, command: Command) -> Response {
-        let deadline = Instant::now() + self.shared.options.request_timeout;
-        let (index, _term) = match self.shared.raft.try_start(command.encode()) {
-            Ok(placed) => placed,
-            Err(StartError::NotLeader { leader, .. }) => {
-                return Response::WrongLeader {
-                    leader: leader.map(|l| l as u64),
+    /// Proposes `command`; its answer waits for it to be applied.
+    fn propose(&self, command: Command, deadline: Instant) -> Pending {
+        let refused = match self.shared.raft.try_start(command.encode()) {
+            Ok((index, _term)) => {
+                return Pending::Applied {
+                    command,
+                    index,
+                    deadline,
                 };
             }
-            Err(StartError::Busy { .. }) => return Response::Busy,
-            Err(e @ StartError::TooLarge { .. }) => return Response::Error(e.to_string()),
+            Err(StartError::NotLeader { leader, .. }) => Response::WrongLeader {
+                leader: leader.map(|l| l as u64),
+            },
+            Err(StartError::Busy { .. }) => Response::Busy,
+            Err(e @ StartError::TooLarge { .. }) => Response::Error(e.to_string()),
             Err(StartError::Killed | StartError::Failed { .. }) => {
-                return Response::WrongLeader { leader: None };
+                Response::WrongLeader { leader: None }
             }
         };
+        Pending::Ready(refused)
+    }
+
+    /// Waits for a started request to end, and gives its answer.
+    fn finish(&self, pending: Pending) -> Response {
+        match pending {
+            Pending::Ready(response) => response,
+            Pending::Applied {
+                command,
+                index,
+                deadline,
+            } => self.applied(&command, index, deadline),
+            Pending::Read {
+                read,
+                key,
+                deadline,
+            } => self.read(read, &key, deadline),
+        }
+    }
+
+    /// Answers a command proposed at `index` once it is applied (with the value of its key, for
+    /// a `Get` through the log).
+    fn applied(&self, command: &Command, index: u64, deadline: Instant) -> Response {
         match self
             .shared
             .state
@@ -490,8 +596,12 @@ impl Connection<'_> {
     }
 
     /// Waits for a read to be confirmed and applied, then reads `key`.
-    fn read(&self, pending: Result<PendingRead, ReadError>, key: &[u8]) -> Response {
-        let deadline = Instant::now() + self.shared.options.request_timeout;
+    fn read(
+        &self,
+        pending: Result<PendingRead, ReadError>,
+        key: &[u8],
+        deadline: Instant,
+    ) -> Response {
         let confirmed = pending.and_then(|pending| {
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
