@@ -264,6 +264,16 @@ pub(crate) struct BenchArgs {
     /// at exit)
     #[arg(long, value_name = "DIR", value_parser = directory)]
     pub(crate) data: Option<PathBuf>,
+    /// Load a running key-value service instead (the client addresses of its nodes, in node
+    /// order): pipelined puts to its leader, --clients of them in flight over --connections
+    /// connections; then one client alone, beside the loopback round trip
+    #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses,
+          conflicts_with_all = ["nodes", "storage", "data", "compact_every"])]
+    pub(crate) connect: Option<Addresses>,
+    /// With --connect: connections to the leader the puts in flight are spread over
+    #[arg(long, value_name = "N", default_value = "4", value_parser = number_in(1usize..=256),
+          requires = "connect")]
+    pub(crate) connections: usize,
     /// Each node snapshots its state machine and compacts its log every N applied entries; 0
     /// never compacts
     #[arg(long = "compact-every", value_name = "N", default_value = "100000",
@@ -281,6 +291,8 @@ impl Default for BenchArgs {
             storage: StorageKind::None,
             data: None,
             compact_every: 100_000,
+            connect: None,
+            connections: 4,
         }
     }
 }

@@ -152,6 +152,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match command {
+        Command::Bench(args) if args.connect.is_some() => run_remote_bench(&args, &stop),
         Command::Bench(args) => run_bench(&args, &stop),
         Command::Dashboard(args) => run_dashboard(&args, &stop),
         Command::Serve(args) => run_serve(&args, &stop),
@@ -475,4 +476,86 @@ fn run_kv(args: &KvArgs) -> Result<(), Failure> {
         Ok(written) => Ok(written?),
         Err(e) => Err(Failure::Run(io::Error::other(e.to_string()))),
     }
+}
+
+/// `bench --connect`: pipelined puts to a running service, then one client alone beside the
+/// loopback round trip.
+fn run_remote_bench(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
+    use zeroraft::kv::bench::{LoadOptions, loopback_rtt, remote_load};
+    let addrs = &args.connect.as_ref().expect("checked by the caller").0;
+    let options = LoadOptions {
+        in_flight: args.clients as usize,
+        connections: args.connections,
+        payload: args.payload,
+        duration: Duration::from_secs(args.seconds),
+        keys: 1000,
+    };
+    let mut before = 0;
+    let mut failed = None;
+    let report = remote_load(addrs, &options, |commits, elapsed| {
+        if stop.is_requested() {
+            return ControlFlow::Break(());
+        }
+        let line = writeln!(
+            io::stderr().lock(),
+            "t={:>4.0}s  {:>8.3} M puts/s this second  {commits:>11} in all",
+            elapsed.as_secs_f64(),
+            (commits - before) as f64 / 1e6
+        );
+        before = commits;
+        match line {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })
+    .map_err(|e| Failure::Run(io::Error::other(e.to_string())))?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{} nodes, {} in flight over {} connections, {} B puts: {:.3} M commits/s, {:.3} µs client CPU per commit, latency p50 {:.1} µs p99 {:.1} µs ({} commits, {} refused, in {:.1} s)",
+        addrs.len(),
+        args.clients,
+        args.connections.min(args.clients as usize),
+        args.payload,
+        report.rate() / 1e6,
+        report.client_cpu.as_secs_f64() * 1e6 / report.commits.max(1) as f64,
+        report.latency_us(0.5),
+        report.latency_us(0.99),
+        report.commits,
+        report.refused,
+        report.elapsed.as_secs_f64()
+    )?;
+    if stop.is_requested() {
+        return Ok(());
+    }
+    let one = LoadOptions {
+        in_flight: 1,
+        connections: 1,
+        duration: Duration::from_secs(args.seconds.min(5)),
+        ..options
+    };
+    let single = remote_load(addrs, &one, |_, _| {
+        if stop.is_requested() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .map_err(|e| Failure::Run(io::Error::other(e.to_string())))?;
+    let rtt = loopback_rtt(2000)?;
+    writeln!(
+        out,
+        "one client: latency p50 {:.1} µs p99 {:.1} µs ({} commits); loopback TCP round trip p50 {:.1} µs, measured now",
+        single.latency_us(0.5),
+        single.latency_us(0.99),
+        single.commits,
+        rtt.as_secs_f64() * 1e6
+    )?;
+    Ok(())
 }

@@ -34,6 +34,7 @@
 //! assert_eq!(client.get("nothing").unwrap(), "");
 //! ```
 
+pub mod bench;
 pub mod client;
 pub mod machine;
 pub mod protocol;
