@@ -275,6 +275,7 @@ impl KvMachine {
 impl StateMachine for KvMachine {
     fn apply(&mut self, index: u64, term: u64, command: &Bytes) {
         let outcome = self.state.lock().store.apply(command);
+        self.state.record_term(index, term);
         if let Outcome::Malformed(e) = outcome {
             tracing::warn!(index, term, error = %e, "skipping a committed entry that is not a command");
         }

@@ -332,6 +332,7 @@ enum Pending {
     Applied {
         command: Command,
         index: u64,
+        term: u64,
         deadline: Instant,
     },
     /// A read waiting for its confirmation, then for its index to apply.
@@ -530,10 +531,11 @@ impl Connection<'_> {
     /// Proposes `command`; its answer waits for it to be applied.
     fn propose(&self, command: Command, deadline: Instant) -> Pending {
         let refused = match self.shared.raft.try_start(command.encode()) {
-            Ok((index, _term)) => {
+            Ok((index, term)) => {
                 return Pending::Applied {
                     command,
                     index,
+                    term,
                     deadline,
                 };
             }
@@ -556,8 +558,9 @@ impl Connection<'_> {
             Pending::Applied {
                 command,
                 index,
+                term,
                 deadline,
-            } => self.applied(&command, index, deadline),
+            } => self.applied(&command, index, term, deadline),
             Pending::Read {
                 read,
                 key,
@@ -566,9 +569,30 @@ impl Connection<'_> {
         }
     }
 
-    /// Answers a command proposed at `index` once it is applied (with the value of its key, for
-    /// a `Get` through the log).
-    fn applied(&self, command: &Command, index: u64, deadline: Instant) -> Response {
+    /// Answers a command proposed at `index` in `term` once it is applied (with the value of its
+    /// key, for a `Get` through the log). A write learns whether it was applied from the term of
+    /// the entry at its index, without the state's lock; a `Get`, or a write whose index is too
+    /// old for that, looks in the de-duplication table.
+    fn applied(&self, command: &Command, index: u64, term: u64, deadline: Instant) -> Response {
+        let state = &self.shared.state;
+        if command.op != Op::Get {
+            let applied = state.wait_applied_until(index, deadline, || self.should_stop());
+            match (applied, state.applied_in_term(index, term)) {
+                (Ok(()), Some(true)) => {
+                    return Response::Ok {
+                        value: Bytes::new(),
+                    };
+                }
+                (Ok(()), Some(false)) => {
+                    return Response::WrongLeader {
+                        leader: self.shared.raft.status().leader.map(|l| l as u64),
+                    };
+                }
+                (Ok(()), None) => {}
+                (Err(WaitEnd::TimedOut), _) => return Response::Timeout,
+                (Err(WaitEnd::Stopped), _) => return Response::WrongLeader { leader: None },
+            }
+        }
         match self
             .shared
             .state

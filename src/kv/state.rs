@@ -15,6 +15,7 @@
 //! Invariant: `applied` is the last index whose entry the store reflects; it only grows (a
 //! snapshot restored by the node lies beyond what it had applied).
 
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,14 +27,47 @@ use super::machine::{KvMachine, Store};
 /// is shutting down) while it waits for an index to be applied.
 const POLL: Duration = Duration::from_millis(20);
 
+/// How many of the last applied indices [`KvState`] remembers the term of.
+const RECENT: usize = 1 << 16;
+
 /// The key-value state one node has applied, shared by its [`super::KvMachine`] and its
 /// [`super::KvServer`]. Create it, start the node with [`KvState::machine`], and hand the same
 /// `Arc` to the server.
-#[derive(Debug, Default)]
+///
+/// Besides the locked store, it publishes without a lock how far it applied and the term of
+/// each of the last [`RECENT`] entries applied, so that a request can learn that its command
+/// was applied without taking the lock the node's thread applies under: the entry at the index
+/// a command was proposed at is that command exactly when its term is the one it was proposed
+/// in (Log Matching, §5.3 of the Raft paper).
+///
+/// # Orderings
+///
+/// The node's thread stores each entry's term (`Relaxed`), then, once per batch, the applied
+/// index (`Release`). A reader that loads the applied index (`Acquire`) and sees `i` also sees
+/// the terms stored for every index up to `i`. A slot is overwritten only by the entry
+/// [`RECENT`] indices later, so a reader checks that its index is within the last [`RECENT`]
+/// applied; a restored snapshot clears the slots of the indices it skipped (a term of 0 matches
+/// no proposal, and the reader falls back to the locked de-duplication table).
+#[derive(Debug)]
 pub struct KvState {
     inner: Mutex<Inner>,
-    /// Notified whenever `applied` moves.
+    /// Notified whenever `applied` moves, if someone waits.
     applied_changed: Condvar,
+    /// The last index applied, published after the terms.
+    applied: AtomicU64,
+    /// `terms[i % RECENT]`: the term of entry `i`, for the last [`RECENT`] entries applied.
+    terms: Box<[AtomicU64]>,
+}
+
+impl Default for KvState {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            applied_changed: Condvar::new(),
+            applied: AtomicU64::new(0),
+            terms: (0..RECENT).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
 }
 
 /// What the lock protects.
@@ -42,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     /// The last index applied to `store`.
     pub(crate) applied: u64,
+    /// Threads waiting on `applied_changed`.
+    waiters: usize,
 }
 
 /// Why [`KvState::wait_until`] returned without the index applied.
@@ -100,16 +136,60 @@ impl KvState {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Records the term of the entry applied at `index` (published by the next
+    /// [`KvState::set_applied`]).
+    pub(crate) fn record_term(&self, index: u64, term: u64) {
+        self.terms[index as usize % RECENT].store(term, Relaxed);
+    }
+
+    /// Whether the entry applied at `index` is the one proposed at `index` in `term`: `None` if
+    /// that is no longer (or was never) known without the lock.
+    pub(crate) fn applied_in_term(&self, index: u64, term: u64) -> Option<bool> {
+        let applied = self.applied.load(Acquire);
+        if index > applied || applied - index >= RECENT as u64 {
+            return None;
+        }
+        match self.terms[index as usize % RECENT].load(Relaxed) {
+            0 => None,
+            found => Some(found == term),
+        }
+    }
+
     /// Records that everything up to `index` is applied, with `store` replacing the state if it
     /// is given (a restored snapshot), and wakes the waiters.
     pub(crate) fn set_applied(&self, index: u64, store: Option<Store>) {
         let mut inner = self.lock();
         if let Some(store) = store {
+            // The snapshot skipped entries whose terms were never recorded: forget their slots.
+            for skipped in inner.applied + 1..=index.min(inner.applied + RECENT as u64) {
+                self.terms[skipped as usize % RECENT].store(0, Relaxed);
+            }
             inner.store = store;
         }
         inner.applied = index;
+        self.applied.store(index, Release);
+        let waiters = inner.waiters;
         drop(inner);
-        self.applied_changed.notify_all();
+        if waiters > 0 {
+            self.applied_changed.notify_all();
+        }
+    }
+
+    /// Waits until `index` is applied, or gives up at `deadline` or when `stop` says so, without
+    /// taking the lock if it is applied already (or is within a few microseconds).
+    pub(crate) fn wait_applied_until(
+        &self,
+        index: u64,
+        deadline: Instant,
+        stop: impl Fn() -> bool,
+    ) -> Result<(), WaitEnd> {
+        for _ in 0..64 {
+            if self.applied.load(Acquire) >= index {
+                return Ok(());
+            }
+            std::thread::yield_now();
+        }
+        self.wait_until(index, Some(deadline), stop).map(drop)
     }
 
     /// Waits until `index` is applied and returns the locked state, or gives up at `deadline`
@@ -136,11 +216,13 @@ impl KvState {
             if left.is_zero() {
                 return Err(WaitEnd::TimedOut);
             }
+            inner.waiters += 1;
             inner = self
                 .applied_changed
                 .wait_timeout(inner, left.min(POLL))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            inner.waiters -= 1;
         }
     }
 }
