@@ -245,4 +245,35 @@ mod tests {
         let stopped = state.wait_until(6, None, || true);
         assert_eq!(stopped.err(), Some(WaitEnd::Stopped));
     }
+
+    #[test]
+    fn the_term_of_an_applied_index_tells_whose_entry_it_was() {
+        let state = KvState::new();
+        state.record_term(1, 2);
+        state.record_term(2, 3);
+        // Not published before the batch's applied index.
+        assert_eq!(state.applied_in_term(1, 2), None, "before set_applied");
+        state.set_applied(2, None);
+        let cases = [
+            ((1, 2), Some(true)),
+            ((1, 1), Some(false)),
+            ((2, 3), Some(true)),
+            ((3, 3), None),
+        ];
+        for (case, ((index, term), expected)) in cases.into_iter().enumerate() {
+            assert_eq!(state.applied_in_term(index, term), expected, "case {case}");
+        }
+        // A snapshot up to 10 skips indices 3..=10: their slots hold nothing.
+        state.record_term(9, 3); // a stale slot, as if left by an index RECENT earlier
+        state.set_applied(10, Some(Store::default()));
+        assert_eq!(state.applied_in_term(9, 3), None, "skipped by the snapshot");
+        assert_eq!(
+            state.applied_in_term(2, 3),
+            Some(true),
+            "applied before the snapshot"
+        );
+        // An index too old to be remembered.
+        state.set_applied(10 + RECENT as u64, None);
+        assert_eq!(state.applied_in_term(2, 3), None, "older than RECENT");
+    }
 }
