@@ -69,8 +69,15 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_parser = address)]
     pub(crate) listen: std::net::SocketAddr,
     /// This node's data directory, created if missing; a restarted node recovers from it
-    #[arg(long, value_name = "DIR", value_parser = directory)]
-    pub(crate) data: PathBuf,
+    /// (needed with --storage file)
+    #[arg(long, value_name = "DIR", value_parser = directory, required_if_eq("storage", "file"))]
+    pub(crate) data: Option<PathBuf>,
+    /// Where the node keeps its raft state: a write-ahead log in --data, or memory (lost when
+    /// the process ends: a restarted node comes back empty, which is unsafe; for measuring the
+    /// service without a disk only)
+    #[arg(long, value_name = "KIND", default_value = "file",
+          value_parser = PossibleValuesParser::new(["file", "memory"]).map(StorageKind::from_name))]
+    pub(crate) storage: StorageKind,
     /// The cluster's id, the same on every node: nodes of different clusters refuse each other
     #[arg(long, value_name = "ID", default_value = "1", value_parser = number_in(0u64..=u64::MAX))]
     pub(crate) cluster: u64,
@@ -336,7 +343,8 @@ where
                 a.peers.0.len()
             )));
         }
-        Command::Serve(_) | Command::Kv(_) => {}
+        Command::Serve(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
+        Command::Kv(_) => {}
     }
     Ok(command)
 }
@@ -447,7 +455,8 @@ mod tests {
                         "127.0.0.1:7001".parse().unwrap(),
                     ]),
                     listen: "0.0.0.0:8001".parse().unwrap(),
-                    data: "/tmp/n1".into(),
+                    data: Some("/tmp/n1".into()),
+                    storage: StorageKind::File,
                     cluster: 1,
                     read_mode: "index".into(),
                 })),

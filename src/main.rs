@@ -430,8 +430,9 @@ fn run_serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
         args.cluster,
         args.peers.0.clone(),
         args.listen,
-        args.data.clone(),
+        args.data.clone().unwrap_or_default(),
     );
+    options.in_memory = args.storage == StorageKind::Memory;
     options.read_mode = match args.read_mode.as_str() {
         "lease" => ReadMode::Lease,
         "log" => ReadMode::Log,
@@ -441,13 +442,16 @@ fn run_serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
     let node = ServeNode::start(options).map_err(|e| Failure::Setup(e.to_string()))?;
     writeln!(
         io::stderr().lock(),
-        "zeroraft: node {} of cluster {} ({} nodes) serves clients on {}, peers on {}, data in {}",
+        "zeroraft: node {} of cluster {} ({} nodes) serves clients on {}, peers on {}, {}",
         args.id,
         args.cluster,
         args.peers.0.len(),
         node.client_addr(),
         node.peer_addr(),
-        args.data.display()
+        match &args.data {
+            Some(dir) if args.storage == StorageKind::File => format!("data in {}", dir.display()),
+            _ => "raft state in memory only (lost when the process ends)".to_owned(),
+        }
     )?;
     while !stop.is_requested() {
         // Checking for a stop signal; the node runs on its own threads.

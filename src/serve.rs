@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use zeroraft_engine::storage::wal::{FileStorage, Identity, WalOptions};
-use zeroraft_engine::{BuildError, Compaction, Config, Message, Raft, StorageError};
+use zeroraft_engine::{BuildError, Compaction, Config, MemStorage, Message, Raft, StorageError};
 use zeroraft_transport::tcp::{TcpConfig, TcpError, TcpNetwork};
 
 use crate::kv::{KvServer, KvState, ReadMode, ServerOptions};
@@ -37,6 +37,11 @@ pub struct NodeOptions {
     pub listen: SocketAddr,
     /// The node's data directory, created if missing.
     pub data: PathBuf,
+    /// Keep the raft state in memory instead of `data` (which is then not used): the node
+    /// forgets everything when its process ends, and a restarted node rejoins as a new, empty
+    /// one, which breaks Raft's safety if it had voted or acknowledged entries. For measuring
+    /// the service without a disk only. Default false.
+    pub in_memory: bool,
     /// How the node answers `Get`s.
     pub read_mode: ReadMode,
     /// The engine's settings (the node's seed is set from its id when `None`).
@@ -59,6 +64,7 @@ impl NodeOptions {
             peers,
             listen,
             data,
+            in_memory: false,
             read_mode: ReadMode::ReadIndex,
             config: Config {
                 compaction: Compaction {
@@ -141,16 +147,19 @@ impl ServeNode {
                 nodes,
             });
         };
-        let identity = Identity {
-            cluster: options.cluster,
-            node: options.id as u64,
+        let storage = if options.in_memory {
+            None
+        } else {
+            let identity = Identity {
+                cluster: options.cluster,
+                node: options.id as u64,
+            };
+            let wal = WalOptions {
+                create: true,
+                ..WalOptions::default()
+            };
+            Some(FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?)
         };
-        let wal = WalOptions {
-            create: true,
-            ..WalOptions::default()
-        };
-        let storage =
-            FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
         let listen = |what, addr| {
             TcpListener::bind(addr).map_err(|error| ServeError::Listen { what, addr, error })
         };
@@ -165,8 +174,12 @@ impl ServeNode {
             seed: options.config.seed.or(Some(fastrand::u64(..))),
             ..options.config
         };
-        let raft = Raft::builder(config, options.id, nodes, endpoint)
-            .storage(storage)
+        let builder = Raft::builder(config, options.id, nodes, endpoint);
+        let builder = match storage {
+            Some(files) => builder.storage(files),
+            None => builder.storage(MemStorage::new()),
+        };
+        let raft = builder
             .start_with_state_machine(state.machine())
             .map_err(ServeError::Build)?;
         let server_options = ServerOptions {

@@ -70,26 +70,72 @@ impl Command {
         Bytes::from(out)
     }
 
-    /// Decodes a command from the log.
-    pub(crate) fn decode(mut data: Bytes) -> Result<Self, DecodeError> {
-        let version = get_u8(&mut data)?;
+    /// Decodes a command from the log, as the state machine does, into owned parts.
+    #[cfg(test)]
+    pub(crate) fn decode(data: Bytes) -> Result<Self, DecodeError> {
+        let c = CommandRef::decode(&data)?;
+        Ok(Self {
+            op: c.op,
+            client: c.client,
+            seq: c.seq,
+            key: Bytes::copy_from_slice(c.key),
+            value: Bytes::copy_from_slice(c.value),
+        })
+    }
+}
+
+/// A command decoded in place: its key and value borrow the log entry's bytes, so applying
+/// one costs no allocation (a `Bytes` clone of an entry received whole would allocate to
+/// share it).
+struct CommandRef<'a> {
+    op: Op,
+    client: u64,
+    seq: u64,
+    key: &'a [u8],
+    value: &'a [u8],
+}
+
+impl<'a> CommandRef<'a> {
+    /// Decodes as [`Command::decode`] does, borrowing instead of slicing.
+    fn decode(mut data: &'a [u8]) -> Result<Self, DecodeError> {
+        use bytes::Buf;
+        let version = data.try_get_u8().map_err(|_| DecodeError::Truncated)?;
         if version != FORMAT_VERSION {
             return Err(DecodeError::UnknownVersion(version));
         }
-        let op = match get_u8(&mut data)? {
+        let op = match data.try_get_u8().map_err(|_| DecodeError::Truncated)? {
             PUT => Op::Put,
             APPEND => Op::Append,
             GET => Op::Get,
             other => return Err(DecodeError::UnknownKind(other)),
         };
-        let client = get_u64(&mut data)?;
-        let seq = get_u64(&mut data)?;
-        let key = get_bytes(&mut data, "key", MAX_KEY)?;
-        let value = match op {
-            Op::Get => Bytes::new(),
-            Op::Put | Op::Append => get_bytes(&mut data, "value", usize::MAX)?,
+        let client = data.try_get_u64_le().map_err(|_| DecodeError::Truncated)?;
+        let seq = data.try_get_u64_le().map_err(|_| DecodeError::Truncated)?;
+        let mut field = |name: &'static str, max: usize| -> Result<&'a [u8], DecodeError> {
+            let len = data.try_get_u32_le().map_err(|_| DecodeError::Truncated)?;
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if len > max {
+                return Err(DecodeError::TooLong {
+                    field: name,
+                    len,
+                    max,
+                });
+            }
+            if data.len() < len {
+                return Err(DecodeError::Truncated);
+            }
+            let (taken, rest) = data.split_at(len);
+            data = rest;
+            Ok(taken)
         };
-        expect_end(&data)?;
+        let key = field("key", MAX_KEY)?;
+        let value = match op {
+            Op::Get => &[][..],
+            Op::Put | Op::Append => field("value", usize::MAX)?,
+        };
+        if !data.is_empty() {
+            return Err(DecodeError::TrailingBytes(data.len()));
+        }
         Ok(Self {
             op,
             client,
@@ -128,7 +174,7 @@ impl Store {
         if entry.is_empty() {
             return Outcome::NoOp;
         }
-        let command = match Command::decode(entry.clone()) {
+        let command = match CommandRef::decode(entry) {
             Ok(command) => command,
             Err(e) => return Outcome::Malformed(e),
         };
@@ -143,21 +189,19 @@ impl Store {
         }
         match command.op {
             Op::Get => {}
-            Op::Put => match self.map.get_mut(&command.key[..]) {
+            Op::Put => match self.map.get_mut(command.key) {
                 Some(value) => {
                     value.clear();
-                    value.extend_from_slice(&command.value);
+                    value.extend_from_slice(command.value);
                 }
                 None => {
-                    self.map
-                        .insert(command.key[..].into(), command.value.to_vec());
+                    self.map.insert(command.key.into(), command.value.to_vec());
                 }
             },
-            Op::Append => match self.map.get_mut(&command.key[..]) {
-                Some(value) => value.extend_from_slice(&command.value),
+            Op::Append => match self.map.get_mut(command.key) {
+                Some(value) => value.extend_from_slice(command.value),
                 None => {
-                    self.map
-                        .insert(command.key[..].into(), command.value.to_vec());
+                    self.map.insert(command.key.into(), command.value.to_vec());
                 }
             },
         }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Three `zeroraft serve` processes on loopback, loaded by `zeroraft bench --connect`: the
+# figures of BENCHMARKS.md's "A cluster of processes". STORAGE=file (default) or memory;
+# CLIENTS (default 4096), SECONDS_PER_RUN (default 10), ROUNDS (default 1). Builds first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+bin=target/release/zeroraft
+storage=${STORAGE:-file}
+clients=${CLIENTS:-4096}
+seconds=${SECONDS_PER_RUN:-10}
+rounds=${ROUNDS:-1}
+base=$((20000 + RANDOM % 5000))
+peers="127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))"
+clients_at="127.0.0.1:$((base + 10)),127.0.0.1:$((base + 11)),127.0.0.1:$((base + 12))"
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+    kill "${pids[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+for i in 0 1 2; do
+    data=()
+    if [ "$storage" = file ]; then data=(--data "$dir/node-$i"); fi
+    "$bin" serve --id "$i" --peers "$peers" --listen "127.0.0.1:$((base + 10 + i))" \
+        --storage "$storage" "${data[@]}" 2>>"$dir/node-$i.log" &
+    pids+=($!)
+done
+for round in $(seq "$rounds"); do
+    echo "== round $round: 3 processes, storage $storage, $clients in flight, ${seconds}s"
+    "$bin" bench --connect "$clients_at" --clients "$clients" --seconds "$seconds" 2>/dev/null
+done
