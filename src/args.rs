@@ -53,6 +53,19 @@ enum Sub {
     Serve(ServeArgs),
     /// Reads or changes a key of a running key-value service.
     Kv(KvArgs),
+    /// Shows a running cluster of `zeroraft serve` processes in the live terminal dashboard,
+    /// reached through their client ports: each node's state, the links between the processes
+    /// and their traffic. Leadership can be transferred from there; the keys that cut links,
+    /// crash nodes or change the load are not offered.
+    Monitor(MonitorArgs),
+}
+
+/// Options of `zeroraft monitor`.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub(crate) struct MonitorArgs {
+    /// The client addresses of the nodes (their --listen), in node order, separated by commas
+    #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses)]
+    pub(crate) connect: Addresses,
 }
 
 /// Options of `zeroraft serve`.
@@ -145,6 +158,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// One key-value operation against a running service.
     Kv(KvArgs),
+    /// The dashboard on a running cluster of processes.
+    Monitor(MonitorArgs),
 }
 
 /// Where nodes keep their raft state, as the command line says it.
@@ -332,6 +347,7 @@ where
         Some(Sub::Bench(args)) => Command::Bench(args),
         Some(Sub::Serve(args)) => Command::Serve(args),
         Some(Sub::Kv(args)) => Command::Kv(args),
+        Some(Sub::Monitor(args)) => Command::Monitor(args),
     };
     match &command {
         Command::Dashboard(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
@@ -344,7 +360,7 @@ where
             )));
         }
         Command::Serve(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
-        Command::Kv(_) => {}
+        Command::Kv(_) | Command::Monitor(_) => {}
     }
     Ok(command)
 }
@@ -479,6 +495,22 @@ mod tests {
                     ..BenchArgs::default()
                 })),
             ),
+            (
+                "monitor --connect 127.0.0.1:8000,127.0.0.1:8001,127.0.0.1:8002",
+                Ok(Command::Monitor(MonitorArgs {
+                    connect: Addresses(vec![
+                        "127.0.0.1:8000".parse().unwrap(),
+                        "127.0.0.1:8001".parse().unwrap(),
+                        "127.0.0.1:8002".parse().unwrap(),
+                    ]),
+                })),
+            ),
+            (
+                "monitor --connect=[::1]:8000",
+                Ok(Command::Monitor(MonitorArgs {
+                    connect: Addresses(vec!["[::1]:8000".parse().unwrap()]),
+                })),
+            ),
         ];
         for (case, (line, expected)) in cases.into_iter().enumerate() {
             assert_eq!(parse_str(line), expected, "case {case}: `{line}`");
@@ -543,6 +575,18 @@ mod tests {
             (
                 "bench --nodes 3 dashboard",
                 "unexpected argument 'dashboard'",
+            ),
+            (
+                "monitor",
+                "the following required arguments were not provided",
+            ),
+            (
+                "monitor --connect 127.0.0.1",
+                "`127.0.0.1` is not a host:port address",
+            ),
+            (
+                "monitor --connect 127.0.0.1:8000 --rate 5",
+                "unexpected argument '--rate'",
             ),
         ];
         for (case, (line, message)) in cases.into_iter().enumerate() {

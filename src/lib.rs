@@ -6,6 +6,8 @@
 //! - [`transport`]: the in-memory [`Network`] and its fault model.
 //! - [`cluster`]: [`cluster::Cluster`], N nodes on one network with the tester's checks.
 //! - [`kv`]: a replicated key-value service on the engine, its TCP protocol, server and client.
+//! - [`serve`]: one node of that service in its own process; [`remote`]: the dashboard's view
+//!   of a cluster of such processes.
 //!
 //! Embedding a three-node cluster and committing one command:
 //!
@@ -45,6 +47,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod kv;
+pub mod remote;
 pub mod serve;
 pub mod sim;
 

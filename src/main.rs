@@ -5,6 +5,7 @@
 //! cargo run --release -- --nodes 3 --rate unlimited    # as fast as it commits
 //! cargo run --release -- --headless --seconds 10       # no terminal: a line a second
 //! cargo run --release -- --storage file --data DIR     # nodes keep write-ahead logs in DIR
+//! cargo run --release -- monitor --connect A,B,C       # the dashboard on `serve` processes
 //! ```
 //!
 //! Arguments are parsed by clap ([`args`]) into a [`Command`].
@@ -48,7 +49,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use zeroraft::bench::BenchStorage;
 use zeroraft::cluster::ClusterStorage;
 
-use crate::args::{BenchArgs, Command, DashboardArgs, KvArgs, KvOp, ServeArgs, StorageKind};
+use crate::args::{
+    BenchArgs, Command, DashboardArgs, KvArgs, KvOp, MonitorArgs, ServeArgs, StorageKind,
+};
 use crate::load::{LoadOptions, LoadedCluster};
 
 /// Why a command stopped, which decides the exit status.
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
         Command::Dashboard(args) => run_dashboard(&args, &stop),
         Command::Serve(args) => run_serve(&args, &stop),
         Command::Kv(args) => run_kv(&args),
+        Command::Monitor(args) => run_remote_monitor(&args, &stop),
     };
     match result {
         Ok(()) | Err(Failure::Closed) => stop.status().unwrap_or(ExitCode::SUCCESS),
@@ -458,6 +462,23 @@ fn run_serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
         std::thread::sleep(Duration::from_millis(50));
     }
     node.shutdown();
+    Ok(())
+}
+
+/// The dashboard on a running cluster of `serve` processes, until `q` or a stop signal; then
+/// the summary.
+fn run_remote_monitor(args: &MonitorArgs, stop: &Stop) -> Result<(), Failure> {
+    use zeroraft::remote::{RemoteCluster, RemoteOptions};
+    if !(io::stdin().is_terminal() && io::stdout().is_terminal()) {
+        return Err(Failure::Run(io::Error::other(
+            "the dashboard needs a terminal",
+        )));
+    }
+    let remote = RemoteCluster::connect(args.connect.0.clone(), RemoteOptions::default())
+        .map_err(|e| Failure::Run(io::Error::other(format!("cannot watch the cluster: {e}"))))?;
+    let started = std::time::Instant::now();
+    let app = zeroraft_monitor::run(&remote, fastrand::u64(..), None, &stop.requested)?;
+    writeln!(io::stdout(), "{}", app.final_summary(started.elapsed()))?;
     Ok(())
 }
 

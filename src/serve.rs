@@ -5,7 +5,9 @@
 //! nodes ([`TcpNetwork`]), the engine ([`Raft`], with [`Config::production`]: PreVote,
 //! CheckQuorum and the leader no-op), the key-value state machine ([`KvState`]) and its client
 //! server ([`KvServer`]). Stopping it ([`ServeNode::shutdown`]) closes the client server, stops
-//! the node (which closes its log) and then the transport.
+//! the node (which closes its log) and then the transport. The client server's `Status` answers
+//! carry the transport's link counters ([`KvServer::set_links`]), so that a dashboard reached
+//! through the client port (`zeroraft monitor --connect`) shows the links between processes.
 //!
 //! A node listens for its peers on its own entry of [`NodeOptions::peers`] and for clients on
 //! [`NodeOptions::listen`]. The data directory belongs to one node of one cluster: its identity
@@ -129,7 +131,9 @@ impl std::error::Error for ServeError {}
 /// A running node: its client server, engine and transport.
 pub struct ServeNode {
     server: KvServer,
-    network: Option<TcpNetwork<Message>>,
+    /// The transport. The client server reads its links through a weak handle: the last
+    /// handle dropped (this one, unless a status request is reading it) stops it.
+    network: Option<Arc<TcpNetwork<Message>>>,
     peer_addr: SocketAddr,
 }
 
@@ -193,6 +197,14 @@ impl ServeNode {
                 return Err(ServeError::Server(e));
             }
         };
+        let network = Arc::new(network);
+        let links = Arc::downgrade(&network);
+        server.set_links(nodes, move |peer| {
+            links
+                .upgrade()
+                .map(|network| network.link(peer))
+                .unwrap_or_default()
+        });
         Ok(Self {
             server,
             network: Some(network),
@@ -232,7 +244,12 @@ impl ServeNode {
         self.server.shutdown();
         self.server.raft().kill();
         if let Some(network) = self.network.take() {
-            network.shutdown();
+            // With the client server's threads joined this is the last handle. Should a status
+            // request still hold one, the transport stops when that one is dropped.
+            match Arc::try_unwrap(network) {
+                Ok(network) => network.shutdown(),
+                Err(network) => drop(network),
+            }
         }
     }
 }

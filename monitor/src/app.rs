@@ -15,7 +15,7 @@ use std::time::Duration;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use zeroraft_engine::{Role, Status};
 
-use crate::control::{Control, Rate, Sample};
+use crate::control::{ActionKind, Control, Rate, Sample};
 
 /// How many per-second throughput points are kept (one minute).
 pub const HISTORY_SECONDS: usize = 60;
@@ -86,6 +86,48 @@ pub enum Action {
     TransferTo(usize),
 }
 
+impl Action {
+    /// The commands of [`Control`] this action calls: a cluster that does not support each of
+    /// them ([`Control::supports`]) is not offered the action.
+    pub fn needs(self) -> &'static [ActionKind] {
+        match self {
+            Self::Quit => &[],
+            Self::Connect(_) => &[ActionKind::Connect],
+            Self::Disconnect(_) | Self::CutLeader => &[ActionKind::Disconnect],
+            Self::Partition { .. } => &[ActionKind::Partition],
+            Self::Heal => &[
+                ActionKind::Partition,
+                ActionKind::SetUnreliable,
+                ActionKind::SetLongReordering,
+            ],
+            Self::SetUnreliable(_) => &[ActionKind::SetUnreliable],
+            Self::SetLongReordering(_) => &[ActionKind::SetLongReordering],
+            Self::SetRate(_) => &[ActionKind::SetRate],
+            Self::Crash(_) => &[ActionKind::Crash],
+            Self::Restart(_) => &[ActionKind::Restart, ActionKind::Connect],
+            Self::TransferTo(_) => &[ActionKind::TransferLeadership],
+        }
+    }
+
+    /// What the action does, for the line that says it is not available.
+    fn what(self) -> &'static str {
+        match self {
+            Self::Quit => "quitting",
+            Self::Connect(_) => "reconnecting a node",
+            Self::Disconnect(_) => "disconnecting a node",
+            Self::CutLeader => "cutting off the leader",
+            Self::Partition { .. } => "splitting the network",
+            Self::Heal => "healing the network",
+            Self::SetUnreliable(_) => "the unreliable network",
+            Self::SetLongReordering(_) => "long reordering",
+            Self::SetRate(_) => "changing the client load",
+            Self::Crash(_) => "crashing a node",
+            Self::Restart(_) => "restarting a node",
+            Self::TransferTo(_) => "transferring leadership",
+        }
+    }
+}
+
 /// A node's (or the cluster's) storage writes over the last sample interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyncRate {
@@ -139,11 +181,14 @@ pub struct App {
     /// Snapshots installed from a leader, summed over nodes and their incarnations, since the
     /// dashboard started (the first sample's counts included).
     snapshots_installed: u64,
+    /// Which commands the cluster supports, by [`ActionKind`] (in [`ActionKind::ALL`] order).
+    supported: [bool; ActionKind::ALL.len()],
     rng: fastrand::Rng,
 }
 
 impl App {
-    /// A dashboard for `nodes` nodes. `seed` drives the random partitions.
+    /// A dashboard for `nodes` nodes of a cluster that supports every command. `seed` drives
+    /// the random partitions.
     ///
     /// # Panics
     ///
@@ -167,8 +212,40 @@ impl App {
             elections: 0,
             leader_changes: 0,
             snapshots_installed: 0,
+            supported: [true; ActionKind::ALL.len()],
             rng: fastrand::Rng::with_seed(seed),
         }
+    }
+
+    /// A dashboard for the cluster `control` runs: its nodes, and the commands it supports.
+    ///
+    /// # Panics
+    ///
+    /// If the cluster has no node.
+    pub fn for_control(control: &dyn Control, seed: u64) -> Self {
+        let mut app = Self::new(control.nodes(), seed);
+        app.supported = ActionKind::ALL.map(|kind| control.supports(kind));
+        app
+    }
+
+    /// Whether the cluster supports the command `kind` (as [`Control::supports`] said when the
+    /// dashboard was made with [`App::for_control`]).
+    pub fn supports(&self, kind: ActionKind) -> bool {
+        ActionKind::ALL
+            .iter()
+            .position(|&k| k == kind)
+            .is_some_and(|i| self.supported[i])
+    }
+
+    /// Whether the dashboard offers `action`: the cluster supports every command it needs.
+    pub fn offers(&self, action: Action) -> bool {
+        action.needs().iter().all(|&kind| self.supports(kind))
+    }
+
+    /// Says in the log that `action` is not available, instead of carrying it out.
+    fn log_unavailable(&mut self, action: Action) {
+        let text = format!("{}: not available on this cluster", action.what());
+        self.push_event(self.now, EventKind::Action, text);
     }
 
     /// Number of nodes.
@@ -491,8 +568,20 @@ impl App {
 
     /// Interprets a key. Keys that only change the view (selection, pause, help) take effect
     /// here and give `None`; keys that ask something of the cluster give the [`Action`] to
-    /// [`perform`](App::perform).
+    /// [`perform`](App::perform). A key for an action the dashboard does not
+    /// [offer](App::offers) gives `None` and a line in the log that says so.
     pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let action = self.interpret(key)?;
+        if self.offers(action) {
+            Some(action)
+        } else {
+            self.log_unavailable(action);
+            None
+        }
+    }
+
+    /// [`App::handle_key`], whether or not the action is offered.
+    fn interpret(&mut self, key: KeyEvent) -> Option<Action> {
         if key.kind == KeyEventKind::Release {
             return None;
         }
@@ -568,8 +657,13 @@ impl App {
     ///
     /// Crashing a node that is down, or restarting one that is up, asks nothing of the cluster
     /// and only says so in the log. A restarted node is connected at once, and the log says
-    /// when it has caught up with the leader.
+    /// when it has caught up with the leader. An action the dashboard does not
+    /// [offer](App::offers) asks nothing of the cluster and only says so in the log.
     pub fn perform(&mut self, action: Action, control: &dyn Control) {
+        if !self.offers(action) {
+            self.log_unavailable(action);
+            return;
+        }
         let mut kind = EventKind::Action;
         // A reading taken after the action, where the action needs one.
         let mut fresh = None;

@@ -10,6 +10,10 @@
 //! ([`Control::crash`]) or stopped on its own after a storage failure (`Status::failure`). Its
 //! status stays the last one its incarnation published until [`Control::restart`] starts a new
 //! incarnation, whose counters (messages, elections, storage writes) count from zero again.
+//!
+//! Not every cluster can do everything: one whose nodes run in other processes cannot cut their
+//! links or crash them from here. [`Control::supports`] says which commands a cluster carries
+//! out ([`ActionKind`]); the dashboard offers only those.
 
 use std::fmt;
 use std::sync::Arc;
@@ -51,6 +55,52 @@ pub trait Control {
     ///
     /// Why the leader did not take the request (it no longer leads, say).
     fn transfer_leadership(&self, leader: usize, target: usize) -> Result<(), String>;
+    /// Whether this cluster carries out the command `action` names. The dashboard does not offer
+    /// what a cluster does not support: it leaves it out of its help and footer, answers its key
+    /// with a line in the event log, and never calls it. Every command, unless overridden.
+    fn supports(&self, action: ActionKind) -> bool {
+        let _ = action;
+        true
+    }
+}
+
+/// One of the commands of [`Control`] that change a cluster, to ask whether a cluster supports
+/// it ([`Control::supports`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    /// [`Control::connect`].
+    Connect,
+    /// [`Control::disconnect`].
+    Disconnect,
+    /// [`Control::partition`].
+    Partition,
+    /// [`Control::set_unreliable`].
+    SetUnreliable,
+    /// [`Control::set_long_reordering`].
+    SetLongReordering,
+    /// [`Control::set_rate`].
+    SetRate,
+    /// [`Control::crash`].
+    Crash,
+    /// [`Control::restart`].
+    Restart,
+    /// [`Control::transfer_leadership`].
+    TransferLeadership,
+}
+
+impl ActionKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Self; 9] = [
+        Self::Connect,
+        Self::Disconnect,
+        Self::Partition,
+        Self::SetUnreliable,
+        Self::SetLongReordering,
+        Self::SetRate,
+        Self::Crash,
+        Self::Restart,
+        Self::TransferLeadership,
+    ];
 }
 
 /// One reading of a cluster.

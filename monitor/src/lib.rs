@@ -6,7 +6,9 @@
 //! network's faults; and an event log of elections, leader changes, crashes, restarts, failures
 //! and snapshots installed. From the keyboard one can cut nodes off, split the network, make it
 //! unreliable, crash a node and start it again from its storage, and change the client load,
-//! then watch the cluster react.
+//! then watch the cluster react. A cluster that cannot do some of this (one of processes
+//! watched over the network, say) says so ([`Control::supports`]), and the dashboard offers only
+//! the rest.
 //!
 //! The crate is state + pure rendering + an event loop:
 //! - [`Control`] is what the dashboard asks of a cluster; the embedding program implements it.
@@ -22,5 +24,5 @@ mod run;
 pub mod ui;
 
 pub use app::{Action, App, Event, EventKind, Reach, SyncRate};
-pub use control::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
+pub use control::{ActionKind, Control, Latency, LoadSample, NetworkSample, Rate, Sample};
 pub use run::{REFRESH, run, run_headless};

@@ -54,7 +54,7 @@ pub fn run(
 ) -> io::Result<App> {
     let terminal = ratatui::try_init()?;
     let _restore = Restore;
-    let mut app = App::new(control.nodes(), seed);
+    let mut app = App::for_control(control, seed);
     event_loop(terminal, control, &mut app, limit, stop)?;
     Ok(app)
 }
@@ -118,7 +118,7 @@ pub fn run_headless(
     stop: &AtomicBool,
     out: &mut dyn Write,
 ) -> io::Result<App> {
-    let mut app = App::new(control.nodes(), 0);
+    let mut app = App::for_control(control, 0);
     let start = Instant::now();
     app.ingest(control.sample(), Duration::ZERO);
     'run: for second in 1..=seconds {

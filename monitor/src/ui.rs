@@ -3,6 +3,8 @@
 //!
 //! Layout, top to bottom: a title line; the cluster table; replication (left) beside
 //! throughput (right); network (left) beside the event log (right); a footer with the keys.
+//! The footer and the help overlay list only the keys whose commands the cluster supports
+//! ([`App::supports`]).
 //! At 80x24 with five nodes every panel fits with its borders; the cluster table leaves out its
 //! least needed columns (message counters, the applied index, the last index, ...: see
 //! [`ClusterTable`]) when they do not fit.
@@ -15,44 +17,84 @@ use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Sparkline, Table, Wid
 use zeroraft_engine::{ProgressState, Role};
 
 use crate::app::{App, EventKind, Reach, show_group, show_latency};
+use crate::control::ActionKind;
 
-/// Every key, with what it does, as the help overlay lists them.
-pub const KEYS: [(&str, &str); 17] = [
-    ("0-9", "select a node"),
-    ("←/→ ↑/↓", "select the previous / next node"),
-    ("d", "disconnect / reconnect the selected node"),
-    ("c", "crash the selected node, keeping its storage"),
-    ("s", "restart the crashed node from its storage"),
-    ("l", "cut off the current leader"),
-    ("t", "transfer leadership to the selected node"),
-    ("m", "random partition, leader in the minority"),
-    ("M", "random partition, leader in the majority"),
-    ("h", "heal: reconnect all, reliable, no reordering"),
-    ("u", "toggle the unreliable network"),
-    ("r", "toggle long reordering of replies"),
-    ("+ / -", "raise / lower the client load"),
-    ("space", "pause / resume the display"),
-    ("?", "show / hide this help"),
-    ("q", "quit (also Ctrl-C)"),
-    ("", "any key closes this help"),
+/// Every key, with what it does, as the help overlay lists them, and the commands of
+/// [`Control`](crate::Control) it needs: a key is listed only when the cluster supports all of
+/// them ([`App::supports`]).
+pub const KEYS: [(&str, &str, &[ActionKind]); 17] = [
+    ("0-9", "select a node", &[]),
+    ("←/→ ↑/↓", "select the previous / next node", &[]),
+    ("d", "disconnect / reconnect the selected node", DISCONNECT),
+    (
+        "c",
+        "crash the selected node, keeping its storage",
+        &[ActionKind::Crash],
+    ),
+    ("s", "restart the crashed node from its storage", RESTART),
+    ("l", "cut off the current leader", &[ActionKind::Disconnect]),
+    ("t", "transfer leadership to the selected node", TRANSFER),
+    (
+        "m",
+        "random partition, leader in the minority",
+        &[ActionKind::Partition],
+    ),
+    (
+        "M",
+        "random partition, leader in the majority",
+        &[ActionKind::Partition],
+    ),
+    ("h", "heal: reconnect all, reliable, no reordering", HEAL),
+    (
+        "u",
+        "toggle the unreliable network",
+        &[ActionKind::SetUnreliable],
+    ),
+    (
+        "r",
+        "toggle long reordering of replies",
+        &[ActionKind::SetLongReordering],
+    ),
+    (
+        "+ / -",
+        "raise / lower the client load",
+        &[ActionKind::SetRate],
+    ),
+    ("space", "pause / resume the display", &[]),
+    ("?", "show / hide this help", &[]),
+    ("q", "quit (also Ctrl-C)", &[]),
+    ("", "any key closes this help", &[]),
 ];
 
-/// The footer: the keys, shortest form.
-const FOOTER: [(&str, &str); 14] = [
-    ("q", "quit"),
-    ("?", "help"),
-    ("0-9←→", "node"),
-    ("d", "dis/connect"),
-    ("c", "crash"),
-    ("s", "start"),
-    ("l", "cut leader"),
-    ("t", "transfer"),
-    ("m/M", "split"),
-    ("h", "heal"),
-    ("u", "unreliable"),
-    ("r", "reorder"),
-    ("+/-", "load"),
-    ("space", "pause"),
+/// The footer: the keys, shortest form, with the commands each needs as in [`KEYS`].
+const FOOTER: [(&str, &str, &[ActionKind]); 14] = [
+    ("q", "quit", &[]),
+    ("?", "help", &[]),
+    ("0-9←→", "node", &[]),
+    ("d", "dis/connect", DISCONNECT),
+    ("c", "crash", &[ActionKind::Crash]),
+    ("s", "start", RESTART),
+    ("l", "cut leader", &[ActionKind::Disconnect]),
+    ("t", "transfer", TRANSFER),
+    ("m/M", "split", &[ActionKind::Partition]),
+    ("h", "heal", HEAL),
+    ("u", "unreliable", &[ActionKind::SetUnreliable]),
+    ("r", "reorder", &[ActionKind::SetLongReordering]),
+    ("+/-", "load", &[ActionKind::SetRate]),
+    ("space", "pause", &[]),
+];
+
+/// What `d` needs: it disconnects a connected node and reconnects a cut-off one.
+const DISCONNECT: &[ActionKind] = &[ActionKind::Disconnect, ActionKind::Connect];
+/// What `s` needs: [`Action::Restart`](crate::Action::Restart).
+const RESTART: &[ActionKind] = &[ActionKind::Restart, ActionKind::Connect];
+/// What `t` needs: [`Action::TransferTo`](crate::Action::TransferTo).
+const TRANSFER: &[ActionKind] = &[ActionKind::TransferLeadership];
+/// What `h` needs: [`Action::Heal`](crate::Action::Heal).
+const HEAL: &[ActionKind] = &[
+    ActionKind::Partition,
+    ActionKind::SetUnreliable,
+    ActionKind::SetLongReordering,
 ];
 
 const LEADER: Style = Style::new().fg(Color::Green).add_modifier(Modifier::BOLD);
@@ -64,7 +106,7 @@ const SNAPSHOT: Style = Style::new().fg(Color::Magenta);
 impl Widget for &App {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let n = self.nodes() as u16;
-        let footer_lines = footer_lines(area.width);
+        let footer_lines = offered_footer_lines(self, area.width);
         let [title, table, middle, bottom, footer] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(n + 3),
@@ -86,18 +128,31 @@ impl Widget for &App {
         EventLog(self).render(events, buf);
         Paragraph::new(footer_lines).render(footer, buf);
         if self.help() {
-            Help.render(area, buf);
+            Help(self).render(area, buf);
         }
     }
 }
 
-/// The footer's key list, broken into as many lines of `width` columns as it needs.
+/// The footer's list of every key, broken into as many lines of `width` columns as it needs.
 pub fn footer_lines(width: u16) -> Vec<Line<'static>> {
+    footer_lines_where(width, |_| true)
+}
+
+/// The footer's list of the keys `app` offers (those whose commands the cluster supports),
+/// broken into as many lines of `width` columns as it needs.
+pub fn offered_footer_lines(app: &App, width: u16) -> Vec<Line<'static>> {
+    footer_lines_where(width, |kind| app.supports(kind))
+}
+
+fn footer_lines_where(width: u16, supports: impl Fn(ActionKind) -> bool) -> Vec<Line<'static>> {
     let width = usize::from(width.max(1));
     let mut lines = Vec::new();
     let mut line: Vec<Span<'static>> = Vec::new();
     let mut used = 0;
-    for (key, what) in FOOTER {
+    for (key, what, needs) in FOOTER {
+        if !needs.iter().all(|&kind| supports(kind)) {
+            continue;
+        }
         let len = key.chars().count() + 1 + what.len();
         if used > 0 && used + 2 + len > width {
             lines.push(Line::from(std::mem::take(&mut line)));
@@ -115,7 +170,8 @@ pub fn footer_lines(width: u16) -> Vec<Line<'static>> {
     lines
 }
 
-/// The title line: cluster size, uptime, leader, load, and whether the display is paused.
+/// The title line: cluster size, uptime, leader, load (for a cluster whose load the dashboard
+/// sets), and whether the display is paused.
 pub struct Title<'a>(pub &'a App);
 
 impl Widget for Title<'_> {
@@ -136,7 +192,10 @@ impl Widget for Title<'_> {
             Some((l, term)) => spans.push(Span::styled(format!("leader n{l} term {term}"), LEADER)),
             None => spans.push(Span::styled("no leader", WARN)),
         }
-        if let Some(sample) = app.sample() {
+        // A cluster whose load cannot be set has none the dashboard knows of.
+        if let Some(sample) = app.sample()
+            && app.supports(ActionKind::SetRate)
+        {
             spans.push(Span::raw(format!(" · load {}", sample.load.rate)));
         }
         let down = (0..app.nodes()).filter(|&i| app.is_down(i)).count();
@@ -606,13 +665,24 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// The help overlay: every key in a box in the middle of the screen.
-pub struct Help;
+/// The help overlay: every key the dashboard offers, in a box in the middle of the screen.
+pub struct Help<'a>(pub &'a App);
 
-impl Widget for Help {
+impl Widget for Help<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
+        let app = self.0;
+        let lines: Vec<Line<'_>> = KEYS
+            .iter()
+            .filter(|(_, _, needs)| needs.iter().all(|&kind| app.supports(kind)))
+            .map(|(key, what, _)| {
+                Line::from(vec![
+                    Span::styled(format!(" {key:<8}"), Style::new().bold()),
+                    Span::raw(*what),
+                ])
+            })
+            .collect();
         let width = 56.min(area.width);
-        let height = (KEYS.len() as u16 + 2).min(area.height);
+        let height = (lines.len() as u16 + 2).min(area.height);
         let popup = Rect {
             x: area.x + (area.width - width) / 2,
             y: area.y + (area.height - height) / 2,
@@ -620,15 +690,6 @@ impl Widget for Help {
             height,
         };
         Clear.render(popup, buf);
-        let lines: Vec<Line<'_>> = KEYS
-            .iter()
-            .map(|(key, what)| {
-                Line::from(vec![
-                    Span::styled(format!(" {key:<8}"), Style::new().bold()),
-                    Span::raw(*what),
-                ])
-            })
-            .collect();
         Paragraph::new(lines)
             .block(Block::bordered().title(" keys "))
             .render(popup, buf);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use zeroraft_engine::Role;
-use zeroraft_monitor::{Action, App, EventKind, Rate, Reach, SyncRate};
+use zeroraft_monitor::{Action, ActionKind, App, EventKind, Rate, Reach, SyncRate};
 
 use common::{Recorder, isolate, restarted, steady};
 
@@ -324,6 +324,69 @@ fn actions_reach_the_cluster_and_the_log() {
         3,
         "quitting asks nothing of the cluster"
     );
+}
+
+#[test]
+fn a_cluster_that_cannot_do_something_is_not_asked_to() {
+    let control = Recorder::remote(steady());
+    let mut app = App::for_control(&control, 7);
+    app.ingest(steady(), Duration::ZERO);
+    assert!(app.supports(ActionKind::TransferLeadership));
+    assert!(!app.supports(ActionKind::Crash));
+    // (key, what the event log says)
+    let cases = [
+        ('d', "disconnecting a node: not available on this cluster"),
+        ('c', "crashing a node: not available on this cluster"),
+        ('s', "restarting a node: not available on this cluster"),
+        ('l', "cutting off the leader: not available on this cluster"),
+        ('m', "splitting the network: not available on this cluster"),
+        ('M', "splitting the network: not available on this cluster"),
+        ('h', "healing the network: not available on this cluster"),
+        ('u', "the unreliable network: not available on this cluster"),
+        ('r', "long reordering: not available on this cluster"),
+        (
+            '+',
+            "changing the client load: not available on this cluster",
+        ),
+        (
+            '-',
+            "changing the client load: not available on this cluster",
+        ),
+    ];
+    for (case, (c, text)) in cases.into_iter().enumerate() {
+        let before = app.events().len();
+        assert_eq!(app.handle_key(ch(c)), None, "case {case}: `{c}`");
+        assert_eq!(app.events().len(), before + 1, "case {case}: one line");
+        let event = app.events().back().unwrap();
+        assert_eq!(
+            (event.kind, event.text.as_str()),
+            (EventKind::Action, text),
+            "case {case}: `{c}`"
+        );
+    }
+    // An action handed over directly is refused the same way.
+    app.perform(Action::Crash(1), &control);
+    assert_eq!(
+        app.events().back().unwrap().text,
+        "crashing a node: not available on this cluster"
+    );
+    assert!(control.calls.borrow().is_empty(), "{:?}", control.calls);
+    // What it supports still works, and the view keys too.
+    assert_eq!(app.handle_key(ch('1')), None);
+    assert_eq!(app.handle_key(ch('t')), Some(Action::TransferTo(1)));
+    app.perform(Action::TransferTo(1), &control);
+    assert_eq!(*control.calls.borrow(), ["transfer 2 -> 1"]);
+    assert_eq!(app.handle_key(ch('q')), Some(Action::Quit));
+    // A cluster that supports everything is offered everything.
+    let all = App::for_control(&Recorder::new(steady()), 7);
+    for action in [
+        Action::Crash(0),
+        Action::Heal,
+        Action::Restart(0),
+        Action::TransferTo(1),
+    ] {
+        assert!(all.offers(action), "{action:?}");
+    }
 }
 
 #[test]

@@ -14,7 +14,9 @@ use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier};
 use ratatui::widgets::Widget;
 use zeroraft_engine::{ProgressState, Role};
-use zeroraft_monitor::ui::{ClusterTable, EventLog, NetworkPanel, Replication, footer_lines};
+use zeroraft_monitor::ui::{
+    ClusterTable, EventLog, NetworkPanel, Replication, footer_lines, offered_footer_lines,
+};
 use zeroraft_monitor::{Action, App, Rate};
 
 use common::{Recorder, follower, isolate, leader, sample, set_log, steady};
@@ -41,6 +43,15 @@ fn render(widget: impl Widget, width: u16, height: u16) -> Buffer {
 /// storage 800 times a second, 40 µs a write; the leader's last 4 entries are not durable yet.
 fn watched() -> App {
     let mut app = App::new(5, 42);
+    for (at, sample) in watched_samples() {
+        app.ingest(sample, at);
+    }
+    app
+}
+
+/// The samples [`watched`] takes in, with the time of each.
+fn watched_samples() -> Vec<(Duration, zeroraft_monitor::Sample)> {
+    let mut samples = Vec::new();
     let mut s = steady();
     let mut commit = 100_000u64;
     for tick in 0..=300u32 {
@@ -73,9 +84,9 @@ fn watched() -> App {
                 Arc::make_mut(&mut s.statuses[i]).term = 4;
             }
         }
-        app.ingest(s.clone(), Duration::from_secs_f64(t));
+        samples.push((Duration::from_secs_f64(t), s.clone()));
     }
-    app
+    samples
 }
 
 fn screen(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
@@ -110,6 +121,22 @@ fn footer_wraps_to_the_width() {
             );
         }
     }
+}
+
+#[test]
+fn footer_leaves_out_what_the_cluster_cannot_do() {
+    let mut app = App::for_control(&Recorder::remote(steady()), 0);
+    app.ingest(steady(), Duration::ZERO);
+    let text: Vec<String> = offered_footer_lines(&app, 80)
+        .iter()
+        .map(|line| line.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect();
+    assert_eq!(
+        text,
+        ["q quit  ? help  0-9←→ node  t transfer  space pause"]
+    );
+    let everything = App::for_control(&Recorder::new(steady()), 0);
+    assert_eq!(offered_footer_lines(&everything, 80), footer_lines(80));
 }
 
 /// `steady()` taken in twice, a quarter of a second apart: node `i` wrote `100 * (i + 1)` times
@@ -464,6 +491,33 @@ fn screen_steady_state() {
 #[test]
 fn screen_help_overlay() {
     let mut app = watched();
+    app.handle_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE));
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+/// [`watched`] as a dashboard of a cluster that supports leadership transfers only and runs no
+/// load of its own (one of processes, watched over their client ports).
+fn watched_remotely() -> App {
+    let control = Recorder::remote(steady());
+    let mut app = App::for_control(&control, 42);
+    for (at, mut sample) in watched_samples() {
+        sample.load = zeroraft_monitor::LoadSample::default();
+        app.ingest(sample, at);
+    }
+    app
+}
+
+#[test]
+fn screen_remote_steady_state() {
+    let mut app = watched_remotely();
+    // A key for what the cluster cannot do says so in the log.
+    app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::NONE));
+    insta::assert_snapshot!(screen(&app, 80, 24).backend());
+}
+
+#[test]
+fn screen_remote_help_overlay() {
+    let mut app = watched_remotely();
     app.handle_key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE));
     insta::assert_snapshot!(screen(&app, 80, 24).backend());
 }

@@ -64,8 +64,15 @@ pub enum KvError {
     Server(String),
     /// The client was given no server addresses.
     NoServers,
-    /// A server could not be reached or read ([`KvClient::status`] only: operations retry).
+    /// A server could not be reached or read ([`KvClient::status`] and
+    /// [`KvClient::transfer_leadership`] only: operations retry).
     Io(io::Error),
+    /// The node asked does not lead ([`KvClient::transfer_leadership`] only: operations follow
+    /// the hint).
+    NotLeader {
+        /// The node it believes leads, if any.
+        leader: Option<u64>,
+    },
     /// A server answered something that is not an answer to the request.
     Protocol(String),
 }
@@ -78,6 +85,8 @@ impl fmt::Display for KvError {
             Self::Server(why) => write!(f, "the server refused the request: {why}"),
             Self::NoServers => write!(f, "no server addresses"),
             Self::Io(e) => write!(f, "cannot reach the server: {e}"),
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader; node {l} is"),
+            Self::NotLeader { leader: None } => write!(f, "not the leader; no leader known"),
             Self::Protocol(why) => write!(f, "unexpected answer: {why}"),
         }
     }
@@ -205,32 +214,58 @@ impl KvClient {
         self.execute(&request).map(drop)
     }
 
-    /// The Raft status of the node served at `addr`, over a connection of its own.
+    /// The Raft status of the node served at `addr`, over a connection of its own: in full
+    /// ([`NodeStatus::full`](protocol::NodeStatus::full)) from a server that sends it.
     ///
     /// # Errors
     ///
     /// [`KvError::Io`] if the server cannot be reached or does not answer within
     /// [`ClientOptions::attempt_timeout`]; [`KvError::Protocol`] if it answers something else.
     pub fn status(&self, addr: SocketAddr) -> Result<NodeStatus, KvError> {
-        let mut frame = Vec::new();
-        Request::Status
-            .encode(&mut frame)
-            .map_err(KvError::TooLarge)?;
-        let stream =
-            TcpStream::connect_timeout(&addr, self.options.connect_timeout.max(MIN_TIMEOUT))
-                .map_err(KvError::Io)?;
-        let timeout = Some(self.options.attempt_timeout.max(MIN_TIMEOUT));
-        let answer = stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(timeout))
-            .and_then(|()| stream.set_write_timeout(timeout))
-            .and_then(|()| call(&stream, &frame))
-            .map_err(KvError::Io)?;
-        match answer {
+        match self.call_once(addr, &Request::Status)? {
             Response::Status(status) => Ok(status),
             Response::Error(why) => Err(KvError::Server(why)),
             other => Err(KvError::Protocol(format!("{other:?} to a status request"))),
         }
+    }
+
+    /// Asks the node served at `addr`, which should lead, to hand its leadership to node
+    /// `target`, over a connection of its own. `Ok` means the leader has started the transfer,
+    /// not that it is done: the target's status shows when it leads.
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::NotLeader`] if that node does not lead; [`KvError::Server`] if it cannot
+    /// transfer to `target` (no other node of the cluster) or stopped; [`KvError::Io`] and
+    /// [`KvError::Protocol`] as for [`KvClient::status`].
+    pub fn transfer_leadership(&self, addr: SocketAddr, target: usize) -> Result<(), KvError> {
+        let request = Request::Transfer {
+            target: target as u64,
+        };
+        match self.call_once(addr, &request)? {
+            Response::Ok { .. } => Ok(()),
+            Response::WrongLeader { leader } => Err(KvError::NotLeader { leader }),
+            Response::Error(why) => Err(KvError::Server(why)),
+            other => Err(KvError::Protocol(format!(
+                "{other:?} to a transfer request"
+            ))),
+        }
+    }
+
+    /// Sends `request` to the server at `addr` over a new connection and reads its answer.
+    fn call_once(&self, addr: SocketAddr, request: &Request) -> Result<Response, KvError> {
+        let mut frame = Vec::new();
+        request.encode(&mut frame).map_err(KvError::TooLarge)?;
+        let stream =
+            TcpStream::connect_timeout(&addr, self.options.connect_timeout.max(MIN_TIMEOUT))
+                .map_err(KvError::Io)?;
+        let timeout = Some(self.options.attempt_timeout.max(MIN_TIMEOUT));
+        stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_read_timeout(timeout))
+            .and_then(|()| stream.set_write_timeout(timeout))
+            .and_then(|()| call(&stream, &frame))
+            .map_err(KvError::Io)
     }
 
     /// Sends `request` until a server answers it, and returns the value answered.
@@ -315,7 +350,7 @@ impl KvClient {
 }
 
 /// Writes an encoded request and reads one response.
-fn call(stream: &TcpStream, frame: &[u8]) -> io::Result<Response> {
+pub(crate) fn call(stream: &TcpStream, frame: &[u8]) -> io::Result<Response> {
     protocol::write_frame(&mut &*stream, frame)?;
     let body = match protocol::read_frame(&mut &*stream, MAX_FRAME) {
         Ok(Some(body)) => body,

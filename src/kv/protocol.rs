@@ -10,6 +10,7 @@
 //! | 2    | `Put`    | client `u64`, seq `u64`, key, value          |
 //! | 3    | `Append` | client `u64`, seq `u64`, key, value          |
 //! | 4    | `Status` | none                                         |
+//! | 5    | `Transfer` | target node id `u64`                       |
 //!
 //! | kind | response      | fields                                                        |
 //! |------|---------------|---------------------------------------------------------------|
@@ -20,22 +21,52 @@
 //! | 0x85 | `Error`       | message (UTF-8)                                               |
 //! | 0x86 | `Status`      | id, role `u8`, term, hint flag + leader, commit, applied, last |
 //!
+//! `Transfer` is answered with `Ok` (the leader has started handing over its leadership),
+//! `WrongLeader` (the node does not lead) or `Error` (the target is no other node, the node
+//! stopped).
+//!
 //! A server answers requests on one connection in order, one response per request. Decoding is
 //! strict: a body that ends inside a field, carries bytes after its last field, names an unknown
 //! version or kind, or a key longer than [`MAX_KEY`], is an error, and a server closes the
 //! connection. The one exception is the `Status` response, whose decoder ignores bytes after the
 //! fields it knows, so that a later server can report more without breaking older dashboards.
 //!
+//! That is how a `Status` response carries the node's full status ([`FullStatus`]): after the
+//! fields above come a tag byte, 1, and then, integers `u64` unless said otherwise:
+//!
+//! - last log term, durable index, snapshot index, log entries, log bytes, snapshots
+//!   installed, storage writes, their time in nanoseconds, elections started, elections won,
+//!   step-downs, messages in, messages out;
+//! - flags `u8` (bit 0 killed, bit 1 lease), hint flag `u8` + transfer target;
+//! - reads confirmed, lease reads, transfers started, transfers abandoned;
+//! - failure: flag `u8` (0 or 1), then, with 1, the message (UTF-8, at most [`MAX_FAILURE`]
+//!   bytes);
+//! - peers: count `u8`, then for each: id, match index, next index, state `u8` (0 probe,
+//!   1 replicate, 2 snapshot), AppendEntries in flight;
+//! - links: count `u8`, then for each: connected `u8` (0 or 1), connections, messages sent,
+//!   bytes sent, writes, messages received, bytes received, dropped, inbox overflows, rejected.
+//!
+//! An older decoder stops before the tag; a body without the tag decodes to a [`NodeStatus`]
+//! without [`NodeStatus::full`], and one with an unknown tag too (a later layout). After the
+//! tag, decoding is strict up to the last field of the layout above: a status cut inside it is
+//! an error. Bytes after it are ignored, again so that a later server can add fields.
+//!
 //! Nothing is allocated by a length read off the wire before it is checked: a frame's length
-//! against the reader's maximum ([`read_frame`]), a field's against the bytes left in its body.
+//! against the reader's maximum ([`read_frame`]), a field's, or a count of peers or links times
+//! the size of one, against the bytes left in its body.
 //! Decoded byte strings are [`Bytes`] slices of the frame, not copies.
 
 use std::fmt;
 use std::io::{self, Read, Write};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::{Buf, Bytes};
 
-use crate::Role;
+use crate::engine::ProgressState;
+use crate::transport::tcp::LinkStats;
+use crate::{PeerStatus, Role, Status};
 
 /// The protocol version this module speaks; the first byte of every body.
 pub const VERSION: u8 = 1;
@@ -52,6 +83,7 @@ const GET: u8 = 1;
 const PUT: u8 = 2;
 const APPEND: u8 = 3;
 const STATUS: u8 = 4;
+const TRANSFER: u8 = 5;
 
 const OK: u8 = 0x81;
 const WRONG_LEADER: u8 = 0x82;
@@ -59,6 +91,22 @@ const TIMEOUT: u8 = 0x83;
 const BUSY: u8 = 0x84;
 const ERROR: u8 = 0x85;
 const STATUS_REPLY: u8 = 0x86;
+
+/// The tag of the full status after a `Status` response's fields.
+const FULL_STATUS: u8 = 1;
+
+/// The longest failure message a full status carries: a longer one is cut (at a character
+/// boundary) when encoded, and refused when decoded.
+pub const MAX_FAILURE: usize = 4 << 10;
+
+/// The most peers, and the most links, a full status carries: the ones after are left out when
+/// encoded. (A cluster has at most 9 nodes on the command line.)
+pub const MAX_STATUS_NODES: usize = u8::MAX as usize;
+
+/// Bytes of one peer of a full status on the wire.
+const PEER_BYTES: usize = 8 * 4 + 1;
+/// Bytes of one link of a full status on the wire.
+const LINK_BYTES: usize = 1 + 8 * 9;
 
 /// What a client asks of a server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +145,12 @@ pub enum Request {
     },
     /// The node's Raft status, for a monitor.
     Status,
+    /// Asks the node, which should lead, to hand its leadership to node `target`
+    /// ([`crate::Raft::transfer_leadership`]).
+    Transfer {
+        /// The node to lead next.
+        target: u64,
+    },
 }
 
 /// What a server answers.
@@ -124,8 +178,9 @@ pub enum Response {
     Status(NodeStatus),
 }
 
-/// One node's Raft status as the `Status` request reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One node's Raft status as the `Status` request reports it: the fields every server sends,
+/// and, from servers that send it, the full status.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeStatus {
     /// The node's id.
     pub id: u64,
@@ -141,11 +196,25 @@ pub struct NodeStatus {
     pub last_applied: u64,
     /// The index of its last log entry.
     pub last_log_index: u64,
+    /// Everything else, from a server that sends it (see the module docs). Its status holds the
+    /// fields above too: they travel once, in the fields above.
+    pub full: Option<Box<FullStatus>>,
+}
+
+/// One node's full status, as a `Status` response carries it after the fields every server
+/// sends: what a dashboard shows of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FullStatus {
+    /// The engine's status.
+    pub status: Status,
+    /// The node's transport link to each node, by node id (the entry of the node itself all
+    /// zero); empty if the server does not know the node's transport.
+    pub links: Vec<LinkStats>,
 }
 
 impl NodeStatus {
-    /// The fields of an engine status.
-    pub fn from_status(status: &crate::Status) -> Self {
+    /// The fields of an engine status every server sends, without the full status.
+    pub fn from_status(status: &Status) -> Self {
         Self {
             id: status.id as u64,
             role: status.role,
@@ -154,6 +223,18 @@ impl NodeStatus {
             commit_index: status.commit_index,
             last_applied: status.last_applied,
             last_log_index: status.last_log_index,
+            full: None,
+        }
+    }
+
+    /// An engine status in full, with the node's transport `links` (see [`FullStatus::links`]).
+    pub fn with_full(status: &Status, links: Vec<LinkStats>) -> Self {
+        Self {
+            full: Some(Box::new(FullStatus {
+                status: status.clone(),
+                links,
+            })),
+            ..Self::from_status(status)
         }
     }
 }
@@ -349,6 +430,11 @@ impl Request {
                 frame.out.extend_from_slice(&[VERSION, STATUS]);
                 return frame.finish();
             }
+            Self::Transfer { target } => {
+                frame.out.extend_from_slice(&[VERSION, TRANSFER]);
+                frame.out.extend_from_slice(&target.to_le_bytes());
+                return frame.finish();
+            }
         };
         if key.len() > MAX_KEY {
             let len = key.len();
@@ -379,6 +465,9 @@ impl Request {
         let kind = get_header(&mut body)?;
         let request = match kind {
             STATUS => Self::Status,
+            TRANSFER => Self::Transfer {
+                target: get_u64(&mut body)?,
+            },
             GET | PUT | APPEND => {
                 let client = get_u64(&mut body)?;
                 let seq = get_u64(&mut body)?;
@@ -453,6 +542,9 @@ impl Response {
                 out.extend_from_slice(&s.commit_index.to_le_bytes());
                 out.extend_from_slice(&s.last_applied.to_le_bytes());
                 out.extend_from_slice(&s.last_log_index.to_le_bytes());
+                if let Some(full) = &s.full {
+                    put_full_status(out, full);
+                }
             }
         }
         frame.finish()
@@ -487,7 +579,7 @@ impl Response {
                     2 => Role::Leader,
                     _ => return Err(DecodeError::Invalid("role")),
                 };
-                let status = NodeStatus {
+                let mut status = NodeStatus {
                     id,
                     role,
                     term: get_u64(&mut body)?,
@@ -495,8 +587,13 @@ impl Response {
                     commit_index: get_u64(&mut body)?,
                     last_applied: get_u64(&mut body)?,
                     last_log_index: get_u64(&mut body)?,
+                    full: None,
                 };
                 // Later versions may append fields: see the module docs.
+                if body.first() == Some(&FULL_STATUS) {
+                    body.advance(1);
+                    status.full = Some(Box::new(get_full_status(&mut body, &status)?));
+                }
                 return Ok(Self::Status(status));
             }
             other => return Err(DecodeError::UnknownKind(other)),
@@ -549,6 +646,239 @@ pub(crate) fn put_bytes(out: &mut Vec<u8>, data: &[u8]) {
 fn put_option(out: &mut Vec<u8>, value: Option<u64>) {
     out.push(u8::from(value.is_some()));
     out.extend_from_slice(&value.unwrap_or(0).to_le_bytes());
+}
+
+/// Appends the full status after a `Status` response's fields: see the module docs.
+fn put_full_status(out: &mut Vec<u8>, full: &FullStatus) {
+    let s = &full.status;
+    out.push(FULL_STATUS);
+    let sync_nanos = u64::try_from(s.sync_time.as_nanos()).unwrap_or(u64::MAX);
+    for value in [
+        s.last_log_term,
+        s.durable_index,
+        s.snapshot_index,
+        s.log_entries,
+        s.log_bytes,
+        s.snapshots_installed,
+        s.syncs,
+        sync_nanos,
+        s.elections_started,
+        s.elections_won,
+        s.step_downs,
+        s.messages_in,
+        s.messages_out,
+    ] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out.push(u8::from(s.killed) | u8::from(s.lease) << 1);
+    put_option(out, s.transfer_target.map(|t| t as u64));
+    for value in [
+        s.reads_confirmed,
+        s.lease_reads,
+        s.transfers_started,
+        s.transfers_abandoned,
+    ] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    match &s.failure {
+        None => out.push(0),
+        Some(reason) => {
+            out.push(1);
+            let mut end = reason.len().min(MAX_FAILURE);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            put_bytes(out, &reason.as_bytes()[..end]);
+        }
+    }
+    let peers = &s.peers[..s.peers.len().min(MAX_STATUS_NODES)];
+    out.push(peers.len() as u8);
+    for p in peers {
+        out.extend_from_slice(&(p.id as u64).to_le_bytes());
+        out.extend_from_slice(&p.match_index.to_le_bytes());
+        out.extend_from_slice(&p.next_index.to_le_bytes());
+        out.push(match p.state {
+            ProgressState::Probe => 0,
+            ProgressState::Replicate => 1,
+            ProgressState::Snapshot => 2,
+        });
+        out.extend_from_slice(&(p.inflight as u64).to_le_bytes());
+    }
+    let links = &full.links[..full.links.len().min(MAX_STATUS_NODES)];
+    out.push(links.len() as u8);
+    for l in links {
+        out.push(u8::from(l.connected));
+        for value in [
+            l.connections,
+            l.sent,
+            l.bytes_sent,
+            l.writes,
+            l.received,
+            l.bytes_received,
+            l.dropped,
+            l.inbox_overflow,
+            l.rejected,
+        ] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+}
+
+/// Decodes the full status after its tag, the fields every server sends being `base`: see the
+/// module docs. Bytes after it are left in `body`.
+fn get_full_status(body: &mut Bytes, base: &NodeStatus) -> Result<FullStatus, DecodeError> {
+    let id = usize::try_from(base.id).map_err(|_| DecodeError::Invalid("node id"))?;
+    let leader = match base.leader {
+        None => None,
+        Some(l) => Some(usize::try_from(l).map_err(|_| DecodeError::Invalid("leader id"))?),
+    };
+    let mut counters = [0u64; 13];
+    for value in &mut counters {
+        *value = get_u64(body)?;
+    }
+    let [
+        last_log_term,
+        durable_index,
+        snapshot_index,
+        log_entries,
+        log_bytes,
+        snapshots_installed,
+        syncs,
+        sync_nanos,
+        elections_started,
+        elections_won,
+        step_downs,
+        messages_in,
+        messages_out,
+    ] = counters;
+    let flags = get_u8(body)?;
+    if flags & !0b11 != 0 {
+        return Err(DecodeError::Invalid("status flags"));
+    }
+    let transfer_target = match get_option(body)? {
+        None => None,
+        Some(t) => Some(usize::try_from(t).map_err(|_| DecodeError::Invalid("transfer target"))?),
+    };
+    let mut reads = [0u64; 4];
+    for value in &mut reads {
+        *value = get_u64(body)?;
+    }
+    let [
+        reads_confirmed,
+        lease_reads,
+        transfers_started,
+        transfers_abandoned,
+    ] = reads;
+    let failure = match get_u8(body)? {
+        0 => None,
+        1 => {
+            let reason = get_bytes(body, "failure", MAX_FAILURE)?;
+            let reason = std::str::from_utf8(&reason)
+                .map_err(|_| DecodeError::Invalid("failure (not UTF-8)"))?;
+            Some(Arc::from(reason))
+        }
+        _ => return Err(DecodeError::Invalid("failure flag")),
+    };
+    let count = get_count(body, PEER_BYTES)?;
+    let mut peers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = usize::try_from(get_u64(body)?).map_err(|_| DecodeError::Invalid("peer id"))?;
+        let match_index = get_u64(body)?;
+        let next_index = get_u64(body)?;
+        let state = match get_u8(body)? {
+            0 => ProgressState::Probe,
+            1 => ProgressState::Replicate,
+            2 => ProgressState::Snapshot,
+            _ => return Err(DecodeError::Invalid("progress state")),
+        };
+        let inflight =
+            usize::try_from(get_u64(body)?).map_err(|_| DecodeError::Invalid("in flight"))?;
+        peers.push(PeerStatus {
+            id,
+            match_index,
+            next_index,
+            state,
+            inflight,
+        });
+    }
+    let count = get_count(body, LINK_BYTES)?;
+    let mut links = Vec::with_capacity(count);
+    for _ in 0..count {
+        let connected = match get_u8(body)? {
+            0 => false,
+            1 => true,
+            _ => return Err(DecodeError::Invalid("link flag")),
+        };
+        let mut counters = [0u64; 9];
+        for value in &mut counters {
+            *value = get_u64(body)?;
+        }
+        let [
+            connections,
+            sent,
+            bytes_sent,
+            writes,
+            received,
+            bytes_received,
+            dropped,
+            inbox_overflow,
+            rejected,
+        ] = counters;
+        links.push(LinkStats {
+            connected,
+            connections,
+            sent,
+            bytes_sent,
+            writes,
+            received,
+            bytes_received,
+            dropped,
+            inbox_overflow,
+            rejected,
+        });
+    }
+    let status = Status {
+        id,
+        role: base.role,
+        term: base.term,
+        leader,
+        commit_index: base.commit_index,
+        last_applied: base.last_applied,
+        last_log_index: base.last_log_index,
+        durable_index,
+        snapshot_index,
+        log_entries,
+        log_bytes,
+        snapshots_installed,
+        syncs,
+        sync_time: Duration::from_nanos(sync_nanos),
+        failure,
+        last_log_term,
+        peers: peers.into_iter().collect(),
+        elections_started,
+        elections_won,
+        step_downs,
+        messages_in,
+        messages_out,
+        killed: flags & 1 != 0,
+        transfer_target,
+        lease: flags & 2 != 0,
+        reads_confirmed,
+        lease_reads,
+        transfers_started,
+        transfers_abandoned,
+    };
+    Ok(FullStatus { status, links })
+}
+
+/// A `u8` count of records of `size` bytes each, checked against the bytes left in `body`
+/// before anything is allocated for them.
+fn get_count(body: &mut Bytes, size: usize) -> Result<usize, DecodeError> {
+    let count = usize::from(get_u8(body)?);
+    if count * size > body.len() {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(count)
 }
 
 fn get_header(body: &mut Bytes) -> Result<u8, DecodeError> {
@@ -634,6 +964,7 @@ mod tests {
                 }
             ),
             Just(Request::Status),
+            any::<u64>().prop_map(|target| Request::Transfer { target }),
         ]
     }
 
@@ -645,8 +976,107 @@ mod tests {
         ]
     }
 
-    fn response() -> impl Strategy<Value = Response> {
-        let status = (
+    fn progress_state() -> impl Strategy<Value = ProgressState> {
+        prop_oneof![
+            Just(ProgressState::Probe),
+            Just(ProgressState::Replicate),
+            Just(ProgressState::Snapshot)
+        ]
+    }
+
+    fn peer() -> impl Strategy<Value = PeerStatus> {
+        (
+            0..16usize,
+            any::<u64>(),
+            any::<u64>(),
+            progress_state(),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(id, match_index, next_index, state, inflight)| PeerStatus {
+                    id,
+                    match_index,
+                    next_index,
+                    state,
+                    inflight: inflight as usize,
+                },
+            )
+    }
+
+    fn link() -> impl Strategy<Value = LinkStats> {
+        (any::<bool>(), any::<[u64; 9]>()).prop_map(|(connected, c)| LinkStats {
+            connected,
+            connections: c[0],
+            sent: c[1],
+            bytes_sent: c[2],
+            writes: c[3],
+            received: c[4],
+            bytes_received: c[5],
+            dropped: c[6],
+            inbox_overflow: c[7],
+            rejected: c[8],
+        })
+    }
+
+    /// An engine status with any value in every field (ids small enough for any `usize`).
+    fn engine_status() -> impl Strategy<Value = Status> {
+        let head = (
+            any::<u32>(),
+            role(),
+            any::<u64>(),
+            any::<Option<u32>>(),
+            any::<[u64; 7]>(),
+        );
+        let counters = (
+            any::<[u64; 7]>(),
+            any::<u64>(),
+            proptest::option::of(".{0,40}"),
+            proptest::collection::vec(peer(), 0..9),
+            any::<(bool, bool)>(),
+            any::<Option<u32>>(),
+            any::<[u64; 4]>(),
+        );
+        (head, counters).prop_map(
+            |(
+                (id, role, term, leader, indices),
+                (counts, sync_nanos, failure, peers, (killed, lease), transfer, reads),
+            )| Status {
+                id: id as usize,
+                role,
+                term,
+                leader: leader.map(|l| l as usize),
+                commit_index: indices[0],
+                last_applied: indices[1],
+                last_log_index: indices[2],
+                durable_index: indices[3],
+                snapshot_index: indices[4],
+                log_entries: indices[5],
+                log_bytes: indices[6],
+                snapshots_installed: counts[0],
+                syncs: counts[1],
+                sync_time: Duration::from_nanos(sync_nanos),
+                failure: failure.map(Arc::from),
+                last_log_term: counts[2],
+                peers: peers.into_iter().collect(),
+                elections_started: counts[3],
+                elections_won: counts[4],
+                step_downs: counts[5],
+                messages_in: counts[6],
+                messages_out: reads[0] ^ counts[0],
+                killed,
+                transfer_target: transfer.map(|t| t as usize),
+                lease,
+                reads_confirmed: reads[0],
+                lease_reads: reads[1],
+                transfers_started: reads[2],
+                transfers_abandoned: reads[3],
+            },
+        )
+    }
+
+    /// A status response: the compact fields alone, or in full.
+    fn node_status() -> impl Strategy<Value = NodeStatus> {
+        let compact = (
             any::<u64>(),
             role(),
             any::<u64>(),
@@ -656,27 +1086,35 @@ mod tests {
             any::<u64>(),
         )
             .prop_map(
-                |(id, role, term, leader, commit_index, last_applied, last_log_index)| {
-                    Response::Status(NodeStatus {
-                        id,
-                        role,
-                        term,
-                        leader,
-                        commit_index,
-                        last_applied,
-                        last_log_index,
-                    })
+                |(id, role, term, leader, commit_index, last_applied, last_log_index)| NodeStatus {
+                    id,
+                    role,
+                    term,
+                    leader,
+                    commit_index,
+                    last_applied,
+                    last_log_index,
+                    full: None,
                 },
             );
+        let full = (engine_status(), proptest::collection::vec(link(), 0..9))
+            .prop_map(|(status, links)| NodeStatus::with_full(&status, links));
+        prop_oneof![compact, full]
+    }
+
+    fn response() -> impl Strategy<Value = Response> {
         prop_oneof![
             bytes(200).prop_map(|value| Response::Ok { value }),
             any::<Option<u64>>().prop_map(|leader| Response::WrongLeader { leader }),
             Just(Response::Timeout),
             Just(Response::Busy),
             ".{0,40}".prop_map(Response::Error),
-            status,
+            node_status().prop_map(Response::Status),
         ]
     }
+
+    /// The length of a `Status` response's body up to the end of its compact fields.
+    const COMPACT_STATUS: usize = 2 + 8 + 1 + 8 + 9 + 3 * 8;
 
     /// The body of an encoded frame, after checking that its prefix is its length.
     fn frame_body(frame: &[u8]) -> Bytes {
@@ -724,8 +1162,35 @@ mod tests {
             response.encode(&mut out).unwrap();
             let whole = frame_body(&out);
             for len in 0..whole.len() {
-                prop_assert!(Response::decode(whole.slice(..len)).is_err(), "cut at {}", len);
+                let decoded = Response::decode(whole.slice(..len));
+                match &response {
+                    // Cut right after its compact fields, a full status reads as an older
+                    // server's answer: what an older dashboard reads of it.
+                    Response::Status(status) if len == COMPACT_STATUS => {
+                        let compact = NodeStatus { full: None, ..status.clone() };
+                        prop_assert_eq!(decoded, Ok(Response::Status(compact)));
+                    }
+                    _ => prop_assert!(decoded.is_err(), "cut at {}", len),
+                }
             }
+        }
+
+        #[test]
+        fn a_full_status_is_read_whole_past_bytes_it_does_not_know(
+            status in node_status(),
+            extra in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let response = Response::Status(status);
+            let mut out = Vec::new();
+            response.encode(&mut out).unwrap();
+            let mut body = frame_body(&out).to_vec();
+            let compact = matches!(&response, Response::Status(s) if s.full.is_none());
+            // After the compact fields alone, bytes that do not start with the tag.
+            if compact && extra.first() == Some(&FULL_STATUS) {
+                return Ok(());
+            }
+            body.extend_from_slice(&extra);
+            prop_assert_eq!(Response::decode(Bytes::from(body)), Ok(response));
         }
 
         #[test]
@@ -746,6 +1211,17 @@ mod tests {
             let mut body = vec![VERSION, kind];
             body.extend_from_slice(&garbage);
             let _ = Request::decode(Bytes::from(body.clone()));
+            let _ = Response::decode(Bytes::from(body));
+        }
+
+        #[test]
+        fn garbage_after_a_full_status_tag_never_panics(
+            garbage in proptest::collection::vec(any::<u8>(), 0..1_000),
+        ) {
+            let mut body = vec![VERSION, STATUS_REPLY];
+            body.resize(COMPACT_STATUS, 0);
+            body.push(FULL_STATUS);
+            body.extend_from_slice(&garbage);
             let _ = Response::decode(Bytes::from(body));
         }
     }
@@ -775,6 +1251,7 @@ mod tests {
             commit_index: 4,
             last_applied: 4,
             last_log_index: 5,
+            full: None,
         });
         let mut out = Vec::new();
         status.encode(&mut out).unwrap();
@@ -880,5 +1357,125 @@ mod tests {
             Err(EncodeError::FrameTooLarge { .. })
         ));
         assert!(out.is_empty());
+    }
+
+    /// A full status of node 1 leading term 3, with one peer and three links.
+    fn leader_status() -> NodeStatus {
+        let mut status = Status {
+            id: 1,
+            role: Role::Leader,
+            term: 3,
+            leader: Some(1),
+            commit_index: 4,
+            last_applied: 4,
+            last_log_index: 5,
+            durable_index: 5,
+            snapshot_index: 0,
+            log_entries: 5,
+            log_bytes: 80,
+            snapshots_installed: 0,
+            syncs: 7,
+            sync_time: Duration::from_micros(300),
+            failure: None,
+            last_log_term: 3,
+            peers: Default::default(),
+            elections_started: 1,
+            elections_won: 1,
+            step_downs: 0,
+            messages_in: 10,
+            messages_out: 12,
+            killed: false,
+            transfer_target: Some(2),
+            lease: true,
+            reads_confirmed: 0,
+            lease_reads: 0,
+            transfers_started: 1,
+            transfers_abandoned: 0,
+        };
+        status.peers.push(PeerStatus {
+            id: 0,
+            match_index: 5,
+            next_index: 6,
+            state: ProgressState::Replicate,
+            inflight: 0,
+        });
+        let link = LinkStats {
+            connected: true,
+            sent: 12,
+            ..LinkStats::default()
+        };
+        NodeStatus::with_full(&status, vec![link, LinkStats::default(), link])
+    }
+
+    fn encoded_body(response: &Response) -> Vec<u8> {
+        let mut out = Vec::new();
+        response.encode(&mut out).unwrap();
+        frame_body(&out).to_vec()
+    }
+
+    #[test]
+    fn a_full_status_is_refused_where_a_field_cannot_hold_its_value() {
+        let body = encoded_body(&Response::Status(leader_status()));
+        let tag = COMPACT_STATUS;
+        // Offsets in the full status, from its tag.
+        let flags = tag + 1 + 13 * 8;
+        let failure = flags + 1 + 9 + 4 * 8;
+        let peers = failure + 1;
+        let links = peers + 1 + PEER_BYTES;
+        let cases: [(usize, u8, DecodeError); 6] = [
+            (flags, 0b100, DecodeError::Invalid("status flags")),
+            (flags + 1, 2, DecodeError::Invalid("option flag")),
+            (failure, 2, DecodeError::Invalid("failure flag")),
+            (peers + 1 + 3 * 8, 3, DecodeError::Invalid("progress state")),
+            (links + 1, 2, DecodeError::Invalid("link flag")),
+            // More links than the bytes left could hold: refused before allocating for them.
+            (links, 255, DecodeError::Truncated),
+        ];
+        for (case, (at, value, error)) in cases.into_iter().enumerate() {
+            let mut bad = body.clone();
+            bad[at] = value;
+            assert_eq!(
+                Response::decode(Bytes::from(bad)),
+                Err(error),
+                "case {case}"
+            );
+        }
+        // A tag this decoder does not know: a later layout, left alone.
+        let mut later = body.clone();
+        later[tag] = 2;
+        let compact = NodeStatus {
+            full: None,
+            ..leader_status()
+        };
+        assert_eq!(
+            Response::decode(Bytes::from(later)),
+            Ok(Response::Status(compact))
+        );
+    }
+
+    #[test]
+    fn a_long_failure_is_cut_at_a_character_boundary() {
+        let mut status = leader_status();
+        let full = status.full.as_mut().unwrap();
+        // 'é' is two bytes: MAX_FAILURE falls inside the last one that fits.
+        full.status.failure = Some(Arc::from(format!("x{}", "é".repeat(MAX_FAILURE)).as_str()));
+        let body = encoded_body(&Response::Status(status));
+        let Ok(Response::Status(decoded)) = Response::decode(Bytes::from(body)) else {
+            panic!("a status");
+        };
+        let failure = decoded.full.unwrap().status.failure.unwrap();
+        assert_eq!(failure.len(), MAX_FAILURE - 1);
+        assert!(failure.starts_with("xé") && failure.ends_with('é'));
+    }
+
+    #[test]
+    fn a_transfer_names_its_target() {
+        let mut out = Vec::new();
+        Request::Transfer { target: 2 }.encode(&mut out).unwrap();
+        assert_eq!(&out[4..], [VERSION, TRANSFER, 2, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            Request::decode(Bytes::from_static(&[VERSION, TRANSFER, 2])),
+            Err(DecodeError::Truncated)
+        );
     }
 }

@@ -13,7 +13,9 @@
 //!   (the client retries elsewhere; a retry of a request that was applied after all is recognized
 //!   and not applied twice).
 //! - `Get` reads as [`ServerOptions::read_mode`] says; by default through ReadIndex.
-//! - `Status` answers with the node's Raft status.
+//! - `Status` answers with the node's full Raft status, and its transport's links once the
+//!   server knows where to read them ([`KvServer::set_links`]).
+//! - `Transfer` asks the node to hand its leadership over ([`Raft::transfer_leadership`]).
 //!
 //! A frame that is not a well-formed request (truncated, oversized, garbage) ends its
 //! connection, with a `tracing` warning; nothing a client sends can panic the server.
@@ -27,7 +29,7 @@ use std::fmt;
 use std::io::{self, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,7 +38,8 @@ use bytes::Bytes;
 use super::machine::{Command, Op};
 use super::protocol::{self, FrameError, MAX_FRAME, NodeStatus, Request, Response};
 use super::state::{KvState, WaitEnd};
-use crate::{PendingRead, Raft, ReadError, StartError};
+use crate::transport::tcp::LinkStats;
+use crate::{PendingRead, Raft, ReadError, StartError, TransferError};
 
 /// How a server answers `Get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -110,7 +113,12 @@ struct Shared {
     /// A clone of each open connection's stream, by connection number, so that shutdown can
     /// close them. A cold path (taken on connect, disconnect and shutdown): a `Mutex` is fine.
     connections: Mutex<HashMap<u64, TcpStream>>,
+    /// Where `Status` answers read the node's transport links, once set.
+    links: OnceLock<LinkSource>,
 }
+
+/// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
+type LinkSource = (usize, Box<dyn Fn(usize) -> LinkStats + Send + Sync>);
 
 impl KvServer {
     /// Serves node `raft`, whose applied state is `state` (the node was started with
@@ -133,6 +141,7 @@ impl KvServer {
             options,
             stopping: AtomicBool::new(false),
             connections: Mutex::new(HashMap::new()),
+            links: OnceLock::new(),
         });
         let accept = {
             let shared = shared.clone();
@@ -160,6 +169,18 @@ impl KvServer {
     /// The node's applied state.
     pub fn state(&self) -> &Arc<KvState> {
         &self.shared.state
+    }
+
+    /// Has `Status` answers carry the node's transport links: one for each of the `nodes`
+    /// nodes, the one to node `j` read with `link(j)` (which should be quick: it is called while
+    /// a request waits). The server does not know the transport otherwise; without this its
+    /// answers carry no links. Only the first call takes effect; returns whether this one did.
+    pub fn set_links(
+        &self,
+        nodes: usize,
+        link: impl Fn(usize) -> LinkStats + Send + Sync + 'static,
+    ) -> bool {
+        self.shared.links.set((nodes, Box::new(link))).is_ok()
     }
 
     /// The number of connections open now.
@@ -476,7 +497,29 @@ impl Connection<'_> {
         };
         match request {
             Request::Status => {
-                Pending::Ready(Response::Status(NodeStatus::from_status(&raft.status())))
+                let links = self
+                    .shared
+                    .links
+                    .get()
+                    .map_or_else(Vec::new, |(nodes, link)| (0..*nodes).map(link).collect());
+                Pending::Ready(Response::Status(NodeStatus::with_full(
+                    &raft.status(),
+                    links,
+                )))
+            }
+            Request::Transfer { target } => {
+                let target = usize::try_from(target).unwrap_or(usize::MAX);
+                Pending::Ready(match raft.transfer_leadership(target) {
+                    Ok(()) => Response::Ok {
+                        value: Bytes::new(),
+                    },
+                    Err(TransferError::NotLeader { leader }) => Response::WrongLeader {
+                        leader: leader.map(|l| l as u64),
+                    },
+                    Err(e @ (TransferError::BadTarget { .. } | TransferError::Killed)) => {
+                        Response::Error(e.to_string())
+                    }
+                })
             }
             Request::Put {
                 client,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use smallvec::SmallVec;
 use zeroraft_engine::{PeerStatus, ProgressState, Role, Status};
-use zeroraft_monitor::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
+use zeroraft_monitor::{ActionKind, Control, Latency, LoadSample, NetworkSample, Rate, Sample};
 
 /// Entries between two snapshots, as in the dashboard's cluster.
 pub const COMPACT_EVERY: u64 = 10_000;
@@ -150,6 +150,8 @@ pub struct Recorder {
     pub partitions: RefCell<Vec<Vec<Vec<usize>>>>,
     /// What `restart` answers with: `Err` of this text when set.
     pub restart_error: RefCell<Option<String>>,
+    /// The commands it says it does not support.
+    pub unsupported: Vec<ActionKind>,
 }
 
 impl Recorder {
@@ -159,7 +161,19 @@ impl Recorder {
             calls: RefCell::new(Vec::new()),
             partitions: RefCell::new(Vec::new()),
             restart_error: RefCell::new(None),
+            unsupported: Vec::new(),
         }
+    }
+
+    /// A recorder that, as a cluster of processes watched over their client ports, supports
+    /// leadership transfers and nothing else.
+    pub fn remote(sample: Sample) -> Self {
+        let mut recorder = Self::new(sample);
+        recorder.unsupported = ActionKind::ALL
+            .into_iter()
+            .filter(|&k| k != ActionKind::TransferLeadership)
+            .collect();
+        recorder
     }
 
     fn record(&self, call: String) {
@@ -222,6 +236,9 @@ impl Control for Recorder {
     fn transfer_leadership(&self, leader: usize, target: usize) -> Result<(), String> {
         self.record(format!("transfer {leader} -> {target}"));
         Ok(())
+    }
+    fn supports(&self, action: ActionKind) -> bool {
+        !self.unsupported.contains(&action)
     }
 }
 
