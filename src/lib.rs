@@ -5,6 +5,7 @@
 //! - [`engine`]: the [`Raft`] handle, its [`Config`], [`ApplyMsg`] and [`Status`].
 //! - [`transport`]: the in-memory [`Network`] and its fault model.
 //! - [`cluster`]: [`cluster::Cluster`], N nodes on one network with the tester's checks.
+//! - [`linearizability`]: a linearizability checker for the histories of a key-value service.
 //!
 //! Embedding a three-node cluster and committing one command:
 //!
@@ -43,6 +44,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod linearizability;
 pub mod sim;
 
 pub use zeroraft_engine as engine;
