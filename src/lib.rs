@@ -8,6 +8,7 @@
 //! - [`kv`]: a replicated key-value service on the engine, its TCP protocol, server and client.
 //! - [`serve`]: one node of that service in its own process; [`remote`]: the dashboard's view
 //!   of a cluster of such processes.
+//! - [`linearizability`]: a linearizability checker for the histories of a key-value service.
 //!
 //! Embedding a three-node cluster and committing one command:
 //!
@@ -47,6 +48,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod kv;
+pub mod linearizability;
 pub mod remote;
 pub mod serve;
 pub mod sim;
