@@ -28,7 +28,29 @@ for i in 0 1 2; do
         --storage "$storage" "${data[@]}" 2>>"$dir/node-$i.log" &
     pids+=($!)
 done
+# CPU time (user + system, in clock ticks) of the three server processes so far.
+server_ticks() {
+    local total=0 pid
+    for pid in "${pids[@]}"; do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the command name's closing paren.
+        total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
+}
+hz=$(getconf CLK_TCK)
 for round in $(seq "$rounds"); do
     echo "== round $round: 3 processes, storage $storage, $clients in flight, ${seconds}s"
-    "$bin" bench --connect "$clients_at" --clients "$clients" --seconds "$seconds" 2>/dev/null
+    before=$(server_ticks)
+    first=1
+    "$bin" bench --connect "$clients_at" --clients "$clients" --seconds "$seconds" 2>/dev/null |
+        while IFS= read -r line; do
+            echo "$line"
+            if [ "$first" = 1 ]; then
+                first=0
+                after=$(server_ticks)
+                commits=$(echo "$line" | sed -n 's/.*(\([0-9]*\) commits,.*/\1/p')
+                awk -v t=$((after - before)) -v hz="$hz" -v c="$commits" \
+                    'BEGIN { printf "servers: %.1f s of CPU, %.2f µs per commit\n", t / hz, t / hz * 1e6 / c }'
+            fi
+        done
 done
