@@ -7,7 +7,7 @@
 //! acknowledged puts and times each from its write to its answer. [`loopback_rtt`] measures the
 //! round trip of a small message over TCP on loopback, the floor under any one-client latency.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -178,7 +178,8 @@ fn pipeline(
     let mut sent_at = std::collections::VecDeque::with_capacity(window);
     let mut seq = 0u64;
     let mut out = Vec::new();
-    let mut reader = BufReader::with_capacity(64 << 10, stream.try_clone().map_err(KvError::Io)?);
+    let mut reader =
+        protocol::FrameReader::new(stream.try_clone().map_err(KvError::Io)?, MAX_FRAME);
     let mut writer = &stream;
     let mut refused = 0;
     let mut to_send = window;
@@ -209,7 +210,8 @@ fn pipeline(
         // Read one answer, then every answer already buffered: as many new puts go out.
         to_send = 0;
         loop {
-            let body = protocol::read_frame(&mut reader, MAX_FRAME)
+            let body = reader
+                .next_frame()
                 .map_err(|e| KvError::Protocol(e.to_string()))?
                 .ok_or_else(|| KvError::Io(io::ErrorKind::UnexpectedEof.into()))?;
             let t0 = sent_at.pop_front().expect("an answer to a request sent");
@@ -221,7 +223,7 @@ fn pipeline(
                 _ => refused += 1,
             }
             to_send += 1;
-            if reader.buffer().len() < 4 {
+            if reader.buffered() < 4 {
                 break;
             }
         }

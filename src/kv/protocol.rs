@@ -393,6 +393,98 @@ pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Bytes>, F
     Ok(Some(Bytes::from(body)))
 }
 
+/// Reads frames from a stream into a buffer it reuses, and hands out each frame's body as a
+/// [`Bytes`] slice of that buffer: no allocation per frame (a new buffer only when the old one
+/// is full while bodies cut from it are still held), and several frames per `read` call when
+/// a client pipelines. Otherwise as [`read_frame`].
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: bytes::BytesMut,
+    max: usize,
+    /// What the last `read` call returned: the next one asks for about twice as much.
+    last_read: usize,
+}
+
+/// The smallest and largest reads a [`FrameReader`] asks for.
+const MIN_READ: usize = 4 << 10;
+const MAX_READ: usize = 64 << 10;
+
+impl<R: Read> FrameReader<R> {
+    /// A reader of frames of at most `max` bytes from `inner`.
+    pub fn new(inner: R, max: usize) -> Self {
+        Self {
+            inner,
+            buf: bytes::BytesMut::with_capacity(MAX_READ),
+            max,
+            last_read: MIN_READ,
+        }
+    }
+
+    /// Bytes read from the stream and not yet handed out: at least 4 when another frame may be
+    /// ready without reading.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next frame's body; `None` when the stream ends between frames.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLarge`] for a length prefix above the maximum (nothing after it is
+    /// read), [`FrameError::Io`] if reading fails or the stream ends inside a frame.
+    pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if self.buf.len() >= 4 {
+                let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+                let len = u32::from_le_bytes(prefix);
+                let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
+                if len_usize > self.max {
+                    return Err(FrameError::TooLarge {
+                        len: u64::from(len),
+                        max: self.max,
+                    });
+                }
+                if self.buf.len() >= 4 + len_usize {
+                    let _ = self.buf.split_to(4);
+                    return Ok(Some(self.buf.split_to(len_usize).freeze()));
+                }
+                // Room for the rest of this frame (bounded by `max`, checked above).
+                self.buf.reserve(4 + len_usize - self.buf.len());
+            }
+            if self.buf.capacity() - self.buf.len() < MIN_READ {
+                self.buf.reserve(MAX_READ);
+            }
+            let start = self.buf.len();
+            let want = (self.last_read * 2)
+                .clamp(MIN_READ, MAX_READ)
+                .min(self.buf.capacity() - start);
+            // Reading into the buffer without `unsafe` needs initialized bytes: clear only as
+            // many as this read may fill.
+            self.buf.resize(start + want, 0);
+            match self.inner.read(&mut self.buf[start..]) {
+                Ok(0) => {
+                    self.buf.truncate(start);
+                    return if start == 0 {
+                        Ok(None)
+                    } else {
+                        Err(io::Error::from(io::ErrorKind::UnexpectedEof).into())
+                    };
+                }
+                Ok(n) => {
+                    self.buf.truncate(start + n);
+                    self.last_read = n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(start),
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+}
+
 /// Writes `frame`, an encoded frame (prefix included), to `writer` and flushes it.
 ///
 /// # Errors
@@ -1477,5 +1569,74 @@ mod tests {
             Request::decode(Bytes::from_static(&[VERSION, TRANSFER, 2])),
             Err(DecodeError::Truncated)
         );
+    }
+
+    /// A reader that returns at most `chunk` bytes per call.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.chunk.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn framed(bodies: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in bodies {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        out
+    }
+
+    #[test]
+    fn frame_reader_cuts_frames_whatever_the_reads_return() {
+        let big = vec![7u8; 100_000];
+        let bodies: [&[u8]; 4] = [b"one", b"", &big, b"four"];
+        let stream = framed(&bodies);
+        for (case, chunk) in [1usize, 3, 4096, 1 << 20].into_iter().enumerate() {
+            let mut reader = FrameReader::new(
+                Trickle {
+                    data: &stream,
+                    chunk,
+                },
+                1 << 20,
+            );
+            for (i, body) in bodies.iter().enumerate() {
+                let got = reader.next_frame().expect("a frame").expect("not the end");
+                assert_eq!(&got[..], *body, "case {case}: frame {i}");
+            }
+            assert!(
+                reader.next_frame().expect("clean end").is_none(),
+                "case {case}"
+            );
+        }
+    }
+
+    #[test]
+    fn frame_reader_refuses_what_read_frame_refuses() {
+        // A prefix above the maximum.
+        let stream = framed(&[&[0u8; 100]]);
+        let mut reader = FrameReader::new(&stream[..], 99);
+        assert!(matches!(
+            reader.next_frame(),
+            Err(FrameError::TooLarge { len: 100, max: 99 })
+        ));
+        // The stream ends inside a prefix, and inside a body.
+        for (case, cut) in [2usize, 10].into_iter().enumerate() {
+            let mut reader = FrameReader::new(&stream[..cut], 1 << 20);
+            match reader.next_frame() {
+                Err(FrameError::Io(e)) => {
+                    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "case {case}")
+                }
+                other => panic!("case {case}: {other:?}"),
+            }
+        }
     }
 }

@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, BufReader};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -413,9 +413,9 @@ impl Connection<'_> {
         tx: &crossbeam_channel::Sender<Pending>,
     ) {
         let options = &self.shared.options;
-        let mut reader = BufReader::with_capacity(16 << 10, stream);
+        let mut reader = protocol::FrameReader::new(stream, options.max_frame);
         loop {
-            let request = match protocol::read_frame(&mut reader, options.max_frame) {
+            let request = match reader.next_frame() {
                 Ok(Some(body)) => Request::decode(body),
                 Ok(None) => return,
                 Err(FrameError::Io(e)) => {
