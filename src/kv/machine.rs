@@ -51,23 +51,37 @@ pub(crate) struct Command {
 }
 
 impl Command {
-    /// The command's log encoding. The key and value come from a decoded request, so they fit
-    /// their `u32` lengths.
+    /// The command's log encoding, in a buffer of its own.
+    #[cfg(test)]
     pub(crate) fn encode(&self) -> Bytes {
-        let mut out = Vec::with_capacity(2 + 16 + 8 + self.key.len() + self.value.len());
+        self.encode_in(&mut bytes::BytesMut::new())
+    }
+
+    /// The command's log encoding, written at the end of `arena` and split off it: commands
+    /// encoded one after another share the arena's allocation instead of one each (the arena
+    /// allocates anew when it is full; the commands it holds keep the old one alive).
+    pub(crate) fn encode_in(&self, arena: &mut bytes::BytesMut) -> Bytes {
+        use bytes::BufMut;
+        let len = 2 + 16 + 4 + self.key.len() + 4 + self.value.len();
+        if arena.capacity() - arena.len() < len {
+            arena.reserve(len.max(64 << 10));
+        }
         let kind = match self.op {
             Op::Put => PUT,
             Op::Append => APPEND,
             Op::Get => GET,
         };
-        out.extend_from_slice(&[FORMAT_VERSION, kind]);
-        out.extend_from_slice(&self.client.to_le_bytes());
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        put_bytes(&mut out, &self.key);
+        arena.put_u8(FORMAT_VERSION);
+        arena.put_u8(kind);
+        arena.put_u64_le(self.client);
+        arena.put_u64_le(self.seq);
+        arena.put_u32_le(u32::try_from(self.key.len()).unwrap_or(u32::MAX));
+        arena.put_slice(&self.key);
         if self.op != Op::Get {
-            put_bytes(&mut out, &self.value);
+            arena.put_u32_le(u32::try_from(self.value.len()).unwrap_or(u32::MAX));
+            arena.put_slice(&self.value);
         }
-        Bytes::from(out)
+        arena.split().freeze()
     }
 
     /// Decodes a command from the log, as the state machine does, into owned parts.

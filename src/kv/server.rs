@@ -414,6 +414,8 @@ impl Connection<'_> {
     ) {
         let options = &self.shared.options;
         let mut reader = protocol::FrameReader::new(stream, options.max_frame);
+        // Where this connection's commands are encoded for the log, many per allocation.
+        let mut arena = bytes::BytesMut::new();
         loop {
             let request = match reader.next_frame() {
                 Ok(Some(body)) => Request::decode(body),
@@ -435,7 +437,7 @@ impl Connection<'_> {
                 }
             };
             let pending = match request {
-                Ok(request) => self.begin(request),
+                Ok(request) => self.begin(request, &mut arena),
                 Err(e) => {
                     tracing::warn!(?peer, error = %e, "closing a connection: malformed request");
                     let why = format!("malformed request: {e}");
@@ -487,7 +489,7 @@ impl Connection<'_> {
     }
 
     /// Starts `request`: proposes a command, asks for a read's confirmation, or answers at once.
-    fn begin(&self, request: Request) -> Pending {
+    fn begin(&self, request: Request, arena: &mut bytes::BytesMut) -> Pending {
         let raft = &self.shared.raft;
         let deadline = Instant::now() + self.shared.options.request_timeout;
         let read = |read, key| Pending::Read {
@@ -527,6 +529,7 @@ impl Connection<'_> {
                 key,
                 value,
             } => self.propose(
+                arena,
                 Command {
                     op: Op::Put,
                     client,
@@ -542,6 +545,7 @@ impl Connection<'_> {
                 key,
                 value,
             } => self.propose(
+                arena,
                 Command {
                     op: Op::Append,
                     client,
@@ -555,6 +559,7 @@ impl Connection<'_> {
                 ReadMode::ReadIndex => read(raft.read_index(), key),
                 ReadMode::Lease => read(raft.read_lease(), key),
                 ReadMode::Log => self.propose(
+                    arena,
                     Command {
                         op: Op::Get,
                         client,
@@ -572,8 +577,8 @@ impl Connection<'_> {
     }
 
     /// Proposes `command`; its answer waits for it to be applied.
-    fn propose(&self, command: Command, deadline: Instant) -> Pending {
-        let refused = match self.shared.raft.try_start(command.encode()) {
+    fn propose(&self, arena: &mut bytes::BytesMut, command: Command, deadline: Instant) -> Pending {
+        let refused = match self.shared.raft.try_start(command.encode_in(arena)) {
             Ok((index, term)) => {
                 return Pending::Applied {
                     command,
