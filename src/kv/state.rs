@@ -35,7 +35,7 @@ const RECENT: usize = 1 << 16;
 /// `Arc` to the server.
 ///
 /// Besides the locked store, it publishes without a lock how far it applied and the term of
-/// each of the last [`RECENT`] entries applied, so that a request can learn that its command
+/// each of the last 65 536 entries applied, so that a request can learn that its command
 /// was applied without taking the lock the node's thread applies under: the entry at the index
 /// a command was proposed at is that command exactly when its term is the one it was proposed
 /// in (Log Matching, §5.3 of the Raft paper).
@@ -45,7 +45,7 @@ const RECENT: usize = 1 << 16;
 /// The node's thread stores each entry's term (`Relaxed`), then, once per batch, the applied
 /// index (`Release`). A reader that loads the applied index (`Acquire`) and sees `i` also sees
 /// the terms stored for every index up to `i`. A slot is overwritten only by the entry
-/// [`RECENT`] indices later, so a reader checks that its index is within the last [`RECENT`]
+/// 65 536 indices later, so a reader checks that its index is within the last 65 536
 /// applied; a restored snapshot clears the slots of the indices it skipped (a term of 0 matches
 /// no proposal, and the reader falls back to the locked de-duplication table).
 #[derive(Debug)]
