@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use zeroraft::Config;
-use zeroraft::bench::BenchCluster;
+use zeroraft_harness::load::LoadCluster;
 
 fn api(c: &mut Criterion) {
-    let cluster = BenchCluster::new(3, Config::default());
+    let cluster = LoadCluster::new(3, Config::default());
     let leader = cluster.leader();
     let raft = cluster.node(leader).clone();
     let payload = Bytes::from_static(&[1u8; 16]);

@@ -11,7 +11,7 @@ use criterion::measurement::{Measurement, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use support::{CpuTime, cluster_criterion, cpu_now, timed, wall_now};
 use zeroraft::Config;
-use zeroraft::bench::BenchCluster;
+use zeroraft_harness::load::LoadCluster;
 
 fn run<M: Measurement<Value = Duration>>(
     c: &mut Criterion<M>,
@@ -22,7 +22,7 @@ fn run<M: Measurement<Value = Duration>>(
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
     for nodes in [3, 5] {
-        let cluster = BenchCluster::new(nodes, Config::default());
+        let cluster = LoadCluster::new(nodes, Config::default());
         g.bench_function(BenchmarkId::new("one_client", format!("{nodes}n")), |b| {
             b.iter_custom(|iters| {
                 timed(clock, iters, || {

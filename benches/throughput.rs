@@ -18,17 +18,17 @@ use criterion::{
 };
 use support::{CpuTime, cluster_criterion, cpu_now, timed, wall_now};
 use zeroraft::Config;
-use zeroraft::bench::BenchCluster;
+use zeroraft_harness::load::LoadCluster;
 
 static PAYLOAD: [u8; 1024] = [0x5a; 1024];
 
 /// How a client drives the cluster: `(cluster, entries, parameter, payload)`.
-type Drive = fn(&BenchCluster, u64, u64, &Bytes);
+type Drive = fn(&LoadCluster, u64, u64, &Bytes);
 
 /// The groups per cluster shape, in order: name, parameter label, parameters, driver.
 const DRIVERS: [(&str, &str, [u64; 3], Drive); 2] = [
-    ("closed_loop", "C", [1, 64, 4096], BenchCluster::closed_loop),
-    ("bursts", "B", [1, 64, 1024], BenchCluster::bursts),
+    ("closed_loop", "C", [1, 64, 4096], LoadCluster::closed_loop),
+    ("bursts", "B", [1, 64, 1024], LoadCluster::bursts),
 ];
 
 /// Entries per iteration: enough that one iteration takes milliseconds, not microseconds.
@@ -51,7 +51,7 @@ fn run<M: Measurement<Value = Duration>>(
             for (driver, label, params, drive) in DRIVERS {
                 // A fresh cluster per group: the log is never compacted, so a cluster reused across
                 // groups would make later groups pay for the memory earlier ones filled.
-                let cluster = BenchCluster::new(nodes, Config::default());
+                let cluster = LoadCluster::new(nodes, Config::default());
                 let mut g = c.benchmark_group(format!("{group}/{driver}/{nodes}n/{payload_len}B"));
                 g.sampling_mode(SamplingMode::Flat);
                 for param in params {

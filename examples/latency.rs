@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use zeroraft::Config;
-use zeroraft::bench::BenchCluster;
+use zeroraft_harness::load::LoadCluster;
 
 fn main() {
     let nodes = args::number("--nodes", 3) as usize;
@@ -27,7 +27,7 @@ fn main() {
         eprintln!("--nodes must be between 1 and 9");
         std::process::exit(2);
     }
-    let cluster = BenchCluster::new(nodes, Config { spin, ..defaults });
+    let cluster = LoadCluster::new(nodes, Config { spin, ..defaults });
     let payload = Bytes::from_static(&[7u8; 16]);
     // Warm-up, not recorded.
     for _ in 0..commits / 10 {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use zeroraft::Config;
-use zeroraft::bench::BenchCluster;
+use zeroraft_harness::load::LoadCluster;
 
 const BLOCK: u64 = 1_000;
 
@@ -59,7 +59,7 @@ fn main() {
     }
     let production = Config::production();
     let spin = args::spin_us(production.spin);
-    let cluster = BenchCluster::new(nodes, Config { spin, ..production });
+    let cluster = LoadCluster::new(nodes, Config { spin, ..production });
     let payload = Bytes::from_static(&[7u8; 16]);
     let one = |kind: Kind| -> Duration {
         let leader = cluster.node(cluster.leader());

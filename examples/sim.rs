@@ -8,29 +8,28 @@
 //! Options: `--start S` (first seed, default 0), `--jobs J` (threads, default 1), `--nodes N`
 //! and `--ticks T` (fix the cluster size, 2 to 63, and the fault phase length instead of drawing
 //! them), `--crash-every MS` (fix the mean time between crashes, 0 for none),
-//! `--snapshot-every N` (fix the entries applied between two snapshots, 0 for none), `--bug NAME`
-//! (inject a bug into every core, restarted ones included: commit-previous-term, double-vote,
-//! truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
-//! vote-before-durable, ack-before-durable, discard-suffix-on-install, lead-without-quorum,
-//! read-without-round, lease-after-expiry), `--pre-vote`, `--check-quorum` and `--no-op` (run
+//! `--snapshot-every N` (fix the entries applied between two snapshots, 0 for none),
+//! `--pre-vote`, `--check-quorum` and `--no-op` (run
 //! every core with PreVote, CheckQuorum, a leader no-op), `--reads` (clients also read, checked),
 //! `--transfers` (clients ask leaders to transfer leadership, checked and counted), `--rejoin`
 //! (only rejoin faults, counted), `--keep-going` (do not stop at the first violation).
+//!
+//! It runs the core as every node runs it. The classic bugs the checker must catch are
+//! switched on only by the simulator's own tests (`sim/src/bugs.rs`): no example, benchmark or
+//! binary can build a core with them.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use zeroraft::sim::{MAX_NODES, MIN_NODES, Options, Simulation};
-use zeroraft_engine::core::Bug;
+use zeroraft_sim::{MAX_NODES, MIN_NODES, Options, Simulation};
 
 struct Args {
     seeds: u64,
     start: u64,
     jobs: usize,
     replay: Option<u64>,
-    bug: Option<Bug>,
     keep_going: bool,
     options: Options,
 }
@@ -38,10 +37,9 @@ struct Args {
 const USAGE: &str = "\
 Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-every MS]
            [--snapshot-every N] [--pre-vote] [--check-quorum] [--no-op] [--reads]
-           [--transfers] [--rejoin] [--bug NAME] [--keep-going]
+           [--transfers] [--rejoin] [--keep-going]
        sim --replay SEED [--nodes N] [--ticks T] [--crash-every MS] [--snapshot-every N]
            [--pre-vote] [--check-quorum] [--no-op] [--reads] [--transfers] [--rejoin]
-           [--bug NAME]
 
   --seeds N       how many seeds to run (default 1000), with a progress line on stderr
   --start S       first seed (default 0)
@@ -55,10 +53,6 @@ Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-e
   --snapshot-every N
                   fix how many entries each node applies between two snapshots (0: none)
                   instead of drawing it (none in a third of the seeds)
-  --bug NAME      inject a bug into every core: commit-previous-term, double-vote,
-                  truncate-without-conflict, accept-stale-replies, commit-beyond-new-entries,
-                  vote-before-durable, ack-before-durable, discard-suffix-on-install,
-                  lead-without-quorum, read-without-round, lease-after-expiry
   --pre-vote      run every core with PreVote
   --check-quorum  run every core with CheckQuorum, and check that cut-off leaders step down
   --no-op         run every core with a leader no-op entry
@@ -77,7 +71,6 @@ fn parse() -> Result<Args, String> {
         start: 0,
         jobs: 1,
         replay: None,
-        bug: None,
         keep_going: false,
         options: Options::default(),
     };
@@ -96,10 +89,6 @@ fn parse() -> Result<Args, String> {
                 args.options.crash_interval = Some(number(value()?)?.saturating_mul(1_000_000));
             }
             "--snapshot-every" => args.options.snapshot_every = Some(number(value()?)?),
-            "--bug" => {
-                let name = value()?;
-                args.bug = Some(Bug::from_name(&name).ok_or(format!("unknown bug {name}"))?);
-            }
             "--pre-vote" => args.options.pre_vote = true,
             "--check-quorum" => args.options.check_quorum = true,
             "--rejoin" => args.options.rejoin = true,
@@ -124,13 +113,6 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-/// The simulation of `seed`, with `bug` injected into every core.
-fn simulation(seed: u64, options: &Options, bug: Option<Bug>) -> Simulation {
-    let mut sim = Simulation::new(seed, options);
-    sim.adjust_cores(move |core| core.inject_bug(bug));
-    sim
-}
-
 /// The progress line, without its leading carriage return.
 fn progress(done: u64, seeds: u64, violations: u64, secs: f64) -> String {
     format!(
@@ -144,11 +126,8 @@ fn replay(seed: u64, args: &Args) -> ExitCode {
         trace: true,
         ..args.options.clone()
     };
-    let sim = simulation(seed, &options, args.bug);
+    let sim = Simulation::new(seed, &options);
     println!("seed {seed}: {}", sim.scenario());
-    if let Some(bug) = args.bug {
-        println!("injected bug: {}", bug.name());
-    }
     let report = sim.run();
     for event in &report.trace {
         println!("{event}");
@@ -228,7 +207,7 @@ fn main() -> ExitCode {
                     if seed >= end {
                         break;
                     }
-                    let report = simulation(seed, &args.options, args.bug).run();
+                    let report = Simulation::new(seed, &args.options).run();
                     let counts = [
                         report.rejoins,
                         report.isolated_term_raises,
@@ -299,9 +278,6 @@ fn main() -> ExitCode {
     match first.into_inner().expect("not poisoned") {
         Some(report) => {
             println!("{report}");
-            if let Some(bug) = args.bug {
-                println!("  (with --bug {})", bug.name());
-            }
             ExitCode::FAILURE
         }
         None => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! The engine alone over the TCP transport: three nodes in this process, on loopback, each with
-//! its own `TcpNetwork`, driven as `BenchCluster` drives the in-memory network. It separates what
+//! its own `TcpNetwork`, driven as `LoadCluster` drives the in-memory network. It separates what
 //! the transport costs from what the key-value service and separate processes add
 //! (`scripts/cluster-bench.sh`).
 //!

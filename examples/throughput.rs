@@ -11,7 +11,7 @@ mod args;
 use std::time::Instant;
 
 use zeroraft::Config;
-use zeroraft::bench::{BenchCluster, static_payload};
+use zeroraft_harness::load::{LoadCluster, static_payload};
 
 fn main() {
     let nodes = args::number("--nodes", 3) as usize;
@@ -25,7 +25,7 @@ fn main() {
         eprintln!("--nodes must be 1 to 9 and --payload at most 1 MiB");
         std::process::exit(2);
     }
-    let cluster = BenchCluster::new(nodes, Config { spin, ..defaults });
+    let cluster = LoadCluster::new(nodes, Config { spin, ..defaults });
     let payload = static_payload(payload_len);
     let mut rates = Vec::new();
     let mut cpus = Vec::new();

@@ -1,14 +1,22 @@
 //! zeroraft: Raft (leader election and log replication, Figure 2 of the extended Raft paper) as a
-//! lock-free, allocation-conscious engine, an in-memory network that misbehaves on purpose, and a
-//! test harness that reproduces the 6.824 Raft tester.
+//! lock-free, allocation-conscious engine, with a replicated key-value service on top of it.
 //!
-//! - [`engine`]: the [`Raft`] handle, its [`Config`], [`ApplyMsg`] and [`Status`].
-//! - [`transport`]: the in-memory [`Network`] and its fault model.
-//! - [`cluster`]: [`cluster::Cluster`], N nodes on one network with the tester's checks.
-//! - [`kv`]: a replicated key-value service on the engine, its TCP protocol, server and client.
-//! - [`serve`]: one node of that service in its own process; [`remote`]: the dashboard's view
-//!   of a cluster of such processes.
-//! - [`linearizability`]: a linearizability checker for the histories of a key-value service.
+//! This crate gathers the public API of the workspace in one place; each part lives in a crate
+//! of its own, re-exported here under a short name:
+//!
+//! - [`engine`] (`zeroraft-engine`): the [`Raft`] handle, its [`Config`], [`ApplyMsg`],
+//!   [`Status`] and [`StateMachine`]; [`engine::core`] is the sans-IO state machine inside it.
+//! - [`storage`] (`zeroraft-storage`): where a node keeps its term, vote and log: in memory
+//!   ([`MemStorage`]) or in a crash-safe write-ahead log ([`FileStorage`]).
+//! - [`transport`] (`zeroraft-transport`): the in-memory [`Network`] with its fault model, and
+//!   the TCP transport.
+//! - [`kv`] (`zeroraft-kv`): a replicated key-value service on the engine, its client protocol,
+//!   server and client, and the node that `zeroraft serve` runs.
+//! - [`monitor`] (`zeroraft-monitor`): the live terminal dashboard.
+//!
+//! The testing tools are crates of their own, not part of this API: `zeroraft-harness` (the
+//! 6.824 tester's cluster, load drivers, the linearizability checker) and `zeroraft-sim` (the
+//! deterministic simulator). ARCHITECTURE.md at the repository's root is the map.
 //!
 //! Embedding a three-node cluster and committing one command:
 //!
@@ -45,19 +53,15 @@
 
 #![forbid(unsafe_code)]
 
-pub mod bench;
-pub mod cluster;
-pub mod kv;
-pub mod linearizability;
-pub mod remote;
-pub mod serve;
-pub mod sim;
-
 pub use zeroraft_engine as engine;
 pub use zeroraft_engine::{
     ApplyMsg, Compaction, Config, ConfigError, Endpoint, Network, PeerStatus, PendingRead, Raft,
     ReadError, Role, StartError, StateMachine, Status, TransferError, WeakRaft,
 };
+pub use zeroraft_kv as kv;
+pub use zeroraft_monitor as monitor;
+pub use zeroraft_storage as storage;
+pub use zeroraft_storage::{FileStorage, MemStorage, Storage};
 pub use zeroraft_transport as transport;
 pub use zeroraft_transport::NetworkConfig;
 

@@ -3,7 +3,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
-use zeroraft::cluster::{Cluster, ELECTION_TIMEOUT, cmd, random_cmd};
+use zeroraft_harness::cluster::{Cluster, ELECTION_TIMEOUT, cmd, random_cmd};
 
 #[test]
 fn basic_agree_2b() {

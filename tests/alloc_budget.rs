@@ -16,10 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use zeroraft::Config;
-use zeroraft::bench::BenchCluster;
 use zeroraft::engine::core::{
     AppendEntries, Core, CoreConfig, Entry, Message, RequestVoteReply, Role,
 };
+use zeroraft_harness::load::LoadCluster;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -32,7 +32,7 @@ static MEASURING: Mutex<()> = Mutex::new(());
 /// Allocations per committed entry over `count` entries proposed in bursts of `burst`, each
 /// proposal's payload from `payload()`, after a warm-up round of the same.
 fn allocations_per_entry(
-    cluster: &BenchCluster,
+    cluster: &LoadCluster,
     burst: u64,
     count: u64,
     mut payload: impl FnMut() -> Bytes,
@@ -52,7 +52,7 @@ fn cluster_allocations_per_committed_entry() {
         heartbeat_interval: Duration::from_millis(100),
         ..Config::default()
     };
-    let cluster = BenchCluster::new(3, config);
+    let cluster = LoadCluster::new(3, config);
     let payload = Bytes::from_static(&[9u8; 16]);
     for burst in [64, 1024] {
         let per_entry = allocations_per_entry(&cluster, burst, 200_000, || payload.clone());
@@ -71,7 +71,7 @@ fn cluster_allocations_per_committed_entry() {
 #[test]
 fn allocations_with_payloads_built_per_command() {
     let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    let cluster = BenchCluster::new(3, Config::default());
+    let cluster = LoadCluster::new(3, Config::default());
     let source = [7u8; 16];
     let count = 200_000;
     let region = Region::new(GLOBAL);

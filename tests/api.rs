@@ -6,9 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zeroraft::cluster::{Cluster, cmd};
 use zeroraft::transport::EndpointError;
 use zeroraft::{Config, ConfigError, Network, NetworkConfig, Raft, StartError, WeakRaft};
+use zeroraft_harness::cluster::{Cluster, cmd};
 
 /// Fast timings so these tests need no more than a few hundred milliseconds per election.
 fn fast() -> Config {

@@ -386,3 +386,16 @@ fn the_dashboard_restores_the_terminal_on_sigterm() {
 fn the_dashboard_restores_the_terminal_on_sighup() {
     dashboard_restores_the_terminal_on("HUP", 1);
 }
+
+#[test]
+fn the_remote_dashboard_needs_a_terminal() {
+    // Test runners give no terminal on stdout: the dashboard must say so, not garble output.
+    let out = zeroraft()
+        .args(["monitor", "--connect", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("needs a terminal"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

@@ -3,7 +3,7 @@
 use std::thread::sleep;
 use std::time::Duration;
 
-use zeroraft::cluster::{Cluster, ELECTION_TIMEOUT};
+use zeroraft_harness::cluster::{Cluster, ELECTION_TIMEOUT};
 
 #[test]
 fn initial_election_2a() {

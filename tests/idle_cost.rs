@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use zeroraft::Config;
-use zeroraft::bench::BenchCluster;
+use zeroraft_harness::load::LoadCluster;
 
 #[test]
 fn idle_five_node_cluster_uses_under_one_percent_of_a_core() {
-    let cluster = BenchCluster::new(5, Config::default());
+    let cluster = LoadCluster::new(5, Config::default());
     // Let the election settle before measuring.
     std::thread::sleep(Duration::from_secs(1));
     let (wall0, cpu0) = (Instant::now(), cpu_time::ProcessTime::now());

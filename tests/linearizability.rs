@@ -3,7 +3,7 @@
 //! concurrent clients on a few keys, and a nemesis that kills nodes with SIGKILL, restarts them
 //! from their data directories, and partitions them by taking links down (clients still reach
 //! every node, so a cut-off node keeps being asked). The history of invocations and completions
-//! is checked for linearizability ([`zeroraft::linearizability::check_kv`]).
+//! is checked for linearizability ([`zeroraft_harness::linearizability::check_kv`]).
 //!
 //! A deliberately broken read path (`--read-mode unsafe-local`: a Get answered from any node's
 //! local state) must be caught by the same checker, which shows the check can fail.
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use support::netns::Topology;
 use support::processes::ProcessCluster;
 use zeroraft::kv::KvError;
-use zeroraft::linearizability::{KvInput, KvOutput, Recorder, Verdict, check_kv};
+use zeroraft_harness::linearizability::{KvInput, KvOutput, Recorder, Verdict, check_kv};
 
 /// Concurrent clients.
 const CLIENTS: u64 = 5;
@@ -207,7 +207,7 @@ fn run(nodes: usize, read_mode: &str, seconds: u64, seed: u64) -> Option<Run> {
         .filter(|op| {
             matches!(
                 op.outcome,
-                zeroraft::linearizability::Outcome::Returned { .. }
+                zeroraft_harness::linearizability::Outcome::Returned { .. }
             )
         })
         .count();

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use zeroraft::cluster::{Cluster, cmd};
+use zeroraft_harness::cluster::{Cluster, cmd};
 
 fn zeroraft_threads() -> usize {
     let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::thread::sleep;
 use std::time::Duration;
 
-use zeroraft::cluster::{Cluster, ELECTION_TIMEOUT, cmd};
+use zeroraft_harness::cluster::{Cluster, ELECTION_TIMEOUT, cmd};
 
 /// A random test command.
 fn rand_cmd() -> bytes::Bytes {

@@ -7,7 +7,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use zeroraft::Config;
-use zeroraft::cluster::{Cluster, ELECTION_TIMEOUT, cmd};
+use zeroraft_harness::cluster::{Cluster, ELECTION_TIMEOUT, cmd};
 
 #[test]
 fn a_follower_cut_off_keeps_its_term_and_rejoins_without_deposing_the_leader() {

@@ -8,8 +8,8 @@
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use zeroraft::cluster::{Cluster, ELECTION_TIMEOUT, cmd};
 use zeroraft::{Config, ReadError, TransferError};
+use zeroraft_harness::cluster::{Cluster, ELECTION_TIMEOUT, cmd};
 
 /// Long enough for any read a healthy cluster can confirm, on a busy two-core machine.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -3,7 +3,7 @@
 //! persisted raft state must stay under 2000 bytes.
 
 use zeroraft::Config;
-use zeroraft::cluster::{
+use zeroraft_harness::cluster::{
     Cluster, ClusterOptions, ClusterStorage, SNAPSHOT_INTERVAL, Snapshots, cmd,
 };
 

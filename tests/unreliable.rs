@@ -4,7 +4,7 @@
 //! reordered messages in the threaded runtime.
 
 use zeroraft::Config;
-use zeroraft::cluster::{Cluster, cmd};
+use zeroraft_harness::cluster::{Cluster, cmd};
 
 /// Cuts off a different node each round (the leader every other round) while 10 commands commit
 /// on the other four, brings it back, then commits one more on all five.

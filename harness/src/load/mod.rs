@@ -4,7 +4,8 @@
 //!
 //! Used by the criterion benchmarks in `benches/`, the allocation and idle-cost tests, and the
 //! `bench` subcommand of the binary. Nothing here checks agreement (the tester harness in
-//! [`crate::cluster`] does that); this is about cost.
+//! [`crate::cluster`] does that); this is about cost. [`remote`] drives a running key-value
+//! service over TCP instead.
 //!
 //! # Orderings
 //!
@@ -15,6 +16,8 @@
 //! fall in one total order and at least one side sees the other's write: no wake-up is lost.
 //! (On x86 a `SeqCst` load costs what an `Acquire` load does.) The park's 10 ms timeout is there
 //! for a leader change, not for a missed wake-up.
+
+pub mod remote;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -85,9 +88,9 @@ pub fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Where the nodes of a [`BenchCluster`] keep their raft state.
+/// Where the nodes of a [`LoadCluster`] keep their raft state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum BenchStorage {
+pub enum LoadStorage {
     /// Nowhere ([`zeroraft_engine::NoStorage`]): the engine alone, as before durability.
     #[default]
     None,
@@ -129,7 +132,7 @@ pub fn fdatasync_median(dir: &std::path::Path, samples: usize) -> std::io::Resul
 }
 
 /// A cluster of engine nodes on a reliable in-memory network, built for measuring.
-pub struct BenchCluster {
+pub struct LoadCluster {
     network: Network,
     nodes: Vec<Raft>,
     progress: Arc<Progress>,
@@ -138,17 +141,17 @@ pub struct BenchCluster {
     client_spin: Duration,
 }
 
-impl BenchCluster {
+impl LoadCluster {
     /// Builds `nodes` nodes with `config`, connects them and waits for a leader.
     ///
     /// # Panics
     ///
     /// If the configuration is invalid or no leader is elected within 10 s.
     pub fn new(nodes: usize, config: Config) -> Self {
-        Self::with_storage(nodes, config, &BenchStorage::None).expect("no storage to fail")
+        Self::with_storage(nodes, config, &LoadStorage::None).expect("no storage to fail")
     }
 
-    /// Like [`BenchCluster::new`], with nodes keeping their state in `storage`.
+    /// Like [`LoadCluster::new`], with nodes keeping their state in `storage`.
     ///
     /// # Errors
     ///
@@ -160,7 +163,7 @@ impl BenchCluster {
     pub fn with_storage(
         nodes: usize,
         config: Config,
-        storage: &BenchStorage,
+        storage: &LoadStorage,
     ) -> Result<Self, BuildError> {
         let network = Network::new(NetworkConfig::new(nodes)).expect("a valid network");
         let parker = Parker::new();
@@ -182,9 +185,9 @@ impl BenchCluster {
                 };
                 let builder = Raft::builder(config.clone(), i, nodes, endpoint);
                 let builder = match storage {
-                    BenchStorage::None => builder,
-                    BenchStorage::Memory => builder.storage(MemStorage::new()),
-                    BenchStorage::Files(dir) => {
+                    LoadStorage::None => builder,
+                    LoadStorage::Memory => builder.storage(MemStorage::new()),
+                    LoadStorage::Files(dir) => {
                         let identity = Identity {
                             cluster: cluster_id,
                             node: i as u64,
@@ -327,7 +330,7 @@ impl BenchCluster {
         self.bursts_with(count, burst, || payload.clone());
     }
 
-    /// Like [`BenchCluster::bursts`], with a fresh payload from `payload()` per proposal, as a
+    /// Like [`LoadCluster::bursts`], with a fresh payload from `payload()` per proposal, as a
     /// client that builds each command (`Bytes::copy_from_slice`, say) does.
     pub fn bursts_with(&self, count: u64, burst: u64, mut payload: impl FnMut() -> Bytes) {
         let mut leader = self.leader();
@@ -355,7 +358,7 @@ impl BenchCluster {
     }
 }
 
-/// What [`BenchCluster::closed_loop_for`] measured.
+/// What [`LoadCluster::closed_loop_for`] measured.
 pub struct LoadReport {
     /// Proposals committed and applied on every node.
     pub commits: u64,
@@ -385,7 +388,7 @@ impl LoadReport {
     }
 }
 
-impl BenchCluster {
+impl LoadCluster {
     /// Runs a closed loop of `window` proposals in flight for `duration`, calling `progress`
     /// about once a second with the commits so far and the time elapsed, then waits until every
     /// node applied everything proposed. The loop ends early when `progress` returns

@@ -25,8 +25,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use zeroraft::cluster::{Cluster, ClusterOptions, ClusterStorage, Snapshots};
-use zeroraft::{ApplyMsg, Config, Raft, StartError};
+use zeroraft_engine::{ApplyMsg, Config, Raft, StartError};
+use zeroraft_harness::cluster::{Cluster, ClusterOptions, ClusterStorage, Snapshots};
 use zeroraft_monitor::{Control, Latency, LoadSample, NetworkSample, Rate, Sample};
 
 /// A client that has waited this long for a proposal to commit tries another node.

@@ -82,8 +82,6 @@ use std::sync::Once;
 use bytes::Bytes;
 use zeroraft_engine::core::{Core, CoreConfig, Message, Nanos, Role};
 
-use crate::cluster::cmd;
-
 pub use checker::Invariant;
 use checker::{Checker, Failure};
 use event::EventLog;
@@ -93,6 +91,12 @@ use network::{Network, Sent};
 pub use scenario::{Crashes, Scenario, Snapshots};
 use storage::Disk;
 pub use storage::DiskLatency;
+
+/// The command a client proposes: `x` as 8 little-endian bytes (every command of a run is
+/// unique, and the checker prints it back as a number).
+fn cmd(x: u64) -> Bytes {
+    Bytes::copy_from_slice(&x.to_le_bytes())
+}
 
 /// One tick of virtual time: 1 ms. A scenario's fault phase is counted in ticks.
 pub const TICK: Nanos = 1_000_000;

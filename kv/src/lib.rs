@@ -2,19 +2,21 @@
 //! of byte strings changed by `Put` and `Append`, read by `Get`, each client request applied
 //! once however often it is retried, and reads that are linearizable.
 //!
-//! - [`machine`]: the commands written to the log and the [`KvMachine`] that applies them
-//!   (with client de-duplication, snapshots and restore).
+//! - [`machine`]: the [`KvMachine`] that applies the commands committed in the log to the map
+//!   and its de-duplication table (and snapshots and restores them).
 //! - [`KvState`]: what one node has applied, shared between its thread and its server.
 //! - [`protocol`]: the client wire protocol (length-prefixed binary frames).
 //! - [`KvServer`]: the protocol over TCP for one node; [`KvClient`]: the client library.
+//! - [`serve`]: one node of the service in its own process, as `zeroraft serve` runs it.
 //!
 //! One node with its server and a client:
 //!
 //! ```
 //! use std::net::TcpListener;
 //! use std::sync::Arc;
-//! use zeroraft::kv::{ClientOptions, KvClient, KvServer, KvState, ServerOptions};
-//! use zeroraft::{Config, Network, NetworkConfig, Raft};
+//! use zeroraft_engine::{Config, Network, Raft};
+//! use zeroraft_kv::{ClientOptions, KvClient, KvServer, KvState, ServerOptions};
+//! use zeroraft_transport::NetworkConfig;
 //!
 //! let network = Network::new(NetworkConfig::new(1)).unwrap();
 //! network.connect(0);
@@ -34,12 +36,14 @@
 //! assert_eq!(client.get("nothing").unwrap(), "");
 //! ```
 
-pub mod bench;
 pub mod client;
+mod command;
 pub mod machine;
 pub mod protocol;
+pub mod serve;
 pub mod server;
 mod state;
+mod store;
 
 pub use client::{ClientOptions, KvClient, KvError};
 pub use machine::KvMachine;

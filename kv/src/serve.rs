@@ -22,7 +22,7 @@ use zeroraft_engine::storage::wal::{FileStorage, Identity, WalOptions};
 use zeroraft_engine::{BuildError, Compaction, Config, MemStorage, Message, Raft, StorageError};
 use zeroraft_transport::tcp::{TcpConfig, TcpError, TcpNetwork};
 
-use crate::kv::{KvServer, KvState, ReadMode, ServerOptions};
+use crate::{KvServer, KvState, ReadMode, ServerOptions};
 
 /// How to start one node of a cluster of processes.
 #[derive(Clone, Debug)]

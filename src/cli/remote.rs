@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use zeroraft_monitor::{ActionKind, Control, LoadSample, NetworkSample, Rate, Sample};
 
-use crate::kv::client::call;
-use crate::kv::protocol::{NodeStatus, Request, Response};
-use crate::kv::{ClientOptions, KvClient};
-use crate::transport::tcp::LinkStats;
-use crate::{Role, Status};
+use zeroraft_engine::{Role, Status};
+use zeroraft_kv::client::call;
+use zeroraft_kv::protocol::{NodeStatus, Request, Response};
+use zeroraft_kv::{ClientOptions, KvClient};
+use zeroraft_transport::tcp::LinkStats;
 
 /// How a [`RemoteCluster`] reads the nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,12 +145,8 @@ impl RemoteCluster {
         Ok(cluster)
     }
 
-    /// Where each node serves clients, by id.
-    pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
     /// Whether node `node` answered its latest poll.
+    #[cfg(test)]
     pub fn is_reachable(&self, node: usize) -> bool {
         self.slots.get(node).is_some_and(|slot| lock(slot).up)
     }
@@ -436,3 +432,6 @@ impl Control for RemoteCluster {
         action == ActionKind::TransferLeadership
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,8 +13,8 @@
 
 use std::ops::Range;
 
-use zeroraft::sim::{EventKind, MsgSummary, Options, Report, Simulation, run_seed};
 use zeroraft_engine::core::{Bug, Role};
+use zeroraft_sim::{EventKind, MsgSummary, Options, Report, Simulation, run_seed};
 
 /// Seeds of the zero-violation tests, in total over both of them, in a release build.
 const RELEASE_SEEDS: u64 = 240_000;

@@ -1,164 +1,21 @@
-//! The replicated state machine: the commands the service writes to the Raft log, the map they
-//! change, the table that applies each client's request once, and the [`StateMachine`] that
-//! applies committed commands to the state a [`super::KvServer`] reads.
+//! The map and the de-duplication table: the state every node derives from the log, and its
+//! snapshot format.
 //!
-//! A command is `version u8, kind u8, client u64, seq u64, key, value` (integers little-endian,
-//! byte strings as a `u32` length and the bytes; no value for a `Get`). Each client numbers its
-//! requests with increasing `seq`s and has one outstanding at a time, so the table keeps only the
-//! last `seq` applied per client: a command whose `seq` is at or below it is a retry of a request
-//! already applied (through another leader, or twice in the log) and changes nothing. A `Get`
-//! goes through the log only under [`super::ReadMode::Log`]; it changes nothing but the table.
+//! Each client numbers its requests with increasing `seq`s and has one outstanding at a time, so
+//! the table keeps only the last `seq` applied per client: a command whose `seq` is at or below
+//! it is a retry of a request already applied (through another leader, or twice in the log) and
+//! changes nothing.
 //!
 //! Invariant: for every client in the table, every command of that client with a `seq` at or
 //! below its entry has been applied exactly once, and none above it has been applied.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::protocol::{DecodeError, MAX_KEY, expect_end, get_bytes, get_u8, get_u64, put_bytes};
-use super::state::KvState;
-use crate::StateMachine;
-use crate::engine::storage::Snapshot;
-
-/// The version byte of commands and snapshots written by this module.
-const FORMAT_VERSION: u8 = 1;
-
-const PUT: u8 = 1;
-const APPEND: u8 = 2;
-const GET: u8 = 3;
-
-/// What a command does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    Put,
-    Append,
-    /// A read through the log ([`super::ReadMode::Log`]).
-    Get,
-}
-
-/// One client request as written to the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Command {
-    pub(crate) op: Op,
-    pub(crate) client: u64,
-    pub(crate) seq: u64,
-    pub(crate) key: Bytes,
-    /// Empty for a `Get`.
-    pub(crate) value: Bytes,
-}
-
-impl Command {
-    /// The command's log encoding, in a buffer of its own.
-    #[cfg(test)]
-    pub(crate) fn encode(&self) -> Bytes {
-        self.encode_in(&mut bytes::BytesMut::new())
-    }
-
-    /// The command's log encoding, written at the end of `arena` and split off it: commands
-    /// encoded one after another share the arena's allocation instead of one each (the arena
-    /// allocates anew when it is full; the commands it holds keep the old one alive).
-    pub(crate) fn encode_in(&self, arena: &mut bytes::BytesMut) -> Bytes {
-        use bytes::BufMut;
-        let len = 2 + 16 + 4 + self.key.len() + 4 + self.value.len();
-        if arena.capacity() - arena.len() < len {
-            arena.reserve(len.max(64 << 10));
-        }
-        let kind = match self.op {
-            Op::Put => PUT,
-            Op::Append => APPEND,
-            Op::Get => GET,
-        };
-        arena.put_u8(FORMAT_VERSION);
-        arena.put_u8(kind);
-        arena.put_u64_le(self.client);
-        arena.put_u64_le(self.seq);
-        arena.put_u32_le(u32::try_from(self.key.len()).unwrap_or(u32::MAX));
-        arena.put_slice(&self.key);
-        if self.op != Op::Get {
-            arena.put_u32_le(u32::try_from(self.value.len()).unwrap_or(u32::MAX));
-            arena.put_slice(&self.value);
-        }
-        arena.split().freeze()
-    }
-
-    /// Decodes a command from the log, as the state machine does, into owned parts.
-    #[cfg(test)]
-    pub(crate) fn decode(data: Bytes) -> Result<Self, DecodeError> {
-        let c = CommandRef::decode(&data)?;
-        Ok(Self {
-            op: c.op,
-            client: c.client,
-            seq: c.seq,
-            key: Bytes::copy_from_slice(c.key),
-            value: Bytes::copy_from_slice(c.value),
-        })
-    }
-}
-
-/// A command decoded in place: its key and value borrow the log entry's bytes, so applying
-/// one costs no allocation (a `Bytes` clone of an entry received whole would allocate to
-/// share it).
-struct CommandRef<'a> {
-    op: Op,
-    client: u64,
-    seq: u64,
-    key: &'a [u8],
-    value: &'a [u8],
-}
-
-impl<'a> CommandRef<'a> {
-    /// Decodes as [`Command::decode`] does, borrowing instead of slicing.
-    fn decode(mut data: &'a [u8]) -> Result<Self, DecodeError> {
-        use bytes::Buf;
-        let version = data.try_get_u8().map_err(|_| DecodeError::Truncated)?;
-        if version != FORMAT_VERSION {
-            return Err(DecodeError::UnknownVersion(version));
-        }
-        let op = match data.try_get_u8().map_err(|_| DecodeError::Truncated)? {
-            PUT => Op::Put,
-            APPEND => Op::Append,
-            GET => Op::Get,
-            other => return Err(DecodeError::UnknownKind(other)),
-        };
-        let client = data.try_get_u64_le().map_err(|_| DecodeError::Truncated)?;
-        let seq = data.try_get_u64_le().map_err(|_| DecodeError::Truncated)?;
-        let mut field = |name: &'static str, max: usize| -> Result<&'a [u8], DecodeError> {
-            let len = data.try_get_u32_le().map_err(|_| DecodeError::Truncated)?;
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            if len > max {
-                return Err(DecodeError::TooLong {
-                    field: name,
-                    len,
-                    max,
-                });
-            }
-            if data.len() < len {
-                return Err(DecodeError::Truncated);
-            }
-            let (taken, rest) = data.split_at(len);
-            data = rest;
-            Ok(taken)
-        };
-        let key = field("key", MAX_KEY)?;
-        let value = match op {
-            Op::Get => &[][..],
-            Op::Put | Op::Append => field("value", usize::MAX)?,
-        };
-        if !data.is_empty() {
-            return Err(DecodeError::TrailingBytes(data.len()));
-        }
-        Ok(Self {
-            op,
-            client,
-            seq,
-            key,
-            value,
-        })
-    }
-}
+use crate::command::{CommandRef, FORMAT_VERSION, Op};
+use crate::protocol::{DecodeError, MAX_KEY, expect_end, get_bytes, get_u8, get_u64, put_bytes};
 
 /// What applying one log entry did.
 #[derive(Debug, PartialEq, Eq)]
@@ -316,48 +173,10 @@ fn bounded_count(data: &mut Bytes, min_size: usize) -> Result<usize, DecodeError
     Ok(count)
 }
 
-/// The [`StateMachine`] of a node of the service: applies committed commands to the
-/// [`KvState`] it was made from ([`KvState::machine`]), on the node's thread, and tells the
-/// server's threads waiting in that state how far it has applied once per batch.
-#[derive(Debug)]
-pub struct KvMachine {
-    state: Arc<KvState>,
-}
-
-impl KvMachine {
-    pub(crate) fn new(state: Arc<KvState>) -> Self {
-        Self { state }
-    }
-}
-
-impl StateMachine for KvMachine {
-    fn apply(&mut self, index: u64, term: u64, command: &Bytes) {
-        let outcome = self.state.lock().store.apply(command);
-        self.state.record_term(index, term);
-        if let Outcome::Malformed(e) = outcome {
-            tracing::warn!(index, term, error = %e, "skipping a committed entry that is not a command");
-        }
-    }
-
-    fn flush(&mut self, last_index: u64) {
-        self.state.set_applied(last_index, None);
-    }
-
-    fn snapshot(&mut self) -> Option<Bytes> {
-        Some(self.state.lock().store.snapshot())
-    }
-
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
-        let store = Store::restore(snapshot.data.clone())
-            .map_err(|e| format!("not a snapshot of the key-value service: {e}"))?;
-        self.state.set_applied(snapshot.index, Some(store));
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::Command;
 
     fn command(op: Op, client: u64, seq: u64, key: &str, value: &str) -> Bytes {
         Command {
@@ -514,42 +333,5 @@ mod tests {
         let mut wrong_version = snapshot.to_vec();
         wrong_version[0] = 0;
         assert!(Store::restore(Bytes::from(wrong_version)).is_err());
-    }
-
-    #[test]
-    fn the_machine_applies_publishes_and_restores_through_the_shared_state() {
-        let state = Arc::new(KvState::new());
-        let mut machine = state.machine();
-        machine.apply(1, 1, &Bytes::new());
-        machine.apply(2, 1, &command(Op::Put, 1, 1, "k", "v"));
-        machine.apply(3, 1, &Bytes::from_static(b"garbage"));
-        machine.flush(3);
-        assert_eq!(state.applied_index(), 3);
-        assert_eq!(state.get(b"k"), Some(Bytes::from_static(b"v")));
-        let data = machine.snapshot().unwrap();
-
-        let other = Arc::new(KvState::new());
-        let mut restored = other.machine();
-        restored
-            .restore(&Snapshot {
-                index: 3,
-                term: 1,
-                data,
-            })
-            .unwrap();
-        assert_eq!(other.applied_index(), 3);
-        assert_eq!(other.get(b"k"), Some(Bytes::from_static(b"v")));
-        assert_eq!(other.last_seq(1), Some(1));
-        let garbage = Snapshot {
-            index: 4,
-            term: 1,
-            data: Bytes::from_static(b"nope"),
-        };
-        assert!(restored.restore(&garbage).is_err());
-        assert_eq!(
-            other.applied_index(),
-            3,
-            "a refused snapshot changes nothing"
-        );
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::protocol::{self, EncodeError, FrameError, MAX_FRAME, NodeStatus, Request, Response};
+use crate::protocol::{self, EncodeError, FrameError, MAX_FRAME, NodeStatus, Request, Response};
 
 /// Settings of a [`KvClient`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,7 +154,7 @@ impl KvClient {
     /// Makes the next operation try node `node` first (a node out of range is ignored). A node
     /// that does not lead sends the client on to the leader, so this changes where a request
     /// starts, not what it returns (unless the servers answer Gets with
-    /// [`ReadMode::UnsafeLocal`](super::ReadMode::UnsafeLocal), where any node does).
+    /// [`ReadMode::UnsafeLocal`](crate::ReadMode::UnsafeLocal), where any node does).
     pub fn prefer(&mut self, node: usize) {
         if node < self.addrs.len() {
             self.leader = node;
@@ -349,8 +349,13 @@ impl KvClient {
     }
 }
 
-/// Writes an encoded request and reads one response.
-pub(crate) fn call(stream: &TcpStream, frame: &[u8]) -> io::Result<Response> {
+/// Writes an encoded request frame on `stream` and reads one response: one exchange on a
+/// connection the caller keeps (a poller asking one node for its status, say).
+///
+/// # Errors
+///
+/// The stream's error, or `InvalidData` for an answer too large or that does not decode.
+pub fn call(stream: &TcpStream, frame: &[u8]) -> io::Result<Response> {
     protocol::write_frame(&mut &*stream, frame)?;
     let body = match protocol::read_frame(&mut &*stream, MAX_FRAME) {
         Ok(Some(body)) => body,

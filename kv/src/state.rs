@@ -1,5 +1,5 @@
 //! [`KvState`]: the service's state as one node has applied it, shared between the node's thread,
-//! which applies committed commands ([`super::KvMachine`]), and the server's connection threads,
+//! which applies committed commands ([`crate::KvMachine`]), and the server's connection threads,
 //! which read it for `Get`s and wait in it for their commands to be applied.
 //!
 //! It is a `Mutex` and a `Condvar`: the engine's hot paths take no lock, but this is the service
@@ -9,19 +9,19 @@
 //! connection threads take it to read a value or to check whether their request was applied.
 //!
 //! The lock is also held while the node serializes the whole map for a snapshot
-//! ([`crate::Config::compaction`]): reads wait for that, which is rare and bounded by the map's
+//! ([`zeroraft_engine::Config::compaction`]): reads wait for that, which is rare and bounded by the map's
 //! size.
 //!
 //! Invariant: `applied` is the last index whose entry the store reflects; it only grows (a
 //! snapshot restored by the node lies beyond what it had applied).
 
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::machine::{KvMachine, Store};
+use crate::store::Store;
 
 /// How often a waiter checks whether it should give up early (the node was killed, the server
 /// is shutting down) while it waits for an index to be applied.
@@ -30,8 +30,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// How many of the last applied indices [`KvState`] remembers the term of.
 const RECENT: usize = 1 << 16;
 
-/// The key-value state one node has applied, shared by its [`super::KvMachine`] and its
-/// [`super::KvServer`]. Create it, start the node with [`KvState::machine`], and hand the same
+/// The key-value state one node has applied, shared by its [`crate::KvMachine`] and its
+/// [`crate::KvServer`]. Create it, start the node with [`KvState::machine`], and hand the same
 /// `Arc` to the server.
 ///
 /// Besides the locked store, it publishes without a lock how far it applied and the term of
@@ -93,20 +93,13 @@ impl KvState {
         Self::default()
     }
 
-    /// The state machine to start this node's [`crate::Raft`] with
-    /// ([`crate::engine::Builder::start_with_state_machine`]): it applies committed commands to
-    /// this state.
-    pub fn machine(self: &Arc<Self>) -> KvMachine {
-        KvMachine::new(self.clone())
-    }
-
     /// The last log index applied to this state.
     pub fn applied_index(&self) -> u64 {
         self.lock().applied
     }
 
     /// The value of `key` as this node has applied it, if it has one. Not linearizable on its
-    /// own: the server reads through [`crate::Raft::read_index`] first.
+    /// own: the server reads through [`zeroraft_engine::Raft::read_index`] first.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
         self.lock().store.get(key).map(Bytes::copy_from_slice)
     }
@@ -228,6 +221,7 @@ impl KvState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn a_waiter_wakes_when_its_index_is_applied() {

@@ -1,7 +1,7 @@
 //! Load on a running key-value service over its client protocol: what `zeroraft bench
 //! --connect` measures.
 //!
-//! [`remote_load`] opens connections to the leader and keeps a fixed number of `Put`s in flight
+//! [`run`] opens connections to the leader and keeps a fixed number of `Put`s in flight
 //! over them, pipelined: each connection writes as many requests as answers it has just read, in
 //! one system call, so the window stays full without a thread per request. It counts the
 //! acknowledged puts and times each from its write to its answer. [`loopback_rtt`] measures the
@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::protocol::{self, MAX_FRAME, Request, Response};
-use super::{ClientOptions, KvClient, KvError};
-use crate::Role;
+use zeroraft_engine::Role;
+use zeroraft_kv::protocol::{self, MAX_FRAME, Request, Response};
+use zeroraft_kv::{ClientOptions, KvClient, KvError};
 
-/// How [`remote_load`] loads the service.
+/// How [`run`] loads the service.
 #[derive(Clone, Debug)]
-pub struct LoadOptions {
+pub struct Options {
     /// Puts kept in flight, over all connections. At least 1.
     pub in_flight: usize,
     /// Connections to the leader; the window is split between them. At least 1.
@@ -35,9 +35,9 @@ pub struct LoadOptions {
     pub keys: usize,
 }
 
-/// What [`remote_load`] measured.
+/// What [`run`] measured.
 #[derive(Debug)]
-pub struct LoadReport {
+pub struct Report {
     /// Puts acknowledged.
     pub commits: u64,
     /// Puts answered with anything but success (the leader changed, say).
@@ -50,7 +50,7 @@ pub struct LoadReport {
     pub latency: hdrhistogram::Histogram<u64>,
 }
 
-impl LoadReport {
+impl Report {
     /// Acknowledged puts per second.
     pub fn rate(&self) -> f64 {
         self.commits as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -89,11 +89,11 @@ pub fn find_leader(addrs: &[SocketAddr], patience: Duration) -> Result<usize, Kv
 /// # Errors
 ///
 /// [`KvError::Timeout`] if no leader is found, [`KvError::Io`] if the leader cannot be reached.
-pub fn remote_load(
+pub fn run(
     addrs: &[SocketAddr],
-    options: &LoadOptions,
+    options: &Options,
     mut progress: impl FnMut(u64, Duration) -> ControlFlow<()>,
-) -> Result<LoadReport, KvError> {
+) -> Result<Report, KvError> {
     let leader = find_leader(addrs, Duration::from_secs(10))?;
     let connections = options.connections.clamp(1, options.in_flight.max(1));
     let streams = (0..connections)
@@ -152,7 +152,7 @@ pub fn remote_load(
         latency.add(hist).expect("same bounds");
         refused += r;
     }
-    Ok(LoadReport {
+    Ok(Report {
         commits: commits.load(Relaxed),
         refused,
         elapsed,

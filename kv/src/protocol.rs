@@ -64,15 +64,15 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 
-use crate::engine::ProgressState;
-use crate::transport::tcp::LinkStats;
-use crate::{PeerStatus, Role, Status};
+use zeroraft_engine::ProgressState;
+use zeroraft_engine::{PeerStatus, Role, Status};
+use zeroraft_transport::tcp::LinkStats;
 
 /// The protocol version this module speaks; the first byte of every body.
 pub const VERSION: u8 = 1;
 
 /// The largest frame body read or written: 8 MiB. It bounds a value too, less the few bytes of
-/// the other fields. (A node also refuses commands above [`crate::Config::max_command_bytes`],
+/// the other fields. (A node also refuses commands above [`zeroraft_engine::Config::max_command_bytes`],
 /// 4 MiB by default: a larger `Put` is answered with [`Response::Error`].)
 pub const MAX_FRAME: usize = 8 << 20;
 
@@ -146,7 +146,7 @@ pub enum Request {
     /// The node's Raft status, for a monitor.
     Status,
     /// Asks the node, which should lead, to hand its leadership to node `target`
-    /// ([`crate::Raft::transfer_leadership`]).
+    /// ([`zeroraft_engine::Raft::transfer_leadership`]).
     Transfer {
         /// The node to lead next.
         target: u64,

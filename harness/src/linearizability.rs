@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use zeroraft::linearizability::{KvInput, KvOutput, Recorder, Verdict, check_kv};
+//! use zeroraft_harness::linearizability::{KvInput, KvOutput, Recorder, Verdict, check_kv};
 //!
 //! let recorder = Recorder::new();
 //! let put = recorder.invoke(1, KvInput::Put { key: "x".into(), value: "1".into() });
@@ -193,12 +193,12 @@ pub struct KvModel;
 /// A key's value, with a hash kept up to date as it grows, so that the search hashes and
 /// compares long appended values in constant time (and shares them rather than copying them).
 #[derive(Clone, Debug)]
-pub struct KvState {
+pub struct KeyValue {
     value: Arc<str>,
     hash: u64,
 }
 
-/// The modulus of [`KvState`]'s polynomial hash, the Mersenne prime 2^61 - 1.
+/// The modulus of [`KeyValue`]'s polynomial hash, the Mersenne prime 2^61 - 1.
 const POLY_MOD: u64 = (1 << 61) - 1;
 /// The base of that hash (any fixed residue far from 0 and 1 does).
 const POLY_BASE: u64 = 0x0A5B_3C1D_9E2F_4871 % POLY_MOD;
@@ -222,9 +222,9 @@ fn poly_extend(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
-impl KvState {
+impl KeyValue {
     fn new(value: &str) -> Self {
-        KvState {
+        KeyValue {
             value: Arc::from(value),
             hash: poly_extend(0, value.as_bytes()),
         }
@@ -234,7 +234,7 @@ impl KvState {
         let mut value = String::with_capacity(self.value.len() + suffix.len());
         value.push_str(&self.value);
         value.push_str(suffix);
-        KvState {
+        KeyValue {
             value: Arc::from(value),
             hash: poly_extend(self.hash, suffix.as_bytes()),
         }
@@ -246,37 +246,42 @@ impl KvState {
     }
 }
 
-impl PartialEq for KvState {
+impl PartialEq for KeyValue {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash
             && (Arc::ptr_eq(&self.value, &other.value) || self.value == other.value)
     }
 }
 
-impl Eq for KvState {}
+impl Eq for KeyValue {}
 
-impl Hash for KvState {
+impl Hash for KeyValue {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
 }
 
 impl Model for KvModel {
-    type State = KvState;
+    type State = KeyValue;
     type Input = KvInput;
     type Output = KvOutput;
 
-    fn init(&self) -> KvState {
-        KvState::new("")
+    fn init(&self) -> KeyValue {
+        KeyValue::new("")
     }
 
-    fn step(&self, state: &KvState, input: &KvInput, output: Option<&KvOutput>) -> Option<KvState> {
+    fn step(
+        &self,
+        state: &KeyValue,
+        input: &KvInput,
+        output: Option<&KvOutput>,
+    ) -> Option<KeyValue> {
         match (input, output) {
             (KvInput::Get { .. }, None) => Some(state.clone()),
             (KvInput::Get { .. }, Some(KvOutput::Value(v))) => {
                 (*state.value == **v).then(|| state.clone())
             }
-            (KvInput::Put { value, .. }, None | Some(KvOutput::Done)) => Some(KvState::new(value)),
+            (KvInput::Put { value, .. }, None | Some(KvOutput::Done)) => Some(KeyValue::new(value)),
             (KvInput::Append { value, .. }, None | Some(KvOutput::Done)) => {
                 Some(state.appended(value))
             }

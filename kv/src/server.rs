@@ -1,4 +1,4 @@
-//! [`KvServer`]: serves the client protocol ([`super::protocol`]) of one node over TCP.
+//! [`KvServer`]: serves the client protocol ([`crate::protocol`]) of one node over TCP.
 //!
 //! One thread accepts connections; each connection gets a thread of its own (at most
 //! [`ServerOptions::max_connections`]; beyond, the connection is answered with an `Error` and
@@ -35,11 +35,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::machine::{Command, Op};
-use super::protocol::{self, FrameError, MAX_FRAME, NodeStatus, Request, Response};
-use super::state::{KvState, WaitEnd};
-use crate::transport::tcp::LinkStats;
-use crate::{PendingRead, Raft, ReadError, StartError, TransferError};
+use crate::command::{Command, Op};
+use crate::protocol::{self, FrameError, MAX_FRAME, NodeStatus, Request, Response};
+use crate::state::{KvState, WaitEnd};
+use zeroraft_engine::{PendingRead, Raft, ReadError, StartError, TransferError};
+use zeroraft_transport::tcp::LinkStats;
 
 /// How a server answers `Get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

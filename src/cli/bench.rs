@@ -1,0 +1,190 @@
+//! `zeroraft bench`: commits per second, CPU and latency of an in-process cluster ([`run`]), or
+//! of running `serve` processes with `--connect` ([`run_remote`]).
+
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use zeroraft_harness::load::remote;
+use zeroraft_harness::load::{LoadCluster, LoadStorage};
+
+use super::args::{BenchArgs, StorageKind};
+use super::{DataDir, Failure, Stop};
+
+/// How many fdatasync calls `bench --storage file` times on the data directory's disk.
+const FDATASYNC_SAMPLES: usize = 200;
+
+/// Runs `bench` on an in-process cluster.
+pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
+    let data = match args.storage {
+        StorageKind::File => {
+            Some(DataDir::prepare(args.data.as_deref(), args.nodes).map_err(Failure::Setup)?)
+        }
+        StorageKind::None | StorageKind::Memory => None,
+    };
+    // Measured before the nodes start, so that their own syncs do not share the disk with it.
+    let fdatasync = match &data {
+        Some(dir) => Some(
+            zeroraft_harness::load::fdatasync_median(&dir.path, FDATASYNC_SAMPLES).map_err(
+                |e| Failure::Setup(format!("cannot sync a file in {}: {e}", dir.path.display())),
+            )?,
+        ),
+        None => None,
+    };
+    let (storage, shown) = match (&args.storage, &data) {
+        (StorageKind::File, Some(dir)) => {
+            (LoadStorage::Files(dir.path.clone()), ", write-ahead logs")
+        }
+        (StorageKind::Memory, _) => (LoadStorage::Memory, ", in memory"),
+        _ => (LoadStorage::None, ""),
+    };
+    let config = zeroraft_engine::Config {
+        compaction: zeroraft_engine::Compaction {
+            every_entries: (args.compact_every > 0).then_some(args.compact_every),
+            above_bytes: None,
+        },
+        ..zeroraft_engine::Config::default()
+    };
+    let cluster = LoadCluster::with_storage(args.nodes, config, &storage)
+        .map_err(|e| Failure::Setup(format!("cannot start the nodes: {e}")))?;
+    // One payload for the whole run.
+    let payload = zeroraft_harness::load::static_payload(args.payload);
+    let mut before = 0;
+    // The error that ended the progress lines, if one did: it ends the run.
+    let mut failed = None;
+    let report = cluster.closed_loop_for(
+        Duration::from_secs(args.seconds),
+        args.clients,
+        &payload,
+        |commits, elapsed| {
+            if stop.is_requested() {
+                return ControlFlow::Break(());
+            }
+            let rss = zeroraft_harness::load::resident_bytes()
+                .map_or("?".into(), |b| format!("{:.0} MB", b as f64 / 1e6));
+            let line = writeln!(
+                io::stderr().lock(),
+                "t={:>4.0}s  {:>8.3} M commits/s this second  {commits:>11} in all  rss {rss}",
+                elapsed.as_secs_f64(),
+                (commits - before) as f64 / 1e6
+            );
+            before = commits;
+            match line {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{} nodes, {} in flight, {} B{shown}: {:.3} M commits/s, {:.3} µs CPU per commit, latency p50 {:.1} µs p99 {:.1} µs p99.9 {:.1} µs ({} commits in {:.1} s)",
+        args.nodes,
+        args.clients,
+        args.payload,
+        report.rate() / 1e6,
+        report.cpu_per_commit_us(),
+        report.latency_us(0.5),
+        report.latency_us(0.99),
+        report.latency_us(0.999),
+        report.commits,
+        report.elapsed.as_secs_f64()
+    )?;
+    if let (Some(median), Some(dir)) = (fdatasync, &data) {
+        writeln!(
+            out,
+            "disk: fdatasync median {:.1} µs ({FDATASYNC_SAMPLES} appends of 4 KiB to {}, each synced, before the run)",
+            median.as_secs_f64() * 1e6,
+            dir.path.display()
+        )?;
+    }
+    drop(cluster);
+    Ok(())
+}
+
+/// `bench --connect`: pipelined puts to a running service, then one client alone beside the
+/// loopback round trip.
+pub fn run_remote(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
+    let addrs = &args.connect.as_ref().expect("checked by the caller").0;
+    let options = remote::Options {
+        in_flight: args.clients as usize,
+        connections: args.connections,
+        payload: args.payload,
+        duration: Duration::from_secs(args.seconds),
+        keys: 1000,
+    };
+    let mut before = 0;
+    let mut failed = None;
+    let report = remote::run(addrs, &options, |commits, elapsed| {
+        if stop.is_requested() {
+            return ControlFlow::Break(());
+        }
+        let line = writeln!(
+            io::stderr().lock(),
+            "t={:>4.0}s  {:>8.3} M puts/s this second  {commits:>11} in all",
+            elapsed.as_secs_f64(),
+            (commits - before) as f64 / 1e6
+        );
+        before = commits;
+        match line {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })
+    .map_err(|e| Failure::Run(io::Error::other(e.to_string())))?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{} nodes, {} in flight over {} connections, {} B puts: {:.3} M commits/s, {:.3} µs client CPU per commit, latency p50 {:.1} µs p99 {:.1} µs ({} commits, {} refused, in {:.1} s)",
+        addrs.len(),
+        args.clients,
+        args.connections.min(args.clients as usize),
+        args.payload,
+        report.rate() / 1e6,
+        report.client_cpu.as_secs_f64() * 1e6 / report.commits.max(1) as f64,
+        report.latency_us(0.5),
+        report.latency_us(0.99),
+        report.commits,
+        report.refused,
+        report.elapsed.as_secs_f64()
+    )?;
+    if stop.is_requested() {
+        return Ok(());
+    }
+    let one = remote::Options {
+        in_flight: 1,
+        connections: 1,
+        duration: Duration::from_secs(args.seconds.min(5)),
+        ..options
+    };
+    let single = remote::run(addrs, &one, |_, _| {
+        if stop.is_requested() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .map_err(|e| Failure::Run(io::Error::other(e.to_string())))?;
+    let rtt = remote::loopback_rtt(2000)?;
+    writeln!(
+        out,
+        "one client: latency p50 {:.1} µs p99 {:.1} µs ({} commits); loopback TCP round trip p50 {:.1} µs, measured now",
+        single.latency_us(0.5),
+        single.latency_us(0.99),
+        single.commits,
+        rtt.as_secs_f64() * 1e6
+    )?;
+    Ok(())
+}
