@@ -55,8 +55,9 @@
 
 pub use zeroraft_engine as engine;
 pub use zeroraft_engine::{
-    ApplyMsg, Compaction, Config, ConfigError, Endpoint, Network, PeerStatus, PendingRead, Raft,
-    ReadError, Role, StartError, StateMachine, Status, TransferError, WeakRaft,
+    ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, Network, NodeFailure,
+    PeerStatus, PendingRead, Raft, ReadError, RestoreError, Role, StartError, StateMachine, Status,
+    TransferError, WeakRaft,
 };
 pub use zeroraft_kv as kv;
 pub use zeroraft_monitor as monitor;

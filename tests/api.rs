@@ -6,8 +6,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use zeroraft::engine::storage::Snapshot;
 use zeroraft::transport::EndpointError;
-use zeroraft::{Config, ConfigError, Network, NetworkConfig, Raft, StartError, WeakRaft};
+use zeroraft::{
+    Config, ConfigError, MemStorage, Network, NetworkConfig, NodeFailure, Raft, RestoreError,
+    StartError, WeakRaft,
+};
 use zeroraft_harness::cluster::{Cluster, cmd};
 
 /// Fast timings so these tests need no more than a few hundred milliseconds per election.
@@ -554,12 +558,78 @@ fn a_panic_in_apply_stops_the_node_with_the_reason() {
     assert!(raft.is_killed());
     assert!(!raft.get_state().1, "no longer reported as leader");
     match raft.try_start(cmd(3)) {
-        Err(StartError::Failed { reason }) => assert_eq!(reason, failure),
+        Err(StartError::Failed(stopped)) => {
+            assert_eq!(stopped.to_string(), failure);
+            assert!(
+                matches!(&stopped, NodeFailure::StateMachinePanic { message }
+                    if message == "the state machine refuses boom"),
+                "the state machine's panic, told apart from the engine's: {stopped:?}"
+            );
+            assert_eq!(raft.failure(), Some(stopped));
+        }
         other => panic!("expected StartError::Failed, got {other:?}"),
     }
     within(Duration::from_secs(10), "kill after a panic", move || {
         raft.kill()
     });
+}
+
+#[test]
+fn a_snapshot_the_state_machine_refuses_stops_the_node_with_the_reason() {
+    struct Refuses;
+    impl zeroraft::StateMachine for Refuses {
+        fn apply(&mut self, _: u64, _: u64, _: &Bytes) {}
+        fn restore(&mut self, snapshot: &Snapshot) -> Result<(), RestoreError> {
+            Err(RestoreError::new(format!(
+                "cannot read {} bytes",
+                snapshot.data.len()
+            )))
+        }
+    }
+    // A node compacts its log into a snapshot at index 2, and stops.
+    let storage = MemStorage::new();
+    let net = Network::new(NetworkConfig::new(1)).unwrap();
+    net.connect(0);
+    let raft = Raft::builder(fast(), 0, 1, net.endpoint(0, 5).unwrap())
+        .storage(storage.clone())
+        .start_with_state_machine(|_: u64, _: u64, _: &Bytes| {})
+        .unwrap();
+    eventually(Duration::from_secs(10), "a leader", || raft.get_state().1);
+    raft.try_start(cmd(1)).unwrap();
+    raft.try_start(cmd(2)).unwrap();
+    eventually(Duration::from_secs(10), "both applied", || {
+        raft.status().last_applied >= 2
+    });
+    raft.snapshot(2, Bytes::from_static(b"state at 2"));
+    eventually(Duration::from_secs(10), "the log compacted", || {
+        raft.status().snapshot_index == 2
+    });
+    // The snapshot is stored with the next write: once a later entry is committed (a single
+    // node commits what it made durable), so is the snapshot.
+    raft.try_start(cmd(3)).unwrap();
+    eventually(Duration::from_secs(10), "a later entry applied", || {
+        raft.status().last_applied >= 3
+    });
+    raft.kill();
+
+    // Restarted from that storage with a state machine that cannot take the snapshot.
+    let raft = Raft::builder(fast(), 0, 1, net.endpoint(0, 6).unwrap())
+        .storage(storage)
+        .start_with_state_machine(Refuses)
+        .unwrap();
+    eventually(Duration::from_secs(10), "the node stopped", || {
+        raft.is_killed()
+    });
+    let expected = NodeFailure::RestoreRefused {
+        index: 2,
+        error: RestoreError::new("cannot read 10 bytes"),
+    };
+    assert_eq!(raft.failure(), Some(expected.clone()));
+    assert_eq!(raft.try_start(cmd(4)), Err(StartError::Failed(expected)));
+    assert_eq!(
+        raft.status().failure.as_deref(),
+        Some("the state machine cannot restore snapshot 2: cannot read 10 bytes")
+    );
 }
 
 #[test]

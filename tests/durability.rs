@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use zeroraft::engine::storage::{Entry, HardState, Recovered, Update};
 use zeroraft::engine::{BuildError, MemStorage, Storage, StorageError};
-use zeroraft::{ApplyMsg, Config, Network, NetworkConfig, Raft, StartError};
+use zeroraft::{ApplyMsg, Config, Network, NetworkConfig, NodeFailure, Raft, StartError};
 
 fn fast() -> Config {
     Config {
@@ -207,9 +207,15 @@ fn failing_storage_stops(config: &Config) {
     let err = raft
         .try_start(Bytes::from_static(b"after"))
         .expect_err("a stopped node takes no command");
-    let StartError::Failed { reason } = &err else {
+    let StartError::Failed(failure) = &err else {
         panic!("expected StartError::Failed, got {err:?}");
     };
+    assert!(
+        matches!(failure, NodeFailure::Storage(_)),
+        "a storage failure: {failure:?}"
+    );
+    assert_eq!(raft.failure().as_ref(), Some(failure));
+    let reason = failure.to_string();
     assert!(reason.contains("storage failed"), "{reason}");
     assert!(
         reason.contains("00000000000000000001.wal"),

@@ -39,6 +39,7 @@
 
 mod codec;
 pub mod core;
+mod failure;
 mod runtime;
 mod sync;
 
@@ -52,6 +53,7 @@ use smallvec::SmallVec;
 pub use crate::core::{Message, ProgressState, Role};
 
 pub use codec::WIRE_VERSION;
+pub use failure::{NodeFailure, RestoreError};
 
 pub use runtime::{Builder, PendingRead, Raft, StateMachine, WeakRaft};
 pub use zeroraft_storage as storage;
@@ -548,12 +550,8 @@ pub enum StartError {
     /// The node was killed.
     Killed,
     /// The node stopped on its own after a failure it could not go on from (its storage
-    /// failed, its state machine panicked or could not restore a snapshot); `reason` says what
-    /// happened.
-    Failed {
-        /// What stopped the node.
-        reason: String,
-    },
+    /// failed, its state machine panicked or could not restore a snapshot): what happened.
+    Failed(NodeFailure),
 }
 
 impl fmt::Display for StartError {
@@ -575,12 +573,19 @@ impl fmt::Display for StartError {
                  leader has caught up"
             ),
             Self::Killed => write!(f, "the node was killed"),
-            Self::Failed { reason } => write!(f, "the node stopped: {reason}"),
+            Self::Failed(failure) => write!(f, "the node stopped: {failure}"),
         }
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Failed(failure) => Some(failure),
+            _ => None,
+        }
+    }
+}
 
 /// Why a linearizable read ([`Raft::read_index`], [`Raft::read_lease`]) was not confirmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -601,11 +606,8 @@ pub enum ReadError {
     Timeout,
     /// The node was killed.
     Killed,
-    /// The node stopped on its own; `reason` says why.
-    Failed {
-        /// What stopped the node.
-        reason: String,
-    },
+    /// The node stopped on its own: what happened.
+    Failed(NodeFailure),
 }
 
 impl fmt::Display for ReadError {
@@ -619,12 +621,19 @@ impl fmt::Display for ReadError {
             ),
             Self::Timeout => write!(f, "the read was not confirmed in time"),
             Self::Killed => write!(f, "the node was killed"),
-            Self::Failed { reason } => write!(f, "the node stopped: {reason}"),
+            Self::Failed(failure) => write!(f, "the node stopped: {failure}"),
         }
     }
 }
 
-impl std::error::Error for ReadError {}
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Failed(failure) => Some(failure),
+            _ => None,
+        }
+    }
+}
 
 /// Why [`Raft::transfer_leadership`] did not start a transfer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -705,7 +714,8 @@ pub struct Status {
     pub syncs: u64,
     /// Time spent in those writes, in all.
     pub sync_time: Duration,
-    /// Why the node stopped on its own, if it did (a storage failure, a panic on its thread).
+    /// Why the node stopped on its own, if it did (a storage failure, a panic on its thread),
+    /// as an operator reads it: the `Display` of [`Raft::failure`], or what a remote node said.
     pub failure: Option<Arc<str>>,
     /// Term of its last log entry.
     pub last_log_term: u64,

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use zeroraft_engine::StateMachine;
 use zeroraft_engine::storage::Snapshot;
+use zeroraft_engine::{RestoreError, StateMachine};
 
 use crate::state::KvState;
 use crate::store::{Outcome, Store};
@@ -47,9 +47,10 @@ impl StateMachine for KvMachine {
         Some(self.state.lock().store.snapshot())
     }
 
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
-        let store = Store::restore(snapshot.data.clone())
-            .map_err(|e| format!("not a snapshot of the key-value service: {e}"))?;
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), RestoreError> {
+        let store = Store::restore(snapshot.data.clone()).map_err(|e| {
+            RestoreError::new(format!("not a snapshot of the key-value service: {e}"))
+        })?;
         self.state.set_applied(snapshot.index, Some(store));
         Ok(())
     }

@@ -592,7 +592,7 @@ impl Connection<'_> {
             },
             Err(StartError::Busy { .. }) => Response::Busy,
             Err(e @ StartError::TooLarge { .. }) => Response::Error(e.to_string()),
-            Err(StartError::Killed | StartError::Failed { .. }) => {
+            Err(StartError::Killed | StartError::Failed(_)) => {
                 Response::WrongLeader { leader: None }
             }
         };
@@ -692,7 +692,7 @@ impl Connection<'_> {
             }
             Err(ReadError::Busy { .. }) => return Response::Busy,
             Err(ReadError::Timeout) if !self.should_stop() => return Response::Timeout,
-            Err(ReadError::Timeout | ReadError::Killed | ReadError::Failed { .. }) => {
+            Err(ReadError::Timeout | ReadError::Killed | ReadError::Failed(_)) => {
                 return Response::WrongLeader { leader: None };
             }
         };

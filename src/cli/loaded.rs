@@ -260,7 +260,7 @@ fn run_client(id: usize, shared: &Shared) {
                     }
                     break;
                 }
-                Err(StartError::Killed | StartError::Failed { .. }) => {
+                Err(StartError::Killed | StartError::Failed(_)) => {
                     // A crashed or failed node: ask the next one (the dashboard restarts nodes).
                     leader = (leader + 1) % n;
                     node = cluster.raft(leader);

@@ -78,8 +78,8 @@ use zeroraft_storage::{NoStorage, Snapshot, Storage};
 
 use crate::core::{Core, Entry, Message, Role};
 use crate::{
-    ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, PeerStatus, ReadError,
-    StartError, Status, TransferError,
+    ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, NodeFailure, PeerStatus,
+    ReadError, RestoreError, StartError, Status, TransferError,
 };
 use claim::{Lease, Proposal, Proposals, Refused};
 use writer::{Completed, Writer};
@@ -129,8 +129,8 @@ struct Shared {
     transfer_request: AtomicU64,
     status: ArcSwap<Status>,
     killed: AtomicBool,
-    /// Why the node stopped on its own (a storage failure), if it did. Set once, before `killed`.
-    failure: std::sync::OnceLock<Arc<str>>,
+    /// Why the node stopped on its own, if it did. Set once, before `killed`.
+    failure: std::sync::OnceLock<NodeFailure>,
     waker: Waker,
     max_command_bytes: usize,
     /// [`Config::spin`]: also how long a reader looks for its answer before it sleeps.
@@ -146,9 +146,7 @@ impl Shared {
     /// Why a read cannot be answered by a node that stopped.
     fn read_stopped(&self) -> ReadError {
         match self.failure.get() {
-            Some(reason) => ReadError::Failed {
-                reason: reason.to_string(),
-            },
+            Some(failure) => ReadError::Failed(failure.clone()),
             None => ReadError::Killed,
         }
     }
@@ -360,6 +358,7 @@ impl Raft {
             reads_asked: std::collections::HashMap::new(),
             reads_confirmed: std::collections::VecDeque::new(),
             next_read_id: 0,
+            in_state_machine: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("zeroraft-node-{me}"))
@@ -386,7 +385,7 @@ impl Raft {
                 StartError::TooLarge { .. }
                 | StartError::Busy { .. }
                 | StartError::Killed
-                | StartError::Failed { .. },
+                | StartError::Failed(_),
             ) => (0, self.get_state().0, false),
         }
     }
@@ -411,9 +410,7 @@ impl Raft {
         }
         if shared.killed.load(Acquire) {
             return Err(match shared.failure.get() {
-                Some(reason) => StartError::Failed {
-                    reason: reason.to_string(),
-                },
+                Some(failure) => StartError::Failed(failure.clone()),
                 None => StartError::Killed,
             });
         }
@@ -474,9 +471,15 @@ impl Raft {
         shared.waker.wake();
     }
 
-    /// Whether [`Raft::kill`] was called or the node stopped on its own ([`Status::failure`]).
+    /// Whether [`Raft::kill`] was called or the node stopped on its own ([`Raft::failure`]).
     pub fn is_killed(&self) -> bool {
         self.handle.shared.killed.load(Acquire)
+    }
+
+    /// Why the node stopped on its own, if it did: its storage failed, its state machine
+    /// panicked or refused a snapshot, or an invariant of the engine broke.
+    pub fn failure(&self) -> Option<NodeFailure> {
+        self.handle.shared.failure.get().cloned()
     }
 
     /// A handle that does not keep the node alive, for a [`StateMachine`] that calls its own
@@ -774,6 +777,9 @@ struct Node<S> {
     /// confirmed.
     reads_confirmed: std::collections::VecDeque<(u64, Sender<Result<u64, ReadError>>)>,
     next_read_id: u64,
+    /// Whether the thread is inside a call to the state machine: a panic there is the state
+    /// machine's ([`NodeFailure::StateMachinePanic`]), any other the engine's.
+    in_state_machine: bool,
 }
 
 /// Held by the node thread for as long as it runs its loop; on every way out, a kill or an
@@ -799,12 +805,16 @@ impl<S: StateMachine> Node<S> {
         let _guard = RetireOnExit(&shared);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
         if let Err(panic) = outcome {
-            let what = panic
+            let message = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic without a message".to_owned());
-            self.fail(format!("the node's thread panicked: {what}"));
+            self.fail(if self.in_state_machine {
+                NodeFailure::StateMachinePanic { message }
+            } else {
+                NodeFailure::Panic { message }
+            });
         }
         // Commands still queued will never be appended: free them now rather than with the last
         // handle. Reads still queued end with the node: dropping them tells their waiters.
@@ -814,7 +824,7 @@ impl<S: StateMachine> Node<S> {
         self.reads_confirmed.clear();
         let mut status = Status::clone(&self.shared.status.load());
         status.killed = true;
-        status.failure = self.shared.failure.get().cloned();
+        status.failure = self.shared.failure.get().map(|f| f.to_string().into());
         self.shared.status.store(Arc::new(status));
     }
 
@@ -884,7 +894,7 @@ impl<S: StateMachine> Node<S> {
     /// anything and no write is under way: one write (and, for a file, one `fdatasync`) at a
     /// time, carrying everything that changed since the last (group commit). A completed write
     /// lets the core release the messages that waited for it.
-    fn write(&mut self) -> Result<(), String> {
+    fn write(&mut self) -> Result<(), NodeFailure> {
         if let Some(completed) = self.writer.poll() {
             self.completed(completed)?;
         }
@@ -897,7 +907,7 @@ impl<S: StateMachine> Node<S> {
         Ok(())
     }
 
-    fn completed(&mut self, completed: Completed) -> Result<(), String> {
+    fn completed(&mut self, completed: Completed) -> Result<(), NodeFailure> {
         completed.result?;
         self.sync_time += completed.took;
         self.syncs += 1;
@@ -907,9 +917,9 @@ impl<S: StateMachine> Node<S> {
 
     /// Stops the node after a failure it cannot go on from: nothing it has not made durable is
     /// sent, `start` reports the reason, and so does the status.
-    fn fail(&mut self, reason: String) {
-        tracing::error!(node = self.core.id(), %reason, "node stopped");
-        let _ = self.shared.failure.set(reason.into());
+    fn fail(&mut self, failure: NodeFailure) {
+        tracing::error!(node = self.core.id(), %failure, "node stopped");
+        let _ = self.shared.failure.set(failure);
         self.shared.killed.store(true, Release);
     }
 
@@ -1094,24 +1104,25 @@ impl<S: StateMachine> Node<S> {
     /// # Errors
     ///
     /// If the state machine cannot restore the snapshot.
-    fn apply(&mut self) -> Result<(), String> {
+    fn apply(&mut self) -> Result<(), NodeFailure> {
+        self.in_state_machine = true;
         if let Some(snapshot) = self.core.snapshot_to_apply() {
-            self.state_machine.restore(snapshot).map_err(|e| {
-                format!(
-                    "the state machine cannot restore snapshot {}: {e}",
-                    snapshot.index
-                )
-            })?;
+            self.state_machine
+                .restore(snapshot)
+                .map_err(|error| NodeFailure::RestoreRefused {
+                    index: snapshot.index,
+                    error,
+                })?;
             self.core.snapshot_applied();
         }
-        let Some((from, to)) = self.core.apply_range() else {
-            return Ok(());
-        };
-        for (entry, index) in self.core.log().slice(from, to).iter().zip(from..) {
-            self.state_machine.apply(index, entry.term, &entry.command);
+        if let Some((from, to)) = self.core.apply_range() {
+            for (entry, index) in self.core.log().slice(from, to).iter().zip(from..) {
+                self.state_machine.apply(index, entry.term, &entry.command);
+            }
+            self.state_machine.flush(to);
+            self.core.advance_applied(to);
         }
-        self.state_machine.flush(to);
-        self.core.advance_applied(to);
+        self.in_state_machine = false;
         Ok(())
     }
 
@@ -1127,9 +1138,13 @@ impl<S: StateMachine> Node<S> {
             .compaction
             .due(applied.saturating_sub(log.offset()), log.bytes())
             && applied > log.offset()
-            && let Some(data) = self.state_machine.snapshot()
         {
-            self.core.compact(applied, data);
+            self.in_state_machine = true;
+            let data = self.state_machine.snapshot();
+            self.in_state_machine = false;
+            if let Some(data) = data {
+                self.core.compact(applied, data);
+            }
         }
     }
 
@@ -1186,9 +1201,9 @@ impl<S: StateMachine> Node<S> {
 ///
 /// A state machine that calls its own node (to compact it, or to stop it) holds a [`WeakRaft`]
 /// from [`Raft::downgrade`]: a [`Raft`] it held would keep the node alive after every other
-/// handle is gone. A panic in any of these methods stops the node: the panic's message becomes
-/// [`Status::failure`], [`Raft::try_start`] returns it as [`StartError::Failed`], and `tracing`
-/// logs it.
+/// handle is gone. A panic in any of these methods stops the node with
+/// [`NodeFailure::StateMachinePanic`]: [`Raft::failure`] returns it, [`Raft::try_start`] returns
+/// it as [`StartError::Failed`], its text becomes [`Status::failure`], and `tracing` logs it.
 pub trait StateMachine: Send + 'static {
     /// Applies the committed entry at `index`, proposed in `term`. Called in index order, each
     /// index exactly once.
@@ -1214,11 +1229,13 @@ pub trait StateMachine: Send + 'static {
     ///
     /// # Errors
     ///
-    /// Why it cannot; the node then stops, with that reason in its status. The default cannot
-    /// restore anything: a state machine that may be sent snapshots must implement this.
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    /// Why it cannot; the node then stops with [`NodeFailure::RestoreRefused`]. The default
+    /// cannot restore anything: a state machine that may be sent snapshots must implement this.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), RestoreError> {
         let _ = snapshot;
-        Err("this state machine cannot restore snapshots".into())
+        Err(RestoreError::new(
+            "this state machine cannot restore snapshots",
+        ))
     }
 }
 
@@ -1247,7 +1264,7 @@ impl StateMachine for ChannelApplier {
     }
 
     /// Passes the snapshot on to the service, ahead of the commands after it.
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), RestoreError> {
         self.deliver(ApplyMsg::Snapshot {
             index: snapshot.index,
             term: snapshot.term,

@@ -17,6 +17,7 @@
 //! The writer thread sends each completion on a channel, then wakes the node through its
 //! [`Waker`]; the node's wait checks that channel (the waker's contract: publish, then wake).
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use crossbeam_channel::{Receiver, Sender};
 use zeroraft_storage::{Entry, Snapshot, Storage, Update};
 use zeroraft_transport::Waker;
 
+use crate::NodeFailure;
 use crate::core::{Core, Persist};
 
 /// A write that finished.
@@ -31,7 +33,7 @@ pub(super) struct Completed {
     /// The core's number for the write.
     pub generation: u64,
     /// Whether it is durable, or why not.
-    pub result: Result<(), String>,
+    pub result: Result<(), NodeFailure>,
     /// How long it took.
     pub took: Duration,
 }
@@ -118,7 +120,7 @@ impl Writer {
                 let started = Instant::now();
                 let result = storage
                     .persist(&core.update(&persist))
-                    .map_err(|e| format!("storage failed: {e}"));
+                    .map_err(|e| NodeFailure::Storage(Arc::new(e)));
                 Some(Completed {
                     generation: persist.generation,
                     result,
@@ -140,7 +142,7 @@ impl Writer {
                 if !sent {
                     return Some(Completed {
                         generation: persist.generation,
-                        result: Err("storage failed: its writer thread has stopped".into()),
+                        result: Err(NodeFailure::WriterStopped),
                         took: Duration::ZERO,
                     });
                 }
@@ -196,7 +198,7 @@ fn run_writer(
         };
         let result = storage
             .persist(&update)
-            .map_err(|e| format!("storage failed: {e}"));
+            .map_err(|e| NodeFailure::Storage(Arc::new(e)));
         let completed = Completed {
             generation: persist.generation,
             result,

@@ -28,7 +28,9 @@ use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
 use zeroraft_engine::storage::{FileStorage, Identity, Snapshot, WalOptions};
-use zeroraft_engine::{BuildError, Config, MemStorage, Network, Raft, StartError, StateMachine};
+use zeroraft_engine::{
+    BuildError, Config, MemStorage, Network, Raft, RestoreError, StartError, StateMachine,
+};
 use zeroraft_transport::NetworkConfig;
 
 /// `len` bytes of 0x5a with a static lifetime (leaked, once per call), so that cloning the payload
@@ -75,7 +77,7 @@ impl StateMachine for Recorder {
         Some(Bytes::copy_from_slice(&self.last.to_le_bytes()))
     }
 
-    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), RestoreError> {
         self.publish(snapshot.index);
         Ok(())
     }
