@@ -70,3 +70,33 @@ pub use zeroraft_transport::NetworkConfig;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// Compiles and runs the Rust examples in docs/embedding.md as doctests.
+#[doc = include_str!("../docs/embedding.md")]
+#[cfg(doctest)]
+pub struct DocsEmbedding;
+
+/// Compiles and runs the Rust examples in docs/durability.md as doctests.
+#[doc = include_str!("../docs/durability.md")]
+#[cfg(doctest)]
+pub struct DocsDurability;
+
+/// Compiles and runs the Rust examples in docs/serve.md as doctests.
+#[doc = include_str!("../docs/serve.md")]
+#[cfg(doctest)]
+pub struct DocsServe;
+
+/// Compiles and runs the Rust examples in docs/dashboard.md as doctests.
+#[doc = include_str!("../docs/dashboard.md")]
+#[cfg(doctest)]
+pub struct DocsDashboard;
+
+/// Compiles and runs the Rust examples in docs/testing.md as doctests.
+#[doc = include_str!("../docs/testing.md")]
+#[cfg(doctest)]
+pub struct DocsTesting;
+
+/// Compiles and runs the Rust examples in docs/performance.md as doctests.
+#[doc = include_str!("../docs/performance.md")]
+#[cfg(doctest)]
+pub struct DocsPerformance;
