@@ -9,7 +9,7 @@
 #
 # Stops at the first failing run and leaves its output in $OUT/failed.txt (OUT defaults to
 # target/suite-repeat).
-# This is how the robustness figures in README.md were taken.
+# This is how the robustness figures in docs/testing.md were taken.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-20}

@@ -2,7 +2,7 @@
 //! threaded cluster with [`Config::production`] (PreVote, CheckQuorum, the leader no-op). The
 //! protocol's own checks (every read sees every earlier commit, over thousands of seeds with
 //! partitions and crashes; transfers end within an election timeout) are the simulator's, in
-//! tests/simulation.rs; these check the handle: what it returns, what it refuses, and that it
+//! sim/tests/simulation.rs; these check the handle: what it returns, what it refuses, and that it
 //! never confirms a read a cut-off leader cannot vouch for.
 
 use std::thread::sleep;

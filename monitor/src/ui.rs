@@ -272,8 +272,9 @@ fn shown_columns(width: u16, widths: &[u16; COLUMNS.len()]) -> [bool; COLUMNS.le
 /// One row per node: role, term, leader, indices (committed, applied, last, durable), the
 /// snapshot index and what the log holds after it (entries and bytes), network reach, storage
 /// writes over the last refresh and message counters. The leader's row is green, a node that is
-/// down is grey ("down") or red ("failed": it stopped on a storage failure), and the selected
-/// node is marked with `▶`. A node without a snapshot shows `-` as its snapshot index.
+/// down is grey ("down") or red ("failed": it stopped on its own, its storage or state machine
+/// failed), and the selected node is marked with `▶`. A node without a snapshot shows `-` as
+/// its snapshot index.
 ///
 /// A column is as wide as its widest value. While they do not all fit, the table leaves out,
 /// in this order: the message counters, the applied index, the last index, the leader each

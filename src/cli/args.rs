@@ -276,8 +276,8 @@ pub(crate) struct BenchArgs {
     /// How long to propose, 1 to 3600
     #[arg(long, value_name = "S", default_value = "10", value_parser = number_in(1u64..=3600))]
     pub(crate) seconds: u64,
-    /// Where nodes keep their raft state: nowhere (the engine alone, as the README's and
-    /// BENCHMARKS.md's figures are measured), in memory, or a write-ahead log per node, synced
+    /// Where nodes keep their raft state: nowhere (the engine alone, as BENCHMARKS.md's
+    /// in-process figures are measured), in memory, or a write-ahead log per node, synced
     /// to disk (the disk's fdatasync median is measured and printed too)
     #[arg(long, value_name = "KIND", default_value = "none",
           value_parser = PossibleValuesParser::new(["none", "memory", "file"]).map(StorageKind::from_name))]
