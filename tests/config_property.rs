@@ -6,7 +6,8 @@
 //!
 //! Each case runs under a watchdog that ends the process with the case's settings if it hangs.
 //! The two properties share one lock so that each measures the memory of its own clusters only.
-//! `ZERORAFT_PROPERTY_CASES` sets the number of cases of each (default 24).
+//! Each property runs 24 cases by default, 96 with `ZERORAFT_LONG=1`
+//! (`ZERORAFT_PROPERTY_CASES=N` sets it).
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
+use zeroraft_harness::scale;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use zeroraft::transport::{MAX_INBOX_CAPACITY, MAX_NODES};
 use zeroraft::{Compaction, Config, Network, NetworkConfig, Raft, StartError};
@@ -33,10 +35,7 @@ const RUN: Duration = Duration::from_secs(1);
 const WATCHDOG: Duration = Duration::from_secs(90);
 
 fn cases() -> u32 {
-    std::env::var("ZERORAFT_PROPERTY_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
+    scale::size("ZERORAFT_PROPERTY_CASES", 24, 96) as u32
 }
 
 fn runner() -> TestRunner {

@@ -12,7 +12,7 @@
 //!   line per new entry).
 //!
 //! Then it starts the child again on the same directories, and so on:
-//! `ZERORAFT_CRASH_ROUNDS` rounds (default 25; `ZERORAFT_CRASH_ROUNDS=100` for a long run).
+//! 25 rounds by default, 100 with `ZERORAFT_LONG=1` (`ZERORAFT_CRASH_ROUNDS=N` sets it).
 //!
 //! This test has its own `main` (`harness = false`): the same binary is the child when
 //! `ZERORAFT_CRASH_CHILD` names a data directory.
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use zeroraft::engine::storage::{FileStorage, Identity, Storage, WalOptions};
 use zeroraft::{ApplyMsg, Config, Network, NetworkConfig, Raft, StartError};
+use zeroraft_harness::scale;
 
 const NODES: usize = 3;
 const CLUSTER: u64 = 0x7e57;
@@ -241,10 +242,7 @@ struct Seen {
 }
 
 fn parent() {
-    let rounds: usize = std::env::var("ZERORAFT_CRASH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(25);
+    let rounds = scale::size("ZERORAFT_CRASH_ROUNDS", 25, 100) as usize;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let exe = std::env::current_exe().expect("this test's binary");
     let mut committed: BTreeMap<u64, Seen> = BTreeMap::new();

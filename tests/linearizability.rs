@@ -11,8 +11,10 @@
 //! Namespaces need root and the `ip` tool. Where they cannot be made, each test says so on
 //! stderr ("SKIPPED: ...") and passes without checking anything.
 //!
-//! The default run is short (CI). For the long runs:
-//! `ZR_JEPSEN_SECONDS=60 ZR_JEPSEN_RUNS=20 cargo test --release --test linearizability -- --nocapture`.
+//! By default each test runs one history of 8 s; with `ZERORAFT_LONG=1`, three of 60 s.
+//! `ZERORAFT_JEPSEN_SECONDS`, `ZERORAFT_JEPSEN_RUNS` and `ZERORAFT_JEPSEN_SEED` set them for a
+//! one-off run, e.g. twenty runs of a minute:
+//! `ZERORAFT_JEPSEN_SECONDS=60 ZERORAFT_JEPSEN_RUNS=20 cargo test --release --test linearizability -- --nocapture`.
 
 mod support;
 
@@ -24,6 +26,7 @@ use support::netns::Topology;
 use support::processes::ProcessCluster;
 use zeroraft::kv::KvError;
 use zeroraft_harness::linearizability::{KvInput, KvOutput, Recorder, Verdict, check_kv};
+use zeroraft_harness::scale;
 
 /// Concurrent clients.
 const CLIENTS: u64 = 5;
@@ -34,11 +37,10 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the checker may search.
 const CHECK_BUDGET: Duration = Duration::from_secs(120);
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The seed of the first run: `ZERORAFT_JEPSEN_SEED`, or a random one (printed with the run).
+fn first_seed() -> u64 {
+    let random = fastrand::u64(..);
+    scale::size("ZERORAFT_JEPSEN_SEED", random, random)
 }
 
 /// What one run recorded.
@@ -222,9 +224,9 @@ fn run(nodes: usize, read_mode: &str, seconds: u64, seed: u64) -> Option<Run> {
 }
 
 fn linearizable_under_nemesis(nodes: usize, read_mode: &str) {
-    let seconds = env_or("ZR_JEPSEN_SECONDS", 12);
-    let runs = env_or("ZR_JEPSEN_RUNS", 1);
-    let base = env_or("ZR_JEPSEN_SEED", fastrand::u64(..));
+    let seconds = scale::size("ZERORAFT_JEPSEN_SECONDS", 8, 60);
+    let runs = scale::size("ZERORAFT_JEPSEN_RUNS", 1, 3);
+    let base = first_seed();
     for r in 0..runs {
         let seed = base.wrapping_add(r);
         let Some(run) = run(nodes, read_mode, seconds, seed) else {
@@ -277,7 +279,7 @@ fn five_nodes_with_lease_reads_are_linearizable_under_kills_and_partitions() {
 fn reads_from_local_state_are_caught_by_the_checker() {
     // The same test against the broken read path: the checker must find a stale read. Each run
     // is short; a few are allowed, since a run's partitions may all fall where no client read.
-    let seed = env_or("ZR_JEPSEN_SEED", fastrand::u64(..));
+    let seed = first_seed();
     for attempt in 0..4 {
         let Some(run) = run(3, "unsafe-local", 10, seed.wrapping_add(attempt)) else {
             return;

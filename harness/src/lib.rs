@@ -8,9 +8,11 @@
 //!   an in-process cluster; [`load::remote`] keeps `Put`s in flight to a running key-value
 //!   service over its client protocol.
 //! - [`linearizability`]: a checker of recorded client histories of a key-value service.
+//! - [`scale`]: how large the long test variants run (`ZERORAFT_LONG=1` for the full size).
 
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod linearizability;
 pub mod load;
+pub mod scale;

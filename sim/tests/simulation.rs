@@ -8,26 +8,27 @@
 //! commit, every transfer ends within an election timeout, and the checker catches reads served
 //! without a heartbeat round or under an expired lease.
 //!
-//! The seed count is sized for `cargo test --release` on two cores (see BENCHMARKS.md); a debug
-//! build runs a fiftieth of it. `ZERORAFT_SIM_SEEDS=N` overrides the total.
+//! The seed counts are sized for `cargo test --release` on two cores: 24 000 seeds in all for
+//! the zero-violation tests by default, 240 000 with `ZERORAFT_LONG=1` (the other seed counts
+//! scale with it; `ZERORAFT_SIM_SEEDS=N` sets the total). A debug build runs a fiftieth of it.
 
 use std::ops::Range;
 
 use zeroraft_engine::core::{Bug, Role};
+use zeroraft_harness::scale;
 use zeroraft_sim::{EventKind, MsgSummary, Options, Report, Simulation, run_seed};
 
-/// Seeds of the zero-violation tests, in total over both of them, in a release build.
-const RELEASE_SEEDS: u64 = 240_000;
+/// Seeds of the zero-violation tests, in total over both halves, in a release build: by
+/// default, and with `ZERORAFT_LONG=1`.
+const RELEASE_SEEDS: (u64, u64) = (24_000, 240_000);
 
 fn total_seeds() -> u64 {
-    std::env::var("ZERORAFT_SIM_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if cfg!(debug_assertions) {
-            RELEASE_SEEDS / 50
-        } else {
-            RELEASE_SEEDS
-        })
+    let divisor = if cfg!(debug_assertions) { 50 } else { 1 };
+    scale::size(
+        "ZERORAFT_SIM_SEEDS",
+        RELEASE_SEEDS.0 / divisor,
+        RELEASE_SEEDS.1 / divisor,
+    )
 }
 
 /// Runs `seeds` with `options` and fails with the first violation's report.
