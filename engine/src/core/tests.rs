@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use super::*;
 
 const MS: Nanos = 1_000_000;

@@ -1,0 +1,284 @@
+//! Elections: the election timer, the three roles' transitions, votes, PreVote and
+//! CheckQuorum (§5.2 of the extended Raft paper; Raft thesis §9.6 and §6.2).
+//!
+//! A follower that hears from no leader for a randomized election timeout becomes a candidate
+//! of the next term, votes for itself and asks every other node for its vote; a majority of
+//! grants makes it leader. A node grants at most one vote per term, and only to a candidate
+//! whose log is at least as up to date as its own (§5.4.1), which is what keeps every
+//! committed entry in the log of every later leader.
+//!
+//! # PreVote and CheckQuorum
+//!
+//! Both are off by default ([`CoreConfig::pre_vote`], [`CoreConfig::check_quorum`]) and on in
+//! [`CoreConfig::production`].
+//!
+//! With PreVote (Raft thesis §9.6) a node whose election timeout fires becomes a pre-candidate:
+//! still a follower of its term, it sends [`Message::PreVote`] with `term + 1` and its last log
+//! index and term. A receiver grants it as it would grant a RequestVote of that term (log at
+//! least as up to date; a higher term, or this term with no vote for another node) unless it
+//! leads or heard from its leader within `election_timeout_min`; it changes neither its term
+//! nor its vote nor its election timer. Only with a majority of grants does the pre-candidate
+//! increment its term and start a real election. Pre-vote messages never make anyone adopt a
+//! term, except a refusal, which carries the refuser's real term: a pre-candidate behind
+//! learns the cluster's term from it. So a node cut off from the others keeps its term while
+//! isolated, and when it comes back its pre-votes are refused by nodes that hear from their
+//! leader: it follows the leader without disturbing it.
+//!
+//! With CheckQuorum a leader checks once per `election_timeout_min` that it heard (any message
+//! not of an earlier term) from a majority, itself included, since the last check, and steps
+//! down to follower in the same term if not. A leader cut off from the majority so stops
+//! within two minimum election timeouts. CheckQuorum also turns on leader stickiness: a leader,
+//! or a follower that heard from its leader within `election_timeout_min`, ignores RequestVote
+//! whatever its term: no vote, no new term, no reply. Stickiness comes with CheckQuorum, not
+//! with PreVote, because it is safe for liveness only when leaders that lost the majority step
+//! down: otherwise a leader that can still send to some followers but hear from none would
+//! keep them sticky, and the rest of the cluster might never gather a majority of votes.
+//! PreVote alone already keeps a node whose log is behind or which is cut off from starting
+//! elections; stickiness covers the remaining case of a real candidate (one that won its
+//! pre-votes) reaching nodes that still hear from their leader.
+
+#[cfg(feature = "bug-injection")]
+use super::Bug;
+#[cfg(doc)]
+use super::CoreConfig;
+use super::{Core, Entry, Message, Progress, ReadOutcome, RequestVote, RequestVoteReply, Role};
+use bytes::Bytes;
+
+impl Core {
+    pub(super) fn reset_election_timer(&mut self) {
+        let timeout = self
+            .rng
+            .u64(self.config.election_timeout_min..self.config.election_timeout_max);
+        self.election_deadline = self.now + timeout;
+    }
+
+    pub(super) fn become_follower(&mut self, term: u64, leader: Option<usize>) {
+        assert!(
+            term >= self.term,
+            "node {}: term going back from {} to {}",
+            self.id,
+            self.term,
+            term
+        );
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            self.hard_state_dirty = true;
+        }
+        if self.role == Role::Leader {
+            self.stats.step_downs += 1;
+            self.transfer = None;
+            let refused = self.pending_reads.drain(..).map(|read| ReadOutcome {
+                id: read.id,
+                index: None,
+            });
+            self.read_outcomes.extend(refused);
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.pre_voting = false;
+        self.reset_election_timer();
+    }
+
+    /// Starts a pre-vote round (§9.6): asks every other node whether it would vote for this one
+    /// in `term + 1`, changing neither term nor vote. A candidate whose election failed runs one
+    /// too, as a follower of its term. A majority of grants starts the real election.
+    pub(super) fn pre_campaign(&mut self) {
+        self.become_follower(self.term, None);
+        self.pre_voting = true;
+        self.votes = 1 << self.id;
+        tracing::debug!(node = self.id, term = self.term, "starting a pre-vote");
+        if self.has_quorum(self.votes) {
+            self.campaign(false);
+            return;
+        }
+        let request = RequestVote {
+            term: self.term + 1,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            transfer: false,
+        };
+        for peer in self.others() {
+            // Promises nothing and reports no state to keep: it need not wait for a write.
+            self.outbox.push((peer, Message::PreVote(request.clone())));
+        }
+    }
+
+    /// Starts an election in the next term. `transfer`: this node's leader handed it
+    /// leadership, so voters that still hear from that leader vote anyway.
+    pub(super) fn campaign(&mut self, transfer: bool) {
+        self.pre_voting = false;
+        self.term += 1;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.voted_for = Some(self.id);
+        self.hard_state_dirty = true;
+        self.votes = 1 << self.id;
+        self.stats.elections_started += 1;
+        self.reset_election_timer();
+        tracing::debug!(node = self.id, term = self.term, "starting an election");
+        if self.has_quorum(self.votes) {
+            self.become_leader();
+            return;
+        }
+        let request = RequestVote {
+            term: self.term,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            transfer,
+        };
+        for peer in self.others() {
+            self.send(peer, Message::RequestVote(request.clone()));
+        }
+    }
+
+    pub(super) fn has_quorum(&self, votes: u64) -> bool {
+        votes.count_ones() as usize > self.peers / 2
+    }
+
+    pub(super) fn become_leader(&mut self) {
+        tracing::debug!(node = self.id, term = self.term, "became leader");
+        self.role = Role::Leader;
+        self.leader = Some(self.id);
+        self.recent_active = 1 << self.id;
+        self.quorum_deadline = self.now + self.config.election_timeout_min;
+        self.stats.elections_won += 1;
+        self.lease_round = None;
+        self.lease_until = 0;
+        self.lease_forfeited = false;
+        let next = self.log.last_index() + 1;
+        let max_inflight = self.config.max_inflight;
+        for pr in self.progress.iter_mut() {
+            *pr = Progress::new(next, max_inflight);
+        }
+        if self.config.leader_no_op {
+            self.log.push(Entry {
+                term: self.term,
+                command: Bytes::new(),
+            });
+            self.log_dirty_from = self.log_dirty_from.min(next);
+        }
+        self.broadcast_heartbeat();
+    }
+
+    /// CheckQuorum: a leader that heard from no majority since the last check (one
+    /// `election_timeout_min` ago) steps down, staying in its term; otherwise it starts counting
+    /// again. Returns whether it stepped down.
+    ///
+    /// A leader cut off at time `t` may still count messages that arrived between the last check
+    /// and `t`, so it keeps leading past the next check, but not past the one after: it steps
+    /// down within two minimum election timeouts of `t`.
+    pub(super) fn maybe_step_down(&mut self) -> bool {
+        let quorum = self.has_quorum(self.recent_active | (1 << self.id));
+        #[cfg(feature = "bug-injection")]
+        let quorum = quorum || self.has_bug(Bug::LeadWithoutQuorum);
+        if quorum {
+            self.recent_active = 1 << self.id;
+            self.quorum_deadline = self.now + self.config.election_timeout_min;
+            return false;
+        }
+        tracing::debug!(
+            node = self.id,
+            term = self.term,
+            "stepping down: no majority heard from within an election timeout"
+        );
+        self.become_follower(self.term, None);
+        true
+    }
+
+    /// With CheckQuorum, whether this node ignores RequestVote: it leads, or heard from a
+    /// leader (or started, or restarted) within the minimum election timeout. By time alone,
+    /// whatever its term, leader or role since: a stale reply of a higher term, say, may have
+    /// made it a follower with no known leader, and the leader it answered may still count on
+    /// it for its lease.
+    pub(super) fn sticky(&self) -> bool {
+        self.role == Role::Leader
+            || self.now
+                < self
+                    .leader_contact
+                    .saturating_add(self.config.election_timeout_min)
+    }
+
+    /// Whether this node leads, or heard from the leader of its term within the minimum election
+    /// timeout: then no election is needed, and it refuses pre-votes (and, with CheckQuorum,
+    /// ignores RequestVote).
+    pub(super) fn hears_from_leader(&self) -> bool {
+        match self.role {
+            Role::Leader => true,
+            Role::Candidate => false,
+            Role::Follower => {
+                self.leader.is_some()
+                    && self.now < self.leader_contact + self.config.election_timeout_min
+            }
+        }
+    }
+
+    // ---- elections -------------------------------------------------------------------------------
+
+    pub(super) fn handle_request_vote(&mut self, from: usize, m: RequestVote) {
+        let granted = m.term == self.term
+            && self.voted_for.is_none_or(|v| v == from)
+            && self.log.is_up_to_date(m.last_log_index, m.last_log_term);
+        #[cfg(feature = "bug-injection")]
+        let granted = granted
+            || (self.has_bug(Bug::DoubleVote)
+                && m.term == self.term
+                && self.log.is_up_to_date(m.last_log_index, m.last_log_term));
+        if granted {
+            self.hard_state_dirty |= self.voted_for != Some(from);
+            self.voted_for = Some(from);
+            self.reset_election_timer();
+        }
+        let reply = RequestVoteReply {
+            term: self.term,
+            granted,
+        };
+        #[cfg(feature = "bug-injection")]
+        if granted && self.has_bug(Bug::VoteBeforeDurable) {
+            self.outbox.push((from, Message::RequestVoteReply(reply)));
+            return;
+        }
+        self.send(from, Message::RequestVoteReply(reply));
+    }
+
+    pub(super) fn handle_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
+        if self.role != Role::Candidate || m.term != self.term || !m.granted {
+            return;
+        }
+        self.votes |= 1 << from;
+        if self.has_quorum(self.votes) {
+            self.become_leader();
+        }
+    }
+
+    /// Answers a pre-vote (§9.6) as this node would answer a RequestVote of `m.term`, and
+    /// refuses it if its leader is alive; changes nothing here, not even the election timer.
+    ///
+    /// It grants if `m.term` is above its term (it would adopt that term, with no vote yet) or
+    /// equal to it with no vote for another node, the candidate's log is at least as up to date
+    /// as its own, and it neither leads nor heard from its leader within the minimum election
+    /// timeout. A grant carries `m.term` (the candidate matches it against the term it asks
+    /// about); a refusal carries this node's term, which a pre-candidate behind adopts.
+    pub(super) fn handle_pre_vote(&mut self, from: usize, m: RequestVote) {
+        let granted = (m.term > self.term
+            || (m.term == self.term && self.voted_for.is_none_or(|v| v == from)))
+            && !self.hears_from_leader()
+            && self.log.is_up_to_date(m.last_log_index, m.last_log_term);
+        let reply = RequestVoteReply {
+            term: if granted { m.term } else { self.term },
+            granted,
+        };
+        // A refusal carries this node's term, which must be durable before it is told.
+        self.send(from, Message::PreVoteReply(reply));
+    }
+
+    pub(super) fn handle_pre_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
+        if !self.pre_voting || !m.granted || m.term != self.term + 1 {
+            return;
+        }
+        self.votes |= 1 << from;
+        if self.has_quorum(self.votes) {
+            self.campaign(false);
+        }
+    }
+}

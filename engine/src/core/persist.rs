@@ -1,0 +1,200 @@
+//! Persist before you speak: what the driver must make durable, and which messages wait for it.
+//!
+//! A node's term, vote and log must be on stable storage before it tells anyone about them: a
+//! vote granted and then forgotten in a crash lets the node vote twice in one term; an entry
+//! acknowledged and then lost can make a committed entry disappear. So the core keeps what it
+//! changed (hard state, appended and truncated entries) as pending work that the driver takes
+//! with [`Core::take_persist`], writes, and reports with [`Core::persisted`]. Every message that
+//! reports this node's state (votes, AppendEntries replies, RequestVotes, which carry a term and
+//! vote the node must not forget) is held back until the state it was produced in is durable;
+//! [`Core::take_messages`] hands out only what may go now. A leader's AppendEntries go at once,
+//! without waiting for its own write of the entries they carry (Raft thesis §10.2.1): the leader
+//! counts itself toward a majority only for entries its storage has made durable
+//! ([`Core::durable_index`]).
+//!
+//! Writes are numbered (generations) and must be reported durable in the order they were taken,
+//! but the driver may take the next before the previous one is durable (a pipelined writer).
+//! The deterministic simulator does; the node thread writes each one before stepping again.
+
+use super::{Core, HardState, Message, Recovered, Role, Update};
+
+/// A write the driver must make durable: what changed in the core since the previous one.
+/// See [`Core::take_persist`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persist {
+    /// Numbers the writes of one core, from 1; report it to [`Core::persisted`].
+    pub generation: u64,
+    /// The new term and vote, if they changed.
+    pub hard_state: Option<HardState>,
+    /// Whether the core's snapshot ([`Core::snapshot`]) is new and to be stored.
+    pub snapshot: bool,
+    /// Stored entries from this index on are to be dropped, if the log was truncated.
+    pub truncate_from: Option<u64>,
+    /// The log's entries `first_index..=last_index` are to be stored (none if `first_index >
+    /// last_index`).
+    pub first_index: u64,
+    /// See `first_index`. Also the log's last index when the write was taken.
+    pub last_index: u64,
+}
+
+/// Why a recovered state cannot be one a core of a `peers`-node cluster wrote, if it cannot.
+pub fn recovered_state_problem(peers: usize, state: &Recovered) -> Option<String> {
+    let (hard_state, entries) = (&state.hard_state, &state.entries);
+    if let Some(snapshot) = &state.snapshot {
+        if snapshot.term > hard_state.term {
+            return Some(format!(
+                "its snapshot is of term {} above its current term {}",
+                snapshot.term, hard_state.term
+            ));
+        }
+        if let Some(first) = entries.first()
+            && first.term < snapshot.term
+        {
+            return Some(format!(
+                "the term of its log goes down after its snapshot ({} after {})",
+                first.term, snapshot.term
+            ));
+        }
+    }
+    if let Some(v) = hard_state.voted_for
+        && v >= peers
+    {
+        return Some(format!(
+            "it voted for node {v}, which is not in a cluster of {peers}"
+        ));
+    }
+    if let Some(i) = entries.windows(2).position(|w| w[1].term < w[0].term) {
+        return Some(format!(
+            "the term of its log goes down at index {} ({} after {})",
+            state.first_index() + i as u64 + 1,
+            entries[i + 1].term,
+            entries[i].term
+        ));
+    }
+    if let Some(last) = entries.last()
+        && last.term > hard_state.term
+    {
+        return Some(format!(
+            "its log holds an entry of term {} above its current term {}",
+            last.term, hard_state.term
+        ));
+    }
+    None
+}
+
+impl Core {
+    /// Messages produced since the last call, as `(to, message)`. The buffer is reused: drain it.
+    pub fn take_messages(&mut self) -> std::vec::Drain<'_, (usize, Message)> {
+        self.outbox.drain(..)
+    }
+
+    /// Whether there are messages to send.
+    pub fn has_messages(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// The highest index whose entry is on stable storage (as [`Core::persisted`] reported).
+    pub fn durable_index(&self) -> u64 {
+        self.durable_index
+    }
+
+    /// The term and vote to keep on stable storage.
+    pub fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            voted_for: self.voted_for,
+        }
+    }
+
+    /// The write `persist` describes, as a storage takes it: entries read from the log, the
+    /// snapshot from [`Core::snapshot`]. Call it before stepping the core again.
+    pub fn update(&self, persist: &Persist) -> Update<'_> {
+        Update {
+            hard_state: persist.hard_state,
+            snapshot: self.snapshot.as_ref().filter(|_| persist.snapshot),
+            truncate_from: persist.truncate_from,
+            first_index: persist.first_index,
+            entries: self.log.slice(persist.first_index, persist.last_index),
+        }
+    }
+
+    /// Whether messages are waiting for a write to become durable.
+    pub fn has_held_messages(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Takes what changed since the last call and must now be made durable, if anything did.
+    /// The driver writes [`Core::update`] of it (before stepping the core again: the entries it
+    /// names are the log's as they are now) and reports it with [`Core::persisted`].
+    pub fn take_persist(&mut self) -> Option<Persist> {
+        if !self.is_dirty() {
+            return None;
+        }
+        self.taken_gen += 1;
+        let last = self.log.last_index();
+        let first = self
+            .log_dirty_from
+            .max(self.log.first_index())
+            .min(last + 1);
+        let persist = Persist {
+            generation: self.taken_gen,
+            hard_state: self.hard_state_dirty.then(|| self.hard_state()),
+            snapshot: self.snapshot_dirty,
+            truncate_from: (self.log_dirty_from <= self.stored_last).then_some(self.log_dirty_from),
+            first_index: first,
+            last_index: last,
+        };
+        self.hard_state_dirty = false;
+        self.snapshot_dirty = false;
+        self.log_dirty_from = u64::MAX;
+        self.stored_last = last;
+        self.writing.push_back((self.taken_gen, last));
+        Some(persist)
+    }
+
+    /// Records that the write of `generation` (and every earlier one) is durable: releases the
+    /// messages that waited for it and, on a leader, counts the entries toward commitment.
+    ///
+    /// # Panics
+    ///
+    /// If `generation` was not taken, or an earlier write is still outstanding.
+    pub fn persisted(&mut self, generation: u64) {
+        let Some(&(next, last)) = self.writing.front() else {
+            panic!(
+                "node {}: write {generation} reported durable, none outstanding",
+                self.id
+            );
+        };
+        assert_eq!(
+            next, generation,
+            "node {}: writes must become durable in order",
+            self.id
+        );
+        self.writing.pop_front();
+        self.durable_gen = generation;
+        self.durable_index = last;
+        while self.held.front().is_some_and(|&(g, ..)| g <= generation) {
+            let (_, to, msg) = self.held.pop_front().expect("checked");
+            self.outbox.push((to, msg));
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+    }
+
+    /// Whether anything changed since the last [`Core::take_persist`].
+    pub(super) fn is_dirty(&self) -> bool {
+        self.hard_state_dirty || self.snapshot_dirty || self.log_dirty_from != u64::MAX
+    }
+
+    /// Queues a message that reports this node's state: it goes out once every change made so
+    /// far is durable (see the module docs).
+    pub(super) fn send(&mut self, to: usize, msg: Message) {
+        let needed = self.taken_gen + u64::from(self.is_dirty());
+        if needed <= self.durable_gen {
+            self.outbox.push((to, msg));
+        } else {
+            self.held.push_back((needed, to, msg));
+        }
+    }
+}
