@@ -59,8 +59,6 @@ pub use persist::{Persist, recovered_state_problem};
 pub use progress::{Inflights, Progress, ProgressState, SnapshotTransfer};
 use reads::{PendingRead, Transfer};
 pub use reads::{ReadOutcome, TransferError};
-#[cfg(test)]
-use replication::MAX_SPARE_BUFFERS;
 pub use replication::{Backtrack, MAX_BUFFER_CAPACITY};
 pub use zeroraft_storage::{HardState, Recovered, Snapshot, Update};
 
