@@ -242,9 +242,10 @@ impl Core {
     }
 
     pub(super) fn handle_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
-        if self.role != Role::Candidate || m.term != self.term || !m.granted {
+        if m.term != self.term || !m.granted {
             return;
         }
+        self.assert_role(Role::Candidate);
         self.votes |= 1 << from;
         if self.has_quorum(self.votes) {
             self.become_leader();

@@ -106,13 +106,13 @@ pub struct CoreConfig {
     /// whether they would vote for it ([`Message::PreVote`]), without changing its term, and
     /// starts an election only if a majority would. A node cut off from the cluster then never
     /// raises its term, and cannot depose a healthy leader when it comes back. Off by default:
-    /// the 6.824 tester's RPC counts were written for plain Raft. See the module docs.
+    /// the 6.824 tester's RPC counts were written for plain Raft. How it works: `core/election.rs`.
     pub pre_vote: bool,
     /// CheckQuorum: a leader that heard from no majority of the cluster (itself included)
     /// within an `election_timeout_min` steps down, so that a leader cut off from the majority
     /// stops accepting commands within two minimum election timeouts. With it, a node that
     /// heard from its leader within an `election_timeout_min` (or leads) also ignores
-    /// RequestVote (leader stickiness). Off by default. See the module docs.
+    /// RequestVote (leader stickiness). Off by default. How it works: `core/election.rs`.
     pub check_quorum: bool,
     /// A new leader appends an entry with an empty command, so that entries of earlier terms
     /// commit (and linearizable reads can be served) without waiting for a client's command.
@@ -285,7 +285,7 @@ pub struct Core {
     /// index and its term, the bytes so far). Chunks of another leader's snapshot never mix with
     /// these: two leaders' services may serialize the same state differently.
     incoming: Option<(u64, u64, u64, BytesMut)>,
-    /// Empty vectors for the entries of the next AppendEntries (see the module docs).
+    /// Empty vectors for the entries of the next AppendEntries (see `core/replication.rs`).
     /// Invariant: each is empty, with a capacity in `1..=MAX_BUFFER_CAPACITY`; at most
     /// `MAX_SPARE_BUFFERS` of them.
     spare_buffers: Vec<Vec<Entry>>,
@@ -563,7 +563,7 @@ impl Core {
             && self.sticky()
         {
             // Leader stickiness: this node's leader is alive, so a candidate is either cut off
-            // from it or impatient. Neither grant nor adopt its term (see the module docs).
+            // from it or impatient. Neither grant nor adopt its term (see `election.rs`).
             // Likewise just after a restart: the leader may still count on this node's last
             // answer for its lease.
             tracing::trace!(
@@ -584,17 +584,74 @@ impl Core {
         }
         #[cfg(feature = "bug-injection")]
         let msg = self.stale_reply_as_current(msg);
+        match self.role {
+            Role::Leader => self.step_leader(from, msg),
+            Role::Candidate => self.step_candidate(from, msg),
+            Role::Follower => self.step_follower(from, msg),
+        }
+    }
+
+    /// A leader answers requests (of a later term it has stepped down already; of its own term
+    /// only from a candidate or pre-candidate, which it refuses) and takes replies to its
+    /// AppendEntries and snapshot chunks. Vote replies come after it won; TimeoutNow is for a
+    /// follower.
+    fn step_leader(&mut self, from: usize, msg: Message) {
         match msg {
+            Message::AppendEntriesReply(m) => self.handle_append_reply(from, m),
+            Message::InstallSnapshotReply(m) => self.handle_snapshot_reply(from, m),
             Message::RequestVote(m) => self.handle_request_vote(from, m),
+            Message::PreVote(m) => self.handle_pre_vote(from, m),
+            Message::AppendEntries(m) => self.handle_append_entries(from, m),
+            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
+            Message::RequestVoteReply(_) | Message::PreVoteReply(_) | Message::TimeoutNow(_) => {}
+        }
+    }
+
+    /// A candidate counts votes, answers other candidates, and follows a leader of its term.
+    /// Replies to a leader's messages are of an earlier term, when it led; pre-vote replies
+    /// answer a pre-vote round it left; TimeoutNow is for a follower.
+    fn step_candidate(&mut self, from: usize, msg: Message) {
+        match msg {
             Message::RequestVoteReply(m) => self.handle_vote_reply(from, m),
+            Message::RequestVote(m) => self.handle_request_vote(from, m),
+            Message::PreVote(m) => self.handle_pre_vote(from, m),
+            Message::AppendEntries(m) => self.handle_append_entries(from, m),
+            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
+            Message::AppendEntriesReply(_)
+            | Message::InstallSnapshotReply(_)
+            | Message::PreVoteReply(_)
+            | Message::TimeoutNow(_) => {}
+        }
+    }
+
+    /// A follower takes the leader's AppendEntries, snapshot chunks and TimeoutNow, answers
+    /// (pre-)candidates, and, as a pre-candidate, counts pre-votes. Vote replies and replies to
+    /// a leader's messages are of an earlier term, when it campaigned or led.
+    fn step_follower(&mut self, from: usize, msg: Message) {
+        match msg {
+            Message::AppendEntries(m) => self.handle_append_entries(from, m),
+            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
+            Message::TimeoutNow(m) => self.handle_timeout_now(from, m),
+            Message::RequestVote(m) => self.handle_request_vote(from, m),
             Message::PreVote(m) => self.handle_pre_vote(from, m),
             Message::PreVoteReply(m) => self.handle_pre_vote_reply(from, m),
-            Message::AppendEntries(m) => self.handle_append_entries(from, m),
-            Message::AppendEntriesReply(m) => self.handle_append_reply(from, m),
-            Message::InstallSnapshot(m) => self.handle_install_snapshot(from, m),
-            Message::InstallSnapshotReply(m) => self.handle_snapshot_reply(from, m),
-            Message::TimeoutNow(m) => self.handle_timeout_now(from, m),
+            Message::RequestVoteReply(_)
+            | Message::AppendEntriesReply(_)
+            | Message::InstallSnapshotReply(_) => {}
         }
+    }
+
+    /// Panics unless this node plays `role`: a handler reached from the wrong role's dispatch.
+    #[track_caller]
+    pub(super) fn assert_role(&self, role: Role) {
+        assert!(
+            self.role == role,
+            "node {} term {}: a {:?} handler run as {:?}",
+            self.id,
+            self.term,
+            role,
+            self.role
+        );
     }
 
     /// Every node but this one. Borrows nothing, so loops over it may change `self`.

@@ -323,9 +323,10 @@ impl Core {
 
     /// The leader of this term hands over its leadership: campaign now, skipping the pre-vote.
     pub(super) fn handle_timeout_now(&mut self, from: usize, m: TimeoutNow) {
-        if m.term != self.term || self.role != Role::Follower || self.leader != Some(from) {
+        if m.term != self.term || self.leader != Some(from) {
             return;
         }
+        self.assert_role(Role::Follower);
         tracing::debug!(
             node = self.id,
             term = self.term,

@@ -56,7 +56,7 @@ pub(super) const MAX_SPARE_BUFFERS: usize = 64;
 pub const MAX_BUFFER_CAPACITY: usize = 1024;
 
 impl Core {
-    /// How many entry buffers this core holds for reuse (see the module docs).
+    /// How many entry buffers this core holds for reuse (see [`Core::give_entry_buffer`]).
     pub fn entry_buffers(&self) -> usize {
         self.spare_buffers.len()
     }
@@ -269,9 +269,10 @@ impl Core {
     // ---- replication: leader side ----------------------------------------------------------------
 
     pub(super) fn handle_append_reply(&mut self, from: usize, m: AppendEntriesReply) {
-        if self.role != Role::Leader || m.term != self.term {
+        if m.term != self.term {
             return; // a stale reply from an earlier term
         }
+        self.assert_role(Role::Leader);
         self.note_round(from, m.round);
         if m.success {
             let pr = &mut self.progress[from];

@@ -183,9 +183,10 @@ impl Core {
     }
 
     pub(super) fn handle_snapshot_reply(&mut self, from: usize, m: InstallSnapshotReply) {
-        if self.role != Role::Leader || m.term != self.term {
+        if m.term != self.term {
             return; // a stale reply from an earlier term
         }
+        self.assert_role(Role::Leader);
         self.note_round(from, m.round);
         let pr = &mut self.progress[from];
         let done = pr.snapshot_reply(m.last_included_index, m.next_offset, m.installed);
