@@ -41,6 +41,7 @@
 use super::Bug;
 #[cfg(doc)]
 use super::CoreConfig;
+use super::quorum::{NodeSet, VoteResult, VoteTally};
 use super::{Core, Entry, Message, Progress, ReadOutcome, RequestVote, RequestVoteReply, Role};
 use bytes::Bytes;
 
@@ -86,9 +87,9 @@ impl Core {
     pub(super) fn pre_campaign(&mut self) {
         self.become_follower(self.term, None);
         self.pre_voting = true;
-        self.votes = 1 << self.id;
+        self.votes = VoteTally::new(self.id);
         tracing::debug!(node = self.id, term = self.term, "starting a pre-vote");
-        if self.has_quorum(self.votes) {
+        if self.quorum.vote_result(&self.votes) == VoteResult::Won {
             self.campaign(false);
             return;
         }
@@ -113,11 +114,11 @@ impl Core {
         self.leader = None;
         self.voted_for = Some(self.id);
         self.hard_state_dirty = true;
-        self.votes = 1 << self.id;
+        self.votes = VoteTally::new(self.id);
         self.stats.elections_started += 1;
         self.reset_election_timer();
         tracing::debug!(node = self.id, term = self.term, "starting an election");
-        if self.has_quorum(self.votes) {
+        if self.quorum.vote_result(&self.votes) == VoteResult::Won {
             self.become_leader();
             return;
         }
@@ -132,15 +133,11 @@ impl Core {
         }
     }
 
-    pub(super) fn has_quorum(&self, votes: u64) -> bool {
-        votes.count_ones() as usize > self.peers / 2
-    }
-
     pub(super) fn become_leader(&mut self) {
         tracing::debug!(node = self.id, term = self.term, "became leader");
         self.role = Role::Leader;
         self.leader = Some(self.id);
-        self.recent_active = 1 << self.id;
+        self.recent_active = NodeSet::single(self.id);
         self.quorum_deadline = self.now + self.config.election_timeout_min;
         self.stats.elections_won += 1;
         self.lease_round = None;
@@ -169,11 +166,13 @@ impl Core {
     /// and `t`, so it keeps leading past the next check, but not past the one after: it steps
     /// down within two minimum election timeouts of `t`.
     pub(super) fn maybe_step_down(&mut self) -> bool {
-        let quorum = self.has_quorum(self.recent_active | (1 << self.id));
+        let mut heard = self.recent_active;
+        heard.insert(self.id);
+        let quorum = self.quorum.is_quorum(heard);
         #[cfg(feature = "bug-injection")]
         let quorum = quorum || self.has_bug(Bug::LeadWithoutQuorum);
         if quorum {
-            self.recent_active = 1 << self.id;
+            self.recent_active = NodeSet::single(self.id);
             self.quorum_deadline = self.now + self.config.election_timeout_min;
             return false;
         }
@@ -242,12 +241,12 @@ impl Core {
     }
 
     pub(super) fn handle_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
-        if m.term != self.term || !m.granted {
+        if m.term != self.term {
             return;
         }
         self.assert_role(Role::Candidate);
-        self.votes |= 1 << from;
-        if self.has_quorum(self.votes) {
+        self.votes.record(from, m.granted);
+        if self.quorum.vote_result(&self.votes) == VoteResult::Won {
             self.become_leader();
         }
     }
@@ -274,11 +273,20 @@ impl Core {
     }
 
     pub(super) fn handle_pre_vote_reply(&mut self, from: usize, m: RequestVoteReply) {
-        if !self.pre_voting || !m.granted || m.term != self.term + 1 {
+        // A grant echoes the term asked about; a refusal carries the voter's term, and one of a
+        // later term has made this node a follower of it already (no longer a pre-candidate).
+        // A refusal from a voter behind this node's term is not counted: nothing tells it from
+        // the answer to a pre-vote round of an earlier term.
+        let answers_this_round = if m.granted {
+            m.term == self.term + 1
+        } else {
+            m.term == self.term
+        };
+        if !self.pre_voting || !answers_this_round {
             return;
         }
-        self.votes |= 1 << from;
-        if self.has_quorum(self.votes) {
+        self.votes.record(from, m.granted);
+        if self.quorum.vote_result(&self.votes) == VoteResult::Won {
             self.campaign(false);
         }
     }

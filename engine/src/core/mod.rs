@@ -39,6 +39,7 @@ mod log;
 mod message;
 mod persist;
 mod progress;
+mod quorum;
 mod reads;
 mod replication;
 mod snapshot;
@@ -46,6 +47,7 @@ mod snapshot;
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
+use quorum::{Majority, NodeSet, VoteTally};
 use smallvec::SmallVec;
 
 #[cfg(feature = "bug-injection")]
@@ -213,9 +215,11 @@ pub struct Core {
     heartbeat_deadline: Nanos,
     /// When a leader tells lagging followers about its commit index, if it has news.
     commit_notify_deadline: Option<Nanos>,
-    /// Candidate: bit `i` set if node `i` granted its vote in `term`. Pre-candidate: bit `i` set
-    /// if node `i` granted its pre-vote for `term + 1`.
-    votes: u64,
+    /// Who decides: every quorum question goes to this configuration (see `quorum.rs`).
+    quorum: Majority,
+    /// Candidate: the answers to its RequestVote of `term`. Pre-candidate: the answers to its
+    /// PreVote for `term + 1`.
+    votes: VoteTally,
     /// Whether this follower runs a pre-vote round for `term + 1` (a pre-candidate).
     /// Invariant: only set on a follower, with `leader` unknown.
     pre_voting: bool,
@@ -225,9 +229,9 @@ pub struct Core {
     /// the start counts because the node may have answered a leader's heartbeat just before it
     /// restarted, and that leader's lease counts on it.
     leader_contact: Nanos,
-    /// Leader with CheckQuorum: bit `i` set if node `i` was heard from since the last quorum
-    /// check; this node's own bit is always set.
-    recent_active: u64,
+    /// Leader with CheckQuorum: the nodes heard from since the last quorum check; this node is
+    /// always in it.
+    recent_active: NodeSet,
     /// Leader with CheckQuorum: when it next checks that it heard from a majority.
     quorum_deadline: Nanos,
     /// Leader: the heartbeat round, which every AppendEntries carries; a new one starts with
@@ -331,10 +335,11 @@ impl Core {
             election_deadline: now,
             heartbeat_deadline: now,
             commit_notify_deadline: None,
-            votes: 0,
+            quorum: Majority::new(NodeSet::first(peers)),
+            votes: VoteTally::default(),
             pre_voting: false,
             leader_contact: now,
-            recent_active: 0,
+            recent_active: NodeSet::EMPTY,
             quorum_deadline: now,
             round: 0,
             lease_round: None,
@@ -580,7 +585,7 @@ impl Core {
             self.become_follower(msg.term(), None);
         }
         if self.role == Role::Leader && msg.term() >= self.term {
-            self.recent_active |= 1 << from;
+            self.recent_active.insert(from);
         }
         #[cfg(feature = "bug-injection")]
         let msg = self.stale_reply_as_current(msg);

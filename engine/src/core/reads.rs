@@ -27,10 +27,9 @@
 
 #[cfg(feature = "bug-injection")]
 use super::Bug;
-use super::{Core, Message, Nanos, Progress, ProgressState, Role, TimeoutNow};
+use super::{Core, Message, Nanos, ProgressState, Role, TimeoutNow};
 #[cfg(doc)]
 use super::{CoreConfig, CoreStats};
-use smallvec::SmallVec;
 
 /// What became of a read request ([`Core::read_index`], [`Core::read_lease`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -254,23 +253,16 @@ impl Core {
         }
     }
 
-    /// The highest value a majority of nodes has reached: `value(node, its progress)` for each,
-    /// sorted, the median from the top.
-    pub(super) fn quorum_value(&self, value: impl Fn(usize, &Progress) -> u64) -> u64 {
-        let mut values: SmallVec<[u64; 8]> = self
-            .progress
-            .iter()
-            .enumerate()
-            .map(|(i, p)| value(i, p))
-            .collect();
-        values.sort_unstable_by(|a, b| b.cmp(a));
-        values[self.peers / 2]
-    }
-
     /// The latest round a majority (this leader included) has answered.
     pub(super) fn quorum_round(&self) -> u64 {
         let me = self.id;
-        self.quorum_value(|i, p| if i == me { self.round } else { p.acked_round })
+        self.quorum.quorum_value(|id| {
+            if id == me {
+                self.round
+            } else {
+                self.progress[id].acked_round
+            }
+        })
     }
 
     /// Extends the lease and confirms the reads whose round a majority has answered.

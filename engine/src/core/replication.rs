@@ -347,8 +347,15 @@ impl Core {
     /// entry can still be overwritten by a leader of a term in between. They become committed
     /// with the first current-term entry after them.
     pub(super) fn maybe_commit(&mut self) {
-        self.progress[self.id].match_index = self.durable_index;
-        let candidate = self.quorum_value(|_, p| p.match_index);
+        // The leader holds what its own storage has made durable (thesis §10.2.1).
+        let me = self.id;
+        let candidate = self.quorum.quorum_value(|id| {
+            if id == me {
+                self.durable_index
+            } else {
+                self.progress[id].match_index
+            }
+        });
         #[cfg(feature = "bug-injection")]
         if self.has_bug(Bug::CommitPreviousTerm) && candidate > self.commit_index {
             self.set_commit(candidate);
