@@ -7,6 +7,11 @@
 //! whose log is at least as up to date as its own (§5.4.1), which is what keeps every
 //! committed entry in the log of every later leader.
 //!
+//! A candidate tallies grants and refusals alike (`VoteTally`, asked of the configuration in
+//! `quorum.rs`). Once so many have refused that the rest cannot make a majority, it has lost,
+//! and it becomes a follower of its term at once rather than at its election timeout; a
+//! pre-candidate does the same (see `step_back_after_losing` for why).
+//!
 //! # PreVote and CheckQuorum
 //!
 //! Both are off by default ([`CoreConfig::pre_vote`], [`CoreConfig::check_quorum`]) and on in
@@ -246,8 +251,10 @@ impl Core {
         }
         self.assert_role(Role::Candidate);
         self.votes.record(from, m.granted);
-        if self.quorum.vote_result(&self.votes) == VoteResult::Won {
-            self.become_leader();
+        match self.quorum.vote_result(&self.votes) {
+            VoteResult::Won => self.become_leader(),
+            VoteResult::Lost => self.step_back_after_losing(),
+            VoteResult::Pending => {}
         }
     }
 
@@ -286,8 +293,27 @@ impl Core {
             return;
         }
         self.votes.record(from, m.granted);
-        if self.quorum.vote_result(&self.votes) == VoteResult::Won {
-            self.campaign(false);
+        match self.quorum.vote_result(&self.votes) {
+            VoteResult::Won => self.campaign(false),
+            VoteResult::Lost => self.step_back_after_losing(),
+            VoteResult::Pending => {}
         }
+    }
+
+    /// A candidate or pre-candidate whose tally is lost (so many refused that the others cannot
+    /// make a majority) becomes a follower of its term at once, instead of waiting out its
+    /// election timeout. A candidate's vote for itself stands, so it still refuses every rival of
+    /// its term, as it would have as a candidate. What changes is its timer: restarted from now,
+    /// with a fresh random timeout, it gives the nodes that refused it (their logs are more up
+    /// to date, they voted for a rival, or they hear from a leader) a whole timeout to elect one
+    /// of their own before it tries again. Its role also stops claiming an election it lost.
+    pub(super) fn step_back_after_losing(&mut self) {
+        tracing::debug!(
+            node = self.id,
+            term = self.term,
+            pre_vote = self.pre_voting,
+            "lost the election: back to follower"
+        );
+        self.become_follower(self.term, None);
     }
 }

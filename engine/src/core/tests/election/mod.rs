@@ -87,31 +87,37 @@ fn candidate_times_out_into_the_next_term() {
 
 #[test]
 fn majority_of_votes_makes_a_leader() {
-    // (peers, replies in order as (from, granted), how many replies until leader or None)
-    type Case = (usize, &'static [(usize, bool)], Option<usize>);
+    // (peers, replies in order as (from, granted), after how many replies it leads (Leader) or
+    // has lost (Follower), or None if it is still a candidate after all of them)
+    type Case = (usize, &'static [(usize, bool)], Option<(usize, Role)>);
     let cases: [Case; 6] = [
-        (3, &[(1, true)], Some(1)),
-        (3, &[(1, false), (2, true)], Some(2)),
-        (3, &[(1, false), (2, false)], None),
+        (3, &[(1, true)], Some((1, Role::Leader))),
+        (3, &[(1, false), (2, true)], Some((2, Role::Leader))),
+        // Both refuse: lost, and it knows at once (see also
+        // `a_candidate_that_cannot_win_steps_back_to_follower_at_once`).
+        (3, &[(1, false), (2, false)], Some((2, Role::Follower))),
         // A duplicated grant counts once.
-        (5, &[(1, true), (1, true), (2, false), (3, true)], Some(4)),
+        (
+            5,
+            &[(1, true), (1, true), (2, false), (3, true)],
+            Some((4, Role::Leader)),
+        ),
         (5, &[(1, true), (1, true), (1, true)], None),
-        (4, &[(1, true), (2, true)], Some(2)),
+        (4, &[(1, true), (2, true)], Some((2, Role::Leader))),
     ];
-    for (case, (peers, replies, leader_after)) in cases.into_iter().enumerate() {
+    for (case, (peers, replies, decided)) in cases.into_iter().enumerate() {
         let mut core = new_core(0, peers);
         campaign_to(&mut core, 1);
         for (n, &(from, granted)) in replies.iter().enumerate() {
             core.step(0, from, vote(1, granted));
-            let want = if leader_after.is_some_and(|k| n + 1 >= k) {
-                Role::Leader
-            } else {
-                Role::Candidate
+            let want = match decided {
+                Some((k, role)) if n + 1 >= k => role,
+                _ => Role::Candidate,
             };
             assert_eq!(core.role(), want, "case {case}: role after reply {n}");
         }
         assert_eq!(core.term(), 1, "case {case}: term unchanged");
-        if leader_after.is_some() {
+        if decided.is_some_and(|(_, role)| role == Role::Leader) {
             assert_eq!(core.leader(), Some(0), "case {case}: knows it leads");
             assert_eq!(core.stats().elections_won, 1, "case {case}: counted");
             let sent = drain(&mut core);
@@ -126,6 +132,60 @@ fn majority_of_votes_makes_a_leader() {
             }
             assert_eq!(sent.len(), peers - 1, "case {case}: nothing else: {sent:?}");
         }
+    }
+}
+
+#[test]
+fn a_candidate_that_cannot_win_steps_back_to_follower_at_once() {
+    // Node 0 of `peers` campaigns in term 1 and gets these replies, in order.
+    // (peers, replies as (from, granted), want it lost: a follower after the last reply)
+    type Case = (usize, &'static [(usize, bool)], bool);
+    let cases: [Case; 7] = [
+        (5, &[(1, false), (2, false), (3, false)], true), // two left cannot make three
+        (5, &[(1, true), (2, false), (3, false)], false), // node 4 can still make it three
+        (5, &[(1, false), (2, false)], false),
+        (5, &[(1, false), (1, false), (1, false)], false), // one refusal, however often
+        (4, &[(1, true), (2, false), (3, false)], true),   // a tie loses
+        (3, &[(1, false), (2, false)], true),
+        (2, &[(1, false)], true),
+    ];
+    for (case, (peers, replies, lost)) in cases.into_iter().enumerate() {
+        let mut core = new_core(0, peers);
+        campaign_to(&mut core, 1);
+        let deadline = core.next_deadline();
+        let at = core.now + 10 * MS;
+        for &(from, granted) in replies {
+            core.step(at, from, vote(1, granted));
+        }
+        assert!(quiet(&mut core), "case {case}: nothing to send");
+        assert_eq!(core.term(), 1, "case {case}: term kept");
+        assert_eq!(core.voted_for(), Some(0), "case {case}: its vote stands");
+        assert_eq!(core.leader(), None, "case {case}: no leader known");
+        if !lost {
+            assert_eq!(core.role(), Role::Candidate, "case {case}: may still win");
+            assert_eq!(core.next_deadline(), deadline, "case {case}: timer kept");
+            continue;
+        }
+        assert_eq!(core.role(), Role::Follower, "case {case}: back to follower");
+        let timeout = core.next_deadline() - at;
+        assert!(
+            (300 * MS..600 * MS).contains(&timeout),
+            "case {case}: a new random timeout from now, got {timeout}"
+        );
+        // A rival of term 1 still gets no vote, up to date or not.
+        let rival = peers - 1;
+        core.step(at, rival, request_vote(1, 9, 9));
+        assert!(
+            !the_vote_reply(&drain(&mut core), rival).granted,
+            "case {case}: no second vote in term 1"
+        );
+        // Its next timeout starts the next election.
+        core.tick(core.next_deadline());
+        assert_eq!(
+            (core.role(), core.term()),
+            (Role::Candidate, 2),
+            "case {case}: campaigns again"
+        );
     }
 }
 
@@ -187,8 +247,14 @@ fn split_vote_elects_nobody_and_retries_in_a_later_term() {
     sim.settle(&[]);
     assert!(sim.leaders().is_empty(), "nobody has three votes");
     for id in [0, 1] {
-        assert_eq!(sim.cores[id].role(), Role::Candidate, "node {id}");
+        // Two grants and two refusals of four: neither can win, and each knows it at once.
+        assert_eq!(sim.cores[id].role(), Role::Follower, "node {id} lost");
         assert_eq!(sim.cores[id].term(), 1, "node {id}");
+        assert_eq!(
+            sim.cores[id].voted_for(),
+            Some(id),
+            "node {id}: its vote stands"
+        );
     }
 
     // The next timeout starts term 2, and with no competitor node 0 now wins.
@@ -274,7 +340,11 @@ fn stale_log_cannot_win_against_up_to_date_voters() {
     // Node 2 campaigns: both others refuse it (its log is behind), though they adopt its term.
     sim.fire(2);
     sim.settle(&[]);
-    assert_eq!(sim.cores[2].role(), Role::Candidate, "node 2 lost");
+    assert_eq!(
+        sim.cores[2].role(),
+        Role::Follower,
+        "node 2 lost, and steps back at once"
+    );
     assert!(sim.leaders().is_empty(), "node 0 stepped down to term 2");
     assert!(sim.cores.iter().all(|c| c.term() == 2));
     assert_eq!(sim.cores[0].voted_for(), None);

@@ -119,6 +119,77 @@ fn a_majority_of_pre_votes_starts_the_real_election() {
 }
 
 #[test]
+fn a_pre_candidate_that_cannot_win_steps_back_at_once() {
+    // Node 0 of 5, holding `log` (which sets its term), asks for pre-votes for the next term
+    // and gets these replies, in order.
+    // (log, replies as (from, (term, granted)), want it still a pre-candidate after the last)
+    type Case = (&'static [u64], &'static [(usize, (u64, bool))], bool);
+    let cases: [Case; 5] = [
+        (
+            &[],
+            &[(1, (0, false)), (2, (0, false)), (3, (0, false))],
+            false,
+        ),
+        (
+            &[],
+            &[(1, (1, true)), (2, (0, false)), (3, (0, false))],
+            true,
+        ), // node 4 may grant
+        (&[], &[(1, (0, false)), (2, (0, false))], true),
+        (
+            &[2],
+            &[(1, (2, false)), (2, (2, false)), (3, (2, false))],
+            false,
+        ),
+        // Refusals from voters behind its term may answer a round of an earlier term: not
+        // counted.
+        (
+            &[2],
+            &[(1, (1, false)), (2, (1, false)), (3, (1, false))],
+            true,
+        ),
+    ];
+    for (case, (log, replies, still_asking)) in cases.into_iter().enumerate() {
+        let mut core = Core::new(0, 5, config_with(true, false), 7, 0);
+        give_log(&mut core, 4, log);
+        let term = core.term();
+        let deadline = core.next_deadline();
+        core.tick(deadline);
+        drain(&mut core);
+        assert!(core.is_pre_candidate(), "case {case}: set up");
+        let next_round = core.next_deadline();
+        let at = deadline + 10 * MS;
+        for &(from, (reply_term, granted)) in replies {
+            core.step(at, from, pre_vote_reply(reply_term, granted));
+        }
+        assert!(quiet(&mut core), "case {case}: nothing to send");
+        assert_eq!(core.role(), Role::Follower, "case {case}: role");
+        assert_eq!(core.term(), term, "case {case}: term kept");
+        assert_eq!(
+            core.is_pre_candidate(),
+            still_asking,
+            "case {case}: pre-candidate"
+        );
+        if still_asking {
+            assert_eq!(core.next_deadline(), next_round, "case {case}: timer kept");
+            continue;
+        }
+        let timeout = core.next_deadline() - at;
+        assert!(
+            (300 * MS..600 * MS).contains(&timeout),
+            "case {case}: a new random timeout from now, got {timeout}"
+        );
+        core.tick(core.next_deadline());
+        assert!(core.is_pre_candidate(), "case {case}: asks again");
+        assert_eq!(
+            core.term(),
+            term,
+            "case {case}: still without raising its term"
+        );
+    }
+}
+
+#[test]
 fn a_single_node_with_pre_vote_elects_itself() {
     let mut core = Core::new(0, 1, config_with(true, true), 7, 0);
     let deadline = core.next_deadline();
