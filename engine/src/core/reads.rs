@@ -247,8 +247,7 @@ impl Core {
     /// Notes that follower `from` answered round `round` in this term, and confirms what that
     /// lets the leader confirm.
     pub(super) fn note_round(&mut self, from: usize, round: u64) {
-        if round > self.progress[from].acked_round {
-            self.progress[from].acked_round = round;
+        if self.progress[from].maybe_ack_round(round) {
             self.confirm_rounds();
         }
     }

@@ -275,20 +275,7 @@ impl Core {
         self.assert_role(Role::Leader);
         self.note_round(from, m.round);
         if m.success {
-            let pr = &mut self.progress[from];
-            let advanced = pr.maybe_update(m.index);
-            if pr.state == ProgressState::Probe && pr.match_index + 1 >= pr.next_index {
-                pr.become_replicate();
-            }
-            if pr
-                .snapshot
-                .as_ref()
-                .is_some_and(|t| pr.match_index >= t.index)
-            {
-                // It got that far without the snapshot (an earlier AppendEntries arrived).
-                pr.become_probe();
-            }
-            if advanced {
+            if self.progress[from].on_ack(m.index) {
                 self.maybe_commit();
                 // An acknowledgement that arrives after the commit notice it could have used
                 // (this follower was not needed for the majority) would otherwise wait for the
@@ -407,14 +394,12 @@ impl Core {
             match pr.state {
                 ProgressState::Probe => {
                     // Re-probe: the last probe or its answer may have been lost.
-                    pr.probe_sent = false;
+                    pr.retry_at_heartbeat();
                     self.send_append(peer);
                 }
                 ProgressState::Snapshot => {
                     // Send the chunk again: it or its answer may have been lost.
-                    if let Some(transfer) = pr.snapshot.as_mut() {
-                        transfer.sent = false;
-                    }
+                    pr.retry_at_heartbeat();
                     self.send_snapshot(peer);
                 }
                 ProgressState::Replicate => {
@@ -531,8 +516,7 @@ impl Core {
             leader_commit: self.commit_index,
             round: self.round,
         };
-        let pr = &mut self.progress[peer];
-        pr.commit_sent = pr.commit_sent.max(self.commit_index.min(last));
+        self.progress[peer].note_commit_sent(self.commit_index.min(last));
         self.outbox.push((peer, Message::AppendEntries(msg)));
     }
 }

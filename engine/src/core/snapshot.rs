@@ -164,21 +164,18 @@ impl Core {
             pr.become_snapshot(snapshot.index, snapshot.term, snapshot.data.clone());
         }
         let transfer = pr.snapshot.as_mut().expect("in Snapshot state");
-        if transfer.sent {
+        let Some((offset, data, done)) = transfer.next_chunk(self.config.max_snapshot_chunk) else {
             return;
-        }
-        let len = transfer.data.len() as u64;
-        let end = len.min(transfer.offset + self.config.max_snapshot_chunk as u64);
+        };
         let msg = InstallSnapshot {
             term: self.term,
             last_included_index: transfer.index,
             last_included_term: transfer.term,
-            offset: transfer.offset,
-            data: transfer.data.slice(transfer.offset as usize..end as usize),
-            done: end == len,
+            offset,
+            data,
+            done,
             round: self.round,
         };
-        transfer.sent = true;
         self.outbox.push((peer, Message::InstallSnapshot(msg)));
     }
 
