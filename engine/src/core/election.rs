@@ -42,15 +42,14 @@
 //! elections; stickiness covers the remaining case of a real candidate (one that won its
 //! pre-votes) reaching nodes that still hear from their leader.
 
-#[cfg(feature = "bug-injection")]
-use super::Bug;
 #[cfg(doc)]
 use super::CoreConfig;
 use super::quorum::{NodeSet, VoteResult, VoteTally};
+use super::{Bug, Hooks};
 use super::{Core, Entry, Message, Progress, ReadOutcome, RequestVote, RequestVoteReply, Role};
 use bytes::Bytes;
 
-impl Core {
+impl<H: Hooks> Core<H> {
     pub(super) fn reset_election_timer(&mut self) {
         let timeout = self
             .rng
@@ -174,8 +173,7 @@ impl Core {
         let mut heard = self.recent_active;
         heard.insert(self.id);
         let quorum = self.quorum.is_quorum(heard);
-        #[cfg(feature = "bug-injection")]
-        let quorum = quorum || self.has_bug(Bug::LeadWithoutQuorum);
+        let quorum = quorum || self.hooks.has(Bug::LeadWithoutQuorum);
         if quorum {
             self.recent_active = NodeSet::single(self.id);
             self.quorum_deadline = self.now + self.config.election_timeout_min;
@@ -223,9 +221,8 @@ impl Core {
         let granted = m.term == self.term
             && self.voted_for.is_none_or(|v| v == from)
             && self.log.is_up_to_date(m.last_log_index, m.last_log_term);
-        #[cfg(feature = "bug-injection")]
         let granted = granted
-            || (self.has_bug(Bug::DoubleVote)
+            || (self.hooks.has(Bug::DoubleVote)
                 && m.term == self.term
                 && self.log.is_up_to_date(m.last_log_index, m.last_log_term));
         if granted {
@@ -237,8 +234,7 @@ impl Core {
             term: self.term,
             granted,
         };
-        #[cfg(feature = "bug-injection")]
-        if granted && self.has_bug(Bug::VoteBeforeDurable) {
+        if granted && self.hooks.has(Bug::VoteBeforeDurable) {
             self.outbox.push((from, Message::RequestVoteReply(reply)));
             return;
         }

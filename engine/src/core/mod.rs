@@ -32,7 +32,6 @@
 //!
 //! A broken invariant panics with the node id, term and index involved.
 
-#[cfg(feature = "bug-injection")]
 mod bugs;
 mod election;
 mod log;
@@ -50,8 +49,7 @@ use bytes::BytesMut;
 use quorum::{Majority, NodeSet, VoteTally};
 use smallvec::SmallVec;
 
-#[cfg(feature = "bug-injection")]
-pub use bugs::Bug;
+pub use bugs::{Bug, Hooks, NoBugs};
 pub use log::{Entry, Log};
 pub use message::{
     AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
@@ -189,7 +187,10 @@ pub struct CoreStats {
     pub lease_reads: u64,
 }
 /// One Raft node's state machine.
-pub struct Core {
+///
+/// `H` says which deliberately broken rules it follows; the default, [`NoBugs`], follows none
+/// and costs nothing (see [`Hooks`]).
+pub struct Core<H: Hooks = NoBugs> {
     id: usize,
     peers: usize,
     config: CoreConfig,
@@ -294,15 +295,15 @@ pub struct Core {
     /// `MAX_SPARE_BUFFERS` of them.
     spare_buffers: Vec<Vec<Entry>>,
     stats: CoreStats,
-    /// A deliberately broken rule to follow, for testing the simulator's checker.
-    #[cfg(feature = "bug-injection")]
-    bug: Option<Bug>,
+    /// Which deliberately broken rules to follow ([`NoBugs`]: none), for testing the simulator's
+    /// checker.
+    hooks: H,
 }
 
 /// Largest cluster a core supports (votes are a bit set in a `u64`).
 pub const MAX_PEERS: usize = 64;
 
-impl Core {
+impl Core<NoBugs> {
     /// A follower in term 0 with an empty log, node `id` of `peers`, whose random choices derive
     /// from `seed`.
     ///
@@ -311,6 +312,46 @@ impl Core {
     /// If `id >= peers`, `peers` is 0 or above [`MAX_PEERS`], or the election timeout range is
     /// empty. The public API validates these before building a core.
     pub fn new(id: usize, peers: usize, config: CoreConfig, seed: u64, now: Nanos) -> Self {
+        Self::with_hooks(id, peers, config, seed, now, NoBugs)
+    }
+
+    /// A follower resuming from what its storage recovered: `hard_state`, the `snapshot` if there
+    /// is one, and the log `entries` after it (from index 1 without a snapshot), all of it
+    /// durable. Its commit index and last applied index start at the snapshot's index (0 without
+    /// one): it hands the snapshot to the service first ([`Core::snapshot_to_apply`]), learns
+    /// the commit index from the leader, and applies the log from there.
+    ///
+    /// # Panics
+    ///
+    /// As [`Core::new`]; and if the recovered state cannot be one a core wrote: a vote for a
+    /// node outside the cluster, terms decreasing along the log, or an entry of a term above
+    /// `hard_state.term`. The public API checks these before building a core.
+    pub fn restore(
+        id: usize,
+        peers: usize,
+        config: CoreConfig,
+        seed: u64,
+        now: Nanos,
+        state: Recovered,
+    ) -> Self {
+        Self::restore_with_hooks(id, peers, config, seed, now, state, NoBugs)
+    }
+}
+
+impl<H: Hooks> Core<H> {
+    /// As [`Core::new`], following `hooks` (see [`Hooks`]).
+    ///
+    /// # Panics
+    ///
+    /// As [`Core::new`].
+    pub fn with_hooks(
+        id: usize,
+        peers: usize,
+        config: CoreConfig,
+        seed: u64,
+        now: Nanos,
+        hooks: H,
+    ) -> Self {
         assert!(
             peers > 0 && peers <= MAX_PEERS,
             "a cluster has 1 to {MAX_PEERS} nodes, not {peers}"
@@ -367,36 +408,30 @@ impl Core {
             spare_buffers: Vec::new(),
             stats: CoreStats::default(),
             config,
-            #[cfg(feature = "bug-injection")]
-            bug: None,
+            hooks,
         };
         core.reset_election_timer();
         core
     }
 
-    /// A follower resuming from what its storage recovered: `hard_state`, the `snapshot` if there
-    /// is one, and the log `entries` after it (from index 1 without a snapshot), all of it
-    /// durable. Its commit index and last applied index start at the snapshot's index (0 without
-    /// one): it hands the snapshot to the service first ([`Core::snapshot_to_apply`]), learns
-    /// the commit index from the leader, and applies the log from there.
+    /// As [`Core::restore`], following `hooks` (see [`Hooks`]).
     ///
     /// # Panics
     ///
-    /// As [`Core::new`]; and if the recovered state cannot be one a core wrote: a vote for a
-    /// node outside the cluster, terms decreasing along the log, or an entry of a term above
-    /// `hard_state.term`. The public API checks these before building a core.
-    pub fn restore(
+    /// As [`Core::restore`].
+    pub fn restore_with_hooks(
         id: usize,
         peers: usize,
         config: CoreConfig,
         seed: u64,
         now: Nanos,
         state: Recovered,
+        hooks: H,
     ) -> Self {
         if let Some(problem) = recovered_state_problem(peers, &state) {
             panic!("node {id}: cannot resume: {problem}");
         }
-        let mut core = Self::new(id, peers, config, seed, now);
+        let mut core = Self::with_hooks(id, peers, config, seed, now, hooks);
         core.term = state.hard_state.term;
         core.voted_for = state.hard_state.voted_for;
         let (offset, offset_term) = state
@@ -411,6 +446,16 @@ impl Core {
         core.stored_last = core.log.last_index();
         core.durable_index = core.log.last_index();
         core
+    }
+
+    /// The hooks this core follows.
+    pub fn hooks(&self) -> &H {
+        &self.hooks
+    }
+
+    /// The hooks this core follows, to switch bugs on or off if they allow it.
+    pub fn hooks_mut(&mut self) -> &mut H {
+        &mut self.hooks
     }
 
     // ---- state read by the driver -------------------------------------------------------------
@@ -587,7 +632,6 @@ impl Core {
         if self.role == Role::Leader && msg.term() >= self.term {
             self.recent_active.insert(from);
         }
-        #[cfg(feature = "bug-injection")]
         let msg = self.stale_reply_as_current(msg);
         match self.role {
             Role::Leader => self.step_leader(from, msg),
@@ -660,13 +704,13 @@ impl Core {
     }
 
     /// Every node but this one. Borrows nothing, so loops over it may change `self`.
-    pub(super) fn others(&self) -> impl Iterator<Item = usize> + use<> {
+    pub(super) fn others(&self) -> impl Iterator<Item = usize> + use<H> {
         let me = self.id;
         (0..self.peers).filter(move |&p| p != me)
     }
 }
 
-impl std::fmt::Debug for Core {
+impl<H: Hooks> std::fmt::Debug for Core<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Core")
             .field("id", &self.id)

@@ -16,7 +16,7 @@
 //! but the driver may take the next before the previous one is durable (a pipelined writer).
 //! The deterministic simulator does; the node thread writes each one before stepping again.
 
-use super::{Core, HardState, Message, Recovered, Role, Update};
+use super::{Core, HardState, Hooks, Message, Recovered, Role, Update};
 
 /// A write the driver must make durable: what changed in the core since the previous one.
 /// See [`Core::take_persist`].
@@ -82,7 +82,7 @@ pub fn recovered_state_problem(peers: usize, state: &Recovered) -> Option<String
     None
 }
 
-impl Core {
+impl<H: Hooks> Core<H> {
     /// Messages produced since the last call, as `(to, message)`. The buffer is reused: drain it.
     pub fn take_messages(&mut self) -> std::vec::Drain<'_, (usize, Message)> {
         self.outbox.drain(..)

@@ -25,8 +25,7 @@
 //! of its term when it starts a transfer. If the target is not leader within
 //! `election_timeout_min`, the leader abandons the transfer and takes proposals again.
 
-#[cfg(feature = "bug-injection")]
-use super::Bug;
+use super::{Bug, Hooks};
 use super::{Core, Message, Nanos, ProgressState, Role, TimeoutNow};
 #[cfg(doc)]
 use super::{CoreConfig, CoreStats};
@@ -77,7 +76,7 @@ pub(super) struct PendingRead {
     pub(super) round: u64,
 }
 
-impl Core {
+impl<H: Hooks> Core<H> {
     /// Asks for linearizable reads, one per id (ReadIndex, Raft thesis §6.4). A leader takes
     /// its commit index as the read index, once it has committed an entry of its own term
     /// (before that its commit index may lag what earlier leaders committed; see
@@ -111,8 +110,7 @@ impl Core {
         if self.pending_reads.len() == before {
             return;
         }
-        #[cfg(feature = "bug-injection")]
-        if self.has_bug(Bug::ReadWithoutRound) {
+        if self.hooks.has(Bug::ReadWithoutRound) {
             for read in self.pending_reads.iter_mut() {
                 read.round = 0;
             }
@@ -163,8 +161,7 @@ impl Core {
     /// [`Core::read_lease`]).
     pub fn has_lease(&self) -> bool {
         let valid = self.now < self.lease_until;
-        #[cfg(feature = "bug-injection")]
-        let valid = valid || (self.has_bug(Bug::LeaseAfterExpiry) && self.lease_until > 0);
+        let valid = valid || (self.hooks.has(Bug::LeaseAfterExpiry) && self.lease_until > 0);
         self.role == Role::Leader
             && self.config.check_quorum
             && !self.lease_forfeited

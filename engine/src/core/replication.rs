@@ -19,10 +19,9 @@
 //! the cores that collect them to the cores that spend them; what a buffer holds never depends
 //! on where it came from, so recycling changes no output of the core.
 
-#[cfg(feature = "bug-injection")]
-use super::Bug;
 use super::Nanos;
 use super::{AppendEntries, AppendEntriesReply, Core, Entry, Message, ProgressState, Role};
+use super::{Bug, Hooks};
 #[cfg(doc)]
 use super::{CoreConfig, Progress};
 use bytes::Bytes;
@@ -55,7 +54,7 @@ pub(super) const MAX_SPARE_BUFFERS: usize = 64;
 /// allocating for costs little per entry, and would hold memory long after it.
 pub const MAX_BUFFER_CAPACITY: usize = 1024;
 
-impl Core {
+impl<H: Hooks> Core<H> {
     /// How many entry buffers this core holds for reuse (see [`Core::give_entry_buffer`]).
     pub fn entry_buffers(&self) -> usize {
         self.spare_buffers.len()
@@ -120,8 +119,7 @@ impl Core {
         let round = m.round;
         let mut reply = self.maybe_append(m);
         reply.round = round;
-        #[cfg(feature = "bug-injection")]
-        if reply.success && self.has_bug(Bug::AckBeforeDurable) {
+        if reply.success && self.hooks.has(Bug::AckBeforeDurable) {
             self.outbox.push((from, Message::AppendEntriesReply(reply)));
             return;
         }
@@ -179,8 +177,7 @@ impl Core {
             }
             Some(_) => {}
         }
-        #[cfg(feature = "bug-injection")]
-        if self.has_bug(Bug::TruncateWithoutConflict) {
+        if self.hooks.has(Bug::TruncateWithoutConflict) {
             self.truncate_log_from(m.prev_log_index + 1);
         }
         // Skip entries we already hold; truncate only at a real conflict (rule 3), then append
@@ -213,8 +210,7 @@ impl Core {
             self.log_dirty_from = self.log_dirty_from.min(index + 1);
         }
         self.log.append(&mut m.entries, held);
-        #[cfg(feature = "bug-injection")]
-        if self.has_bug(Bug::CommitBeyondNewEntries) && m.leader_commit > self.commit_index {
+        if self.hooks.has(Bug::CommitBeyondNewEntries) && m.leader_commit > self.commit_index {
             self.set_commit(m.leader_commit.min(self.log.last_index()));
         }
         if m.leader_commit > self.commit_index {
@@ -343,8 +339,7 @@ impl Core {
                 self.progress[id].match_index
             }
         });
-        #[cfg(feature = "bug-injection")]
-        if self.has_bug(Bug::CommitPreviousTerm) && candidate > self.commit_index {
+        if self.hooks.has(Bug::CommitPreviousTerm) && candidate > self.commit_index {
             self.set_commit(candidate);
         }
         if candidate > self.commit_index && self.log.term(candidate) == Some(self.term) {

@@ -11,14 +11,13 @@
 //! ([`Core::snapshot_to_apply`]) before any later entry is applied, so applied indices never go
 //! back.
 
-#[cfg(feature = "bug-injection")]
-use super::Bug;
 #[cfg(doc)]
 use super::CoreConfig;
+use super::{Bug, Hooks};
 use super::{Core, InstallSnapshot, InstallSnapshotReply, Message, ProgressState, Role, Snapshot};
 use bytes::{Bytes, BytesMut};
 
-impl Core {
+impl<H: Hooks> Core<H> {
     /// The latest snapshot (taken, installed or recovered), if any.
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
@@ -126,8 +125,7 @@ impl Core {
     /// it before any later entry.
     pub(super) fn install(&mut self, index: u64, term: u64, data: Bytes) {
         let keep_suffix = self.log.term(index) == Some(term);
-        #[cfg(feature = "bug-injection")]
-        let keep_suffix = keep_suffix && !self.has_bug(Bug::DiscardSuffixOnInstall);
+        let keep_suffix = keep_suffix && !self.hooks.has(Bug::DiscardSuffixOnInstall);
         if keep_suffix {
             self.log.compact_to(index);
         } else {

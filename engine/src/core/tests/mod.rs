@@ -19,6 +19,7 @@ use bytes::Bytes;
 use super::*;
 
 mod election;
+mod hooks;
 mod persist;
 mod reads;
 mod replication;
@@ -90,14 +91,14 @@ fn reject(term: u64, index: u64, conflict_term: u64, conflict_index: u64) -> Mes
 }
 
 /// Makes everything `core` changed durable at once, as a driver with instant storage would.
-fn persist(core: &mut Core) {
+fn persist<H: Hooks>(core: &mut Core<H>) {
     while let Some(p) = core.take_persist() {
         core.persisted(p.generation);
     }
 }
 
 /// What `core` sends once its changes are durable.
-fn drain(core: &mut Core) -> Vec<(usize, Message)> {
+fn drain<H: Hooks>(core: &mut Core<H>) -> Vec<(usize, Message)> {
     persist(core);
     core.take_messages().collect()
 }
