@@ -55,7 +55,7 @@ pub use message::{
     AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
     RequestVoteReply, TimeoutNow,
 };
-pub use persist::{Persist, recovered_state_problem};
+pub use persist::{Persist, RecoveredStateError, check_recovered_state};
 pub use progress::{Inflights, Progress, ProgressState, SnapshotTransfer};
 use reads::{PendingRead, Transfer};
 pub use reads::{ReadOutcome, TransferError};
@@ -428,7 +428,7 @@ impl<H: Hooks> Core<H> {
         state: Recovered,
         hooks: H,
     ) -> Self {
-        if let Some(problem) = recovered_state_problem(peers, &state) {
+        if let Err(problem) = check_recovered_state(peers, &state) {
             panic!("node {id}: cannot resume: {problem}");
         }
         let mut core = Self::with_hooks(id, peers, config, seed, now, hooks);

@@ -37,49 +37,141 @@ pub struct Persist {
     pub last_index: u64,
 }
 
-/// Why a recovered state cannot be one a core of a `peers`-node cluster wrote, if it cannot.
-pub fn recovered_state_problem(peers: usize, state: &Recovered) -> Option<String> {
+/// Why a recovered state cannot be one a core of the cluster wrote (see
+/// [`check_recovered_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveredStateError {
+    /// The snapshot's last entry is of a term above the current term.
+    SnapshotTermAboveCurrent {
+        /// The term of the snapshot's last entry.
+        snapshot_term: u64,
+        /// The recovered current term.
+        current_term: u64,
+    },
+    /// The first entry after the snapshot is of a lower term than the snapshot's last entry.
+    LogTermBelowSnapshot {
+        /// The term of the first entry after the snapshot.
+        first_term: u64,
+        /// The term of the snapshot's last entry.
+        snapshot_term: u64,
+    },
+    /// The node voted for a node that is not in the cluster.
+    VoteOutsideCluster {
+        /// The node it voted for.
+        voted_for: usize,
+        /// The size of the cluster.
+        peers: usize,
+    },
+    /// The entry at `index` is of a lower term than the entry before it.
+    LogTermGoesDown {
+        /// The index of the entry.
+        index: u64,
+        /// Its term.
+        term: u64,
+        /// The term of the entry before it.
+        previous_term: u64,
+    },
+    /// The last entry is of a term above the current term.
+    EntryTermAboveCurrent {
+        /// The term of the last entry.
+        entry_term: u64,
+        /// The recovered current term.
+        current_term: u64,
+    },
+}
+
+impl std::fmt::Display for RecoveredStateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::SnapshotTermAboveCurrent {
+                snapshot_term,
+                current_term,
+            } => write!(
+                f,
+                "its snapshot is of term {snapshot_term} above its current term {current_term}"
+            ),
+            Self::LogTermBelowSnapshot {
+                first_term,
+                snapshot_term,
+            } => write!(
+                f,
+                "the term of its log goes down after its snapshot ({first_term} after {snapshot_term})"
+            ),
+            Self::VoteOutsideCluster { voted_for, peers } => write!(
+                f,
+                "it voted for node {voted_for}, which is not in a cluster of {peers}"
+            ),
+            Self::LogTermGoesDown {
+                index,
+                term,
+                previous_term,
+            } => write!(
+                f,
+                "the term of its log goes down at index {index} ({term} after {previous_term})"
+            ),
+            Self::EntryTermAboveCurrent {
+                entry_term,
+                current_term,
+            } => write!(
+                f,
+                "its log holds an entry of term {entry_term} above its current term {current_term}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecoveredStateError {}
+
+/// Checks that a recovered state can be one a core of a `peers`-node cluster wrote, as
+/// [`Core::restore`] requires.
+///
+/// # Errors
+///
+/// The first problem found, in the order of [`RecoveredStateError`]'s variants: a snapshot or
+/// entry of a term above the current term, terms going down along the log or after the
+/// snapshot, or a vote for a node outside the cluster.
+pub fn check_recovered_state(peers: usize, state: &Recovered) -> Result<(), RecoveredStateError> {
     let (hard_state, entries) = (&state.hard_state, &state.entries);
     if let Some(snapshot) = &state.snapshot {
         if snapshot.term > hard_state.term {
-            return Some(format!(
-                "its snapshot is of term {} above its current term {}",
-                snapshot.term, hard_state.term
-            ));
+            return Err(RecoveredStateError::SnapshotTermAboveCurrent {
+                snapshot_term: snapshot.term,
+                current_term: hard_state.term,
+            });
         }
         if let Some(first) = entries.first()
             && first.term < snapshot.term
         {
-            return Some(format!(
-                "the term of its log goes down after its snapshot ({} after {})",
-                first.term, snapshot.term
-            ));
+            return Err(RecoveredStateError::LogTermBelowSnapshot {
+                first_term: first.term,
+                snapshot_term: snapshot.term,
+            });
         }
     }
     if let Some(v) = hard_state.voted_for
         && v >= peers
     {
-        return Some(format!(
-            "it voted for node {v}, which is not in a cluster of {peers}"
-        ));
+        return Err(RecoveredStateError::VoteOutsideCluster {
+            voted_for: v,
+            peers,
+        });
     }
     if let Some(i) = entries.windows(2).position(|w| w[1].term < w[0].term) {
-        return Some(format!(
-            "the term of its log goes down at index {} ({} after {})",
-            state.first_index() + i as u64 + 1,
-            entries[i + 1].term,
-            entries[i].term
-        ));
+        return Err(RecoveredStateError::LogTermGoesDown {
+            index: state.first_index() + i as u64 + 1,
+            term: entries[i + 1].term,
+            previous_term: entries[i].term,
+        });
     }
     if let Some(last) = entries.last()
         && last.term > hard_state.term
     {
-        return Some(format!(
-            "its log holds an entry of term {} above its current term {}",
-            last.term, hard_state.term
-        ));
+        return Err(RecoveredStateError::EntryTermAboveCurrent {
+            entry_term: last.term,
+            current_term: hard_state.term,
+        });
     }
-    None
+    Ok(())
 }
 
 impl<H: Hooks> Core<H> {

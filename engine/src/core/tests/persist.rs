@@ -196,40 +196,98 @@ fn a_restored_node_keeps_its_vote_and_log() {
 
 #[test]
 fn impossible_recovered_states_are_named() {
+    use RecoveredStateError::*;
     let entry = |term| Entry {
         term,
         command: Bytes::new(),
     };
     let hs = |term, voted_for| HardState { term, voted_for };
+    let snap = |term| {
+        Some(Snapshot {
+            index: 4,
+            term,
+            data: Bytes::new(),
+        })
+    };
+    // (hard state, snapshot, entries, want problem, want its text)
     let cases = [
-        (hs(2, Some(3)), vec![], "voted for node 3"),
+        (
+            hs(2, Some(3)),
+            None,
+            vec![],
+            VoteOutsideCluster {
+                voted_for: 3,
+                peers: 3,
+            },
+            "it voted for node 3, which is not in a cluster of 3",
+        ),
         (
             hs(5, None),
+            None,
             vec![entry(2), entry(1)],
-            "goes down at index 2",
+            LogTermGoesDown {
+                index: 2,
+                term: 1,
+                previous_term: 2,
+            },
+            "the term of its log goes down at index 2 (1 after 2)",
+        ),
+        (
+            hs(5, None),
+            snap(1),
+            vec![entry(2), entry(2), entry(1)],
+            LogTermGoesDown {
+                index: 7,
+                term: 1,
+                previous_term: 2,
+            },
+            "the term of its log goes down at index 7 (1 after 2)",
         ),
         (
             hs(1, None),
+            None,
             vec![entry(2)],
-            "entry of term 2 above its current term 1",
+            EntryTermAboveCurrent {
+                entry_term: 2,
+                current_term: 1,
+            },
+            "its log holds an entry of term 2 above its current term 1",
+        ),
+        (
+            hs(2, None),
+            snap(3),
+            vec![],
+            SnapshotTermAboveCurrent {
+                snapshot_term: 3,
+                current_term: 2,
+            },
+            "its snapshot is of term 3 above its current term 2",
+        ),
+        (
+            hs(3, None),
+            snap(3),
+            vec![entry(2)],
+            LogTermBelowSnapshot {
+                first_term: 2,
+                snapshot_term: 3,
+            },
+            "the term of its log goes down after its snapshot (2 after 3)",
         ),
     ];
-    for (case, (hard_state, entries, want)) in cases.into_iter().enumerate() {
+    for (case, (hard_state, snapshot, entries, want, text)) in cases.into_iter().enumerate() {
         let state = Recovered {
             hard_state,
-            snapshot: None,
+            snapshot,
             entries,
         };
-        let problem = recovered_state_problem(3, &state);
-        assert!(
-            problem.as_deref().is_some_and(|p| p.contains(want)),
-            "case {case}: {problem:?}"
-        );
+        let problem = check_recovered_state(3, &state);
+        assert_eq!(problem, Err(want), "case {case}");
+        assert_eq!(want.to_string(), text, "case {case}: text");
     }
     let fine = Recovered {
         hard_state: hs(2, Some(2)),
-        snapshot: None,
+        snapshot: snap(1),
         entries: vec![entry(1), entry(2)],
     };
-    assert_eq!(recovered_state_problem(3, &fine), None);
+    assert_eq!(check_recovered_state(3, &fine), Ok(()));
 }
