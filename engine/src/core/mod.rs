@@ -20,20 +20,26 @@
 //! - `reads`: ReadIndex, leases and leadership transfer;
 //! - `persist`: what the driver must make durable, and the messages that wait for it;
 //! - `snapshot`: compaction, and sending and installing snapshots;
+//! - `quorum`: majorities and vote tallies, which every quorum question goes through;
 //! - `progress`, `log` and `message`: the leader's record of each follower, the log, the
-//!   messages.
+//!   messages;
+//! - `invariants`: the invariants stated on the state, as [`Core::check_invariants`];
+//! - `bugs`: the [`Hooks`] that let the simulator's tests switch classic bugs on.
 //!
-//! # Invariants asserted here
+//! # Invariants
 //!
 //! - `commit_index` never decreases, and never passes the last log index.
 //! - A committed entry is never truncated.
 //! - Entries are applied in order, each once: `last_applied <= commit_index`.
 //! - A leader never truncates or overwrites its own log.
 //!
-//! A broken invariant panics with the node id, term and index involved.
+//! These and the others stated on the state are asserted where they could break, at O(1)
+//! cost, and checked whole by [`Core::check_invariants`], which debug builds run after every
+//! input. A broken invariant panics with the node id, term and index involved.
 
 mod bugs;
 mod election;
+mod invariants;
 mod log;
 mod message;
 mod persist;
@@ -50,6 +56,7 @@ use quorum::{Majority, NodeSet, VoteTally};
 use smallvec::SmallVec;
 
 pub use bugs::{Bug, Hooks, NoBugs};
+pub use invariants::InvariantError;
 pub use log::{Entry, Log};
 pub use message::{
     AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
@@ -411,6 +418,7 @@ impl<H: Hooks> Core<H> {
             hooks,
         };
         core.reset_election_timer();
+        core.debug_check_invariants();
         core
     }
 
@@ -445,6 +453,7 @@ impl<H: Hooks> Core<H> {
         core.snapshot = state.snapshot;
         core.stored_last = core.log.last_index();
         core.durable_index = core.log.last_index();
+        core.debug_check_invariants();
         core
     }
 
@@ -558,6 +567,7 @@ impl<H: Hooks> Core<H> {
             self.commit_index
         );
         self.last_applied = index;
+        self.debug_check_invariants();
     }
 
     // ---- inputs ----------------------------------------------------------------------------------
@@ -569,22 +579,7 @@ impl<H: Hooks> Core<H> {
     pub fn tick(&mut self, now: Nanos) {
         self.now = self.now.max(now);
         match self.role {
-            Role::Leader => {
-                if self.config.check_quorum
-                    && self.now >= self.quorum_deadline
-                    && self.maybe_step_down()
-                {
-                    return;
-                }
-                if self.transfer.is_some_and(|t| self.now >= t.deadline) {
-                    self.abandon_transfer();
-                }
-                if self.now >= self.heartbeat_deadline {
-                    self.broadcast_heartbeat();
-                } else if self.commit_notify_deadline.is_some_and(|at| self.now >= at) {
-                    self.broadcast_commit();
-                }
-            }
+            Role::Leader => self.tick_leader(),
             Role::Follower | Role::Candidate => {
                 if self.now >= self.election_deadline {
                     if self.config.pre_vote {
@@ -595,21 +590,60 @@ impl<H: Hooks> Core<H> {
                 }
             }
         }
+        self.debug_check_invariants();
+    }
+
+    /// A leader's timers: CheckQuorum, the end of a leadership transfer, heartbeats and commit
+    /// notices.
+    fn tick_leader(&mut self) {
+        if self.config.check_quorum && self.now >= self.quorum_deadline && self.maybe_step_down() {
+            return;
+        }
+        if self.transfer.is_some_and(|t| self.now >= t.deadline) {
+            self.abandon_transfer();
+        }
+        if self.now >= self.heartbeat_deadline {
+            self.broadcast_heartbeat();
+        } else if self.commit_notify_deadline.is_some_and(|at| self.now >= at) {
+            self.broadcast_commit();
+        }
     }
 
     /// Handles one message from node `from`.
     pub fn step(&mut self, now: Nanos, from: usize, msg: Message) {
         self.now = self.now.max(now);
+        if self.accepts(from, &msg) {
+            // Rules for all servers: a higher term makes this node a follower of that term. If
+            // `from` leads it, handle_append_entries records that. Pre-votes move no term.
+            if msg.carries_sender_term() && msg.term() > self.term {
+                self.become_follower(msg.term(), None);
+            }
+            if self.role == Role::Leader && msg.term() >= self.term {
+                self.recent_active.insert(from);
+            }
+            let msg = self.stale_reply_as_current(msg);
+            match self.role {
+                Role::Leader => self.step_leader(from, msg),
+                Role::Candidate => self.step_candidate(from, msg),
+                Role::Follower => self.step_follower(from, msg),
+            }
+        }
+        self.debug_check_invariants();
+    }
+
+    /// Whether to handle `msg` from `from` at all: not from an unknown sender or this node, nor,
+    /// with CheckQuorum, a RequestVote while this node's leader is alive (stickiness).
+    fn accepts(&self, from: usize, msg: &Message) -> bool {
         if from >= self.peers || from == self.id {
             tracing::debug!(
                 node = self.id,
                 from,
                 "ignoring a message from an unknown sender"
             );
-            return;
+            return false;
         }
         if self.config.check_quorum
-            && matches!(&msg, Message::RequestVote(m) if !m.transfer)
+            && matches!(msg, Message::RequestVote(m) if !m.transfer)
             && self.sticky()
         {
             // Leader stickiness: this node's leader is alive, so a candidate is either cut off
@@ -622,22 +656,9 @@ impl<H: Hooks> Core<H> {
                 from,
                 "ignoring a RequestVote: the leader is alive"
             );
-            return;
+            return false;
         }
-        // Rules for all servers: a higher term makes this node a follower of that term. If `from`
-        // leads it, handle_append_entries records that. Pre-votes move no term.
-        if msg.carries_sender_term() && msg.term() > self.term {
-            self.become_follower(msg.term(), None);
-        }
-        if self.role == Role::Leader && msg.term() >= self.term {
-            self.recent_active.insert(from);
-        }
-        let msg = self.stale_reply_as_current(msg);
-        match self.role {
-            Role::Leader => self.step_leader(from, msg),
-            Role::Candidate => self.step_candidate(from, msg),
-            Role::Follower => self.step_follower(from, msg),
-        }
+        true
     }
 
     /// A leader answers requests (of a later term it has stepped down already; of its own term

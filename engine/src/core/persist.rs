@@ -241,6 +241,7 @@ impl<H: Hooks> Core<H> {
         self.log_dirty_from = u64::MAX;
         self.stored_last = last;
         self.writing.push_back((self.taken_gen, last));
+        self.debug_check_invariants();
         Some(persist)
     }
 
@@ -272,6 +273,7 @@ impl<H: Hooks> Core<H> {
         if self.role == Role::Leader {
             self.maybe_commit();
         }
+        self.debug_check_invariants();
     }
 
     /// Whether anything changed since the last [`Core::take_persist`].

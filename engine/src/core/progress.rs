@@ -23,6 +23,8 @@
 //! reply: a success only raises `match_index`, and a rejection is believed only if it answers
 //! the probe currently outstanding (in Probe) or an index above `match_index` (in Replicate).
 
+use super::invariants::{Violation, ensure};
+
 /// Replication state of a follower, seen from the leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgressState {
@@ -132,6 +134,11 @@ impl Inflights {
             self.start = (self.start + 1) % self.ring.len();
             self.len -= 1;
         }
+    }
+
+    /// The last indices in flight, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.len).map(|i| self.ring[(self.start + i) % self.ring.len()])
     }
 
     /// Forgets everything.
@@ -361,6 +368,75 @@ impl Progress {
     /// [`Progress::commit_sent`].
     pub fn note_commit_sent(&mut self, index: u64) {
         self.commit_sent = self.commit_sent.max(index);
+    }
+
+    /// Checks this record against the leader's log (which ends at `last_index`), commit index
+    /// and heartbeat round, in time proportional to the in-flight window: `match_index <
+    /// next_index <= last_index + 1`; nothing told or answered that the leader has not reached;
+    /// in Replicate, no probe outstanding and the batches in flight between `match_index` and
+    /// `next_index`, their last indices increasing; in Probe and Snapshot, nothing in flight;
+    /// a snapshot transfer exactly in Snapshot, its offset within its data.
+    pub(super) fn check_invariants(
+        &self,
+        last_index: u64,
+        commit_index: u64,
+        round: u64,
+    ) -> Result<(), Violation> {
+        ensure!(
+            self.match_index < self.next_index && self.next_index <= last_index + 1,
+            "match_index < next_index <= last index + 1",
+            match_index = self.match_index,
+            next_index = self.next_index,
+            last_index = last_index,
+        );
+        ensure!(
+            self.commit_sent <= commit_index && self.acked_round <= round,
+            "a follower was told no more than committed and answered no round not yet started",
+            commit_sent = self.commit_sent,
+            commit_index = commit_index,
+            acked_round = self.acked_round,
+            round = round,
+        );
+        ensure!(
+            (self.state == ProgressState::Snapshot) == self.snapshot.is_some(),
+            "a snapshot transfer exactly in Snapshot state",
+            snapshot_state = self.state == ProgressState::Snapshot,
+            transfer = self.snapshot.is_some(),
+        );
+        if let Some(t) = &self.snapshot {
+            ensure!(
+                t.offset <= t.data.len() as u64,
+                "a snapshot transfer's offset <= its data's length",
+                offset = t.offset,
+                len = t.data.len(),
+            );
+        }
+        if self.state != ProgressState::Replicate {
+            ensure!(
+                self.inflights.is_empty(),
+                "nothing in flight outside Replicate",
+                inflight = self.inflights.len(),
+            );
+            return Ok(());
+        }
+        ensure!(
+            !self.probe_sent,
+            "no probe outstanding in Replicate",
+            probe_sent = self.probe_sent,
+        );
+        let mut previous = self.match_index;
+        for last in self.inflights.iter() {
+            ensure!(
+                previous < last && last < self.next_index,
+                "batches in flight end after match_index, increasing, before next_index",
+                last = last,
+                previous = previous,
+                match_index = self.match_index,
+                next_index = self.next_index,
+            );
+            previous = last;
+        }
+        Ok(())
     }
 
     /// Applies a rejection of the AppendEntries whose previous index was `rejected`, stepping

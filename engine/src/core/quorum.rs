@@ -171,13 +171,11 @@ impl VoteTally {
     }
 
     /// The nodes that granted.
-    #[cfg(test)]
     pub(super) fn granted(&self) -> NodeSet {
         self.granted
     }
 
     /// The nodes that refused (and never granted).
-    #[cfg(test)]
     pub(super) fn rejected(&self) -> NodeSet {
         self.rejected
     }

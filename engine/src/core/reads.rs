@@ -94,10 +94,16 @@ impl<H: Hooks> Core<H> {
         I: IntoIterator<Item = u64>,
     {
         self.now = self.now.max(now);
-        if self.role != Role::Leader {
+        if self.role == Role::Leader {
+            self.register_reads(ids);
+        } else {
             self.refuse_reads(ids);
-            return;
         }
+        self.debug_check_invariants();
+    }
+
+    /// A leader registers reads `ids` with its read index and starts a round for them.
+    fn register_reads(&mut self, ids: impl IntoIterator<Item = u64>) {
         let index = if self.committed_in_term() {
             self.commit_index
         } else {
@@ -155,6 +161,7 @@ impl<H: Hooks> Core<H> {
         let served = (self.read_outcomes.len() - before) as u64;
         self.stats.reads_confirmed += served;
         self.stats.lease_reads += served;
+        self.debug_check_invariants();
     }
 
     /// Whether this node leads under a lease it may serve reads with now (see
@@ -196,6 +203,13 @@ impl<H: Hooks> Core<H> {
     /// cluster, or a transfer is already under way.
     pub fn transfer_leadership(&mut self, now: Nanos, target: usize) -> Result<(), TransferError> {
         self.now = self.now.max(now);
+        let started = self.start_transfer(target);
+        self.debug_check_invariants();
+        started
+    }
+
+    /// [`Core::transfer_leadership`], once the time is updated.
+    fn start_transfer(&mut self, target: usize) -> Result<(), TransferError> {
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader);
         }

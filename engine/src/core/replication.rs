@@ -62,7 +62,9 @@ impl<H: Hooks> Core<H> {
 
     /// Takes one of the empty entry buffers this core holds, to hand to a core that sends entries.
     pub fn take_entry_buffer(&mut self) -> Option<Vec<Entry>> {
-        self.spare_buffers.pop()
+        let buffer = self.spare_buffers.pop();
+        self.debug_check_invariants();
+        buffer
     }
 
     /// Gives this core a buffer for the entries of a future AppendEntries. Its contents are
@@ -75,6 +77,7 @@ impl<H: Hooks> Core<H> {
             buffer.clear();
             self.spare_buffers.push(buffer);
         }
+        self.debug_check_invariants();
     }
 
     /// Appends commands to the log as one batch and sends them to the followers that can take
@@ -85,9 +88,14 @@ impl<H: Hooks> Core<H> {
         I: IntoIterator<Item = Bytes>,
     {
         self.now = self.now.max(now);
-        if self.role != Role::Leader || self.transfer.is_some() {
-            return None;
-        }
+        let range = (self.role == Role::Leader && self.transfer.is_none())
+            .then(|| self.append_batch(commands));
+        self.debug_check_invariants();
+        range
+    }
+
+    /// A leader appends `commands` as one batch and sends them; returns the indices they take.
+    fn append_batch(&mut self, commands: impl IntoIterator<Item = Bytes>) -> (u64, u64) {
         let first = self.log.last_index() + 1;
         for command in commands {
             self.log.push(Entry {
@@ -96,13 +104,12 @@ impl<H: Hooks> Core<H> {
             });
         }
         let last = self.log.last_index();
-        if last < first {
-            return Some((first, last));
+        if last >= first {
+            self.log_dirty_from = self.log_dirty_from.min(first);
+            // A single node commits once its own write is durable (`persisted`).
+            self.broadcast_append();
         }
-        self.log_dirty_from = self.log_dirty_from.min(first);
-        // A single node commits once its own write is durable (`persisted`).
-        self.broadcast_append();
-        Some((first, last))
+        (first, last)
     }
 
     // ---- replication: follower side --------------------------------------------------------------

@@ -37,6 +37,7 @@ impl<H: Hooks> Core<H> {
             self.last_applied = self.last_applied.max(snapshot.index);
             self.snapshot_to_apply = false;
         }
+        self.debug_check_invariants();
     }
 
     /// Compacts the log: the service's snapshot `data` of its state machine up to `index`
@@ -44,17 +45,19 @@ impl<H: Hooks> Core<H> {
     /// whether it did; it does nothing for an index not above the current snapshot's or beyond
     /// what was applied.
     pub fn compact(&mut self, index: u64, data: Bytes) -> bool {
-        if index <= self.log.offset() || index > self.last_applied || self.snapshot_to_apply {
-            return false;
+        let compacts =
+            index > self.log.offset() && index <= self.last_applied && !self.snapshot_to_apply;
+        if compacts {
+            let term = self
+                .log
+                .term(index)
+                .expect("an applied index after the offset is in the log");
+            self.log.compact_to(index);
+            self.snapshot = Some(Snapshot { index, term, data });
+            self.snapshot_dirty = true;
         }
-        let term = self
-            .log
-            .term(index)
-            .expect("an applied index after the offset is in the log");
-        self.log.compact_to(index);
-        self.snapshot = Some(Snapshot { index, term, data });
-        self.snapshot_dirty = true;
-        true
+        self.debug_check_invariants();
+        compacts
     }
 
     /// Receives one chunk of a leader's snapshot (Figure 13), and installs the snapshot when it

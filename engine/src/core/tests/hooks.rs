@@ -35,3 +35,14 @@ fn with_double_vote_switched_on_a_node_votes_twice_in_a_term() {
     );
     assert_eq!((voter.term(), voter.voted_for()), (1, Some(2)));
 }
+
+#[test]
+fn with_a_bug_switched_on_the_debug_checks_stand_aside() {
+    // A bug may break a local invariant on purpose: the simulator's checker must find it, so
+    // the core's own debug check does not panic first.
+    let hooks = Switch(Some(Bug::TruncateWithoutConflict));
+    let mut core = Core::with_hooks(0, 3, CoreConfig::default(), 1, 0, hooks);
+    core.commit_index = 5;
+    core.tick(0);
+    assert!(core.check_invariants().is_err(), "broken, and not reported");
+}

@@ -20,6 +20,7 @@ use super::*;
 
 mod election;
 mod hooks;
+mod invariants;
 mod persist;
 mod reads;
 mod replication;
@@ -91,9 +92,20 @@ fn reject(term: u64, index: u64, conflict_term: u64, conflict_index: u64) -> Mes
 }
 
 /// Makes everything `core` changed durable at once, as a driver with instant storage would.
+/// Also checks the invariants that take a pass over the log, which the core's own debug checks
+/// leave out.
 fn persist<H: Hooks>(core: &mut Core<H>) {
+    check_log_invariants(core);
     while let Some(p) = core.take_persist() {
         core.persisted(p.generation);
+    }
+    check_log_invariants(core);
+}
+
+/// Panics with the broken invariant if [`Core::check_log_invariants`] finds one.
+fn check_log_invariants<H: Hooks>(core: &Core<H>) {
+    if let Err(broken) = core.check_log_invariants() {
+        panic!("{broken}");
     }
 }
 
