@@ -89,6 +89,12 @@ impl<H: Hooks> Core<H> {
     /// in `term + 1`, changing neither term nor vote. A candidate whose election failed runs one
     /// too, as a follower of its term. A majority of grants starts the real election.
     pub(super) fn pre_campaign(&mut self) {
+        assert!(
+            self.role != Role::Leader,
+            "node {} term {}: a leader starting a pre-vote",
+            self.id,
+            self.term
+        );
         self.become_follower(self.term, None);
         self.pre_voting = true;
         self.votes = VoteTally::new(self.id);
@@ -112,6 +118,12 @@ impl<H: Hooks> Core<H> {
     /// Starts an election in the next term. `transfer`: this node's leader handed it
     /// leadership, so voters that still hear from that leader vote anyway.
     pub(super) fn campaign(&mut self, transfer: bool) {
+        assert!(
+            self.role != Role::Leader,
+            "node {} term {}: a leader starting an election",
+            self.id,
+            self.term
+        );
         self.pre_voting = false;
         self.term += 1;
         self.role = Role::Candidate;
@@ -138,6 +150,15 @@ impl<H: Hooks> Core<H> {
     }
 
     pub(super) fn become_leader(&mut self) {
+        self.assert_role(Role::Candidate);
+        assert!(
+            self.quorum.vote_result(&self.votes) == VoteResult::Won,
+            "node {} term {}: becoming leader without winning its tally {:?}",
+            self.id,
+            self.term,
+            self.votes
+        );
+        debug_assert!(self.leader.is_none() && !self.pre_voting);
         tracing::debug!(node = self.id, term = self.term, "became leader");
         self.role = Role::Leader;
         self.leader = Some(self.id);
@@ -170,6 +191,7 @@ impl<H: Hooks> Core<H> {
     /// and `t`, so it keeps leading past the next check, but not past the one after: it steps
     /// down within two minimum election timeouts of `t`.
     pub(super) fn maybe_step_down(&mut self) -> bool {
+        self.assert_role(Role::Leader);
         let mut heard = self.recent_active;
         heard.insert(self.id);
         let quorum = self.quorum.is_quorum(heard);
@@ -225,6 +247,13 @@ impl<H: Hooks> Core<H> {
             || (self.hooks.has(Bug::DoubleVote)
                 && m.term == self.term
                 && self.log.is_up_to_date(m.last_log_index, m.last_log_term));
+        assert!(
+            !granted || m.term == self.term,
+            "node {} term {}: granting a vote of term {}",
+            self.id,
+            self.term,
+            m.term
+        );
         if granted {
             self.hard_state_dirty |= self.voted_for != Some(from);
             self.voted_for = Some(from);
@@ -246,6 +275,12 @@ impl<H: Hooks> Core<H> {
             return;
         }
         self.assert_role(Role::Candidate);
+        assert!(
+            self.votes.granted().contains(self.id),
+            "node {} term {}: a candidate without its own vote in its tally",
+            self.id,
+            self.term
+        );
         self.votes.record(from, m.granted);
         match self.quorum.vote_result(&self.votes) {
             VoteResult::Won => self.become_leader(),
@@ -288,6 +323,14 @@ impl<H: Hooks> Core<H> {
         if !self.pre_voting || !answers_this_round {
             return;
         }
+        assert!(
+            self.role == Role::Follower && self.leader.is_none(),
+            "node {} term {}: a pre-candidate as {:?} with leader {:?}",
+            self.id,
+            self.term,
+            self.role,
+            self.leader
+        );
         self.votes.record(from, m.granted);
         match self.quorum.vote_result(&self.votes) {
             VoteResult::Won => self.campaign(false),
@@ -304,6 +347,15 @@ impl<H: Hooks> Core<H> {
     /// to date, they voted for a rival, or they hear from a leader) a whole timeout to elect one
     /// of their own before it tries again. Its role also stops claiming an election it lost.
     pub(super) fn step_back_after_losing(&mut self) {
+        assert!(
+            (self.role == Role::Candidate || self.pre_voting)
+                && self.quorum.vote_result(&self.votes) == VoteResult::Lost,
+            "node {} term {}: stepping back as {:?} with tally {:?}",
+            self.id,
+            self.term,
+            self.role,
+            self.votes
+        );
         tracing::debug!(
             node = self.id,
             term = self.term,

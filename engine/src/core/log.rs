@@ -166,6 +166,11 @@ impl Log {
     pub fn append(&mut self, entries: &mut Vec<Entry>, skip: usize) {
         if let Some(first) = entries.get(skip) {
             self.assert_may_follow(first.term);
+            debug_assert!(
+                entries[skip..].windows(2).all(|w| w[0].term <= w[1].term),
+                "appending entries whose terms decrease, after index {}",
+                self.last_index()
+            );
             self.bytes += command_bytes(&entries[skip..]);
             self.entries.extend(entries.drain(skip..));
         }

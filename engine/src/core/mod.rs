@@ -711,6 +711,20 @@ impl<H: Hooks> Core<H> {
         }
     }
 
+    /// Panics unless `peer` is another node of the cluster: a message to or about this node
+    /// itself, or an unknown one, is a bug in the core.
+    #[track_caller]
+    pub(super) fn assert_peer(&self, peer: usize) {
+        assert!(
+            peer < self.peers && peer != self.id,
+            "node {} term {}: {} is not another node of {}",
+            self.id,
+            self.term,
+            peer,
+            self.peers
+        );
+    }
+
     /// Panics unless this node plays `role`: a handler reached from the wrong role's dispatch.
     #[track_caller]
     pub(super) fn assert_role(&self, role: Role) {

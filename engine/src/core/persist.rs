@@ -264,6 +264,11 @@ impl<H: Hooks> Core<H> {
             self.id
         );
         self.writing.pop_front();
+        debug_assert!(
+            last <= self.log.last_index(),
+            "node {}: write {generation} made durable up to {last}, past the log's end",
+            self.id
+        );
         self.durable_gen = generation;
         self.durable_index = last;
         while self.held.front().is_some_and(|&(g, ..)| g <= generation) {
@@ -284,10 +289,13 @@ impl<H: Hooks> Core<H> {
     /// Queues a message that reports this node's state: it goes out once every change made so
     /// far is durable (see the module docs).
     pub(super) fn send(&mut self, to: usize, msg: Message) {
+        self.assert_peer(to);
         let needed = self.taken_gen + u64::from(self.is_dirty());
         if needed <= self.durable_gen {
             self.outbox.push((to, msg));
         } else {
+            // `taken_gen` never decreases, so neither do the generations along `held`.
+            debug_assert!(self.held.back().is_none_or(|&(g, ..)| g <= needed));
             self.held.push_back((needed, to, msg));
         }
     }

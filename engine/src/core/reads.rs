@@ -104,6 +104,7 @@ impl<H: Hooks> Core<H> {
 
     /// A leader registers reads `ids` with its read index and starts a round for them.
     fn register_reads(&mut self, ids: impl IntoIterator<Item = u64>) {
+        self.assert_role(Role::Leader);
         let index = if self.committed_in_term() {
             self.commit_index
         } else {
@@ -151,6 +152,7 @@ impl<H: Hooks> Core<H> {
             self.read_index(now, ids);
             return;
         }
+        debug_assert!(self.role == Role::Leader && self.committed_in_term());
         let index = self.commit_index;
         let before = self.read_outcomes.len();
         self.read_outcomes
@@ -219,6 +221,7 @@ impl<H: Hooks> Core<H> {
         if let Some(t) = self.transfer {
             return Err(TransferError::InProgress(t.target));
         }
+        self.assert_peer(target);
         tracing::debug!(
             node = self.id,
             term = self.term,
@@ -258,6 +261,7 @@ impl<H: Hooks> Core<H> {
     /// Notes that follower `from` answered round `round` in this term, and confirms what that
     /// lets the leader confirm.
     pub(super) fn note_round(&mut self, from: usize, round: u64) {
+        self.assert_peer(from);
         if self.progress[from].maybe_ack_round(round) {
             self.confirm_rounds();
         }
@@ -277,6 +281,7 @@ impl<H: Hooks> Core<H> {
 
     /// Extends the lease and confirms the reads whose round a majority has answered.
     pub(super) fn confirm_rounds(&mut self) {
+        self.assert_role(Role::Leader);
         let acked = self.quorum_round();
         if let Some((round, started)) = self.lease_round
             && round <= acked
@@ -306,6 +311,14 @@ impl<H: Hooks> Core<H> {
         if t.target != peer || t.sent || self.progress[peer].match_index < t.index {
             return;
         }
+        assert!(
+            self.role == Role::Leader && peer != self.id,
+            "node {} term {}: TimeoutNow to {} as {:?}",
+            self.id,
+            self.term,
+            peer,
+            self.role
+        );
         t.sent = true;
         let msg = TimeoutNow { term: self.term };
         self.outbox.push((peer, Message::TimeoutNow(msg)));
@@ -329,6 +342,10 @@ impl<H: Hooks> Core<H> {
             return;
         }
         self.assert_role(Role::Follower);
+        debug_assert!(
+            !self.pre_voting,
+            "a follower with a leader is no pre-candidate"
+        );
         tracing::debug!(
             node = self.id,
             term = self.term,
@@ -342,6 +359,7 @@ impl<H: Hooks> Core<H> {
     /// neither re-probes nor takes unacknowledged batches for lost: reads may start rounds
     /// microseconds apart. Followers receiving a snapshot answer the next chunk's round.
     pub(super) fn start_read_round(&mut self) {
+        self.assert_role(Role::Leader);
         self.round += 1;
         if self.lease_round.is_none() {
             self.lease_round = Some((self.round, self.now));

@@ -96,6 +96,13 @@ impl<H: Hooks> Core<H> {
 
     /// A leader appends `commands` as one batch and sends them; returns the indices they take.
     fn append_batch(&mut self, commands: impl IntoIterator<Item = Bytes>) -> (u64, u64) {
+        self.assert_role(Role::Leader);
+        assert!(
+            self.transfer.is_none(),
+            "node {} term {}: proposing during a transfer",
+            self.id,
+            self.term
+        );
         let first = self.log.last_index() + 1;
         for command in commands {
             self.log.push(Entry {
@@ -122,6 +129,13 @@ impl<H: Hooks> Core<H> {
             self.give_entry_buffer(m.entries);
             return;
         }
+        assert!(
+            m.term == self.term,
+            "node {} term {}: an AppendEntries of term {} after term handling",
+            self.id,
+            self.term,
+            m.term
+        );
         self.follow_leader(from);
         let round = m.round;
         let mut reply = self.maybe_append(m);
@@ -184,6 +198,16 @@ impl<H: Hooks> Core<H> {
             }
             Some(_) => {}
         }
+        // From here the logs agree up to `prev_log_index`, which this follower's log holds.
+        assert!(
+            self.role == Role::Follower && m.prev_log_index >= offset,
+            "node {} term {}: appending after index {} as {:?} with log offset {}",
+            self.id,
+            self.term,
+            m.prev_log_index,
+            self.role,
+            offset
+        );
         if self.hooks.has(Bug::TruncateWithoutConflict) {
             self.truncate_log_from(m.prev_log_index + 1);
         }
@@ -234,6 +258,13 @@ impl<H: Hooks> Core<H> {
         if from > self.log.last_index() {
             return;
         }
+        assert!(
+            self.role != Role::Leader,
+            "node {} term {}: a leader truncating its own log from index {}",
+            self.id,
+            self.term,
+            from
+        );
         self.log.truncate_from(from);
         self.log_dirty_from = self.log_dirty_from.min(from);
         self.durable_index = self.durable_index.min(from - 1);
@@ -276,6 +307,7 @@ impl<H: Hooks> Core<H> {
             return; // a stale reply from an earlier term
         }
         self.assert_role(Role::Leader);
+        self.assert_peer(from);
         self.note_round(from, m.round);
         if m.success {
             if self.progress[from].on_ack(m.index) {
@@ -337,6 +369,7 @@ impl<H: Hooks> Core<H> {
     /// entry can still be overwritten by a leader of a term in between. They become committed
     /// with the first current-term entry after them.
     pub(super) fn maybe_commit(&mut self) {
+        self.assert_role(Role::Leader);
         // The leader holds what its own storage has made durable (thesis §10.2.1).
         let me = self.id;
         let candidate = self.quorum.quorum_value(|id| {
@@ -369,6 +402,7 @@ impl<H: Hooks> Core<H> {
     /// Sends an empty AppendEntries, carrying the commit index, to each follower in Replicate
     /// state that has not been sent the current commit index and holds entries it could commit.
     pub(super) fn broadcast_commit(&mut self) {
+        self.assert_role(Role::Leader);
         self.commit_notify_deadline = None;
         for peer in self.others() {
             let pr = &self.progress[peer];
@@ -385,6 +419,7 @@ impl<H: Hooks> Core<H> {
     /// Starts a new heartbeat round and sends every follower an AppendEntries (or snapshot
     /// chunk) that carries it.
     pub(super) fn broadcast_heartbeat(&mut self) {
+        self.assert_role(Role::Leader);
         self.heartbeat_deadline = self.now + self.config.heartbeat_interval;
         self.commit_notify_deadline = None;
         self.round += 1;
@@ -430,6 +465,7 @@ impl<H: Hooks> Core<H> {
 
     /// Sends `peer` everything it lacks, as far as its state and window allow.
     pub(super) fn send_appends_to(&mut self, peer: usize) {
+        self.assert_peer(peer);
         while !self.progress[peer].is_paused()
             && self.progress[peer].next_index <= self.log.last_index()
         {
@@ -440,6 +476,8 @@ impl<H: Hooks> Core<H> {
     /// Sends one AppendEntries from `next_index`, with as many entries as the limits allow, or
     /// the next chunk of the snapshot if the follower needs entries compacted away.
     pub(super) fn send_append(&mut self, peer: usize) {
+        self.assert_role(Role::Leader);
+        self.assert_peer(peer);
         let next = self.progress[peer].next_index;
         if next <= self.log.offset() || self.progress[peer].state == ProgressState::Snapshot {
             self.send_snapshot(peer);
@@ -485,6 +523,8 @@ impl<H: Hooks> Core<H> {
     /// it are still on their way, and is then probed); only a follower whose `next_index` is
     /// itself compacted away is sent the snapshot.
     pub(super) fn send_heartbeat(&mut self, peer: usize) {
+        self.assert_role(Role::Leader);
+        self.assert_peer(peer);
         let pr = &self.progress[peer];
         let prev = match self.log.term(pr.match_index) {
             Some(term) => (pr.match_index, term),
@@ -509,6 +549,16 @@ impl<H: Hooks> Core<H> {
         prev_term: u64,
         entries: Vec<Entry>,
     ) {
+        self.assert_peer(peer);
+        debug_assert!(
+            prev_term <= self.term
+                && entries
+                    .first()
+                    .is_none_or(|e| prev_term <= e.term && e.term <= self.term),
+            "node {} term {}: sending entries after index {prev} of term {prev_term}",
+            self.id,
+            self.term
+        );
         let last = prev + entries.len() as u64;
         let msg = AppendEntries {
             term: self.term,

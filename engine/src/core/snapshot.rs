@@ -48,6 +48,14 @@ impl<H: Hooks> Core<H> {
         let compacts =
             index > self.log.offset() && index <= self.last_applied && !self.snapshot_to_apply;
         if compacts {
+            assert!(
+                index <= self.commit_index,
+                "node {} term {}: compacting to index {} beyond commit_index {}",
+                self.id,
+                self.term,
+                index,
+                self.commit_index
+            );
             let term = self
                 .log
                 .term(index)
@@ -76,6 +84,13 @@ impl<H: Hooks> Core<H> {
             self.send(from, reply(self.term, 0, false));
             return;
         }
+        assert!(
+            m.term == self.term,
+            "node {} term {}: an InstallSnapshot of term {} after term handling",
+            self.id,
+            self.term,
+            m.term
+        );
         self.follow_leader(from);
         let chunk_end = m.offset + m.data.len() as u64;
         if m.last_included_index <= self.commit_index {
@@ -127,6 +142,15 @@ impl<H: Hooks> Core<H> {
     /// entries after it if the log holds its last entry, drops the log otherwise; the service gets
     /// it before any later entry.
     pub(super) fn install(&mut self, index: u64, term: u64, data: Bytes) {
+        assert!(
+            self.role == Role::Follower && index > self.commit_index,
+            "node {} term {}: installing a snapshot up to index {} as {:?} with commit_index {}",
+            self.id,
+            self.term,
+            index,
+            self.role,
+            self.commit_index
+        );
         let keep_suffix = self.log.term(index) == Some(term);
         let keep_suffix = keep_suffix && !self.hooks.has(Bug::DiscardSuffixOnInstall);
         if keep_suffix {
@@ -156,6 +180,8 @@ impl<H: Hooks> Core<H> {
     /// Sends `peer` the next chunk of the snapshot, starting the transfer if it is not under way,
     /// unless a chunk is outstanding.
     pub(super) fn send_snapshot(&mut self, peer: usize) {
+        self.assert_role(Role::Leader);
+        self.assert_peer(peer);
         let pr = &mut self.progress[peer];
         if pr.state != ProgressState::Snapshot {
             let snapshot = self
