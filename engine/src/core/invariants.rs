@@ -19,7 +19,7 @@
 
 use super::quorum::{NodeSet, VoteResult};
 use super::replication::{MAX_BUFFER_CAPACITY, MAX_SPARE_BUFFERS};
-use super::{Bug, Core, Hooks, Role};
+use super::{Core, Hooks, Role};
 #[cfg(doc)]
 use super::{Inflights, Log, Progress};
 
@@ -148,7 +148,7 @@ impl<H: Hooks> Core<H> {
     #[inline]
     pub(super) fn debug_check_invariants(&self) {
         #[cfg(debug_assertions)]
-        if !Bug::ALL.into_iter().any(|bug| self.hooks.has(bug))
+        if !super::Bug::ALL.into_iter().any(|bug| self.hooks.has(bug))
             && let Err(broken) = self.check_invariants()
         {
             panic!("{broken}");
