@@ -107,6 +107,16 @@ impl Hooks for NoBugs {
 }
 
 impl<H: Hooks> Core<H> {
+    /// The hooks this core follows.
+    pub fn hooks(&self) -> &H {
+        &self.hooks
+    }
+
+    /// The hooks this core follows, to switch bugs on or off if they allow it.
+    pub fn hooks_mut(&mut self) -> &mut H {
+        &mut self.hooks
+    }
+
     /// With [`Bug::AcceptStaleReplies`], a reply of an older term gets this node's term; any
     /// other message, or any message without that bug, is returned as it is.
     #[inline]

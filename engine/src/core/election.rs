@@ -1,5 +1,5 @@
-//! Elections: the election timer, the three roles' transitions, votes, PreVote and
-//! CheckQuorum (§5.2 of the extended Raft paper; Raft thesis §9.6 and §6.2).
+//! Elections: the election timer, the three roles' transitions, votes, PreVote, CheckQuorum
+//! and leader stickiness (§5.2 of the extended Raft paper; Raft thesis §9.6, §6.2, §4.2.3).
 //!
 //! A follower that hears from no leader for a randomized election timeout becomes a candidate
 //! of the next term, votes for itself and asks every other node for its vote; a majority of
@@ -41,6 +41,16 @@
 //! PreVote alone already keeps a node whose log is behind or which is cut off from starting
 //! elections; stickiness covers the remaining case of a real candidate (one that won its
 //! pre-votes) reaching nodes that still hear from their leader.
+//!
+//! # Invariants
+//!
+//! - The term never decreases, and a node votes at most once per term (its vote is durable
+//!   before the grant goes out: see `persist.rs`).
+//! - A candidate and a leader voted for themselves; a leader names itself leader, and no other
+//!   node does.
+//! - A candidate's or pre-candidate's tally is pending: won makes it leader (or, after
+//!   pre-votes, candidate) and lost a follower, both at once. A leader's tally is won.
+//! - A pre-candidate is a follower that knows no leader.
 
 #[cfg(doc)]
 use super::CoreConfig;
@@ -210,17 +220,30 @@ impl<H: Hooks> Core<H> {
         true
     }
 
-    /// With CheckQuorum, whether this node ignores RequestVote: it leads, or heard from a
-    /// leader (or started, or restarted) within the minimum election timeout. By time alone,
-    /// whatever its term, leader or role since: a stale reply of a higher term, say, may have
-    /// made it a follower with no known leader, and the leader it answered may still count on
-    /// it for its lease.
-    pub(super) fn sticky(&self) -> bool {
-        self.role == Role::Leader
-            || self.now
-                < self
-                    .leader_contact
-                    .saturating_add(self.config.election_timeout_min)
+    /// Leader stickiness: whether to ignore `msg` from `from` unanswered, with no new term.
+    /// With CheckQuorum, a node ignores a RequestVote (one not sent for a leadership transfer)
+    /// while it leads, or within the minimum election timeout after it heard from a leader
+    /// (or started, or restarted): its leader is alive, so the candidate is either cut off from
+    /// it or impatient. By time alone, whatever its term, leader or role since: a stale reply of
+    /// a higher term, say, may have made it a follower with no known leader, and the leader it
+    /// answered (perhaps just before a restart) may still count on it for its lease.
+    pub(super) fn ignores_request_vote(&self, from: usize, msg: &Message) -> bool {
+        let ignored = self.config.check_quorum
+            && matches!(msg, Message::RequestVote(m) if !m.transfer)
+            && (self.role == Role::Leader
+                || self.now
+                    < self
+                        .leader_contact
+                        .saturating_add(self.config.election_timeout_min));
+        if ignored {
+            tracing::trace!(
+                node = self.id,
+                term = self.term,
+                from,
+                "ignoring a RequestVote: the leader is alive"
+            );
+        }
+        ignored
     }
 
     /// Whether this node leads, or heard from the leader of its term within the minimum election
@@ -237,7 +260,7 @@ impl<H: Hooks> Core<H> {
         }
     }
 
-    // ---- elections -------------------------------------------------------------------------------
+    // ---- votes and pre-votes --------------------------------------------------------------------
 
     pub(super) fn handle_request_vote(&mut self, from: usize, m: RequestVote) {
         let granted = m.term == self.term

@@ -97,7 +97,9 @@ macro_rules! ensure {
         if !$cond {
             return Err($crate::core::invariants::Violation {
                 invariant: $invariant,
-                values: vec![$((stringify!($name), $crate::core::invariants::Value::value($value))),*],
+                values: vec![
+                    $((stringify!($name), $crate::core::invariants::Value::value($value))),*
+                ],
             });
         }
     };
@@ -153,6 +155,33 @@ impl<H: Hooks> Core<H> {
         {
             panic!("{broken}");
         }
+    }
+
+    /// Panics unless `peer` is another node of the cluster: a message to or about this node
+    /// itself, or an unknown one, is a bug in the core.
+    #[track_caller]
+    pub(super) fn assert_peer(&self, peer: usize) {
+        assert!(
+            peer < self.peers && peer != self.id,
+            "node {} term {}: {} is not another node of {}",
+            self.id,
+            self.term,
+            peer,
+            self.peers
+        );
+    }
+
+    /// Panics unless this node plays `role`: a handler reached from the wrong role's dispatch.
+    #[track_caller]
+    pub(super) fn assert_role(&self, role: Role) {
+        assert!(
+            self.role == role,
+            "node {} term {}: a {:?} handler run as {:?}",
+            self.id,
+            self.term,
+            role,
+            self.role
+        );
     }
 
     fn broken(&self, peer: Option<usize>, violation: Violation) -> InvariantError {

@@ -39,6 +39,7 @@
 
 mod bugs;
 mod election;
+mod inflights;
 mod invariants;
 mod log;
 mod message;
@@ -56,6 +57,7 @@ use quorum::{Majority, NodeSet, VoteTally};
 use smallvec::SmallVec;
 
 pub use bugs::{Bug, Hooks, NoBugs};
+pub use inflights::Inflights;
 pub use invariants::InvariantError;
 pub use log::{Entry, Log};
 pub use message::{
@@ -63,7 +65,7 @@ pub use message::{
     RequestVoteReply, TimeoutNow,
 };
 pub use persist::{Persist, RecoveredStateError, check_recovered_state};
-pub use progress::{Inflights, Progress, ProgressState, SnapshotTransfer};
+pub use progress::{Progress, ProgressState, SnapshotTransfer};
 use reads::{PendingRead, Transfer};
 pub use reads::{ReadOutcome, TransferError};
 pub use replication::{Backtrack, MAX_BUFFER_CAPACITY};
@@ -233,9 +235,9 @@ pub struct Core<H: Hooks = NoBugs> {
     pre_voting: bool,
     /// When this node last heard from `leader` (an AppendEntries or InstallSnapshot of `term`);
     /// until it has, when the core was created or restored. Never decreases. With CheckQuorum
-    /// the node ignores RequestVote until `election_timeout_min` after it (`sticky`):
-    /// the start counts because the node may have answered a leader's heartbeat just before it
-    /// restarted, and that leader's lease counts on it.
+    /// the node ignores RequestVote until `election_timeout_min` after it
+    /// (`ignores_request_vote`): the start counts because the node may have answered a
+    /// leader's heartbeat just before it restarted, and that leader's lease counts on it.
     leader_contact: Nanos,
     /// Leader with CheckQuorum: the nodes heard from since the last quorum check; this node is
     /// always in it.
@@ -457,17 +459,7 @@ impl<H: Hooks> Core<H> {
         core
     }
 
-    /// The hooks this core follows.
-    pub fn hooks(&self) -> &H {
-        &self.hooks
-    }
-
-    /// The hooks this core follows, to switch bugs on or off if they allow it.
-    pub fn hooks_mut(&mut self) -> &mut H {
-        &mut self.hooks
-    }
-
-    // ---- state read by the driver -------------------------------------------------------------
+    // ---- state read by the driver ---------------------------------------------------------------
 
     /// This node's id.
     pub fn id(&self) -> usize {
@@ -570,7 +562,7 @@ impl<H: Hooks> Core<H> {
         self.debug_check_invariants();
     }
 
-    // ---- inputs ----------------------------------------------------------------------------------
+    // ---- inputs ---------------------------------------------------------------------------------
 
     /// Advances time: starts an election (or, with [`CoreConfig::pre_vote`], a pre-vote round)
     /// if the election timeout passed; if this node leads, steps down if CheckQuorum finds it
@@ -642,29 +634,13 @@ impl<H: Hooks> Core<H> {
             );
             return false;
         }
-        if self.config.check_quorum
-            && matches!(msg, Message::RequestVote(m) if !m.transfer)
-            && self.sticky()
-        {
-            // Leader stickiness: this node's leader is alive, so a candidate is either cut off
-            // from it or impatient. Neither grant nor adopt its term (see `election.rs`).
-            // Likewise just after a restart: the leader may still count on this node's last
-            // answer for its lease.
-            tracing::trace!(
-                node = self.id,
-                term = self.term,
-                from,
-                "ignoring a RequestVote: the leader is alive"
-            );
-            return false;
-        }
-        true
+        !self.ignores_request_vote(from, msg)
     }
 
-    /// A leader answers requests (of a later term it has stepped down already; of its own term
-    /// only from a candidate or pre-candidate, which it refuses) and takes replies to its
-    /// AppendEntries and snapshot chunks. Vote replies come after it won; TimeoutNow is for a
-    /// follower.
+    /// A leader takes replies to its AppendEntries and snapshot chunks, and answers requests:
+    /// of its own term only a (pre-)candidate's, which it refuses, and any of an earlier term
+    /// (one of a later term has made it a follower already). Vote replies come after it won;
+    /// TimeoutNow is for a follower.
     fn step_leader(&mut self, from: usize, msg: Message) {
         match msg {
             Message::AppendEntriesReply(m) => self.handle_append_reply(from, m),
@@ -709,33 +685,6 @@ impl<H: Hooks> Core<H> {
             | Message::AppendEntriesReply(_)
             | Message::InstallSnapshotReply(_) => {}
         }
-    }
-
-    /// Panics unless `peer` is another node of the cluster: a message to or about this node
-    /// itself, or an unknown one, is a bug in the core.
-    #[track_caller]
-    pub(super) fn assert_peer(&self, peer: usize) {
-        assert!(
-            peer < self.peers && peer != self.id,
-            "node {} term {}: {} is not another node of {}",
-            self.id,
-            self.term,
-            peer,
-            self.peers
-        );
-    }
-
-    /// Panics unless this node plays `role`: a handler reached from the wrong role's dispatch.
-    #[track_caller]
-    pub(super) fn assert_role(&self, role: Role) {
-        assert!(
-            self.role == role,
-            "node {} term {}: a {:?} handler run as {:?}",
-            self.id,
-            self.term,
-            role,
-            self.role
-        );
     }
 
     /// Every node but this one. Borrows nothing, so loops over it may change `self`.

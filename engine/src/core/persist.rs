@@ -15,6 +15,15 @@
 //! Writes are numbered (generations) and must be reported durable in the order they were taken,
 //! but the driver may take the next before the previous one is durable (a pipelined writer).
 //! The deterministic simulator does; the node thread writes each one before stepping again.
+//!
+//! # Invariants
+//!
+//! - `durable_gen <= taken_gen`, and the writes under way are generations
+//!   `durable_gen + 1 ..= taken_gen`, in order.
+//! - A held message waits for a generation above `durable_gen`; generations never decrease
+//!   along the queue, so releasing a prefix releases messages in the order they were made.
+//! - `durable_index <= last index`: a truncation lowers it, and what the writes under way will
+//!   make durable, at once.
 
 use super::{Core, HardState, Hooks, Message, Recovered, Role, Update};
 
@@ -95,7 +104,8 @@ impl std::fmt::Display for RecoveredStateError {
                 snapshot_term,
             } => write!(
                 f,
-                "the term of its log goes down after its snapshot ({first_term} after {snapshot_term})"
+                "the term of its log goes down after its snapshot \
+                 ({first_term} after {snapshot_term})"
             ),
             Self::VoteOutsideCluster { voted_for, peers } => write!(
                 f,

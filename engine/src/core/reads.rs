@@ -24,6 +24,15 @@
 //! stickiness. Because that election ignores leases, the leader gives up its lease for the rest
 //! of its term when it starts a transfer. If the target is not leader within
 //! `election_timeout_min`, the leader abandons the transfer and takes proposals again.
+//!
+//! # Invariants
+//!
+//! - A read is confirmed only with the answers of a majority, the leader included, to a round
+//!   that started after the read was registered, and with a read index at or past an entry of
+//!   the leader's term (before that, its commit index may lag what earlier leaders committed).
+//! - Pending reads wait in the order of their rounds, and no round is answered before it starts.
+//! - Only a leader holds pending reads or transfers leadership; on stepping down it refuses its
+//!   pending reads. A leader that started a transfer has no lease for the rest of its term.
 
 use super::{Bug, Hooks};
 use super::{Core, Message, Nanos, ProgressState, Role, TimeoutNow};
@@ -245,8 +254,6 @@ impl<H: Hooks> Core<H> {
     pub fn transfer_target(&self) -> Option<usize> {
         self.transfer.map(|t| t.target)
     }
-
-    // ---- reads and leadership transfer ------------------------------------------------------
 
     /// Whether the commit index has reached an entry of this node's term.
     pub(super) fn committed_in_term(&self) -> bool {

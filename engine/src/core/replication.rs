@@ -18,6 +18,15 @@
 //! ([`Core::give_entry_buffer`]) before it allocates a new one. The driver moves buffers from
 //! the cores that collect them to the cores that spend them; what a buffer holds never depends
 //! on where it came from, so recycling changes no output of the core.
+//!
+//! # Invariants
+//!
+//! - For each follower, `match_index < next_index <= last index + 1` (see [`Progress`]).
+//! - A leader commits an index only when a majority holds it and it is of the leader's term
+//!   (Figure 8, §5.4.2); the commit index never decreases nor passes the last index.
+//! - A leader never truncates or overwrites its own log. A follower truncates only at a real
+//!   conflict, never a committed entry, and commits no further than the last index the
+//!   AppendEntries vouched for (the least of its last new entry and `leader_commit`).
 
 use super::Nanos;
 use super::{AppendEntries, AppendEntriesReply, Core, Entry, Message, ProgressState, Role};
@@ -119,7 +128,7 @@ impl<H: Hooks> Core<H> {
         (first, last)
     }
 
-    // ---- replication: follower side --------------------------------------------------------------
+    // ---- replication: follower side -------------------------------------------------------------
 
     pub(super) fn handle_append_entries(&mut self, from: usize, m: AppendEntries) {
         if m.term < self.term {
@@ -300,7 +309,7 @@ impl<H: Hooks> Core<H> {
         self.commit_index = index;
     }
 
-    // ---- replication: leader side ----------------------------------------------------------------
+    // ---- replication: leader side ---------------------------------------------------------------
 
     pub(super) fn handle_append_reply(&mut self, from: usize, m: AppendEntriesReply) {
         if m.term != self.term {

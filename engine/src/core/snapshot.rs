@@ -10,6 +10,16 @@
 //! before the follower says it installed it, and handed to the service
 //! ([`Core::snapshot_to_apply`]) before any later entry is applied, so applied indices never go
 //! back.
+//!
+//! # Invariants
+//!
+//! - Whenever the log's offset is above 0 the snapshot is present, ends at the offset, and
+//!   has the term the log holds there.
+//! - A snapshot holds only committed entries: `offset <= commit_index`. One taken here holds
+//!   only applied entries; until one installed from a leader is given to the service, no entry
+//!   is applied, and `last_applied` is not past it.
+//! - Chunks of one leader's snapshot never mix with another's: two services may serialize the
+//!   same state differently.
 
 #[cfg(doc)]
 use super::CoreConfig;

@@ -452,7 +452,8 @@ fn lower_term_messages_are_rejected_or_ignored() {
     assert_eq!(candidate.role(), Role::Candidate, "old grant ignored");
     assert!(quiet(&mut candidate));
 
-    // A leader of term 4 ignores AppendEntriesReply of term 3 (see also `replies_from_an_older_term_are_ignored`).
+    // A leader of term 4 ignores AppendEntriesReply of term 3 (see also
+    // `replies_from_an_older_term_are_ignored`).
     let mut leader = new_core(0, 3);
     elect(&mut leader, 4);
     leader.step(0, 1, reject(3, 0, 0, 1));
