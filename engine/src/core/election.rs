@@ -159,7 +159,7 @@ impl<H: Hooks> Core<H> {
         }
     }
 
-    pub(super) fn become_leader(&mut self) {
+    fn become_leader(&mut self) {
         self.assert_role(Role::Candidate);
         assert!(
             self.quorum.vote_result(&self.votes) == VoteResult::Won,
@@ -249,7 +249,7 @@ impl<H: Hooks> Core<H> {
     /// Whether this node leads, or heard from the leader of its term within the minimum election
     /// timeout: then no election is needed, and it refuses pre-votes (and, with CheckQuorum,
     /// ignores RequestVote).
-    pub(super) fn hears_from_leader(&self) -> bool {
+    fn hears_from_leader(&self) -> bool {
         match self.role {
             Role::Leader => true,
             Role::Candidate => false,
@@ -369,7 +369,7 @@ impl<H: Hooks> Core<H> {
     /// with a fresh random timeout, it gives the nodes that refused it (their logs are more up
     /// to date, they voted for a rival, or they hear from a leader) a whole timeout to elect one
     /// of their own before it tries again. Its role also stops claiming an election it lost.
-    pub(super) fn step_back_after_losing(&mut self) {
+    fn step_back_after_losing(&mut self) {
         assert!(
             (self.role == Role::Candidate || self.pre_voting)
                 && self.quorum.vote_result(&self.votes) == VoteResult::Lost,

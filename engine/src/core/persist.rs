@@ -292,7 +292,7 @@ impl<H: Hooks> Core<H> {
     }
 
     /// Whether anything changed since the last [`Core::take_persist`].
-    pub(super) fn is_dirty(&self) -> bool {
+    fn is_dirty(&self) -> bool {
         self.hard_state_dirty || self.snapshot_dirty || self.log_dirty_from != u64::MAX
     }
 

@@ -260,7 +260,7 @@ impl<H: Hooks> Core<H> {
         self.log.term(self.commit_index) == Some(self.term)
     }
 
-    pub(super) fn refuse_reads<I: IntoIterator<Item = u64>>(&mut self, ids: I) {
+    fn refuse_reads<I: IntoIterator<Item = u64>>(&mut self, ids: I) {
         self.read_outcomes
             .extend(ids.into_iter().map(|id| ReadOutcome { id, index: None }));
     }
@@ -275,7 +275,7 @@ impl<H: Hooks> Core<H> {
     }
 
     /// The latest round a majority (this leader included) has answered.
-    pub(super) fn quorum_round(&self) -> u64 {
+    fn quorum_round(&self) -> u64 {
         let me = self.id;
         self.quorum.quorum_value(|id| {
             if id == me {
@@ -365,7 +365,7 @@ impl<H: Hooks> Core<H> {
     /// Probe state, at its match index, which it holds. Unlike the periodic heartbeat, it
     /// neither re-probes nor takes unacknowledged batches for lost: reads may start rounds
     /// microseconds apart. Followers receiving a snapshot answer the next chunk's round.
-    pub(super) fn start_read_round(&mut self) {
+    fn start_read_round(&mut self) {
         self.assert_role(Role::Leader);
         self.round += 1;
         if self.lease_round.is_none() {

@@ -170,14 +170,14 @@ impl<H: Hooks> Core<H> {
 
     /// The consistency check and append of Figure 2, receiver rules 2 to 5. Keeps the message's
     /// entry buffer for reuse.
-    pub(super) fn maybe_append(&mut self, mut m: AppendEntries) -> AppendEntriesReply {
+    fn maybe_append(&mut self, mut m: AppendEntries) -> AppendEntriesReply {
         let reply = self.check_and_append(&mut m);
         self.give_entry_buffer(m.entries);
         reply
     }
 
     /// [`Core::maybe_append`], leaving `m.entries` empty if they were appended.
-    pub(super) fn check_and_append(&mut self, m: &mut AppendEntries) -> AppendEntriesReply {
+    fn check_and_append(&mut self, m: &mut AppendEntries) -> AppendEntriesReply {
         let mut reply = self.rejection(m.prev_log_index);
         let offset = self.log.offset();
         if m.prev_log_index < offset {
@@ -263,7 +263,7 @@ impl<H: Hooks> Core<H> {
 
     /// Removes the log's entries from `from` on, noting that storage must drop them too and that
     /// they are no longer durable.
-    pub(super) fn truncate_log_from(&mut self, from: u64) {
+    fn truncate_log_from(&mut self, from: u64) {
         if from > self.log.last_index() {
             return;
         }
@@ -294,7 +294,7 @@ impl<H: Hooks> Core<H> {
         }
     }
 
-    pub(super) fn set_commit(&mut self, index: u64) {
+    fn set_commit(&mut self, index: u64) {
         if index <= self.commit_index {
             return;
         }
@@ -361,7 +361,7 @@ impl<H: Hooks> Core<H> {
     /// Example: the follower holds terms `[1 1 4 4 4]` and the leader `[1 1 5 5 5 5]`. A probe at
     /// prev 5 is rejected with (conflict_term 4, conflict_index 3); the leader holds no term 4,
     /// so the next probe is at prev 2, which matches.
-    pub(super) fn next_from_hint(&self, m: &AppendEntriesReply) -> u64 {
+    fn next_from_hint(&self, m: &AppendEntriesReply) -> u64 {
         // Conflict term 0: the follower's log is too short and ends at `conflict_index - 1`.
         // No leader holds term 0, so both ways resume there.
         if m.conflict_term == 0 || self.config.backtrack == Backtrack::FollowerTerm {
@@ -466,7 +466,7 @@ impl<H: Hooks> Core<H> {
         }
     }
 
-    pub(super) fn broadcast_append(&mut self) {
+    fn broadcast_append(&mut self) {
         for peer in self.others() {
             self.send_appends_to(peer);
         }
@@ -484,7 +484,7 @@ impl<H: Hooks> Core<H> {
 
     /// Sends one AppendEntries from `next_index`, with as many entries as the limits allow, or
     /// the next chunk of the snapshot if the follower needs entries compacted away.
-    pub(super) fn send_append(&mut self, peer: usize) {
+    fn send_append(&mut self, peer: usize) {
         self.assert_role(Role::Leader);
         self.assert_peer(peer);
         let next = self.progress[peer].next_index;
@@ -551,7 +551,7 @@ impl<H: Hooks> Core<H> {
     /// Queues an AppendEntries to `peer` carrying `entries` after `prev` (of term `prev_term`)
     /// and the commit index, and records what it lets the follower commit. Leaves `next_index`
     /// alone.
-    pub(super) fn push_append(
+    fn push_append(
         &mut self,
         peer: usize,
         prev: u64,
