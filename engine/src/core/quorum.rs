@@ -16,10 +16,10 @@
 //! one that holds every committed entry, and it refuses a candidate whose log lacks one (§5.4).
 //!
 //! Worked example, five voters whose match indices are `[9 7 7 5 2]`: three nodes (a majority)
-//! hold index 7, but only two hold 9, so 7 is the quorum value: sorted from the highest, the
-//! value at position `5 / 2`. With four voters, `[9 7 5 2]`, a majority is three and the quorum
-//! value 5: an even cluster needs one node more than half, so a 2–2 split decides nothing, and
-//! a 2–2 vote is lost.
+//! have reached index 7 but only one has reached 8, so 7 is the quorum value: sorted from the
+//! highest, the value at position `5 / 2`. With four voters, `[9 7 5 2]`, a majority is three
+//! and the quorum value 5: an even cluster needs one node more than half, so a 2–2 split
+//! decides nothing, and a 2–2 vote is lost.
 //!
 //! # Joint consensus
 //!

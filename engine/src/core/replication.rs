@@ -551,13 +551,7 @@ impl<H: Hooks> Core<H> {
     /// Queues an AppendEntries to `peer` carrying `entries` after `prev` (of term `prev_term`)
     /// and the commit index, and records what it lets the follower commit. Leaves `next_index`
     /// alone.
-    fn push_append(
-        &mut self,
-        peer: usize,
-        prev: u64,
-        prev_term: u64,
-        entries: Vec<Entry>,
-    ) {
+    fn push_append(&mut self, peer: usize, prev: u64, prev_term: u64, entries: Vec<Entry>) {
         self.assert_peer(peer);
         debug_assert!(
             prev_term <= self.term

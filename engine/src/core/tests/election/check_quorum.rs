@@ -109,15 +109,16 @@ fn production_settings_elect_a_leader_and_replicate() {
 fn with_check_quorum_a_restarted_node_ignores_request_vote_for_an_election_timeout() {
     // Its last answer before the restart may be what the leader's lease counts on.
     let et = CoreConfig::default().election_timeout_min;
-    for (check_quorum, at, answered) in [(true, et - 1, false), (true, et, true), (false, 0, true)]
-    {
+    // (check_quorum, when the RequestVote arrives, want it answered)
+    let cases = [(true, et - 1, false), (true, et, true), (false, 0, true)];
+    for (case, (check_quorum, at, answered)) in cases.into_iter().enumerate() {
         let mut core = Core::new(0, 3, config_with(false, check_quorum), 7, 0);
         core.step(at, 1, request_vote(1, 0, 0));
         persist(&mut core);
         assert_eq!(
             !drain(&mut core).is_empty(),
             answered,
-            "check_quorum {check_quorum}, at {at}"
+            "case {case}: check_quorum {check_quorum}, at {at}"
         );
     }
 }
