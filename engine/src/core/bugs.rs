@@ -1,9 +1,12 @@
 //! Deliberately broken variants of Raft rules, to prove that the deterministic simulator's
-//! checker catches them. Compiled only with the `bug-injection` feature, which only the test and
-//! example builds of the root package enable: normal and release builds contain none of this.
+//! checker catches them.
 //!
-//! A core runs correctly until [`Core::inject_bug`] switches one bug on. Each hook in the core is
-//! a short statement marked `#[cfg(feature = "bug-injection")]` next to the rule it breaks.
+//! A core is generic over its [`Hooks`], which say whether a [`Bug`] is switched on; each hook
+//! in the core is a short `if self.hooks.has(Bug::X)` next to the rule it breaks. The default,
+//! [`NoBugs`], answers `false` from an `#[inline(always)]` function, so in `Core<NoBugs>` (every
+//! core the runtime builds) each hook is a branch on the constant `false`, which the compiler
+//! removes: the code is the code without hooks. Nothing in the engine switches a bug on; the
+//! simulator's tests bring [`Hooks`] that do.
 
 use super::{Core, Message};
 
@@ -86,21 +89,39 @@ impl Bug {
     }
 }
 
-impl Core {
-    /// Makes this core misbehave as `bug` describes from now on (`None`: behave correctly).
-    pub fn inject_bug(&mut self, bug: Option<Bug>) {
-        self.bug = bug;
+/// Which deliberately broken rules a core follows (see the module docs).
+pub trait Hooks: Send + 'static {
+    /// Whether `bug` is switched on now.
+    fn has(&self, bug: Bug) -> bool;
+}
+
+/// The hooks of every real core: no bug, ever, at no cost.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoBugs;
+
+impl Hooks for NoBugs {
+    #[inline(always)]
+    fn has(&self, _bug: Bug) -> bool {
+        false
+    }
+}
+
+impl<H: Hooks> Core<H> {
+    /// The hooks this core follows.
+    pub fn hooks(&self) -> &H {
+        &self.hooks
     }
 
-    /// Whether `bug` is switched on.
-    pub(super) fn has_bug(&self, bug: Bug) -> bool {
-        self.bug == Some(bug)
+    /// The hooks this core follows, to switch bugs on or off if they allow it.
+    pub fn hooks_mut(&mut self) -> &mut H {
+        &mut self.hooks
     }
 
     /// With [`Bug::AcceptStaleReplies`], a reply of an older term gets this node's term; any
     /// other message, or any message without that bug, is returned as it is.
+    #[inline]
     pub(super) fn stale_reply_as_current(&self, mut msg: Message) -> Message {
-        if self.has_bug(Bug::AcceptStaleReplies) {
+        if self.hooks.has(Bug::AcceptStaleReplies) {
             match &mut msg {
                 Message::RequestVoteReply(m) => m.term = m.term.max(self.term),
                 Message::AppendEntriesReply(m) => m.term = m.term.max(self.term),
@@ -114,5 +135,23 @@ impl Core {
             }
         }
         msg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bugs_have_names_and_no_bugs_has_none() {
+        for (case, bug) in Bug::ALL.into_iter().enumerate() {
+            assert_eq!(
+                Bug::from_name(bug.name()),
+                Some(bug),
+                "case {case}: {bug:?}"
+            );
+            assert!(!NoBugs.has(bug), "case {case}: {bug:?} off");
+        }
+        assert_eq!(Bug::from_name("no-such-bug"), None);
     }
 }

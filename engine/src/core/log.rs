@@ -17,6 +17,8 @@
 
 use bytes::Bytes;
 
+use super::invariants::{Violation, ensure};
+
 pub use zeroraft_storage::Entry;
 
 /// The log: entries `offset + 1 ..= last_index`, behind a sentinel for `offset`.
@@ -164,6 +166,11 @@ impl Log {
     pub fn append(&mut self, entries: &mut Vec<Entry>, skip: usize) {
         if let Some(first) = entries.get(skip) {
             self.assert_may_follow(first.term);
+            debug_assert!(
+                entries[skip..].windows(2).all(|w| w[0].term <= w[1].term),
+                "appending entries whose terms decrease, after index {}",
+                self.last_index()
+            );
             self.bytes += command_bytes(&entries[skip..]);
             self.entries.extend(entries.drain(skip..));
         }
@@ -218,6 +225,50 @@ impl Log {
         if self.entries.capacity() > 4096 {
             self.entries.shrink_to(1024);
         }
+    }
+
+    /// The invariants that cost O(1): the sentinel holds no command, and the last term is not
+    /// below the sentinel's (a consequence of terms never decreasing, which
+    /// [`Log::check_entries`] checks whole).
+    pub(super) fn check_invariants(&self) -> Result<(), Violation> {
+        let sentinel = &self.entries[0];
+        ensure!(
+            sentinel.command.is_empty(),
+            "the log's sentinel holds no command",
+            offset = self.offset,
+            len = sentinel.command.len(),
+        );
+        ensure!(
+            self.last_term() >= sentinel.term,
+            "terms never decrease along the log",
+            offset = self.offset,
+            offset_term = sentinel.term,
+            last_index = self.last_index(),
+            last_term = self.last_term(),
+        );
+        Ok(())
+    }
+
+    /// The invariants that take a pass over the log: terms never decrease along it, and
+    /// `bytes` is the sum of the commands' lengths.
+    pub(super) fn check_entries(&self) -> Result<(), Violation> {
+        if let Some(i) = self.entries.windows(2).position(|w| w[1].term < w[0].term) {
+            ensure!(
+                false,
+                "terms never decrease along the log",
+                index = self.offset + i as u64 + 1,
+                term = self.entries[i + 1].term,
+                previous_term = self.entries[i].term,
+            );
+        }
+        let sum = command_bytes(&self.entries);
+        ensure!(
+            self.bytes == sum,
+            "the log's byte count is the sum of its commands' lengths",
+            bytes = self.bytes,
+            sum = sum,
+        );
+        Ok(())
     }
 
     /// Whether a log ending at (`last_index`, `last_term`) is at least as up to date as this one
@@ -416,5 +467,33 @@ mod tests {
             (8, 10, Some(2))
         );
         assert_eq!(log.entry(8).map(|e| &e.command[..]), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn the_invariant_checks_find_a_broken_log() {
+        let mut log = log_of(&[1, 2, 2]);
+        assert!(log.check_invariants().is_ok() && log.check_entries().is_ok());
+        log.entries[2].term = 0;
+        let broken = log.check_entries().expect_err("a term goes down");
+        assert_eq!(broken.invariant, "terms never decrease along the log");
+        assert_eq!(
+            broken.values,
+            [("index", 2), ("term", 0), ("previous_term", 1)]
+        );
+        log.entries[2].term = 2;
+        log.entries[0].term = 3;
+        assert!(
+            log.check_invariants().is_err(),
+            "the last term below the offset's"
+        );
+
+        let mut log = log_of(&[1]);
+        log.bytes += 1;
+        let broken = log.check_entries().expect_err("a wrong byte count");
+        assert_eq!(broken.values, [("bytes", 1), ("sum", 0)]);
+
+        let mut log = log_of(&[1]);
+        log.entries[0].command = Bytes::from_static(b"x");
+        assert!(log.check_invariants().is_err(), "a command in the sentinel");
     }
 }

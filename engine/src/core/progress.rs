@@ -1,7 +1,7 @@
 //! The leader's view of one follower: how far its log is known to match, where to send next, and
 //! how many AppendEntries are in flight to it.
 //!
-//! A follower is in one of two states:
+//! A follower is in one of three states:
 //!
 //! - **Probe**: the leader does not know where the follower's log diverges. It sends one
 //!   AppendEntries and waits for the answer (or the next heartbeat) before sending another.
@@ -15,9 +15,16 @@
 //!   snapshot in chunks, one at a time ([`SnapshotTransfer`]), and probes again from just after
 //!   it once the follower has installed it.
 //!
+//! Every change of state happens in a method here: the leader reports what happened (a message
+//! sent, an acknowledgement ([`Progress::on_ack`]), a rejection, a heartbeat, a snapshot
+//! reply) and the [`Progress`] moves itself, so the rules below hold whoever calls.
+//!
 //! Invariant: `match_index < next_index`. Neither moves backwards on a stale or duplicated
 //! reply: a success only raises `match_index`, and a rejection is believed only if it answers
 //! the probe currently outstanding (in Probe) or an index above `match_index` (in Replicate).
+
+use super::Inflights;
+use super::invariants::{Violation, ensure};
 
 /// Replication state of a follower, seen from the leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,75 +53,22 @@ pub struct SnapshotTransfer {
     pub sent: bool,
 }
 
-/// A fixed-capacity ring of the last indices of AppendEntries in flight to one follower.
-///
-/// Invariant: the indices in the ring increase from oldest to newest.
-#[derive(Clone, Debug)]
-pub struct Inflights {
-    ring: Box<[u64]>,
-    start: usize,
-    len: usize,
-}
-
-impl Inflights {
-    /// An empty ring with room for `capacity` messages (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            ring: vec![0; capacity.max(1)].into_boxed_slice(),
-            start: 0,
-            len: 0,
+impl SnapshotTransfer {
+    /// The next chunk to send, as `(offset, data, whether it ends the snapshot)`: at most
+    /// `max_chunk` bytes from where the follower's acknowledgements got to. Marks it outstanding;
+    /// `None` while a chunk is (until its answer moves the transfer, or a heartbeat resends it).
+    pub fn next_chunk(&mut self, max_chunk: usize) -> Option<(u64, bytes::Bytes, bool)> {
+        if self.sent {
+            return None;
         }
-    }
-
-    /// Whether no more messages may be sent.
-    pub fn full(&self) -> bool {
-        self.len == self.ring.len()
-    }
-
-    /// Number of messages in flight.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Records a message whose last entry is `last_index`.
-    ///
-    /// # Panics
-    ///
-    /// If the ring is full or `last_index` does not exceed the newest recorded index.
-    pub fn add(&mut self, last_index: u64) {
-        assert!(
-            !self.full(),
-            "in-flight window overflow at index {last_index}"
-        );
-        if self.len > 0 {
-            let newest = self.ring[(self.start + self.len - 1) % self.ring.len()];
-            assert!(
-                last_index > newest,
-                "in-flight index {last_index} after {newest}"
-            );
-        }
-        let slot = (self.start + self.len) % self.ring.len();
-        self.ring[slot] = last_index;
-        self.len += 1;
-    }
-
-    /// Forgets every message whose last index is at most `index` (they are acknowledged).
-    pub fn free_to(&mut self, index: u64) {
-        while self.len > 0 && self.ring[self.start] <= index {
-            self.start = (self.start + 1) % self.ring.len();
-            self.len -= 1;
-        }
-    }
-
-    /// Forgets everything.
-    pub fn reset(&mut self) {
-        self.start = 0;
-        self.len = 0;
+        let len = self.data.len() as u64;
+        let end = len.min(self.offset + max_chunk as u64);
+        self.sent = true;
+        Some((
+            self.offset,
+            self.data.slice(self.offset as usize..end as usize),
+            end == len,
+        ))
     }
 }
 
@@ -287,6 +241,128 @@ impl Progress {
         advanced
     }
 
+    /// Applies a success reply saying the follower matches up to `index`, and moves to the
+    /// state that follows: a probe answered at `next_index - 1` switches to Replicate (streaming
+    /// from there); a follower being sent a snapshot that turns out to hold the snapshot's last
+    /// index (an AppendEntries sent before the transfer began got there) goes back to probing,
+    /// and the transfer is dropped. Returns whether `match_index` advanced; a stale or
+    /// duplicated reply moves nothing backwards (see [`Progress::maybe_update`]).
+    pub fn on_ack(&mut self, index: u64) -> bool {
+        let advanced = self.maybe_update(index);
+        if self.state == ProgressState::Probe && self.match_index + 1 >= self.next_index {
+            self.become_replicate();
+        }
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|t| self.match_index >= t.index)
+        {
+            self.become_probe();
+        }
+        advanced
+    }
+
+    /// Notes that the follower answered heartbeat round `round`. Returns whether that is a
+    /// later round than it had answered; an earlier one changes nothing.
+    pub fn maybe_ack_round(&mut self, round: u64) -> bool {
+        let later = round > self.acked_round;
+        if later {
+            self.acked_round = round;
+        }
+        later
+    }
+
+    /// At a heartbeat, in Probe or Snapshot: lets the outstanding probe or snapshot chunk be
+    /// sent again, since it or its answer may have been lost. Replicate is left alone: its lost
+    /// batches are found by [`Progress::lost_at_heartbeat`].
+    pub fn retry_at_heartbeat(&mut self) {
+        match self.state {
+            ProgressState::Probe => self.probe_sent = false,
+            ProgressState::Snapshot => {
+                if let Some(transfer) = self.snapshot.as_mut() {
+                    transfer.sent = false;
+                }
+            }
+            ProgressState::Replicate => {}
+        }
+    }
+
+    /// Records that an AppendEntries told the follower it may commit up to `index` (the least
+    /// of the leader's commit index and the last index the message vouches for). Never lowers
+    /// [`Progress::commit_sent`].
+    pub fn note_commit_sent(&mut self, index: u64) {
+        self.commit_sent = self.commit_sent.max(index);
+    }
+
+    /// Checks this record against the leader's log (which ends at `last_index`), commit index
+    /// and heartbeat round, in time proportional to the in-flight window: `match_index <
+    /// next_index <= last_index + 1`; nothing told or answered that the leader has not reached;
+    /// in Replicate, no probe outstanding and the batches in flight between `match_index` and
+    /// `next_index`, their last indices increasing; in Probe and Snapshot, nothing in flight;
+    /// a snapshot transfer exactly in Snapshot, its offset within its data.
+    pub(super) fn check_invariants(
+        &self,
+        last_index: u64,
+        commit_index: u64,
+        round: u64,
+    ) -> Result<(), Violation> {
+        ensure!(
+            self.match_index < self.next_index && self.next_index <= last_index + 1,
+            "match_index < next_index <= last index + 1",
+            match_index = self.match_index,
+            next_index = self.next_index,
+            last_index = last_index,
+        );
+        ensure!(
+            self.commit_sent <= commit_index && self.acked_round <= round,
+            "a follower was told no more than committed and answered no round not yet started",
+            commit_sent = self.commit_sent,
+            commit_index = commit_index,
+            acked_round = self.acked_round,
+            round = round,
+        );
+        ensure!(
+            (self.state == ProgressState::Snapshot) == self.snapshot.is_some(),
+            "a snapshot transfer exactly in Snapshot state",
+            snapshot_state = self.state == ProgressState::Snapshot,
+            transfer = self.snapshot.is_some(),
+        );
+        if let Some(t) = &self.snapshot {
+            ensure!(
+                t.offset <= t.data.len() as u64,
+                "a snapshot transfer's offset <= its data's length",
+                offset = t.offset,
+                len = t.data.len(),
+            );
+        }
+        if self.state != ProgressState::Replicate {
+            ensure!(
+                self.inflights.is_empty(),
+                "nothing in flight outside Replicate",
+                inflight = self.inflights.len(),
+            );
+            return Ok(());
+        }
+        ensure!(
+            !self.probe_sent,
+            "no probe outstanding in Replicate",
+            probe_sent = self.probe_sent,
+        );
+        let mut previous = self.match_index;
+        for last in self.inflights.iter() {
+            ensure!(
+                previous < last && last < self.next_index,
+                "batches in flight end after match_index, increasing, before next_index",
+                last = last,
+                previous = previous,
+                match_index = self.match_index,
+                next_index = self.next_index,
+            );
+            previous = last;
+        }
+        Ok(())
+    }
+
     /// Applies a rejection of the AppendEntries whose previous index was `rejected`, stepping
     /// `next_index` back to `hint` (the leader's reading of the follower's conflict hint).
     /// Returns false, changing nothing, when the rejection is stale: in Replicate, it concerns an
@@ -313,22 +389,6 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn inflights_ring() {
-        let mut inf = Inflights::new(3);
-        inf.add(5);
-        inf.add(9);
-        inf.add(12);
-        assert!(inf.full());
-        inf.free_to(8);
-        assert_eq!(inf.len(), 2);
-        inf.add(20);
-        inf.free_to(4);
-        assert_eq!(inf.len(), 3, "freeing below the oldest frees nothing");
-        inf.free_to(20);
-        assert!(inf.is_empty());
-    }
 
     #[test]
     fn stale_success_never_moves_backwards() {
@@ -424,5 +484,139 @@ mod tests {
         assert_eq!(pr.next_index, 7);
         pr.maybe_update(3);
         assert!(!pr.is_paused());
+    }
+
+    /// A follower in `state` with `match_index` and `next_index` as given, its probe outstanding
+    /// in Probe; in Snapshot, being sent a snapshot up to index 8; in Replicate, streaming from
+    /// just after `match_index` with batches ending at 5 and 9 in flight (so `next_index` 10).
+    fn progress_in(state: ProgressState, match_index: u64, next_index: u64) -> Progress {
+        let mut pr = Progress::new(next_index, 4);
+        pr.match_index = match_index;
+        match state {
+            ProgressState::Probe => pr.sent(next_index - 1, true),
+            ProgressState::Replicate => {
+                pr.become_replicate();
+                pr.sent(5, true);
+                pr.sent(9, true);
+            }
+            ProgressState::Snapshot => {
+                pr.become_snapshot(8, 2, bytes::Bytes::from_static(b"snapshot"))
+            }
+        }
+        pr
+    }
+
+    #[test]
+    fn acks_move_a_probe_to_replicate_and_leave_a_snapshot_made_needless() {
+        use ProgressState::{Probe, Replicate, Snapshot};
+        // (state, match, next, ack index, want advanced, want state, want match, want next)
+        let cases = [
+            (Probe, 0, 5, 4, true, Replicate, 4, 5), // the probe matched: stream from 5
+            (Probe, 0, 5, 2, true, Probe, 2, 5),     // an earlier probe's answer: keep probing
+            (Probe, 4, 5, 4, false, Replicate, 4, 5), // a duplicate of the probe's answer
+            (Replicate, 3, 10, 5, true, Replicate, 5, 10),
+            (Replicate, 3, 10, 2, false, Replicate, 3, 10), // stale
+            (Replicate, 3, 10, 9, true, Replicate, 9, 10),
+            (Snapshot, 3, 4, 5, true, Snapshot, 5, 6), // not yet past the snapshot
+            (Snapshot, 3, 4, 8, true, Probe, 8, 9),    // holds the snapshot's last entry
+            (Snapshot, 3, 4, 12, true, Probe, 12, 13),
+        ];
+        for (case, (state, m, next, index, advanced, want_state, want_match, want_next)) in
+            cases.into_iter().enumerate()
+        {
+            let mut pr = progress_in(state, m, next);
+            assert_eq!(pr.state, state, "case {case}: set up");
+            assert_eq!(pr.on_ack(index), advanced, "case {case}: advanced");
+            assert_eq!(pr.state, want_state, "case {case}: state");
+            assert_eq!(
+                (pr.match_index, pr.next_index),
+                (want_match, want_next),
+                "case {case}: match and next"
+            );
+            assert!(pr.match_index < pr.next_index, "case {case}: match < next");
+            assert_eq!(
+                pr.snapshot.is_some(),
+                want_state == Snapshot,
+                "case {case}: a transfer only in Snapshot"
+            );
+            if want_state != Replicate {
+                assert!(pr.inflights.is_empty(), "case {case}: nothing in flight");
+            }
+        }
+        let mut pr = progress_in(Replicate, 3, 10);
+        pr.on_ack(5);
+        assert_eq!(
+            pr.inflights.len(),
+            1,
+            "the batch ending at 5 is acknowledged"
+        );
+    }
+
+    #[test]
+    fn rounds_and_commit_notices_only_go_up() {
+        let mut pr = Progress::new(1, 4);
+        // (round answered, want later, want acked_round)
+        let rounds = [(3, true, 3), (2, false, 3), (3, false, 3), (7, true, 7)];
+        for (case, (round, later, want)) in rounds.into_iter().enumerate() {
+            assert_eq!(pr.maybe_ack_round(round), later, "case {case}: later");
+            assert_eq!(pr.acked_round, want, "case {case}: acked_round");
+        }
+        for (case, (index, want)) in [(4, 4), (2, 4), (9, 9)].into_iter().enumerate() {
+            pr.note_commit_sent(index);
+            assert_eq!(
+                pr.commit_sent, want,
+                "case {case}: commit_sent after {index}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_retries_what_is_outstanding_in_probe_and_snapshot_only() {
+        use ProgressState::{Probe, Replicate, Snapshot};
+        // (state, sent before the heartbeat, want paused after it)
+        let cases = [
+            (Probe, true, false),
+            (Snapshot, true, false),
+            (Replicate, true, true),
+        ];
+        for (case, (state, sent, paused)) in cases.into_iter().enumerate() {
+            let mut pr = progress_in(state, 3, 4);
+            if state == Snapshot && sent {
+                pr.snapshot.as_mut().expect("a transfer").next_chunk(4);
+            }
+            if state == Replicate {
+                pr.sent(11, true);
+                pr.sent(12, true); // the window of 4 is full
+            }
+            assert!(pr.is_paused(), "case {case}: paused before the heartbeat");
+            pr.retry_at_heartbeat();
+            assert_eq!(pr.is_paused(), paused, "case {case}: paused after it");
+        }
+    }
+
+    #[test]
+    fn snapshot_chunks_go_one_at_a_time() {
+        let mut pr = Progress::new(1, 4);
+        pr.become_snapshot(8, 2, bytes::Bytes::from_static(b"0123456789"));
+        let transfer = pr.snapshot.as_mut().expect("a transfer");
+        let chunk = |c: Option<(u64, bytes::Bytes, bool)>| c.map(|(o, d, done)| (o, d.len(), done));
+        assert_eq!(chunk(transfer.next_chunk(4)), Some((0, 4, false)));
+        assert_eq!(chunk(transfer.next_chunk(4)), None, "one outstanding");
+        assert!(
+            !pr.snapshot_reply(8, 0, false),
+            "an answer that moves nothing"
+        );
+        assert!(pr.is_paused(), "still outstanding");
+        assert!(!pr.snapshot_reply(8, 4, false));
+        let transfer = pr.snapshot.as_mut().expect("a transfer");
+        assert_eq!(chunk(transfer.next_chunk(4)), Some((4, 4, false)));
+        assert!(!pr.snapshot_reply(8, 8, false));
+        let transfer = pr.snapshot.as_mut().expect("a transfer");
+        assert_eq!(chunk(transfer.next_chunk(4)), Some((8, 2, true)));
+        assert!(pr.snapshot_reply(8, 10, true), "installed");
+        assert_eq!(
+            (pr.state, pr.match_index, pr.next_index),
+            (ProgressState::Probe, 8, 9)
+        );
     }
 }

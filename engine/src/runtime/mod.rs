@@ -302,8 +302,8 @@ impl Raft {
             .into());
         }
         let recovered = storage.recover()?;
-        if let Some(problem) = crate::core::recovered_state_problem(peers, &recovered) {
-            return Err(BuildError::Inconsistent(problem));
+        if let Err(problem) = crate::core::check_recovered_state(peers, &recovered) {
+            return Err(BuildError::Inconsistent(problem.to_string()));
         }
         let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
         let seed = seed ^ (me as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
