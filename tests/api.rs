@@ -660,13 +660,11 @@ fn a_blocked_leader_pushes_back_on_start() {
             "a blocked leader accepted a million commands"
         );
     };
+    // The refusal is the bound: `start` claims an index at most 1000 beyond the last one the
+    // node appended. (The published status cannot show that last index: the node's thread
+    // blocked in apply before publishing the batch it had just appended.)
     assert_eq!(refused, StartError::Busy { limit: 1000 });
     assert!(refused.to_string().contains("1000 commands"), "{refused}");
-    let appended = raft.status().last_log_index;
-    assert!(
-        accepted <= appended + 1000,
-        "{accepted} accepted, {appended} appended: more than 1000 queued"
-    );
     let (index, _, ok) = raft.start(cmd(0));
     assert_eq!((index, ok), (0, false), "start reports a refusal");
     assert!(raft.get_state().1, "the node still leads");

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use zeroraft_harness::scale;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use zeroraft::transport::{MAX_INBOX_CAPACITY, MAX_NODES};
 use zeroraft::{Compaction, Config, Network, NetworkConfig, Raft, StartError};
+use zeroraft_harness::scale;
 
 /// Serializes the properties: each reads the process's resident memory.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());

@@ -39,6 +39,7 @@
 
 mod codec;
 pub mod core;
+pub mod driver;
 mod failure;
 mod runtime;
 mod sync;
@@ -50,7 +51,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-pub use crate::core::{Message, ProgressState, Role};
+pub use crate::core::{Message, ProgressState, RecoveredStateError, Role};
 
 pub use codec::WIRE_VERSION;
 pub use failure::{NodeFailure, RestoreError};
@@ -470,10 +471,10 @@ pub enum BuildError {
     Config(ConfigError),
     /// The storage could not be read back.
     Storage(StorageError),
-    /// The storage holds a state no node of this cluster can have written; the text says why.
-    Inconsistent(String),
-    /// The node's thread could not be started.
-    Thread(String),
+    /// The storage holds a state no node of this cluster can have written.
+    Inconsistent(RecoveredStateError),
+    /// The node's thread (or its storage writer's) could not be started.
+    Thread(std::io::Error),
 }
 
 impl BuildError {
@@ -518,7 +519,8 @@ impl std::error::Error for BuildError {
         match self {
             Self::Config(e) => Some(e),
             Self::Storage(e) => Some(e),
-            Self::Inconsistent(_) | Self::Thread(_) => None,
+            Self::Inconsistent(e) => Some(e),
+            Self::Thread(e) => Some(e),
         }
     }
 }

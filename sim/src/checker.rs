@@ -51,7 +51,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use zeroraft_engine::core::{Core, Entry, HardState, Message, Role};
+use zeroraft_engine::core::{Core, Entry, HardState, Hooks, Message, Role, Snapshot};
 
 /// A property of Raft that a run can violate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,6 +81,8 @@ pub enum Invariant {
     BoundedTraffic,
     /// A core's own assertion failed (it panicked).
     CoreAssertion,
+    /// A core's own invariants ([`Core::check_invariants`]), checked after every event.
+    CoreInvariant,
     /// Persist before you speak: when a node crashes, its durable state still holds every term
     /// it sent a message in, the last vote it granted (unless its durable term moved past it) and
     /// the entries it acknowledged (likewise); its durable vote never changes within a term, and
@@ -112,6 +114,7 @@ impl Invariant {
             Self::Convergence => "convergence after heal",
             Self::BoundedTraffic => "bounded traffic",
             Self::CoreAssertion => "core assertion",
+            Self::CoreInvariant => "core invariant",
             Self::Durability => "durability of what a node told others",
             Self::CheckQuorum => "check quorum: a cut-off leader steps down",
             Self::ReadFreshness => "read freshness: a read sees every earlier commit",
@@ -341,7 +344,7 @@ impl Checker {
 
     /// Node `i` restarted as `core`, from its durable state: checks that it resumes with the
     /// durable term and vote, and takes its term as the new shadow's.
-    pub fn restart(&mut self, i: usize, core: &Core) -> Result<(), Failure> {
+    pub fn restart<H: Hooks>(&mut self, i: usize, core: &Core<H>) -> Result<(), Failure> {
         let durable = self.durable[i];
         if core.term() < durable.term {
             return fail(
@@ -380,10 +383,10 @@ impl Checker {
 
     /// Checks node `i` after an event that may have written its log entries `written` (an
     /// inclusive range), then applies what it committed, checking that too.
-    pub fn observe(
+    pub fn observe<H: Hooks>(
         &mut self,
         i: usize,
-        core: &mut Core,
+        core: &Core<H>,
         written: Option<(u64, u64)>,
     ) -> Result<(), Failure> {
         let term = core.term();
@@ -430,7 +433,6 @@ impl Checker {
             self.check_entries(i, core, from, to.min(last))?;
         }
         self.check_commit(i, core, prev_commit, commit)?;
-        self.apply(i, core)?;
         if core.role() == Role::Leader {
             self.check_leader(i, core)?;
         } else {
@@ -443,7 +445,13 @@ impl Checker {
     }
 
     /// Records or compares entries `from..=to` of node `i`'s log in the entry ledger.
-    fn check_entries(&mut self, i: usize, core: &Core, from: u64, to: u64) -> Result<(), Failure> {
+    fn check_entries<H: Hooks>(
+        &mut self,
+        i: usize,
+        core: &Core<H>,
+        from: u64,
+        to: u64,
+    ) -> Result<(), Failure> {
         let log = core.log();
         for index in from.max(log.first_index())..=to {
             let entry = log.entry(index).expect("index within the log");
@@ -472,7 +480,13 @@ impl Checker {
         Ok(())
     }
 
-    fn check_commit(&mut self, i: usize, core: &Core, from: u64, to: u64) -> Result<(), Failure> {
+    fn check_commit<H: Hooks>(
+        &mut self,
+        i: usize,
+        core: &Core<H>,
+        from: u64,
+        to: u64,
+    ) -> Result<(), Failure> {
         let observer_term = core.term();
         let offset = core.log().offset();
         for index in from + 1..=to {
@@ -520,10 +534,7 @@ impl Checker {
 
     /// Gives node `i`'s service the snapshot its core hands over, if there is one, checking
     /// it against the ledger.
-    fn install(&mut self, i: usize, core: &mut Core) -> Result<(), Failure> {
-        let Some(snapshot) = core.snapshot_to_apply() else {
-            return Ok(());
-        };
+    pub fn restore(&mut self, i: usize, snapshot: &Snapshot) -> Result<(), Failure> {
         let (index, term) = (snapshot.index, snapshot.term);
         let applied = self.nodes[i].applied;
         if index < applied {
@@ -562,29 +573,24 @@ impl Checker {
                 ),
             );
         }
-        core.snapshot_applied();
         let shadow = &mut self.nodes[i];
         shadow.applied = index;
         shadow.hash = expected;
-        if core.last_applied() != index {
-            return fail(
-                Invariant::StateMachineSafety,
-                vec![i],
-                format!(
-                    "node {i} gave its service the snapshot up to {index}, but its last applied \
-                     index is {}",
-                    core.last_applied()
-                ),
-            );
-        }
         Ok(())
     }
 
-    fn apply(&mut self, i: usize, core: &mut Core) -> Result<(), Failure> {
-        self.install(i, core)?;
-        let Some((from, to)) = core.apply_range() else {
-            return Ok(());
-        };
+    pub fn apply<H: Hooks>(
+        &mut self,
+        i: usize,
+        core: &Core<H>,
+        from: u64,
+        to: u64,
+    ) -> Result<(), Failure> {
+        // What node `i` applies must be in the ledger of commits first: a write that completed
+        // in this step may have let it (a leader) commit it.
+        let prev_commit = self.nodes[i].commit;
+        self.check_commit(i, core, prev_commit, core.commit_index())?;
+        self.nodes[i].commit = core.commit_index();
         let applied = self.nodes[i].applied;
         if from != applied + 1 {
             return fail(
@@ -611,14 +617,13 @@ impl Checker {
                 );
             }
         }
-        core.advance_applied(to);
         let shadow = &mut self.nodes[i];
         shadow.applied = to;
         shadow.hash = self.hashes[to as usize - 1];
         Ok(())
     }
 
-    fn check_leader(&mut self, i: usize, core: &Core) -> Result<(), Failure> {
+    fn check_leader<H: Hooks>(&mut self, i: usize, core: &Core<H>) -> Result<(), Failure> {
         let term = core.term();
         let log = core.log();
         let last = log.last_index();
@@ -731,7 +736,11 @@ impl Checker {
     ///
     /// `cores[j]` is `None` while node `j` is down: a down leader believes nothing any more,
     /// and a down follower is checked when it restarts.
-    pub fn check_match(&self, cores: &[Option<Core>], i: usize) -> Result<(), Failure> {
+    pub fn check_match<H: Hooks>(
+        &self,
+        cores: &[Option<Core<H>>],
+        i: usize,
+    ) -> Result<(), Failure> {
         let Some(core) = &cores[i] else {
             return Ok(());
         };
@@ -784,7 +793,7 @@ impl Checker {
     /// Checks every entry of every log against the ledgers: the whole-log check at the end of a
     /// run, which also catches a change an event made outside the entries it was expected to
     /// write.
-    pub fn check_all(&mut self, cores: &[Option<Core>]) -> Result<(), Failure> {
+    pub fn check_all<H: Hooks>(&mut self, cores: &[Option<Core<H>>]) -> Result<(), Failure> {
         for (i, core) in cores.iter().enumerate() {
             let Some(core) = core else {
                 continue;

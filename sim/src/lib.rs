@@ -68,8 +68,11 @@
 //! goes on as a panic. The first violation stops the run; the [`Violation`] names the seed, the
 //! invariant, the nodes and the last [`RECENT_EVENTS`] events.
 
+#[cfg(test)]
+mod bugs;
 mod checker;
 mod event;
+mod io;
 mod network;
 mod scenario;
 mod storage;
@@ -80,14 +83,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Once;
 
 use bytes::Bytes;
-use zeroraft_engine::core::{Core, CoreConfig, Message, Nanos, Role};
+use zeroraft_engine::core::{Core, CoreConfig, Hooks, Message, Nanos, NoBugs, Role};
+use zeroraft_engine::driver;
 
 pub use checker::Invariant;
 use checker::{Checker, Failure};
 use event::EventLog;
 pub use event::{DropReason, Event, EventKind, MsgSummary, RECENT_EVENTS};
+use io::SimIo;
+use network::Network;
 pub use network::Quality;
-use network::{Network, Sent};
 pub use scenario::{Crashes, Scenario, Snapshots};
 use storage::Disk;
 pub use storage::DiskLatency;
@@ -324,23 +329,25 @@ fn set_stepping(stepping: &mut Option<usize>, node: Option<usize>) {
 }
 
 /// Adjusts a core as it is built: every core at the start, every restarted one later.
-type Adjust = Box<dyn Fn(&mut Core) + Send>;
+type Adjust<H> = Box<dyn Fn(&mut Core<H>) + Send>;
 
-/// N cores with their disks, a network, clients and the checker, in virtual time.
-pub struct Simulation {
+/// N cores with their disks, a network, clients and the checker, in virtual time. The cores
+/// follow hooks of type `H` ([`Hooks`]): [`NoBugs`], as every node runs, unless the
+/// simulator's own tests switch a classic bug on to see the checker catch it.
+pub struct Simulation<H: Hooks + Default = NoBugs> {
     seed: u64,
     scenario: Scenario,
     rng: fastrand::Rng,
     now: Nanos,
     /// Each node's core, `None` while it is down.
-    cores: Vec<Option<Core>>,
+    cores: Vec<Option<Core<H>>>,
     /// Each node's storage. It outlives the node's crashes.
     disks: Vec<Disk>,
     /// When each down node restarts; `Nanos::MAX` for a node that is up.
     restart_at: Vec<Nanos>,
     /// The node to crash just after its next step that starts a write, if any.
     armed: Option<usize>,
-    adjust: Option<Adjust>,
+    adjust: Option<Adjust<H>>,
     /// (role, term, commit index) of each core when last looked at, for the trace.
     seen: Vec<(Role, u64, u64)>,
     net: Network,
@@ -391,6 +398,18 @@ impl Simulation {
     ///
     /// If `options.nodes` is outside [`MIN_NODES`]`..=`[`MAX_NODES`].
     pub fn new(seed: u64, options: &Options) -> Self {
+        Self::with_hooks(seed, options)
+    }
+}
+
+impl<H: Hooks + Default> Simulation<H> {
+    /// As [`Simulation::new`], with every core (restarted ones included) built with
+    /// `H::default()` hooks.
+    ///
+    /// # Panics
+    ///
+    /// As [`Simulation::new`].
+    pub fn with_hooks(seed: u64, options: &Options) -> Self {
         if let Some(n) = options.nodes {
             assert!(
                 (MIN_NODES..=MAX_NODES).contains(&n),
@@ -401,7 +420,11 @@ impl Simulation {
         let scenario = Scenario::draw(&mut rng, options);
         let n = scenario.nodes;
         let cores = (0..n)
-            .map(|i| Some(Core::new(i, n, scenario.core.clone(), rng.u64(..), 0)))
+            .map(|i| {
+                let seed = rng.u64(..);
+                let config = scenario.core.clone();
+                Some(Core::with_hooks(i, n, config, seed, 0, H::default()))
+            })
             .collect();
         let clients = (0..scenario.clients)
             .map(|_| Client {
@@ -461,7 +484,7 @@ impl Simulation {
 
     /// Applies `adjust` to every core now, and to every core a restart builds later (for
     /// example to inject a bug: a restarted node runs the same code). Replaces any earlier one.
-    pub fn adjust_cores(&mut self, adjust: impl Fn(&mut Core) + Send + 'static) {
+    pub fn adjust_cores(&mut self, adjust: impl Fn(&mut Core<H>) + Send + 'static) {
         for core in self.cores.iter_mut().flatten() {
             adjust(core);
         }
@@ -473,12 +496,12 @@ impl Simulation {
     /// # Panics
     ///
     /// If node `i` is down.
-    fn core(&self, i: usize) -> &Core {
+    fn core(&self, i: usize) -> &Core<H> {
         self.cores[i].as_ref().expect("the node is up")
     }
 
     /// See [`Simulation::core`].
-    fn core_mut(&mut self, i: usize) -> &mut Core {
+    fn core_mut(&mut self, i: usize) -> &mut Core<H> {
         self.cores[i].as_mut().expect("the node is up")
     }
 
@@ -567,7 +590,7 @@ impl Simulation {
                     self.log.push(at, EventKind::Timer { node: i });
                     set_stepping(&mut self.stepping, Some(i));
                     self.core_mut(i).tick(at);
-                    self.after_step(i, None)
+                    self.after_step(i, None, None)
                 }
                 Next::Client(c) => self.client_propose(c),
             };
@@ -629,34 +652,43 @@ impl Simulation {
         (best.0.max(self.now), best.1)
     }
 
-    /// After node `i` took an input that may have written its entries `written`: starts the
-    /// write of what it changed, sends what it may send, notes role and commit changes in the
-    /// trace, and runs the checker.
-    fn after_step(&mut self, i: usize, written: Option<(u64, u64)>) -> Result<(), Failure> {
-        set_stepping(&mut self.stepping, None);
+    /// After node `i` took an input that may have written its entries `written` (or, for a
+    /// write that completed, with its generation in `completed`): drives the core through one
+    /// driver step ([`driver::advance`], as the node's thread does) with this node's [`SimIo`],
+    /// then notes role and commit changes in the trace and runs the checker.
+    fn after_step(
+        &mut self,
+        i: usize,
+        written: Option<(u64, u64)>,
+        completed: Option<u64>,
+    ) -> Result<(), Failure> {
         let now = self.now;
         let core = self.cores[i].as_mut().expect("the node is up");
-        let write = core.take_persist();
-        if let Some(write) = &write {
-            let update = core.update(write);
-            let disk = &self.scenario.disk;
-            self.disks[i].start(write.generation, &update, now, disk, &mut self.rng);
-        }
-        let durable = self.disks[i].hard_state();
-        for (to, msg) in core.take_messages() {
-            self.checker.sent(i, to, &msg, durable)?;
-            let summary = MsgSummary::of(&msg);
-            if let Sent::Dropped(reason) = self.net.send(&mut self.rng, now, i, to, msg) {
-                self.log.push(
-                    now,
-                    EventKind::Drop {
-                        from: i,
-                        to,
-                        msg: summary,
-                        reason,
-                    },
-                );
-            }
+        let offset = core.log().offset();
+        let mut io = SimIo {
+            i,
+            now,
+            term: core.term(),
+            role: core.role(),
+            completed,
+            wrote: false,
+            disk: &mut self.disks[i],
+            latency: &self.scenario.disk,
+            snapshots: self.scenario.snapshots,
+            rng: &mut self.rng,
+            net: &mut self.net,
+            checker: &mut self.checker,
+            log: &mut self.log,
+            reads: &mut self.reads,
+            read_counts: &mut self.read_counts,
+        };
+        set_stepping(&mut self.stepping, Some(i));
+        driver::advance(core, &mut io)?;
+        set_stepping(&mut self.stepping, None);
+        let wrote = io.wrote;
+        if core.log().offset() > offset {
+            let index = core.log().offset();
+            self.log.push(now, EventKind::Compact { node: i, index });
         }
         let state = (core.role(), core.term(), core.commit_index());
         if (state.0, state.1) != (self.seen[i].0, self.seen[i].1) {
@@ -700,51 +732,23 @@ impl Simulation {
                 ),
             });
         }
-        if let Some(snapshot) = core.snapshot_to_apply() {
-            let index = snapshot.index;
-            self.log.push(now, EventKind::Install { node: i, index });
-        }
+        let core = self.cores[i].as_ref().expect("the node is up");
+        core.check_invariants().map_err(|e| Failure {
+            invariant: Invariant::CoreInvariant,
+            nodes: vec![i],
+            detail: e.to_string(),
+        })?;
         self.checker.observe(i, core, written)?;
-        self.check_reads(i)?;
         self.note_transfer(i);
-        if let Some(snapshots) = self.scenario.snapshots {
-            self.compact(i, snapshots);
-        }
         self.checker.check_match(&self.cores, i)?;
-        if write.is_some() && self.armed == Some(i) {
+        if wrote && self.armed == Some(i) {
             return self.crash_node(i);
         }
         Ok(())
     }
 
-    /// Node `i`'s service snapshots its state machine if it applied `snapshots.every` entries
-    /// since its last snapshot, and the core starts writing the snapshot.
-    fn compact(&mut self, i: usize, snapshots: Snapshots) {
-        let core = self.cores[i].as_mut().expect("the node is up");
-        let applied = core.last_applied();
-        if applied < core.log().offset() + snapshots.every {
-            return;
-        }
-        let data = checker::snapshot_data(applied, self.checker.applied_hash(i), snapshots.padding);
-        if !core.compact(applied, data) {
-            return;
-        }
-        self.log.push(
-            self.now,
-            EventKind::Compact {
-                node: i,
-                index: applied,
-            },
-        );
-        if let Some(write) = core.take_persist() {
-            let update = core.update(&write);
-            let disk = &self.scenario.disk;
-            self.disks[i].start(write.generation, &update, self.now, disk, &mut self.rng);
-        }
-    }
-
-    /// Completes the oldest write in progress of node `i`: stores it, reports it to the core
-    /// and sends what that released.
+    /// Completes the oldest write in progress of node `i`: stores it, and reports it to the core
+    /// in a driver step (which sends what that released).
     fn complete_write(&mut self, i: usize) -> Result<(), Failure> {
         let done = self.disks[i].complete().map_err(|e| Failure {
             invariant: Invariant::Durability,
@@ -761,9 +765,7 @@ impl Simulation {
             },
         );
         self.checker.durable(i, done.hard_state)?;
-        set_stepping(&mut self.stepping, Some(i));
-        self.core_mut(i).persisted(done.generation);
-        self.after_step(i, None)
+        self.after_step(i, None, Some(done.generation))
     }
 
     /// Crashes a node that is up, drawn at random, if any is: now, or (see
@@ -830,7 +832,9 @@ impl Simulation {
         let n = self.cores.len();
         let seed = self.rng.u64(..);
         set_stepping(&mut self.stepping, Some(i));
-        let mut core = Core::restore(i, n, self.scenario.core.clone(), seed, self.now, recovered);
+        let config = self.scenario.core.clone();
+        let mut core =
+            Core::restore_with_hooks(i, n, config, seed, self.now, recovered, H::default());
         if let Some(adjust) = &self.adjust {
             adjust(&mut core);
         }
@@ -838,7 +842,7 @@ impl Simulation {
         self.checker.restart(i, &core)?;
         self.seen[i] = (core.role(), core.term(), core.commit_index());
         self.cores[i] = Some(core);
-        self.after_step(i, Some((first_index, last_index)))
+        self.after_step(i, Some((first_index, last_index)), None)
     }
 
     fn deliver(&mut self) -> Result<(), Failure> {
@@ -881,7 +885,7 @@ impl Simulation {
         set_stepping(&mut self.stepping, Some(m.to));
         let now = self.now;
         self.core_mut(m.to).step(now, m.from, m.msg);
-        self.after_step(m.to, written)
+        self.after_step(m.to, written, None)
     }
 
     fn client_propose(&mut self, c: usize) -> Result<(), Failure> {
@@ -909,7 +913,7 @@ impl Simulation {
             set_stepping(&mut self.stepping, Some(node));
             let now = self.now;
             let _ = self.core_mut(node).transfer_leadership(now, target);
-            return self.after_step(node, None);
+            return self.after_step(node, None, None);
         }
         if core.log().last_index() - core.commit_index() >= limit {
             self.log
@@ -935,7 +939,7 @@ impl Simulation {
             let told = self.core(node).leader().filter(|&l| l != node);
             self.clients[c].believed = told.unwrap_or_else(|| self.rng.usize(..n));
         }
-        self.after_step(node, accepted)
+        self.after_step(node, accepted, None)
     }
 
     /// Client `c` asks `node`, which is up, for a read: a lease read half of the time with
@@ -972,48 +976,7 @@ impl Simulation {
             let n = self.cores.len();
             self.clients[c].believed = told.unwrap_or_else(|| self.rng.usize(..n));
         }
-        self.after_step(node, None)
-    }
-
-    /// Checks the reads node `i` confirmed: each read index covers every index committed
-    /// anywhere when the read was asked for.
-    fn check_reads(&mut self, i: usize) -> Result<(), Failure> {
-        let core = self.cores[i].as_mut().expect("the node is up");
-        if !core.has_read_outcomes() {
-            return Ok(());
-        }
-        let (term, role) = (core.term(), core.role());
-        let outcomes: Vec<_> = core.take_read_outcomes().collect();
-        for outcome in outcomes {
-            let Some((asked, committed)) = self.reads.remove(&outcome.id) else {
-                continue;
-            };
-            self.log.push(
-                self.now,
-                EventKind::ReadDone {
-                    node: i,
-                    id: outcome.id,
-                    index: outcome.index,
-                },
-            );
-            debug_assert_eq!(asked, i);
-            let Some(index) = outcome.index else {
-                continue;
-            };
-            self.read_counts[1] += 1;
-            if index < committed {
-                return Err(Failure {
-                    invariant: Invariant::ReadFreshness,
-                    nodes: vec![i],
-                    detail: format!(
-                        "node {i} (term {term}, {role:?}) confirmed read #{} at index {index}, but \
-                         index {committed} was committed before the read was asked for",
-                        outcome.id
-                    ),
-                });
-            }
-        }
-        Ok(())
+        self.after_step(node, None, None)
     }
 
     /// Notes transfers that started and ended on node `i`, and what became of them.
@@ -1115,7 +1078,7 @@ impl Simulation {
                     .flatten()
                     .filter(|c| c.role() == Role::Leader)
                     .max_by_key(|c| c.term())
-                    .map(Core::id);
+                    .map(|c| c.id());
                 let node = leader.unwrap_or_else(|| self.rng.usize(..n));
                 self.net.heal();
                 for other in (0..n).filter(|&o| o != node) {
@@ -1131,7 +1094,7 @@ impl Simulation {
 
     /// The leader of the highest term among the nodes that are up, if it is the only leader.
     fn current_leader(&self) -> Option<(usize, u64)> {
-        let max_term = self.cores.iter().flatten().map(Core::term).max()?;
+        let max_term = self.cores.iter().flatten().map(|c| c.term()).max()?;
         let mut leaders = self
             .cores
             .iter()
@@ -1298,7 +1261,7 @@ impl Simulation {
                 .iter()
                 .map(|c| c.as_ref().expect("all up when healing"))
         };
-        let max_term = cores().map(Core::term).max().unwrap_or(0);
+        let max_term = cores().map(|c| c.term()).max().unwrap_or(0);
         let mut leaders = cores().filter(|c| c.role() == Role::Leader);
         let leader = match (leaders.next(), leaders.next()) {
             (Some(l), None) if l.term() == max_term => Some(l.id()),
@@ -1338,7 +1301,7 @@ impl Simulation {
             });
             self.log
                 .push(self.now, EventKind::Marker { node: l, index });
-            self.after_step(l, Some((index, index)))?;
+            self.after_step(l, Some((index, index)), None)?;
             return Ok(None);
         };
         let leader = self.cores[l].as_ref().expect("all up when healing");

@@ -1,0 +1,525 @@
+//! The node's thread: it owns the [`Core`], takes what the handle asked for (proposals, reads,
+//! snapshots, a leadership transfer) and what the network delivered, steps the core, and drives
+//! it with one driver step ([`driver::advance`]), whose [`Io`] here is the network endpoint, the
+//! storage writer and the state machine ([`NodeIo`]). Then it answers reads, publishes its
+//! status, and sleeps until there is work or a timer is due.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+
+use super::claim::Proposal;
+use super::state_machine::StateMachine;
+use super::writer::{Completed, Writer};
+use super::{ENTRY_BUFFERS, KEPT_ENTRY_BUFFERS, MAX_MESSAGES_PER_ROUND, Raft, Shared};
+use crate::core::{Core, Message, Persist, ReadOutcome, Role, Snapshot};
+use crate::driver::{self, Io};
+use crate::{Compaction, Endpoint, NodeFailure, PeerStatus, ReadError, Status};
+
+/// Everything the node thread owns.
+pub(super) struct Node<S> {
+    core: Core,
+    io: NodeIo<S>,
+    shared: Arc<Shared>,
+    /// The origin of the core's clock.
+    started: Instant,
+    spin: Duration,
+    /// Proposals taken from the queue that cannot be appended yet (a lower index is still on
+    /// its way). Kept sorted by index.
+    pending: Vec<Proposal>,
+    /// The previously published status, reused when no reader holds it any more.
+    spare_status: Option<Arc<Status>>,
+    messages_in: u64,
+    /// The term this node leads (and has published a claim word for), if any.
+    leading_term: Option<u64>,
+    /// The term last stored in `Shared::state`.
+    published_term: u64,
+    /// Leadership epoch: incremented whenever this node starts or stops leading.
+    epoch: u64,
+    next_read_id: u64,
+}
+
+/// The node's side of a driver step: its endpoint, its storage writer, its state machine, and
+/// the reads it was asked for.
+struct NodeIo<S> {
+    endpoint: Endpoint,
+    writer: Writer,
+    state_machine: S,
+    shared: Arc<Shared>,
+    compaction: Compaction,
+    messages_out: u64,
+    /// Writes made durable, and the time spent in them.
+    syncs: u64,
+    sync_time: Duration,
+    /// Reads handed to the core and not yet confirmed or refused, by the id given to the core.
+    reads_asked: HashMap<u64, Sender<Result<u64, ReadError>>>,
+    /// Reads confirmed with their read index, waiting until it is applied, in the order
+    /// confirmed.
+    reads_confirmed: VecDeque<(u64, Sender<Result<u64, ReadError>>)>,
+    /// Whether the thread is inside a call to the state machine: a panic there is the state
+    /// machine's ([`NodeFailure::StateMachinePanic`]), any other the engine's.
+    in_state_machine: bool,
+}
+
+/// Held by the node thread for as long as it runs its loop; on every way out, a kill or an
+/// unwind (a broken invariant), it marks the node killed, retires the claim word and publishes the
+/// state without the leader bit, so that `start` stops handing the node commands and `get_state`
+/// stops reporting it as leader.
+struct RetireOnExit<'a>(&'a Shared);
+
+impl Drop for RetireOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.killed.store(true, Release);
+        self.0.lease.retire_on_exit();
+    }
+}
+
+impl<S: StateMachine> Node<S> {
+    /// The node thread's state, for a core restored from storage in `term`.
+    pub(super) fn new(
+        core: Core,
+        endpoint: Endpoint,
+        writer: Writer,
+        state_machine: S,
+        shared: Arc<Shared>,
+        spin: Duration,
+        compaction: Compaction,
+    ) -> Self {
+        let term = core.term();
+        Self {
+            core,
+            io: NodeIo {
+                endpoint,
+                writer,
+                state_machine,
+                shared: shared.clone(),
+                compaction,
+                messages_out: 0,
+                syncs: 0,
+                sync_time: Duration::ZERO,
+                reads_asked: HashMap::new(),
+                reads_confirmed: VecDeque::new(),
+                in_state_machine: false,
+            },
+            shared,
+            started: Instant::now(),
+            spin,
+            pending: Vec::new(),
+            spare_status: None,
+            messages_in: 0,
+            leading_term: None,
+            published_term: term,
+            epoch: 0,
+            next_read_id: 0,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Runs the node until it is killed or stops on a failure.
+    pub(super) fn run(mut self) {
+        let shared = self.shared.clone();
+        let _guard = RetireOnExit(&shared);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        if let Err(panic) = outcome {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            self.fail(if self.io.in_state_machine {
+                NodeFailure::StateMachinePanic { message }
+            } else {
+                NodeFailure::Panic { message }
+            });
+        }
+        // Commands still queued will never be appended: free them now rather than with the last
+        // handle. Reads still queued end with the node: dropping them tells their waiters.
+        while self.shared.pop_proposal().is_some() {}
+        while self.shared.reads.pop().is_some() {}
+        self.io.reads_asked.clear();
+        self.io.reads_confirmed.clear();
+        let mut status = Status::clone(&self.shared.status.load());
+        status.killed = true;
+        status.failure = self.shared.failure.get().map(|f| f.to_string().into());
+        self.shared.status.store(Arc::new(status));
+    }
+
+    fn run_loop(&mut self) {
+        while !self.shared.killed.load(Acquire) {
+            let now = self.now();
+            let before = (self.core.log().last_index(), self.core.commit_index());
+            let mut handled = 0;
+            while handled < MAX_MESSAGES_PER_ROUND {
+                let Some((from, msg)) = self.io.endpoint.try_recv() else {
+                    break;
+                };
+                // A leader's message may have arrived after `now` was read: its receipt time,
+                // from which this node ignores other candidates (and which a lease counts on),
+                // must not be earlier than that.
+                let at = match msg {
+                    Message::AppendEntries(_) | Message::InstallSnapshot(_) => self.now(),
+                    _ => now,
+                };
+                self.core.step(at, from, msg);
+                handled += 1;
+            }
+            self.messages_in += handled as u64;
+            self.core.tick(now);
+            self.sync_claim();
+            self.take_transfer(now);
+            self.take_proposals(now);
+            self.take_reads();
+            if let Err(failure) = driver::advance(&mut self.core, &mut self.io) {
+                self.fail(failure);
+                break;
+            }
+            self.trade_entry_buffers();
+            self.answer_reads();
+            self.publish_status();
+            if handled < MAX_MESSAGES_PER_ROUND && !self.shared.has_proposals() {
+                let deadline = self.started + Duration::from_nanos(self.core.next_deadline());
+                // Spin only while the log is moving, or reads wait for their round: more work
+                // (the answers) is likely to follow within microseconds. Heartbeats alone never
+                // make a node spin.
+                let busy = before != (self.core.log().last_index(), self.core.commit_index())
+                    || self.core.pending_reads() > 0;
+                let spin = if busy { self.spin } else { Duration::ZERO };
+                let (shared, writer) = (&self.shared, &self.io.writer);
+                let has_work = || {
+                    shared.has_proposals()
+                        || !shared.snapshot_requests.is_empty()
+                        || !shared.reads.is_empty()
+                        || shared.transfer_request.load(Relaxed) != 0
+                        || shared.killed.load(Acquire)
+                        || writer.has_completion()
+                };
+                self.io.endpoint.wait(Some(deadline), spin, &has_work);
+            }
+        }
+    }
+
+    /// Stops the node after a failure it cannot go on from: nothing it has not made durable is
+    /// sent, `start` reports the reason, and so does the status.
+    fn fail(&mut self, failure: NodeFailure) {
+        tracing::error!(node = self.core.id(), %failure, "node stopped");
+        let _ = self.shared.failure.set(failure);
+        self.shared.killed.store(true, Release);
+    }
+
+    /// Publishes or retires the claim word after the core's role or term changed.
+    fn sync_claim(&mut self) {
+        let term = self.core.term();
+        let leading = (self.core.role() == Role::Leader).then_some(term);
+        if leading == self.leading_term {
+            if term != self.published_term {
+                self.published_term = term;
+                self.shared.lease.publish_state(term, leading.is_some());
+            }
+            return;
+        }
+        let retire = self.leading_term.map(|_| {
+            self.epoch += 1;
+            self.pending.clear();
+            self.epoch
+        });
+        let lead = leading.map(|_| {
+            self.epoch += 1;
+            (self.epoch, self.core.log().last_index() + 1)
+        });
+        self.published_term = term;
+        self.shared.lease.change(retire, term, lead);
+        self.leading_term = leading;
+    }
+
+    /// Moves queued proposals of the current lease into the log, as one batch.
+    fn take_proposals(&mut self, now: u64) {
+        let Some(term) = self.leading_term else {
+            // Not leading: whatever is queued was proposed to a lease that is gone.
+            while self.shared.pop_proposal().is_some() {}
+            return;
+        };
+        let mut sorted = true;
+        while let Some(p) = self.shared.pop_proposal() {
+            if p.term != term {
+                continue;
+            }
+            sorted &= self.pending.last().is_none_or(|last| last.index < p.index);
+            self.pending.push(p);
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        if !sorted {
+            self.pending.sort_unstable_by_key(|p| p.index);
+        }
+        if self.core.transfer_target().is_some() {
+            // While handing leadership over, commands wait (sorted, as `pending` always is
+            // between calls): they are appended if the transfer fails, and dropped with the
+            // rest of the lease if it succeeds.
+            return;
+        }
+        let first = self.core.log().last_index() + 1;
+        let run = self
+            .pending
+            .iter()
+            .enumerate()
+            .take_while(|(i, p)| p.index == first + *i as u64)
+            .count();
+        if run > 0 {
+            let appended = self
+                .core
+                .propose(now, self.pending.drain(..run).map(|p| p.command));
+            debug_assert_eq!(appended, Some((first, first + run as u64 - 1)));
+            self.shared.lease.set_appended(self.core.log().last_index());
+        }
+    }
+
+    /// Starts the leadership transfer the handle asked for, if any.
+    fn take_transfer(&mut self, now: u64) {
+        let request = self.shared.transfer_request.swap(0, Acquire);
+        if request == 0 {
+            return;
+        }
+        let (term, target) = (request >> 8, (request & 0xff) as usize - 1);
+        if term != self.core.term() {
+            return; // asked of a leadership that has ended
+        }
+        if let Err(e) = self.core.transfer_leadership(now, target) {
+            tracing::debug!(
+                node = self.core.id(),
+                target,
+                ?e,
+                "leadership transfer not started"
+            );
+        }
+    }
+
+    /// Hands the reads the handle queued to the core: the lease reads and the others, each as
+    /// one batch (the others share one heartbeat round).
+    fn take_reads(&mut self) {
+        if self.shared.reads.is_empty() {
+            return;
+        }
+        // A fresh reading: whether a lease still holds is a question about now.
+        let now = self.now();
+        let mut lease = smallvec::SmallVec::<[u64; 16]>::new();
+        let mut index = smallvec::SmallVec::<[u64; 16]>::new();
+        while let Some(request) = self.shared.reads.pop() {
+            if self.io.reads_asked.len() + self.io.reads_confirmed.len() >= Raft::MAX_PENDING_READS
+            {
+                let _ = request.reply.send(Err(ReadError::Busy {
+                    limit: Raft::MAX_PENDING_READS,
+                }));
+                continue;
+            }
+            let id = self.next_read_id;
+            self.next_read_id += 1;
+            self.io.reads_asked.insert(id, request.reply);
+            if request.lease {
+                lease.push(id);
+            } else {
+                index.push(id);
+            }
+        }
+        if !lease.is_empty() {
+            self.core.read_lease(now, lease);
+        }
+        if !index.is_empty() {
+            self.core.read_index(now, index);
+        }
+    }
+
+    /// Puts the entry buffers the core collected beyond [`KEPT_ENTRY_BUFFERS`] in the shared
+    /// pool, or tops the core up from it.
+    fn trade_entry_buffers(&mut self) {
+        let pool = &*ENTRY_BUFFERS;
+        while self.core.entry_buffers() > KEPT_ENTRY_BUFFERS {
+            let Some(buffer) = self.core.take_entry_buffer() else {
+                break;
+            };
+            if pool.push(buffer).is_err() {
+                break; // the pool is full: the buffer is dropped
+            }
+        }
+        while self.core.entry_buffers() < KEPT_ENTRY_BUFFERS {
+            let Some(buffer) = pool.pop() else { break };
+            self.core.give_entry_buffer(buffer);
+        }
+    }
+
+    /// Answers the confirmed reads whose index is applied.
+    fn answer_reads(&mut self) {
+        if self.shared.killed.load(Acquire) {
+            // The apply channel may have given up delivering: what counts as applied may not
+            // have reached the service. The waiters learn the node was killed.
+            return;
+        }
+        let applied = self.core.last_applied();
+        let confirmed = &mut self.io.reads_confirmed;
+        while let Some((index, _)) = confirmed.front()
+            && *index <= applied
+        {
+            let (index, reply) = confirmed.pop_front().expect("front exists");
+            let _ = reply.send(Ok(index));
+        }
+    }
+
+    /// Publishes a fresh status snapshot, reusing the previous one's allocation when no reader
+    /// still holds it.
+    fn publish_status(&mut self) {
+        let mut next = match self.spare_status.take() {
+            Some(spare) if Arc::strong_count(&spare) == 1 && Arc::weak_count(&spare) == 0 => spare,
+            _ => Arc::new(Status::initial(self.core.id())),
+        };
+        let status = Arc::get_mut(&mut next).expect("a fresh or unshared snapshot");
+        let core = &self.core;
+        status.role = core.role();
+        status.term = core.term();
+        status.leader = core.leader();
+        status.commit_index = core.commit_index();
+        status.last_applied = core.last_applied();
+        status.last_log_index = core.log().last_index();
+        status.last_log_term = core.log().last_term();
+        status.peers.clear();
+        status.peers.extend((0..core.peers()).filter_map(|peer| {
+            core.progress(peer).map(|p| PeerStatus {
+                id: peer,
+                match_index: p.match_index,
+                next_index: p.next_index,
+                state: p.state,
+                inflight: p.inflights.len(),
+            })
+        }));
+        let stats = core.stats();
+        status.elections_started = stats.elections_started;
+        status.elections_won = stats.elections_won;
+        status.step_downs = stats.step_downs;
+        status.messages_in = self.messages_in;
+        status.messages_out = self.io.messages_out;
+        status.durable_index = core.durable_index();
+        status.snapshot_index = core.log().offset();
+        status.log_entries = core.log().len() as u64;
+        status.log_bytes = core.log().bytes();
+        status.snapshots_installed = stats.snapshots_installed;
+        status.syncs = self.io.syncs;
+        status.sync_time = self.io.sync_time;
+        status.transfer_target = core.transfer_target();
+        status.lease = core.has_lease();
+        status.reads_confirmed = stats.reads_confirmed;
+        status.lease_reads = stats.lease_reads;
+        status.transfers_started = stats.transfers_started;
+        status.transfers_abandoned = stats.transfers_abandoned;
+        self.spare_status = Some(self.shared.status.swap(next));
+    }
+}
+
+impl<S: StateMachine> NodeIo<S> {
+    /// Counts a write that completed, or returns its failure.
+    fn completed(&mut self, completed: Completed) -> Result<(), NodeFailure> {
+        completed.result?;
+        self.sync_time += completed.took;
+        self.syncs += 1;
+        Ok(())
+    }
+}
+
+impl<S: StateMachine> Io for NodeIo<S> {
+    type Error = NodeFailure;
+
+    fn send(&mut self, to: usize, msg: Message) -> Result<(), NodeFailure> {
+        self.endpoint.send(to, msg);
+        self.messages_out += 1;
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Result<Option<u64>, NodeFailure> {
+        let Some(completed) = self.writer.poll() else {
+            return Ok(None);
+        };
+        let generation = completed.generation;
+        self.completed(completed)?;
+        Ok(Some(generation))
+    }
+
+    /// One write at a time, carrying everything that changed since the last (group commit):
+    /// for a file, one `fdatasync` per write.
+    fn can_write(&self) -> bool {
+        !self.writer.busy()
+    }
+
+    fn write(&mut self, core: &Core, persist: Persist) -> Result<bool, NodeFailure> {
+        match self.writer.submit(persist, core) {
+            Some(completed) => self.completed(completed).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), NodeFailure> {
+        self.in_state_machine = true;
+        self.state_machine
+            .restore(snapshot)
+            .map_err(|error| NodeFailure::RestoreRefused {
+                index: snapshot.index,
+                error,
+            })?;
+        self.in_state_machine = false;
+        Ok(())
+    }
+
+    fn apply(&mut self, core: &Core, from: u64, to: u64) -> Result<(), NodeFailure> {
+        self.in_state_machine = true;
+        for (entry, index) in core.log().slice(from, to).iter().zip(from..) {
+            self.state_machine.apply(index, entry.term, &entry.command);
+        }
+        self.state_machine.flush(to);
+        self.in_state_machine = false;
+        Ok(())
+    }
+
+    /// A refused read is answered at once, naming the leader this node knows of; a confirmed
+    /// one waits until its index is applied ([`Node::answer_reads`]).
+    fn read_outcome(
+        &mut self,
+        outcome: ReadOutcome,
+        leader: Option<usize>,
+    ) -> Result<(), NodeFailure> {
+        let Some(reply) = self.reads_asked.remove(&outcome.id) else {
+            return Ok(());
+        };
+        match outcome.index {
+            Some(index) => self.reads_confirmed.push_back((index, reply)),
+            None => {
+                let _ = reply.send(Err(ReadError::NotLeader { leader }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The service's snapshot if it gave one ([`Raft::snapshot`]), or, when the compaction
+    /// policy says it is time, one the state machine makes.
+    fn snapshot(&mut self, core: &Core) -> Option<(u64, Bytes)> {
+        if let Some(given) = self.shared.snapshot_requests.pop() {
+            return Some(given);
+        }
+        let log = core.log();
+        let applied = core.last_applied();
+        if !self
+            .compaction
+            .due(applied.saturating_sub(log.offset()), log.bytes())
+            || applied <= log.offset()
+        {
+            return None;
+        }
+        self.in_state_machine = true;
+        let data = self.state_machine.snapshot();
+        self.in_state_machine = false;
+        data.map(|data| (applied, data))
+    }
+}
