@@ -6,7 +6,7 @@
 //!
 //! Each case runs under a watchdog that ends the process with the case's settings if it hangs.
 //! The two properties share one lock so that each measures the memory of its own clusters only.
-//! Each property runs 24 cases by default, 96 with `ZERORAFT_LONG=1`
+//! Each property runs 12 cases by default, 96 with `ZERORAFT_LONG=1`
 //! (`ZERORAFT_PROPERTY_CASES=N` sets it).
 
 use std::cell::Cell;
@@ -35,7 +35,7 @@ const RUN: Duration = Duration::from_secs(1);
 const WATCHDOG: Duration = Duration::from_secs(90);
 
 fn cases() -> u32 {
-    scale::size("ZERORAFT_PROPERTY_CASES", 24, 96) as u32
+    scale::size("ZERORAFT_PROPERTY_CASES", 12, 96) as u32
 }
 
 fn runner() -> TestRunner {

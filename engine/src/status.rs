@@ -1,0 +1,128 @@
+//! [`Status`]: a node's state as its thread last published it, and [`PeerStatus`], the leader's
+//! view of one follower.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+
+use crate::{ProgressState, Role};
+#[cfg(doc)]
+use crate::{Raft, StateMachine};
+
+/// The leader's view of one follower, as published in [`Status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The follower's node id.
+    pub id: usize,
+    /// Highest index known replicated on it.
+    pub match_index: u64,
+    /// Next index to send it.
+    pub next_index: u64,
+    /// Probe or Replicate.
+    pub state: ProgressState,
+    /// AppendEntries in flight to it.
+    pub inflight: usize,
+}
+
+/// A node's state as last published by its thread. Snapshots are immutable and cheap to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The node's id.
+    pub id: usize,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: u64,
+    /// The leader it knows of in that term.
+    pub leader: Option<usize>,
+    /// Highest committed index it knows.
+    pub commit_index: u64,
+    /// Highest index it has applied (sent on the apply channel).
+    pub last_applied: u64,
+    /// Index of its last log entry.
+    pub last_log_index: u64,
+    /// Highest index its storage has made durable (equal to `last_log_index` once a write
+    /// completes; behind it while one is under way).
+    pub durable_index: u64,
+    /// The last index its snapshot covers (0 if it has none): the log holds the entries after it.
+    pub snapshot_index: u64,
+    /// Entries its log holds (after the snapshot).
+    pub log_entries: u64,
+    /// Bytes of commands its log holds.
+    pub log_bytes: u64,
+    /// Snapshots it installed from a leader.
+    pub snapshots_installed: u64,
+    /// Writes to its storage (one per round in which its state changed: group commit).
+    pub syncs: u64,
+    /// Time spent in those writes, in all.
+    pub sync_time: Duration,
+    /// Why the node stopped on its own, if it did (a storage failure, a panic on its thread),
+    /// as an operator reads it: the `Display` of [`Raft::failure`], or what a remote node said.
+    pub failure: Option<Arc<str>>,
+    /// Term of its last log entry.
+    pub last_log_term: u64,
+    /// When leader: one entry per follower. Empty otherwise.
+    pub peers: SmallVec<[PeerStatus; 8]>,
+    /// Elections it started.
+    pub elections_started: u64,
+    /// Elections it won.
+    pub elections_won: u64,
+    /// Times it stopped being leader.
+    pub step_downs: u64,
+    /// Messages it received.
+    pub messages_in: u64,
+    /// Messages it sent.
+    pub messages_out: u64,
+    /// Whether the node was killed (its thread has ended or is ending).
+    pub killed: bool,
+    /// When leader: the node it is handing its leadership to, while it is
+    /// ([`Raft::transfer_leadership`]).
+    pub transfer_target: Option<usize>,
+    /// When leader: whether it holds a lease for reads ([`Raft::read_lease`]).
+    pub lease: bool,
+    /// Reads it confirmed as leader.
+    pub reads_confirmed: u64,
+    /// Of those, the ones confirmed under its lease.
+    pub lease_reads: u64,
+    /// Leadership transfers it started, and of those the ones it gave up.
+    pub transfers_started: u64,
+    /// See `transfers_started`.
+    pub transfers_abandoned: u64,
+}
+
+impl Status {
+    pub(crate) fn initial(id: usize) -> Self {
+        Self {
+            id,
+            role: Role::Follower,
+            term: 0,
+            leader: None,
+            commit_index: 0,
+            last_applied: 0,
+            last_log_index: 0,
+            durable_index: 0,
+            snapshot_index: 0,
+            log_entries: 0,
+            log_bytes: 0,
+            snapshots_installed: 0,
+            syncs: 0,
+            sync_time: Duration::ZERO,
+            failure: None,
+            last_log_term: 0,
+            peers: SmallVec::new(),
+            elections_started: 0,
+            elections_won: 0,
+            step_downs: 0,
+            messages_in: 0,
+            messages_out: 0,
+            killed: false,
+            transfer_target: None,
+            lease: false,
+            reads_confirmed: 0,
+            lease_reads: 0,
+            transfers_started: 0,
+            transfers_abandoned: 0,
+        }
+    }
+}
