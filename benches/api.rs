@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use zeroraft::Config;
+use zeroraft_engine::Config;
 use zeroraft_harness::load::LoadCluster;
 
 fn api(c: &mut Criterion) {

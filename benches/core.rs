@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use zeroraft::engine::core::{
+use zeroraft_engine::core::{
     AppendEntries, AppendEntriesReply, Core, CoreConfig, Entry, Message, RequestVoteReply, Role,
 };
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use criterion::measurement::{Measurement, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use support::{CpuTime, cluster_criterion, cpu_now, timed, wall_now};
-use zeroraft::Config;
+use zeroraft_engine::Config;
 use zeroraft_harness::load::LoadCluster;
 
 fn run<M: Measurement<Value = Duration>>(

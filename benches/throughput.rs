@@ -17,7 +17,7 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use support::{CpuTime, cluster_criterion, cpu_now, timed, wall_now};
-use zeroraft::Config;
+use zeroraft_engine::Config;
 use zeroraft_harness::load::LoadCluster;
 
 static PAYLOAD: [u8; 1024] = [0x5a; 1024];
