@@ -21,9 +21,13 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
+cluster=$((1 + RANDOM))
 for i in 0 1 2; do
     data=()
-    if [ "$storage" = file ]; then data=(--data "$dir/node-$i"); fi
+    if [ "$storage" = file ]; then
+        "$bin" init --id "$i" --peers "$peers" --cluster "$cluster" --data "$dir/node-$i" >/dev/null
+        data=(--data "$dir/node-$i")
+    fi
     "$bin" serve --id "$i" --peers "$peers" --listen "127.0.0.1:$((base + 10 + i))" \
         --storage "$storage" "${data[@]}" 2>>"$dir/node-$i.log" &
     pids+=($!)

@@ -25,7 +25,10 @@
 //! carried out (a bad argument, a data directory that cannot be used), 1 when running fails,
 //! and 128 plus the signal's number (130, 143, 129) for a run that SIGINT, SIGTERM or SIGHUP
 //! stopped, the status a shell reports for a command such a signal killed, so that scripts can
-//! tell a run cut short from a full one.
+//! tell a run cut short from a full one. `serve` is a service: a stop signal ends it with 0, and
+//! when its node stops on its own it exits with a status a supervisor can act on (3 a full disk,
+//! 4 another storage failure, 5 a state machine failure, 6 an internal error; see
+//! [`cli::Failure::status`]).
 //!
 //! # Orderings
 //!
@@ -58,23 +61,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A service stopped by a signal has done its job; a run with a length was cut short.
+    let signal_status = !matches!(command, Command::Serve(_));
     let result = match command {
         Command::Bench(args) if args.connect.is_some() => cli::bench::run_remote(&args, &stop),
         Command::Bench(args) => cli::bench::run(&args, &stop),
         Command::Dashboard(args) => cli::dashboard::run(&args, &stop),
+        Command::Init(args) => cli::service::init(&args),
         Command::Serve(args) => cli::service::serve(&args, &stop),
         Command::Kv(args) => cli::service::kv(&args),
         Command::Monitor(args) => cli::dashboard::run_remote(&args, &stop),
     };
     match result {
-        Ok(()) | Err(Failure::Closed) => stop.status().unwrap_or(ExitCode::SUCCESS),
-        Err(Failure::Setup(message)) => {
-            complain(message);
-            ExitCode::from(2)
+        Ok(()) | Err(Failure::Closed) if signal_status => {
+            stop.status().unwrap_or(ExitCode::SUCCESS)
         }
-        Err(Failure::Run(e)) => {
-            complain(e);
-            ExitCode::FAILURE
+        Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
+        Err(failure) => {
+            match &failure {
+                Failure::Setup(message) => complain(message),
+                Failure::Run(e) => complain(e),
+                Failure::Node(node) => complain(format_args!("the node stopped: {node}")),
+                Failure::Closed => {}
+            }
+            failure.status()
         }
     }
 }

@@ -160,6 +160,7 @@ fn child(dir: &Path, known: u64) {
                 create: true,
                 // Small segments, so that crashes also land around rotations and removals.
                 segment_size: 64 << 10,
+                ..WalOptions::default()
             };
             let storage = FileStorage::open(node_dir(dir, i), identity(i), options)
                 .unwrap_or_else(|e| panic!("node {i}: {e}"));
@@ -389,8 +390,10 @@ fn check_directories(dir: &Path, committed: &BTreeMap<u64, Seen>, round: usize) 
     let mut logs: Vec<Vec<(u64, Bytes)>> = Vec::new();
     for i in 0..NODES {
         let path = node_dir(dir, i);
-        if !path.exists() {
-            logs.push(Vec::new()); // killed before the node created its directory
+        if !path.join("IDENTITY").exists() {
+            // Killed before the node created its directory, or before it wrote its identity
+            // (then nothing else is in it either).
+            logs.push(Vec::new());
             continue;
         }
         let mut storage = FileStorage::open(&path, identity(i), WalOptions::default())

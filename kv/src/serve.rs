@@ -11,7 +11,17 @@
 //!
 //! A node listens for its peers on its own entry of [`NodeOptions::peers`] and for clients on
 //! [`NodeOptions::listen`]. The data directory belongs to one node of one cluster: its identity
-//! file holds the cluster id and the node id, and opening it as another node fails.
+//! file holds the cluster id, the node id and the members the cluster was bootstrapped with, and
+//! opening it as another node, or with other members, fails.
+//!
+//! # Bootstrap on purpose
+//!
+//! A data directory is made only by [`ServeNode::initialize`] (what `zeroraft init` runs), once
+//! per node of a new cluster. [`ServeNode::start`] never makes one: a missing or empty directory
+//! (a wiped disk, a volume that failed to mount and left an empty mount point) is refused with
+//! [`ServeError::NotInitialized`]. A node that lost its state must not come back as a new voter:
+//! it may have voted in a term or acknowledged entries, and would vote again or count toward a
+//! majority for entries it no longer holds, and an acknowledged write could be lost.
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
@@ -22,7 +32,7 @@ use zeroraft_engine::storage::wal::{FileStorage, Identity, WalOptions};
 use zeroraft_engine::{BuildError, Compaction, Config, MemStorage, Message, Raft, StorageError};
 use zeroraft_transport::tcp::{TcpConfig, TcpError, TcpNetwork};
 
-use crate::{KvServer, KvState, ReadMode, ServerOptions};
+use crate::{KvServer, KvState, ServerOptions};
 
 /// How to start one node of a cluster of processes.
 #[derive(Clone, Debug)]
@@ -37,15 +47,16 @@ pub struct NodeOptions {
     pub peers: Vec<SocketAddr>,
     /// Where this node listens for clients.
     pub listen: SocketAddr,
-    /// The node's data directory, created if missing.
+    /// The node's data directory, made by [`ServeNode::initialize`].
     pub data: PathBuf,
     /// Keep the raft state in memory instead of `data` (which is then not used): the node
     /// forgets everything when its process ends, and a restarted node rejoins as a new, empty
     /// one, which breaks Raft's safety if it had voted or acknowledged entries. For measuring
     /// the service without a disk only. Default false.
     pub in_memory: bool,
-    /// How the node answers `Get`s.
-    pub read_mode: ReadMode,
+    /// The client server's settings: how it answers `Get`s, its connection limit and idle
+    /// timeout, ...
+    pub server: ServerOptions,
     /// The engine's settings (the node's seed is set from its id when `None`).
     pub config: Config,
 }
@@ -67,7 +78,7 @@ impl NodeOptions {
             listen,
             data,
             in_memory: false,
-            read_mode: ReadMode::ReadIndex,
+            server: ServerOptions::default(),
             config: Config {
                 compaction: Compaction {
                     every_entries: Some(100_000),
@@ -88,6 +99,23 @@ pub enum ServeError {
         id: usize,
         /// Nodes in the peer list.
         nodes: usize,
+    },
+    /// The data directory was never initialized, or lost what it held.
+    NotInitialized {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// [`ServeNode::initialize`] was given a directory that is not empty.
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The members the data directory records are not the peers given.
+    OtherMembers {
+        /// The members the directory records.
+        recorded: Vec<String>,
+        /// The peers given.
+        given: Vec<String>,
     },
     /// The data directory cannot be used.
     Storage(StorageError),
@@ -115,6 +143,29 @@ impl fmt::Display for ServeError {
                 f,
                 "--id {id} names no node of the {nodes} in --peers (ids start at 0)"
             ),
+            Self::NotInitialized { path } => write!(
+                f,
+                "{} is not the data directory of a node: it is missing or holds no IDENTITY. A new \
+                 cluster's nodes are initialized on purpose with `zeroraft init`. If this node's data \
+                 was lost, do not initialize it again: it would come back as a new voter, could vote \
+                 twice in a term and count toward majorities for entries it no longer holds, and \
+                 acknowledged writes could be lost. Restore the directory from a backup, or rebuild the \
+                 cluster (see docs/serve.md, \"When a node's disk is lost\")",
+                path.display()
+            ),
+            Self::NotEmpty { path } => write!(
+                f,
+                "{} is not empty: a node's data directory is initialized only once, in an empty or new \
+                 directory",
+                path.display()
+            ),
+            Self::OtherMembers { recorded, given } => write!(
+                f,
+                "the data directory records the members {} but --peers gives {}: every node is \
+                 started with the peers it was initialized with",
+                recorded.join(","),
+                given.join(",")
+            ),
             Self::Storage(e) => write!(f, "cannot use the data directory: {e}"),
             Self::Listen { what, addr, error } => {
                 write!(f, "cannot listen for {what} on {addr}: {error}")
@@ -137,12 +188,58 @@ pub struct ServeNode {
     peer_addr: SocketAddr,
 }
 
+/// The members of a cluster as its data directories record them: the peers' addresses.
+fn members(peers: &[SocketAddr]) -> Vec<String> {
+    peers.iter().map(SocketAddr::to_string).collect()
+}
+
 impl ServeNode {
-    /// Opens the data directory, binds both addresses and starts the node.
+    /// Initializes the data directory of node `options.id` of a new cluster: makes
+    /// `options.data` (it must not exist, or be empty) and records there the cluster's id, the
+    /// node's id and the members (`options.peers`). Run once per node, when the cluster is
+    /// bootstrapped; [`ServeNode::start`] then starts from it, as often as the node restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::NoSuchNode`] for an id that is not a position in the peers,
+    /// [`ServeError::NotEmpty`] for a directory that holds anything, [`ServeError::Storage`]
+    /// if it cannot be made.
+    pub fn initialize(options: &NodeOptions) -> Result<(), ServeError> {
+        if options.id >= options.peers.len() {
+            return Err(ServeError::NoSuchNode {
+                id: options.id,
+                nodes: options.peers.len(),
+            });
+        }
+        let holds_something = std::fs::read_dir(&options.data)
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false);
+        if holds_something {
+            return Err(ServeError::NotEmpty {
+                path: options.data.clone(),
+            });
+        }
+        let identity = Identity {
+            cluster: options.cluster,
+            node: options.id as u64,
+        };
+        let wal = WalOptions {
+            create: true,
+            members: Some(members(&options.peers)),
+            ..WalOptions::default()
+        };
+        FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
+        Ok(())
+    }
+
+    /// Opens the data directory (which [`ServeNode::initialize`] made), binds both addresses
+    /// and starts the node.
     ///
     /// # Errors
     ///
     /// [`ServeError`] naming the step that failed; nothing is left running.
+    /// [`ServeError::NotInitialized`] for a missing or empty data directory, which is never made
+    /// here, and [`ServeError::OtherMembers`] if it records other members than the peers given.
     pub fn start(options: NodeOptions) -> Result<Self, ServeError> {
         let nodes = options.peers.len();
         let Some(&peer_addr) = options.peers.get(options.id) else {
@@ -151,19 +248,32 @@ impl ServeNode {
                 nodes,
             });
         };
-        let storage = if options.in_memory {
-            None
-        } else {
-            let identity = Identity {
-                cluster: options.cluster,
-                node: options.id as u64,
+        let storage =
+            if options.in_memory {
+                None
+            } else {
+                let identity = Identity {
+                    cluster: options.cluster,
+                    node: options.id as u64,
+                };
+                let files = FileStorage::open(&options.data, identity, WalOptions::default())
+                    .map_err(|e| match e {
+                        StorageError::Missing { path } | StorageError::Uninitialized { path } => {
+                            ServeError::NotInitialized { path }
+                        }
+                        other => ServeError::Storage(other),
+                    })?;
+                let given = members(&options.peers);
+                if let Some(recorded) = files.members()
+                    && recorded != given.as_slice()
+                {
+                    return Err(ServeError::OtherMembers {
+                        recorded: recorded.to_vec(),
+                        given,
+                    });
+                }
+                Some(files)
             };
-            let wal = WalOptions {
-                create: true,
-                ..WalOptions::default()
-            };
-            Some(FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?)
-        };
         let listen = |what, addr| {
             TcpListener::bind(addr).map_err(|error| ServeError::Listen { what, addr, error })
         };
@@ -186,11 +296,7 @@ impl ServeNode {
         let raft = builder
             .start_with_state_machine(state.machine())
             .map_err(ServeError::Build)?;
-        let server_options = ServerOptions {
-            read_mode: options.read_mode,
-            ..ServerOptions::default()
-        };
-        let server = match KvServer::start(raft.clone(), state, client_listener, server_options) {
+        let server = match KvServer::start(raft.clone(), state, client_listener, options.server) {
             Ok(server) => server,
             Err(e) => {
                 raft.kill();

@@ -16,9 +16,12 @@ SIGINT, SIGTERM and SIGHUP stop a run as its end does: the dashboard restores th
 removed. A second one ends it at once. Output into a pipe nobody reads any more (`| head -1`)
 stops it quietly.
 
-Exit status: 0 on success (also when the output's reader went away), 1 when running fails,
-2 for a bad argument or an unusable data directory, 128 + N after signal N (130 for SIGINT,
-143 for SIGTERM, 129 for SIGHUP).";
+Exit status: 0 on success (also when the output's reader went away, and for serve stopped by a
+signal), 1 when running fails, 2 for a bad argument or an unusable data directory (for serve: also
+one never initialized, or that lost what it held), 128 + N after signal N for a run with a length
+(130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). serve exits when its node stops on its own:
+3 its disk is full, 4 its storage failed otherwise, 5 its state machine failed (a snapshot it
+cannot restore, a panic), 6 an internal error (a broken invariant of the engine).";
 
 /// The whole command line.
 #[derive(Debug, Parser)]
@@ -47,9 +50,14 @@ enum Sub {
     /// (commits/s, CPU µs per commit for the whole process, latency percentiles from start to
     /// the leader's apply).
     Bench(BenchArgs),
+    /// Initializes the data directory of one node of a new key-value service cluster: run once
+    /// per node when the cluster is bootstrapped, each with the same --peers and --cluster and
+    /// its own --id (without --cluster, a random cluster id is chosen and printed, to give the
+    /// other nodes). Never for a node whose data was lost: see docs/serve.md.
+    Init(InitArgs),
     /// Runs one node of a replicated key-value service: its raft state in a write-ahead log in
-    /// --data, its peers reached over TCP, clients served on --listen. Start one per node, each
-    /// with the same --peers and its own --id.
+    /// --data (initialized with `zeroraft init`), its peers reached over TCP, clients served on
+    /// --listen. Start one per node, each with the same --peers and its own --id.
     Serve(ServeArgs),
     /// Reads or changes a key of a running key-value service.
     Kv(KvArgs),
@@ -81,8 +89,8 @@ pub(crate) struct ServeArgs {
     /// Where this node listens for clients
     #[arg(long, value_name = "ADDR", value_parser = address)]
     pub(crate) listen: std::net::SocketAddr,
-    /// This node's data directory, created if missing; a restarted node recovers from it
-    /// (needed with --storage file)
+    /// This node's data directory, made by `zeroraft init`; a restarted node recovers from it
+    /// (needed with --storage file). A missing or empty one is refused
     #[arg(long, value_name = "DIR", value_parser = directory, required_if_eq("storage", "file"))]
     pub(crate) data: Option<PathBuf>,
     /// Where the node keeps its raft state: a write-ahead log in --data, or memory (lost when
@@ -91,9 +99,19 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "KIND", default_value = "file",
           value_parser = PossibleValuesParser::new(["file", "memory"]).map(StorageKind::from_name))]
     pub(crate) storage: StorageKind,
-    /// The cluster's id, the same on every node: nodes of different clusters refuse each other
-    #[arg(long, value_name = "ID", default_value = "1", value_parser = number_in(0u64..=u64::MAX))]
-    pub(crate) cluster: u64,
+    /// The cluster's id, the same on every node: nodes of different clusters refuse each other.
+    /// By default the one the data directory records (with --storage memory, 1)
+    #[arg(long, value_name = "ID", value_parser = number_in(0u64..=u64::MAX))]
+    pub(crate) cluster: Option<u64>,
+    /// Most client connections served at once; more are refused (a client then tries another
+    /// node, or waits)
+    #[arg(long = "max-connections", value_name = "N", default_value = "256",
+          value_parser = number_in(1usize..=65536))]
+    pub(crate) max_connections: usize,
+    /// A client connection that sends nothing for this many seconds is closed
+    #[arg(long = "idle-timeout", value_name = "S", default_value = "60",
+          value_parser = number_in(1u64..=86400))]
+    pub(crate) idle_timeout: u64,
     /// How Gets are answered: `index` (ReadIndex: a heartbeat round confirms the leader), `lease`
     /// (a leader lease, assuming bounded clock drift), `log` (through the log), or
     /// `unsafe-local` (from any node's local state, NOT linearizable: only for testing the
@@ -101,6 +119,24 @@ pub(crate) struct ServeArgs {
     #[arg(long = "read-mode", value_name = "MODE", default_value = "index",
           value_parser = PossibleValuesParser::new(["index", "lease", "log", "unsafe-local"]))]
     pub(crate) read_mode: String,
+}
+
+/// Options of `zeroraft init`.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub(crate) struct InitArgs {
+    /// This node's id: its position in --peers, from 0
+    #[arg(long, value_name = "I", value_parser = number_in(0usize..=8))]
+    pub(crate) id: usize,
+    /// Where every node listens for the others, in node order, separated by commas: the
+    /// cluster's members, recorded in the directory
+    #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses)]
+    pub(crate) peers: Addresses,
+    /// The data directory to make: it must not exist, or be empty
+    #[arg(long, value_name = "DIR", value_parser = directory)]
+    pub(crate) data: PathBuf,
+    /// The cluster's id: the same for every node (by default a random one, printed)
+    #[arg(long, value_name = "ID", value_parser = number_in(1u64..=u64::MAX))]
+    pub(crate) cluster: Option<u64>,
 }
 
 /// Options of `zeroraft kv`.
@@ -154,6 +190,8 @@ pub(crate) enum Command {
     Dashboard(DashboardArgs),
     /// Measure throughput, CPU and latency without a terminal.
     Bench(BenchArgs),
+    /// Initialize one node's data directory for a new cluster.
+    Init(InitArgs),
     /// Run one node of the key-value service.
     Serve(ServeArgs),
     /// One key-value operation against a running service.
@@ -345,6 +383,7 @@ where
         None => Command::Dashboard(cli.dashboard),
         Some(Sub::Dashboard(args)) => Command::Dashboard(args),
         Some(Sub::Bench(args)) => Command::Bench(args),
+        Some(Sub::Init(args)) => Command::Init(args),
         Some(Sub::Serve(args)) => Command::Serve(args),
         Some(Sub::Kv(args)) => Command::Kv(args),
         Some(Sub::Monitor(args)) => Command::Monitor(args),
@@ -360,7 +399,14 @@ where
             )));
         }
         Command::Serve(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
-        Command::Kv(_) | Command::Monitor(_) => {}
+        Command::Init(a) if a.id >= a.peers.0.len() => {
+            return Err(conflict(format!(
+                "--id {} names no node: --peers lists {} (ids start at 0)",
+                a.id,
+                a.peers.0.len()
+            )));
+        }
+        Command::Init(_) | Command::Kv(_) | Command::Monitor(_) => {}
     }
     Ok(command)
 }
@@ -473,8 +519,23 @@ mod tests {
                     listen: "0.0.0.0:8001".parse().unwrap(),
                     data: Some("/tmp/n1".into()),
                     storage: StorageKind::File,
-                    cluster: 1,
+                    cluster: None,
+                    max_connections: 256,
+                    idle_timeout: 60,
                     read_mode: "index".into(),
+                })),
+            ),
+            (
+                "init --id 2 --peers 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 --data /tmp/n2 --cluster 99",
+                Ok(Command::Init(InitArgs {
+                    id: 2,
+                    peers: Addresses(vec![
+                        "127.0.0.1:7000".parse().unwrap(),
+                        "127.0.0.1:7001".parse().unwrap(),
+                        "127.0.0.1:7002".parse().unwrap(),
+                    ]),
+                    data: "/tmp/n2".into(),
+                    cluster: Some(99),
                 })),
             ),
             (

@@ -6,7 +6,8 @@
 //! - [`dashboard`]: the live dashboard, on an in-process cluster under load ([`loaded`]) or on
 //!   `serve` processes ([`remote`]).
 //! - [`bench`]: throughput and latency, in process or against running `serve` processes.
-//! - [`service`]: `serve`, one node of the key-value service, and `kv`, one client operation.
+//! - [`service`]: `init`, a new cluster's node's data directory; `serve`, one node of the
+//!   key-value service; and `kv`, one client operation.
 
 pub mod args;
 pub mod bench;
@@ -18,6 +19,9 @@ pub mod service;
 mod stop;
 
 use std::io::{self, Write};
+use std::process::ExitCode;
+
+use zeroraft_engine::NodeFailure;
 
 pub use data_dir::DataDir;
 pub use stop::Stop;
@@ -30,9 +34,29 @@ pub enum Failure {
     Setup(String),
     /// Running failed (status 1).
     Run(io::Error),
+    /// The node `serve` runs stopped on its own: the status tells why ([`Failure::status`]).
+    Node(NodeFailure),
     /// The reader of stdout or stderr went away (status 0, and nothing said): see the module
     /// documentation.
     Closed,
+}
+
+impl Failure {
+    /// The exit status this failure ends the process with (see the binary's documentation).
+    pub fn status(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Self::Closed => 0,
+            Self::Run(_) => 1,
+            Self::Setup(_) => 2,
+            Self::Node(failure) if failure.is_storage_full() => 3,
+            Self::Node(NodeFailure::Storage(_) | NodeFailure::WriterStopped) => 4,
+            Self::Node(
+                NodeFailure::RestoreRefused { .. } | NodeFailure::StateMachinePanic { .. },
+            ) => 5,
+            Self::Node(NodeFailure::Panic { .. }) => 6,
+            Self::Node(_) => 1,
+        })
+    }
 }
 
 impl From<io::Error> for Failure {

@@ -46,6 +46,14 @@ pub enum StorageError {
         /// The identity the directory holds.
         found: Identity,
     },
+    /// The data directory holds no identity file: it was never initialized
+    /// ([`crate::WalOptions::create`]), or it lost what it held (a wiped disk, a volume that
+    /// failed to mount and left an empty mount point). A node must not start on it as if it were
+    /// new: it may have voted or acknowledged entries before, and would forget them.
+    Uninitialized {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Another process (or another storage in this one) has the data directory open.
     Locked {
         /// The directory's lock file.
@@ -100,6 +108,11 @@ impl fmt::Display for StorageError {
             } => write!(
                 f,
                 "data directory {} belongs to {found}, not to {expected}",
+                path.display()
+            ),
+            Self::Uninitialized { path } => write!(
+                f,
+                "{} is not an initialized data directory (it holds no IDENTITY file)",
                 path.display()
             ),
             Self::Locked { path } => write!(

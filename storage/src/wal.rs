@@ -259,9 +259,16 @@ impl fmt::Display for Identity {
 pub struct WalOptions {
     /// Start a new segment file once the current one holds this many bytes. Default 64 MiB.
     pub segment_size: u64,
-    /// Create the data directory (not its parents) if it does not exist. Default false: a
-    /// missing directory is an error, as a mistyped path should be.
+    /// Initialize the data directory if it is not yet: create it (not its parents) if it does
+    /// not exist, and write its identity file (with [`WalOptions::members`]) if it holds none.
+    /// Default false: a missing directory is [`StorageError::Missing`] (as a mistyped path
+    /// should be), and one without an identity file [`StorageError::Uninitialized`] (an empty
+    /// mount point or a wiped disk must not pass for a new node).
     pub create: bool,
+    /// The addresses of the cluster's members, recorded in the identity file when `create`
+    /// initializes the directory (at most 64, each printable, without spaces, at most 255
+    /// bytes); read back with [`FileStorage::members`]. Default none.
+    pub members: Option<Vec<String>>,
 }
 
 impl Default for WalOptions {
@@ -269,6 +276,7 @@ impl Default for WalOptions {
         Self {
             segment_size: 64 << 20,
             create: false,
+            members: None,
         }
     }
 }
@@ -277,6 +285,8 @@ impl Default for WalOptions {
 pub struct FileStorage {
     dir: PathBuf,
     options: WalOptions,
+    /// The members the identity file records, if any.
+    members: Option<Vec<String>>,
     /// Holds the directory's lock for as long as the storage lives.
     _lock: File,
     /// The last segment, the only one written to.
@@ -346,6 +356,18 @@ impl FileStorage {
         options: WalOptions,
     ) -> Result<Self, StorageError> {
         let dir = dir.as_ref().to_path_buf();
+        if let Some(members) = &options.members {
+            let bad = members.iter().find(|m| !identity::valid_member(m));
+            if members.len() > identity::MAX_MEMBERS || bad.is_some() {
+                return Err(StorageError::Unreadable {
+                    path: dir.join(identity::IDENTITY),
+                    reason: match bad {
+                        Some(m) => format!("member {m:?} cannot be recorded"),
+                        None => format!("more than {} members", identity::MAX_MEMBERS),
+                    },
+                });
+            }
+        }
         match fs::metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
@@ -360,10 +382,21 @@ impl FileStorage {
             }
             Err(e) => return Err(io_error("open data directory", &dir)(e)),
         }
+        if !options.create && identity::read(&dir)?.is_none() {
+            // Refused before anything is written into it, not even the lock file: an empty
+            // mount point stays empty.
+            return Err(StorageError::Uninitialized { path: dir });
+        }
         let lock = lock(&dir)?;
         let listing = recovery::list(&dir)?;
         let has_log = !listing.segments.is_empty() || !listing.snapshots.is_empty();
-        identity::check_or_create(&dir, identity, has_log)?;
+        let recorded = identity::check_or_create(
+            &dir,
+            identity,
+            has_log,
+            options.create,
+            options.members.as_deref(),
+        )?;
         if let (None, Some((_, path))) = (listing.segments.first(), listing.snapshots.first()) {
             return Err(StorageError::Unreadable {
                 path: path.clone(),
@@ -393,6 +426,7 @@ impl FileStorage {
         let mut storage = Self {
             dir,
             options,
+            members: recorded.members,
             _lock: lock,
             segment: tail.file,
             segment_path: tail.path,
@@ -419,6 +453,48 @@ impl FileStorage {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The cluster's members its identity file records, if it records them (see
+    /// [`WalOptions::members`]).
+    pub fn members(&self) -> Option<&[String]> {
+        self.members.as_deref()
+    }
+
+    /// The identity `dir`'s identity file records and the members it lists, without opening
+    /// the directory as a log: for a program that learns which node it is from its data
+    /// directory.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Missing`] if `dir` does not exist, [`StorageError::Uninitialized`] if it
+    /// holds no identity file, [`StorageError::Unreadable`] if the file is not one, or
+    /// [`StorageError::Io`].
+    pub fn read_identity(
+        dir: impl AsRef<Path>,
+    ) -> Result<(Identity, Option<Vec<String>>), StorageError> {
+        let dir = dir.as_ref();
+        match fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(io_error("open data directory", dir)(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "not a directory",
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::Missing {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(io_error("open data directory", dir)(e)),
+        }
+        match identity::read(dir)? {
+            Some(recorded) => Ok((recorded.identity, recorded.members)),
+            None => Err(StorageError::Uninitialized {
+                path: dir.to_path_buf(),
+            }),
+        }
     }
 
     /// The hard state persisted last.

@@ -37,12 +37,65 @@ fn a_missing_directory_is_an_error_unless_created() {
     assert_eq!(names, ["00000000000000000001.wal", "IDENTITY", "LOCK"]);
     let identity = fs::read_to_string(dir.join("IDENTITY")).unwrap();
     assert!(
-        identity.starts_with("zeroraft data directory\nformat 1\ncluster 7\nnode 2\ncrc32c "),
+        identity.starts_with(
+            "zeroraft data directory\nformat 2\ncluster 7\nnode 2\nmembers 0\ncrc32c "
+        ),
         "{identity}"
     );
     drop(storage);
     // Once created, it opens without `create`.
     FileStorage::open(&dir, ID, no_create()).unwrap();
+}
+
+#[test]
+fn an_empty_directory_is_uninitialized_unless_created_and_records_its_members() {
+    // An empty directory (a mount point whose volume did not mount, a wiped disk) is not a new
+    // node's: without `create` it is refused, and nothing is written into it.
+    let dir = tempfile::tempdir().unwrap();
+    match FileStorage::open(dir.path(), ID, no_create()).unwrap_err() {
+        StorageError::Uninitialized { path } => assert_eq!(path, dir.path()),
+        other => panic!("{other}"),
+    }
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    match FileStorage::read_identity(dir.path()).unwrap_err() {
+        StorageError::Uninitialized { path } => assert_eq!(path, dir.path()),
+        other => panic!("{other}"),
+    }
+
+    // Initialized on purpose, with the cluster's members.
+    let members = vec!["10.0.0.1:7000".to_owned(), "10.0.0.2:7000".to_owned()];
+    let options = WalOptions {
+        create: true,
+        members: Some(members.clone()),
+        ..WalOptions::default()
+    };
+    let storage = FileStorage::open(dir.path(), ID, options).unwrap();
+    assert_eq!(storage.members(), Some(&members[..]));
+    drop(storage);
+    let storage = FileStorage::open(dir.path(), ID, no_create()).unwrap();
+    assert_eq!(storage.members(), Some(&members[..]), "read back on open");
+    drop(storage);
+    assert_eq!(
+        FileStorage::read_identity(dir.path()).unwrap(),
+        (ID, Some(members))
+    );
+
+    // Members that cannot be recorded are refused before anything is written.
+    let other = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        create: true,
+        members: Some(vec!["a b".to_owned()]),
+        ..WalOptions::default()
+    };
+    assert!(matches!(
+        FileStorage::open(other.path(), ID, options).unwrap_err(),
+        StorageError::Unreadable { .. }
+    ));
+    assert_eq!(fs::read_dir(other.path()).unwrap().count(), 0);
 }
 
 #[test]
@@ -143,7 +196,7 @@ fn a_malformed_identity_is_unreadable() {
             "another node, checksum not updated",
             good.replace("node 2", "node 3"),
         ),
-        ("a future format", good.replace("format 1", "format 9")),
+        ("a future format", good.replace("format 2", "format 9")),
         ("empty", String::new()),
     ];
     for (case, text) in cases {

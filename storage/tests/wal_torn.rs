@@ -395,6 +395,7 @@ fn a_torn_tail_in_a_later_segment_keeps_the_earlier_ones() {
             WalOptions {
                 segment_size: 256,
                 create: false,
+                members: None,
             },
         )
     });

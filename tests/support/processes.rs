@@ -1,10 +1,11 @@
-//! A cluster of `zeroraft serve` processes for tests: started, killed with SIGKILL and
-//! restarted from their data directories, on loopback or in the namespaces of a
+//! A cluster of `zeroraft serve` processes for tests: bootstrapped (each node's data directory
+//! made with `zeroraft init` before its first start), started, killed with SIGKILL and restarted
+//! from their data directories, on loopback or in the namespaces of a
 //! [`Topology`](super::netns::Topology).
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,12 @@ pub struct ProcessCluster {
     nodes: Vec<NodeSpec>,
     children: Vec<Option<Child>>,
     read_mode: String,
+    /// The cluster's id, given to every node's `init`.
+    cluster: u64,
+    /// Whether node `i`'s data directory was initialized (before its first start).
+    initialized: Vec<bool>,
+    /// How node `i`'s process last exited on its own, if it did.
+    exits: Vec<Option<ExitStatus>>,
     /// Holds the data directories and logs; removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -116,10 +123,20 @@ impl ProcessCluster {
     fn new(nodes: Vec<NodeSpec>, read_mode: &str, dir: tempfile::TempDir) -> Self {
         Self {
             children: nodes.iter().map(|_| None).collect(),
+            initialized: vec![false; nodes.len()],
+            exits: vec![None; nodes.len()],
             nodes,
             read_mode: read_mode.to_owned(),
+            cluster: fastrand::u64(1..),
             _dir: dir,
         }
+    }
+
+    /// Keeps node `i`'s data in `path` instead (a directory that does not exist yet or is empty,
+    /// such as a mount point), for a node not started yet.
+    pub fn set_data(&mut self, i: usize, path: PathBuf) {
+        assert!(!self.initialized[i], "node {i} was started already");
+        self.nodes[i].data = path;
     }
 
     /// Number of nodes.
@@ -150,8 +167,86 @@ impl ProcessCluster {
         }
     }
 
-    /// Starts node `i` (again) from its data directory, and waits until it serves clients.
+    /// Initializes node `i`'s data directory, as `zeroraft init` does when a cluster is
+    /// bootstrapped.
+    fn init(&mut self, i: usize) {
+        let spec = &self.nodes[i];
+        let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+            .args(["init", "--id", &i.to_string(), "--peers", &spec.peers])
+            .args(["--cluster", &self.cluster.to_string()])
+            .arg("--data")
+            .arg(&spec.data)
+            .output()
+            .expect("run zeroraft init");
+        assert!(
+            out.status.success(),
+            "zeroraft init of node {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.initialized[i] = true;
+    }
+
+    /// Starts node `i` (again) from its data directory, initializing it before its first
+    /// start, and waits until it serves clients.
     pub fn start(&mut self, i: usize) {
+        if !self.initialized[i] {
+            self.init(i);
+        }
+        self.spawn(i, &[]);
+        let until = Instant::now() + Duration::from_secs(30);
+        while self.status(i).is_none() {
+            if let Some(Ok(Some(status))) = self.children[i].as_mut().map(|c| c.try_wait()) {
+                panic!("node {i} exited with {status}: {}", self.log(i));
+            }
+            assert!(
+                Instant::now() < until,
+                "node {i} does not serve clients: {}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(20)); // polling its port
+        }
+    }
+
+    /// Starts node `i` from its data directory as it is (never initializing it), with `extra`
+    /// arguments, expecting it to refuse: waits for the process to exit and returns its status
+    /// and what it wrote to stderr this time.
+    pub fn start_refused(&mut self, i: usize, extra: &[&str]) -> (ExitStatus, String) {
+        let before = self.log(i).len();
+        self.spawn(i, extra);
+        let status = self.wait_exit(i, Duration::from_secs(30));
+        let status = status.unwrap_or_else(|| panic!("node {i} did not exit: {}", self.log(i)));
+        (status, self.log(i)[before..].to_owned())
+    }
+
+    /// Waits up to `patience` for node `i`'s process to exit on its own, and reaps it.
+    pub fn wait_exit(&mut self, i: usize, patience: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + patience;
+        loop {
+            let child = self.children[i].as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.children[i] = None;
+                self.exits[i] = Some(status);
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // polling the process
+        }
+    }
+
+    /// How node `i`'s process last exited on its own, as [`ProcessCluster::wait_exit`] saw it.
+    pub fn last_exit(&self, i: usize) -> Option<ExitStatus> {
+        self.exits[i]
+    }
+
+    /// The `--peers` every node is given.
+    pub fn peer_list(&self) -> &str {
+        &self.nodes[0].peers
+    }
+
+    /// Runs `zeroraft serve` for node `i`, with `extra` arguments after the usual ones.
+    fn spawn(&mut self, i: usize, extra: &[&str]) {
         assert!(self.children[i].is_none(), "node {i} is running");
         let spec = &self.nodes[i];
         let log = std::fs::OpenOptions::new()
@@ -174,23 +269,12 @@ impl ProcessCluster {
             .arg("--data")
             .arg(&spec.data)
             .args(["--read-mode", &self.read_mode])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
         let child = cmd.spawn().expect("spawn zeroraft serve");
         self.children[i] = Some(child);
-        let until = Instant::now() + Duration::from_secs(30);
-        while self.status(i).is_none() {
-            if let Some(Ok(Some(status))) = self.children[i].as_mut().map(|c| c.try_wait()) {
-                panic!("node {i} exited with {status}: {}", self.log(i));
-            }
-            assert!(
-                Instant::now() < until,
-                "node {i} does not serve clients: {}",
-                self.log(i)
-            );
-            std::thread::sleep(Duration::from_millis(20)); // polling its port
-        }
     }
 
     /// Kills node `i` with SIGKILL, as a crash would, and reaps it.

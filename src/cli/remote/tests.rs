@@ -36,6 +36,7 @@ fn start_cluster(n: usize, dir: &Path) -> Vec<Option<ServeNode>> {
             let data = dir.join(format!("{attempt}-node-{i}"));
             let options =
                 NodeOptions::new(i, 7, peers.clone(), "127.0.0.1:0".parse().unwrap(), data);
+            ServeNode::initialize(&options).expect("a new data directory");
             match ServeNode::start(options) {
                 Ok(node) => nodes.push(Some(node)),
                 Err(ServeError::Listen { .. }) => break,

@@ -21,6 +21,7 @@ fn open(dir: &Path, segment_size: u64) -> FileStorage {
         WalOptions {
             segment_size,
             create: true,
+            members: None,
         },
     )
     .unwrap()

@@ -105,6 +105,7 @@ pub fn options(segment_size: u64) -> WalOptions {
     WalOptions {
         segment_size,
         create: true,
+        members: None,
     }
 }
 
