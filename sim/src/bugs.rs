@@ -125,15 +125,6 @@ fn bug_reports_name_seed_invariant_and_events() {
     assert!(!v.recent.is_empty(), "{text}");
 }
 
-/// PreVote and CheckQuorum on in every core, as `Config::production` has them.
-fn production() -> Options {
-    Options {
-        pre_vote: true,
-        check_quorum: true,
-        ..Options::default()
-    }
-}
-
 #[test]
 fn catches_a_leader_that_leads_on_without_a_quorum() {
     let options = Options {
@@ -158,7 +149,7 @@ fn catches_a_lease_read_after_the_lease_expired() {
     let options = Options {
         no_op: true,
         reads: true,
-        ..production()
+        ..Options::production()
     };
     caught_within_200(Bug::LeaseAfterExpiry, &options);
 }

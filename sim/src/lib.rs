@@ -171,6 +171,18 @@ pub struct Options {
     pub trace: bool,
 }
 
+impl Options {
+    /// PreVote and CheckQuorum on in every core, as `Config::production` has them (the leader
+    /// no-op stays off: [`Options::no_op`] turns it on).
+    pub fn production() -> Self {
+        Self {
+            pre_vote: true,
+            check_quorum: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// How a run ended well: the heal phase converged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Converged {

@@ -159,20 +159,14 @@ fn the_swarm_snapshots_and_installs_in_chunks() {
     assert!(chunked > 0, "no snapshot arrived in more than one chunk");
 }
 
-/// PreVote and CheckQuorum on in every core, as `Config::production` has them.
-fn production() -> Options {
-    Options {
-        pre_vote: true,
-        check_quorum: true,
-        ..Options::default()
-    }
-}
-
 #[test]
 fn no_violations_with_pre_vote_and_check_quorum() {
     // Every invariant, and with CheckQuorum that a leader cut off from the majority steps down
     // within two minimum election timeouts.
-    no_violations(2_000_000..2_000_000 + total_seeds() / 20, &production());
+    no_violations(
+        2_000_000..2_000_000 + total_seeds() / 20,
+        &Options::production(),
+    );
 }
 
 #[test]
@@ -180,7 +174,7 @@ fn with_check_quorum_cut_off_leaders_step_down_in_their_term() {
     // Without PreVote or a bug, a leader becomes a follower of its own term only by CheckQuorum.
     let traced = Options {
         trace: true,
-        ..production()
+        ..Options::production()
     };
     let mut step_downs = 0;
     for seed in 0..40 {
@@ -231,7 +225,7 @@ fn with_pre_vote_a_rejoining_node_never_raises_the_term_of_a_stable_cluster() {
     for check_quorum in [false, true] {
         let options = Options {
             check_quorum,
-            ..production()
+            ..Options::production()
         };
         let (rejoins, isolated, raised) = rejoin_counts(seeds.clone(), &options);
         assert!(
@@ -266,7 +260,7 @@ fn reads_and_transfers() -> Options {
         no_op: true,
         reads: true,
         transfers: true,
-        ..production()
+        ..Options::production()
     }
 }
 
