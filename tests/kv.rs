@@ -137,7 +137,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Sends `request` to each server in turn until one gives an answer that says what became of
-/// it (not `WrongLeader`, `Timeout` or `Busy`), and returns that answer.
+/// it (not `WrongLeader`, `Timeout`, `Busy` or `Overloaded`), and returns that answer.
 fn until_answered(cluster: &KvCluster, request: &Request) -> Response {
     let mut answer = None;
     let mut i = 0;
@@ -145,7 +145,10 @@ fn until_answered(cluster: &KvCluster, request: &Request) -> Response {
         let addr = cluster.servers[i % cluster.servers.len()].local_addr();
         i += 1;
         match call(&mut connect(addr), request) {
-            Response::WrongLeader { .. } | Response::Timeout | Response::Busy => false,
+            Response::WrongLeader { .. }
+            | Response::Timeout
+            | Response::Busy
+            | Response::Overloaded => false,
             other => {
                 answer = Some(other);
                 true
@@ -642,10 +645,7 @@ fn connections_beyond_the_limit_are_refused() {
     let body = protocol::read_frame(&mut third, MAX_FRAME)
         .unwrap()
         .unwrap();
-    assert_eq!(
-        Response::decode(body).unwrap(),
-        Response::Error("too many connections".into())
-    );
+    assert_eq!(Response::decode(body).unwrap(), Response::Overloaded);
     // Once one closes, a new connection is served.
     drop(held.pop());
     wait_for("the closed connection to be released", || {
@@ -656,6 +656,45 @@ fn connections_beyond_the_limit_are_refused() {
         call(&mut stream, &Request::Status),
         Response::Status(_)
     ));
+}
+
+/// A client that finds the server's connections all taken waits for one to free, within its
+/// operation's timeout, instead of failing at once.
+#[test]
+fn a_client_waits_for_a_free_connection() {
+    let options = ServerOptions {
+        max_connections: 2,
+        ..ServerOptions::default()
+    };
+    let cluster = KvCluster::start(1, Config::production(), options);
+    let addr = cluster.servers[0].local_addr();
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = connect(addr);
+            // Served: it answers a status request.
+            assert!(matches!(
+                call(&mut stream, &Request::Status),
+                Response::Status(_)
+            ));
+            stream
+        })
+        .collect();
+    let hold = Duration::from_millis(1_500);
+    let started = Instant::now();
+    let freer = std::thread::spawn(move || {
+        // The point of the test: the slot frees only once the client is already waiting.
+        sleep(hold);
+        drop(held.pop());
+        held
+    });
+    let mut client = KvClient::new(vec![addr], patient());
+    client.put("k", "v").unwrap();
+    assert!(
+        started.elapsed() >= hold,
+        "served before a connection was free"
+    );
+    assert_eq!(client.get("k").unwrap(), "v");
+    drop(freer.join().unwrap());
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! the log), then numbers its operations within it. It sends each to the server it believes
 //! leads, follows `WrongLeader` hints, and on a connection error or timeout tries the next server
 //! after a short backoff, always with the same `(session, seq)`, so that a request applied by a
-//! server whose answer was lost is not applied again, and its retry is answered as it was. It
-//! gives up when the operation's deadline
+//! server whose answer was lost is not applied again, and its retry is answered as it was. A
+//! server that is busy (`Busy`) or serves as many connections as it may (`Overloaded`) is asked
+//! again after a pause, or another one is. It gives up when the operation's deadline
 //! ([`ClientOptions::op_timeout`], registering included) passes: the caller then cannot know
 //! whether a `put` or `append` took effect.
 //!
@@ -125,6 +126,9 @@ impl std::error::Error for KvError {
         }
     }
 }
+
+/// What a client reports when a server it asks once refuses the connection.
+const OVERLOADED: &str = "the server serves as many connections as it may";
 
 /// What a client operation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,6 +312,7 @@ impl KvClient {
         match self.call_once(addr, &Request::Status)? {
             Response::Status(status) => Ok(status),
             Response::Error(why) => Err(KvError::Server(why)),
+            Response::Overloaded => Err(KvError::Server(OVERLOADED.to_owned())),
             other => Err(KvError::Protocol(format!("{other:?} to a status request"))),
         }
     }
@@ -329,6 +334,7 @@ impl KvClient {
             Response::Ok { .. } => Ok(()),
             Response::WrongLeader { leader } => Err(KvError::NotLeader { leader }),
             Response::Error(why) => Err(KvError::Server(why)),
+            Response::Overloaded => Err(KvError::Server(OVERLOADED.to_owned())),
             other => Err(KvError::Protocol(format!(
                 "{other:?} to a transfer request"
             ))),
@@ -382,6 +388,12 @@ impl KvClient {
                     false
                 }
                 Ok(Response::Busy) => true,
+                Ok(Response::Overloaded) => {
+                    // The server closes the connection: wait for a free place, or try another.
+                    self.connections[server] = None;
+                    server = (server + 1) % servers;
+                    true
+                }
                 Ok(Response::Timeout) => {
                     server = (server + 1) % servers;
                     false

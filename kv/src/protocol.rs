@@ -24,6 +24,7 @@
 //! | 0x87 | `Registered`     | session `u64`                                                 |
 //! | 0x88 | `Stale`          | none                                                          |
 //! | 0x89 | `SessionExpired` | none                                                          |
+//! | 0x8a | `Overloaded`     | none                                                          |
 //!
 //! A client opens a session with `Register`, answered `Registered` with the session's id, and
 //! sends every `Get`, `Put` and `Append` under it: `seq` numbers its requests (increasing), and
@@ -37,7 +38,8 @@
 //!
 //! `Transfer` is answered with `Ok` (the leader has started handing over its leadership),
 //! `WrongLeader` (the node does not lead) or `Error` (the target is no other node, the node
-//! stopped).
+//! stopped). `Overloaded` is the only thing a server sends on a connection it will not serve
+//! (it serves as many as it may, [`crate::ServerOptions::max_connections`]) before it closes it.
 //!
 //! A server answers requests on one connection in order, one response per request. Decoding is
 //! strict: a body that ends inside a field, carries bytes after its last field, names an unknown
@@ -115,6 +117,7 @@ const STATUS_REPLY: u8 = 0x86;
 const REGISTERED: u8 = 0x87;
 const STALE: u8 = 0x88;
 const SESSION_EXPIRED: u8 = 0x89;
+const OVERLOADED: u8 = 0x8a;
 
 /// The tag of the full status after a `Status` response's fields.
 const FULL_STATUS: u8 = 1;
@@ -220,6 +223,9 @@ pub enum Response {
     /// The request's session is not open (it expired, was evicted, or never was): nothing was
     /// done now, and whether an earlier copy of the request was applied is unknown.
     SessionExpired,
+    /// The server does not serve this connection now (it serves as many as it may) and closes
+    /// it: connect again later, or to another node.
+    Overloaded,
 }
 
 /// One node's Raft status as the `Status` request reports it: the fields every server sends,
@@ -688,6 +694,7 @@ impl Response {
             }
             Self::Stale => out.extend_from_slice(&[VERSION, STALE]),
             Self::SessionExpired => out.extend_from_slice(&[VERSION, SESSION_EXPIRED]),
+            Self::Overloaded => out.extend_from_slice(&[VERSION, OVERLOADED]),
             Self::Error(message) => {
                 out.extend_from_slice(&[VERSION, ERROR]);
                 put_bytes(out, message.as_bytes());
@@ -733,6 +740,7 @@ impl Response {
             },
             STALE => Self::Stale,
             SESSION_EXPIRED => Self::SessionExpired,
+            OVERLOADED => Self::Overloaded,
             ERROR => {
                 let message = get_bytes(&mut body, "message", MAX_FRAME)?;
                 let message = std::str::from_utf8(&message)
@@ -1285,6 +1293,7 @@ mod tests {
             any::<u64>().prop_map(|session| Response::Registered { session }),
             Just(Response::Stale),
             Just(Response::SessionExpired),
+            Just(Response::Overloaded),
         ]
     }
 
@@ -1685,10 +1694,11 @@ mod tests {
             request.encode(&mut out).unwrap();
             assert_eq!(&out[4..], body, "request {case}");
         }
-        let responses: [(Response, Vec<u8>); 3] = [
+        let responses: [(Response, Vec<u8>); 4] = [
             (Response::Registered { session: 5 }, registered),
             (Response::Stale, vec![VERSION, STALE]),
             (Response::SessionExpired, vec![VERSION, SESSION_EXPIRED]),
+            (Response::Overloaded, vec![VERSION, OVERLOADED]),
         ];
         for (case, (response, body)) in responses.into_iter().enumerate() {
             assert_eq!(encoded_body(&response), body, "response {case}");

@@ -1,11 +1,11 @@
 //! [`KvServer`]: serves the client protocol ([`crate::protocol`]) of one node over TCP.
 //!
 //! One thread accepts connections; each connection gets a thread of its own (at most
-//! [`ServerOptions::max_connections`]; beyond, the connection is answered with an `Error` and
-//! closed), which reads its requests and starts each at once, and a second that answers them in
-//! order, one response per request. A client may pipeline: send many requests before reading
-//! the answers (up to 1 024 under way per connection; beyond, the server reads no more until it
-//! has answered some).
+//! [`ServerOptions::max_connections`]; beyond, the connection is answered with `Overloaded` and
+//! closed, and clients retry), which reads its requests and starts each at once, and a second
+//! that answers them in order, one response per request. A client may pipeline: send many
+//! requests before reading the answers (up to 1 024 under way per connection; beyond, the
+//! server reads no more until it has answered some).
 //!
 //! - `Register` is proposed to the node ([`Raft::try_start`]), stamped with the server's clock
 //!   and carrying [`ServerOptions::sessions`]; once the node applies it, the answer is
@@ -80,13 +80,15 @@ pub struct ServerOptions {
     /// How long a request waits for its command to be applied (or its read to be confirmed)
     /// before it is answered with `Timeout`. Default 2 s.
     pub request_timeout: Duration,
-    /// Most connections served at once; more are answered with an `Error` and closed. Default
-    /// 256.
+    /// Most connections served at once; more are answered with [`Response::Overloaded`] and
+    /// closed (a [`crate::KvClient`] then tries again, or another node, until its operation's
+    /// timeout). Each connection costs two threads. Default 256.
     pub max_connections: usize,
     /// Largest request frame body accepted: a longer length prefix closes the connection.
     /// Default [`MAX_FRAME`].
     pub max_frame: usize,
-    /// A connection that sends nothing for this long is closed. Default 60 s.
+    /// A connection that sends nothing for this long is closed, freeing its place among
+    /// [`ServerOptions::max_connections`]. Default 60 s.
     pub idle_timeout: Duration,
     /// A connection whose client does not take a response within this long is closed. Default
     /// 5 s.
@@ -342,11 +344,11 @@ fn join_all(workers: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Answers a connection the server will not serve with an `Error`, and closes it.
+/// Answers a connection the server will not serve with `Overloaded`, and closes it.
 fn refuse(stream: TcpStream, why: &str) {
     tracing::warn!(peer = ?stream.peer_addr().ok(), why, "refusing a connection");
     let mut out = Vec::new();
-    if Response::Error(why.to_owned()).encode(&mut out).is_ok() {
+    if Response::Overloaded.encode(&mut out).is_ok() {
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
         let _ = protocol::write_frame(&mut &stream, &out);
     }
