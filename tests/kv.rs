@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use zeroraft::engine::MemStorage;
-use zeroraft::kv::protocol::{self, MAX_FRAME, Request, Response};
-use zeroraft::kv::{ClientOptions, KvClient, KvServer, KvState, ReadMode, ServerOptions};
+use zeroraft::kv::protocol::{self, MAX_FRAME, MAX_UNACKNOWLEDGED, Request, Response};
+use zeroraft::kv::{
+    ClientOptions, KvClient, KvError, KvServer, KvState, ReadMode, ServerOptions, SessionOptions,
+};
 use zeroraft::{Compaction, Config, Network, NetworkConfig, Raft, Role};
 
 /// How long any condition may take to come true on a busy machine.
@@ -134,22 +136,52 @@ fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-/// Sends `request` to each server in turn until one answers `Ok`, and returns the value.
-fn until_ok(cluster: &KvCluster, request: &Request) -> Bytes {
+/// Sends `request` to each server in turn until one gives an answer that says what became of
+/// it (not `WrongLeader`, `Timeout`, `Busy` or `Overloaded`), and returns that answer.
+fn until_answered(cluster: &KvCluster, request: &Request) -> Response {
     let mut answer = None;
     let mut i = 0;
     wait_for("a server to serve the request", || {
         let addr = cluster.servers[i % cluster.servers.len()].local_addr();
         i += 1;
         match call(&mut connect(addr), request) {
-            Response::Ok { value } => {
-                answer = Some(value);
+            Response::WrongLeader { .. }
+            | Response::Timeout
+            | Response::Busy
+            | Response::Overloaded => false,
+            other => {
+                answer = Some(other);
                 true
             }
-            _ => false,
         }
     });
     answer.expect("answered")
+}
+
+/// Sends `request` as [`until_answered`] does, expecting `Ok`, and returns the value.
+fn until_ok(cluster: &KvCluster, request: &Request) -> Bytes {
+    match until_answered(cluster, request) {
+        Response::Ok { value } => value,
+        other => panic!("{request:?} answered {other:?}"),
+    }
+}
+
+/// Opens a session, as a client does before its first request.
+fn register(cluster: &KvCluster) -> u64 {
+    match until_answered(cluster, &Request::Register) {
+        Response::Registered { session } => session,
+        other => panic!("a register answered {other:?}"),
+    }
+}
+
+fn put(session: u64, seq: u64, ack: u64, key: &str, value: &str) -> Request {
+    Request::Put {
+        session,
+        seq,
+        ack,
+        key: bytes(key),
+        value: bytes(value),
+    }
 }
 
 /// Reads what the server sends until it closes the connection. Closing with input still unread
@@ -187,8 +219,8 @@ fn puts_appends_and_gets_return_what_was_written() {
     client.put("a", "3").unwrap();
     // Another client, starting from no leader knowledge, reads the latest write.
     let mut other = KvClient::new(cluster.addrs(), patient());
-    assert_ne!(other.id(), client.id());
     assert_eq!(other.get("a").unwrap(), "3");
+    assert_ne!(other.session(), client.session(), "a session of its own");
     for i in 0..50 {
         other.append("many", &format!("{i},")).unwrap();
     }
@@ -228,8 +260,9 @@ fn every_read_mode_reads_what_was_written() {
         let follower = (leader + 1) % 3;
         let term = cluster.raft(leader).get_state().0;
         let get = Request::Get {
-            client: 9,
+            session: 9,
             seq: 1,
+            ack: 1,
             key: bytes("k"),
         };
         let answer = call(&mut connect(cluster.servers[follower].local_addr()), &get);
@@ -292,8 +325,9 @@ fn killing_the_leader_loses_nothing_acknowledged() {
     let answer = call(
         &mut connect(cluster.servers[old].local_addr()),
         &Request::Get {
-            client: 1,
+            session: 1,
             seq: 1,
+            ack: 1,
             key: bytes("log"),
         },
     );
@@ -301,11 +335,13 @@ fn killing_the_leader_loses_nothing_acknowledged() {
 }
 
 #[test]
-fn a_retried_request_is_applied_once() {
+fn a_retried_request_is_applied_once_and_a_late_copy_is_stale() {
     let cluster = KvCluster::start(3, Config::production(), ServerOptions::default());
+    let session = register(&cluster);
     let append = Request::Append {
-        client: 77,
+        session,
         seq: 1,
+        ack: 1,
         key: bytes("r"),
         value: bytes("x"),
     };
@@ -318,8 +354,9 @@ fn a_retried_request_is_applied_once() {
     let leader = cluster.leader();
     let mut stream = connect(cluster.servers[leader].local_addr());
     let next = Request::Append {
-        client: 77,
+        session,
         seq: 2,
+        ack: 2,
         key: bytes("r"),
         value: bytes("y"),
     };
@@ -338,9 +375,130 @@ fn a_retried_request_is_applied_once() {
         until_ok(&cluster, &next);
         assert_eq!(client.get("r").unwrap(), "xy");
     }
-    // An older request of the same client, arriving late, changes nothing either.
-    until_ok(&cluster, &append);
+    // The first request again, arriving late, after the second acknowledged its answer: it is
+    // stale, neither applied nor answered Ok.
+    assert_eq!(until_answered(&cluster, &append), Response::Stale);
     assert_eq!(client.get("r").unwrap(), "xy");
+}
+
+/// What once made an unapplied write look applied: a client id reused by a new client that
+/// numbers its requests from 1 again. Here a second client reuses the first one's session.
+/// Whatever it sends, an answer `Ok` is only ever given for a write that `get` shows.
+#[test]
+fn a_reused_session_never_acknowledges_an_unapplied_write() {
+    let cluster = KvCluster::start(3, Config::production(), ServerOptions::default());
+    let mut first = KvClient::new(cluster.addrs(), patient());
+    for _ in 0..3 {
+        first.put("k", "1").unwrap();
+    }
+    let session = first.session().expect("the first client's session");
+    let mut reader = KvClient::new(cluster.addrs(), patient());
+    let shares = |answer: &Response| matches!(answer, Response::Error(why) if why.contains("two clients share the session"));
+    let ok = |answer: &Response| matches!(answer, Response::Ok { .. });
+    let stale = |answer: &Response| *answer == Response::Stale;
+    type Expect = fn(&Response) -> bool;
+    let cases: [(u64, u64, &str, Expect, &str); 5] = [
+        // (seq, ack, value) the second client puts, what it must be answered, and `k` after.
+        // Requests 1 and 2 of the first client are acknowledged (by the next ones): stale.
+        (1, 1, "2", stale, "1"),
+        (2, 2, "2", stale, "1"),
+        // Request 3 is the first client's last: another put under its number is no retry.
+        (3, 3, "2", shares, "1"),
+        // The very same put as the first client's request 3: its retry, answered as it was.
+        (3, 3, "1", ok, "1"),
+        // A number the session has not used yet: applied, and answered Ok.
+        (4, 4, "2", ok, "2"),
+    ];
+    for (case, (seq, ack, value, expect, after)) in cases.into_iter().enumerate() {
+        let answer = until_answered(&cluster, &put(session, seq, ack, "k", value));
+        assert!(expect(&answer), "case {case}: answered {answer:?}");
+        let shown = reader.get("k").unwrap();
+        if ok(&answer) {
+            assert_eq!(shown, value, "case {case}: answered Ok, yet not applied");
+        }
+        assert_eq!(shown, after, "case {case}");
+    }
+}
+
+/// A frame that names another client's session, with `seq = u64::MAX`, written raw: it used to
+/// be applied and make every later write of that client be answered Ok without being applied.
+#[test]
+fn a_forged_frame_never_makes_a_write_look_applied() {
+    let cluster = KvCluster::start(3, Config::production(), ServerOptions::default());
+    let mut reader = KvClient::new(cluster.addrs(), patient());
+    let cases: [(u64, bool, bool); 3] = [
+        // The forged ack, whether the forged write is applied, whether the client's next is.
+        (0, false, true),
+        (u64::MAX - (MAX_UNACKNOWLEDGED - 1), true, false),
+        (u64::MAX, true, false),
+    ];
+    for (case, (ack, forged_applied, next_applied)) in cases.into_iter().enumerate() {
+        let (key, forged_key) = (format!("k{case}"), format!("f{case}"));
+        let mut client = KvClient::new(cluster.addrs(), patient());
+        client.put(&key, "before").unwrap();
+        let session = client.session().expect("a session");
+        let forged = put(session, u64::MAX, ack, &forged_key, "forged");
+        let answer = until_answered(&cluster, &forged);
+        let shown = reader.get(&forged_key).unwrap() == "forged";
+        assert_eq!(
+            shown, forged_applied,
+            "case {case}: forged write {answer:?}"
+        );
+        assert_eq!(
+            matches!(answer, Response::Ok { .. }),
+            shown,
+            "case {case}: {answer:?}"
+        );
+        let next = client.put(&key, "after");
+        let shown = reader.get(&key).unwrap();
+        match &next {
+            Ok(()) => assert_eq!(shown, "after", "case {case}: answered Ok, yet not applied"),
+            Err(KvError::Stale) => assert_eq!(shown, "before", "case {case}"),
+            Err(e) => panic!("case {case}: {e}"),
+        }
+        assert_eq!(next.is_ok(), next_applied, "case {case}: {next:?}");
+        // The client goes on, under a new session if it had to leave this one.
+        client.put(&key, "again").unwrap();
+        assert_eq!(reader.get(&key).unwrap(), "again", "case {case}");
+    }
+}
+
+/// With room for two sessions, each new client evicts the least recently active one: a write
+/// under an evicted session fails as `SessionExpired` (not retried, not applied), a read is
+/// asked again under a new session.
+#[test]
+fn an_evicted_session_fails_a_write_and_renews_for_a_read() {
+    let options = ServerOptions {
+        read_mode: ReadMode::Log,
+        sessions: SessionOptions {
+            max_sessions: 2,
+            ..SessionOptions::default()
+        },
+        ..ServerOptions::default()
+    };
+    let cluster = KvCluster::start(1, Config::production(), options);
+    let state = cluster.servers[0].state().clone();
+    let client = || KvClient::new(cluster.addrs(), patient());
+    let (mut a, mut b, mut c) = (client(), client(), client());
+    a.put("k", "a").unwrap();
+    b.put("k", "b").unwrap();
+    // c's session evicts a's, the least recently active.
+    c.put("k", "c").unwrap();
+    assert_eq!(state.session_count(), 2);
+    assert!(matches!(a.put("k", "lost"), Err(KvError::SessionExpired)));
+    assert_eq!(
+        c.get("k").unwrap(),
+        "c",
+        "the write under the evicted session"
+    );
+    // a's new session evicts b's; b's read is asked again under a new one, which evicts c's.
+    assert_eq!(a.get("k").unwrap(), "c");
+    let old = b.session();
+    assert_eq!(b.get("k").unwrap(), "c");
+    assert_ne!(b.session(), old, "b opened a new session");
+    assert!(matches!(c.append("k", "x"), Err(KvError::SessionExpired)));
+    assert_eq!(a.get("k").unwrap(), "c");
+    assert_eq!(state.session_count(), 2);
 }
 
 #[test]
@@ -348,15 +506,11 @@ fn a_follower_answers_wrong_leader_naming_the_leader() {
     let cluster = KvCluster::start(3, Config::production(), ServerOptions::default());
     let mut client = KvClient::new(cluster.addrs(), patient());
     client.put("k", "v").unwrap();
-    let put = Request::Put {
-        client: 5,
-        seq: 1,
-        key: bytes("k"),
-        value: bytes("w"),
-    };
+    let put = put(5, 1, 1, "k", "w");
     let get = Request::Get {
-        client: 5,
+        session: 5,
         seq: 2,
+        ack: 2,
         key: bytes("k"),
     };
     // A follower names its leader once it has heard from it: wait for that, then ask it.
@@ -491,10 +645,7 @@ fn connections_beyond_the_limit_are_refused() {
     let body = protocol::read_frame(&mut third, MAX_FRAME)
         .unwrap()
         .unwrap();
-    assert_eq!(
-        Response::decode(body).unwrap(),
-        Response::Error("too many connections".into())
-    );
+    assert_eq!(Response::decode(body).unwrap(), Response::Overloaded);
     // Once one closes, a new connection is served.
     drop(held.pop());
     wait_for("the closed connection to be released", || {
@@ -505,6 +656,45 @@ fn connections_beyond_the_limit_are_refused() {
         call(&mut stream, &Request::Status),
         Response::Status(_)
     ));
+}
+
+/// A client that finds the server's connections all taken waits for one to free, within its
+/// operation's timeout, instead of failing at once.
+#[test]
+fn a_client_waits_for_a_free_connection() {
+    let options = ServerOptions {
+        max_connections: 2,
+        ..ServerOptions::default()
+    };
+    let cluster = KvCluster::start(1, Config::production(), options);
+    let addr = cluster.servers[0].local_addr();
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = connect(addr);
+            // Served: it answers a status request.
+            assert!(matches!(
+                call(&mut stream, &Request::Status),
+                Response::Status(_)
+            ));
+            stream
+        })
+        .collect();
+    let hold = Duration::from_millis(1_500);
+    let started = Instant::now();
+    let freer = std::thread::spawn(move || {
+        // The point of the test: the slot frees only once the client is already waiting.
+        sleep(hold);
+        drop(held.pop());
+        held
+    });
+    let mut client = KvClient::new(vec![addr], patient());
+    client.put("k", "v").unwrap();
+    assert!(
+        started.elapsed() >= hold,
+        "served before a connection was free"
+    );
+    assert_eq!(client.get("k").unwrap(), "v");
+    drop(freer.join().unwrap());
 }
 
 #[test]
@@ -544,15 +734,17 @@ fn a_node_restarted_from_its_snapshot_keeps_deduplicating() {
         state.applied_index() >= applied
     });
     assert_eq!(state.get(b"k"), Some(Bytes::from(want.clone())));
-    assert_eq!(state.last_seq(client.id()), Some(60));
-    // Every node refuses a late copy of an early request, the restarted one included.
+    let session = client.session().expect("a session");
+    assert_eq!(state.session_ack(session), Some(60));
+    // A late copy of an early request is refused as stale.
     let late = Request::Append {
-        client: client.id(),
+        session,
         seq: 3,
+        ack: 3,
         key: bytes("k"),
         value: bytes("again"),
     };
-    until_ok(&cluster, &late);
+    assert_eq!(until_answered(&cluster, &late), Response::Stale);
     let mut client = KvClient::new(cluster.addrs(), patient());
     client.append("k", "end").unwrap();
     want.push_str("end");

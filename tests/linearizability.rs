@@ -121,7 +121,6 @@ fn client(
         op_timeout: OP_TIMEOUT,
         attempt_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_millis(200),
-        client_id: Some(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         ..Default::default()
     };
     let nodes = cluster_addrs.len();

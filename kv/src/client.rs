@@ -1,16 +1,27 @@
 //! [`KvClient`]: the client library of the key-value service (the 6.824 `Clerk`).
 //!
-//! A client has a random id and numbers its operations; it sends each to the server it believes
+//! Before its first operation a client opens a session ([`crate::session`]: `Register`, through
+//! the log), then numbers its operations within it. It sends each to the server it believes
 //! leads, follows `WrongLeader` hints, and on a connection error or timeout tries the next server
-//! after a short backoff, always with the same `(client, seq)`, so that a request applied by a
-//! server whose answer was lost is not applied again. It gives up when the operation's deadline
-//! ([`ClientOptions::op_timeout`]) passes: the caller then cannot know whether a `put` or
-//! `append` took effect.
+//! after a short backoff, always with the same `(session, seq)`, so that a request applied by a
+//! server whose answer was lost is not applied again, and its retry is answered as it was. A
+//! server that is busy (`Busy`) or serves as many connections as it may (`Overloaded`) is asked
+//! again after a pause, or another one is. It gives up when the operation's deadline
+//! ([`ClientOptions::op_timeout`], registering included) passes: the caller then cannot know
+//! whether a `put` or `append` took effect.
 //!
-//! One operation at a time (the methods take `&mut self`): the servers' de-duplication relies on
-//! a client having at most one request outstanding. One connection per server is kept open and
-//! reused; a connection on which anything went wrong is dropped, so that a late answer is never
-//! taken for the next request's.
+//! Each request acknowledges every earlier one (its `ack` is its own `seq`): the client has one
+//! operation at a time (the methods take `&mut self`), and once it has moved on it no longer
+//! wants an earlier answer, so a late copy of an earlier request is refused as stale rather than
+//! applied after a later one.
+//!
+//! If the session is gone ([`KvError::SessionExpired`]: it expired or was evicted) or was used
+//! by another client ([`KvError::Stale`]), a `put` or `append` fails with that error, its
+//! outcome unknown: applying it again under a new session could apply it twice. A `get` opens a
+//! new session and is asked again. The next operation opens a new session.
+//!
+//! One connection per server is kept open and reused; a connection on which anything went wrong
+//! is dropped, so that a late answer is never taken for the next request's.
 
 use std::fmt;
 use std::io;
@@ -35,9 +46,6 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// The longest pause between attempts (pauses double from 5 ms up to this). Default 100 ms.
     pub max_backoff: Duration,
-    /// The client's id; `None` (the default) picks one at random. Two clients with the same id
-    /// would have each other's requests taken for retries.
-    pub client_id: Option<u64>,
 }
 
 impl Default for ClientOptions {
@@ -47,7 +55,6 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_millis(500),
             attempt_timeout: Duration::from_secs(3),
             max_backoff: Duration::from_millis(100),
-            client_id: None,
         }
     }
 }
@@ -75,6 +82,16 @@ pub enum KvError {
     },
     /// A server answered something that is not an answer to the request.
     Protocol(String),
+    /// The client's session is gone: it was idle for longer than the servers keep sessions
+    /// ([`crate::SessionOptions::timeout`]), or was evicted to make room for newer ones
+    /// ([`crate::SessionOptions::max_sessions`]). A `put` or `append` failed with this may or may not
+    /// have taken effect (an earlier attempt may have been applied); it was not retried, which
+    /// could have applied it twice. The client opens a new session for its next operation.
+    SessionExpired,
+    /// The session has acknowledged this request already: another client is using the same
+    /// session. The outcome of the `put` or `append` is unknown, as for
+    /// [`KvError::SessionExpired`], and the client opens a new session for its next operation.
+    Stale,
 }
 
 impl fmt::Display for KvError {
@@ -88,6 +105,14 @@ impl fmt::Display for KvError {
             Self::NotLeader { leader: Some(l) } => write!(f, "not the leader; node {l} is"),
             Self::NotLeader { leader: None } => write!(f, "not the leader; no leader known"),
             Self::Protocol(why) => write!(f, "unexpected answer: {why}"),
+            Self::SessionExpired => write!(
+                f,
+                "the client's session expired on the servers; the operation's outcome is unknown"
+            ),
+            Self::Stale => write!(
+                f,
+                "another client used this client's session; the operation's outcome is unknown"
+            ),
         }
     }
 }
@@ -100,6 +125,22 @@ impl std::error::Error for KvError {
             _ => None,
         }
     }
+}
+
+/// What a client reports when a server it asks once refuses the connection.
+const OVERLOADED: &str = "the server serves as many connections as it may";
+
+/// What a client operation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Get,
+    Put,
+    Append,
+}
+
+/// The error for `answer`, which is no answer to `what`.
+fn unexpected(answer: &Response, what: &str) -> KvError {
+    KvError::Protocol(format!("{answer:?} to {what}"))
 }
 
 /// The shortest pause between attempts.
@@ -117,8 +158,9 @@ pub struct KvClient {
     connections: Vec<Option<TcpStream>>,
     /// The server that answered last: tried first.
     leader: usize,
-    id: u64,
-    /// The number of the last operation.
+    /// The session, once one is open.
+    session: Option<u64>,
+    /// The number of the last request of the session.
     seq: u64,
     options: ClientOptions,
     /// The encoded request being sent.
@@ -129,21 +171,20 @@ impl KvClient {
     /// A client of the servers at `addrs`, where `addrs[i]` serves node `i` (the servers name
     /// leaders by node id). Connects lazily, on the first operation.
     pub fn new(addrs: Vec<SocketAddr>, options: ClientOptions) -> Self {
-        let id = options.client_id.unwrap_or_else(|| fastrand::u64(..));
         Self {
             connections: addrs.iter().map(|_| None).collect(),
             addrs,
             leader: 0,
-            id,
+            session: None,
             seq: 0,
             options,
             frame: Vec::new(),
         }
     }
 
-    /// The client's id.
-    pub fn id(&self) -> u64 {
-        self.id
+    /// The client's session, once it has opened one (its first operation does).
+    pub fn session(&self) -> Option<u64> {
+        self.session
     }
 
     /// The node the client will try first: the one that answered last.
@@ -168,15 +209,9 @@ impl KvClient {
     ///
     /// [`KvError::Timeout`] after [`ClientOptions::op_timeout`]; [`KvError::TooLarge`] for a
     /// key above [`protocol::MAX_KEY`]; [`KvError::Server`] if a server refuses the request;
-    /// [`KvError::NoServers`].
+    /// [`KvError::NoServers`]. A session that is gone is replaced and the read asked again.
     pub fn get(&mut self, key: &str) -> Result<String, KvError> {
-        self.seq += 1;
-        let request = Request::Get {
-            client: self.id,
-            seq: self.seq,
-            key: Bytes::copy_from_slice(key.as_bytes()),
-        };
-        let value = self.execute(&request)?;
+        let value = self.operation(Op::Get, key, "")?;
         Ok(String::from_utf8_lossy(&value).into_owned())
     }
 
@@ -185,17 +220,10 @@ impl KvClient {
     /// # Errors
     ///
     /// As [`KvClient::get`], and [`KvError::TooLarge`] for a value that does not fit in a frame
-    /// ([`protocol::MAX_FRAME`]). After [`KvError::Timeout`] the put may or may not have taken
-    /// effect.
+    /// ([`protocol::MAX_FRAME`]). After [`KvError::Timeout`], [`KvError::SessionExpired`] or
+    /// [`KvError::Stale`] the put may or may not have taken effect.
     pub fn put(&mut self, key: &str, value: &str) -> Result<(), KvError> {
-        self.seq += 1;
-        let request = Request::Put {
-            client: self.id,
-            seq: self.seq,
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-        };
-        self.execute(&request).map(drop)
+        self.operation(Op::Put, key, value).map(drop)
     }
 
     /// Appends `value` to the value of `key`.
@@ -204,14 +232,73 @@ impl KvClient {
     ///
     /// As [`KvClient::put`].
     pub fn append(&mut self, key: &str, value: &str) -> Result<(), KvError> {
-        self.seq += 1;
-        let request = Request::Append {
-            client: self.id,
-            seq: self.seq,
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-        };
-        self.execute(&request).map(drop)
+        self.operation(Op::Append, key, value).map(drop)
+    }
+
+    /// Carries out one operation under the client's session, opening one first if needed, and
+    /// returns the value answered.
+    fn operation(&mut self, op: Op, key: &str, value: &str) -> Result<Bytes, KvError> {
+        if self.addrs.is_empty() {
+            return Err(KvError::NoServers);
+        }
+        let deadline = Instant::now() + self.options.op_timeout;
+        let key = Bytes::copy_from_slice(key.as_bytes());
+        let value = Bytes::copy_from_slice(value.as_bytes());
+        loop {
+            let session = match self.session {
+                Some(session) => session,
+                None => {
+                    let session = self.register(deadline)?;
+                    (self.session, self.seq) = (Some(session), 0);
+                    session
+                }
+            };
+            self.seq += 1;
+            let (seq, ack) = (self.seq, self.seq);
+            let (key, value) = (key.clone(), value.clone());
+            let request = match op {
+                Op::Get => Request::Get {
+                    session,
+                    seq,
+                    ack,
+                    key,
+                },
+                Op::Put => Request::Put {
+                    session,
+                    seq,
+                    ack,
+                    key,
+                    value,
+                },
+                Op::Append => Request::Append {
+                    session,
+                    seq,
+                    ack,
+                    key,
+                    value,
+                },
+            };
+            match self.execute(&request, deadline) {
+                Ok(Response::Ok { value }) => return Ok(value),
+                Ok(other) => return Err(unexpected(&other, "an operation")),
+                Err(e @ (KvError::SessionExpired | KvError::Stale)) => {
+                    self.session = None;
+                    // A read changes nothing: under a new session it is simply asked again.
+                    if op != Op::Get {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Opens a session before `deadline`; returns its id.
+    fn register(&mut self, deadline: Instant) -> Result<u64, KvError> {
+        match self.execute(&Request::Register, deadline)? {
+            Response::Registered { session } => Ok(session),
+            other => Err(unexpected(&other, "a register request")),
+        }
     }
 
     /// The Raft status of the node served at `addr`, over a connection of its own: in full
@@ -225,6 +312,7 @@ impl KvClient {
         match self.call_once(addr, &Request::Status)? {
             Response::Status(status) => Ok(status),
             Response::Error(why) => Err(KvError::Server(why)),
+            Response::Overloaded => Err(KvError::Server(OVERLOADED.to_owned())),
             other => Err(KvError::Protocol(format!("{other:?} to a status request"))),
         }
     }
@@ -246,6 +334,7 @@ impl KvClient {
             Response::Ok { .. } => Ok(()),
             Response::WrongLeader { leader } => Err(KvError::NotLeader { leader }),
             Response::Error(why) => Err(KvError::Server(why)),
+            Response::Overloaded => Err(KvError::Server(OVERLOADED.to_owned())),
             other => Err(KvError::Protocol(format!(
                 "{other:?} to a transfer request"
             ))),
@@ -268,14 +357,11 @@ impl KvClient {
             .map_err(KvError::Io)
     }
 
-    /// Sends `request` until a server answers it, and returns the value answered.
-    fn execute(&mut self, request: &Request) -> Result<Bytes, KvError> {
-        if self.addrs.is_empty() {
-            return Err(KvError::NoServers);
-        }
+    /// Sends `request` until a server answers it or `deadline` passes, and returns the answer:
+    /// `Ok` or `Registered`.
+    fn execute(&mut self, request: &Request, deadline: Instant) -> Result<Response, KvError> {
         self.frame.clear();
         request.encode(&mut self.frame).map_err(KvError::TooLarge)?;
-        let deadline = Instant::now() + self.options.op_timeout;
         let servers = self.addrs.len();
         let mut server = self.leader;
         let mut backoff = MIN_BACKOFF;
@@ -286,11 +372,13 @@ impl KvClient {
                 return Err(KvError::Timeout);
             }
             let pause = match self.attempt(server, deadline) {
-                Ok(Response::Ok { value }) => {
+                Ok(answer @ (Response::Ok { .. } | Response::Registered { .. })) => {
                     self.leader = server;
-                    return Ok(value);
+                    return Ok(answer);
                 }
                 Ok(Response::Error(why)) => return Err(KvError::Server(why)),
+                Ok(Response::Stale) => return Err(KvError::Stale),
+                Ok(Response::SessionExpired) => return Err(KvError::SessionExpired),
                 Ok(Response::WrongLeader { leader: Some(l) })
                     if usize::try_from(l).is_ok_and(|l| l < servers && l != server)
                         && hops < servers =>
@@ -300,6 +388,12 @@ impl KvClient {
                     false
                 }
                 Ok(Response::Busy) => true,
+                Ok(Response::Overloaded) => {
+                    // The server closes the connection: wait for a free place, or try another.
+                    self.connections[server] = None;
+                    server = (server + 1) % servers;
+                    true
+                }
                 Ok(Response::Timeout) => {
                     server = (server + 1) % servers;
                     false

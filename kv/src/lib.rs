@@ -1,9 +1,12 @@
 //! A replicated key-value service on the engine, in the shape of the 6.824 lab 3 service: a map
 //! of byte strings changed by `Put` and `Append`, read by `Get`, each client request applied
-//! once however often it is retried, and reads that are linearizable.
+//! at most once however often it is retried, answered `Ok` only if it was applied, and reads
+//! that are linearizable.
 //!
+//! - [`session`]: client sessions, opened through the log, which make each request apply at
+//!   most once and tell the client what became of it ([`SessionOptions`]).
 //! - [`machine`]: the [`KvMachine`] that applies the commands committed in the log to the map
-//!   and its de-duplication table (and snapshots and restores them).
+//!   and the sessions (and snapshots and restores them).
 //! - [`KvState`]: what one node has applied, shared between its thread and its server.
 //! - [`protocol`]: the client wire protocol (length-prefixed binary frames).
 //! - [`KvServer`]: the protocol over TCP for one node; [`KvClient`]: the client library.
@@ -42,10 +45,12 @@ pub mod machine;
 pub mod protocol;
 pub mod serve;
 pub mod server;
+pub mod session;
 mod state;
 mod store;
 
 pub use client::{ClientOptions, KvClient, KvError};
 pub use machine::KvMachine;
 pub use server::{KvServer, ReadMode, ServerOptions};
+pub use session::SessionOptions;
 pub use state::KvState;

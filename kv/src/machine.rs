@@ -1,6 +1,7 @@
 //! The [`StateMachine`] of a node of the service: applies committed commands
-//! (the `command` module) to the store (the `store` module) held in the shared [`KvState`] that a
-//! [`crate::KvServer`] reads.
+//! (the `command` module) to the store (the `store` module: the map and the client sessions)
+//! held in the shared [`KvState`] that a [`crate::KvServer`] reads, and records each entry's
+//! outcome there for the request that proposed it.
 
 use std::sync::Arc;
 
@@ -32,8 +33,8 @@ impl KvState {
 
 impl StateMachine for KvMachine {
     fn apply(&mut self, index: u64, term: u64, command: &Bytes) {
-        let outcome = self.state.lock().store.apply(command);
-        self.state.record_term(index, term);
+        let outcome = self.state.lock().store.apply(index, command);
+        self.state.record_entry(index, term, &outcome);
         if let Outcome::Malformed(e) = outcome {
             tracing::warn!(index, term, error = %e, "skipping a committed entry that is not a command");
         }
@@ -59,52 +60,54 @@ impl StateMachine for KvMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{Command, Op};
-
-    fn command(op: Op, client: u64, seq: u64, key: &str, value: &str) -> Bytes {
-        Command {
-            op,
-            client,
-            seq,
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-        }
-        .encode()
-    }
+    use crate::SessionOptions;
+    use crate::command::{Command, Op, encode_register};
 
     #[test]
     fn the_machine_applies_publishes_and_restores_through_the_shared_state() {
         let state = Arc::new(KvState::new());
         let mut machine = state.machine();
+        let put = Command {
+            op: Op::Put,
+            session: 2,
+            seq: 1,
+            ack: 1,
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+        };
         machine.apply(1, 1, &Bytes::new());
-        machine.apply(2, 1, &command(Op::Put, 1, 1, "k", "v"));
-        machine.apply(3, 1, &Bytes::from_static(b"garbage"));
-        machine.flush(3);
-        assert_eq!(state.applied_index(), 3);
+        let register = encode_register(1, &SessionOptions::default(), &mut Default::default());
+        machine.apply(2, 1, &register);
+        machine.apply(3, 1, &put.encode(2));
+        machine.apply(4, 1, &Bytes::from_static(b"garbage"));
+        machine.flush(4);
+        assert_eq!(state.applied_index(), 4);
         assert_eq!(state.get(b"k"), Some(Bytes::from_static(b"v")));
+        assert_eq!(state.session_ack(2), Some(1));
+        assert_eq!(state.session_count(), 1);
         let data = machine.snapshot().unwrap();
 
         let other = Arc::new(KvState::new());
         let mut restored = other.machine();
         restored
             .restore(&Snapshot {
-                index: 3,
+                index: 4,
                 term: 1,
                 data,
             })
             .unwrap();
-        assert_eq!(other.applied_index(), 3);
+        assert_eq!(other.applied_index(), 4);
         assert_eq!(other.get(b"k"), Some(Bytes::from_static(b"v")));
-        assert_eq!(other.last_seq(1), Some(1));
+        assert_eq!(other.session_ack(2), Some(1));
         let garbage = Snapshot {
-            index: 4,
+            index: 5,
             term: 1,
             data: Bytes::from_static(b"nope"),
         };
         assert!(restored.restore(&garbage).is_err());
         assert_eq!(
             other.applied_index(),
-            3,
+            4,
             "a refused snapshot changes nothing"
         );
     }

@@ -4,26 +4,42 @@
 //! body. A body starts with the protocol version ([`VERSION`]) and a kind byte; the kind's fields
 //! follow, integers little-endian, byte strings as a `u32` length and the bytes:
 //!
-//! | kind | request  | fields                                       |
-//! |------|----------|----------------------------------------------|
-//! | 1    | `Get`    | client `u64`, seq `u64`, key                 |
-//! | 2    | `Put`    | client `u64`, seq `u64`, key, value          |
-//! | 3    | `Append` | client `u64`, seq `u64`, key, value          |
-//! | 4    | `Status` | none                                         |
-//! | 5    | `Transfer` | target node id `u64`                       |
+//! | kind | request    | fields                                                |
+//! |------|------------|-------------------------------------------------------|
+//! | 1    | `Get`      | session `u64`, seq `u64`, ack `u64`, key              |
+//! | 2    | `Put`      | session `u64`, seq `u64`, ack `u64`, key, value       |
+//! | 3    | `Append`   | session `u64`, seq `u64`, ack `u64`, key, value       |
+//! | 4    | `Status`   | none                                                  |
+//! | 5    | `Transfer` | target node id `u64`                                  |
+//! | 6    | `Register` | none                                                  |
 //!
-//! | kind | response      | fields                                                        |
-//! |------|---------------|---------------------------------------------------------------|
-//! | 0x81 | `Ok`          | value (empty for `Put` and `Append`)                          |
-//! | 0x82 | `WrongLeader` | hint flag `u8` (0 or 1), leader id `u64` (0 without a hint)   |
-//! | 0x83 | `Timeout`     | none                                                          |
-//! | 0x84 | `Busy`        | none                                                          |
-//! | 0x85 | `Error`       | message (UTF-8)                                               |
-//! | 0x86 | `Status`      | id, role `u8`, term, hint flag + leader, commit, applied, last |
+//! | kind | response         | fields                                                        |
+//! |------|------------------|---------------------------------------------------------------|
+//! | 0x81 | `Ok`             | value (empty for `Put` and `Append`)                          |
+//! | 0x82 | `WrongLeader`    | hint flag `u8` (0 or 1), leader id `u64` (0 without a hint)   |
+//! | 0x83 | `Timeout`        | none                                                          |
+//! | 0x84 | `Busy`           | none                                                          |
+//! | 0x85 | `Error`          | message (UTF-8)                                               |
+//! | 0x86 | `Status`         | id, role `u8`, term, hint flag + leader, commit, applied, last |
+//! | 0x87 | `Registered`     | session `u64`                                                 |
+//! | 0x88 | `Stale`          | none                                                          |
+//! | 0x89 | `SessionExpired` | none                                                          |
+//! | 0x8a | `Overloaded`     | none                                                          |
+//!
+//! A client opens a session with `Register`, answered `Registered` with the session's id, and
+//! sends every `Get`, `Put` and `Append` under it: `seq` numbers its requests (increasing), and
+//! `ack` is the lowest `seq` whose answer it still needs (it has every answer below), at most
+//! `seq` and less than [`MAX_UNACKNOWLEDGED`] below it. What a session guarantees, and what
+//! `Stale` and `SessionExpired` mean, is in [`crate::session`]. A server refuses with `Error`,
+//! before proposing anything, a request whose `ack` is above its `seq` or too far below it;
+//! it answers `SessionExpired` at once for session 0, which no session has. `Get`s are read
+//! without the log (unless the server reads through it, [`crate::ReadMode::Log`]), and their
+//! session is then not checked.
 //!
 //! `Transfer` is answered with `Ok` (the leader has started handing over its leadership),
 //! `WrongLeader` (the node does not lead) or `Error` (the target is no other node, the node
-//! stopped).
+//! stopped). `Overloaded` is the only thing a server sends on a connection it will not serve
+//! (it serves as many as it may, [`crate::ServerOptions::max_connections`]) before it closes it.
 //!
 //! A server answers requests on one connection in order, one response per request. Decoding is
 //! strict: a body that ends inside a field, carries bytes after its last field, names an unknown
@@ -68,8 +84,14 @@ use zeroraft_engine::ProgressState;
 use zeroraft_engine::{PeerStatus, Role, Status};
 use zeroraft_transport::tcp::LinkStats;
 
-/// The protocol version this module speaks; the first byte of every body.
-pub const VERSION: u8 = 1;
+/// The protocol version this module speaks; the first byte of every body. Version 2 brought
+/// sessions: `Register`, `(session, seq, ack)` in requests, and the responses after `Status`.
+pub const VERSION: u8 = 2;
+
+/// The most requests of one session whose answers its client has not acknowledged: a request
+/// whose `seq` is this far or further above its `ack` is refused. It bounds the answers a
+/// session keeps, and so a client's pipelining window.
+pub const MAX_UNACKNOWLEDGED: u64 = 4096;
 
 /// The largest frame body read or written: 8 MiB. It bounds a value too, less the few bytes of
 /// the other fields. (A node also refuses commands above [`zeroraft_engine::Config::max_command_bytes`],
@@ -84,6 +106,7 @@ const PUT: u8 = 2;
 const APPEND: u8 = 3;
 const STATUS: u8 = 4;
 const TRANSFER: u8 = 5;
+const REGISTER: u8 = 6;
 
 const OK: u8 = 0x81;
 const WRONG_LEADER: u8 = 0x82;
@@ -91,6 +114,10 @@ const TIMEOUT: u8 = 0x83;
 const BUSY: u8 = 0x84;
 const ERROR: u8 = 0x85;
 const STATUS_REPLY: u8 = 0x86;
+const REGISTERED: u8 = 0x87;
+const STALE: u8 = 0x88;
+const SESSION_EXPIRED: u8 = 0x89;
+const OVERLOADED: u8 = 0x8a;
 
 /// The tag of the full status after a `Status` response's fields.
 const FULL_STATUS: u8 = 1;
@@ -113,20 +140,24 @@ const LINK_BYTES: usize = 1 + 8 * 9;
 pub enum Request {
     /// The value of `key` (empty if it has none).
     Get {
-        /// The client's id.
-        client: u64,
-        /// The client's number for this request: increasing, one per operation.
+        /// The client's session ([`Response::Registered`]).
+        session: u64,
+        /// The session's number for this request: increasing, one per request.
         seq: u64,
+        /// The lowest `seq` whose answer the client still needs (at most `seq`).
+        ack: u64,
         /// The key.
         key: Bytes,
     },
     /// Sets `key` to `value`.
     Put {
-        /// The client's id.
-        client: u64,
-        /// The client's number for this request. A request whose `(client, seq)` was applied
-        /// already is not applied again.
+        /// The client's session.
+        session: u64,
+        /// The session's number for this request. A request whose `(session, seq)` was applied
+        /// already is not applied again: a retry is answered as the request was.
         seq: u64,
+        /// The lowest `seq` whose answer the client still needs (at most `seq`).
+        ack: u64,
         /// The key.
         key: Bytes,
         /// The new value.
@@ -134,10 +165,12 @@ pub enum Request {
     },
     /// Appends `value` to the value of `key` (to the empty value if it has none).
     Append {
-        /// The client's id.
-        client: u64,
-        /// The client's number for this request, as for `Put`.
+        /// The client's session.
+        session: u64,
+        /// The session's number for this request, as for `Put`.
         seq: u64,
+        /// The lowest `seq` whose answer the client still needs (at most `seq`).
+        ack: u64,
         /// The key.
         key: Bytes,
         /// What to append.
@@ -151,6 +184,8 @@ pub enum Request {
         /// The node to lead next.
         target: u64,
     },
+    /// Opens a session: answered with [`Response::Registered`] once committed and applied.
+    Register,
 }
 
 /// What a server answers.
@@ -168,7 +203,7 @@ pub enum Response {
         leader: Option<u64>,
     },
     /// The request was not done in time; it may still be applied later. Retrying with the same
-    /// `(client, seq)` applies it at most once.
+    /// `(session, seq)` applies it at most once.
     Timeout,
     /// The server has too much work queued; try again shortly.
     Busy,
@@ -176,6 +211,21 @@ pub enum Response {
     Error(String),
     /// The node's Raft status: the answer to [`Request::Status`].
     Status(NodeStatus),
+    /// The session opened: the answer to [`Request::Register`].
+    Registered {
+        /// The session's id: the log index of its `Register`.
+        session: u64,
+    },
+    /// The request's `seq` is below its session's `ack`: the client acknowledged its answer
+    /// already, so this is a very late copy, and nothing was done. Its outcome is whatever the
+    /// first copy's was; the server no longer knows it.
+    Stale,
+    /// The request's session is not open (it expired, was evicted, or never was): nothing was
+    /// done now, and whether an earlier copy of the request was applied is unknown.
+    SessionExpired,
+    /// The server does not serve this connection now (it serves as many as it may) and closes
+    /// it: connect again later, or to another node.
+    Overloaded,
 }
 
 /// One node's Raft status as the `Status` request reports it: the fields every server sends,
@@ -504,22 +554,33 @@ impl Request {
     /// for a body above [`MAX_FRAME`]. `out` is left as it was.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let frame = FrameWriter::start(out);
-        let (kind, client, seq, key, value) = match self {
-            Self::Get { client, seq, key } => (GET, *client, *seq, key, None),
+        let (kind, ids, key, value) = match self {
+            Self::Get {
+                session,
+                seq,
+                ack,
+                key,
+            } => (GET, [*session, *seq, *ack], key, None),
             Self::Put {
-                client,
+                session,
                 seq,
+                ack,
                 key,
                 value,
-            } => (PUT, *client, *seq, key, Some(value)),
+            } => (PUT, [*session, *seq, *ack], key, Some(value)),
             Self::Append {
-                client,
+                session,
                 seq,
+                ack,
                 key,
                 value,
-            } => (APPEND, *client, *seq, key, Some(value)),
+            } => (APPEND, [*session, *seq, *ack], key, Some(value)),
             Self::Status => {
                 frame.out.extend_from_slice(&[VERSION, STATUS]);
+                return frame.finish();
+            }
+            Self::Register => {
+                frame.out.extend_from_slice(&[VERSION, REGISTER]);
                 return frame.finish();
             }
             Self::Transfer { target } => {
@@ -532,15 +593,16 @@ impl Request {
             let len = key.len();
             return frame.abort(EncodeError::KeyTooLarge { len, max: MAX_KEY });
         }
-        let size = 2 + 16 + 4 + key.len() + value.map_or(0, |v| 4 + v.len());
+        let size = 2 + 24 + 4 + key.len() + value.map_or(0, |v| 4 + v.len());
         if size > MAX_FRAME {
             let max = MAX_FRAME;
             return frame.abort(EncodeError::FrameTooLarge { len: size, max });
         }
         frame.out.reserve(size);
         frame.out.extend_from_slice(&[VERSION, kind]);
-        frame.out.extend_from_slice(&client.to_le_bytes());
-        frame.out.extend_from_slice(&seq.to_le_bytes());
+        for id in ids {
+            frame.out.extend_from_slice(&id.to_le_bytes());
+        }
         put_bytes(frame.out, key);
         if let Some(value) = value {
             put_bytes(frame.out, value);
@@ -557,24 +619,33 @@ impl Request {
         let kind = get_header(&mut body)?;
         let request = match kind {
             STATUS => Self::Status,
+            REGISTER => Self::Register,
             TRANSFER => Self::Transfer {
                 target: get_u64(&mut body)?,
             },
             GET | PUT | APPEND => {
-                let client = get_u64(&mut body)?;
+                let session = get_u64(&mut body)?;
                 let seq = get_u64(&mut body)?;
+                let ack = get_u64(&mut body)?;
                 let key = get_bytes(&mut body, "key", MAX_KEY)?;
                 match kind {
-                    GET => Self::Get { client, seq, key },
-                    PUT => Self::Put {
-                        client,
+                    GET => Self::Get {
+                        session,
                         seq,
+                        ack,
+                        key,
+                    },
+                    PUT => Self::Put {
+                        session,
+                        seq,
+                        ack,
                         key,
                         value: get_bytes(&mut body, "value", MAX_FRAME)?,
                     },
                     _ => Self::Append {
-                        client,
+                        session,
                         seq,
+                        ack,
                         key,
                         value: get_bytes(&mut body, "value", MAX_FRAME)?,
                     },
@@ -617,6 +688,13 @@ impl Response {
             }
             Self::Timeout => out.extend_from_slice(&[VERSION, TIMEOUT]),
             Self::Busy => out.extend_from_slice(&[VERSION, BUSY]),
+            Self::Registered { session } => {
+                out.extend_from_slice(&[VERSION, REGISTERED]);
+                out.extend_from_slice(&session.to_le_bytes());
+            }
+            Self::Stale => out.extend_from_slice(&[VERSION, STALE]),
+            Self::SessionExpired => out.extend_from_slice(&[VERSION, SESSION_EXPIRED]),
+            Self::Overloaded => out.extend_from_slice(&[VERSION, OVERLOADED]),
             Self::Error(message) => {
                 out.extend_from_slice(&[VERSION, ERROR]);
                 put_bytes(out, message.as_bytes());
@@ -657,6 +735,12 @@ impl Response {
             },
             TIMEOUT => Self::Timeout,
             BUSY => Self::Busy,
+            REGISTERED => Self::Registered {
+                session: get_u64(&mut body)?,
+            },
+            STALE => Self::Stale,
+            SESSION_EXPIRED => Self::SessionExpired,
+            OVERLOADED => Self::Overloaded,
             ERROR => {
                 let message = get_bytes(&mut body, "message", MAX_FRAME)?;
                 let message = std::str::from_utf8(&message)
@@ -1034,28 +1118,32 @@ mod tests {
 
     fn request() -> impl Strategy<Value = Request> {
         prop_oneof![
-            (any::<u64>(), any::<u64>(), bytes(40)).prop_map(|(client, seq, key)| Request::Get {
-                client,
+            (any::<[u64; 3]>(), bytes(40)).prop_map(|([session, seq, ack], key)| Request::Get {
+                session,
                 seq,
+                ack,
                 key
             }),
-            (any::<u64>(), any::<u64>(), bytes(40), bytes(200)).prop_map(
-                |(client, seq, key, value)| Request::Put {
-                    client,
+            (any::<[u64; 3]>(), bytes(40), bytes(200)).prop_map(
+                |([session, seq, ack], key, value)| Request::Put {
+                    session,
                     seq,
+                    ack,
                     key,
                     value
                 }
             ),
-            (any::<u64>(), any::<u64>(), bytes(40), bytes(200)).prop_map(
-                |(client, seq, key, value)| Request::Append {
-                    client,
+            (any::<[u64; 3]>(), bytes(40), bytes(200)).prop_map(
+                |([session, seq, ack], key, value)| Request::Append {
+                    session,
                     seq,
+                    ack,
                     key,
                     value
                 }
             ),
             Just(Request::Status),
+            Just(Request::Register),
             any::<u64>().prop_map(|target| Request::Transfer { target }),
         ]
     }
@@ -1202,6 +1290,10 @@ mod tests {
             Just(Response::Busy),
             ".{0,40}".prop_map(Response::Error),
             node_status().prop_map(Response::Status),
+            any::<u64>().prop_map(|session| Response::Registered { session }),
+            Just(Response::Stale),
+            Just(Response::SessionExpired),
+            Just(Response::Overloaded),
         ]
     }
 
@@ -1322,8 +1414,9 @@ mod tests {
     fn trailing_bytes_are_refused_except_after_a_status() {
         let mut out = Vec::new();
         Request::Get {
-            client: 1,
+            session: 1,
             seq: 2,
+            ack: 2,
             key: Bytes::from_static(b"k"),
         }
         .encode(&mut out)
@@ -1354,9 +1447,10 @@ mod tests {
 
     #[test]
     fn unknown_versions_and_kinds_are_refused() {
+        // Version 1, before sessions, is refused: its requests carry no session.
         assert_eq!(
-            Request::decode(Bytes::from_static(&[2, GET])),
-            Err(DecodeError::UnknownVersion(2))
+            Request::decode(Bytes::from_static(&[1, GET])),
+            Err(DecodeError::UnknownVersion(1))
         );
         assert_eq!(
             Request::decode(Bytes::from_static(&[VERSION, 0x7f])),
@@ -1388,8 +1482,9 @@ mod tests {
     fn an_oversized_key_is_refused_both_ways() {
         let key = Bytes::from(vec![b'k'; MAX_KEY + 1]);
         let request = Request::Get {
-            client: 1,
+            session: 1,
             seq: 1,
+            ack: 1,
             key: key.clone(),
         };
         let mut out = vec![7];
@@ -1403,7 +1498,7 @@ mod tests {
         assert_eq!(out, [7], "a failed encoding leaves the buffer as it was");
         // Hand-built, as a hostile client would send it.
         let mut body = vec![VERSION, GET];
-        body.extend_from_slice(&[0; 16]);
+        body.extend_from_slice(&[0; 24]);
         put_bytes(&mut body, &key);
         assert_eq!(
             Request::decode(Bytes::from(body)),
@@ -1569,6 +1664,55 @@ mod tests {
             Request::decode(Bytes::from_static(&[VERSION, TRANSFER, 2])),
             Err(DecodeError::Truncated)
         );
+    }
+
+    #[test]
+    fn session_requests_and_answers_have_their_layout() {
+        let le = |v: u64| v.to_le_bytes();
+        let mut put = vec![VERSION, PUT];
+        for id in [1, 2, 3] {
+            put.extend_from_slice(&le(id));
+        }
+        put.extend_from_slice(&[1, 0, 0, 0, b'k', 1, 0, 0, 0, b'v']);
+        let mut registered = vec![VERSION, REGISTERED];
+        registered.extend_from_slice(&le(5));
+        let requests: [(Request, Vec<u8>); 2] = [
+            (
+                Request::Put {
+                    session: 1,
+                    seq: 2,
+                    ack: 3,
+                    key: Bytes::from_static(b"k"),
+                    value: Bytes::from_static(b"v"),
+                },
+                put,
+            ),
+            (Request::Register, vec![VERSION, REGISTER]),
+        ];
+        for (case, (request, body)) in requests.into_iter().enumerate() {
+            let mut out = Vec::new();
+            request.encode(&mut out).unwrap();
+            assert_eq!(&out[4..], body, "request {case}");
+        }
+        let responses: [(Response, Vec<u8>); 4] = [
+            (Response::Registered { session: 5 }, registered),
+            (Response::Stale, vec![VERSION, STALE]),
+            (Response::SessionExpired, vec![VERSION, SESSION_EXPIRED]),
+            (Response::Overloaded, vec![VERSION, OVERLOADED]),
+        ];
+        for (case, (response, body)) in responses.into_iter().enumerate() {
+            assert_eq!(encoded_body(&response), body, "response {case}");
+        }
+        let cases: [&[u8]; 3] = [
+            &[VERSION, REGISTERED, 5, 0, 0],
+            &[VERSION, STALE, 0],
+            &[VERSION, REGISTER, 0],
+        ];
+        for (case, body) in cases.into_iter().enumerate() {
+            let body = Bytes::copy_from_slice(body);
+            assert!(Response::decode(body.clone()).is_err(), "case {case}");
+            assert!(Request::decode(body).is_err(), "case {case}");
+        }
     }
 
     /// A reader that returns at most `chunk` bytes per call.

@@ -1,18 +1,24 @@
 //! [`KvServer`]: serves the client protocol ([`crate::protocol`]) of one node over TCP.
 //!
 //! One thread accepts connections; each connection gets a thread of its own (at most
-//! [`ServerOptions::max_connections`]; beyond, the connection is answered with an `Error` and
-//! closed), which reads its requests and starts each at once, and a second that answers them in
-//! order, one response per request. A client may pipeline: send many requests before reading
-//! the answers (up to 1 024 under way per connection; beyond, the server reads no more until it
-//! has answered some).
+//! [`ServerOptions::max_connections`]; beyond, the connection is answered with `Overloaded` and
+//! closed, and clients retry), which reads its requests and starts each at once, and a second
+//! that answers them in order, one response per request. A client may pipeline: send many
+//! requests before reading the answers (up to 1 024 under way per connection; beyond, the
+//! server reads no more until it has answered some).
 //!
-//! - `Put`/`Append` are proposed to the node ([`Raft::try_start`]); the thread waits until the
-//!   node has applied the index the command was given, then answers `Ok` if the de-duplication
-//!   table shows the request applied, and `WrongLeader` if another leader's entry took that index
-//!   (the client retries elsewhere; a retry of a request that was applied after all is recognized
-//!   and not applied twice).
-//! - `Get` reads as [`ServerOptions::read_mode`] says; by default through ReadIndex.
+//! - `Register` is proposed to the node ([`Raft::try_start`]), stamped with the server's clock
+//!   and carrying [`ServerOptions::sessions`]; once the node applies it, the answer is
+//!   `Registered` with its index, the session's id.
+//! - `Put`/`Append` are proposed the same way, after checking their `ack` against their `seq`.
+//!   The thread waits until the node has applied the index the command was given, then answers
+//!   with what applying it came to ([`crate::session`]): `Ok` only if the request was applied,
+//!   then or before; `Stale` or `SessionExpired` if its session refused it; `WrongLeader` if
+//!   another leader's entry took that index (the client retries elsewhere; a retry of a request
+//!   that was applied after all is answered as it was, and not applied twice).
+//! - `Get` reads as [`ServerOptions::read_mode`] says; by default through ReadIndex, without its
+//!   session. Through the log, it is a request of its session like a write, answered with the
+//!   value it read when it was applied.
 //! - `Status` answers with the node's full Raft status, and its transport's links once the
 //!   server knows where to read them ([`KvServer::set_links`]).
 //! - `Transfer` asks the node to hand its leadership over ([`Raft::transfer_leadership`]).
@@ -35,9 +41,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::command::{Command, Op};
-use crate::protocol::{self, FrameError, MAX_FRAME, NodeStatus, Request, Response};
-use crate::state::{KvState, WaitEnd};
+use crate::SessionOptions;
+use crate::command::{Command, Op, encode_register};
+use crate::protocol::{
+    self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, NodeStatus, Request, Response,
+};
+use crate::session::{Answer, Lookup};
+use crate::state::{EntryCheck, KvState, Settled, WaitEnd};
 use zeroraft_engine::{PendingRead, Raft, ReadError, StartError, TransferError};
 use zeroraft_transport::tcp::LinkStats;
 
@@ -70,17 +80,22 @@ pub struct ServerOptions {
     /// How long a request waits for its command to be applied (or its read to be confirmed)
     /// before it is answered with `Timeout`. Default 2 s.
     pub request_timeout: Duration,
-    /// Most connections served at once; more are answered with an `Error` and closed. Default
-    /// 256.
+    /// Most connections served at once; more are answered with [`Response::Overloaded`] and
+    /// closed (a [`crate::KvClient`] then tries again, or another node, until its operation's
+    /// timeout). Each connection costs two threads. Default 256.
     pub max_connections: usize,
     /// Largest request frame body accepted: a longer length prefix closes the connection.
     /// Default [`MAX_FRAME`].
     pub max_frame: usize,
-    /// A connection that sends nothing for this long is closed. Default 60 s.
+    /// A connection that sends nothing for this long is closed, freeing its place among
+    /// [`ServerOptions::max_connections`]. Default 60 s.
     pub idle_timeout: Duration,
     /// A connection whose client does not take a response within this long is closed. Default
     /// 5 s.
     pub write_timeout: Duration,
+    /// How long client sessions live and how many are kept, written into each `Register` this
+    /// server proposes ([`SessionOptions`]). Default [`SessionOptions::default`].
+    pub sessions: SessionOptions,
 }
 
 impl Default for ServerOptions {
@@ -92,6 +107,7 @@ impl Default for ServerOptions {
             max_frame: MAX_FRAME,
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(5),
+            sessions: SessionOptions::default(),
         }
     }
 }
@@ -328,11 +344,11 @@ fn join_all(workers: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Answers a connection the server will not serve with an `Error`, and closes it.
+/// Answers a connection the server will not serve with `Overloaded`, and closes it.
 fn refuse(stream: TcpStream, why: &str) {
     tracing::warn!(peer = ?stream.peer_addr().ok(), why, "refusing a connection");
     let mut out = Vec::new();
-    if Response::Error(why.to_owned()).encode(&mut out).is_ok() {
+    if Response::Overloaded.encode(&mut out).is_ok() {
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
         let _ = protocol::write_frame(&mut &stream, &out);
     }
@@ -352,6 +368,12 @@ enum Pending {
     /// A command proposed at `index`: answered once applied.
     Applied {
         command: Command,
+        index: u64,
+        term: u64,
+        deadline: Instant,
+    },
+    /// A `Register` proposed at `index`: answered once applied.
+    Registered {
         index: u64,
         term: u64,
         deadline: Instant,
@@ -523,47 +545,68 @@ impl Connection<'_> {
                     }
                 })
             }
+            Request::Register => {
+                let entry = encode_register(now_ms(), &self.shared.options.sessions, arena);
+                match raft.try_start(entry) {
+                    Ok((index, term)) => Pending::Registered {
+                        index,
+                        term,
+                        deadline,
+                    },
+                    Err(e) => Pending::Ready(refused(e)),
+                }
+            }
             Request::Put {
-                client,
+                session,
                 seq,
+                ack,
                 key,
                 value,
             } => self.propose(
                 arena,
                 Command {
                     op: Op::Put,
-                    client,
+                    session,
                     seq,
+                    ack,
                     key,
                     value,
                 },
                 deadline,
             ),
             Request::Append {
-                client,
+                session,
                 seq,
+                ack,
                 key,
                 value,
             } => self.propose(
                 arena,
                 Command {
                     op: Op::Append,
-                    client,
+                    session,
                     seq,
+                    ack,
                     key,
                     value,
                 },
                 deadline,
             ),
-            Request::Get { client, seq, key } => match self.shared.options.read_mode {
+            Request::Get {
+                session,
+                seq,
+                ack,
+                key,
+            } => match self.shared.options.read_mode {
                 ReadMode::ReadIndex => read(raft.read_index(), key),
                 ReadMode::Lease => read(raft.read_lease(), key),
                 ReadMode::Log => self.propose(
                     arena,
                     Command {
                         op: Op::Get,
-                        client,
+                        session,
                         seq,
+                        ack,
                         key,
                         value: Bytes::new(),
                     },
@@ -576,27 +619,25 @@ impl Connection<'_> {
         }
     }
 
-    /// Proposes `command`; its answer waits for it to be applied.
+    /// Proposes `command`, unless no session can admit it; its answer waits for it to be
+    /// applied.
     fn propose(&self, arena: &mut bytes::BytesMut, command: Command, deadline: Instant) -> Pending {
-        let refused = match self.shared.raft.try_start(command.encode_in(arena)) {
-            Ok((index, term)) => {
-                return Pending::Applied {
-                    command,
-                    index,
-                    term,
-                    deadline,
-                };
-            }
-            Err(StartError::NotLeader { leader, .. }) => Response::WrongLeader {
-                leader: leader.map(|l| l as u64),
+        if let Some(refusal) = refuse_at_once(&command) {
+            return Pending::Ready(refusal);
+        }
+        match self
+            .shared
+            .raft
+            .try_start(command.encode_in(now_ms(), arena))
+        {
+            Ok((index, term)) => Pending::Applied {
+                command,
+                index,
+                term,
+                deadline,
             },
-            Err(StartError::Busy { .. }) => Response::Busy,
-            Err(e @ StartError::TooLarge { .. }) => Response::Error(e.to_string()),
-            Err(StartError::Killed | StartError::Failed(_)) => {
-                Response::WrongLeader { leader: None }
-            }
-        };
-        Pending::Ready(refused)
+            Err(e) => Pending::Ready(refused(e)),
+        }
     }
 
     /// Waits for a started request to end, and gives its answer.
@@ -609,6 +650,11 @@ impl Connection<'_> {
                 term,
                 deadline,
             } => self.applied(&command, index, term, deadline),
+            Pending::Registered {
+                index,
+                term,
+                deadline,
+            } => self.registered(index, term, deadline),
             Pending::Read {
                 read,
                 key,
@@ -617,53 +663,77 @@ impl Connection<'_> {
         }
     }
 
-    /// Answers a command proposed at `index` in `term` once it is applied (with the value of its
-    /// key, for a `Get` through the log). A write learns whether it was applied from the term of
-    /// the entry at its index, without the state's lock; a `Get`, or a write whose index is too
-    /// old for that, looks in the de-duplication table.
+    /// Answers a command proposed at `index` in `term` once it is applied, with what applying
+    /// it came to. A write learns that from the record of the entry at its index, without the
+    /// state's lock; a `Get` (which answers with the value it read), or a write whose index is
+    /// too old for that record, looks in its session.
     fn applied(&self, command: &Command, index: u64, term: u64, deadline: Instant) -> Response {
         let state = &self.shared.state;
         if command.op != Op::Get {
-            let applied = state.wait_applied_until(index, deadline, || self.should_stop());
-            match (applied, state.applied_in_term(index, term)) {
-                (Ok(()), Some(true)) => {
+            match state.wait_applied_until(index, deadline, || self.should_stop()) {
+                Ok(()) => {}
+                Err(WaitEnd::TimedOut) => return Response::Timeout,
+                Err(WaitEnd::Stopped) => return Response::WrongLeader { leader: None },
+            }
+            match state.check_entry(index, term) {
+                EntryCheck::Ours(Settled::Done) => {
                     return Response::Ok {
                         value: Bytes::new(),
                     };
                 }
-                (Ok(()), Some(false)) => {
-                    return Response::WrongLeader {
-                        leader: self.shared.raft.status().leader.map(|l| l as u64),
-                    };
-                }
-                (Ok(()), None) => {}
-                (Err(WaitEnd::TimedOut), _) => return Response::Timeout,
-                (Err(WaitEnd::Stopped), _) => return Response::WrongLeader { leader: None },
+                EntryCheck::Ours(Settled::Stale) => return Response::Stale,
+                EntryCheck::Ours(Settled::SessionExpired) => return Response::SessionExpired,
+                EntryCheck::Ours(Settled::Refused) => return window_exceeded(command),
+                EntryCheck::Ours(Settled::Conflict) => return conflict(command),
+                EntryCheck::Replaced => return self.wrong_leader(),
+                EntryCheck::Ours(Settled::NotARequest) | EntryCheck::Unknown => {}
             }
         }
-        match self
-            .shared
-            .state
-            .wait_until(index, Some(deadline), || self.should_stop())
-        {
-            Ok(state) if state.store.was_applied(command.client, command.seq) => {
-                let value = match command.op {
-                    Op::Get => state.store.get(&command.key).map(Bytes::copy_from_slice),
-                    Op::Put | Op::Append => None,
-                };
-                Response::Ok {
-                    value: value.unwrap_or_default(),
-                }
-            }
-            Ok(state) => {
+        let inner = match state.wait_until(index, Some(deadline), || self.should_stop()) {
+            Ok(inner) => inner,
+            Err(WaitEnd::TimedOut) => return Response::Timeout,
+            Err(WaitEnd::Stopped) => return Response::WrongLeader { leader: None },
+        };
+        let sessions = inner.store.sessions();
+        match sessions.lookup(command.session, command.seq, command.fingerprint()) {
+            Lookup::Answered(Answer::Written) => Response::Ok {
+                value: Bytes::new(),
+            },
+            Lookup::Answered(Answer::Value(value)) => Response::Ok {
+                value: value.clone(),
+            },
+            Lookup::Stale => Response::Stale,
+            Lookup::Expired => Response::SessionExpired,
+            Lookup::Conflict => conflict(command),
+            Lookup::NotApplied => {
                 // Another leader's entry took the index: this node lost its leadership.
-                drop(state);
-                Response::WrongLeader {
-                    leader: self.shared.raft.status().leader.map(|l| l as u64),
-                }
+                drop(inner);
+                self.wrong_leader()
             }
-            Err(WaitEnd::TimedOut) => Response::Timeout,
-            Err(WaitEnd::Stopped) => Response::WrongLeader { leader: None },
+        }
+    }
+
+    /// Answers a `Register` proposed at `index` in `term` once it is applied: the session's id
+    /// is that index. If the entry there cannot be told apart from another leader's without the
+    /// lock (the index is too old), the client is told to try again.
+    fn registered(&self, index: u64, term: u64, deadline: Instant) -> Response {
+        let state = &self.shared.state;
+        match state.wait_applied_until(index, deadline, || self.should_stop()) {
+            Ok(()) => {}
+            Err(WaitEnd::TimedOut) => return Response::Timeout,
+            Err(WaitEnd::Stopped) => return Response::WrongLeader { leader: None },
+        }
+        match state.check_entry(index, term) {
+            EntryCheck::Ours(Settled::Done) => Response::Registered { session: index },
+            EntryCheck::Replaced => self.wrong_leader(),
+            EntryCheck::Ours(_) | EntryCheck::Unknown => Response::Timeout,
+        }
+    }
+
+    /// `WrongLeader`, naming the leader this node knows of.
+    fn wrong_leader(&self) -> Response {
+        Response::WrongLeader {
+            leader: self.shared.raft.status().leader.map(|l| l as u64),
         }
     }
 
@@ -712,6 +782,57 @@ impl Connection<'_> {
             Err(WaitEnd::Stopped) => Response::WrongLeader { leader: None },
         }
     }
+}
+
+/// The answer to a proposal the node refused.
+fn refused(e: StartError) -> Response {
+    match e {
+        StartError::NotLeader { leader, .. } => Response::WrongLeader {
+            leader: leader.map(|l| l as u64),
+        },
+        StartError::Busy { .. } => Response::Busy,
+        e @ StartError::TooLarge { .. } => Response::Error(e.to_string()),
+        StartError::Killed | StartError::Failed(_) => Response::WrongLeader { leader: None },
+    }
+}
+
+/// The answer to a request that no session can admit, given without proposing it: session 0,
+/// which none has, an `ack` above the `seq`, or a `seq` too far beyond the `ack`.
+fn refuse_at_once(command: &Command) -> Option<Response> {
+    if command.session == 0 {
+        Some(Response::SessionExpired)
+    } else if command.ack > command.seq {
+        Some(Response::Error(format!(
+            "request {} acknowledges up to {}: an ack is at most the request's own seq",
+            command.seq, command.ack
+        )))
+    } else if command.seq - command.ack >= MAX_UNACKNOWLEDGED {
+        Some(window_exceeded(command))
+    } else {
+        None
+    }
+}
+
+fn window_exceeded(command: &Command) -> Response {
+    Response::Error(format!(
+        "request {} of session {} leaves requests from {} unacknowledged: at most \
+         {MAX_UNACKNOWLEDGED} may be",
+        command.seq, command.session, command.ack
+    ))
+}
+
+fn conflict(command: &Command) -> Response {
+    Response::Error(format!(
+        "session {} applied another request numbered {}: two clients share the session",
+        command.session, command.seq
+    ))
+}
+
+/// This server's clock, in milliseconds since the Unix epoch: the stamp of what it proposes.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// How often a read being confirmed checks whether it should give up early.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::store::Store;
+use crate::store::{Outcome, Store};
 
 /// How often a waiter checks whether it should give up early (the node was killed, the server
 /// is shutting down) while it waits for an index to be applied.
@@ -34,29 +34,33 @@ const RECENT: usize = 1 << 16;
 /// [`crate::KvServer`]. Create it, start the node with [`KvState::machine`], and hand the same
 /// `Arc` to the server.
 ///
-/// Besides the locked store, it publishes without a lock how far it applied and the term of
-/// each of the last 65 536 entries applied, so that a request can learn that its command
-/// was applied without taking the lock the node's thread applies under: the entry at the index
-/// a command was proposed at is that command exactly when its term is the one it was proposed
-/// in (Log Matching, §5.3 of the Raft paper).
+/// Besides the locked store, it publishes without a lock how far it applied and, for each of
+/// the last 65 536 entries applied, its term and what applying it came to, so
+/// that a request can learn its outcome without taking the lock the node's thread applies
+/// under: the entry at the index a command was proposed at is that command exactly when its
+/// term is the one it was proposed in (Log Matching, §5.3 of the Raft paper).
 ///
 /// # Orderings
 ///
-/// The node's thread stores each entry's term (`Relaxed`), then, once per batch, the applied
-/// index (`Release`). A reader that loads the applied index (`Acquire`) and sees `i` also sees
-/// the terms stored for every index up to `i`. A slot is overwritten only by the entry
-/// 65 536 indices later, so a reader checks that its index is within the last 65 536
-/// applied; a restored snapshot clears the slots of the indices it skipped (a term of 0 matches
-/// no proposal, and the reader falls back to the locked de-duplication table).
+/// Each slot is one word: the outcome, the entry's generation (its index divided by 65 536,
+/// modulo 2^16) and its term (below 2^40; an entry of a later term is not recorded, and its
+/// request is answered from the locked store). The node's thread stores each entry's word
+/// (`Relaxed`), then, once per batch, the applied index (`Release`). A reader that loads the
+/// applied index (`Acquire`) and sees `i` also sees the words stored for every index up to
+/// `i`. A slot is overwritten only by the entry 65 536 indices later, which may be stored but
+/// not yet published while a reader looks: its generation differs, and the reader falls back to
+/// the locked store, as it does for an index older than the last 65 536 applied. A restored
+/// snapshot clears the slots of the indices it skipped.
 #[derive(Debug)]
 pub struct KvState {
     inner: Mutex<Inner>,
     /// Notified whenever `applied` moves, if someone waits.
     applied_changed: Condvar,
-    /// The last index applied, published after the terms.
+    /// The last index applied, published after the slots.
     applied: AtomicU64,
-    /// `terms[i % RECENT]`: the term of entry `i`, for the last [`RECENT`] entries applied.
-    terms: Box<[AtomicU64]>,
+    /// `slots[i % RECENT]`: the term and outcome of entry `i`, for the last [`RECENT`] entries
+    /// applied (see [`slot`]; 0 for none).
+    slots: Box<[AtomicU64]>,
 }
 
 impl Default for KvState {
@@ -65,7 +69,7 @@ impl Default for KvState {
             inner: Mutex::default(),
             applied_changed: Condvar::new(),
             applied: AtomicU64::new(0),
-            terms: (0..RECENT).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..RECENT).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -80,6 +84,76 @@ pub(crate) struct Inner {
     waiters: usize,
 }
 
+/// What applying an entry came to, as far as answering the request that proposed it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Applied, or a retry of a write applied before, or a session registered.
+    Done = 1,
+    /// [`Outcome::Stale`].
+    Stale = 2,
+    /// [`Outcome::SessionExpired`].
+    SessionExpired = 3,
+    /// [`Outcome::Refused`].
+    Refused = 4,
+    /// [`Outcome::Conflict`].
+    Conflict = 5,
+    /// Not a request: a no-op or a malformed entry.
+    NotARequest = 6,
+}
+
+impl Settled {
+    fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Applied | Outcome::Duplicate | Outcome::Registered => Self::Done,
+            Outcome::Stale => Self::Stale,
+            Outcome::SessionExpired => Self::SessionExpired,
+            Outcome::Refused => Self::Refused,
+            Outcome::Conflict => Self::Conflict,
+            Outcome::NoOp | Outcome::Malformed(_) => Self::NotARequest,
+        }
+    }
+
+    fn from_code(code: u64) -> Self {
+        match code {
+            1 => Self::Done,
+            2 => Self::Stale,
+            3 => Self::SessionExpired,
+            4 => Self::Refused,
+            5 => Self::Conflict,
+            _ => Self::NotARequest,
+        }
+    }
+}
+
+/// What the lock-free record says of the entry at the index a request was proposed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EntryCheck {
+    /// Not known without the lock.
+    Unknown,
+    /// Another proposal's entry (another leader's) took the index.
+    Replaced,
+    /// The request's own entry, applied with this outcome.
+    Ours(Settled),
+}
+
+/// Bits of a slot holding the term.
+const TERM_BITS: u32 = 40;
+/// Bits of a slot holding the generation, above the term.
+const GENERATION_BITS: u32 = 16;
+
+/// The slot word of the entry at `index` of `term` that came to `settled`: 0 (nothing
+/// recorded) for a term too large to pack.
+fn slot(index: u64, term: u64, settled: Settled) -> u64 {
+    if term >> TERM_BITS != 0 {
+        return 0;
+    }
+    (settled as u64) << (TERM_BITS + GENERATION_BITS) | generation(index) << TERM_BITS | term
+}
+
+fn generation(index: u64) -> u64 {
+    (index / RECENT as u64) & ((1 << GENERATION_BITS) - 1)
+}
+
 /// Why [`KvState::wait_until`] returned without the index applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitEnd {
@@ -88,7 +162,7 @@ pub(crate) enum WaitEnd {
 }
 
 impl KvState {
-    /// An empty state: no keys, no clients, nothing applied.
+    /// An empty state: no keys, no sessions, nothing applied.
     pub fn new() -> Self {
         Self::default()
     }
@@ -104,9 +178,15 @@ impl KvState {
         self.lock().store.get(key).map(Bytes::copy_from_slice)
     }
 
-    /// The highest request number of `client` applied, if any.
-    pub fn last_seq(&self, client: u64) -> Option<u64> {
-        self.lock().store.last_seq(client)
+    /// The `ack` of session `session` as this node has applied it (the lowest request number
+    /// whose answer its client may still ask for), or `None` if the session is not open here.
+    pub fn session_ack(&self, session: u64) -> Option<u64> {
+        self.lock().store.sessions().ack(session)
+    }
+
+    /// The number of sessions open as this node has applied them.
+    pub fn session_count(&self) -> usize {
+        self.lock().store.sessions().len()
     }
 
     /// The number of keys with a value.
@@ -129,22 +209,30 @@ impl KvState {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records the term of the entry applied at `index` (published by the next
-    /// [`KvState::set_applied`]).
-    pub(crate) fn record_term(&self, index: u64, term: u64) {
-        self.terms[index as usize % RECENT].store(term, Relaxed);
+    /// Records the term of the entry applied at `index` and what applying it came to
+    /// (published by the next [`KvState::set_applied`]).
+    pub(crate) fn record_entry(&self, index: u64, term: u64, outcome: &Outcome) {
+        let word = slot(index, term, Settled::of(outcome));
+        self.slots[index as usize % RECENT].store(word, Relaxed);
     }
 
-    /// Whether the entry applied at `index` is the one proposed at `index` in `term`: `None` if
-    /// that is no longer (or was never) known without the lock.
-    pub(crate) fn applied_in_term(&self, index: u64, term: u64) -> Option<bool> {
+    /// Whether the entry applied at `index` is the one proposed at `index` in `term`, and if so
+    /// what it came to: [`EntryCheck::Unknown`] if that is no longer (or was never) known
+    /// without the lock.
+    pub(crate) fn check_entry(&self, index: u64, term: u64) -> EntryCheck {
         let applied = self.applied.load(Acquire);
-        if index > applied || applied - index >= RECENT as u64 {
-            return None;
+        if index > applied || applied - index >= RECENT as u64 || term >> TERM_BITS != 0 {
+            return EntryCheck::Unknown;
         }
-        match self.terms[index as usize % RECENT].load(Relaxed) {
-            0 => None,
-            found => Some(found == term),
+        let word = self.slots[index as usize % RECENT].load(Relaxed);
+        let found_term = word & ((1 << TERM_BITS) - 1);
+        let found_generation = (word >> TERM_BITS) & ((1 << GENERATION_BITS) - 1);
+        if word == 0 || found_generation != generation(index) {
+            EntryCheck::Unknown
+        } else if found_term != term {
+            EntryCheck::Replaced
+        } else {
+            EntryCheck::Ours(Settled::from_code(word >> (TERM_BITS + GENERATION_BITS)))
         }
     }
 
@@ -153,9 +241,9 @@ impl KvState {
     pub(crate) fn set_applied(&self, index: u64, store: Option<Store>) {
         let mut inner = self.lock();
         if let Some(store) = store {
-            // The snapshot skipped entries whose terms were never recorded: forget their slots.
+            // The snapshot skipped entries that were never recorded: forget their slots.
             for skipped in inner.applied + 1..=index.min(inner.applied + RECENT as u64) {
-                self.terms[skipped as usize % RECENT].store(0, Relaxed);
+                self.slots[skipped as usize % RECENT].store(0, Relaxed);
             }
             inner.store = store;
         }
@@ -239,33 +327,66 @@ mod tests {
     }
 
     #[test]
-    fn the_term_of_an_applied_index_tells_whose_entry_it_was() {
+    fn the_slot_of_an_applied_index_tells_whose_entry_it_was_and_its_outcome() {
         let state = KvState::new();
-        state.record_term(1, 2);
-        state.record_term(2, 3);
+        state.record_entry(1, 2, &Outcome::Applied);
+        state.record_entry(2, 3, &Outcome::Stale);
         // Not published before the batch's applied index.
-        assert_eq!(state.applied_in_term(1, 2), None, "before set_applied");
+        assert_eq!(
+            state.check_entry(1, 2),
+            EntryCheck::Unknown,
+            "before set_applied"
+        );
         state.set_applied(2, None);
         let cases = [
-            ((1, 2), Some(true)),
-            ((1, 1), Some(false)),
-            ((2, 3), Some(true)),
-            ((3, 3), None),
+            ((1, 2), EntryCheck::Ours(Settled::Done)),
+            ((1, 1), EntryCheck::Replaced),
+            ((2, 3), EntryCheck::Ours(Settled::Stale)),
+            ((3, 3), EntryCheck::Unknown),
+            // A term too large to pack is never taken for another's entry.
+            ((2, 3 | 1 << TERM_BITS), EntryCheck::Unknown),
         ];
         for (case, ((index, term), expected)) in cases.into_iter().enumerate() {
-            assert_eq!(state.applied_in_term(index, term), expected, "case {case}");
+            assert_eq!(state.check_entry(index, term), expected, "case {case}");
         }
         // A snapshot up to 10 skips indices 3..=10: their slots hold nothing.
-        state.record_term(9, 3); // a stale slot, as if left by an index RECENT earlier
+        state.record_entry(9, 3, &Outcome::Applied); // as if left by a restore's race
         state.set_applied(10, Some(Store::default()));
-        assert_eq!(state.applied_in_term(9, 3), None, "skipped by the snapshot");
+        assert_eq!(state.check_entry(9, 3), EntryCheck::Unknown, "skipped");
         assert_eq!(
-            state.applied_in_term(2, 3),
-            Some(true),
+            state.check_entry(2, 3),
+            EntryCheck::Ours(Settled::Stale),
             "applied before the snapshot"
         );
+        // The entry RECENT indices later, stored but not yet published, takes the slot: its
+        // generation tells it apart.
+        state.record_entry(2 + RECENT as u64, 3, &Outcome::Applied);
+        assert_eq!(state.check_entry(2, 3), EntryCheck::Unknown, "overwritten");
         // An index too old to be remembered.
         state.set_applied(10 + RECENT as u64, None);
-        assert_eq!(state.applied_in_term(2, 3), None, "older than RECENT");
+        assert_eq!(
+            state.check_entry(3, 3),
+            EntryCheck::Unknown,
+            "older than RECENT"
+        );
+        // Every outcome survives the packing.
+        let outcomes = [
+            (Outcome::Duplicate, Settled::Done),
+            (Outcome::Registered, Settled::Done),
+            (Outcome::SessionExpired, Settled::SessionExpired),
+            (Outcome::Refused, Settled::Refused),
+            (Outcome::Conflict, Settled::Conflict),
+            (Outcome::NoOp, Settled::NotARequest),
+        ];
+        let index = 11 + RECENT as u64;
+        for (case, (outcome, settled)) in outcomes.into_iter().enumerate() {
+            state.record_entry(index, (1 << TERM_BITS) - 1, &outcome);
+            state.set_applied(index, None);
+            assert_eq!(
+                state.check_entry(index, (1 << TERM_BITS) - 1),
+                EntryCheck::Ours(settled),
+                "outcome {case}"
+            );
+        }
     }
 }

@@ -1,55 +1,108 @@
-//! The map and the de-duplication table: the state every node derives from the log, and its
+//! The map and the client sessions: the state every node derives from the log, and its
 //! snapshot format.
 //!
-//! Each client numbers its requests with increasing `seq`s and has one outstanding at a time, so
-//! the table keeps only the last `seq` applied per client: a command whose `seq` is at or below
-//! it is a retry of a request already applied (through another leader, or twice in the log) and
-//! changes nothing.
+//! Applying an entry changes the map only for a request its session admits (the rules, and
+//! what a session guarantees, are in [`crate::session`]); each outcome is reported, so that the
+//! server can answer the request that proposed the entry. Commands written before sessions
+//! (format 1, [`crate::command`]) are applied as they were then: a table keeps the last `seq`
+//! applied per client, and a command at or below it changes nothing.
 //!
-//! Invariant: for every client in the table, every command of that client with a `seq` at or
-//! below its entry has been applied exactly once, and none above it has been applied.
+//! Invariant: every request applied to the map is recorded in its session (until the client
+//! acknowledges it) and was applied exactly once.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use bytes::Bytes;
 
-use crate::command::{CommandRef, FORMAT_VERSION, Op};
+use crate::command::{CommandRef, FORMAT_VERSION, LEGACY_VERSION, LegacyRef, Op, fingerprint};
 use crate::protocol::{DecodeError, MAX_KEY, expect_end, get_bytes, get_u8, get_u64, put_bytes};
+use crate::session::{Answer, Refusal, Sessions, bounded_count};
 
 /// What applying one log entry did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// The command was applied.
+    /// The request was applied (and its answer recorded).
     Applied,
-    /// The client's request with this `seq` (or a later one) was applied before: nothing changed.
+    /// The request was applied before (its answer is recorded): nothing changed.
     Duplicate,
+    /// Another request was applied under the same `(session, seq)`: nothing changed.
+    Conflict,
+    /// The request's `seq` is below its session's `ack`: nothing changed.
+    Stale,
+    /// The request's session is not in the table: nothing changed.
+    SessionExpired,
+    /// The request's `seq` is too far beyond its session's `ack`: nothing changed.
+    Refused,
+    /// A session was opened; its id is the entry's index.
+    Registered,
     /// An empty entry (a new leader's no-op): nothing changed.
     NoOp,
     /// The entry is not a command of this service: nothing changed.
     Malformed(DecodeError),
 }
 
-/// The map and the de-duplication table: the state every node derives from the log.
+/// The map and the sessions: the state every node derives from the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Store {
     map: HashMap<Box<[u8]>, Vec<u8>>,
-    /// Each client's highest `seq` applied. Grows with the number of clients ever seen (as in
-    /// the 6.824 service, nothing expires).
-    last_seq: HashMap<u64, u64>,
+    sessions: Sessions,
+    /// The last `seq` applied per client of the format-1 commands: empty unless the log (or
+    /// snapshot) was written before sessions.
+    legacy: HashMap<u64, u64>,
 }
 
 impl Store {
-    /// Applies one committed log entry.
-    pub(crate) fn apply(&mut self, entry: &Bytes) -> Outcome {
+    /// Applies the committed log entry at `index`.
+    pub(crate) fn apply(&mut self, index: u64, entry: &[u8]) -> Outcome {
         if entry.is_empty() {
             return Outcome::NoOp;
         }
-        let command = match CommandRef::decode(entry) {
-            Ok(command) => command,
+        let request = match CommandRef::decode(entry) {
+            Ok(CommandRef::Request(request)) => request,
+            Ok(CommandRef::Register {
+                stamp,
+                timeout_ms,
+                max_sessions,
+            }) => {
+                self.sessions.observe(stamp);
+                self.sessions.register(index, timeout_ms, max_sessions);
+                return Outcome::Registered;
+            }
+            Ok(CommandRef::Legacy(command)) => return self.apply_legacy(&command),
             Err(e) => return Outcome::Malformed(e),
         };
-        match self.last_seq.entry(command.client) {
+        self.sessions.observe(request.stamp);
+        let digest = fingerprint(request.op, request.key, request.value);
+        let map = &mut self.map;
+        let admitted = self.sessions.admit(
+            request.session,
+            request.seq,
+            request.ack,
+            digest,
+            || match request.op {
+                Op::Get => Answer::Value(Bytes::copy_from_slice(
+                    map.get(request.key).map_or(&[][..], |v| &v[..]),
+                )),
+                Op::Put | Op::Append => {
+                    write(map, request.op, request.key, request.value);
+                    Answer::Written
+                }
+            },
+        );
+        match admitted {
+            Ok(()) => Outcome::Applied,
+            Err(Refusal::Expired) => Outcome::SessionExpired,
+            Err(Refusal::Stale) => Outcome::Stale,
+            Err(Refusal::Duplicate) => Outcome::Duplicate,
+            Err(Refusal::Conflict) => Outcome::Conflict,
+            Err(Refusal::Refused) => Outcome::Refused,
+        }
+    }
+
+    /// Applies a format-1 command as the service did before sessions.
+    fn apply_legacy(&mut self, command: &LegacyRef<'_>) -> Outcome {
+        match self.legacy.entry(command.client) {
             Entry::Occupied(last) if command.seq <= *last.get() => return Outcome::Duplicate,
             Entry::Occupied(mut last) => {
                 last.insert(command.seq);
@@ -58,23 +111,8 @@ impl Store {
                 last.insert(command.seq);
             }
         }
-        match command.op {
-            Op::Get => {}
-            Op::Put => match self.map.get_mut(command.key) {
-                Some(value) => {
-                    value.clear();
-                    value.extend_from_slice(command.value);
-                }
-                None => {
-                    self.map.insert(command.key.into(), command.value.to_vec());
-                }
-            },
-            Op::Append => match self.map.get_mut(command.key) {
-                Some(value) => value.extend_from_slice(command.value),
-                None => {
-                    self.map.insert(command.key.into(), command.value.to_vec());
-                }
-            },
+        if command.op != Op::Get {
+            write(&mut self.map, command.op, command.key, command.value);
         }
         Outcome::Applied
     }
@@ -84,14 +122,9 @@ impl Store {
         self.map.get(key).map(|v| &v[..])
     }
 
-    /// The highest `seq` of `client` applied, if any.
-    pub(crate) fn last_seq(&self, client: u64) -> Option<u64> {
-        self.last_seq.get(&client).copied()
-    }
-
-    /// Whether `client`'s request `seq` has been applied.
-    pub(crate) fn was_applied(&self, client: u64, seq: u64) -> bool {
-        self.last_seq(client).is_some_and(|last| last >= seq)
+    /// The sessions.
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// The number of keys with a value.
@@ -99,9 +132,12 @@ impl Store {
         self.map.len()
     }
 
-    /// Serializes the map and the table: `version u8`, the number of keys `u64`, each key
-    /// (`u32` length and bytes) and value (`u64` length and bytes: appends can grow a value past
-    /// any frame), the number of clients `u64`, each client and its last `seq`.
+    /// Serializes the store: `version u8` (2); the number of keys `u64`, each key (`u32` length
+    /// and bytes) and value (`u64` length and bytes: appends can grow a value past any frame);
+    /// the number of format-1 clients `u64`, each client `u64` and its last `seq` `u64`; the
+    /// sessions in the format of [`Sessions::encode`].
+    ///
+    /// Format 1, read by [`Store::restore`], ends after the clients.
     pub(crate) fn snapshot(&self) -> Bytes {
         let size = 1
             + 8
@@ -111,7 +147,8 @@ impl Store {
                 .map(|(k, v)| 12 + k.len() + v.len())
                 .sum::<usize>()
             + 8
-            + 16 * self.last_seq.len();
+            + 16 * self.legacy.len()
+            + self.sessions.encoded_len();
         let mut out = Vec::with_capacity(size);
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
@@ -120,18 +157,20 @@ impl Store {
             out.extend_from_slice(&(value.len() as u64).to_le_bytes());
             out.extend_from_slice(value);
         }
-        out.extend_from_slice(&(self.last_seq.len() as u64).to_le_bytes());
-        for (client, seq) in &self.last_seq {
+        out.extend_from_slice(&(self.legacy.len() as u64).to_le_bytes());
+        for (client, seq) in &self.legacy {
             out.extend_from_slice(&client.to_le_bytes());
             out.extend_from_slice(&seq.to_le_bytes());
         }
+        self.sessions.encode(&mut out);
+        debug_assert_eq!(out.len(), size, "snapshot size estimate");
         Bytes::from(out)
     }
 
-    /// The store a snapshot holds.
+    /// The store a snapshot holds, of format 2 or 1.
     pub(crate) fn restore(mut data: Bytes) -> Result<Self, DecodeError> {
         let version = get_u8(&mut data)?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != LEGACY_VERSION {
             return Err(DecodeError::UnknownVersion(version));
         }
         // Counts are checked against the bytes left (a key takes at least 12, a client 16)
@@ -150,163 +189,484 @@ impl Store {
             }
         }
         let clients = bounded_count(&mut data, 16)?;
-        let mut last_seq = HashMap::with_capacity(clients);
+        let mut legacy = HashMap::with_capacity(clients);
         for _ in 0..clients {
             let client = get_u64(&mut data)?;
             let seq = get_u64(&mut data)?;
-            if last_seq.insert(client, seq).is_some() {
+            if legacy.insert(client, seq).is_some() {
                 return Err(DecodeError::Invalid("snapshot (a client appears twice)"));
             }
         }
+        let sessions = if version == FORMAT_VERSION {
+            Sessions::decode(&mut data)?
+        } else {
+            Sessions::default()
+        };
         expect_end(&data)?;
-        Ok(Self { map, last_seq })
+        Ok(Self {
+            map,
+            sessions,
+            legacy,
+        })
     }
 }
 
-/// A `u64` count of items of at least `min_size` bytes each, refused if the bytes left cannot
-/// hold that many.
-fn bounded_count(data: &mut Bytes, min_size: usize) -> Result<usize, DecodeError> {
-    let count = usize::try_from(get_u64(data)?).unwrap_or(usize::MAX);
-    if count > data.len() / min_size {
-        return Err(DecodeError::Truncated);
+/// Applies a `Put` or `Append` of `value` to `key`. Replacing a value reuses its buffer.
+fn write(map: &mut HashMap<Box<[u8]>, Vec<u8>>, op: Op, key: &[u8], value: &[u8]) {
+    match map.get_mut(key) {
+        Some(old) => {
+            if op == Op::Put {
+                old.clear();
+            }
+            old.extend_from_slice(value);
+        }
+        None => {
+            map.insert(key.into(), value.to_vec());
+        }
     }
-    Ok(count)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::Command;
+    use crate::SessionOptions;
+    use crate::command::{Command, encode_register, tests::legacy};
+    use crate::protocol::MAX_UNACKNOWLEDGED;
+    use crate::session::Lookup;
+    use std::time::Duration;
 
-    fn command(op: Op, client: u64, seq: u64, key: &str, value: &str) -> Bytes {
+    /// A stamp: the proposing server's clock, in milliseconds.
+    const T: u64 = 1_000_000;
+
+    fn request(op: Op, session: u64, seq: u64, ack: u64, key: &str, value: &str) -> Bytes {
+        request_at(T, op, session, seq, ack, key, value)
+    }
+
+    fn request_at(
+        stamp: u64,
+        op: Op,
+        session: u64,
+        seq: u64,
+        ack: u64,
+        key: &str,
+        value: &str,
+    ) -> Bytes {
         Command {
             op,
-            client,
+            session,
             seq,
+            ack,
             key: Bytes::copy_from_slice(key.as_bytes()),
             value: Bytes::copy_from_slice(value.as_bytes()),
         }
-        .encode()
+        .encode(stamp)
+    }
+
+    fn register_at(stamp: u64, timeout_ms: u64, max_sessions: usize) -> Bytes {
+        let options = SessionOptions {
+            timeout: Duration::from_millis(timeout_ms),
+            max_sessions,
+        };
+        encode_register(stamp, &options, &mut bytes::BytesMut::new())
+    }
+
+    fn register() -> Bytes {
+        register_at(T, 3_600_000, 10_000)
     }
 
     fn value<'a>(store: &'a Store, key: &str) -> Option<&'a [u8]> {
         store.get(key.as_bytes())
     }
 
-    #[test]
-    fn commands_round_trip() {
-        let cases = [
-            (Op::Put, 1, 1, "k", "v"),
-            (Op::Append, u64::MAX, u64::MAX, "", ""),
-            (Op::Get, 7, 9, "key", ""),
-        ];
-        for (case, (op, client, seq, key, value)) in cases.into_iter().enumerate() {
-            let encoded = command(op, client, seq, key, value);
-            let decoded = Command::decode(encoded.clone()).unwrap();
-            assert_eq!(
-                (decoded.op, decoded.client, decoded.seq),
-                (op, client, seq),
-                "case {case}"
-            );
-            assert_eq!(&decoded.key[..], key.as_bytes(), "case {case}");
-            assert_eq!(&decoded.value[..], value.as_bytes(), "case {case}");
-            for cut in 0..encoded.len() {
-                assert!(
-                    Command::decode(encoded.slice(..cut)).is_err(),
-                    "case {case}: cut at {cut}"
-                );
+    /// A store and the index of the next entry it applies, as a node's log feeds it.
+    struct Log {
+        store: Store,
+        next: u64,
+    }
+
+    impl Log {
+        fn new() -> Self {
+            Self {
+                store: Store::default(),
+                next: 1,
             }
+        }
+
+        fn apply(&mut self, entry: &Bytes) -> Outcome {
+            let outcome = self.store.apply(self.next, entry);
+            self.next += 1;
+            self.store.sessions.check();
+            outcome
+        }
+
+        /// Registers a session; returns its id.
+        fn register(&mut self, entry: &Bytes) -> u64 {
+            let id = self.next;
+            assert_eq!(self.apply(entry), Outcome::Registered);
+            id
         }
     }
 
     #[test]
-    fn a_request_applies_once_however_often_it_is_committed() {
-        let mut store = Store::default();
-        let append = command(Op::Append, 1, 1, "k", "x");
-        assert_eq!(store.apply(&append), Outcome::Applied);
-        assert_eq!(store.apply(&append), Outcome::Duplicate);
-        assert_eq!(value(&store, "k"), Some(&b"x"[..]));
-        // An older request of the same client, committed late, is a duplicate too.
+    fn a_session_applies_each_request_once_and_answers_only_what_it_applied() {
+        let mut log = Log::new();
+        let s = log.register(&register());
+        let far = 3 + MAX_UNACKNOWLEDGED;
+        let cases: [(Bytes, Outcome, &str); 11] = [
+            (request(Op::Put, s, 1, 1, "k", "a"), Outcome::Applied, "a"),
+            // A retry: the recorded answer, nothing applied again.
+            (request(Op::Put, s, 1, 1, "k", "a"), Outcome::Duplicate, "a"),
+            (
+                request(Op::Append, s, 2, 1, "k", "b"),
+                Outcome::Applied,
+                "ab",
+            ),
+            // Another request under a recorded (session, seq): not taken for a retry.
+            (request(Op::Put, s, 1, 1, "k", "x"), Outcome::Conflict, "ab"),
+            // Acknowledges 1 and 2.
+            (
+                request(Op::Append, s, 3, 3, "k", "c"),
+                Outcome::Applied,
+                "abc",
+            ),
+            // Below the ack: the client had its answer; a very late copy changes nothing.
+            (
+                request(Op::Append, s, 2, 2, "k", "b"),
+                Outcome::Stale,
+                "abc",
+            ),
+            (
+                request(Op::Append, s, 1, 1, "k", "a"),
+                Outcome::Stale,
+                "abc",
+            ),
+            // A session that was never opened.
+            (
+                request(Op::Put, s + 99, 1, 1, "k", "z"),
+                Outcome::SessionExpired,
+                "abc",
+            ),
+            // Beyond the window of unacknowledged requests.
+            (
+                request(Op::Put, s, far, 3, "k", "far"),
+                Outcome::Refused,
+                "abc",
+            ),
+            // A read through the log records the value it read...
+            (request(Op::Get, s, 4, 3, "k", ""), Outcome::Applied, "abc"),
+            // ...and a retry is answered with it, not with the value now.
+            (
+                request(Op::Get, s, 4, 3, "k", ""),
+                Outcome::Duplicate,
+                "abc",
+            ),
+        ];
+        for (case, (entry, outcome, after)) in cases.iter().enumerate() {
+            assert_eq!(&log.apply(entry), outcome, "case {case}");
+            assert_eq!(
+                value(&log.store, "k"),
+                Some(after.as_bytes()),
+                "case {case}"
+            );
+        }
+        log.apply(&request(Op::Put, s, 5, 3, "k", "later"));
+        let sessions = log.store.sessions();
+        assert_eq!(sessions.answered(s), [3, 4, 5]);
+        let fp = |op, key: &str, value: &str| fingerprint(op, key.as_bytes(), value.as_bytes());
+        let lookups = [
+            (
+                (3, fp(Op::Append, "k", "c")),
+                Lookup::Answered(&Answer::Written),
+            ),
+            (
+                (4, fp(Op::Get, "k", "")),
+                Lookup::Answered(&Answer::Value(Bytes::from_static(b"abc"))),
+            ),
+            ((4, fp(Op::Put, "k", "abc")), Lookup::Conflict),
+            ((2, fp(Op::Append, "k", "b")), Lookup::Stale),
+            ((6, fp(Op::Put, "k", "v")), Lookup::NotApplied),
+        ];
+        for (case, ((seq, digest), want)) in lookups.into_iter().enumerate() {
+            assert_eq!(sessions.lookup(s, seq, digest), want, "lookup {case}");
+        }
+        assert_eq!(sessions.lookup(s + 99, 1, 0), Lookup::Expired);
+    }
+
+    #[test]
+    fn acknowledging_forgets_the_answers_below_the_ack() {
+        let mut log = Log::new();
+        let s = log.register(&register());
+        for seq in 1..=5 {
+            log.apply(&request(Op::Append, s, seq, 1, "k", "x"));
+        }
+        let cases: [(u64, u64, &[u64], u64); 4] = [
+            // (seq, ack) of the next request, then the answers kept and the session's ack.
+            (6, 1, &[1, 2, 3, 4, 5, 6], 1),
+            (7, 4, &[4, 5, 6, 7], 4),
+            // An older ack does not move it back.
+            (8, 2, &[4, 5, 6, 7, 8], 4),
+            // An ack above its own seq counts as the seq: the request keeps its answer.
+            (9, 100, &[9], 9),
+        ];
+        for (case, (seq, ack, kept, session_ack)) in cases.into_iter().enumerate() {
+            let outcome = log.apply(&request(Op::Append, s, seq, ack, "k", "x"));
+            assert_eq!(outcome, Outcome::Applied, "case {case}");
+            assert_eq!(log.store.sessions().answered(s), kept, "case {case}");
+            assert_eq!(
+                log.store.sessions().ack(s),
+                Some(session_ack),
+                "case {case}"
+            );
+        }
+        assert_eq!(value(&log.store, "k"), Some(&b"xxxxxxxxx"[..]));
+    }
+
+    /// Requests 5 and 6 pipelined with ack 5; 5 is answered Busy (never proposed) and 6 is
+    /// applied; the retry of 5 must be applied, not taken for a duplicate of something older
+    /// than 6 (what a table of the highest seq per client did).
+    #[test]
+    fn a_pipelined_retry_of_a_request_that_was_refused_is_applied() {
+        let mut log = Log::new();
+        let s = log.register(&register());
+        for seq in 1..=4 {
+            log.apply(&request(Op::Append, s, seq, seq, "k", &seq.to_string()));
+        }
         assert_eq!(
-            store.apply(&command(Op::Append, 1, 3, "k", "y")),
+            log.apply(&request(Op::Append, s, 6, 5, "k", "6")),
             Outcome::Applied
         );
         assert_eq!(
-            store.apply(&command(Op::Put, 1, 2, "k", "lost")),
+            log.apply(&request(Op::Append, s, 5, 5, "k", "5")),
+            Outcome::Applied,
+            "the retry of 5"
+        );
+        assert_eq!(value(&log.store, "k"), Some(&b"123465"[..]));
+        // Its own retry is a duplicate, and once acknowledged, stale.
+        assert_eq!(
+            log.apply(&request(Op::Append, s, 5, 5, "k", "5")),
             Outcome::Duplicate
         );
-        assert_eq!(value(&store, "k"), Some(&b"xy"[..]));
-        // Another client's numbering is its own.
+        log.apply(&request(Op::Append, s, 7, 7, "k", "7"));
         assert_eq!(
-            store.apply(&command(Op::Append, 2, 1, "k", "z")),
-            Outcome::Applied
+            log.apply(&request(Op::Append, s, 5, 5, "k", "5")),
+            Outcome::Stale
         );
-        assert_eq!(value(&store, "k"), Some(&b"xyz"[..]));
-        assert!(store.was_applied(1, 3) && store.was_applied(1, 1) && !store.was_applied(1, 4));
-        assert!(!store.was_applied(3, 1));
+        assert_eq!(value(&log.store, "k"), Some(&b"1234657"[..]));
+    }
+
+    /// A party that knows another client's session id writes under it: whatever it sends, the
+    /// client's next write is either applied or answered with something other than success.
+    #[test]
+    fn a_forged_request_never_makes_a_later_write_look_applied() {
+        let max = u64::MAX;
+        let cases: [((u64, u64), Outcome, Outcome); 5] = [
+            // (seq, ack) forged, what becomes of the forged write, then of the client's write.
+            ((max, 0), Outcome::Refused, Outcome::Applied),
+            ((max, 1), Outcome::Refused, Outcome::Applied),
+            ((max, max), Outcome::Applied, Outcome::Stale),
+            (
+                (max, max - MAX_UNACKNOWLEDGED + 1),
+                Outcome::Applied,
+                Outcome::Stale,
+            ),
+            // A forged ack alone.
+            ((10, 10), Outcome::Applied, Outcome::Stale),
+        ];
+        for (case, ((seq, ack), forged, then)) in cases.into_iter().enumerate() {
+            let mut log = Log::new();
+            let s = log.register(&register());
+            log.apply(&request(Op::Put, s, 1, 1, "k", "1"));
+            let outcome = log.apply(&request(Op::Put, s, seq, ack, "f", "forged"));
+            assert_eq!(outcome, forged, "case {case}: the forged write");
+            let applied = value(&log.store, "f").is_some();
+            assert_eq!(applied, forged == Outcome::Applied, "case {case}");
+            let outcome = log.apply(&request(Op::Put, s, 2, 2, "k", "2"));
+            assert_eq!(outcome, then, "case {case}: the client's next write");
+            let applied = value(&log.store, "k") == Some(&b"2"[..]);
+            assert_eq!(applied, then == Outcome::Applied, "case {case}");
+        }
+    }
+
+    #[test]
+    fn sessions_expire_by_log_time() {
+        let mut log = Log::new();
+        let timeout = 1_000;
+        let a = log.register(&register_at(T, timeout, 100));
+        let cases: [(Bytes, Outcome); 7] = [
+            // a's last activity: T + 500.
+            (
+                request_at(T + 500, Op::Put, a, 1, 1, "k", "1"),
+                Outcome::Applied,
+            ),
+            // Idle for 900 ms when b registers: a stays.
+            (register_at(T + 1_400, timeout, 100), Outcome::Registered),
+            (
+                request_at(T + 1_450, Op::Put, a, 2, 2, "k", "2"),
+                Outcome::Applied,
+            ),
+            // A stamp from a slower clock does not move log time back: a's last activity is
+            // T + 1 450, not T + 100.
+            (
+                request_at(T + 100, Op::Put, a, 3, 3, "k", "3"),
+                Outcome::Applied,
+            ),
+            // a idle for exactly the timeout: it stays; b, idle for 1 050 ms, is dropped.
+            (register_at(T + 2_450, timeout, 100), Outcome::Registered),
+            // a idle for longer: dropped by the next register.
+            (register_at(T + 2_451, timeout, 100), Outcome::Registered),
+            (
+                request_at(T + 2_452, Op::Put, a, 4, 4, "k", "4"),
+                Outcome::SessionExpired,
+            ),
+        ];
+        for (case, (entry, outcome)) in cases.iter().enumerate() {
+            assert_eq!(&log.apply(entry), outcome, "case {case}");
+        }
+        assert_eq!(value(&log.store, "k"), Some(&b"3"[..]));
+        // The two registered last remain.
+        assert_eq!(log.store.sessions().by_activity(), [6, 7]);
+        // The timeout is the one each register carries: a longer one keeps both, a shorter
+        // one drops them.
+        log.apply(&register_at(T + 1_000_000, 1_000_000, 100));
+        assert_eq!(log.store.sessions().by_activity(), [6, 7, 9]);
+        log.apply(&register_at(T + 1_000_001, 1_000, 100));
+        assert_eq!(log.store.sessions().by_activity(), [9, 10]);
+    }
+
+    #[test]
+    fn registering_into_a_full_table_drops_the_least_recently_active() {
+        let mut log = Log::new();
+        let full = |log: &mut Log| log.register(&register_at(T, 3_600_000, 3));
+        let (a, b, c) = (full(&mut log), full(&mut log), full(&mut log));
+        // a active again: b is now the least recently active.
+        log.apply(&request(Op::Put, a, 1, 1, "k", "a"));
+        assert_eq!(log.store.sessions().by_activity(), [b, c, a]);
+        let d = full(&mut log);
+        assert_eq!(log.store.sessions().by_activity(), [c, a, d]);
+        let cases = [
+            (b, Outcome::SessionExpired),
+            (c, Outcome::Applied),
+            (a, Outcome::Applied),
+            (d, Outcome::Applied),
+        ];
+        for (case, (session, outcome)) in cases.into_iter().enumerate() {
+            let entry = request(Op::Append, session, 2, 2, "k", "+");
+            assert_eq!(log.apply(&entry), outcome, "case {case}");
+        }
+        // A stale request is no activity; a refused one is.
+        log.apply(&request(Op::Append, c, 1, 1, "k", "+"));
+        assert_eq!(log.store.sessions().by_activity(), [c, a, d]);
+        log.apply(&request(Op::Append, c, 2 + MAX_UNACKNOWLEDGED, 2, "k", "+"));
+        assert_eq!(log.store.sessions().by_activity(), [a, d, c]);
+        // A maximum of 0 counts as 1.
+        let e = log.register(&register_at(T, 3_600_000, 0));
+        assert_eq!(log.store.sessions().by_activity(), [e]);
     }
 
     #[test]
     fn put_replaces_and_append_extends() {
-        let mut store = Store::default();
-        store.apply(&command(Op::Append, 1, 1, "a", "1"));
-        store.apply(&command(Op::Put, 1, 2, "a", "2"));
-        store.apply(&command(Op::Append, 1, 3, "a", "3"));
-        store.apply(&command(Op::Put, 1, 4, "b", ""));
-        assert_eq!(value(&store, "a"), Some(&b"23"[..]));
-        assert_eq!(value(&store, "b"), Some(&b""[..]));
-        assert_eq!(value(&store, "c"), None);
-        // A Get through the log counts for de-duplication and changes no value.
-        assert_eq!(
-            store.apply(&command(Op::Get, 1, 5, "a", "")),
-            Outcome::Applied
-        );
-        assert_eq!(value(&store, "a"), Some(&b"23"[..]));
-        assert_eq!(store.last_seq(1), Some(5));
+        let mut log = Log::new();
+        let s = log.register(&register());
+        let steps = [
+            (Op::Append, "a", "1"),
+            (Op::Put, "a", "2"),
+            (Op::Append, "a", "3"),
+            (Op::Put, "b", ""),
+            (Op::Get, "a", ""),
+        ];
+        for (seq, (op, key, v)) in steps.into_iter().enumerate() {
+            let seq = seq as u64 + 1;
+            assert_eq!(
+                log.apply(&request(op, s, seq, seq, key, v)),
+                Outcome::Applied
+            );
+        }
+        assert_eq!(value(&log.store, "a"), Some(&b"23"[..]));
+        assert_eq!(value(&log.store, "b"), Some(&b""[..]));
+        assert_eq!(value(&log.store, "c"), None);
+        assert_eq!(log.store.len(), 2);
     }
 
     #[test]
     fn empty_and_malformed_entries_change_nothing() {
-        let mut store = Store::default();
-        store.apply(&command(Op::Put, 1, 1, "k", "v"));
-        let before = store.clone();
-        assert_eq!(store.apply(&Bytes::new()), Outcome::NoOp);
+        let mut log = Log::new();
+        let s = log.register(&register());
+        log.apply(&request(Op::Put, s, 1, 1, "k", "v"));
+        let before = log.store.clone();
+        assert_eq!(log.apply(&Bytes::new()), Outcome::NoOp);
         let malformed = [
             Bytes::from_static(b"x = 1"),
             Bytes::from_static(&[FORMAT_VERSION]),
             Bytes::from_static(&[FORMAT_VERSION, 9, 0, 0]),
-            command(Op::Put, 2, 1, "k", "v").slice(..20),
+            request(Op::Put, s, 2, 2, "k", "v").slice(..20),
             {
-                let mut long = command(Op::Put, 2, 1, "k", "v").to_vec();
+                let mut long = request(Op::Put, s, 2, 2, "k", "v").to_vec();
                 long.push(0);
                 Bytes::from(long)
             },
         ];
         for (case, entry) in malformed.iter().enumerate() {
             assert!(
-                matches!(store.apply(entry), Outcome::Malformed(_)),
+                matches!(log.apply(entry), Outcome::Malformed(_)),
                 "case {case}"
             );
         }
-        assert_eq!(store, before);
+        assert_eq!(log.store, before);
+    }
+
+    /// A store with a map, format-1 clients and sessions with answers of both kinds.
+    fn busy_store() -> Log {
+        let mut log = Log::new();
+        log.apply(&legacy(Op::Append, 7, 1, "old", "x"));
+        let sessions: Vec<u64> = (0..4)
+            .map(|i| log.register(&register_at(T + i, 3_600_000, 4)))
+            .collect();
+        for seq in 1..=20u64 {
+            let s = sessions[(seq % 3) as usize];
+            let key = format!("k{}", seq % 7);
+            log.apply(&request_at(
+                T + seq,
+                Op::Append,
+                s,
+                seq,
+                1,
+                &key,
+                &seq.to_string(),
+            ));
+            log.apply(&request_at(T + seq, Op::Get, s, 100 + seq, 1, &key, ""));
+        }
+        log.apply(&request(Op::Put, sessions[3], 1, 1, "empty", ""));
+        log
     }
 
     #[test]
-    fn a_snapshot_restores_the_map_and_the_table() {
-        let mut store = Store::default();
-        for seq in 1..=50u64 {
-            let key = format!("k{}", seq % 7);
-            store.apply(&command(Op::Append, seq % 3, seq, &key, &seq.to_string()));
-        }
-        store.apply(&command(Op::Put, 99, 1, "empty", ""));
-        let restored = Store::restore(store.snapshot()).unwrap();
-        assert_eq!(restored, store);
-        // The restored table still refuses what was applied.
-        let mut restored = restored;
+    fn a_snapshot_restores_the_map_and_the_sessions() {
+        let mut log = busy_store();
+        let restored = Store::restore(log.store.snapshot()).unwrap();
+        assert_eq!(restored, log.store);
+        restored.sessions.check();
         assert_eq!(
-            restored.apply(&command(Op::Append, 1, 49, "k0", "again")),
-            Outcome::Duplicate
+            restored.sessions.by_activity(),
+            log.store.sessions.by_activity(),
+            "the activity order survives"
         );
+        // Both go on alike: the same duplicates, stale requests, evictions and format-1 table.
+        let mut copy = Log {
+            store: restored,
+            next: log.next,
+        };
+        let order = log.store.sessions.by_activity();
+        let next: [Bytes; 5] = [
+            request(Op::Get, order[1], 101, 1, "k1", ""),
+            request(Op::Append, order[1], 0, 0, "k1", "x"),
+            register_at(T + 100, 3_600_000, 4),
+            request(Op::Append, order[0], 30, 30, "k1", "x"),
+            legacy(Op::Append, 7, 1, "old", "again"),
+        ];
+        for (case, entry) in next.iter().enumerate() {
+            assert_eq!(copy.apply(entry), log.apply(entry), "case {case}");
+        }
+        assert_eq!(copy.store, log.store);
         assert_eq!(
             Store::restore(Store::default().snapshot()).unwrap(),
             Store::default()
@@ -315,15 +675,19 @@ mod tests {
 
     #[test]
     fn a_damaged_snapshot_is_refused() {
-        let mut store = Store::default();
-        store.apply(&command(Op::Put, 1, 1, "key", "value"));
-        let snapshot = store.snapshot();
+        let snapshot = busy_store().store.snapshot();
         for cut in 0..snapshot.len() {
             assert!(
                 Store::restore(snapshot.slice(..cut)).is_err(),
                 "cut at {cut}"
             );
         }
+        let mut long = snapshot.to_vec();
+        long.push(0);
+        assert_eq!(
+            Store::restore(Bytes::from(long)),
+            Err(DecodeError::TrailingBytes(1))
+        );
         let mut huge_count = vec![FORMAT_VERSION];
         huge_count.extend_from_slice(&u64::MAX.to_le_bytes());
         assert_eq!(
@@ -331,7 +695,109 @@ mod tests {
             Err(DecodeError::Truncated)
         );
         let mut wrong_version = snapshot.to_vec();
-        wrong_version[0] = 0;
-        assert!(Store::restore(Bytes::from(wrong_version)).is_err());
+        wrong_version[0] = 3;
+        assert_eq!(
+            Store::restore(Bytes::from(wrong_version)),
+            Err(DecodeError::UnknownVersion(3))
+        );
+
+        // Sessions that break an invariant. Two sessions, a (older) with two answers, then b:
+        // no keys, no format-1 clients.
+        let mut log = Log::new();
+        let a = log.register(&register());
+        let b = log.register(&register());
+        log.apply(&request_at(T + 1, Op::Put, a, 1, 1, "k", "v"));
+        log.apply(&request_at(T + 1, Op::Get, a, 2, 1, "k", ""));
+        log.apply(&request_at(T + 2, Op::Put, b, 1, 1, "k", "w"));
+        let mut store = log.store.clone();
+        store.map.clear();
+        let good = store.snapshot();
+        assert_eq!(Store::restore(good.clone()).unwrap(), store);
+        // Offsets: version, 0 keys, 0 clients, log time, 2 sessions; then session a.
+        let log_time = 1 + 8 + 8;
+        let a_at = log_time + 16;
+        let (a_ack, a_active, a_answers) = (a_at + 8, a_at + 16, a_at + 32);
+        let second_answer = a_answers + 17;
+        let b_at = second_answer + 17 + 8 + 1;
+        let invalid = DecodeError::Invalid;
+        let patches: [(usize, u64, DecodeError); 8] = [
+            (a_at, 0, invalid("snapshot (session 0)")),
+            (b_at, a, invalid("snapshot (a session appears twice)")),
+            (
+                a_active,
+                T + 3,
+                invalid("snapshot (session activity out of order)"),
+            ),
+            (
+                b_at + 16,
+                T,
+                invalid("snapshot (session activity out of order)"),
+            ),
+            (
+                a_ack,
+                2,
+                invalid("snapshot (answer outside its session's window)"),
+            ),
+            (
+                second_answer,
+                1,
+                invalid("snapshot (answer outside its session's window)"),
+            ),
+            (
+                second_answer,
+                1 + MAX_UNACKNOWLEDGED,
+                invalid("snapshot (answer outside its session's window)"),
+            ),
+            (a_at + 24, MAX_UNACKNOWLEDGED + 1, DecodeError::Truncated),
+        ];
+        for (case, (at, value, error)) in patches.into_iter().enumerate() {
+            let mut bad = good.to_vec();
+            bad[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            assert_eq!(Store::restore(Bytes::from(bad)), Err(error), "case {case}");
+        }
+        let mut bad = good.to_vec();
+        bad[a_answers + 8] = 3;
+        assert_eq!(
+            Store::restore(Bytes::from(bad)),
+            Err(invalid("snapshot (answer kind)"))
+        );
+    }
+
+    #[test]
+    fn format_1_logs_and_snapshots_still_apply() {
+        let mut log = Log::new();
+        let cases = [
+            (legacy(Op::Put, 1, 1, "k", "x"), Outcome::Applied, "x"),
+            (legacy(Op::Append, 1, 2, "k", "y"), Outcome::Applied, "xy"),
+            (legacy(Op::Append, 1, 2, "k", "y"), Outcome::Duplicate, "xy"),
+            (legacy(Op::Put, 1, 1, "k", "lost"), Outcome::Duplicate, "xy"),
+            (legacy(Op::Get, 1, 3, "k", ""), Outcome::Applied, "xy"),
+            (legacy(Op::Append, 2, 1, "k", "z"), Outcome::Applied, "xyz"),
+        ];
+        for (case, (entry, outcome, after)) in cases.iter().enumerate() {
+            assert_eq!(&log.apply(entry), outcome, "case {case}");
+            assert_eq!(
+                value(&log.store, "k"),
+                Some(after.as_bytes()),
+                "case {case}"
+            );
+        }
+        // A format-1 snapshot: the map, then the clients, and nothing after.
+        let mut old = vec![LEGACY_VERSION];
+        old.extend_from_slice(&1u64.to_le_bytes());
+        put_bytes(&mut old, b"k");
+        old.extend_from_slice(&3u64.to_le_bytes());
+        old.extend_from_slice(b"xyz");
+        old.extend_from_slice(&2u64.to_le_bytes());
+        for (client, seq) in [(1u64, 3u64), (2, 1)] {
+            old.extend_from_slice(&client.to_le_bytes());
+            old.extend_from_slice(&seq.to_le_bytes());
+        }
+        let restored = Store::restore(Bytes::from(old)).unwrap();
+        assert_eq!(restored, log.store);
+        // Written again, it is of format 2 and restores the same.
+        let again = restored.snapshot();
+        assert_eq!(again[0], FORMAT_VERSION);
+        assert_eq!(Store::restore(again).unwrap(), log.store);
     }
 }

@@ -2,9 +2,12 @@
 //! --connect` measures.
 //!
 //! [`run`] opens connections to the leader and keeps a fixed number of `Put`s in flight
-//! over them, pipelined: each connection writes as many requests as answers it has just read, in
-//! one system call, so the window stays full without a thread per request. It counts the
-//! acknowledged puts and times each from its write to its answer. [`loopback_rtt`] measures the
+//! over them, pipelined: each connection opens a session, then writes as many requests as
+//! answers it has just read, in one system call, so the window stays full without a thread per
+//! request. Requests of a session are numbered in order, and each acknowledges every request
+//! answered before it was written (the answers come in order): a connection keeps at most
+//! [`MAX_UNACKNOWLEDGED`] in flight, and more connections are opened if the window needs them.
+//! It counts the acknowledged puts and times each from its write to its answer. [`loopback_rtt`] measures the
 //! round trip of a small message over TCP on loopback, the floor under any one-client latency.
 
 use std::io::{self, Read, Write};
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use zeroraft_engine::Role;
-use zeroraft_kv::protocol::{self, MAX_FRAME, Request, Response};
+use zeroraft_kv::protocol::{self, MAX_FRAME, MAX_UNACKNOWLEDGED, Request, Response};
 use zeroraft_kv::{ClientOptions, KvClient, KvError};
 
 /// How [`run`] loads the service.
@@ -25,7 +28,8 @@ use zeroraft_kv::{ClientOptions, KvClient, KvError};
 pub struct Options {
     /// Puts kept in flight, over all connections. At least 1.
     pub in_flight: usize,
-    /// Connections to the leader; the window is split between them. At least 1.
+    /// Connections to the leader; the window is split between them. At least 1, and as many
+    /// as it takes for each to keep at most [`MAX_UNACKNOWLEDGED`] in flight.
     pub connections: usize,
     /// Bytes of each put's value.
     pub payload: usize,
@@ -88,23 +92,32 @@ pub fn find_leader(addrs: &[SocketAddr], patience: Duration) -> Result<usize, Kv
 ///
 /// # Errors
 ///
-/// [`KvError::Timeout`] if no leader is found, [`KvError::Io`] if the leader cannot be reached.
+/// [`KvError::Timeout`] if no leader is found, [`KvError::Io`] if the leader cannot be reached,
+/// [`KvError::NotLeader`] if it no longer leads when its sessions are opened.
 pub fn run(
     addrs: &[SocketAddr],
     options: &Options,
     mut progress: impl FnMut(u64, Duration) -> ControlFlow<()>,
 ) -> Result<Report, KvError> {
     let leader = find_leader(addrs, Duration::from_secs(10))?;
-    let connections = options.connections.clamp(1, options.in_flight.max(1));
+    let most = usize::try_from(MAX_UNACKNOWLEDGED).unwrap_or(usize::MAX);
+    let connections = options
+        .connections
+        .clamp(1, options.in_flight.max(1))
+        .max(options.in_flight.div_ceil(most));
     let streams = (0..connections)
         .map(|_| {
-            let s = TcpStream::connect_timeout(&addrs[leader], Duration::from_secs(2))?;
-            s.set_nodelay(true)?;
-            s.set_read_timeout(Some(Duration::from_secs(10)))?;
-            Ok(s)
+            let s = TcpStream::connect_timeout(&addrs[leader], Duration::from_secs(2))
+                .and_then(|s| {
+                    s.set_nodelay(true)?;
+                    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    Ok(s)
+                })
+                .map_err(KvError::Io)?;
+            let session = register(&s)?;
+            Ok((s, session))
         })
-        .collect::<io::Result<Vec<_>>>()
-        .map_err(KvError::Io)?;
+        .collect::<Result<Vec<_>, KvError>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     let commits = Arc::new(AtomicU64::new(0));
     let value = Bytes::from(vec![b'v'; options.payload]);
@@ -113,7 +126,7 @@ pub fn run(
     let workers: Vec<_> = streams
         .into_iter()
         .enumerate()
-        .map(|(c, stream)| {
+        .map(|(c, (stream, session))| {
             let window =
                 options.in_flight / connections + usize::from(c < options.in_flight % connections);
             let (stop, commits, value, keys) = (
@@ -123,7 +136,15 @@ pub fn run(
                 options.keys.max(1),
             );
             std::thread::spawn(move || {
-                pipeline(stream, window.max(1), keys, &value, &stop, &commits)
+                pipeline(
+                    stream,
+                    session,
+                    window.max(1),
+                    keys,
+                    &value,
+                    &stop,
+                    &commits,
+                )
             })
         })
         .collect();
@@ -161,22 +182,24 @@ pub fn run(
     })
 }
 
-/// One connection's share of the load: keeps `window` puts in flight until `stop`, then drains
-/// what is still under way. Returns the latencies and the number of refused puts.
+/// One connection's share of the load: keeps `window` puts of `session` in flight until `stop`,
+/// then drains what is still under way. Returns the latencies and the number of refused puts.
 fn pipeline(
     stream: TcpStream,
+    session: u64,
     window: usize,
     keys: usize,
     value: &Bytes,
     stop: &AtomicBool,
     commits: &AtomicU64,
 ) -> Result<(hdrhistogram::Histogram<u64>, u64), KvError> {
-    let client = fastrand::u64(..);
     let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .expect("valid bounds");
     let keys: Vec<Bytes> = (0..keys).map(|k| Bytes::from(format!("k{k}"))).collect();
     let mut sent_at = std::collections::VecDeque::with_capacity(window);
     let mut seq = 0u64;
+    // Every request up to `answered` has its answer: the next ones acknowledge them.
+    let mut answered = 0u64;
     let mut out = Vec::new();
     let mut reader =
         protocol::FrameReader::new(stream.try_clone().map_err(KvError::Io)?, MAX_FRAME);
@@ -191,8 +214,9 @@ fn pipeline(
         for _ in 0..to_send {
             seq += 1;
             Request::Put {
-                client,
+                session,
                 seq,
+                ack: answered + 1,
                 key: keys[(seq % keys.len() as u64) as usize].clone(),
                 value: value.clone(),
             }
@@ -215,6 +239,7 @@ fn pipeline(
                 .map_err(|e| KvError::Protocol(e.to_string()))?
                 .ok_or_else(|| KvError::Io(io::ErrorKind::UnexpectedEof.into()))?;
             let t0 = sent_at.pop_front().expect("an answer to a request sent");
+            answered += 1;
             latency.saturating_record(t0.elapsed().as_nanos() as u64);
             match Response::decode(body).map_err(|e| KvError::Protocol(e.to_string()))? {
                 Response::Ok { .. } => {
@@ -227,6 +252,21 @@ fn pipeline(
                 break;
             }
         }
+    }
+}
+
+/// Opens a session over `stream`, before any other request on it.
+fn register(stream: &TcpStream) -> Result<u64, KvError> {
+    let mut frame = Vec::new();
+    Request::Register
+        .encode(&mut frame)
+        .map_err(KvError::TooLarge)?;
+    match zeroraft_kv::client::call(stream, &frame).map_err(KvError::Io)? {
+        Response::Registered { session } => Ok(session),
+        Response::WrongLeader { leader } => Err(KvError::NotLeader { leader }),
+        other => Err(KvError::Protocol(format!(
+            "{other:?} to a register request"
+        ))),
     }
 }
 
