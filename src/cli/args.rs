@@ -112,6 +112,15 @@ pub(crate) struct ServeArgs {
     #[arg(long = "idle-timeout", value_name = "S", default_value = "60",
           value_parser = number_in(1u64..=86400))]
     pub(crate) idle_timeout: u64,
+    /// A client session idle for this many seconds is dropped when another client registers
+    /// (its next write then fails as expired instead of being applied twice)
+    #[arg(long = "session-timeout", value_name = "S", default_value = "3600",
+          value_parser = number_in(1u64..=30 * 86400))]
+    pub(crate) session_timeout: u64,
+    /// The most client sessions kept: registering one more drops the least recently active
+    #[arg(long = "max-sessions", value_name = "N", default_value = "10000",
+          value_parser = number_in(1usize..=10_000_000))]
+    pub(crate) max_sessions: usize,
     /// How Gets are answered: `index` (ReadIndex: a heartbeat round confirms the leader), `lease`
     /// (a leader lease, assuming bounded clock drift), `log` (through the log), or
     /// `unsafe-local` (from any node's local state, NOT linearizable: only for testing the
@@ -522,6 +531,8 @@ mod tests {
                     cluster: None,
                     max_connections: 256,
                     idle_timeout: 60,
+                    session_timeout: 3600,
+                    max_sessions: 10_000,
                     read_mode: "index".into(),
                 })),
             ),
