@@ -2,7 +2,7 @@
 //!
 //! # The directory
 //!
-//! - `LOCK`: held with an exclusive file lock ([`File::try_lock`]) for as long as a
+//! - `LOCK`: held with an exclusive file lock ([`std::fs::File::try_lock`]) for as long as a
 //!   [`FileStorage`] is open, so a second process (or a second storage in this one) cannot open
 //!   the same directory.
 //! - `IDENTITY`: which cluster and which node the directory belongs to ([`Identity`]), written
@@ -208,9 +208,16 @@
 //! snapshot replaced, and if its record is then lost the log refers to a missing file.)
 //! Failing to remove a file the log no longer needs is not a failure of the storage (see
 //! [Snapshots](#snapshots)).
+//!
+//! # The file system
+//!
+//! Every file operation goes through a small interface (`fs.rs`: a trait with the system calls
+//! as its implementation, called once per system call), so that tests can run the log on a file
+//! system of their own.
 
 mod fault;
 mod format;
+mod fs;
 mod identity;
 mod recovery;
 mod snapshot;
@@ -219,14 +226,15 @@ mod tests;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::fs::TryLockError;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::{Entry, HardState, Recovered, Storage, StorageError, Update, entries_size};
 use fault::Faults;
 use format::{BatchHead, SnapshotRef, Start};
+use fs::{Fs, FsFile, Open, RealFs};
 use recovery::Mode;
 
 /// Bytes a hard state takes in a batch record (`term`, `voted_for`).
@@ -238,6 +246,14 @@ pub const MAX_RECORD_BYTES: u64 = 64 << 20;
 
 /// The lock file's name.
 const LOCK: &str = "LOCK";
+
+/// The names [`StorageError::Io`] gives the operations that sync.
+mod op {
+    /// `fdatasync` or `fsync` of a file.
+    pub(super) const SYNC: &str = "sync";
+    /// `fsync` of a directory.
+    pub(super) const SYNC_DIR: &str = "sync directory";
+}
 
 /// Which cluster and which node a data directory belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -283,14 +299,16 @@ impl Default for WalOptions {
 
 /// A node's raft state as a write-ahead log in a directory. See the module docs.
 pub struct FileStorage {
+    /// The file system the directory is on.
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     options: WalOptions,
     /// The members the identity file records, if any.
     members: Option<Vec<String>>,
     /// Holds the directory's lock for as long as the storage lives.
-    _lock: File,
+    _lock: Box<dyn FsFile>,
     /// The last segment, the only one written to.
-    segment: File,
+    segment: Box<dyn FsFile>,
     /// Its path.
     segment_path: PathBuf,
     /// Its sequence number.
@@ -355,7 +373,17 @@ impl FileStorage {
         identity: Identity,
         options: WalOptions,
     ) -> Result<Self, StorageError> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::open_with(Arc::new(RealFs), dir.as_ref(), identity, options)
+    }
+
+    /// [`FileStorage::open`] on the file system `fs`.
+    fn open_with(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        identity: Identity,
+        options: WalOptions,
+    ) -> Result<Self, StorageError> {
+        let dir = dir.to_path_buf();
         if let Some(members) = &options.members {
             let bad = members.iter().find(|m| !identity::valid_member(m));
             if members.len() > identity::MAX_MEMBERS || bad.is_some() {
@@ -368,29 +396,32 @@ impl FileStorage {
                 });
             }
         }
-        match fs::metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
+        match fs.metadata(&dir) {
+            Ok(meta) if meta.is_dir => {}
             Ok(_) => {
                 return Err(io_error("open data directory", &dir)(io::Error::new(
                     io::ErrorKind::NotADirectory,
                     "not a directory",
                 )));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && options.create => create_dir(&dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && options.create => {
+                create_dir(&*fs, &dir)?;
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StorageError::Missing { path: dir });
             }
             Err(e) => return Err(io_error("open data directory", &dir)(e)),
         }
-        if !options.create && identity::read(&dir)?.is_none() {
+        if !options.create && identity::read(&*fs, &dir)?.is_none() {
             // Refused before anything is written into it, not even the lock file: an empty
             // mount point stays empty.
             return Err(StorageError::Uninitialized { path: dir });
         }
-        let lock = lock(&dir)?;
-        let listing = recovery::list(&dir)?;
+        let lock = lock(&*fs, &dir)?;
+        let listing = recovery::list(&*fs, &dir)?;
         let has_log = !listing.segments.is_empty() || !listing.snapshots.is_empty();
         let recorded = identity::check_or_create(
+            &*fs,
             &dir,
             identity,
             has_log,
@@ -403,11 +434,11 @@ impl FileStorage {
                 reason: "a snapshot file in a directory that holds no segment".to_owned(),
             });
         }
-        let log = recovery::recover(&dir, listing, Mode::Repair)?;
+        let log = recovery::recover(&*fs, &dir, listing, Mode::Repair)?;
         let (tail, first_seq, highs) = match log.tail {
             Some(tail) => (tail, log.first_seq, log.highs),
             None => {
-                let (path, file) = create_segment(&dir, 1, &mut Faults::default())?;
+                let (path, file) = create_segment(&*fs, &dir, 1, &mut Faults::default())?;
                 let tail = recovery::Tail {
                     seq: 1,
                     path,
@@ -424,6 +455,7 @@ impl FileStorage {
             term: s.term,
         });
         let mut storage = Self {
+            fs,
             dir,
             options,
             members: recorded.members,
@@ -474,8 +506,9 @@ impl FileStorage {
         dir: impl AsRef<Path>,
     ) -> Result<(Identity, Option<Vec<String>>), StorageError> {
         let dir = dir.as_ref();
-        match fs::metadata(dir) {
-            Ok(meta) if meta.is_dir() => {}
+        let fs = RealFs;
+        match fs.metadata(dir) {
+            Ok(meta) if meta.is_dir => {}
             Ok(_) => {
                 return Err(io_error("open data directory", dir)(io::Error::new(
                     io::ErrorKind::NotADirectory,
@@ -489,7 +522,7 @@ impl FileStorage {
             }
             Err(e) => return Err(io_error("open data directory", dir)(e)),
         }
-        match identity::read(dir)? {
+        match identity::read(&fs, dir)? {
             Some(recorded) => Ok((recorded.identity, recorded.members)),
             None => Err(StorageError::Uninitialized {
                 path: dir.to_path_buf(),
@@ -593,12 +626,12 @@ impl FileStorage {
     fn write_and_sync(&mut self) -> Result<(), StorageError> {
         write_at(
             &mut self.faults,
-            &self.segment,
+            &*self.segment,
             &self.buf,
             self.end,
             &self.segment_path,
         )?;
-        sync_data(&mut self.faults, &self.segment, &self.segment_path)?;
+        sync_data(&mut self.faults, &*self.segment, &self.segment_path)?;
         self.end += self.buf.len() as u64;
         Ok(())
     }
@@ -606,7 +639,7 @@ impl FileStorage {
     /// Starts the next segment.
     fn rotate(&mut self) -> Result<(), StorageError> {
         let seq = self.seq + 1;
-        let (path, file) = create_segment(&self.dir, seq, &mut self.faults)?;
+        let (path, file) = create_segment(&*self.fs, &self.dir, seq, &mut self.faults)?;
         self.segment = file;
         self.segment_path = path;
         self.seq = seq;
@@ -711,7 +744,7 @@ impl FileStorage {
         let mut removed = 0;
         let mut kept = Vec::new();
         for path in std::mem::take(&mut self.stale_segments) {
-            match remove(&mut self.faults, &path) {
+            match remove(&mut self.faults, &*self.fs, &path) {
                 Ok(()) => removed += 1,
                 Err(error) => {
                     tracing::warn!(
@@ -735,7 +768,7 @@ impl FileStorage {
         };
         while self.first_seq < limit && self.highs.front().is_some_and(|&high| high <= covered) {
             let path = self.dir.join(segment_name(self.first_seq));
-            if let Err(error) = remove(&mut self.faults, &path) {
+            if let Err(error) = remove(&mut self.faults, &*self.fs, &path) {
                 tracing::warn!(
                     file = %path.display(),
                     %error,
@@ -749,7 +782,7 @@ impl FileStorage {
             removed += 1;
         }
         if removed > 0 {
-            match sync_dir_with(&mut self.faults, &self.dir) {
+            match sync_dir_with(&mut self.faults, &*self.fs, &self.dir) {
                 Ok(()) => tracing::debug!(
                     removed,
                     first = self.first_seq,
@@ -772,7 +805,7 @@ impl FileStorage {
             if Some(&path) == current.as_ref() {
                 continue;
             }
-            if let Err(error) = remove(&mut self.faults, &path) {
+            if let Err(error) = remove(&mut self.faults, &*self.fs, &path) {
                 tracing::warn!(
                     file = %path.display(),
                     %error,
@@ -816,8 +849,8 @@ impl Storage for FileStorage {
         if let Some(recovered) = self.recovered.take() {
             return Ok(recovered);
         }
-        let listing = recovery::list(&self.dir)?;
-        Ok(recovery::recover(&self.dir, listing, Mode::Strict)?.recovered)
+        let listing = recovery::list(&*self.fs, &self.dir)?;
+        Ok(recovery::recover(&*self.fs, &self.dir, listing, Mode::Strict)?.recovered)
     }
 
     /// One batch record, one positioned write, one `fdatasync`; more for an update above
@@ -847,7 +880,7 @@ impl Storage for FileStorage {
         self.recovered = None;
         let previous = self.snapshot;
         if let Some(snapshot) = update.snapshot
-            && let Err(err) = snapshot::write(&self.dir, snapshot, &mut self.faults)
+            && let Err(err) = snapshot::write(&*self.fs, &self.dir, snapshot, &mut self.faults)
         {
             return Err(self.poison(err));
         }
@@ -880,46 +913,33 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageE
 }
 
 /// Syncs the directory `dir`, so that files created, renamed or removed in it stay so.
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("sync directory", dir))
+fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir).map_err(io_error(op::SYNC_DIR, dir))
 }
 
 /// [`sync_dir`], which `faults` may fail.
-fn sync_dir_with(faults: &mut Faults, dir: &Path) -> Result<(), StorageError> {
-    faults.sync().map_err(io_error("sync directory", dir))?;
-    sync_dir(dir)
+fn sync_dir_with(faults: &mut Faults, fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    faults.sync().map_err(io_error(op::SYNC_DIR, dir))?;
+    sync_dir(fs, dir)
 }
 
 /// Removes the file at `path`; one that is already gone counts as removed.
-fn remove(faults: &mut Faults, path: &Path) -> io::Result<()> {
+fn remove(faults: &mut Faults, fs: &dyn Fs, path: &Path) -> io::Result<()> {
     faults.change()?;
-    match fs::remove_file(path) {
+    match fs.remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
-/// The whole of `file` (at `path`), in a buffer of exactly its size.
-fn read_whole(mut file: File, path: &Path) -> Result<Vec<u8>, StorageError> {
-    let len = file.metadata().map_err(io_error("read", path))?.len();
-    let len = usize::try_from(len).map_err(|_| {
-        io_error("read", path)(io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            "file larger than memory",
-        ))
-    })?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|e| io_error("read", path)(io::Error::new(io::ErrorKind::OutOfMemory, e)))?;
-    file.read_to_end(&mut buf).map_err(io_error("read", path))?;
-    Ok(buf)
+/// The whole of the file at `path`, in a buffer of exactly its size.
+fn read_whole(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>, StorageError> {
+    fs.read(path, u64::MAX).map_err(io_error("read", path))
 }
 
 /// Creates the data directory `dir` (not its parents) and syncs its parent.
-fn create_dir(dir: &Path) -> Result<(), StorageError> {
-    match fs::create_dir(dir) {
+fn create_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    match fs.create_dir(dir) {
         Ok(()) => {}
         // Created by someone else meanwhile: the lock decides who uses it.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
@@ -930,18 +950,14 @@ fn create_dir(dir: &Path) -> Result<(), StorageError> {
         Some(p) => p,
         None => return Ok(()),
     };
-    sync_dir(parent)
+    sync_dir(fs, parent)
 }
 
 /// Takes the lock of `dir`.
-fn lock(dir: &Path) -> Result<File, StorageError> {
+fn lock(fs: &dyn Fs, dir: &Path) -> Result<Box<dyn FsFile>, StorageError> {
     let path = dir.join(LOCK);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
+    let file = fs
+        .open(&path, Open::Create)
         .map_err(io_error("open", &path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -952,28 +968,26 @@ fn lock(dir: &Path) -> Result<File, StorageError> {
 
 /// Creates segment `seq` in `dir` with its header, syncs it and the directory.
 fn create_segment(
+    fs: &dyn Fs,
     dir: &Path,
     seq: u64,
     faults: &mut Faults,
-) -> Result<(PathBuf, File), StorageError> {
+) -> Result<(PathBuf, Box<dyn FsFile>), StorageError> {
     let path = dir.join(segment_name(seq));
     faults.change().map_err(io_error("create", &path))?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
+    let file = fs
+        .open(&path, Open::CreateNew)
         .map_err(io_error("create", &path))?;
-    write_at(faults, &file, &format::segment_header(), 0, &path)?;
-    sync_data(faults, &file, &path)?;
-    sync_dir_with(faults, dir)?;
+    write_at(faults, &*file, &format::segment_header(), 0, &path)?;
+    sync_data(faults, &*file, &path)?;
+    sync_dir_with(faults, fs, dir)?;
     Ok((path, file))
 }
 
 /// One positioned write of all of `buf` at `offset`.
 fn write_at(
     faults: &mut Faults,
-    file: &File,
+    file: &dyn FsFile,
     buf: &[u8],
     offset: u64,
     path: &Path,
@@ -988,9 +1002,9 @@ fn write_at(
 }
 
 /// `fdatasync` of `file`.
-fn sync_data(faults: &mut Faults, file: &File, path: &Path) -> Result<(), StorageError> {
+fn sync_data(faults: &mut Faults, file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
     faults
         .sync()
         .and_then(|()| file.sync_data())
-        .map_err(io_error("sync", path))
+        .map_err(io_error(op::SYNC, path))
 }

@@ -13,7 +13,6 @@
 //!    and the last segment and the directory synced. What the log no longer needs (segments
 //!    the snapshot covers, other snapshot files) is left to [`super::FileStorage`] to remove.
 
-use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -21,8 +20,9 @@ use bytes::Bytes;
 use super::format::{
     self, Frame, Kind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, SnapshotRef, Start,
 };
+use super::fs::{Fs, FsFile, Open};
 use super::snapshot::{self, Name};
-use super::{io_error, read_whole, sync_dir};
+use super::{io_error, op, read_whole, sync_dir};
 use crate::{Entry, HardState, Recovered, StorageError};
 
 /// How damage at the end of the last segment is treated.
@@ -47,14 +47,13 @@ pub(super) struct Listing {
 }
 
 /// Lists the files of `dir` that the log is made of.
-pub(super) fn list(dir: &Path) -> Result<Listing, StorageError> {
+pub(super) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, StorageError> {
     let mut listing = Listing::default();
-    for entry in fs::read_dir(dir).map_err(io_error("list", dir))? {
-        let entry = entry.map_err(io_error("list", dir))?;
-        let name = entry.file_name();
+    for name in fs.read_dir(dir).map_err(io_error("list", dir))? {
         let Some(name) = name.to_str() else {
             continue;
         };
+        let path = || dir.join(name);
         if let Some(stem) = name.strip_suffix(".wal")
             && stem.len() == 20
             && stem.bytes().all(|b| b.is_ascii_digit())
@@ -62,16 +61,16 @@ pub(super) fn list(dir: &Path) -> Result<Listing, StorageError> {
         {
             if seq == 0 {
                 return Err(StorageError::Unreadable {
-                    path: entry.path(),
+                    path: path(),
                     reason: "segment 0: segments count from 1".to_owned(),
                 });
             }
-            listing.segments.push((seq, entry.path()));
+            listing.segments.push((seq, path()));
             continue;
         }
         match snapshot::parse_name(name) {
-            Name::Snapshot(index) => listing.snapshots.push((index, entry.path())),
-            Name::Temporary => listing.temporary.push(entry.path()),
+            Name::Snapshot(index) => listing.snapshots.push((index, path())),
+            Name::Temporary => listing.temporary.push(path()),
             Name::Other => {}
         }
     }
@@ -88,7 +87,7 @@ pub(super) struct Tail {
     /// Its path.
     pub(super) path: PathBuf,
     /// Open for reading and writing.
-    pub(super) file: File,
+    pub(super) file: Box<dyn FsFile>,
     /// Its length: where the next record goes.
     pub(super) len: u64,
     /// Whether it holds a record yet.
@@ -135,7 +134,12 @@ enum Repair {
 }
 
 /// Reads the log of `dir`, whose files are `listing` (see the module docs).
-pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, StorageError> {
+pub(super) fn recover(
+    fs: &dyn Fs,
+    dir: &Path,
+    listing: Listing,
+    mode: Mode,
+) -> Result<Log, StorageError> {
     let Listing {
         mut segments,
         snapshots,
@@ -155,7 +159,7 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
     let mut capacity = 0;
     for (i, (seq, path)) in run_segments.into_iter().enumerate() {
         let lenient = mode == Mode::Repair && i + 1 == count;
-        let segment = frame(seq, path, lenient)?;
+        let segment = frame(fs, seq, path, lenient)?;
         capacity += segment
             .records
             .iter()
@@ -213,7 +217,7 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
             let (i, pos) = known.snapshot_at;
             let segment = &segments[i].0.path;
             let referrer = || format!("in {} at offset {pos}", segment.display());
-            Some(snapshot::read(dir, reference, &referrer)?)
+            Some(snapshot::read(fs, dir, reference, &referrer)?)
         }
         None => None,
     };
@@ -239,8 +243,9 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
     while let Some((segment, bytes)) = segments.pop() {
         match segment.repair {
             Some(Repair::Remove { reason }) => {
-                fs::remove_file(&segment.path).map_err(io_error("remove", &segment.path))?;
-                sync_dir(dir)?;
+                fs.remove_file(&segment.path)
+                    .map_err(io_error("remove", &segment.path))?;
+                sync_dir(fs, dir)?;
                 log.highs.pop();
                 tracing::warn!(
                     file = %segment.path.display(),
@@ -250,10 +255,8 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
                 );
             }
             repair => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&segment.path)
+                let file = fs
+                    .open(&segment.path, Open::Existing)
                     .map_err(io_error("open", &segment.path))?;
                 let mut len = bytes.len();
                 if let Some(Repair::Truncate { offset, reason }) = repair {
@@ -271,8 +274,8 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
                 }
                 // Whatever a crashed process wrote but did not sync is about to be
                 // acted on: make it durable first (and the cut, if any).
-                file.sync_all().map_err(io_error("sync", &segment.path))?;
-                sync_dir(dir)?;
+                file.sync_all().map_err(io_error(op::SYNC, &segment.path))?;
+                sync_dir(fs, dir)?;
                 log.tail = Some(Tail {
                     seq: segment.seq,
                     path: segment.path,
@@ -325,9 +328,8 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
 
 /// Reads the segment `seq` at `path` and checks its framing. `lenient`: it is the last segment
 /// and damage at its end is a torn tail.
-fn frame(seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError> {
-    let file = File::open(&path).map_err(io_error("open", &path))?;
-    let buf = read_whole(file, &path)?;
+fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError> {
+    let buf = read_whole(fs, &path)?;
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
         path: path.clone(),
         offset: offset as u64,

@@ -6,6 +6,7 @@ use std::io::ErrorKind;
 use bytes::Bytes;
 
 use super::format::{self, Frame, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::fs::RealFs;
 use super::*;
 use crate::{MemStorage, Snapshot};
 
@@ -71,7 +72,7 @@ fn both(storage: &mut FileStorage, model: &mut MemStorage, update: &Update<'_>) 
 
 /// The start record and the batches of the segment at `path`, parsed.
 fn records(path: &Path) -> (Option<format::Start>, Vec<format::Batch>) {
-    let buf = fs::read(path).unwrap();
+    let buf = std::fs::read(path).unwrap();
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut start = None;
     let mut out = Vec::new();
@@ -99,7 +100,7 @@ fn batches(path: &Path) -> Vec<format::Batch> {
 
 /// The segment files of `dir`, in order.
 fn segment_paths(dir: &Path) -> Vec<PathBuf> {
-    recovery::list(dir)
+    recovery::list(&RealFs, dir)
         .unwrap()
         .segments
         .into_iter()
@@ -109,7 +110,7 @@ fn segment_paths(dir: &Path) -> Vec<PathBuf> {
 
 /// The snapshot files of `dir`, and the temporary ones, in order.
 fn snapshot_paths(dir: &Path) -> Vec<PathBuf> {
-    let listing = recovery::list(dir).unwrap();
+    let listing = recovery::list(&RealFs, dir).unwrap();
     let mut paths: Vec<PathBuf> = listing.snapshots.into_iter().map(|(_, p)| p).collect();
     paths.extend(listing.temporary);
     paths
@@ -138,7 +139,7 @@ fn a_full_disk_poisons_and_reopening_recovers_what_was_acknowledged() {
         other => panic!("{other}"),
     }
     // Half the record reached the file.
-    assert!(fs::metadata(&storage.segment_path).unwrap().len() > end);
+    assert!(std::fs::metadata(&storage.segment_path).unwrap().len() > end);
     for update in [vote(2), append(6, &second), append(1, &first)] {
         match storage.persist(&update).unwrap_err() {
             StorageError::Poisoned { reason } => assert!(reason.contains("write to"), "{reason}"),
@@ -341,7 +342,7 @@ fn an_entry_too_large_for_a_record_is_refused() {
         err.to_string().contains("more than a record holds"),
         "{err}"
     );
-    assert_eq!(fs::metadata(&storage.segment_path).unwrap().len(), end);
+    assert_eq!(std::fs::metadata(&storage.segment_path).unwrap().len(), end);
 }
 
 #[test]
@@ -370,11 +371,11 @@ fn snapshot(index: u64, term: u64, size: usize) -> Snapshot {
 /// Copies the files of `dir` (but its lock) into a new temporary directory.
 fn copy_dir(dir: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    for entry in fs::read_dir(dir).unwrap() {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap();
         if name != LOCK {
-            fs::copy(&path, copy.path().join(name)).unwrap();
+            std::fs::copy(&path, copy.path().join(name)).unwrap();
         }
     }
     copy
@@ -659,7 +660,7 @@ fn removals_persisted_in_any_order_leave_the_state_after_the_snapshot() {
     drop(storage);
     let after = model.recover().unwrap();
     let names = |dir: &Path| -> Vec<std::ffi::OsString> {
-        let mut names: Vec<_> = fs::read_dir(dir)
+        let mut names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .filter(|n| n != LOCK)
@@ -680,7 +681,7 @@ fn removals_persisted_in_any_order_leave_the_state_after_the_snapshot() {
         let copy = copy_dir(dir.path());
         for (i, name) in removed.iter().enumerate() {
             if subset & (1 << i) != 0 {
-                fs::copy(before_dir.path().join(name), copy.path().join(name)).unwrap();
+                std::fs::copy(before_dir.path().join(name), copy.path().join(name)).unwrap();
             }
         }
         let mut storage = open(copy.path(), segment_size);
