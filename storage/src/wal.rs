@@ -22,11 +22,11 @@
 //!   adopted.
 //! - `<seq>.wal`: segment files, `seq` counting up from 1 in 20 decimal digits, so that names
 //!   sort in order. Only the last segment is ever written to; once it holds
-//!   [`WalOptions::segment_size`] bytes (and at least one record), the next record goes to a new
-//!   one (created, its header synced, the directory synced), so a segment exceeds the size by at
-//!   most one write. Segments that a snapshot made useless are removed from the oldest on (see
-//!   [Snapshots](#snapshots)), so the first segment may be any number; from it on the numbers
-//!   have no gap.
+//!   [`WalOptions::segment_size`] bytes (and at least one batch), the next record goes to a new
+//!   one (created with its header and start record in one write, synced, the directory synced),
+//!   so a segment exceeds the size by at most one write. Segments that a snapshot made useless
+//!   are removed from the oldest on (see [Snapshots](#snapshots)), so the first segment may be
+//!   any number; from it on the numbers have no gap.
 //! - `snapshot-<index>.snap`: the snapshot the log refers to, `index` (20 decimal digits) being
 //!   the last log index it covers. A file is written whole before any record refers to it, as
 //!   `snapshot-<index>.snap.tmp` first. Other snapshot files may exist for a while: the one
@@ -34,7 +34,7 @@
 //!
 //! # Segment format (all integers little-endian)
 //!
-//! A 16-byte header: the magic `ZRAFTWAL`, the format version (`u32`, 2), and the CRC32C of
+//! A 16-byte header: the magic `ZRAFTWAL`, the format version (`u32`, 3), and the CRC32C of
 //! those 12 bytes. Then records, each a 16-byte record header and a payload:
 //!
 //! ```text
@@ -42,17 +42,24 @@
 //!  0      4     len         payload length in bytes
 //!  4      1     kind        1 = batch, 2 = start
 //!  5      3     reserved    zero
-//!  8      4     header_crc  CRC32C of bytes 0..8
-//! 12      4     crc         CRC32C of bytes 0..8 followed by the payload
+//!  8      4     header_crc  CRC32C of seq u64, offset u64, then bytes 0..8
+//! 12      4     crc         CRC32C of seq u64, offset u64, bytes 0..8, then the payload
 //! 16      len   payload
 //! ```
 //!
+//! where `seq` is the segment's sequence number and `offset` the record's offset in the file.
 //! The header's own checksum lets recovery tell a damaged record apart from the end of the log
-//! without trusting a damaged length (see below).
+//! without trusting a damaged length (see below). Starting both checksums from the record's
+//! place makes a record valid there only: a byte-exact copy of a record (in a client's command,
+//! say: CRC32C is no MAC) fails its checksums anywhere else, in this segment or another, so
+//! recovery never mistakes one for a record, even when it searches for one after a damaged
+//! header.
 //!
 //! The first record of every segment, and only that one, is a **start** record: the state of
 //! the log just before the segment's first batch, so that a segment can be read without the
-//! ones before it. It is written in the same write as that batch.
+//! ones before it. It is written with the segment's header when the segment is created, in one
+//! write that fits in the first sector, and synced before anything else is written to it: every
+//! later write to a segment holds one record.
 //!
 //! ```text
 //! term u64, voted_for u64        the hard state (voted_for u64::MAX = none)
@@ -80,8 +87,12 @@
 //! between them leaves a prefix of the update, which is a valid raft state (the node had
 //! acknowledged none of it).
 //!
-//! Format version 1 (no snapshots, no start record, the first batch of a segment carrying the
-//! hard state) is not read: no such log was deployed.
+//! Format version 2 differs in two ways: its checksums start from nothing (CRC32C of bytes
+//! 0..8, then of those and the payload), and a segment's start record was written with its
+//! first batch. Its segments are still read; a log whose last segment is of version 2 goes on
+//! in a new segment of version 3 (the old one is never written to again, and one that holds no
+//! record is made again as version 3). Format version 1 (no snapshots, no start record, the
+//! first batch of a segment carrying the hard state) is not read: no such log was deployed.
 //!
 //! # Snapshot file format (all integers little-endian)
 //!
@@ -171,20 +182,41 @@
 //! than the current one is corrupt.
 //!
 //! Only the last write can have been cut short by a crash, and it was never acknowledged (its
-//! `fdatasync` had not returned). So when a record of the **last** segment is damaged (cut short
-//! by the end of the file, or failing a checksum) and no intact record follows it, it is the torn
-//! tail: the file is truncated there, with a warning through `tracing`. A damaged record that an
-//! intact one follows, or any damaged record in an older segment, is corruption of acknowledged
-//! data: opening fails with [`StorageError::Corrupt`], naming the file and offset. (Looking for an
-//! intact record after a damaged one tries every byte offset, checking the 8-byte header against
-//! its checksum before anything else, so it costs about one pass over the rest of the segment.
-//! When the damaged record's header is intact, its length is trusted and the search starts where
-//! the record ends: commands are opaque bytes and may well contain something that looks like a
-//! record, which must not turn a torn tail into a refusal to start.)
+//! `fdatasync` had not returned): every write is synced before the next one starts. A write
+//! cut short leaves fewer bytes than were written (if the file's new length persisted at all,
+//! it ends inside the write), or, where one of its sectors never reached the disk though the
+//! length did, a sector of zeros (512 bytes, aligned in the file; a sector is written whole or
+//! not at all). So the first damaged record of the **last** segment is the torn tail, cut off
+//! with a warning through `tracing`, only if
 //!
-//! A last segment whose own header is cut short or damaged, with no intact record after it, is
-//! what a crash right after creating it leaves: it is removed, with a warning. Damage to the
-//! header of an older segment is corruption.
+//! - the file ends inside its header, and the bytes there could start a record header (a
+//!   length a record can have, a known kind, zero reserved bytes, as far as they go), or are
+//!   zeros;
+//! - its header is intact and the file ends inside its payload;
+//! - its header is intact, it ends where the file does, and its part of some sector is all
+//!   zeros;
+//! - or its header is damaged, its part of a sector (to the sector's end, or the file's) is all
+//!   zeros, and no intact record, nor more than one write's bytes, follow it.
+//!
+//! Any other damage is corruption of acknowledged data, and opening fails with
+//! [`StorageError::Corrupt`], naming the file and the offset of the damaged record: a record
+//! whose bytes are all there but fail the checksum (bit rot, a misdirected write, a sector that
+//! a power cut garbled while the next append was rewriting it), bytes after the last record
+//! that are neither a record nor zeros, a damaged record that anything follows (but the rest of
+//! its own write), any damaged record of an older segment. A record of the last segment is
+//! often the last vote the node cast: dropping it could let the node vote twice in a term.
+//! (etcd's log draws the same line. One ambiguity remains, there as here: a record that holds a
+//! whole sector of zeros of its own, and is damaged elsewhere, reads as torn.)
+//!
+//! Looking for an intact record after a damaged header tries every byte offset, checking the
+//! 8-byte header against its checksum before anything else, so it costs about one pass over the
+//! rest of the segment; a record is intact at its own offset only, so the search cannot stop
+//! on a copy of one inside a command.
+//!
+//! A last segment whose own header is cut short (a prefix of a header) or zeros, and that holds
+//! nothing else, is what a crash while creating it leaves: it is removed, with a warning. A last
+//! segment whose start record is torn holds nothing either: the torn tail is cut off, and the
+//! segment made again, whole. Any other damage to a segment header is corruption.
 //!
 //! The directory is only changed (a tail cut, a segment removed) once every segment and the
 //! snapshot have been read and found sound, so an open that fails leaves it as it was. An open
@@ -233,7 +265,7 @@ use std::sync::Arc;
 
 use crate::{Entry, HardState, Recovered, Storage, StorageError, Update, entries_size};
 use fault::Faults;
-use format::{BatchHead, SnapshotRef, Start};
+use format::{BatchHead, Framing, Place, SnapshotRef, Start};
 use fs::{Fs, FsFile, Open, RealFs};
 use recovery::Mode;
 
@@ -315,8 +347,9 @@ pub struct FileStorage {
     seq: u64,
     /// Its length: where the next record goes.
     end: u64,
-    /// Whether it holds a record (if not, the next write starts with a start record).
-    segment_has_records: bool,
+    /// Whether it holds a batch record. A segment is created with its start record, and takes
+    /// at least one batch before the next one is started.
+    segment_has_batches: bool,
     /// The hard state last persisted.
     hard_state: HardState,
     /// The snapshot last persisted, if any.
@@ -365,9 +398,9 @@ impl FileStorage {
     ///
     /// # Errors
     ///
-    /// [`StorageError::Missing`], [`StorageError::Locked`], [`StorageError::WrongIdentity`],
-    /// [`StorageError::Corrupt`], [`StorageError::Unreadable`] or [`StorageError::Io`]; see
-    /// their docs.
+    /// [`StorageError::Missing`], [`StorageError::Uninitialized`], [`StorageError::Locked`],
+    /// [`StorageError::WrongIdentity`], [`StorageError::Corrupt`], [`StorageError::Unreadable`]
+    /// or [`StorageError::Io`]; see their docs.
     pub fn open(
         dir: impl AsRef<Path>,
         identity: Identity,
@@ -383,7 +416,6 @@ impl FileStorage {
         identity: Identity,
         options: WalOptions,
     ) -> Result<Self, StorageError> {
-        let dir = dir.to_path_buf();
         if let Some(members) = &options.members {
             let bad = members.iter().find(|m| !identity::valid_member(m));
             if members.len() > identity::MAX_MEMBERS || bad.is_some() {
@@ -396,33 +428,51 @@ impl FileStorage {
                 });
             }
         }
-        match fs.metadata(&dir) {
+        match fs.metadata(dir) {
             Ok(meta) if meta.is_dir => {}
             Ok(_) => {
-                return Err(io_error("open data directory", &dir)(io::Error::new(
+                return Err(io_error("open data directory", dir)(io::Error::new(
                     io::ErrorKind::NotADirectory,
                     "not a directory",
                 )));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && options.create => {
-                create_dir(&*fs, &dir)?;
+                create_dir(&*fs, dir)?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::Missing { path: dir });
+                return Err(StorageError::Missing {
+                    path: dir.to_path_buf(),
+                });
             }
-            Err(e) => return Err(io_error("open data directory", &dir)(e)),
+            Err(e) => return Err(io_error("open data directory", dir)(e)),
         }
-        if !options.create && identity::read(&*fs, &dir)?.is_none() {
+        if !options.create && identity::read(&*fs, dir)?.is_none() {
             // Refused before anything is written into it, not even the lock file: an empty
             // mount point stays empty.
-            return Err(StorageError::Uninitialized { path: dir });
+            return Err(StorageError::Uninitialized {
+                path: dir.to_path_buf(),
+            });
         }
-        let lock = lock(&*fs, &dir)?;
-        let listing = recovery::list(&*fs, &dir)?;
+        let lock = lock(&*fs, dir)?;
+        let mut storage = Self::recover_dir(fs, dir, identity, options, lock)?;
+        storage.compact();
+        Ok(storage)
+    }
+
+    /// The part of [`FileStorage::open_with`] from the lock on: identity, recovery, the last
+    /// segment to write to, the ballast.
+    fn recover_dir(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        identity: Identity,
+        options: WalOptions,
+        lock: Box<dyn FsFile>,
+    ) -> Result<Self, StorageError> {
+        let listing = recovery::list(&*fs, dir)?;
         let has_log = !listing.segments.is_empty() || !listing.snapshots.is_empty();
         let recorded = identity::check_or_create(
             &*fs,
-            &dir,
+            dir,
             identity,
             has_log,
             options.create,
@@ -434,42 +484,64 @@ impl FileStorage {
                 reason: "a snapshot file in a directory that holds no segment".to_owned(),
             });
         }
-        let log = recovery::recover(&*fs, &dir, listing, Mode::Repair)?;
-        let (tail, first_seq, highs) = match log.tail {
-            Some(tail) => (tail, log.first_seq, log.highs),
-            None => {
-                let (path, file) = create_segment(&*fs, &dir, 1, &mut Faults::default())?;
-                let tail = recovery::Tail {
-                    seq: 1,
-                    path,
-                    file,
-                    len: format::SEGMENT_HEADER_BYTES as u64,
-                    has_records: false,
-                };
-                (tail, 1, vec![0])
-            }
-        };
+        let log = recovery::recover(&*fs, dir, listing, Mode::Repair)?;
         let recovered = log.recovered;
         let snapshot = recovered.snapshot.as_ref().map(|s| SnapshotRef {
             index: s.index,
             term: s.term,
         });
-        let mut storage = Self {
-            fs,
-            dir,
-            options,
-            members: recorded.members,
-            _lock: lock,
-            segment: tail.file,
-            segment_path: tail.path,
-            seq: tail.seq,
-            end: tail.len,
-            segment_has_records: tail.has_records,
+        let state = Start {
             hard_state: recovered.hard_state,
             snapshot,
             last_index: recovered.first_index() - 1 + recovered.entries.len() as u64,
+        };
+        let mut highs: VecDeque<u64> = log.highs.into();
+        let mut first_seq = log.first_seq;
+        let no_faults = &mut Faults::default();
+        let (seq, path, file, end, has_batches) = match log.tail {
+            Some(tail) if tail.framing != Framing::Legacy && tail.records > 0 => {
+                (tail.seq, tail.path, tail.file, tail.len, tail.records > 1)
+            }
+            Some(tail) if tail.records > 0 => {
+                // A segment of the legacy format is never written to: the log goes on in a new
+                // one.
+                let seq = tail.seq + 1;
+                let (path, file, end) = create_segment(&*fs, dir, seq, &state, no_faults)?;
+                highs.push_back(0);
+                (seq, path, file, end, false)
+            }
+            Some(tail) => {
+                // A segment without its start record (its creation was cut short, or a legacy
+                // segment before its first batch) holds nothing: it is made again, whole.
+                drop(tail.file);
+                fs.remove_file(&tail.path)
+                    .map_err(io_error("remove", &tail.path))?;
+                let (path, file, end) = create_segment(&*fs, dir, tail.seq, &state, no_faults)?;
+                (tail.seq, path, file, end, false)
+            }
+            None => {
+                let (path, file, end) = create_segment(&*fs, dir, 1, &state, no_faults)?;
+                first_seq = 1;
+                highs = VecDeque::from([0]);
+                (1, path, file, end, false)
+            }
+        };
+        Ok(Self {
+            fs,
+            dir: dir.to_path_buf(),
+            options,
+            members: recorded.members,
+            _lock: lock,
+            segment: file,
+            segment_path: path,
+            seq,
+            end,
+            segment_has_batches: has_batches,
+            hard_state: state.hard_state,
+            snapshot,
+            last_index: state.last_index,
             first_seq,
-            highs: highs.into(),
+            highs,
             stale_segments: log.stale_segments,
             stale_snapshots: log.stale_snapshots,
             buf: Vec::new(),
@@ -477,9 +549,7 @@ impl FileStorage {
             recovered: Some(recovered),
             poisoned: None,
             faults: Faults::default(),
-        };
-        storage.compact();
-        Ok(storage)
+        })
     }
 
     /// The data directory.
@@ -636,21 +706,26 @@ impl FileStorage {
         Ok(())
     }
 
-    /// Starts the next segment.
+    /// Starts the next segment, with a start record restating the state so far.
     fn rotate(&mut self) -> Result<(), StorageError> {
         let seq = self.seq + 1;
-        let (path, file) = create_segment(&*self.fs, &self.dir, seq, &mut self.faults)?;
+        let start = Start {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot,
+            last_index: self.last_index,
+        };
+        let (path, file, end) =
+            create_segment(&*self.fs, &self.dir, seq, &start, &mut self.faults)?;
         self.segment = file;
         self.segment_path = path;
         self.seq = seq;
-        self.end = format::SEGMENT_HEADER_BYTES as u64;
-        self.segment_has_records = false;
+        self.end = end;
+        self.segment_has_batches = false;
         self.highs.push_back(0);
         Ok(())
     }
 
-    /// Writes `update` as one or more records (see [`Storage::persist`]), the first record of a
-    /// new segment preceded by its start record.
+    /// Writes `update` as one or more batch records (see [`Storage::persist`]).
     fn write_update(
         &mut self,
         update: &Update<'_>,
@@ -667,18 +742,10 @@ impl FileStorage {
         };
         let mut rest = update.entries;
         loop {
-            if self.segment_has_records && self.end >= self.options.segment_size {
+            if self.segment_has_batches && self.end >= self.options.segment_size {
                 self.rotate()?;
             }
             self.buf.clear();
-            if !self.segment_has_records {
-                let start = Start {
-                    hard_state: self.hard_state,
-                    snapshot: self.snapshot,
-                    last_index: self.last_index,
-                };
-                format::encode_start(&mut self.buf, &start);
-            }
             let room = self.max_record_bytes
                 - format::batch_payload_bytes(
                     head.hard_state.is_some(),
@@ -692,9 +759,13 @@ impl FileStorage {
                 fill(rest, room)
             };
             let (chunk, tail) = rest.split_at(count);
-            format::encode_batch(&mut self.buf, &head, chunk);
+            let place = Place {
+                framing: Framing::Positioned { seq: self.seq },
+                base: self.end,
+            };
+            format::encode_batch(&mut self.buf, place, &head, chunk);
             self.write_and_sync()?;
-            self.segment_has_records = true;
+            self.segment_has_batches = true;
             self.applied(&head, count);
             rest = tail;
             rest_bytes -= bytes;
@@ -736,11 +807,11 @@ impl FileStorage {
 
     /// Removes what the log no longer needs, oldest first: segments before a gap in the
     /// numbering (found when opening); the segments whose entries the snapshot covers, up to
-    /// (not including) the last segment that holds a record; syncs the directory; then the
-    /// snapshot files other than the log's. A failure is logged, not returned: the file stays,
-    /// and removing it is tried again after the next snapshot or on the next open (see the
-    /// module docs).
-    fn compact(&mut self) {
+    /// (not including) the last segment; syncs the directory; then the snapshot files other
+    /// than the log's. A failure is logged, not returned: the file stays, and removing it is
+    /// tried again after the next snapshot or on the next open (see the module docs). Returns
+    /// how many files it removed.
+    fn compact(&mut self) -> usize {
         let mut removed = 0;
         let mut kept = Vec::new();
         for path in std::mem::take(&mut self.stale_segments) {
@@ -758,15 +829,54 @@ impl FileStorage {
             }
         }
         self.stale_segments = kept;
-        let covered = self.snapshot_index();
-        // The last segment that holds a record restates the state; the ones before it are
-        // needed only for their entries.
-        let limit = if self.segment_has_records {
-            self.seq
-        } else {
-            self.seq - 1
-        };
-        while self.first_seq < limit && self.highs.front().is_some_and(|&high| high <= covered) {
+        removed += self.remove_covered(self.snapshot_index());
+        if removed > 0 {
+            match sync_dir_with(&mut self.faults, &*self.fs, &self.dir) {
+                Ok(()) => tracing::debug!(
+                    removed,
+                    first = self.first_seq,
+                    "removed the segments the snapshot covers"
+                ),
+                Err(error) => tracing::warn!(
+                    %error,
+                    "removed the segments the snapshot covers, but cannot sync the directory; \
+                     they may come back after a crash and be removed then"
+                ),
+            }
+        }
+        // A stale file may have the current snapshot's name: an orphan that could not be
+        // removed, since replaced by the current snapshot's file.
+        let current = self
+            .snapshot
+            .map(|s| self.dir.join(snapshot::file_name(s.index)));
+        let mut kept = Vec::new();
+        for path in std::mem::take(&mut self.stale_snapshots) {
+            if Some(&path) == current.as_ref() {
+                continue;
+            }
+            match remove(&mut self.faults, &*self.fs, &path) {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        %error,
+                        "cannot remove a snapshot file the log no longer refers to; trying \
+                         again after the next snapshot"
+                    );
+                    kept.push(path);
+                }
+            }
+        }
+        self.stale_snapshots = kept;
+        removed
+    }
+
+    /// Removes the segments, from the first on, whose entries are all at or below `covered`,
+    /// up to (not including) the last segment, which restates the state in its start record;
+    /// the ones before it are needed only for their entries. Returns how many it removed.
+    fn remove_covered(&mut self, covered: u64) -> usize {
+        let mut removed = 0;
+        while self.first_seq < self.seq && self.highs.front().is_some_and(|&high| high <= covered) {
             let path = self.dir.join(segment_name(self.first_seq));
             if let Err(error) = remove(&mut self.faults, &*self.fs, &path) {
                 tracing::warn!(
@@ -781,41 +891,7 @@ impl FileStorage {
             self.first_seq += 1;
             removed += 1;
         }
-        if removed > 0 {
-            match sync_dir_with(&mut self.faults, &*self.fs, &self.dir) {
-                Ok(()) => tracing::debug!(
-                    removed,
-                    first = self.first_seq,
-                    "removed segments the snapshot at index {covered} covers"
-                ),
-                Err(error) => tracing::warn!(
-                    %error,
-                    "removed segments the snapshot at index {covered} covers, but cannot sync \
-                     the directory; they may come back after a crash and be removed then"
-                ),
-            }
-        }
-        // A stale file may have the current snapshot's name: an orphan that could not be
-        // removed, since replaced by the current snapshot's file.
-        let current = self
-            .snapshot
-            .map(|s| self.dir.join(snapshot::file_name(s.index)));
-        let mut kept = Vec::new();
-        for path in std::mem::take(&mut self.stale_snapshots) {
-            if Some(&path) == current.as_ref() {
-                continue;
-            }
-            if let Err(error) = remove(&mut self.faults, &*self.fs, &path) {
-                tracing::warn!(
-                    file = %path.display(),
-                    %error,
-                    "cannot remove a snapshot file the log no longer refers to; trying again \
-                     after the next snapshot"
-                );
-                kept.push(path);
-            }
-        }
-        self.stale_snapshots = kept;
+        removed
     }
 }
 
@@ -966,22 +1042,33 @@ fn lock(fs: &dyn Fs, dir: &Path) -> Result<Box<dyn FsFile>, StorageError> {
     }
 }
 
-/// Creates segment `seq` in `dir` with its header, syncs it and the directory.
+/// Creates segment `seq` in `dir` with its header and a start record saying `start`, in one
+/// write; syncs it and the directory. Returns its path, the file, and its length.
 fn create_segment(
     fs: &dyn Fs,
     dir: &Path,
     seq: u64,
+    start: &Start,
     faults: &mut Faults,
-) -> Result<(PathBuf, Box<dyn FsFile>), StorageError> {
+) -> Result<(PathBuf, Box<dyn FsFile>, u64), StorageError> {
     let path = dir.join(segment_name(seq));
     faults.change().map_err(io_error("create", &path))?;
     let file = fs
         .open(&path, Open::CreateNew)
         .map_err(io_error("create", &path))?;
-    write_at(faults, &*file, &format::segment_header(), 0, &path)?;
+    let mut buf = Vec::with_capacity(
+        format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES + format::START_BYTES,
+    );
+    buf.extend_from_slice(&format::segment_header(format::FORMAT_VERSION));
+    let place = Place {
+        framing: Framing::Positioned { seq },
+        base: 0,
+    };
+    format::encode_start(&mut buf, place, start);
+    write_at(faults, &*file, &buf, 0, &path)?;
     sync_data(faults, &*file, &path)?;
     sync_dir_with(faults, fs, dir)?;
-    Ok((path, file))
+    Ok((path, file, buf.len() as u64))
 }
 
 /// One positioned write of all of `buf` at `offset`.

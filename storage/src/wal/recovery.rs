@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::format::{
-    self, Frame, Kind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, SnapshotRef, Start,
+    self, Frame, Framing, Kind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader,
+    SnapshotRef, Start, TailDamage,
 };
 use super::fs::{Fs, FsFile, Open};
 use super::snapshot::{self, Name};
@@ -90,8 +91,10 @@ pub(super) struct Tail {
     pub(super) file: Box<dyn FsFile>,
     /// Its length: where the next record goes.
     pub(super) len: u64,
-    /// Whether it holds a record yet.
-    pub(super) has_records: bool,
+    /// How its records are framed: a legacy segment is never written to.
+    pub(super) framing: Framing,
+    /// How many records it holds (the first is its start record).
+    pub(super) records: usize,
 }
 
 /// What a data directory holds.
@@ -119,6 +122,8 @@ struct Segment {
     seq: u64,
     path: PathBuf,
     buf: Vec<u8>,
+    /// How its records are framed (legacy for a segment whose header is damaged).
+    framing: Framing,
     /// The intact records: offset of the record header, payload length.
     records: Vec<(usize, usize)>,
     /// What to do to the file once everything has been read.
@@ -250,8 +255,8 @@ pub(super) fn recover(
                 tracing::warn!(
                     file = %segment.path.display(),
                     bytes = bytes.len(),
-                    "removed the last segment of the write-ahead log: {reason} and no \
-                     intact record follows (a crash right after it was created)"
+                    "removed the last segment of the write-ahead log: {reason}, and the file \
+                     is a header cut short or zeros (a crash while it was created)"
                 );
             }
             repair => {
@@ -266,9 +271,8 @@ pub(super) fn recover(
                         file = %segment.path.display(),
                         offset,
                         dropped = len - offset,
-                        "truncated the torn tail of the write-ahead log: {reason} and no \
-                         intact record follows (a write cut short by a crash, never \
-                         acknowledged)"
+                        "truncated the torn tail of the write-ahead log: {reason}, and nothing \
+                         follows it (a write cut short by a crash, never acknowledged)"
                     );
                     len = offset;
                 }
@@ -281,7 +285,8 @@ pub(super) fn recover(
                     path: segment.path,
                     file,
                     len: len as u64,
-                    has_records: !segment.records.is_empty(),
+                    framing: segment.framing,
+                    records: segment.records.len(),
                 });
                 break;
             }
@@ -327,7 +332,7 @@ pub(super) fn recover(
 }
 
 /// Reads the segment `seq` at `path` and checks its framing. `lenient`: it is the last segment
-/// and damage at its end is a torn tail.
+/// and damage at its end may be a torn write ([`format::tail_damage`]).
 fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError> {
     let buf = read_whole(fs, &path)?;
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
@@ -335,12 +340,13 @@ fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment,
         offset: offset as u64,
         reason,
     };
-    match format::check_segment_header(&buf) {
-        SegmentHeader::Valid => {}
+    let framing = match format::check_segment_header(&buf, seq) {
+        SegmentHeader::Valid(framing) => framing,
         SegmentHeader::Version(version) => {
             return Err(StorageError::Unreadable {
                 reason: format!(
-                    "segment format version {version} (this version reads {})",
+                    "segment format version {version} (this version reads {} and {})",
+                    format::LEGACY_VERSION,
                     format::FORMAT_VERSION
                 ),
                 path,
@@ -350,44 +356,47 @@ fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment,
             if !lenient {
                 return Err(corrupt(0, reason.to_owned()));
             }
-            if let Some(next) = format::find_intact(&buf, 0) {
+            if !format::torn_segment_header(&buf) {
                 return Err(corrupt(
                     0,
-                    format!("{reason}, and an intact record follows at offset {next}"),
+                    format!(
+                        "{reason}, and the file is neither a header cut short nor zeros (what a \
+                         crash while the segment was created leaves)"
+                    ),
                 ));
             }
             return Ok(Segment {
                 seq,
                 path,
                 buf,
+                framing: Framing::Legacy,
                 records: Vec::new(),
                 repair: Some(Repair::Remove { reason }),
             });
         }
-    }
+    };
     let mut records = Vec::new();
     let mut repair = None;
     let mut pos = SEGMENT_HEADER_BYTES;
     while pos < buf.len() {
-        match format::frame_at(&buf, pos) {
+        match format::frame_at(&buf, pos, framing) {
             Frame::Intact { len } => {
                 records.push((pos, len));
                 pos += RECORD_HEADER_BYTES + len;
             }
-            Frame::Damaged { reason, resume } => {
-                if let Some(next) = format::find_intact(&buf, resume) {
-                    return Err(corrupt(
-                        pos,
-                        format!("{reason}, and an intact record follows at offset {next}"),
-                    ));
-                }
+            Frame::Damaged { reason } => {
                 if !lenient {
                     return Err(corrupt(pos, reason.to_owned()));
                 }
-                repair = Some(Repair::Truncate {
-                    offset: pos,
-                    reason,
-                });
+                match format::tail_damage(&buf, pos, framing) {
+                    TailDamage::Torn(reason) => {
+                        repair = Some(Repair::Truncate {
+                            offset: pos,
+                            reason,
+                        });
+                    }
+                    TailDamage::Corrupt(reason) => return Err(corrupt(pos, reason)),
+                }
                 break;
             }
         }
@@ -396,6 +405,7 @@ fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment,
         seq,
         path,
         buf,
+        framing,
         records,
         repair,
     })
