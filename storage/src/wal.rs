@@ -31,6 +31,8 @@
 //!   the last log index it covers. A file is written whole before any record refers to it, as
 //!   `snapshot-<index>.snap.tmp` first. Other snapshot files may exist for a while: the one
 //!   before the log's snapshot, until it is removed; one whose record a crash prevented.
+//! - `SYNC-FAILED`: left when a sync failed; the directory is not opened again in the same boot
+//!   of the machine (see [Failures while running](#failures-while-running)).
 //!
 //! # Segment format (all integers little-endian)
 //!
@@ -231,15 +233,24 @@
 //!
 //! A failed write or sync (a full disk, an I/O error) leaves the storage *poisoned*: it refuses
 //! every later update ([`StorageError::Poisoned`]), because what reached the disk is unknown and
-//! `fsync` must not be retried after a failure. Opening the directory again recovers what is
-//! there. (A record whose sync failed may still be in the page cache, whole, and be recovered
-//! by an open before the machine restarts, though it may never reach the disk; the kernel
-//! reports a write-back error once, so that open cannot know. If it is then lost, the records
-//! after it make the log corrupt on the next start: the node stops rather than forget. The same
-//! holds for a snapshot record: that open removes the segments and the snapshot file the
-//! snapshot replaced, and if its record is then lost the log refers to a missing file.)
-//! Failing to remove a file the log no longer needs is not a failure of the storage (see
-//! [Snapshots](#snapshots)).
+//! `fsync` must not be retried after a failure. Failing to remove a file the log no longer
+//! needs is not a failure of the storage (see [Snapshots](#snapshots)).
+//!
+//! After a failed write, opening the directory again recovers what is there: the next sync
+//! writes whatever the page cache still holds. After a failed **sync** it does not: Linux
+//! reports a write-back error once and marks the pages it could not write clean, so the page
+//! cache may hold a record that never reached the disk, which an open in the same boot would
+//! read back, sync "successfully" and act on, and which the next power failure would take away
+//! (a vote, cast again). So a failed sync (of a segment, a snapshot file, the identity file or
+//! the directory, while running or while opening) leaves a `SYNC-FAILED` marker in the
+//! directory, recording the failure and the boot (`/proc/sys/kernel/random/boot_id`), and
+//! opening the directory in the same boot fails with [`StorageError::SyncFailed`]. After a
+//! reboot the page cache is gone and the log is what the disk holds, which recovery checks as
+//! after any power failure: the open goes ahead and removes the marker. An operator who cannot
+//! reboot can unmount and mount the file system again (which empties its page cache) and remove
+//! the marker; removing it otherwise accepts that writes the node took as durable may be lost.
+//! The marker is written without a sync (it must outlive the process, and the page cache does);
+//! if it cannot be written, the failure is reported all the same, and its text says so.
 //!
 //! # The file system
 //!
@@ -253,6 +264,7 @@ mod fs;
 mod identity;
 mod recovery;
 mod snapshot;
+mod sync_failed;
 #[cfg(test)]
 mod tests;
 
@@ -279,12 +291,18 @@ pub const MAX_RECORD_BYTES: u64 = 64 << 20;
 /// The lock file's name.
 const LOCK: &str = "LOCK";
 
-/// The names [`StorageError::Io`] gives the operations that sync.
+/// The names [`StorageError::Io`] gives the operations that sync: a failure of one of them
+/// leaves the page cache untrustworthy (see [`sync_failed`]).
 mod op {
     /// `fdatasync` or `fsync` of a file.
     pub(super) const SYNC: &str = "sync";
     /// `fsync` of a directory.
     pub(super) const SYNC_DIR: &str = "sync directory";
+}
+
+/// Whether `err` is the failure of a sync.
+fn is_sync_failure(err: &StorageError) -> bool {
+    matches!(err, StorageError::Io { op, .. } if *op == op::SYNC || *op == op::SYNC_DIR)
 }
 
 /// Which cluster and which node a data directory belongs to.
@@ -398,9 +416,9 @@ impl FileStorage {
     ///
     /// # Errors
     ///
-    /// [`StorageError::Missing`], [`StorageError::Uninitialized`], [`StorageError::Locked`],
-    /// [`StorageError::WrongIdentity`], [`StorageError::Corrupt`], [`StorageError::Unreadable`]
-    /// or [`StorageError::Io`]; see their docs.
+    /// [`StorageError::Missing`], [`StorageError::Uninitialized`], [`StorageError::SyncFailed`],
+    /// [`StorageError::Locked`], [`StorageError::WrongIdentity`], [`StorageError::Corrupt`],
+    /// [`StorageError::Unreadable`] or [`StorageError::Io`]; see their docs.
     pub fn open(
         dir: impl AsRef<Path>,
         identity: Identity,
@@ -437,7 +455,7 @@ impl FileStorage {
                 )));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && options.create => {
-                create_dir(&*fs, dir)?;
+                create_dir(&*fs, dir).map_err(|err| failed(&*fs, dir, err))?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StorageError::Missing {
@@ -453,8 +471,20 @@ impl FileStorage {
                 path: dir.to_path_buf(),
             });
         }
+        // Refused before anything is written, too: what the log holds is not to be trusted.
+        let stale_marker = sync_failed::check(&*fs, dir)?;
         let lock = lock(&*fs, dir)?;
-        let mut storage = Self::recover_dir(fs, dir, identity, options, lock)?;
+        let mut storage = Self::recover_dir(Arc::clone(&fs), dir, identity, options, lock)
+            .map_err(|err| failed(&*fs, dir, err))?;
+        if let Some(path) = stale_marker
+            && let Err(error) = fs.remove_file(&path)
+        {
+            tracing::warn!(
+                file = %path.display(),
+                %error,
+                "cannot remove the sync failure marker of an earlier boot"
+            );
+        }
         storage.compact();
         Ok(storage)
     }
@@ -684,10 +714,18 @@ impl FileStorage {
         Ok(bytes)
     }
 
-    /// Records `err` as the failure that stops this storage, and returns it.
+    /// Records `err` as the failure that stops this storage, and returns it. A failed sync
+    /// leaves the sync failure marker ([`sync_failed`]).
     fn poison(&mut self, err: StorageError) -> StorageError {
         if self.poisoned.is_none() {
-            self.poisoned = Some(err.to_string());
+            let mut reason = err.to_string();
+            if is_sync_failure(&err)
+                && let Err(marker) =
+                    sync_failed::record(&*self.fs, &self.dir, &reason, &mut self.faults)
+            {
+                reason = format!("{reason} ({marker})");
+            }
+            self.poisoned = Some(reason);
         }
         err
     }
@@ -1040,6 +1078,17 @@ fn lock(fs: &dyn Fs, dir: &Path) -> Result<Box<dyn FsFile>, StorageError> {
         Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
         Err(TryLockError::Error(e)) => Err(io_error("lock", &path)(e)),
     }
+}
+
+/// What an open that failed with `err` leaves behind: the sync failure marker after a failed
+/// sync. Returns `err`.
+fn failed(fs: &dyn Fs, dir: &Path, err: StorageError) -> StorageError {
+    if is_sync_failure(&err)
+        && let Err(marker) = sync_failed::record(fs, dir, &err.to_string(), &mut Faults::default())
+    {
+        tracing::error!(%marker, "opening the data directory failed: {err}");
+    }
+    err
 }
 
 /// Creates segment `seq` in `dir` with its header and a start record saying `start`, in one

@@ -1,7 +1,7 @@
 //! The file-system operations the write-ahead log makes, behind a small interface: [`Fs`] for
 //! the directory, [`FsFile`] for an open file. [`RealFs`] makes the system calls.
 //!
-//! Each call is one system call (a few for [`Fs::read`]) through a virtual
+//! Each call is one system call (a few for [`Fs::read`] and [`Fs::boot_id`]) through a virtual
 //! table, which is noise beside the call itself. Nothing here retries, buffers or syncs on its
 //! own: the order of writes, syncs and renames is the caller's, and it is what the log's
 //! durability rests on.
@@ -61,6 +61,10 @@ pub(crate) trait Fs: fmt::Debug + Send + Sync {
 
     /// Syncs the directory `dir`: the files created, renamed and removed in it stay so.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// An identifier of this boot of the machine, which changes whenever it restarts (and its
+    /// page cache is lost).
+    fn boot_id(&self) -> io::Result<String>;
 }
 
 /// An open file, as the log uses it.
@@ -84,6 +88,9 @@ pub(crate) trait FsFile: fmt::Debug + Send {
 /// The machine's file system: every call is the system call its name says.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RealFs;
+
+/// Where Linux publishes the boot id.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 impl Fs for RealFs {
     fn metadata(&self, path: &Path) -> io::Result<Metadata> {
@@ -144,6 +151,18 @@ impl Fs for RealFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    fn boot_id(&self) -> io::Result<String> {
+        let id = fs::read_to_string(BOOT_ID)?;
+        let id = id.trim();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{BOOT_ID} holds no boot id"),
+            ));
+        }
+        Ok(id.to_owned())
     }
 }
 

@@ -171,6 +171,27 @@ fn a_full_disk_poisons_and_reopening_recovers_what_was_acknowledged() {
     );
 }
 
+/// Checks that opening `dir` is refused after a failed sync of `file`, and then makes its
+/// marker say it was written in an earlier boot: what a reboot amounts to, as far as the log can
+/// tell.
+fn refused_until_reboot(dir: &Path, file: &str, case: &str) {
+    let marker = dir.join(sync_failed::MARKER);
+    let err = FileStorage::open(dir, ID, WalOptions::default()).unwrap_err();
+    match &err {
+        StorageError::SyncFailed { path, failure } => {
+            assert_eq!(*path, marker, "{case}");
+            assert!(failure.contains(file), "{case}: {failure}");
+        }
+        other => panic!("{case}: {other}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("restart"), "{case}: {message}");
+    let text = std::fs::read_to_string(&marker).unwrap();
+    let boot = RealFs.boot_id().unwrap();
+    assert!(text.contains(&format!("\nboot {boot}\n")), "{case}: {text}");
+    std::fs::write(&marker, text.replace(&boot, "an-earlier-boot")).unwrap();
+}
+
 #[test]
 fn a_failed_sync_poisons() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,10 +215,15 @@ fn a_failed_sync_poisons() {
         Err(StorageError::Poisoned { .. })
     ));
     drop(storage);
-    // The record was written whole (to the page cache) before its sync failed, so reopening
-    // finds it; after a machine crash it might as well be gone. Either is a valid state: it was
-    // never acknowledged.
+    // The page cache holds the record whole, the disk maybe not: not opened before a reboot.
+    refused_until_reboot(dir.path(), "00000000000000000001.wal", "a failed sync");
+    // After it, the record may be on the disk or not. Either is a valid state: it was never
+    // acknowledged. (Here the "disk" is the page cache, which kept it.)
     let recovered = open(dir.path(), 1 << 20).recover().unwrap();
+    assert!(
+        !dir.path().join(sync_failed::MARKER).exists(),
+        "the marker is gone"
+    );
     model.persist(&append(4, &second)).unwrap();
     assert!(
         recovered == model.recover().unwrap() || recovered == acknowledged,
@@ -239,6 +265,9 @@ fn failures_while_starting_a_segment_leave_a_log_that_opens() {
             "case {case}"
         );
         drop(storage);
+        if what == "sync" {
+            refused_until_reboot(dir.path(), "cannot sync", &format!("case {case}"));
+        }
         let mut storage = open(dir.path(), 32);
         let recovered = storage.recover().unwrap();
         assert_eq!(recovered.entries.len(), expected, "case {case}");
@@ -744,4 +773,86 @@ fn snapshots_leave_only_the_segments_after_them() {
         open(dir.path(), segment_size).recover().unwrap(),
         model.recover().unwrap()
     );
+}
+
+#[test]
+fn an_unreadable_marker_is_refused_and_one_of_an_earlier_boot_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    let marker = dir.path().join(sync_failed::MARKER);
+    // (case, the marker's text, opened)
+    let cases = [
+        (
+            "empty, as a crash while writing it leaves it",
+            String::new(),
+            false,
+        ),
+        ("not a marker", "hello\n".to_owned(), false),
+        (
+            "this boot",
+            format!(
+                "zeroraft sync failed\nboot {}\nfailure cannot sync x: EIO\n",
+                RealFs.boot_id().unwrap()
+            ),
+            false,
+        ),
+        (
+            "an unknown boot",
+            "zeroraft sync failed\nboot unknown\nfailure cannot sync x: EIO\n".to_owned(),
+            false,
+        ),
+        (
+            "an earlier boot",
+            "zeroraft sync failed\nboot 0-1-2\nfailure cannot sync x: EIO\n".to_owned(),
+            true,
+        ),
+    ];
+    for (case, (name, text, opened)) in cases.into_iter().enumerate() {
+        std::fs::write(&marker, &text).unwrap();
+        let result = FileStorage::open(dir.path(), ID, WalOptions::default());
+        if opened {
+            result.unwrap_or_else(|e| panic!("case {case}: {name}: {e}"));
+            assert!(!marker.exists(), "case {case}: {name}: removed");
+        } else {
+            match result.unwrap_err() {
+                StorageError::SyncFailed { path, .. } => {
+                    assert_eq!(path, marker, "case {case}: {name}");
+                }
+                other => panic!("case {case}: {name}: {other}"),
+            }
+            assert_eq!(
+                std::fs::read_to_string(&marker).unwrap(),
+                text,
+                "case {case}: {name}: kept"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_sync_is_reported_even_if_its_marker_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = open(dir.path(), 1 << 20);
+    // A directory where the marker goes: it cannot be written.
+    let marker = dir.path().join(sync_failed::MARKER);
+    std::fs::create_dir(&marker).unwrap();
+    storage.faults.fail_sync(1, ErrorKind::Other);
+    let err = storage.persist(&vote(1)).unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Io { op, .. } if *op == "sync"),
+        "{err}"
+    );
+    match storage.persist(&vote(2)).unwrap_err() {
+        StorageError::Poisoned { reason } => {
+            assert!(reason.contains("cannot sync"), "{reason}");
+            assert!(
+                reason.contains("SYNC-FAILED marker cannot be written"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    drop(storage);
+    // Whatever is at the marker's place, the directory does not open as if nothing happened.
+    assert!(FileStorage::open(dir.path(), ID, WalOptions::default()).is_err());
 }
