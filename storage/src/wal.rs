@@ -33,6 +33,7 @@
 //!   before the log's snapshot, until it is removed; one whose record a crash prevented.
 //! - `SYNC-FAILED`: left when a sync failed; the directory is not opened again in the same boot
 //!   of the machine (see [Failures while running](#failures-while-running)).
+//! - `BALLAST`: room held in reserve for when the disk fills up (see [Headroom](#headroom)).
 //!
 //! # Segment format (all integers little-endian)
 //!
@@ -252,12 +253,24 @@
 //! The marker is written without a sync (it must outlive the process, and the page cache does);
 //! if it cannot be written, the failure is reported all the same, and its text says so.
 //!
+//! # Headroom
+//!
+//! A node whose disk is full stops, and could not even write the snapshot that would free room
+//! once started again. So the directory keeps a ballast file, `BALLAST`, of
+//! [`WalOptions::ballast_bytes`] (4 MiB by default), made when the directory is initialized.
+//! When a write fails for lack of room, the storage removes it (and is poisoned, as after any
+//! failed write): the node started again has that room for its next snapshot and the removal of
+//! the segments it covers. An open that finds no ballast makes it only if the disk has room for
+//! it twice over; until then [`Storage::disk_full`] is true, and making it is tried again after
+//! every snapshot that removed files.
+//!
 //! # The file system
 //!
 //! Every file operation goes through a small interface (`fs.rs`: a trait with the system calls
 //! as its implementation, called once per system call), so that tests can run the log on a file
 //! system of their own.
 
+mod ballast;
 mod fault;
 mod format;
 mod fs;
@@ -335,6 +348,11 @@ pub struct WalOptions {
     /// initializes the directory (at most 64, each printable, without spaces, at most 255
     /// bytes); read back with [`FileStorage::members`]. Default none.
     pub members: Option<Vec<String>>,
+    /// Bytes of the ballast file kept in the data directory and removed when a write fails on
+    /// a full disk, so that the node, started again, has room for a snapshot and for removing
+    /// the segments it covers (see [Headroom](self#headroom)). Default 4 MiB; 0 keeps none
+    /// (and removes one left by an earlier run).
+    pub ballast_bytes: u64,
 }
 
 impl Default for WalOptions {
@@ -343,6 +361,7 @@ impl Default for WalOptions {
             segment_size: 64 << 20,
             create: false,
             members: None,
+            ballast_bytes: 4 << 20,
         }
     }
 }
@@ -391,6 +410,10 @@ pub struct FileStorage {
     recovered: Option<Recovered>,
     /// The first failure, after which nothing more is written.
     poisoned: Option<String>,
+    /// Whether the disk is full: a write failed for lack of room (and the ballast file was
+    /// removed), or the ballast file could not be made; until it is made again (or, without
+    /// one, until a snapshot removed files).
+    disk_full: bool,
     faults: Faults,
 }
 
@@ -406,6 +429,7 @@ impl fmt::Debug for FileStorage {
             .field("first_seq", &self.first_seq)
             .field("last_index", &self.last_index)
             .field("poisoned", &self.poisoned)
+            .field("disk_full", &self.disk_full)
             .finish_non_exhaustive()
     }
 }
@@ -556,6 +580,10 @@ impl FileStorage {
                 (1, path, file, end, false)
             }
         };
+        let disk_full = match ballast::ensure(&*fs, dir, options.ballast_bytes, !recorded.created) {
+            ballast::Outcome::Ready => false,
+            ballast::Outcome::NoRoom => true,
+        };
         Ok(Self {
             fs,
             dir: dir.to_path_buf(),
@@ -578,6 +606,7 @@ impl FileStorage {
             max_record_bytes: MAX_RECORD_BYTES,
             recovered: Some(recovered),
             poisoned: None,
+            disk_full,
             faults: Faults::default(),
         })
     }
@@ -715,7 +744,7 @@ impl FileStorage {
     }
 
     /// Records `err` as the failure that stops this storage, and returns it. A failed sync
-    /// leaves the sync failure marker ([`sync_failed`]).
+    /// leaves the sync failure marker ([`sync_failed`]); a full disk frees the ballast.
     fn poison(&mut self, err: StorageError) -> StorageError {
         if self.poisoned.is_none() {
             let mut reason = err.to_string();
@@ -726,6 +755,10 @@ impl FileStorage {
                 reason = format!("{reason} ({marker})");
             }
             self.poisoned = Some(reason);
+        }
+        if err.is_storage_full() {
+            self.disk_full = true;
+            ballast::release(&*self.fs, &self.dir);
         }
         err
     }
@@ -931,6 +964,28 @@ impl FileStorage {
         }
         removed
     }
+
+    /// After a snapshot removed `removed` files, makes the ballast again if the disk was full
+    /// and now has room for it.
+    fn maybe_restore_ballast(&mut self, removed: usize) {
+        if !self.disk_full || removed == 0 {
+            return;
+        }
+        if self.options.ballast_bytes == 0 {
+            self.disk_full = false;
+            return;
+        }
+        match ballast::ensure(&*self.fs, &self.dir, self.options.ballast_bytes, true) {
+            ballast::Outcome::Ready => {
+                self.disk_full = false;
+                tracing::info!(
+                    bytes = self.options.ballast_bytes,
+                    "the disk has room again: the ballast file is back"
+                );
+            }
+            ballast::Outcome::NoRoom => {}
+        }
+    }
 }
 
 /// How many of `entries`, from the first, fit in `room` bytes (at least one), and their size.
@@ -1006,9 +1061,17 @@ impl Storage for FileStorage {
                 let path = self.dir.join(snapshot::file_name(previous.index));
                 self.stale_snapshots.push(path);
             }
-            self.compact();
+            let removed = self.compact();
+            self.maybe_restore_ballast(removed);
         }
         Ok(())
+    }
+
+    /// Whether the disk is full (see [Headroom](self#headroom)): a write failed for lack of
+    /// room, or the ballast file could not be made when the log was opened; until a snapshot
+    /// has freed enough room for the ballast file again.
+    fn disk_full(&self) -> bool {
+        self.disk_full
     }
 }
 
@@ -1081,12 +1144,15 @@ fn lock(fs: &dyn Fs, dir: &Path) -> Result<Box<dyn FsFile>, StorageError> {
 }
 
 /// What an open that failed with `err` leaves behind: the sync failure marker after a failed
-/// sync. Returns `err`.
+/// sync, the ballast freed after a full disk. Returns `err`.
 fn failed(fs: &dyn Fs, dir: &Path, err: StorageError) -> StorageError {
     if is_sync_failure(&err)
         && let Err(marker) = sync_failed::record(fs, dir, &err.to_string(), &mut Faults::default())
     {
         tracing::error!(%marker, "opening the data directory failed: {err}");
+    }
+    if err.is_storage_full() {
+        ballast::release(fs, dir);
     }
     err
 }

@@ -525,6 +525,7 @@ fn a_torn_tail_in_a_later_segment_keeps_the_earlier_ones() {
                 segment_size: 256,
                 create: false,
                 members: None,
+                ballast_bytes: 0,
             },
         )
     });

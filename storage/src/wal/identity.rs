@@ -53,6 +53,8 @@ pub(super) struct Recorded {
     pub identity: Identity,
     /// The cluster's members when it was bootstrapped (their addresses), if recorded (format 2).
     pub members: Option<Vec<String>>,
+    /// Whether the file was written just now, the directory being initialized.
+    pub created: bool,
 }
 
 /// Reads `dir`'s identity file; `Ok(None)` if there is none.
@@ -94,6 +96,7 @@ pub(super) fn check_or_create(
         let recorded = Recorded {
             identity,
             members: members.map(<[String]>::to_vec),
+            created: true,
         };
         write(fs, dir, &recorded)?;
         return Ok(recorded);
@@ -190,6 +193,7 @@ fn parse(text: &[u8]) -> Result<Recorded, String> {
     Ok(Recorded {
         identity: Identity { cluster, node },
         members,
+        created: false,
     })
 }
 
@@ -220,6 +224,7 @@ mod tests {
                 node: 2,
             },
             members: members.map(|m| m.iter().map(|s| (*s).to_owned()).collect()),
+            created: false,
         }
     }
 
@@ -259,6 +264,7 @@ mod tests {
                 node: 0,
             },
             members: Some(vec!["a:1".to_owned(), "b:2".to_owned()]),
+            created: false,
         });
         let cases: Vec<(String, &str)> = vec![
             (String::new(), "first line"),

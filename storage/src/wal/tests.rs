@@ -15,6 +15,14 @@ const ID: Identity = Identity {
     node: 0,
 };
 
+/// The default options, without a ballast file.
+fn no_ballast() -> WalOptions {
+    WalOptions {
+        ballast_bytes: 0,
+        ..WalOptions::default()
+    }
+}
+
 fn open(dir: &Path, segment_size: u64) -> FileStorage {
     FileStorage::open(
         dir,
@@ -22,6 +30,7 @@ fn open(dir: &Path, segment_size: u64) -> FileStorage {
         WalOptions {
             segment_size,
             create: true,
+            ballast_bytes: 0,
             ..WalOptions::default()
         },
     )
@@ -176,7 +185,7 @@ fn a_full_disk_poisons_and_reopening_recovers_what_was_acknowledged() {
 /// tell.
 fn refused_until_reboot(dir: &Path, file: &str, case: &str) {
     let marker = dir.join(sync_failed::MARKER);
-    let err = FileStorage::open(dir, ID, WalOptions::default()).unwrap_err();
+    let err = FileStorage::open(dir, ID, no_ballast()).unwrap_err();
     match &err {
         StorageError::SyncFailed { path, failure } => {
             assert_eq!(*path, marker, "{case}");
@@ -809,7 +818,7 @@ fn an_unreadable_marker_is_refused_and_one_of_an_earlier_boot_removed() {
     ];
     for (case, (name, text, opened)) in cases.into_iter().enumerate() {
         std::fs::write(&marker, &text).unwrap();
-        let result = FileStorage::open(dir.path(), ID, WalOptions::default());
+        let result = FileStorage::open(dir.path(), ID, no_ballast());
         if opened {
             result.unwrap_or_else(|e| panic!("case {case}: {name}: {e}"));
             assert!(!marker.exists(), "case {case}: {name}: removed");
@@ -854,5 +863,36 @@ fn a_failed_sync_is_reported_even_if_its_marker_cannot_be_written() {
     }
     drop(storage);
     // Whatever is at the marker's place, the directory does not open as if nothing happened.
-    assert!(FileStorage::open(dir.path(), ID, WalOptions::default()).is_err());
+    assert!(FileStorage::open(dir.path(), ID, no_ballast()).is_err());
+}
+
+#[test]
+fn a_full_disk_frees_the_ballast_which_comes_back_when_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let ballast = dir.path().join(ballast::BALLAST);
+    let options = || WalOptions {
+        create: true,
+        ballast_bytes: 100 << 10,
+        ..WalOptions::default()
+    };
+    let mut storage = FileStorage::open(dir.path(), ID, options()).unwrap();
+    assert_eq!(std::fs::metadata(&ballast).unwrap().len(), 100 << 10);
+    assert!(!storage.disk_full());
+    storage.persist(&vote(1)).unwrap();
+
+    storage.faults.fail_write(1, ErrorKind::StorageFull);
+    assert!(storage.persist(&vote(2)).unwrap_err().is_storage_full());
+    assert!(storage.disk_full());
+    assert!(!ballast.exists(), "the ballast makes room");
+    drop(storage);
+
+    // Here the disk has room for it twice over: it is made again.
+    let storage = FileStorage::open(dir.path(), ID, options()).unwrap();
+    assert!(!storage.disk_full());
+    assert_eq!(std::fs::metadata(&ballast).unwrap().len(), 100 << 10);
+    drop(storage);
+    // Without one wanted, it goes.
+    let storage = FileStorage::open(dir.path(), ID, no_ballast()).unwrap();
+    assert!(!ballast.exists());
+    assert!(!storage.disk_full());
 }
