@@ -230,6 +230,12 @@
 //! the log's is an orphan of a crash before its record, noted with a warning), and temporary
 //! snapshot files (with a warning).
 //!
+//! For the same reason an open syncs the directory before it reads it (a crashed process may
+//! have renamed the identity file into place, or created a segment, without syncing the
+//! directory: a new segment made durable before that rename would leave segments and no
+//! identity), and an open that may initialize the directory syncs its parent even when the
+//! directory exists (a crashed open may have created it).
+//!
 //! # Failures while running
 //!
 //! A failed write or sync (a full disk, an I/O error) leaves the storage *poisoned*: it refuses
@@ -471,6 +477,11 @@ impl FileStorage {
             }
         }
         match fs.metadata(dir) {
+            // An open that may initialize the directory makes sure it is in its parent on the
+            // disk: one that created it may have crashed before syncing the parent.
+            Ok(meta) if meta.is_dir && options.create => {
+                sync_parent(&*fs, dir).map_err(|err| failed(&*fs, dir, err))?;
+            }
             Ok(meta) if meta.is_dir => {}
             Ok(_) => {
                 return Err(io_error("open data directory", dir)(io::Error::new(
@@ -522,6 +533,10 @@ impl FileStorage {
         options: WalOptions,
         lock: Box<dyn FsFile>,
     ) -> Result<Self, StorageError> {
+        // What a crashed process created, renamed or removed in the directory (its identity
+        // file, say) may be in the page cache only: it is what this open acts on, so it must be
+        // on the disk before anything new is.
+        sync_dir(&*fs, dir)?;
         let listing = recovery::list(&*fs, dir)?;
         let has_log = !listing.segments.is_empty() || !listing.snapshots.is_empty();
         let recorded = identity::check_or_create(
@@ -1117,11 +1132,16 @@ fn read_whole(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>, StorageError> {
 /// Creates the data directory `dir` (not its parents) and syncs its parent.
 fn create_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
     match fs.create_dir(dir) {
-        Ok(()) => {}
         // Created by someone else meanwhile: the lock decides who uses it.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(io_error("create directory", dir)(e)),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            Err(io_error("create directory", dir)(e))
+        }
+        _ => sync_parent(fs, dir),
     }
+}
+
+/// Syncs the directory that holds `dir`.
+fn sync_parent(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
     let parent = match dir.parent() {
         Some(p) if p.as_os_str().is_empty() => Path::new("."),
         Some(p) => p,
