@@ -256,8 +256,9 @@
 //! after any power failure: the open goes ahead and removes the marker. An operator who cannot
 //! reboot can unmount and mount the file system again (which empties its page cache) and remove
 //! the marker; removing it otherwise accepts that writes the node took as durable may be lost.
-//! The marker is written without a sync (it must outlive the process, and the page cache does);
-//! if it cannot be written, the failure is reported all the same, and its text says so.
+//! The marker is synced (a marker cut short by a power cut could not be told from one a crash
+//! of the process left in this boot, and would be refused); if it cannot be written, the
+//! failure is reported all the same, and its text says so.
 //!
 //! # Headroom
 //!

@@ -11,9 +11,12 @@
 //! marker records the boot it was written in (`/proc/sys/kernel/random/boot_id`) and refuses
 //! an open in that boot only; in a later one it is removed once the log has opened.
 //!
-//! The marker is written without a sync: it has to outlive the process, not the machine, and
-//! the page cache outlives the process (while a sync may well fail again on a failing disk). If
-//! it cannot be written, the failure that was to be recorded is reported all the same.
+//! The marker only has to outlive the process, not the machine, and the page cache outlives the
+//! process. It is synced all the same (the file, then the directory), so that a power cut does
+//! not leave a marker cut short, which no open could tell from one a crash of the process left
+//! in the same boot, and which would be refused. If that sync fails too (the disk is failing),
+//! the marker is in the page cache for the opens of this boot, which is what matters. If it
+//! cannot be written at all, the failure that was to be recorded is reported all the same.
 //!
 //! ```text
 //! zeroraft sync failed
@@ -54,15 +57,24 @@ pub(super) fn record(
     let text = format!("{TITLE}\nboot {boot}\nfailure {failure}\n");
     let written = faults.change().and_then(|()| {
         let file = fs.open(&path, Open::Truncate)?;
-        file.write_all_at(text.as_bytes(), 0)
+        file.write_all_at(text.as_bytes(), 0)?;
+        Ok(file)
     });
     match written {
-        Ok(()) => {
+        Ok(file) => {
             tracing::error!(
                 file = %path.display(),
                 "a sync failed ({failure}): the data directory will not be opened again until \
                  the machine restarts"
             );
+            if let Err(error) = file.sync_all().and_then(|()| fs.sync_dir(dir)) {
+                tracing::warn!(
+                    file = %path.display(),
+                    %error,
+                    "cannot sync the sync failure marker: a power cut may leave it cut short, \
+                     and the data directory then refused until the marker is removed"
+                );
+            }
             Ok(())
         }
         Err(error) => {
