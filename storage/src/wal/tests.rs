@@ -1,5 +1,8 @@
 //! Tests that need the inside of [`FileStorage`]: injected write and sync failures, records
-//! smaller than [`MAX_RECORD_BYTES`] to split updates over, and the records as written.
+//! smaller than [`MAX_RECORD_BYTES`] to split updates over, and the records as written; and
+//! power cuts on a simulated file system (`power`).
+
+mod power;
 
 use std::io::ErrorKind;
 
