@@ -68,6 +68,19 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// A sync of the data directory failed since the machine last started (the directory holds
+    /// a `SYNC-FAILED` marker of this boot): the page cache may hold writes the disk does not,
+    /// which the log would read back as durable. Restart the machine (the marker is then
+    /// removed on the next open), or unmount and mount the file system again (which empties its
+    /// page cache) and remove the marker. Removing it otherwise accepts that the node may act
+    /// on writes that never reached the disk, and forget them in the next power failure (a
+    /// vote, which it could then cast twice).
+    SyncFailed {
+        /// The marker file.
+        path: PathBuf,
+        /// What failed, as the marker records it.
+        failure: String,
+    },
     /// An earlier write failed, so whether it reached the disk is unknown: nothing more is written
     /// until the storage is opened again (which recovers what is there).
     Poisoned {
@@ -123,6 +136,15 @@ impl fmt::Display for StorageError {
             Self::Unreadable { path, reason } => {
                 write!(f, "cannot read {}: {reason}", path.display())
             }
+            Self::SyncFailed { path, failure } => write!(
+                f,
+                "a sync of the data directory failed since the machine last started ({failure}): \
+                 the page cache may hold writes that never reached the disk, so the log is not \
+                 opened before the machine restarts; restart it, or unmount and mount the file \
+                 system again and remove {} (removing it otherwise accepts that writes the node \
+                 took as durable may be lost in the next power failure)",
+                path.display()
+            ),
             Self::Poisoned { reason } => write!(
                 f,
                 "storage stopped after an earlier failure ({reason}); reopen it to recover"

@@ -138,6 +138,14 @@ pub trait Storage: Send + 'static {
     fn blocks_on_disk(&self) -> bool {
         false
     }
+
+    /// Whether the storage found its disk full: a write failed for lack of room, and the room
+    /// it keeps in reserve for that case is in use (for [`FileStorage`], its ballast file; see
+    /// [`WalOptions::ballast_bytes`]). A node that sees it should take a snapshot soon, so that
+    /// the log it covers can be removed. False by default.
+    fn disk_full(&self) -> bool {
+        false
+    }
 }
 
 /// A storage that keeps nothing: a node built on it forgets everything when it stops and must

@@ -2,7 +2,7 @@
 //!
 //! # The directory
 //!
-//! - `LOCK`: held with an exclusive file lock ([`File::try_lock`]) for as long as a
+//! - `LOCK`: held with an exclusive file lock ([`std::fs::File::try_lock`]) for as long as a
 //!   [`FileStorage`] is open, so a second process (or a second storage in this one) cannot open
 //!   the same directory.
 //! - `IDENTITY`: which cluster and which node the directory belongs to ([`Identity`]), written
@@ -22,19 +22,22 @@
 //!   adopted.
 //! - `<seq>.wal`: segment files, `seq` counting up from 1 in 20 decimal digits, so that names
 //!   sort in order. Only the last segment is ever written to; once it holds
-//!   [`WalOptions::segment_size`] bytes (and at least one record), the next record goes to a new
-//!   one (created, its header synced, the directory synced), so a segment exceeds the size by at
-//!   most one write. Segments that a snapshot made useless are removed from the oldest on (see
-//!   [Snapshots](#snapshots)), so the first segment may be any number; from it on the numbers
-//!   have no gap.
+//!   [`WalOptions::segment_size`] bytes (and at least one batch), the next record goes to a new
+//!   one (created with its header and start record in one write, synced, the directory synced),
+//!   so a segment exceeds the size by at most one write. Segments that a snapshot made useless
+//!   are removed from the oldest on (see [Snapshots](#snapshots)), so the first segment may be
+//!   any number; from it on the numbers have no gap.
 //! - `snapshot-<index>.snap`: the snapshot the log refers to, `index` (20 decimal digits) being
 //!   the last log index it covers. A file is written whole before any record refers to it, as
 //!   `snapshot-<index>.snap.tmp` first. Other snapshot files may exist for a while: the one
 //!   before the log's snapshot, until it is removed; one whose record a crash prevented.
+//! - `SYNC-FAILED`: left when a sync failed; the directory is not opened again in the same boot
+//!   of the machine (see [Failures while running](#failures-while-running)).
+//! - `BALLAST`: room held in reserve for when the disk fills up (see [Headroom](#headroom)).
 //!
 //! # Segment format (all integers little-endian)
 //!
-//! A 16-byte header: the magic `ZRAFTWAL`, the format version (`u32`, 2), and the CRC32C of
+//! A 16-byte header: the magic `ZRAFTWAL`, the format version (`u32`, 3), and the CRC32C of
 //! those 12 bytes. Then records, each a 16-byte record header and a payload:
 //!
 //! ```text
@@ -42,17 +45,24 @@
 //!  0      4     len         payload length in bytes
 //!  4      1     kind        1 = batch, 2 = start
 //!  5      3     reserved    zero
-//!  8      4     header_crc  CRC32C of bytes 0..8
-//! 12      4     crc         CRC32C of bytes 0..8 followed by the payload
+//!  8      4     header_crc  CRC32C of seq u64, offset u64, then bytes 0..8
+//! 12      4     crc         CRC32C of seq u64, offset u64, bytes 0..8, then the payload
 //! 16      len   payload
 //! ```
 //!
+//! where `seq` is the segment's sequence number and `offset` the record's offset in the file.
 //! The header's own checksum lets recovery tell a damaged record apart from the end of the log
-//! without trusting a damaged length (see below).
+//! without trusting a damaged length (see below). Starting both checksums from the record's
+//! place makes a record valid there only: a byte-exact copy of a record (in a client's command,
+//! say: CRC32C is no MAC) fails its checksums anywhere else, in this segment or another, so
+//! recovery never mistakes one for a record, even when it searches for one after a damaged
+//! header.
 //!
 //! The first record of every segment, and only that one, is a **start** record: the state of
 //! the log just before the segment's first batch, so that a segment can be read without the
-//! ones before it. It is written in the same write as that batch.
+//! ones before it. It is written with the segment's header when the segment is created, in one
+//! write that fits in the first sector, and synced before anything else is written to it: every
+//! later write to a segment holds one record.
 //!
 //! ```text
 //! term u64, voted_for u64        the hard state (voted_for u64::MAX = none)
@@ -80,8 +90,12 @@
 //! between them leaves a prefix of the update, which is a valid raft state (the node had
 //! acknowledged none of it).
 //!
-//! Format version 1 (no snapshots, no start record, the first batch of a segment carrying the
-//! hard state) is not read: no such log was deployed.
+//! Format version 2 differs in two ways: its checksums start from nothing (CRC32C of bytes
+//! 0..8, then of those and the payload), and a segment's start record was written with its
+//! first batch. Its segments are still read; a log whose last segment is of version 2 goes on
+//! in a new segment of version 3 (the old one is never written to again, and one that holds no
+//! record is made again as version 3). Format version 1 (no snapshots, no start record, the
+//! first batch of a segment carrying the hard state) is not read: no such log was deployed.
 //!
 //! # Snapshot file format (all integers little-endian)
 //!
@@ -171,20 +185,41 @@
 //! than the current one is corrupt.
 //!
 //! Only the last write can have been cut short by a crash, and it was never acknowledged (its
-//! `fdatasync` had not returned). So when a record of the **last** segment is damaged (cut short
-//! by the end of the file, or failing a checksum) and no intact record follows it, it is the torn
-//! tail: the file is truncated there, with a warning through `tracing`. A damaged record that an
-//! intact one follows, or any damaged record in an older segment, is corruption of acknowledged
-//! data: opening fails with [`StorageError::Corrupt`], naming the file and offset. (Looking for an
-//! intact record after a damaged one tries every byte offset, checking the 8-byte header against
-//! its checksum before anything else, so it costs about one pass over the rest of the segment.
-//! When the damaged record's header is intact, its length is trusted and the search starts where
-//! the record ends: commands are opaque bytes and may well contain something that looks like a
-//! record, which must not turn a torn tail into a refusal to start.)
+//! `fdatasync` had not returned): every write is synced before the next one starts. A write
+//! cut short leaves fewer bytes than were written (if the file's new length persisted at all,
+//! it ends inside the write), or, where one of its sectors never reached the disk though the
+//! length did, a sector of zeros (512 bytes, aligned in the file; a sector is written whole or
+//! not at all). So the first damaged record of the **last** segment is the torn tail, cut off
+//! with a warning through `tracing`, only if
 //!
-//! A last segment whose own header is cut short or damaged, with no intact record after it, is
-//! what a crash right after creating it leaves: it is removed, with a warning. Damage to the
-//! header of an older segment is corruption.
+//! - the file ends inside its header, and the bytes there could start a record header (a
+//!   length a record can have, a known kind, zero reserved bytes, as far as they go), or are
+//!   zeros;
+//! - its header is intact and the file ends inside its payload;
+//! - its header is intact, it ends where the file does, and its part of some sector is all
+//!   zeros;
+//! - or its header is damaged, its part of a sector (to the sector's end, or the file's) is all
+//!   zeros, and no intact record, nor more than one write's bytes, follow it.
+//!
+//! Any other damage is corruption of acknowledged data, and opening fails with
+//! [`StorageError::Corrupt`], naming the file and the offset of the damaged record: a record
+//! whose bytes are all there but fail the checksum (bit rot, a misdirected write, a sector that
+//! a power cut garbled while the next append was rewriting it), bytes after the last record
+//! that are neither a record nor zeros, a damaged record that anything follows (but the rest of
+//! its own write), any damaged record of an older segment. A record of the last segment is
+//! often the last vote the node cast: dropping it could let the node vote twice in a term.
+//! (etcd's log draws the same line. One ambiguity remains, there as here: a record that holds a
+//! whole sector of zeros of its own, and is damaged elsewhere, reads as torn.)
+//!
+//! Looking for an intact record after a damaged header tries every byte offset, checking the
+//! 8-byte header against its checksum before anything else, so it costs about one pass over the
+//! rest of the segment; a record is intact at its own offset only, so the search cannot stop
+//! on a copy of one inside a command.
+//!
+//! A last segment whose own header is cut short (a prefix of a header) or zeros, and that holds
+//! nothing else, is what a crash while creating it leaves: it is removed, with a warning. A last
+//! segment whose start record is torn holds nothing either: the torn tail is cut off, and the
+//! segment made again, whole. Any other damage to a segment header is corruption.
 //!
 //! The directory is only changed (a tail cut, a segment removed) once every segment and the
 //! snapshot have been read and found sound, so an open that fails leaves it as it was. An open
@@ -195,38 +230,77 @@
 //! the log's is an orphan of a crash before its record, noted with a warning), and temporary
 //! snapshot files (with a warning).
 //!
+//! For the same reason an open syncs the directory before it reads it (a crashed process may
+//! have renamed the identity file into place, or created a segment, without syncing the
+//! directory: a new segment made durable before that rename would leave segments and no
+//! identity), and an open that may initialize the directory syncs its parent even when the
+//! directory exists (a crashed open may have created it).
+//!
 //! # Failures while running
 //!
 //! A failed write or sync (a full disk, an I/O error) leaves the storage *poisoned*: it refuses
 //! every later update ([`StorageError::Poisoned`]), because what reached the disk is unknown and
-//! `fsync` must not be retried after a failure. Opening the directory again recovers what is
-//! there. (A record whose sync failed may still be in the page cache, whole, and be recovered
-//! by an open before the machine restarts, though it may never reach the disk; the kernel
-//! reports a write-back error once, so that open cannot know. If it is then lost, the records
-//! after it make the log corrupt on the next start: the node stops rather than forget. The same
-//! holds for a snapshot record: that open removes the segments and the snapshot file the
-//! snapshot replaced, and if its record is then lost the log refers to a missing file.)
-//! Failing to remove a file the log no longer needs is not a failure of the storage (see
-//! [Snapshots](#snapshots)).
+//! `fsync` must not be retried after a failure. Failing to remove a file the log no longer
+//! needs is not a failure of the storage (see [Snapshots](#snapshots)).
+//!
+//! After a failed write, opening the directory again recovers what is there: the next sync
+//! writes whatever the page cache still holds. After a failed **sync** it does not: Linux
+//! reports a write-back error once and marks the pages it could not write clean, so the page
+//! cache may hold a record that never reached the disk, which an open in the same boot would
+//! read back, sync "successfully" and act on, and which the next power failure would take away
+//! (a vote, cast again). So a failed sync (of a segment, a snapshot file, the identity file or
+//! the directory, while running or while opening) leaves a `SYNC-FAILED` marker in the
+//! directory, recording the failure and the boot (`/proc/sys/kernel/random/boot_id`), and
+//! opening the directory in the same boot fails with [`StorageError::SyncFailed`]. After a
+//! reboot the page cache is gone and the log is what the disk holds, which recovery checks as
+//! after any power failure: the open goes ahead and removes the marker. An operator who cannot
+//! reboot can unmount and mount the file system again (which empties its page cache) and remove
+//! the marker; removing it otherwise accepts that writes the node took as durable may be lost.
+//! The marker is synced (a marker cut short by a power cut could not be told from one a crash
+//! of the process left in this boot, and would be refused); if it cannot be written, the
+//! failure is reported all the same, and its text says so.
+//!
+//! # Headroom
+//!
+//! A node whose disk is full stops, and could not even write the snapshot that would free room
+//! once started again. So the directory keeps a ballast file, `BALLAST`, of
+//! [`WalOptions::ballast_bytes`] (4 MiB by default), made when the directory is initialized.
+//! When a write fails for lack of room, the storage removes it (and is poisoned, as after any
+//! failed write): the node started again has that room for its next snapshot and the removal of
+//! the segments it covers. An open that finds no ballast makes it only if the disk has room for
+//! it twice over; until then [`Storage::disk_full`] is true, and making it is tried again after
+//! every snapshot that removed files.
+//!
+//! # The file system
+//!
+//! Every file operation goes through a small interface (`fs.rs`: a trait with the system calls
+//! as its implementation, called once per system call), so that the tests can run the log on a
+//! simulated file system that keeps, for every file and directory, what was synced and what was
+//! not, and at a simulated power cut drops, tears or reorders what was not, in every way POSIX
+//! allows (`fs/sim.rs`; the power-loss tests are in `tests/power.rs`).
 
+mod ballast;
 mod fault;
 mod format;
+mod fs;
 mod identity;
 mod recovery;
 mod snapshot;
+mod sync_failed;
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::fs::TryLockError;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::{Entry, HardState, Recovered, Storage, StorageError, Update, entries_size};
 use fault::Faults;
-use format::{BatchHead, SnapshotRef, Start};
+use format::{BatchHead, Framing, Place, SnapshotRef, Start};
+use fs::{Fs, FsFile, Open, RealFs};
 use recovery::Mode;
 
 /// Bytes a hard state takes in a batch record (`term`, `voted_for`).
@@ -238,6 +312,20 @@ pub const MAX_RECORD_BYTES: u64 = 64 << 20;
 
 /// The lock file's name.
 const LOCK: &str = "LOCK";
+
+/// The names [`StorageError::Io`] gives the operations that sync: a failure of one of them
+/// leaves the page cache untrustworthy (see [`sync_failed`]).
+mod op {
+    /// `fdatasync` or `fsync` of a file.
+    pub(super) const SYNC: &str = "sync";
+    /// `fsync` of a directory.
+    pub(super) const SYNC_DIR: &str = "sync directory";
+}
+
+/// Whether `err` is the failure of a sync.
+fn is_sync_failure(err: &StorageError) -> bool {
+    matches!(err, StorageError::Io { op, .. } if *op == op::SYNC || *op == op::SYNC_DIR)
+}
 
 /// Which cluster and which node a data directory belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -269,6 +357,11 @@ pub struct WalOptions {
     /// initializes the directory (at most 64, each printable, without spaces, at most 255
     /// bytes); read back with [`FileStorage::members`]. Default none.
     pub members: Option<Vec<String>>,
+    /// Bytes of the ballast file kept in the data directory and removed when a write fails on
+    /// a full disk, so that the node, started again, has room for a snapshot and for removing
+    /// the segments it covers (see [Headroom](self#headroom)). Default 4 MiB; 0 keeps none
+    /// (and removes one left by an earlier run).
+    pub ballast_bytes: u64,
 }
 
 impl Default for WalOptions {
@@ -277,28 +370,32 @@ impl Default for WalOptions {
             segment_size: 64 << 20,
             create: false,
             members: None,
+            ballast_bytes: 4 << 20,
         }
     }
 }
 
 /// A node's raft state as a write-ahead log in a directory. See the module docs.
 pub struct FileStorage {
+    /// The file system the directory is on.
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     options: WalOptions,
     /// The members the identity file records, if any.
     members: Option<Vec<String>>,
     /// Holds the directory's lock for as long as the storage lives.
-    _lock: File,
+    _lock: Box<dyn FsFile>,
     /// The last segment, the only one written to.
-    segment: File,
+    segment: Box<dyn FsFile>,
     /// Its path.
     segment_path: PathBuf,
     /// Its sequence number.
     seq: u64,
     /// Its length: where the next record goes.
     end: u64,
-    /// Whether it holds a record (if not, the next write starts with a start record).
-    segment_has_records: bool,
+    /// Whether it holds a batch record. A segment is created with its start record, and takes
+    /// at least one batch before the next one is started.
+    segment_has_batches: bool,
     /// The hard state last persisted.
     hard_state: HardState,
     /// The snapshot last persisted, if any.
@@ -322,6 +419,10 @@ pub struct FileStorage {
     recovered: Option<Recovered>,
     /// The first failure, after which nothing more is written.
     poisoned: Option<String>,
+    /// Whether the disk is full: a write failed for lack of room (and the ballast file was
+    /// removed), or the ballast file could not be made; until it is made again (or, without
+    /// one, until a snapshot removed files).
+    disk_full: bool,
     faults: Faults,
 }
 
@@ -337,6 +438,7 @@ impl fmt::Debug for FileStorage {
             .field("first_seq", &self.first_seq)
             .field("last_index", &self.last_index)
             .field("poisoned", &self.poisoned)
+            .field("disk_full", &self.disk_full)
             .finish_non_exhaustive()
     }
 }
@@ -347,15 +449,24 @@ impl FileStorage {
     ///
     /// # Errors
     ///
-    /// [`StorageError::Missing`], [`StorageError::Locked`], [`StorageError::WrongIdentity`],
-    /// [`StorageError::Corrupt`], [`StorageError::Unreadable`] or [`StorageError::Io`]; see
-    /// their docs.
+    /// [`StorageError::Missing`], [`StorageError::Uninitialized`], [`StorageError::SyncFailed`],
+    /// [`StorageError::Locked`], [`StorageError::WrongIdentity`], [`StorageError::Corrupt`],
+    /// [`StorageError::Unreadable`] or [`StorageError::Io`]; see their docs.
     pub fn open(
         dir: impl AsRef<Path>,
         identity: Identity,
         options: WalOptions,
     ) -> Result<Self, StorageError> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::open_with(Arc::new(RealFs), dir.as_ref(), identity, options)
+    }
+
+    /// [`FileStorage::open`] on the file system `fs`.
+    fn open_with(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        identity: Identity,
+        options: WalOptions,
+    ) -> Result<Self, StorageError> {
         if let Some(members) = &options.members {
             let bad = members.iter().find(|m| !identity::valid_member(m));
             if members.len() > identity::MAX_MEMBERS || bad.is_some() {
@@ -368,30 +479,72 @@ impl FileStorage {
                 });
             }
         }
-        match fs::metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
+        match fs.metadata(dir) {
+            // An open that may initialize the directory makes sure it is in its parent on the
+            // disk: one that created it may have crashed before syncing the parent.
+            Ok(meta) if meta.is_dir && options.create => {
+                sync_parent(&*fs, dir).map_err(|err| failed(&*fs, dir, err))?;
+            }
+            Ok(meta) if meta.is_dir => {}
             Ok(_) => {
-                return Err(io_error("open data directory", &dir)(io::Error::new(
+                return Err(io_error("open data directory", dir)(io::Error::new(
                     io::ErrorKind::NotADirectory,
                     "not a directory",
                 )));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && options.create => create_dir(&dir)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::Missing { path: dir });
+            Err(e) if e.kind() == io::ErrorKind::NotFound && options.create => {
+                create_dir(&*fs, dir).map_err(|err| failed(&*fs, dir, err))?;
             }
-            Err(e) => return Err(io_error("open data directory", &dir)(e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::Missing {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(io_error("open data directory", dir)(e)),
         }
-        if !options.create && identity::read(&dir)?.is_none() {
+        if !options.create && identity::read(&*fs, dir)?.is_none() {
             // Refused before anything is written into it, not even the lock file: an empty
             // mount point stays empty.
-            return Err(StorageError::Uninitialized { path: dir });
+            return Err(StorageError::Uninitialized {
+                path: dir.to_path_buf(),
+            });
         }
-        let lock = lock(&dir)?;
-        let listing = recovery::list(&dir)?;
+        // Refused before anything is written, too: what the log holds is not to be trusted.
+        let stale_marker = sync_failed::check(&*fs, dir)?;
+        let lock = lock(&*fs, dir)?;
+        let mut storage = Self::recover_dir(Arc::clone(&fs), dir, identity, options, lock)
+            .map_err(|err| failed(&*fs, dir, err))?;
+        if let Some(path) = stale_marker
+            && let Err(error) = fs.remove_file(&path)
+        {
+            tracing::warn!(
+                file = %path.display(),
+                %error,
+                "cannot remove the sync failure marker of an earlier boot"
+            );
+        }
+        storage.compact();
+        Ok(storage)
+    }
+
+    /// The part of [`FileStorage::open_with`] from the lock on: identity, recovery, the last
+    /// segment to write to, the ballast.
+    fn recover_dir(
+        fs: Arc<dyn Fs>,
+        dir: &Path,
+        identity: Identity,
+        options: WalOptions,
+        lock: Box<dyn FsFile>,
+    ) -> Result<Self, StorageError> {
+        // What a crashed process created, renamed or removed in the directory (its identity
+        // file, say) may be in the page cache only: it is what this open acts on, so it must be
+        // on the disk before anything new is.
+        sync_dir(&*fs, dir)?;
+        let listing = recovery::list(&*fs, dir)?;
         let has_log = !listing.segments.is_empty() || !listing.snapshots.is_empty();
         let recorded = identity::check_or_create(
-            &dir,
+            &*fs,
+            dir,
             identity,
             has_log,
             options.create,
@@ -403,51 +556,77 @@ impl FileStorage {
                 reason: "a snapshot file in a directory that holds no segment".to_owned(),
             });
         }
-        let log = recovery::recover(&dir, listing, Mode::Repair)?;
-        let (tail, first_seq, highs) = match log.tail {
-            Some(tail) => (tail, log.first_seq, log.highs),
-            None => {
-                let (path, file) = create_segment(&dir, 1, &mut Faults::default())?;
-                let tail = recovery::Tail {
-                    seq: 1,
-                    path,
-                    file,
-                    len: format::SEGMENT_HEADER_BYTES as u64,
-                    has_records: false,
-                };
-                (tail, 1, vec![0])
-            }
-        };
+        let log = recovery::recover(&*fs, dir, listing, Mode::Repair)?;
         let recovered = log.recovered;
         let snapshot = recovered.snapshot.as_ref().map(|s| SnapshotRef {
             index: s.index,
             term: s.term,
         });
-        let mut storage = Self {
-            dir,
-            options,
-            members: recorded.members,
-            _lock: lock,
-            segment: tail.file,
-            segment_path: tail.path,
-            seq: tail.seq,
-            end: tail.len,
-            segment_has_records: tail.has_records,
+        let state = Start {
             hard_state: recovered.hard_state,
             snapshot,
             last_index: recovered.first_index() - 1 + recovered.entries.len() as u64,
+        };
+        let mut highs: VecDeque<u64> = log.highs.into();
+        let mut first_seq = log.first_seq;
+        let no_faults = &mut Faults::default();
+        let (seq, path, file, end, has_batches) = match log.tail {
+            Some(tail) if tail.framing != Framing::Legacy && tail.records > 0 => {
+                (tail.seq, tail.path, tail.file, tail.len, tail.records > 1)
+            }
+            Some(tail) if tail.records > 0 => {
+                // A segment of the legacy format is never written to: the log goes on in a new
+                // one.
+                let seq = tail.seq + 1;
+                let (path, file, end) = create_segment(&*fs, dir, seq, &state, no_faults)?;
+                highs.push_back(0);
+                (seq, path, file, end, false)
+            }
+            Some(tail) => {
+                // A segment without its start record (its creation was cut short, or a legacy
+                // segment before its first batch) holds nothing: it is made again, whole.
+                drop(tail.file);
+                fs.remove_file(&tail.path)
+                    .map_err(io_error("remove", &tail.path))?;
+                let (path, file, end) = create_segment(&*fs, dir, tail.seq, &state, no_faults)?;
+                (tail.seq, path, file, end, false)
+            }
+            None => {
+                let (path, file, end) = create_segment(&*fs, dir, 1, &state, no_faults)?;
+                first_seq = 1;
+                highs = VecDeque::from([0]);
+                (1, path, file, end, false)
+            }
+        };
+        let disk_full = match ballast::ensure(&*fs, dir, options.ballast_bytes, !recorded.created) {
+            ballast::Outcome::Ready => false,
+            ballast::Outcome::NoRoom => true,
+        };
+        Ok(Self {
+            fs,
+            dir: dir.to_path_buf(),
+            options,
+            members: recorded.members,
+            _lock: lock,
+            segment: file,
+            segment_path: path,
+            seq,
+            end,
+            segment_has_batches: has_batches,
+            hard_state: state.hard_state,
+            snapshot,
+            last_index: state.last_index,
             first_seq,
-            highs: highs.into(),
+            highs,
             stale_segments: log.stale_segments,
             stale_snapshots: log.stale_snapshots,
             buf: Vec::new(),
             max_record_bytes: MAX_RECORD_BYTES,
             recovered: Some(recovered),
             poisoned: None,
+            disk_full,
             faults: Faults::default(),
-        };
-        storage.compact();
-        Ok(storage)
+        })
     }
 
     /// The data directory.
@@ -474,8 +653,9 @@ impl FileStorage {
         dir: impl AsRef<Path>,
     ) -> Result<(Identity, Option<Vec<String>>), StorageError> {
         let dir = dir.as_ref();
-        match fs::metadata(dir) {
-            Ok(meta) if meta.is_dir() => {}
+        let fs = RealFs;
+        match fs.metadata(dir) {
+            Ok(meta) if meta.is_dir => {}
             Ok(_) => {
                 return Err(io_error("open data directory", dir)(io::Error::new(
                     io::ErrorKind::NotADirectory,
@@ -489,7 +669,7 @@ impl FileStorage {
             }
             Err(e) => return Err(io_error("open data directory", dir)(e)),
         }
-        match identity::read(dir)? {
+        match identity::read(&fs, dir)? {
             Some(recorded) => Ok((recorded.identity, recorded.members)),
             None => Err(StorageError::Uninitialized {
                 path: dir.to_path_buf(),
@@ -581,10 +761,23 @@ impl FileStorage {
         Ok(bytes)
     }
 
-    /// Records `err` as the failure that stops this storage, and returns it.
+    /// Records `err` as the failure that stops this storage, and returns it. A failed sync
+    /// leaves the sync failure marker ([`sync_failed`]); a full disk frees the ballast.
     fn poison(&mut self, err: StorageError) -> StorageError {
         if self.poisoned.is_none() {
-            self.poisoned = Some(err.to_string());
+            let mut reason = err.to_string();
+            if is_sync_failure(&err)
+                && !self.faults.no_sync_failed_marker()
+                && let Err(marker) =
+                    sync_failed::record(&*self.fs, &self.dir, &reason, &mut self.faults)
+            {
+                reason = format!("{reason} ({marker})");
+            }
+            self.poisoned = Some(reason);
+        }
+        if err.is_storage_full() {
+            self.disk_full = true;
+            ballast::release(&*self.fs, &self.dir);
         }
         err
     }
@@ -593,31 +786,38 @@ impl FileStorage {
     fn write_and_sync(&mut self) -> Result<(), StorageError> {
         write_at(
             &mut self.faults,
-            &self.segment,
+            &*self.segment,
             &self.buf,
             self.end,
             &self.segment_path,
         )?;
-        sync_data(&mut self.faults, &self.segment, &self.segment_path)?;
+        if !self.faults.skip_sync() {
+            sync_data(&mut self.faults, &*self.segment, &self.segment_path)?;
+        }
         self.end += self.buf.len() as u64;
         Ok(())
     }
 
-    /// Starts the next segment.
+    /// Starts the next segment, with a start record restating the state so far.
     fn rotate(&mut self) -> Result<(), StorageError> {
         let seq = self.seq + 1;
-        let (path, file) = create_segment(&self.dir, seq, &mut self.faults)?;
+        let start = Start {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot,
+            last_index: self.last_index,
+        };
+        let (path, file, end) =
+            create_segment(&*self.fs, &self.dir, seq, &start, &mut self.faults)?;
         self.segment = file;
         self.segment_path = path;
         self.seq = seq;
-        self.end = format::SEGMENT_HEADER_BYTES as u64;
-        self.segment_has_records = false;
+        self.end = end;
+        self.segment_has_batches = false;
         self.highs.push_back(0);
         Ok(())
     }
 
-    /// Writes `update` as one or more records (see [`Storage::persist`]), the first record of a
-    /// new segment preceded by its start record.
+    /// Writes `update` as one or more batch records (see [`Storage::persist`]).
     fn write_update(
         &mut self,
         update: &Update<'_>,
@@ -634,18 +834,10 @@ impl FileStorage {
         };
         let mut rest = update.entries;
         loop {
-            if self.segment_has_records && self.end >= self.options.segment_size {
+            if self.segment_has_batches && self.end >= self.options.segment_size {
                 self.rotate()?;
             }
             self.buf.clear();
-            if !self.segment_has_records {
-                let start = Start {
-                    hard_state: self.hard_state,
-                    snapshot: self.snapshot,
-                    last_index: self.last_index,
-                };
-                format::encode_start(&mut self.buf, &start);
-            }
             let room = self.max_record_bytes
                 - format::batch_payload_bytes(
                     head.hard_state.is_some(),
@@ -659,9 +851,13 @@ impl FileStorage {
                 fill(rest, room)
             };
             let (chunk, tail) = rest.split_at(count);
-            format::encode_batch(&mut self.buf, &head, chunk);
+            let place = Place {
+                framing: Framing::Positioned { seq: self.seq },
+                base: self.end,
+            };
+            format::encode_batch(&mut self.buf, place, &head, chunk);
             self.write_and_sync()?;
-            self.segment_has_records = true;
+            self.segment_has_batches = true;
             self.applied(&head, count);
             rest = tail;
             rest_bytes -= bytes;
@@ -703,15 +899,15 @@ impl FileStorage {
 
     /// Removes what the log no longer needs, oldest first: segments before a gap in the
     /// numbering (found when opening); the segments whose entries the snapshot covers, up to
-    /// (not including) the last segment that holds a record; syncs the directory; then the
-    /// snapshot files other than the log's. A failure is logged, not returned: the file stays,
-    /// and removing it is tried again after the next snapshot or on the next open (see the
-    /// module docs).
-    fn compact(&mut self) {
+    /// (not including) the last segment; syncs the directory; then the snapshot files other
+    /// than the log's. A failure is logged, not returned: the file stays, and removing it is
+    /// tried again after the next snapshot or on the next open (see the module docs). Returns
+    /// how many files it removed.
+    fn compact(&mut self) -> usize {
         let mut removed = 0;
         let mut kept = Vec::new();
         for path in std::mem::take(&mut self.stale_segments) {
-            match remove(&mut self.faults, &path) {
+            match remove(&mut self.faults, &*self.fs, &path) {
                 Ok(()) => removed += 1,
                 Err(error) => {
                     tracing::warn!(
@@ -725,40 +921,18 @@ impl FileStorage {
             }
         }
         self.stale_segments = kept;
-        let covered = self.snapshot_index();
-        // The last segment that holds a record restates the state; the ones before it are
-        // needed only for their entries.
-        let limit = if self.segment_has_records {
-            self.seq
-        } else {
-            self.seq - 1
-        };
-        while self.first_seq < limit && self.highs.front().is_some_and(|&high| high <= covered) {
-            let path = self.dir.join(segment_name(self.first_seq));
-            if let Err(error) = remove(&mut self.faults, &path) {
-                tracing::warn!(
-                    file = %path.display(),
-                    %error,
-                    "cannot remove a segment the snapshot at index {covered} covers; trying \
-                     again after the next snapshot"
-                );
-                break;
-            }
-            self.highs.pop_front();
-            self.first_seq += 1;
-            removed += 1;
-        }
+        removed += self.remove_covered(self.snapshot_index());
         if removed > 0 {
-            match sync_dir_with(&mut self.faults, &self.dir) {
+            match sync_dir_with(&mut self.faults, &*self.fs, &self.dir) {
                 Ok(()) => tracing::debug!(
                     removed,
                     first = self.first_seq,
-                    "removed segments the snapshot at index {covered} covers"
+                    "removed the segments the snapshot covers"
                 ),
                 Err(error) => tracing::warn!(
                     %error,
-                    "removed segments the snapshot at index {covered} covers, but cannot sync \
-                     the directory; they may come back after a crash and be removed then"
+                    "removed the segments the snapshot covers, but cannot sync the directory; \
+                     they may come back after a crash and be removed then"
                 ),
             }
         }
@@ -772,17 +946,66 @@ impl FileStorage {
             if Some(&path) == current.as_ref() {
                 continue;
             }
-            if let Err(error) = remove(&mut self.faults, &path) {
-                tracing::warn!(
-                    file = %path.display(),
-                    %error,
-                    "cannot remove a snapshot file the log no longer refers to; trying again \
-                     after the next snapshot"
-                );
-                kept.push(path);
+            match remove(&mut self.faults, &*self.fs, &path) {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(
+                        file = %path.display(),
+                        %error,
+                        "cannot remove a snapshot file the log no longer refers to; trying \
+                         again after the next snapshot"
+                    );
+                    kept.push(path);
+                }
             }
         }
         self.stale_snapshots = kept;
+        removed
+    }
+
+    /// Removes the segments, from the first on, whose entries are all at or below `covered`,
+    /// up to (not including) the last segment, which restates the state in its start record;
+    /// the ones before it are needed only for their entries. Returns how many it removed.
+    fn remove_covered(&mut self, covered: u64) -> usize {
+        let mut removed = 0;
+        while self.first_seq < self.seq && self.highs.front().is_some_and(|&high| high <= covered) {
+            let path = self.dir.join(segment_name(self.first_seq));
+            if let Err(error) = remove(&mut self.faults, &*self.fs, &path) {
+                tracing::warn!(
+                    file = %path.display(),
+                    %error,
+                    "cannot remove a segment the snapshot at index {covered} covers; trying \
+                     again after the next snapshot"
+                );
+                break;
+            }
+            self.highs.pop_front();
+            self.first_seq += 1;
+            removed += 1;
+        }
+        removed
+    }
+
+    /// After a snapshot removed `removed` files, makes the ballast again if the disk was full
+    /// and now has room for it.
+    fn maybe_restore_ballast(&mut self, removed: usize) {
+        if !self.disk_full || removed == 0 {
+            return;
+        }
+        if self.options.ballast_bytes == 0 {
+            self.disk_full = false;
+            return;
+        }
+        match ballast::ensure(&*self.fs, &self.dir, self.options.ballast_bytes, true) {
+            ballast::Outcome::Ready => {
+                self.disk_full = false;
+                tracing::info!(
+                    bytes = self.options.ballast_bytes,
+                    "the disk has room again: the ballast file is back"
+                );
+            }
+            ballast::Outcome::NoRoom => {}
+        }
     }
 }
 
@@ -816,8 +1039,8 @@ impl Storage for FileStorage {
         if let Some(recovered) = self.recovered.take() {
             return Ok(recovered);
         }
-        let listing = recovery::list(&self.dir)?;
-        Ok(recovery::recover(&self.dir, listing, Mode::Strict)?.recovered)
+        let listing = recovery::list(&*self.fs, &self.dir)?;
+        Ok(recovery::recover(&*self.fs, &self.dir, listing, Mode::Strict)?.recovered)
     }
 
     /// One batch record, one positioned write, one `fdatasync`; more for an update above
@@ -846,22 +1069,40 @@ impl Storage for FileStorage {
         // What `open` recovered is no longer the state persisted so far.
         self.recovered = None;
         let previous = self.snapshot;
-        if let Some(snapshot) = update.snapshot
-            && let Err(err) = snapshot::write(&self.dir, snapshot, &mut self.faults)
-        {
-            return Err(self.poison(err));
+        let mut snapshot_file = None;
+        if let Some(snapshot) = update.snapshot {
+            match snapshot::write(&*self.fs, &self.dir, snapshot, &mut self.faults) {
+                Ok(file) => snapshot_file = Some(file),
+                Err(err) => return Err(self.poison(err)),
+            }
+            if self.faults.remove_before_snapshot_durable() {
+                self.remove_covered(snapshot.index);
+                let _ = sync_dir_with(&mut self.faults, &*self.fs, &self.dir);
+            }
         }
         if let Err(err) = self.write_update(update, bytes) {
             return Err(self.poison(err));
         }
-        if update.snapshot.is_some() {
+        if let Some(file) = snapshot_file {
+            // Only when the data sync was put off (a re-injected bug, in tests).
+            if let Err(err) = file.finish(&mut self.faults) {
+                return Err(self.poison(err));
+            }
             if let Some(previous) = previous {
                 let path = self.dir.join(snapshot::file_name(previous.index));
                 self.stale_snapshots.push(path);
             }
-            self.compact();
+            let removed = self.compact();
+            self.maybe_restore_ballast(removed);
         }
         Ok(())
+    }
+
+    /// Whether the disk is full (see [Headroom](self#headroom)): a write failed for lack of
+    /// room, or the ballast file could not be made when the log was opened; until a snapshot
+    /// has freed enough room for the ballast file again.
+    fn disk_full(&self) -> bool {
+        self.disk_full
     }
 }
 
@@ -880,68 +1121,56 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StorageE
 }
 
 /// Syncs the directory `dir`, so that files created, renamed or removed in it stay so.
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("sync directory", dir))
+fn sync_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    fs.sync_dir(dir).map_err(io_error(op::SYNC_DIR, dir))
 }
 
 /// [`sync_dir`], which `faults` may fail.
-fn sync_dir_with(faults: &mut Faults, dir: &Path) -> Result<(), StorageError> {
-    faults.sync().map_err(io_error("sync directory", dir))?;
-    sync_dir(dir)
+fn sync_dir_with(faults: &mut Faults, fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    faults.sync().map_err(io_error(op::SYNC_DIR, dir))?;
+    sync_dir(fs, dir)
 }
 
 /// Removes the file at `path`; one that is already gone counts as removed.
-fn remove(faults: &mut Faults, path: &Path) -> io::Result<()> {
+fn remove(faults: &mut Faults, fs: &dyn Fs, path: &Path) -> io::Result<()> {
     faults.change()?;
-    match fs::remove_file(path) {
+    match fs.remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
-/// The whole of `file` (at `path`), in a buffer of exactly its size.
-fn read_whole(mut file: File, path: &Path) -> Result<Vec<u8>, StorageError> {
-    let len = file.metadata().map_err(io_error("read", path))?.len();
-    let len = usize::try_from(len).map_err(|_| {
-        io_error("read", path)(io::Error::new(
-            io::ErrorKind::FileTooLarge,
-            "file larger than memory",
-        ))
-    })?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(len)
-        .map_err(|e| io_error("read", path)(io::Error::new(io::ErrorKind::OutOfMemory, e)))?;
-    file.read_to_end(&mut buf).map_err(io_error("read", path))?;
-    Ok(buf)
+/// The whole of the file at `path`, in a buffer of exactly its size.
+fn read_whole(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>, StorageError> {
+    fs.read(path, u64::MAX).map_err(io_error("read", path))
 }
 
 /// Creates the data directory `dir` (not its parents) and syncs its parent.
-fn create_dir(dir: &Path) -> Result<(), StorageError> {
-    match fs::create_dir(dir) {
-        Ok(()) => {}
+fn create_dir(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
+    match fs.create_dir(dir) {
         // Created by someone else meanwhile: the lock decides who uses it.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(io_error("create directory", dir)(e)),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            Err(io_error("create directory", dir)(e))
+        }
+        _ => sync_parent(fs, dir),
     }
+}
+
+/// Syncs the directory that holds `dir`.
+fn sync_parent(fs: &dyn Fs, dir: &Path) -> Result<(), StorageError> {
     let parent = match dir.parent() {
         Some(p) if p.as_os_str().is_empty() => Path::new("."),
         Some(p) => p,
         None => return Ok(()),
     };
-    sync_dir(parent)
+    sync_dir(fs, parent)
 }
 
 /// Takes the lock of `dir`.
-fn lock(dir: &Path) -> Result<File, StorageError> {
+fn lock(fs: &dyn Fs, dir: &Path) -> Result<Box<dyn FsFile>, StorageError> {
     let path = dir.join(LOCK);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
+    let file = fs
+        .open(&path, Open::Create)
         .map_err(io_error("open", &path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -950,30 +1179,53 @@ fn lock(dir: &Path) -> Result<File, StorageError> {
     }
 }
 
-/// Creates segment `seq` in `dir` with its header, syncs it and the directory.
+/// What an open that failed with `err` leaves behind: the sync failure marker after a failed
+/// sync, the ballast freed after a full disk. Returns `err`.
+fn failed(fs: &dyn Fs, dir: &Path, err: StorageError) -> StorageError {
+    if is_sync_failure(&err)
+        && let Err(marker) = sync_failed::record(fs, dir, &err.to_string(), &mut Faults::default())
+    {
+        tracing::error!(%marker, "opening the data directory failed: {err}");
+    }
+    if err.is_storage_full() {
+        ballast::release(fs, dir);
+    }
+    err
+}
+
+/// Creates segment `seq` in `dir` with its header and a start record saying `start`, in one
+/// write; syncs it and the directory. Returns its path, the file, and its length.
 fn create_segment(
+    fs: &dyn Fs,
     dir: &Path,
     seq: u64,
+    start: &Start,
     faults: &mut Faults,
-) -> Result<(PathBuf, File), StorageError> {
+) -> Result<(PathBuf, Box<dyn FsFile>, u64), StorageError> {
     let path = dir.join(segment_name(seq));
     faults.change().map_err(io_error("create", &path))?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
+    let file = fs
+        .open(&path, Open::CreateNew)
         .map_err(io_error("create", &path))?;
-    write_at(faults, &file, &format::segment_header(), 0, &path)?;
-    sync_data(faults, &file, &path)?;
-    sync_dir_with(faults, dir)?;
-    Ok((path, file))
+    let mut buf = Vec::with_capacity(
+        format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES + format::START_BYTES,
+    );
+    buf.extend_from_slice(&format::segment_header(format::FORMAT_VERSION));
+    let place = Place {
+        framing: Framing::Positioned { seq },
+        base: 0,
+    };
+    format::encode_start(&mut buf, place, start);
+    write_at(faults, &*file, &buf, 0, &path)?;
+    sync_data(faults, &*file, &path)?;
+    sync_dir_with(faults, fs, dir)?;
+    Ok((path, file, buf.len() as u64))
 }
 
 /// One positioned write of all of `buf` at `offset`.
 fn write_at(
     faults: &mut Faults,
-    file: &File,
+    file: &dyn FsFile,
     buf: &[u8],
     offset: u64,
     path: &Path,
@@ -988,9 +1240,9 @@ fn write_at(
 }
 
 /// `fdatasync` of `file`.
-fn sync_data(faults: &mut Faults, file: &File, path: &Path) -> Result<(), StorageError> {
+fn sync_data(faults: &mut Faults, file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
     faults
         .sync()
         .and_then(|()| file.sync_data())
-        .map_err(io_error("sync", path))
+        .map_err(io_error(op::SYNC, path))
 }

@@ -216,3 +216,31 @@ fn a_malformed_identity_is_unreadable() {
     }
     assert!(!path.exists());
 }
+
+#[test]
+fn a_ballast_file_is_made_when_initialized() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let options = WalOptions {
+        create: true,
+        ..WalOptions::default()
+    };
+    let storage = FileStorage::open(&dir, ID, options).unwrap();
+    assert!(!storage.disk_full());
+    let ballast = dir.join("BALLAST");
+    assert_eq!(
+        fs::metadata(&ballast).unwrap().len(),
+        4 << 20,
+        "4 MiB by default"
+    );
+    let bytes = fs::read(&ballast).unwrap();
+    assert!(
+        bytes.iter().filter(|&&b| b == 0).count() < bytes.len() / 64,
+        "not zeros, which a compressing file system would store in no room"
+    );
+    drop(storage);
+    // Cut short (a crash while it was written): made whole again.
+    fs::write(&ballast, b"short").unwrap();
+    drop(FileStorage::open(&dir, ID, no_create()).unwrap());
+    assert_eq!(fs::metadata(&ballast).unwrap().len(), 4 << 20);
+}

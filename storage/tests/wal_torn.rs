@@ -1,6 +1,7 @@
-//! Damage to the files: a torn last record is cut off with a warning, whatever byte it ends at
-//! or whichever byte of it is wrong; damage to any record before it is corruption, reported
-//! with the file and the offset of the record.
+//! Damage to the files: a last record cut short by the end of the file, at whatever byte, or
+//! holding a sector of zeros, is torn and cut off with a warning; any other damage (a byte of the
+//! last record wrong, bytes after it that are neither a record nor zeros, damage to any record
+//! before it) is corruption, reported with the file and the offset of the record.
 
 mod common;
 
@@ -15,20 +16,20 @@ use common::{
 use zeroraft_storage::{FileStorage, HardState, Recovered, Storage, StorageError, WalOptions};
 
 const BIG: u64 = 1 << 20;
+/// Where a segment's start record is: after the segment header.
+const START_RECORD: u64 = 16;
 /// Where a segment's first batch starts: after the segment header (16 bytes) and the start
-/// record (a 16-byte record header and 40 bytes of payload), written with that batch.
+/// record (a 16-byte record header and 40 bytes of payload), written when the segment was
+/// created.
 const FIRST_BATCH: u64 = 16 + 16 + 40;
+/// Bytes of a sector.
+const SECTOR: u64 = 512;
 
-/// The offsets of the records written by writes at `writes`: the first write to a segment
-/// starts with the start record, the others hold one record each.
-fn split_start_records(writes: &[u64]) -> Vec<u64> {
-    let mut records = Vec::new();
-    for &at in writes {
-        records.push(at);
-        if at == 16 {
-            records.push(FIRST_BATCH);
-        }
-    }
+/// The offsets of the records of a segment whose batches were written at `writes`: its start
+/// record, then one record each.
+fn with_start_record(writes: &[u64]) -> Vec<u64> {
+    let mut records = vec![START_RECORD];
+    records.extend_from_slice(writes);
     records
 }
 
@@ -76,10 +77,10 @@ impl Log {
         // Only the last segment's records.
         let last_start = records
             .iter()
-            .rposition(|&r| r == 16)
-            .expect("a record at the start of a segment");
+            .rposition(|&r| r == FIRST_BATCH)
+            .expect("a batch at the start of a segment");
         records.drain(..last_start);
-        let records = split_start_records(&records);
+        let records = with_start_record(&records);
         Self {
             dir,
             before,
@@ -157,7 +158,9 @@ fn a_last_record_cut_at_any_byte_is_dropped_with_a_warning() {
 }
 
 #[test]
-fn a_last_record_with_any_byte_wrong_is_dropped_with_a_warning() {
+fn a_last_record_with_any_byte_wrong_is_corruption() {
+    // All its bytes are there: bit rot, a misdirected write, or a sector garbled while the
+    // next append rewrote it. It was acknowledged (a vote, say), so it must not be dropped.
     let log = Log::new(BIG);
     let start = log.last_record();
     for at in start..log.end {
@@ -166,11 +169,61 @@ fn a_last_record_with_any_byte_wrong_is_dropped_with_a_warning() {
             let copy = copy_dir(log.dir.path());
             let segment = last_segment(copy.path());
             edit(&segment, |b| b[at as usize] ^= flip);
-            let (storage, warnings) = capture_warnings(|| open_copy(copy.path()));
-            let mut storage = storage.unwrap_or_else(|e| panic!("{case}: {e}"));
-            assert_recovers(&mut storage, &log.before, &case);
-            assert_torn_warning(&warnings, &segment, start, log.end - start, &case);
+            let (result, warnings) = capture_warnings(|| open_copy(copy.path()));
+            match result.map(drop).unwrap_err() {
+                StorageError::Corrupt { path, offset, .. } => {
+                    assert_eq!((path, offset), (segment.clone(), start), "{case}");
+                }
+                other => panic!("{case}: {other}"),
+            }
+            assert!(warnings.is_empty(), "{case}: {warnings:?}");
+            assert_eq!(len(&segment), log.end, "{case}: nothing was changed");
         }
+    }
+}
+
+#[test]
+fn a_last_record_holding_a_sector_of_zeros_is_dropped_with_a_warning() {
+    // A write of several sectors of which one never reached the disk, the file's length did.
+    let dir = tempfile::tempdir().unwrap();
+    let mut pair = Pair::new(dir.path(), BIG);
+    pair.persist(&Op::vote(1, Some(0)));
+    let before = pair.model.recover().unwrap();
+    let start = len(&last_segment(dir.path()));
+    pair.persist(&Op::append(0, entries(1, 1, 4, 400)));
+    let end = len(&last_segment(dir.path()));
+    assert!(end - start > 3 * SECTOR, "{start}..{end}");
+    let first_sector = start.div_ceil(SECTOR) * SECTOR;
+    // (case, the bytes to zero)
+    let cases = [
+        ("the sector holding its header", start, first_sector),
+        (
+            "a sector in the middle",
+            first_sector + SECTOR,
+            first_sector + 2 * SECTOR,
+        ),
+        ("its last sector", end / SECTOR * SECTOR, end),
+    ];
+    for (case, (name, from, to)) in cases.into_iter().enumerate() {
+        let case = format!("case {case}: {name}");
+        let copy = copy_dir(dir.path());
+        let segment = last_segment(copy.path());
+        edit(&segment, |b| b[from as usize..to as usize].fill(0));
+        let (storage, warnings) = capture_warnings(|| open_copy(copy.path()));
+        let mut storage = storage.unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_recovers(&mut storage, &before, &case);
+        assert_torn_warning(&warnings, &segment, start, end - start, &case);
+    }
+    // Half a sector of zeros is not what a power cut leaves.
+    let copy = copy_dir(dir.path());
+    let segment = last_segment(copy.path());
+    let from = first_sector + SECTOR;
+    edit(&segment, |b| {
+        b[from as usize..(from + SECTOR / 2) as usize].fill(0)
+    });
+    match open_copy(copy.path()).unwrap_err() {
+        StorageError::Corrupt { path, offset, .. } => assert_eq!((path, offset), (segment, start)),
+        other => panic!("{other}"),
     }
 }
 
@@ -214,7 +267,7 @@ fn segmented() -> (tempfile::TempDir, Vec<u64>) {
     }
     first.push(len(&segments(dir.path())[0]));
     first.dedup();
-    let first = split_start_records(&first);
+    let first = with_start_record(&first);
     assert!(segments(dir.path()).len() >= 4);
     assert!(first.len() >= 3, "{first:?}");
     (dir, first)
@@ -271,56 +324,121 @@ fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 #[test]
-fn garbage_after_the_log_is_a_torn_tail() {
+fn zeros_after_the_log_are_a_torn_tail_and_other_bytes_corruption() {
     let log = Log::new(BIG);
-    let cases: Vec<(String, Vec<u8>)> = [1usize, 15, 16, 17, 100, 4096, 70_000]
+    // (case, the bytes, torn): zeros are a sector never written (the file's length persisted);
+    // one byte could be the start of any record header; anything else is not a write cut short.
+    let cases: Vec<(String, Vec<u8>, bool)> = [1usize, 15, 16, 17, 100, 4096, 70_000]
         .iter()
         .flat_map(|&n| {
             [
-                (format!("{n} zeros"), vec![0; n]),
-                (format!("{n} random bytes"), garbage(n, n as u64 + 1)),
-                (format!("{n} bytes 0xff"), vec![0xff; n]),
+                (format!("{n} zeros"), vec![0; n], true),
+                (
+                    format!("{n} random bytes"),
+                    garbage(n, n as u64 + 1),
+                    n == 1,
+                ),
+                (format!("{n} bytes 0xff"), vec![0xff; n], n == 1),
             ]
         })
         .collect();
-    for (case, tail) in cases {
+    for (case, (name, tail, torn)) in cases.into_iter().enumerate() {
+        let case = format!("case {case}: {name}");
         let copy = copy_dir(log.dir.path());
         let segment = last_segment(copy.path());
         edit(&segment, |b| b.extend_from_slice(&tail));
         let (storage, warnings) = capture_warnings(|| open_copy(copy.path()));
-        let mut storage = storage.unwrap_or_else(|e| panic!("{case}: {e}"));
-        assert_recovers(&mut storage, &log.after, &case);
-        assert_torn_warning(&warnings, &segment, log.end, tail.len() as u64, &case);
-        assert_eq!(len(&segment), log.end, "{case}");
+        if torn {
+            let mut storage = storage.unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_recovers(&mut storage, &log.after, &case);
+            assert_torn_warning(&warnings, &segment, log.end, tail.len() as u64, &case);
+            assert_eq!(len(&segment), log.end, "{case}");
+        } else {
+            match storage.map(drop).unwrap_err() {
+                StorageError::Corrupt { path, offset, .. } => {
+                    assert_eq!((path, offset), (segment.clone(), log.end), "{case}");
+                }
+                other => panic!("{case}: {other}"),
+            }
+            assert_eq!(len(&segment), log.end + tail.len() as u64, "{case}");
+        }
     }
 }
 
 #[test]
-fn a_last_segment_without_a_whole_header_is_removed() {
+fn a_last_segment_cut_short_while_created_is_removed_or_made_again() {
     let log = Log::new(BIG);
-    let header_of = |bytes: &[u8]| bytes[..16].to_vec();
-    let header = header_of(&fs::read(last_segment(log.dir.path())).unwrap());
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("empty", vec![]),
-        ("half a header", header[..7].to_vec()),
-        ("a header of zeros", vec![0; 16]),
-        ("a header of zeros and more", vec![0; 300]),
-        ("a header one byte short", header[..15].to_vec()),
+    // A segment is created with its header and its start record, in one write: segment 2's, as
+    // the log would create it next.
+    let created = {
+        let copy = copy_dir(log.dir.path());
+        let mut storage = open(copy.path(), 16).unwrap();
+        storage
+            .persist(&Op::append(9, entries(3, 10, 1, 8)).update())
+            .unwrap();
+        drop(storage);
+        let second = fs::read(copy.path().join("00000000000000000002.wal")).unwrap();
+        second[..FIRST_BATCH as usize].to_vec()
+    };
+    // (case, the bytes, a word of the warning, whether the file is still there)
+    let cases: Vec<(&str, Vec<u8>, &str, bool)> = vec![
+        ("empty", vec![], "removed the last segment", false),
+        (
+            "half a header",
+            created[..7].to_vec(),
+            "removed the last segment",
+            false,
+        ),
+        (
+            "a header of zeros",
+            vec![0; 16],
+            "removed the last segment",
+            false,
+        ),
+        ("zeros", vec![0; 300], "removed the last segment", false),
+        (
+            "a header one byte short",
+            created[..15].to_vec(),
+            "removed the last segment",
+            false,
+        ),
+        ("a header alone", created[..16].to_vec(), "", true),
+        (
+            "half a start record",
+            created[..40].to_vec(),
+            "truncated the torn tail",
+            true,
+        ),
+        (
+            "a start record's sector of zeros",
+            [&created[..16], &[0; 56]].concat(),
+            "truncated the torn tail",
+            true,
+        ),
     ];
-    for (case, bytes) in cases {
+    for (case, (name, bytes, warned, kept)) in cases.into_iter().enumerate() {
+        let case = format!("case {case}: {name}");
         let copy = copy_dir(log.dir.path());
         let next = copy.path().join("00000000000000000002.wal");
         fs::write(&next, &bytes).unwrap();
         let (storage, warnings) = capture_warnings(|| open_copy(copy.path()));
         let mut storage = storage.unwrap_or_else(|e| panic!("{case}: {e}"));
-        assert_recovers(&mut storage, &log.after, case);
-        assert_eq!(warnings.len(), 1, "{case}: {warnings:?}");
-        assert!(warnings[0].contains("removed the last segment"), "{case}");
-        assert!(
-            warnings[0].contains(&next.display().to_string()),
-            "{case}: {warnings:?}"
-        );
-        assert!(!next.exists(), "{case}");
+        assert_recovers(&mut storage, &log.after, &case);
+        if warned.is_empty() {
+            assert!(warnings.is_empty(), "{case}: {warnings:?}");
+        } else {
+            assert_eq!(warnings.len(), 1, "{case}: {warnings:?}");
+            assert!(warnings[0].contains(warned), "{case}: {warnings:?}");
+            assert!(
+                warnings[0].contains(&next.display().to_string()),
+                "{case}: {warnings:?}"
+            );
+        }
+        // A segment without a start record is made again, whole, with its start record.
+        assert_eq!(next.exists(), kept, "{case}");
+        if kept {
+            assert_eq!(len(&next), FIRST_BATCH, "{case}");
+        }
         // The log goes on.
         let op = Op::append(9, entries(3, 10, 1, 8));
         storage.persist(&op.update()).unwrap();
@@ -328,24 +446,34 @@ fn a_last_segment_without_a_whole_header_is_removed() {
         let mut expected = log.after.clone();
         expected.entries.extend(op.entries.iter().cloned());
         let mut storage = open(copy.path(), 16).unwrap();
-        assert_recovers(&mut storage, &expected, case);
+        assert_recovers(&mut storage, &expected, &case);
     }
 
-    // A damaged header followed by an intact record is not a crash after creating a segment.
-    let copy = copy_dir(log.dir.path());
-    let segment = last_segment(copy.path());
-    edit(&segment, |b| b[..16].fill(0));
-    match open_copy(copy.path()).unwrap_err() {
-        StorageError::Corrupt { path, offset, .. } => assert_eq!((path, offset), (segment, 0)),
-        other => panic!("{other}"),
+    // A damaged header followed by records, or a short file that is not a header's start, is
+    // not a crash while creating a segment.
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, Damage); 2] = [
+        ("records after a header of zeros", |b| b[..16].fill(0)),
+        ("ten bytes of garbage", |b| *b = vec![0x5a; 10]),
+    ];
+    for (case, (name, damage)) in cases.into_iter().enumerate() {
+        let copy = copy_dir(log.dir.path());
+        let segment = last_segment(copy.path());
+        edit(&segment, damage);
+        match open_copy(copy.path()).unwrap_err() {
+            StorageError::Corrupt { path, offset, .. } => {
+                assert_eq!((path, offset), (segment, 0), "case {case}: {name}");
+            }
+            other => panic!("case {case}: {name}: {other}"),
+        }
     }
 }
 
 #[test]
 fn a_segment_of_another_format_version_or_a_gap_is_unreadable() {
     let (dir, _) = segmented();
-    // Version 1 (before snapshots) and 3, with a valid header checksum.
-    for version in [1u32, 3] {
+    // Version 1 (before snapshots) and 4, with a valid header checksum.
+    for version in [1u32, 4] {
         let copy = copy_dir(dir.path());
         let segment = segments(copy.path())[1].clone();
         edit(&segment, |b| {
@@ -357,7 +485,7 @@ fn a_segment_of_another_format_version_or_a_gap_is_unreadable() {
             StorageError::Unreadable { path, reason } => {
                 assert_eq!(path, segment);
                 assert!(
-                    reason.contains(&format!("version {version} (this version reads 2)")),
+                    reason.contains(&format!("version {version} (this version reads 2 and 3)")),
                     "{reason}"
                 );
             }
@@ -385,8 +513,9 @@ fn a_torn_tail_in_a_later_segment_keeps_the_earlier_ones() {
     let full = storage.recover().unwrap();
     drop(storage);
     let last = last_segment(dir.path());
+    // The start of a record header, as a write cut short by a crash leaves it.
     let mut file = OpenOptions::new().append(true).open(&last).unwrap();
-    file.write_all(&garbage(50, 9)).unwrap();
+    file.write_all(&[40, 0, 0, 0, 1, 0, 0, 0, 0x1d]).unwrap();
     drop(file);
     let (storage, warnings) = capture_warnings(|| {
         FileStorage::open(
@@ -396,6 +525,7 @@ fn a_torn_tail_in_a_later_segment_keeps_the_earlier_ones() {
                 segment_size: 256,
                 create: false,
                 members: None,
+                ballast_bytes: 0,
             },
         )
     });
@@ -408,7 +538,7 @@ fn a_torn_tail_in_a_later_segment_keeps_the_earlier_ones() {
         &warnings,
         &last,
         len(&last),
-        50,
+        9,
         "garbage after the last segment",
     );
 }

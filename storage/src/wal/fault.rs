@@ -5,6 +5,9 @@
 //! removing a file): that one and every later one fail without doing anything, so the directory
 //! is left as a crash at that point would leave it. Outside tests [`Faults`] is empty and every
 //! check is a no-op.
+//!
+//! Tests can also switch bugs back on (`Bugs`), each undoing one rule the log's durability
+//! rests on, to show that the power-loss tests catch it.
 
 use std::io;
 
@@ -13,6 +16,25 @@ use std::io;
 pub(super) struct Faults {
     #[cfg(test)]
     plan: Plan,
+    /// Bugs switched on.
+    #[cfg(test)]
+    pub(super) bugs: Bugs,
+}
+
+/// Bugs a test can switch on; each breaks one rule of the module docs of [`super`].
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Bugs {
+    /// A batch record is written but not synced before `persist` returns.
+    pub(super) skip_sync: bool,
+    /// A snapshot file is renamed into place before its data is synced, and synced only after
+    /// the record naming it.
+    pub(super) rename_before_data_sync: bool,
+    /// The segments a new snapshot covers are removed (and the directory synced) before the
+    /// record naming the snapshot is written.
+    pub(super) remove_before_snapshot_durable: bool,
+    /// A failed sync leaves no marker, so that the log is opened again before a reboot.
+    pub(super) no_sync_failed_marker: bool,
 }
 
 #[cfg(test)]
@@ -85,6 +107,43 @@ impl Faults {
         #[cfg(test)]
         self.plan.op()?;
         Ok(())
+    }
+
+    /// Whether to skip the sync of a batch record (`Bugs::skip_sync`).
+    #[inline]
+    pub(super) fn skip_sync(&self) -> bool {
+        #[cfg(test)]
+        return self.bugs.skip_sync;
+        #[cfg(not(test))]
+        false
+    }
+
+    /// Whether to rename a snapshot file before syncing it (`Bugs::rename_before_data_sync`).
+    #[inline]
+    pub(super) fn rename_before_data_sync(&self) -> bool {
+        #[cfg(test)]
+        return self.bugs.rename_before_data_sync;
+        #[cfg(not(test))]
+        false
+    }
+
+    /// Whether to remove covered segments before the snapshot's record is written
+    /// (`Bugs::remove_before_snapshot_durable`).
+    #[inline]
+    pub(super) fn remove_before_snapshot_durable(&self) -> bool {
+        #[cfg(test)]
+        return self.bugs.remove_before_snapshot_durable;
+        #[cfg(not(test))]
+        false
+    }
+
+    /// Whether to leave no marker after a failed sync (`Bugs::no_sync_failed_marker`).
+    #[inline]
+    pub(super) fn no_sync_failed_marker(&self) -> bool {
+        #[cfg(test)]
+        return self.bugs.no_sync_failed_marker;
+        #[cfg(not(test))]
+        false
     }
 }
 

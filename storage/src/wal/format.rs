@@ -1,8 +1,14 @@
-//! The bytes of a segment: its header, record framing, and the batch payload (see the parent
-//! module's docs for the layout). Nothing here touches a file.
+//! The bytes of a segment: its header, record framing, the batch payload (see the parent
+//! module's docs for the layout), and the rule that tells a write cut short by a crash from
+//! damage ([`tail_damage`]). Nothing here touches a file.
 //!
 //! Everything that reads takes untrusted bytes and never panics on them: a bad length, count or
 //! flag is reported, and every slice is bounds-checked first.
+//!
+//! Every checksum of a record in a segment of the current version starts from the segment's
+//! sequence number and the record's offset ([`Framing::Positioned`]), so a record is valid at
+//! its own place only: a byte-exact copy of one anywhere else (in a command, say) fails its
+//! checksums, and a search for an intact record after a damaged one cannot stop on such a copy.
 
 use bytes::Bytes;
 
@@ -11,8 +17,14 @@ use crate::{Entry, HardState};
 
 /// The magic that opens every segment.
 const SEGMENT_MAGIC: &[u8; 8] = b"ZRAFTWAL";
-/// The segment format this version writes and reads.
-pub(super) const FORMAT_VERSION: u32 = 2;
+/// The segment format this version writes (and reads).
+pub(super) const FORMAT_VERSION: u32 = 3;
+/// The earlier segment format this version still reads, but never writes: checksums that do not
+/// depend on where the record is, a segment's start record written with its first batch.
+pub(super) const LEGACY_VERSION: u32 = 2;
+/// Bytes of a disk sector: the unit that a power cut leaves either as it was or as it was being
+/// written, never in part (see [`tail_damage`]).
+pub(super) const SECTOR_BYTES: usize = 512;
 /// Bytes of the segment header.
 pub(super) const SEGMENT_HEADER_BYTES: usize = 16;
 /// Bytes of a record header.
@@ -37,33 +49,65 @@ pub(super) const TRUNCATE_BYTES: u64 = 8;
 /// Bytes of a snapshot reference in a batch payload: `index`, `term`.
 pub(super) const SNAPSHOT_REF_BYTES: u64 = 16;
 /// Bytes of a start record's payload: hard state, snapshot reference, `last_index`.
-const START_BYTES: usize = 40;
+pub(super) const START_BYTES: usize = 40;
+/// The most bytes one write appends to a segment: a record of the largest size, after a start
+/// record (a legacy segment's first write).
+const MAX_WRITE_BYTES: usize = 2 * RECORD_HEADER_BYTES + START_BYTES + MAX_RECORD_BYTES as usize;
 /// The largest log index the log stores (2^63 - 1), so that no index arithmetic overflows.
 pub(super) const MAX_INDEX: u64 = u64::MAX >> 1;
 
-/// The 16-byte header of a new segment.
-pub(super) fn segment_header() -> [u8; SEGMENT_HEADER_BYTES] {
+/// The 16-byte header of a segment of format `version`.
+pub(super) fn segment_header(version: u32) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut header = [0; SEGMENT_HEADER_BYTES];
     header[..8].copy_from_slice(SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[8..12].copy_from_slice(&version.to_le_bytes());
     let crc = crc32c::crc32c(&header[..12]);
     header[12..].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
+/// How the records of a segment are checksummed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// The current format: every checksum of a record starts from the segment's sequence number
+    /// and the record's offset in it.
+    Positioned {
+        /// The segment's sequence number.
+        seq: u64,
+    },
+    /// [`LEGACY_VERSION`]: checksums of the record's bytes alone.
+    Legacy,
+}
+
+impl Framing {
+    /// The CRC32C state the checksums of the record at `pos` start from: that of `seq` and `pos`
+    /// (both `u64`, little-endian), or nothing for a legacy segment.
+    fn seed(self, pos: u64) -> u32 {
+        match self {
+            Self::Legacy => 0,
+            Self::Positioned { seq } => {
+                let mut bytes = [0; 16];
+                bytes[..8].copy_from_slice(&seq.to_le_bytes());
+                bytes[8..].copy_from_slice(&pos.to_le_bytes());
+                crc32c::crc32c(&bytes)
+            }
+        }
+    }
+}
+
 /// What a segment's first bytes say.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum SegmentHeader {
-    /// A header of this format version.
-    Valid,
+    /// A header of a format version this version reads, its records framed so.
+    Valid(Framing),
     /// An intact header of another format version.
     Version(u32),
     /// Too short, or not a header (wrong magic or checksum).
     Damaged(&'static str),
 }
 
-/// Checks the segment header at the start of `buf`.
-pub(super) fn check_segment_header(buf: &[u8]) -> SegmentHeader {
+/// Checks the segment header at the start of `buf`, the segment with sequence number `seq`.
+pub(super) fn check_segment_header(buf: &[u8], seq: u64) -> SegmentHeader {
     let Some(header) = buf.get(..SEGMENT_HEADER_BYTES) else {
         return SegmentHeader::Damaged("the segment header is cut short");
     };
@@ -71,9 +115,21 @@ pub(super) fn check_segment_header(buf: &[u8]) -> SegmentHeader {
         return SegmentHeader::Damaged("the segment header is damaged");
     }
     match read_u32(header, 8) {
-        FORMAT_VERSION => SegmentHeader::Valid,
+        FORMAT_VERSION => SegmentHeader::Valid(Framing::Positioned { seq }),
+        LEGACY_VERSION => SegmentHeader::Valid(Framing::Legacy),
         version => SegmentHeader::Version(version),
     }
+}
+
+/// Whether `buf`, the last segment, whose header is damaged ([`SegmentHeader::Damaged`]), is
+/// what a crash while the segment was being created leaves: a prefix of a header, or zeros (a
+/// sector that was never written, the file's length persisted), and nothing else. The header
+/// and the start record are synced before anything else is written to a segment, so nothing
+/// can follow them.
+pub(super) fn torn_segment_header(buf: &[u8]) -> bool {
+    let prefix_of =
+        |version| buf.len() < SEGMENT_HEADER_BYTES && segment_header(version).starts_with(buf);
+    buf.iter().all(|&b| b == 0) || prefix_of(FORMAT_VERSION) || prefix_of(LEGACY_VERSION)
 }
 
 /// What is at a record boundary.
@@ -89,46 +145,43 @@ pub(super) enum Frame {
     Damaged {
         /// What is wrong.
         reason: &'static str,
-        /// Where an intact record could start after this one: the end of this record if its
-        /// header is intact (its length can be trusted), one past `pos` otherwise.
-        resume: usize,
     },
 }
 
-/// Checks the record that should start at `pos` (`pos < buf.len()`).
-pub(super) fn frame_at(buf: &[u8], pos: usize) -> Frame {
+/// The payload length the record header at `pos` gives, if the header is whole and intact
+/// (passes its checksum, and gives a length a record can have).
+fn check_header(buf: &[u8], pos: usize, framing: Framing) -> Result<usize, &'static str> {
     let Some(header) = buf.get(pos..pos.saturating_add(RECORD_HEADER_BYTES)) else {
-        return Frame::Damaged {
-            reason: "the record header is cut short",
-            resume: buf.len(),
-        };
+        return Err("the record header is cut short by the end of the file");
     };
-    if crc32c::crc32c(&header[..8]) != read_u32(header, 8) {
-        return Frame::Damaged {
-            reason: "the record header fails its checksum",
-            resume: pos + 1,
-        };
+    let seed = framing.seed(pos as u64);
+    if crc32c::crc32c_append(seed, &header[..8]) != read_u32(header, 8) {
+        return Err("the record header fails its checksum");
     }
     let len = read_u32(header, 0) as usize;
     if len as u64 > MAX_RECORD_BYTES {
-        return Frame::Damaged {
-            reason: "the record header gives a length above the largest record",
-            resume: pos + 1,
-        };
+        return Err("the record header gives a length above the largest record");
     }
+    Ok(len)
+}
+
+/// Checks the record that should start at `pos` (`pos < buf.len()`) of a segment framed so.
+pub(super) fn frame_at(buf: &[u8], pos: usize, framing: Framing) -> Frame {
+    let len = match check_header(buf, pos, framing) {
+        Ok(len) => len,
+        Err(reason) => return Frame::Damaged { reason },
+    };
     let start = pos + RECORD_HEADER_BYTES;
     let Some(payload) = buf.get(start..start + len) else {
-        // The header is intact, so the record really extends past the end of the file: nothing
-        // after `pos` can be another record.
         return Frame::Damaged {
             reason: "the record is cut short by the end of the file",
-            resume: buf.len(),
         };
     };
-    if crc32c::crc32c_append(crc32c::crc32c(&header[..8]), payload) != read_u32(header, 12) {
+    // The header checksum is the CRC32C state after the seed and the header's first 8 bytes.
+    let header_crc = read_u32(buf, pos + 8);
+    if crc32c::crc32c_append(header_crc, payload) != read_u32(buf, pos + 12) {
         return Frame::Damaged {
             reason: "the record fails its checksum",
-            resume: start + len,
         };
     }
     Frame::Intact { len }
@@ -138,15 +191,127 @@ pub(super) fn frame_at(buf: &[u8], pos: usize) -> Frame {
 ///
 /// The length is checked first (cheap, and it rules out most garbage), then the header
 /// checksum, and only then the payload checksum, so the scan costs about one pass over
-/// `buf[from..]`.
-pub(super) fn find_intact(buf: &[u8], from: usize) -> Option<usize> {
+/// `buf[from..]`. In a segment of the current format, a record is intact only at the offset it
+/// was written at, so a copy of a record inside another's payload is never found.
+pub(super) fn find_intact(buf: &[u8], from: usize, framing: Framing) -> Option<usize> {
     let last = buf.len().checked_sub(RECORD_HEADER_BYTES)?;
     (from..=last).find(|&pos| {
         let len = read_u32(buf, pos) as usize;
         len as u64 <= MAX_RECORD_BYTES
             && len <= last - pos
-            && matches!(frame_at(buf, pos), Frame::Intact { .. })
+            && matches!(frame_at(buf, pos, framing), Frame::Intact { .. })
     })
+}
+
+/// What damage at the end of the last segment is.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum TailDamage {
+    /// The write under way when the machine or the process stopped, cut short: never
+    /// acknowledged, to be cut off.
+    Torn(&'static str),
+    /// Anything else: data that was acknowledged may be lost.
+    Corrupt(String),
+}
+
+/// Tells what the damaged record at `pos` of the last segment `buf` (the first damaged one) is.
+///
+/// Only the last write to a log can have been cut short by a crash: every write is synced
+/// before the next one starts, and none after the last segment's. A write cut short leaves
+/// either fewer bytes than were written (the file's length, if it persisted, ends inside the
+/// write) or, where a sector of it never reached the disk but the length did, a sector of zeros
+/// ([`SECTOR_BYTES`], aligned in the file). So the damaged record is torn only if
+///
+/// - the file ends inside its header, and the bytes there could start a header (or are zeros);
+/// - its header is intact and the file ends inside its payload;
+/// - its header is intact, the record ends where the file does, and the part of some sector
+///   within it is all zeros;
+/// - or its header is damaged, the part of a sector within the header (to the sector's end or
+///   the file's) is all zeros, no intact record follows, and no more follows than one write.
+///
+/// Anything else is corruption: a record whose bytes are all there but fail the checksum (bit
+/// rot, a misdirected write, a sector garbled while the next append rewrote it), bytes after a
+/// complete record that are not a record, a damaged record that others follow.
+///
+/// A record that holds a sector of zeros of its own and is damaged elsewhere reads as torn: the
+/// two cannot be told apart (etcd's write-ahead log draws the same line).
+pub(super) fn tail_damage(buf: &[u8], pos: usize, framing: Framing) -> TailDamage {
+    let rest = &buf[pos..];
+    if rest.len() < RECORD_HEADER_BYTES {
+        if plausible_header_prefix(rest) {
+            return TailDamage::Torn("the record header is cut short by the end of the file");
+        }
+        return TailDamage::Corrupt(format!(
+            "{} bytes after the last record, which no record header starts with",
+            rest.len()
+        ));
+    }
+    match check_header(buf, pos, framing) {
+        Ok(len) => {
+            let end = pos + RECORD_HEADER_BYTES + len;
+            if end > buf.len() {
+                TailDamage::Torn("the record is cut short by the end of the file")
+            } else if end < buf.len() {
+                TailDamage::Corrupt(format!(
+                    "the record fails its checksum, and {} bytes follow it",
+                    buf.len() - end
+                ))
+            } else if zeroed_sector(buf, pos, end) {
+                TailDamage::Torn("the record holds a sector of zeros")
+            } else {
+                TailDamage::Corrupt(
+                    "the record fails its checksum though all its bytes are there and none of \
+                     its sectors is zeros (not a write cut short)"
+                        .to_owned(),
+                )
+            }
+        }
+        Err(reason) => {
+            if !zeroed_sector(buf, pos, pos + RECORD_HEADER_BYTES) {
+                TailDamage::Corrupt(format!(
+                    "{reason}, and it is not zeros (not a write cut short)"
+                ))
+            } else if rest.len() > MAX_WRITE_BYTES {
+                TailDamage::Corrupt(format!(
+                    "{reason}, and {} bytes follow, more than one write",
+                    rest.len()
+                ))
+            } else if let Some(next) = find_intact(buf, pos + 1, framing) {
+                TailDamage::Corrupt(format!(
+                    "{reason}, and an intact record follows at offset {next}"
+                ))
+            } else {
+                TailDamage::Torn("the record header is in a sector of zeros")
+            }
+        }
+    }
+}
+
+/// Whether the part within `buf[from..to]` of some aligned sector, extended to the sector's end
+/// or the end of `buf`, is all zeros (and not empty).
+fn zeroed_sector(buf: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(buf.len());
+    if from >= to {
+        return false;
+    }
+    (from / SECTOR_BYTES..=(to - 1) / SECTOR_BYTES).any(|sector| {
+        let lo = from.max(sector * SECTOR_BYTES);
+        let hi = buf.len().min((sector + 1) * SECTOR_BYTES);
+        buf[lo..hi].iter().all(|&b| b == 0)
+    })
+}
+
+/// Whether `bytes`, fewer than a record header, could be the start of one: zeros, or a length
+/// a record can have, a known kind and zero reserved bytes, as far as they go.
+fn plausible_header_prefix(bytes: &[u8]) -> bool {
+    if bytes.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let len_ok = bytes.len() < 4 || u64::from(read_u32(bytes, 0)) <= MAX_RECORD_BYTES;
+    let kind_ok = bytes
+        .get(4)
+        .is_none_or(|&kind| kind == KIND_BATCH || kind == KIND_START);
+    let reserved_ok = bytes.iter().take(8).skip(5).all(|&b| b == 0);
+    len_ok && kind_ok && reserved_ok
 }
 
 /// The kinds of record.
@@ -206,8 +371,19 @@ pub(super) struct BatchHead {
     pub(super) first_index: u64,
 }
 
-/// Appends a record of `kind` to `buf`, its payload written by `payload`.
-fn encode_record(buf: &mut Vec<u8>, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
+/// Where an encoded record goes: how its segment is framed, and the file offset of the buffer's
+/// first byte.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Place {
+    /// The segment's framing.
+    pub(super) framing: Framing,
+    /// The offset in the segment at which the buffer will be written.
+    pub(super) base: u64,
+}
+
+/// Appends a record of `kind` to `buf`, which is to be written at `place`, its payload written
+/// by `payload`.
+fn encode_record(buf: &mut Vec<u8>, place: Place, kind: u8, payload: impl FnOnce(&mut Vec<u8>)) {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
     payload(buf);
@@ -216,7 +392,8 @@ fn encode_record(buf: &mut Vec<u8>, kind: u8, payload: impl FnOnce(&mut Vec<u8>)
     let header = &mut buf[start..start + RECORD_HEADER_BYTES];
     header[..4].copy_from_slice(&(len as u32).to_le_bytes());
     header[4] = kind;
-    let header_crc = crc32c::crc32c(&header[..8]);
+    let seed = place.framing.seed(place.base + start as u64);
+    let header_crc = crc32c::crc32c_append(seed, &header[..8]);
     header[8..12].copy_from_slice(&header_crc.to_le_bytes());
     let crc = crc32c::crc32c_append(header_crc, &buf[start + RECORD_HEADER_BYTES..]);
     buf[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
@@ -228,9 +405,9 @@ fn put_hard_state(buf: &mut Vec<u8>, hard_state: HardState) {
     buf.extend_from_slice(&vote.to_le_bytes());
 }
 
-/// Appends a start record to `buf`.
-pub(super) fn encode_start(buf: &mut Vec<u8>, start: &Start) {
-    encode_record(buf, KIND_START, |buf| {
+/// Appends a start record to `buf`, which is to be written at `place`.
+pub(super) fn encode_start(buf: &mut Vec<u8>, place: Place, start: &Start) {
+    encode_record(buf, place, KIND_START, |buf| {
         put_hard_state(buf, start.hard_state);
         let snapshot = start.snapshot.map_or((0, 0), |s| (s.index, s.term));
         buf.extend_from_slice(&snapshot.0.to_le_bytes());
@@ -239,11 +416,11 @@ pub(super) fn encode_start(buf: &mut Vec<u8>, start: &Start) {
     });
 }
 
-/// Appends one batch record to `buf`.
+/// Appends one batch record to `buf`, which is to be written at `place`.
 ///
 /// The caller keeps the payload within [`MAX_RECORD_BYTES`] (see [`batch_payload_bytes`]).
-pub(super) fn encode_batch(buf: &mut Vec<u8>, head: &BatchHead, entries: &[Entry]) {
-    encode_record(buf, KIND_BATCH, |buf| {
+pub(super) fn encode_batch(buf: &mut Vec<u8>, place: Place, head: &BatchHead, entries: &[Entry]) {
+    encode_record(buf, place, KIND_BATCH, |buf| {
         let mut flags = 0;
         if head.hard_state.is_some() {
             flags |= FLAG_HARD_STATE;
@@ -467,6 +644,30 @@ mod tests {
         }
     }
 
+    /// The framings of segment 5 of either format.
+    const FRAMINGS: [Framing; 2] = [Framing::Positioned { seq: 5 }, Framing::Legacy];
+
+    /// A segment header of the format `framing` is of.
+    fn header_for(framing: Framing) -> Vec<u8> {
+        let version = match framing {
+            Framing::Positioned { .. } => FORMAT_VERSION,
+            Framing::Legacy => LEGACY_VERSION,
+        };
+        segment_header(version).to_vec()
+    }
+
+    /// Appends a batch of `entries` from `first_index` on to the segment `buf`.
+    fn push_batch(buf: &mut Vec<u8>, framing: Framing, first_index: u64, entries: &[Entry]) {
+        let head = BatchHead {
+            hard_state: None,
+            snapshot: None,
+            truncate_from: None,
+            first_index,
+        };
+        let place = Place { framing, base: 0 };
+        encode_batch(buf, place, &head, entries);
+    }
+
     #[test]
     fn a_batch_round_trips_and_every_damage_is_seen() {
         let hard_state = HardState {
@@ -480,57 +681,309 @@ mod tests {
             truncate_from: Some(3),
             first_index: 3,
         };
-        let mut buf = segment_header().to_vec();
-        assert_eq!(check_segment_header(&buf), SegmentHeader::Valid);
-        encode_batch(&mut buf, &head, &entries);
-        let len = buf.len() - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES;
-        assert_eq!(
-            len as u64,
-            batch_payload_bytes(true, true, true, crate::entries_size(&entries))
-        );
-        assert_eq!(
-            frame_at(&buf, SEGMENT_HEADER_BYTES),
-            Frame::Intact { len },
-            "the record is intact"
-        );
-        assert_eq!(check_kind(&buf, SEGMENT_HEADER_BYTES), Ok(Kind::Batch));
-        let segment = Bytes::from(buf.clone());
-        let at = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES;
-        let batch = parse_batch(&segment[at..]).unwrap();
-        assert_eq!(batch.head, head);
-        let mut out = Vec::new();
-        batch.decode_entries(&segment, at, len, &mut out).unwrap();
-        assert_eq!(out, entries);
-
-        for i in SEGMENT_HEADER_BYTES..buf.len() {
-            let mut damaged = buf.clone();
-            damaged[i] ^= 0x10;
-            assert!(
-                matches!(
-                    frame_at(&damaged, SEGMENT_HEADER_BYTES),
-                    Frame::Damaged { .. }
-                ),
-                "flipped byte {i}"
+        for (case, framing) in FRAMINGS.into_iter().enumerate() {
+            let mut buf = header_for(framing);
+            assert_eq!(
+                check_segment_header(&buf, 5),
+                SegmentHeader::Valid(framing),
+                "case {case}"
+            );
+            encode_batch(&mut buf, Place { framing, base: 0 }, &head, &entries);
+            let len = buf.len() - SEGMENT_HEADER_BYTES - RECORD_HEADER_BYTES;
+            assert_eq!(
+                len as u64,
+                batch_payload_bytes(true, true, true, crate::entries_size(&entries)),
+                "case {case}"
             );
             assert_eq!(
-                find_intact(&damaged, SEGMENT_HEADER_BYTES),
-                None,
-                "byte {i}"
+                frame_at(&buf, SEGMENT_HEADER_BYTES, framing),
+                Frame::Intact { len },
+                "case {case}: the record is intact"
             );
+            assert_eq!(check_kind(&buf, SEGMENT_HEADER_BYTES), Ok(Kind::Batch));
+            let segment = Bytes::from(buf.clone());
+            let at = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES;
+            let batch = parse_batch(&segment[at..]).unwrap();
+            assert_eq!(batch.head, head, "case {case}");
+            let mut out = Vec::new();
+            batch.decode_entries(&segment, at, len, &mut out).unwrap();
+            assert_eq!(out, entries, "case {case}");
+
+            for i in SEGMENT_HEADER_BYTES..buf.len() {
+                let mut damaged = buf.clone();
+                damaged[i] ^= 0x10;
+                assert!(
+                    matches!(
+                        frame_at(&damaged, SEGMENT_HEADER_BYTES, framing),
+                        Frame::Damaged { .. }
+                    ),
+                    "case {case}: flipped byte {i}"
+                );
+                assert_eq!(
+                    find_intact(&damaged, SEGMENT_HEADER_BYTES, framing),
+                    None,
+                    "case {case}: byte {i}"
+                );
+            }
+            for cut in SEGMENT_HEADER_BYTES + 1..buf.len() {
+                assert!(
+                    matches!(
+                        frame_at(&buf[..cut], SEGMENT_HEADER_BYTES, framing),
+                        Frame::Damaged { .. }
+                    ),
+                    "case {case}: cut at {cut}"
+                );
+            }
+            for i in 0..SEGMENT_HEADER_BYTES {
+                let mut damaged = buf.clone();
+                damaged[i] ^= 1;
+                assert!(
+                    !matches!(check_segment_header(&damaged, 5), SegmentHeader::Valid(_)),
+                    "case {case}: header byte {i}"
+                );
+            }
         }
-        for cut in SEGMENT_HEADER_BYTES + 1..buf.len() {
+    }
+
+    #[test]
+    fn a_record_is_intact_only_where_it_was_written() {
+        let framing = Framing::Positioned { seq: 5 };
+        let mut buf = header_for(framing);
+        push_batch(
+            &mut buf,
+            framing,
+            1,
+            &[entry(1, b"a vote's worth of bytes")],
+        );
+        let record = buf[SEGMENT_HEADER_BYTES..].to_vec();
+        // A command holding a byte-exact copy of the record, with its checksums.
+        let mut command = b"put k ".to_vec();
+        command.extend_from_slice(&record);
+        let second = buf.len();
+        push_batch(
+            &mut buf,
+            framing,
+            2,
+            &[Entry {
+                term: 1,
+                command: Bytes::from(command),
+            }],
+        );
+        assert_eq!(
+            find_intact(&buf, SEGMENT_HEADER_BYTES + 1, framing),
+            Some(second),
+            "only the second record itself"
+        );
+        assert_eq!(find_intact(&buf, second + 1, framing), None, "not the copy");
+        // The copy is not intact at any offset, nor in another segment at the original one.
+        for pos in SEGMENT_HEADER_BYTES + 1..buf.len() {
             assert!(
-                matches!(
-                    frame_at(&buf[..cut], SEGMENT_HEADER_BYTES),
-                    Frame::Damaged { .. }
-                ),
-                "cut at {cut}"
+                !matches!(frame_at(&buf, pos, framing), Frame::Intact { .. }) || pos == second,
+                "offset {pos}"
             );
         }
-        for i in 0..SEGMENT_HEADER_BYTES {
-            let mut damaged = buf.clone();
-            damaged[i] ^= 1;
-            assert_ne!(check_segment_header(&damaged), SegmentHeader::Valid, "{i}");
+        let mut elsewhere = header_for(framing);
+        elsewhere.extend_from_slice(&record);
+        let other = Framing::Positioned { seq: 6 };
+        assert!(matches!(
+            frame_at(&elsewhere, SEGMENT_HEADER_BYTES, other),
+            Frame::Damaged { .. }
+        ));
+        assert!(matches!(
+            frame_at(&elsewhere, SEGMENT_HEADER_BYTES, framing),
+            Frame::Intact { .. }
+        ));
+
+        // In a legacy segment the copy is intact where it lies: the reason for the new format.
+        let mut legacy = header_for(Framing::Legacy);
+        push_batch(&mut legacy, Framing::Legacy, 1, &[entry(1, b"x")]);
+        let copy = legacy[SEGMENT_HEADER_BYTES..].to_vec();
+        let mut command = b"put k ".to_vec();
+        command.extend_from_slice(&copy);
+        let second = legacy.len();
+        push_batch(
+            &mut legacy,
+            Framing::Legacy,
+            2,
+            &[Entry {
+                term: 1,
+                command: Bytes::from(command),
+            }],
+        );
+        assert!(
+            find_intact(&legacy, second + 1, Framing::Legacy).is_some(),
+            "a legacy segment cannot tell the copy from a record"
+        );
+    }
+
+    /// A segment of the current format whose last record spans three sectors, and the offset of
+    /// that record.
+    fn segment_with_a_long_last_record() -> (Vec<u8>, usize) {
+        let framing = Framing::Positioned { seq: 5 };
+        let mut buf = header_for(framing);
+        let place = Place { framing, base: 0 };
+        encode_start(
+            &mut buf,
+            place,
+            &Start {
+                hard_state: HardState::default(),
+                snapshot: None,
+                last_index: 0,
+            },
+        );
+        push_batch(&mut buf, framing, 1, &[entry(1, b"first")]);
+        let last = buf.len();
+        let command: Vec<u8> = (0..1200u32).map(|i| (i % 251) as u8 + 1).collect();
+        push_batch(
+            &mut buf,
+            framing,
+            2,
+            &[Entry {
+                term: 1,
+                command: Bytes::from(command),
+            }],
+        );
+        assert!(buf.len() > 2 * SECTOR_BYTES && last < SECTOR_BYTES);
+        (buf, last)
+    }
+
+    #[test]
+    fn only_a_write_cut_short_is_a_torn_tail() {
+        let framing = Framing::Positioned { seq: 5 };
+        let (good, last) = segment_with_a_long_last_record();
+        let len = good.len();
+        let zero = |from: usize, to: usize| {
+            let mut bytes = good.clone();
+            bytes[from..to].fill(0);
+            bytes
+        };
+        let flip = |at: usize| {
+            let mut bytes = good.clone();
+            bytes[at] ^= 0x08;
+            bytes
+        };
+        let appended = |tail: &[u8]| [&good[..], tail].concat();
+        // (case, the segment, torn)
+        let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+            ("cut inside the header", good[..last + 7].to_vec(), true),
+            ("cut inside the payload", good[..len - 100].to_vec(), true),
+            ("cut one byte short", good[..len - 1].to_vec(), true),
+            (
+                "its second sector zeros",
+                zero(SECTOR_BYTES, 2 * SECTOR_BYTES),
+                true,
+            ),
+            (
+                "its last sector's part zeros",
+                zero(2 * SECTOR_BYTES, len),
+                true,
+            ),
+            ("its header's sector zeros", zero(last, SECTOR_BYTES), true),
+            ("a byte of its payload wrong", flip(last + 700), false),
+            ("a byte of its header wrong", flip(last + 2), false),
+            ("its last byte wrong", flip(len - 1), false),
+            (
+                "half its second sector zeros",
+                zero(SECTOR_BYTES, SECTOR_BYTES + 256),
+                false,
+            ),
+            ("zeros after it", appended(&[0; 600]), true),
+            ("a zero byte after it", appended(&[0]), true),
+            (
+                "a header's first bytes after it",
+                appended(&[5, 0, 0, 0, 1, 0]),
+                true,
+            ),
+            ("0xff after it", appended(&[0xff; 40]), false),
+            (
+                "five bytes no header starts with",
+                appended(&[9, 9, 9, 9, 9]),
+                false,
+            ),
+            (
+                "sixteen random bytes after it",
+                appended(&[0x5a; 16]),
+                false,
+            ),
+        ];
+        for (case, (name, bytes, torn)) in cases.iter().enumerate() {
+            let pos = if bytes.len() > len && bytes.starts_with(&good) {
+                len
+            } else {
+                last
+            };
+            assert!(
+                !matches!(frame_at(bytes, pos, framing), Frame::Intact { .. }),
+                "case {case} ({name}): damaged"
+            );
+            let found = tail_damage(bytes, pos, framing);
+            assert_eq!(
+                matches!(found, TailDamage::Torn(_)),
+                *torn,
+                "case {case} ({name}): {found:?}"
+            );
+        }
+
+        // A torn record with bytes after it, or an intact record after a zeroed header, is
+        // acknowledged data after damage.
+        let mut more = good.clone();
+        more[SECTOR_BYTES..2 * SECTOR_BYTES].fill(0);
+        let end = more.len();
+        let mut record = Vec::new();
+        let head = BatchHead {
+            hard_state: None,
+            snapshot: None,
+            truncate_from: None,
+            first_index: 3,
+        };
+        let place = Place {
+            framing,
+            base: end as u64,
+        };
+        encode_batch(&mut record, place, &head, &[entry(1, b"after")]);
+        more.extend_from_slice(&record);
+        assert!(matches!(
+            frame_at(&more, end, framing),
+            Frame::Intact { .. }
+        ));
+        assert!(matches!(
+            tail_damage(&more, last, framing),
+            TailDamage::Corrupt(_)
+        ));
+        let mut more = good.clone();
+        more[last..SECTOR_BYTES].fill(0);
+        more.truncate(end);
+        more.extend_from_slice(&record);
+        match tail_damage(&more, last, framing) {
+            TailDamage::Corrupt(reason) => {
+                assert!(
+                    reason.contains(&format!("follows at offset {end}")),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_last_segment_header_is_torn_only_if_cut_short_or_zeros() {
+        let header = segment_header(FORMAT_VERSION);
+        let legacy = segment_header(LEGACY_VERSION);
+        let cases: [(&[u8], bool); 7] = [
+            (&[], true),
+            (&header[..9], true),
+            (&legacy[..15], true),
+            (&[0; 700], true),
+            (&[0x5a; 9], false),
+            (&[&[0u8; 16][..], &[1]].concat(), false),
+            (&[&header[..10], &[0; 6]].concat(), false),
+        ];
+        for (case, (bytes, torn)) in cases.iter().enumerate() {
+            assert!(
+                !matches!(check_segment_header(bytes, 1), SegmentHeader::Valid(_)),
+                "case {case}"
+            );
+            assert_eq!(torn_segment_header(bytes), *torn, "case {case}");
         }
     }
 
@@ -582,10 +1035,11 @@ mod tests {
         ];
         for (case, start) in starts.iter().enumerate() {
             let mut buf = Vec::new();
-            encode_start(&mut buf, start);
+            let framing = Framing::Positioned { seq: 1 };
+            encode_start(&mut buf, Place { framing, base: 0 }, start);
             assert_eq!(check_kind(&buf, 0), Ok(Kind::Start), "case {case}");
             assert_eq!(
-                frame_at(&buf, 0),
+                frame_at(&buf, 0, framing),
                 Frame::Intact { len: START_BYTES },
                 "case {case}"
             );

@@ -23,13 +23,13 @@
 //!
 //! Format 1, written before members were recorded, has no `members` lines and is still read.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::path::Path;
 
 #[cfg(doc)]
 use super::WalOptions;
-use super::{Identity, io_error, sync_dir};
+use super::fs::{Fs, Open};
+use super::{Identity, io_error, op, sync_dir};
 use crate::StorageError;
 
 /// The identity file's name.
@@ -53,21 +53,18 @@ pub(super) struct Recorded {
     pub identity: Identity,
     /// The cluster's members when it was bootstrapped (their addresses), if recorded (format 2).
     pub members: Option<Vec<String>>,
+    /// Whether the file was written just now, the directory being initialized.
+    pub created: bool,
 }
 
 /// Reads `dir`'s identity file; `Ok(None)` if there is none.
-pub(super) fn read(dir: &Path) -> Result<Option<Recorded>, StorageError> {
+pub(super) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Recorded>, StorageError> {
     let path = dir.join(IDENTITY);
-    let mut text = Vec::new();
-    match File::open(&path) {
-        Ok(file) => {
-            file.take(MAX_BYTES + 1)
-                .read_to_end(&mut text)
-                .map_err(io_error("read", &path))?;
-        }
+    let text = match fs.read(&path, MAX_BYTES + 1) {
+        Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("open", &path)(e)),
-    }
+        Err(e) => return Err(io_error("read", &path)(e)),
+    };
     parse(&text)
         .map(Some)
         .map_err(|reason| StorageError::Unreadable { path, reason })
@@ -77,13 +74,14 @@ pub(super) fn read(dir: &Path) -> Result<Option<Recorded>, StorageError> {
 /// directory with no identity file is initialized with `identity` and `members` if `create`
 /// and it holds no segments yet, and refused otherwise.
 pub(super) fn check_or_create(
+    fs: &dyn Fs,
     dir: &Path,
     identity: Identity,
     has_segments: bool,
     create: bool,
     members: Option<&[String]>,
 ) -> Result<Recorded, StorageError> {
-    let Some(found) = read(dir)? else {
+    let Some(found) = read(fs, dir)? else {
         if has_segments {
             return Err(StorageError::Unreadable {
                 path: dir.join(IDENTITY),
@@ -98,8 +96,9 @@ pub(super) fn check_or_create(
         let recorded = Recorded {
             identity,
             members: members.map(<[String]>::to_vec),
+            created: true,
         };
-        write(dir, &recorded)?;
+        write(fs, dir, &recorded)?;
         return Ok(recorded);
     };
     if found.identity != identity {
@@ -125,21 +124,19 @@ fn render(recorded: &Recorded) -> String {
     format!("{body}crc32c {crc:08x}\n")
 }
 
-fn write(dir: &Path, recorded: &Recorded) -> Result<(), StorageError> {
+fn write(fs: &dyn Fs, dir: &Path, recorded: &Recorded) -> Result<(), StorageError> {
     let tmp = dir.join(IDENTITY_TMP);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let file = fs
+        .open(&tmp, Open::Truncate)
         .map_err(io_error("create", &tmp))?;
-    file.write_all(render(recorded).as_bytes())
+    file.write_all_at(render(recorded).as_bytes(), 0)
         .map_err(io_error("write to", &tmp))?;
-    file.sync_all().map_err(io_error("sync", &tmp))?;
+    file.sync_all().map_err(io_error(op::SYNC, &tmp))?;
     drop(file);
     let path = dir.join(IDENTITY);
-    fs::rename(&tmp, &path).map_err(io_error("rename into place", &path))?;
-    sync_dir(dir)
+    fs.rename(&tmp, &path)
+        .map_err(io_error("rename into place", &path))?;
+    sync_dir(fs, dir)
 }
 
 /// Parses an identity file; `Err` says what is wrong with it.
@@ -196,6 +193,7 @@ fn parse(text: &[u8]) -> Result<Recorded, String> {
     Ok(Recorded {
         identity: Identity { cluster, node },
         members,
+        created: false,
     })
 }
 
@@ -226,6 +224,7 @@ mod tests {
                 node: 2,
             },
             members: members.map(|m| m.iter().map(|s| (*s).to_owned()).collect()),
+            created: false,
         }
     }
 
@@ -265,6 +264,7 @@ mod tests {
                 node: 0,
             },
             members: Some(vec!["a:1".to_owned(), "b:2".to_owned()]),
+            created: false,
         });
         let cases: Vec<(String, &str)> = vec![
             (String::new(), "first line"),

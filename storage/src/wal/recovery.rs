@@ -13,16 +13,17 @@
 //!    and the last segment and the directory synced. What the log no longer needs (segments
 //!    the snapshot covers, other snapshot files) is left to [`super::FileStorage`] to remove.
 
-use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
 use super::format::{
-    self, Frame, Kind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader, SnapshotRef, Start,
+    self, Frame, Framing, Kind, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentHeader,
+    SnapshotRef, Start, TailDamage,
 };
+use super::fs::{Fs, FsFile, Open};
 use super::snapshot::{self, Name};
-use super::{io_error, read_whole, sync_dir};
+use super::{io_error, op, read_whole, sync_dir};
 use crate::{Entry, HardState, Recovered, StorageError};
 
 /// How damage at the end of the last segment is treated.
@@ -47,14 +48,13 @@ pub(super) struct Listing {
 }
 
 /// Lists the files of `dir` that the log is made of.
-pub(super) fn list(dir: &Path) -> Result<Listing, StorageError> {
+pub(super) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, StorageError> {
     let mut listing = Listing::default();
-    for entry in fs::read_dir(dir).map_err(io_error("list", dir))? {
-        let entry = entry.map_err(io_error("list", dir))?;
-        let name = entry.file_name();
+    for name in fs.read_dir(dir).map_err(io_error("list", dir))? {
         let Some(name) = name.to_str() else {
             continue;
         };
+        let path = || dir.join(name);
         if let Some(stem) = name.strip_suffix(".wal")
             && stem.len() == 20
             && stem.bytes().all(|b| b.is_ascii_digit())
@@ -62,16 +62,16 @@ pub(super) fn list(dir: &Path) -> Result<Listing, StorageError> {
         {
             if seq == 0 {
                 return Err(StorageError::Unreadable {
-                    path: entry.path(),
+                    path: path(),
                     reason: "segment 0: segments count from 1".to_owned(),
                 });
             }
-            listing.segments.push((seq, entry.path()));
+            listing.segments.push((seq, path()));
             continue;
         }
         match snapshot::parse_name(name) {
-            Name::Snapshot(index) => listing.snapshots.push((index, entry.path())),
-            Name::Temporary => listing.temporary.push(entry.path()),
+            Name::Snapshot(index) => listing.snapshots.push((index, path())),
+            Name::Temporary => listing.temporary.push(path()),
             Name::Other => {}
         }
     }
@@ -88,11 +88,13 @@ pub(super) struct Tail {
     /// Its path.
     pub(super) path: PathBuf,
     /// Open for reading and writing.
-    pub(super) file: File,
+    pub(super) file: Box<dyn FsFile>,
     /// Its length: where the next record goes.
     pub(super) len: u64,
-    /// Whether it holds a record yet.
-    pub(super) has_records: bool,
+    /// How its records are framed: a legacy segment is never written to.
+    pub(super) framing: Framing,
+    /// How many records it holds (the first is its start record).
+    pub(super) records: usize,
 }
 
 /// What a data directory holds.
@@ -120,6 +122,8 @@ struct Segment {
     seq: u64,
     path: PathBuf,
     buf: Vec<u8>,
+    /// How its records are framed (legacy for a segment whose header is damaged).
+    framing: Framing,
     /// The intact records: offset of the record header, payload length.
     records: Vec<(usize, usize)>,
     /// What to do to the file once everything has been read.
@@ -135,7 +139,12 @@ enum Repair {
 }
 
 /// Reads the log of `dir`, whose files are `listing` (see the module docs).
-pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, StorageError> {
+pub(super) fn recover(
+    fs: &dyn Fs,
+    dir: &Path,
+    listing: Listing,
+    mode: Mode,
+) -> Result<Log, StorageError> {
     let Listing {
         mut segments,
         snapshots,
@@ -155,7 +164,7 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
     let mut capacity = 0;
     for (i, (seq, path)) in run_segments.into_iter().enumerate() {
         let lenient = mode == Mode::Repair && i + 1 == count;
-        let segment = frame(seq, path, lenient)?;
+        let segment = frame(fs, seq, path, lenient)?;
         capacity += segment
             .records
             .iter()
@@ -213,7 +222,7 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
             let (i, pos) = known.snapshot_at;
             let segment = &segments[i].0.path;
             let referrer = || format!("in {} at offset {pos}", segment.display());
-            Some(snapshot::read(dir, reference, &referrer)?)
+            Some(snapshot::read(fs, dir, reference, &referrer)?)
         }
         None => None,
     };
@@ -239,21 +248,20 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
     while let Some((segment, bytes)) = segments.pop() {
         match segment.repair {
             Some(Repair::Remove { reason }) => {
-                fs::remove_file(&segment.path).map_err(io_error("remove", &segment.path))?;
-                sync_dir(dir)?;
+                fs.remove_file(&segment.path)
+                    .map_err(io_error("remove", &segment.path))?;
+                sync_dir(fs, dir)?;
                 log.highs.pop();
                 tracing::warn!(
                     file = %segment.path.display(),
                     bytes = bytes.len(),
-                    "removed the last segment of the write-ahead log: {reason} and no \
-                     intact record follows (a crash right after it was created)"
+                    "removed the last segment of the write-ahead log: {reason}, and the file \
+                     is a header cut short or zeros (a crash while it was created)"
                 );
             }
             repair => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&segment.path)
+                let file = fs
+                    .open(&segment.path, Open::Existing)
                     .map_err(io_error("open", &segment.path))?;
                 let mut len = bytes.len();
                 if let Some(Repair::Truncate { offset, reason }) = repair {
@@ -263,22 +271,22 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
                         file = %segment.path.display(),
                         offset,
                         dropped = len - offset,
-                        "truncated the torn tail of the write-ahead log: {reason} and no \
-                         intact record follows (a write cut short by a crash, never \
-                         acknowledged)"
+                        "truncated the torn tail of the write-ahead log: {reason}, and nothing \
+                         follows it (a write cut short by a crash, never acknowledged)"
                     );
                     len = offset;
                 }
                 // Whatever a crashed process wrote but did not sync is about to be
                 // acted on: make it durable first (and the cut, if any).
-                file.sync_all().map_err(io_error("sync", &segment.path))?;
-                sync_dir(dir)?;
+                file.sync_all().map_err(io_error(op::SYNC, &segment.path))?;
+                sync_dir(fs, dir)?;
                 log.tail = Some(Tail {
                     seq: segment.seq,
                     path: segment.path,
                     file,
                     len: len as u64,
-                    has_records: !segment.records.is_empty(),
+                    framing: segment.framing,
+                    records: segment.records.len(),
                 });
                 break;
             }
@@ -324,21 +332,21 @@ pub(super) fn recover(dir: &Path, listing: Listing, mode: Mode) -> Result<Log, S
 }
 
 /// Reads the segment `seq` at `path` and checks its framing. `lenient`: it is the last segment
-/// and damage at its end is a torn tail.
-fn frame(seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError> {
-    let file = File::open(&path).map_err(io_error("open", &path))?;
-    let buf = read_whole(file, &path)?;
+/// and damage at its end may be a torn write ([`format::tail_damage`]).
+fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError> {
+    let buf = read_whole(fs, &path)?;
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
         path: path.clone(),
         offset: offset as u64,
         reason,
     };
-    match format::check_segment_header(&buf) {
-        SegmentHeader::Valid => {}
+    let framing = match format::check_segment_header(&buf, seq) {
+        SegmentHeader::Valid(framing) => framing,
         SegmentHeader::Version(version) => {
             return Err(StorageError::Unreadable {
                 reason: format!(
-                    "segment format version {version} (this version reads {})",
+                    "segment format version {version} (this version reads {} and {})",
+                    format::LEGACY_VERSION,
                     format::FORMAT_VERSION
                 ),
                 path,
@@ -348,44 +356,47 @@ fn frame(seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError
             if !lenient {
                 return Err(corrupt(0, reason.to_owned()));
             }
-            if let Some(next) = format::find_intact(&buf, 0) {
+            if !format::torn_segment_header(&buf) {
                 return Err(corrupt(
                     0,
-                    format!("{reason}, and an intact record follows at offset {next}"),
+                    format!(
+                        "{reason}, and the file is neither a header cut short nor zeros (what a \
+                         crash while the segment was created leaves)"
+                    ),
                 ));
             }
             return Ok(Segment {
                 seq,
                 path,
                 buf,
+                framing: Framing::Legacy,
                 records: Vec::new(),
                 repair: Some(Repair::Remove { reason }),
             });
         }
-    }
+    };
     let mut records = Vec::new();
     let mut repair = None;
     let mut pos = SEGMENT_HEADER_BYTES;
     while pos < buf.len() {
-        match format::frame_at(&buf, pos) {
+        match format::frame_at(&buf, pos, framing) {
             Frame::Intact { len } => {
                 records.push((pos, len));
                 pos += RECORD_HEADER_BYTES + len;
             }
-            Frame::Damaged { reason, resume } => {
-                if let Some(next) = format::find_intact(&buf, resume) {
-                    return Err(corrupt(
-                        pos,
-                        format!("{reason}, and an intact record follows at offset {next}"),
-                    ));
-                }
+            Frame::Damaged { reason } => {
                 if !lenient {
                     return Err(corrupt(pos, reason.to_owned()));
                 }
-                repair = Some(Repair::Truncate {
-                    offset: pos,
-                    reason,
-                });
+                match format::tail_damage(&buf, pos, framing) {
+                    TailDamage::Torn(reason) => {
+                        repair = Some(Repair::Truncate {
+                            offset: pos,
+                            reason,
+                        });
+                    }
+                    TailDamage::Corrupt(reason) => return Err(corrupt(pos, reason)),
+                }
                 break;
             }
         }
@@ -394,6 +405,7 @@ fn frame(seq: u64, path: PathBuf, lenient: bool) -> Result<Segment, StorageError
         seq,
         path,
         buf,
+        framing,
         records,
         repair,
     })

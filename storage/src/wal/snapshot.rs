@@ -5,7 +5,6 @@
 //! the data straight from the caller's buffer (no copy), synced once, renamed into place, and
 //! the directory synced. It is read back in one read into one buffer, the data a slice of it.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +12,8 @@ use bytes::Bytes;
 
 use super::fault::Faults;
 use super::format::{SnapshotRef, read_u32, read_u64};
-use super::{io_error, read_whole, sync_dir_with, write_at};
+use super::fs::{Fs, FsFile, Open};
+use super::{io_error, op, sync_dir_with, write_at};
 use crate::{Snapshot, StorageError};
 
 /// The magic that opens every snapshot file.
@@ -77,56 +77,82 @@ fn header(index: u64, term: u64, data: &[u8]) -> [u8; HEADER_BYTES] {
     header
 }
 
-/// Writes `snapshot` to its file in `dir`, durably, and returns the file's path.
+/// A snapshot file written by [`write()`].
+#[derive(Debug)]
+pub(super) struct Written {
+    /// The file and its path, if its data sync was put off (only ever by a bug re-injected in
+    /// tests: the sync must come before the rename).
+    deferred: Option<(Box<dyn FsFile>, PathBuf)>,
+}
+
+impl Written {
+    /// Syncs the file's data if that was put off.
+    pub(super) fn finish(self, faults: &mut Faults) -> Result<(), StorageError> {
+        match self.deferred {
+            Some((file, path)) => sync_all(faults, &*file, &path),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `fsync` of `file`.
+fn sync_all(faults: &mut Faults, file: &dyn FsFile, path: &Path) -> Result<(), StorageError> {
+    faults
+        .sync()
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(op::SYNC, path))
+}
+
+/// Writes `snapshot` to its file in `dir`, durably.
 pub(super) fn write(
+    fs: &dyn Fs,
     dir: &Path,
     snapshot: &Snapshot,
     faults: &mut Faults,
-) -> Result<PathBuf, StorageError> {
+) -> Result<Written, StorageError> {
     let name = file_name(snapshot.index);
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
     faults.change().map_err(io_error("create", &tmp))?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let file = fs
+        .open(&tmp, Open::Truncate)
         .map_err(io_error("create", &tmp))?;
     let data = &snapshot.data[..];
     write_at(
         faults,
-        &file,
+        &*file,
         &header(snapshot.index, snapshot.term, data),
         0,
         &tmp,
     )?;
     if !data.is_empty() {
-        write_at(faults, &file, data, HEADER_BYTES as u64, &tmp)?;
+        write_at(faults, &*file, data, HEADER_BYTES as u64, &tmp)?;
+    }
+    let defer = faults.rename_before_data_sync();
+    if !defer {
+        sync_all(faults, &*file, &tmp)?;
     }
     faults
-        .sync()
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("sync", &tmp))?;
-    drop(file);
-    faults
         .change()
-        .and_then(|()| fs::rename(&tmp, &path))
+        .and_then(|()| fs.rename(&tmp, &path))
         .map_err(io_error("rename into place", &path))?;
-    sync_dir_with(faults, dir)?;
-    Ok(path)
+    sync_dir_with(faults, fs, dir)?;
+    Ok(Written {
+        deferred: defer.then_some((file, path)),
+    })
 }
 
 /// Reads the snapshot the log refers to as `reference`, from its file in `dir`. `referrer`
 /// says where the log refers to it, for errors.
 pub(super) fn read(
+    fs: &dyn Fs,
     dir: &Path,
     reference: SnapshotRef,
     referrer: &dyn Fn() -> String,
 ) -> Result<Snapshot, StorageError> {
     let path = dir.join(file_name(reference.index));
-    let buf = match File::open(&path) {
-        Ok(file) => read_whole(file, &path)?,
+    let buf = match fs.read(&path, u64::MAX) {
+        Ok(buf) => buf,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(StorageError::Corrupt {
                 reason: format!(
@@ -140,7 +166,7 @@ pub(super) fn read(
                 offset: 0,
             });
         }
-        Err(e) => return Err(io_error("open", &path)(e)),
+        Err(e) => return Err(io_error("read", &path)(e)),
     };
     let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
         path: path.clone(),
@@ -206,6 +232,9 @@ pub(super) fn read(
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
+    use super::super::fs::RealFs;
     use super::*;
 
     #[test]
@@ -233,18 +262,23 @@ mod tests {
             term: 3,
             data: Bytes::from_static(b"the state machine at 12"),
         };
-        let path = write(dir.path(), &snapshot, &mut Faults::default()).unwrap();
-        assert_eq!(path, dir.path().join(file_name(12)));
+        let fs = &RealFs;
+        let written = write(fs, dir.path(), &snapshot, &mut Faults::default()).unwrap();
+        written.finish(&mut Faults::default()).unwrap();
+        let path = dir.path().join(file_name(12));
         let reference = SnapshotRef { index: 12, term: 3 };
         let referrer = || "test".to_owned();
-        assert_eq!(read(dir.path(), reference, &referrer).unwrap(), snapshot);
+        assert_eq!(
+            read(fs, dir.path(), reference, &referrer).unwrap(),
+            snapshot
+        );
         let good = fs::read(&path).unwrap();
         assert_eq!(good.len(), HEADER_BYTES + snapshot.data.len());
         for at in 0..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x40;
             fs::write(&path, &bad).unwrap();
-            match read(dir.path(), reference, &referrer).unwrap_err() {
+            match read(fs, dir.path(), reference, &referrer).unwrap_err() {
                 StorageError::Corrupt { path: p, .. } => assert_eq!(p, path, "byte {at}"),
                 other => panic!("byte {at}: {other}"),
             }
@@ -253,7 +287,7 @@ mod tests {
             fs::write(&path, &good[..cut]).unwrap();
             assert!(
                 matches!(
-                    read(dir.path(), reference, &referrer),
+                    read(fs, dir.path(), reference, &referrer),
                     Err(StorageError::Corrupt { .. })
                 ),
                 "cut at {cut}"
@@ -261,7 +295,7 @@ mod tests {
         }
         fs::write(&path, &good).unwrap();
         let other = SnapshotRef { index: 12, term: 4 };
-        let err = read(dir.path(), other, &referrer).unwrap_err();
+        let err = read(fs, dir.path(), other, &referrer).unwrap_err();
         assert!(err.to_string().contains("term 3"), "{err}");
     }
 }

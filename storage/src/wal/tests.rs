@@ -1,11 +1,15 @@
 //! Tests that need the inside of [`FileStorage`]: injected write and sync failures, records
-//! smaller than [`MAX_RECORD_BYTES`] to split updates over, and the records as written.
+//! smaller than [`MAX_RECORD_BYTES`] to split updates over, and the records as written; and
+//! power cuts on a simulated file system (`power`).
+
+mod power;
 
 use std::io::ErrorKind;
 
 use bytes::Bytes;
 
 use super::format::{self, Frame, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::fs::RealFs;
 use super::*;
 use crate::{MemStorage, Snapshot};
 
@@ -14,6 +18,14 @@ const ID: Identity = Identity {
     node: 0,
 };
 
+/// The default options, without a ballast file.
+fn no_ballast() -> WalOptions {
+    WalOptions {
+        ballast_bytes: 0,
+        ..WalOptions::default()
+    }
+}
+
 fn open(dir: &Path, segment_size: u64) -> FileStorage {
     FileStorage::open(
         dir,
@@ -21,7 +33,8 @@ fn open(dir: &Path, segment_size: u64) -> FileStorage {
         WalOptions {
             segment_size,
             create: true,
-            members: None,
+            ballast_bytes: 0,
+            ..WalOptions::default()
         },
     )
     .unwrap()
@@ -69,14 +82,21 @@ fn both(storage: &mut FileStorage, model: &mut MemStorage, update: &Update<'_>) 
     storage.persist(update).unwrap();
 }
 
+/// The sequence number of the segment at `path`.
+fn seq_of(path: &Path) -> u64 {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    name.strip_suffix(".wal").unwrap().parse().unwrap()
+}
+
 /// The start record and the batches of the segment at `path`, parsed.
 fn records(path: &Path) -> (Option<format::Start>, Vec<format::Batch>) {
-    let buf = fs::read(path).unwrap();
+    let buf = std::fs::read(path).unwrap();
+    let framing = format::Framing::Positioned { seq: seq_of(path) };
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut start = None;
     let mut out = Vec::new();
     while pos < buf.len() {
-        let Frame::Intact { len } = format::frame_at(&buf, pos) else {
+        let Frame::Intact { len } = format::frame_at(&buf, pos, framing) else {
             panic!("damaged record at {pos} of {}", path.display());
         };
         let at = pos + RECORD_HEADER_BYTES;
@@ -99,7 +119,7 @@ fn batches(path: &Path) -> Vec<format::Batch> {
 
 /// The segment files of `dir`, in order.
 fn segment_paths(dir: &Path) -> Vec<PathBuf> {
-    recovery::list(dir)
+    recovery::list(&RealFs, dir)
         .unwrap()
         .segments
         .into_iter()
@@ -109,7 +129,7 @@ fn segment_paths(dir: &Path) -> Vec<PathBuf> {
 
 /// The snapshot files of `dir`, and the temporary ones, in order.
 fn snapshot_paths(dir: &Path) -> Vec<PathBuf> {
-    let listing = recovery::list(dir).unwrap();
+    let listing = recovery::list(&RealFs, dir).unwrap();
     let mut paths: Vec<PathBuf> = listing.snapshots.into_iter().map(|(_, p)| p).collect();
     paths.extend(listing.temporary);
     paths
@@ -138,7 +158,7 @@ fn a_full_disk_poisons_and_reopening_recovers_what_was_acknowledged() {
         other => panic!("{other}"),
     }
     // Half the record reached the file.
-    assert!(fs::metadata(&storage.segment_path).unwrap().len() > end);
+    assert!(std::fs::metadata(&storage.segment_path).unwrap().len() > end);
     for update in [vote(2), append(6, &second), append(1, &first)] {
         match storage.persist(&update).unwrap_err() {
             StorageError::Poisoned { reason } => assert!(reason.contains("write to"), "{reason}"),
@@ -161,6 +181,27 @@ fn a_full_disk_poisons_and_reopening_recovers_what_was_acknowledged() {
         open(dir.path(), 1 << 20).recover().unwrap(),
         model.recover().unwrap()
     );
+}
+
+/// Checks that opening `dir` is refused after a failed sync of `file`, and then makes its
+/// marker say it was written in an earlier boot: what a reboot amounts to, as far as the log can
+/// tell.
+fn refused_until_reboot(dir: &Path, file: &str, case: &str) {
+    let marker = dir.join(sync_failed::MARKER);
+    let err = FileStorage::open(dir, ID, no_ballast()).unwrap_err();
+    match &err {
+        StorageError::SyncFailed { path, failure } => {
+            assert_eq!(*path, marker, "{case}");
+            assert!(failure.contains(file), "{case}: {failure}");
+        }
+        other => panic!("{case}: {other}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("restart"), "{case}: {message}");
+    let text = std::fs::read_to_string(&marker).unwrap();
+    let boot = RealFs.boot_id().unwrap();
+    assert!(text.contains(&format!("\nboot {boot}\n")), "{case}: {text}");
+    std::fs::write(&marker, text.replace(&boot, "an-earlier-boot")).unwrap();
 }
 
 #[test]
@@ -186,10 +227,15 @@ fn a_failed_sync_poisons() {
         Err(StorageError::Poisoned { .. })
     ));
     drop(storage);
-    // The record was written whole (to the page cache) before its sync failed, so reopening
-    // finds it; after a machine crash it might as well be gone. Either is a valid state: it was
-    // never acknowledged.
+    // The page cache holds the record whole, the disk maybe not: not opened before a reboot.
+    refused_until_reboot(dir.path(), "00000000000000000001.wal", "a failed sync");
+    // After it, the record may be on the disk or not. Either is a valid state: it was never
+    // acknowledged. (Here the "disk" is the page cache, which kept it.)
     let recovered = open(dir.path(), 1 << 20).recover().unwrap();
+    assert!(
+        !dir.path().join(sync_failed::MARKER).exists(),
+        "the marker is gone"
+    );
     model.persist(&append(4, &second)).unwrap();
     assert!(
         recovered == model.recover().unwrap() || recovered == acknowledged,
@@ -202,11 +248,12 @@ fn a_failed_sync_poisons() {
 fn failures_while_starting_a_segment_leave_a_log_that_opens() {
     // (what fails, which one, entries recovered after reopening)
     let cases = [
-        ("write", 1, 2), // the new segment's header, half written: the segment is removed
-        ("write", 2, 2), // the first record of the new segment, half written: a torn tail
-        ("sync", 1, 2),  // the new segment's header
+        // The new segment's header and start record, half written: it is made again.
+        ("write", 1, 2),
+        ("write", 2, 2), // the first batch of the new segment, half written: a torn tail
+        ("sync", 1, 2),  // the new segment's header and start record
         ("sync", 2, 2),  // the directory
-        ("sync", 3, 3),  // the first record of the new segment
+        ("sync", 3, 3),  // the first batch of the new segment
     ];
     for (case, &(what, nth, expected)) in cases.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
@@ -230,6 +277,9 @@ fn failures_while_starting_a_segment_leave_a_log_that_opens() {
             "case {case}"
         );
         drop(storage);
+        if what == "sync" {
+            refused_until_reboot(dir.path(), "cannot sync", &format!("case {case}"));
+        }
         let mut storage = open(dir.path(), 32);
         let recovered = storage.recover().unwrap();
         assert_eq!(recovered.entries.len(), expected, "case {case}");
@@ -341,7 +391,7 @@ fn an_entry_too_large_for_a_record_is_refused() {
         err.to_string().contains("more than a record holds"),
         "{err}"
     );
-    assert_eq!(fs::metadata(&storage.segment_path).unwrap().len(), end);
+    assert_eq!(std::fs::metadata(&storage.segment_path).unwrap().len(), end);
 }
 
 #[test]
@@ -370,11 +420,11 @@ fn snapshot(index: u64, term: u64, size: usize) -> Snapshot {
 /// Copies the files of `dir` (but its lock) into a new temporary directory.
 fn copy_dir(dir: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    for entry in fs::read_dir(dir).unwrap() {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap();
         if name != LOCK {
-            fs::copy(&path, copy.path().join(name)).unwrap();
+            std::fs::copy(&path, copy.path().join(name)).unwrap();
         }
     }
     copy
@@ -659,7 +709,7 @@ fn removals_persisted_in_any_order_leave_the_state_after_the_snapshot() {
     drop(storage);
     let after = model.recover().unwrap();
     let names = |dir: &Path| -> Vec<std::ffi::OsString> {
-        let mut names: Vec<_> = fs::read_dir(dir)
+        let mut names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .filter(|n| n != LOCK)
@@ -680,7 +730,7 @@ fn removals_persisted_in_any_order_leave_the_state_after_the_snapshot() {
         let copy = copy_dir(dir.path());
         for (i, name) in removed.iter().enumerate() {
             if subset & (1 << i) != 0 {
-                fs::copy(before_dir.path().join(name), copy.path().join(name)).unwrap();
+                std::fs::copy(before_dir.path().join(name), copy.path().join(name)).unwrap();
             }
         }
         let mut storage = open(copy.path(), segment_size);
@@ -735,4 +785,117 @@ fn snapshots_leave_only_the_segments_after_them() {
         open(dir.path(), segment_size).recover().unwrap(),
         model.recover().unwrap()
     );
+}
+
+#[test]
+fn an_unreadable_marker_is_refused_and_one_of_an_earlier_boot_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path(), 1 << 20));
+    let marker = dir.path().join(sync_failed::MARKER);
+    // (case, the marker's text, opened)
+    let cases = [
+        (
+            "empty, as a crash while writing it leaves it",
+            String::new(),
+            false,
+        ),
+        ("not a marker", "hello\n".to_owned(), false),
+        (
+            "this boot",
+            format!(
+                "zeroraft sync failed\nboot {}\nfailure cannot sync x: EIO\n",
+                RealFs.boot_id().unwrap()
+            ),
+            false,
+        ),
+        (
+            "an unknown boot",
+            "zeroraft sync failed\nboot unknown\nfailure cannot sync x: EIO\n".to_owned(),
+            false,
+        ),
+        (
+            "an earlier boot",
+            "zeroraft sync failed\nboot 0-1-2\nfailure cannot sync x: EIO\n".to_owned(),
+            true,
+        ),
+    ];
+    for (case, (name, text, opened)) in cases.into_iter().enumerate() {
+        std::fs::write(&marker, &text).unwrap();
+        let result = FileStorage::open(dir.path(), ID, no_ballast());
+        if opened {
+            result.unwrap_or_else(|e| panic!("case {case}: {name}: {e}"));
+            assert!(!marker.exists(), "case {case}: {name}: removed");
+        } else {
+            match result.unwrap_err() {
+                StorageError::SyncFailed { path, .. } => {
+                    assert_eq!(path, marker, "case {case}: {name}");
+                }
+                other => panic!("case {case}: {name}: {other}"),
+            }
+            assert_eq!(
+                std::fs::read_to_string(&marker).unwrap(),
+                text,
+                "case {case}: {name}: kept"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_sync_is_reported_even_if_its_marker_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = open(dir.path(), 1 << 20);
+    // A directory where the marker goes: it cannot be written.
+    let marker = dir.path().join(sync_failed::MARKER);
+    std::fs::create_dir(&marker).unwrap();
+    storage.faults.fail_sync(1, ErrorKind::Other);
+    let err = storage.persist(&vote(1)).unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Io { op, .. } if *op == "sync"),
+        "{err}"
+    );
+    match storage.persist(&vote(2)).unwrap_err() {
+        StorageError::Poisoned { reason } => {
+            assert!(reason.contains("cannot sync"), "{reason}");
+            assert!(
+                reason.contains("SYNC-FAILED marker cannot be written"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    drop(storage);
+    // Whatever is at the marker's place, the directory does not open as if nothing happened.
+    assert!(FileStorage::open(dir.path(), ID, no_ballast()).is_err());
+}
+
+#[test]
+fn a_full_disk_frees_the_ballast_which_comes_back_when_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let ballast = dir.path().join(ballast::BALLAST);
+    let options = || WalOptions {
+        create: true,
+        ballast_bytes: 100 << 10,
+        ..WalOptions::default()
+    };
+    let mut storage = FileStorage::open(dir.path(), ID, options()).unwrap();
+    assert_eq!(std::fs::metadata(&ballast).unwrap().len(), 100 << 10);
+    assert!(!storage.disk_full());
+    storage.persist(&vote(1)).unwrap();
+
+    storage.faults.fail_write(1, ErrorKind::StorageFull);
+    assert!(storage.persist(&vote(2)).unwrap_err().is_storage_full());
+    assert!(storage.disk_full());
+    assert!(!ballast.exists(), "the ballast makes room");
+    drop(storage);
+
+    // Here the disk has room for it twice over: it is made again.
+    let storage = FileStorage::open(dir.path(), ID, options()).unwrap();
+    assert!(!storage.disk_full());
+    assert_eq!(std::fs::metadata(&ballast).unwrap().len(), 100 << 10);
+    drop(storage);
+    // Without one wanted, it goes.
+    let storage = FileStorage::open(dir.path(), ID, no_ballast()).unwrap();
+    assert!(!ballast.exists());
+    assert!(!storage.disk_full());
 }

@@ -100,12 +100,14 @@ pub fn snapshot(index: u64, term: u64, size: usize) -> Snapshot {
     }
 }
 
-/// Options with a segment size of `segment_size` bytes.
+/// Options with a segment size of `segment_size` bytes, and no ballast file (its tests set
+/// one).
 pub fn options(segment_size: u64) -> WalOptions {
     WalOptions {
         segment_size,
         create: true,
         members: None,
+        ballast_bytes: 0,
     }
 }
 
