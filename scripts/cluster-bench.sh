@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Three `zeroraft serve` processes on loopback, loaded by `zeroraft bench --connect`: the
 # figures of BENCHMARKS.md's "A cluster of processes". STORAGE=file (default) or memory;
-# CLIENTS (default 4096), SECONDS_PER_RUN (default 10), ROUNDS (default 1). Builds first.
+# CLIENTS (default 4096), SECONDS_PER_RUN (default 10), ROUNDS (default 1); METRICS=1 has each
+# node serve its metrics (`--metrics`), scraped once a second as Prometheus would. Builds first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -15,8 +16,9 @@ peers="127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))"
 clients_at="127.0.0.1:$((base + 10)),127.0.0.1:$((base + 11)),127.0.0.1:$((base + 12))"
 dir=$(mktemp -d)
 pids=()
+scraper=
 cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
+    kill "${pids[@]}" $scraper 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$dir"
 }
@@ -28,8 +30,12 @@ for i in 0 1 2; do
         "$bin" init --id "$i" --peers "$peers" --cluster "$cluster" --data "$dir/node-$i" >/dev/null
         data=(--data "$dir/node-$i")
     fi
+    metrics=()
+    if [ "${METRICS:-0}" = 1 ]; then
+        metrics=(--metrics "127.0.0.1:$((base + 20 + i))")
+    fi
     "$bin" serve --id "$i" --peers "$peers" --listen "127.0.0.1:$((base + 10 + i))" \
-        --storage "$storage" "${data[@]}" 2>>"$dir/node-$i.log" &
+        --storage "$storage" "${data[@]}" "${metrics[@]}" 2>>"$dir/node-$i.log" &
     pids+=($!)
 done
 # CPU time (user + system, in clock ticks) of the three server processes so far.
@@ -42,6 +48,18 @@ server_ticks() {
     echo "$total"
 }
 hz=$(getconf CLK_TCK)
+if [ "${METRICS:-0}" = 1 ]; then
+    # Scrape every node once a second for as long as the script runs.
+    (
+        while true; do
+            for i in 0 1 2; do
+                curl -s -o /dev/null "http://127.0.0.1:$((base + 20 + i))/metrics" || true
+            done
+            sleep 1
+        done
+    ) &
+    scraper=$!
+fi
 for round in $(seq "$rounds"); do
     echo "== round $round: 3 processes, storage $storage, $clients in flight, ${seconds}s"
     before=$(server_ticks)

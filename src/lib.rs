@@ -86,6 +86,11 @@ pub struct DocsDurability;
 #[cfg(doctest)]
 pub struct DocsServe;
 
+/// Compiles and runs the Rust examples in docs/metrics.md as doctests.
+#[doc = include_str!("../docs/metrics.md")]
+#[cfg(doctest)]
+pub struct DocsMetrics;
+
 /// Compiles and runs the Rust examples in docs/dashboard.md as doctests.
 #[doc = include_str!("../docs/dashboard.md")]
 #[cfg(doctest)]

@@ -43,6 +43,7 @@ pub mod core;
 pub mod driver;
 mod error;
 mod failure;
+pub mod metrics;
 mod runtime;
 mod status;
 mod sync;

@@ -70,6 +70,10 @@ mod model {
         fn is_empty(&self) -> bool {
             self.len.load(Acquire) == 0
         }
+
+        fn len(&self) -> usize {
+            self.len.load(Acquire)
+        }
     }
 
     /// The surface of `crossbeam_queue::ArrayQueue` the proposal path uses.
@@ -90,6 +94,10 @@ mod model {
 
         pub(crate) fn is_empty(&self) -> bool {
             self.0.is_empty()
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
         }
     }
 
@@ -113,6 +121,10 @@ mod model {
 
         pub(crate) fn is_empty(&self) -> bool {
             self.0.is_empty()
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            self.0.len()
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - [`protocol`]: the client wire protocol (length-prefixed binary frames).
 //! - [`KvServer`]: the protocol over TCP for one node; [`KvClient`]: the client library.
 //! - [`serve`]: one node of the service in its own process, as `zeroraft serve` runs it.
+//! - [`metrics`] and [`observe`]: the service's metrics, and the HTTP endpoint that serves
+//!   them with the engine's in the Prometheus format, beside the health endpoints.
 //!
 //! One node with its server and a client:
 //!
@@ -42,6 +44,8 @@
 pub mod client;
 mod command;
 pub mod machine;
+pub mod metrics;
+pub mod observe;
 pub mod protocol;
 pub mod serve;
 pub mod server;

@@ -32,6 +32,7 @@ use zeroraft_engine::storage::wal::{FileStorage, Identity, WalOptions};
 use zeroraft_engine::{BuildError, Compaction, Config, MemStorage, Message, Raft, StorageError};
 use zeroraft_transport::tcp::{TcpConfig, TcpError, TcpNetwork};
 
+use crate::observe::ObserveServer;
 use crate::{KvServer, KvState, ServerOptions};
 
 /// How to start one node of a cluster of processes.
@@ -47,6 +48,10 @@ pub struct NodeOptions {
     pub peers: Vec<SocketAddr>,
     /// Where this node listens for clients.
     pub listen: SocketAddr,
+    /// Where this node serves its metrics and health over HTTP, if anywhere
+    /// ([`crate::observe`]). The first node of a process to serve them installs the process's
+    /// metrics recorder. Default `None`.
+    pub metrics: Option<SocketAddr>,
     /// The node's data directory, made by [`ServeNode::initialize`].
     pub data: PathBuf,
     /// Keep the raft state in memory instead of `data` (which is then not used): the node
@@ -77,6 +82,7 @@ impl NodeOptions {
             peers,
             listen,
             data,
+            metrics: None,
             in_memory: false,
             server: ServerOptions::default(),
             config: Config {
@@ -134,6 +140,8 @@ pub enum ServeError {
     Build(BuildError),
     /// The client server could not start.
     Server(std::io::Error),
+    /// The metrics endpoint could not start.
+    Metrics(String),
 }
 
 impl fmt::Display for ServeError {
@@ -173,6 +181,7 @@ impl fmt::Display for ServeError {
             Self::Transport(e) => e.fmt(f),
             Self::Build(e) => write!(f, "cannot start the node: {e}"),
             Self::Server(e) => write!(f, "cannot start the client server: {e}"),
+            Self::Metrics(e) => write!(f, "cannot serve metrics: {e}"),
         }
     }
 }
@@ -182,6 +191,8 @@ impl std::error::Error for ServeError {}
 /// A running node: its client server, engine and transport.
 pub struct ServeNode {
     server: KvServer,
+    /// The metrics and health endpoint, if the node serves one.
+    observe: Option<ObserveServer>,
     /// The transport. The client server reads its links through a weak handle: the last
     /// handle dropped (this one, unless a status request is reading it) stops it.
     network: Option<Arc<TcpNetwork<Message>>>,
@@ -280,6 +291,15 @@ impl ServeNode {
         let peer_listener = listen("peers", peer_addr)?;
         let peer_addr = peer_listener.local_addr().unwrap_or(peer_addr);
         let client_listener = listen("clients", options.listen)?;
+        // The recorder must be installed before the node and its server register their
+        // metrics.
+        let metrics = match options.metrics {
+            Some(addr) => Some((
+                listen("metrics", addr)?,
+                crate::observe::recorder().map_err(ServeError::Metrics)?,
+            )),
+            None => None,
+        };
         let tcp = TcpConfig::new(options.id, options.cluster, options.peers.clone());
         let (network, endpoint) =
             TcpNetwork::start(tcp, peer_listener).map_err(ServeError::Transport)?;
@@ -304,15 +324,32 @@ impl ServeNode {
             }
         };
         let network = Arc::new(network);
-        let links = Arc::downgrade(&network);
-        server.set_links(nodes, move |peer| {
-            links
-                .upgrade()
-                .map(|network| network.link(peer))
-                .unwrap_or_default()
-        });
+        let link = {
+            let network = Arc::downgrade(&network);
+            move |peer| {
+                network
+                    .upgrade()
+                    .map(|network| network.link(peer))
+                    .unwrap_or_default()
+            }
+        };
+        server.set_links(nodes, link.clone());
+        let observe = match metrics {
+            Some((listener, handle)) => {
+                let raft = server.raft().clone();
+                match ObserveServer::start(listener, handle, raft, nodes, link) {
+                    Ok(observe) => Some(observe),
+                    Err(e) => {
+                        server.raft().kill();
+                        return Err(ServeError::Metrics(e.to_string()));
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(Self {
             server,
+            observe,
             network: Some(network),
             peer_addr,
         })
@@ -321,6 +358,11 @@ impl ServeNode {
     /// Where clients reach this node.
     pub fn client_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// Where this node serves its metrics and health, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.observe.as_ref().map(ObserveServer::local_addr)
     }
 
     /// Where the other nodes reach this node.
@@ -347,6 +389,9 @@ impl ServeNode {
     }
 
     fn stop(&mut self) {
+        if let Some(mut observe) = self.observe.take() {
+            observe.shutdown();
+        }
         self.server.shutdown();
         self.server.raft().kill();
         if let Some(network) = self.network.take() {

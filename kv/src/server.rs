@@ -43,6 +43,7 @@ use bytes::Bytes;
 
 use crate::SessionOptions;
 use crate::command::{Command, Op, encode_register};
+use crate::metrics::{RequestKind, RequestTally, ServerMetrics};
 use crate::protocol::{
     self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, NodeStatus, Request, Response,
 };
@@ -131,6 +132,8 @@ struct Shared {
     connections: Mutex<HashMap<u64, TcpStream>>,
     /// Where `Status` answers read the node's transport links, once set.
     links: OnceLock<LinkSource>,
+    /// The request counters and the connections gauge ([`crate::metrics`]).
+    metrics: ServerMetrics,
 }
 
 /// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
@@ -151,6 +154,7 @@ impl KvServer {
     ) -> io::Result<Self> {
         let local_addr = listener.local_addr()?;
         listener.set_nonblocking(false)?;
+        let raft_id = raft.id();
         let shared = Arc::new(Shared {
             raft,
             state,
@@ -158,6 +162,7 @@ impl KvServer {
             stopping: AtomicBool::new(false),
             connections: Mutex::new(HashMap::new()),
             links: OnceLock::new(),
+            metrics: ServerMetrics::new(raft_id),
         });
         let accept = {
             let shared = shared.clone();
@@ -294,6 +299,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 match stream.try_clone() {
                     Ok(clone) => {
                         connections.insert(id, clone);
+                        shared.metrics.connections.set(connections.len() as f64);
                         Ok(())
                     }
                     Err(_) => Err("cannot serve the connection"),
@@ -301,6 +307,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             }
         };
         if let Err(why) = registered {
+            shared.metrics.refused.increment(1);
             refuse(stream, why);
             continue;
         }
@@ -328,12 +335,21 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             Ok(worker) => workers.push(worker),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a connection thread");
-                lock(&shared.connections).remove(&id);
+                shared.forget_connection(id);
                 refuse(stream, "cannot serve the connection");
             }
         }
     }
     join_all(workers);
+}
+
+impl Shared {
+    /// Removes connection `id` from those open.
+    fn forget_connection(&self, id: u64) {
+        let mut connections = lock(&self.connections);
+        connections.remove(&id);
+        self.metrics.connections.set(connections.len() as f64);
+    }
 }
 
 fn join_all(workers: Vec<JoinHandle<()>>) {
@@ -409,7 +425,7 @@ impl Connection<'_> {
         if let Err(e) = setup {
             tracing::debug!(?peer, error = %e, "cannot set up a connection");
         } else {
-            let (tx, rx) = crossbeam_channel::bounded::<Pending>(PIPELINE);
+            let (tx, rx) = crossbeam_channel::bounded::<(RequestKind, Pending)>(PIPELINE);
             std::thread::scope(|scope| {
                 let responder = std::thread::Builder::new()
                     .name(format!("kv-answer-{}-{}", self.shared.raft.id(), self.id))
@@ -423,7 +439,7 @@ impl Connection<'_> {
             });
         }
         let _ = stream.shutdown(Shutdown::Both);
-        lock(&self.shared.connections).remove(&self.id);
+        self.shared.forget_connection(self.id);
     }
 
     /// Reads requests and starts each, until the connection ends or sends something that is not
@@ -432,7 +448,7 @@ impl Connection<'_> {
         &self,
         stream: &TcpStream,
         peer: Option<SocketAddr>,
-        tx: &crossbeam_channel::Sender<Pending>,
+        tx: &crossbeam_channel::Sender<(RequestKind, Pending)>,
     ) {
         let options = &self.shared.options;
         let mut reader = protocol::FrameReader::new(stream, options.max_frame);
@@ -454,16 +470,17 @@ impl Connection<'_> {
                 }
                 Err(e @ FrameError::TooLarge { .. }) => {
                     tracing::warn!(?peer, error = %e, "closing a connection");
-                    let _ = tx.send(Pending::Ready(Response::Error(e.to_string())));
+                    let answer = Pending::Ready(Response::Error(e.to_string()));
+                    let _ = tx.send((RequestKind::Malformed, answer));
                     return;
                 }
             };
             let pending = match request {
-                Ok(request) => self.begin(request, &mut arena),
+                Ok(request) => (RequestKind::of(&request), self.begin(request, &mut arena)),
                 Err(e) => {
                     tracing::warn!(?peer, error = %e, "closing a connection: malformed request");
                     let why = format!("malformed request: {e}");
-                    let _ = tx.send(Pending::Ready(Response::Error(why)));
+                    let _ = tx.send((RequestKind::Malformed, Pending::Ready(Response::Error(why))));
                     return;
                 }
             };
@@ -474,11 +491,14 @@ impl Connection<'_> {
     }
 
     /// Finishes the requests in order and writes their answers, batching those that are ready
-    /// together. When the connection fails, shuts it down so that the reader stops too.
-    fn respond(&self, stream: &TcpStream, rx: crossbeam_channel::Receiver<Pending>) {
+    /// together, and counts them by kind and outcome (handed to the recorder with each batch).
+    /// When the connection fails, shuts it down so that the reader stops too.
+    fn respond(&self, stream: &TcpStream, rx: crossbeam_channel::Receiver<(RequestKind, Pending)>) {
         let mut out = Vec::new();
-        for pending in rx.iter() {
+        let mut tally = RequestTally::new();
+        for (kind, pending) in rx.iter() {
             let response = self.finish(pending);
+            tally.count(kind, &response);
             let at = out.len();
             if let Err(e) = response.encode(&mut out) {
                 // A value grown by appends beyond what a frame carries.
@@ -488,6 +508,7 @@ impl Connection<'_> {
                 }
             }
             if rx.is_empty() || out.len() >= WRITE_BATCH {
+                tally.flush(&self.shared.metrics);
                 if let Err(e) = protocol::write_frame(&mut &*stream, &out) {
                     tracing::debug!(error = %e, "cannot answer; closing the connection");
                     let _ = stream.shutdown(Shutdown::Both);
@@ -496,6 +517,7 @@ impl Connection<'_> {
                 out.clear();
             }
         }
+        tally.flush(&self.shared.metrics);
         if !out.is_empty() {
             let _ = protocol::write_frame(&mut &*stream, &out);
         }

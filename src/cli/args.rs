@@ -128,6 +128,19 @@ pub(crate) struct ServeArgs {
     #[arg(long = "read-mode", value_name = "MODE", default_value = "index",
           value_parser = PossibleValuesParser::new(["index", "lease", "log", "unsafe-local"]))]
     pub(crate) read_mode: String,
+    /// Serve Prometheus metrics on http://ADDR/metrics, and the health endpoints /healthz
+    /// (alive) and /readyz (knows a leader and has caught up); see docs/metrics.md
+    #[arg(long, value_name = "ADDR", value_parser = address)]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// How log lines on stderr are written: `text` for people, `json` (one object per line,
+    /// with the node's id, term and role) for log shippers
+    #[arg(long = "log-format", value_name = "FORMAT", default_value = "text",
+          value_parser = PossibleValuesParser::new(["text", "json"]))]
+    pub(crate) log_format: String,
+    /// The least severe log lines written
+    #[arg(long = "log-level", value_name = "LEVEL", default_value = "warn",
+          value_parser = PossibleValuesParser::new(["error", "warn", "info", "debug", "trace"]))]
+    pub(crate) log_level: String,
 }
 
 /// Options of `zeroraft init`.
@@ -348,6 +361,10 @@ pub(crate) struct BenchArgs {
     #[arg(long = "compact-every", value_name = "N", default_value = "100000",
           value_parser = number_in(0u64..=u64::MAX))]
     pub(crate) compact_every: u64,
+    /// Install the Prometheus metrics recorder of `serve --metrics` before the nodes start, so
+    /// that the cost of recording can be measured
+    #[arg(long = "with-recorder", hide = true, conflicts_with = "connect")]
+    pub(crate) with_recorder: bool,
 }
 
 impl Default for BenchArgs {
@@ -360,6 +377,7 @@ impl Default for BenchArgs {
             storage: StorageKind::None,
             data: None,
             compact_every: 100_000,
+            with_recorder: false,
             connect: None,
             connections: 4,
         }
@@ -534,6 +552,9 @@ mod tests {
                     session_timeout: 3600,
                     max_sessions: 10_000,
                     read_mode: "index".into(),
+                    metrics: None,
+                    log_format: "text".into(),
+                    log_level: "warn".into(),
                 })),
             ),
             (

@@ -16,6 +16,10 @@ const FDATASYNC_SAMPLES: usize = 200;
 
 /// Runs `bench` on an in-process cluster.
 pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
+    if args.with_recorder {
+        // Before the nodes start: they register their metrics with the recorder installed then.
+        zeroraft_kv::observe::recorder().map_err(Failure::Setup)?;
+    }
     let data = match args.storage {
         StorageKind::File => {
             Some(DataDir::prepare(args.data.as_deref(), args.nodes).map_err(Failure::Setup)?)

@@ -62,12 +62,23 @@ pub fn init(args: &InitArgs) -> Result<(), Failure> {
 pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
     // The engine and transport report through `tracing`: a node's operator sees warnings
     // (refused peers, dropped connections, a failed disk) on stderr, in colour only on a
-    // terminal.
-    let _ = tracing_subscriber::fmt()
+    // terminal, or as JSON objects for a log shipper. The node's thread logs inside a span
+    // that carries its id, term and role.
+    let level = args
+        .log_level
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::WARN);
+    let logs = tracing_subscriber::fmt()
         .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_max_level(tracing::Level::WARN)
-        .try_init();
+        .with_max_level(level);
+    let _ = if args.log_format == "json" {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        logs.with_ansi(io::stderr().is_terminal()).try_init()
+    };
     let in_memory = args.storage == StorageKind::Memory;
     let data = args.data.clone().unwrap_or_default();
     let cluster = match args.cluster {
@@ -91,14 +102,18 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
     options.server.idle_timeout = Duration::from_secs(args.idle_timeout);
     options.server.sessions.timeout = Duration::from_secs(args.session_timeout);
     options.server.sessions.max_sessions = args.max_sessions;
+    options.metrics = args.metrics;
     let node = ServeNode::start(options).map_err(|e| Failure::Setup(e.to_string()))?;
     writeln!(
         io::stderr().lock(),
-        "zeroraft: node {} of cluster {cluster} ({} nodes) serves clients on {}, peers on {}, {}",
+        "zeroraft: node {} of cluster {cluster} ({} nodes) serves clients on {}, peers on {}{}, {}",
         args.id,
         args.peers.0.len(),
         node.client_addr(),
         node.peer_addr(),
+        node.metrics_addr()
+            .map(|addr| format!(", metrics on http://{addr}/metrics"))
+            .unwrap_or_default(),
         match &args.data {
             Some(dir) if !in_memory => format!("data in {}", dir.display()),
             _ => "raft state in memory only (lost when the process ends)".to_owned(),

@@ -146,6 +146,12 @@ pub trait Storage: Send + 'static {
     fn disk_full(&self) -> bool {
         false
     }
+
+    /// Time spent so far waiting for the disk to make writes durable (for [`FileStorage`], in
+    /// the `fdatasync` of its log records), for monitoring. Zero by default.
+    fn sync_time(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// A storage that keeps nothing: a node built on it forgets everything when it stops and must

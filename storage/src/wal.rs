@@ -396,6 +396,8 @@ pub struct FileStorage {
     /// Whether it holds a batch record. A segment is created with its start record, and takes
     /// at least one batch before the next one is started.
     segment_has_batches: bool,
+    /// Time spent in the `fdatasync` of log records so far ([`Storage::sync_time`]).
+    sync_time: std::time::Duration,
     /// The hard state last persisted.
     hard_state: HardState,
     /// The snapshot last persisted, if any.
@@ -613,6 +615,7 @@ impl FileStorage {
             seq,
             end,
             segment_has_batches: has_batches,
+            sync_time: std::time::Duration::ZERO,
             hard_state: state.hard_state,
             snapshot,
             last_index: state.last_index,
@@ -792,7 +795,9 @@ impl FileStorage {
             &self.segment_path,
         )?;
         if !self.faults.skip_sync() {
+            let started = std::time::Instant::now();
             sync_data(&mut self.faults, &*self.segment, &self.segment_path)?;
+            self.sync_time += started.elapsed();
         }
         self.end += self.buf.len() as u64;
         Ok(())
@@ -1103,6 +1108,10 @@ impl Storage for FileStorage {
     /// has freed enough room for the ballast file again.
     fn disk_full(&self) -> bool {
         self.disk_full
+    }
+
+    fn sync_time(&self) -> std::time::Duration {
+        self.sync_time
     }
 }
 

@@ -48,6 +48,10 @@ struct NodeSpec {
     client: SocketAddr,
     data: PathBuf,
     log: PathBuf,
+    /// Where it serves its metrics, if it does ([`ProcessCluster::serve_metrics`]).
+    metrics: Option<SocketAddr>,
+    /// Arguments it is started with beyond the usual ones.
+    extra: Vec<String>,
 }
 
 /// `zeroraft serve` processes, one per node.
@@ -85,6 +89,8 @@ impl ProcessCluster {
                     client,
                     data: dir.path().join(format!("node-{i}")),
                     log: dir.path().join(format!("node-{i}.log")),
+                    metrics: None,
+                    extra: Vec::new(),
                 }
             })
             .collect();
@@ -114,6 +120,8 @@ impl ProcessCluster {
                     client: SocketAddr::from((topology.client_ip(i), NS_CLIENT_PORT)),
                     data: dir.path().join(format!("node-{i}")),
                     log: dir.path().join(format!("node-{i}.log")),
+                    metrics: None,
+                    extra: Vec::new(),
                 }
             })
             .collect();
@@ -137,6 +145,40 @@ impl ProcessCluster {
     pub fn set_data(&mut self, i: usize, path: PathBuf) {
         assert!(!self.initialized[i], "node {i} was started already");
         self.nodes[i].data = path;
+    }
+
+    /// Has every node (on loopback) serve its metrics and health on a port of its own
+    /// (`serve --metrics`), from its next start.
+    pub fn serve_metrics(&mut self) {
+        for node in &mut self.nodes {
+            node.metrics = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())));
+        }
+    }
+
+    /// Where node `i` serves its metrics and health.
+    ///
+    /// # Panics
+    ///
+    /// If [`ProcessCluster::serve_metrics`] was not called.
+    pub fn metrics_addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].metrics.expect("the nodes serve metrics")
+    }
+
+    /// Starts node `i` with `args` beyond the usual ones, from its next start.
+    pub fn set_args(&mut self, i: usize, args: &[&str]) {
+        self.nodes[i].extra = args.iter().map(|a| (*a).to_owned()).collect();
+    }
+
+    /// Sends node `i`'s process `signal` (a name `kill -s` takes: `STOP`, `CONT`).
+    pub fn signal(&self, i: usize, signal: &str) {
+        let child = self.children[i]
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {i} is not running"));
+        let status = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} node {i}");
     }
 
     /// Number of nodes.
@@ -269,6 +311,8 @@ impl ProcessCluster {
             .arg("--data")
             .arg(&spec.data)
             .args(["--read-mode", &self.read_mode])
+            .args(spec.metrics.map(|addr| format!("--metrics={addr}")))
+            .args(&spec.extra)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

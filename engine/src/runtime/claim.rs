@@ -184,6 +184,11 @@ impl Proposals {
         self.queue.is_empty() && self.overflow.is_empty()
     }
 
+    /// How many proposals are queued (a moment's reading, for monitoring).
+    pub(super) fn len(&self) -> usize {
+        self.queue.len() + self.overflow.len()
+    }
+
     /// Takes a queued proposal, if there is one.
     #[inline]
     pub(super) fn pop(&self) -> Option<Proposal> {

@@ -197,6 +197,7 @@ impl Raft {
             waker: endpoint.waker(),
             max_command_bytes: config.max_command_bytes,
             spin: config.spin,
+            refusals: super::metrics::Refusals::new(me),
         });
         let node = Node::new(
             core,
@@ -264,6 +265,7 @@ impl Raft {
         let (index, term) = match shared.lease.claim() {
             Ok(claimed) => claimed,
             Err(Refused::NotLeader) => {
+                shared.refusals.not_leader.increment(1);
                 let status = shared.status.load();
                 return Err(StartError::NotLeader {
                     term: shared.load_state().0,
@@ -271,6 +273,7 @@ impl Raft {
                 });
             }
             Err(Refused::Busy) => {
+                shared.refusals.busy.increment(1);
                 return Err(StartError::Busy {
                     limit: shared.lease.max_queued() as usize,
                 });
@@ -389,7 +392,15 @@ impl Raft {
             });
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
-        if shared.reads.push(ReadRequest { lease, reply: tx }).is_err() {
+        if shared
+            .reads
+            .push(ReadRequest {
+                lease,
+                asked: Instant::now(),
+                reply: tx,
+            })
+            .is_err()
+        {
             return Err(ReadError::Busy {
                 limit: Self::MAX_PENDING_READS,
             });

@@ -78,6 +78,7 @@ use claim::{Lease, Proposal, Proposals};
 
 mod claim;
 mod handle;
+mod metrics;
 mod node;
 mod state_machine;
 mod writer;
@@ -107,6 +108,8 @@ static ENTRY_BUFFERS: std::sync::LazyLock<ArrayQueue<Vec<Entry>>> =
 /// where to answer it.
 struct ReadRequest {
     lease: bool,
+    /// When it was asked, for its latency.
+    asked: std::time::Instant,
     reply: Sender<Result<u64, ReadError>>,
 }
 
@@ -133,6 +136,8 @@ struct Shared {
     max_command_bytes: usize,
     /// [`Config::spin`]: also how long a reader looks for its answer before it sleeps.
     spin: Duration,
+    /// Proposals refused, counted by the callers.
+    refusals: metrics::Refusals,
 }
 
 impl Shared {

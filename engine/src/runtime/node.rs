@@ -13,6 +13,7 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 
 use super::claim::Proposal;
+use super::metrics::{Histograms, IoCounts, NodeMetrics};
 use super::state_machine::StateMachine;
 use super::writer::{Completed, Writer};
 use super::{ENTRY_BUFFERS, KEPT_ENTRY_BUFFERS, MAX_MESSAGES_PER_ROUND, Raft, Shared};
@@ -41,6 +42,15 @@ pub(super) struct Node<S> {
     /// Leadership epoch: incremented whenever this node starts or stops leading.
     epoch: u64,
     next_read_id: u64,
+    metrics: NodeMetrics,
+}
+
+/// A read handed to the core, with where to answer it.
+struct AskedRead {
+    reply: Sender<Result<u64, ReadError>>,
+    /// When it was asked, and whether under the lease: for its latency.
+    asked: Instant,
+    lease: bool,
 }
 
 /// The node's side of a driver step: its endpoint, its storage writer, its state machine, and
@@ -56,13 +66,15 @@ struct NodeIo<S> {
     syncs: u64,
     sync_time: Duration,
     /// Reads handed to the core and not yet confirmed or refused, by the id given to the core.
-    reads_asked: HashMap<u64, Sender<Result<u64, ReadError>>>,
+    reads_asked: HashMap<u64, AskedRead>,
     /// Reads confirmed with their read index, waiting until it is applied, in the order
     /// confirmed.
-    reads_confirmed: VecDeque<(u64, Sender<Result<u64, ReadError>>)>,
+    reads_confirmed: VecDeque<(u64, AskedRead)>,
     /// Whether the thread is inside a call to the state machine: a panic there is the state
     /// machine's ([`NodeFailure::StateMachinePanic`]), any other the engine's.
     in_state_machine: bool,
+    histograms: Histograms,
+    counts: IoCounts,
 }
 
 /// Held by the node thread for as long as it runs its loop; on every way out, a kill or an
@@ -90,6 +102,7 @@ impl<S: StateMachine> Node<S> {
         compaction: Compaction,
     ) -> Self {
         let term = core.term();
+        let (id, peers) = (core.id(), core.peers());
         Self {
             core,
             io: NodeIo {
@@ -104,6 +117,8 @@ impl<S: StateMachine> Node<S> {
                 reads_asked: HashMap::new(),
                 reads_confirmed: VecDeque::new(),
                 in_state_machine: false,
+                histograms: Histograms::new(id),
+                counts: IoCounts::default(),
             },
             shared,
             started: Instant::now(),
@@ -115,6 +130,7 @@ impl<S: StateMachine> Node<S> {
             published_term: term,
             epoch: 0,
             next_read_id: 0,
+            metrics: NodeMetrics::new(id, peers, term),
         }
     }
 
@@ -126,6 +142,9 @@ impl<S: StateMachine> Node<S> {
     pub(super) fn run(mut self) {
         let shared = self.shared.clone();
         let _guard = RetireOnExit(&shared);
+        // Every event the node's thread logs carries its id, term and role.
+        let span = self.metrics.span().clone();
+        let _entered = span.enter();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
         if let Err(panic) = outcome {
             let message = panic
@@ -182,7 +201,7 @@ impl<S: StateMachine> Node<S> {
             }
             self.trade_entry_buffers();
             self.answer_reads();
-            self.publish_status();
+            self.publish_status(now);
             if handled < MAX_MESSAGES_PER_ROUND && !self.shared.has_proposals() {
                 let deadline = self.started + Duration::from_nanos(self.core.next_deadline());
                 // Spin only while the log is moving, or reads wait for their round: more work
@@ -209,6 +228,7 @@ impl<S: StateMachine> Node<S> {
     /// sent, `start` reports the reason, and so does the status.
     fn fail(&mut self, failure: NodeFailure) {
         tracing::error!(node = self.core.id(), %failure, "node stopped");
+        self.metrics.failed(&failure);
         let _ = self.shared.failure.set(failure);
         self.shared.killed.store(true, Release);
     }
@@ -277,6 +297,7 @@ impl<S: StateMachine> Node<S> {
                 .core
                 .propose(now, self.pending.drain(..run).map(|p| p.command));
             debug_assert_eq!(appended, Some((first, first + run as u64 - 1)));
+            self.metrics.appended(first + run as u64 - 1);
             self.shared.lease.set_appended(self.core.log().last_index());
         }
     }
@@ -321,7 +342,12 @@ impl<S: StateMachine> Node<S> {
             }
             let id = self.next_read_id;
             self.next_read_id += 1;
-            self.io.reads_asked.insert(id, request.reply);
+            let asked = AskedRead {
+                reply: request.reply,
+                asked: request.asked,
+                lease: request.lease,
+            };
+            self.io.reads_asked.insert(id, asked);
             if request.lease {
                 lease.push(id);
             } else {
@@ -366,14 +392,15 @@ impl<S: StateMachine> Node<S> {
         while let Some((index, _)) = confirmed.front()
             && *index <= applied
         {
-            let (index, reply) = confirmed.pop_front().expect("front exists");
-            let _ = reply.send(Ok(index));
+            let (index, read) = confirmed.pop_front().expect("front exists");
+            let _ = read.reply.send(Ok(index));
+            self.io.histograms.read_answered(read.asked, read.lease);
         }
     }
 
     /// Publishes a fresh status snapshot, reusing the previous one's allocation when no reader
-    /// still holds it.
-    fn publish_status(&mut self) {
+    /// still holds it, and hands the metrics to the recorder when they are due.
+    fn publish_status(&mut self, now: u64) {
         let mut next = match self.spare_status.take() {
             Some(spare) if Arc::strong_count(&spare) == 1 && Arc::weak_count(&spare) == 0 => spare,
             _ => Arc::new(Status::initial(self.core.id())),
@@ -416,6 +443,10 @@ impl<S: StateMachine> Node<S> {
         status.lease_reads = stats.lease_reads;
         status.transfers_started = stats.transfers_started;
         status.transfers_abandoned = stats.transfers_abandoned;
+        if self.metrics.due(now, status) {
+            let queued = self.shared.proposals.len() + self.pending.len();
+            self.metrics.publish(now, status, self.io.counts, queued);
+        }
         self.spare_status = Some(self.shared.status.swap(next));
     }
 }
@@ -424,6 +455,7 @@ impl<S: StateMachine> NodeIo<S> {
     /// Counts a write that completed, or returns its failure.
     fn completed(&mut self, completed: Completed) -> Result<(), NodeFailure> {
         completed.result?;
+        self.histograms.written(completed.took, completed.synced);
         self.sync_time += completed.took;
         self.syncs += 1;
         Ok(())
@@ -434,6 +466,13 @@ impl<S: StateMachine> Io for NodeIo<S> {
     type Error = NodeFailure;
 
     fn send(&mut self, to: usize, msg: Message) -> Result<(), NodeFailure> {
+        match &msg {
+            Message::AppendEntries(m) if !m.entries.is_empty() => {
+                self.histograms.append_batch.record(m.entries.len() as f64);
+            }
+            Message::InstallSnapshot(m) if m.offset == 0 => self.counts.snapshots_sent += 1,
+            _ => {}
+        }
         self.endpoint.send(to, msg);
         self.messages_out += 1;
         Ok(())
@@ -463,12 +502,14 @@ impl<S: StateMachine> Io for NodeIo<S> {
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), NodeFailure> {
         self.in_state_machine = true;
+        let started = Instant::now();
         self.state_machine
             .restore(snapshot)
             .map_err(|error| NodeFailure::RestoreRefused {
                 index: snapshot.index,
                 error,
             })?;
+        self.histograms.snapshot_install.record(started.elapsed());
         self.in_state_machine = false;
         Ok(())
     }
@@ -480,6 +521,9 @@ impl<S: StateMachine> Io for NodeIo<S> {
         }
         self.state_machine.flush(to);
         self.in_state_machine = false;
+        let applied = to + 1 - from;
+        self.counts.applied += applied;
+        self.histograms.apply_batch.record(applied as f64);
         Ok(())
     }
 
@@ -490,13 +534,13 @@ impl<S: StateMachine> Io for NodeIo<S> {
         outcome: ReadOutcome,
         leader: Option<usize>,
     ) -> Result<(), NodeFailure> {
-        let Some(reply) = self.reads_asked.remove(&outcome.id) else {
+        let Some(read) = self.reads_asked.remove(&outcome.id) else {
             return Ok(());
         };
         match outcome.index {
-            Some(index) => self.reads_confirmed.push_back((index, reply)),
+            Some(index) => self.reads_confirmed.push_back((index, read)),
             None => {
-                let _ = reply.send(Err(ReadError::NotLeader { leader }));
+                let _ = read.reply.send(Err(ReadError::NotLeader { leader }));
             }
         }
         Ok(())
@@ -518,8 +562,12 @@ impl<S: StateMachine> Io for NodeIo<S> {
             return None;
         }
         self.in_state_machine = true;
+        let started = Instant::now();
         let data = self.state_machine.snapshot();
         self.in_state_machine = false;
+        if data.is_some() {
+            self.histograms.snapshot_create.record(started.elapsed());
+        }
         data.map(|data| (applied, data))
     }
 }

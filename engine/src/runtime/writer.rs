@@ -36,6 +36,8 @@ pub(super) struct Completed {
     pub result: Result<(), NodeFailure>,
     /// How long it took.
     pub took: Duration,
+    /// Of that, how long the storage waited for the disk ([`Storage::sync_time`]).
+    pub synced: Duration,
 }
 
 /// Where writes go: see the module docs.
@@ -116,17 +118,11 @@ impl Writer {
     /// If a write is already under way.
     pub fn submit(&mut self, persist: Persist, core: &Core) -> Option<Completed> {
         match self {
-            Self::Inline(storage) => {
-                let started = Instant::now();
-                let result = storage
-                    .persist(&core.update(&persist))
-                    .map_err(|e| NodeFailure::Storage(Arc::new(e)));
-                Some(Completed {
-                    generation: persist.generation,
-                    result,
-                    took: started.elapsed(),
-                })
-            }
+            Self::Inline(storage) => Some(timed_persist(
+                &mut **storage,
+                &core.update(&persist),
+                persist.generation,
+            )),
             Self::Thread(t) => {
                 assert!(!t.busy, "a write is already under way");
                 let update = core.update(&persist);
@@ -144,6 +140,7 @@ impl Writer {
                         generation: persist.generation,
                         result: Err(NodeFailure::WriterStopped),
                         took: Duration::ZERO,
+                        synced: Duration::ZERO,
                     });
                 }
                 t.busy = true;
@@ -188,7 +185,6 @@ fn run_writer(
         mut entries,
     }) = jobs.recv()
     {
-        let started = Instant::now();
         let update = Update {
             hard_state: persist.hard_state,
             snapshot: snapshot.as_ref(),
@@ -196,18 +192,26 @@ fn run_writer(
             first_index: persist.first_index,
             entries: &entries,
         };
-        let result = storage
-            .persist(&update)
-            .map_err(|e| NodeFailure::Storage(Arc::new(e)));
-        let completed = Completed {
-            generation: persist.generation,
-            result,
-            took: started.elapsed(),
-        };
+        let completed = timed_persist(&mut *storage, &update, persist.generation);
         entries.clear();
         if done.send((completed, entries)).is_err() {
             return; // the node is gone
         }
         waker.wake();
+    }
+}
+
+/// Persists `update` (the core's write `generation`) to `storage`, timing it.
+fn timed_persist(storage: &mut dyn Storage, update: &Update<'_>, generation: u64) -> Completed {
+    let started = Instant::now();
+    let synced_before = storage.sync_time();
+    let result = storage
+        .persist(update)
+        .map_err(|e| NodeFailure::Storage(Arc::new(e)));
+    Completed {
+        generation,
+        result,
+        took: started.elapsed(),
+        synced: storage.sync_time().saturating_sub(synced_before),
     }
 }

@@ -1,0 +1,455 @@
+//! How a node's thread reports its metrics ([`crate::metrics`]) and carries its identity in
+//! its logs.
+//!
+//! Handles are registered once, when the node starts, with the recorder installed then (a
+//! no-op one if none is). Counts are kept where they arise, in plain fields of the node or in
+//! its [`Status`]; [`NodeMetrics`] hands them to the recorder at most every
+//! [`PUBLISH_EVERY`] and at once when the node's role, term or leader changes: counters as
+//! absolute values (a recorder keeps the largest it was given), gauges as set values. The
+//! histograms are fed once per write, apply batch, AppendEntries with entries, snapshot and
+//! read; commit latency is sampled, one entry at a time. Nothing here allocates after the
+//! node started.
+//!
+//! The node's thread runs inside a `tracing` span named `node` with the fields `node`, `term`
+//! and `role`, updated when they change, so that every event it logs carries them.
+
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+use crate::metrics as names;
+use crate::{NodeFailure, Role, Status};
+
+/// Longest time between two hand-overs of the counts to the recorder, in nanoseconds.
+const PUBLISH_EVERY: u64 = 5_000_000;
+
+/// The name of a role, as labels and logs show it.
+pub(crate) fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Leader => "leader",
+    }
+}
+
+const ROLES: [Role; 3] = [Role::Follower, Role::Candidate, Role::Leader];
+
+fn node_label(node: usize) -> [(&'static str, String); 1] {
+    [("node", node.to_string())]
+}
+
+/// The counters that callers of [`crate::Raft::try_start`] raise on their own threads (a
+/// refusal is not on the hot path).
+pub(super) struct Refusals {
+    /// The leader's queue was full.
+    pub(super) busy: Counter,
+    /// This node does not lead.
+    pub(super) not_leader: Counter,
+}
+
+impl Refusals {
+    pub(super) fn new(node: usize) -> Self {
+        let refused = |reason: &'static str| counter!(names::PROPOSALS_REFUSED, "node" => node.to_string(), "reason" => reason);
+        Self {
+            busy: refused("busy"),
+            not_leader: refused("not_leader"),
+        }
+    }
+}
+
+/// The histograms the node's I/O feeds as it goes.
+pub(super) struct Histograms {
+    pub(super) wal_write: Histogram,
+    pub(super) wal_fdatasync: Histogram,
+    pub(super) apply_batch: Histogram,
+    pub(super) append_batch: Histogram,
+    pub(super) snapshot_create: Histogram,
+    pub(super) snapshot_install: Histogram,
+    /// Read latency, for reads asked through ReadIndex (`[0]`) and under the lease (`[1]`).
+    pub(super) read: [Histogram; 2],
+}
+
+impl Histograms {
+    pub(super) fn new(node: usize) -> Self {
+        let labels = node_label(node);
+        let read = |mode: &'static str| histogram!(names::READ_LATENCY, "node" => node.to_string(), "mode" => mode);
+        Self {
+            wal_write: histogram!(names::WAL_WRITE, &labels),
+            wal_fdatasync: histogram!(names::WAL_FDATASYNC, &labels),
+            apply_batch: histogram!(names::APPLY_BATCH, &labels),
+            append_batch: histogram!(names::APPEND_BATCH, &labels),
+            snapshot_create: histogram!(names::SNAPSHOT_CREATE, &labels),
+            snapshot_install: histogram!(names::SNAPSHOT_INSTALL, &labels),
+            read: [read("index"), read("lease")],
+        }
+    }
+
+    /// Records a storage write that took `took`, of which `synced` in `fdatasync`.
+    pub(super) fn written(&self, took: Duration, synced: Duration) {
+        self.wal_write.record(took);
+        if !synced.is_zero() {
+            self.wal_fdatasync.record(synced);
+        }
+    }
+
+    /// Records a read asked at `asked` (under the lease if `lease`), answered now.
+    pub(super) fn read_answered(&self, asked: Instant, lease: bool) {
+        self.read[usize::from(lease)].record(asked.elapsed());
+    }
+}
+
+/// Counts the node's I/O keeps that are not in its [`Status`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct IoCounts {
+    /// Entries applied since the node started.
+    pub(super) applied: u64,
+    /// Snapshots it started sending.
+    pub(super) snapshots_sent: u64,
+}
+
+/// The leader's gauges for one follower.
+struct Follower {
+    match_index: Gauge,
+    lag: Gauge,
+}
+
+/// What the node's thread reports: see the [module docs](self).
+pub(super) struct NodeMetrics {
+    span: tracing::Span,
+    /// When the counts are next handed over at the latest, on the node's clock (nanoseconds).
+    next_publish: u64,
+    /// Role, term and leader as last handed over (and recorded on the span).
+    role: Role,
+    term: u64,
+    leader: Option<usize>,
+    leader_changes: u64,
+    /// Whether the per-follower gauges hold a leader's values.
+    leading: bool,
+    /// The commit latency sample under way: the last index of a batch, and when it was
+    /// appended.
+    sample: Option<(u64, Instant)>,
+    commit_latency: Histogram,
+    elections_started: Counter,
+    elections_won: Counter,
+    leader_changes_total: Counter,
+    step_downs: Counter,
+    applied: Counter,
+    reads: [Counter; 2],
+    transfers_started: Counter,
+    transfers_abandoned: Counter,
+    snapshots_sent: Counter,
+    snapshots_installed: Counter,
+    messages_sent: Counter,
+    messages_received: Counter,
+    writes: Counter,
+    term_gauge: Gauge,
+    roles: [Gauge; 3],
+    leader_gauge: Gauge,
+    commit_index: Gauge,
+    applied_index: Gauge,
+    durable_index: Gauge,
+    snapshot_index: Gauge,
+    last_log_index: Gauge,
+    log_entries: Gauge,
+    log_bytes: Gauge,
+    proposals_queued: Gauge,
+    storage_failed: Gauge,
+    /// By peer id; `None` for this node.
+    followers: Vec<Option<Follower>>,
+}
+
+impl NodeMetrics {
+    /// Node `node` of `peers`, starting in `term` as a follower.
+    pub(super) fn new(node: usize, peers: usize, term: u64) -> Self {
+        let labels = node_label(node);
+        let c = |name: &'static str| counter!(name, &labels);
+        let g = |name: &'static str| gauge!(name, &labels);
+        let id = node.to_string();
+        let span = tracing::info_span!("node", node, term, role = role_name(Role::Follower));
+        let metrics = Self {
+            span,
+            next_publish: 0,
+            role: Role::Follower,
+            term,
+            leader: None,
+            leader_changes: 0,
+            leading: false,
+            sample: None,
+            commit_latency: histogram!(names::COMMIT_LATENCY, &labels),
+            elections_started: c(names::ELECTIONS_STARTED),
+            elections_won: c(names::ELECTIONS_WON),
+            leader_changes_total: c(names::LEADER_CHANGES),
+            step_downs: c(names::STEP_DOWNS),
+            applied: c(names::ENTRIES_APPLIED),
+            reads: ["index", "lease"]
+                .map(|mode| counter!(names::READS, "node" => id.clone(), "mode" => mode)),
+            transfers_started: c(names::TRANSFERS_STARTED),
+            transfers_abandoned: c(names::TRANSFERS_ABANDONED),
+            snapshots_sent: c(names::SNAPSHOTS_SENT),
+            snapshots_installed: c(names::SNAPSHOTS_INSTALLED),
+            messages_sent: c(names::MESSAGES_SENT),
+            messages_received: c(names::MESSAGES_RECEIVED),
+            writes: c(names::WAL_WRITES),
+            term_gauge: g(names::TERM),
+            roles: ROLES.map(|r| gauge!(names::ROLE, "node" => id.clone(), "role" => role_name(r))),
+            leader_gauge: g(names::LEADER),
+            commit_index: g(names::COMMIT_INDEX),
+            applied_index: g(names::APPLIED_INDEX),
+            durable_index: g(names::DURABLE_INDEX),
+            snapshot_index: g(names::SNAPSHOT_INDEX),
+            last_log_index: g(names::LAST_LOG_INDEX),
+            log_entries: g(names::LOG_ENTRIES),
+            log_bytes: g(names::LOG_BYTES),
+            proposals_queued: g(names::PROPOSALS_QUEUED),
+            storage_failed: g(names::STORAGE_FAILED),
+            followers: (0..peers)
+                .map(|peer| {
+                    (peer != node).then(|| {
+                        let labels = [("node", id.clone()), ("peer", peer.to_string())];
+                        Follower {
+                            match_index: gauge!(names::FOLLOWER_MATCH_INDEX, &labels),
+                            lag: gauge!(names::FOLLOWER_LAG, &labels),
+                        }
+                    })
+                })
+                .collect(),
+        };
+        metrics.storage_failed.set(0.0);
+        metrics
+    }
+
+    /// The span the node's thread runs in.
+    pub(super) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Starts a commit latency sample for the batch the leader just appended up to `last`,
+    /// unless one is under way.
+    pub(super) fn appended(&mut self, last: u64) {
+        if self.sample.is_none() {
+            self.sample = Some((last, Instant::now()));
+        }
+    }
+
+    /// Whether the counts are due to be handed over at `now` (nanoseconds on the node's clock)
+    /// for a node whose fresh status is `status`. Ends the commit latency sample that `status`
+    /// shows applied.
+    pub(super) fn due(&mut self, now: u64, status: &Status) -> bool {
+        if let Some((index, appended)) = self.sample {
+            if status.role != Role::Leader {
+                self.sample = None;
+            } else if status.last_applied >= index {
+                self.commit_latency.record(appended.elapsed());
+                self.sample = None;
+            }
+        }
+        now >= self.next_publish
+            || status.role != self.role
+            || status.term != self.term
+            || status.leader != self.leader
+    }
+
+    /// Hands the counts of `status`, `io` and the proposals queued to the recorder.
+    pub(super) fn publish(&mut self, now: u64, status: &Status, io: IoCounts, queued: usize) {
+        self.next_publish = now + PUBLISH_EVERY;
+        if status.role != self.role || status.term != self.term {
+            self.span.record("term", status.term);
+            self.span.record("role", role_name(status.role));
+            for (gauge, role) in self.roles.iter().zip(ROLES) {
+                gauge.set(if role == status.role { 1.0 } else { 0.0 });
+            }
+            self.role = status.role;
+            self.term = status.term;
+        }
+        if status.leader != self.leader {
+            if status.leader.is_some() {
+                self.leader_changes += 1;
+                self.leader_changes_total.absolute(self.leader_changes);
+            }
+            self.leader = status.leader;
+            self.leader_gauge
+                .set(status.leader.map_or(-1.0, |l| l as f64));
+        }
+        self.elections_started.absolute(status.elections_started);
+        self.elections_won.absolute(status.elections_won);
+        self.step_downs.absolute(status.step_downs);
+        self.applied.absolute(io.applied);
+        self.reads[0].absolute(status.reads_confirmed - status.lease_reads);
+        self.reads[1].absolute(status.lease_reads);
+        self.transfers_started.absolute(status.transfers_started);
+        self.transfers_abandoned
+            .absolute(status.transfers_abandoned);
+        self.snapshots_sent.absolute(io.snapshots_sent);
+        self.snapshots_installed
+            .absolute(status.snapshots_installed);
+        self.messages_sent.absolute(status.messages_out);
+        self.messages_received.absolute(status.messages_in);
+        self.writes.absolute(status.syncs);
+        self.term_gauge.set(status.term as f64);
+        self.commit_index.set(status.commit_index as f64);
+        self.applied_index.set(status.last_applied as f64);
+        self.durable_index.set(status.durable_index as f64);
+        self.snapshot_index.set(status.snapshot_index as f64);
+        self.last_log_index.set(status.last_log_index as f64);
+        self.log_entries.set(status.log_entries as f64);
+        self.log_bytes.set(status.log_bytes as f64);
+        self.proposals_queued.set(queued as f64);
+        if !status.peers.is_empty() || self.leading {
+            // A node that stopped leading shows 0 for every follower.
+            self.leading = !status.peers.is_empty();
+            for (id, follower) in self.followers.iter().enumerate() {
+                let Some(follower) = follower else { continue };
+                let matched = status
+                    .peers
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map(|p| p.match_index);
+                let lag = matched.map_or(0, |m| status.last_log_index.saturating_sub(m));
+                follower.match_index.set(matched.unwrap_or(0) as f64);
+                follower.lag.set(lag as f64);
+            }
+        }
+    }
+
+    /// Records why the node stopped.
+    pub(super) fn failed(&self, failure: &NodeFailure) {
+        if matches!(
+            failure,
+            NodeFailure::Storage(_) | NodeFailure::WriterStopped
+        ) {
+            self.storage_failed.set(1.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    use super::*;
+    use crate::{PeerStatus, ProgressState};
+
+    /// The value of `name` with `labels` (all of its labels) in the recorder's snapshot.
+    fn value(snapshotter: &Snapshotter, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find(|(key, ..)| {
+                let key = key.key();
+                key.name() == name
+                    && key.labels().count() == labels.len() + 1
+                    && labels
+                        .iter()
+                        .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+            })
+            .map(|(.., value)| match value {
+                DebugValue::Counter(c) => c as f64,
+                DebugValue::Gauge(g) => g.into_inner(),
+                DebugValue::Histogram(h) => h.len() as f64,
+            })
+    }
+
+    fn follower(id: usize, match_index: u64) -> PeerStatus {
+        PeerStatus {
+            id,
+            match_index,
+            next_index: match_index + 1,
+            state: ProgressState::Replicate,
+            inflight: 0,
+        }
+    }
+
+    #[test]
+    fn roles_leaders_and_followers_are_published_as_they_change() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut metrics = metrics::with_local_recorder(&recorder, || NodeMetrics::new(0, 3, 1));
+        let get = |name, labels: &[(&str, &str)]| value(&snapshotter, name, labels);
+        let lag = |peer| get(names::FOLLOWER_LAG, &[("peer", peer)]);
+        let mut status = Status::initial(0);
+        status.term = 1;
+
+        // Case 1: a follower learns of leader 1.
+        status.leader = Some(1);
+        assert!(metrics.due(0, &status), "case 1");
+        metrics.publish(0, &status, IoCounts::default(), 0);
+        assert_eq!(get(names::LEADER, &[]), Some(1.0), "case 1");
+        assert_eq!(get(names::LEADER_CHANGES, &[]), Some(1.0), "case 1");
+
+        // Case 2: nothing changed and the period has not passed: not due.
+        assert!(!metrics.due(PUBLISH_EVERY / 2, &status), "case 2");
+        assert!(metrics.due(PUBLISH_EVERY, &status), "case 2");
+
+        // Case 3: it leads term 2; follower 1 holds 7 of its 10 entries, follower 2 all.
+        status.term = 2;
+        status.role = Role::Leader;
+        status.leader = Some(0);
+        status.last_log_index = 10;
+        status.peers.extend([follower(1, 7), follower(2, 10)]);
+        assert!(
+            metrics.due(PUBLISH_EVERY / 2, &status),
+            "case 3: a role change is due"
+        );
+        metrics.publish(PUBLISH_EVERY / 2, &status, IoCounts::default(), 5);
+        assert_eq!(get(names::ROLE, &[("role", "leader")]), Some(1.0), "case 3");
+        assert_eq!(
+            get(names::ROLE, &[("role", "follower")]),
+            Some(0.0),
+            "case 3"
+        );
+        assert_eq!(get(names::TERM, &[]), Some(2.0), "case 3");
+        assert_eq!(get(names::LEADER_CHANGES, &[]), Some(2.0), "case 3");
+        assert_eq!((lag("1"), lag("2")), (Some(3.0), Some(0.0)), "case 3");
+        assert_eq!(get(names::PROPOSALS_QUEUED, &[]), Some(5.0), "case 3");
+
+        // Case 4: it steps down and knows no leader: the followers' gauges go to 0.
+        status.role = Role::Follower;
+        status.leader = None;
+        status.peers.clear();
+        assert!(metrics.due(PUBLISH_EVERY / 2, &status), "case 4");
+        metrics.publish(PUBLISH_EVERY / 2, &status, IoCounts::default(), 0);
+        assert_eq!((lag("1"), lag("2")), (Some(0.0), Some(0.0)), "case 4");
+        assert_eq!(
+            get(names::FOLLOWER_MATCH_INDEX, &[("peer", "1")]),
+            Some(0.0),
+            "case 4"
+        );
+        assert_eq!(get(names::LEADER, &[]), Some(-1.0), "case 4");
+        assert_eq!(get(names::LEADER_CHANGES, &[]), Some(2.0), "case 4");
+
+        // Case 5: a storage failure shows; another failure does not.
+        metrics.failed(&NodeFailure::Panic {
+            message: "x".into(),
+        });
+        assert_eq!(get(names::STORAGE_FAILED, &[]), Some(0.0), "case 5");
+        metrics.failed(&NodeFailure::WriterStopped);
+        assert_eq!(get(names::STORAGE_FAILED, &[]), Some(1.0), "case 5");
+    }
+
+    #[test]
+    fn a_commit_latency_sample_ends_when_applied_or_when_leadership_ends() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut metrics = metrics::with_local_recorder(&recorder, || NodeMetrics::new(0, 1, 1));
+        // A snapshot takes the samples it shows.
+        let samples = || value(&snapshotter, names::COMMIT_LATENCY, &[]).unwrap_or(0.0);
+        let mut status = Status::initial(0);
+        status.role = Role::Leader;
+        metrics.appended(5);
+        metrics.appended(9); // a sample is under way: this batch is not sampled
+        status.last_applied = 4;
+        metrics.due(0, &status);
+        assert_eq!(samples(), 0.0, "not applied yet");
+        status.last_applied = 5;
+        metrics.due(0, &status);
+        assert_eq!(samples(), 1.0, "applied");
+        metrics.appended(12);
+        status.role = Role::Follower;
+        metrics.due(0, &status);
+        status.role = Role::Leader;
+        status.last_applied = 12;
+        metrics.due(0, &status);
+        assert_eq!(samples(), 0.0, "a sample of a lost leadership is dropped");
+    }
+}
