@@ -324,30 +324,71 @@ impl NodeMetrics {
 
 #[cfg(test)]
 mod tests {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use metrics::{Key, KeyName, Metadata, Recorder, SharedString, Unit};
+    use metrics_util::registry::{AtomicStorage, Registry};
 
     use super::*;
     use crate::{PeerStatus, ProgressState};
 
-    /// The value of `name` with `labels` (all of its labels) in the recorder's snapshot.
-    fn value(snapshotter: &Snapshotter, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .find(|(key, ..)| {
-                let key = key.key();
+    /// A recorder whose values can be read without resetting them.
+    struct Values(Registry<Key, AtomicStorage>);
+
+    impl Recorder for Values {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            self.0
+                .get_or_create_counter(key, |c| Counter::from_arc(Arc::clone(c)))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            self.0
+                .get_or_create_gauge(key, |g| Gauge::from_arc(Arc::clone(g)))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            self.0
+                .get_or_create_histogram(key, |h| Histogram::from_arc(Arc::clone(h)))
+        }
+    }
+
+    impl Values {
+        fn new() -> Self {
+            Self(Registry::atomic())
+        }
+
+        /// The value of `name` with `labels` (beside `node`): a counter's or gauge's value, a
+        /// histogram's number of observations.
+        fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+            let matches = |key: &Key| {
                 key.name() == name
                     && key.labels().count() == labels.len() + 1
                     && labels
                         .iter()
                         .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
-            })
-            .map(|(.., value)| match value {
-                DebugValue::Counter(c) => c as f64,
-                DebugValue::Gauge(g) => g.into_inner(),
-                DebugValue::Histogram(h) => h.len() as f64,
-            })
+            };
+            let counters = self.0.get_counter_handles();
+            let gauges = self.0.get_gauge_handles();
+            let histograms = self.0.get_histogram_handles();
+            counters
+                .iter()
+                .find(|(k, _)| matches(k))
+                .map(|(_, c)| c.load(Relaxed) as f64)
+                .or_else(|| {
+                    gauges
+                        .iter()
+                        .find(|(k, _)| matches(k))
+                        .map(|(_, g)| f64::from_bits(g.load(Relaxed)))
+                })
+                .or_else(|| {
+                    histograms
+                        .iter()
+                        .find(|(k, _)| matches(k))
+                        .map(|(_, h)| h.data().len() as f64)
+                })
+        }
     }
 
     fn follower(id: usize, match_index: u64) -> PeerStatus {
@@ -362,10 +403,9 @@ mod tests {
 
     #[test]
     fn roles_leaders_and_followers_are_published_as_they_change() {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        let mut metrics = metrics::with_local_recorder(&recorder, || NodeMetrics::new(0, 3, 1));
-        let get = |name, labels: &[(&str, &str)]| value(&snapshotter, name, labels);
+        let values = Values::new();
+        let mut metrics = metrics::with_local_recorder(&values, || NodeMetrics::new(0, 3, 1));
+        let get = |name, labels: &[(&str, &str)]| values.get(name, labels);
         let lag = |peer| get(names::FOLLOWER_LAG, &[("peer", peer)]);
         let mut status = Status::initial(0);
         status.term = 1;
@@ -429,11 +469,9 @@ mod tests {
 
     #[test]
     fn a_commit_latency_sample_ends_when_applied_or_when_leadership_ends() {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        let mut metrics = metrics::with_local_recorder(&recorder, || NodeMetrics::new(0, 1, 1));
-        // A snapshot takes the samples it shows.
-        let samples = || value(&snapshotter, names::COMMIT_LATENCY, &[]).unwrap_or(0.0);
+        let values = Values::new();
+        let mut metrics = metrics::with_local_recorder(&values, || NodeMetrics::new(0, 1, 1));
+        let samples = || values.get(names::COMMIT_LATENCY, &[]).unwrap_or(0.0);
         let mut status = Status::initial(0);
         status.role = Role::Leader;
         metrics.appended(5);
@@ -450,6 +488,6 @@ mod tests {
         status.role = Role::Leader;
         status.last_applied = 12;
         metrics.due(0, &status);
-        assert_eq!(samples(), 0.0, "a sample of a lost leadership is dropped");
+        assert_eq!(samples(), 1.0, "a sample of a lost leadership is dropped");
     }
 }
