@@ -3,9 +3,9 @@
 //! the same `metrics` facade.
 //!
 //! Client requests are counted by kind and outcome on each connection's answering thread, in
-//! a plain table ([`RequestTally`]) that is handed to the recorder whenever a batch of answers
+//! a plain table (`RequestTally`) that is handed to the recorder whenever a batch of answers
 //! is written: no shared counter is touched per request. The peer links' counters are the TCP
-//! transport's own ([`LinkStats`]), copied when metrics are scraped ([`LinkMetrics`]).
+//! transport's own ([`LinkStats`]), copied when metrics are scraped (`LinkMetrics`).
 
 use metrics::{Counter, Gauge, counter, gauge};
 use zeroraft_engine::metrics::{Kind, Metric, Unit};
