@@ -92,7 +92,10 @@ pub struct Status {
 }
 
 impl Status {
-    pub(crate) fn initial(id: usize) -> Self {
+    /// What node `id` reports before it has done anything: a follower at term 0 that knows no
+    /// leader, with an empty log and every counter at zero. A monitor that has not heard from
+    /// a node yet shows it with this (and `killed` set).
+    pub fn initial(id: usize) -> Self {
         Self {
             id,
             role: Role::Follower,

@@ -134,6 +134,9 @@ struct Shared {
     links: OnceLock<LinkSource>,
     /// The request counters and the connections gauge ([`crate::metrics`]).
     metrics: ServerMetrics,
+    /// The wall clock when the server started, read once: stamps are reckoned from it and the
+    /// monotonic clock each request reads anyway, so that a request reads one clock, not two.
+    started: (Instant, u64),
 }
 
 /// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
@@ -163,6 +166,7 @@ impl KvServer {
             connections: Mutex::new(HashMap::new()),
             links: OnceLock::new(),
             metrics: ServerMetrics::new(raft_id),
+            started: (Instant::now(), now_ms()),
         });
         let accept = {
             let shared = shared.clone();
@@ -535,7 +539,11 @@ impl Connection<'_> {
     /// Starts `request`: proposes a command, asks for a read's confirmation, or answers at once.
     fn begin(&self, request: Request, arena: &mut bytes::BytesMut) -> Pending {
         let raft = &self.shared.raft;
-        let deadline = Instant::now() + self.shared.options.request_timeout;
+        let now = Instant::now();
+        let deadline = now + self.shared.options.request_timeout;
+        let (started, started_ms) = self.shared.started;
+        let elapsed_ms = u64::try_from(now.duration_since(started).as_millis()).unwrap_or(u64::MAX);
+        let stamp = started_ms.saturating_add(elapsed_ms);
         let read = |read, key| Pending::Read {
             read,
             key,
@@ -568,7 +576,7 @@ impl Connection<'_> {
                 })
             }
             Request::Register => {
-                let entry = encode_register(now_ms(), &self.shared.options.sessions, arena);
+                let entry = encode_register(stamp, &self.shared.options.sessions, arena);
                 match raft.try_start(entry) {
                     Ok((index, term)) => Pending::Registered {
                         index,
@@ -594,6 +602,7 @@ impl Connection<'_> {
                     key,
                     value,
                 },
+                stamp,
                 deadline,
             ),
             Request::Append {
@@ -612,6 +621,7 @@ impl Connection<'_> {
                     key,
                     value,
                 },
+                stamp,
                 deadline,
             ),
             Request::Get {
@@ -632,6 +642,7 @@ impl Connection<'_> {
                         key,
                         value: Bytes::new(),
                     },
+                    stamp,
                     deadline,
                 ),
                 ReadMode::UnsafeLocal => Pending::Ready(Response::Ok {
@@ -641,17 +652,19 @@ impl Connection<'_> {
         }
     }
 
-    /// Proposes `command`, unless no session can admit it; its answer waits for it to be
-    /// applied.
-    fn propose(&self, arena: &mut bytes::BytesMut, command: Command, deadline: Instant) -> Pending {
+    /// Proposes `command`, stamped `stamp`, unless no session can admit it; its answer waits
+    /// for it to be applied.
+    fn propose(
+        &self,
+        arena: &mut bytes::BytesMut,
+        command: Command,
+        stamp: u64,
+        deadline: Instant,
+    ) -> Pending {
         if let Some(refusal) = refuse_at_once(&command) {
             return Pending::Ready(refusal);
         }
-        match self
-            .shared
-            .raft
-            .try_start(command.encode_in(now_ms(), arena))
-        {
+        match self.shared.raft.try_start(command.encode_in(stamp, arena)) {
             Ok((index, term)) => Pending::Applied {
                 command,
                 index,
@@ -850,7 +863,7 @@ fn conflict(command: &Command) -> Response {
     ))
 }
 
-/// This server's clock, in milliseconds since the Unix epoch: the stamp of what it proposes.
+/// This server's wall clock, in milliseconds since the Unix epoch.
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

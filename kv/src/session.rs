@@ -151,6 +151,26 @@ pub(crate) enum Lookup<'a> {
     NotApplied,
 }
 
+/// Where the answer of `seq` is in `answers` (sorted by `seq`), or where it would go. A client
+/// numbers its requests one after another, so the answers are usually consecutive: the place
+/// `seq` would have among consecutive answers, or the end, is tried before a binary search.
+fn find(answers: &VecDeque<Recorded>, seq: u64) -> Result<usize, usize> {
+    let (Some(first), Some(last)) = (answers.front(), answers.back()) else {
+        return Err(0);
+    };
+    if seq > last.seq {
+        return Err(answers.len());
+    }
+    if let Some(at) = seq
+        .checked_sub(first.seq)
+        .and_then(|d| usize::try_from(d).ok())
+        && answers.get(at).is_some_and(|r| r.seq == seq)
+    {
+        return Ok(at);
+    }
+    answers.binary_search_by_key(&seq, |r| r.seq)
+}
+
 /// The sessions of the service: the part of the replicated state that makes requests apply at
 /// most once. See the [module docs](self).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -240,7 +260,7 @@ impl Sessions {
             }
         }
         s.last_active = self.log_time;
-        let outcome = match s.answers.binary_search_by_key(&seq, |r| r.seq) {
+        let outcome = match find(&s.answers, seq) {
             Ok(at) if s.answers[at].fingerprint == fingerprint => Err(Refusal::Duplicate),
             Ok(_) => Err(Refusal::Conflict),
             Err(_) if seq - s.ack >= MAX_UNACKNOWLEDGED => Err(Refusal::Refused),
@@ -274,7 +294,7 @@ impl Sessions {
         if seq < s.ack {
             return Lookup::Stale;
         }
-        match s.answers.binary_search_by_key(&seq, |r| r.seq) {
+        match find(&s.answers, seq) {
             Ok(at) if s.answers[at].fingerprint == fingerprint => {
                 Lookup::Answered(&s.answers[at].answer)
             }
@@ -551,4 +571,36 @@ pub(crate) fn bounded_count(data: &mut Bytes, min_size: usize) -> Result<usize, 
         return Err(DecodeError::Truncated);
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// `find` agrees with a binary search on any sorted run of answers, consecutive or
+        /// with gaps, for sequence numbers inside, between, before and after them.
+        #[test]
+        fn find_agrees_with_binary_search(
+            start in 0u64..1_000,
+            gaps in prop::collection::vec(1u64..4, 0..40),
+            probes in prop::collection::vec(0u64..1_200, 1..20),
+        ) {
+            let mut answers = VecDeque::new();
+            let mut seq = start;
+            for gap in gaps {
+                answers.push_back(Recorded { seq, fingerprint: seq, answer: Answer::Written });
+                seq += gap;
+            }
+            for probe in probes.into_iter().chain([start, seq, start.saturating_sub(1)]) {
+                prop_assert_eq!(
+                    find(&answers, probe),
+                    answers.binary_search_by_key(&probe, |r| r.seq),
+                    "probe {}", probe
+                );
+            }
+        }
+    }
 }
