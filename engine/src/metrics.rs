@@ -159,16 +159,16 @@ metric_names! {
         "On the leader: from appending a proposal to applying it, sampled (one entry at a time).";
     /// Histogram: storage write latency.
     WAL_WRITE = "zeroraft_wal_write_seconds", Histogram, Some(Unit::Seconds), NODE,
-        "Time of one storage write (a group commit), its fdatasync included.";
+        "Time of one storage write (a group commit), its fdatasync included; writes on the node's own thread (storages that do not wait for a disk) sampled: one in 64, and any a millisecond after the last.";
     /// Histogram: fdatasync latency.
     WAL_FDATASYNC = "zeroraft_wal_fdatasync_seconds", Histogram, Some(Unit::Seconds), NODE,
         "Time spent in the fdatasync calls of one storage write (file storage only).";
     /// Histogram: entries applied per batch.
     APPLY_BATCH = "zeroraft_apply_batch_entries", Histogram, Some(Unit::Count), NODE,
-        "Entries handed to the state machine in one batch.";
+        "Entries handed to the state machine in one batch, sampled: one in 64, and any a millisecond after the last.";
     /// Histogram: entries per AppendEntries.
     APPEND_BATCH = "zeroraft_append_entries_batch_entries", Histogram, Some(Unit::Count), NODE,
-        "Entries carried by one AppendEntries this node sent (heartbeats without entries left out).";
+        "Entries carried by one AppendEntries this node sent (heartbeats without entries left out), sampled: one in 64, and any a millisecond after the last.";
     /// Histogram: snapshot creation time.
     SNAPSHOT_CREATE = "zeroraft_snapshot_create_seconds", Histogram, Some(Unit::Seconds), NODE,
         "Time the state machine took to make a snapshot.";

@@ -5,10 +5,17 @@
 //! no-op one if none is). Counts are kept where they arise, in plain fields of the node or in
 //! its [`Status`]; [`NodeMetrics`] hands them to the recorder at most every
 //! [`PUBLISH_EVERY`] and at once when the node's role, term or leader changes: counters as
-//! absolute values (a recorder keeps the largest it was given), gauges as set values. The
-//! histograms are fed once per write, apply batch, AppendEntries with entries, snapshot and
-//! read; commit latency is sampled, one entry at a time. Nothing here allocates after the
-//! node started.
+//! absolute values (a recorder keeps the largest it was given), gauges as set values.
+//!
+//! A node's thread runs up to hundreds of thousands of rounds a second under load, each with
+//! a write, an apply batch and AppendEntries: recording every one would cost more than the
+//! rest of the bookkeeping together. So the batch sizes (apply, AppendEntries) and the time of
+//! writes made on the node's own thread pass a [`Gate`]: one event in [`SAMPLE_ONE_IN`], and
+//! any event at least [`SAMPLE_EVERY`] after the last recorded, so that a light load records
+//! nearly all and a heavy one a fixed share, chosen by count rather than by what the event
+//! holds. Writes made on a writer thread, which wait for a disk and are far fewer, are
+//! recorded each, and so are snapshots and reads. Commit latency is sampled, one entry at a
+//! time. Nothing here allocates after the node started.
 //!
 //! The node's thread runs inside a `tracing` span named `node` with the fields `node`, `term`
 //! and `role`, updated when they change, so that every event it logs carries them.
@@ -22,6 +29,11 @@ use crate::{NodeFailure, Role, Status};
 
 /// Longest time between two hand-overs of the counts to the recorder, in nanoseconds.
 const PUBLISH_EVERY: u64 = 5_000_000;
+/// A [`Gate`] opens for the first event at least this long after the last it let through,
+/// in nanoseconds...
+const SAMPLE_EVERY: u64 = 1_000_000;
+/// ...and for every this many events.
+const SAMPLE_ONE_IN: u32 = 64;
 
 /// The name of a role, as labels and logs show it.
 pub(crate) fn role_name(role: Role) -> &'static str {
@@ -57,6 +69,28 @@ impl Refusals {
     }
 }
 
+/// Which events of a frequent kind are recorded: see the [module docs](self).
+#[derive(Debug, Default)]
+pub(super) struct Gate {
+    /// Events since the last one recorded.
+    skipped: u32,
+    /// When an event is next recorded whatever the count, on the node's clock (nanoseconds).
+    next: u64,
+}
+
+impl Gate {
+    /// Whether the event happening at `now` is recorded.
+    pub(super) fn open(&mut self, now: u64) -> bool {
+        self.skipped += 1;
+        let open = self.skipped >= SAMPLE_ONE_IN || now >= self.next;
+        if open {
+            self.skipped = 0;
+            self.next = now + SAMPLE_EVERY;
+        }
+        open
+    }
+}
+
 /// The histograms the node's I/O feeds as it goes.
 pub(super) struct Histograms {
     pub(super) wal_write: Histogram,
@@ -67,6 +101,8 @@ pub(super) struct Histograms {
     pub(super) snapshot_install: Histogram,
     /// Read latency, for reads asked through ReadIndex (`[0]`) and under the lease (`[1]`).
     pub(super) read: [Histogram; 2],
+    /// The gates of the frequent events: in-thread writes, apply batches, AppendEntries.
+    pub(super) gates: [Gate; 3],
 }
 
 impl Histograms {
@@ -81,6 +117,7 @@ impl Histograms {
             snapshot_create: histogram!(names::SNAPSHOT_CREATE, &labels),
             snapshot_install: histogram!(names::SNAPSHOT_INSTALL, &labels),
             read: [read("index"), read("lease")],
+            gates: Default::default(),
         }
     }
 
@@ -465,6 +502,24 @@ mod tests {
         assert_eq!(get(names::STORAGE_FAILED, &[]), Some(0.0), "case 5");
         metrics.failed(&NodeFailure::WriterStopped);
         assert_eq!(get(names::STORAGE_FAILED, &[]), Some(1.0), "case 5");
+    }
+
+    #[test]
+    fn a_gate_lets_through_one_event_in_many_and_any_after_a_pause() {
+        let mut gate = Gate::default();
+        let events = [
+            (0, true),
+            (1, false),
+            (SAMPLE_EVERY - 1, false),
+            (SAMPLE_EVERY, true),
+        ];
+        for (case, (now, want)) in events.into_iter().enumerate() {
+            assert_eq!(gate.open(now), want, "case {case}");
+        }
+        let busy = (0..2 * SAMPLE_ONE_IN)
+            .filter(|_| gate.open(SAMPLE_EVERY + 1))
+            .count();
+        assert_eq!(busy, 2, "one in {SAMPLE_ONE_IN} without a pause");
     }
 
     #[test]

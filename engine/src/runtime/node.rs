@@ -74,6 +74,8 @@ struct NodeIo<S> {
     /// machine's ([`NodeFailure::StateMachinePanic`]), any other the engine's.
     in_state_machine: bool,
     histograms: Histograms,
+    /// When this round started, on the node's clock (nanoseconds): for the histograms' gates.
+    now: u64,
     counts: IoCounts,
 }
 
@@ -118,6 +120,7 @@ impl<S: StateMachine> Node<S> {
                 reads_confirmed: VecDeque::new(),
                 in_state_machine: false,
                 histograms: Histograms::new(id),
+                now: 0,
                 counts: IoCounts::default(),
             },
             shared,
@@ -195,6 +198,7 @@ impl<S: StateMachine> Node<S> {
             self.take_transfer(now);
             self.take_proposals(now);
             self.take_reads();
+            self.io.now = now;
             if let Err(failure) = driver::advance(&mut self.core, &mut self.io) {
                 self.fail(failure);
                 break;
@@ -452,10 +456,13 @@ impl<S: StateMachine> Node<S> {
 }
 
 impl<S: StateMachine> NodeIo<S> {
-    /// Counts a write that completed, or returns its failure.
-    fn completed(&mut self, completed: Completed) -> Result<(), NodeFailure> {
+    /// Counts a write that completed, or returns its failure. Its time feeds the histograms if
+    /// `record`.
+    fn completed(&mut self, completed: Completed, record: bool) -> Result<(), NodeFailure> {
         completed.result?;
-        self.histograms.written(completed.took, completed.synced);
+        if record {
+            self.histograms.written(completed.took, completed.synced);
+        }
         self.sync_time += completed.took;
         self.syncs += 1;
         Ok(())
@@ -467,7 +474,9 @@ impl<S: StateMachine> Io for NodeIo<S> {
 
     fn send(&mut self, to: usize, msg: Message) -> Result<(), NodeFailure> {
         match &msg {
-            Message::AppendEntries(m) if !m.entries.is_empty() => {
+            Message::AppendEntries(m)
+                if !m.entries.is_empty() && self.histograms.gates[2].open(self.now) =>
+            {
                 self.histograms.append_batch.record(m.entries.len() as f64);
             }
             Message::InstallSnapshot(m) if m.offset == 0 => self.counts.snapshots_sent += 1,
@@ -483,7 +492,8 @@ impl<S: StateMachine> Io for NodeIo<S> {
             return Ok(None);
         };
         let generation = completed.generation;
-        self.completed(completed)?;
+        // A writer thread's writes wait for the disk: few enough to record each.
+        self.completed(completed, true)?;
         Ok(Some(generation))
     }
 
@@ -495,7 +505,10 @@ impl<S: StateMachine> Io for NodeIo<S> {
 
     fn write(&mut self, core: &Core, persist: Persist) -> Result<bool, NodeFailure> {
         match self.writer.submit(persist, core) {
-            Some(completed) => self.completed(completed).map(|()| true),
+            Some(completed) => {
+                let record = self.histograms.gates[0].open(self.now);
+                self.completed(completed, record).map(|()| true)
+            }
             None => Ok(false),
         }
     }
@@ -523,7 +536,9 @@ impl<S: StateMachine> Io for NodeIo<S> {
         self.in_state_machine = false;
         let applied = to + 1 - from;
         self.counts.applied += applied;
-        self.histograms.apply_batch.record(applied as f64);
+        if self.histograms.gates[1].open(self.now) {
+            self.histograms.apply_batch.record(applied as f64);
+        }
         Ok(())
     }
 
