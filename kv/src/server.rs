@@ -49,7 +49,7 @@ use crate::protocol::{
 use crate::session::{Answer, Lookup};
 use crate::state::{EntryCheck, KvState, Settled, WaitEnd};
 use zeroraft_engine::{PendingRead, Raft, ReadError, StartError, TransferError};
-use zeroraft_transport::tcp::LinkStats;
+use zeroraft_transport::tcp::{LinkStats, WarnLimit};
 
 /// How a server answers `Get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,6 +134,9 @@ struct Shared {
     /// The wall clock when the server started, read once: stamps are reckoned from it and the
     /// monotonic clock each request reads anyway, so that a request reads one clock, not two.
     started: (Instant, u64),
+    /// Refused connections and failed accepts: warnings anyone who can connect can provoke,
+    /// written at most once a second.
+    refusals: WarnLimit,
 }
 
 /// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
@@ -162,6 +165,7 @@ impl KvServer {
             connections: Mutex::new(HashMap::new()),
             links: OnceLock::new(),
             started: (Instant::now(), now_ms()),
+            refusals: WarnLimit::per_second(),
         });
         let accept = {
             let shared = shared.clone();
@@ -279,7 +283,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         let stream = match incoming {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a connection");
+                if let Some(suppressed) = shared.refusals.allow() {
+                    tracing::warn!(error = %e, suppressed, "cannot accept a connection");
+                }
                 // Out of file descriptors, say: wait a little rather than spin on the error.
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
@@ -305,7 +311,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             }
         };
         if let Err(why) = registered {
-            refuse(stream, why);
+            refuse(stream, why, &shared.refusals);
             continue;
         }
         let worker = {
@@ -314,7 +320,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 Ok(s) => s,
                 Err(_) => {
                     lock(&shared.connections).remove(&id);
-                    refuse(stream, "cannot serve the connection");
+                    refuse(stream, "cannot serve the connection", &shared.refusals);
                     continue;
                 }
             };
@@ -333,7 +339,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a connection thread");
                 lock(&shared.connections).remove(&id);
-                refuse(stream, "cannot serve the connection");
+                refuse(stream, "cannot serve the connection", &shared.refusals);
             }
         }
     }
@@ -348,9 +354,12 @@ fn join_all(workers: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Answers a connection the server will not serve with `Overloaded`, and closes it.
-fn refuse(stream: TcpStream, why: &str) {
-    tracing::warn!(peer = ?stream.peer_addr().ok(), why, "refusing a connection");
+/// Answers a connection the server will not serve with `Overloaded`, and closes it; warns within
+/// `limit`.
+fn refuse(stream: TcpStream, why: &str, limit: &WarnLimit) {
+    if let Some(suppressed) = limit.allow() {
+        tracing::warn!(peer = ?stream.peer_addr().ok(), why, suppressed, "refusing a connection");
+    }
     let mut out = Vec::new();
     if Response::Overloaded.encode(&mut out).is_ok() {
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));

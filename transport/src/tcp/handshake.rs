@@ -13,9 +13,13 @@
 //!
 //! The acceptor answers with the magic, its version and a [`Verdict`] byte, and closes the
 //! connection unless the verdict is [`Verdict::Accepted`]. Messages follow, in both directions.
+//!
+//! Each side gives the other a deadline for its whole part of the handshake, not a timeout per
+//! read: a peer that sends a byte now and then cannot stretch it.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::Instant;
 
 /// The transport's version: the handshake's and the framing's. Each message carries the
 /// encoding version of its own codec besides.
@@ -125,11 +129,53 @@ pub(crate) fn judge(hello: &Hello, cluster: u64, me: usize, nodes: usize) -> Ver
     }
 }
 
-/// The dialer's side: sends `hello`, reads the verdict.
-pub(crate) fn dial(stream: &mut TcpStream, hello: &Hello) -> io::Result<Verdict> {
-    stream.write_all(&hello.encode())?;
+/// The time left until `deadline`, as a socket timeout (which cannot be zero); a `TimedOut`
+/// error once it has passed.
+fn time_left(deadline: Instant) -> io::Result<std::time::Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the handshake's deadline passed",
+        ));
+    }
+    Ok(left)
+}
+
+/// Fills `buf` from `stream` by `deadline`, however the bytes are spread out in time.
+pub(crate) fn read_exact_by(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        stream.set_read_timeout(Some(time_left(deadline)?))?;
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `buf` to `stream` by `deadline` (a handshake's few bytes: one write in practice).
+fn write_all_by(stream: &mut TcpStream, buf: &[u8], deadline: Instant) -> io::Result<()> {
+    stream.set_write_timeout(Some(time_left(deadline)?))?;
+    stream.write_all(buf)
+}
+
+/// The dialer's side: sends `hello`, reads the verdict, all by `deadline`.
+pub(crate) fn dial(
+    stream: &mut TcpStream,
+    hello: &Hello,
+    deadline: Instant,
+) -> io::Result<Verdict> {
+    write_all_by(stream, &hello.encode(), deadline)?;
     let mut answer = [0u8; ANSWER_BYTES];
-    stream.read_exact(&mut answer)?;
+    read_exact_by(stream, &mut answer, deadline)?;
     if answer[..4] != MAGIC {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -144,13 +190,17 @@ pub(crate) fn dial(stream: &mut TcpStream, hello: &Hello) -> io::Result<Verdict>
     })
 }
 
-/// The acceptor's side, after it read the hello: sends its verdict.
-pub(crate) fn answer(stream: &mut TcpStream, verdict: Verdict) -> io::Result<()> {
+/// The acceptor's side, after it read the hello: sends its verdict by `deadline`.
+pub(crate) fn answer(
+    stream: &mut TcpStream,
+    verdict: Verdict,
+    deadline: Instant,
+) -> io::Result<()> {
     let mut b = [0u8; ANSWER_BYTES];
     b[..4].copy_from_slice(&MAGIC);
     b[4] = VERSION;
     b[5] = verdict as u8;
-    stream.write_all(&b)
+    write_all_by(stream, &b, deadline)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::handshake::{self, HELLO_BYTES, Hello, Verdict};
-use super::{Peer, READ_BUFFER, Shared, WRITE_BATCH};
+use super::{Peer, READ_BUFFER, Shared, WRITE_BATCH, WarnLimit};
 use crate::{Codec, Message, NodeId, sync};
 
 /// A writer with nothing to send writes an empty frame this often, so that its peer's reader
@@ -23,77 +24,192 @@ pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`READ_BUFFER`], so a quiet link does not clear a large buffer for every small message.
 const MIN_READ: usize = 4 << 10;
 
-/// Accepts peers' connections until the node stops: checks each one's handshake and hands it to
-/// the writer of the peer it comes from.
-pub(super) fn accept<M: Message + Codec>(shared: &Shared<M>, listener: TcpListener) {
+/// The warnings an outsider can provoke on the peer port, one limit per kind.
+#[derive(Debug)]
+pub(super) struct Warnings {
+    /// `accept` itself failed (out of file descriptors, say).
+    accept: WarnLimit,
+    /// A connection closed at once: too many handshakes under way.
+    busy: WarnLimit,
+    /// A connection that did not complete a zeroraft hello in time.
+    handshake: WarnLimit,
+    /// A hello refused (another cluster, the wrong node, ...).
+    refused: WarnLimit,
+}
+
+impl Default for Warnings {
+    fn default() -> Self {
+        Self {
+            accept: WarnLimit::per_second(),
+            busy: WarnLimit::per_second(),
+            handshake: WarnLimit::per_second(),
+            refused: WarnLimit::per_second(),
+        }
+    }
+}
+
+/// A handshake under way on a thread of its own, with a handle on its stream so that a stopping
+/// node can cut it short.
+struct Handshake {
+    thread: JoinHandle<()>,
+    stream: TcpStream,
+}
+
+/// Accepts peers' connections until the node stops, and starts a handshake thread for each (at
+/// most [`TcpConfig::max_handshakes`](super::TcpConfig::max_handshakes) at once); then cuts the
+/// handshakes under way short and joins their threads.
+pub(super) fn accept<M: Message + Codec>(shared: &Arc<Shared<M>>, listener: &TcpListener) {
     let config = &shared.config;
+    let warnings = &shared.warnings;
+    let mut handshakes: Vec<Handshake> = Vec::new();
+    let mut accepted = 0u64;
     for stream in listener.incoming() {
         if shared.stop.load(Relaxed) {
-            return;
+            break;
         }
-        let mut stream = match stream {
+        let (done, running) = handshakes.into_iter().partition(|h| h.thread.is_finished());
+        handshakes = running;
+        for h in done {
+            let _ = h.thread.join();
+        }
+        let stream = match stream {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!(node = config.id, error = %e, "accepting a connection failed");
+                if let Some(suppressed) = warnings.accept.allow() {
+                    tracing::warn!(node = config.id, error = %e, suppressed, "accepting a connection failed");
+                }
                 // Out of file descriptors, say: do not spin on the error.
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
         };
-        let remote = stream.peer_addr().ok();
-        let mut hello = [0u8; HELLO_BYTES];
-        let read = stream
-            .set_read_timeout(Some(config.handshake_timeout))
-            .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
-            .and_then(|()| stream.read_exact(&mut hello));
-        if let Err(e) = read {
-            tracing::warn!(node = config.id, ?remote, error = %e, "no handshake from a connection");
+        if handshakes.len() >= config.max_handshakes {
+            if let Some(suppressed) = warnings.busy.allow() {
+                tracing::warn!(
+                    node = config.id,
+                    remote = ?stream.peer_addr().ok(),
+                    under_way = handshakes.len(),
+                    suppressed,
+                    "too many handshakes under way; closed a new connection"
+                );
+            }
             continue;
         }
-        let Some(hello) = Hello::decode(&hello) else {
+        accepted += 1;
+        let serial = accepted;
+        let started = stream.try_clone().and_then(|handle| {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("zeroraft-tcp-hello-{}", config.id))
+                .stack_size(128 << 10)
+                .spawn(move || shake_hands(&shared, stream, serial))
+                .map(|thread| Handshake {
+                    thread,
+                    stream: handle,
+                })
+        });
+        match started {
+            Ok(handshake) => handshakes.push(handshake),
+            Err(e) => {
+                if let Some(suppressed) = warnings.accept.allow() {
+                    tracing::warn!(node = config.id, error = %e, suppressed, "cannot start a handshake");
+                }
+            }
+        }
+    }
+    for h in &handshakes {
+        let _ = h.stream.shutdown(Shutdown::Both);
+    }
+    for h in handshakes {
+        let _ = h.thread.join();
+    }
+}
+
+/// Reads and judges the hello of the `serial`th connection accepted, answers it, and hands the
+/// stream to the writer of the peer it comes from if it is accepted; all within one
+/// [`TcpConfig::handshake_timeout`](super::TcpConfig::handshake_timeout). A connection not handed
+/// over is shut down (the acceptor holds a handle on it too, so dropping it would not close it).
+fn shake_hands<M: Message + Codec>(shared: &Shared<M>, mut stream: TcpStream, serial: u64) {
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let Some(peer) = judge_connection(shared, &mut stream, deadline) else {
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    };
+    let mut slot = peer.accepted.lock().unwrap_or_else(|e| e.into_inner());
+    if serial < slot.0 {
+        // A newer connection from this peer finished its handshake first.
+        drop(slot);
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
+    tracing::debug!(
+        node = shared.config.id,
+        peer = peer.id,
+        remote = ?stream.peer_addr().ok(),
+        "accepted a peer's connection"
+    );
+    // A stream the writer has not adopted yet is older than this one: drop it.
+    *slot = (serial, Some(stream));
+    peer.has_accepted.store(true, Relaxed);
+    drop(slot);
+    peer.queue.wake();
+}
+
+/// Reads the hello on `stream` and answers it, by `deadline`: the peer it comes from if it was
+/// accepted.
+fn judge_connection<'a, M: Message + Codec>(
+    shared: &'a Shared<M>,
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> Option<&'a Peer<M>> {
+    let config = &shared.config;
+    let warnings = &shared.warnings;
+    let remote = stream.peer_addr().ok();
+    let mut hello = [0u8; HELLO_BYTES];
+    if let Err(e) = handshake::read_exact_by(stream, &mut hello, deadline) {
+        if let Some(suppressed) = warnings.handshake.allow() {
+            tracing::warn!(node = config.id, ?remote, error = %e, suppressed, "no handshake from a connection");
+        }
+        return None;
+    }
+    let Some(hello) = Hello::decode(&hello) else {
+        if let Some(suppressed) = warnings.handshake.allow() {
             tracing::warn!(
                 node = config.id,
                 ?remote,
+                suppressed,
                 "a connection that does not speak the zeroraft handshake"
             );
-            continue;
-        };
-        let verdict = handshake::judge(&hello, config.cluster, config.id, config.peers.len());
-        let answered = handshake::answer(&mut stream, verdict);
-        if verdict != Verdict::Accepted {
+        }
+        return None;
+    };
+    let verdict = handshake::judge(&hello, config.cluster, config.id, config.peers.len());
+    let answered = handshake::answer(stream, verdict, deadline);
+    if verdict != Verdict::Accepted {
+        if let Some(suppressed) = warnings.refused.allow() {
             tracing::warn!(
                 node = config.id,
                 ?remote,
                 from = hello.from,
                 cluster = hello.cluster,
                 reason = verdict.reason(),
+                suppressed,
                 "refused a peer's connection"
             );
-            if let Some(Some(peer)) = shared.peers.get(hello.from as usize) {
-                peer.counters.rejected.fetch_add(1, Relaxed);
-            }
-            continue;
         }
-        if let Err(e) = answered {
-            tracing::warn!(node = config.id, ?remote, error = %e, "handshake answer failed");
-            continue;
+        if let Some(Some(peer)) = shared.peers.get(hello.from as usize) {
+            peer.counters.rejected.fetch_add(1, Relaxed);
         }
-        let Some(Some(peer)) = shared.peers.get(hello.from as usize) else {
-            continue; // `judge` accepted only ids below ours, which are peers.
-        };
-        tracing::debug!(
-            node = config.id,
-            peer = peer.id,
-            ?remote,
-            "accepted a peer's connection"
-        );
-        let mut slot = peer.accepted.lock().unwrap_or_else(|e| e.into_inner());
-        // A stream the writer has not adopted yet is older than this one: drop it.
-        *slot = Some(stream);
-        peer.has_accepted.store(true, Relaxed);
-        drop(slot);
-        peer.queue.wake();
+        return None;
     }
+    if let Err(e) = answered {
+        if let Some(suppressed) = warnings.handshake.allow() {
+            tracing::warn!(node = config.id, ?remote, error = %e, suppressed, "handshake answer failed");
+        }
+        return None;
+    }
+    // `judge` accepted only ids below ours, which are peers.
+    shared.peers.get(hello.from as usize)?.as_ref()
 }
 
 /// Makes a blocked `accept` return, so the acceptor sees that the node stops.
@@ -124,11 +240,7 @@ impl Connection {
 
 /// Peer `id`'s writer: keeps a connection to it (dialing it if this node has the lower id,
 /// adopting the ones the acceptor hands over otherwise), and writes what is queued for it.
-pub(super) fn write<M: Message + Codec>(
-    shared: &std::sync::Arc<Shared<M>>,
-    id: NodeId,
-    parker: sync::Parker,
-) {
+pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, parker: sync::Parker) {
     let config = &shared.config;
     let Some(Some(peer)) = shared.peers.get(id) else {
         return;
@@ -150,6 +262,7 @@ pub(super) fn write<M: Message + Codec>(
                 .accepted
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
+                .1
                 .take();
             if let Some(stream) = stream {
                 if let Some(old) = conn.take() {
@@ -267,10 +380,7 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStr
     let config = &shared.config;
     let mut stream = TcpStream::connect_timeout(&peer.addr, config.connect_timeout)
         .map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(config.handshake_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
-        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + config.handshake_timeout;
     let hello = Hello {
         version: handshake::VERSION,
         cluster: config.cluster,
@@ -278,7 +388,7 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStr
         to: peer.id as u32,
         nodes: config.peers.len() as u32,
     };
-    match handshake::dial(&mut stream, &hello) {
+    match handshake::dial(&mut stream, &hello, deadline) {
         Ok(Verdict::Accepted) => Ok(stream),
         Ok(verdict) => {
             peer.counters.rejected.fetch_add(1, Relaxed);
@@ -294,7 +404,7 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStr
 /// Starts using `stream` (handshake done) as the connection to `peer`: a reader thread for it,
 /// and the timeouts that tell a dead connection from a quiet one.
 fn open<M: Message + Codec>(
-    shared: &std::sync::Arc<Shared<M>>,
+    shared: &Arc<Shared<M>>,
     peer: &Peer<M>,
     stream: TcpStream,
 ) -> Option<Connection> {

@@ -13,6 +13,13 @@
 //! - **A handshake** names the cluster, both nodes and the encoding version
 //!   before any message passes. A node of another cluster, a node that is not the one dialed, or
 //!   an encoding this build does not speak is refused with a `tracing` warning on both sides.
+//! - **Accepting cannot be blocked.** The acceptor only accepts: each new connection's handshake
+//!   runs on a thread of its own, within a deadline for the whole handshake
+//!   ([`TcpConfig::handshake_timeout`]), and at most [`TcpConfig::max_handshakes`] run at once;
+//!   beyond, a new connection is closed at once. Connections that send nothing, or a byte now and
+//!   then, thus hold a handshake slot for one deadline at most and never delay a peer's
+//!   connection behind them. The warnings anyone who can reach the port can provoke are
+//!   rate-limited ([`WarnLimit`]).
 //! - **Frames**: each message is its [`Codec`] encoding behind a 4-byte little-endian length. A
 //!   frame longer than [`TcpConfig::max_frame`] or one that does not decode drops the connection
 //!   with a warning; nothing a peer sends can make a node panic or allocate more than
@@ -43,7 +50,10 @@
 //! returns.
 
 mod handshake;
+mod limit;
 mod link;
+
+pub use limit::WarnLimit;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -87,8 +97,12 @@ pub struct TcpConfig {
     pub backoff_min: Duration,
     /// The longest wait between two dials of a peer. Default 1 s.
     pub backoff_max: Duration,
-    /// How long a peer may take to answer its part of the handshake. Default 2 s.
+    /// How long a peer may take for its whole part of the handshake (a deadline, not a timeout
+    /// per read). Default 2 s.
     pub handshake_timeout: Duration,
+    /// Handshakes of accepted connections under way at once, at most; a connection accepted
+    /// beyond is closed at once. Default 64.
+    pub max_handshakes: usize,
 }
 
 impl TcpConfig {
@@ -106,6 +120,7 @@ impl TcpConfig {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(2),
+            max_handshakes: 64,
         }
     }
 }
@@ -228,8 +243,10 @@ struct Peer<M> {
     /// Messages for the peer, waiting for its writer; the writer sleeps on it.
     queue: Arc<Inbox<M>>,
     /// A connection the acceptor took from this peer, for the writer to adopt (cold path: once
-    /// per connection).
-    accepted: Mutex<Option<TcpStream>>,
+    /// per connection), with the acceptance number of the newest connection handed over.
+    /// Invariant: a stream is only put here if it was accepted after every one put before, so a
+    /// slow handshake never replaces a newer connection with an older one.
+    accepted: Mutex<(u64, Option<TcpStream>)>,
     /// Whether `accepted` holds a stream (so the writer need not lock to find out).
     has_accepted: AtomicBool,
     /// The serial number of the connection the writer uses; a reader whose connection fails
@@ -247,6 +264,7 @@ struct Shared<M> {
     /// By id; `None` at this node's own id.
     peers: Box<[Option<Peer<M>>]>,
     stop: AtomicBool,
+    warnings: link::Warnings,
 }
 
 impl<M: Message> Outbound<M> for Shared<M> {
@@ -306,6 +324,11 @@ impl<M: Message + Codec> TcpNetwork<M> {
                 "a peer's queue must hold at least one message",
             ));
         }
+        if config.max_handshakes == 0 {
+            return Err(TcpError::Limit(
+                "at least one handshake must be allowed under way",
+            ));
+        }
         if config.max_frame < 64 {
             return Err(TcpError::Limit(
                 "the largest frame must be at least 64 bytes",
@@ -329,7 +352,7 @@ impl<M: Message + Codec> TcpNetwork<M> {
                         id,
                         addr,
                         queue,
-                        accepted: Mutex::new(None),
+                        accepted: Mutex::new((0, None)),
                         has_accepted: AtomicBool::new(false),
                         serial: AtomicU64::new(0),
                         broken: AtomicU64::new(0),
@@ -343,6 +366,7 @@ impl<M: Message + Codec> TcpNetwork<M> {
             inbox: inbox.clone(),
             peers,
             stop: AtomicBool::new(false),
+            warnings: link::Warnings::default(),
         });
         let mut network = Self {
             shared: shared.clone(),
@@ -359,7 +383,7 @@ impl<M: Message + Codec> TcpNetwork<M> {
             let shared = shared.clone();
             let handle = spawn(
                 format!("zeroraft-tcp-accept-{}", config.id),
-                Box::new(move || link::accept(&shared, listener)),
+                Box::new(move || link::accept(&shared, &listener)),
             )?;
             network.threads.push(handle);
         }
