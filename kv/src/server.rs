@@ -90,6 +90,10 @@ pub struct ServerOptions {
     /// A connection that sends nothing for this long is closed, freeing its place among
     /// [`ServerOptions::max_connections`]. Default 60 s.
     pub idle_timeout: Duration,
+    /// A connection whose request frame is not whole this long after its first byte arrived is
+    /// closed, however its bytes are spread out: a client cannot hold a connection, and what it
+    /// buffered, by sending a byte now and then. Default 5 s.
+    pub frame_timeout: Duration,
     /// A connection whose client does not take a response within this long is closed. Default
     /// 5 s.
     pub write_timeout: Duration,
@@ -106,6 +110,7 @@ impl Default for ServerOptions {
             max_connections: 256,
             max_frame: MAX_FRAME,
             idle_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             sessions: SessionOptions::default(),
         }
@@ -137,6 +142,8 @@ struct Shared {
     /// Refused connections and failed accepts: warnings anyone who can connect can provoke,
     /// written at most once a second.
     refusals: WarnLimit,
+    /// Connections closed for what their client sent: written at most once a second.
+    closings: WarnLimit,
 }
 
 /// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
@@ -166,6 +173,7 @@ impl KvServer {
             links: OnceLock::new(),
             started: (Instant::now(), now_ms()),
             refusals: WarnLimit::per_second(),
+            closings: WarnLimit::per_second(),
         });
         let accept = {
             let shared = shared.clone();
@@ -417,7 +425,6 @@ impl Connection<'_> {
         let options = &self.shared.options;
         let setup = stream
             .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(options.idle_timeout.max(MIN_TIMEOUT))))
             .and_then(|()| stream.set_write_timeout(Some(options.write_timeout.max(MIN_TIMEOUT))));
         if let Err(e) = setup {
             tracing::debug!(?peer, error = %e, "cannot set up a connection");
@@ -451,14 +458,23 @@ impl Connection<'_> {
         let mut reader = protocol::FrameReader::new(stream, options.max_frame);
         // Where this connection's commands are encoded for the log, many per allocation.
         let mut arena = bytes::BytesMut::new();
+        let idle = options.idle_timeout.max(MIN_TIMEOUT);
+        let whole = options.frame_timeout.max(MIN_TIMEOUT);
         loop {
-            let request = match reader.next_frame() {
+            let request = match reader.next_frame_by(idle, whole) {
                 Ok(Some(body)) => Request::decode(body),
                 Ok(None) => return,
                 Err(FrameError::Io(e)) => {
-                    // The stream ended inside a frame: a client that sent part of one.
-                    if e.kind() == io::ErrorKind::UnexpectedEof && !self.stopping() {
-                        tracing::warn!(?peer, "closing a connection: truncated frame");
+                    // The stream ended inside a frame, or the frame was not whole by its
+                    // deadline: a client that sent part of one.
+                    let partial = matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::TimedOut
+                    );
+                    if partial && !self.stopping() {
+                        if let Some(suppressed) = self.shared.closings.allow() {
+                            tracing::warn!(?peer, error = %e, suppressed, "closing a connection: a partial frame");
+                        }
                     } else {
                         // Shutdown, an idle timeout, a reset: nothing the client sent.
                         tracing::debug!(?peer, error = %e, "closing a connection");
@@ -466,7 +482,9 @@ impl Connection<'_> {
                     return;
                 }
                 Err(e @ FrameError::TooLarge { .. }) => {
-                    tracing::warn!(?peer, error = %e, "closing a connection");
+                    if let Some(suppressed) = self.shared.closings.allow() {
+                        tracing::warn!(?peer, error = %e, suppressed, "closing a connection");
+                    }
                     let _ = tx.send(Pending::Ready(Response::Error(e.to_string())));
                     return;
                 }
@@ -474,7 +492,9 @@ impl Connection<'_> {
             let pending = match request {
                 Ok(request) => self.begin(request, &mut arena),
                 Err(e) => {
-                    tracing::warn!(?peer, error = %e, "closing a connection: malformed request");
+                    if let Some(suppressed) = self.shared.closings.allow() {
+                        tracing::warn!(?peer, error = %e, suppressed, "closing a connection: malformed request");
+                    }
                     let why = format!("malformed request: {e}");
                     let _ = tx.send(Pending::Ready(Response::Error(why)));
                     return;

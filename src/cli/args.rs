@@ -112,6 +112,11 @@ pub(crate) struct ServeArgs {
     #[arg(long = "idle-timeout", value_name = "S", default_value = "60",
           value_parser = number_in(1u64..=86400))]
     pub(crate) idle_timeout: u64,
+    /// A client connection whose request is not whole this many seconds after its first byte
+    /// arrived is closed
+    #[arg(long = "frame-timeout", value_name = "S", default_value = "5",
+          value_parser = number_in(1u64..=3600))]
+    pub(crate) frame_timeout: u64,
     /// A client session idle for this many seconds is dropped when another client registers
     /// (its next write then fails as expired instead of being applied twice)
     #[arg(long = "session-timeout", value_name = "S", default_value = "3600",
@@ -531,6 +536,7 @@ mod tests {
                     cluster: None,
                     max_connections: 256,
                     idle_timeout: 60,
+                    frame_timeout: 5,
                     session_timeout: 3600,
                     max_sessions: 10_000,
                     read_mode: "index".into(),

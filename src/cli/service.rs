@@ -89,6 +89,7 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
     };
     options.server.max_connections = args.max_connections;
     options.server.idle_timeout = Duration::from_secs(args.idle_timeout);
+    options.server.frame_timeout = Duration::from_secs(args.frame_timeout);
     options.server.sessions.timeout = Duration::from_secs(args.session_timeout);
     options.server.sessions.max_sessions = args.max_sessions;
     let node = ServeNode::start(options).map_err(|e| Failure::Setup(e.to_string()))?;

@@ -472,7 +472,6 @@ fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStrea
                 ));
             }
             if buf.len() < 4 + len {
-                buf.reserve(4 + len - buf.len());
                 break;
             }
             buf.advance(4);
@@ -497,7 +496,10 @@ fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStrea
             break Ok(());
         }
         if buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(READ_BUFFER);
+            // Grow with what arrived, by doubling (a frame of n bytes costs O(n) copies), never
+            // by what a length prefix announces: a peer that announces a large frame and sends
+            // little holds little memory.
+            buf.reserve(buf.len().max(READ_BUFFER));
         }
         let start = buf.len();
         let want = (last_read * 2).clamp(MIN_READ, READ_BUFFER);
