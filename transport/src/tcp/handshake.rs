@@ -15,11 +15,15 @@
 //! connection unless the verdict is [`Verdict::Accepted`]. Messages follow, in both directions.
 //!
 //! Each side gives the other a deadline for its whole part of the handshake, not a timeout per
-//! read: a peer that sends a byte now and then cannot stretch it.
+//! read: a peer that sends a byte now and then cannot stretch it ([`Timed`]).
+//!
+//! With TLS ([`super::tls`]), the TLS handshake comes first and the hello travels inside the
+//! session; the acceptor then also checks that the dialer's certificate names the node its hello
+//! claims ([`Verdict::WrongIdentity`]).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The transport's version: the handshake's and the framing's. Each message carries the
 /// encoding version of its own codec besides.
@@ -54,6 +58,8 @@ pub(crate) enum Verdict {
     WrongPeer = 4,
     /// The dialer speaks another transport version.
     Version = 5,
+    /// The dialer's certificate does not name the node it says it is.
+    WrongIdentity = 6,
 }
 
 impl Verdict {
@@ -65,6 +71,7 @@ impl Verdict {
             3 => Self::WrongSize,
             4 => Self::WrongPeer,
             5 => Self::Version,
+            6 => Self::WrongIdentity,
             _ => return None,
         })
     }
@@ -78,6 +85,7 @@ impl Verdict {
             Self::WrongSize => "the two nodes disagree on the cluster's size",
             Self::WrongPeer => "the peer's id is not one that dials this node",
             Self::Version => "the peer speaks another transport version",
+            Self::WrongIdentity => "the peer's certificate does not name the node it says it is",
         }
     }
 }
@@ -129,53 +137,59 @@ pub(crate) fn judge(hello: &Hello, cluster: u64, me: usize, nodes: usize) -> Ver
     }
 }
 
-/// The time left until `deadline`, as a socket timeout (which cannot be zero); a `TimedOut`
-/// error once it has passed.
-fn time_left(deadline: Instant) -> io::Result<std::time::Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the handshake's deadline passed",
-        ));
-    }
-    Ok(left)
+/// A socket whose every read and write must finish by one deadline: each sets the socket's
+/// timeout to the time left, so however the peer spreads its bytes out, the exchange ends by the
+/// deadline.
+pub(crate) struct Timed<'a> {
+    pub(crate) stream: &'a TcpStream,
+    pub(crate) deadline: Instant,
 }
 
-/// Fills `buf` from `stream` by `deadline`, however the bytes are spread out in time.
-pub(crate) fn read_exact_by(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    deadline: Instant,
-) -> io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        stream.set_read_timeout(Some(time_left(deadline)?))?;
-        match stream.read(&mut buf[got..]) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+impl Timed<'_> {
+    /// The time left, as a socket timeout (which cannot be zero); `TimedOut` once it is up.
+    fn time_left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handshake's deadline passed",
+            ));
         }
+        Ok(left)
     }
-    Ok(())
 }
 
-/// Writes `buf` to `stream` by `deadline` (a handshake's few bytes: one write in practice).
-fn write_all_by(stream: &mut TcpStream, buf: &[u8], deadline: Instant) -> io::Result<()> {
-    stream.set_write_timeout(Some(time_left(deadline)?))?;
-    stream.write_all(buf)
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.time_left()?))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
 }
 
-/// The dialer's side: sends `hello`, reads the verdict, all by `deadline`.
-pub(crate) fn dial(
-    stream: &mut TcpStream,
-    hello: &Hello,
-    deadline: Instant,
-) -> io::Result<Verdict> {
-    write_all_by(stream, &hello.encode(), deadline)?;
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.time_left()?))?;
+        let mut stream = self.stream;
+        stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a handshake is spoken over: a [`Timed`] socket, or a TLS session on one.
+pub(crate) trait ReadWrite: Read + Write {}
+
+impl<T: Read + Write> ReadWrite for T {}
+
+/// The dialer's side: sends `hello`, reads the verdict.
+pub(crate) fn dial(io: &mut impl ReadWrite, hello: &Hello) -> io::Result<Verdict> {
+    io.write_all(&hello.encode())?;
+    io.flush()?;
     let mut answer = [0u8; ANSWER_BYTES];
-    read_exact_by(stream, &mut answer, deadline)?;
+    io.read_exact(&mut answer)?;
     if answer[..4] != MAGIC {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -190,17 +204,14 @@ pub(crate) fn dial(
     })
 }
 
-/// The acceptor's side, after it read the hello: sends its verdict by `deadline`.
-pub(crate) fn answer(
-    stream: &mut TcpStream,
-    verdict: Verdict,
-    deadline: Instant,
-) -> io::Result<()> {
+/// The acceptor's side, after it read the hello: sends its verdict.
+pub(crate) fn answer(io: &mut impl ReadWrite, verdict: Verdict) -> io::Result<()> {
     let mut b = [0u8; ANSWER_BYTES];
     b[..4].copy_from_slice(&MAGIC);
     b[4] = VERSION;
     b[5] = verdict as u8;
-    write_all_by(stream, &b, deadline)
+    io.write_all(&b)?;
+    io.flush()
 }
 
 #[cfg(test)]

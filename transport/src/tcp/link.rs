@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use super::handshake::{self, HELLO_BYTES, Hello, Verdict};
+use rustls::pki_types::CertificateDer;
+
+use super::handshake::{self, HELLO_BYTES, Hello, ReadWrite, Timed, Verdict};
+use super::tls::{self, Session, TlsIo};
 use super::{Peer, READ_BUFFER, Shared, WRITE_BATCH, WarnLimit};
 use crate::{Codec, Message, NodeId, sync};
 
@@ -129,9 +132,40 @@ pub(super) fn accept<M: Message + Codec>(shared: &Arc<Shared<M>>, listener: &Tcp
 /// stream to the writer of the peer it comes from if it is accepted; all within one
 /// [`TcpConfig::handshake_timeout`](super::TcpConfig::handshake_timeout). A connection not handed
 /// over is shut down (the acceptor holds a handle on it too, so dropping it would not close it).
-fn shake_hands<M: Message + Codec>(shared: &Shared<M>, mut stream: TcpStream, serial: u64) {
+fn shake_hands<M: Message + Codec>(shared: &Shared<M>, stream: TcpStream, serial: u64) {
     let deadline = Instant::now() + shared.config.handshake_timeout;
-    let Some(peer) = judge_connection(shared, &mut stream, deadline) else {
+    let remote = stream.peer_addr().ok();
+    let mut io = Timed {
+        stream: &stream,
+        deadline,
+    };
+    let mut session = match &shared.tls {
+        None => None,
+        Some(tls) => {
+            let shaken = tls
+                .acceptor()
+                .and_then(|mut conn| tls::handshake(&mut conn, &mut io).map(|()| conn));
+            match shaken {
+                Ok(conn) => Some(conn),
+                Err(e) => {
+                    if let Some(suppressed) = shared.warnings.handshake.allow() {
+                        tracing::warn!(node = shared.config.id, ?remote, error = %e, suppressed, "TLS handshake failed");
+                    }
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+    };
+    let peer = match session.as_mut() {
+        None => judge_connection(shared, &mut io, remote, None),
+        Some(conn) => {
+            let cert = conn.peer_certificates().and_then(|c| c.first()).cloned();
+            let mut io = TlsIo { conn, io: &mut io };
+            judge_connection(shared, &mut io, remote, cert.as_ref())
+        }
+    };
+    let Some(peer) = peer else {
         let _ = stream.shutdown(Shutdown::Both);
         return;
     };
@@ -149,24 +183,24 @@ fn shake_hands<M: Message + Codec>(shared: &Shared<M>, mut stream: TcpStream, se
         "accepted a peer's connection"
     );
     // A stream the writer has not adopted yet is older than this one: drop it.
-    *slot = (serial, Some(stream));
+    *slot = (serial, Some(Link { stream, session }));
     peer.has_accepted.store(true, Relaxed);
     drop(slot);
     peer.queue.wake();
 }
 
-/// Reads the hello on `stream` and answers it, by `deadline`: the peer it comes from if it was
-/// accepted.
+/// Reads the hello on `io` and answers it: the peer it comes from if it was accepted. With TLS,
+/// `cert` is the dialer's certificate, which must name the node its hello claims.
 fn judge_connection<'a, M: Message + Codec>(
     shared: &'a Shared<M>,
-    stream: &mut TcpStream,
-    deadline: Instant,
+    io: &mut impl ReadWrite,
+    remote: Option<SocketAddr>,
+    cert: Option<&CertificateDer<'_>>,
 ) -> Option<&'a Peer<M>> {
     let config = &shared.config;
     let warnings = &shared.warnings;
-    let remote = stream.peer_addr().ok();
     let mut hello = [0u8; HELLO_BYTES];
-    if let Err(e) = handshake::read_exact_by(stream, &mut hello, deadline) {
+    if let Err(e) = io.read_exact(&mut hello) {
         if let Some(suppressed) = warnings.handshake.allow() {
             tracing::warn!(node = config.id, ?remote, error = %e, suppressed, "no handshake from a connection");
         }
@@ -183,8 +217,14 @@ fn judge_connection<'a, M: Message + Codec>(
         }
         return None;
     };
-    let verdict = handshake::judge(&hello, config.cluster, config.id, config.peers.len());
-    let answered = handshake::answer(stream, verdict, deadline);
+    let mut verdict = handshake::judge(&hello, config.cluster, config.id, config.peers.len());
+    if let Some(tls) = &shared.tls
+        && verdict == Verdict::Accepted
+        && !cert.is_some_and(|c| tls.names(c, hello.from as usize))
+    {
+        verdict = Verdict::WrongIdentity;
+    }
+    let answered = handshake::answer(io, verdict);
     if verdict != Verdict::Accepted {
         if let Some(suppressed) = warnings.refused.allow() {
             tracing::warn!(
@@ -224,9 +264,17 @@ pub(super) fn unblock_accept(listen: SocketAddr) {
     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
 }
 
+/// A connection whose handshake is done, with its TLS session if the links use TLS.
+pub(super) struct Link {
+    stream: TcpStream,
+    session: Option<rustls::Connection>,
+}
+
 /// The connection a writer uses, with the reader thread that reads it.
 struct Connection {
     stream: TcpStream,
+    /// Shared with the reader thread.
+    session: Option<Arc<Session>>,
     serial: u64,
     reader: JoinHandle<()>,
 }
@@ -251,6 +299,12 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
     let mut next_dial = Instant::now();
     let mut failures = 0u32;
     let mut out = BytesMut::with_capacity(WRITE_BATCH + 64);
+    // What TLS made of `out`, when the links use it.
+    let mut sealed = Vec::with_capacity(if shared.tls.is_some() {
+        WRITE_BATCH + (WRITE_BATCH >> 6)
+    } else {
+        0
+    });
     let mut last_write = Instant::now();
     let broken = |conn: &Option<Connection>| {
         conn.as_ref()
@@ -258,17 +312,17 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
     };
     while !shared.stop.load(Relaxed) {
         if peer.has_accepted.swap(false, Relaxed) {
-            let stream = peer
+            let link = peer
                 .accepted
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .1
                 .take();
-            if let Some(stream) = stream {
+            if let Some(link) = link {
                 if let Some(old) = conn.take() {
                     close(peer, old);
                 }
-                conn = open(shared, peer, stream);
+                conn = open(shared, peer, link);
             }
         }
         if broken(&conn) {
@@ -279,8 +333,8 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
         }
         if conn.is_none() && dialer && Instant::now() >= next_dial {
             match dial(shared, peer) {
-                Ok(stream) => {
-                    conn = open(shared, peer, stream);
+                Ok(link) => {
+                    conn = open(shared, peer, link);
                     backoff = config.backoff_min;
                     failures = 0;
                 }
@@ -337,7 +391,13 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
             out.put_u32_le(0);
         }
         if !out.is_empty() {
-            match c.stream.write_all(&out) {
+            let written = match &c.session {
+                None => c.stream.write_all(&out),
+                Some(session) => session
+                    .seal(&out, &mut sealed)
+                    .and_then(|()| c.stream.write_all(&sealed)),
+            };
+            match written {
                 Ok(()) => {
                     last_write = now;
                     let counters = &peer.counters;
@@ -375,12 +435,26 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
     }
 }
 
-/// Dials `peer` and shakes hands; the text says why it failed.
-fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStream, String> {
+/// Dials `peer` and shakes hands (TLS first, if the links use it); the text says why it failed.
+fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<Link, String> {
     let config = &shared.config;
-    let mut stream = TcpStream::connect_timeout(&peer.addr, config.connect_timeout)
+    let stream = TcpStream::connect_timeout(&peer.addr, config.connect_timeout)
         .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + config.handshake_timeout;
+    let mut io = Timed {
+        stream: &stream,
+        deadline: Instant::now() + config.handshake_timeout,
+    };
+    let mut session = match &shared.tls {
+        None => None,
+        Some(tls) => {
+            let mut conn = tls.dialer(peer.id).map_err(|e| e.to_string())?;
+            if let Err(e) = tls::handshake(&mut conn, &mut io) {
+                peer.counters.rejected.fetch_add(1, Relaxed);
+                return Err(format!("TLS handshake failed: {e}"));
+            }
+            Some(conn)
+        }
+    };
     let hello = Hello {
         version: handshake::VERSION,
         cluster: config.cluster,
@@ -388,8 +462,12 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStr
         to: peer.id as u32,
         nodes: config.peers.len() as u32,
     };
-    match handshake::dial(&mut stream, &hello, deadline) {
-        Ok(Verdict::Accepted) => Ok(stream),
+    let verdict = match session.as_mut() {
+        None => handshake::dial(&mut io, &hello),
+        Some(conn) => handshake::dial(&mut TlsIo { conn, io: &mut io }, &hello),
+    };
+    match verdict {
+        Ok(Verdict::Accepted) => Ok(Link { stream, session }),
         Ok(verdict) => {
             peer.counters.rejected.fetch_add(1, Relaxed);
             Err(format!(
@@ -397,7 +475,10 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStr
                 verdict.reason()
             ))
         }
-        Err(e) => Err(format!("handshake failed: {e}")),
+        Err(e) => {
+            peer.counters.rejected.fetch_add(1, Relaxed);
+            Err(format!("handshake failed: {e}"))
+        }
     }
 }
 
@@ -406,8 +487,10 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStr
 fn open<M: Message + Codec>(
     shared: &Arc<Shared<M>>,
     peer: &Peer<M>,
-    stream: TcpStream,
+    link: Link,
 ) -> Option<Connection> {
+    let Link { stream, session } = link;
+    let session = session.map(|conn| Arc::new(Session::new(conn)));
     let config = &shared.config;
     let setup = stream
         .set_nodelay(true)
@@ -423,11 +506,12 @@ fn open<M: Message + Codec>(
     };
     let serial = peer.serial.fetch_add(1, Relaxed) + 1;
     let for_reader = shared.clone();
+    let reader_session = session.clone();
     let id = peer.id;
     let reader = std::thread::Builder::new()
         .name(format!("zeroraft-tcp-read-{}-{}", config.id, id))
         .stack_size(256 << 10)
-        .spawn(move || read(&for_reader, id, read_half, serial));
+        .spawn(move || read(&for_reader, id, read_half, serial, reader_session));
     match reader {
         Ok(reader) => {
             peer.counters.connections.fetch_add(1, Relaxed);
@@ -435,6 +519,7 @@ fn open<M: Message + Codec>(
             tracing::debug!(node = config.id, peer = id, "connected");
             Some(Connection {
                 stream,
+                session,
                 serial,
                 reader,
             })
@@ -451,15 +536,36 @@ fn close<M>(peer: &Peer<M>, conn: Connection) {
     conn.close();
 }
 
-/// Reads frames from peer `id` on `stream` until it fails or closes, putting each message in the
-/// node's inbox; then marks connection `serial` broken for the writer.
-fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStream, serial: u64) {
+/// Reads frames from peer `id` on `stream` (through `session`, if the links use TLS) until it
+/// fails or closes, putting each message in the node's inbox; then marks connection `serial`
+/// broken for the writer.
+fn read<M: Message + Codec>(
+    shared: &Shared<M>,
+    id: NodeId,
+    mut stream: TcpStream,
+    serial: u64,
+    session: Option<Arc<Session>>,
+) {
     let config = &shared.config;
     let Some(Some(peer)) = shared.peers.get(id) else {
         return;
     };
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut last_read = MIN_READ;
+    // Bytes read off the socket before decryption, with TLS.
+    let mut cipher = vec![0u8; if session.is_some() { READ_BUFFER } else { 0 }];
+    // Whether the peer closed its TLS session: the frames decrypted before are still delivered.
+    let mut closed = match &session {
+        // Plaintext that came with the end of the handshake.
+        Some(session) => match session.open(&[], &mut buf) {
+            Ok(closed) => closed,
+            Err(e) => {
+                tracing::warn!(node = config.id, peer = id, error = %e, "dropping the connection to a peer");
+                true
+            }
+        },
+        None => false,
+    };
     let outcome: Result<(), String> = 'conn: loop {
         // Cut out and deliver every whole frame in the buffer.
         while buf.len() >= 4 {
@@ -492,7 +598,7 @@ fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStrea
                 }
             }
         }
-        if shared.stop.load(Relaxed) || peer.serial.load(Relaxed) != serial {
+        if closed || shared.stop.load(Relaxed) || peer.serial.load(Relaxed) != serial {
             break Ok(());
         }
         if buf.capacity() - buf.len() < MIN_READ {
@@ -503,21 +609,31 @@ fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStrea
         }
         let start = buf.len();
         let want = (last_read * 2).clamp(MIN_READ, READ_BUFFER);
-        let want = want.min(buf.capacity() - start);
-        // Reading into a `BytesMut` without `unsafe` needs initialized bytes: clear only as
-        // many as this read may fill.
-        buf.resize(start + want, 0);
-        match stream.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                break Ok(());
+        let got = match &session {
+            None => {
+                let want = want.min(buf.capacity() - start);
+                // Reading into a `BytesMut` without `unsafe` needs initialized bytes: clear only
+                // as many as this read may fill.
+                buf.resize(start + want, 0);
+                let got = stream.read(&mut buf[start..]);
+                buf.truncate(start + *got.as_ref().unwrap_or(&0));
+                got
             }
+            Some(_) => stream.read(&mut cipher[..want]),
+        };
+        match got {
+            Ok(0) => break Ok(()),
             Ok(n) => {
-                buf.truncate(start + n);
                 last_read = n;
                 peer.counters.bytes_received.fetch_add(n as u64, Relaxed);
+                if let Some(session) = &session {
+                    match session.open(&cipher[..n], &mut buf) {
+                        Ok(c) => closed = c,
+                        Err(e) => break Err(format!("TLS: {e}")),
+                    }
+                }
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 break Err(format!("nothing received for {IDLE_TIMEOUT:?}"));
             }
