@@ -55,11 +55,13 @@
 //! thread is woken and joined, and joining orders everything the threads did before the handle
 //! returns.
 
+mod certs;
 mod handshake;
 mod limit;
 mod link;
 mod tls;
 
+pub use certs::{Authority, Issued};
 pub use limit::WarnLimit;
 pub use tls::{PeerTls, TlsError, node_name};
 

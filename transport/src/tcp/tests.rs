@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::handshake::{HELLO_BYTES, Hello, VERSION, Verdict};
-use super::{PeerTls, TcpConfig, TcpError, TcpNetwork};
+use super::{Authority, PeerTls, TcpConfig, TcpError, TcpNetwork};
 use crate::{Codec, DecodeError, Endpoint, Message, NodeId};
 
 /// A test message: a number and a payload.
@@ -544,71 +544,34 @@ fn beyond_the_handshakes_under_way_a_connection_is_closed_at_once() {
     });
 }
 
-/// A certificate authority for tests, and node certificates it signs.
-mod pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, date_time_ymd,
+/// From an hour ago to a day from now.
+fn today() -> std::ops::Range<std::time::SystemTime> {
+    let now = std::time::SystemTime::now();
+    now - Duration::from_secs(3600)..now + Duration::from_secs(86_400)
+}
+
+/// A certificate authority for tests.
+fn authority() -> Authority {
+    Authority::new("zeroraft test CA", today()).expect("a CA")
+}
+
+/// Node `id` of `cluster`'s settings from `ca`, trusting the CA of `trusted`, its certificate
+/// expired long ago if `expired`.
+fn node_tls(
+    ca: &Authority,
+    trusted: &Authority,
+    cluster: u64,
+    id: NodeId,
+    expired: bool,
+) -> PeerTls {
+    let valid = if expired {
+        let now = std::time::SystemTime::now();
+        now - Duration::from_secs(2 * 86_400)..now - Duration::from_secs(86_400)
+    } else {
+        today()
     };
-
-    use super::super::{PeerTls, node_name};
-    use crate::NodeId;
-
-    pub(super) struct Ca {
-        issuer: Issuer<'static, KeyPair>,
-        pem: String,
-    }
-
-    impl Ca {
-        pub(super) fn new(name: &str) -> Self {
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.distinguished_name.push(DnType::CommonName, name);
-            let key = KeyPair::generate().unwrap();
-            let pem = params.self_signed(&key).unwrap().pem();
-            Self {
-                issuer: Issuer::new(params, key),
-                pem,
-            }
-        }
-
-        /// Node `id` of cluster `cluster`'s settings: this CA, and a certificate naming the node,
-        /// expired long ago if `expired`.
-        pub(super) fn node(&self, cluster: u64, id: NodeId, expired: bool) -> PeerTls {
-            self.node_trusting(&self.pem, cluster, id, expired)
-        }
-
-        /// As [`Ca::node`], trusting the CA of `ca_pem` instead of this one.
-        pub(super) fn node_trusting(
-            &self,
-            ca_pem: &str,
-            cluster: u64,
-            id: NodeId,
-            expired: bool,
-        ) -> PeerTls {
-            let mut params = CertificateParams::new(vec![node_name(cluster, id)]).unwrap();
-            params.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            if expired {
-                params.not_before = date_time_ymd(2000, 1, 1);
-                params.not_after = date_time_ymd(2001, 1, 1);
-            }
-            let key = KeyPair::generate().unwrap();
-            let cert = params.signed_by(&key, &self.issuer).unwrap();
-            PeerTls::from_pem(
-                ca_pem.as_bytes(),
-                cert.pem().as_bytes(),
-                key.serialize_pem().as_bytes(),
-            )
-            .unwrap()
-        }
-
-        pub(super) fn pem(&self) -> &str {
-            &self.pem
-        }
-    }
+    let node = ca.node(cluster, id, valid).expect("a node certificate");
+    PeerTls::from_issued(&trusted.issued().cert_pem, &node).expect("settings")
 }
 
 fn start_tls(
@@ -625,12 +588,12 @@ fn start_tls(
 
 #[test]
 fn tls_links_carry_messages_both_ways_in_order() {
-    let ca = pki::Ca::new("test CA");
+    let ca = authority();
     let (listeners, addrs) = listeners(2);
     let mut nodes: Vec<_> = listeners
         .into_iter()
         .enumerate()
-        .map(|(id, l)| start_tls(id, l, &addrs, ca.node(CLUSTER, id, false)))
+        .map(|(id, l)| start_tls(id, l, &addrs, node_tls(&ca, &ca, CLUSTER, id, false)))
         .collect();
     wait_until("every link is up", || connected(&nodes));
     const EACH: u64 = 3_000;
@@ -680,11 +643,11 @@ fn tls_dial(
 
 #[test]
 fn a_certificate_of_one_node_cannot_claim_to_be_another() {
-    let ca = pki::Ca::new("test CA");
+    let ca = authority();
     let (mut listeners, addrs) = listeners(3);
     let l2 = listeners.pop().unwrap();
-    let (net2, ep2) = start_tls(2, l2, &addrs, ca.node(CLUSTER, 2, false));
-    let node1 = ca.node(CLUSTER, 1, false);
+    let (net2, ep2) = start_tls(2, l2, &addrs, node_tls(&ca, &ca, CLUSTER, 2, false));
+    let node1 = node_tls(&ca, &ca, CLUSTER, 1, false);
     let hello = |from| Hello {
         version: VERSION,
         cluster: CLUSTER,
@@ -730,38 +693,38 @@ fn a_certificate_of_one_node_cannot_claim_to_be_another() {
 
 #[test]
 fn a_peer_without_a_valid_certificate_of_the_cluster_is_refused() {
-    let ca = pki::Ca::new("test CA");
-    let other = pki::Ca::new("another CA");
+    let ca = authority();
+    let other = authority();
     // (node 0's settings, node 1's settings, what is wrong): node 0 dials node 1.
     let cases: [(Option<PeerTls>, Option<PeerTls>, &str); 6] = [
         (
-            Some(other.node_trusting(ca.pem(), CLUSTER, 0, false)),
-            Some(ca.node(CLUSTER, 1, false)),
+            Some(node_tls(&other, &ca, CLUSTER, 0, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, false)),
             "the dialer's certificate is of another CA",
         ),
         (
-            Some(ca.node(CLUSTER, 0, false)),
-            Some(other.node_trusting(ca.pem(), CLUSTER, 1, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 0, false)),
+            Some(node_tls(&other, &ca, CLUSTER, 1, false)),
             "the acceptor's certificate is of another CA",
         ),
         (
-            Some(ca.node(CLUSTER, 0, true)),
-            Some(ca.node(CLUSTER, 1, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 0, true)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, false)),
             "the dialer's certificate expired",
         ),
         (
-            Some(ca.node(CLUSTER, 0, false)),
-            Some(ca.node(CLUSTER, 1, true)),
+            Some(node_tls(&ca, &ca, CLUSTER, 0, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, true)),
             "the acceptor's certificate expired",
         ),
         (
-            Some(ca.node(CLUSTER + 1, 0, false)),
-            Some(ca.node(CLUSTER, 1, false)),
+            Some(node_tls(&ca, &ca, CLUSTER + 1, 0, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, false)),
             "the dialer's certificate names another cluster",
         ),
         (
             None,
-            Some(ca.node(CLUSTER, 1, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, false)),
             "the dialer speaks plaintext",
         ),
     ];

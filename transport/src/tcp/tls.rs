@@ -56,6 +56,12 @@ pub struct PeerTls {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsError(String);
 
+impl TlsError {
+    pub(super) fn new(why: String) -> Self {
+        Self(why)
+    }
+}
+
 impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
