@@ -3,17 +3,16 @@
 //! deadline, and count toward the connection limit from the start. A test binary of its own, so
 //! that the resident memory it reads is this server's alone.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::thread::{JoinHandle, sleep};
+use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use zeroraft::kv::protocol::{self, MAX_FRAME, Response};
 use zeroraft::kv::{ClientOptions, KvClient, KvServer, KvState, ServerOptions};
 use zeroraft::{Config, Network, NetworkConfig, Raft};
 use zeroraft_harness::scale;
+use zeroraft_harness::trickle::Trickle;
 
 /// How long any condition may take to come true on a busy machine.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -56,71 +55,11 @@ fn resident() -> u64 {
     kb * 1024
 }
 
-/// Connections that each announce a frame of [`MAX_FRAME`] bytes and then send its body one
-/// byte every 100 ms, from one thread, until dropped.
-struct Trickle {
-    stop: Arc<AtomicBool>,
-    /// Bytes of body sent on each connection so far.
-    rounds: Arc<AtomicUsize>,
-    /// How many of the connections the server has closed.
-    closed: Arc<AtomicUsize>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Trickle {
-    fn start(addr: SocketAddr, count: usize) -> Self {
-        let streams: Vec<TcpStream> = (0..count)
-            .map(|_| {
-                let mut s = TcpStream::connect(addr).expect("connect");
-                s.write_all(&(MAX_FRAME as u32).to_le_bytes()).unwrap();
-                s.set_nonblocking(true).unwrap();
-                s
-            })
-            .collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let rounds = Arc::new(AtomicUsize::new(0));
-        let closed = Arc::new(AtomicUsize::new(0));
-        let thread = {
-            let (stop, rounds, closed) = (stop.clone(), rounds.clone(), closed.clone());
-            let mut open: Vec<Option<TcpStream>> = streams.into_iter().map(Some).collect();
-            std::thread::spawn(move || {
-                while !stop.load(SeqCst) {
-                    for slot in &mut open {
-                        let Some(s) = slot else { continue };
-                        // The server answers nothing to a partial frame: a read that returns
-                        // end of file or an error means it closed the connection.
-                        let mut byte = [0u8; 64];
-                        let gone = match s.read(&mut byte) {
-                            Ok(0) => true,
-                            Ok(_) => false,
-                            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-                        };
-                        if gone || s.write(&[7]).is_err() {
-                            *slot = None;
-                            closed.fetch_add(1, SeqCst);
-                        }
-                    }
-                    rounds.fetch_add(1, SeqCst);
-                    sleep(Duration::from_millis(100)); // the trickle's pace
-                }
-            })
-        };
-        Self {
-            stop,
-            rounds,
-            closed,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Trickle {
-    fn drop(&mut self) {
-        self.stop.store(true, SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// `count` connections to `addr` that each announce a frame of [`MAX_FRAME`] bytes and then
+/// send its body one byte every 100 ms.
+fn trickle(addr: SocketAddr, count: usize) -> Trickle {
+    let prefix = (MAX_FRAME as u32).to_le_bytes();
+    Trickle::start(addr, count, &prefix, 7, Duration::from_millis(100)).expect("connections")
 }
 
 #[test]
@@ -137,13 +76,13 @@ fn connections_announcing_large_frames_hold_little_memory() {
     let mut client = KvClient::new(vec![addr], ClientOptions::default());
     client.put("k", "before").expect("a put before");
     let before = resident();
-    let trickle = Trickle::start(addr, hostile);
+    let trickle = trickle(addr, hostile);
     wait_for("every hostile connection to be served", || {
         server.connections() >= hostile
     });
-    let from = trickle.rounds.load(SeqCst);
+    let from = trickle.rounds();
     wait_for("a few bytes into every frame", || {
-        trickle.rounds.load(SeqCst) >= from + 3
+        trickle.rounds() >= from + 3
     });
     let during = resident();
     let grown = during.saturating_sub(before);
@@ -160,11 +99,7 @@ fn connections_announcing_large_frames_hold_little_memory() {
         grown < bound,
         "{hostile} connections grew resident memory by {grown} bytes (bound {bound})"
     );
-    assert_eq!(
-        trickle.closed.load(SeqCst),
-        0,
-        "no hostile connection closed"
-    );
+    assert_eq!(trickle.closed(), 0, "no hostile connection closed");
     // A client's operations go through meanwhile, within their timeout.
     client.put("k", "during").expect("a put during");
     assert_eq!(client.get("k").expect("a get during"), "during");
@@ -181,9 +116,9 @@ fn a_frame_trickling_past_its_deadline_closes_its_connection() {
     let addr = server.local_addr();
     // Each connection sends a byte every 100 ms, far more often than the idle timeout: only the
     // frame's deadline can close it.
-    let trickle = Trickle::start(addr, 5);
+    let trickle = trickle(addr, 5);
     wait_for("the server to close every trickling connection", || {
-        trickle.closed.load(SeqCst) == 5
+        trickle.closed() == 5
     });
     wait_for("the server to release them", || server.connections() == 0);
     let mut client = KvClient::new(vec![addr], ClientOptions::default());
