@@ -76,7 +76,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 
@@ -447,6 +447,12 @@ pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Bytes>, F
 /// [`Bytes`] slice of that buffer: no allocation per frame (a new buffer only when the old one
 /// is full while bodies cut from it are still held), and several frames per `read` call when
 /// a client pipelines. Otherwise as [`read_frame`].
+///
+/// The buffer grows with the bytes that arrive, never with what a length prefix announces: a
+/// peer that announces a large frame and sends little holds little memory. On a stream with
+/// read timeouts ([`ReadTimeout`]), [`FrameReader::next_frame_by`] also holds a frame to a
+/// deadline once its first byte arrived, so that a byte now and then cannot keep a connection
+/// (and what it buffered) forever.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     inner: R,
@@ -454,7 +460,41 @@ pub struct FrameReader<R> {
     max: usize,
     /// What the last `read` call returned: the next one asks for about twice as much.
     last_read: usize,
+    /// When the first byte of the frame under way arrived (`None` between frames: the buffer is
+    /// empty). Invariant: `Some` exactly when `buf` holds bytes.
+    frame_started: Option<Instant>,
+    /// When the last read returned bytes.
+    read_at: Instant,
+    /// The read timeout last set on the stream, if [`FrameReader::next_frame_by`] set one.
+    timeout_set: Option<Duration>,
 }
+
+/// A stream whose reads can be given a timeout, as a [`FrameReader`] needs to hold a frame to
+/// its deadline.
+pub trait ReadTimeout {
+    /// Sets the timeout of each read from now on (`None`: none).
+    ///
+    /// # Errors
+    ///
+    /// If the stream cannot take it.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl ReadTimeout for std::net::TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl ReadTimeout for &std::net::TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// The error of a frame not whole by its deadline: kind [`io::ErrorKind::TimedOut`], and this
+/// text.
+pub const FRAME_DEADLINE: &str = "a frame was not whole within its deadline";
 
 /// The smallest and largest reads a [`FrameReader`] asks for.
 const MIN_READ: usize = 4 << 10;
@@ -468,6 +508,9 @@ impl<R: Read> FrameReader<R> {
             buf: bytes::BytesMut::with_capacity(MAX_READ),
             max,
             last_read: MIN_READ,
+            frame_started: None,
+            read_at: Instant::now(),
+            timeout_set: None,
         }
     }
 
@@ -484,6 +527,15 @@ impl<R: Read> FrameReader<R> {
     /// [`FrameError::TooLarge`] for a length prefix above the maximum (nothing after it is
     /// read), [`FrameError::Io`] if reading fails or the stream ends inside a frame.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        self.next_frame_with(|_, _| Ok(()))
+    }
+
+    /// [`FrameReader::next_frame`], calling `before_read` with the stream and when the frame
+    /// under way started (`None` between frames) before each read.
+    fn next_frame_with(
+        &mut self,
+        mut before_read: impl FnMut(&R, Option<Instant>) -> io::Result<()>,
+    ) -> Result<Option<Bytes>, FrameError> {
         loop {
             if self.buf.len() >= 4 {
                 let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
@@ -497,13 +549,19 @@ impl<R: Read> FrameReader<R> {
                 }
                 if self.buf.len() >= 4 + len_usize {
                     let _ = self.buf.split_to(4);
-                    return Ok(Some(self.buf.split_to(len_usize).freeze()));
+                    let body = self.buf.split_to(len_usize).freeze();
+                    // The next frame's first bytes, if any, came with the last read.
+                    self.frame_started = (!self.buf.is_empty()).then_some(self.read_at);
+                    return Ok(Some(body));
                 }
-                // Room for the rest of this frame (bounded by `max`, checked above).
-                self.buf.reserve(4 + len_usize - self.buf.len());
             }
             if self.buf.capacity() - self.buf.len() < MIN_READ {
-                self.buf.reserve(MAX_READ);
+                // Grow with what arrived, by doubling (a frame of n bytes costs O(n) copies),
+                // never by what a prefix announces.
+                self.buf.reserve(self.buf.len().max(MAX_READ));
+            }
+            if let Err(e) = before_read(&self.inner, self.frame_started) {
+                return Err(e.into());
             }
             let start = self.buf.len();
             let want = (self.last_read * 2)
@@ -524,6 +582,10 @@ impl<R: Read> FrameReader<R> {
                 Ok(n) => {
                     self.buf.truncate(start + n);
                     self.last_read = n;
+                    self.read_at = Instant::now();
+                    if start == 0 {
+                        self.frame_started = Some(self.read_at);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(start),
                 Err(e) => {
@@ -532,6 +594,50 @@ impl<R: Read> FrameReader<R> {
                 }
             }
         }
+    }
+}
+
+impl<R: Read + ReadTimeout> FrameReader<R> {
+    /// [`FrameReader::next_frame`], waiting at most `idle` for a frame to start and at most
+    /// `whole` for a frame to end once its first byte arrived, however its bytes are spread out.
+    /// Sets the stream's read timeout as it goes (only when it changes: one system call per
+    /// frame that does not arrive in one read).
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameReader::next_frame`]; a frame not whole by its deadline is
+    /// [`FrameError::Io`] of kind [`io::ErrorKind::TimedOut`] with the text [`FRAME_DEADLINE`];
+    /// no frame started within `idle` is [`FrameError::Io`] with the kind the stream gives
+    /// (`WouldBlock` on Unix).
+    pub fn next_frame_by(
+        &mut self,
+        idle: Duration,
+        whole: Duration,
+    ) -> Result<Option<Bytes>, FrameError> {
+        let mut timeout_set = self.timeout_set;
+        let result = self.next_frame_with(|inner, started| {
+            let timeout = match started {
+                None => idle,
+                Some(at) => {
+                    let left = whole.saturating_sub(at.elapsed());
+                    if left.is_zero() {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, FRAME_DEADLINE));
+                    }
+                    // Whole milliseconds, rounded up: a frame that comes in fast finds the
+                    // timeout set already.
+                    let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                    Duration::from_millis(ms.saturating_add(1)).min(idle)
+                }
+            };
+            let timeout = timeout.max(Duration::from_millis(1));
+            if timeout_set != Some(timeout) {
+                inner.set_read_timeout(Some(timeout))?;
+                timeout_set = Some(timeout);
+            }
+            Ok(())
+        });
+        self.timeout_set = timeout_set;
+        result
     }
 }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use zeroraft_engine::storage::wal::{FileStorage, Identity, WalOptions};
 use zeroraft_engine::{BuildError, Compaction, Config, MemStorage, Message, Raft, StorageError};
-use zeroraft_transport::tcp::{TcpConfig, TcpError, TcpNetwork};
+use zeroraft_transport::tcp::{PeerTls, TcpConfig, TcpError, TcpNetwork};
 
 use crate::{KvServer, KvState, ServerOptions};
 
@@ -59,6 +59,9 @@ pub struct NodeOptions {
     pub server: ServerOptions,
     /// The engine's settings (the node's seed is set from its id when `None`).
     pub config: Config,
+    /// Mutual TLS on the links between nodes ([`TcpConfig::tls`]); `None` for plaintext.
+    /// Default `None`.
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl NodeOptions {
@@ -86,6 +89,7 @@ impl NodeOptions {
                 },
                 ..Config::production()
             },
+            peer_tls: None,
         }
     }
 }
@@ -280,7 +284,8 @@ impl ServeNode {
         let peer_listener = listen("peers", peer_addr)?;
         let peer_addr = peer_listener.local_addr().unwrap_or(peer_addr);
         let client_listener = listen("clients", options.listen)?;
-        let tcp = TcpConfig::new(options.id, options.cluster, options.peers.clone());
+        let mut tcp = TcpConfig::new(options.id, options.cluster, options.peers.clone());
+        tcp.tls = options.peer_tls.clone();
         let (network, endpoint) =
             TcpNetwork::start(tcp, peer_listener).map_err(ServeError::Transport)?;
         let state = Arc::new(KvState::new());

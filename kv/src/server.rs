@@ -49,7 +49,7 @@ use crate::protocol::{
 use crate::session::{Answer, Lookup};
 use crate::state::{EntryCheck, KvState, Settled, WaitEnd};
 use zeroraft_engine::{PendingRead, Raft, ReadError, StartError, TransferError};
-use zeroraft_transport::tcp::LinkStats;
+use zeroraft_transport::tcp::{LinkStats, WarnLimit};
 
 /// How a server answers `Get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,6 +90,10 @@ pub struct ServerOptions {
     /// A connection that sends nothing for this long is closed, freeing its place among
     /// [`ServerOptions::max_connections`]. Default 60 s.
     pub idle_timeout: Duration,
+    /// A connection whose request frame is not whole this long after its first byte arrived is
+    /// closed, however its bytes are spread out: a client cannot hold a connection, and what it
+    /// buffered, by sending a byte now and then. Default 5 s.
+    pub frame_timeout: Duration,
     /// A connection whose client does not take a response within this long is closed. Default
     /// 5 s.
     pub write_timeout: Duration,
@@ -106,6 +110,7 @@ impl Default for ServerOptions {
             max_connections: 256,
             max_frame: MAX_FRAME,
             idle_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             sessions: SessionOptions::default(),
         }
@@ -134,6 +139,11 @@ struct Shared {
     /// The wall clock when the server started, read once: stamps are reckoned from it and the
     /// monotonic clock each request reads anyway, so that a request reads one clock, not two.
     started: (Instant, u64),
+    /// Refused connections and failed accepts: warnings anyone who can connect can provoke,
+    /// written at most once a second.
+    refusals: WarnLimit,
+    /// Connections closed for what their client sent: written at most once a second.
+    closings: WarnLimit,
 }
 
 /// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
@@ -162,6 +172,8 @@ impl KvServer {
             connections: Mutex::new(HashMap::new()),
             links: OnceLock::new(),
             started: (Instant::now(), now_ms()),
+            refusals: WarnLimit::per_second(),
+            closings: WarnLimit::per_second(),
         });
         let accept = {
             let shared = shared.clone();
@@ -279,7 +291,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         let stream = match incoming {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a connection");
+                if let Some(suppressed) = shared.refusals.allow() {
+                    tracing::warn!(error = %e, suppressed, "cannot accept a connection");
+                }
                 // Out of file descriptors, say: wait a little rather than spin on the error.
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
@@ -305,7 +319,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             }
         };
         if let Err(why) = registered {
-            refuse(stream, why);
+            refuse(stream, why, &shared.refusals);
             continue;
         }
         let worker = {
@@ -314,7 +328,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 Ok(s) => s,
                 Err(_) => {
                     lock(&shared.connections).remove(&id);
-                    refuse(stream, "cannot serve the connection");
+                    refuse(stream, "cannot serve the connection", &shared.refusals);
                     continue;
                 }
             };
@@ -333,7 +347,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a connection thread");
                 lock(&shared.connections).remove(&id);
-                refuse(stream, "cannot serve the connection");
+                refuse(stream, "cannot serve the connection", &shared.refusals);
             }
         }
     }
@@ -348,9 +362,12 @@ fn join_all(workers: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Answers a connection the server will not serve with `Overloaded`, and closes it.
-fn refuse(stream: TcpStream, why: &str) {
-    tracing::warn!(peer = ?stream.peer_addr().ok(), why, "refusing a connection");
+/// Answers a connection the server will not serve with `Overloaded`, and closes it; warns within
+/// `limit`.
+fn refuse(stream: TcpStream, why: &str, limit: &WarnLimit) {
+    if let Some(suppressed) = limit.allow() {
+        tracing::warn!(peer = ?stream.peer_addr().ok(), why, suppressed, "refusing a connection");
+    }
     let mut out = Vec::new();
     if Response::Overloaded.encode(&mut out).is_ok() {
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
@@ -408,7 +425,6 @@ impl Connection<'_> {
         let options = &self.shared.options;
         let setup = stream
             .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(options.idle_timeout.max(MIN_TIMEOUT))))
             .and_then(|()| stream.set_write_timeout(Some(options.write_timeout.max(MIN_TIMEOUT))));
         if let Err(e) = setup {
             tracing::debug!(?peer, error = %e, "cannot set up a connection");
@@ -442,14 +458,23 @@ impl Connection<'_> {
         let mut reader = protocol::FrameReader::new(stream, options.max_frame);
         // Where this connection's commands are encoded for the log, many per allocation.
         let mut arena = bytes::BytesMut::new();
+        let idle = options.idle_timeout.max(MIN_TIMEOUT);
+        let whole = options.frame_timeout.max(MIN_TIMEOUT);
         loop {
-            let request = match reader.next_frame() {
+            let request = match reader.next_frame_by(idle, whole) {
                 Ok(Some(body)) => Request::decode(body),
                 Ok(None) => return,
                 Err(FrameError::Io(e)) => {
-                    // The stream ended inside a frame: a client that sent part of one.
-                    if e.kind() == io::ErrorKind::UnexpectedEof && !self.stopping() {
-                        tracing::warn!(?peer, "closing a connection: truncated frame");
+                    // The stream ended inside a frame, or the frame was not whole by its
+                    // deadline: a client that sent part of one.
+                    let partial = matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::TimedOut
+                    );
+                    if partial && !self.stopping() {
+                        if let Some(suppressed) = self.shared.closings.allow() {
+                            tracing::warn!(?peer, error = %e, suppressed, "closing a connection: a partial frame");
+                        }
                     } else {
                         // Shutdown, an idle timeout, a reset: nothing the client sent.
                         tracing::debug!(?peer, error = %e, "closing a connection");
@@ -457,7 +482,9 @@ impl Connection<'_> {
                     return;
                 }
                 Err(e @ FrameError::TooLarge { .. }) => {
-                    tracing::warn!(?peer, error = %e, "closing a connection");
+                    if let Some(suppressed) = self.shared.closings.allow() {
+                        tracing::warn!(?peer, error = %e, suppressed, "closing a connection");
+                    }
                     let _ = tx.send(Pending::Ready(Response::Error(e.to_string())));
                     return;
                 }
@@ -465,7 +492,9 @@ impl Connection<'_> {
             let pending = match request {
                 Ok(request) => self.begin(request, &mut arena),
                 Err(e) => {
-                    tracing::warn!(?peer, error = %e, "closing a connection: malformed request");
+                    if let Some(suppressed) = self.shared.closings.allow() {
+                        tracing::warn!(?peer, error = %e, suppressed, "closing a connection: malformed request");
+                    }
                     let why = format!("malformed request: {e}");
                     let _ = tx.send(Pending::Ready(Response::Error(why)));
                     return;
