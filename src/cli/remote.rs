@@ -318,6 +318,8 @@ fn initial_status(id: usize) -> Status {
         snapshots_installed: 0,
         syncs: 0,
         sync_time: Duration::ZERO,
+        disk_full: false,
+        snapshotting: false,
         failure: None,
         last_log_term: 0,
         peers: Default::default(),

@@ -42,6 +42,8 @@ pub fn follower(id: usize, term: u64, leader: Option<usize>, commit: u64) -> Sta
         snapshots_installed: 0,
         syncs: 0,
         sync_time: Duration::ZERO,
+        disk_full: false,
+        snapshotting: false,
         failure: None,
         last_log_term: term,
         peers: SmallVec::new(),

@@ -1,0 +1,147 @@
+//! [`Map`]: the service's keys and values, as a copy-on-write map of [`SHARDS`] shards, so that
+//! a consistent view of it, for a snapshot, costs the node's thread [`SHARDS`] reference counts
+//! rather than a copy of the state.
+//!
+//! Each shard is a `HashMap` behind an `Arc`. Cloning the map clones the `Arc`s: the clone is a
+//! view that later writes do not change. A write goes through [`Arc::make_mut`], which changes
+//! the shard in place when nothing else holds it (the steady state: no allocation, as before
+//! the map was sharded) and copies it first when a view does, so that while a view lives each
+//! shard is copied at most once, by the first write to it. A key's shard is picked by a hash
+//! that is random per process (like `HashMap`'s own), so that clients cannot choose keys that
+//! all land in one shard, and the same in every map of the process, so that two maps with the
+//! same keys and values compare equal shard by shard.
+//!
+//! Invariant: `shards.len() == SHARDS`, and every key is in the shard [`shard_of`] names.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, LazyLock};
+
+/// How many shards the map has: a view takes this many reference counts, and a write while a
+/// view lives copies at most 1/`SHARDS` of the map.
+pub(crate) const SHARDS: usize = 256;
+
+/// One shard: keys and their values.
+type Shard = HashMap<Box<[u8]>, Vec<u8>>;
+
+/// Picks a key's shard: random per process, the same for every map in it.
+static SHARD_HASHER: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+
+/// The shard of `key`: the top bits of its hash (the shard's own `HashMap` hashes it again with
+/// its own keys, so the bits it uses are not all alike within a shard).
+fn shard_of(key: &[u8]) -> usize {
+    const _: () = assert!(SHARDS.is_power_of_two() && SHARDS > 1);
+    (SHARD_HASHER.hash_one(key) >> (64 - SHARDS.trailing_zeros())) as usize
+}
+
+/// The keys and values: see the module docs. `Clone` takes a view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Map {
+    shards: Box<[Arc<Shard>]>,
+}
+
+impl Default for Map {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Arc::default()).collect(),
+        }
+    }
+}
+
+impl Map {
+    /// The value of `key`, if it has one.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.shards[shard_of(key)].get(key).map(|v| &v[..])
+    }
+
+    /// The shard of `key`, to change: copied first if a view holds it.
+    fn shard_mut(&mut self, key: &[u8]) -> &mut Shard {
+        Arc::make_mut(&mut self.shards[shard_of(key)])
+    }
+
+    /// The value of `key` to change in place, if it has one.
+    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Vec<u8>> {
+        self.shard_mut(key).get_mut(key)
+    }
+
+    /// Sets `key`'s value; returns whether it had one.
+    pub(crate) fn insert(&mut self, key: &[u8], value: Vec<u8>) -> bool {
+        self.shard_mut(key).insert(key.into(), value).is_some()
+    }
+
+    /// The number of keys with a value.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
+    }
+
+    /// Every key and its value, in no particular order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(k, v)| (&k[..], &v[..])))
+    }
+
+    /// Drops every key.
+    #[cfg(test)]
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// How many shards this map shares with `other` (the ones no write copied since one was
+    /// taken from the other).
+    #[cfg(test)]
+    pub(crate) fn shared_shards(&self, other: &Self) -> usize {
+        self.shards
+            .iter()
+            .zip(other.shards.iter())
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_keeps_its_state_while_the_map_changes_and_copies_only_written_shards() {
+        let mut map = Map::default();
+        for i in 0..1000u32 {
+            map.insert(&i.to_le_bytes(), i.to_string().into_bytes());
+        }
+        let view = map.clone();
+        assert_eq!(map.shared_shards(&view), SHARDS, "a view copies nothing");
+        // One write copies one shard.
+        map.get_mut(&7u32.to_le_bytes())
+            .unwrap()
+            .extend_from_slice(b"+");
+        assert_eq!(map.shared_shards(&view), SHARDS - 1);
+        // A second write to the same shard copies nothing more.
+        map.get_mut(&7u32.to_le_bytes()).unwrap().push(b'!');
+        assert_eq!(map.shared_shards(&view), SHARDS - 1);
+        assert!(!map.insert(&5000u32.to_le_bytes(), b"new".to_vec()));
+        assert!(map.insert(&3u32.to_le_bytes(), b"changed".to_vec()));
+        // The view is the state when it was taken.
+        assert_eq!(view.len(), 1000);
+        for i in 0..1000u32 {
+            assert_eq!(
+                view.get(&i.to_le_bytes()),
+                Some(i.to_string().as_bytes()),
+                "key {i}"
+            );
+        }
+        assert_eq!(view.get(&5000u32.to_le_bytes()), None);
+        assert_eq!(map.get(&7u32.to_le_bytes()), Some(&b"7+!"[..]));
+        assert_eq!(map.get(&3u32.to_le_bytes()), Some(&b"changed"[..]));
+        assert_eq!(map.len(), 1001);
+        assert_eq!(map.iter().count(), 1001);
+        // Without a view, writes copy nothing.
+        drop(view);
+        let before: Vec<*const Shard> = map.shards.iter().map(Arc::as_ptr).collect();
+        for i in 0..1000u32 {
+            map.get_mut(&i.to_le_bytes()).unwrap().push(b'.');
+        }
+        let after: Vec<*const Shard> = map.shards.iter().map(Arc::as_ptr).collect();
+        assert_eq!(before, after);
+    }
+}
