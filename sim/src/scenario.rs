@@ -196,14 +196,19 @@ impl Scenario {
             || (rng.u8(..3) != 0).then(|| [2, 5, 10, 20, 50][rng.usize(..5)]),
             |every| (every > 0).then_some(every),
         );
-        let snapshots = snapshots.map(|every| Snapshots {
-            every,
-            padding: rng.usize(0..=400),
-            delay: if rng.bool() {
-                rng.u64(1..=2 * election_timeout_min)
-            } else {
-                0
-            },
+        // The serializing delay comes from the padding's draw rather than one of its own, so
+        // that every later draw, and so every seed's scenario, stays what it was.
+        let snapshots = snapshots.map(|every| {
+            let padding = rng.usize(0..=400);
+            let delay = match padding % 2 {
+                0 => 0,
+                _ => (padding as u64 / 2 + 1) * 2 * election_timeout_min / 201,
+            };
+            Snapshots {
+                every,
+                padding,
+                delay,
+            }
         });
         let mut core = core;
         core.max_snapshot_chunk = [8, 64, 1 << 20][rng.usize(..3)];
