@@ -6,7 +6,7 @@
 //! and every node snapshots its whole state again and again).
 //!
 //! ```text
-//! cargo run --release --example large_state -- [--mib 1024] [--value-kib 256] [--seconds 20] [--compact-mib 64]
+//! cargo run --release --example large_state -- [--mib 1024] [--value-kib 64] [--seconds 20] [--compact-mib 64] [--spin-us 50]
 //! ```
 //!
 //! While loaded, a watcher reads every node's published status every millisecond and reports
@@ -30,7 +30,7 @@ const WRITERS: usize = 4;
 
 fn main() {
     let mib = args::number("--mib", 1024);
-    let value_kib = args::number("--value-kib", 256).max(1);
+    let value_kib = args::number("--value-kib", 64).max(1);
     let seconds = args::number("--seconds", 20);
     let compact_mib = args::number("--compact-mib", 64);
     let config = Config {
@@ -38,6 +38,7 @@ fn main() {
             every_entries: None,
             above_bytes: Some(compact_mib << 20),
         },
+        spin: args::spin_us(Config::production().spin),
         ..Config::production()
     };
     let net = Network::new(NetworkConfig::new(NODES)).expect("network");
@@ -90,7 +91,7 @@ fn main() {
     let writes = AtomicU64::new(0);
     let before: Vec<_> = rafts.iter().map(Raft::status).collect();
     let started = Instant::now();
-    let ((gap, gap_node), snapshots) = std::thread::scope(|s| {
+    let ((gap, gap_node), snapshots, own_pause) = std::thread::scope(|s| {
         for w in 0..WRITERS as u64 {
             let (addrs, value, stop, writes) = (addrs.clone(), &value, &stop, &writes);
             s.spawn(move || {
@@ -110,12 +111,17 @@ fn main() {
                 .map(|r| (r.status().messages_in, Instant::now()))
                 .collect();
             let mut longest = (Duration::ZERO, 0);
+            // The watcher's own longest pause between two readings: no silence shorter than
+            // that can be told apart from the watcher waiting for a core.
+            let (mut last_round, mut own_pause) = (Instant::now(), Duration::ZERO);
             // Per node: its snapshot index, and how often it moved while the node led.
             let mut compactions: Vec<(u64, u64)> = rafts
                 .iter()
                 .map(|r| (r.status().snapshot_index, 0))
                 .collect();
             while started.elapsed() < Duration::from_secs(seconds) {
+                own_pause = own_pause.max(last_round.elapsed());
+                last_round = Instant::now();
                 for (i, raft) in rafts.iter().enumerate() {
                     let status = raft.status();
                     let now = Instant::now();
@@ -133,7 +139,11 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(1));
             }
             stop.store(true, Relaxed);
-            (longest, compactions.iter().map(|c| c.1).sum::<u64>())
+            (
+                longest,
+                compactions.iter().map(|c| c.1).sum::<u64>(),
+                own_pause,
+            )
         });
         watcher.join().expect("watcher")
     });
@@ -151,14 +161,22 @@ fn main() {
         .zip(&before)
         .map(|(a, b)| a.elections_started - b.elections_started)
         .sum();
+    let installed: u64 = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.snapshots_installed - b.snapshots_installed)
+        .sum();
     let writes = writes.load(Relaxed);
     println!(
         "loaded {elapsed:.1} s: {:.0} writes/s ({:.0} MiB/s); longest silence a follower saw: \
-         {:.1} ms (node {gap_node}); leader's compactions: {snapshots}; term changes: {term_changes}; \
-         elections started: {elections}; leader's log from index {} to {}",
+         {:.1} ms (node {gap_node}; the watcher's own longest pause {:.1} ms); leader's \
+         compactions: {snapshots}; term changes: {term_changes}; \
+         elections started: {elections}; snapshots sent to followers: {installed}; leader's log \
+         from index {} to {}",
         writes as f64 / elapsed,
         (writes * value_kib) as f64 / 1024.0 / elapsed,
         gap.as_secs_f64() * 1e3,
+        own_pause.as_secs_f64() * 1e3,
         leader.map_or(0, |l| after[l].snapshot_index),
         leader.map_or(0, |l| after[l].last_log_index),
     );

@@ -2,11 +2,13 @@
 //! a consistent view of it, for a snapshot, costs the node's thread [`SHARDS`] reference counts
 //! rather than a copy of the state.
 //!
-//! Each shard is a `HashMap` behind an `Arc`. Cloning the map clones the `Arc`s: the clone is a
-//! view that later writes do not change. A write goes through [`Arc::make_mut`], which changes
-//! the shard in place when nothing else holds it (the steady state: no allocation, as before
-//! the map was sharded) and copies it first when a view does, so that while a view lives each
-//! shard is copied at most once, by the first write to it. A key's shard is picked by a hash
+//! Each shard is a `HashMap` behind an `Arc`, and so is each key and value. Cloning the map
+//! clones the shards' `Arc`s: the clone is a view that later writes do not change. A write goes
+//! through [`Arc::make_mut`], twice: on its shard and on its value. Each changes in place what
+//! nothing else holds (the steady state: a `Put` to a key that has a value allocates nothing,
+//! as before the map was sharded), and copies first what a view holds: the shard (its table of
+//! reference counts, not the keys and values) at most once per view, by the first write to it,
+//! and the one value written. A key's shard is picked by a hash
 //! that is random per process (like `HashMap`'s own), so that clients cannot choose keys that
 //! all land in one shard, and the same in every map of the process, so that two maps with the
 //! same keys and values compare equal shard by shard.
@@ -21,8 +23,8 @@ use std::sync::{Arc, LazyLock};
 /// view lives copies at most 1/`SHARDS` of the map.
 pub(crate) const SHARDS: usize = 256;
 
-/// One shard: keys and their values.
-type Shard = HashMap<Box<[u8]>, Vec<u8>>;
+/// One shard: keys and their values, each shared with the views that hold the shard.
+type Shard = HashMap<Arc<[u8]>, Arc<Vec<u8>>>;
 
 /// Picks a key's shard: random per process, the same for every map in it.
 static SHARD_HASHER: LazyLock<RandomState> = LazyLock::new(RandomState::new);
@@ -59,14 +61,16 @@ impl Map {
         Arc::make_mut(&mut self.shards[shard_of(key)])
     }
 
-    /// The value of `key` to change in place, if it has one.
+    /// The value of `key` to change in place (copied first if a view holds it), if it has one.
     pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Vec<u8>> {
-        self.shard_mut(key).get_mut(key)
+        self.shard_mut(key).get_mut(key).map(Arc::make_mut)
     }
 
     /// Sets `key`'s value; returns whether it had one.
     pub(crate) fn insert(&mut self, key: &[u8], value: Vec<u8>) -> bool {
-        self.shard_mut(key).insert(key.into(), value).is_some()
+        self.shard_mut(key)
+            .insert(key.into(), Arc::new(value))
+            .is_some()
     }
 
     /// The number of keys with a value.
@@ -97,6 +101,20 @@ impl Map {
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count()
     }
+
+    /// How many values this map shares with `other`.
+    #[cfg(test)]
+    pub(crate) fn shared_values(&self, other: &Self) -> usize {
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter(|(k, v)| {
+                other.shards[shard_of(k)]
+                    .get(&k[..])
+                    .is_some_and(|o| Arc::ptr_eq(v, o))
+            })
+            .count()
+    }
 }
 
 #[cfg(test)]
@@ -111,14 +129,16 @@ mod tests {
         }
         let view = map.clone();
         assert_eq!(map.shared_shards(&view), SHARDS, "a view copies nothing");
-        // One write copies one shard.
+        // One write copies one shard's table, and the value it writes.
         map.get_mut(&7u32.to_le_bytes())
             .unwrap()
             .extend_from_slice(b"+");
         assert_eq!(map.shared_shards(&view), SHARDS - 1);
-        // A second write to the same shard copies nothing more.
+        assert_eq!(map.shared_values(&view), 999);
+        // A second write to the same value copies nothing more.
         map.get_mut(&7u32.to_le_bytes()).unwrap().push(b'!');
         assert_eq!(map.shared_shards(&view), SHARDS - 1);
+        assert_eq!(map.shared_values(&view), 999);
         assert!(!map.insert(&5000u32.to_le_bytes(), b"new".to_vec()));
         assert!(map.insert(&3u32.to_le_bytes(), b"changed".to_vec()));
         // The view is the state when it was taken.
@@ -137,11 +157,11 @@ mod tests {
         assert_eq!(map.iter().count(), 1001);
         // Without a view, writes copy nothing.
         drop(view);
-        let before: Vec<*const Shard> = map.shards.iter().map(Arc::as_ptr).collect();
+        let pointers: Vec<*const Shard> = map.shards.iter().map(Arc::as_ptr).collect();
         for i in 0..1000u32 {
             map.get_mut(&i.to_le_bytes()).unwrap().push(b'.');
         }
         let after: Vec<*const Shard> = map.shards.iter().map(Arc::as_ptr).collect();
-        assert_eq!(before, after);
+        assert_eq!(pointers, after);
     }
 }

@@ -57,6 +57,9 @@ struct NodeIo<S> {
     compaction: Compaction,
     /// Whether the storage reported its disk full after its last write (or when it opened).
     disk_full: bool,
+    /// The snapshot a compaction is about to replace, held until the step that stores the new
+    /// one is over, then retired ([`Snapshotter::retire`]).
+    replaced: Option<Bytes>,
     messages_out: u64,
     /// Writes made durable, and the time spent in them.
     syncs: u64,
@@ -105,6 +108,7 @@ impl<S: StateMachine> Node<S> {
                 shared: shared.clone(),
                 compaction,
                 disk_full: shared.status.load().disk_full,
+                replaced: None,
                 messages_out: 0,
                 syncs: 0,
                 sync_time: Duration::ZERO,
@@ -184,6 +188,9 @@ impl<S: StateMachine> Node<S> {
             if let Err(failure) = driver::advance(&mut self.core, &mut self.io) {
                 self.fail(failure);
                 break;
+            }
+            if let Some(replaced) = self.io.replaced.take() {
+                self.io.snapshotter.retire(replaced);
             }
             self.trade_entry_buffers();
             self.answer_reads();
@@ -515,8 +522,20 @@ impl<S: StateMachine> Io for NodeIo<S> {
     /// The service's snapshot if it gave one ([`Raft::snapshot`]), or the one the snapshot
     /// thread finished serializing; otherwise, when the compaction policy says it is time and
     /// no serialization is under way, takes the state machine's view (and returns it at once
-    /// if it is serialized already).
+    /// if it is serialized already). Holds on to the snapshot it is to replace, so that the
+    /// node can free it off its thread once the step is over.
     fn snapshot(&mut self, core: &Core) -> Result<Option<(u64, Bytes)>, NodeFailure> {
+        let snapshot = self.take_snapshot(core)?;
+        if snapshot.is_some() {
+            self.replaced = core.snapshot().map(|s| s.data.clone());
+        }
+        Ok(snapshot)
+    }
+}
+
+impl<S: StateMachine> NodeIo<S> {
+    /// The snapshot [`Io::snapshot`] returns, if any: see there.
+    fn take_snapshot(&mut self, core: &Core) -> Result<Option<(u64, Bytes)>, NodeFailure> {
         if let Some(given) = self.shared.snapshot_requests.pop() {
             return Ok(Some(given));
         }

@@ -9,6 +9,10 @@
 //! Dropping the snapshotter (the node's thread ending) waits for a serialization under way,
 //! so no thread outlives its node.
 //!
+//! A large snapshot that a newer one replaced is freed on such a thread too
+//! ([`Snapshotter::retire`]): returning a gigabyte's pages to the system takes the better part
+//! of a heartbeat interval.
+//!
 //! # Orderings
 //!
 //! The thread sends its outcome on a channel before it wakes the node through its [`Waker`];
@@ -34,11 +38,16 @@ struct Running {
     thread: JoinHandle<()>,
 }
 
+/// Snapshot data at least this large is freed on a thread of its own ([`Snapshotter::retire`]).
+const RETIRE_ON_THREAD: usize = 16 << 20;
+
 /// The node's snapshot thread, when one runs. See the module docs.
 pub(super) struct Snapshotter {
     node: usize,
     waker: Waker,
     running: Option<Running>,
+    /// The thread freeing the last snapshot retired, if one was started.
+    freeing: Option<JoinHandle<()>>,
 }
 
 impl Snapshotter {
@@ -48,7 +57,24 @@ impl Snapshotter {
             node,
             waker,
             running: None,
+            freeing: None,
         }
+    }
+
+    /// Lets go of `data`, a snapshot that a newer one replaced: if this was its last reference
+    /// and it is large, it is freed on a thread of its own rather than the node's.
+    pub fn retire(&mut self, data: Bytes) {
+        if data.len() < RETIRE_ON_THREAD {
+            return;
+        }
+        if let Some(previous) = self.freeing.take() {
+            let _ = previous.join();
+        }
+        // Should the thread not start, `data` is dropped here.
+        self.freeing = std::thread::Builder::new()
+            .name(format!("zeroraft-snapshot-{}", self.node))
+            .spawn(move || drop(data))
+            .ok();
     }
 
     /// Whether a serialization is under way (or done and not yet taken by [`Snapshotter::poll`]).
@@ -139,10 +165,14 @@ impl Snapshotter {
 }
 
 impl Drop for Snapshotter {
-    /// Waits for the serialization under way, if any: its data is dropped.
+    /// Waits for the serialization under way, if any (its data is dropped), and for the
+    /// freeing of a retired snapshot.
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
             let _ = running.thread.join();
+        }
+        if let Some(freeing) = self.freeing.take() {
+            let _ = freeing.join();
         }
     }
 }
