@@ -401,11 +401,16 @@ fn a_node_killed_while_serializing_waits_for_it_and_restarts_from_its_log() {
         "the serialization ended before the kill returned"
     );
 
-    // Its storage holds the whole log, and no snapshot: a restart applies it all again.
+    // Its storage holds the whole log, and the view's snapshot only if the node took it before
+    // it saw the kill: a restart rebuilds the state either way.
     *nodes.watches[0].state.lock().unwrap() = (0, 0);
     let raft = nodes.restart(0, 2);
     let status = raft.status();
-    assert_eq!(status.snapshot_index, 0, "the view was never installed");
+    assert!(
+        [0, view].contains(&status.snapshot_index),
+        "snapshot index {}",
+        status.snapshot_index
+    );
     assert_eq!(status.last_log_index, 7);
     nodes.rafts.push(raft);
     let leader = nodes.leader();
