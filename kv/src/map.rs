@@ -8,16 +8,18 @@
 //! nothing else holds (the steady state: a `Put` to a key that has a value allocates nothing,
 //! as before the map was sharded), and copies first what a view holds: the shard (its table of
 //! reference counts, not the keys and values) at most once per view, by the first write to it,
-//! and the one value written. A key's shard is picked by a hash
-//! that is random per process (like `HashMap`'s own), so that clients cannot choose keys that
-//! all land in one shard, and the same in every map of the process, so that two maps with the
-//! same keys and values compare equal shard by shard.
+//! and the one value written. A key's shard is picked by a fast hash seeded at random once per
+//! process, so that keys spread over the shards whatever they are, and the same in every map
+//! of the process, so that two maps with the same keys and values compare equal shard by
+//! shard.
 //!
 //! Invariant: `shards.len() == SHARDS`, and every key is in the shard [`shard_of`] names.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, LazyLock};
+
+use foldhash::fast::RandomState;
 
 /// How many shards the map has: a view takes this many reference counts, and a write while a
 /// view lives copies at most 1/`SHARDS` of the map.
@@ -26,8 +28,10 @@ pub(crate) const SHARDS: usize = 256;
 /// One shard: keys and their values, each shared with the views that hold the shard.
 type Shard = HashMap<Arc<[u8]>, Arc<Vec<u8>>>;
 
-/// Picks a key's shard: random per process, the same for every map in it.
-static SHARD_HASHER: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+/// Picks a key's shard: random per process, the same for every map in it. A fast hash, not a
+/// HashDoS-resistant one: keys that all land in one shard only make the copies of that shard
+/// larger; each shard's `HashMap` keeps std's SipHash with keys of its own.
+static SHARD_HASHER: LazyLock<RandomState> = LazyLock::new(RandomState::default);
 
 /// The shard of `key`: the top bits of its hash (the shard's own `HashMap` hashes it again with
 /// its own keys, so the bits it uses are not all alike within a shard).
