@@ -49,7 +49,7 @@ impl StateMachine for KvMachine {
     }
 
     /// A copy-on-write view of the store, taken under the state's lock for as long as it takes
-    /// to count [`crate::map::SHARDS`] references and copy the sessions; serialized on the
+    /// to count 256 references (one per shard of the map) and copy the sessions; serialized on the
     /// node's snapshot thread, without the lock.
     fn snapshot_view(&mut self) -> Option<SnapshotView> {
         let view = self.state.lock().store.clone();
@@ -73,7 +73,11 @@ mod tests {
 
     fn put(seq: u64, key: &str, value: &str) -> Bytes {
         Command {
-            op: if seq % 3 == 0 { Op::Append } else { Op::Put },
+            op: if seq.is_multiple_of(3) {
+                Op::Append
+            } else {
+                Op::Put
+            },
             session: 1,
             seq,
             ack: seq,

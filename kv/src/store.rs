@@ -95,7 +95,7 @@ impl Store {
             digest,
             || match request.op {
                 Op::Get => Answer::Value(Bytes::copy_from_slice(
-                    map.get(request.key).map_or(&[][..], |v| &v[..]),
+                    map.get(request.key).unwrap_or_default(),
                 )),
                 Op::Put | Op::Append => {
                     if write(map, request.op, request.key, request.value) {
@@ -143,7 +143,7 @@ impl Store {
 
     /// The value of `key`, if it has one.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(|v| &v[..])
+        self.map.get(key)
     }
 
     /// The sessions.
