@@ -99,7 +99,9 @@ pub struct Status {
 }
 
 impl Status {
-    pub(crate) fn initial(id: usize) -> Self {
+    /// What is known of node `id` before its thread publishes anything: a follower in term 0
+    /// with an empty log, every counter at 0.
+    pub fn initial(id: usize) -> Self {
         Self {
             id,
             role: Role::Follower,

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use zeroraft_monitor::{ActionKind, Control, LoadSample, NetworkSample, Rate, Sample};
 
-use zeroraft_engine::{Role, Status};
+use zeroraft_engine::Status;
 use zeroraft_kv::client::call;
 use zeroraft_kv::protocol::{NodeStatus, Request, Response};
 use zeroraft_kv::{ClientOptions, KvClient};
@@ -304,37 +304,8 @@ impl Poller {
 /// What is known of node `id` before it answered: its id, and that it is not up.
 fn initial_status(id: usize) -> Status {
     Status {
-        id,
-        role: Role::Follower,
-        term: 0,
-        leader: None,
-        commit_index: 0,
-        last_applied: 0,
-        last_log_index: 0,
-        durable_index: 0,
-        snapshot_index: 0,
-        log_entries: 0,
-        log_bytes: 0,
-        snapshots_installed: 0,
-        syncs: 0,
-        sync_time: Duration::ZERO,
-        disk_full: false,
-        snapshotting: false,
-        failure: None,
-        last_log_term: 0,
-        peers: Default::default(),
-        elections_started: 0,
-        elections_won: 0,
-        step_downs: 0,
-        messages_in: 0,
-        messages_out: 0,
         killed: true,
-        transfer_target: None,
-        lease: false,
-        reads_confirmed: 0,
-        lease_reads: 0,
-        transfers_started: 0,
-        transfers_abandoned: 0,
+        ..Status::initial(id)
     }
 }
 

@@ -6,7 +6,6 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use smallvec::SmallVec;
 use zeroraft_engine::{PeerStatus, ProgressState, Role, Status};
 use zeroraft_monitor::{ActionKind, Control, Latency, LoadSample, NetworkSample, Rate, Sample};
 
@@ -28,37 +27,18 @@ pub fn set_log(status: &mut Status, last: u64) {
 /// A follower of `leader` in `term` with everything applied up to `commit`.
 pub fn follower(id: usize, term: u64, leader: Option<usize>, commit: u64) -> Status {
     let mut status = Status {
-        id,
-        role: Role::Follower,
         term,
         leader,
         commit_index: commit,
         last_applied: commit,
         last_log_index: commit,
         durable_index: commit,
-        snapshot_index: 0,
         log_entries: commit,
         log_bytes: 16 * commit,
-        snapshots_installed: 0,
-        syncs: 0,
-        sync_time: Duration::ZERO,
-        disk_full: false,
-        snapshotting: false,
-        failure: None,
         last_log_term: term,
-        peers: SmallVec::new(),
-        elections_started: 0,
-        elections_won: 0,
-        step_downs: 0,
         messages_in: 1_000 + commit,
         messages_out: 1_000 + commit,
-        killed: false,
-        transfer_target: None,
-        lease: false,
-        reads_confirmed: 0,
-        lease_reads: 0,
-        transfers_started: 0,
-        transfers_abandoned: 0,
+        ..Status::initial(id)
     };
     set_log(&mut status, commit);
     status
