@@ -9,9 +9,9 @@ use std::time::Duration;
 use crate::{Raft, StartError, StateMachine, Storage};
 
 /// When a node whose commands are applied by a [`StateMachine`] compacts its log on its own:
-/// it asks the state machine for a snapshot ([`StateMachine::snapshot`]) once either bound is
-/// reached, and drops the log up to the last applied index. Nodes delivering on a channel
-/// compact when their service calls [`Raft::snapshot`].
+/// it asks the state machine for a snapshot ([`StateMachine::snapshot_view`]) once either bound
+/// is reached, and drops the log up to the index the snapshot was taken at. Nodes delivering on
+/// a channel compact when their service calls [`Raft::snapshot`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Compaction {
     /// Snapshot once this many entries were applied since the last snapshot.

@@ -42,6 +42,7 @@
 pub mod client;
 mod command;
 pub mod machine;
+mod map;
 pub mod protocol;
 pub mod serve;
 pub mod server;

@@ -61,6 +61,8 @@
 //!   1 replicate, 2 snapshot), AppendEntries in flight;
 //! - links: count `u8`, then for each: connected `u8` (0 or 1), connections, messages sent,
 //!   bytes sent, writes, messages received, bytes received, dropped, inbox overflows, rejected.
+//! - storage flags `u8` (bit 0 disk full, bit 1 snapshotting): absent from servers before
+//!   they were added, which then decode as 0.
 //!
 //! An older decoder stops before the tag; a body without the tag decodes to a [`NodeStatus`]
 //! without [`NodeStatus::full`], and one with an unknown tag too (a later layout). After the
@@ -97,6 +99,11 @@ pub const MAX_UNACKNOWLEDGED: u64 = 4096;
 /// the other fields. (A node also refuses commands above [`zeroraft_engine::Config::max_command_bytes`],
 /// 4 MiB by default: a larger `Put` is answered with [`Response::Error`].)
 pub const MAX_FRAME: usize = 8 << 20;
+
+/// The longest value a response can carry (an `Ok` is a frame of the version, its kind, the
+/// value's length `u32` and the value): a `Put` or `Append` that would make a value longer is
+/// refused when it is applied, with [`Response::Error`], and changes nothing.
+pub const MAX_VALUE: usize = MAX_FRAME - 6;
 
 /// The longest key: 64 KiB.
 pub const MAX_KEY: usize = 64 << 10;
@@ -1004,6 +1011,7 @@ fn put_full_status(out: &mut Vec<u8>, full: &FullStatus) {
             out.extend_from_slice(&value.to_le_bytes());
         }
     }
+    out.push(u8::from(s.disk_full) | u8::from(s.snapshotting) << 1);
 }
 
 /// Decodes the full status after its tag, the fields every server sends being `base`: see the
@@ -1119,6 +1127,11 @@ fn get_full_status(body: &mut Bytes, base: &NodeStatus) -> Result<FullStatus, De
             rejected,
         });
     }
+    // Added after the rest: a server from before sends none.
+    let storage_flags = if body.is_empty() { 0 } else { get_u8(body)? };
+    if storage_flags & !0b11 != 0 {
+        return Err(DecodeError::Invalid("storage flags"));
+    }
     let status = Status {
         id,
         role: base.role,
@@ -1134,6 +1147,8 @@ fn get_full_status(body: &mut Bytes, base: &NodeStatus) -> Result<FullStatus, De
         snapshots_installed,
         syncs,
         sync_time: Duration::from_nanos(sync_nanos),
+        disk_full: storage_flags & 1 != 0,
+        snapshotting: storage_flags & 2 != 0,
         failure,
         last_log_term,
         peers: peers.into_iter().collect(),
@@ -1318,14 +1333,22 @@ mod tests {
             any::<u64>(),
             proptest::option::of(".{0,40}"),
             proptest::collection::vec(peer(), 0..9),
-            any::<(bool, bool)>(),
+            any::<(bool, bool, bool, bool)>(),
             any::<Option<u32>>(),
             any::<[u64; 4]>(),
         );
         (head, counters).prop_map(
             |(
                 (id, role, term, leader, indices),
-                (counts, sync_nanos, failure, peers, (killed, lease), transfer, reads),
+                (
+                    counts,
+                    sync_nanos,
+                    failure,
+                    peers,
+                    (killed, lease, disk_full, snapshotting),
+                    transfer,
+                    reads,
+                ),
             )| Status {
                 id: id as usize,
                 role,
@@ -1341,6 +1364,8 @@ mod tests {
                 snapshots_installed: counts[0],
                 syncs: counts[1],
                 sync_time: Duration::from_nanos(sync_nanos),
+                disk_full,
+                snapshotting,
                 failure: failure.map(Arc::from),
                 last_log_term: counts[2],
                 peers: peers.into_iter().collect(),
@@ -1459,6 +1484,14 @@ mod tests {
                     Response::Status(status) if len == COMPACT_STATUS => {
                         let compact = NodeStatus { full: None, ..status.clone() };
                         prop_assert_eq!(decoded, Ok(Response::Status(compact)));
+                    }
+                    // Cut before its storage flags, a full status reads as the answer of a
+                    // server from before them.
+                    Response::Status(status) if status.full.is_some() && len == whole.len() - 1 => {
+                        let mut older = status.clone();
+                        let full = older.full.as_mut().expect("a full status");
+                        (full.status.disk_full, full.status.snapshotting) = (false, false);
+                        prop_assert_eq!(decoded, Ok(Response::Status(older)));
                     }
                     _ => prop_assert!(decoded.is_err(), "cut at {}", len),
                 }
@@ -1669,6 +1702,8 @@ mod tests {
             snapshots_installed: 0,
             syncs: 7,
             sync_time: Duration::from_micros(300),
+            disk_full: true,
+            snapshotting: false,
             failure: None,
             last_log_term: 3,
             peers: Default::default(),
@@ -1715,8 +1750,10 @@ mod tests {
         let failure = flags + 1 + 9 + 4 * 8;
         let peers = failure + 1;
         let links = peers + 1 + PEER_BYTES;
-        let cases: [(usize, u8, DecodeError); 6] = [
+        let storage = body.len() - 1;
+        let cases: [(usize, u8, DecodeError); 7] = [
             (flags, 0b100, DecodeError::Invalid("status flags")),
+            (storage, 0b100, DecodeError::Invalid("storage flags")),
             (flags + 1, 2, DecodeError::Invalid("option flag")),
             (failure, 2, DecodeError::Invalid("failure flag")),
             (peers + 1 + 3 * 8, 3, DecodeError::Invalid("progress state")),
@@ -1743,6 +1780,20 @@ mod tests {
         assert_eq!(
             Response::decode(Bytes::from(later)),
             Ok(Response::Status(compact))
+        );
+        // From a server before the storage flags: none set.
+        let older = body[..body.len() - 1].to_vec();
+        let Ok(Response::Status(decoded)) = Response::decode(Bytes::from(older)) else {
+            panic!("a status without its storage flags");
+        };
+        let full = decoded.full.unwrap();
+        assert!(!full.status.disk_full, "no storage flags: not full");
+        let Ok(Response::Status(round_trip)) = Response::decode(Bytes::from(body)) else {
+            panic!("a status");
+        };
+        assert!(
+            round_trip.full.unwrap().status.disk_full,
+            "the flag travels"
         );
     }
 

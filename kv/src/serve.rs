@@ -66,7 +66,7 @@ pub struct NodeOptions {
 
 impl NodeOptions {
     /// Node `id` of `peers`, serving clients on `listen` and keeping its state in `data`, with
-    /// [`Config::production`], ReadIndex reads, and compaction every 100 000 entries.
+    /// [`Config::production`], ReadIndex reads, and [`NodeOptions::COMPACTION`].
     pub fn new(
         id: usize,
         cluster: u64,
@@ -83,15 +83,23 @@ impl NodeOptions {
             in_memory: false,
             server: ServerOptions::default(),
             config: Config {
-                compaction: Compaction {
-                    every_entries: Some(100_000),
-                    above_bytes: None,
-                },
+                compaction: Self::COMPACTION,
                 ..Config::production()
             },
             peer_tls: None,
         }
     }
+
+    /// When a node compacts its log by default: every 100 000 entries applied, and whenever
+    /// its log holds more than 64 MiB of commands. Commands may be as large as
+    /// [`Config::max_command_bytes`] (4 MiB), so a bound on entries alone lets the log, which
+    /// a restart replays and a lagging follower is sent, grow to hundreds of gigabytes; 64 MiB
+    /// is a few seconds of replay or of sending, and a snapshot that often costs the node's
+    /// thread little (the state is serialized on a thread of its own).
+    pub const COMPACTION: Compaction = Compaction {
+        every_entries: Some(100_000),
+        above_bytes: Some(64 << 20),
+    };
 }
 
 /// Why a node could not start.
@@ -368,5 +376,34 @@ impl ServeNode {
 impl Drop for ServeNode {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of a few large commands is compacted as surely as one of many small ones.
+    #[test]
+    fn a_node_compacts_by_bytes_as_well_as_entries() {
+        let options = NodeOptions::new(
+            0,
+            1,
+            vec![([127, 0, 0, 1], 7000).into()],
+            ([127, 0, 0, 1], 8000).into(),
+            PathBuf::from("unused"),
+        );
+        let compaction = options.config.compaction;
+        assert_eq!(compaction, NodeOptions::COMPACTION);
+        let cases = [
+            // (entries since the last snapshot, bytes the log holds, due)
+            (99_999, 64 << 20, false),
+            (100_000, 0, true),
+            // Sixteen commands of 4 MiB and one more byte.
+            (17, (64 << 20) + 1, true),
+        ];
+        for (case, (entries, bytes, due)) in cases.into_iter().enumerate() {
+            assert_eq!(compaction.due(entries, bytes), due, "case {case}");
+        }
     }
 }

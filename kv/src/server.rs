@@ -44,7 +44,7 @@ use bytes::Bytes;
 use crate::SessionOptions;
 use crate::command::{Command, Op, encode_register};
 use crate::protocol::{
-    self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, NodeStatus, Request, Response,
+    self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, MAX_VALUE, NodeStatus, Request, Response,
 };
 use crate::session::{Answer, Lookup};
 use crate::state::{EntryCheck, KvState, Settled, WaitEnd};
@@ -727,6 +727,7 @@ impl Connection<'_> {
                 EntryCheck::Ours(Settled::SessionExpired) => return Response::SessionExpired,
                 EntryCheck::Ours(Settled::Refused) => return window_exceeded(command),
                 EntryCheck::Ours(Settled::Conflict) => return conflict(command),
+                EntryCheck::Ours(Settled::TooLarge) => return too_large(),
                 EntryCheck::Replaced => return self.wrong_leader(),
                 EntryCheck::Ours(Settled::NotARequest) | EntryCheck::Unknown => {}
             }
@@ -744,6 +745,7 @@ impl Connection<'_> {
             Lookup::Answered(Answer::Value(value)) => Response::Ok {
                 value: value.clone(),
             },
+            Lookup::Answered(Answer::TooLarge) => too_large(),
             Lookup::Stale => Response::Stale,
             Lookup::Expired => Response::SessionExpired,
             Lookup::Conflict => conflict(command),
@@ -824,6 +826,15 @@ impl Connection<'_> {
             Err(WaitEnd::Stopped) => Response::WrongLeader { leader: None },
         }
     }
+}
+
+/// The answer to a `Put` or `Append` refused when it was applied: the value would have grown
+/// past what a response can carry.
+fn too_large() -> Response {
+    Response::Error(format!(
+        "refused: the value would be longer than {MAX_VALUE} bytes, the most a response can \
+         carry; nothing was written"
+    ))
 }
 
 /// The answer to a proposal the node refused.

@@ -146,6 +146,15 @@ pub(crate) struct ServeArgs {
     #[arg(long = "read-mode", value_name = "MODE", default_value = "index",
           value_parser = PossibleValuesParser::new(["index", "lease", "log", "unsafe-local"]))]
     pub(crate) read_mode: String,
+    /// The node snapshots its state and compacts its log every N applied entries (0: not by
+    /// entries)
+    #[arg(long = "compact-every", value_name = "N", default_value = "100000",
+          value_parser = number_in(0u64..=u64::MAX))]
+    pub(crate) compact_every: u64,
+    /// ... and whenever its log holds more than this many MiB of commands (0: not by size)
+    #[arg(long = "compact-above-mib", value_name = "MIB", default_value = "64",
+          value_parser = number_in(0u64..=1 << 40))]
+    pub(crate) compact_above_mib: u64,
 }
 
 /// Options of `zeroraft init`.
@@ -575,6 +584,8 @@ mod tests {
                     session_timeout: 3600,
                     max_sessions: 10_000,
                     read_mode: "index".into(),
+                    compact_every: 100_000,
+                    compact_above_mib: 64,
                 })),
             ),
             (

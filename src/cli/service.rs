@@ -106,6 +106,10 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
     options.server.frame_timeout = Duration::from_secs(args.frame_timeout);
     options.server.sessions.timeout = Duration::from_secs(args.session_timeout);
     options.server.sessions.max_sessions = args.max_sessions;
+    options.config.compaction = zeroraft_engine::Compaction {
+        every_entries: (args.compact_every > 0).then_some(args.compact_every),
+        above_bytes: (args.compact_above_mib > 0).then_some(args.compact_above_mib << 20),
+    };
     let node = ServeNode::start(options).map_err(|e| Failure::Setup(e.to_string()))?;
     writeln!(
         io::stderr().lock(),

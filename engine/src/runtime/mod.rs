@@ -79,11 +79,12 @@ use claim::{Lease, Proposal, Proposals};
 mod claim;
 mod handle;
 mod node;
+mod snapshotter;
 mod state_machine;
 mod writer;
 
 pub use handle::{Builder, PendingRead, Raft, WeakRaft};
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotView, StateMachine};
 
 /// Most messages handled before the node thread flushes what it has to send.
 const MAX_MESSAGES_PER_ROUND: usize = 1024;
@@ -133,6 +134,15 @@ struct Shared {
     max_command_bytes: usize,
     /// [`Config::spin`]: also how long a reader looks for its answer before it sleeps.
     spin: Duration,
+}
+
+/// The message of a panic caught with `catch_unwind`.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 impl Shared {

@@ -36,6 +36,8 @@ pub(super) struct Completed {
     pub result: Result<(), NodeFailure>,
     /// How long it took.
     pub took: Duration,
+    /// Whether the storage reported its disk full after it ([`Storage::disk_full`]).
+    pub disk_full: bool,
 }
 
 /// Where writes go: see the module docs.
@@ -125,6 +127,7 @@ impl Writer {
                     generation: persist.generation,
                     result,
                     took: started.elapsed(),
+                    disk_full: storage.disk_full(),
                 })
             }
             Self::Thread(t) => {
@@ -144,6 +147,7 @@ impl Writer {
                         generation: persist.generation,
                         result: Err(NodeFailure::WriterStopped),
                         took: Duration::ZERO,
+                        disk_full: false,
                     });
                 }
                 t.busy = true;
@@ -203,6 +207,7 @@ fn run_writer(
             generation: persist.generation,
             result,
             took: started.elapsed(),
+            disk_full: storage.disk_full(),
         };
         entries.clear();
         if done.send((completed, entries)).is_err() {
