@@ -9,8 +9,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use zeroraft_transport::{Codec, DecodeError};
 
 use crate::core::{
-    AppendEntries, AppendEntriesReply, Entry, InstallSnapshot, InstallSnapshotReply, Message,
-    RequestVote, RequestVoteReply, TimeoutNow,
+    AppendEntries, AppendEntriesReply, Entry, EntryKind, InstallSnapshot, InstallSnapshotReply,
+    Message, RequestVote, RequestVoteReply, TimeoutNow,
 };
 
 /// The version of the binary encoding of [`Message`] this build writes and reads: the first byte
@@ -21,8 +21,9 @@ use crate::core::{
 /// fields in declaration order, little-endian and fixed-width: a `u64` as 8 bytes, a `bool` as
 /// one byte that is 0 or 1 (any other value is [`DecodeError::Invalid`]). The entries of an
 /// AppendEntries are a `u32` count followed, per entry, by its `u64` term, the `u32` length of
-/// its command and the command's bytes; the data of an InstallSnapshot is a `u32` length and
-/// the bytes. The sender's id is not encoded (the connection names the peer), so a message
+/// its command (whose top bit is set for a configuration entry, [`crate::core::EntryKind`]: a
+/// frame of a build without entry kinds never sets it) and the command's bytes; the data of an
+/// InstallSnapshot is a `u32` length and the bytes. The sender's id is not encoded (the connection names the peer), so a message
 /// encodes to exactly `msg.wire_size() - 3` bytes: [`Message::wire_size`] counts a 4-byte id
 /// and no version byte.
 ///
@@ -56,6 +57,8 @@ const U32: usize = 4;
 const BOOL: usize = 1;
 /// The fewest bytes one entry of an AppendEntries takes: its term and length, no command.
 const MIN_ENTRY: usize = U64 + U32;
+/// The bit of an entry's length that marks a configuration entry ([`EntryKind::Config`]).
+const ENTRY_CONFIG_BIT: u32 = 1 << 31;
 /// AppendEntries fields after the entries: `leader_commit`, `round`.
 const APPEND_TAIL: usize = 2 * U64;
 
@@ -95,8 +98,9 @@ impl Codec for Message {
     ///
     /// # Panics
     ///
-    /// If an AppendEntries holds 2³² entries or more, or a command or snapshot chunk is 4 GiB or
-    /// larger: the layout has 4-byte counts and lengths.
+    /// If an AppendEntries holds 2³² entries or more, a command is 2 GiB or larger, or a
+    /// snapshot chunk 4 GiB or larger: the layout has 4-byte counts and lengths, and an entry's
+    /// length gives its top bit to the entry's kind.
     fn encode(&self, buf: &mut BytesMut) {
         buf.reserve(encoded_len(self));
         buf.put_u8(WIRE_VERSION);
@@ -131,7 +135,16 @@ impl Codec for Message {
                 put_len(buf, m.entries.len(), "entry count");
                 for entry in &m.entries {
                     buf.put_u64_le(entry.term);
-                    put_len(buf, entry.command.len(), "command length");
+                    let len = entry.command.len();
+                    assert!(
+                        len < ENTRY_CONFIG_BIT as usize,
+                        "command length of {len} does not fit the 31-bit length field"
+                    );
+                    let kind = match entry.kind {
+                        EntryKind::Command => 0,
+                        EntryKind::Config => ENTRY_CONFIG_BIT,
+                    };
+                    buf.put_u32_le(len as u32 | kind);
                     buf.put_slice(&entry.command);
                 }
                 buf.put_u64_le(m.leader_commit);
@@ -236,10 +249,17 @@ impl Codec for Message {
                 for i in 1..=count {
                     let term = r.u64()?;
                     let len = r.u32()?;
+                    let kind = if len & ENTRY_CONFIG_BIT == 0 {
+                        EntryKind::Command
+                    } else {
+                        EntryKind::Config
+                    };
+                    let len = len & !ENTRY_CONFIG_BIT;
                     let rest = u64::from(count - i) * MIN_ENTRY as u64 + APPEND_TAIL as u64;
                     r.require_after(u64::from(len) + rest)?;
                     entries.push(Entry {
                         term,
+                        kind,
                         command: r.payload(len)?,
                     });
                 }
@@ -370,10 +390,8 @@ mod tests {
 
     fn entries(max_entries: usize, max_payload: usize) -> impl Strategy<Value = Vec<Entry>> {
         vec(
-            (any::<u64>(), vec(any::<u8>(), 0..max_payload)).prop_map(|(term, command)| Entry {
-                term,
-                command: Bytes::from(command),
-            }),
+            (any::<u64>(), vec(any::<u8>(), 0..max_payload))
+                .prop_map(|(term, command)| Entry::new(term, Bytes::from(command))),
             0..max_entries,
         )
     }
@@ -541,10 +559,7 @@ mod tests {
             prev_log_index: 100,
             prev_log_term: 6,
             entries: (0..50)
-                .map(|i| Entry {
-                    term: 7,
-                    command: Bytes::from(vec![i as u8; i * 6]),
-                })
+                .map(|i| Entry::new(7, Bytes::from(vec![i as u8; i * 6])))
                 .collect(),
             leader_commit: 99,
             round: 12,
@@ -723,10 +738,7 @@ mod tests {
             prev_log_index: 0,
             prev_log_term: 0,
             entries: (1..=4)
-                .map(|i| Entry {
-                    term: 1,
-                    command: Bytes::from(vec![i; 10 * usize::from(i)]),
-                })
+                .map(|i| Entry::new(1, Bytes::from(vec![i; 10 * usize::from(i)])))
                 .collect(),
             leader_commit: 0,
             round: 1,

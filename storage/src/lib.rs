@@ -30,13 +30,40 @@ pub use error::StorageError;
 pub use mem::MemStorage;
 pub use wal::{FileStorage, Identity, WalOptions};
 
-/// One log entry: the term in which a leader created it, and the client's command.
+/// One log entry: the term in which a leader created it, what kind of entry it is, and its
+/// bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The term of the leader that appended this entry.
     pub term: u64,
-    /// The command, opaque to Raft and to storage.
+    /// Whether `command` is a client's command or a configuration.
+    pub kind: EntryKind,
+    /// The command (or, for [`EntryKind::Config`], the encoded configuration), opaque to
+    /// storage.
     pub command: Bytes,
+}
+
+impl Entry {
+    /// A client's command of `term`: an entry of kind [`EntryKind::Command`].
+    pub fn new(term: u64, command: Bytes) -> Self {
+        Self {
+            term,
+            kind: EntryKind::Command,
+            command,
+        }
+    }
+}
+
+/// What a log entry holds. Stored in a spare bit of the entry's length (in the write-ahead log
+/// and on the wire), so a command costs nothing more than before.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A client's command (possibly empty: a leader's no-op), for the service to apply.
+    #[default]
+    Command,
+    /// A cluster configuration (the members, see the engine's membership change), which the
+    /// service never sees as a command.
+    Config,
 }
 
 /// The part of a node's state that is not its log and must survive a crash (Figure 2 of the

@@ -53,13 +53,13 @@ mod snapshot;
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
-use quorum::{Majority, NodeSet, VoteTally};
+use quorum::{JointMajority, NodeSet, VoteTally};
 use smallvec::SmallVec;
 
 pub use bugs::{Bug, Hooks, NoBugs};
 pub use inflights::Inflights;
 pub use invariants::InvariantError;
-pub use log::{Entry, Log};
+pub use log::{Entry, EntryKind, Log};
 pub use message::{
     AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
     RequestVoteReply, TimeoutNow,
@@ -226,7 +226,7 @@ pub struct Core<H: Hooks = NoBugs> {
     /// When a leader tells lagging followers about its commit index, if it has news.
     commit_notify_deadline: Option<Nanos>,
     /// Who decides: every quorum question goes to this configuration (see `quorum.rs`).
-    quorum: Majority,
+    quorum: JointMajority,
     /// Candidate: the answers to its RequestVote of `term`. Pre-candidate: the answers to its
     /// PreVote for `term + 1`.
     votes: VoteTally,
@@ -385,7 +385,7 @@ impl<H: Hooks> Core<H> {
             election_deadline: now,
             heartbeat_deadline: now,
             commit_notify_deadline: None,
-            quorum: Majority::new(NodeSet::first(peers)),
+            quorum: JointMajority::simple(NodeSet::first(peers)),
             votes: VoteTally::default(),
             pre_voting: false,
             leader_contact: now,

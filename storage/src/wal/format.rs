@@ -13,7 +13,7 @@
 use bytes::Bytes;
 
 use super::{ENTRY_HEADER_BYTES, HARD_STATE_BYTES, MAX_RECORD_BYTES};
-use crate::{Entry, HardState};
+use crate::{Entry, EntryKind, HardState};
 
 /// The magic that opens every segment.
 const SEGMENT_MAGIC: &[u8; 8] = b"ZRAFTWAL";
@@ -39,6 +39,10 @@ const FLAG_HARD_STATE: u8 = 1;
 const FLAG_TRUNCATE: u8 = 2;
 /// Batch flag: a snapshot reference follows.
 const FLAG_SNAPSHOT: u8 = 4;
+/// The bit of an entry's `len` that marks a configuration entry ([`EntryKind::Config`]). A
+/// record holds at most [`MAX_RECORD_BYTES`] (below 2^31), so segments written before entry
+/// kinds existed never set it: they read as commands.
+pub(super) const ENTRY_CONFIG_BIT: u32 = 1 << 31;
 /// `voted_for` of a hard state without a vote.
 const NO_VOTE: u64 = u64::MAX;
 /// Bytes of a batch payload before its entries, without hard state, snapshot or truncation:
@@ -446,7 +450,11 @@ pub(super) fn encode_batch(buf: &mut Vec<u8>, place: Place, head: &BatchHead, en
         buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         for entry in entries {
             buf.extend_from_slice(&entry.term.to_le_bytes());
-            buf.extend_from_slice(&(entry.command.len() as u32).to_le_bytes());
+            let mut len = entry.command.len() as u32;
+            if entry.kind == EntryKind::Config {
+                len |= ENTRY_CONFIG_BIT;
+            }
+            buf.extend_from_slice(&len.to_le_bytes());
             buf.extend_from_slice(&entry.command);
         }
     });
@@ -591,6 +599,12 @@ impl Batch {
             let (Some(term), Some(len)) = (get_u64(payload, at), get_u32(payload, at + 8)) else {
                 return Err(format!("batch cut short in entry {i} of {}", self.count));
             };
+            let kind = if len & ENTRY_CONFIG_BIT == 0 {
+                EntryKind::Command
+            } else {
+                EntryKind::Config
+            };
+            let len = len & !ENTRY_CONFIG_BIT;
             let start = at + ENTRY_HEADER_BYTES as usize;
             let end = start.saturating_add(len as usize);
             if end > payload.len() {
@@ -598,6 +612,7 @@ impl Batch {
             }
             out.push(Entry {
                 term,
+                kind,
                 command: segment.slice(payload_at + start..payload_at + end),
             });
             at = end;
@@ -638,10 +653,7 @@ mod tests {
     use super::*;
 
     fn entry(term: u64, command: &'static [u8]) -> Entry {
-        Entry {
-            term,
-            command: Bytes::from_static(command),
-        }
+        Entry::new(term, Bytes::from_static(command))
     }
 
     /// The framings of segment 5 of either format.
@@ -760,15 +772,7 @@ mod tests {
         let mut command = b"put k ".to_vec();
         command.extend_from_slice(&record);
         let second = buf.len();
-        push_batch(
-            &mut buf,
-            framing,
-            2,
-            &[Entry {
-                term: 1,
-                command: Bytes::from(command),
-            }],
-        );
+        push_batch(&mut buf, framing, 2, &[Entry::new(1, Bytes::from(command))]);
         assert_eq!(
             find_intact(&buf, SEGMENT_HEADER_BYTES + 1, framing),
             Some(second),
@@ -805,10 +809,7 @@ mod tests {
             &mut legacy,
             Framing::Legacy,
             2,
-            &[Entry {
-                term: 1,
-                command: Bytes::from(command),
-            }],
+            &[Entry::new(1, Bytes::from(command))],
         );
         assert!(
             find_intact(&legacy, second + 1, Framing::Legacy).is_some(),
@@ -834,15 +835,7 @@ mod tests {
         push_batch(&mut buf, framing, 1, &[entry(1, b"first")]);
         let last = buf.len();
         let command: Vec<u8> = (0..1200u32).map(|i| (i % 251) as u8 + 1).collect();
-        push_batch(
-            &mut buf,
-            framing,
-            2,
-            &[Entry {
-                term: 1,
-                command: Bytes::from(command),
-            }],
-        );
+        push_batch(&mut buf, framing, 2, &[Entry::new(1, Bytes::from(command))]);
         assert!(buf.len() > 2 * SECTOR_BYTES && last < SECTOR_BYTES);
         (buf, last)
     }

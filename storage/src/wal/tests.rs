@@ -45,10 +45,7 @@ fn entries(term: u64, first: u64, n: u64, size: usize) -> Vec<Entry> {
         .map(|i| {
             let mut command = vec![b'-'; size.max(8)];
             command[..8].copy_from_slice(&i.to_le_bytes());
-            Entry {
-                term,
-                command: Bytes::from(command),
-            }
+            Entry::new(term, Bytes::from(command))
         })
         .collect()
 }
