@@ -390,8 +390,20 @@ mod tests {
 
     fn entries(max_entries: usize, max_payload: usize) -> impl Strategy<Value = Vec<Entry>> {
         vec(
-            (any::<u64>(), vec(any::<u8>(), 0..max_payload))
-                .prop_map(|(term, command)| Entry::new(term, Bytes::from(command))),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                vec(any::<u8>(), 0..max_payload),
+            )
+                .prop_map(|(term, config, command)| Entry {
+                    term,
+                    kind: if config {
+                        EntryKind::Config
+                    } else {
+                        EntryKind::Command
+                    },
+                    command: Bytes::from(command),
+                }),
             0..max_entries,
         )
     }

@@ -681,6 +681,37 @@ mod tests {
     }
 
     #[test]
+    fn entry_kinds_take_a_spare_bit_and_commands_encode_as_before() {
+        let config = Entry {
+            term: 4,
+            kind: EntryKind::Config,
+            command: Bytes::from_static(b"cfg"),
+        };
+        let entries = [entry(4, b"ab"), config, entry(4, b"")];
+        let mut buf = header_for(FRAMINGS[0]);
+        push_batch(&mut buf, FRAMINGS[0], 9, &entries);
+        let at = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES;
+        // A command's bytes are what every build of format 3 wrote: term, length, command.
+        let first = at + BATCH_FIXED_BYTES as usize;
+        assert_eq!(&buf[first..first + 8], &4u64.to_le_bytes());
+        assert_eq!(&buf[first + 8..first + 12], &2u32.to_le_bytes());
+        assert_eq!(&buf[first + 12..first + 14], b"ab");
+        // The configuration entry's length has its top bit set.
+        let second = first + 14;
+        assert_eq!(
+            &buf[second + 8..second + 12],
+            &(3u32 | ENTRY_CONFIG_BIT).to_le_bytes()
+        );
+        let segment = Bytes::from(buf);
+        let batch = parse_batch(&segment[at..]).unwrap();
+        let mut out = Vec::new();
+        batch
+            .decode_entries(&segment, at, segment.len() - at, &mut out)
+            .unwrap();
+        assert_eq!(out, entries);
+    }
+
+    #[test]
     fn a_batch_round_trips_and_every_damage_is_seen() {
         let hard_state = HardState {
             term: 7,

@@ -133,6 +133,18 @@ fn snapshot_paths(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn configuration_entries_are_recovered_as_configuration_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = entries(1, 1, 3, 8);
+    written[1].kind = crate::EntryKind::Config;
+    let mut storage = open(dir.path(), 1 << 20);
+    storage.persist(&append(1, &written)).unwrap();
+    drop(storage);
+    let recovered = open(dir.path(), 1 << 20).recover().unwrap();
+    assert_eq!(recovered.entries, written);
+}
+
+#[test]
 fn a_full_disk_poisons_and_reopening_recovers_what_was_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mut storage = open(dir.path(), 1 << 20);
