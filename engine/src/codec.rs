@@ -694,8 +694,11 @@ mod tests {
             (with_count(u32::MAX), truncated(30 + 12 * max + 16, 46)),
             // 10: 2 entries in room for none.
             (with_count(2), truncated(30 + 24 + 16, 46)),
-            // 11: an entry of 2^32 - 1 bytes in 58.
-            (with_entry_len(1, u32::MAX), truncated(42 + max + 16, 58)),
+            // 11: a configuration entry (the length's top bit) of 2^31 - 1 bytes in 58.
+            (
+                with_entry_len(1, u32::MAX),
+                truncated(42 + (max >> 1) + 16, 58),
+            ),
             // 12: an entry whose payload eats the room of the next one's header.
             (with_entry_len(2, 4), truncated(42 + 4 + 12 + 16, 70)),
             // 13: snapshot data of 2^32 - 1 bytes in 47.

@@ -42,6 +42,7 @@ mod election;
 mod inflights;
 mod invariants;
 mod log;
+mod membership;
 mod message;
 mod persist;
 mod progress;
@@ -60,6 +61,7 @@ pub use bugs::{Bug, Hooks, NoBugs};
 pub use inflights::Inflights;
 pub use invariants::InvariantError;
 pub use log::{Entry, EntryKind, Log};
+pub use membership::{Membership, MembershipError};
 pub use message::{
     AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
     RequestVoteReply, TimeoutNow,
@@ -385,7 +387,7 @@ impl<H: Hooks> Core<H> {
             election_deadline: now,
             heartbeat_deadline: now,
             commit_notify_deadline: None,
-            quorum: JointMajority::simple(NodeSet::first(peers)),
+            quorum: Membership::initial(peers).quorum(),
             votes: VoteTally::default(),
             pre_voting: false,
             leader_contact: now,
