@@ -21,10 +21,10 @@ use crate::core::{
 /// fields in declaration order, little-endian and fixed-width: a `u64` as 8 bytes, a `bool` as
 /// one byte that is 0 or 1 (any other value is [`DecodeError::Invalid`]). The entries of an
 /// AppendEntries are a `u32` count followed, per entry, by its `u64` term, the `u32` length of
-/// its command (whose top bit is set for a configuration entry, [`crate::core::EntryKind`]: a
-/// frame of a build without entry kinds never sets it) and the command's bytes; the data of an
-/// InstallSnapshot is a `u32` length and the bytes. The sender's id is not encoded (the connection names the peer), so a message
-/// encodes to exactly `msg.wire_size() - 3` bytes: [`Message::wire_size`] counts a 4-byte id
+/// its command with the entry's kind in the top bit ([`Entry::tagged_len`]: set for a
+/// configuration entry, so a frame of a build without entry kinds never sets it) and the
+/// command's bytes; the data of an InstallSnapshot is a `u32` length and the bytes. The
+/// sender's id is not encoded (the connection names the peer), so a message encodes to exactly `msg.wire_size() - 3` bytes: [`Message::wire_size`] counts a 4-byte id
 /// and no version byte.
 ///
 /// | kind | message |
@@ -57,8 +57,6 @@ const U32: usize = 4;
 const BOOL: usize = 1;
 /// The fewest bytes one entry of an AppendEntries takes: its term and length, no command.
 const MIN_ENTRY: usize = U64 + U32;
-/// The bit of an entry's length that marks a configuration entry ([`EntryKind::Config`]).
-const ENTRY_CONFIG_BIT: u32 = 1 << 31;
 /// AppendEntries fields after the entries: `leader_commit`, `round`.
 const APPEND_TAIL: usize = 2 * U64;
 
@@ -135,16 +133,7 @@ impl Codec for Message {
                 put_len(buf, m.entries.len(), "entry count");
                 for entry in &m.entries {
                     buf.put_u64_le(entry.term);
-                    let len = entry.command.len();
-                    assert!(
-                        len < ENTRY_CONFIG_BIT as usize,
-                        "command length of {len} does not fit the 31-bit length field"
-                    );
-                    let kind = match entry.kind {
-                        EntryKind::Command => 0,
-                        EntryKind::Config => ENTRY_CONFIG_BIT,
-                    };
-                    buf.put_u32_le(len as u32 | kind);
+                    buf.put_u32_le(entry.tagged_len());
                     buf.put_slice(&entry.command);
                 }
                 buf.put_u64_le(m.leader_commit);
@@ -248,13 +237,7 @@ impl Codec for Message {
                 let mut entries = Vec::with_capacity(count as usize);
                 for i in 1..=count {
                     let term = r.u64()?;
-                    let len = r.u32()?;
-                    let kind = if len & ENTRY_CONFIG_BIT == 0 {
-                        EntryKind::Command
-                    } else {
-                        EntryKind::Config
-                    };
-                    let len = len & !ENTRY_CONFIG_BIT;
+                    let (kind, len) = EntryKind::split_tagged_len(r.u32()?);
                     let rest = u64::from(count - i) * MIN_ENTRY as u64 + APPEND_TAIL as u64;
                     r.require_after(u64::from(len) + rest)?;
                     entries.push(Entry {

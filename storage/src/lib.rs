@@ -43,6 +43,9 @@ pub struct Entry {
     pub command: Bytes,
 }
 
+/// The bit of a tagged length ([`Entry::tagged_len`]) that marks a configuration entry.
+const CONFIG_BIT: u32 = 1 << 31;
+
 impl Entry {
     /// A client's command of `term`: an entry of kind [`EntryKind::Command`].
     pub fn new(term: u64, command: Bytes) -> Self {
@@ -51,6 +54,38 @@ impl Entry {
             kind: EntryKind::Command,
             command,
         }
+    }
+
+    /// The length of `command` with the kind in its top bit (set for [`EntryKind::Config`]):
+    /// how the write-ahead log and the wire store both in one `u32`. A command's tagged length
+    /// is its length, so it encodes as it did before entries had kinds.
+    ///
+    /// # Panics
+    ///
+    /// If `command` is 2 GiB or larger (the write-ahead log refuses entries that large before
+    /// encoding them; the wire codec documents the limit).
+    pub fn tagged_len(&self) -> u32 {
+        let len = self.command.len();
+        assert!(
+            len < CONFIG_BIT as usize,
+            "an entry of {len} bytes does not fit the 31-bit length field"
+        );
+        match self.kind {
+            EntryKind::Command => len as u32,
+            EntryKind::Config => len as u32 | CONFIG_BIT,
+        }
+    }
+}
+
+impl EntryKind {
+    /// The kind and the length a tagged length ([`Entry::tagged_len`]) holds.
+    pub fn split_tagged_len(tagged: u32) -> (Self, u32) {
+        let kind = if tagged & CONFIG_BIT == 0 {
+            Self::Command
+        } else {
+            Self::Config
+        };
+        (kind, tagged & !CONFIG_BIT)
     }
 }
 

@@ -39,10 +39,6 @@ const FLAG_HARD_STATE: u8 = 1;
 const FLAG_TRUNCATE: u8 = 2;
 /// Batch flag: a snapshot reference follows.
 const FLAG_SNAPSHOT: u8 = 4;
-/// The bit of an entry's `len` that marks a configuration entry ([`EntryKind::Config`]). A
-/// record holds at most [`MAX_RECORD_BYTES`] (below 2^31), so segments written before entry
-/// kinds existed never set it: they read as commands.
-pub(super) const ENTRY_CONFIG_BIT: u32 = 1 << 31;
 /// `voted_for` of a hard state without a vote.
 const NO_VOTE: u64 = u64::MAX;
 /// Bytes of a batch payload before its entries, without hard state, snapshot or truncation:
@@ -450,11 +446,9 @@ pub(super) fn encode_batch(buf: &mut Vec<u8>, place: Place, head: &BatchHead, en
         buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         for entry in entries {
             buf.extend_from_slice(&entry.term.to_le_bytes());
-            let mut len = entry.command.len() as u32;
-            if entry.kind == EntryKind::Config {
-                len |= ENTRY_CONFIG_BIT;
-            }
-            buf.extend_from_slice(&len.to_le_bytes());
+            // A record holds at most `MAX_RECORD_BYTES` (below 2^31), so segments written
+            // before entries had kinds never set the kind's bit: their entries read as commands.
+            buf.extend_from_slice(&entry.tagged_len().to_le_bytes());
             buf.extend_from_slice(&entry.command);
         }
     });
@@ -599,12 +593,7 @@ impl Batch {
             let (Some(term), Some(len)) = (get_u64(payload, at), get_u32(payload, at + 8)) else {
                 return Err(format!("batch cut short in entry {i} of {}", self.count));
             };
-            let kind = if len & ENTRY_CONFIG_BIT == 0 {
-                EntryKind::Command
-            } else {
-                EntryKind::Config
-            };
-            let len = len & !ENTRY_CONFIG_BIT;
+            let (kind, len) = EntryKind::split_tagged_len(len);
             let start = at + ENTRY_HEADER_BYTES as usize;
             let end = start.saturating_add(len as usize);
             if end > payload.len() {
@@ -700,7 +689,7 @@ mod tests {
         let second = first + 14;
         assert_eq!(
             &buf[second + 8..second + 12],
-            &(3u32 | ENTRY_CONFIG_BIT).to_le_bytes()
+            &(3u32 | 1 << 31).to_le_bytes()
         );
         let segment = Bytes::from(buf);
         let batch = parse_batch(&segment[at..]).unwrap();
