@@ -316,6 +316,18 @@ mod tests {
         set
     }
 
+    /// A tally in which `granted` granted and then `refused` refused.
+    fn tally(granted: &[usize], refused: &[usize]) -> VoteTally {
+        let mut tally = VoteTally::default();
+        for &id in granted {
+            tally.record(id, true);
+        }
+        for &id in refused {
+            tally.record(id, false);
+        }
+        tally
+    }
+
     #[test]
     fn node_sets() {
         assert_eq!(NodeSet::first(0), NodeSet::EMPTY);
@@ -408,13 +420,7 @@ mod tests {
             (0, &[], &[1], Won),            // no voters: agrees to everything
         ];
         for (case, (n, granted, refused, want)) in cases.into_iter().enumerate() {
-            let mut tally = VoteTally::default();
-            for &id in granted {
-                tally.record(id, true);
-            }
-            for &id in refused {
-                tally.record(id, false);
-            }
+            let tally = tally(granted, refused);
             assert_eq!(
                 Majority::new(NodeSet::first(n)).vote_result(&tally),
                 want,
@@ -517,13 +523,7 @@ mod tests {
             (&[5, 6, 7], &[], Pending), // non-voters count for nothing
         ];
         for (case, (granted, refused, want)) in cases.into_iter().enumerate() {
-            let mut tally = VoteTally::default();
-            for &id in granted {
-                tally.record(id, true);
-            }
-            for &id in refused {
-                tally.record(id, false);
-            }
+            let tally = tally(granted, refused);
             assert_eq!(
                 joint.vote_result(&tally),
                 want,
