@@ -239,3 +239,36 @@ fn entries_size(entries: &[Entry]) -> u64 {
         .map(|e| wal::ENTRY_HEADER_BYTES + e.command.len() as u64)
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tagged_length_holds_the_kind_and_the_length() {
+        // (kind, command length, tagged length)
+        let cases = [
+            (EntryKind::Command, 0, 0),
+            (EntryKind::Command, 5, 5),
+            (EntryKind::Config, 0, 1 << 31),
+            (EntryKind::Config, 25, (1 << 31) | 25),
+        ];
+        for (case, (kind, len, tagged)) in cases.into_iter().enumerate() {
+            let entry = Entry {
+                term: 1,
+                kind,
+                command: Bytes::from(vec![0; len]),
+            };
+            assert_eq!(entry.tagged_len(), tagged, "case {case}");
+            assert_eq!(
+                EntryKind::split_tagged_len(tagged),
+                (kind, len as u32),
+                "case {case}"
+            );
+        }
+        assert_eq!(
+            EntryKind::split_tagged_len(u32::MAX),
+            (EntryKind::Config, u32::MAX >> 1)
+        );
+    }
+}
