@@ -294,10 +294,7 @@ impl Storage for Given {
 #[test]
 fn an_impossible_recovered_state_is_refused() {
     let network = Network::new(NetworkConfig::new(3)).expect("a network");
-    let entry = |term| Entry {
-        term,
-        command: Bytes::new(),
-    };
+    let entry = |term| Entry::new(term, Bytes::new());
     let cases = [
         (
             HardState {
