@@ -103,7 +103,7 @@ fn follower_append(c: &mut Criterion) {
                     let prev = next_prev.replace(next_prev.get() + n as u64);
                     let entries: Vec<Entry> = payloads(n)
                         .into_iter()
-                        .map(|command| Entry { term, command })
+                        .map(|command| Entry::new(term, command))
                         .collect();
                     AppendEntries {
                         term,

@@ -37,10 +37,7 @@ fn open(dir: &Path) -> FileStorage {
 
 fn batch(n: usize) -> Vec<Entry> {
     (0..n)
-        .map(|_| Entry {
-            term: 1,
-            command: Bytes::from_static(&[3u8; 16]),
-        })
+        .map(|_| Entry::new(1, Bytes::from_static(&[3u8; 16])))
         .collect()
 }
 

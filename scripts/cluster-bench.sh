@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Three `zeroraft serve` processes on loopback, loaded by `zeroraft bench --connect`: the
 # figures of BENCHMARKS.md's "A cluster of processes". STORAGE=file (default) or memory;
-# CLIENTS (default 4096), SECONDS_PER_RUN (default 10), ROUNDS (default 1); METRICS=1 has each
-# node serve its metrics (`--metrics`), scraped once a second as Prometheus would. Builds first.
+# TLS=1 for mutual TLS between the nodes (certificates from `zeroraft certs`), plaintext
+# (--insecure) otherwise; CLIENTS (default 4096), SECONDS_PER_RUN (default 10), ROUNDS
+# (default 1); METRICS=1 has each node serve its metrics (`--metrics`), scraped once a second
+# as Prometheus would. Builds first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -24,6 +26,11 @@ cleanup() {
 }
 trap cleanup EXIT
 cluster=$((1 + RANDOM))
+links=(--insecure)
+if [ "${TLS:-0}" = 1 ]; then
+    "$bin" certs --out "$dir/certs" --nodes 3 --cluster "$cluster" >/dev/null
+    links=(--tls-dir "$dir/certs")
+fi
 for i in 0 1 2; do
     data=()
     if [ "$storage" = file ]; then
@@ -35,7 +42,7 @@ for i in 0 1 2; do
         metrics=(--metrics "127.0.0.1:$((base + 20 + i))")
     fi
     "$bin" serve --id "$i" --peers "$peers" --listen "127.0.0.1:$((base + 10 + i))" \
-        --storage "$storage" "${data[@]}" "${metrics[@]}" 2>>"$dir/node-$i.log" &
+        --storage "$storage" --cluster "$cluster" "${links[@]}" "${data[@]}" "${metrics[@]}" 2>>"$dir/node-$i.log" &
     pids+=($!)
 done
 # CPU time (user + system, in clock ticks) of the three server processes so far.
@@ -61,7 +68,7 @@ if [ "${METRICS:-0}" = 1 ]; then
     scraper=$!
 fi
 for round in $(seq "$rounds"); do
-    echo "== round $round: 3 processes, storage $storage, $clients in flight, ${seconds}s"
+    echo "== round $round: 3 processes, storage $storage, links ${links[0]}, $clients in flight, ${seconds}s"
     before=$(server_ticks)
     first=1
     "$bin" bench --connect "$clients_at" --clients "$clients" --seconds "$seconds" 2>/dev/null |

@@ -56,8 +56,8 @@
 pub use zeroraft_engine as engine;
 pub use zeroraft_engine::{
     ApplyMsg, BuildError, Compaction, Config, ConfigError, Endpoint, Network, NodeFailure,
-    PeerStatus, PendingRead, Raft, ReadError, RestoreError, Role, StartError, StateMachine, Status,
-    TransferError, WeakRaft,
+    PeerStatus, PendingRead, Raft, ReadError, RestoreError, Role, SnapshotView, StartError,
+    StateMachine, Status, TransferError, WeakRaft,
 };
 pub use zeroraft_kv as kv;
 pub use zeroraft_monitor as monitor;

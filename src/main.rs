@@ -69,6 +69,7 @@ fn main() -> ExitCode {
         Command::Dashboard(args) => cli::dashboard::run(&args, &stop),
         Command::Init(args) => cli::service::init(&args),
         Command::Serve(args) => cli::service::serve(&args, &stop),
+        Command::Certs(args) => cli::service::certs(&args),
         Command::Kv(args) => cli::service::kv(&args),
         Command::Monitor(args) => cli::dashboard::run_remote(&args, &stop),
     };

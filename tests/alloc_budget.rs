@@ -210,12 +210,7 @@ fn follower_append_allocates_only_log_growth() {
             term: 1,
             prev_log_index: b * batch,
             prev_log_term: if b == 0 { 0 } else { 1 },
-            entries: (0..batch)
-                .map(|_| Entry {
-                    term: 1,
-                    command: payload.clone(),
-                })
-                .collect(),
+            entries: (0..batch).map(|_| Entry::new(1, payload.clone())).collect(),
             leader_commit: b * batch,
             round: 0,
         })

@@ -106,6 +106,7 @@ fn hostile_size() -> impl Strategy<Value = usize> {
         Just(Config::MAX_APPEND_ENTRIES),
         Just(Config::MAX_APPEND_ENTRIES + 1),
         Just(Config::MAX_QUEUED_PROPOSALS + 1),
+        Just(Config::MAX_COMMAND_BYTES + 1),
         Just(1 << 40),
         Just(usize::MAX),
         any::<usize>(),

@@ -39,11 +39,23 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A [`MemStorage`] that fails every write once `fail` is set, as a full disk would.
+/// A [`MemStorage`] that fails every write once `fail` is set, as a full disk would, and
+/// reports its disk full while `full` is set.
 #[derive(Clone)]
 struct Faulty {
     inner: MemStorage,
     fail: Arc<AtomicBool>,
+    full: Arc<AtomicBool>,
+}
+
+impl Faulty {
+    fn new() -> Self {
+        Self {
+            inner: MemStorage::new(),
+            fail: Arc::new(AtomicBool::new(false)),
+            full: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 impl Storage for Faulty {
@@ -60,6 +72,10 @@ impl Storage for Faulty {
             });
         }
         self.inner.persist(update)
+    }
+
+    fn disk_full(&self) -> bool {
+        self.full.load(SeqCst)
     }
 }
 
@@ -176,12 +192,7 @@ fn a_failing_storage_stops_its_node_and_says_why() {
 fn failing_storage_stops(config: &Config) {
     let n = 3;
     let network = Network::new(NetworkConfig::new(n)).expect("a network");
-    let storages: Vec<Faulty> = (0..n)
-        .map(|_| Faulty {
-            inner: MemStorage::new(),
-            fail: Arc::new(AtomicBool::new(false)),
-        })
-        .collect();
+    let storages: Vec<Faulty> = (0..n).map(|_| Faulty::new()).collect();
     let mut nodes: Vec<Option<Node>> = (0..n)
         .map(|i| Some(start(&network, i, n, storages[i].clone(), config)))
         .collect();
@@ -190,12 +201,14 @@ fn failing_storage_stops(config: &Config) {
     let old_leader = leader(&nodes);
     for node in nodes.iter().flatten() {
         assert_eq!(applied(node, first), "before");
+        assert!(!node.raft.status().disk_full);
     }
 
     // The leader's disk fills up: its next write fails (as leader it writes what it is
     // proposed; had it lost the lead meanwhile, it would write what the new leader sends it),
     // and it stops.
     storages[old_leader].fail.store(true, SeqCst);
+    storages[old_leader].full.store(true, SeqCst);
     let raft = nodes[old_leader].as_ref().expect("up").raft.clone();
     eventually("the node with the full disk stops", || {
         let _ = nodes
@@ -223,6 +236,7 @@ fn failing_storage_stops(config: &Config) {
     );
     let status = raft.status();
     assert!(status.killed);
+    assert!(status.disk_full, "the status tells the disk is full");
     assert_eq!(status.failure.as_deref(), Some(reason.as_str()));
     assert!(!raft.get_state().1, "no longer reports itself leader");
 
@@ -231,6 +245,36 @@ fn failing_storage_stops(config: &Config) {
     let next = propose(&nodes, "after");
     for node in nodes.iter().flatten() {
         assert_eq!(applied(node, next), "after");
+    }
+}
+
+/// A storage that opened on a full disk (without the room it keeps in reserve) says so in the
+/// node's status from the start, while the node runs on; when a later write finds room again,
+/// the status says that too.
+#[test]
+fn a_full_disk_shows_in_the_status_while_the_node_runs() {
+    for dedicated_writer in [false, true] {
+        let config = fast_with(dedicated_writer);
+        let network = Network::new(NetworkConfig::new(1)).expect("a network");
+        let storage = Faulty::new();
+        storage.full.store(true, SeqCst);
+        let nodes = vec![Some(start(&network, 0, 1, storage.clone(), &config))];
+        network.connect(0);
+        let raft = &nodes[0].as_ref().expect("up").raft;
+        assert!(raft.status().disk_full, "from the start");
+        let first = propose(&nodes, "on a full disk");
+        assert_eq!(
+            applied(nodes[0].as_ref().expect("up"), first),
+            "on a full disk"
+        );
+        assert!(raft.status().disk_full, "still full");
+        storage.full.store(false, SeqCst);
+        let next = propose(&nodes, "room again");
+        assert_eq!(applied(nodes[0].as_ref().expect("up"), next), "room again");
+        eventually("the status tells there is room again", || {
+            !raft.status().disk_full
+        });
+        assert!(!raft.is_killed());
     }
 }
 
@@ -250,10 +294,7 @@ impl Storage for Given {
 #[test]
 fn an_impossible_recovered_state_is_refused() {
     let network = Network::new(NetworkConfig::new(3)).expect("a network");
-    let entry = |term| Entry {
-        term,
-        command: Bytes::new(),
-    };
+    let entry = |term| Entry::new(term, Bytes::new());
     let cases = [
         (
             HardState {

@@ -119,6 +119,17 @@ impl KvCluster {
     }
 }
 
+/// `Config::production()`, each node snapshotting every `entries` entries applied.
+fn compacting_every(entries: u64) -> Config {
+    Config {
+        compaction: Compaction {
+            every_entries: Some(entries),
+            above_bytes: None,
+        },
+        ..Config::production()
+    }
+}
+
 /// Sends one request on `stream` and reads its response.
 fn call(stream: &mut TcpStream, request: &Request) -> Response {
     let mut out = Vec::new();
@@ -229,6 +240,33 @@ fn puts_appends_and_gets_return_what_was_written() {
     // Unicode and an empty key travel intact.
     client.put("", "ключ → värde").unwrap();
     assert_eq!(other.get("").unwrap(), "ключ → värde");
+}
+
+/// Appends that would grow a value past what a response carries are refused with an error, and
+/// the value stays readable (the nodes snapshot it every few entries meanwhile).
+#[test]
+fn a_value_is_never_grown_past_what_a_response_carries() {
+    let cluster = KvCluster::start(3, compacting_every(3), ServerOptions::default());
+    let mut client = KvClient::new(cluster.addrs(), patient());
+    let chunk = "x".repeat(3 << 20);
+    client.put("big", &chunk).unwrap();
+    client.append("big", &chunk).unwrap();
+    // 9 MiB would not fit in a response.
+    match client.append("big", &chunk) {
+        Err(KvError::Server(message)) => {
+            assert!(message.contains("nothing was written"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let value = client.get("big").unwrap();
+    assert_eq!(value.len(), 6 << 20, "the value as it was");
+    // What still fits is appended.
+    client.append("big", "tail").unwrap();
+    assert_eq!(client.get("big").unwrap().len(), (6 << 20) + 4);
+    let leader = cluster.leader();
+    wait_for("the leader compacts", || {
+        cluster.raft(leader).status().snapshot_index > 0
+    });
 }
 
 #[test]
@@ -699,14 +737,7 @@ fn a_client_waits_for_a_free_connection() {
 
 #[test]
 fn a_node_restarted_from_its_snapshot_keeps_deduplicating() {
-    let config = Config {
-        compaction: Compaction {
-            every_entries: Some(10),
-            above_bytes: None,
-        },
-        ..Config::production()
-    };
-    let mut cluster = KvCluster::start(3, config, ServerOptions::default());
+    let mut cluster = KvCluster::start(3, compacting_every(10), ServerOptions::default());
     let mut client = KvClient::new(cluster.addrs(), patient());
     let mut want = String::new();
     for i in 0..60 {

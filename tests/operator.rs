@@ -78,7 +78,14 @@ fn a_node_started_with_other_members_is_refused() {
     peers.push("127.0.0.1:1".to_owned());
     peers.push("127.0.0.1:2".to_owned());
     let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
-        .args(["serve", "--id", "0", "--peers", &peers.join(",")])
+        .args([
+            "serve",
+            "--insecure",
+            "--id",
+            "0",
+            "--peers",
+            &peers.join(","),
+        ])
         .args(["--listen", "127.0.0.1:0"])
         .arg("--data")
         .arg(cluster.data(0))
@@ -214,4 +221,56 @@ fn serve_writes_no_colour_codes_into_a_log_file() {
         !log.contains('\u{1b}'),
         "colour codes in a log file: {log:?}"
     );
+}
+
+#[test]
+fn nodes_speak_tls_to_each_other_and_plaintext_only_when_asked_for() {
+    let mut cluster = ProcessCluster::loopback(3, "index").with_tls();
+    cluster.start_all();
+    let mut client = cluster.client(OP_TIMEOUT);
+    client.put("k", "v").expect("a TLS cluster commits a write");
+    assert_eq!(client.get("k").expect("and reads it"), "v");
+    for i in 0..3 {
+        let log = cluster.log(i);
+        assert!(
+            !log.contains("plaintext"),
+            "node {i} warned of plaintext: {log}"
+        );
+    }
+    // Without --tls-dir or --insecure, `serve` refuses to start.
+    let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+        .args(["serve", "--id", "0", "--peers", cluster.peer_list()])
+        .args(["--listen", "127.0.0.1:0", "--storage", "memory"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(SETUP), "{stderr}");
+    assert!(stderr.contains("--tls-dir"), "{stderr}");
+    // `certs` writes into a new directory only, and keeps the keys to their owner.
+    let dir = tempfile::tempdir().unwrap();
+    let certs = |out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+            .args(["certs", "--nodes", "2", "--cluster", "7", "--out"])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let first = certs(&dir.path().join("certs"));
+    assert!(first.status.success(), "{first:?}");
+    for name in [
+        "ca.pem",
+        "ca.key",
+        "node-0.pem",
+        "node-0.key",
+        "node-1.pem",
+        "node-1.key",
+    ] {
+        let meta = std::fs::metadata(dir.path().join("certs").join(name)).unwrap();
+        if name.ends_with(".key") {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(meta.permissions().mode() & 0o077, 0, "{name} is private");
+        }
+    }
+    let again = certs(&dir.path().join("certs"));
+    assert_eq!(again.status.code(), Some(SETUP), "{again:?}");
 }

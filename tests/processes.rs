@@ -145,6 +145,7 @@ fn a_node_refuses_a_data_directory_of_another_node() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zeroraft"))
         .args([
             "serve",
+            "--insecure",
             "--id",
             "2",
             "--peers",

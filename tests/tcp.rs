@@ -9,6 +9,7 @@ use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use zeroraft::transport::tcp::{TcpConfig, TcpNetwork};
 use zeroraft::{ApplyMsg, Config, Raft};
+use zeroraft_harness::trickle::Trickle;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -124,4 +125,59 @@ fn a_leader_cut_off_by_its_transport_is_replaced() {
         assert!(Instant::now() < until, "the cut-off leader still leads");
         std::thread::sleep(Duration::from_millis(10)); // polling its state
     }
+}
+
+/// Polls `done` until it holds, panicking with `what` after [`PATIENCE`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(2)); // polling a condition, not hiding a race
+    }
+}
+
+/// 20 connections that send nothing and 20 that send a byte every 100 ms, held on a node's peer
+/// port, do not delay a restarted peer's link: each handshake runs on a thread of its own within
+/// one deadline, instead of one after another on the accept thread.
+#[test]
+fn silent_and_trickling_connections_do_not_delay_a_restarted_peer() {
+    type Net = TcpNetwork<zeroraft::engine::Message>;
+    let listeners: Vec<_> = (0..2)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let start = |id: usize, l: TcpListener| {
+        Net::start(TcpConfig::new(id, 77, addrs.clone()), l).expect("transport")
+    };
+    let mut it = listeners.into_iter();
+    let (l0, l1) = (it.next().unwrap(), it.next().unwrap());
+    let (net0, ep0) = start(0, l0);
+    let (net1, _ep1) = start(1, l1);
+    wait_until("connected", || {
+        net0.link(1).connected && net1.link(0).connected
+    });
+    net0.shutdown();
+    drop(ep0);
+    wait_until("node 1 saw node 0 go", || !net1.link(0).connected);
+    // 20 connections that send nothing and 20 that send a byte every 100 ms (too slowly to
+    // finish a 25-byte hello within the 2 s handshake deadline), held on node 1's peer port.
+    let _silent: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(addrs[1]).expect("connect"))
+        .collect();
+    let trickle =
+        Trickle::start(addrs[1], 20, &[], b'Z', Duration::from_millis(100)).expect("connections");
+    wait_until("the trickle is under way", || trickle.rounds() >= 3);
+    // Node 0 restarts: its connection must not wait behind theirs.
+    let restarted = Instant::now();
+    let l0 = TcpListener::bind(addrs[0]).expect("the address is free again");
+    let (net0, _ep0) = start(0, l0);
+    wait_until("reconnected", || {
+        net0.link(1).connected && net1.link(0).connected
+    });
+    let took = restarted.elapsed();
+    eprintln!("a restarted peer's link was up after {took:?}, with 40 hostile connections held");
+    assert!(
+        took < Duration::from_secs(1),
+        "the link took {took:?}: it waited behind hostile handshakes"
+    );
 }

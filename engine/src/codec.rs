@@ -9,8 +9,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use zeroraft_transport::{Codec, DecodeError};
 
 use crate::core::{
-    AppendEntries, AppendEntriesReply, Entry, InstallSnapshot, InstallSnapshotReply, Message,
-    RequestVote, RequestVoteReply, TimeoutNow,
+    AppendEntries, AppendEntriesReply, Entry, EntryKind, InstallSnapshot, InstallSnapshotReply,
+    Message, RequestVote, RequestVoteReply, TimeoutNow,
 };
 
 /// The version of the binary encoding of [`Message`] this build writes and reads: the first byte
@@ -21,9 +21,10 @@ use crate::core::{
 /// fields in declaration order, little-endian and fixed-width: a `u64` as 8 bytes, a `bool` as
 /// one byte that is 0 or 1 (any other value is [`DecodeError::Invalid`]). The entries of an
 /// AppendEntries are a `u32` count followed, per entry, by its `u64` term, the `u32` length of
-/// its command and the command's bytes; the data of an InstallSnapshot is a `u32` length and
-/// the bytes. The sender's id is not encoded (the connection names the peer), so a message
-/// encodes to exactly `msg.wire_size() - 3` bytes: [`Message::wire_size`] counts a 4-byte id
+/// its command with the entry's kind in the top bit ([`Entry::tagged_len`]: set for a
+/// configuration entry, so a frame of a build without entry kinds never sets it) and the
+/// command's bytes; the data of an InstallSnapshot is a `u32` length and the bytes. The
+/// sender's id is not encoded (the connection names the peer), so a message encodes to exactly `msg.wire_size() - 3` bytes: [`Message::wire_size`] counts a 4-byte id
 /// and no version byte.
 ///
 /// | kind | message |
@@ -95,8 +96,9 @@ impl Codec for Message {
     ///
     /// # Panics
     ///
-    /// If an AppendEntries holds 2³² entries or more, or a command or snapshot chunk is 4 GiB or
-    /// larger: the layout has 4-byte counts and lengths.
+    /// If an AppendEntries holds 2³² entries or more, a command is 2 GiB or larger, or a
+    /// snapshot chunk 4 GiB or larger: the layout has 4-byte counts and lengths, and an entry's
+    /// length gives its top bit to the entry's kind.
     fn encode(&self, buf: &mut BytesMut) {
         buf.reserve(encoded_len(self));
         buf.put_u8(WIRE_VERSION);
@@ -131,7 +133,7 @@ impl Codec for Message {
                 put_len(buf, m.entries.len(), "entry count");
                 for entry in &m.entries {
                     buf.put_u64_le(entry.term);
-                    put_len(buf, entry.command.len(), "command length");
+                    buf.put_u32_le(entry.tagged_len());
                     buf.put_slice(&entry.command);
                 }
                 buf.put_u64_le(m.leader_commit);
@@ -235,11 +237,12 @@ impl Codec for Message {
                 let mut entries = Vec::with_capacity(count as usize);
                 for i in 1..=count {
                     let term = r.u64()?;
-                    let len = r.u32()?;
+                    let (kind, len) = EntryKind::split_tagged_len(r.u32()?);
                     let rest = u64::from(count - i) * MIN_ENTRY as u64 + APPEND_TAIL as u64;
                     r.require_after(u64::from(len) + rest)?;
                     entries.push(Entry {
                         term,
+                        kind,
                         command: r.payload(len)?,
                     });
                 }
@@ -370,10 +373,20 @@ mod tests {
 
     fn entries(max_entries: usize, max_payload: usize) -> impl Strategy<Value = Vec<Entry>> {
         vec(
-            (any::<u64>(), vec(any::<u8>(), 0..max_payload)).prop_map(|(term, command)| Entry {
-                term,
-                command: Bytes::from(command),
-            }),
+            (
+                any::<u64>(),
+                any::<bool>(),
+                vec(any::<u8>(), 0..max_payload),
+            )
+                .prop_map(|(term, config, command)| Entry {
+                    term,
+                    kind: if config {
+                        EntryKind::Config
+                    } else {
+                        EntryKind::Command
+                    },
+                    command: Bytes::from(command),
+                }),
             0..max_entries,
         )
     }
@@ -541,10 +554,7 @@ mod tests {
             prev_log_index: 100,
             prev_log_term: 6,
             entries: (0..50)
-                .map(|i| Entry {
-                    term: 7,
-                    command: Bytes::from(vec![i as u8; i * 6]),
-                })
+                .map(|i| Entry::new(7, Bytes::from(vec![i as u8; i * 6])))
                 .collect(),
             leader_commit: 99,
             round: 12,
@@ -667,8 +677,11 @@ mod tests {
             (with_count(u32::MAX), truncated(30 + 12 * max + 16, 46)),
             // 10: 2 entries in room for none.
             (with_count(2), truncated(30 + 24 + 16, 46)),
-            // 11: an entry of 2^32 - 1 bytes in 58.
-            (with_entry_len(1, u32::MAX), truncated(42 + max + 16, 58)),
+            // 11: a configuration entry (the length's top bit) of 2^31 - 1 bytes in 58.
+            (
+                with_entry_len(1, u32::MAX),
+                truncated(42 + (max >> 1) + 16, 58),
+            ),
             // 12: an entry whose payload eats the room of the next one's header.
             (with_entry_len(2, 4), truncated(42 + 4 + 12 + 16, 70)),
             // 13: snapshot data of 2^32 - 1 bytes in 47.
@@ -723,10 +736,7 @@ mod tests {
             prev_log_index: 0,
             prev_log_term: 0,
             entries: (1..=4)
-                .map(|i| Entry {
-                    term: 1,
-                    command: Bytes::from(vec![i; 10 * usize::from(i)]),
-                })
+                .map(|i| Entry::new(1, Bytes::from(vec![i; 10 * usize::from(i)])))
                 .collect(),
             leader_commit: 0,
             round: 1,

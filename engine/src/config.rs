@@ -9,9 +9,9 @@ use std::time::Duration;
 use crate::{Raft, StartError, StateMachine, Storage};
 
 /// When a node whose commands are applied by a [`StateMachine`] compacts its log on its own:
-/// it asks the state machine for a snapshot ([`StateMachine::snapshot`]) once either bound is
-/// reached, and drops the log up to the last applied index. Nodes delivering on a channel
-/// compact when their service calls [`Raft::snapshot`].
+/// it asks the state machine for a snapshot ([`StateMachine::snapshot_view`]) once either bound
+/// is reached, and drops the log up to the index the snapshot was taken at. Nodes delivering on
+/// a channel compact when their service calls [`Raft::snapshot`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Compaction {
     /// Snapshot once this many entries were applied since the last snapshot.
@@ -58,7 +58,8 @@ pub struct Config {
     /// Bounds how far a follower's applied state trails the leader's when traffic stops.
     /// Default 2 ms; below `election_timeout_min`.
     pub commit_notify_delay: Duration,
-    /// Largest command [`Raft::start`] accepts. Default 4 MiB.
+    /// Largest command [`Raft::start`] accepts. Default 4 MiB; at most
+    /// [`Config::MAX_COMMAND_BYTES`].
     pub max_command_bytes: usize,
     /// Most commands a leader holds that `start` accepted and its thread has not yet appended
     /// to its log: beyond, [`Raft::try_start`] refuses with [`StartError::Busy`] until the
@@ -167,6 +168,9 @@ impl Config {
     /// The shortest heartbeat interval accepted: more often, heartbeats alone are a message
     /// storm (a message per follower per interval) and the node's thread does little else.
     pub const MIN_HEARTBEAT: Duration = Duration::from_millis(1);
+    /// The largest command accepted ([`Config::max_command_bytes`]): below 2 GiB, since the
+    /// write-ahead log and the wire keep an entry's kind in the top bit of its 32-bit length.
+    pub const MAX_COMMAND_BYTES: usize = (1 << 31) - 1;
     /// The most entries accepted in one AppendEntries.
     pub const MAX_APPEND_ENTRIES: usize = 1 << 20;
     /// The most AppendEntries accepted in flight to one follower.
@@ -233,6 +237,12 @@ impl Config {
         if self.max_append_entries == 0 || self.max_append_bytes == 0 || self.max_inflight == 0 {
             return Err(ConfigError::Invalid(
                 "max_append_entries, max_append_bytes and max_inflight must be above zero",
+            ));
+        }
+        if self.max_command_bytes > Self::MAX_COMMAND_BYTES {
+            return Err(ConfigError::Invalid(
+                "max_command_bytes must be below 2 GiB (Config::MAX_COMMAND_BYTES): an entry's \
+                 length gives its top bit to the entry's kind",
             ));
         }
         if self.max_append_entries > Self::MAX_APPEND_ENTRIES {
@@ -394,5 +404,22 @@ mod tests {
             production.core_config(),
             crate::core::CoreConfig::production()
         );
+    }
+
+    #[test]
+    fn a_command_limit_that_reaches_the_kind_bit_is_refused() {
+        // (max_command_bytes, accepted)
+        let cases = [
+            (Config::MAX_COMMAND_BYTES, true),
+            (Config::MAX_COMMAND_BYTES + 1, false),
+            (usize::MAX, false),
+        ];
+        for (case, (max_command_bytes, accepted)) in cases.into_iter().enumerate() {
+            let config = Config {
+                max_command_bytes,
+                ..Config::default()
+            };
+            assert_eq!(config.validate(0, 3).is_ok(), accepted, "case {case}");
+        }
     }
 }

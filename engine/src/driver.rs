@@ -18,7 +18,8 @@
 //! 5. **Reads** the core confirmed or refused ([`Io::read_outcome`]), once the entries before
 //!    them are applied.
 //! 6. **Compaction**: a snapshot of the service to replace the log up to an applied index, if
-//!    the driver has one ([`Io::snapshot`]), and the write that stores it (as in 3).
+//!    the driver has one ([`Io::snapshot`]: the runtime's may have been serialized on another
+//!    thread while later entries were applied), and the write that stores it (as in 3).
 //!
 //! The order matters in two places. Messages go out in 2 before the write of 3 starts, so a
 //! leader's replication overlaps its own `fdatasync`; and entries are applied in 4 only after
@@ -91,10 +92,17 @@ pub trait Io<H: Hooks = NoBugs> {
     ) -> Result<(), Self::Error>;
 
     /// The service's snapshot to compact the log with, `(index, data)` with `index` applied,
-    /// if one is due. `None` by default.
-    fn snapshot(&mut self, core: &Core<H>) -> Option<(u64, Bytes)> {
+    /// if one is ready. `index` may lie behind the last applied index (a snapshot serialized
+    /// while later entries were applied: they stay in the log), and below the log's offset (a
+    /// snapshot installed from a leader overtook it: [`Core::compact`] ignores it). `None` by
+    /// default.
+    ///
+    /// # Errors
+    ///
+    /// The service failed to make it.
+    fn snapshot(&mut self, core: &Core<H>) -> Result<Option<(u64, Bytes)>, Self::Error> {
         let _ = core;
-        None
+        Ok(None)
     }
 }
 
@@ -122,7 +130,7 @@ pub fn advance<H: Hooks, D: Io<H>>(core: &mut Core<H>, io: &mut D) -> Result<(),
     for outcome in core.take_read_outcomes() {
         io.read_outcome(outcome, leader)?;
     }
-    if let Some((index, data)) = io.snapshot(core)
+    if let Some((index, data)) = io.snapshot(core)?
         && core.compact(index, data)
     {
         write(core, io)?;

@@ -31,7 +31,8 @@ pub enum NodeFailure {
         /// What the state machine said.
         error: RestoreError,
     },
-    /// The state machine panicked (in `apply`, `flush`, `snapshot` or `restore`).
+    /// The state machine panicked (in `apply`, `flush`, `snapshot`, `snapshot_view` or
+    /// `restore`, or while a deferred snapshot view was serialized).
     StateMachinePanic {
         /// The panic's message.
         message: String,

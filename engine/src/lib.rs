@@ -57,7 +57,7 @@ pub use config::{Compaction, Config, ConfigError};
 pub use error::{BuildError, ReadError, StartError, TransferError};
 pub use failure::{NodeFailure, RestoreError};
 
-pub use runtime::{Builder, PendingRead, Raft, StateMachine, WeakRaft};
+pub use runtime::{Builder, PendingRead, Raft, SnapshotView, StateMachine, WeakRaft};
 pub use status::{PeerStatus, Status};
 pub use zeroraft_storage as storage;
 pub use zeroraft_storage::{MemStorage, NoStorage, Storage, StorageError};

@@ -57,6 +57,13 @@ pub struct Status {
     pub syncs: u64,
     /// Time spent in those writes, in all.
     pub sync_time: Duration,
+    /// Whether its storage reports its disk full ([`crate::Storage::disk_full`]): a write
+    /// failed for lack of room (the node then stops), or the storage opened without the room it
+    /// keeps in reserve. An operator frees room, or moves the node.
+    pub disk_full: bool,
+    /// Whether a snapshot of its state machine is being serialized on the node's snapshot
+    /// thread ([`StateMachine::snapshot_view`]).
+    pub snapshotting: bool,
     /// Why the node stopped on its own, if it did (a storage failure, a panic on its thread),
     /// as an operator reads it: the `Display` of [`Raft::failure`], or what a remote node said.
     pub failure: Option<Arc<str>>,
@@ -111,6 +118,8 @@ impl Status {
             snapshots_installed: 0,
             syncs: 0,
             sync_time: Duration::ZERO,
+            disk_full: false,
+            snapshotting: false,
             failure: None,
             last_log_term: 0,
             peers: SmallVec::new(),

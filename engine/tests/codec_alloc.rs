@@ -28,10 +28,7 @@ fn append_entries(n: usize) -> Message {
         prev_log_index: 40,
         prev_log_term: 2,
         entries: (0..n)
-            .map(|i| Entry {
-                term: 3,
-                command: Bytes::from(vec![i as u8; 1 + i % 64]),
-            })
+            .map(|i| Entry::new(3, Bytes::from(vec![i as u8; 1 + i % 64])))
             .collect(),
         leader_commit: 39,
         round: 8,

@@ -9,6 +9,8 @@
 //!   service over its client protocol.
 //! - [`linearizability`]: a checker of recorded client histories of a key-value service.
 //! - [`scale`]: how large the long test variants run (`ZERORAFT_LONG=1` for the full size).
+//! - [`trickle`]: [`trickle::Trickle`], connections that send a byte now and then, to hold a
+//!   server's resources.
 
 #![forbid(unsafe_code)]
 
@@ -16,3 +18,4 @@ pub mod cluster;
 pub mod linearizability;
 pub mod load;
 pub mod scale;
+pub mod trickle;

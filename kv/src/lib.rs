@@ -44,6 +44,7 @@
 pub mod client;
 mod command;
 pub mod machine;
+mod map;
 pub mod metrics;
 pub mod observe;
 pub mod protocol;

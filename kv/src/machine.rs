@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use zeroraft_engine::storage::Snapshot;
-use zeroraft_engine::{RestoreError, StateMachine};
+use zeroraft_engine::{RestoreError, SnapshotView, StateMachine};
 
 use crate::state::KvState;
 use crate::store::{Outcome, Store};
@@ -48,6 +48,14 @@ impl StateMachine for KvMachine {
         Some(self.state.lock().store.snapshot())
     }
 
+    /// A copy-on-write view of the store, taken under the state's lock for as long as it takes
+    /// to count 256 references (one per shard of the map) and copy the sessions; serialized on the
+    /// node's snapshot thread, without the lock.
+    fn snapshot_view(&mut self) -> Option<SnapshotView> {
+        let view = self.state.lock().store.clone();
+        Some(SnapshotView::deferred(move || view.snapshot()))
+    }
+
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), RestoreError> {
         let store = Store::restore(snapshot.data.clone()).map_err(|e| {
             RestoreError::new(format!("not a snapshot of the key-value service: {e}"))
@@ -62,6 +70,61 @@ mod tests {
     use super::*;
     use crate::SessionOptions;
     use crate::command::{Command, Op, encode_register};
+
+    fn put(seq: u64, key: &str, value: &str) -> Bytes {
+        Command {
+            op: if seq.is_multiple_of(3) {
+                Op::Append
+            } else {
+                Op::Put
+            },
+            session: 1,
+            seq,
+            ack: seq,
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+        }
+        .encode(seq)
+    }
+
+    /// A view taken at an index serializes the state at that index, however much is applied
+    /// while it is serialized on another thread.
+    #[test]
+    fn a_snapshot_view_is_the_state_at_its_index_while_writes_go_on() {
+        let state = Arc::new(KvState::new());
+        let mut machine = state.machine();
+        let register = encode_register(0, &SessionOptions::default(), &mut Default::default());
+        machine.apply(1, 1, &register);
+        for seq in 1..=2_000u64 {
+            machine.apply(
+                1 + seq,
+                1,
+                &put(seq, &format!("k{}", seq % 500), &seq.to_string()),
+            );
+        }
+        machine.flush(2_001);
+        let at_view = state.lock().store.snapshot();
+        let view = machine
+            .snapshot_view()
+            .expect("the service always snapshots");
+        let serializer = std::thread::spawn(move || view.serialize());
+        // Writes go on: every key changes, new keys come, while the view is serialized.
+        for seq in 2_001..=6_000u64 {
+            let index = 1 + seq;
+            machine.apply(index, 2, &put(seq, &format!("k{}", seq % 700), "later"));
+        }
+        machine.flush(6_001);
+        let data = serializer.join().unwrap();
+        let expected = Store::restore(at_view).unwrap();
+        assert_eq!(
+            Store::restore(data).unwrap(),
+            expected,
+            "the state at the view"
+        );
+        assert_eq!(expected.get(b"k1"), Some(&b"1501"[..]));
+        assert!(state.get(b"k1").unwrap().starts_with(b"later"));
+        assert_eq!(state.len(), 700);
+    }
 
     #[test]
     fn the_machine_applies_publishes_and_restores_through_the_shared_state() {

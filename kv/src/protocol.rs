@@ -61,6 +61,8 @@
 //!   1 replicate, 2 snapshot), AppendEntries in flight;
 //! - links: count `u8`, then for each: connected `u8` (0 or 1), connections, messages sent,
 //!   bytes sent, writes, messages received, bytes received, dropped, inbox overflows, rejected.
+//! - storage flags `u8` (bit 0 disk full, bit 1 snapshotting): absent from servers before
+//!   they were added, which then decode as 0.
 //!
 //! An older decoder stops before the tag; a body without the tag decodes to a [`NodeStatus`]
 //! without [`NodeStatus::full`], and one with an unknown tag too (a later layout). After the
@@ -76,7 +78,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 
@@ -97,6 +99,11 @@ pub const MAX_UNACKNOWLEDGED: u64 = 4096;
 /// the other fields. (A node also refuses commands above [`zeroraft_engine::Config::max_command_bytes`],
 /// 4 MiB by default: a larger `Put` is answered with [`Response::Error`].)
 pub const MAX_FRAME: usize = 8 << 20;
+
+/// The longest value a response can carry (an `Ok` is a frame of the version, its kind, the
+/// value's length `u32` and the value): a `Put` or `Append` that would make a value longer is
+/// refused when it is applied, with [`Response::Error`], and changes nothing.
+pub const MAX_VALUE: usize = MAX_FRAME - 6;
 
 /// The longest key: 64 KiB.
 pub const MAX_KEY: usize = 64 << 10;
@@ -447,6 +454,12 @@ pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Bytes>, F
 /// [`Bytes`] slice of that buffer: no allocation per frame (a new buffer only when the old one
 /// is full while bodies cut from it are still held), and several frames per `read` call when
 /// a client pipelines. Otherwise as [`read_frame`].
+///
+/// The buffer grows with the bytes that arrive, never with what a length prefix announces: a
+/// peer that announces a large frame and sends little holds little memory. On a stream with
+/// read timeouts ([`ReadTimeout`]), [`FrameReader::next_frame_by`] also holds a frame to a
+/// deadline once its first byte arrived, so that a byte now and then cannot keep a connection
+/// (and what it buffered) forever.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     inner: R,
@@ -454,7 +467,41 @@ pub struct FrameReader<R> {
     max: usize,
     /// What the last `read` call returned: the next one asks for about twice as much.
     last_read: usize,
+    /// When the first byte of the frame under way arrived (`None` between frames: the buffer is
+    /// empty). Invariant: `Some` exactly when `buf` holds bytes.
+    frame_started: Option<Instant>,
+    /// When the last read returned bytes.
+    read_at: Instant,
+    /// The read timeout last set on the stream, if [`FrameReader::next_frame_by`] set one.
+    timeout_set: Option<Duration>,
 }
+
+/// A stream whose reads can be given a timeout, as a [`FrameReader`] needs to hold a frame to
+/// its deadline.
+pub trait ReadTimeout {
+    /// Sets the timeout of each read from now on (`None`: none).
+    ///
+    /// # Errors
+    ///
+    /// If the stream cannot take it.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl ReadTimeout for std::net::TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+impl ReadTimeout for &std::net::TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// The error of a frame not whole by its deadline: kind [`io::ErrorKind::TimedOut`], and this
+/// text.
+pub const FRAME_DEADLINE: &str = "a frame was not whole within its deadline";
 
 /// The smallest and largest reads a [`FrameReader`] asks for.
 const MIN_READ: usize = 4 << 10;
@@ -468,6 +515,9 @@ impl<R: Read> FrameReader<R> {
             buf: bytes::BytesMut::with_capacity(MAX_READ),
             max,
             last_read: MIN_READ,
+            frame_started: None,
+            read_at: Instant::now(),
+            timeout_set: None,
         }
     }
 
@@ -484,6 +534,15 @@ impl<R: Read> FrameReader<R> {
     /// [`FrameError::TooLarge`] for a length prefix above the maximum (nothing after it is
     /// read), [`FrameError::Io`] if reading fails or the stream ends inside a frame.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        self.next_frame_with(|_, _| Ok(()))
+    }
+
+    /// [`FrameReader::next_frame`], calling `before_read` with the stream and when the frame
+    /// under way started (`None` between frames) before each read.
+    fn next_frame_with(
+        &mut self,
+        mut before_read: impl FnMut(&R, Option<Instant>) -> io::Result<()>,
+    ) -> Result<Option<Bytes>, FrameError> {
         loop {
             if self.buf.len() >= 4 {
                 let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
@@ -497,13 +556,19 @@ impl<R: Read> FrameReader<R> {
                 }
                 if self.buf.len() >= 4 + len_usize {
                     let _ = self.buf.split_to(4);
-                    return Ok(Some(self.buf.split_to(len_usize).freeze()));
+                    let body = self.buf.split_to(len_usize).freeze();
+                    // The next frame's first bytes, if any, came with the last read.
+                    self.frame_started = (!self.buf.is_empty()).then_some(self.read_at);
+                    return Ok(Some(body));
                 }
-                // Room for the rest of this frame (bounded by `max`, checked above).
-                self.buf.reserve(4 + len_usize - self.buf.len());
             }
             if self.buf.capacity() - self.buf.len() < MIN_READ {
-                self.buf.reserve(MAX_READ);
+                // Grow with what arrived, by doubling (a frame of n bytes costs O(n) copies),
+                // never by what a prefix announces.
+                self.buf.reserve(self.buf.len().max(MAX_READ));
+            }
+            if let Err(e) = before_read(&self.inner, self.frame_started) {
+                return Err(e.into());
             }
             let start = self.buf.len();
             let want = (self.last_read * 2)
@@ -524,6 +589,10 @@ impl<R: Read> FrameReader<R> {
                 Ok(n) => {
                     self.buf.truncate(start + n);
                     self.last_read = n;
+                    self.read_at = Instant::now();
+                    if start == 0 {
+                        self.frame_started = Some(self.read_at);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => self.buf.truncate(start),
                 Err(e) => {
@@ -532,6 +601,50 @@ impl<R: Read> FrameReader<R> {
                 }
             }
         }
+    }
+}
+
+impl<R: Read + ReadTimeout> FrameReader<R> {
+    /// [`FrameReader::next_frame`], waiting at most `idle` for a frame to start and at most
+    /// `whole` for a frame to end once its first byte arrived, however its bytes are spread out.
+    /// Sets the stream's read timeout as it goes (only when it changes: one system call per
+    /// frame that does not arrive in one read).
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameReader::next_frame`]; a frame not whole by its deadline is
+    /// [`FrameError::Io`] of kind [`io::ErrorKind::TimedOut`] with the text [`FRAME_DEADLINE`];
+    /// no frame started within `idle` is [`FrameError::Io`] with the kind the stream gives
+    /// (`WouldBlock` on Unix).
+    pub fn next_frame_by(
+        &mut self,
+        idle: Duration,
+        whole: Duration,
+    ) -> Result<Option<Bytes>, FrameError> {
+        let mut timeout_set = self.timeout_set;
+        let result = self.next_frame_with(|inner, started| {
+            let timeout = match started {
+                None => idle,
+                Some(at) => {
+                    let left = whole.saturating_sub(at.elapsed());
+                    if left.is_zero() {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, FRAME_DEADLINE));
+                    }
+                    // Whole milliseconds, rounded up: a frame that comes in fast finds the
+                    // timeout set already.
+                    let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
+                    Duration::from_millis(ms.saturating_add(1)).min(idle)
+                }
+            };
+            let timeout = timeout.max(Duration::from_millis(1));
+            if timeout_set != Some(timeout) {
+                inner.set_read_timeout(Some(timeout))?;
+                timeout_set = Some(timeout);
+            }
+            Ok(())
+        });
+        self.timeout_set = timeout_set;
+        result
     }
 }
 
@@ -898,6 +1011,7 @@ fn put_full_status(out: &mut Vec<u8>, full: &FullStatus) {
             out.extend_from_slice(&value.to_le_bytes());
         }
     }
+    out.push(u8::from(s.disk_full) | u8::from(s.snapshotting) << 1);
 }
 
 /// Decodes the full status after its tag, the fields every server sends being `base`: see the
@@ -1013,6 +1127,11 @@ fn get_full_status(body: &mut Bytes, base: &NodeStatus) -> Result<FullStatus, De
             rejected,
         });
     }
+    // Added after the rest: a server from before sends none.
+    let storage_flags = if body.is_empty() { 0 } else { get_u8(body)? };
+    if storage_flags & !0b11 != 0 {
+        return Err(DecodeError::Invalid("storage flags"));
+    }
     let status = Status {
         id,
         role: base.role,
@@ -1028,6 +1147,8 @@ fn get_full_status(body: &mut Bytes, base: &NodeStatus) -> Result<FullStatus, De
         snapshots_installed,
         syncs,
         sync_time: Duration::from_nanos(sync_nanos),
+        disk_full: storage_flags & 1 != 0,
+        snapshotting: storage_flags & 2 != 0,
         failure,
         last_log_term,
         peers: peers.into_iter().collect(),
@@ -1212,14 +1333,22 @@ mod tests {
             any::<u64>(),
             proptest::option::of(".{0,40}"),
             proptest::collection::vec(peer(), 0..9),
-            any::<(bool, bool)>(),
+            any::<(bool, bool, bool, bool)>(),
             any::<Option<u32>>(),
             any::<[u64; 4]>(),
         );
         (head, counters).prop_map(
             |(
                 (id, role, term, leader, indices),
-                (counts, sync_nanos, failure, peers, (killed, lease), transfer, reads),
+                (
+                    counts,
+                    sync_nanos,
+                    failure,
+                    peers,
+                    (killed, lease, disk_full, snapshotting),
+                    transfer,
+                    reads,
+                ),
             )| Status {
                 id: id as usize,
                 role,
@@ -1235,6 +1364,8 @@ mod tests {
                 snapshots_installed: counts[0],
                 syncs: counts[1],
                 sync_time: Duration::from_nanos(sync_nanos),
+                disk_full,
+                snapshotting,
                 failure: failure.map(Arc::from),
                 last_log_term: counts[2],
                 peers: peers.into_iter().collect(),
@@ -1353,6 +1484,14 @@ mod tests {
                     Response::Status(status) if len == COMPACT_STATUS => {
                         let compact = NodeStatus { full: None, ..status.clone() };
                         prop_assert_eq!(decoded, Ok(Response::Status(compact)));
+                    }
+                    // Cut before its storage flags, a full status reads as the answer of a
+                    // server from before them.
+                    Response::Status(status) if status.full.is_some() && len == whole.len() - 1 => {
+                        let mut older = status.clone();
+                        let full = older.full.as_mut().expect("a full status");
+                        (full.status.disk_full, full.status.snapshotting) = (false, false);
+                        prop_assert_eq!(decoded, Ok(Response::Status(older)));
                     }
                     _ => prop_assert!(decoded.is_err(), "cut at {}", len),
                 }
@@ -1563,6 +1702,8 @@ mod tests {
             snapshots_installed: 0,
             syncs: 7,
             sync_time: Duration::from_micros(300),
+            disk_full: true,
+            snapshotting: false,
             failure: None,
             last_log_term: 3,
             peers: Default::default(),
@@ -1609,8 +1750,10 @@ mod tests {
         let failure = flags + 1 + 9 + 4 * 8;
         let peers = failure + 1;
         let links = peers + 1 + PEER_BYTES;
-        let cases: [(usize, u8, DecodeError); 6] = [
+        let storage = body.len() - 1;
+        let cases: [(usize, u8, DecodeError); 7] = [
             (flags, 0b100, DecodeError::Invalid("status flags")),
+            (storage, 0b100, DecodeError::Invalid("storage flags")),
             (flags + 1, 2, DecodeError::Invalid("option flag")),
             (failure, 2, DecodeError::Invalid("failure flag")),
             (peers + 1 + 3 * 8, 3, DecodeError::Invalid("progress state")),
@@ -1637,6 +1780,20 @@ mod tests {
         assert_eq!(
             Response::decode(Bytes::from(later)),
             Ok(Response::Status(compact))
+        );
+        // From a server before the storage flags: none set.
+        let older = body[..body.len() - 1].to_vec();
+        let Ok(Response::Status(decoded)) = Response::decode(Bytes::from(older)) else {
+            panic!("a status without its storage flags");
+        };
+        let full = decoded.full.unwrap();
+        assert!(!full.status.disk_full, "no storage flags: not full");
+        let Ok(Response::Status(round_trip)) = Response::decode(Bytes::from(body)) else {
+            panic!("a status");
+        };
+        assert!(
+            round_trip.full.unwrap().status.disk_full,
+            "the flag travels"
         );
     }
 

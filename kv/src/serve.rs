@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use zeroraft_engine::storage::wal::{FileStorage, Identity, WalOptions};
 use zeroraft_engine::{BuildError, Compaction, Config, MemStorage, Message, Raft, StorageError};
-use zeroraft_transport::tcp::{TcpConfig, TcpError, TcpNetwork};
+use zeroraft_transport::tcp::{PeerTls, TcpConfig, TcpError, TcpNetwork};
 
 use crate::observe::ObserveServer;
 use crate::{KvServer, KvState, ServerOptions};
@@ -64,11 +64,14 @@ pub struct NodeOptions {
     pub server: ServerOptions,
     /// The engine's settings (the node's seed is set from its id when `None`).
     pub config: Config,
+    /// Mutual TLS on the links between nodes ([`TcpConfig::tls`]); `None` for plaintext.
+    /// Default `None`.
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl NodeOptions {
     /// Node `id` of `peers`, serving clients on `listen` and keeping its state in `data`, with
-    /// [`Config::production`], ReadIndex reads, and compaction every 100 000 entries.
+    /// [`Config::production`], ReadIndex reads, and [`NodeOptions::COMPACTION`].
     pub fn new(
         id: usize,
         cluster: u64,
@@ -86,14 +89,23 @@ impl NodeOptions {
             in_memory: false,
             server: ServerOptions::default(),
             config: Config {
-                compaction: Compaction {
-                    every_entries: Some(100_000),
-                    above_bytes: None,
-                },
+                compaction: Self::COMPACTION,
                 ..Config::production()
             },
+            peer_tls: None,
         }
     }
+
+    /// When a node compacts its log by default: every 100 000 entries applied, and whenever
+    /// its log holds more than 64 MiB of commands. Commands may be as large as
+    /// [`Config::max_command_bytes`] (4 MiB), so a bound on entries alone lets the log, which
+    /// a restart replays and a lagging follower is sent, grow to hundreds of gigabytes; 64 MiB
+    /// is a few seconds of replay or of sending, and a snapshot that often costs the node's
+    /// thread little (the state is serialized on a thread of its own).
+    pub const COMPACTION: Compaction = Compaction {
+        every_entries: Some(100_000),
+        above_bytes: Some(64 << 20),
+    };
 }
 
 /// Why a node could not start.
@@ -300,7 +312,8 @@ impl ServeNode {
             )),
             None => None,
         };
-        let tcp = TcpConfig::new(options.id, options.cluster, options.peers.clone());
+        let mut tcp = TcpConfig::new(options.id, options.cluster, options.peers.clone());
+        tcp.tls = options.peer_tls.clone();
         let (network, endpoint) =
             TcpNetwork::start(tcp, peer_listener).map_err(ServeError::Transport)?;
         let state = Arc::new(KvState::new());
@@ -408,5 +421,34 @@ impl ServeNode {
 impl Drop for ServeNode {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of a few large commands is compacted as surely as one of many small ones.
+    #[test]
+    fn a_node_compacts_by_bytes_as_well_as_entries() {
+        let options = NodeOptions::new(
+            0,
+            1,
+            vec![([127, 0, 0, 1], 7000).into()],
+            ([127, 0, 0, 1], 8000).into(),
+            PathBuf::from("unused"),
+        );
+        let compaction = options.config.compaction;
+        assert_eq!(compaction, NodeOptions::COMPACTION);
+        let cases = [
+            // (entries since the last snapshot, bytes the log holds, due)
+            (99_999, 64 << 20, false),
+            (100_000, 0, true),
+            // Sixteen commands of 4 MiB and one more byte.
+            (17, (64 << 20) + 1, true),
+        ];
+        for (case, (entries, bytes, due)) in cases.into_iter().enumerate() {
+            assert_eq!(compaction.due(entries, bytes), due, "case {case}");
+        }
     }
 }

@@ -45,12 +45,12 @@ use crate::SessionOptions;
 use crate::command::{Command, Op, encode_register};
 use crate::metrics::{RequestKind, RequestTally, ServerMetrics};
 use crate::protocol::{
-    self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, NodeStatus, Request, Response,
+    self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, MAX_VALUE, NodeStatus, Request, Response,
 };
 use crate::session::{Answer, Lookup};
 use crate::state::{EntryCheck, KvState, Settled, WaitEnd};
 use zeroraft_engine::{PendingRead, Raft, ReadError, StartError, TransferError};
-use zeroraft_transport::tcp::LinkStats;
+use zeroraft_transport::tcp::{LinkStats, WarnLimit};
 
 /// How a server answers `Get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -91,6 +91,10 @@ pub struct ServerOptions {
     /// A connection that sends nothing for this long is closed, freeing its place among
     /// [`ServerOptions::max_connections`]. Default 60 s.
     pub idle_timeout: Duration,
+    /// A connection whose request frame is not whole this long after its first byte arrived is
+    /// closed, however its bytes are spread out: a client cannot hold a connection, and what it
+    /// buffered, by sending a byte now and then. Default 5 s.
+    pub frame_timeout: Duration,
     /// A connection whose client does not take a response within this long is closed. Default
     /// 5 s.
     pub write_timeout: Duration,
@@ -107,6 +111,7 @@ impl Default for ServerOptions {
             max_connections: 256,
             max_frame: MAX_FRAME,
             idle_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             sessions: SessionOptions::default(),
         }
@@ -137,6 +142,11 @@ struct Shared {
     /// The wall clock when the server started, read once: stamps are reckoned from it and the
     /// monotonic clock each request reads anyway, so that a request reads one clock, not two.
     started: (Instant, u64),
+    /// Refused connections and failed accepts: warnings anyone who can connect can provoke,
+    /// written at most once a second.
+    refusals: WarnLimit,
+    /// Connections closed for what their client sent: written at most once a second.
+    closings: WarnLimit,
 }
 
 /// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
@@ -167,6 +177,8 @@ impl KvServer {
             links: OnceLock::new(),
             metrics: ServerMetrics::new(raft_id),
             started: (Instant::now(), now_ms()),
+            refusals: WarnLimit::per_second(),
+            closings: WarnLimit::per_second(),
         });
         let accept = {
             let shared = shared.clone();
@@ -284,7 +296,9 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         let stream = match incoming {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a connection");
+                if let Some(suppressed) = shared.refusals.allow() {
+                    tracing::warn!(error = %e, suppressed, "cannot accept a connection");
+                }
                 // Out of file descriptors, say: wait a little rather than spin on the error.
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
@@ -312,7 +326,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         };
         if let Err(why) = registered {
             shared.metrics.refused.increment(1);
-            refuse(stream, why);
+            refuse(stream, why, &shared.refusals);
             continue;
         }
         let worker = {
@@ -321,7 +335,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 Ok(s) => s,
                 Err(_) => {
                     lock(&shared.connections).remove(&id);
-                    refuse(stream, "cannot serve the connection");
+                    refuse(stream, "cannot serve the connection", &shared.refusals);
                     continue;
                 }
             };
@@ -340,7 +354,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a connection thread");
                 shared.forget_connection(id);
-                refuse(stream, "cannot serve the connection");
+                refuse(stream, "cannot serve the connection", &shared.refusals);
             }
         }
     }
@@ -364,9 +378,12 @@ fn join_all(workers: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Answers a connection the server will not serve with `Overloaded`, and closes it.
-fn refuse(stream: TcpStream, why: &str) {
-    tracing::warn!(peer = ?stream.peer_addr().ok(), why, "refusing a connection");
+/// Answers a connection the server will not serve with `Overloaded`, and closes it; warns within
+/// `limit`.
+fn refuse(stream: TcpStream, why: &str, limit: &WarnLimit) {
+    if let Some(suppressed) = limit.allow() {
+        tracing::warn!(peer = ?stream.peer_addr().ok(), why, suppressed, "refusing a connection");
+    }
     let mut out = Vec::new();
     if Response::Overloaded.encode(&mut out).is_ok() {
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
@@ -424,7 +441,6 @@ impl Connection<'_> {
         let options = &self.shared.options;
         let setup = stream
             .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(options.idle_timeout.max(MIN_TIMEOUT))))
             .and_then(|()| stream.set_write_timeout(Some(options.write_timeout.max(MIN_TIMEOUT))));
         if let Err(e) = setup {
             tracing::debug!(?peer, error = %e, "cannot set up a connection");
@@ -458,14 +474,23 @@ impl Connection<'_> {
         let mut reader = protocol::FrameReader::new(stream, options.max_frame);
         // Where this connection's commands are encoded for the log, many per allocation.
         let mut arena = bytes::BytesMut::new();
+        let idle = options.idle_timeout.max(MIN_TIMEOUT);
+        let whole = options.frame_timeout.max(MIN_TIMEOUT);
         loop {
-            let request = match reader.next_frame() {
+            let request = match reader.next_frame_by(idle, whole) {
                 Ok(Some(body)) => Request::decode(body),
                 Ok(None) => return,
                 Err(FrameError::Io(e)) => {
-                    // The stream ended inside a frame: a client that sent part of one.
-                    if e.kind() == io::ErrorKind::UnexpectedEof && !self.stopping() {
-                        tracing::warn!(?peer, "closing a connection: truncated frame");
+                    // The stream ended inside a frame, or the frame was not whole by its
+                    // deadline: a client that sent part of one.
+                    let partial = matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::TimedOut
+                    );
+                    if partial && !self.stopping() {
+                        if let Some(suppressed) = self.shared.closings.allow() {
+                            tracing::warn!(?peer, error = %e, suppressed, "closing a connection: a partial frame");
+                        }
                     } else {
                         // Shutdown, an idle timeout, a reset: nothing the client sent.
                         tracing::debug!(?peer, error = %e, "closing a connection");
@@ -473,7 +498,9 @@ impl Connection<'_> {
                     return;
                 }
                 Err(e @ FrameError::TooLarge { .. }) => {
-                    tracing::warn!(?peer, error = %e, "closing a connection");
+                    if let Some(suppressed) = self.shared.closings.allow() {
+                        tracing::warn!(?peer, error = %e, suppressed, "closing a connection");
+                    }
                     let answer = Pending::Ready(Response::Error(e.to_string()));
                     let _ = tx.send((RequestKind::Malformed, answer));
                     return;
@@ -482,7 +509,9 @@ impl Connection<'_> {
             let pending = match request {
                 Ok(request) => (RequestKind::of(&request), self.begin(request, &mut arena)),
                 Err(e) => {
-                    tracing::warn!(?peer, error = %e, "closing a connection: malformed request");
+                    if let Some(suppressed) = self.shared.closings.allow() {
+                        tracing::warn!(?peer, error = %e, suppressed, "closing a connection: malformed request");
+                    }
                     let why = format!("malformed request: {e}");
                     let _ = tx.send((RequestKind::Malformed, Pending::Ready(Response::Error(why))));
                     return;
@@ -720,6 +749,7 @@ impl Connection<'_> {
                 EntryCheck::Ours(Settled::SessionExpired) => return Response::SessionExpired,
                 EntryCheck::Ours(Settled::Refused) => return window_exceeded(command),
                 EntryCheck::Ours(Settled::Conflict) => return conflict(command),
+                EntryCheck::Ours(Settled::TooLarge) => return too_large(),
                 EntryCheck::Replaced => return self.wrong_leader(),
                 EntryCheck::Ours(Settled::NotARequest) | EntryCheck::Unknown => {}
             }
@@ -737,6 +767,7 @@ impl Connection<'_> {
             Lookup::Answered(Answer::Value(value)) => Response::Ok {
                 value: value.clone(),
             },
+            Lookup::Answered(Answer::TooLarge) => too_large(),
             Lookup::Stale => Response::Stale,
             Lookup::Expired => Response::SessionExpired,
             Lookup::Conflict => conflict(command),
@@ -817,6 +848,15 @@ impl Connection<'_> {
             Err(WaitEnd::Stopped) => Response::WrongLeader { leader: None },
         }
     }
+}
+
+/// The answer to a `Put` or `Append` refused when it was applied: the value would have grown
+/// past what a response can carry.
+fn too_large() -> Response {
+    Response::Error(format!(
+        "refused: the value would be longer than {MAX_VALUE} bytes, the most a response can \
+         carry; nothing was written"
+    ))
 }
 
 /// The answer to a proposal the node refused.

@@ -94,6 +94,9 @@ pub(crate) enum Answer {
     Written,
     /// A `Get` through the log: the value it read.
     Value(Bytes),
+    /// A `Put` or `Append` refused: the value would have grown past
+    /// [`crate::protocol::MAX_VALUE`]. Nothing was written.
+    TooLarge,
 }
 
 /// An applied request's answer, as a session keeps it until the client acknowledges it.
@@ -358,7 +361,7 @@ impl Sessions {
                     .answers
                     .iter()
                     .map(|r| match &r.answer {
-                        Answer::Written => 17,
+                        Answer::Written | Answer::TooLarge => 17,
                         Answer::Value(v) => 25 + v.len(),
                     })
                     .sum::<usize>()
@@ -369,8 +372,8 @@ impl Sessions {
     /// Appends the table in its snapshot format: the log time `u64`, the number of sessions
     /// `u64`, then each session from the least to the most recently active: id `u64`, ack
     /// `u64`, last activity `u64`, the number of answers `u64`, and each answer by increasing
-    /// `seq`: seq `u64`, kind `u8` (1 written, 2 value), fingerprint `u64` and, for a value, its
-    /// length `u64` and bytes.
+    /// `seq`: seq `u64`, kind `u8` (1 written, 2 value, 3 too large), fingerprint `u64` and,
+    /// for a value, its length `u64` and bytes.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.log_time.to_le_bytes());
         out.extend_from_slice(&(self.table.len() as u64).to_le_bytes());
@@ -385,6 +388,7 @@ impl Sessions {
                 out.push(match r.answer {
                     Answer::Written => WRITTEN,
                     Answer::Value(_) => VALUE,
+                    Answer::TooLarge => TOO_LARGE,
                 });
                 out.extend_from_slice(&r.fingerprint.to_le_bytes());
                 if let Answer::Value(v) = &r.answer {
@@ -439,6 +443,7 @@ impl Sessions {
                 let fingerprint = get_u64(data)?;
                 let answer = match kind {
                     WRITTEN => Answer::Written,
+                    TOO_LARGE => Answer::TooLarge,
                     VALUE => {
                         let len = usize::try_from(get_u64(data)?).unwrap_or(usize::MAX);
                         if data.len() < len {
@@ -525,6 +530,7 @@ impl Sessions {
 
 const WRITTEN: u8 = 1;
 const VALUE: u8 = 2;
+const TOO_LARGE: u8 = 3;
 
 /// Hashes session ids for the table with one multiplication instead of SipHash: the apply
 /// path looks sessions up several times per entry. The table's keys are log indexes, chosen by

@@ -8,9 +8,10 @@
 //! applied entry and once per batch to publish how far it applied (and wake the waiters);
 //! connection threads take it to read a value or to check whether their request was applied.
 //!
-//! The lock is also held while the node serializes the whole map for a snapshot
-//! ([`zeroraft_engine::Config::compaction`]): reads wait for that, which is rare and bounded by the map's
-//! size.
+//! For a snapshot ([`zeroraft_engine::Config::compaction`]) the node's thread holds the lock only
+//! while it takes a copy-on-write view of the store ([`crate::map`]): a few hundred reference
+//! counts and a copy of the sessions. The view is serialized on the node's snapshot thread,
+//! without the lock.
 //!
 //! Invariant: `applied` is the last index whose entry the store reflects; it only grows (a
 //! snapshot restored by the node lies beyond what it had applied).
@@ -99,6 +100,8 @@ pub(crate) enum Settled {
     Conflict = 5,
     /// Not a request: a no-op or a malformed entry.
     NotARequest = 6,
+    /// [`Outcome::TooLarge`].
+    TooLarge = 7,
 }
 
 impl Settled {
@@ -109,6 +112,7 @@ impl Settled {
             Outcome::SessionExpired => Self::SessionExpired,
             Outcome::Refused => Self::Refused,
             Outcome::Conflict => Self::Conflict,
+            Outcome::TooLarge => Self::TooLarge,
             Outcome::NoOp | Outcome::Malformed(_) => Self::NotARequest,
         }
     }
@@ -120,6 +124,7 @@ impl Settled {
             3 => Self::SessionExpired,
             4 => Self::Refused,
             5 => Self::Conflict,
+            7 => Self::TooLarge,
             _ => Self::NotARequest,
         }
     }
@@ -376,6 +381,7 @@ mod tests {
             (Outcome::SessionExpired, Settled::SessionExpired),
             (Outcome::Refused, Settled::Refused),
             (Outcome::Conflict, Settled::Conflict),
+            (Outcome::TooLarge, Settled::TooLarge),
             (Outcome::NoOp, Settled::NotARequest),
         ];
         let index = 11 + RECENT as u64;

@@ -7,6 +7,11 @@
 //! (format 1, [`crate::command`]) are applied as they were then: a table keeps the last `seq`
 //! applied per client, and a command at or below it changes nothing.
 //!
+//! A clone of the store is a consistent view of it that later writes do not change, and costs
+//! little: the map is copy-on-write ([`crate::map`]); only the sessions and the format-1 table
+//! are copied. The node takes one on its thread and serializes it on another
+//! ([`crate::KvMachine`]).
+//!
 //! Invariant: every request applied to the map is recorded in its session (until the client
 //! acknowledges it) and was applied exactly once.
 
@@ -16,8 +21,11 @@ use std::collections::hash_map::Entry;
 use bytes::Bytes;
 
 use crate::command::{CommandRef, FORMAT_VERSION, LEGACY_VERSION, LegacyRef, Op, fingerprint};
-use crate::protocol::{DecodeError, MAX_KEY, expect_end, get_bytes, get_u8, get_u64, put_bytes};
-use crate::session::{Answer, Refusal, Sessions, bounded_count};
+use crate::map::Map;
+use crate::protocol::{
+    DecodeError, MAX_KEY, MAX_VALUE, expect_end, get_bytes, get_u8, get_u64, put_bytes,
+};
+use crate::session::{Answer, Lookup, Refusal, Sessions, bounded_count};
 
 /// What applying one log entry did.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +42,9 @@ pub(crate) enum Outcome {
     SessionExpired,
     /// The request's `seq` is too far beyond its session's `ack`: nothing changed.
     Refused,
+    /// A `Put` or `Append` (or a retry of one) that would make its value longer than
+    /// [`MAX_VALUE`]: refused, nothing changed.
+    TooLarge,
     /// A session was opened; its id is the entry's index.
     Registered,
     /// An empty entry (a new leader's no-op): nothing changed.
@@ -42,10 +53,11 @@ pub(crate) enum Outcome {
     Malformed(DecodeError),
 }
 
-/// The map and the sessions: the state every node derives from the log.
+/// The map and the sessions: the state every node derives from the log. `Clone` takes a view
+/// (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Store {
-    map: HashMap<Box<[u8]>, Vec<u8>>,
+    map: Map,
     sessions: Sessions,
     /// The last `seq` applied per client of the format-1 commands: empty unless the log (or
     /// snapshot) was written before sessions.
@@ -75,6 +87,7 @@ impl Store {
         self.sessions.observe(request.stamp);
         let digest = fingerprint(request.op, request.key, request.value);
         let map = &mut self.map;
+        let mut too_large = false;
         let admitted = self.sessions.admit(
             request.session,
             request.seq,
@@ -82,16 +95,27 @@ impl Store {
             digest,
             || match request.op {
                 Op::Get => Answer::Value(Bytes::copy_from_slice(
-                    map.get(request.key).map_or(&[][..], |v| &v[..]),
+                    map.get(request.key).unwrap_or_default(),
                 )),
                 Op::Put | Op::Append => {
-                    write(map, request.op, request.key, request.value);
-                    Answer::Written
+                    if write(map, request.op, request.key, request.value) {
+                        Answer::Written
+                    } else {
+                        too_large = true;
+                        Answer::TooLarge
+                    }
                 }
             },
         );
         match admitted {
+            Ok(()) if too_large => Outcome::TooLarge,
             Ok(()) => Outcome::Applied,
+            Err(Refusal::Duplicate)
+                if self.sessions.lookup(request.session, request.seq, digest)
+                    == Lookup::Answered(&Answer::TooLarge) =>
+            {
+                Outcome::TooLarge
+            }
             Err(Refusal::Expired) => Outcome::SessionExpired,
             Err(Refusal::Stale) => Outcome::Stale,
             Err(Refusal::Duplicate) => Outcome::Duplicate,
@@ -111,15 +135,15 @@ impl Store {
                 last.insert(command.seq);
             }
         }
-        if command.op != Op::Get {
-            write(&mut self.map, command.op, command.key, command.value);
+        if command.op != Op::Get && !write(&mut self.map, command.op, command.key, command.value) {
+            return Outcome::TooLarge;
         }
         Outcome::Applied
     }
 
     /// The value of `key`, if it has one.
     pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(|v| &v[..])
+        self.map.get(key)
     }
 
     /// The sessions.
@@ -152,7 +176,7 @@ impl Store {
         let mut out = Vec::with_capacity(size);
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
-        for (key, value) in &self.map {
+        for (key, value) in self.map.iter() {
             put_bytes(&mut out, key);
             out.extend_from_slice(&(value.len() as u64).to_le_bytes());
             out.extend_from_slice(value);
@@ -176,7 +200,7 @@ impl Store {
         // Counts are checked against the bytes left (a key takes at least 12, a client 16)
         // before anything is sized by them.
         let keys = bounded_count(&mut data, 12)?;
-        let mut map = HashMap::with_capacity(keys);
+        let mut map = Map::default();
         for _ in 0..keys {
             let key = get_bytes(&mut data, "key", MAX_KEY)?;
             let len = usize::try_from(get_u64(&mut data)?).unwrap_or(usize::MAX);
@@ -184,7 +208,7 @@ impl Store {
                 return Err(DecodeError::Truncated);
             }
             let value = data.split_to(len).to_vec();
-            if map.insert(key[..].into(), value).is_some() {
+            if map.insert(&key, value) {
                 return Err(DecodeError::Invalid("snapshot (a key appears twice)"));
             }
         }
@@ -211,19 +235,28 @@ impl Store {
     }
 }
 
-/// Applies a `Put` or `Append` of `value` to `key`. Replacing a value reuses its buffer.
-fn write(map: &mut HashMap<Box<[u8]>, Vec<u8>>, op: Op, key: &[u8], value: &[u8]) {
+/// Applies a `Put` or `Append` of `value` to `key`, unless the value would be longer than
+/// [`MAX_VALUE`]: returns whether it did. Replacing a value reuses its buffer.
+fn write(map: &mut Map, op: Op, key: &[u8], value: &[u8]) -> bool {
     match map.get_mut(key) {
         Some(old) => {
+            let kept = if op == Op::Append { old.len() } else { 0 };
+            if kept + value.len() > MAX_VALUE {
+                return false;
+            }
             if op == Op::Put {
                 old.clear();
             }
             old.extend_from_slice(value);
         }
         None => {
-            map.insert(key.into(), value.to_vec());
+            if value.len() > MAX_VALUE {
+                return false;
+            }
+            map.insert(key, value.to_vec());
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -232,7 +265,6 @@ mod tests {
     use crate::SessionOptions;
     use crate::command::{Command, encode_register, tests::legacy};
     use crate::protocol::MAX_UNACKNOWLEDGED;
-    use crate::session::Lookup;
     use std::time::Duration;
 
     /// A stamp: the proposing server's clock, in milliseconds.
@@ -563,6 +595,67 @@ mod tests {
         assert_eq!(log.store.sessions().by_activity(), [e]);
     }
 
+    /// A write that would make a value longer than a response can carry is refused, on every
+    /// replica alike, and recorded so that its retry is refused too; the key stays readable.
+    #[test]
+    fn a_value_never_grows_past_what_a_response_carries() {
+        let mut log = Log::new();
+        let s = log.register(&register());
+        let near = "x".repeat(MAX_VALUE - 10);
+        let cases: [(Op, u64, String, Outcome, usize); 7] = [
+            (Op::Put, 1, near.clone(), Outcome::Applied, MAX_VALUE - 10),
+            // 11 more bytes: one too many.
+            (
+                Op::Append,
+                2,
+                "y".repeat(11),
+                Outcome::TooLarge,
+                MAX_VALUE - 10,
+            ),
+            // Its retry: the same answer, nothing applied.
+            (
+                Op::Append,
+                2,
+                "y".repeat(11),
+                Outcome::TooLarge,
+                MAX_VALUE - 10,
+            ),
+            (Op::Append, 3, "y".repeat(10), Outcome::Applied, MAX_VALUE),
+            (Op::Append, 4, "z".to_owned(), Outcome::TooLarge, MAX_VALUE),
+            (
+                Op::Put,
+                5,
+                "w".repeat(MAX_VALUE + 1),
+                Outcome::TooLarge,
+                MAX_VALUE,
+            ),
+            (Op::Put, 6, "short".to_owned(), Outcome::Applied, 5),
+        ];
+        for (case, (op, seq, v, outcome, len)) in cases.into_iter().enumerate() {
+            let entry = request(op, s, seq, 1, "k", &v);
+            assert_eq!(log.apply(&entry), outcome, "case {case}");
+            assert_eq!(value(&log.store, "k").unwrap().len(), len, "case {case}");
+        }
+        // A new key too.
+        let entry = request(Op::Put, s, 7, 1, "new", &"n".repeat(MAX_VALUE + 1));
+        assert_eq!(log.apply(&entry), Outcome::TooLarge);
+        assert_eq!(value(&log.store, "new"), None);
+        // The refusals are kept in the session, through a snapshot.
+        let refused = fingerprint(Op::Append, b"k", "y".repeat(11).as_bytes());
+        let restored = Store::restore(log.store.snapshot()).unwrap();
+        assert_eq!(restored, log.store);
+        assert_eq!(
+            restored.sessions().lookup(s, 2, refused),
+            Lookup::Answered(&Answer::TooLarge)
+        );
+        // A format-1 command is refused alike.
+        let mut old = Log::new();
+        old.apply(&legacy(Op::Put, 1, 1, "k", &near));
+        let grow = legacy(Op::Append, 1, 2, "k", &"y".repeat(11));
+        assert_eq!(old.apply(&grow), Outcome::TooLarge);
+        assert_eq!(value(&old.store, "k").unwrap().len(), MAX_VALUE - 10);
+    }
+
     #[test]
     fn put_replaces_and_append_extends() {
         let mut log = Log::new();
@@ -756,7 +849,7 @@ mod tests {
             assert_eq!(Store::restore(Bytes::from(bad)), Err(error), "case {case}");
         }
         let mut bad = good.to_vec();
-        bad[a_answers + 8] = 3;
+        bad[a_answers + 8] = 4;
         assert_eq!(
             Store::restore(Bytes::from(bad)),
             Err(invalid("snapshot (answer kind)"))

@@ -484,15 +484,18 @@ impl App {
             self.snapshots_installed = next.statuses.iter().map(|s| s.snapshots_installed).sum();
         }
         for (i, new) in next.statuses.iter().enumerate() {
-            let old_failure = self
-                .sample
-                .as_ref()
-                .and_then(|prev| prev.statuses.get(i))
-                .and_then(|old| old.failure.as_ref());
+            let old = self.sample.as_ref().and_then(|prev| prev.statuses.get(i));
             if let Some(reason) = &new.failure
-                && old_failure.is_none()
+                && old.is_none_or(|old| old.failure.is_none())
             {
                 found.push((EventKind::Failure, format!("n{i} stopped: {reason}")));
+            }
+            match (old.is_some_and(|old| old.disk_full), new.disk_full) {
+                (false, true) => found.push((EventKind::Failure, format!("n{i}'s disk is full"))),
+                (true, false) => {
+                    found.push((EventKind::Recovery, format!("n{i}'s disk has room again")))
+                }
+                _ => {}
             }
         }
         found.extend(self.caught_up(next));

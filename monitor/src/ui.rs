@@ -273,7 +273,8 @@ fn shown_columns(width: u16, widths: &[u16; COLUMNS.len()]) -> [bool; COLUMNS.le
 /// snapshot index and what the log holds after it (entries and bytes), network reach, storage
 /// writes over the last refresh and message counters. The leader's row is green, a node that is
 /// down is grey ("down") or red ("failed": it stopped on its own, its storage or state machine
-/// failed), and the selected node is marked with `▶`. A node without a snapshot shows `-` as
+/// failed), a node whose storage reports its disk full is red and says so after its role, and
+/// the selected node is marked with `▶`. A node without a snapshot shows `-` as
 /// its snapshot index.
 ///
 /// A column is as wide as its widest value. While they do not all fit, the table leaves out,
@@ -300,12 +301,17 @@ impl Widget for ClusterTable<'_> {
                             (false, _, Role::Candidate) => "candidate",
                             (false, _, Role::Follower) => "follower",
                         };
+                        let role = if s.disk_full {
+                            format!("{role}, disk full")
+                        } else {
+                            role.to_owned()
+                        };
                         let (net, net_style) = match app.reach(s.id) {
                             Reach::Majority => ("ok", Style::new()),
                             Reach::Minority => ("minor", Style::new().fg(Color::Yellow)),
                             Reach::Isolated => ("cut", WARN),
                         };
-                        let style = if s.failure.is_some() {
+                        let style = if s.failure.is_some() || s.disk_full {
                             WARN
                         } else if s.killed {
                             DIM
@@ -321,7 +327,7 @@ impl Widget for ClusterTable<'_> {
                         let cells = [
                             plain(mark.to_owned()),
                             plain(format!("n{}", s.id)),
-                            plain(role.to_owned()),
+                            plain(role),
                             plain(s.term.to_string()),
                             plain(s.leader.map_or_else(|| "-".to_owned(), |l| format!("n{l}"))),
                             plain(s.commit_index.to_string()),

@@ -326,6 +326,34 @@ fn a_crashed_node_is_down_everywhere() {
 }
 
 #[test]
+fn a_full_disk_shows_in_the_table_and_the_event_log() {
+    let mut app = steady_writing();
+    let mut s = steady();
+    Arc::make_mut(&mut s.statuses[1]).disk_full = true;
+    app.ingest(s.clone(), Duration::from_millis(500));
+    let table = render(ClusterTable(&app), 100, 8);
+    let row = &rows(&table)[3];
+    assert!(row.contains("n1   follower, disk full "), "{row}");
+    assert_eq!(table[(8, 3)].fg, Color::Red, "its row is red");
+    assert!(
+        !rows(&table)[4].contains("disk full"),
+        "only n1's disk is full"
+    );
+    Arc::make_mut(&mut s.statuses[1]).disk_full = false;
+    app.ingest(s, Duration::from_millis(750));
+    let table = render(ClusterTable(&app), 100, 8);
+    assert!(!rows(&table)[3].contains("disk full"), "room again");
+    let events = render(EventLog(&app), 60, 5);
+    assert_eq!(
+        rows(&events)[2..4],
+        [
+            "│00:00 n1's disk is full                                   │",
+            "│00:00 n1's disk has room again                            │",
+        ]
+    );
+}
+
+#[test]
 fn replication_bars_show_each_followers_lag() {
     let mut app = App::new(5, 0);
     app.ingest(steady(), Duration::ZERO);

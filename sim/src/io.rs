@@ -33,6 +33,8 @@ pub(crate) struct SimIo<'a> {
     pub disk: &'a mut Disk,
     pub latency: &'a DiskLatency,
     pub snapshots: Option<Snapshots>,
+    /// The snapshot the node's service is serializing: (done at, index, data).
+    pub serializing: &'a mut Option<(Nanos, u64, Bytes)>,
     pub rng: &'a mut fastrand::Rng,
     pub net: &'a mut Network,
     pub checker: &'a mut Checker,
@@ -140,17 +142,30 @@ impl<H: Hooks> Io<H> for SimIo<'_> {
     }
 
     /// The node's service snapshots what it applied every [`Snapshots::every`] entries: data
-    /// the checker can verify when another node installs it.
-    fn snapshot(&mut self, core: &Core<H>) -> Option<(u64, Bytes)> {
-        let snapshots = self.snapshots?;
+    /// the checker can verify when another node installs it. It takes the view at the index
+    /// applied now and hands it over [`Snapshots::delay`] later; none is taken while one is
+    /// being serialized.
+    fn snapshot(&mut self, core: &Core<H>) -> Result<Option<(u64, Bytes)>, Failure> {
+        let Some(snapshots) = self.snapshots else {
+            return Ok(None);
+        };
+        if let Some((done_at, ..)) = self.serializing {
+            if *done_at > self.now {
+                return Ok(None);
+            }
+            let (_, index, data) = self.serializing.take().expect("checked above");
+            return Ok(Some((index, data)));
+        }
         let applied = core.last_applied();
         if applied < core.log().offset() + snapshots.every {
-            return None;
+            return Ok(None);
         }
         let hash = self.checker.applied_hash(self.i);
-        Some((
-            applied,
-            checker::snapshot_data(applied, hash, snapshots.padding),
-        ))
+        let data = checker::snapshot_data(applied, hash, snapshots.padding);
+        if snapshots.delay == 0 {
+            return Ok(Some((applied, data)));
+        }
+        *self.serializing = Some((self.now + snapshots.delay, applied, data));
+        Ok(None)
     }
 }

@@ -36,7 +36,9 @@
 //! entries and compacts the log ([`Snapshots`]), so leaders often lack the entries a lagging or
 //! restarted follower needs and send their snapshot instead, in chunks as small as 8 bytes. The
 //! checker plays every node's service: it checks each snapshot handed to one against the
-//! commands committed up to its index (see the [`checker`](Invariant)'s docs).
+//! commands committed up to its index (see the [`checker`](Invariant)'s docs). In half of those
+//! seeds a snapshot takes a while to serialize, as a large one does on the runtime's snapshot
+//! thread: the node compacts up to the index it was taken at once it is done, later.
 //!
 //! # PreVote, CheckQuorum and rejoins
 //!
@@ -392,6 +394,8 @@ pub struct Simulation<H: Hooks + Default = NoBugs> {
     read_counts: [u64; 3],
     /// For each node: the transfer it is making as leader, as (since, target, term).
     transferring: Vec<Option<(Nanos, usize, u64)>>,
+    /// For each node: the snapshot its service is serializing, as (done at, index, data).
+    serializing: Vec<Option<(Nanos, u64, Bytes)>>,
     /// See [`Report::transfers`].
     transfer_counts: [u64; 3],
     /// Transfers whose leader stepped down: the target and the term it would lead.
@@ -483,6 +487,7 @@ impl<H: Hooks + Default> Simulation<H> {
             next_read: 0,
             read_counts: [0; 3],
             transferring: vec![None; n],
+            serializing: vec![None; n],
             transfer_counts: [0; 3],
             handed_over: Vec::new(),
             scenario,
@@ -687,6 +692,7 @@ impl<H: Hooks + Default> Simulation<H> {
             disk: &mut self.disks[i],
             latency: &self.scenario.disk,
             snapshots: self.scenario.snapshots,
+            serializing: &mut self.serializing[i],
             rng: &mut self.rng,
             net: &mut self.net,
             checker: &mut self.checker,
@@ -809,6 +815,7 @@ impl<H: Hooks + Default> Simulation<H> {
         }
         let core = self.cores[i].take().expect("the node is up");
         self.transferring[i] = None;
+        self.serializing[i] = None;
         let lost_writes = self.disks[i].crash();
         let restart_at = self.now + self.scenario.draw_downtime(&mut self.rng);
         self.restart_at[i] = restart_at;

@@ -70,16 +70,23 @@ pub struct Crashes {
 }
 
 /// How every node's service snapshots its state machine: whenever it applied `every` entries
-/// beyond its last snapshot, it compacts the log up to its last applied entry
-/// ([`Core::compact`](zeroraft_engine::core::Core::compact)). Its snapshot data is the applied
-/// index, a hash of every command applied up to there, and `padding` bytes derived from them, so
-/// that a snapshot travels in several chunks of [`CoreConfig::max_snapshot_chunk`] bytes.
+/// beyond its last snapshot, it takes a view of its state at its last applied entry and, once
+/// the view is serialized `delay` later, compacts the log up to there
+/// ([`Core::compact`](zeroraft_engine::core::Core::compact)), as the runtime does with a
+/// [`SnapshotView`](zeroraft_engine::SnapshotView) serialized on a thread of its own: entries
+/// applied meanwhile stay, a snapshot installed from the leader meanwhile overtakes it, and a
+/// crash loses it. Its snapshot data is the view's index, a hash of every command applied up to
+/// there, and `padding` bytes derived from them, so that a snapshot travels in several chunks
+/// of [`CoreConfig::max_snapshot_chunk`] bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Snapshots {
     /// Entries applied between two snapshots of a node.
     pub every: u64,
     /// Bytes of padding in each snapshot's data.
     pub padding: usize,
+    /// How long a view takes to serialize: 0 (serialized in the driver step that takes it, as
+    /// on the node's thread) in half of the seeds, up to two election timeouts in the others.
+    pub delay: Nanos,
 }
 
 impl Scenario {
@@ -189,9 +196,19 @@ impl Scenario {
             || (rng.u8(..3) != 0).then(|| [2, 5, 10, 20, 50][rng.usize(..5)]),
             |every| (every > 0).then_some(every),
         );
-        let snapshots = snapshots.map(|every| Snapshots {
-            every,
-            padding: rng.usize(0..=400),
+        // The serializing delay comes from the padding's draw rather than one of its own, so
+        // that every later draw, and so every seed's scenario, stays what it was.
+        let snapshots = snapshots.map(|every| {
+            let padding = rng.usize(0..=400);
+            let delay = match padding % 2 {
+                0 => 0,
+                _ => (padding as u64 / 2 + 1) * 2 * election_timeout_min / 201,
+            };
+            Snapshots {
+                every,
+                padding,
+                delay,
+            }
         });
         let mut core = core;
         core.max_snapshot_chunk = [8, 64, 1 << 20][rng.usize(..3)];
@@ -329,10 +346,12 @@ impl fmt::Display for Scenario {
             },
             match self.snapshots {
                 Some(s) => format!(
-                    "snapshots every {} applied entries, {} bytes in chunks of {}",
+                    "snapshots every {} applied entries, {} bytes in chunks of {}, \
+                     serialized in {} ms",
                     s.every,
                     16 + s.padding,
-                    self.core.max_snapshot_chunk
+                    self.core.max_snapshot_chunk,
+                    ms(s.delay)
                 ),
                 None => "no snapshots".into(),
             },

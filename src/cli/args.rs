@@ -59,6 +59,10 @@ enum Sub {
     /// --data (initialized with `zeroraft init`), its peers reached over TCP, clients served on
     /// --listen. Start one per node, each with the same --peers and its own --id.
     Serve(ServeArgs),
+    /// Makes the certificates of a local cluster's links between nodes: a CA (ca.pem, ca.key)
+    /// and, for each node, a certificate naming it and its key (node-I.pem, node-I.key), for
+    /// `serve --tls-dir`. Keep ca.key offline; it signs new nodes' certificates.
+    Certs(CertsArgs),
     /// Reads or changes a key of a running key-value service.
     Kv(KvArgs),
     /// Shows a running cluster of `zeroraft serve` processes in the live terminal dashboard,
@@ -93,6 +97,15 @@ pub(crate) struct ServeArgs {
     /// (needed with --storage file). A missing or empty one is refused
     #[arg(long, value_name = "DIR", value_parser = directory, required_if_eq("storage", "file"))]
     pub(crate) data: Option<PathBuf>,
+    /// Mutual TLS between nodes, with the certificates of `zeroraft certs` in DIR: ca.pem, and
+    /// node-I.pem and node-I.key for this node's --id I
+    #[arg(long = "tls-dir", value_name = "DIR", value_parser = directory,
+          required_unless_present = "insecure", conflicts_with = "insecure")]
+    pub(crate) tls_dir: Option<PathBuf>,
+    /// Plaintext links between nodes: anyone who can reach the peer port can speak as any node.
+    /// For a trusted network only
+    #[arg(long)]
+    pub(crate) insecure: bool,
     /// Where the node keeps its raft state: a write-ahead log in --data, or memory (lost when
     /// the process ends: a restarted node comes back empty, which is unsafe; for measuring the
     /// service without a disk only)
@@ -112,6 +125,11 @@ pub(crate) struct ServeArgs {
     #[arg(long = "idle-timeout", value_name = "S", default_value = "60",
           value_parser = number_in(1u64..=86400))]
     pub(crate) idle_timeout: u64,
+    /// A client connection whose request is not whole this many seconds after its first byte
+    /// arrived is closed
+    #[arg(long = "frame-timeout", value_name = "S", default_value = "5",
+          value_parser = number_in(1u64..=3600))]
+    pub(crate) frame_timeout: u64,
     /// A client session idle for this many seconds is dropped when another client registers
     /// (its next write then fails as expired instead of being applied twice)
     #[arg(long = "session-timeout", value_name = "S", default_value = "3600",
@@ -128,6 +146,15 @@ pub(crate) struct ServeArgs {
     #[arg(long = "read-mode", value_name = "MODE", default_value = "index",
           value_parser = PossibleValuesParser::new(["index", "lease", "log", "unsafe-local"]))]
     pub(crate) read_mode: String,
+    /// The node snapshots its state and compacts its log every N applied entries (0: not by
+    /// entries)
+    #[arg(long = "compact-every", value_name = "N", default_value = "100000",
+          value_parser = number_in(0u64..=u64::MAX))]
+    pub(crate) compact_every: u64,
+    /// ... and whenever its log holds more than this many MiB of commands (0: not by size)
+    #[arg(long = "compact-above-mib", value_name = "MIB", default_value = "64",
+          value_parser = number_in(0u64..=1 << 40))]
+    pub(crate) compact_above_mib: u64,
     /// Serve Prometheus metrics on http://ADDR/metrics, and the health endpoints /healthz
     /// (alive) and /readyz (knows a leader and has caught up); see docs/metrics.md
     #[arg(long, value_name = "ADDR", value_parser = address)]
@@ -159,6 +186,23 @@ pub(crate) struct InitArgs {
     /// The cluster's id: the same for every node (by default a random one, printed)
     #[arg(long, value_name = "ID", value_parser = number_in(1u64..=u64::MAX))]
     pub(crate) cluster: Option<u64>,
+}
+
+/// Options of `zeroraft certs`.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub(crate) struct CertsArgs {
+    /// The directory to write them to: it must not exist, or be empty
+    #[arg(long, value_name = "DIR", value_parser = directory)]
+    pub(crate) out: PathBuf,
+    /// Nodes in the cluster: certificates for ids 0 to N-1
+    #[arg(long, value_name = "N", value_parser = number_in(1usize..=9))]
+    pub(crate) nodes: usize,
+    /// The cluster's id (what `zeroraft init` printed or was given): each certificate names it
+    #[arg(long, value_name = "ID", value_parser = number_in(0u64..=u64::MAX))]
+    pub(crate) cluster: u64,
+    /// How many days the certificates are valid
+    #[arg(long, value_name = "DAYS", default_value = "365", value_parser = number_in(1u64..=36500))]
+    pub(crate) days: u64,
 }
 
 /// Options of `zeroraft kv`.
@@ -216,6 +260,8 @@ pub(crate) enum Command {
     Init(InitArgs),
     /// Run one node of the key-value service.
     Serve(ServeArgs),
+    /// Make the certificates of a local cluster's links.
+    Certs(CertsArgs),
     /// One key-value operation against a running service.
     Kv(KvArgs),
     /// The dashboard on a running cluster of processes.
@@ -412,6 +458,7 @@ where
         Some(Sub::Bench(args)) => Command::Bench(args),
         Some(Sub::Init(args)) => Command::Init(args),
         Some(Sub::Serve(args)) => Command::Serve(args),
+        Some(Sub::Certs(args)) => Command::Certs(args),
         Some(Sub::Kv(args)) => Command::Kv(args),
         Some(Sub::Monitor(args)) => Command::Monitor(args),
     };
@@ -433,7 +480,7 @@ where
                 a.peers.0.len()
             )));
         }
-        Command::Init(_) | Command::Kv(_) | Command::Monitor(_) => {}
+        Command::Init(_) | Command::Certs(_) | Command::Kv(_) | Command::Monitor(_) => {}
     }
     Ok(command)
 }
@@ -536,7 +583,7 @@ mod tests {
                 })),
             ),
             (
-                "serve --id 1 --peers 127.0.0.1:7000,127.0.0.1:7001 --listen=0.0.0.0:8001 --data /tmp/n1",
+                "serve --id 1 --peers 127.0.0.1:7000,127.0.0.1:7001 --listen=0.0.0.0:8001 --data /tmp/n1 --tls-dir /tmp/certs",
                 Ok(Command::Serve(ServeArgs {
                     id: 1,
                     peers: Addresses(vec![
@@ -545,13 +592,18 @@ mod tests {
                     ]),
                     listen: "0.0.0.0:8001".parse().unwrap(),
                     data: Some("/tmp/n1".into()),
+                    tls_dir: Some("/tmp/certs".into()),
+                    insecure: false,
                     storage: StorageKind::File,
                     cluster: None,
                     max_connections: 256,
                     idle_timeout: 60,
+                    frame_timeout: 5,
                     session_timeout: 3600,
                     max_sessions: 10_000,
                     read_mode: "index".into(),
+                    compact_every: 100_000,
+                    compact_above_mib: 64,
                     metrics: None,
                     log_format: "text".into(),
                     log_level: "warn".into(),

@@ -1,5 +1,6 @@
 //! The key-value service's commands: `init` makes a new cluster's node's data directory
-//! ([`init`]), `serve` runs one node ([`serve`]), `kv` carries out one client operation ([`kv`]).
+//! ([`init`]), `certs` the certificates of its links ([`certs`]), `serve` runs one node
+//! ([`serve`]), `kv` carries out one client operation ([`kv`]).
 
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
@@ -8,7 +9,9 @@ use zeroraft_kv::serve::{NodeOptions, ServeNode};
 use zeroraft_kv::{ClientOptions, KvClient, ReadMode};
 use zeroraft_storage::FileStorage;
 
-use super::args::{InitArgs, KvArgs, KvOp, ServeArgs, StorageKind};
+use zeroraft_transport::tcp::{Authority, PeerTls};
+
+use super::args::{CertsArgs, InitArgs, KvArgs, KvOp, ServeArgs, StorageKind};
 use super::{Failure, Stop};
 
 /// How often `serve` looks for a stop signal and for its node having stopped on its own.
@@ -98,10 +101,26 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
         "unsafe-local" => ReadMode::UnsafeLocal,
         _ => ReadMode::ReadIndex,
     };
+    options.peer_tls = match &args.tls_dir {
+        Some(dir) => Some(peer_tls(dir, args.id)?),
+        None => {
+            writeln!(
+                io::stderr().lock(),
+                "zeroraft: warning: the links between nodes are plaintext (--insecure): anyone who \
+                 can reach the peer port can speak as any node"
+            )?;
+            None
+        }
+    };
     options.server.max_connections = args.max_connections;
     options.server.idle_timeout = Duration::from_secs(args.idle_timeout);
+    options.server.frame_timeout = Duration::from_secs(args.frame_timeout);
     options.server.sessions.timeout = Duration::from_secs(args.session_timeout);
     options.server.sessions.max_sessions = args.max_sessions;
+    options.config.compaction = zeroraft_engine::Compaction {
+        every_entries: (args.compact_every > 0).then_some(args.compact_every),
+        above_bytes: (args.compact_above_mib > 0).then_some(args.compact_above_mib << 20),
+    };
     options.metrics = args.metrics;
     let node = ServeNode::start(options).map_err(|e| Failure::Setup(e.to_string()))?;
     writeln!(
@@ -153,4 +172,70 @@ pub fn kv(args: &KvArgs) -> Result<(), Failure> {
         Ok(written) => Ok(written?),
         Err(e) => Err(Failure::Run(io::Error::other(e.to_string()))),
     }
+}
+
+/// Node `id`'s TLS settings from `dir`, as `certs` wrote them.
+fn peer_tls(dir: &std::path::Path, id: usize) -> Result<PeerTls, Failure> {
+    let read = |name: String| {
+        let path = dir.join(&name);
+        std::fs::read(&path)
+            .map_err(|e| Failure::Setup(format!("cannot read {}: {e}", path.display())))
+    };
+    let ca = read("ca.pem".into())?;
+    let cert = read(format!("node-{id}.pem"))?;
+    let key = read(format!("node-{id}.key"))?;
+    PeerTls::from_pem(&ca, &cert, &key)
+        .map_err(|e| Failure::Setup(format!("the certificates in {}: {e}", dir.display())))
+}
+
+/// Makes a CA and a certificate for each node of a local cluster in a new directory.
+pub fn certs(args: &CertsArgs) -> Result<(), Failure> {
+    let setup = |e: &dyn std::fmt::Display| Failure::Setup(e.to_string());
+    let dir = &args.out;
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Failure::Setup(format!(
+            "{} is not empty: certificates are written to a new directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::Setup(format!("cannot make {}: {e}", dir.display())))?;
+    let write = |name: String, text: &str, secret: bool| -> Result<(), Failure> {
+        let path = dir.join(name);
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.mode(0o600);
+        }
+        open.open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+            .map_err(|e| Failure::Setup(format!("cannot write {}: {e}", path.display())))
+    };
+    // From an hour ago (clocks differ a little), for --days.
+    let now = std::time::SystemTime::now();
+    let valid = now - Duration::from_secs(3600)..now + Duration::from_secs(args.days * 86_400);
+    let ca = Authority::new(
+        &format!("zeroraft cluster {} CA", args.cluster),
+        valid.clone(),
+    )
+    .map_err(|e| setup(&e))?;
+    write("ca.pem".into(), &ca.issued().cert_pem, false)?;
+    write("ca.key".into(), &ca.issued().key_pem, true)?;
+    for id in 0..args.nodes {
+        let node = ca
+            .node(args.cluster, id, valid.clone())
+            .map_err(|e| setup(&e))?;
+        write(format!("node-{id}.pem"), &node.cert_pem, false)?;
+        write(format!("node-{id}.key"), &node.key_pem, true)?;
+    }
+    writeln!(
+        io::stdout().lock(),
+        "wrote a CA and {} node certificates of cluster {} to {}; start each node with: zeroraft serve --tls-dir {} ...",
+        args.nodes,
+        args.cluster,
+        dir.display(),
+        dir.display()
+    )?;
+    Ok(())
 }

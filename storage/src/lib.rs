@@ -30,13 +30,75 @@ pub use error::StorageError;
 pub use mem::MemStorage;
 pub use wal::{FileStorage, Identity, WalOptions};
 
-/// One log entry: the term in which a leader created it, and the client's command.
+/// One log entry: the term in which a leader created it, what kind of entry it is, and its
+/// bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The term of the leader that appended this entry.
     pub term: u64,
-    /// The command, opaque to Raft and to storage.
+    /// Whether `command` is a client's command or a configuration.
+    pub kind: EntryKind,
+    /// The command (or, for [`EntryKind::Config`], the encoded configuration), opaque to
+    /// storage.
     pub command: Bytes,
+}
+
+/// The bit of a tagged length ([`Entry::tagged_len`]) that marks a configuration entry.
+const CONFIG_BIT: u32 = 1 << 31;
+
+impl Entry {
+    /// A client's command of `term`: an entry of kind [`EntryKind::Command`].
+    pub fn new(term: u64, command: Bytes) -> Self {
+        Self {
+            term,
+            kind: EntryKind::Command,
+            command,
+        }
+    }
+
+    /// The length of `command` with the kind in its top bit (set for [`EntryKind::Config`]):
+    /// how the write-ahead log and the wire store both in one `u32`. A command's tagged length
+    /// is its length, so it encodes as it did before entries had kinds.
+    ///
+    /// # Panics
+    ///
+    /// If `command` is 2 GiB or larger (the write-ahead log refuses entries that large before
+    /// encoding them; the wire codec documents the limit).
+    pub fn tagged_len(&self) -> u32 {
+        let len = self.command.len();
+        assert!(
+            len < CONFIG_BIT as usize,
+            "an entry of {len} bytes does not fit the 31-bit length field"
+        );
+        match self.kind {
+            EntryKind::Command => len as u32,
+            EntryKind::Config => len as u32 | CONFIG_BIT,
+        }
+    }
+}
+
+impl EntryKind {
+    /// The kind and the length a tagged length ([`Entry::tagged_len`]) holds.
+    pub fn split_tagged_len(tagged: u32) -> (Self, u32) {
+        let kind = if tagged & CONFIG_BIT == 0 {
+            Self::Command
+        } else {
+            Self::Config
+        };
+        (kind, tagged & !CONFIG_BIT)
+    }
+}
+
+/// What a log entry holds. Stored in a spare bit of the entry's length (in the write-ahead log
+/// and on the wire), so a command costs nothing more than before.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A client's command (possibly empty: a leader's no-op), for the service to apply.
+    #[default]
+    Command,
+    /// A cluster configuration (the members, see the engine's membership change), which the
+    /// service never sees as a command.
+    Config,
 }
 
 /// The part of a node's state that is not its log and must survive a crash (Figure 2 of the
@@ -182,4 +244,37 @@ fn entries_size(entries: &[Entry]) -> u64 {
         .iter()
         .map(|e| wal::ENTRY_HEADER_BYTES + e.command.len() as u64)
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tagged_length_holds_the_kind_and_the_length() {
+        // (kind, command length, tagged length)
+        let cases = [
+            (EntryKind::Command, 0, 0),
+            (EntryKind::Command, 5, 5),
+            (EntryKind::Config, 0, 1 << 31),
+            (EntryKind::Config, 25, (1 << 31) | 25),
+        ];
+        for (case, (kind, len, tagged)) in cases.into_iter().enumerate() {
+            let entry = Entry {
+                term: 1,
+                kind,
+                command: Bytes::from(vec![0; len]),
+            };
+            assert_eq!(entry.tagged_len(), tagged, "case {case}");
+            assert_eq!(
+                EntryKind::split_tagged_len(tagged),
+                (kind, len as u32),
+                "case {case}"
+            );
+        }
+        assert_eq!(
+            EntryKind::split_tagged_len(u32::MAX),
+            (EntryKind::Config, u32::MAX >> 1)
+        );
+    }
 }

@@ -158,10 +158,7 @@ mod tests {
     use crate::encoded_size;
 
     fn entry(term: u64, command: &'static str) -> Entry {
-        Entry {
-            term,
-            command: Bytes::from_static(command.as_bytes()),
-        }
+        Entry::new(term, Bytes::from_static(command.as_bytes()))
     }
 
     #[test]

@@ -85,6 +85,12 @@
 //! count times: term u64, len u32, command (len bytes)
 //! ```
 //!
+//! The top bit of an entry's `len` marks a configuration entry ([`crate::EntryKind::Config`]);
+//! the length is the other 31 bits. No record is large enough to set it otherwise, so segments
+//! written before entry kinds existed (same format version) read as they always did: every
+//! entry a command. A build that predates entry kinds refuses a segment holding a
+//! configuration entry (the length runs past the record) rather than misreading it.
+//!
 //! An update larger than [`MAX_RECORD_BYTES`] is split into several batch records, each written
 //! and synced before the next, the hard state, snapshot and truncation in the first: a crash
 //! between them leaves a prefix of the update, which is a valid raft state (the node had

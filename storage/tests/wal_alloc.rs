@@ -26,10 +26,7 @@ fn allocation_budgets() {
 
 fn batch(n: usize) -> Vec<Entry> {
     (0..n)
-        .map(|_| Entry {
-            term: 1,
-            command: Bytes::from_static(&[5; 16]),
-        })
+        .map(|_| Entry::new(1, Bytes::from_static(&[5; 16])))
         .collect()
 }
 

@@ -190,13 +190,7 @@ fn a_command_holding_a_copy_of_a_record_is_never_taken_for_one() {
     let start = len(&last_segment(dir.path()));
     let mut command = vec![b'x'; SECTOR as usize];
     command.extend_from_slice(&vote);
-    pair.persist(&Op::append(
-        0,
-        vec![Entry {
-            term: 4,
-            command: command.into(),
-        }],
-    ));
+    pair.persist(&Op::append(0, vec![Entry::new(4, command.into())]));
     let end = len(&last_segment(dir.path()));
     pair.reopen(BIG, "the copy is a command");
 

@@ -65,6 +65,9 @@ pub struct ProcessCluster {
     initialized: Vec<bool>,
     /// How node `i`'s process last exited on its own, if it did.
     exits: Vec<Option<ExitStatus>>,
+    /// The arguments that choose how nodes speak to each other: `--insecure` unless
+    /// [`ProcessCluster::with_tls`].
+    links: Vec<String>,
     /// Holds the data directories and logs; removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -133,6 +136,7 @@ impl ProcessCluster {
             children: nodes.iter().map(|_| None).collect(),
             initialized: vec![false; nodes.len()],
             exits: vec![None; nodes.len()],
+            links: vec!["--insecure".into()],
             nodes,
             read_mode: read_mode.to_owned(),
             cluster: fastrand::u64(1..),
@@ -200,6 +204,26 @@ impl ProcessCluster {
             ..ClientOptions::default()
         };
         KvClient::new(self.client_addrs(), options)
+    }
+
+    /// The same cluster with mutual TLS between its nodes, with certificates `zeroraft certs`
+    /// makes.
+    pub fn with_tls(mut self) -> Self {
+        let certs = self._dir.path().join("certs");
+        let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+            .args(["certs", "--nodes", &self.len().to_string()])
+            .args(["--cluster", &self.cluster.to_string()])
+            .arg("--out")
+            .arg(&certs)
+            .output()
+            .expect("run zeroraft certs");
+        assert!(
+            out.status.success(),
+            "zeroraft certs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.links = vec!["--tls-dir".into(), certs.display().to_string()];
+        self
     }
 
     /// Starts every node.
@@ -307,6 +331,7 @@ impl ProcessCluster {
             cmd.arg(exe);
         }
         cmd.args(["serve", "--id", &i.to_string(), "--peers", &spec.peers])
+            .args(&self.links)
             .args(["--listen", &spec.listen.to_string()])
             .arg("--data")
             .arg(&spec.data)

@@ -184,10 +184,7 @@ impl<H: Hooks> Core<H> {
             *pr = Progress::new(next, max_inflight);
         }
         if self.config.leader_no_op {
-            self.log.push(Entry {
-                term: self.term,
-                command: Bytes::new(),
-            });
+            self.log.push(Entry::new(self.term, Bytes::new()));
             self.log_dirty_from = self.log_dirty_from.min(next);
         }
         self.broadcast_heartbeat();

@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 use super::invariants::{Violation, ensure};
 
-pub use zeroraft_storage::Entry;
+pub use zeroraft_storage::{Entry, EntryKind};
 
 /// The log: entries `offset + 1 ..= last_index`, behind a sentinel for `offset`.
 #[derive(Clone, Debug)]
@@ -46,10 +46,7 @@ impl Default for Log {
 
 /// The slot for `offset`.
 fn sentinel(term: u64) -> Entry {
-    Entry {
-        term,
-        command: Bytes::new(),
-    }
+    Entry::new(term, Bytes::new())
 }
 
 impl Log {
@@ -299,10 +296,7 @@ mod tests {
     fn log_of(terms: &[u64]) -> Log {
         let mut log = Log::new();
         for &t in terms {
-            log.push(Entry {
-                term: t,
-                command: Bytes::new(),
-            });
+            log.push(Entry::new(t, Bytes::new()));
         }
         log
     }
@@ -387,10 +381,7 @@ mod tests {
     #[should_panic(expected = "appending an entry of term 1 after term 2")]
     fn terms_never_decrease() {
         let mut log = log_of(&[2]);
-        log.push(Entry {
-            term: 1,
-            command: Bytes::new(),
-        });
+        log.push(Entry::new(1, Bytes::new()));
     }
 
     #[test]
@@ -427,10 +418,7 @@ mod tests {
         assert_eq!(log.last_index_of_term(1), None, "compacted away");
         log.truncate_from(2);
         assert_eq!(log.last_index(), 4, "the snapshot's index stays");
-        log.push(Entry {
-            term: 4,
-            command: Bytes::new(),
-        });
+        log.push(Entry::new(4, Bytes::new()));
         assert_eq!((log.last_index(), log.last_term()), (5, 4));
         log.compact_to(4); // not above the offset: nothing
         log.compact_to(9); // past the end: nothing
@@ -454,13 +442,7 @@ mod tests {
 
     #[test]
     fn a_recovered_log_starts_after_its_snapshot() {
-        let entries = vec![
-            Entry {
-                term: 3,
-                command: Bytes::from_static(b"a"),
-            };
-            3
-        ];
+        let entries = vec![Entry::new(3, Bytes::from_static(b"a")); 3];
         let log = Log::from_entries(7, 2, entries);
         assert_eq!(
             (log.first_index(), log.last_index(), log.term(7)),

@@ -42,6 +42,7 @@ mod election;
 mod inflights;
 mod invariants;
 mod log;
+mod membership;
 mod message;
 mod persist;
 mod progress;
@@ -53,13 +54,14 @@ mod snapshot;
 use std::collections::VecDeque;
 
 use bytes::BytesMut;
-use quorum::{Majority, NodeSet, VoteTally};
+use quorum::{JointMajority, NodeSet, VoteTally};
 use smallvec::SmallVec;
 
 pub use bugs::{Bug, Hooks, NoBugs};
 pub use inflights::Inflights;
 pub use invariants::InvariantError;
-pub use log::{Entry, Log};
+pub use log::{Entry, EntryKind, Log};
+pub use membership::{Membership, MembershipError};
 pub use message::{
     AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
     RequestVoteReply, TimeoutNow,
@@ -226,7 +228,7 @@ pub struct Core<H: Hooks = NoBugs> {
     /// When a leader tells lagging followers about its commit index, if it has news.
     commit_notify_deadline: Option<Nanos>,
     /// Who decides: every quorum question goes to this configuration (see `quorum.rs`).
-    quorum: Majority,
+    quorum: JointMajority,
     /// Candidate: the answers to its RequestVote of `term`. Pre-candidate: the answers to its
     /// PreVote for `term + 1`.
     votes: VoteTally,
@@ -385,7 +387,7 @@ impl<H: Hooks> Core<H> {
             election_deadline: now,
             heartbeat_deadline: now,
             commit_notify_deadline: None,
-            quorum: Majority::new(NodeSet::first(peers)),
+            quorum: Membership::initial(peers).quorum(),
             votes: VoteTally::default(),
             pre_voting: false,
             leader_contact: now,

@@ -1,15 +1,16 @@
 //! Quorums: which sets of nodes may decide for the cluster.
 //!
-//! Every question the core settles by majority goes through [`Majority`], the cluster's voting
-//! configuration:
+//! Every question the core settles by majority goes through [`JointMajority`], the cluster's
+//! voting configuration: one [`Majority`] of voters, or two while the membership changes. Each
+//! answers the same three questions:
 //!
-//! - [`Majority::quorum_value`]: the highest value a quorum has reached, given one value per
+//! - [`Majority::quorum_value`] / [`JointMajority::quorum_value`]: the highest value a quorum has reached, given one value per
 //!   node. The leader's commit index is the match index a quorum holds (§5.3 of the extended
 //!   Raft paper); a read is confirmed by the latest heartbeat round a quorum answered (Raft
 //!   thesis §6.4).
-//! - [`Majority::is_quorum`]: whether a set of nodes is a quorum. CheckQuorum asks it of the
+//! - [`Majority::is_quorum`] / [`JointMajority::is_quorum`]: whether a set of nodes is a quorum. CheckQuorum asks it of the
 //!   nodes a leader heard from.
-//! - [`Majority::vote_result`]: whether a [`VoteTally`] of grants and refusals has won, lost, or
+//! - [`Majority::vote_result`] / [`JointMajority::vote_result`]: whether a [`VoteTally`] of grants and refusals has won, lost, or
 //!   may still go either way.
 //!
 //! Safety rests on any two quorums sharing a node: the voters that elect a later leader include
@@ -24,13 +25,18 @@
 //! # Joint consensus
 //!
 //! While its membership changes (Raft thesis §4.3) a cluster decides with a joint configuration:
-//! the old voters and the new ones must each agree. That is one more type with the same three
-//! operations over two [`Majority`] values: the lower of their quorum values; a quorum of both;
-//! won if both won, lost if either lost, pending otherwise. An empty [`Majority`] agrees to
-//! everything (quorum value `u64::MAX`, every set a quorum, every tally won), so a joint
-//! configuration whose old half is empty decides as its new half alone. The core asks every
-//! quorum question of the configuration it stores, so switching to the joint type changes only
-//! this file and that field.
+//! the old voters and the new ones must each agree. [`JointMajority`] answers the same three
+//! questions over two [`Majority`] values, `incoming` and `outgoing`: the lower of their quorum
+//! values; a quorum of both; won if both won, lost if either lost, pending otherwise. An empty
+//! [`Majority`] agrees to everything (quorum value `u64::MAX`, every set a quorum, every tally
+//! won), so a configuration that is not joint (`outgoing` empty) decides as `incoming` alone,
+//! exactly as a plain [`Majority`] would; the core always asks a [`JointMajority`].
+//!
+//! Why both: old voters `{0,1,2}`, new voters `{2,3,4}`, joint. Nodes 0 and 1 alone are a
+//! majority of the old voters, but not of the new, so an entry only they hold is not committed
+//! (`min` of the old half's quorum value and the new half's), and a candidate they alone elect
+//! has not won: any leader of the joint phase holds a majority of both, so it shares a voter
+//! with any majority either configuration alone could form.
 //!
 //! Invariant: a [`NodeSet`] holds ids below [`MAX_PEERS`] only.
 
@@ -60,6 +66,16 @@ impl NodeSet {
             0 => Self::EMPTY,
             n => Self(u64::MAX >> (MAX_PEERS - n)),
         }
+    }
+
+    /// The set whose bit `i` is node `i`.
+    pub(super) fn from_bits(bits: u64) -> Self {
+        Self(bits)
+    }
+
+    /// Bit `i` is node `i`.
+    pub(super) fn bits(self) -> u64 {
+        self.0
     }
 
     /// Only node `id`.
@@ -99,6 +115,11 @@ impl NodeSet {
     /// Whether the set holds no node.
     pub(super) fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// The nodes in either set.
+    pub(super) fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
     }
 
     /// The nodes in both sets.
@@ -234,6 +255,55 @@ impl Majority {
     }
 }
 
+/// A voting configuration that may be joint: a majority of `incoming` and, when `outgoing` is
+/// not empty (joint consensus), a majority of `outgoing` too. With `outgoing` empty it decides
+/// exactly as `incoming` alone (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct JointMajority {
+    /// The voters of the configuration being moved to (or of the only one).
+    incoming: Majority,
+    /// The voters of the configuration being left; empty when not joint.
+    outgoing: Majority,
+}
+
+impl JointMajority {
+    /// The configuration of `incoming` and `outgoing` voters: both majorities decide (with
+    /// `outgoing` empty, `incoming`'s alone).
+    pub(super) fn joint(incoming: NodeSet, outgoing: NodeSet) -> Self {
+        Self {
+            incoming: Majority::new(incoming),
+            outgoing: Majority::new(outgoing),
+        }
+    }
+
+    /// The highest value that a majority of each half has reached: the lower of the two halves'
+    /// quorum values (see [`Majority::quorum_value`]).
+    pub(super) fn quorum_value(&self, value_of: impl Fn(usize) -> u64) -> u64 {
+        let incoming = self.incoming.quorum_value(&value_of);
+        if self.outgoing.voters.is_empty() {
+            return incoming;
+        }
+        incoming.min(self.outgoing.quorum_value(value_of))
+    }
+
+    /// Whether `nodes` holds a majority of each half.
+    pub(super) fn is_quorum(&self, nodes: NodeSet) -> bool {
+        self.incoming.is_quorum(nodes) && self.outgoing.is_quorum(nodes)
+    }
+
+    /// What `tally` has come to: won if it won in both halves, lost if it lost in either.
+    pub(super) fn vote_result(&self, tally: &VoteTally) -> VoteResult {
+        match (
+            self.incoming.vote_result(tally),
+            self.outgoing.vote_result(tally),
+        ) {
+            (VoteResult::Won, VoteResult::Won) => VoteResult::Won,
+            (VoteResult::Lost, _) | (_, VoteResult::Lost) => VoteResult::Lost,
+            _ => VoteResult::Pending,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +314,18 @@ mod tests {
             set.insert(id);
         }
         set
+    }
+
+    /// A tally in which `granted` granted and then `refused` refused.
+    fn tally(granted: &[usize], refused: &[usize]) -> VoteTally {
+        let mut tally = VoteTally::default();
+        for &id in granted {
+            tally.record(id, true);
+        }
+        for &id in refused {
+            tally.record(id, false);
+        }
+        tally
     }
 
     #[test]
@@ -338,13 +420,7 @@ mod tests {
             (0, &[], &[1], Won),            // no voters: agrees to everything
         ];
         for (case, (n, granted, refused, want)) in cases.into_iter().enumerate() {
-            let mut tally = VoteTally::default();
-            for &id in granted {
-                tally.record(id, true);
-            }
-            for &id in refused {
-                tally.record(id, false);
-            }
+            let tally = tally(granted, refused);
             assert_eq!(
                 Majority::new(NodeSet::first(n)).vote_result(&tally),
                 want,
@@ -371,6 +447,88 @@ mod tests {
             }
             assert_eq!(tally.granted(), set(granted), "case {case}: granted");
             assert_eq!(tally.rejected(), set(refused), "case {case}: refused");
+        }
+    }
+
+    #[test]
+    fn a_configuration_that_is_not_joint_decides_as_its_majority() {
+        for n in 0..=9 {
+            let plain = Majority::new(NodeSet::first(n));
+            let joint = JointMajority::joint(NodeSet::first(n), NodeSet::EMPTY);
+            for bits in 0u64..(1 << n) {
+                let nodes = NodeSet(bits);
+                assert_eq!(
+                    joint.is_quorum(nodes),
+                    plain.is_quorum(nodes),
+                    "{n}: {nodes:?}"
+                );
+                let value = |id: usize| (bits >> id & 1) * 10 + id as u64;
+                assert_eq!(
+                    joint.quorum_value(value),
+                    plain.quorum_value(value),
+                    "{n}: {nodes:?}"
+                );
+                let mut tally = VoteTally::default();
+                for id in 0..n {
+                    tally.record(id, bits >> id & 1 == 1);
+                }
+                assert_eq!(
+                    joint.vote_result(&tally),
+                    plain.vote_result(&tally),
+                    "{n}: {nodes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_joint_configuration_needs_both_majorities() {
+        // old voters {0,1,2}, new voters {2,3,4}
+        let joint = JointMajority::joint(set(&[2, 3, 4]), set(&[0, 1, 2]));
+        // (nodes, is a quorum)
+        let cases: [(&[usize], bool); 7] = [
+            (&[0, 1], false),      // the old majority alone
+            (&[3, 4], false),      // the new majority alone
+            (&[0, 1, 3], false),   // old majority, one new
+            (&[0, 2, 3], true),    // both, sharing node 2
+            (&[0, 1, 3, 4], true), // both, disjoint
+            (&[2], false),
+            (&[0, 1, 2, 3, 4], true),
+        ];
+        for (case, (nodes, want)) in cases.into_iter().enumerate() {
+            assert_eq!(joint.is_quorum(set(nodes)), want, "case {case}: {nodes:?}");
+        }
+        // (match index of nodes 0..5, want): the lower of the two halves' quorum values
+        let cases: [([u64; 5], u64); 4] = [
+            ([9, 9, 1, 1, 1], 1), // acknowledged by the old majority only: not committed
+            ([1, 1, 1, 9, 9], 1), // by the new majority only
+            ([9, 1, 9, 9, 1], 9), // by both, through node 2
+            ([9, 7, 5, 6, 3], 5),
+        ];
+        for (case, (values, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                joint.quorum_value(|id| values[id]),
+                want,
+                "case {case}: {values:?}"
+            );
+        }
+        use VoteResult::{Lost, Pending, Won};
+        // (granted, refused, want)
+        let cases: [(&[usize], &[usize], VoteResult); 6] = [
+            (&[0, 1], &[], Pending),  // old won, new pending
+            (&[0, 1], &[3, 4], Lost), // old won, new lost
+            (&[0, 1, 3], &[], Pending),
+            (&[0, 2, 3], &[], Won),
+            (&[3, 4], &[0, 1], Lost),   // new won, old lost
+            (&[5, 6, 7], &[], Pending), // non-voters count for nothing
+        ];
+        for (case, (granted, refused, want)) in cases.into_iter().enumerate() {
+            let tally = tally(granted, refused);
+            assert_eq!(
+                joint.vote_result(&tally),
+                want,
+                "case {case}: {granted:?} {refused:?}"
+            );
         }
     }
 }

@@ -114,10 +114,7 @@ impl<H: Hooks> Core<H> {
         );
         let first = self.log.last_index() + 1;
         for command in commands {
-            self.log.push(Entry {
-                term: self.term,
-                command,
-            });
+            self.log.push(Entry::new(self.term, command));
         }
         let last = self.log.last_index();
         if last >= first {

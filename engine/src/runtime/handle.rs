@@ -172,6 +172,7 @@ impl Raft {
         let dedicated = config
             .dedicated_writer
             .unwrap_or_else(|| storage.blocks_on_disk());
+        let disk_full = storage.disk_full();
         let writer =
             Writer::new(storage, dedicated, me, endpoint.waker()).map_err(BuildError::Thread)?;
         let core = Core::restore(me, peers, config.core_config(), seed, 0, recovered);
@@ -181,6 +182,7 @@ impl Raft {
         status.last_log_term = core.log().last_term();
         status.durable_index = core.durable_index();
         status.snapshot_index = core.log().offset();
+        status.disk_full = disk_full;
         status.log_entries = core.log().len() as u64;
         status.log_bytes = core.log().bytes();
         let shared = Arc::new(Shared {

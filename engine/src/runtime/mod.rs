@@ -80,11 +80,12 @@ mod claim;
 mod handle;
 mod metrics;
 mod node;
+mod snapshotter;
 mod state_machine;
 mod writer;
 
 pub use handle::{Builder, PendingRead, Raft, WeakRaft};
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotView, StateMachine};
 
 /// Most messages handled before the node thread flushes what it has to send.
 const MAX_MESSAGES_PER_ROUND: usize = 1024;
@@ -138,6 +139,15 @@ struct Shared {
     spin: Duration,
     /// Proposals refused, counted by the callers.
     refusals: metrics::Refusals,
+}
+
+/// The message of a panic caught with `catch_unwind`.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 impl Shared {

@@ -14,6 +14,8 @@ use crossbeam_channel::Sender;
 
 use super::claim::Proposal;
 use super::metrics::{Histograms, IoCounts, NodeMetrics};
+use super::panic_message;
+use super::snapshotter::Snapshotter;
 use super::state_machine::StateMachine;
 use super::writer::{Completed, Writer};
 use super::{ENTRY_BUFFERS, KEPT_ENTRY_BUFFERS, MAX_MESSAGES_PER_ROUND, Raft, Shared};
@@ -59,8 +61,15 @@ struct NodeIo<S> {
     endpoint: Endpoint,
     writer: Writer,
     state_machine: S,
+    /// Serializes the state machine's snapshot views, one at a time.
+    snapshotter: Snapshotter,
     shared: Arc<Shared>,
     compaction: Compaction,
+    /// Whether the storage reported its disk full after its last write (or when it opened).
+    disk_full: bool,
+    /// The snapshot a compaction is about to replace, held until the step that stores the new
+    /// one is over, then retired ([`Snapshotter::retire`]).
+    replaced: Option<Bytes>,
     messages_out: u64,
     /// Writes made durable, and the time spent in them.
     syncs: u64,
@@ -74,6 +83,8 @@ struct NodeIo<S> {
     /// machine's ([`NodeFailure::StateMachinePanic`]), any other the engine's.
     in_state_machine: bool,
     histograms: Histograms,
+    /// When the snapshot being serialized on the snapshot thread was started, if one is.
+    snapshot_started: Option<Instant>,
     /// When this round started, on the node's clock (nanoseconds): for the histograms' gates.
     now: u64,
     counts: IoCounts,
@@ -106,13 +117,15 @@ impl<S: StateMachine> Node<S> {
         let term = core.term();
         let (id, peers) = (core.id(), core.peers());
         Self {
-            core,
             io: NodeIo {
+                snapshotter: Snapshotter::new(core.id(), endpoint.waker()),
                 endpoint,
                 writer,
                 state_machine,
                 shared: shared.clone(),
                 compaction,
+                disk_full: shared.status.load().disk_full,
+                replaced: None,
                 messages_out: 0,
                 syncs: 0,
                 sync_time: Duration::ZERO,
@@ -120,9 +133,11 @@ impl<S: StateMachine> Node<S> {
                 reads_confirmed: VecDeque::new(),
                 in_state_machine: false,
                 histograms: Histograms::new(id),
+                snapshot_started: None,
                 now: 0,
                 counts: IoCounts::default(),
             },
+            core,
             shared,
             started: Instant::now(),
             spin,
@@ -150,11 +165,7 @@ impl<S: StateMachine> Node<S> {
         let _entered = span.enter();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
         if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_owned());
+            let message = panic_message(&*panic);
             self.fail(if self.io.in_state_machine {
                 NodeFailure::StateMachinePanic { message }
             } else {
@@ -169,6 +180,7 @@ impl<S: StateMachine> Node<S> {
         self.io.reads_confirmed.clear();
         let mut status = Status::clone(&self.shared.status.load());
         status.killed = true;
+        status.disk_full = self.io.disk_full;
         status.failure = self.shared.failure.get().map(|f| f.to_string().into());
         self.shared.status.store(Arc::new(status));
     }
@@ -203,6 +215,9 @@ impl<S: StateMachine> Node<S> {
                 self.fail(failure);
                 break;
             }
+            if let Some(replaced) = self.io.replaced.take() {
+                self.io.snapshotter.retire(replaced);
+            }
             self.trade_entry_buffers();
             self.answer_reads();
             self.publish_status(now);
@@ -215,6 +230,7 @@ impl<S: StateMachine> Node<S> {
                     || self.core.pending_reads() > 0;
                 let spin = if busy { self.spin } else { Duration::ZERO };
                 let (shared, writer) = (&self.shared, &self.io.writer);
+                let snapshotter = &self.io.snapshotter;
                 let has_work = || {
                     shared.has_proposals()
                         || !shared.snapshot_requests.is_empty()
@@ -222,6 +238,7 @@ impl<S: StateMachine> Node<S> {
                         || shared.transfer_request.load(Relaxed) != 0
                         || shared.killed.load(Acquire)
                         || writer.has_completion()
+                        || snapshotter.has_completion()
                 };
                 self.io.endpoint.wait(Some(deadline), spin, &has_work);
             }
@@ -440,6 +457,8 @@ impl<S: StateMachine> Node<S> {
         status.log_bytes = core.log().bytes();
         status.snapshots_installed = stats.snapshots_installed;
         status.syncs = self.io.syncs;
+        status.disk_full = self.io.disk_full;
+        status.snapshotting = self.io.snapshotter.busy();
         status.sync_time = self.io.sync_time;
         status.transfer_target = core.transfer_target();
         status.lease = core.has_lease();
@@ -459,6 +478,7 @@ impl<S: StateMachine> NodeIo<S> {
     /// Counts a write that completed, or returns its failure. Its time feeds the histograms if
     /// `record`.
     fn completed(&mut self, completed: Completed, record: bool) -> Result<(), NodeFailure> {
+        self.disk_full = completed.disk_full;
         completed.result?;
         if record {
             self.histograms.written(completed.took, completed.synced);
@@ -561,28 +581,52 @@ impl<S: StateMachine> Io for NodeIo<S> {
         Ok(())
     }
 
-    /// The service's snapshot if it gave one ([`Raft::snapshot`]), or, when the compaction
-    /// policy says it is time, one the state machine makes.
-    fn snapshot(&mut self, core: &Core) -> Option<(u64, Bytes)> {
+    /// The service's snapshot if it gave one ([`Raft::snapshot`]), or the one the snapshot
+    /// thread finished serializing; otherwise, when the compaction policy says it is time and
+    /// no serialization is under way, takes the state machine's view (and returns it at once
+    /// if it is serialized already). Holds on to the snapshot it is to replace, so that the
+    /// node can free it off its thread once the step is over.
+    fn snapshot(&mut self, core: &Core) -> Result<Option<(u64, Bytes)>, NodeFailure> {
+        let snapshot = self.take_snapshot(core)?;
+        if snapshot.is_some() {
+            self.replaced = core.snapshot().map(|s| s.data.clone());
+        }
+        Ok(snapshot)
+    }
+}
+
+impl<S: StateMachine> NodeIo<S> {
+    /// The snapshot [`Io::snapshot`] returns, if any: see there.
+    fn take_snapshot(&mut self, core: &Core) -> Result<Option<(u64, Bytes)>, NodeFailure> {
         if let Some(given) = self.shared.snapshot_requests.pop() {
-            return Some(given);
+            return Ok(Some(given));
+        }
+        if let Some(serialized) = self.snapshotter.poll()? {
+            if let Some(started) = self.snapshot_started.take() {
+                self.histograms.snapshot_create.record(started.elapsed());
+            }
+            return Ok(Some(serialized));
         }
         let log = core.log();
         let applied = core.last_applied();
-        if !self
-            .compaction
-            .due(applied.saturating_sub(log.offset()), log.bytes())
+        if self.snapshotter.busy()
+            || !self
+                .compaction
+                .due(applied.saturating_sub(log.offset()), log.bytes())
             || applied <= log.offset()
         {
-            return None;
+            return Ok(None);
         }
-        self.in_state_machine = true;
         let started = Instant::now();
-        let data = self.state_machine.snapshot();
+        self.in_state_machine = true;
+        let view = self.state_machine.snapshot_view();
         self.in_state_machine = false;
-        if data.is_some() {
+        let ready = view.and_then(|view| self.snapshotter.start(applied, view));
+        if ready.is_some() {
             self.histograms.snapshot_create.record(started.elapsed());
+        } else if self.snapshotter.busy() {
+            self.snapshot_started = Some(started);
         }
-        data.map(|data| (applied, data))
+        Ok(ready)
     }
 }

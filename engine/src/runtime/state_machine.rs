@@ -1,5 +1,6 @@
-//! [`StateMachine`]: what consumes the committed log, on the node's thread; and the one behind
-//! [`super::Raft::new`], which sends every entry on a channel.
+//! [`StateMachine`]: what consumes the committed log, on the node's thread; [`SnapshotView`],
+//! a snapshot it takes there and the node serializes on another thread; and the state machine
+//! behind [`super::Raft::new`], which sends every entry on a channel.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Acquire;
@@ -33,10 +34,29 @@ pub trait StateMachine: Send + 'static {
     }
 
     /// Serializes the state, as of the last index applied, for a snapshot that replaces the log
-    /// up to there; called on the node's thread when [`Config::compaction`] says it is time.
+    /// up to there; called on the node's thread by the default [`StateMachine::snapshot_view`].
     /// `None`, the default, declines: the log is then not compacted.
     fn snapshot(&mut self) -> Option<Bytes> {
         None
+    }
+
+    /// Takes a snapshot of the state as of the last index applied, for one that replaces the
+    /// log up to there; called on the node's thread when [`Config::compaction`] says it is
+    /// time. `None` declines: the log is then not compacted.
+    ///
+    /// A [`SnapshotView::deferred`] is a consistent view of the state (one that later calls
+    /// to [`StateMachine::apply`] do not change, such as a copy-on-write map) that the node
+    /// serializes on a thread of its own while it goes on applying, sending heartbeats and
+    /// answering; once the data is back, the log is compacted up to the index the view was
+    /// taken at, and the entries applied meanwhile stay in the log. One view is serialized at
+    /// a time: none is asked for while one is. A view overtaken by a snapshot this node
+    /// installed from its leader meanwhile is dropped when it is done. A node killed while a
+    /// view is serialized waits for the serialization to end.
+    ///
+    /// The default serializes on the node's thread: it returns
+    /// [`StateMachine::snapshot`]'s data as a [`SnapshotView::ready`].
+    fn snapshot_view(&mut self) -> Option<SnapshotView> {
+        self.snapshot().map(SnapshotView::ready)
     }
 
     /// Replaces the state with `snapshot`'s: one the leader sent because this node lacked
@@ -52,6 +72,59 @@ pub trait StateMachine: Send + 'static {
         Err(RestoreError::new(
             "this state machine cannot restore snapshots",
         ))
+    }
+}
+
+/// A snapshot a [`StateMachine`] took ([`StateMachine::snapshot_view`]): its serialized state,
+/// or a view of the state that the node serializes on another thread.
+pub struct SnapshotView(View);
+
+/// What a [`SnapshotView`] holds.
+enum View {
+    /// Serialized already.
+    Ready(Bytes),
+    /// To be serialized.
+    Deferred(Box<dyn FnOnce() -> Bytes + Send>),
+}
+
+impl SnapshotView {
+    /// A state serialized already, on the node's thread.
+    pub fn ready(data: Bytes) -> Self {
+        Self(View::Ready(data))
+    }
+
+    /// A view of the state that `serialize` turns into the snapshot's data, on a thread of the
+    /// node's own. `serialize` must see the state as it was when the view was taken, whatever
+    /// is applied meanwhile. A panic in it stops the node with
+    /// [`NodeFailure::StateMachinePanic`].
+    pub fn deferred(serialize: impl FnOnce() -> Bytes + Send + 'static) -> Self {
+        Self(View::Deferred(Box::new(serialize)))
+    }
+
+    /// The snapshot's data: serializes the view, on the caller's thread, if it is not
+    /// serialized already.
+    pub fn serialize(self) -> Bytes {
+        match self.0 {
+            View::Ready(data) => data,
+            View::Deferred(serialize) => serialize(),
+        }
+    }
+
+    /// The data if it is serialized already, or the view back.
+    pub(super) fn into_ready(self) -> Result<Bytes, Self> {
+        match self.0 {
+            View::Ready(data) => Ok(data),
+            View::Deferred(_) => Err(self),
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            View::Ready(data) => write!(f, "SnapshotView::Ready({} bytes)", data.len()),
+            View::Deferred(_) => f.write_str("SnapshotView::Deferred"),
+        }
     }
 }
 

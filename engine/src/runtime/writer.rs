@@ -38,6 +38,8 @@ pub(super) struct Completed {
     pub took: Duration,
     /// Of that, how long the storage waited for the disk ([`Storage::sync_time`]).
     pub synced: Duration,
+    /// Whether the storage reported its disk full after it ([`Storage::disk_full`]).
+    pub disk_full: bool,
 }
 
 /// Where writes go: see the module docs.
@@ -141,6 +143,7 @@ impl Writer {
                         result: Err(NodeFailure::WriterStopped),
                         took: Duration::ZERO,
                         synced: Duration::ZERO,
+                        disk_full: false,
                     });
                 }
                 t.busy = true;
@@ -213,5 +216,6 @@ fn timed_persist(storage: &mut dyn Storage, update: &Update<'_>, generation: u64
         result,
         took: started.elapsed(),
         synced: storage.sync_time().saturating_sub(synced_before),
+        disk_full: storage.disk_full(),
     }
 }

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 
 use super::{ENTRY_HEADER_BYTES, HARD_STATE_BYTES, MAX_RECORD_BYTES};
-use crate::{Entry, HardState};
+use crate::{Entry, EntryKind, HardState};
 
 /// The magic that opens every segment.
 const SEGMENT_MAGIC: &[u8; 8] = b"ZRAFTWAL";
@@ -446,7 +446,9 @@ pub(super) fn encode_batch(buf: &mut Vec<u8>, place: Place, head: &BatchHead, en
         buf.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         for entry in entries {
             buf.extend_from_slice(&entry.term.to_le_bytes());
-            buf.extend_from_slice(&(entry.command.len() as u32).to_le_bytes());
+            // A record holds at most `MAX_RECORD_BYTES` (below 2^31), so segments written
+            // before entries had kinds never set the kind's bit: their entries read as commands.
+            buf.extend_from_slice(&entry.tagged_len().to_le_bytes());
             buf.extend_from_slice(&entry.command);
         }
     });
@@ -591,6 +593,7 @@ impl Batch {
             let (Some(term), Some(len)) = (get_u64(payload, at), get_u32(payload, at + 8)) else {
                 return Err(format!("batch cut short in entry {i} of {}", self.count));
             };
+            let (kind, len) = EntryKind::split_tagged_len(len);
             let start = at + ENTRY_HEADER_BYTES as usize;
             let end = start.saturating_add(len as usize);
             if end > payload.len() {
@@ -598,6 +601,7 @@ impl Batch {
             }
             out.push(Entry {
                 term,
+                kind,
                 command: segment.slice(payload_at + start..payload_at + end),
             });
             at = end;
@@ -638,10 +642,7 @@ mod tests {
     use super::*;
 
     fn entry(term: u64, command: &'static [u8]) -> Entry {
-        Entry {
-            term,
-            command: Bytes::from_static(command),
-        }
+        Entry::new(term, Bytes::from_static(command))
     }
 
     /// The framings of segment 5 of either format.
@@ -666,6 +667,37 @@ mod tests {
         };
         let place = Place { framing, base: 0 };
         encode_batch(buf, place, &head, entries);
+    }
+
+    #[test]
+    fn entry_kinds_take_a_spare_bit_and_commands_encode_as_before() {
+        let config = Entry {
+            term: 4,
+            kind: EntryKind::Config,
+            command: Bytes::from_static(b"cfg"),
+        };
+        let entries = [entry(4, b"ab"), config, entry(4, b"")];
+        let mut buf = header_for(FRAMINGS[0]);
+        push_batch(&mut buf, FRAMINGS[0], 9, &entries);
+        let at = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES;
+        // A command's bytes are what every build of format 3 wrote: term, length, command.
+        let first = at + BATCH_FIXED_BYTES as usize;
+        assert_eq!(&buf[first..first + 8], &4u64.to_le_bytes());
+        assert_eq!(&buf[first + 8..first + 12], &2u32.to_le_bytes());
+        assert_eq!(&buf[first + 12..first + 14], b"ab");
+        // The configuration entry's length has its top bit set.
+        let second = first + 14;
+        assert_eq!(
+            &buf[second + 8..second + 12],
+            &(3u32 | 1 << 31).to_le_bytes()
+        );
+        let segment = Bytes::from(buf);
+        let batch = parse_batch(&segment[at..]).unwrap();
+        let mut out = Vec::new();
+        batch
+            .decode_entries(&segment, at, segment.len() - at, &mut out)
+            .unwrap();
+        assert_eq!(out, entries);
     }
 
     #[test]
@@ -760,15 +792,7 @@ mod tests {
         let mut command = b"put k ".to_vec();
         command.extend_from_slice(&record);
         let second = buf.len();
-        push_batch(
-            &mut buf,
-            framing,
-            2,
-            &[Entry {
-                term: 1,
-                command: Bytes::from(command),
-            }],
-        );
+        push_batch(&mut buf, framing, 2, &[Entry::new(1, Bytes::from(command))]);
         assert_eq!(
             find_intact(&buf, SEGMENT_HEADER_BYTES + 1, framing),
             Some(second),
@@ -805,10 +829,7 @@ mod tests {
             &mut legacy,
             Framing::Legacy,
             2,
-            &[Entry {
-                term: 1,
-                command: Bytes::from(command),
-            }],
+            &[Entry::new(1, Bytes::from(command))],
         );
         assert!(
             find_intact(&legacy, second + 1, Framing::Legacy).is_some(),
@@ -834,15 +855,7 @@ mod tests {
         push_batch(&mut buf, framing, 1, &[entry(1, b"first")]);
         let last = buf.len();
         let command: Vec<u8> = (0..1200u32).map(|i| (i % 251) as u8 + 1).collect();
-        push_batch(
-            &mut buf,
-            framing,
-            2,
-            &[Entry {
-                term: 1,
-                command: Bytes::from(command),
-            }],
-        );
+        push_batch(&mut buf, framing, 2, &[Entry::new(1, Bytes::from(command))]);
         assert!(buf.len() > 2 * SECTOR_BYTES && last < SECTOR_BYTES);
         (buf, last)
     }

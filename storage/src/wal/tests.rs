@@ -45,10 +45,7 @@ fn entries(term: u64, first: u64, n: u64, size: usize) -> Vec<Entry> {
         .map(|i| {
             let mut command = vec![b'-'; size.max(8)];
             command[..8].copy_from_slice(&i.to_le_bytes());
-            Entry {
-                term,
-                command: Bytes::from(command),
-            }
+            Entry::new(term, Bytes::from(command))
         })
         .collect()
 }
@@ -133,6 +130,18 @@ fn snapshot_paths(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = listing.snapshots.into_iter().map(|(_, p)| p).collect();
     paths.extend(listing.temporary);
     paths
+}
+
+#[test]
+fn configuration_entries_are_recovered_as_configuration_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = entries(1, 1, 3, 8);
+    written[1].kind = crate::EntryKind::Config;
+    let mut storage = open(dir.path(), 1 << 20);
+    storage.persist(&append(1, &written)).unwrap();
+    drop(storage);
+    let recovered = open(dir.path(), 1 << 20).recover().unwrap();
+    assert_eq!(recovered.entries, written);
 }
 
 #[test]

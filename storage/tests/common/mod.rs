@@ -26,10 +26,7 @@ pub const ID: Identity = Identity {
 
 /// An entry with a copy of `command`.
 pub fn entry(term: u64, command: &[u8]) -> Entry {
-    Entry {
-        term,
-        command: Bytes::copy_from_slice(command),
-    }
+    Entry::new(term, Bytes::copy_from_slice(command))
 }
 
 /// `n` entries of `term` whose commands say which they are, `size` bytes each (at least 8).

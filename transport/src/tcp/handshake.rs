@@ -13,9 +13,17 @@
 //!
 //! The acceptor answers with the magic, its version and a [`Verdict`] byte, and closes the
 //! connection unless the verdict is [`Verdict::Accepted`]. Messages follow, in both directions.
+//!
+//! Each side gives the other a deadline for its whole part of the handshake, not a timeout per
+//! read: a peer that sends a byte now and then cannot stretch it ([`Timed`]).
+//!
+//! With TLS ([`super::tls`]), the TLS handshake comes first and the hello travels inside the
+//! session; the acceptor then also checks that the dialer's certificate names the node its hello
+//! claims ([`Verdict::WrongIdentity`]).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// The transport's version: the handshake's and the framing's. Each message carries the
 /// encoding version of its own codec besides.
@@ -50,6 +58,8 @@ pub(crate) enum Verdict {
     WrongPeer = 4,
     /// The dialer speaks another transport version.
     Version = 5,
+    /// The dialer's certificate does not name the node it says it is.
+    WrongIdentity = 6,
 }
 
 impl Verdict {
@@ -61,6 +71,7 @@ impl Verdict {
             3 => Self::WrongSize,
             4 => Self::WrongPeer,
             5 => Self::Version,
+            6 => Self::WrongIdentity,
             _ => return None,
         })
     }
@@ -74,6 +85,7 @@ impl Verdict {
             Self::WrongSize => "the two nodes disagree on the cluster's size",
             Self::WrongPeer => "the peer's id is not one that dials this node",
             Self::Version => "the peer speaks another transport version",
+            Self::WrongIdentity => "the peer's certificate does not name the node it says it is",
         }
     }
 }
@@ -125,11 +137,59 @@ pub(crate) fn judge(hello: &Hello, cluster: u64, me: usize, nodes: usize) -> Ver
     }
 }
 
+/// A socket whose every read and write must finish by one deadline: each sets the socket's
+/// timeout to the time left, so however the peer spreads its bytes out, the exchange ends by the
+/// deadline.
+pub(crate) struct Timed<'a> {
+    pub(crate) stream: &'a TcpStream,
+    pub(crate) deadline: Instant,
+}
+
+impl Timed<'_> {
+    /// The time left, as a socket timeout (which cannot be zero); `TimedOut` once it is up.
+    fn time_left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handshake's deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.time_left()?))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
+impl Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.time_left()?))?;
+        let mut stream = self.stream;
+        stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a handshake is spoken over: a [`Timed`] socket, or a TLS session on one.
+pub(crate) trait ReadWrite: Read + Write {}
+
+impl<T: Read + Write> ReadWrite for T {}
+
 /// The dialer's side: sends `hello`, reads the verdict.
-pub(crate) fn dial(stream: &mut TcpStream, hello: &Hello) -> io::Result<Verdict> {
-    stream.write_all(&hello.encode())?;
+pub(crate) fn dial(io: &mut impl ReadWrite, hello: &Hello) -> io::Result<Verdict> {
+    io.write_all(&hello.encode())?;
+    io.flush()?;
     let mut answer = [0u8; ANSWER_BYTES];
-    stream.read_exact(&mut answer)?;
+    io.read_exact(&mut answer)?;
     if answer[..4] != MAGIC {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -145,12 +205,13 @@ pub(crate) fn dial(stream: &mut TcpStream, hello: &Hello) -> io::Result<Verdict>
 }
 
 /// The acceptor's side, after it read the hello: sends its verdict.
-pub(crate) fn answer(stream: &mut TcpStream, verdict: Verdict) -> io::Result<()> {
+pub(crate) fn answer(io: &mut impl ReadWrite, verdict: Verdict) -> io::Result<()> {
     let mut b = [0u8; ANSWER_BYTES];
     b[..4].copy_from_slice(&MAGIC);
     b[4] = VERSION;
     b[5] = verdict as u8;
-    stream.write_all(&b)
+    io.write_all(&b)?;
+    io.flush()
 }
 
 #[cfg(test)]

@@ -2,14 +2,18 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use super::handshake::{self, HELLO_BYTES, Hello, Verdict};
-use super::{Peer, READ_BUFFER, Shared, WRITE_BATCH};
+use rustls::pki_types::CertificateDer;
+
+use super::handshake::{self, HELLO_BYTES, Hello, ReadWrite, Timed, Verdict};
+use super::tls::{self, Session, TlsIo};
+use super::{Peer, READ_BUFFER, Shared, WRITE_BATCH, WarnLimit};
 use crate::{Codec, Message, NodeId, sync};
 
 /// A writer with nothing to send writes an empty frame this often, so that its peer's reader
@@ -23,77 +27,229 @@ pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`READ_BUFFER`], so a quiet link does not clear a large buffer for every small message.
 const MIN_READ: usize = 4 << 10;
 
-/// Accepts peers' connections until the node stops: checks each one's handshake and hands it to
-/// the writer of the peer it comes from.
-pub(super) fn accept<M: Message + Codec>(shared: &Shared<M>, listener: TcpListener) {
+/// The warnings an outsider can provoke on the peer port, one limit per kind.
+#[derive(Debug)]
+pub(super) struct Warnings {
+    /// `accept` itself failed (out of file descriptors, say).
+    accept: WarnLimit,
+    /// A connection closed at once: too many handshakes under way.
+    busy: WarnLimit,
+    /// A connection that did not complete a zeroraft hello in time.
+    handshake: WarnLimit,
+    /// A hello refused (another cluster, the wrong node, ...).
+    refused: WarnLimit,
+}
+
+impl Default for Warnings {
+    fn default() -> Self {
+        Self {
+            accept: WarnLimit::per_second(),
+            busy: WarnLimit::per_second(),
+            handshake: WarnLimit::per_second(),
+            refused: WarnLimit::per_second(),
+        }
+    }
+}
+
+/// A handshake under way on a thread of its own, with a handle on its stream so that a stopping
+/// node can cut it short.
+struct Handshake {
+    thread: JoinHandle<()>,
+    stream: TcpStream,
+}
+
+/// Accepts peers' connections until the node stops, and starts a handshake thread for each (at
+/// most [`TcpConfig::max_handshakes`](super::TcpConfig::max_handshakes) at once); then cuts the
+/// handshakes under way short and joins their threads.
+pub(super) fn accept<M: Message + Codec>(shared: &Arc<Shared<M>>, listener: &TcpListener) {
     let config = &shared.config;
+    let warnings = &shared.warnings;
+    let mut handshakes: Vec<Handshake> = Vec::new();
+    let mut accepted = 0u64;
     for stream in listener.incoming() {
         if shared.stop.load(Relaxed) {
-            return;
+            break;
         }
-        let mut stream = match stream {
+        let (done, running) = handshakes.into_iter().partition(|h| h.thread.is_finished());
+        handshakes = running;
+        for h in done {
+            let _ = h.thread.join();
+        }
+        let stream = match stream {
             Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!(node = config.id, error = %e, "accepting a connection failed");
+                if let Some(suppressed) = warnings.accept.allow() {
+                    tracing::warn!(node = config.id, error = %e, suppressed, "accepting a connection failed");
+                }
                 // Out of file descriptors, say: do not spin on the error.
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
         };
-        let remote = stream.peer_addr().ok();
-        let mut hello = [0u8; HELLO_BYTES];
-        let read = stream
-            .set_read_timeout(Some(config.handshake_timeout))
-            .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
-            .and_then(|()| stream.read_exact(&mut hello));
-        if let Err(e) = read {
-            tracing::warn!(node = config.id, ?remote, error = %e, "no handshake from a connection");
+        if handshakes.len() >= config.max_handshakes {
+            if let Some(suppressed) = warnings.busy.allow() {
+                tracing::warn!(
+                    node = config.id,
+                    remote = ?stream.peer_addr().ok(),
+                    under_way = handshakes.len(),
+                    suppressed,
+                    "too many handshakes under way; closed a new connection"
+                );
+            }
             continue;
         }
-        let Some(hello) = Hello::decode(&hello) else {
+        accepted += 1;
+        let serial = accepted;
+        let started = stream.try_clone().and_then(|handle| {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("zeroraft-tcp-hello-{}", config.id))
+                .stack_size(128 << 10)
+                .spawn(move || shake_hands(&shared, stream, serial))
+                .map(|thread| Handshake {
+                    thread,
+                    stream: handle,
+                })
+        });
+        match started {
+            Ok(handshake) => handshakes.push(handshake),
+            Err(e) => {
+                if let Some(suppressed) = warnings.accept.allow() {
+                    tracing::warn!(node = config.id, error = %e, suppressed, "cannot start a handshake");
+                }
+            }
+        }
+    }
+    for h in &handshakes {
+        let _ = h.stream.shutdown(Shutdown::Both);
+    }
+    for h in handshakes {
+        let _ = h.thread.join();
+    }
+}
+
+/// Reads and judges the hello of the `serial`th connection accepted, answers it, and hands the
+/// stream to the writer of the peer it comes from if it is accepted; all within one
+/// [`TcpConfig::handshake_timeout`](super::TcpConfig::handshake_timeout). A connection not handed
+/// over is shut down (the acceptor holds a handle on it too, so dropping it would not close it).
+fn shake_hands<M: Message + Codec>(shared: &Shared<M>, stream: TcpStream, serial: u64) {
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let remote = stream.peer_addr().ok();
+    let mut io = Timed {
+        stream: &stream,
+        deadline,
+    };
+    let mut session = match &shared.tls {
+        None => None,
+        Some(tls) => {
+            let shaken = tls
+                .acceptor()
+                .and_then(|mut conn| tls::handshake(&mut conn, &mut io).map(|()| conn));
+            match shaken {
+                Ok(conn) => Some(conn),
+                Err(e) => {
+                    if let Some(suppressed) = shared.warnings.handshake.allow() {
+                        tracing::warn!(node = shared.config.id, ?remote, error = %e, suppressed, "TLS handshake failed");
+                    }
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+    };
+    let peer = match session.as_mut() {
+        None => judge_connection(shared, &mut io, remote, None),
+        Some(conn) => {
+            let cert = conn.peer_certificates().and_then(|c| c.first()).cloned();
+            let mut io = TlsIo { conn, io: &mut io };
+            judge_connection(shared, &mut io, remote, cert.as_ref())
+        }
+    };
+    let Some(peer) = peer else {
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    };
+    let mut slot = peer.accepted.lock().unwrap_or_else(|e| e.into_inner());
+    if serial < slot.0 {
+        // A newer connection from this peer finished its handshake first.
+        drop(slot);
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
+    tracing::debug!(
+        node = shared.config.id,
+        peer = peer.id,
+        remote = ?stream.peer_addr().ok(),
+        "accepted a peer's connection"
+    );
+    // A stream the writer has not adopted yet is older than this one: drop it.
+    *slot = (serial, Some(Link { stream, session }));
+    peer.has_accepted.store(true, Relaxed);
+    drop(slot);
+    peer.queue.wake();
+}
+
+/// Reads the hello on `io` and answers it: the peer it comes from if it was accepted. With TLS,
+/// `cert` is the dialer's certificate, which must name the node its hello claims.
+fn judge_connection<'a, M: Message + Codec>(
+    shared: &'a Shared<M>,
+    io: &mut impl ReadWrite,
+    remote: Option<SocketAddr>,
+    cert: Option<&CertificateDer<'_>>,
+) -> Option<&'a Peer<M>> {
+    let config = &shared.config;
+    let warnings = &shared.warnings;
+    let mut hello = [0u8; HELLO_BYTES];
+    if let Err(e) = io.read_exact(&mut hello) {
+        if let Some(suppressed) = warnings.handshake.allow() {
+            tracing::warn!(node = config.id, ?remote, error = %e, suppressed, "no handshake from a connection");
+        }
+        return None;
+    }
+    let Some(hello) = Hello::decode(&hello) else {
+        if let Some(suppressed) = warnings.handshake.allow() {
             tracing::warn!(
                 node = config.id,
                 ?remote,
+                suppressed,
                 "a connection that does not speak the zeroraft handshake"
             );
-            continue;
-        };
-        let verdict = handshake::judge(&hello, config.cluster, config.id, config.peers.len());
-        let answered = handshake::answer(&mut stream, verdict);
-        if verdict != Verdict::Accepted {
+        }
+        return None;
+    };
+    let mut verdict = handshake::judge(&hello, config.cluster, config.id, config.peers.len());
+    if let Some(tls) = &shared.tls
+        && verdict == Verdict::Accepted
+        && !cert.is_some_and(|c| tls.names(c, hello.from as usize))
+    {
+        verdict = Verdict::WrongIdentity;
+    }
+    let answered = handshake::answer(io, verdict);
+    if verdict != Verdict::Accepted {
+        if let Some(suppressed) = warnings.refused.allow() {
             tracing::warn!(
                 node = config.id,
                 ?remote,
                 from = hello.from,
                 cluster = hello.cluster,
                 reason = verdict.reason(),
+                suppressed,
                 "refused a peer's connection"
             );
-            if let Some(Some(peer)) = shared.peers.get(hello.from as usize) {
-                peer.counters.rejected.fetch_add(1, Relaxed);
-            }
-            continue;
         }
-        if let Err(e) = answered {
-            tracing::warn!(node = config.id, ?remote, error = %e, "handshake answer failed");
-            continue;
+        if let Some(Some(peer)) = shared.peers.get(hello.from as usize) {
+            peer.counters.rejected.fetch_add(1, Relaxed);
         }
-        let Some(Some(peer)) = shared.peers.get(hello.from as usize) else {
-            continue; // `judge` accepted only ids below ours, which are peers.
-        };
-        tracing::debug!(
-            node = config.id,
-            peer = peer.id,
-            ?remote,
-            "accepted a peer's connection"
-        );
-        let mut slot = peer.accepted.lock().unwrap_or_else(|e| e.into_inner());
-        // A stream the writer has not adopted yet is older than this one: drop it.
-        *slot = Some(stream);
-        peer.has_accepted.store(true, Relaxed);
-        drop(slot);
-        peer.queue.wake();
+        return None;
     }
+    if let Err(e) = answered {
+        if let Some(suppressed) = warnings.handshake.allow() {
+            tracing::warn!(node = config.id, ?remote, error = %e, suppressed, "handshake answer failed");
+        }
+        return None;
+    }
+    // `judge` accepted only ids below ours, which are peers.
+    shared.peers.get(hello.from as usize)?.as_ref()
 }
 
 /// Makes a blocked `accept` return, so the acceptor sees that the node stops.
@@ -108,9 +264,17 @@ pub(super) fn unblock_accept(listen: SocketAddr) {
     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
 }
 
+/// A connection whose handshake is done, with its TLS session if the links use TLS.
+pub(super) struct Link {
+    stream: TcpStream,
+    session: Option<rustls::Connection>,
+}
+
 /// The connection a writer uses, with the reader thread that reads it.
 struct Connection {
     stream: TcpStream,
+    /// Shared with the reader thread.
+    session: Option<Arc<Session>>,
     serial: u64,
     reader: JoinHandle<()>,
 }
@@ -124,11 +288,7 @@ impl Connection {
 
 /// Peer `id`'s writer: keeps a connection to it (dialing it if this node has the lower id,
 /// adopting the ones the acceptor hands over otherwise), and writes what is queued for it.
-pub(super) fn write<M: Message + Codec>(
-    shared: &std::sync::Arc<Shared<M>>,
-    id: NodeId,
-    parker: sync::Parker,
-) {
+pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, parker: sync::Parker) {
     let config = &shared.config;
     let Some(Some(peer)) = shared.peers.get(id) else {
         return;
@@ -139,6 +299,12 @@ pub(super) fn write<M: Message + Codec>(
     let mut next_dial = Instant::now();
     let mut failures = 0u32;
     let mut out = BytesMut::with_capacity(WRITE_BATCH + 64);
+    // What TLS made of `out`, when the links use it.
+    let mut sealed = Vec::with_capacity(if shared.tls.is_some() {
+        WRITE_BATCH + (WRITE_BATCH >> 6)
+    } else {
+        0
+    });
     let mut last_write = Instant::now();
     let broken = |conn: &Option<Connection>| {
         conn.as_ref()
@@ -146,16 +312,17 @@ pub(super) fn write<M: Message + Codec>(
     };
     while !shared.stop.load(Relaxed) {
         if peer.has_accepted.swap(false, Relaxed) {
-            let stream = peer
+            let link = peer
                 .accepted
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
+                .1
                 .take();
-            if let Some(stream) = stream {
+            if let Some(link) = link {
                 if let Some(old) = conn.take() {
                     close(peer, old);
                 }
-                conn = open(shared, peer, stream);
+                conn = open(shared, peer, link);
             }
         }
         if broken(&conn) {
@@ -166,8 +333,8 @@ pub(super) fn write<M: Message + Codec>(
         }
         if conn.is_none() && dialer && Instant::now() >= next_dial {
             match dial(shared, peer) {
-                Ok(stream) => {
-                    conn = open(shared, peer, stream);
+                Ok(link) => {
+                    conn = open(shared, peer, link);
                     backoff = config.backoff_min;
                     failures = 0;
                 }
@@ -224,7 +391,13 @@ pub(super) fn write<M: Message + Codec>(
             out.put_u32_le(0);
         }
         if !out.is_empty() {
-            match c.stream.write_all(&out) {
+            let written = match &c.session {
+                None => c.stream.write_all(&out),
+                Some(session) => session
+                    .seal(&out, &mut sealed)
+                    .and_then(|()| c.stream.write_all(&sealed)),
+            };
+            match written {
                 Ok(()) => {
                     last_write = now;
                     let counters = &peer.counters;
@@ -262,15 +435,26 @@ pub(super) fn write<M: Message + Codec>(
     }
 }
 
-/// Dials `peer` and shakes hands; the text says why it failed.
-fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStream, String> {
+/// Dials `peer` and shakes hands (TLS first, if the links use it); the text says why it failed.
+fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<Link, String> {
     let config = &shared.config;
-    let mut stream = TcpStream::connect_timeout(&peer.addr, config.connect_timeout)
+    let stream = TcpStream::connect_timeout(&peer.addr, config.connect_timeout)
         .map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(config.handshake_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
-        .map_err(|e| e.to_string())?;
+    let mut io = Timed {
+        stream: &stream,
+        deadline: Instant::now() + config.handshake_timeout,
+    };
+    let mut session = match &shared.tls {
+        None => None,
+        Some(tls) => {
+            let mut conn = tls.dialer(peer.id).map_err(|e| e.to_string())?;
+            if let Err(e) = tls::handshake(&mut conn, &mut io) {
+                peer.counters.rejected.fetch_add(1, Relaxed);
+                return Err(format!("TLS handshake failed: {e}"));
+            }
+            Some(conn)
+        }
+    };
     let hello = Hello {
         version: handshake::VERSION,
         cluster: config.cluster,
@@ -278,8 +462,12 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStr
         to: peer.id as u32,
         nodes: config.peers.len() as u32,
     };
-    match handshake::dial(&mut stream, &hello) {
-        Ok(Verdict::Accepted) => Ok(stream),
+    let verdict = match session.as_mut() {
+        None => handshake::dial(&mut io, &hello),
+        Some(conn) => handshake::dial(&mut TlsIo { conn, io: &mut io }, &hello),
+    };
+    match verdict {
+        Ok(Verdict::Accepted) => Ok(Link { stream, session }),
         Ok(verdict) => {
             peer.counters.rejected.fetch_add(1, Relaxed);
             Err(format!(
@@ -287,17 +475,22 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<TcpStr
                 verdict.reason()
             ))
         }
-        Err(e) => Err(format!("handshake failed: {e}")),
+        Err(e) => {
+            peer.counters.rejected.fetch_add(1, Relaxed);
+            Err(format!("handshake failed: {e}"))
+        }
     }
 }
 
 /// Starts using `stream` (handshake done) as the connection to `peer`: a reader thread for it,
 /// and the timeouts that tell a dead connection from a quiet one.
 fn open<M: Message + Codec>(
-    shared: &std::sync::Arc<Shared<M>>,
+    shared: &Arc<Shared<M>>,
     peer: &Peer<M>,
-    stream: TcpStream,
+    link: Link,
 ) -> Option<Connection> {
+    let Link { stream, session } = link;
+    let session = session.map(|conn| Arc::new(Session::new(conn)));
     let config = &shared.config;
     let setup = stream
         .set_nodelay(true)
@@ -313,11 +506,12 @@ fn open<M: Message + Codec>(
     };
     let serial = peer.serial.fetch_add(1, Relaxed) + 1;
     let for_reader = shared.clone();
+    let reader_session = session.clone();
     let id = peer.id;
     let reader = std::thread::Builder::new()
         .name(format!("zeroraft-tcp-read-{}-{}", config.id, id))
         .stack_size(256 << 10)
-        .spawn(move || read(&for_reader, id, read_half, serial));
+        .spawn(move || read(&for_reader, id, read_half, serial, reader_session));
     match reader {
         Ok(reader) => {
             peer.counters.connections.fetch_add(1, Relaxed);
@@ -325,6 +519,7 @@ fn open<M: Message + Codec>(
             tracing::debug!(node = config.id, peer = id, "connected");
             Some(Connection {
                 stream,
+                session,
                 serial,
                 reader,
             })
@@ -341,15 +536,36 @@ fn close<M>(peer: &Peer<M>, conn: Connection) {
     conn.close();
 }
 
-/// Reads frames from peer `id` on `stream` until it fails or closes, putting each message in the
-/// node's inbox; then marks connection `serial` broken for the writer.
-fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStream, serial: u64) {
+/// Reads frames from peer `id` on `stream` (through `session`, if the links use TLS) until it
+/// fails or closes, putting each message in the node's inbox; then marks connection `serial`
+/// broken for the writer.
+fn read<M: Message + Codec>(
+    shared: &Shared<M>,
+    id: NodeId,
+    mut stream: TcpStream,
+    serial: u64,
+    session: Option<Arc<Session>>,
+) {
     let config = &shared.config;
     let Some(Some(peer)) = shared.peers.get(id) else {
         return;
     };
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut last_read = MIN_READ;
+    // Bytes read off the socket before decryption, with TLS.
+    let mut cipher = vec![0u8; if session.is_some() { READ_BUFFER } else { 0 }];
+    // Whether the peer closed its TLS session: the frames decrypted before are still delivered.
+    let mut closed = match &session {
+        // Plaintext that came with the end of the handshake.
+        Some(session) => match session.open(&[], &mut buf) {
+            Ok(closed) => closed,
+            Err(e) => {
+                tracing::warn!(node = config.id, peer = id, error = %e, "dropping the connection to a peer");
+                true
+            }
+        },
+        None => false,
+    };
     let outcome: Result<(), String> = 'conn: loop {
         // Cut out and deliver every whole frame in the buffer.
         while buf.len() >= 4 {
@@ -362,7 +578,6 @@ fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStrea
                 ));
             }
             if buf.len() < 4 + len {
-                buf.reserve(4 + len - buf.len());
                 break;
             }
             buf.advance(4);
@@ -383,29 +598,42 @@ fn read<M: Message + Codec>(shared: &Shared<M>, id: NodeId, mut stream: TcpStrea
                 }
             }
         }
-        if shared.stop.load(Relaxed) || peer.serial.load(Relaxed) != serial {
+        if closed || shared.stop.load(Relaxed) || peer.serial.load(Relaxed) != serial {
             break Ok(());
         }
         if buf.capacity() - buf.len() < MIN_READ {
-            buf.reserve(READ_BUFFER);
+            // Grow with what arrived, by doubling (a frame of n bytes costs O(n) copies), never
+            // by what a length prefix announces: a peer that announces a large frame and sends
+            // little holds little memory.
+            buf.reserve(buf.len().max(READ_BUFFER));
         }
         let start = buf.len();
         let want = (last_read * 2).clamp(MIN_READ, READ_BUFFER);
-        let want = want.min(buf.capacity() - start);
-        // Reading into a `BytesMut` without `unsafe` needs initialized bytes: clear only as
-        // many as this read may fill.
-        buf.resize(start + want, 0);
-        match stream.read(&mut buf[start..]) {
-            Ok(0) => {
-                buf.truncate(start);
-                break Ok(());
+        let got = match &session {
+            None => {
+                let want = want.min(buf.capacity() - start);
+                // Reading into a `BytesMut` without `unsafe` needs initialized bytes: clear only
+                // as many as this read may fill.
+                buf.resize(start + want, 0);
+                let got = stream.read(&mut buf[start..]);
+                buf.truncate(start + *got.as_ref().unwrap_or(&0));
+                got
             }
+            Some(_) => stream.read(&mut cipher[..want]),
+        };
+        match got {
+            Ok(0) => break Ok(()),
             Ok(n) => {
-                buf.truncate(start + n);
                 last_read = n;
                 peer.counters.bytes_received.fetch_add(n as u64, Relaxed);
+                if let Some(session) = &session {
+                    match session.open(&cipher[..n], &mut buf) {
+                        Ok(c) => closed = c,
+                        Err(e) => break Err(format!("TLS: {e}")),
+                    }
+                }
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 break Err(format!("nothing received for {IDLE_TIMEOUT:?}"));
             }

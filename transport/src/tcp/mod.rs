@@ -13,6 +13,18 @@
 //! - **A handshake** names the cluster, both nodes and the encoding version
 //!   before any message passes. A node of another cluster, a node that is not the one dialed, or
 //!   an encoding this build does not speak is refused with a `tracing` warning on both sides.
+//! - **Mutual TLS, if configured** ([`TcpConfig::tls`], [`PeerTls`]): every node proves with a
+//!   certificate of the cluster's CA that it is the node it says it is ([`node_name`]), before
+//!   its hello is judged; a certificate of another CA, an expired one, or one naming another node
+//!   or cluster is refused before any message is read. Without it, anyone who can reach the peer
+//!   port can speak as any node.
+//! - **Accepting cannot be blocked.** The acceptor only accepts: each new connection's handshake
+//!   runs on a thread of its own, within a deadline for the whole handshake
+//!   ([`TcpConfig::handshake_timeout`]), and at most [`TcpConfig::max_handshakes`] run at once;
+//!   beyond, a new connection is closed at once. Connections that send nothing, or a byte now and
+//!   then, thus hold a handshake slot for one deadline at most and never delay a peer's
+//!   connection behind them. The warnings anyone who can reach the port can provoke are
+//!   rate-limited ([`WarnLimit`]).
 //! - **Frames**: each message is its [`Codec`] encoding behind a 4-byte little-endian length. A
 //!   frame longer than [`TcpConfig::max_frame`] or one that does not decode drops the connection
 //!   with a warning; nothing a peer sends can make a node panic or allocate more than
@@ -38,14 +50,22 @@
 //! loom. The flags the threads share (`stop`, a connection's serial number, `broken`, the
 //! counters) are read and written with `Relaxed` except where they hand something over: an
 //! accepted stream is handed to the writer under a `Mutex` (cold path, once per connection) and
-//! announced with the inbox's wake-up, whose fences order it; `stop` is stored before every
+//! announced with the inbox's wake-up, whose fences order it; a connection's TLS session is
+//! shared by its reader and its writer under a `Mutex`, held only to encrypt or decrypt; `stop` is stored before every
 //! thread is woken and joined, and joining orders everything the threads did before the handle
 //! returns.
 
+mod certs;
 mod handshake;
+mod limit;
 mod link;
+mod tls;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+pub use certs::{Authority, Issued};
+pub use limit::WarnLimit;
+pub use tls::{PeerTls, TlsError, node_name};
+
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -87,8 +107,16 @@ pub struct TcpConfig {
     pub backoff_min: Duration,
     /// The longest wait between two dials of a peer. Default 1 s.
     pub backoff_max: Duration,
-    /// How long a peer may take to answer its part of the handshake. Default 2 s.
+    /// How long a peer may take for its whole part of the handshake (a deadline, not a timeout
+    /// per read). Default 2 s.
     pub handshake_timeout: Duration,
+    /// Handshakes of accepted connections under way at once, at most; a connection accepted
+    /// beyond is closed at once. Default 64.
+    pub max_handshakes: usize,
+    /// Mutual TLS on every link ([`PeerTls`]: the cluster's CA, this node's certificate and
+    /// key), or `None` for plaintext, which anyone who can reach the peer port can impersonate
+    /// a node on. Default `None`.
+    pub tls: Option<PeerTls>,
 }
 
 impl TcpConfig {
@@ -106,6 +134,8 @@ impl TcpConfig {
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(2),
+            max_handshakes: 64,
+            tls: None,
         }
     }
 }
@@ -126,6 +156,8 @@ pub enum TcpError {
     Limit(&'static str),
     /// The listener could not be set up, or a thread could not be started.
     Io(std::io::Error),
+    /// The TLS settings cannot be used.
+    Tls(TlsError),
 }
 
 impl std::fmt::Display for TcpError {
@@ -141,6 +173,7 @@ impl std::fmt::Display for TcpError {
             }
             Self::Limit(what) => write!(f, "{what}"),
             Self::Io(e) => write!(f, "cannot start the TCP transport: {e}"),
+            Self::Tls(e) => write!(f, "cannot set up TLS between nodes: {e}"),
         }
     }
 }
@@ -149,6 +182,7 @@ impl std::error::Error for TcpError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io(e) => Some(e),
+            Self::Tls(e) => Some(e),
             _ => None,
         }
     }
@@ -186,7 +220,8 @@ pub struct LinkStats {
     pub dropped: u64,
     /// Messages from the peer dropped because the inbox was full.
     pub inbox_overflow: u64,
-    /// Connections dropped for a bad frame or a refused handshake.
+    /// Connections dropped for a bad frame, or refused or failed in their handshake (TLS
+    /// included).
     pub rejected: u64,
 }
 
@@ -228,8 +263,10 @@ struct Peer<M> {
     /// Messages for the peer, waiting for its writer; the writer sleeps on it.
     queue: Arc<Inbox<M>>,
     /// A connection the acceptor took from this peer, for the writer to adopt (cold path: once
-    /// per connection).
-    accepted: Mutex<Option<TcpStream>>,
+    /// per connection), with the acceptance number of the newest connection handed over.
+    /// Invariant: a stream is only put here if it was accepted after every one put before, so a
+    /// slow handshake never replaces a newer connection with an older one.
+    accepted: Mutex<(u64, Option<link::Link>)>,
     /// Whether `accepted` holds a stream (so the writer need not lock to find out).
     has_accepted: AtomicBool,
     /// The serial number of the connection the writer uses; a reader whose connection fails
@@ -247,6 +284,9 @@ struct Shared<M> {
     /// By id; `None` at this node's own id.
     peers: Box<[Option<Peer<M>>]>,
     stop: AtomicBool,
+    warnings: link::Warnings,
+    /// The TLS configurations, if the links use TLS.
+    tls: Option<tls::Tls>,
 }
 
 impl<M: Message> Outbound<M> for Shared<M> {
@@ -306,11 +346,20 @@ impl<M: Message + Codec> TcpNetwork<M> {
                 "a peer's queue must hold at least one message",
             ));
         }
+        if config.max_handshakes == 0 {
+            return Err(TcpError::Limit(
+                "at least one handshake must be allowed under way",
+            ));
+        }
         if config.max_frame < 64 {
             return Err(TcpError::Limit(
                 "the largest frame must be at least 64 bytes",
             ));
         }
+        let tls = match &config.tls {
+            Some(settings) => Some(tls::Tls::new(settings, config.cluster).map_err(TcpError::Tls)?),
+            None => None,
+        };
         let listen = listener.local_addr()?;
         let parker = sync::Parker::new();
         let inbox = Arc::new(Inbox::new(config.inbox_capacity, parker.unparker().clone()));
@@ -329,7 +378,7 @@ impl<M: Message + Codec> TcpNetwork<M> {
                         id,
                         addr,
                         queue,
-                        accepted: Mutex::new(None),
+                        accepted: Mutex::new((0, None)),
                         has_accepted: AtomicBool::new(false),
                         serial: AtomicU64::new(0),
                         broken: AtomicU64::new(0),
@@ -343,6 +392,8 @@ impl<M: Message + Codec> TcpNetwork<M> {
             inbox: inbox.clone(),
             peers,
             stop: AtomicBool::new(false),
+            warnings: link::Warnings::default(),
+            tls,
         });
         let mut network = Self {
             shared: shared.clone(),
@@ -359,7 +410,7 @@ impl<M: Message + Codec> TcpNetwork<M> {
             let shared = shared.clone();
             let handle = spawn(
                 format!("zeroraft-tcp-accept-{}", config.id),
-                Box::new(move || link::accept(&shared, listener)),
+                Box::new(move || link::accept(&shared, &listener)),
             )?;
             network.threads.push(handle);
         }

@@ -1,13 +1,13 @@
 //! The TCP transport between nodes of one test process, on loopback.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::handshake::{HELLO_BYTES, Hello, VERSION};
-use super::{TcpConfig, TcpError, TcpNetwork};
+use super::handshake::{HELLO_BYTES, Hello, VERSION, Verdict};
+use super::{Authority, PeerTls, TcpConfig, TcpError, TcpNetwork};
 use crate::{Codec, DecodeError, Endpoint, Message, NodeId};
 
 /// A test message: a number and a payload.
@@ -421,5 +421,246 @@ fn bad_configurations_are_refused() {
             .err()
             .expect("refused");
         assert!(err.to_string().contains(expected), "case {case}: {err}");
+    }
+}
+
+#[test]
+fn beyond_the_handshakes_under_way_a_connection_is_closed_at_once() {
+    let (listeners, addrs) = listeners(2);
+    let mut it = listeners.into_iter();
+    let (l0, l1) = (it.next().unwrap(), it.next().unwrap());
+    let mut config = TcpConfig::new(1, CLUSTER, addrs.clone());
+    config.max_handshakes = 2;
+    config.handshake_timeout = 2 * PATIENCE; // only the bound can close the third connection
+    let (net1, _ep1) = TcpNetwork::<Msg>::start(config, l1).expect("start");
+    let silent: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(addrs[1]).expect("connect"))
+        .collect();
+    let mut third = TcpStream::connect(addrs[1]).expect("connect");
+    third.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut byte = [0u8; 1];
+    match third.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+        other => panic!("the third connection was not closed at once: {other:?}"),
+    }
+    // Once the silent connections go, a peer's handshake goes through.
+    drop(silent);
+    let (net0, _ep0) = start(0, l0, &addrs);
+    wait_until("connected", || {
+        net0.link(1).connected && net1.link(0).connected
+    });
+}
+
+/// From an hour ago to a day from now.
+fn today() -> std::ops::Range<std::time::SystemTime> {
+    let now = std::time::SystemTime::now();
+    now - Duration::from_secs(3600)..now + Duration::from_secs(86_400)
+}
+
+/// A certificate authority for tests.
+fn authority() -> Authority {
+    Authority::new("zeroraft test CA", today()).expect("a CA")
+}
+
+/// Node `id` of `cluster`'s settings from `ca`, trusting the CA of `trusted`, its certificate
+/// expired long ago if `expired`.
+fn node_tls(
+    ca: &Authority,
+    trusted: &Authority,
+    cluster: u64,
+    id: NodeId,
+    expired: bool,
+) -> PeerTls {
+    let valid = if expired {
+        let now = std::time::SystemTime::now();
+        now - Duration::from_secs(2 * 86_400)..now - Duration::from_secs(86_400)
+    } else {
+        today()
+    };
+    let node = ca.node(cluster, id, valid).expect("a node certificate");
+    PeerTls::from_issued(&trusted.issued().cert_pem, &node).expect("settings")
+}
+
+fn start_tls(
+    id: NodeId,
+    listener: TcpListener,
+    addrs: &[SocketAddr],
+    tls: PeerTls,
+) -> (TcpNetwork<Msg>, Endpoint<Msg>) {
+    let mut config = TcpConfig::new(id, CLUSTER, addrs.to_vec());
+    config.tls = Some(tls);
+    config.backoff_max = Duration::from_millis(50);
+    TcpNetwork::start(config, listener).expect("start")
+}
+
+#[test]
+fn tls_links_carry_messages_both_ways_in_order() {
+    let ca = authority();
+    let (listeners, addrs) = listeners(2);
+    let mut nodes: Vec<_> = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(id, l)| start_tls(id, l, &addrs, node_tls(&ca, &ca, CLUSTER, id, false)))
+        .collect();
+    wait_until("every link is up", || connected(&nodes));
+    const EACH: u64 = 3_000;
+    for (i, (_, endpoint)) in nodes.iter_mut().enumerate() {
+        for n in 0..EACH {
+            // Payloads up to 40 KiB: frames that span TLS records.
+            let payload = Bytes::from(vec![i as u8; (n as usize * 97) % (40 << 10)]);
+            endpoint.send(1 - i, Msg { n, payload });
+        }
+    }
+    for (j, (_, endpoint)) in nodes.iter().enumerate() {
+        let got = receive(endpoint, EACH as usize);
+        let ns: Vec<u64> = got.iter().map(|(_, m)| m.n).collect();
+        assert_eq!(
+            ns,
+            (0..EACH).collect::<Vec<_>>(),
+            "to {j}: every message, in order"
+        );
+        assert!(
+            got.iter()
+                .all(|(from, m)| *from == 1 - j && m.payload.iter().all(|&b| b == *from as u8)),
+            "to {j}: payloads intact"
+        );
+    }
+}
+
+/// The test plays a node holding `tls` that dials `addr` (a TLS node) and says it is `from`:
+/// the verdict byte it gets, with the stream to write frames into.
+fn tls_dial(
+    addr: SocketAddr,
+    tls: &PeerTls,
+    to: NodeId,
+    hello: Hello,
+) -> (u8, rustls::StreamOwned<rustls::ClientConnection, TcpStream>) {
+    let settings = super::tls::Tls::new(tls, CLUSTER).expect("settings");
+    let rustls::Connection::Client(conn) = settings.dialer(to).expect("a session") else {
+        panic!("a client session")
+    };
+    let sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, sock);
+    stream.write_all(&hello_bytes(&hello)).expect("hello");
+    let mut answer = [0u8; 6];
+    stream.read_exact(&mut answer).expect("an answer");
+    (answer[5], stream)
+}
+
+#[test]
+fn a_certificate_of_one_node_cannot_claim_to_be_another() {
+    let ca = authority();
+    let (mut listeners, addrs) = listeners(3);
+    let l2 = listeners.pop().unwrap();
+    let (net2, ep2) = start_tls(2, l2, &addrs, node_tls(&ca, &ca, CLUSTER, 2, false));
+    let node1 = node_tls(&ca, &ca, CLUSTER, 1, false);
+    let hello = |from| Hello {
+        version: VERSION,
+        cluster: CLUSTER,
+        from,
+        to: 2,
+        nodes: 3,
+    };
+    // Node 1's certificate claiming to be node 0: refused, and its frame never delivered.
+    let (verdict, mut forged) = tls_dial(addrs[2], &node1, 2, hello(0));
+    assert_eq!(
+        verdict,
+        Verdict::WrongIdentity as u8,
+        "refused as another node"
+    );
+    let mut frame = 8u32.to_le_bytes().to_vec();
+    frame.extend_from_slice(&666u64.to_le_bytes());
+    let _ = forged.write_all(&frame);
+    let mut rest = Vec::new();
+    assert!(
+        forged.read_to_end(&mut rest).is_err() || rest.is_empty(),
+        "closed after refusing"
+    );
+    assert_eq!(
+        net2.link(0).rejected,
+        1,
+        "counted against the node it claimed"
+    );
+    assert!(!net2.link(0).connected);
+    // The same certificate as what it names is accepted: its frames do arrive.
+    let (verdict, mut honest) = tls_dial(addrs[2], &node1, 2, hello(1));
+    assert_eq!(verdict, Verdict::Accepted as u8);
+    let mut frame = 8u32.to_le_bytes().to_vec();
+    frame.extend_from_slice(&7u64.to_le_bytes());
+    honest.write_all(&frame).unwrap();
+    let got = receive(&ep2, 1);
+    assert_eq!(
+        (got[0].0, got[0].1.n),
+        (1, 7),
+        "only the honest frame arrived"
+    );
+    assert!(ep2.try_recv().is_none());
+}
+
+#[test]
+fn a_peer_without_a_valid_certificate_of_the_cluster_is_refused() {
+    let ca = authority();
+    let other = authority();
+    // (node 0's settings, node 1's settings, what is wrong): node 0 dials node 1.
+    let cases: [(Option<PeerTls>, Option<PeerTls>, &str); 6] = [
+        (
+            Some(node_tls(&other, &ca, CLUSTER, 0, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, false)),
+            "the dialer's certificate is of another CA",
+        ),
+        (
+            Some(node_tls(&ca, &ca, CLUSTER, 0, false)),
+            Some(node_tls(&other, &ca, CLUSTER, 1, false)),
+            "the acceptor's certificate is of another CA",
+        ),
+        (
+            Some(node_tls(&ca, &ca, CLUSTER, 0, true)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, false)),
+            "the dialer's certificate expired",
+        ),
+        (
+            Some(node_tls(&ca, &ca, CLUSTER, 0, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, true)),
+            "the acceptor's certificate expired",
+        ),
+        (
+            Some(node_tls(&ca, &ca, CLUSTER + 1, 0, false)),
+            Some(node_tls(&ca, &ca, CLUSTER, 1, false)),
+            "the dialer's certificate names another cluster",
+        ),
+        (
+            None,
+            Some(node_tls(&ca, &ca, CLUSTER, 1, false)),
+            "the dialer speaks plaintext",
+        ),
+    ];
+    for (case, (tls0, tls1, what)) in cases.into_iter().enumerate() {
+        let (listeners, addrs) = listeners(2);
+        let mut it = listeners.into_iter();
+        let (l0, l1) = (it.next().unwrap(), it.next().unwrap());
+        let mut config = TcpConfig::new(0, CLUSTER, addrs.clone());
+        config.tls = tls0;
+        config.backoff_max = Duration::from_millis(50);
+        let (net0, mut ep0) = TcpNetwork::<Msg>::start(config, l0).expect("start");
+        let (net1, ep1) = start_tls(1, l1, &addrs, tls1.expect("a TLS acceptor"));
+        wait_until(&format!("case {case} ({what}): refused"), || {
+            net0.link(1).rejected > 0 || net0.link(1).connections > 0
+        });
+        assert_eq!(net0.link(1).connections, 0, "case {case} ({what}): refused");
+        assert!(!net1.link(0).connected, "case {case} ({what})");
+        ep0.send(
+            1,
+            Msg {
+                n: 1,
+                payload: Bytes::new(),
+            },
+        );
+        std::thread::sleep(Duration::from_millis(50)); // nothing may arrive: give it the chance to
+        assert!(
+            ep1.try_recv().is_none(),
+            "case {case} ({what}): a message arrived"
+        );
     }
 }

@@ -41,10 +41,7 @@ fn append(term: u64, prev: (u64, u64), entry_terms: &[u64], leader_commit: u64) 
     let entries: Vec<Entry> = entry_terms
         .iter()
         .zip(prev.0 + 1..)
-        .map(|(&term, index)| Entry {
-            term,
-            command: cmd(term, index),
-        })
+        .map(|(&term, index)| Entry::new(term, cmd(term, index)))
         .collect();
     Message::AppendEntries(AppendEntries {
         term,

@@ -168,10 +168,7 @@ fn a_restored_node_keeps_its_vote_and_log() {
     let entries: Vec<Entry> = [1, 1, 3]
         .iter()
         .zip(1..)
-        .map(|(&term, index)| Entry {
-            term,
-            command: cmd(term, index),
-        })
+        .map(|(&term, index)| Entry::new(term, cmd(term, index)))
         .collect();
     let recovered = Recovered {
         hard_state,
@@ -197,10 +194,7 @@ fn a_restored_node_keeps_its_vote_and_log() {
 #[test]
 fn impossible_recovered_states_are_named() {
     use RecoveredStateError::*;
-    let entry = |term| Entry {
-        term,
-        command: Bytes::new(),
-    };
+    let entry = |term| Entry::new(term, Bytes::new());
     let hs = |term, voted_for| HardState { term, voted_for };
     let snap = |term| {
         Some(Snapshot {

@@ -400,13 +400,7 @@ fn a_node_restarts_from_its_snapshot() {
             term: 2,
             data: Bytes::from_static(b"state at 10"),
         }),
-        entries: vec![
-            Entry {
-                term: 3,
-                command: cmd(3, 11),
-            };
-            2
-        ],
+        entries: vec![Entry::new(3, cmd(3, 11)); 2],
     };
     let mut core = Core::restore(1, 3, CoreConfig::default(), 5, 0, recovered);
     assert_eq!((core.log().offset(), core.log().last_index()), (10, 12));

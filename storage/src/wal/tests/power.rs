@@ -312,10 +312,7 @@ impl World {
                     let size = rng.below(largest).min(fits) as usize;
                     let mut command = vec![(i % 251) as u8 + 1; size.max(8)];
                     command[..8].copy_from_slice(&i.to_le_bytes());
-                    Entry {
-                        term,
-                        command: Bytes::from(command),
-                    }
+                    Entry::new(term, Bytes::from(command))
                 })
                 .collect()
         };
@@ -692,10 +689,7 @@ fn open_on(fs: &SimFs, options: &WalOptions) -> Result<FileStorage, StorageError
 /// `n` entries of `size` bytes from `first` on.
 fn entries(first: u64, n: u64, size: usize) -> Vec<Entry> {
     (first..first + n)
-        .map(|i| Entry {
-            term: 1,
-            command: Bytes::from(vec![i as u8; size]),
-        })
+        .map(|i| Entry::new(1, Bytes::from(vec![i as u8; size])))
         .collect()
 }
 

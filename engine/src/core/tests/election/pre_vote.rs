@@ -238,10 +238,7 @@ fn pre_votes_are_granted_as_votes_would_be_unless_the_leader_is_alive() {
                 entries: [1, 1, 2]
                     .iter()
                     .zip(1..)
-                    .map(|(&term, index)| Entry {
-                        term,
-                        command: cmd(term, index),
-                    })
+                    .map(|(&term, index)| Entry::new(term, cmd(term, index)))
                     .collect(),
             };
             Core::restore(0, 3, config_with(true, false), 7, 0, recovered)

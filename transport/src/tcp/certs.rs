@@ -1,0 +1,139 @@
+//! Certificates for a cluster's links: a certificate authority and the node certificates it
+//! signs, each naming its node ([`node_name`]), as PEM text. What `zeroraft certs` writes for a
+//! local cluster, and what tests use; a production cluster may as well use its own CA, as long
+//! as each node's certificate carries its name.
+
+use std::ops::Range;
+use std::time::SystemTime;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use super::{NodeId, PeerTls, TlsError, node_name};
+
+/// A certificate and its private key, as PEM text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8). Secret.
+    pub key_pem: String,
+}
+
+/// A certificate authority that signs node certificates.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    /// The authority's own certificate and key.
+    issued: Issued,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").finish_non_exhaustive()
+    }
+}
+
+fn failed(what: &str) -> impl FnOnce(rcgen::Error) -> TlsError + '_ {
+    move |e| TlsError::new(format!("{what}: {e}"))
+}
+
+impl Authority {
+    /// A new authority with a fresh key (ECDSA P-256), its certificate named `name` and valid
+    /// over `valid`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] if the key or certificate cannot be made.
+    pub fn new(name: &str, valid: Range<SystemTime>) -> Result<Self, TlsError> {
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(failed("the CA certificate"))?;
+        params.not_before = valid.start.into();
+        params.not_after = valid.end.into();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().map_err(failed("the CA key"))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(failed("the CA certificate"))?;
+        let issued = Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        Ok(Self {
+            issuer: Issuer::new(params, key),
+            issued,
+        })
+    }
+
+    /// The authority's certificate and key.
+    pub fn issued(&self) -> &Issued {
+        &self.issued
+    }
+
+    /// A certificate for node `id` of cluster `cluster` (for both ends of a link), with a fresh
+    /// key, valid over `valid`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] if the key or certificate cannot be made.
+    pub fn node(
+        &self,
+        cluster: u64,
+        id: NodeId,
+        valid: Range<SystemTime>,
+    ) -> Result<Issued, TlsError> {
+        let mut params = CertificateParams::new(vec![node_name(cluster, id)])
+            .map_err(failed("a node certificate"))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, node_name(cluster, id));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = valid.start.into();
+        params.not_after = valid.end.into();
+        let key = KeyPair::generate().map_err(failed("a node key"))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(failed("a node certificate"))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// [`PeerTls`] for node `id` of cluster `cluster`, trusting this authority, its
+    /// certificate valid over `valid`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] if the key or certificate cannot be made.
+    pub fn peer_tls(
+        &self,
+        cluster: u64,
+        id: NodeId,
+        valid: Range<SystemTime>,
+    ) -> Result<PeerTls, TlsError> {
+        let node = self.node(cluster, id, valid)?;
+        PeerTls::from_issued(&self.issued.cert_pem, &node)
+    }
+}
+
+impl PeerTls {
+    /// Settings from a node's [`Issued`] certificate and the CA's certificate (PEM).
+    ///
+    /// # Errors
+    ///
+    /// As [`PeerTls::from_pem`].
+    pub fn from_issued(ca_pem: &str, node: &Issued) -> Result<Self, TlsError> {
+        Self::from_pem(
+            ca_pem.as_bytes(),
+            node.cert_pem.as_bytes(),
+            node.key_pem.as_bytes(),
+        )
+    }
+}
