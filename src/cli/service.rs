@@ -53,9 +53,11 @@ pub fn init(args: &InitArgs) -> Result<(), Failure> {
     }
     writeln!(
         out,
-        "start it with: zeroraft serve --id {} --peers {peers} --data {} --listen ADDR",
+        "start it with: zeroraft serve --id {} --peers {peers} --data {} --listen ADDR --tls-dir DIR\n\
+         where DIR holds the cluster's certificates, made once with: zeroraft certs --cluster {cluster} --nodes {} --out DIR",
         args.id,
-        args.data.display()
+        args.data.display(),
+        args.peers.0.len()
     )?;
     Ok(())
 }
