@@ -112,6 +112,7 @@ fn snapshot(c: &mut Criterion) {
                     index: next - 1,
                     term: 1,
                     data: data.clone(),
+                    config: None,
                 };
                 let update = Update {
                     snapshot: Some(&snapshot),
@@ -185,6 +186,7 @@ fn recovery(c: &mut Criterion) {
             index: RECOVERED as u64 / 2,
             term: 1,
             data: Bytes::from(vec![9u8; SNAPSHOT_BYTES]),
+            config: None,
         };
         storage
             .persist(&Update {

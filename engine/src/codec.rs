@@ -38,6 +38,13 @@ use crate::core::{
 /// | 7 | [`Message::PreVote`] |
 /// | 8 | [`Message::PreVoteReply`] |
 /// | 9 | [`Message::TimeoutNow`] |
+/// | 10 | [`Message::InstallSnapshot`] carrying a configuration |
+///
+/// An InstallSnapshot whose snapshot records a configuration ([`InstallSnapshot::config`]) is
+/// kind 10: the fields of kind 5, then the configuration as a `u32` length and the bytes. One
+/// without is kind 5, as it always was, so frames of builds that predate configurations decode
+/// as before, and such a build refuses a kind-10 frame ([`DecodeError::UnknownKind`]) instead of
+/// installing a snapshot without its configuration.
 pub const WIRE_VERSION: u8 = 1;
 
 const REQUEST_VOTE: u8 = 1;
@@ -49,6 +56,7 @@ const INSTALL_SNAPSHOT_REPLY: u8 = 6;
 const PRE_VOTE: u8 = 7;
 const PRE_VOTE_REPLY: u8 = 8;
 const TIMEOUT_NOW: u8 = 9;
+const INSTALL_SNAPSHOT_CONFIG: u8 = 10;
 
 /// Version and kind bytes.
 const HEADER: usize = 2;
@@ -75,6 +83,7 @@ fn min_len(kind: u8) -> Option<usize> {
         APPEND_ENTRIES => 3 * U64 + U32 + APPEND_TAIL,
         APPEND_ENTRIES_REPLY => 5 * U64 + BOOL,
         INSTALL_SNAPSHOT => 4 * U64 + U32 + BOOL + U64,
+        INSTALL_SNAPSHOT_CONFIG => 4 * U64 + U32 + BOOL + U64 + U32,
         INSTALL_SNAPSHOT_REPLY => 4 * U64 + BOOL,
         TIMEOUT_NOW => U64,
         _ => return None,
@@ -149,7 +158,11 @@ impl Codec for Message {
                 buf.put_u64_le(m.round);
             }
             Self::InstallSnapshot(m) => {
-                buf.put_u8(INSTALL_SNAPSHOT);
+                buf.put_u8(if m.config.is_some() {
+                    INSTALL_SNAPSHOT_CONFIG
+                } else {
+                    INSTALL_SNAPSHOT
+                });
                 buf.put_u64_le(m.term);
                 buf.put_u64_le(m.last_included_index);
                 buf.put_u64_le(m.last_included_term);
@@ -158,6 +171,10 @@ impl Codec for Message {
                 buf.put_slice(&m.data);
                 buf.put_u8(u8::from(m.done));
                 buf.put_u64_le(m.round);
+                if let Some(config) = &m.config {
+                    put_len(buf, config.len(), "snapshot configuration length");
+                    buf.put_slice(config);
+                }
             }
             Self::InstallSnapshotReply(m) => {
                 buf.put_u8(INSTALL_SNAPSHOT_REPLY);
@@ -263,21 +280,34 @@ impl Codec for Message {
                 conflict_index: r.u64()?,
                 round: r.u64()?,
             }),
-            INSTALL_SNAPSHOT => {
+            INSTALL_SNAPSHOT | INSTALL_SNAPSHOT_CONFIG => {
+                let with_config = kind == INSTALL_SNAPSHOT_CONFIG;
                 let term = r.u64()?;
                 let last_included_index = r.u64()?;
                 let last_included_term = r.u64()?;
                 let offset = r.u64()?;
                 let len = r.u32()?;
-                r.require_after(u64::from(len) + (BOOL + U64) as u64)?;
+                let tail = BOOL + U64 + if with_config { U32 } else { 0 };
+                r.require_after(u64::from(len) + tail as u64)?;
+                let data = r.payload(len)?;
+                let done = r.bool("InstallSnapshot.done is neither 0 nor 1")?;
+                let round = r.u64()?;
+                let config = if with_config {
+                    let len = r.u32()?;
+                    r.require_after(u64::from(len))?;
+                    Some(r.payload(len)?)
+                } else {
+                    None
+                };
                 Self::InstallSnapshot(InstallSnapshot {
                     term,
                     last_included_index,
                     last_included_term,
                     offset,
-                    data: r.payload(len)?,
-                    done: r.bool("InstallSnapshot.done is neither 0 nor 1")?,
-                    round: r.u64()?,
+                    data,
+                    done,
+                    round,
+                    config,
                 })
             }
             INSTALL_SNAPSHOT_REPLY => Self::InstallSnapshotReply(InstallSnapshotReply {
@@ -439,9 +469,10 @@ mod tests {
             (
                 any::<[u64; 5]>(),
                 vec(any::<u8>(), 0..max_payload),
-                any::<bool>()
+                any::<bool>(),
+                proptest::option::of(vec(any::<u8>(), 0..32)),
             )
-                .prop_map(|([term, lii, lit, offset, round], data, done)| {
+                .prop_map(|([term, lii, lit, offset, round], data, done, config)| {
                     Message::InstallSnapshot(InstallSnapshot {
                         term,
                         last_included_index: lii,
@@ -450,6 +481,7 @@ mod tests {
                         data: Bytes::from(data),
                         done,
                         round,
+                        config: config.map(Bytes::from),
                     })
                 }),
             (any::<[u64; 4]>(), any::<bool>()).prop_map(
@@ -521,7 +553,7 @@ mod tests {
 
         #[test]
         fn valid_headers_with_garbage_never_panic(
-            kind in 0u8..=10,
+            kind in 0u8..=11,
             body in vec(any::<u8>(), 0..512),
         ) {
             let mut frame = vec![WIRE_VERSION, kind];
@@ -607,6 +639,7 @@ mod tests {
             data: Bytes::new(),
             done: true,
             round: 1,
+            config: None,
         };
         let snapshot_reply = InstallSnapshotReply {
             term: 2,
@@ -666,7 +699,7 @@ mod tests {
             ),
             // 5-7: unknown kinds.
             (vec![WIRE_VERSION, 0], DecodeError::UnknownKind(0)),
-            (vec![WIRE_VERSION, 10, 0, 0], DecodeError::UnknownKind(10)),
+            (vec![WIRE_VERSION, 11, 0, 0], DecodeError::UnknownKind(11)),
             (
                 [WIRE_VERSION].into_iter().chain([255; 40]).collect(),
                 DecodeError::UnknownKind(255),
@@ -729,6 +762,37 @@ mod tests {
         }
     }
 
+    /// A snapshot chunk without a configuration is kind 5, its layout unchanged (a frame of an
+    /// earlier build decodes the same); one with a configuration is kind 10, the configuration
+    /// last.
+    #[test]
+    fn a_snapshot_chunk_is_kind_10_only_with_a_configuration() {
+        let without = InstallSnapshot {
+            term: 2,
+            last_included_index: 10,
+            last_included_term: 2,
+            offset: 0,
+            data: Bytes::from_static(b"data"),
+            done: true,
+            round: 1,
+            config: None,
+        };
+        let old = encode(&Message::InstallSnapshot(without.clone()));
+        assert_eq!(old[1], INSTALL_SNAPSHOT);
+        assert_eq!(old.len(), HEADER + 4 * U64 + U32 + 4 + BOOL + U64);
+        let with = InstallSnapshot {
+            config: Some(Bytes::from_static(b"configuration")),
+            ..without.clone()
+        };
+        let new = encode(&Message::InstallSnapshot(with.clone()));
+        assert_eq!(new[1], INSTALL_SNAPSHOT_CONFIG);
+        assert_eq!(&new[2..old.len()], &old[2..], "kind 5's fields come first");
+        assert_eq!(&new[old.len()..old.len() + U32], &13u32.to_le_bytes());
+        assert_eq!(&new[old.len() + U32..], b"configuration");
+        assert_eq!(Message::decode(old), Ok(Message::InstallSnapshot(without)));
+        assert_eq!(Message::decode(new), Ok(Message::InstallSnapshot(with)));
+    }
+
     #[test]
     fn payloads_are_slices_of_the_frame() {
         let msg = Message::AppendEntries(AppendEntries {
@@ -749,6 +813,7 @@ mod tests {
             data: Bytes::from(vec![9; 1000]),
             done: false,
             round: 2,
+            config: None,
         });
         // As the TCP transport hands it over: a slice of a larger receive buffer.
         let mut buf = BytesMut::from(&[0xAA; 4][..]);
@@ -818,6 +883,7 @@ mod tests {
                 data: Bytes::new(),
                 done: false,
                 round: 0,
+                config: None,
             }),
             Message::InstallSnapshotReply(InstallSnapshotReply {
                 term: 0,

@@ -71,6 +71,7 @@ fn decoding_allocates_the_entry_vector_only() {
         data: Bytes::from(vec![7; 64 << 10]),
         done: true,
         round: 9,
+        config: None,
     });
     let frame = received(&snapshot);
     let region = Region::new(GLOBAL);

@@ -157,6 +157,7 @@ mod tests {
                 index: 4,
                 term: 1,
                 data,
+                config: None,
             })
             .unwrap();
         assert_eq!(other.applied_index(), 4);
@@ -166,6 +167,7 @@ mod tests {
             index: 5,
             term: 1,
             data: Bytes::from_static(b"nope"),
+            config: None,
         };
         assert!(restored.restore(&garbage).is_err());
         assert_eq!(

@@ -121,6 +121,11 @@ pub struct Snapshot {
     pub term: u64,
     /// The service's state, opaque to Raft and to storage.
     pub data: Bytes,
+    /// The cluster configuration in force at `index` (the last configuration entry at or below
+    /// it), encoded by the engine and opaque to storage, because the entries the snapshot
+    /// replaces are gone. `None` for a snapshot that records none: one written before snapshots
+    /// carried a configuration, whose cluster still ran the configuration it was built with.
+    pub config: Option<Bytes>,
 }
 
 /// One group-commit write: what a node changed in one round. Applied in this order: the hard

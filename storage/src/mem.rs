@@ -234,6 +234,7 @@ mod tests {
             index: 4,
             term: 2,
             data: Bytes::from_static(b"state at 4"),
+            config: None,
         };
         storage
             .persist(&Update {
@@ -263,6 +264,7 @@ mod tests {
             index: 20,
             term: 3,
             data: Bytes::from_static(b"state at 20"),
+            config: None,
         };
         storage
             .persist(&Update {

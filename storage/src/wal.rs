@@ -108,15 +108,19 @@
 //! ```text
 //! offset  size  field
 //!  0      8     magic       ZRAFTSNP
-//!  8      4     version     1
-//! 12      4     reserved    zero
+//!  8      4     version     1, or 2 with a configuration
+//! 12      4     config_len  version 2: configuration length in bytes; version 1: zero
 //! 16      8     index       the last log index the snapshot covers
 //! 24      8     term        the term of the entry at index
 //! 32      8     len         data length in bytes
-//! 40      4     data_crc    CRC32C of the data
+//! 40      4     data_crc    CRC32C of the configuration (version 2) then the data
 //! 44      4     header_crc  CRC32C of bytes 0..44
-//! 48      len   data
+//! 48      c     config      version 2 only: the configuration in force at index
+//! 48 + c  len   data
 //! ```
+//!
+//! A snapshot without a configuration ([`crate::Snapshot::config`] `None`) is written as
+//! version 1, byte for byte as before snapshots carried one; files of either version read.
 //!
 //! # Updates
 //!

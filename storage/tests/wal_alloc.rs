@@ -96,6 +96,7 @@ fn a_snapshot_is_written_and_read_without_a_copy() {
         index: 600,
         term: 1,
         data: Bytes::from(vec![7u8; size]),
+        config: None,
     };
     let update = Update {
         snapshot: Some(&snapshot),

@@ -112,9 +112,9 @@ fn the_snapshot_the_log_refers_to_must_be_there_and_intact() {
         ),
         (
             "a future format version",
-            Some(with_crc(edit(8, 2))),
+            Some(with_crc(edit(8, 3))),
             None,
-            "snapshot format version 2",
+            "snapshot format version 3",
         ),
     ];
     for (case, bytes, offset, words) in cases {

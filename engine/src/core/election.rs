@@ -119,7 +119,7 @@ impl<H: Hooks> Core<H> {
             last_log_term: self.log.last_term(),
             transfer: false,
         };
-        for peer in self.others() {
+        for peer in self.other_voters() {
             // Promises nothing and reports no state to keep: it need not wait for a write.
             self.outbox.push((peer, Message::PreVote(request.clone())));
         }
@@ -154,7 +154,7 @@ impl<H: Hooks> Core<H> {
             last_log_term: self.log.last_term(),
             transfer,
         };
-        for peer in self.others() {
+        for peer in self.other_voters() {
             self.send(peer, Message::RequestVote(request.clone()));
         }
     }
@@ -188,6 +188,8 @@ impl<H: Hooks> Core<H> {
             self.log_dirty_from = self.log_dirty_from.min(next);
         }
         self.broadcast_heartbeat();
+        // A joint configuration its predecessor committed but did not leave.
+        self.after_commit_membership();
     }
 
     /// CheckQuorum: a leader that heard from no majority since the last check (one

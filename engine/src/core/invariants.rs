@@ -118,6 +118,7 @@ impl<H: Hooks> Core<H> {
     /// values involved.
     pub fn check_invariants(&self) -> Result<(), InvariantError> {
         self.check_state().map_err(|v| self.broken(None, v))?;
+        self.check_membership().map_err(|v| self.broken(None, v))?;
         self.log
             .check_invariants()
             .map_err(|v| self.broken(None, v))?;
@@ -142,6 +143,8 @@ impl<H: Hooks> Core<H> {
     /// As [`Core::check_invariants`].
     pub fn check_log_invariants(&self) -> Result<(), InvariantError> {
         self.log.check_entries().map_err(|v| self.broken(None, v))?;
+        self.check_membership_in_log()
+            .map_err(|v| self.broken(None, v))?;
         self.check_queues().map_err(|v| self.broken(None, v))
     }
 
@@ -192,6 +195,50 @@ impl<H: Hooks> Core<H> {
             invariant: violation.invariant,
             values: violation.values,
         }
+    }
+
+    /// The configuration in force: its quorum is the one asked, its members are nodes this core
+    /// knows, and the entry it names holds it.
+    fn check_membership(&self) -> Result<(), Violation> {
+        let members = self.membership.members();
+        ensure!(
+            self.quorum == self.membership.quorum() && members.iter().all(|id| id < self.peers),
+            "the quorum is the configuration's, whose members are nodes of the cluster",
+            members = members.bits(),
+            peers = self.peers,
+        );
+        let index = self.membership_index;
+        ensure!(
+            index <= self.log.last_index(),
+            "the configuration in force is held by an entry of the log or the snapshot",
+            membership_index = index,
+            last_index = self.log.last_index(),
+        );
+        if index > self.log.offset() {
+            let entry = self.log.entry(index).expect("within the log");
+            let holds = entry.kind == super::EntryKind::Config
+                && super::Membership::decode(&entry.command).ok() == Some(self.membership);
+            ensure!(
+                holds,
+                "the entry at membership_index holds the configuration in force",
+                membership_index = index,
+            );
+        }
+        Ok(())
+    }
+
+    /// No configuration entry follows the one in force, and a search of the log finds the
+    /// configuration in force.
+    fn check_membership_in_log(&self) -> Result<(), Violation> {
+        let (found, at) = self.find_membership(self.log.last_index());
+        ensure!(
+            (found, at) == (self.membership, self.membership_index),
+            "the configuration in force is the latest in the log (or the snapshot's, or the \
+             initial one)",
+            membership_index = self.membership_index,
+            found_at = at,
+        );
+        Ok(())
     }
 
     fn check_state(&self) -> Result<(), Violation> {

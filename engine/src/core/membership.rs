@@ -33,7 +33,7 @@ pub struct Membership {
 }
 
 /// Why a configuration is refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MembershipError {
     /// It would leave no voter.
     NoVoters,
@@ -174,6 +174,11 @@ impl Membership {
     /// Whether `id` is a member: a voter of either half or a learner.
     pub fn contains(&self, id: usize) -> bool {
         self.members().contains(id)
+    }
+
+    /// Every voter, of either half while joint: the nodes a candidate asks for votes.
+    pub(super) fn voter_set(&self) -> NodeSet {
+        self.voters.union(self.outgoing)
     }
 
     /// Every member: the nodes a leader replicates to.

@@ -131,6 +131,9 @@ pub struct InstallSnapshot {
     pub done: bool,
     /// The leader's heartbeat round when it sent this (see [`AppendEntriesReply::round`]).
     pub round: u64,
+    /// The configuration in force at `last_included_index`, encoded
+    /// ([`Snapshot::config`](super::Snapshot::config)); `None` if the snapshot records none.
+    pub config: Option<Bytes>,
 }
 
 /// InstallSnapshot results.
@@ -216,7 +219,14 @@ impl Message {
                         .sum::<usize>()
             }
             Self::AppendEntriesReply(_) => KIND + ID + 5 * U64 + BOOL,
-            Self::InstallSnapshot(m) => KIND + ID + 5 * U64 + 4 + m.data.len() + BOOL,
+            Self::InstallSnapshot(m) => {
+                KIND + ID
+                    + 5 * U64
+                    + 4
+                    + m.data.len()
+                    + BOOL
+                    + m.config.as_ref().map_or(0, |c| 4 + c.len())
+            }
             Self::InstallSnapshotReply(_) => KIND + ID + 4 * U64 + BOOL,
             Self::TimeoutNow(_) => KIND + ID + U64,
         }

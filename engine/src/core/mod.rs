@@ -20,6 +20,8 @@
 //! - `reads`: ReadIndex, leases and leadership transfer;
 //! - `persist`: what the driver must make durable, and the messages that wait for it;
 //! - `snapshot`: compaction, and sending and installing snapshots;
+//! - `membership_change`: the configuration in force, and how a leader changes it (learners,
+//!   joint consensus);
 //! - `quorum`: majorities and vote tallies, which every quorum question goes through;
 //! - `progress`, `log` and `message`: the leader's record of each follower, the log, the
 //!   messages;
@@ -43,6 +45,7 @@ mod inflights;
 mod invariants;
 mod log;
 mod membership;
+mod membership_change;
 mod message;
 mod persist;
 mod progress;
@@ -62,6 +65,7 @@ pub use inflights::Inflights;
 pub use invariants::InvariantError;
 pub use log::{Entry, EntryKind, Log};
 pub use membership::{Membership, MembershipError};
+pub use membership_change::MembershipChangeError;
 pub use message::{
     AppendEntries, AppendEntriesReply, InstallSnapshot, InstallSnapshotReply, Message, RequestVote,
     RequestVoteReply, TimeoutNow,
@@ -228,7 +232,19 @@ pub struct Core<H: Hooks = NoBugs> {
     /// When a leader tells lagging followers about its commit index, if it has news.
     commit_notify_deadline: Option<Nanos>,
     /// Who decides: every quorum question goes to this configuration (see `quorum.rs`).
+    /// Invariant: `membership`'s quorum.
     quorum: JointMajority,
+    /// The configuration in force: the last configuration entry's in the log, else the
+    /// snapshot's, else `initial_membership` (see `membership_change.rs`).
+    membership: Membership,
+    /// The index of the entry holding `membership`: the snapshot's index if it came with the
+    /// snapshot, 0 for the initial configuration. Invariant: no configuration entry after it in
+    /// the log.
+    membership_index: u64,
+    /// The configuration this node was built with.
+    initial_membership: Membership,
+    /// Leader: whether it appends the configuration leaving a committed joint one by itself.
+    leave_joint_automatically: bool,
     /// Candidate: the answers to its RequestVote of `term`. Pre-candidate: the answers to its
     /// PreVote for `term + 1`.
     votes: VoteTally,
@@ -388,6 +404,10 @@ impl<H: Hooks> Core<H> {
             heartbeat_deadline: now,
             commit_notify_deadline: None,
             quorum: Membership::initial(peers).quorum(),
+            membership: Membership::initial(peers),
+            membership_index: 0,
+            initial_membership: Membership::initial(peers),
+            leave_joint_automatically: true,
             votes: VoteTally::default(),
             pre_voting: false,
             leader_contact: now,
@@ -455,6 +475,7 @@ impl<H: Hooks> Core<H> {
         core.last_applied = offset;
         core.snapshot_to_apply = state.snapshot.is_some();
         core.snapshot = state.snapshot;
+        core.refresh_membership();
         core.stored_last = core.log.last_index();
         core.durable_index = core.log.last_index();
         core.debug_check_invariants();
@@ -576,7 +597,10 @@ impl<H: Hooks> Core<H> {
             Role::Leader => self.tick_leader(),
             Role::Follower | Role::Candidate => {
                 if self.now >= self.election_deadline {
-                    if self.config.pre_vote {
+                    if !self.membership.is_voter(self.id) {
+                        // A learner, or a node removed: it never campaigns.
+                        self.reset_election_timer();
+                    } else if self.config.pre_vote {
                         self.pre_campaign();
                     } else {
                         self.campaign(false);
@@ -644,6 +668,14 @@ impl<H: Hooks> Core<H> {
     /// (one of a later term has made it a follower already). Vote replies come after it won;
     /// TimeoutNow is for a follower.
     fn step_leader(&mut self, from: usize, msg: Message) {
+        let reply = matches!(
+            msg,
+            Message::AppendEntriesReply(_) | Message::InstallSnapshotReply(_)
+        );
+        if reply && !self.membership.contains(from) {
+            // From a node removed since: nothing it says moves the leader any more.
+            return;
+        }
         match msg {
             Message::AppendEntriesReply(m) => self.handle_append_reply(from, m),
             Message::InstallSnapshotReply(m) => self.handle_snapshot_reply(from, m),
@@ -689,10 +721,19 @@ impl<H: Hooks> Core<H> {
         }
     }
 
-    /// Every node but this one. Borrows nothing, so loops over it may change `self`.
+    /// Every member of the configuration in force but this one: the nodes a leader sends to.
+    /// Borrows nothing, so loops over it may change `self`.
     pub(super) fn others(&self) -> impl Iterator<Item = usize> + use<H> {
-        let me = self.id;
-        (0..self.peers).filter(move |&p| p != me)
+        let mut members = self.membership.members();
+        members.remove(self.id);
+        members.iter()
+    }
+
+    /// Every voter of the configuration in force but this one: the nodes a (pre-)candidate asks.
+    pub(super) fn other_voters(&self) -> impl Iterator<Item = usize> + use<H> {
+        let mut voters = self.membership.voter_set();
+        voters.remove(self.id);
+        voters.iter()
     }
 }
 

@@ -25,7 +25,10 @@
 //! - `durable_index <= last index`: a truncation lowers it, and what the writes under way will
 //!   make durable, at once.
 
-use super::{Core, HardState, Hooks, Message, Recovered, Role, Update};
+use super::{
+    Core, EntryKind, HardState, Hooks, Membership, MembershipError, Message, Recovered, Role,
+    Update,
+};
 
 /// A write the driver must make durable: what changed in the core since the previous one.
 /// See [`Core::take_persist`].
@@ -87,6 +90,23 @@ pub enum RecoveredStateError {
         /// The recovered current term.
         current_term: u64,
     },
+    /// A configuration (the entry's at `index`, or the snapshot's, at its index) is unreadable.
+    BadConfiguration {
+        /// The index of the entry, or of the snapshot.
+        index: u64,
+        /// What is wrong with it.
+        problem: MembershipError,
+    },
+    /// A configuration (the entry's at `index`, or the snapshot's) names a node outside the
+    /// cluster.
+    ConfigurationOutsideCluster {
+        /// The index of the entry, or of the snapshot.
+        index: u64,
+        /// The node it names.
+        node: usize,
+        /// The size of the cluster.
+        peers: usize,
+    },
 }
 
 impl std::fmt::Display for RecoveredStateError {
@@ -126,6 +146,17 @@ impl std::fmt::Display for RecoveredStateError {
                 f,
                 "its log holds an entry of term {entry_term} above its current term {current_term}"
             ),
+            Self::BadConfiguration { index, problem } => {
+                write!(
+                    f,
+                    "the configuration at index {index} is unreadable: {problem}"
+                )
+            }
+            Self::ConfigurationOutsideCluster { index, node, peers } => write!(
+                f,
+                "the configuration at index {index} names node {node}, which is not in a \
+                 cluster of {peers}"
+            ),
         }
     }
 }
@@ -139,7 +170,8 @@ impl std::error::Error for RecoveredStateError {}
 ///
 /// The first problem found, in the order of [`RecoveredStateError`]'s variants: a snapshot or
 /// entry of a term above the current term, terms going down along the log or after the
-/// snapshot, or a vote for a node outside the cluster.
+/// snapshot, a vote for a node outside the cluster, or a configuration (the snapshot's or an
+/// entry's) that is unreadable or names a node outside the cluster.
 pub fn check_recovered_state(peers: usize, state: &Recovered) -> Result<(), RecoveredStateError> {
     let (hard_state, entries) = (&state.hard_state, &state.entries);
     if let Some(snapshot) = &state.snapshot {
@@ -180,6 +212,21 @@ pub fn check_recovered_state(peers: usize, state: &Recovered) -> Result<(), Reco
             entry_term: last.term,
             current_term: hard_state.term,
         });
+    }
+    let snapshot_config = state
+        .snapshot
+        .as_ref()
+        .and_then(|s| Some((s.index, s.config.as_ref()?)));
+    let entry_configs = (state.first_index()..)
+        .zip(entries)
+        .filter(|(_, e)| e.kind == EntryKind::Config)
+        .map(|(index, e)| (index, &e.command));
+    for (index, bytes) in snapshot_config.into_iter().chain(entry_configs) {
+        let membership = Membership::decode(bytes)
+            .map_err(|problem| RecoveredStateError::BadConfiguration { index, problem })?;
+        if let Some(node) = membership.members().iter().find(|&id| id >= peers) {
+            return Err(RecoveredStateError::ConfigurationOutsideCluster { index, node, peers });
+        }
     }
     Ok(())
 }

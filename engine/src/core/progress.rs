@@ -46,6 +46,8 @@ pub struct SnapshotTransfer {
     pub term: u64,
     /// The snapshot's data (shared with the leader's copy).
     pub data: bytes::Bytes,
+    /// The configuration the snapshot records ([`Snapshot::config`](super::Snapshot::config)).
+    pub config: Option<bytes::Bytes>,
     /// How many bytes the follower has acknowledged: the next chunk starts here.
     /// Invariant: `offset <= data.len()`.
     pub offset: u64,
@@ -167,9 +169,15 @@ impl Progress {
         self.snapshot = None;
     }
 
-    /// Switches to sending the snapshot of `data` that covers everything up to `index`, of
-    /// `term`, from its first byte.
-    pub fn become_snapshot(&mut self, index: u64, term: u64, data: bytes::Bytes) {
+    /// Switches to sending the snapshot of `data` (recording `config`) that covers everything up
+    /// to `index`, of `term`, from its first byte.
+    pub fn become_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        data: bytes::Bytes,
+        config: Option<bytes::Bytes>,
+    ) {
         self.state = ProgressState::Snapshot;
         self.probe_sent = false;
         self.inflights.reset();
@@ -177,6 +185,7 @@ impl Progress {
             index,
             term,
             data,
+            config,
             offset: 0,
             sent: false,
         });
@@ -500,7 +509,7 @@ mod tests {
                 pr.sent(9, true);
             }
             ProgressState::Snapshot => {
-                pr.become_snapshot(8, 2, bytes::Bytes::from_static(b"snapshot"))
+                pr.become_snapshot(8, 2, bytes::Bytes::from_static(b"snapshot"), None)
             }
         }
         pr
@@ -597,7 +606,7 @@ mod tests {
     #[test]
     fn snapshot_chunks_go_one_at_a_time() {
         let mut pr = Progress::new(1, 4);
-        pr.become_snapshot(8, 2, bytes::Bytes::from_static(b"0123456789"));
+        pr.become_snapshot(8, 2, bytes::Bytes::from_static(b"0123456789"), None);
         let transfer = pr.snapshot.as_mut().expect("a transfer");
         let chunk = |c: Option<(u64, bytes::Bytes, bool)>| c.map(|(o, d, done)| (o, d.len(), done));
         assert_eq!(chunk(transfer.next_chunk(4)), Some((0, 4, false)));

@@ -224,7 +224,7 @@ impl<H: Hooks> Core<H> {
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader);
         }
-        if target >= self.peers || target == self.id {
+        if target >= self.peers || target == self.id || !self.membership.is_voter(target) {
             return Err(TransferError::BadTarget);
         }
         if let Some(t) = self.transfer {
@@ -345,7 +345,7 @@ impl<H: Hooks> Core<H> {
 
     /// The leader of this term hands over its leadership: campaign now, skipping the pre-vote.
     pub(super) fn handle_timeout_now(&mut self, from: usize, m: TimeoutNow) {
-        if m.term != self.term || self.leader != Some(from) {
+        if m.term != self.term || self.leader != Some(from) || !self.membership.is_voter(self.id) {
             return;
         }
         self.assert_role(Role::Follower);

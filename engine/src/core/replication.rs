@@ -29,7 +29,9 @@
 //!   AppendEntries vouched for (the least of its last new entry and `leader_commit`).
 
 use super::Nanos;
-use super::{AppendEntries, AppendEntriesReply, Core, Entry, Message, ProgressState, Role};
+use super::{
+    AppendEntries, AppendEntriesReply, Core, Entry, EntryKind, Message, ProgressState, Role,
+};
 use super::{Bug, Hooks};
 #[cfg(doc)]
 use super::{CoreConfig, Progress};
@@ -246,7 +248,16 @@ impl<H: Hooks> Core<H> {
         if m.entries.len() > held {
             self.log_dirty_from = self.log_dirty_from.min(index + 1);
         }
+        // The last configuration entry among those appended is in force at once (thesis §4.1).
+        let config = m.entries[held..]
+            .iter()
+            .rposition(|e| e.kind == EntryKind::Config)
+            .map(|at| index + 1 + at as u64);
         self.log.append(&mut m.entries, held);
+        if let Some(at) = config {
+            let (membership, at) = self.find_membership(at);
+            self.set_membership(membership, at);
+        }
         if self.hooks.has(Bug::CommitBeyondNewEntries) && m.leader_commit > self.commit_index {
             self.set_commit(m.leader_commit.min(self.log.last_index()));
         }
@@ -272,6 +283,10 @@ impl<H: Hooks> Core<H> {
             from
         );
         self.log.truncate_from(from);
+        if from <= self.membership_index {
+            // The configuration in force is gone: the latest one left is.
+            self.refresh_membership();
+        }
         self.log_dirty_from = self.log_dirty_from.min(from);
         self.durable_index = self.durable_index.min(from - 1);
         for (_, last) in &mut self.writing {
@@ -394,6 +409,10 @@ impl<H: Hooks> Core<H> {
             if self.commit_notify_deadline.is_none() {
                 self.commit_notify_deadline = Some(self.now + self.config.commit_notify_delay);
             }
+            self.after_commit_membership();
+            if self.role != Role::Leader {
+                return; // it removed itself
+            }
             if first_of_term && !self.pending_reads.is_empty() {
                 // Reads registered before now can take their index: the commit index now
                 // covers everything earlier leaders committed.
@@ -463,7 +482,7 @@ impl<H: Hooks> Core<H> {
         }
     }
 
-    fn broadcast_append(&mut self) {
+    pub(super) fn broadcast_append(&mut self) {
         for peer in self.others() {
             self.send_appends_to(peer);
         }

@@ -70,8 +70,14 @@ impl<H: Hooks> Core<H> {
                 .log
                 .term(index)
                 .expect("an applied index after the offset is in the log");
+            let config = self.snapshot_config(index);
             self.log.compact_to(index);
-            self.snapshot = Some(Snapshot { index, term, data });
+            self.snapshot = Some(Snapshot {
+                index,
+                term,
+                data,
+                config,
+            });
             self.snapshot_dirty = true;
         }
         self.debug_check_invariants();
@@ -143,7 +149,7 @@ impl<H: Hooks> Core<H> {
             data.extend_from_slice(&m.data);
             data.freeze()
         };
-        self.install(m.last_included_index, m.last_included_term, data);
+        self.install(m.last_included_index, m.last_included_term, data, m.config);
         // Goes out once the snapshot is durable, like an AppendEntries acknowledgement.
         self.send(from, reply(self.term, chunk_end, true));
     }
@@ -151,7 +157,7 @@ impl<H: Hooks> Core<H> {
     /// Installs a snapshot up to `index` (of `term`) newer than the commit index: keeps the log's
     /// entries after it if the log holds its last entry, drops the log otherwise; the service gets
     /// it before any later entry.
-    pub(super) fn install(&mut self, index: u64, term: u64, data: Bytes) {
+    pub(super) fn install(&mut self, index: u64, term: u64, data: Bytes, config: Option<Bytes>) {
         assert!(
             self.role == Role::Follower && index > self.commit_index,
             "node {} term {}: installing a snapshot up to index {} as {:?} with commit_index {}",
@@ -180,7 +186,14 @@ impl<H: Hooks> Core<H> {
             kept = self.log.len(),
             "installed a snapshot"
         );
-        self.snapshot = Some(Snapshot { index, term, data });
+        self.snapshot = Some(Snapshot {
+            index,
+            term,
+            data,
+            config,
+        });
+        // The snapshot's configuration, or a later one in the suffix kept.
+        self.refresh_membership();
         self.snapshot_dirty = true;
         self.snapshot_to_apply = true;
         self.stats.snapshots_installed += 1;
@@ -198,7 +211,12 @@ impl<H: Hooks> Core<H> {
                 .snapshot
                 .as_ref()
                 .expect("a compacted log has a snapshot");
-            pr.become_snapshot(snapshot.index, snapshot.term, snapshot.data.clone());
+            pr.become_snapshot(
+                snapshot.index,
+                snapshot.term,
+                snapshot.data.clone(),
+                snapshot.config.clone(),
+            );
         }
         let transfer = pr.snapshot.as_mut().expect("in Snapshot state");
         let Some((offset, data, done)) = transfer.next_chunk(self.config.max_snapshot_chunk) else {
@@ -212,6 +230,7 @@ impl<H: Hooks> Core<H> {
             data,
             done,
             round: self.round,
+            config: transfer.config.clone(),
         };
         self.outbox.push((peer, Message::InstallSnapshot(msg)));
     }

@@ -18,8 +18,12 @@ use crate::{Snapshot, StorageError};
 
 /// The magic that opens every snapshot file.
 const MAGIC: &[u8; 8] = b"ZRAFTSNP";
-/// The snapshot file format this version writes and reads.
+/// The snapshot file format of a snapshot without a configuration (as before snapshots carried
+/// one).
 pub(super) const FORMAT_VERSION: u32 = 1;
+/// The snapshot file format of a snapshot that carries a configuration: its length in the
+/// header's bytes 12..16, the configuration between the header and the data.
+pub(super) const FORMAT_VERSION_CONFIG: u32 = 2;
 /// Bytes of the header before the data.
 pub(super) const HEADER_BYTES: usize = 48;
 /// The file name's prefix.
@@ -62,16 +66,22 @@ pub(super) fn parse_name(name: &str) -> Name {
     }
 }
 
-/// The header of a snapshot file holding `data`.
-fn header(index: u64, term: u64, data: &[u8]) -> [u8; HEADER_BYTES] {
+/// The header of a snapshot file holding `config` (version 2) or none (version 1) and `data`.
+fn header(index: u64, term: u64, config: Option<&[u8]>, data: &[u8]) -> [u8; HEADER_BYTES] {
     let mut header = [0; HEADER_BYTES];
     header[..8].copy_from_slice(MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    // 12..16 reserved, zero.
+    let (version, config) = match config {
+        Some(config) => (FORMAT_VERSION_CONFIG, config),
+        None => (FORMAT_VERSION, &[][..]),
+    };
+    let config_len = u32::try_from(config.len()).expect("a configuration of a few bytes");
+    header[8..12].copy_from_slice(&version.to_le_bytes());
+    header[12..16].copy_from_slice(&config_len.to_le_bytes());
     header[16..24].copy_from_slice(&index.to_le_bytes());
     header[24..32].copy_from_slice(&term.to_le_bytes());
     header[32..40].copy_from_slice(&(data.len() as u64).to_le_bytes());
-    header[40..44].copy_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(config), data);
+    header[40..44].copy_from_slice(&crc.to_le_bytes());
     let crc = crc32c::crc32c(&header[..44]);
     header[44..].copy_from_slice(&crc.to_le_bytes());
     header
@@ -118,15 +128,21 @@ pub(super) fn write(
         .open(&tmp, Open::Truncate)
         .map_err(io_error("create", &tmp))?;
     let data = &snapshot.data[..];
+    let config = snapshot.config.as_deref();
     write_at(
         faults,
         &*file,
-        &header(snapshot.index, snapshot.term, data),
+        &header(snapshot.index, snapshot.term, config, data),
         0,
         &tmp,
     )?;
+    let config = config.unwrap_or_default();
+    if !config.is_empty() {
+        write_at(faults, &*file, config, HEADER_BYTES as u64, &tmp)?;
+    }
     if !data.is_empty() {
-        write_at(faults, &*file, data, HEADER_BYTES as u64, &tmp)?;
+        let at = (HEADER_BYTES + config.len()) as u64;
+        write_at(faults, &*file, data, at, &tmp)?;
     }
     let defer = faults.rename_before_data_sync();
     if !defer {
@@ -183,15 +199,17 @@ pub(super) fn read(
         return Err(corrupt(0, "not a snapshot file".to_owned()));
     }
     let version = read_u32(header, 8);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_CONFIG {
         return Err(StorageError::Unreadable {
             path,
             reason: format!(
-                "snapshot format version {version} (this version reads {FORMAT_VERSION})"
+                "snapshot format version {version} (this version reads {FORMAT_VERSION} and \
+                 {FORMAT_VERSION_CONFIG})"
             ),
         });
     }
-    if read_u32(header, 12) != 0 {
+    let config_len = read_u32(header, 12) as usize;
+    if version == FORMAT_VERSION && config_len != 0 {
         return Err(StorageError::Unreadable {
             path,
             reason: "snapshot header with reserved bytes set".to_owned(),
@@ -212,22 +230,33 @@ pub(super) fn read(
     }
     let len = read_u64(header, 32);
     let found = (buf.len() - HEADER_BYTES) as u64;
-    if found != len {
+    if len.checked_add(config_len as u64) != Some(found) {
         return Err(corrupt(
             HEADER_BYTES,
-            format!("the header gives {len} bytes of data, the file holds {found}"),
+            format!(
+                "the header gives {len} bytes of data after {config_len} of configuration, \
+                 the file holds {found}"
+            ),
         ));
     }
     let crc = read_u32(header, 40);
     let buf = Bytes::from(buf);
-    let data = buf.slice(HEADER_BYTES..);
-    if crc32c::crc32c(&data) != crc {
+    let data_at = HEADER_BYTES + config_len;
+    let data = buf.slice(data_at..);
+    let config = (version == FORMAT_VERSION_CONFIG).then(|| buf.slice(HEADER_BYTES..data_at));
+    let config_crc = crc32c::crc32c(config.as_deref().unwrap_or_default());
+    if crc32c::crc32c_append(config_crc, &data) != crc {
         return Err(corrupt(
             HEADER_BYTES,
             "the snapshot data fails its checksum".to_owned(),
         ));
     }
-    Ok(Snapshot { index, term, data })
+    Ok(Snapshot {
+        index,
+        term,
+        data,
+        config,
+    })
 }
 
 #[cfg(test)]
@@ -256,24 +285,82 @@ mod tests {
 
     #[test]
     fn a_file_round_trips_and_every_damage_is_seen() {
-        let dir = tempfile::tempdir().unwrap();
-        let snapshot = Snapshot {
+        let without = Snapshot {
             index: 12,
             term: 3,
             data: Bytes::from_static(b"the state machine at 12"),
+            config: None,
         };
+        let with = Snapshot {
+            config: Some(Bytes::from_static(b"a configuration")),
+            ..without.clone()
+        };
+        for snapshot in [without, with] {
+            round_trip_and_damage(&snapshot);
+        }
+    }
+
+    /// Without a configuration the file is version 1, exactly as before snapshots carried one;
+    /// with one, version 2, the configuration before the data.
+    #[test]
+    fn the_version_says_whether_a_configuration_is_there() {
+        let dir = tempfile::tempdir().unwrap();
         let fs = &RealFs;
-        let written = write(fs, dir.path(), &snapshot, &mut Faults::default()).unwrap();
+        let data = Bytes::from_static(b"state");
+        for (case, config) in [None, Some(Bytes::from_static(b"conf"))]
+            .into_iter()
+            .enumerate()
+        {
+            let snapshot = Snapshot {
+                index: 7,
+                term: 2,
+                data: data.clone(),
+                config: config.clone(),
+            };
+            write(fs, dir.path(), &snapshot, &mut Faults::default())
+                .unwrap()
+                .finish(&mut Faults::default())
+                .unwrap();
+            let bytes = fs::read(dir.path().join(file_name(7))).unwrap();
+            let config_len = config.as_ref().map_or(0, Bytes::len);
+            assert_eq!(
+                read_u32(&bytes, 8),
+                if config.is_some() { 2 } else { 1 },
+                "case {case}"
+            );
+            assert_eq!(read_u32(&bytes, 12) as usize, config_len, "case {case}");
+            assert_eq!(
+                bytes.len(),
+                HEADER_BYTES + config_len + data.len(),
+                "case {case}"
+            );
+            assert_eq!(
+                &bytes[HEADER_BYTES + config_len..],
+                &data[..],
+                "case {case}"
+            );
+            if config.is_none() {
+                // The data's checksum is the data's alone, as version 1 always had it.
+                assert_eq!(read_u32(&bytes, 40), crc32c::crc32c(&data), "case {case}");
+            }
+        }
+    }
+
+    fn round_trip_and_damage(snapshot: &Snapshot) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = &RealFs;
+        let written = write(fs, dir.path(), snapshot, &mut Faults::default()).unwrap();
         written.finish(&mut Faults::default()).unwrap();
         let path = dir.path().join(file_name(12));
         let reference = SnapshotRef { index: 12, term: 3 };
         let referrer = || "test".to_owned();
         assert_eq!(
-            read(fs, dir.path(), reference, &referrer).unwrap(),
+            &read(fs, dir.path(), reference, &referrer).unwrap(),
             snapshot
         );
         let good = fs::read(&path).unwrap();
-        assert_eq!(good.len(), HEADER_BYTES + snapshot.data.len());
+        let config_len = snapshot.config.as_ref().map_or(0, Bytes::len);
+        assert_eq!(good.len(), HEADER_BYTES + config_len + snapshot.data.len());
         for at in 0..good.len() {
             let mut bad = good.clone();
             bad[at] ^= 0x40;

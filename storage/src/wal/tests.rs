@@ -423,6 +423,7 @@ fn snapshot(index: u64, term: u64, size: usize) -> Snapshot {
         index,
         term,
         data: Bytes::from(vec![index as u8; size]),
+        config: None,
     }
 }
 

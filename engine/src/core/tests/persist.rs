@@ -201,6 +201,7 @@ fn impossible_recovered_states_are_named() {
             index: 4,
             term,
             data: Bytes::new(),
+            config: None,
         })
     };
     // (hard state, snapshot, entries, want problem, want its text)

@@ -163,6 +163,7 @@ fn install_keeps_a_matching_suffix_and_drops_a_conflicting_log() {
             data: Bytes::from_static(b"s"),
             done: true,
             round: 0,
+            config: None,
         })
     };
     // (follower log, snapshot's last term, want log after, want a truncation stored)
@@ -214,6 +215,7 @@ fn a_snapshot_a_follower_has_committed_past_is_not_installed() {
             data: Bytes::from_static(b"old"),
             done: true,
             round: 0,
+            config: None,
         }),
     );
     let replies = drain(&mut follower);
@@ -239,6 +241,7 @@ fn a_chunk_out_of_order_asks_for_the_one_needed() {
             data: Bytes::from_static(data),
             done,
             round: 0,
+            config: None,
         })
     };
     let next_offset = |follower: &mut Core| match drain(follower).as_slice() {
@@ -285,6 +288,7 @@ fn chunks_of_another_leaders_snapshot_do_not_mix() {
             data: Bytes::from_static(data),
             done,
             round: 0,
+            config: None,
         })
     };
     let mut follower = new_core(2, 3);
@@ -399,6 +403,7 @@ fn a_node_restarts_from_its_snapshot() {
             index: 10,
             term: 2,
             data: Bytes::from_static(b"state at 10"),
+            config: None,
         }),
         entries: vec![Entry::new(3, cmd(3, 11)); 2],
     };

@@ -350,6 +350,7 @@ impl World {
                         index,
                         term,
                         data: Bytes::from(data),
+                        config: None,
                     }),
                     first_index: last + 1,
                     entries: entries(rng, last + 1, more, term),
@@ -368,6 +369,7 @@ impl World {
                         index,
                         term: term + 1,
                         data: Bytes::from(vec![7; rng.below(300) as usize]),
+                        config: None,
                     }),
                     truncate_from: Some(index + 1),
                     first_index: index + 1,
@@ -736,6 +738,7 @@ fn a_full_disk_leaves_the_ballast_room_for_the_next_snapshot() {
             index: last,
             term: 1,
             data: Bytes::from(vec![1; 1000]),
+            config: None,
         }),
         first_index: last + 1,
         ..Op::default()
