@@ -436,9 +436,17 @@ impl<H: Hooks> Core<H> {
             );
             return Ok(());
         }
+        // The tally is of the configuration the leader was elected in: one it appended since (or
+        // compacted into a snapshot since) may count other voters.
+        let changed_since = self.membership_index > 0
+            && self
+                .log
+                .term(self.membership_index)
+                .is_none_or(|term| term == self.term);
         ensure!(
-            result == VoteResult::Won && self.recent_active.contains(me),
-            "a leader won its election and counts itself heard from",
+            (result == VoteResult::Won || changed_since) && self.recent_active.contains(me),
+            "a leader won its election (in the configuration of then) and counts itself heard \
+             from",
             won = result == VoteResult::Won,
         );
         if let Some(t) = self.transfer {

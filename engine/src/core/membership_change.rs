@@ -253,7 +253,7 @@ impl<H: Hooks> Core<H> {
     }
 
     /// Puts `next`, held by the entry at `index` (the snapshot's index, or 0 for the initial
-    /// one), in force. A leader starts probing members new to it from its last index on.
+    /// one), in force. A leader starts probing members new to it at its last entry.
     pub(super) fn set_membership(&mut self, next: Membership, index: u64) {
         self.assert_known(&next);
         let added = NodeSet::from_bits(next.members().bits() & !self.membership.members().bits());
@@ -270,7 +270,10 @@ impl<H: Hooks> Core<H> {
         self.membership_index = index;
         self.quorum = next.quorum();
         if self.role == Role::Leader {
-            let probe_from = self.log.last_index() + 1;
+            // From the last entry (the configuration that added them, when a leader appends
+            // one): they are sent it at once, and a rejection's hint takes the leader back to
+            // where their logs end.
+            let probe_from = self.log.last_index().max(1);
             for id in added.iter().filter(|&id| id != self.id) {
                 self.progress[id] = Progress::new(probe_from, self.config.max_inflight);
             }

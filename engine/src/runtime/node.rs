@@ -19,7 +19,7 @@ use super::snapshotter::Snapshotter;
 use super::state_machine::StateMachine;
 use super::writer::{Completed, Writer};
 use super::{ENTRY_BUFFERS, KEPT_ENTRY_BUFFERS, MAX_MESSAGES_PER_ROUND, Raft, Shared};
-use crate::core::{Core, Message, Persist, ReadOutcome, Role, Snapshot};
+use crate::core::{Core, EntryKind, Message, Persist, ReadOutcome, Role, Snapshot};
 use crate::driver::{self, Io};
 use crate::{Compaction, Endpoint, NodeFailure, PeerStatus, ReadError, Status};
 
@@ -550,6 +550,10 @@ impl<S: StateMachine> Io for NodeIo<S> {
     fn apply(&mut self, core: &Core, from: u64, to: u64) -> Result<(), NodeFailure> {
         self.in_state_machine = true;
         for (entry, index) in core.log().slice(from, to).iter().zip(from..) {
+            // A configuration is the engine's: in force since it was appended, it is no command.
+            if entry.kind == EntryKind::Config {
+                continue;
+            }
             self.state_machine.apply(index, entry.term, &entry.command);
         }
         self.state_machine.flush(to);

@@ -23,7 +23,9 @@ use crate::{Config, NodeFailure, Raft, StartError, Status, WeakRaft};
 /// it as [`StartError::Failed`], its text becomes [`Status::failure`], and `tracing` logs it.
 pub trait StateMachine: Send + 'static {
     /// Applies the committed entry at `index`, proposed in `term`. Called in index order, each
-    /// index exactly once.
+    /// index exactly once, except the indices of configuration entries (membership changes),
+    /// which are the engine's own and never handed to the state machine: indices applied may
+    /// skip them, and [`StateMachine::flush`] still names the last index of the run.
     fn apply(&mut self, index: u64, term: u64, command: &Bytes);
 
     /// Called after each run of [`StateMachine::apply`] calls, with the last index applied: the

@@ -21,6 +21,7 @@ use super::*;
 mod election;
 mod hooks;
 mod invariants;
+mod membership;
 mod persist;
 mod reads;
 mod replication;
