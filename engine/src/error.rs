@@ -1,11 +1,12 @@
 //! Why a call on a node did not do what it asked: building it ([`BuildError`]), proposing
-//! ([`StartError`]), reading ([`ReadError`]), transferring leadership ([`TransferError`]).
+//! ([`StartError`]), reading ([`ReadError`]), transferring leadership ([`TransferError`]),
+//! changing the membership ([`ChangeError`]).
 
 use std::fmt;
 
 use zeroraft_storage::StorageError;
 
-use crate::core::RecoveredStateError;
+use crate::core::{MembershipChangeError, MembershipError, RecoveredStateError};
 #[cfg(doc)]
 use crate::{Config, PendingRead, Raft};
 use crate::{ConfigError, NodeFailure};
@@ -214,3 +215,83 @@ impl fmt::Display for TransferError {
 }
 
 impl std::error::Error for TransferError {}
+
+/// Why a membership change ([`Raft::change_membership`] and its shortcuts) did not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeError {
+    /// This node is not the leader.
+    NotLeader {
+        /// The leader this node knows of, if any.
+        leader: Option<usize>,
+    },
+    /// Another change is under way (its configuration is not committed yet, or the cluster is
+    /// joint), or another call on this node is waiting for one.
+    InProgress,
+    /// A leadership transfer is under way.
+    TransferInProgress,
+    /// The change names a node this node has no link to (its id is not below `peers`).
+    UnknownNode(usize),
+    /// A node to become a voter is not a learner holding the leader's committed log: add it as
+    /// a learner first, and promote it once it has caught up.
+    NotCaughtUp(usize),
+    /// The target is no configuration the cluster can move to: no voter left, or a voter made a
+    /// learner in one change (remove it first, add it back as a learner after).
+    Invalid(MembershipError),
+    /// The node stopped leading before the change was done. The change may still be completed
+    /// by the next leader, or not: look at [`Raft::membership`] of the cluster's nodes.
+    LeadershipLost,
+    /// The leader holds as many proposals as it queues ([`Config::max_queued_proposals`]).
+    Busy,
+    /// The node was killed.
+    Killed,
+    /// The node stopped on its own after a failure it could not go on from.
+    Failed(NodeFailure),
+}
+
+impl From<MembershipChangeError> for ChangeError {
+    fn from(e: MembershipChangeError) -> Self {
+        match e {
+            MembershipChangeError::NotLeader => Self::NotLeader { leader: None },
+            MembershipChangeError::ChangeInProgress => Self::InProgress,
+            MembershipChangeError::TransferInProgress => Self::TransferInProgress,
+            MembershipChangeError::UnknownNode(id) => Self::UnknownNode(id),
+            MembershipChangeError::NotCaughtUp(id) => Self::NotCaughtUp(id),
+            MembershipChangeError::Invalid(e) => Self::Invalid(e),
+        }
+    }
+}
+
+impl fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLeader { leader: Some(l) } => write!(f, "not the leader; node {l} is"),
+            Self::NotLeader { leader: None } => write!(f, "not the leader; no leader known"),
+            Self::InProgress => write!(f, "a membership change is under way"),
+            Self::TransferInProgress => write!(f, "a leadership transfer is under way"),
+            Self::UnknownNode(id) => write!(f, "node {id} is not a node this one has a link to"),
+            Self::NotCaughtUp(id) => write!(
+                f,
+                "node {id} is not a learner holding the committed log; add it as a learner \
+                 first"
+            ),
+            Self::Invalid(e) => write!(f, "{e}"),
+            Self::LeadershipLost => write!(
+                f,
+                "the node stopped leading before the change was done; it may or may not complete"
+            ),
+            Self::Busy => write!(f, "the leader's proposal queue is full; try again"),
+            Self::Killed => write!(f, "the node was killed"),
+            Self::Failed(failure) => write!(f, "the node stopped: {failure}"),
+        }
+    }
+}
+
+impl std::error::Error for ChangeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Failed(failure) => Some(failure),
+            Self::Invalid(e) => Some(e),
+            _ => None,
+        }
+    }
+}

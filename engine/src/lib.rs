@@ -50,15 +50,17 @@ mod sync;
 
 use bytes::Bytes;
 
-pub use crate::core::{Message, ProgressState, RecoveredStateError, Role};
+pub use crate::core::{
+    Membership, MembershipError, Message, ProgressState, RecoveredStateError, Role,
+};
 
 pub use codec::WIRE_VERSION;
 pub use config::{Compaction, Config, ConfigError};
-pub use error::{BuildError, ReadError, StartError, TransferError};
+pub use error::{BuildError, ChangeError, ReadError, StartError, TransferError};
 pub use failure::{NodeFailure, RestoreError};
 
 pub use runtime::{Builder, PendingRead, Raft, SnapshotView, StateMachine, WeakRaft};
-pub use status::{PeerStatus, Status};
+pub use status::{MembershipStatus, PeerStatus, Status};
 pub use zeroraft_storage as storage;
 pub use zeroraft_storage::{MemStorage, NoStorage, Storage, StorageError};
 

@@ -1,12 +1,12 @@
-//! [`Status`]: a node's state as its thread last published it, and [`PeerStatus`], the leader's
-//! view of one follower.
+//! [`Status`]: a node's state as its thread last published it, [`PeerStatus`], the leader's
+//! view of one follower, and [`MembershipStatus`], the configuration the node has in force.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use smallvec::SmallVec;
 
-use crate::{ProgressState, Role};
+use crate::{Membership, ProgressState, Role};
 #[cfg(doc)]
 use crate::{Raft, StateMachine};
 
@@ -137,4 +137,17 @@ impl Status {
             transfers_abandoned: 0,
         }
     }
+}
+
+/// The cluster configuration a node has in force, as its thread last published it
+/// ([`Raft::membership`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MembershipStatus {
+    /// The configuration: voters, learners, and the outgoing voters while joint.
+    pub membership: Membership,
+    /// The index of the log entry that holds it (the snapshot's index if it came with a
+    /// snapshot, 0 for the configuration the node was built with).
+    pub index: u64,
+    /// Whether the node knows that entry committed.
+    pub committed: bool,
 }

@@ -16,11 +16,11 @@ use super::claim::{Lease, Proposal, Proposals, Refused};
 use super::node::Node;
 use super::state_machine::{ChannelApplier, StateMachine};
 use super::writer::Writer;
-use super::{READ_KILL_CHECK, ReadRequest, Shared};
-use crate::core::Core;
+use super::{Change, ChangeRequest, READ_KILL_CHECK, ReadRequest, Shared};
+use crate::core::{Core, Membership};
 use crate::{
-    ApplyMsg, BuildError, Config, ConfigError, Endpoint, NodeFailure, ReadError, StartError,
-    Status, TransferError,
+    ApplyMsg, BuildError, ChangeError, Config, ConfigError, Endpoint, MembershipStatus,
+    NodeFailure, ReadError, StartError, Status, TransferError,
 };
 
 /// A Raft node: the handle an embedding program holds. Cloning it gives another handle to the
@@ -142,6 +142,7 @@ impl Raft {
             peers,
             endpoint,
             storage: Box::new(NoStorage),
+            initial_membership: None,
         }
     }
 
@@ -155,8 +156,20 @@ impl Raft {
             peers,
             endpoint,
             mut storage,
+            initial_membership,
         } = builder;
         config.validate(me, peers)?;
+        let initial_membership = initial_membership.unwrap_or_else(|| Membership::initial(peers));
+        if initial_membership
+            .voters()
+            .chain(initial_membership.learners())
+            .any(|id| id >= peers)
+        {
+            return Err(ConfigError::Invalid(
+                "the initial membership names a node at or above the node count",
+            )
+            .into());
+        }
         if endpoint.id() != me || endpoint.nodes() != peers {
             return Err(ConfigError::EndpointMismatch {
                 endpoint_id: endpoint.id(),
@@ -175,7 +188,16 @@ impl Raft {
         let disk_full = storage.disk_full();
         let writer =
             Writer::new(storage, dedicated, me, endpoint.waker()).map_err(BuildError::Thread)?;
-        let core = Core::restore(me, peers, config.core_config(), seed, 0, recovered);
+        let mut core = Core::restore(me, peers, config.core_config(), seed, 0, recovered);
+        core.set_initial_membership(initial_membership);
+        // Callers claim log indices ahead of the node's thread: the thread appends the entry
+        // that leaves a joint configuration at an index it claims like them.
+        core.set_leave_joint_automatically(false);
+        let membership = MembershipStatus {
+            membership: *core.membership(),
+            index: core.membership_index(),
+            committed: core.membership_index() <= core.commit_index(),
+        };
         let mut status = Status::initial(me);
         status.term = term;
         status.last_log_index = core.log().last_index();
@@ -192,6 +214,8 @@ impl Raft {
             proposals: Proposals::new(config.max_queued_proposals),
             snapshot_requests: ArrayQueue::new(1),
             reads: ArrayQueue::new(Raft::MAX_PENDING_READS),
+            membership_requests: ArrayQueue::new(1),
+            membership: ArcSwap::from_pointee(membership),
             transfer_request: AtomicU64::new(0),
             status: ArcSwap::from_pointee(status),
             killed: AtomicBool::new(false),
@@ -414,6 +438,111 @@ impl Raft {
         })
     }
 
+    /// The cluster configuration this node has in force: voters, learners, and the outgoing
+    /// voters while joint (see docs/membership.md). Every node `0..peers` votes unless the node
+    /// was built with [`Builder::initial_membership`] or the membership changed since.
+    pub fn membership(&self) -> MembershipStatus {
+        **self.handle.shared.membership.load()
+    }
+
+    /// Moves the cluster to `voters` voting and `learners` learning, and returns once that
+    /// configuration is committed: the index of the entry that holds it. Call it on the leader.
+    /// A change of voters goes through a joint configuration (Raft thesis §4.3), which the
+    /// leader leaves by itself once it commits; a change of learners alone takes one entry. A
+    /// leader that removes itself steps down once the change commits (the call still returns
+    /// the index). Configuration entries take log indices but are never applied to the state
+    /// machine.
+    ///
+    /// Node ids are those this node has links to (below `peers`, as given at build): the
+    /// cluster's size can shrink and grow within them, and a node outside the configuration
+    /// (built with [`Builder::initial_membership`] leaving it out) waits until a leader adds it.
+    /// A node removed keeps running until it is killed: it takes no part, and with
+    /// [`Config::pre_vote`] or [`Config::check_quorum`] it cannot disturb the others.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError`]: this node does not lead, a change (or another call here) or a leadership
+    /// transfer is under way, a node id is not one this node has a link to, a new voter is not a
+    /// learner holding the leader's committed log, the target leaves no voter or makes a voter
+    /// a learner, the node lost its leadership before the change was done, or it stopped.
+    pub fn change_membership(
+        &self,
+        voters: &[usize],
+        learners: &[usize],
+    ) -> Result<u64, ChangeError> {
+        let target = Membership::new(voters.iter().copied(), learners.iter().copied())
+            .map_err(ChangeError::Invalid)?;
+        self.request_change(Change::To(target))
+    }
+
+    /// Adds node `id` as a learner: it is sent the log and snapshots, and never votes. Returns
+    /// once the configuration holding it is committed. See [`Raft::change_membership`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::change_membership`].
+    pub fn add_learner(&self, id: usize) -> Result<u64, ChangeError> {
+        self.request_change(Change::AddLearner(id))
+    }
+
+    /// Makes learner `id` a voter once it holds the leader's committed log (else
+    /// [`ChangeError::NotCaughtUp`]: try again later). Returns once the configuration where it
+    /// votes is committed. See [`Raft::change_membership`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::change_membership`].
+    pub fn promote(&self, id: usize) -> Result<u64, ChangeError> {
+        self.request_change(Change::Promote(id))
+    }
+
+    /// Removes node `id`, voter or learner. Returns once the configuration without it is
+    /// committed. See [`Raft::change_membership`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Raft::change_membership`].
+    pub fn remove(&self, id: usize) -> Result<u64, ChangeError> {
+        self.request_change(Change::Remove(id))
+    }
+
+    /// Hands `change` to the node's thread and waits for its answer.
+    fn request_change(&self, change: Change) -> Result<u64, ChangeError> {
+        let shared = &self.handle.shared;
+        let stopped = || match shared.failure.get() {
+            Some(failure) => ChangeError::Failed(failure.clone()),
+            None => ChangeError::Killed,
+        };
+        if shared.killed.load(Acquire) {
+            return Err(stopped());
+        }
+        if !shared.load_state().1 {
+            return Err(ChangeError::NotLeader {
+                leader: shared.status.load().leader,
+            });
+        }
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        if shared
+            .membership_requests
+            .push(ChangeRequest { change, reply })
+            .is_err()
+        {
+            return Err(ChangeError::InProgress);
+        }
+        shared.waker.wake();
+        loop {
+            match rx.recv_timeout(READ_KILL_CHECK) {
+                Ok(outcome) => return outcome,
+                Err(RecvTimeoutError::Disconnected) => return Err(stopped()),
+                Err(RecvTimeoutError::Timeout) => {
+                    if shared.killed.load(Acquire) {
+                        return rx.try_recv().unwrap_or_else(|_| Err(stopped()));
+                    }
+                }
+            }
+        }
+    }
+
     /// Hands this node's leadership to node `target` (Raft thesis §3.10). The leader stops
     /// appending new commands (they wait, and are appended if the transfer fails), brings
     /// `target`'s log up to its own, and tells it to start an election at once, which the other
@@ -544,6 +673,7 @@ pub struct Builder {
     peers: usize,
     endpoint: Endpoint,
     storage: Box<dyn Storage>,
+    initial_membership: Option<Membership>,
 }
 
 impl Builder {
@@ -552,6 +682,16 @@ impl Builder {
     /// that reports it. Without this, the node keeps nothing ([`NoStorage`]).
     pub fn storage(mut self, storage: impl Storage) -> Self {
         self.storage = Box::new(storage);
+        self
+    }
+
+    /// The configuration the cluster starts with, until a membership change replaces it (by
+    /// default every node `0..peers` votes). Every node of the cluster must be built with the
+    /// same one. A node it leaves out (one to add later, [`Raft::add_learner`]) takes no part
+    /// until a leader adds it; ids are below `peers`. Ignored once the node's storage holds a
+    /// configuration of its own.
+    pub fn initial_membership(mut self, membership: Membership) -> Self {
+        self.initial_membership = Some(membership);
         self
     }
 

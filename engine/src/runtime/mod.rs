@@ -72,8 +72,8 @@ use crossbeam_channel::Sender;
 use crossbeam_queue::ArrayQueue;
 use zeroraft_transport::Waker;
 
-use crate::core::Entry;
-use crate::{NodeFailure, ReadError, Status};
+use crate::core::{Entry, Membership};
+use crate::{ChangeError, MembershipStatus, NodeFailure, ReadError, Status};
 use claim::{Lease, Proposal, Proposals};
 
 mod claim;
@@ -114,6 +114,26 @@ struct ReadRequest {
     reply: Sender<Result<u64, ReadError>>,
 }
 
+/// A membership change on its way from the handle to the node's thread, with where to answer.
+struct ChangeRequest {
+    change: Change,
+    reply: Sender<Result<u64, ChangeError>>,
+}
+
+/// The change asked for, which the node's thread turns into a target configuration against
+/// the one it has in force (so that shortcuts never work from a stale view).
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// Move to this configuration.
+    To(Membership),
+    /// Add this node as a learner.
+    AddLearner(usize),
+    /// Make this learner a voter.
+    Promote(usize),
+    /// Remove this node, voter or learner.
+    Remove(usize),
+}
+
 /// What the handle and the node thread share.
 struct Shared {
     me: usize,
@@ -126,6 +146,10 @@ struct Shared {
     snapshot_requests: ArrayQueue<(u64, Bytes)>,
     /// Reads on their way to the node's thread.
     reads: ArrayQueue<ReadRequest>,
+    /// A membership change asked for and not yet taken by the node's thread (one at a time).
+    membership_requests: ArrayQueue<ChangeRequest>,
+    /// The configuration the node has in force, published when it changes (a cold path).
+    membership: ArcSwap<MembershipStatus>,
     /// A leadership transfer asked for and not yet taken by the node: `term << 8 | target + 1`
     /// (the term the caller saw this node lead, and the target's id, below 64), or 0.
     transfer_request: AtomicU64,

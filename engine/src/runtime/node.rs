@@ -12,16 +12,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 
-use super::claim::Proposal;
+use super::claim::{Proposal, Refused};
 use super::metrics::{Histograms, IoCounts, NodeMetrics};
 use super::panic_message;
 use super::snapshotter::Snapshotter;
 use super::state_machine::StateMachine;
 use super::writer::{Completed, Writer};
-use super::{ENTRY_BUFFERS, KEPT_ENTRY_BUFFERS, MAX_MESSAGES_PER_ROUND, Raft, Shared};
-use crate::core::{Core, EntryKind, Message, Persist, ReadOutcome, Role, Snapshot};
+use super::{Change, ENTRY_BUFFERS, KEPT_ENTRY_BUFFERS, MAX_MESSAGES_PER_ROUND, Raft, Shared};
+use crate::core::{
+    Core, EntryKind, Membership, MembershipError, Message, Persist, ReadOutcome, Role, Snapshot,
+};
 use crate::driver::{self, Io};
-use crate::{Compaction, Endpoint, NodeFailure, PeerStatus, ReadError, Status};
+use crate::{
+    ChangeError, Compaction, Endpoint, MembershipStatus, NodeFailure, PeerStatus, ReadError, Status,
+};
 
 /// Everything the node thread owns.
 pub(super) struct Node<S> {
@@ -45,6 +49,30 @@ pub(super) struct Node<S> {
     epoch: u64,
     next_read_id: u64,
     metrics: NodeMetrics,
+    /// A configuration entry to append at an index claimed for it like a command's (see
+    /// [`Node::take_proposals`]). Only while leading the term it was claimed in.
+    config_slot: Option<ConfigSlot>,
+    /// A membership change asked through the handle: its target, until a configuration equal
+    /// to it is in force and committed, and where to answer.
+    change: Option<(Membership, Sender<Result<u64, ChangeError>>)>,
+    /// What was last published in `Shared::membership`.
+    published_membership: MembershipStatus,
+}
+
+/// A configuration entry waiting for its claimed index.
+#[derive(Clone, Copy, Debug)]
+struct ConfigSlot {
+    index: u64,
+    entry: SlotEntry,
+}
+
+/// What a [`ConfigSlot`] appends.
+#[derive(Clone, Copy, Debug)]
+enum SlotEntry {
+    /// The first step towards this target ([`Core::propose_membership`]).
+    Towards(Membership),
+    /// The configuration that leaves the committed joint one ([`Core::propose_leave_joint`]).
+    LeaveJoint,
 }
 
 /// A read handed to the core, with where to answer it.
@@ -116,6 +144,7 @@ impl<S: StateMachine> Node<S> {
     ) -> Self {
         let term = core.term();
         let (id, peers) = (core.id(), core.peers());
+        let published_membership = **shared.membership.load();
         Self {
             io: NodeIo {
                 snapshotter: Snapshotter::new(core.id(), endpoint.waker()),
@@ -149,6 +178,9 @@ impl<S: StateMachine> Node<S> {
             epoch: 0,
             next_read_id: 0,
             metrics: NodeMetrics::new(id, peers, term),
+            config_slot: None,
+            change: None,
+            published_membership,
         }
     }
 
@@ -176,6 +208,8 @@ impl<S: StateMachine> Node<S> {
         // handle. Reads still queued end with the node: dropping them tells their waiters.
         while self.shared.pop_proposal().is_some() {}
         while self.shared.reads.pop().is_some() {}
+        while self.shared.membership_requests.pop().is_some() {}
+        self.change = None;
         self.io.reads_asked.clear();
         self.io.reads_confirmed.clear();
         let mut status = Status::clone(&self.shared.status.load());
@@ -208,6 +242,8 @@ impl<S: StateMachine> Node<S> {
             self.core.tick(now);
             self.sync_claim();
             self.take_transfer(now);
+            self.take_change();
+            self.maybe_claim_leave_joint();
             self.take_proposals(now);
             self.take_reads();
             self.io.now = now;
@@ -218,6 +254,7 @@ impl<S: StateMachine> Node<S> {
             if let Some(replaced) = self.io.replaced.take() {
                 self.io.snapshotter.retire(replaced);
             }
+            self.sync_membership();
             self.trade_entry_buffers();
             self.answer_reads();
             self.publish_status(now);
@@ -235,6 +272,7 @@ impl<S: StateMachine> Node<S> {
                     shared.has_proposals()
                         || !shared.snapshot_requests.is_empty()
                         || !shared.reads.is_empty()
+                        || !shared.membership_requests.is_empty()
                         || shared.transfer_request.load(Relaxed) != 0
                         || shared.killed.load(Acquire)
                         || writer.has_completion()
@@ -270,6 +308,15 @@ impl<S: StateMachine> Node<S> {
             self.pending.clear();
             self.epoch
         });
+        if retire.is_some() {
+            // A change may have completed in the very step that ended the leadership (a leader
+            // that removed itself steps down as the change commits).
+            self.config_slot = None;
+            self.sync_membership();
+            if let Some((_, reply)) = self.change.take() {
+                let _ = reply.send(Err(ChangeError::LeadershipLost));
+            }
+        }
         let lead = leading.map(|_| {
             self.epoch += 1;
             (self.epoch, self.core.log().last_index() + 1)
@@ -294,7 +341,7 @@ impl<S: StateMachine> Node<S> {
             sorted &= self.pending.last().is_none_or(|last| last.index < p.index);
             self.pending.push(p);
         }
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.config_slot.is_none() {
             return;
         }
         if !sorted {
@@ -306,20 +353,159 @@ impl<S: StateMachine> Node<S> {
             // rest of the lease if it succeeds.
             return;
         }
-        let first = self.core.log().last_index() + 1;
-        let run = self
-            .pending
-            .iter()
-            .enumerate()
-            .take_while(|(i, p)| p.index == first + *i as u64)
-            .count();
-        if run > 0 {
+        loop {
+            let first = self.core.log().last_index() + 1;
+            if self.config_slot.is_some_and(|slot| slot.index == first) {
+                self.append_config_slot(now);
+                continue;
+            }
+            let run = self
+                .pending
+                .iter()
+                .enumerate()
+                .take_while(|(i, p)| p.index == first + *i as u64)
+                .count();
+            if run == 0 {
+                return;
+            }
             let appended = self
                 .core
                 .propose(now, self.pending.drain(..run).map(|p| p.command));
             debug_assert_eq!(appended, Some((first, first + run as u64 - 1)));
             self.metrics.appended(first + run as u64 - 1);
             self.shared.lease.set_appended(self.core.log().last_index());
+        }
+    }
+
+    /// Appends the configuration entry whose claimed index is next. If it can no longer be
+    /// appended (the state changed since it was claimed), an empty command takes the index, so
+    /// that the proposals claimed after it are not held up.
+    fn append_config_slot(&mut self, now: u64) {
+        let slot = self.config_slot.take().expect("a slot at the next index");
+        let appended = match slot.entry {
+            SlotEntry::Towards(target) => match self.core.propose_membership(now, &target) {
+                Ok(index) => index == slot.index,
+                Err(e) => {
+                    if let Some((_, reply)) = self.change.take() {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                    false
+                }
+            },
+            SlotEntry::LeaveJoint => self.core.propose_leave_joint(now).is_some(),
+        };
+        if !appended {
+            let filled = self.core.propose(now, [Bytes::new()]);
+            debug_assert_eq!(filled, Some((slot.index, slot.index)));
+        }
+        self.shared.lease.set_appended(self.core.log().last_index());
+    }
+
+    /// Takes the membership change the handle asked for, if any: works out its target against
+    /// the configuration in force, and claims an index for its first entry (or answers at once).
+    fn take_change(&mut self) {
+        let Some(request) = self.shared.membership_requests.pop() else {
+            return;
+        };
+        match self.start_change(request.change) {
+            Ok(Some(target)) => self.change = Some((target, request.reply)),
+            Ok(None) => {
+                // In force and committed already.
+                let _ = request.reply.send(Ok(self.core.membership_index()));
+            }
+            Err(e) => {
+                let _ = request.reply.send(Err(e));
+            }
+        }
+    }
+
+    /// [`Node::take_change`]: the target, if an entry was claimed for it; `None` if it is in
+    /// force and committed.
+    fn start_change(&mut self, change: Change) -> Result<Option<Membership>, ChangeError> {
+        if self.leading_term.is_none() {
+            return Err(ChangeError::NotLeader {
+                leader: self.core.leader(),
+            });
+        }
+        if self.change.is_some() || self.config_slot.is_some() {
+            return Err(ChangeError::InProgress);
+        }
+        let current = *self.core.membership();
+        if current.is_joint() {
+            return Err(ChangeError::InProgress);
+        }
+        let is_learner = |id| current.learners().any(|l| l == id);
+        let target = match change {
+            Change::To(target) => Ok(target),
+            Change::AddLearner(id) if current.is_voter(id) => {
+                Err(MembershipError::LearnerIsVoter(id))
+            }
+            Change::AddLearner(id) => {
+                Membership::new(current.voters(), current.learners().chain([id]))
+            }
+            Change::Promote(id) if current.is_voter(id) => Ok(current),
+            Change::Promote(id) if !is_learner(id) => return Err(ChangeError::NotCaughtUp(id)),
+            Change::Promote(id) => Membership::new(
+                current.voters().chain([id]),
+                current.learners().filter(|&l| l != id),
+            ),
+            Change::Remove(id) => Membership::new(
+                current.voters().filter(|&v| v != id),
+                current.learners().filter(|&l| l != id),
+            ),
+        }
+        .map_err(ChangeError::Invalid)?;
+        if self.core.membership_step(&target)?.is_none() {
+            return Ok(None);
+        }
+        match self.shared.lease.claim() {
+            Ok((index, _)) => {
+                self.config_slot = Some(ConfigSlot {
+                    index,
+                    entry: SlotEntry::Towards(target),
+                });
+                Ok(Some(target))
+            }
+            Err(Refused::Busy) => Err(ChangeError::Busy),
+            Err(Refused::NotLeader) => Err(ChangeError::NotLeader { leader: None }),
+        }
+    }
+
+    /// A leader whose joint configuration has committed claims an index for the one that
+    /// leaves it.
+    fn maybe_claim_leave_joint(&mut self) {
+        if self.config_slot.is_none()
+            && self.leading_term.is_some()
+            && self.core.leave_joint_due()
+            && let Ok((index, _)) = self.shared.lease.claim()
+        {
+            self.config_slot = Some(ConfigSlot {
+                index,
+                entry: SlotEntry::LeaveJoint,
+            });
+        }
+    }
+
+    /// Publishes the configuration in force when it (or whether it is committed) changed, and
+    /// answers the change under way once its target is in force and committed.
+    fn sync_membership(&mut self) {
+        let index = self.core.membership_index();
+        let now = MembershipStatus {
+            membership: *self.core.membership(),
+            index,
+            committed: index <= self.core.commit_index(),
+        };
+        if now == self.published_membership {
+            return;
+        }
+        self.published_membership = now;
+        self.shared.membership.store(Arc::new(now));
+        if now.committed
+            && let Some((target, _)) = &self.change
+            && *target == now.membership
+        {
+            let (_, reply) = self.change.take().expect("a change under way");
+            let _ = reply.send(Ok(index));
         }
     }
 
