@@ -533,9 +533,10 @@ impl<H: Hooks> Core<H> {
     pub fn config(&self) -> &CoreConfig {
         &self.config
     }
-    /// The leader's record of follower `peer`, if this node leads and `peer` is another node.
+    /// The leader's record of follower `peer`, if this node leads and `peer` is another member
+    /// of the configuration in force.
     pub fn progress(&self, peer: usize) -> Option<&Progress> {
-        (self.role == Role::Leader && peer != self.id)
+        (self.role == Role::Leader && peer != self.id && self.membership.contains(peer))
             .then(|| self.progress.get(peer))
             .flatten()
     }

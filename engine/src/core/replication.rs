@@ -333,6 +333,9 @@ impl<H: Hooks> Core<H> {
         if m.success {
             if self.progress[from].on_ack(m.index) {
                 self.maybe_commit();
+                if self.role != Role::Leader {
+                    return; // it removed itself, and this acknowledgement committed that
+                }
                 // An acknowledgement that arrives after the commit notice it could have used
                 // (this follower was not needed for the majority) would otherwise wait for the
                 // next heartbeat to learn what it may commit.

@@ -252,6 +252,9 @@ impl<H: Hooks> Core<H> {
                 "follower installed the snapshot"
             );
             self.maybe_commit();
+            if self.role != Role::Leader {
+                return; // it removed itself, and this answer committed that
+            }
         }
         self.send_appends_to(from);
     }

@@ -13,6 +13,10 @@
 //! claim word first; proposals still queued for the old term are dropped, as Raft allows for
 //! commands proposed to a deposed leader.
 //!
+//! A configuration entry (a membership change, see docs/membership.md) takes a log index too.
+//! The node's thread claims one from the same word, as a caller would, and appends the entry
+//! when the log reaches it, so the indices callers were given stay exact.
+//!
 //! # Backpressure
 //!
 //! The node publishes `appended`, the last index it has put in its log. `start` claims an index

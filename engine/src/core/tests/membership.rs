@@ -548,3 +548,66 @@ fn a_leader_refuses_what_it_cannot_change_safely() {
     );
     assert_eq!(sim.cores[0].log().last_index(), joint, "nothing appended");
 }
+
+/// A leader told not to leave joint by itself (as the runtime's is) says when it is due, and
+/// leaves when asked; not before the joint configuration commits.
+#[test]
+fn a_driver_can_take_over_leaving_joint() {
+    let mut sim = Sim::with_membership(4, &CoreConfig::default(), members(&[0, 1, 2], &[]));
+    for core in &mut sim.cores {
+        core.set_leave_joint_automatically(false);
+    }
+    sim.elect_first(0);
+    sim.command(0, &[]);
+    sim.change(0, &members(&[0, 1, 2], &[3]), &[]);
+    sim.command(0, &[]);
+    let target = members(&[0, 1, 2, 3], &[]);
+    let now = sim.now;
+    sim.cores[0].propose_membership(now, &target).unwrap();
+    assert!(!sim.cores[0].leave_joint_due(), "not committed yet");
+    assert_eq!(sim.cores[0].propose_leave_joint(now), None);
+    sim.collect();
+    sim.settle(&[]);
+    assert!(sim.cores[0].leave_joint_due(), "committed");
+    assert!(
+        sim.cores[0].membership().is_joint(),
+        "and left to the driver"
+    );
+    let index = sim.cores[0].propose_leave_joint(now).expect("due");
+    assert!(!sim.cores[0].leave_joint_due());
+    sim.collect();
+    sim.settle(&[]);
+    assert_eq!(*sim.cores[0].membership(), target);
+    assert!(sim.cores[0].commit_index() >= index);
+}
+
+/// A removed leader steps down on the acknowledgement that commits the configuration without
+/// it, even with entries still to send to that follower (a window of one keeps a command
+/// proposed after that configuration from going out with it): it sends nothing more.
+#[test]
+fn a_removed_leader_steps_down_with_entries_still_to_send() {
+    let config = CoreConfig {
+        max_inflight: 1,
+        ..CoreConfig::default()
+    };
+    let mut sim = Sim::with_membership(3, &config, members(&[0, 1, 2], &[]));
+    sim.elect_first(0);
+    sim.command(0, &[]);
+    let target = members(&[1, 2], &[]);
+    let now = sim.now;
+    sim.cores[0].propose_membership(now, &target).unwrap();
+    sim.collect();
+    // Deliver one message at a time until the leader has appended `target`.
+    while *sim.cores[0].membership() != target {
+        let (from, to, msg) = sim.queue.pop_front().expect("messages under way");
+        sim.cores[to].step(now, from, msg);
+        sim.collect();
+    }
+    let (after, _) = sim.cores[0].propose(now, commands(1)).expect("still leads");
+    sim.collect();
+    sim.settle(&[]);
+    let old = &sim.cores[0];
+    assert_eq!(old.role(), Role::Follower);
+    assert!(old.commit_index() >= old.membership_index());
+    assert!(old.log().last_index() >= after);
+}
