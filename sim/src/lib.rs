@@ -97,13 +97,16 @@ use network::Network;
 pub use network::Quality;
 pub use scenario::{Crashes, Scenario, Snapshots};
 use storage::Disk;
-pub use storage::DiskLatency;
+pub use storage::{DiskLatency, PowerLoss, UnderWay};
 
 /// The command a client proposes: `x` as 8 little-endian bytes (every command of a run is
 /// unique, and the checker prints it back as a number).
 fn cmd(x: u64) -> Bytes {
     Bytes::copy_from_slice(&x.to_le_bytes())
 }
+
+/// Mixed into the run's seed for the stream that draws everything about the write-ahead logs.
+const DISK_STREAM: u64 = 0x5753_414c_5f44_4953;
 
 /// One tick of virtual time: 1 ms. A scenario's fault phase is counted in ticks.
 pub const TICK: Nanos = 1_000_000;
@@ -169,6 +172,10 @@ pub struct Options {
     /// ends within an election timeout ([`Invariant::Transfer`]) and counts the transfers that
     /// made their target leader ([`Report::transfers`]).
     pub transfers: bool,
+    /// Whether every node's storage is the write-ahead log on a simulated file system that
+    /// each crash power-cuts ([`Scenario::file_storage`]); otherwise drawn from the seed: in
+    /// half of the seeds with crashes.
+    pub file_storage: Option<bool>,
     /// Keep every event, for a readable trace in [`Report::trace`].
     pub trace: bool,
 }
@@ -271,6 +278,9 @@ pub struct Report {
     /// With [`Options::transfers`]: transfers that started, and of those the ones that made
     /// their target leader of the next term, and the ones abandoned.
     pub transfers: [u64; 3],
+    /// With [`Scenario::file_storage`]: what the nodes' write-ahead logs went through, summed
+    /// over the nodes (all zero otherwise).
+    pub power_loss: PowerLoss,
 }
 
 /// A follower cut off in [`Options::rejoin`] mode, and the leader of the cluster it left.
@@ -357,6 +367,9 @@ pub struct Simulation<H: Hooks + Default = NoBugs> {
     cores: Vec<Option<Core<H>>>,
     /// Each node's storage. It outlives the node's crashes.
     disks: Vec<Disk>,
+    /// Draws everything about the write-ahead logs, from a stream of the seed of its own, so
+    /// that `rng` draws what it would without them.
+    disk_rng: fastrand::Rng,
     /// When each down node restarts; `Nanos::MAX` for a node that is up.
     restart_at: Vec<Nanos>,
     /// The node to crash just after its next step that starts a write, if any.
@@ -433,8 +446,22 @@ impl<H: Hooks + Default> Simulation<H> {
             );
         }
         let mut rng = fastrand::Rng::with_seed(seed);
-        let scenario = Scenario::draw(&mut rng, options);
+        let mut scenario = Scenario::draw(&mut rng, options);
+        let mut disk_rng = fastrand::Rng::with_seed(seed ^ DISK_STREAM);
+        if options.file_storage.is_none() {
+            scenario.file_storage = scenario.crashes.is_some() && disk_rng.bool();
+        }
         let n = scenario.nodes;
+        let disks = (0..n)
+            .map(|i| {
+                if scenario.file_storage {
+                    Disk::on_wal(seed, i, &mut disk_rng)
+                        .unwrap_or_else(|e| panic!("node {i}'s new write-ahead log: {e}"))
+                } else {
+                    Disk::new()
+                }
+            })
+            .collect();
         let cores = (0..n)
             .map(|i| {
                 let seed = rng.u64(..);
@@ -462,7 +489,8 @@ impl<H: Hooks + Default> Simulation<H> {
             rng,
             now: 0,
             cores,
-            disks: (0..n).map(|_| Disk::new()).collect(),
+            disks,
+            disk_rng,
             restart_at: vec![Nanos::MAX; n],
             armed: None,
             adjust: None,
@@ -506,6 +534,15 @@ impl<H: Hooks + Default> Simulation<H> {
             adjust(core);
         }
         self.adjust = Some(Box::new(adjust));
+    }
+
+    /// Switches `bugs` on in every node's write-ahead log, in a seed whose nodes run on one
+    /// (before the run: the logs are opened again with them).
+    #[cfg(test)]
+    pub(crate) fn switch_on_storage_bugs(&mut self, bugs: zeroraft_storage::wal::sim::Bugs) {
+        for disk in &mut self.disks {
+            disk.switch_on(bugs).expect("a new log opens again");
+        }
     }
 
     /// Node `i`'s core.
@@ -558,6 +595,13 @@ impl<H: Hooks + Default> Simulation<H> {
             rejoin_term_raises: self.rejoin_term_raises,
             reads: self.read_counts,
             transfers: self.transfer_counts,
+            power_loss: self
+                .disks
+                .iter()
+                .fold(PowerLoss::default(), |mut sum, disk| {
+                    sum.add(&disk.power_loss());
+                    sum
+                }),
         }
     }
 
@@ -816,7 +860,13 @@ impl<H: Hooks + Default> Simulation<H> {
         let core = self.cores[i].take().expect("the node is up");
         self.transferring[i] = None;
         self.serializing[i] = None;
-        let lost_writes = self.disks[i].crash();
+        let lost_writes = self.disks[i]
+            .crash(&mut self.disk_rng)
+            .map_err(|e| Failure {
+                invariant: Invariant::Recovery,
+                nodes: vec![i],
+                detail: format!("node {i}: {e}"),
+            })?;
         let restart_at = self.now + self.scenario.draw_downtime(&mut self.rng);
         self.restart_at[i] = restart_at;
         self.log.push(
@@ -836,10 +886,36 @@ impl<H: Hooks + Default> Simulation<H> {
     /// Restarts node `i` from its durable state.
     fn restart(&mut self, i: usize) -> Result<(), Failure> {
         self.restart_at[i] = Nanos::MAX;
-        let recovered = self.disks[i].recover();
+        let recovery = |detail: String| Failure {
+            invariant: Invariant::Recovery,
+            nodes: vec![i],
+            detail: format!("node {i}: {detail}"),
+        };
+        let restarted = self.disks[i]
+            .restart(&mut self.disk_rng)
+            .map_err(recovery)?;
+        let recovered = restarted.recovered;
         let hard_state = recovered.hard_state;
         let first_index = recovered.first_index();
         let last_index = first_index - 1 + recovered.entries.len() as u64;
+        if let Some((attempts, under_way, wrong)) = restarted.wal {
+            self.log.push(
+                self.now,
+                EventKind::Reopen {
+                    node: i,
+                    attempts,
+                    under_way,
+                },
+            );
+            // What the node told others first, as Raft needs it; then the log against every
+            // write it reported durable.
+            self.checker.recovered(i, hard_state, last_index)?;
+            if let Some(wrong) = wrong {
+                return Err(recovery(wrong));
+            }
+            self.disks[i].adopt(&recovered);
+            self.checker.durable(i, Some(hard_state))?;
+        }
         self.log.push(
             self.now,
             EventKind::Restart {
