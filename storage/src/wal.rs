@@ -284,7 +284,7 @@
 //! simulated file system that keeps, for every file and directory, what was synced and what was
 //! not, and at a simulated power cut drops, tears or reorders what was not, in every way POSIX
 //! allows (`fs/sim.rs`; the power-loss tests are in `tests/power.rs`). The `sim-fs` feature
-//! makes that file system public (`sim`) with [`FileStorage::open_on`], for the deterministic
+//! makes that file system public (`sim`) with `FileStorage::open_on`, for the deterministic
 //! simulator, which power-cuts the logs of the nodes it crashes; nothing that ships enables it.
 
 mod ballast;
