@@ -47,6 +47,12 @@
 //! still holds all of it ([`Invariant::Durability`]). The ledgers above span incarnations, so a
 //! restarted node that votes again in a term, loses an acknowledged entry or applies something
 //! else is still measured against everything anyone did before.
+//!
+//! A node on the write-ahead log is checked once more when it restarts
+//! ([`Checker::recovered`]): the log, opened again after the power cut of its crash, must still
+//! hold everything the node told others. It is the same check on what a real storage gave back,
+//! rather than on what the writes reported durable should have stored: a log that acknowledged a
+//! write it had not synced fails it.
 
 use std::collections::HashMap;
 

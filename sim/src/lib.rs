@@ -1,5 +1,6 @@
 //! Deterministic simulation: N sans-IO [`Core`]s driven in virtual time on a simulated network,
-//! each with a simulated disk that loses what was not yet durable when its node crashes, by one
+//! each with a simulated disk that loses what was not yet durable when its node crashes (in a
+//! quarter of the seeds the real write-ahead log, power-cut at every crash), by one
 //! thread, with every Raft invariant checked after every event. Each run is a pure function of
 //! one `u64` seed, so any schedule it finds can be replayed exactly.
 //!
@@ -13,7 +14,8 @@
 //!    try another; they hold back while it has a backlog, see [`CLIENT_BACKLOG`]); messages are
 //!    lost, delayed (hence reordered), held back for election timeouts and duplicated; the
 //!    cluster is partitioned, single links are cut one way, the leader is isolated, links heal;
-//!    in half of the seeds nodes crash and later restart from their durable state.
+//!    in half of the seeds nodes crash and later restart from their durable state (in half of
+//!    those, from what their write-ahead log gives back after a power cut).
 //! 3. **Heal phase**: every link comes back, every node is up (those down restart) and none
 //!    crashes, nothing is lost or duplicated any more, clients stop. Within 100 election timeouts
 //!    the cluster must converge: one leader that every node follows in its term, a fresh marker
@@ -29,6 +31,23 @@
 //! it held back and its writes in progress: exactly what was not yet durable. What it already
 //! sent stays on its way. Messages that arrive while it is down are lost. After a drawn downtime
 //! it restarts with [`Core::restore`] from its durable state and a fresh seed.
+//!
+//! In half of the seeds with crashes ([`Scenario::file_storage`]) what stores a completed write
+//! is the real write-ahead log, a [`FileStorage`](zeroraft_storage::FileStorage) on a simulated
+//! file system of the node's own (the storage crate's `SimFs`, through its `sim-fs` feature),
+//! which keeps what was synced and, at a power cut, drops, tears or reorders what was not. A
+//! completed write is persisted to the log (written and synced) before the core hears of it.
+//! Every crash of such a node cuts its power; when a write was under way, the process dies in
+//! the middle of its persist first, after a drawn number of the persist's file operations (the
+//! writes behind it are lost). On restart the log is opened again on the same file system (the
+//! process dying in some of those opens, the power going again in some of those) and the core
+//! restarts from what it recovered, which is checked twice: what the node told others must be
+//! there ([`Invariant::Durability`]), and it must be every write the node was told was durable
+//! and, of the write under way, all of it or nothing (or a prefix of its entries, for a write
+//! split over records) ([`Invariant::Recovery`]). What the logs went through is in
+//! [`Report::power_loss`]. Everything about the logs is drawn from a stream of the seed of its
+//! own, so a seed's scenario and schedule are what they are without them, up to what a power
+//! cut changes.
 //!
 //! # Snapshots
 //!
@@ -63,7 +82,8 @@
 //! completeness, state machine safety, monotonic term, commit and applied (per incarnation),
 //! progress bounds (including that a leader's `match_index` is true of its follower), leader
 //! append-only, and bounded traffic ([`MAX_IN_FLIGHT`]). On every crash it checks that the durable
-//! state still holds what the node told others (durability). A core that panics (one of its
+//! state still holds what the node told others (durability), and for a node on the write-ahead
+//! log, again on what the log gave back after the power cut, with the recovery check above. A core that panics (one of its
 //! own assertions) is a violation too: while a thread steps a core, a panic is caught and not
 //! printed, through a panic hook installed on first use that defers to the previous hook for
 //! every other panic. A panic of the simulator itself, outside any core, is no violation: it

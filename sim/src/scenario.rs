@@ -1,8 +1,8 @@
 //! Scenario parameters drawn from a run's seed, swarm-style: every seed picks its own cluster
 //! size, timing, network quality, disk latency, which kinds of fault may happen and how often
-//! (crashes in half of the seeds), whether and how often nodes snapshot their state machine
-//! (two thirds of the seeds), and how hard the clients push, so that different seeds stress
-//! different mixes rather than one average.
+//! (crashes in half of the seeds; in half of those, on the write-ahead log), whether and how
+//! often nodes snapshot their state machine (two thirds of the seeds), and how hard the clients
+//! push, so that different seeds stress different mixes rather than one average.
 
 use std::fmt;
 
