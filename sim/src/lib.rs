@@ -83,12 +83,12 @@
 //! progress bounds (including that a leader's `match_index` is true of its follower), leader
 //! append-only, and bounded traffic ([`MAX_IN_FLIGHT`]). On every crash it checks that the durable
 //! state still holds what the node told others (durability), and for a node on the write-ahead
-//! log, again on what the log gave back after the power cut, with the recovery check above. A core that panics (one of its
-//! own assertions) is a violation too: while a thread steps a core, a panic is caught and not
-//! printed, through a panic hook installed on first use that defers to the previous hook for
-//! every other panic. A panic of the simulator itself, outside any core, is no violation: it
-//! goes on as a panic. The first violation stops the run; the [`Violation`] names the seed, the
-//! invariant, the nodes and the last [`RECENT_EVENTS`] events.
+//! log, again on what the log gave back after the power cut, with the recovery check above. A
+//! core that panics (one of its own assertions) is a violation too: while a thread steps a core,
+//! a panic is caught and not printed, through a panic hook installed on first use that defers to
+//! the previous hook for every other panic. A panic of the simulator itself, outside any core, is
+//! no violation: it goes on as a panic. The first violation stops the run; the [`Violation`]
+//! names the seed, the invariant, the nodes and the last [`RECENT_EVENTS`] events.
 
 #[cfg(test)]
 mod bugs;

@@ -30,10 +30,10 @@
 //! the middle of the open, the machine sometimes losing power again (as the storage crate's
 //! power-loss tests do), until an open goes through; the node restarts from what it recovered.
 //! The simulator checks that state twice ([`Restarted`]): what the node told others is there
-//! ([`Invariant::Durability`](crate::Invariant::Durability), the checker's Raft-level check), and
-//! it is the model, or the model with the write under way applied whole or, for a write split
-//! over several records, a prefix of its entries ([`Invariant::Recovery`](crate::Invariant::Recovery)).
-//! The state an open recovered is durable from then on: it becomes the model.
+//! ([`Durability`](crate::Invariant::Durability), the checker's Raft-level check), and it is the
+//! model, or the model with the write under way applied whole or, for a write split over
+//! several records, a prefix of its entries ([`Recovery`](crate::Invariant::Recovery)). The
+//! state an open recovered is durable from then on: it becomes the model.
 //!
 //! Every draw for the log (which nodes use it, its options, where a persist or an open dies, what
 //! a power cut keeps) comes from a stream of the run's seed of its own, so that every other draw
