@@ -167,7 +167,8 @@ fn outcome(response: &Response) -> usize {
         Response::Timeout => 3,
         Response::Stale => 4,
         Response::SessionExpired => 5,
-        Response::Error(_) => 6,
+        // A refusal for the connection's identity is an error the client cannot retry away.
+        Response::Error(_) | Response::Forbidden(_) => 6,
     }
 }
 
