@@ -492,6 +492,11 @@ impl Read for &TlsStream {
                     // 0: the other side closed the session.
                     Ok(n) => return Ok(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // The stream ended without the session's close: the end of the stream for
+                    // the protocol above, whose frames carry their length, so that one cut
+                    // short is still an error there (a client that exits between requests
+                    // need not close its session first).
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                     Err(e) => return Err(e),
                 }
                 if incoming.start < incoming.end {
