@@ -364,11 +364,11 @@ impl KvClient {
     fn call_once(&self, addr: SocketAddr, request: &Request) -> Result<Response, KvError> {
         let mut frame = Vec::new();
         request.encode(&mut frame).map_err(KvError::TooLarge)?;
-        // Node `i` if `addr` is the client's `addrs[i]`; else any node of the cluster.
-        let node = self.addrs.iter().position(|a| *a == addr);
+        // Whichever node serves `addr`, as long as it is one of the cluster's: the caller
+        // names an address, not a node.
         let stream = Stream::connect(
             &addr,
-            node,
+            None,
             self.options.tls.as_ref(),
             self.options.connect_timeout.max(MIN_TIMEOUT),
         )

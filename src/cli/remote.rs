@@ -238,7 +238,9 @@ impl Poller {
             }
         }
         let timeout = self.options.timeout.max(Duration::from_millis(1));
-        let stream = Stream::connect(&self.addr, Some(self.id), self.tls.as_ref(), timeout)
+        // Any node of the cluster: one at another place in the list is shown as the mix-up it
+        // is, below, rather than as unreachable.
+        let stream = Stream::connect(&self.addr, None, self.tls.as_ref(), timeout)
             .map_err(|e| e.to_string())?;
         let answer = stream
             .set_read_timeout(Some(timeout))
