@@ -534,10 +534,10 @@ impl Connection<'_> {
             Ok((stream, role)) => Some((Stream::Tls(Box::new(stream)), role)),
             Err(e) => {
                 self.shared.metrics.refused.increment(1);
-                if !self.stopping() {
-                    if let Some(suppressed) = self.shared.handshake_failures.allow() {
-                        tracing::warn!(?peer, error = %e, suppressed, "refusing a client: its TLS handshake failed");
-                    }
+                if !self.stopping()
+                    && let Some(suppressed) = self.shared.handshake_failures.allow()
+                {
+                    tracing::warn!(?peer, error = %e, suppressed, "refusing a client: its TLS handshake failed");
                 }
                 if let Ok(s) = clone {
                     let _ = s.shutdown(Shutdown::Both);
