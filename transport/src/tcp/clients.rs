@@ -397,7 +397,8 @@ struct Incoming {
 
 /// A TLS session over a TCP stream, after its handshake: plaintext in (`Read` on `&TlsStream`)
 /// and out (`Write` on `&TlsStream`), by one reading thread and one writing thread at once.
-/// See the [module docs](self).
+/// The session is behind a `Mutex` held only to encrypt or decrypt in memory; the socket is
+/// read and written outside it, through a ciphertext buffer of each direction, reused.
 pub struct TlsStream {
     tcp: TcpStream,
     conn: Mutex<rustls::Connection>,
