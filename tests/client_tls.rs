@@ -209,6 +209,25 @@ fn the_client_port_refuses_whoever_has_no_valid_client_certificate() {
 }
 
 #[test]
+fn a_client_checks_that_each_address_serves_the_node_it_names() {
+    let ca = Authority::new("test CA", today()).expect("CA");
+    let cluster = TlsCluster::start(&ca, 3, ServerOptions::default());
+    let mut addrs = cluster.addrs();
+    let tls = || Some(ca.client_tls(CLUSTER, ClientRole::Client, today()).unwrap());
+    let mut right = client(addrs.clone(), tls(), PATIENCE);
+    right.put("k", "v").expect("a put to the nodes in order");
+    // Every address at another node's place: each server's certificate names another node
+    // than the client expects there, so no operation gets through, whichever node leads.
+    addrs.rotate_left(1);
+    let mut swapped = client(addrs, tls(), Duration::from_millis(1500));
+    match swapped.put("k", "w") {
+        Err(KvError::Timeout) => {}
+        other => panic!("a put through swapped addresses answered {other:?}"),
+    }
+    assert_eq!(right.get("k").expect("a get"), "v");
+}
+
+#[test]
 fn only_the_admin_certificate_transfers_leadership_and_reads_the_full_status() {
     let ca = Authority::new("test CA", today()).expect("CA");
     let cluster = TlsCluster::start(&ca, 3, ServerOptions::default());

@@ -236,6 +236,11 @@ impl ProcessCluster {
         self
     }
 
+    /// Where [`ProcessCluster::with_tls`] wrote the certificates.
+    pub fn certs_dir(&self) -> PathBuf {
+        self._dir.path().join("certs")
+    }
+
     /// Starts every node.
     pub fn start_all(&mut self) {
         for i in 0..self.len() {
