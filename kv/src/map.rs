@@ -151,6 +151,7 @@ impl Shard {
     }
 
     /// The table, to change: taken back from the views first (copied if one still holds it).
+    #[inline]
     fn own(&mut self) -> &mut Table {
         if let Self::Shared(_) = self {
             let Self::Shared(shared) = std::mem::replace(self, Self::Own(Table::new())) else {
