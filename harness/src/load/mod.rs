@@ -279,9 +279,21 @@ impl LoadCluster {
 
     /// Waits until `done()` holds: spins for up to the nodes' spin time, then parks until a node
     /// reports progress (or 10 ms pass, in case the leader changed).
-    fn wait_until(&self, mut done: impl FnMut() -> bool) {
+    fn wait_until(&self, done: impl FnMut() -> bool) {
+        self.wait_until_or(done, || false);
+    }
+
+    /// Like [`LoadCluster::wait_until`], but gives up once parked if `give_up()` holds. Returns
+    /// whether `done()` held. `give_up` is not asked while spinning: a question about the
+    /// leader reads a word its node writes, and asking it in the spin would take that cache
+    /// line from the node on every turn.
+    fn wait_until_or(
+        &self,
+        mut done: impl FnMut() -> bool,
+        mut give_up: impl FnMut() -> bool,
+    ) -> bool {
         if done() {
-            return;
+            return true;
         }
         // Spin, then yield between checks, as `Inbox::wait` does in transport/src/inbox.rs (see
         // the reasoning there): with fewer cores than busy threads, the node this client waits
@@ -290,7 +302,7 @@ impl LoadCluster {
         while Instant::now() < spin_until {
             for _ in 0..16 {
                 if done() {
-                    return;
+                    return true;
                 }
                 std::hint::spin_loop();
             }
@@ -300,7 +312,11 @@ impl LoadCluster {
             self.progress.waiting.store(true, SeqCst);
             if done() {
                 self.progress.waiting.store(false, SeqCst);
-                return;
+                return true;
+            }
+            if give_up() {
+                self.progress.waiting.store(false, SeqCst);
+                return false;
             }
             self.parker.park_timeout(Duration::from_millis(10));
         }
@@ -433,9 +449,12 @@ impl LoadCluster {
         let mut next_report = started + Duration::from_secs(1);
         while started.elapsed() < duration {
             let leader_now = leader;
-            self.wait_until(|| last < window + self.applied(leader_now) || !self.leads(leader_now));
+            let led = self.wait_until_or(
+                || last < window + self.applied(leader_now),
+                || !self.leads(leader_now),
+            );
             let now = Instant::now();
-            if self.leads(leader_now) {
+            if led {
                 let applied = self.applied(leader_now).min(last);
                 for index in seen + 1..=applied {
                     latency.saturating_record(
@@ -475,8 +494,10 @@ impl LoadCluster {
         // one more, on the new leader, which commits with it whatever that leader holds.
         loop {
             let leader_now = leader;
-            self.wait_until(|| self.applied_everywhere() >= last || !self.leads(leader_now));
-            if self.applied_everywhere() >= last {
+            if self.wait_until_or(
+                || self.applied_everywhere() >= last,
+                || !self.leads(leader_now),
+            ) {
                 break;
             }
             leader = self.leader();
