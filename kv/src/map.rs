@@ -4,13 +4,13 @@
 //!
 //! A shard is a hash table the map owns outright until a view is taken ([`Map::view`]): then
 //! every shard moves behind an `Arc` that the view shares. A write to a shared shard takes it
-//! back, copying its table first if the view still holds it (its slots, not the keys and
+//! back, copying its table first if the view still holds it (its slots, not the long keys and
 //! values: at most once per shard per view), or without a copy if the view is gone; a write to
-//! an owned shard touches no reference count at all. Keys are `Arc`s, so that copying a table
-//! copies no key. A value of up to [`INLINE`] bytes is kept in its slot and copied with it; a
-//! longer one is an `Arc`, copied only when written while a view holds it. So a `Put` to a key
-//! that has a value allocates nothing (a long value reuses its buffer), as before the map was
-//! sharded.
+//! an owned shard touches no reference count at all. A key or value of up to [`INLINE`] bytes
+//! is kept in its slot and copied with it (comparing a short key reads no other cache line); a
+//! longer one is an `Arc`, so that copying a table copies it not, and a long value is copied
+//! only when written while a view holds it. So a `Put` to a key that has a value allocates
+//! nothing (a long value reuses its buffer), as before the map was sharded.
 //!
 //! Each key is hashed once, with SipHash under a key drawn at random once per process (so
 //! clients cannot make keys collide on purpose, and two maps of the process place the same key
@@ -35,7 +35,7 @@ pub(crate) const SHARDS: usize = 256;
 /// The bits of a hash that pick the shard.
 const SHARD_BITS: u32 = SHARDS.trailing_zeros();
 
-/// The longest value kept in its slot, without an allocation of its own.
+/// The longest key or value kept in its slot, without an allocation of its own.
 pub(crate) const INLINE: usize = 22;
 
 /// The hasher of every map of the process: SipHash-1-3 with a random key.
@@ -125,12 +125,51 @@ impl Value {
     }
 }
 
+/// A key: in its slot if short (so that comparing it reads no other cache line), shared with
+/// the views otherwise.
+#[derive(Clone)]
+enum Key {
+    /// `len` bytes, at most [`INLINE`].
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// Longer than [`INLINE`] bytes.
+    Shared(Arc<[u8]>),
+}
+
+impl Key {
+    fn new(key: &[u8]) -> Self {
+        if key.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            Self::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Shared(key.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..*len as usize],
+            Self::Shared(k) => k,
+        }
+    }
+}
+
 /// A key and its value, with the key's hash.
 #[derive(Clone)]
 struct Slot {
     hash: Hash,
-    key: Arc<[u8]>,
+    key: Key,
     value: Value,
+}
+
+impl Slot {
+    /// Whether this is the slot of `key`, whose hash is `hash`.
+    fn is(&self, hash: Hash, key: &[u8]) -> bool {
+        self.hash == hash && self.key.as_slice() == key
+    }
 }
 
 type Table = HashTable<Slot>;
@@ -221,7 +260,7 @@ impl Map {
 
     /// The slot of `key` in `table`, if it has one.
     fn find<'t>(table: &'t Table, hash: Hash, key: &[u8]) -> Option<&'t Slot> {
-        table.find(hash.in_table(), |s| s.hash == hash && *s.key == *key)
+        table.find(hash.in_table(), |s| s.is(hash, key))
     }
 
     /// The value of `key`, if it has one.
@@ -236,11 +275,7 @@ impl Map {
     pub(crate) fn write(&mut self, key: &[u8], append: bool, value: &[u8], max_len: usize) -> bool {
         let hash = Hash::of(key);
         let table = self.shards[hash.shard()].own();
-        match table.entry(
-            hash.in_table(),
-            |s| s.hash == hash && *s.key == *key,
-            |s| s.hash.in_table(),
-        ) {
+        match table.entry(hash.in_table(), |s| s.is(hash, key), |s| s.hash.in_table()) {
             Entry::Occupied(mut slot) => {
                 let value_now = &mut slot.get_mut().value;
                 let kept = if append {
@@ -259,7 +294,7 @@ impl Map {
                 }
                 vacant.insert(Slot {
                     hash,
-                    key: key.into(),
+                    key: Key::new(key),
                     value: Value::new(value),
                 });
             }
@@ -271,11 +306,7 @@ impl Map {
     pub(crate) fn insert(&mut self, key: &[u8], value: Vec<u8>) -> bool {
         let hash = Hash::of(key);
         let table = self.shards[hash.shard()].own();
-        match table.entry(
-            hash.in_table(),
-            |s| s.hash == hash && *s.key == *key,
-            |s| s.hash.in_table(),
-        ) {
+        match table.entry(hash.in_table(), |s| s.is(hash, key), |s| s.hash.in_table()) {
             Entry::Occupied(mut slot) => {
                 slot.get_mut().value = Value::from_vec(value);
                 true
@@ -283,7 +314,7 @@ impl Map {
             Entry::Vacant(vacant) => {
                 vacant.insert(Slot {
                     hash,
-                    key: key.into(),
+                    key: Key::new(key),
                     value: Value::from_vec(value),
                 });
                 false
@@ -298,9 +329,11 @@ impl Map {
 
     /// Every key and its value, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.shards
-            .iter()
-            .flat_map(|s| s.table().iter().map(|s| (&s.key[..], s.value.as_slice())))
+        self.shards.iter().flat_map(|s| {
+            s.table()
+                .iter()
+                .map(|s| (s.key.as_slice(), s.value.as_slice()))
+        })
     }
 
     /// Drops every key.
@@ -342,7 +375,7 @@ impl Map {
                 Self::find(
                     other.shards[slot.hash.shard()].table(),
                     slot.hash,
-                    &slot.key,
+                    slot.key.as_slice(),
                 )
                 .is_some_and(
                     |o| matches!(&o.value, Value::Shared(theirs) if Arc::ptr_eq(mine, theirs)),
