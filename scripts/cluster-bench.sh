@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Three `zeroraft serve` processes on loopback, loaded by `zeroraft bench --connect`: the
 # figures of BENCHMARKS.md's "A cluster of processes". STORAGE=file (default) or memory;
-# TLS=1 for mutual TLS between the nodes (certificates from `zeroraft certs`), plaintext
-# (--insecure) otherwise; CLIENTS (default 4096), SECONDS_PER_RUN (default 10), ROUNDS
+# TLS=1 for mutual TLS between the nodes and to the client (certificates from `zeroraft certs`),
+# plaintext (--insecure) otherwise; CLIENTS (default 4096), SECONDS_PER_RUN (default 10), ROUNDS
 # (default 1); METRICS=1 has each node serve its metrics (`--metrics`), scraped once a second
 # as Prometheus would. Builds first, unless BIN names the binary to run (to compare builds).
 set -euo pipefail
@@ -73,7 +73,7 @@ for round in $(seq "$rounds"); do
     echo "== round $round: 3 processes, storage $storage, links ${links[0]}, $clients in flight, ${seconds}s"
     before=$(server_ticks)
     first=1
-    "$bin" bench --connect "$clients_at" --clients "$clients" --seconds "$seconds" 2>/dev/null |
+    "$bin" bench --connect "$clients_at" "${links[@]}" --clients "$clients" --seconds "$seconds" 2>/dev/null |
         while IFS= read -r line; do
             echo "$line"
             if [ "$first" = 1 ]; then

@@ -391,7 +391,7 @@ fn the_dashboard_restores_the_terminal_on_sighup() {
 fn the_remote_dashboard_needs_a_terminal() {
     // Test runners give no terminal on stdout: the dashboard must say so, not garble output.
     let out = zeroraft()
-        .args(["monitor", "--connect", "127.0.0.1:1"])
+        .args(["monitor", "--connect", "127.0.0.1:1", "--insecure"])
         .output()
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();

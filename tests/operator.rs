@@ -230,6 +230,28 @@ fn nodes_speak_tls_to_each_other_and_plaintext_only_when_asked_for() {
     let mut client = cluster.client(OP_TIMEOUT);
     client.put("k", "v").expect("a TLS cluster commits a write");
     assert_eq!(client.get("k").expect("and reads it"), "v");
+    // The command-line client speaks TLS with the client certificate of the same directory,
+    // and plaintext to these nodes gets nowhere.
+    let connect = cluster
+        .client_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let kv = |security: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+            .args(["kv", "--connect", &connect, "--timeout", "2"])
+            .args(security)
+            .args(["get", "k"])
+            .output()
+            .unwrap()
+    };
+    let certs = cluster.certs_dir();
+    let tls = kv(&["--tls-dir", certs.to_str().unwrap()]);
+    assert!(tls.status.success(), "{tls:?}");
+    assert_eq!(String::from_utf8_lossy(&tls.stdout), "v\n");
+    let plain = kv(&["--insecure"]);
+    assert!(!plain.status.success(), "plaintext was answered: {plain:?}");
     for i in 0..3 {
         let log = cluster.log(i);
         assert!(

@@ -22,16 +22,24 @@
 //!
 //! One connection per server is kept open and reused; a connection on which anything went wrong
 //! is dropped, so that a late answer is never taken for the next request's.
+//!
+//! With [`ClientOptions::tls`] every connection is mutual TLS: the client checks that the
+//! server at `addrs[i]` holds node `i`'s certificate, and proves its own role with its
+//! certificate (the servers must have been started with TLS, and a client without it cannot
+//! talk to them, nor one with it to a plaintext server).
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use zeroraft_transport::tcp::ClientTls;
+
 use crate::protocol::{self, EncodeError, FrameError, MAX_FRAME, NodeStatus, Request, Response};
+use crate::stream::Stream;
 
 /// Settings of a [`KvClient`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +54,10 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// The longest pause between attempts (pauses double from 5 ms up to this). Default 100 ms.
     pub max_backoff: Duration,
+    /// Mutual TLS to the servers ([`ClientTls`]: the cluster's CA, this client's certificate
+    /// and key), as they were started; `None` for plaintext. Default `None`. Connecting
+    /// (`connect_timeout`) includes the TLS handshake.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +67,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_millis(500),
             attempt_timeout: Duration::from_secs(3),
             max_backoff: Duration::from_millis(100),
+            tls: None,
         }
     }
 }
@@ -92,6 +105,9 @@ pub enum KvError {
     /// session. The outcome of the `put` or `append` is unknown, as for
     /// [`KvError::SessionExpired`], and the client opens a new session for its next operation.
     Stale,
+    /// The server refused the request for this client's identity (an ordinary client's
+    /// certificate asking for a leadership transfer); the text says what would be allowed.
+    Forbidden(String),
 }
 
 impl fmt::Display for KvError {
@@ -113,6 +129,7 @@ impl fmt::Display for KvError {
                 f,
                 "another client used this client's session; the operation's outcome is unknown"
             ),
+            Self::Forbidden(why) => write!(f, "not allowed: {why}"),
         }
     }
 }
@@ -155,7 +172,7 @@ pub struct KvClient {
     /// `addrs[i]` is the address of node `i`'s server: leader hints are node ids.
     addrs: Vec<SocketAddr>,
     /// The open connection to each server, if any.
-    connections: Vec<Option<TcpStream>>,
+    connections: Vec<Option<Stream>>,
     /// The server that answered last: tried first.
     leader: usize,
     /// The session, once one is open.
@@ -312,6 +329,7 @@ impl KvClient {
         match self.call_once(addr, &Request::Status)? {
             Response::Status(status) => Ok(status),
             Response::Error(why) => Err(KvError::Server(why)),
+            Response::Forbidden(why) => Err(KvError::Forbidden(why)),
             Response::Overloaded => Err(KvError::Server(OVERLOADED.to_owned())),
             other => Err(KvError::Protocol(format!("{other:?} to a status request"))),
         }
@@ -334,6 +352,7 @@ impl KvClient {
             Response::Ok { .. } => Ok(()),
             Response::WrongLeader { leader } => Err(KvError::NotLeader { leader }),
             Response::Error(why) => Err(KvError::Server(why)),
+            Response::Forbidden(why) => Err(KvError::Forbidden(why)),
             Response::Overloaded => Err(KvError::Server(OVERLOADED.to_owned())),
             other => Err(KvError::Protocol(format!(
                 "{other:?} to a transfer request"
@@ -345,13 +364,18 @@ impl KvClient {
     fn call_once(&self, addr: SocketAddr, request: &Request) -> Result<Response, KvError> {
         let mut frame = Vec::new();
         request.encode(&mut frame).map_err(KvError::TooLarge)?;
-        let stream =
-            TcpStream::connect_timeout(&addr, self.options.connect_timeout.max(MIN_TIMEOUT))
-                .map_err(KvError::Io)?;
+        // Whichever node serves `addr`, as long as it is one of the cluster's: the caller
+        // names an address, not a node.
+        let stream = Stream::connect(
+            &addr,
+            None,
+            self.options.tls.as_ref(),
+            self.options.connect_timeout.max(MIN_TIMEOUT),
+        )
+        .map_err(KvError::Io)?;
         let timeout = Some(self.options.attempt_timeout.max(MIN_TIMEOUT));
         stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(timeout))
+            .set_read_timeout(timeout)
             .and_then(|()| stream.set_write_timeout(timeout))
             .and_then(|()| call(&stream, &frame))
             .map_err(KvError::Io)
@@ -377,6 +401,7 @@ impl KvClient {
                     return Ok(answer);
                 }
                 Ok(Response::Error(why)) => return Err(KvError::Server(why)),
+                Ok(Response::Forbidden(why)) => return Err(KvError::Forbidden(why)),
                 Ok(Response::Stale) => return Err(KvError::Stale),
                 Ok(Response::SessionExpired) => return Err(KvError::SessionExpired),
                 Ok(Response::WrongLeader { leader: Some(l) })
@@ -429,9 +454,12 @@ impl KvClient {
             Some(stream) => stream,
             None => {
                 let timeout = self.options.connect_timeout.min(left).max(MIN_TIMEOUT);
-                let stream = TcpStream::connect_timeout(&self.addrs[server], timeout)?;
-                stream.set_nodelay(true)?;
-                stream
+                Stream::connect(
+                    &self.addrs[server],
+                    Some(server),
+                    self.options.tls.as_ref(),
+                    timeout,
+                )?
             }
         };
         let timeout = Some(self.options.attempt_timeout.min(left).max(MIN_TIMEOUT));
@@ -449,7 +477,7 @@ impl KvClient {
 /// # Errors
 ///
 /// The stream's error, or `InvalidData` for an answer too large or that does not decode.
-pub fn call(stream: &TcpStream, frame: &[u8]) -> io::Result<Response> {
+pub fn call(stream: &Stream, frame: &[u8]) -> io::Result<Response> {
     protocol::write_frame(&mut &*stream, frame)?;
     let body = match protocol::read_frame(&mut &*stream, MAX_FRAME) {
         Ok(Some(body)) => body,

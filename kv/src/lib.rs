@@ -53,6 +53,7 @@ pub mod server;
 pub mod session;
 mod state;
 mod store;
+pub mod stream;
 
 pub use client::{ClientOptions, KvClient, KvError};
 pub use machine::KvMachine;

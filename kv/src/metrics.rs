@@ -45,7 +45,7 @@ pub const METRICS: &[Metric] = &[
         labels: &["node", "kind", "outcome"],
         help: "Client requests answered, by kind (register, get, put, append, status, transfer, \
                malformed) and outcome (ok, wrong_leader, busy, timeout, stale, session_expired, \
-               error).",
+               error; error includes a request refused for the connection's certificate).",
     },
     Metric {
         name: CLIENT_CONNECTIONS,
@@ -59,7 +59,7 @@ pub const METRICS: &[Metric] = &[
         kind: Kind::Counter,
         unit: None,
         labels: &["node"],
-        help: "Client connections refused (answered Overloaded): too many were open.",
+        help: "Client connections refused: too many were open (answered Overloaded in plaintext), too many TLS handshakes were under way, or the TLS handshake failed.",
     },
     Metric {
         name: PEER_CONNECTED,
@@ -167,7 +167,8 @@ fn outcome(response: &Response) -> usize {
         Response::Timeout => 3,
         Response::Stale => 4,
         Response::SessionExpired => 5,
-        Response::Error(_) => 6,
+        // A refusal for the connection's identity is an error the client cannot retry away.
+        Response::Error(_) | Response::Forbidden(_) => 6,
     }
 }
 

@@ -25,6 +25,7 @@
 //! | 0x88 | `Stale`          | none                                                          |
 //! | 0x89 | `SessionExpired` | none                                                          |
 //! | 0x8a | `Overloaded`     | none                                                          |
+//! | 0x8b | `Forbidden`      | message (UTF-8)                                               |
 //!
 //! A client opens a session with `Register`, answered `Registered` with the session's id, and
 //! sends every `Get`, `Put` and `Append` under it: `seq` numbers its requests (increasing), and
@@ -38,7 +39,12 @@
 //!
 //! `Transfer` is answered with `Ok` (the leader has started handing over its leadership),
 //! `WrongLeader` (the node does not lead) or `Error` (the target is no other node, the node
-//! stopped). `Overloaded` is the only thing a server sends on a connection it will not serve
+//! stopped). `Forbidden` refuses a request the connection's identity may not make: on a TLS
+//! connection whose client certificate is not the operator's ([`zeroraft_transport::tcp::ClientRole`]),
+//! `Transfer`. Such a connection's `Status` is answered with the compact fields only, without
+//! the full status. A plaintext connection may do everything. `Forbidden` came after the other
+//! kinds without a new protocol version: a server sends it only on TLS connections, which no
+//! client older than it can open. `Overloaded` is the only thing a server sends on a connection it will not serve
 //! (it serves as many as it may, [`crate::ServerOptions::max_connections`]) before it closes it.
 //!
 //! A server answers requests on one connection in order, one response per request. Decoding is
@@ -125,6 +131,7 @@ const REGISTERED: u8 = 0x87;
 const STALE: u8 = 0x88;
 const SESSION_EXPIRED: u8 = 0x89;
 const OVERLOADED: u8 = 0x8a;
+const FORBIDDEN: u8 = 0x8b;
 
 /// The tag of the full status after a `Status` response's fields.
 const FULL_STATUS: u8 = 1;
@@ -218,6 +225,9 @@ pub enum Response {
     Error(String),
     /// The node's Raft status: the answer to [`Request::Status`].
     Status(NodeStatus),
+    /// The connection's identity may not make this request (an ordinary client's certificate
+    /// asking for a leadership transfer); the text says what would. Nothing was done.
+    Forbidden(String),
     /// The session opened: the answer to [`Request::Register`].
     Registered {
         /// The session's id: the log index of its `Register`.
@@ -782,7 +792,7 @@ impl Response {
         let frame = FrameWriter::start(out);
         let size = match self {
             Self::Ok { value } => 2 + 4 + value.len(),
-            Self::Error(message) => 2 + 4 + message.len(),
+            Self::Error(message) | Self::Forbidden(message) => 2 + 4 + message.len(),
             _ => 0,
         };
         if size > MAX_FRAME {
@@ -810,6 +820,10 @@ impl Response {
             Self::Overloaded => out.extend_from_slice(&[VERSION, OVERLOADED]),
             Self::Error(message) => {
                 out.extend_from_slice(&[VERSION, ERROR]);
+                put_bytes(out, message.as_bytes());
+            }
+            Self::Forbidden(message) => {
+                out.extend_from_slice(&[VERSION, FORBIDDEN]);
                 put_bytes(out, message.as_bytes());
             }
             Self::Status(s) => {
@@ -859,6 +873,12 @@ impl Response {
                 let message = std::str::from_utf8(&message)
                     .map_err(|_| DecodeError::Invalid("error message (not UTF-8)"))?;
                 Self::Error(message.to_owned())
+            }
+            FORBIDDEN => {
+                let message = get_bytes(&mut body, "message", MAX_FRAME)?;
+                let message = std::str::from_utf8(&message)
+                    .map_err(|_| DecodeError::Invalid("refusal message (not UTF-8)"))?;
+                Self::Forbidden(message.to_owned())
             }
             STATUS_REPLY => {
                 let id = get_u64(&mut body)?;
@@ -1425,6 +1445,7 @@ mod tests {
             Just(Response::Stale),
             Just(Response::SessionExpired),
             Just(Response::Overloaded),
+            ".{0,40}".prop_map(Response::Forbidden),
         ]
     }
 
@@ -1851,11 +1872,15 @@ mod tests {
             request.encode(&mut out).unwrap();
             assert_eq!(&out[4..], body, "request {case}");
         }
-        let responses: [(Response, Vec<u8>); 4] = [
+        let responses: [(Response, Vec<u8>); 5] = [
             (Response::Registered { session: 5 }, registered),
             (Response::Stale, vec![VERSION, STALE]),
             (Response::SessionExpired, vec![VERSION, SESSION_EXPIRED]),
             (Response::Overloaded, vec![VERSION, OVERLOADED]),
+            (
+                Response::Forbidden("no".into()),
+                vec![VERSION, FORBIDDEN, 2, 0, 0, 0, b'n', b'o'],
+            ),
         ];
         for (case, (response, body)) in responses.into_iter().enumerate() {
             assert_eq!(encoded_body(&response), body, "response {case}");

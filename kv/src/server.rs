@@ -20,8 +20,25 @@
 //!   session. Through the log, it is a request of its session like a write, answered with the
 //!   value it read when it was applied.
 //! - `Status` answers with the node's full Raft status, and its transport's links once the
-//!   server knows where to read them ([`KvServer::set_links`]).
-//! - `Transfer` asks the node to hand its leadership over ([`Raft::transfer_leadership`]).
+//!   server knows where to read them ([`KvServer::set_links`]); to an ordinary client over TLS,
+//!   with the compact fields only.
+//! - `Transfer` asks the node to hand its leadership over ([`Raft::transfer_leadership`]); over
+//!   TLS, only for the operator's certificate ([`ClientRole::Admin`]): others are answered
+//!   `Forbidden`.
+//!
+//! # TLS
+//!
+//! With [`ServerOptions::tls`], every connection is mutual TLS: the client proves with a
+//! certificate of the cluster's CA that it is a client or the operator
+//! ([`zeroraft_transport::tcp::ServiceTls`]); a connection without a certificate, with another
+//! CA's, an expired one or one that names no client of this cluster is closed after its
+//! handshake fails, before any request is read. The handshake runs on the connection's own
+//! thread, never on the accepting one, and must be done within
+//! [`ServerOptions::handshake_timeout`] however the client spreads its bytes out; at most
+//! [`ServerOptions::max_handshakes`] are under way at once (beyond, a new connection is closed
+//! at once), so that connections that never finish a handshake hold a place for one deadline
+//! at most. A connection refused for the connection limit is closed without an answer: its
+//! client has no session to read `Overloaded` in.
 //!
 //! A frame that is not a well-formed request (truncated, oversized, garbage) ends its
 //! connection, with a `tracing` warning; nothing a client sends can panic the server.
@@ -34,7 +51,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -50,7 +67,9 @@ use crate::protocol::{
 use crate::session::{Answer, Lookup};
 use crate::state::{EntryCheck, KvState, Settled, WaitEnd};
 use zeroraft_engine::{PendingRead, Raft, ReadError, StartError, TransferError};
-use zeroraft_transport::tcp::{LinkStats, WarnLimit};
+use zeroraft_transport::tcp::{ClientRole, LinkStats, ServiceTls, WarnLimit};
+
+use crate::stream::Stream;
 
 /// How a server answers `Get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -101,6 +120,15 @@ pub struct ServerOptions {
     /// How long client sessions live and how many are kept, written into each `Register` this
     /// server proposes ([`SessionOptions`]). Default [`SessionOptions::default`].
     pub sessions: SessionOptions,
+    /// Mutual TLS on every connection ([`ServiceTls`]: the cluster's CA, the node's certificate
+    /// and key), clients' roles read from their certificates; `None` for plaintext, where every
+    /// connection may do everything (a trusted network only). Default `None`.
+    pub tls: Option<ServiceTls>,
+    /// How long a client may take for its whole TLS handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// TLS handshakes under way at once, at most; a connection accepted beyond is closed at
+    /// once. Default 64.
+    pub max_handshakes: usize,
 }
 
 impl Default for ServerOptions {
@@ -114,6 +142,9 @@ impl Default for ServerOptions {
             frame_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             sessions: SessionOptions::default(),
+            tls: None,
+            handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 64,
         }
     }
 }
@@ -147,6 +178,10 @@ struct Shared {
     refusals: WarnLimit,
     /// Connections closed for what their client sent: written at most once a second.
     closings: WarnLimit,
+    /// TLS handshakes under way.
+    handshakes: AtomicUsize,
+    /// Failed TLS handshakes: written at most once a second.
+    handshake_failures: WarnLimit,
 }
 
 /// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
@@ -179,6 +214,8 @@ impl KvServer {
             started: (Instant::now(), now_ms()),
             refusals: WarnLimit::per_second(),
             closings: WarnLimit::per_second(),
+            handshakes: AtomicUsize::new(0),
+            handshake_failures: WarnLimit::per_second(),
         });
         let accept = {
             let shared = shared.clone();
@@ -313,6 +350,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             }
             if connections.len() >= shared.options.max_connections {
                 Err("too many connections")
+            } else if shared.options.tls.is_some()
+                && shared.handshakes.load(Ordering::SeqCst) >= shared.options.max_handshakes
+            {
+                Err("too many TLS handshakes under way")
             } else {
                 match stream.try_clone() {
                     Ok(clone) => {
@@ -326,16 +367,21 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         };
         if let Err(why) = registered {
             shared.metrics.refused.increment(1);
-            refuse(stream, why, &shared.refusals);
+            shared.refuse(stream, why);
             continue;
+        }
+        if shared.options.tls.is_some() {
+            // Released by the connection's thread when its handshake ends, or below.
+            shared.handshakes.fetch_add(1, Ordering::SeqCst);
         }
         let worker = {
             let shared = shared.clone();
             let stream = match stream.try_clone() {
                 Ok(s) => s,
                 Err(_) => {
-                    lock(&shared.connections).remove(&id);
-                    refuse(stream, "cannot serve the connection", &shared.refusals);
+                    shared.forget_connection(id);
+                    shared.end_handshake();
+                    shared.refuse(stream, "cannot serve the connection");
                     continue;
                 }
             };
@@ -354,7 +400,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a connection thread");
                 shared.forget_connection(id);
-                refuse(stream, "cannot serve the connection", &shared.refusals);
+                shared.end_handshake();
+                shared.refuse(stream, "cannot serve the connection");
             }
         }
     }
@@ -362,6 +409,26 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 }
 
 impl Shared {
+    /// Counts a TLS handshake as ended (for a server with TLS).
+    fn end_handshake(&self) {
+        if self.options.tls.is_some() {
+            self.handshakes.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Refuses a connection the server will not serve: plaintext, answers `Overloaded` (see
+    /// [`refuse`]); with TLS, closes it at once, as there is no session to answer in.
+    fn refuse(&self, stream: TcpStream, why: &str) {
+        if self.options.tls.is_some() {
+            if let Some(suppressed) = self.refusals.allow() {
+                tracing::warn!(peer = ?stream.peer_addr().ok(), why, suppressed, "refusing a connection");
+            }
+            let _ = stream.shutdown(Shutdown::Both);
+        } else {
+            refuse(stream, why, &self.refusals);
+        }
+    }
+
     /// Removes connection `id` from those open.
     fn forget_connection(&self, id: u64) {
         let mut connections = lock(&self.connections);
@@ -396,6 +463,15 @@ fn refuse(stream: TcpStream, why: &str, limit: &WarnLimit) {
 struct Connection<'a> {
     shared: &'a Shared,
     id: u64,
+}
+
+/// Releases a TLS handshake's place when dropped (on every path out of the handshake).
+struct HandshakeSlot<'a>(&'a Shared);
+
+impl Drop for HandshakeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.end_handshake();
+    }
 }
 
 /// A request the connection's reader has started and its responder will finish, in order.
@@ -438,8 +514,44 @@ impl Connection<'_> {
     /// together.
     fn serve(&self, stream: TcpStream) {
         let peer = stream.peer_addr().ok();
+        if let Some((stream, role)) = self.secure(stream, peer) {
+            self.serve_requests(&stream, role, peer);
+        }
+        self.shared.forget_connection(self.id);
+    }
+
+    /// The connection as it will be served, with its client's role: plaintext (every client
+    /// an operator), or after a TLS handshake done within its deadline. `None` if the
+    /// handshake failed (the connection is closed).
+    fn secure(&self, stream: TcpStream, peer: Option<SocketAddr>) -> Option<(Stream, ClientRole)> {
+        let Some(tls) = &self.shared.options.tls else {
+            return Some((Stream::Plain(stream), ClientRole::Admin));
+        };
+        let _slot = HandshakeSlot(self.shared);
+        let deadline = Instant::now() + self.shared.options.handshake_timeout;
+        let clone = stream.try_clone();
+        match tls.accept(stream, deadline) {
+            Ok((stream, role)) => Some((Stream::Tls(Box::new(stream)), role)),
+            Err(e) => {
+                self.shared.metrics.refused.increment(1);
+                if !self.stopping()
+                    && let Some(suppressed) = self.shared.handshake_failures.allow()
+                {
+                    tracing::warn!(?peer, error = %e, suppressed, "refusing a client: its TLS handshake failed");
+                }
+                if let Ok(s) = clone {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+                None
+            }
+        }
+    }
+
+    /// Serves the connection's requests, as [`Connection::serve`] says.
+    fn serve_requests(&self, stream: &Stream, role: ClientRole, peer: Option<SocketAddr>) {
         let options = &self.shared.options;
         let setup = stream
+            .tcp()
             .set_nodelay(true)
             .and_then(|()| stream.set_write_timeout(Some(options.write_timeout.max(MIN_TIMEOUT))));
         if let Err(e) = setup {
@@ -449,24 +561,24 @@ impl Connection<'_> {
             std::thread::scope(|scope| {
                 let responder = std::thread::Builder::new()
                     .name(format!("kv-answer-{}-{}", self.shared.raft.id(), self.id))
-                    .spawn_scoped(scope, || self.respond(&stream, rx));
+                    .spawn_scoped(scope, || self.respond(stream, rx));
                 if let Err(e) = responder {
                     tracing::warn!(error = %e, "cannot start a connection's answering thread");
                     return;
                 }
-                self.read_requests(&stream, peer, &tx);
+                self.read_requests(stream, role, peer, &tx);
                 drop(tx);
             });
         }
         let _ = stream.shutdown(Shutdown::Both);
-        self.shared.forget_connection(self.id);
     }
 
     /// Reads requests and starts each, until the connection ends or sends something that is not
     /// a request.
     fn read_requests(
         &self,
-        stream: &TcpStream,
+        stream: &Stream,
+        role: ClientRole,
         peer: Option<SocketAddr>,
         tx: &crossbeam_channel::Sender<(RequestKind, Pending)>,
     ) {
@@ -507,7 +619,10 @@ impl Connection<'_> {
                 }
             };
             let pending = match request {
-                Ok(request) => (RequestKind::of(&request), self.begin(request, &mut arena)),
+                Ok(request) => (
+                    RequestKind::of(&request),
+                    self.begin(request, role, &mut arena),
+                ),
                 Err(e) => {
                     if let Some(suppressed) = self.shared.closings.allow() {
                         tracing::warn!(?peer, error = %e, suppressed, "closing a connection: malformed request");
@@ -526,7 +641,7 @@ impl Connection<'_> {
     /// Finishes the requests in order and writes their answers, batching those that are ready
     /// together, and counts them by kind and outcome (handed to the recorder with each batch).
     /// When the connection fails, shuts it down so that the reader stops too.
-    fn respond(&self, stream: &TcpStream, rx: crossbeam_channel::Receiver<(RequestKind, Pending)>) {
+    fn respond(&self, stream: &Stream, rx: crossbeam_channel::Receiver<(RequestKind, Pending)>) {
         let mut out = Vec::new();
         let mut tally = RequestTally::new();
         for (kind, pending) in rx.iter() {
@@ -566,7 +681,7 @@ impl Connection<'_> {
     }
 
     /// Starts `request`: proposes a command, asks for a read's confirmation, or answers at once.
-    fn begin(&self, request: Request, arena: &mut bytes::BytesMut) -> Pending {
+    fn begin(&self, request: Request, role: ClientRole, arena: &mut bytes::BytesMut) -> Pending {
         let raft = &self.shared.raft;
         let now = Instant::now();
         let deadline = now + self.shared.options.request_timeout;
@@ -579,6 +694,16 @@ impl Connection<'_> {
             deadline,
         };
         match request {
+            Request::Status if role != ClientRole::Admin => {
+                Pending::Ready(Response::Status(NodeStatus::from_status(&raft.status())))
+            }
+            Request::Transfer { .. } if role != ClientRole::Admin => {
+                Pending::Ready(Response::Forbidden(
+                    "leadership transfer is for the operator: connect with the admin \
+                     certificate"
+                        .to_owned(),
+                ))
+            }
             Request::Status => {
                 let links = self
                     .shared

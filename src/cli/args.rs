@@ -59,9 +59,11 @@ enum Sub {
     /// --data (initialized with `zeroraft init`), its peers reached over TCP, clients served on
     /// --listen. Start one per node, each with the same --peers and its own --id.
     Serve(ServeArgs),
-    /// Makes the certificates of a local cluster's links between nodes: a CA (ca.pem, ca.key)
-    /// and, for each node, a certificate naming it and its key (node-I.pem, node-I.key), for
-    /// `serve --tls-dir`. Keep ca.key offline; it signs new nodes' certificates.
+    /// Makes the certificates of a local cluster: a CA (ca.pem, ca.key); for each node, a
+    /// certificate naming it and its key (node-I.pem, node-I.key), for `serve --tls-dir`; a
+    /// client's (client.pem, client.key) and an operator's (admin.pem, admin.key), for the
+    /// client commands' --tls-dir; and the cluster's id in `cluster`. Keep ca.key offline; it
+    /// signs new certificates.
     Certs(CertsArgs),
     /// Reads or changes a key of a running key-value service.
     Kv(KvArgs),
@@ -78,6 +80,23 @@ pub(crate) struct MonitorArgs {
     /// The client addresses of the nodes (their --listen), in node order, separated by commas
     #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses)]
     pub(crate) connect: Addresses,
+    #[command(flatten)]
+    pub(crate) security: ClientSecurity,
+}
+
+/// How a client command reaches the nodes' client ports: as `serve` was started.
+#[derive(Args, Clone, Debug, Default, PartialEq)]
+pub(crate) struct ClientSecurity {
+    /// Mutual TLS to the nodes, with the certificates of `zeroraft certs` in DIR: ca.pem, the
+    /// cluster's id in `cluster`, and client.pem and client.key (`monitor`: admin.pem and
+    /// admin.key if there, for leadership transfer and the nodes' full status)
+    #[arg(long = "tls-dir", value_name = "DIR", value_parser = directory,
+          required_unless_present = "insecure", conflicts_with = "insecure")]
+    pub(crate) tls_dir: Option<PathBuf>,
+    /// Plaintext to the nodes, which were started with --insecure: anyone on the network can
+    /// read and change what passes
+    #[arg(long)]
+    pub(crate) insecure: bool,
 }
 
 /// Options of `zeroraft serve`.
@@ -97,13 +116,15 @@ pub(crate) struct ServeArgs {
     /// (needed with --storage file). A missing or empty one is refused
     #[arg(long, value_name = "DIR", value_parser = directory, required_if_eq("storage", "file"))]
     pub(crate) data: Option<PathBuf>,
-    /// Mutual TLS between nodes, with the certificates of `zeroraft certs` in DIR: ca.pem, and
-    /// node-I.pem and node-I.key for this node's --id I
+    /// Mutual TLS between nodes and on the client port, with the certificates of `zeroraft
+    /// certs` in DIR: ca.pem, and node-I.pem and node-I.key for this node's --id I. Clients
+    /// then need a certificate of the same CA (client.pem, or admin.pem for leadership transfer)
     #[arg(long = "tls-dir", value_name = "DIR", value_parser = directory,
           required_unless_present = "insecure", conflicts_with = "insecure")]
     pub(crate) tls_dir: Option<PathBuf>,
-    /// Plaintext links between nodes: anyone who can reach the peer port can speak as any node.
-    /// For a trusted network only
+    /// Plaintext links between nodes and to clients: anyone who can reach the peer port can
+    /// speak as any node, and anyone who can reach the client port can do anything a client or
+    /// an operator can. For a trusted network only
     #[arg(long)]
     pub(crate) insecure: bool,
     /// Where the node keeps its raft state: a write-ahead log in --data, or memory (lost when
@@ -214,6 +235,8 @@ pub(crate) struct KvArgs {
     /// How long the operation may take, in seconds, retries included
     #[arg(long, value_name = "S", default_value = "5", value_parser = number_in(1u64..=3600))]
     pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) security: ClientSecurity,
     #[command(subcommand)]
     pub(crate) op: KvOp,
 }
@@ -403,6 +426,14 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "N", default_value = "4", value_parser = number_in(1usize..=256),
           requires = "connect")]
     pub(crate) connections: usize,
+    /// With --connect: mutual TLS to the nodes, with client.pem, client.key, ca.pem and
+    /// `cluster` from `zeroraft certs` in DIR (one of --tls-dir and --insecure is needed)
+    #[arg(long = "tls-dir", value_name = "DIR", value_parser = directory,
+          requires = "connect", conflicts_with = "insecure")]
+    pub(crate) tls_dir: Option<PathBuf>,
+    /// With --connect: plaintext to the nodes, started with --insecure
+    #[arg(long, requires = "connect")]
+    pub(crate) insecure: bool,
     /// Each node snapshots its state machine and compacts its log every N applied entries; 0
     /// never compacts
     #[arg(long = "compact-every", value_name = "N", default_value = "100000",
@@ -427,6 +458,8 @@ impl Default for BenchArgs {
             with_recorder: false,
             connect: None,
             connections: 4,
+            tls_dir: None,
+            insecure: false,
         }
     }
 }
@@ -624,10 +657,14 @@ mod tests {
                 })),
             ),
             (
-                "kv --connect 127.0.0.1:8000 append k v",
+                "kv --connect 127.0.0.1:8000 --insecure append k v",
                 Ok(Command::Kv(KvArgs {
                     connect: Addresses(vec!["127.0.0.1:8000".parse().unwrap()]),
                     timeout: 5,
+                    security: ClientSecurity {
+                        tls_dir: None,
+                        insecure: true,
+                    },
                     op: KvOp::Append {
                         key: "k".into(),
                         value: "v".into(),
@@ -642,19 +679,27 @@ mod tests {
                 })),
             ),
             (
-                "monitor --connect 127.0.0.1:8000,127.0.0.1:8001,127.0.0.1:8002",
+                "monitor --connect 127.0.0.1:8000,127.0.0.1:8001,127.0.0.1:8002 --tls-dir /tmp/certs",
                 Ok(Command::Monitor(MonitorArgs {
                     connect: Addresses(vec![
                         "127.0.0.1:8000".parse().unwrap(),
                         "127.0.0.1:8001".parse().unwrap(),
                         "127.0.0.1:8002".parse().unwrap(),
                     ]),
+                    security: ClientSecurity {
+                        tls_dir: Some("/tmp/certs".into()),
+                        insecure: false,
+                    },
                 })),
             ),
             (
-                "monitor --connect=[::1]:8000",
+                "monitor --connect=[::1]:8000 --insecure",
                 Ok(Command::Monitor(MonitorArgs {
                     connect: Addresses(vec!["[::1]:8000".parse().unwrap()]),
+                    security: ClientSecurity {
+                        tls_dir: None,
+                        insecure: true,
+                    },
                 })),
             ),
         ];

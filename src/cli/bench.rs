@@ -116,12 +116,25 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
 /// loopback round trip and this machine's `fdatasync`.
 pub fn run_remote(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     let addrs = &args.connect.as_ref().expect("checked by the caller").0;
+    if args.tls_dir.is_none() && !args.insecure {
+        return Err(Failure::Setup(
+            "bench --connect needs --tls-dir DIR (the servers' CA and a client certificate) or \
+             --insecure (servers started with --insecure)"
+                .into(),
+        ));
+    }
+    let security = super::args::ClientSecurity {
+        tls_dir: args.tls_dir.clone(),
+        insecure: args.insecure,
+    };
+    let tls = super::service::client_tls(&security, zeroraft_transport::tcp::ClientRole::Client)?;
     let options = remote::Options {
         in_flight: args.clients as usize,
         connections: args.connections,
         payload: args.payload,
         duration: Duration::from_secs(args.seconds),
         keys: 1000,
+        tls,
     };
     let mut before = 0;
     let mut failed = None;

@@ -10,6 +10,7 @@ use super::args::{DashboardArgs, MonitorArgs, StorageKind};
 use super::loaded::{LoadOptions, LoadedCluster};
 use super::remote::{RemoteCluster, RemoteOptions};
 use super::{DataDir, Failure, Stop};
+use zeroraft_transport::tcp::ClientRole;
 
 /// Runs the dashboard (or, with `--headless`, a line a second) on an in-process cluster.
 pub fn run(args: &DashboardArgs, stop: &Stop) -> Result<(), Failure> {
@@ -71,7 +72,8 @@ pub fn run_remote(args: &MonitorArgs, stop: &Stop) -> Result<(), Failure> {
             "the dashboard needs a terminal",
         )));
     }
-    let remote = RemoteCluster::connect(args.connect.0.clone(), RemoteOptions::default())
+    let tls = super::service::client_tls(&args.security, ClientRole::Admin)?;
+    let remote = RemoteCluster::connect(args.connect.0.clone(), RemoteOptions::default(), tls)
         .map_err(|e| Failure::Run(io::Error::other(format!("cannot watch the cluster: {e}"))))?;
     let started = std::time::Instant::now();
     let app = zeroraft_monitor::run(&remote, fastrand::u64(..), None, &stop.requested)?;

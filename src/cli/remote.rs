@@ -29,7 +29,7 @@
 //! a copy, never across I/O.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,8 +40,9 @@ use zeroraft_monitor::{ActionKind, Control, LoadSample, NetworkSample, Rate, Sam
 use zeroraft_engine::Status;
 use zeroraft_kv::client::call;
 use zeroraft_kv::protocol::{NodeStatus, Request, Response};
+use zeroraft_kv::stream::Stream;
 use zeroraft_kv::{ClientOptions, KvClient};
-use zeroraft_transport::tcp::LinkStats;
+use zeroraft_transport::tcp::{ClientTls, LinkStats};
 
 /// How a [`RemoteCluster`] reads the nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +69,8 @@ pub struct RemoteCluster {
     /// `addrs[i]`: where node `i` serves clients.
     addrs: Vec<SocketAddr>,
     options: RemoteOptions,
+    /// Mutual TLS to the nodes, or `None` for plaintext.
+    tls: Option<ClientTls>,
     /// The latest reading of each node, by id.
     slots: Arc<[Mutex<Reading>]>,
     /// Dropped to stop the pollers, which wait on it between polls.
@@ -88,15 +91,20 @@ struct Reading {
 }
 
 impl RemoteCluster {
-    /// Starts watching the nodes whose client addresses are `addrs`, node `i` at `addrs[i]`.
-    /// Returns once every node was asked once (and answered, or did not in time), so that the
-    /// first sample shows what could be read.
+    /// Starts watching the nodes whose client addresses are `addrs`, node `i` at `addrs[i]`,
+    /// over TLS with `tls` (the full status and leadership transfer need the operator's
+    /// certificate). Returns once every node was asked once (and answered, or did not in time),
+    /// so that the first sample shows what could be read.
     ///
     /// # Errors
     ///
     /// [`io::ErrorKind::InvalidInput`] without addresses; the error of starting a poller
     /// thread.
-    pub fn connect(addrs: Vec<SocketAddr>, options: RemoteOptions) -> io::Result<Self> {
+    pub fn connect(
+        addrs: Vec<SocketAddr>,
+        options: RemoteOptions,
+        tls: Option<ClientTls>,
+    ) -> io::Result<Self> {
         if addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -117,6 +125,7 @@ impl RemoteCluster {
         let mut cluster = Self {
             addrs,
             options,
+            tls,
             slots,
             stop: Some(stop),
             pollers: Vec::new(),
@@ -126,6 +135,7 @@ impl RemoteCluster {
                 id: i,
                 addr,
                 options,
+                tls: cluster.tls.clone(),
                 slots: Arc::clone(&cluster.slots),
                 stopped: stopped.clone(),
                 polled: Some(polled.clone()),
@@ -181,6 +191,7 @@ struct Poller {
     id: usize,
     addr: SocketAddr,
     options: RemoteOptions,
+    tls: Option<ClientTls>,
     slots: Arc<[Mutex<Reading>]>,
     /// Disconnected when the cluster is dropped.
     stopped: Receiver<()>,
@@ -213,7 +224,7 @@ impl Poller {
 
     /// The node's status, over `connection` if one is open, else (or if it was closed since:
     /// the node restarted, say) over a new one, which is kept for the next poll.
-    fn ask(&self, connection: &mut Option<TcpStream>, frame: &[u8]) -> Result<NodeStatus, String> {
+    fn ask(&self, connection: &mut Option<Stream>, frame: &[u8]) -> Result<NodeStatus, String> {
         if let Some(stream) = connection.take() {
             match call(&stream, frame) {
                 Ok(Response::Status(status)) => {
@@ -227,10 +238,12 @@ impl Poller {
             }
         }
         let timeout = self.options.timeout.max(Duration::from_millis(1));
-        let stream = TcpStream::connect_timeout(&self.addr, timeout).map_err(|e| e.to_string())?;
+        // Any node of the cluster: one at another place in the list is shown as the mix-up it
+        // is, below, rather than as unreachable.
+        let stream = Stream::connect(&self.addr, None, self.tls.as_ref(), timeout)
+            .map_err(|e| e.to_string())?;
         let answer = stream
-            .set_nodelay(true)
-            .and_then(|()| stream.set_read_timeout(Some(timeout)))
+            .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
             .and_then(|()| call(&stream, frame))
             .map_err(|e| e.to_string())?;
@@ -389,10 +402,11 @@ impl Control for RemoteCluster {
             .get(leader)
             .ok_or_else(|| format!("no node {leader}"))?;
         let client = KvClient::new(
-            Vec::new(),
+            self.addrs.clone(),
             ClientOptions {
                 connect_timeout: self.options.timeout,
                 attempt_timeout: self.options.timeout * 2,
+                tls: self.tls.clone(),
                 ..ClientOptions::default()
             },
         );

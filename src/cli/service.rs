@@ -9,9 +9,9 @@ use zeroraft_kv::serve::{NodeOptions, ServeNode};
 use zeroraft_kv::{ClientOptions, KvClient, ReadMode};
 use zeroraft_storage::FileStorage;
 
-use zeroraft_transport::tcp::{Authority, PeerTls};
+use zeroraft_transport::tcp::{Authority, ClientRole, ClientTls, PeerTls, ServiceTls};
 
-use super::args::{CertsArgs, InitArgs, KvArgs, KvOp, ServeArgs, StorageKind};
+use super::args::{CertsArgs, ClientSecurity, InitArgs, KvArgs, KvOp, ServeArgs, StorageKind};
 use super::{Failure, Stop};
 
 /// How often `serve` looks for a stop signal and for its node having stopped on its own.
@@ -104,12 +104,20 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
         _ => ReadMode::ReadIndex,
     };
     options.peer_tls = match &args.tls_dir {
-        Some(dir) => Some(peer_tls(dir, args.id)?),
+        Some(dir) => {
+            let tls = peer_tls(dir, args.id)?;
+            // The client port speaks TLS with the same CA and the node's own certificate.
+            options.server.tls = Some(ServiceTls::new(&tls, cluster).map_err(|e| {
+                Failure::Setup(format!("the certificates in {}: {e}", dir.display()))
+            })?);
+            Some(tls)
+        }
         None => {
             writeln!(
                 io::stderr().lock(),
-                "zeroraft: warning: the links between nodes are plaintext (--insecure): anyone who \
-                 can reach the peer port can speak as any node"
+                "zeroraft: warning: the links between nodes and to clients are plaintext \
+                 (--insecure): anyone who can reach the peer port can speak as any node, and \
+                 anyone who can reach the client port can transfer leadership"
             )?;
             None
         }
@@ -160,6 +168,7 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
 pub fn kv(args: &KvArgs) -> Result<(), Failure> {
     let options = ClientOptions {
         op_timeout: Duration::from_secs(args.timeout),
+        tls: client_tls(&args.security, ClientRole::Client)?,
         ..ClientOptions::default()
     };
     let mut client = KvClient::new(args.connect.0.clone(), options);
@@ -188,6 +197,46 @@ fn peer_tls(dir: &std::path::Path, id: usize) -> Result<PeerTls, Failure> {
     let key = read(format!("node-{id}.key"))?;
     PeerTls::from_pem(&ca, &cert, &key)
         .map_err(|e| Failure::Setup(format!("the certificates in {}: {e}", dir.display())))
+}
+
+/// The TLS a client command speaks, as its arguments say: `None` with --insecure; with
+/// --tls-dir, the certificate of `role` there (for [`ClientRole::Admin`], admin.pem if there,
+/// else client.pem).
+pub fn client_tls(
+    security: &ClientSecurity,
+    role: ClientRole,
+) -> Result<Option<ClientTls>, Failure> {
+    let Some(dir) = &security.tls_dir else {
+        return Ok(None);
+    };
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path)
+            .map_err(|e| Failure::Setup(format!("cannot read {}: {e}", path.display())))
+    };
+    let cluster_file = dir.join("cluster");
+    let cluster = std::fs::read_to_string(&cluster_file)
+        .map_err(|e| Failure::Setup(format!("cannot read {}: {e}", cluster_file.display())))?
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| {
+            Failure::Setup(format!(
+                "{} must hold the cluster's id: {e}",
+                cluster_file.display()
+            ))
+        })?;
+    let name = match role {
+        ClientRole::Admin if dir.join("admin.pem").exists() => "admin",
+        _ => "client",
+    };
+    let settings = PeerTls::from_pem(
+        &read("ca.pem")?,
+        &read(&format!("{name}.pem"))?,
+        &read(&format!("{name}.key"))?,
+    )
+    .and_then(|settings| ClientTls::new(&settings, cluster))
+    .map_err(|e| Failure::Setup(format!("the certificates in {}: {e}", dir.display())))?;
+    Ok(Some(settings))
 }
 
 /// Makes a CA and a certificate for each node of a local cluster in a new directory.
@@ -231,11 +280,22 @@ pub fn certs(args: &CertsArgs) -> Result<(), Failure> {
         write(format!("node-{id}.pem"), &node.cert_pem, false)?;
         write(format!("node-{id}.key"), &node.key_pem, true)?;
     }
+    for (name, role) in [("client", ClientRole::Client), ("admin", ClientRole::Admin)] {
+        let issued = ca
+            .client(args.cluster, role, valid.clone())
+            .map_err(|e| setup(&e))?;
+        write(format!("{name}.pem"), &issued.cert_pem, false)?;
+        write(format!("{name}.key"), &issued.key_pem, true)?;
+    }
+    write("cluster".into(), &format!("{}\n", args.cluster), false)?;
     writeln!(
         io::stdout().lock(),
-        "wrote a CA and {} node certificates of cluster {} to {}; start each node with: zeroraft serve --tls-dir {} ...",
+        "wrote a CA, {} node certificates, a client's and an operator's (admin) of cluster {} to {}; \
+         start each node with: zeroraft serve --tls-dir {} ..., and the clients with --tls-dir {} \
+         (give them only ca.pem, cluster and their own certificate and key)",
         args.nodes,
         args.cluster,
+        dir.display(),
         dir.display(),
         dir.display()
     )?;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use zeroraft::kv::protocol::NodeStatus;
 use zeroraft::kv::{ClientOptions, KvClient};
+use zeroraft::transport::tcp::{ClientTls, PeerTls};
 
 use super::netns::Topology;
 
@@ -68,6 +69,9 @@ pub struct ProcessCluster {
     /// The arguments that choose how nodes speak to each other: `--insecure` unless
     /// [`ProcessCluster::with_tls`].
     links: Vec<String>,
+    /// With [`ProcessCluster::with_tls`], how the test's clients speak TLS to the nodes: with
+    /// the operator's certificate.
+    client_tls: Option<ClientTls>,
     /// Holds the data directories and logs; removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -137,6 +141,7 @@ impl ProcessCluster {
             initialized: vec![false; nodes.len()],
             exits: vec![None; nodes.len()],
             links: vec!["--insecure".into()],
+            client_tls: None,
             nodes,
             read_mode: read_mode.to_owned(),
             cluster: fastrand::u64(1..),
@@ -201,13 +206,14 @@ impl ProcessCluster {
             op_timeout: timeout,
             attempt_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(200),
+            tls: self.client_tls.clone(),
             ..ClientOptions::default()
         };
         KvClient::new(self.client_addrs(), options)
     }
 
-    /// The same cluster with mutual TLS between its nodes, with certificates `zeroraft certs`
-    /// makes.
+    /// The same cluster with mutual TLS between its nodes and on their client ports, with
+    /// certificates `zeroraft certs` makes; the test's clients hold the operator's.
     pub fn with_tls(mut self) -> Self {
         let certs = self._dir.path().join("certs");
         let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
@@ -223,7 +229,16 @@ impl ProcessCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         self.links = vec!["--tls-dir".into(), certs.display().to_string()];
+        let read = |name: &str| std::fs::read(certs.join(name)).expect("a certificate file");
+        let settings = PeerTls::from_pem(&read("ca.pem"), &read("admin.pem"), &read("admin.key"))
+            .expect("the operator's certificate");
+        self.client_tls = Some(ClientTls::new(&settings, self.cluster).expect("client TLS"));
         self
+    }
+
+    /// Where [`ProcessCluster::with_tls`] wrote the certificates.
+    pub fn certs_dir(&self) -> PathBuf {
+        self._dir.path().join("certs")
     }
 
     /// Starts every node.
@@ -366,6 +381,7 @@ impl ProcessCluster {
             ClientOptions {
                 connect_timeout: Duration::from_millis(200),
                 attempt_timeout: Duration::from_millis(500),
+                tls: self.client_tls.clone(),
                 ..ClientOptions::default()
             },
         );

@@ -9,6 +9,8 @@
 //! [`MAX_UNACKNOWLEDGED`] in flight, and more connections are opened if the window needs them.
 //! It counts the acknowledged puts and times each from its write to its answer. [`loopback_rtt`] measures the
 //! round trip of a small message over TCP on loopback, the floor under any one-client latency.
+//!
+//! With [`Options::tls`] every connection is mutual TLS, as the servers were started with.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -21,7 +23,9 @@ use bytes::Bytes;
 
 use zeroraft_engine::Role;
 use zeroraft_kv::protocol::{self, MAX_FRAME, MAX_UNACKNOWLEDGED, Request, Response};
+use zeroraft_kv::stream::Stream;
 use zeroraft_kv::{ClientOptions, KvClient, KvError};
+use zeroraft_transport::tcp::ClientTls;
 
 /// How [`run`] loads the service.
 #[derive(Clone, Debug)]
@@ -37,6 +41,8 @@ pub struct Options {
     pub duration: Duration,
     /// Distinct keys written (key `k<i>` for `i` below this). At least 1.
     pub keys: usize,
+    /// Mutual TLS to the servers, or `None` for plaintext: as they were started.
+    pub tls: Option<ClientTls>,
 }
 
 /// What [`run`] measured.
@@ -66,13 +72,21 @@ impl Report {
     }
 }
 
-/// Finds the node that leads, by asking each node's status.
+/// Finds the node that leads, by asking each node's status (over TLS with `tls`).
 ///
 /// # Errors
 ///
 /// [`KvError::Timeout`] if no node says it leads within `patience`.
-pub fn find_leader(addrs: &[SocketAddr], patience: Duration) -> Result<usize, KvError> {
-    let client = KvClient::new(addrs.to_vec(), ClientOptions::default());
+pub fn find_leader(
+    addrs: &[SocketAddr],
+    tls: Option<&ClientTls>,
+    patience: Duration,
+) -> Result<usize, KvError> {
+    let options = ClientOptions {
+        tls: tls.cloned(),
+        ..ClientOptions::default()
+    };
+    let client = KvClient::new(addrs.to_vec(), options);
     let until = Instant::now() + patience;
     loop {
         for (i, &addr) in addrs.iter().enumerate() {
@@ -99,7 +113,7 @@ pub fn run(
     options: &Options,
     mut progress: impl FnMut(u64, Duration) -> ControlFlow<()>,
 ) -> Result<Report, KvError> {
-    let leader = find_leader(addrs, Duration::from_secs(10))?;
+    let leader = find_leader(addrs, options.tls.as_ref(), Duration::from_secs(10))?;
     let most = usize::try_from(MAX_UNACKNOWLEDGED).unwrap_or(usize::MAX);
     let connections = options
         .connections
@@ -107,13 +121,17 @@ pub fn run(
         .max(options.in_flight.div_ceil(most));
     let streams = (0..connections)
         .map(|_| {
-            let s = TcpStream::connect_timeout(&addrs[leader], Duration::from_secs(2))
-                .and_then(|s| {
-                    s.set_nodelay(true)?;
-                    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-                    Ok(s)
-                })
-                .map_err(KvError::Io)?;
+            let s = Stream::connect(
+                &addrs[leader],
+                Some(leader),
+                options.tls.as_ref(),
+                Duration::from_secs(2),
+            )
+            .and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                Ok(s)
+            })
+            .map_err(KvError::Io)?;
             let session = register(&s)?;
             Ok((s, session))
         })
@@ -185,7 +203,7 @@ pub fn run(
 /// One connection's share of the load: keeps `window` puts of `session` in flight until `stop`,
 /// then drains what is still under way. Returns the latencies and the number of refused puts.
 fn pipeline(
-    stream: TcpStream,
+    stream: Stream,
     session: u64,
     window: usize,
     keys: usize,
@@ -201,8 +219,7 @@ fn pipeline(
     // Every request up to `answered` has its answer: the next ones acknowledge them.
     let mut answered = 0u64;
     let mut out = Vec::new();
-    let mut reader =
-        protocol::FrameReader::new(stream.try_clone().map_err(KvError::Io)?, MAX_FRAME);
+    let mut reader = protocol::FrameReader::new(&stream, MAX_FRAME);
     let mut writer = &stream;
     let mut refused = 0;
     let mut to_send = window;
@@ -256,7 +273,7 @@ fn pipeline(
 }
 
 /// Opens a session over `stream`, before any other request on it.
-fn register(stream: &TcpStream) -> Result<u64, KvError> {
+fn register(stream: &Stream) -> Result<u64, KvError> {
     let mut frame = Vec::new();
     Request::Register
         .encode(&mut frame)

@@ -95,7 +95,7 @@ fn a_cluster_of_serve_nodes_is_watched_through_its_client_ports() {
         .iter()
         .map(|n| n.as_ref().unwrap().client_addr())
         .collect();
-    let remote = RemoteCluster::connect(addrs.clone(), RemoteOptions::default()).unwrap();
+    let remote = RemoteCluster::connect(addrs.clone(), RemoteOptions::default(), None).unwrap();
     assert_eq!(remote.nodes(), 3);
     assert!(remote.supports(ActionKind::TransferLeadership));
     for kind in [
@@ -221,7 +221,7 @@ fn a_silent_or_misplaced_node_does_not_hold_up_the_others() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut with_silent = addrs.clone();
     with_silent.push(silent.local_addr().unwrap());
-    let remote = RemoteCluster::connect(with_silent, RemoteOptions::default()).unwrap();
+    let remote = RemoteCluster::connect(with_silent, RemoteOptions::default(), None).unwrap();
     let sample = wait_for(&remote, "the three nodes up and linked", |s| {
         (0..3).all(|i| !s.statuses[i].killed && (0..3).all(|j| link(s, i, j)))
     });
@@ -242,7 +242,7 @@ fn a_silent_or_misplaced_node_does_not_hold_up_the_others() {
 
     // Addresses out of order: each node is shown under its place, failed, saying why.
     let swapped = vec![addrs[1], addrs[0], addrs[2]];
-    let remote = RemoteCluster::connect(swapped, RemoteOptions::default()).unwrap();
+    let remote = RemoteCluster::connect(swapped, RemoteOptions::default(), None).unwrap();
     let sample = wait_for(&remote, "node 2 up", |s| !s.statuses[2].killed);
     for i in [0, 1] {
         let status: &Status = &sample.statuses[i];

@@ -1,5 +1,6 @@
 //! Certificates for a cluster's links: a certificate authority and the node certificates it
-//! signs, each naming its node ([`node_name`]), as PEM text. What `zeroraft certs` writes for a
+//! signs, each naming its node ([`node_name`]), and the client certificates, each naming its
+//! role ([`client_name`], [`admin_name`]), as PEM text. What `zeroraft certs` writes for a
 //! local cluster, and what tests use; a production cluster may as well use its own CA, as long
 //! as each node's certificate carries its name.
 
@@ -11,7 +12,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-use super::{NodeId, PeerTls, TlsError, node_name};
+use super::{ClientRole, ClientTls, NodeId, PeerTls, TlsError, admin_name, client_name, node_name};
 
 /// A certificate and its private key, as PEM text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +105,58 @@ impl Authority {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// A certificate for a client of cluster `cluster` in role `role` (its name is
+    /// [`client_name`] or [`admin_name`]; it serves to authenticate a client only), with a fresh
+    /// key, valid over `valid`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] if the key or certificate cannot be made.
+    pub fn client(
+        &self,
+        cluster: u64,
+        role: ClientRole,
+        valid: Range<SystemTime>,
+    ) -> Result<Issued, TlsError> {
+        let name = match role {
+            ClientRole::Client => client_name(cluster),
+            ClientRole::Admin => admin_name(cluster),
+        };
+        let mut params =
+            CertificateParams::new(vec![name.clone()]).map_err(failed("a client certificate"))?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = valid.start.into();
+        params.not_after = valid.end.into();
+        let key = KeyPair::generate().map_err(failed("a client key"))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(failed("a client certificate"))?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// [`ClientTls`] for a client of cluster `cluster` in role `role`, trusting this
+    /// authority, its certificate valid over `valid`.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] if the key or certificate cannot be made.
+    pub fn client_tls(
+        &self,
+        cluster: u64,
+        role: ClientRole,
+        valid: Range<SystemTime>,
+    ) -> Result<ClientTls, TlsError> {
+        let issued = self.client(cluster, role, valid)?;
+        ClientTls::new(
+            &PeerTls::from_issued(&self.issued.cert_pem, &issued)?,
+            cluster,
+        )
     }
 
     /// [`PeerTls`] for node `id` of cluster `cluster`, trusting this authority, its

@@ -56,12 +56,14 @@
 //! returns.
 
 mod certs;
+mod clients;
 mod handshake;
 mod limit;
 mod link;
 mod tls;
 
 pub use certs::{Authority, Issued};
+pub use clients::{ClientRole, ClientTls, ServiceTls, TlsStream, admin_name, client_name};
 pub use limit::WarnLimit;
 pub use tls::{PeerTls, TlsError, node_name};
 

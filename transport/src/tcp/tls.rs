@@ -47,9 +47,9 @@ pub fn node_name(cluster: u64, id: NodeId) -> String {
 /// The certificates a node proves itself with and checks its peers' against: the cluster's CA,
 /// the node's certificate chain (its own certificate first) and the node's private key.
 pub struct PeerTls {
-    ca: Vec<CertificateDer<'static>>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    pub(super) ca: Vec<CertificateDer<'static>>,
+    pub(super) chain: Vec<CertificateDer<'static>>,
+    pub(super) key: PrivateKeyDer<'static>,
 }
 
 /// Why TLS settings cannot be used.
