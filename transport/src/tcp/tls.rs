@@ -16,24 +16,32 @@
 //! node of another cluster has a name with another cluster id, and is refused even with a
 //! certificate of the same CA.
 //!
-//! # Threads
+//! # Records after the handshakes
 //!
-//! A connection's TLS session is shared by its reader thread and its peer's writer thread,
-//! behind a `Mutex` held only to encrypt or decrypt in memory ([`Session::seal`],
-//! [`Session::open`]): the socket is read and written outside the lock. Only the writer writes
-//! to the socket, so records leave in the order they were sealed; a record the session wants
-//! to send on its own (a key update) leaves with the writer's next write, a keepalive at the
-//! latest.
+//! rustls runs the TLS handshake and carries the zeroraft hello and its answer. Then [`split`]
+//! takes the traffic keys out of the session, and the connection's records are protected as
+//! TLS 1.3 protects them (RFC 8446, section 5) by a [`Sealer`], the writer's, and an
+//! [`Opener`], the reader's, with the AEAD of `ring` that rustls itself uses: into and out of
+//! buffers the writer and the reader own and reuse, so that messages cost no allocation, where
+//! rustls's own record layer allocates for every record it encrypts and every record it
+//! decrypts. The two directions have keys of their own, so the writer and the reader share
+//! nothing. The peer at the other end does the same: neither sends key updates, session tickets
+//! or anything but data once the hello is answered; the writer drops the connection before its
+//! keys reach the cipher suite's confidentiality limit, and the next connection has new keys.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::BytesMut;
+use ring::aead::{self, Aad, LessSafeKey, MAX_TAG_LEN as TAG_LEN, NONCE_LEN, Nonce, UnboundKey};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, ConnectionTrafficSecrets, RootCertStore, ServerConfig,
+    ServerConnection,
+};
 
 use super::handshake::ReadWrite;
 use crate::NodeId;
@@ -159,6 +167,9 @@ impl Tls {
             .map_err(|e| TlsError(format!("the node certificate or key: {e}")))?;
         // Links are long-lived: no resumption, so no tickets to send after the handshake.
         server.send_tls13_tickets = 0;
+        // The records after the handshakes are protected by `Sealer` and `Opener`, with the
+        // keys taken out of the session.
+        server.enable_secret_extraction = true;
         let mut client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .map_err(|e| TlsError(e.to_string()))?
@@ -166,6 +177,7 @@ impl Tls {
             .with_client_auth_cert(settings.chain.clone(), settings.key.clone_key())
             .map_err(|e| TlsError(format!("the node certificate or key: {e}")))?;
         client.resumption = rustls::client::Resumption::disabled();
+        client.enable_secret_extraction = true;
         Ok(Self {
             client: Arc::new(client),
             server: Arc::new(server),
@@ -249,59 +261,294 @@ impl<S: Read + Write> Write for TlsIo<'_, S> {
     }
 }
 
-/// A connection's TLS session once its handshakes are done, shared by its reader and writer.
-pub(super) struct Session(Mutex<rustls::Connection>);
+/// The largest plaintext of a TLS record (RFC 8446, section 5.1).
+const MAX_PLAINTEXT: usize = 1 << 14;
+/// The largest length a TLS 1.3 record's header may announce (RFC 8446, section 5.2).
+const MAX_CIPHERTEXT: usize = MAX_PLAINTEXT + 256;
+/// A record's header: content type, legacy version, length.
+const HEADER: usize = 5;
+/// The content type of every TLS 1.3 record once the handshake is done.
+const APPLICATION_DATA: u8 = 23;
+/// The inner content type of an alert.
+const ALERT: u8 = 21;
+/// The legacy version every TLS 1.3 record announces.
+const LEGACY_VERSION: [u8; 2] = [3, 3];
 
-impl Session {
-    pub(super) fn new(conn: rustls::Connection) -> Self {
-        Self(Mutex::new(conn))
+/// A socket read one TLS record at a time during the handshakes: never past the end of the
+/// record the reader is in, so that once the zeroraft hello is answered, the TLS session holds
+/// no bytes of the records that follow it (the peer's first frames), which
+/// [`split`] could not take out of it. Without TLS, the socket itself.
+pub(super) struct Records<S> {
+    io: S,
+    tls: bool,
+    header: [u8; HEADER],
+    /// Bytes of `header` read so far, while between records.
+    got: usize,
+    /// Bytes of the current record's body still to read.
+    left: usize,
+}
+
+impl<S> Records<S> {
+    /// `io`, read a record at a time if `tls`.
+    pub(super) fn new(io: S, tls: bool) -> Self {
+        Self {
+            io,
+            tls,
+            header: [0; HEADER],
+            got: 0,
+            left: 0,
+        }
+    }
+}
+
+impl<S: Read> Read for Records<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.tls {
+            return self.io.read(buf);
+        }
+        if self.left == 0 {
+            let want = buf.len().min(HEADER - self.got);
+            let n = self.io.read(&mut buf[..want])?;
+            self.header[self.got..self.got + n].copy_from_slice(&buf[..n]);
+            self.got += n;
+            if self.got == HEADER {
+                self.got = 0;
+                self.left = usize::from(u16::from_be_bytes([self.header[3], self.header[4]]));
+            }
+            return Ok(n);
+        }
+        let want = buf.len().min(self.left);
+        let n = self.io.read(&mut buf[..want])?;
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Records<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.io.write(buf)
     }
 
-    /// Encrypts `plain` into `sealed` (cleared first), for the caller to write to the socket,
-    /// with whatever else the session has to send.
-    pub(super) fn seal(&self, plain: &[u8], sealed: &mut Vec<u8>) -> io::Result<()> {
-        let mut conn = self.0.lock().unwrap_or_else(|e| e.into_inner());
+    fn flush(&mut self) -> io::Result<()> {
+        self.io.flush()
+    }
+}
+
+/// One direction of a session: its AEAD key, its IV and the sequence number of its next
+/// record.
+struct Keys {
+    key: LessSafeKey,
+    iv: [u8; NONCE_LEN],
+    seq: u64,
+}
+
+impl Keys {
+    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> io::Result<Self> {
+        let (algorithm, key, iv) = match &secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&aead::CHACHA20_POLY1305, key, iv)
+            }
+            _ => return Err(io::Error::other("a cipher suite the peer links do not use")),
+        };
+        let key = UnboundKey::new(algorithm, key.as_ref())
+            .map_err(|_| io::Error::other("an AEAD key of the wrong length"))?;
+        let iv = iv
+            .as_ref()
+            .try_into()
+            .map_err(|_| io::Error::other("an IV of the wrong length"))?;
+        Ok(Self {
+            key: LessSafeKey::new(key),
+            iv,
+            seq,
+        })
+    }
+
+    /// The nonce of the next record (RFC 8446, section 5.3), which it then uses up.
+    fn next_nonce(&mut self) -> io::Result<Nonce> {
+        let mut nonce = self.iv;
+        for (n, s) in nonce[NONCE_LEN - 8..]
+            .iter_mut()
+            .zip(self.seq.to_be_bytes())
+        {
+            *n ^= s;
+        }
+        self.seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("record sequence numbers used up"))?;
+        Ok(Nonce::assume_unique_for_key(nonce))
+    }
+}
+
+/// The sending half of a connection's TLS session once its handshakes are done: encrypts into
+/// a buffer the caller owns and reuses, so sending allocates nothing (see the
+/// [module's documentation](self)).
+pub(super) struct Sealer {
+    keys: Keys,
+    /// The records the keys may protect.
+    limit: u64,
+}
+
+impl Sealer {
+    /// Encrypts `plain` into `sealed` (cleared first) as records of at most 16 KiB of
+    /// plaintext each, for the caller to write to the socket.
+    ///
+    /// # Errors
+    ///
+    /// The keys have protected as many records as the cipher suite allows: the connection must
+    /// be dropped.
+    pub(super) fn seal(&mut self, plain: &[u8], sealed: &mut Vec<u8>) -> io::Result<()> {
         sealed.clear();
-        let mut rest = plain;
-        loop {
-            // The session takes what fits in its buffer (64 KiB); drained, it takes more.
-            let n = conn.writer().write(rest)?;
-            rest = &rest[n..];
-            while conn.wants_write() {
-                conn.write_tls(sealed)?;
+        for chunk in plain.chunks(MAX_PLAINTEXT) {
+            if self.keys.seq >= self.limit {
+                return Err(io::Error::other(
+                    "the session's keys reached their limit; a new connection has new ones",
+                ));
             }
-            if rest.is_empty() {
-                return Ok(());
-            }
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
+            let len = chunk.len() + 1 + TAG_LEN;
+            let [hi, lo] = (len as u16).to_be_bytes();
+            let header = [
+                APPLICATION_DATA,
+                LEGACY_VERSION[0],
+                LEGACY_VERSION[1],
+                hi,
+                lo,
+            ];
+            let at = sealed.len();
+            sealed.extend_from_slice(&header);
+            sealed.extend_from_slice(chunk);
+            sealed.push(APPLICATION_DATA);
+            let nonce = self.keys.next_nonce()?;
+            let tag = self
+                .keys
+                .key
+                .seal_in_place_separate_tag(nonce, Aad::from(header), &mut sealed[at + HEADER..])
+                .map_err(|_| io::Error::other("encryption failed"))?;
+            sealed.extend_from_slice(tag.as_ref());
         }
+        Ok(())
+    }
+}
+
+/// The receiving half of a connection's TLS session once its handshakes are done: decrypts
+/// records in place in a buffer of its own, so receiving allocates nothing.
+pub(super) struct Opener {
+    keys: Keys,
+    /// Bytes read from the socket: `cipher[..filled]` is the start of a record not yet whole.
+    cipher: Vec<u8>,
+    filled: usize,
+    /// Plaintext the session received with the end of the handshakes, delivered first.
+    early: Vec<u8>,
+}
+
+impl Opener {
+    /// Where to read at most `want` bytes from the socket (fewer if the buffer is short of
+    /// room), to pass their count to [`Opener::open`] next.
+    pub(super) fn space(&mut self, want: usize) -> &mut [u8] {
+        let end = self.cipher.len().min(self.filled + want.max(1));
+        &mut self.cipher[self.filled..end]
     }
 
-    /// Decrypts `cipher`, bytes just read from the socket, appending the plaintext to `plain`
-    /// with any the session held already (what came with the end of the handshake):
-    /// `Ok(true)` once the peer closed the session.
-    pub(super) fn open(&self, mut cipher: &[u8], plain: &mut BytesMut) -> io::Result<bool> {
-        let mut conn = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut closed = false;
-        loop {
-            if !cipher.is_empty() {
-                conn.read_tls(&mut cipher)?;
-            }
-            let state = conn
-                .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let n = state.plaintext_bytes_to_read();
-            if n > 0 {
-                let at = plain.len();
-                plain.resize(at + n, 0);
-                conn.reader().read_exact(&mut plain[at..])?;
-            }
-            closed |= state.peer_has_closed();
-            if cipher.is_empty() {
-                return Ok(closed);
-            }
-        }
+    /// Bytes read before and not decrypted yet, the start of a record: decrypting the next
+    /// `n` bytes read may yield up to `pending() + n` bytes of plaintext.
+    pub(super) fn pending(&self) -> usize {
+        self.filled + self.early.len()
     }
+
+    /// Decrypts the records completed by the `n` bytes just read into [`Opener::space`],
+    /// appending their plaintext to `plain`: `Ok(true)` once the peer closed the session.
+    ///
+    /// # Errors
+    ///
+    /// A record that is not an application data record of TLS 1.3, fails authentication or
+    /// holds anything but data or a `close_notify` alert (the peer links send neither key
+    /// updates nor session tickets).
+    pub(super) fn open(&mut self, n: usize, plain: &mut BytesMut) -> io::Result<bool> {
+        if !self.early.is_empty() {
+            plain.extend_from_slice(&self.early);
+            self.early = Vec::new();
+        }
+        self.filled += n;
+        let mut at = 0;
+        let mut closed = false;
+        while self.filled - at >= HEADER {
+            let header: [u8; HEADER] = self.cipher[at..at + HEADER]
+                .try_into()
+                .expect("a header's length");
+            let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+            if header[0] != APPLICATION_DATA
+                || header[1..3] != LEGACY_VERSION
+                || !(TAG_LEN + 1..=MAX_CIPHERTEXT).contains(&len)
+            {
+                return Err(invalid("a record that is not TLS 1.3 application data"));
+            }
+            if self.filled - at < HEADER + len {
+                break;
+            }
+            let nonce = self.keys.next_nonce()?;
+            let record = &mut self.cipher[at + HEADER..at + HEADER + len];
+            let inner = self
+                .keys
+                .key
+                .open_in_place(nonce, Aad::from(header), record)
+                .map_err(|_| invalid("a record that fails authentication"))?;
+            // The inner plaintext: content, content type, zeros of padding.
+            let Some(end) = inner.iter().rposition(|&b| b != 0) else {
+                return Err(invalid("a record without content type"));
+            };
+            match (inner[end], &inner[..end]) {
+                (APPLICATION_DATA, data) => plain.extend_from_slice(data),
+                // A close_notify alert: warning level, description 0.
+                (ALERT, [1, 0]) => closed = true,
+                (ALERT, _) => return Err(invalid("the peer sent a TLS alert")),
+                _ => return Err(invalid("an unexpected TLS message after the handshake")),
+            }
+            at += HEADER + len;
+        }
+        self.cipher.copy_within(at..self.filled, 0);
+        self.filled -= at;
+        Ok(closed)
+    }
+}
+
+fn invalid(why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+/// Takes the traffic keys out of `conn`, whose handshakes are done and which has nothing left
+/// to send: the halves of the session for the writer and for the reader of the connection, the
+/// latter with room to read `read_buffer` bytes at a time and with the plaintext `conn` had
+/// received and not handed out.
+///
+/// `conn` must not hold part of a record read from the socket, as it would be lost:
+/// the handshakes read the socket through [`Records`].
+pub(super) fn split(
+    mut conn: rustls::Connection,
+    read_buffer: usize,
+) -> io::Result<(Sealer, Opener)> {
+    let limit = match conn.negotiated_cipher_suite() {
+        Some(rustls::SupportedCipherSuite::Tls13(suite)) => suite.common.confidentiality_limit,
+        _ => return Err(io::Error::other("not a TLS 1.3 session")),
+    };
+    let mut early = Vec::new();
+    match conn.reader().read_to_end(&mut early) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    let secrets = conn.dangerous_extract_secrets().map_err(io::Error::other)?;
+    Ok((
+        Sealer {
+            keys: Keys::new(secrets.tx)?,
+            limit,
+        },
+        Opener {
+            keys: Keys::new(secrets.rx)?,
+            cipher: vec![0; read_buffer + HEADER + MAX_CIPHERTEXT],
+            filled: 0,
+            early,
+        },
+    ))
 }
