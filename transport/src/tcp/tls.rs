@@ -552,3 +552,239 @@ pub(super) fn split(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::tcp::Authority;
+
+    const CLUSTER: u64 = 7;
+
+    fn today() -> std::ops::Range<SystemTime> {
+        let now = SystemTime::now();
+        now - Duration::from_secs(3600)..now + Duration::from_secs(86_400)
+    }
+
+    /// Moves what `from` has to send into `to`.
+    fn transfer(from: &mut rustls::Connection, to: &mut rustls::Connection) {
+        let mut wire = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut wire).unwrap();
+        }
+        let mut wire = &wire[..];
+        while !wire.is_empty() {
+            to.read_tls(&mut wire).unwrap();
+            to.process_new_packets().expect("valid records");
+        }
+    }
+
+    /// Node 0 (the dialer) and node 1 (the acceptor) of one cluster, their handshake done in
+    /// memory.
+    fn pair() -> (rustls::Connection, rustls::Connection) {
+        let ca = Authority::new("test CA", today()).unwrap();
+        let settings = |id| {
+            let node = ca.node(CLUSTER, id, today()).unwrap();
+            Tls::new(
+                &PeerTls::from_issued(&ca.issued().cert_pem, &node).unwrap(),
+                CLUSTER,
+            )
+            .unwrap()
+        };
+        let mut dialer = settings(0).dialer(1).unwrap();
+        let mut acceptor = settings(1).acceptor().unwrap();
+        while dialer.is_handshaking() || acceptor.is_handshaking() || dialer.wants_write() {
+            transfer(&mut dialer, &mut acceptor);
+            transfer(&mut acceptor, &mut dialer);
+        }
+        (dialer, acceptor)
+    }
+
+    fn text(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    /// Opens `wire` `step` bytes at a time (records split anywhere), as the reader does.
+    fn open_all(opener: &mut Opener, wire: &[u8], step: usize) -> io::Result<(BytesMut, bool)> {
+        let mut plain = BytesMut::new();
+        let mut closed = false;
+        for chunk in wire.chunks(step) {
+            let space = opener.space(chunk.len());
+            assert_eq!(space.len(), chunk.len(), "room for a read");
+            space.copy_from_slice(chunk);
+            closed |= opener.open(chunk.len(), &mut plain)?;
+        }
+        Ok((plain, closed))
+    }
+
+    // What a `Sealer` writes, rustls reads; what rustls writes, an `Opener` reads: the records
+    // are TLS 1.3's, not merely understood by the same code on both sides.
+    #[test]
+    fn records_of_the_split_session_are_those_of_tls() {
+        let (mut dialer, acceptor) = pair();
+        let (mut sealer, mut opener) = split(acceptor, 1 << 16).unwrap();
+        let sent = text(40_000); // three records
+        let mut sealed = Vec::new();
+        sealer.seal(&sent, &mut sealed).unwrap();
+        assert_eq!(sealed.len(), sent.len() + 3 * (HEADER + 1 + TAG_LEN));
+        let mut wire = &sealed[..];
+        let mut got = Vec::new();
+        while !wire.is_empty() {
+            dialer.read_tls(&mut wire).unwrap();
+            dialer
+                .process_new_packets()
+                .expect("rustls accepts the records");
+            let _ = dialer.reader().read_to_end(&mut got); // until WouldBlock
+        }
+        assert_eq!(got, sent, "rustls decrypts what the sealer encrypted");
+
+        // Read a few bytes at a time: records cut anywhere, headers included.
+        let sent = text(50_000);
+        dialer.writer().write_all(&sent).unwrap();
+        dialer.send_close_notify();
+        let mut wire = Vec::new();
+        while dialer.wants_write() {
+            dialer.write_tls(&mut wire).unwrap();
+        }
+        let (plain, closed) = open_all(&mut opener, &wire, 7).unwrap();
+        assert_eq!(
+            &plain[..],
+            &sent[..],
+            "the opener decrypts what rustls encrypted"
+        );
+        assert!(closed, "and sees its close_notify");
+        assert_eq!(opener.pending(), 0, "nothing left over");
+    }
+
+    #[test]
+    fn both_halves_of_split_sessions_talk_in_both_directions() {
+        let (dialer, acceptor) = pair();
+        let (mut seal_0, mut open_0) = split(dialer, 1 << 16).unwrap();
+        let (mut seal_1, mut open_1) = split(acceptor, 1 << 16).unwrap();
+        let mut sealed = Vec::new();
+        for (round, len) in [1, 4, 16_384, 16_385, 70_000, 3].into_iter().enumerate() {
+            let sent = text(len);
+            seal_0.seal(&sent, &mut sealed).unwrap();
+            let step = [1, 4096, sealed.len()][round % 3];
+            let (plain, closed) = open_all(&mut open_1, &sealed, step).unwrap();
+            assert_eq!(
+                (&plain[..], closed),
+                (&sent[..], false),
+                "0 to 1, {len} bytes"
+            );
+            seal_1.seal(&sent, &mut sealed).unwrap();
+            let (plain, closed) = open_all(&mut open_0, &sealed, step).unwrap();
+            assert_eq!(
+                (&plain[..], closed),
+                (&sent[..], false),
+                "1 to 0, {len} bytes"
+            );
+        }
+    }
+
+    /// Two records node 0 sealed, and node 1's opener for them.
+    fn two_records() -> (Vec<u8>, Vec<u8>, Opener) {
+        let (dialer, acceptor) = pair();
+        let (mut sealer, _) = split(dialer, 1 << 16).unwrap();
+        let (_, opener) = split(acceptor, 1 << 16).unwrap();
+        let mut first = Vec::new();
+        sealer.seal(b"first", &mut first).unwrap();
+        let mut second = Vec::new();
+        sealer.seal(b"second", &mut second).unwrap();
+        (first, second, opener)
+    }
+
+    #[test]
+    fn a_record_altered_replayed_or_out_of_order_is_refused() {
+        let refused = |opener: &mut Opener, wire: &[u8]| {
+            open_all(opener, wire, wire.len())
+                .expect_err("refused")
+                .kind()
+        };
+        let (first, _, mut opener) = two_records();
+        let (plain, _) = open_all(&mut opener, &first, first.len()).unwrap();
+        assert_eq!(&plain[..], b"first", "in order, accepted");
+        assert_eq!(
+            refused(&mut opener, &first),
+            io::ErrorKind::InvalidData,
+            "replayed"
+        );
+        let (_, second_too, mut opener) = two_records();
+        assert_eq!(
+            refused(&mut opener, &second_too),
+            io::ErrorKind::InvalidData,
+            "reordered"
+        );
+        let (mut first, _, mut opener) = two_records();
+        first[HEADER + 2] ^= 1;
+        assert_eq!(
+            refused(&mut opener, &first),
+            io::ErrorKind::InvalidData,
+            "altered"
+        );
+        let (mut first, _, mut opener) = two_records();
+        first[0] = 22;
+        assert_eq!(
+            refused(&mut opener, &first),
+            io::ErrorKind::InvalidData,
+            "not data"
+        );
+    }
+
+    #[test]
+    fn a_sealer_stops_at_the_limit_of_its_keys() {
+        let (dialer, _) = pair();
+        let (mut sealer, _) = split(dialer, 1 << 16).unwrap();
+        sealer.limit = 3;
+        let mut sealed = Vec::new();
+        sealer.seal(&text(2 * MAX_PLAINTEXT), &mut sealed).unwrap();
+        sealer.seal(b"third", &mut sealed).unwrap();
+        assert!(
+            sealer.seal(b"fourth", &mut sealed).is_err(),
+            "no fourth record"
+        );
+    }
+
+    // Plaintext the session received beyond the hello, before it was split, comes out first.
+    #[test]
+    fn plaintext_received_before_the_split_is_delivered_first() {
+        let (mut dialer, mut acceptor) = pair();
+        dialer.writer().write_all(b"hello, and more").unwrap();
+        transfer(&mut dialer, &mut acceptor);
+        let mut hello = [0; 7];
+        acceptor.reader().read_exact(&mut hello).unwrap();
+        let (mut sealer, _) = split(dialer, 1 << 16).unwrap();
+        let (_, mut opener) = split(acceptor, 1 << 16).unwrap();
+        assert_eq!(opener.pending(), 8);
+        let mut sealed = Vec::new();
+        sealer.seal(b" and after", &mut sealed).unwrap();
+        let (plain, _) = open_all(&mut opener, &sealed, 3).unwrap();
+        assert_eq!(&plain[..], b"and more and after");
+    }
+
+    // Reading through `Records`, no read ends past a record's end, whatever the buffer.
+    #[test]
+    fn records_reads_stop_at_the_end_of_each_record() {
+        let mut wire = vec![23, 3, 3, 0, 3, b'a', b'b', b'c', 23, 3, 3, 0, 1, b'd'];
+        wire.extend_from_slice(&[23, 3, 3]);
+        let mut records = Records::new(&wire[..], true);
+        let mut buf = [0; 64];
+        let mut reads = Vec::new();
+        loop {
+            let n = records.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            reads.push(buf[..n].to_vec());
+        }
+        let expected: [&[u8]; 5] = [&wire[..5], b"abc", &wire[8..13], b"d", &wire[14..]];
+        assert_eq!(reads, expected);
+        let mut plain = Records::new(&wire[..], false);
+        assert_eq!(
+            plain.read(&mut buf).unwrap(),
+            wire.len(),
+            "without TLS, as it comes"
+        );
+    }
+}
