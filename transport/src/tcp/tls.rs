@@ -787,4 +787,79 @@ mod tests {
             "without TLS, as it comes"
         );
     }
+
+    /// The CPU time this thread has used, in nanoseconds (Linux).
+    fn cpu_ns() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// A measurement, run by hand: CPU time per byte to seal and open 512 MiB in batches of
+    /// 256 KiB and of 512 bytes, through a split session and through rustls's buffered API.
+    /// `cargo test --release -p zeroraft-transport --lib cost_of_records -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement; prints CPU time per byte"]
+    fn cost_of_records() {
+        const BATCH: usize = 256 << 10;
+        const TOTAL: usize = 512 << 20;
+        for batch in [BATCH, 512] {
+            for _ in 0..3 {
+                let (d, a) = pair();
+                let (mut sealer, _) = split(d, 1 << 16).unwrap();
+                let (_, mut opener) = split(a, 1 << 16).unwrap();
+                let data = vec![5u8; batch];
+                let mut sealed = Vec::with_capacity(BATCH + 8192);
+                let mut plain = BytesMut::with_capacity(4 << 20);
+                let t = cpu_ns();
+                for _ in 0..TOTAL / batch {
+                    sealer.seal(&data, &mut sealed).unwrap();
+                    for chunk in sealed.chunks(1 << 16) {
+                        let s = opener.space(chunk.len());
+                        s.copy_from_slice(chunk);
+                        opener.open(chunk.len(), &mut plain).unwrap();
+                    }
+                    assert_eq!(plain.len(), batch);
+                    plain.clear();
+                }
+                let split_ns = cpu_ns() - t;
+                let (mut d, mut a) = pair();
+                let mut buf = vec![0u8; batch];
+                let t = cpu_ns();
+                for _ in 0..TOTAL / batch {
+                    sealed.clear();
+                    let mut rest = &data[..];
+                    while !rest.is_empty() {
+                        let n = d.writer().write(rest).unwrap();
+                        rest = &rest[n..];
+                        while d.wants_write() {
+                            d.write_tls(&mut sealed).unwrap();
+                        }
+                    }
+                    let mut got = 0;
+                    for chunk in sealed.chunks(1 << 16) {
+                        let mut c = chunk;
+                        while !c.is_empty() {
+                            a.read_tls(&mut c).unwrap();
+                            let st = a.process_new_packets().unwrap();
+                            let n = st.plaintext_bytes_to_read();
+                            a.reader().read_exact(&mut buf[got..got + n]).unwrap();
+                            got += n;
+                        }
+                    }
+                    assert_eq!(got, batch);
+                }
+                let rustls_ns = cpu_ns() - t;
+                eprintln!(
+                    "batch {batch}: split session {:.3} ns/byte, rustls buffered {:.3} ns/byte",
+                    split_ns as f64 / TOTAL as f64,
+                    rustls_ns as f64 / TOTAL as f64
+                );
+            }
+        }
+    }
 }
