@@ -366,6 +366,20 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
             });
             continue;
         };
+        if c.sealer.as_ref().is_some_and(Sealer::worn) {
+            // New keys need a new connection (the links send no key updates): before the next
+            // batch, so that none is lost to the limit.
+            tracing::info!(
+                node = config.id,
+                peer = id,
+                "TLS keys nearly used up; replacing the connection"
+            );
+            close(peer, conn.take().expect("in use"));
+            if dialer {
+                next_dial = Instant::now();
+            }
+            continue;
+        }
         out.clear();
         let mut messages = 0u64;
         while out.len() < WRITE_BATCH {

@@ -392,6 +392,13 @@ pub(super) struct Sealer {
 }
 
 impl Sealer {
+    /// Whether the keys have protected seven eighths of the records the cipher suite allows:
+    /// the writer then replaces the connection before sealing more, rather than meet the limit
+    /// in the middle of a batch.
+    pub(super) fn worn(&self) -> bool {
+        self.keys.seq >= self.limit - self.limit / 8
+    }
+
     /// Encrypts `plain` into `sealed` (cleared first) as records of at most 16 KiB of
     /// plaintext each, for the caller to write to the socket.
     ///
@@ -736,14 +743,14 @@ mod tests {
     fn a_sealer_stops_at_the_limit_of_its_keys() {
         let (dialer, _) = pair();
         let (mut sealer, _) = split(dialer, 1 << 16).unwrap();
-        sealer.limit = 3;
+        sealer.limit = 16;
         let mut sealed = Vec::new();
+        sealer.seal(&text(13 * MAX_PLAINTEXT), &mut sealed).unwrap();
+        assert!(!sealer.worn(), "13 of 16 records used");
+        sealer.seal(b"14th", &mut sealed).unwrap();
+        assert!(sealer.worn(), "14 of 16 records used: time for new keys");
         sealer.seal(&text(2 * MAX_PLAINTEXT), &mut sealed).unwrap();
-        sealer.seal(b"third", &mut sealed).unwrap();
-        assert!(
-            sealer.seal(b"fourth", &mut sealed).is_err(),
-            "no fourth record"
-        );
+        assert!(sealer.seal(b"17th", &mut sealed).is_err(), "no 17th record");
     }
 
     // Plaintext the session received beyond the hello, before it was split, comes out first.
