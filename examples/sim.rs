@@ -9,6 +9,8 @@
 //! and `--ticks T` (fix the cluster size, 2 to 63, and the fault phase length instead of drawing
 //! them), `--crash-every MS` (fix the mean time between crashes, 0 for none),
 //! `--snapshot-every N` (fix the entries applied between two snapshots, 0 for none),
+//! `--file-storage on|off` (run every node on the write-ahead log, power-cut at every crash, or
+//! none, instead of drawing it),
 //! `--pre-vote`, `--check-quorum` and `--no-op` (run
 //! every core with PreVote, CheckQuorum, a leader no-op), `--reads` (clients also read, checked),
 //! `--transfers` (clients ask leaders to transfer leadership, checked and counted), `--rejoin`
@@ -23,7 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use zeroraft_sim::{MAX_NODES, MIN_NODES, Options, Simulation};
+use zeroraft_sim::{MAX_NODES, MIN_NODES, Options, PowerLoss, Simulation};
 
 struct Args {
     seeds: u64,
@@ -36,10 +38,11 @@ struct Args {
 
 const USAGE: &str = "\
 Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-every MS]
-           [--snapshot-every N] [--pre-vote] [--check-quorum] [--no-op] [--reads]
-           [--transfers] [--rejoin] [--keep-going]
+           [--snapshot-every N] [--file-storage on|off] [--pre-vote] [--check-quorum]
+           [--no-op] [--reads] [--transfers] [--rejoin] [--keep-going]
        sim --replay SEED [--nodes N] [--ticks T] [--crash-every MS] [--snapshot-every N]
-           [--pre-vote] [--check-quorum] [--no-op] [--reads] [--transfers] [--rejoin]
+           [--file-storage on|off] [--pre-vote] [--check-quorum] [--no-op] [--reads]
+           [--transfers] [--rejoin]
 
   --seeds N       how many seeds to run (default 1000), with a progress line on stderr
   --start S       first seed (default 0)
@@ -53,6 +56,10 @@ Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-e
   --snapshot-every N
                   fix how many entries each node applies between two snapshots (0: none)
                   instead of drawing it (none in a third of the seeds)
+  --file-storage on|off
+                  run every node on the write-ahead log on a simulated file system, whose
+                  power each crash cuts, or none, instead of drawing it (in half of the seeds
+                  with crashes); prints what the logs went through
   --pre-vote      run every core with PreVote
   --check-quorum  run every core with CheckQuorum, and check that cut-off leaders step down
   --no-op         run every core with a leader no-op entry
@@ -89,6 +96,13 @@ fn parse() -> Result<Args, String> {
                 args.options.crash_interval = Some(number(value()?)?.saturating_mul(1_000_000));
             }
             "--snapshot-every" => args.options.snapshot_every = Some(number(value()?)?),
+            "--file-storage" => {
+                args.options.file_storage = match value()?.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    other => return Err(format!("--file-storage {other}: on or off")),
+                };
+            }
             "--pre-vote" => args.options.pre_vote = true,
             "--check-quorum" => args.options.check_quorum = true,
             "--rejoin" => args.options.rejoin = true,
@@ -143,6 +157,7 @@ fn replay(seed: u64, args: &Args) -> ExitCode {
         );
     }
     print_counts(&options, report.reads, report.transfers);
+    print_power_loss(1, &report.power_loss);
     match report.outcome {
         Ok(c) => {
             println!(
@@ -176,6 +191,32 @@ fn print_counts(options: &Options, reads: [u64; 3], transfers: [u64; 3]) {
     }
 }
 
+/// What the write-ahead logs went through, if `seeds` of the seeds run ran on one.
+fn print_power_loss(seeds: u64, p: &PowerLoss) {
+    if seeds == 0 {
+        return;
+    }
+    println!(
+        "{seeds} seed(s) on the write-ahead log, {} nodes: {} writes persisted; {} crashes \
+         (power cuts), {} in the middle of a persist ({} finished first); the write under way \
+         kept whole {}, in part {}, lost {}; {} opens cut short ({} by a power cut); files \
+         torn {}, dropped {}; directory operations lost {}",
+        p.nodes,
+        p.persisted,
+        p.crashes,
+        p.mid_write,
+        p.finished,
+        p.kept,
+        p.prefix,
+        p.lost,
+        p.open_crashes,
+        p.open_power_cuts,
+        p.files_torn,
+        p.files_dropped,
+        p.dir_ops_lost
+    );
+}
+
 fn main() -> ExitCode {
     let args = match parse() {
         Ok(args) => args,
@@ -196,6 +237,8 @@ fn main() -> ExitCode {
     // With --reads and --transfers: their counts (see `Report::reads`, `Report::transfers`).
     let reads = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
     let transfers = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+    // Seeds on the write-ahead log, and what their logs went through; cold: once per seed.
+    let power_loss = Mutex::new((0, PowerLoss::default()));
     let stop = AtomicBool::new(false);
     let first: Mutex<Option<String>> = Mutex::new(None); // cold: written once per violation
     let started = Instant::now();
@@ -221,6 +264,11 @@ fn main() -> ExitCode {
                     }
                     for (sum, count) in transfers.iter().zip(report.transfers) {
                         sum.fetch_add(count, Relaxed);
+                    }
+                    if report.power_loss.nodes > 0 {
+                        let mut power_loss = power_loss.lock().expect("not poisoned");
+                        power_loss.0 += 1;
+                        power_loss.1.add(&report.power_loss);
                     }
                     if let Err(v) = report.outcome {
                         violations.fetch_add(1, Relaxed);
@@ -275,6 +323,8 @@ fn main() -> ExitCode {
         reads.map(AtomicU64::into_inner),
         transfers.map(AtomicU64::into_inner),
     );
+    let (on_the_log, power_loss) = power_loss.into_inner().expect("not poisoned");
+    print_power_loss(on_the_log, &power_loss);
     match first.into_inner().expect("not poisoned") {
         Some(report) => {
             println!("{report}");

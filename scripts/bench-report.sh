@@ -118,7 +118,9 @@ for key, what, storage in (("serve_mem", "memory storage", "memory"),
         show(key, NUM + " M commits/s", " M puts/s", 3)
         + "; servers " + show(key, r"servers: [\d.]+ s of CPU, " + NUM + " µs per commit", " µs CPU", 2)
         + "; one client p50 " + show(key, r"one client: latency p50 " + NUM + " µs", " µs", 1)
-        + " (loopback round trip " + show(key, r"round trip p50 " + NUM + " µs", " µs", 1) + ")",
+        + " (loopback round trip " + show(key, r"round trip p50 " + NUM + " µs", " µs", 1)
+        + (", fdatasync " + show(key, r"fdatasync median " + NUM + " µs", " µs", 1)
+           if storage == "file" else "") + ")",
         "`STORAGE=%s scripts/cluster-bench.sh`" % storage))
 rows.append(("idle 5-node cluster, CPU",
     show("idle", r"= " + NUM + "% of one core", "% of a core", 3),

@@ -4,11 +4,13 @@
 # TLS=1 for mutual TLS between the nodes and to the client (certificates from `zeroraft certs`),
 # plaintext (--insecure) otherwise; CLIENTS (default 4096), SECONDS_PER_RUN (default 10), ROUNDS
 # (default 1); METRICS=1 has each node serve its metrics (`--metrics`), scraped once a second
-# as Prometheus would. Builds first.
+# as Prometheus would. Builds first, unless BIN names the binary to run (to compare builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-bin=target/release/zeroraft
+if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet
+fi
+bin=${BIN:-target/release/zeroraft}
 storage=${STORAGE:-file}
 clients=${CLIENTS:-4096}
 seconds=${SECONDS_PER_RUN:-10}

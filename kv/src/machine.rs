@@ -52,7 +52,7 @@ impl StateMachine for KvMachine {
     /// to count 256 references (one per shard of the map) and copy the sessions; serialized on the
     /// node's snapshot thread, without the lock.
     fn snapshot_view(&mut self) -> Option<SnapshotView> {
-        let view = self.state.lock().store.clone();
+        let view = self.state.lock().store.view();
         Some(SnapshotView::deferred(move || view.snapshot()))
     }
 

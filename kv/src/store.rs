@@ -7,9 +7,9 @@
 //! (format 1, [`crate::command`]) are applied as they were then: a table keeps the last `seq`
 //! applied per client, and a command at or below it changes nothing.
 //!
-//! A clone of the store is a consistent view of it that later writes do not change, and costs
-//! little: the map is copy-on-write ([`crate::map`]); only the sessions and the format-1 table
-//! are copied. The node takes one on its thread and serializes it on another
+//! A view of the store ([`Store::view`]) is a consistent state that later writes do not change,
+//! and costs little: the map is copy-on-write ([`crate::map`]); only the sessions and the
+//! format-1 table are copied. The node takes one on its thread and serializes it on another
 //! ([`crate::KvMachine`]).
 //!
 //! Invariant: every request applied to the map is recorded in its session (until the client
@@ -53,8 +53,8 @@ pub(crate) enum Outcome {
     Malformed(DecodeError),
 }
 
-/// The map and the sessions: the state every node derives from the log. `Clone` takes a view
-/// (see the module docs).
+/// The map and the sessions: the state every node derives from the log. [`Store::view`] takes a
+/// view (see the module docs); `Clone` a copy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Store {
     map: Map,
@@ -65,6 +65,16 @@ pub(crate) struct Store {
 }
 
 impl Store {
+    /// A view of the store as it is now, which later applies do not change: the map's shards
+    /// are shared with it until written (see the `map` module), the sessions copied.
+    pub(crate) fn view(&mut self) -> Self {
+        Self {
+            map: self.map.view(),
+            sessions: self.sessions.clone(),
+            legacy: self.legacy.clone(),
+        }
+    }
+
     /// Applies the committed log entry at `index`.
     pub(crate) fn apply(&mut self, index: u64, entry: &[u8]) -> Outcome {
         if entry.is_empty() {
@@ -238,25 +248,7 @@ impl Store {
 /// Applies a `Put` or `Append` of `value` to `key`, unless the value would be longer than
 /// [`MAX_VALUE`]: returns whether it did. Replacing a value reuses its buffer.
 fn write(map: &mut Map, op: Op, key: &[u8], value: &[u8]) -> bool {
-    match map.get_mut(key) {
-        Some(old) => {
-            let kept = if op == Op::Append { old.len() } else { 0 };
-            if kept + value.len() > MAX_VALUE {
-                return false;
-            }
-            if op == Op::Put {
-                old.clear();
-            }
-            old.extend_from_slice(value);
-        }
-        None => {
-            if value.len() > MAX_VALUE {
-                return false;
-            }
-            map.insert(key, value.to_vec());
-        }
-    }
-    true
+    map.write(key, op == Op::Append, value, MAX_VALUE)
 }
 
 #[cfg(test)]

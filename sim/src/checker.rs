@@ -47,6 +47,12 @@
 //! still holds all of it ([`Invariant::Durability`]). The ledgers above span incarnations, so a
 //! restarted node that votes again in a term, loses an acknowledged entry or applies something
 //! else is still measured against everything anyone did before.
+//!
+//! A node on the write-ahead log is checked once more when it restarts
+//! ([`Checker::recovered`]): the log, opened again after the power cut of its crash, must still
+//! hold everything the node told others. It is the same check on what a real storage gave back,
+//! rather than on what the writes reported durable should have stored: a log that acknowledged a
+//! write it had not synced fails it.
 
 use std::collections::HashMap;
 
@@ -98,6 +104,11 @@ pub enum Invariant {
     /// A leadership transfer completes (the leader steps down) or is abandoned within
     /// `election_timeout_min` of its start.
     Transfer,
+    /// A node's write-ahead log, opened again after a crash and a power cut, gives back every
+    /// write the node was told was durable, and of the write under way at the crash either all
+    /// of it or nothing (or, for a write split over several records, a prefix of its entries);
+    /// it opens and reads back.
+    Recovery,
 }
 
 impl Invariant {
@@ -119,6 +130,7 @@ impl Invariant {
             Self::CheckQuorum => "check quorum: a cut-off leader steps down",
             Self::ReadFreshness => "read freshness: a read sees every earlier commit",
             Self::Transfer => "leadership transfer ends within an election timeout",
+            Self::Recovery => "recovery of the write-ahead log after a power cut",
         }
     }
 }
@@ -295,13 +307,40 @@ impl Checker {
         durable: HardState,
         durable_last: u64,
     ) -> Result<(), Failure> {
+        self.check_promises(i, durable, durable_last, "crashed")?;
+        let n = self.nodes.len();
+        self.nodes[i] = Shadow {
+            term: self.nodes[i].term,
+            matched: vec![0; n],
+            incarnation: self.nodes[i].incarnation + 1,
+            ..Shadow::default()
+        };
+        Ok(())
+    }
+
+    /// Node `i`'s write-ahead log, opened again after a crash and a power cut, gave back
+    /// `hard_state` and log entries up to `last`: checks that what the node told others
+    /// survived the power cut, as it survived the crash ([`Checker::crash`]).
+    pub fn recovered(&self, i: usize, hard_state: HardState, last: u64) -> Result<(), Failure> {
+        self.check_promises(i, hard_state, last, "restarted after a power cut")
+    }
+
+    /// Checks that node `i`'s storage, holding `durable` and log entries up to `durable_last`
+    /// when it `did` (crashed, restarted), keeps what the node told others.
+    fn check_promises(
+        &self,
+        i: usize,
+        durable: HardState,
+        durable_last: u64,
+        did: &str,
+    ) -> Result<(), Failure> {
         let p = self.promises[i];
         if p.term > durable.term {
             return fail(
                 Invariant::Durability,
                 vec![i],
                 format!(
-                    "node {i} crashed in term {} with a durable term of {}, but it sent \
+                    "node {i} {did} in term {} with a durable term of {}, but it sent \
                      messages of term {}",
                     self.nodes[i].term, durable.term, p.term
                 ),
@@ -315,7 +354,7 @@ impl Checker {
                 Invariant::Durability,
                 vec![i, candidate],
                 format!(
-                    "node {i} granted its vote in term {term} to node {candidate}, but crashed \
+                    "node {i} granted its vote in term {term} to node {candidate}, but {did} \
                      with a durable vote for {:?} in that term",
                     durable.voted_for
                 ),
@@ -328,17 +367,10 @@ impl Checker {
                 vec![i],
                 format!(
                     "node {i} acknowledged its leader's entries up to {index} in term {term}, \
-                     but crashed in that term with entries up to {durable_last} durable"
+                     but {did} in that term with entries up to {durable_last} durable"
                 ),
             );
         }
-        let n = self.nodes.len();
-        self.nodes[i] = Shadow {
-            term: self.nodes[i].term,
-            matched: vec![0; n],
-            incarnation: self.nodes[i].incarnation + 1,
-            ..Shadow::default()
-        };
         Ok(())
     }
 

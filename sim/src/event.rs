@@ -7,6 +7,8 @@ use std::hash::{Hash, Hasher};
 
 use zeroraft_engine::core::{HardState, Message, Nanos, Role};
 
+use crate::storage::UnderWay;
+
 pub use super::network::DropReason;
 
 /// One message, without its payloads.
@@ -326,6 +328,16 @@ pub enum EventKind {
         /// The last index of its durable log.
         last_index: u64,
     },
+    /// A crashed node's write-ahead log was opened again, after its power cut, before it
+    /// restarted (in the seeds that run nodes on one).
+    Reopen {
+        /// The node.
+        node: usize,
+        /// How many opens it took: the process died in the ones before the last.
+        attempts: u32,
+        /// What became of the write under way at the crash.
+        under_way: UnderWay,
+    },
     /// A write of a node became durable and was reported to its core.
     Durable {
         /// The node.
@@ -515,6 +527,21 @@ impl fmt::Display for Event {
                 "RESTART node {node} from t{} {}, log up to {last_index}",
                 hard_state.term,
                 vote(hard_state.voted_for)
+            ),
+            EventKind::Reopen {
+                node,
+                attempts,
+                under_way,
+            } => write!(
+                f,
+                "REOPEN node {node}'s write-ahead log after a power cut ({attempts} open(s)): {}",
+                match under_way {
+                    UnderWay::None => "nothing was under way, all durable kept",
+                    UnderWay::Kept => "the write under way kept whole",
+                    UnderWay::Prefix => "a prefix of the write under way kept",
+                    UnderWay::Lost => "the write under way lost",
+                    UnderWay::Unexpected => "a state no write led to",
+                }
             ),
             EventKind::Durable {
                 node,

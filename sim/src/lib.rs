@@ -1,5 +1,6 @@
 //! Deterministic simulation: N sans-IO [`Core`]s driven in virtual time on a simulated network,
-//! each with a simulated disk that loses what was not yet durable when its node crashes, by one
+//! each with a simulated disk that loses what was not yet durable when its node crashes (in a
+//! quarter of the seeds the real write-ahead log, power-cut at every crash), by one
 //! thread, with every Raft invariant checked after every event. Each run is a pure function of
 //! one `u64` seed, so any schedule it finds can be replayed exactly.
 //!
@@ -13,7 +14,8 @@
 //!    try another; they hold back while it has a backlog, see [`CLIENT_BACKLOG`]); messages are
 //!    lost, delayed (hence reordered), held back for election timeouts and duplicated; the
 //!    cluster is partitioned, single links are cut one way, the leader is isolated, links heal;
-//!    in half of the seeds nodes crash and later restart from their durable state.
+//!    in half of the seeds nodes crash and later restart from their durable state (in half of
+//!    those, from what their write-ahead log gives back after a power cut).
 //! 3. **Heal phase**: every link comes back, every node is up (those down restart) and none
 //!    crashes, nothing is lost or duplicated any more, clients stop. Within 100 election timeouts
 //!    the cluster must converge: one leader that every node follows in its term, a fresh marker
@@ -29,6 +31,23 @@
 //! it held back and its writes in progress: exactly what was not yet durable. What it already
 //! sent stays on its way. Messages that arrive while it is down are lost. After a drawn downtime
 //! it restarts with [`Core::restore`] from its durable state and a fresh seed.
+//!
+//! In half of the seeds with crashes ([`Scenario::file_storage`]) what stores a completed write
+//! is the real write-ahead log, a [`FileStorage`](zeroraft_storage::FileStorage) on a simulated
+//! file system of the node's own (the storage crate's `SimFs`, through its `sim-fs` feature),
+//! which keeps what was synced and, at a power cut, drops, tears or reorders what was not. A
+//! completed write is persisted to the log (written and synced) before the core hears of it.
+//! Every crash of such a node cuts its power; when a write was under way, the process dies in
+//! the middle of its persist first, after a drawn number of the persist's file operations (the
+//! writes behind it are lost). On restart the log is opened again on the same file system (the
+//! process dying in some of those opens, the power going again in some of those) and the core
+//! restarts from what it recovered, which is checked twice: what the node told others must be
+//! there ([`Invariant::Durability`]), and it must be every write the node was told was durable
+//! and, of the write under way, all of it or nothing (or a prefix of its entries, for a write
+//! split over records) ([`Invariant::Recovery`]). What the logs went through is in
+//! [`Report::power_loss`]. Everything about the logs is drawn from a stream of the seed of its
+//! own, so a seed's scenario and schedule are what they are without them, up to what a power
+//! cut changes.
 //!
 //! # Snapshots
 //!
@@ -63,12 +82,13 @@
 //! completeness, state machine safety, monotonic term, commit and applied (per incarnation),
 //! progress bounds (including that a leader's `match_index` is true of its follower), leader
 //! append-only, and bounded traffic ([`MAX_IN_FLIGHT`]). On every crash it checks that the durable
-//! state still holds what the node told others (durability). A core that panics (one of its
-//! own assertions) is a violation too: while a thread steps a core, a panic is caught and not
-//! printed, through a panic hook installed on first use that defers to the previous hook for
-//! every other panic. A panic of the simulator itself, outside any core, is no violation: it
-//! goes on as a panic. The first violation stops the run; the [`Violation`] names the seed, the
-//! invariant, the nodes and the last [`RECENT_EVENTS`] events.
+//! state still holds what the node told others (durability), and for a node on the write-ahead
+//! log, again on what the log gave back after the power cut, with the recovery check above. A
+//! core that panics (one of its own assertions) is a violation too: while a thread steps a core,
+//! a panic is caught and not printed, through a panic hook installed on first use that defers to
+//! the previous hook for every other panic. A panic of the simulator itself, outside any core, is
+//! no violation: it goes on as a panic. The first violation stops the run; the [`Violation`]
+//! names the seed, the invariant, the nodes and the last [`RECENT_EVENTS`] events.
 
 #[cfg(test)]
 mod bugs;
@@ -97,13 +117,16 @@ use network::Network;
 pub use network::Quality;
 pub use scenario::{Crashes, Scenario, Snapshots};
 use storage::Disk;
-pub use storage::DiskLatency;
+pub use storage::{DiskLatency, PowerLoss, UnderWay};
 
 /// The command a client proposes: `x` as 8 little-endian bytes (every command of a run is
 /// unique, and the checker prints it back as a number).
 fn cmd(x: u64) -> Bytes {
     Bytes::copy_from_slice(&x.to_le_bytes())
 }
+
+/// Mixed into the run's seed for the stream that draws everything about the write-ahead logs.
+const DISK_STREAM: u64 = 0x5753_414c_5f44_4953;
 
 /// One tick of virtual time: 1 ms. A scenario's fault phase is counted in ticks.
 pub const TICK: Nanos = 1_000_000;
@@ -169,6 +192,10 @@ pub struct Options {
     /// ends within an election timeout ([`Invariant::Transfer`]) and counts the transfers that
     /// made their target leader ([`Report::transfers`]).
     pub transfers: bool,
+    /// Whether every node's storage is the write-ahead log on a simulated file system that
+    /// each crash power-cuts ([`Scenario::file_storage`]); otherwise drawn from the seed: in
+    /// half of the seeds with crashes.
+    pub file_storage: Option<bool>,
     /// Keep every event, for a readable trace in [`Report::trace`].
     pub trace: bool,
 }
@@ -271,6 +298,9 @@ pub struct Report {
     /// With [`Options::transfers`]: transfers that started, and of those the ones that made
     /// their target leader of the next term, and the ones abandoned.
     pub transfers: [u64; 3],
+    /// With [`Scenario::file_storage`]: what the nodes' write-ahead logs went through, summed
+    /// over the nodes (all zero otherwise).
+    pub power_loss: PowerLoss,
 }
 
 /// A follower cut off in [`Options::rejoin`] mode, and the leader of the cluster it left.
@@ -357,6 +387,9 @@ pub struct Simulation<H: Hooks + Default = NoBugs> {
     cores: Vec<Option<Core<H>>>,
     /// Each node's storage. It outlives the node's crashes.
     disks: Vec<Disk>,
+    /// Draws everything about the write-ahead logs, from a stream of the seed of its own, so
+    /// that `rng` draws what it would without them.
+    disk_rng: fastrand::Rng,
     /// When each down node restarts; `Nanos::MAX` for a node that is up.
     restart_at: Vec<Nanos>,
     /// The node to crash just after its next step that starts a write, if any.
@@ -433,8 +466,22 @@ impl<H: Hooks + Default> Simulation<H> {
             );
         }
         let mut rng = fastrand::Rng::with_seed(seed);
-        let scenario = Scenario::draw(&mut rng, options);
+        let mut scenario = Scenario::draw(&mut rng, options);
+        let mut disk_rng = fastrand::Rng::with_seed(seed ^ DISK_STREAM);
+        if options.file_storage.is_none() {
+            scenario.file_storage = scenario.crashes.is_some() && disk_rng.bool();
+        }
         let n = scenario.nodes;
+        let disks = (0..n)
+            .map(|i| {
+                if scenario.file_storage {
+                    Disk::on_wal(seed, i, &mut disk_rng)
+                        .unwrap_or_else(|e| panic!("node {i}'s new write-ahead log: {e}"))
+                } else {
+                    Disk::new()
+                }
+            })
+            .collect();
         let cores = (0..n)
             .map(|i| {
                 let seed = rng.u64(..);
@@ -462,7 +509,8 @@ impl<H: Hooks + Default> Simulation<H> {
             rng,
             now: 0,
             cores,
-            disks: (0..n).map(|_| Disk::new()).collect(),
+            disks,
+            disk_rng,
             restart_at: vec![Nanos::MAX; n],
             armed: None,
             adjust: None,
@@ -506,6 +554,15 @@ impl<H: Hooks + Default> Simulation<H> {
             adjust(core);
         }
         self.adjust = Some(Box::new(adjust));
+    }
+
+    /// Switches `bugs` on in every node's write-ahead log, in a seed whose nodes run on one
+    /// (before the run: the logs are opened again with them).
+    #[cfg(test)]
+    pub(crate) fn switch_on_storage_bugs(&mut self, bugs: zeroraft_storage::wal::sim::Bugs) {
+        for disk in &mut self.disks {
+            disk.switch_on(bugs).expect("a new log opens again");
+        }
     }
 
     /// Node `i`'s core.
@@ -558,6 +615,13 @@ impl<H: Hooks + Default> Simulation<H> {
             rejoin_term_raises: self.rejoin_term_raises,
             reads: self.read_counts,
             transfers: self.transfer_counts,
+            power_loss: self
+                .disks
+                .iter()
+                .fold(PowerLoss::default(), |mut sum, disk| {
+                    sum.add(&disk.power_loss());
+                    sum
+                }),
         }
     }
 
@@ -816,7 +880,13 @@ impl<H: Hooks + Default> Simulation<H> {
         let core = self.cores[i].take().expect("the node is up");
         self.transferring[i] = None;
         self.serializing[i] = None;
-        let lost_writes = self.disks[i].crash();
+        let lost_writes = self.disks[i]
+            .crash(&mut self.disk_rng)
+            .map_err(|e| Failure {
+                invariant: Invariant::Recovery,
+                nodes: vec![i],
+                detail: format!("node {i}: {e}"),
+            })?;
         let restart_at = self.now + self.scenario.draw_downtime(&mut self.rng);
         self.restart_at[i] = restart_at;
         self.log.push(
@@ -836,10 +906,36 @@ impl<H: Hooks + Default> Simulation<H> {
     /// Restarts node `i` from its durable state.
     fn restart(&mut self, i: usize) -> Result<(), Failure> {
         self.restart_at[i] = Nanos::MAX;
-        let recovered = self.disks[i].recover();
+        let recovery = |detail: String| Failure {
+            invariant: Invariant::Recovery,
+            nodes: vec![i],
+            detail: format!("node {i}: {detail}"),
+        };
+        let restarted = self.disks[i]
+            .restart(&mut self.disk_rng)
+            .map_err(recovery)?;
+        let recovered = restarted.recovered;
         let hard_state = recovered.hard_state;
         let first_index = recovered.first_index();
         let last_index = first_index - 1 + recovered.entries.len() as u64;
+        if let Some((attempts, under_way, wrong)) = restarted.wal {
+            self.log.push(
+                self.now,
+                EventKind::Reopen {
+                    node: i,
+                    attempts,
+                    under_way,
+                },
+            );
+            // What the node told others first, as Raft needs it; then the log against every
+            // write it reported durable.
+            self.checker.recovered(i, hard_state, last_index)?;
+            if let Some(wrong) = wrong {
+                return Err(recovery(wrong));
+            }
+            self.disks[i].adopt(&recovered);
+            self.checker.durable(i, Some(hard_state))?;
+        }
         self.log.push(
             self.now,
             EventKind::Restart {

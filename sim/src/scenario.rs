@@ -1,8 +1,8 @@
 //! Scenario parameters drawn from a run's seed, swarm-style: every seed picks its own cluster
 //! size, timing, network quality, disk latency, which kinds of fault may happen and how often
-//! (crashes in half of the seeds), whether and how often nodes snapshot their state machine
-//! (two thirds of the seeds), and how hard the clients push, so that different seeds stress
-//! different mixes rather than one average.
+//! (crashes in half of the seeds; in half of those, on the write-ahead log), whether and how
+//! often nodes snapshot their state machine (two thirds of the seeds), and how hard the clients
+//! push, so that different seeds stress different mixes rather than one average.
 
 use std::fmt;
 
@@ -39,6 +39,13 @@ pub struct Scenario {
     pub disk: DiskLatency,
     /// Whether, how often and for how long nodes crash in the fault phase, if they do.
     pub crashes: Option<Crashes>,
+    /// Whether every node's storage is the write-ahead log
+    /// ([`FileStorage`](zeroraft_storage::FileStorage)) on a simulated file system of its own,
+    /// which each crash of the node power-cuts, rather than a memory storage: in half of the
+    /// seeds with crashes, unless [`Options::file_storage`] says. The simulation draws it from
+    /// a stream of the seed of its own, after the rest of the scenario (see the storage's
+    /// docs).
+    pub file_storage: bool,
     /// How every node's service compacts its log, if it does.
     pub snapshots: Option<Snapshots>,
     /// Number of clients.
@@ -233,6 +240,8 @@ impl Scenario {
             batch_max,
             disk,
             crashes,
+            // The simulation draws it when the options leave it open.
+            file_storage: options.file_storage == Some(true),
             snapshots,
             core,
             rejoin: false,
@@ -244,6 +253,7 @@ impl Scenario {
             scenario.one_way_cuts = false;
             scenario.isolate_leader = false;
             scenario.crashes = None;
+            scenario.file_storage = false;
             scenario.net = scenario.net.reliable();
         }
         scenario
@@ -292,7 +302,7 @@ impl fmt::Display for Scenario {
             "{} nodes, {} fault ticks; heartbeat {} ms, election {}..{} ms, \
              append {} entries, window {}, backtrack {:?}{}{}; drop {:.3}, dup {:.3}, delay {}..{} ms, \
              long delay p {:.3} up to {} ms, late replies {:.3}; faults:{}{}{}{}{} every ~{} ms; \
-             {} clients every ~{} ms, batches up to {}; disk {}..{} µs, stalls p {:.3} up to {} ms; \
+             {} clients every ~{} ms, batches up to {}; disk {}..{} µs, stalls p {:.3} up to {} ms{}; \
              {}; {}",
             self.nodes,
             self.fault_ticks,
@@ -332,6 +342,11 @@ impl fmt::Display for Scenario {
             self.disk.max / US,
             self.disk.stall,
             ms(self.disk.stall_max),
+            if self.file_storage {
+                ", on the write-ahead log (power cuts)"
+            } else {
+                ""
+            },
             match self.crashes {
                 Some(c) => format!(
                     "crashes every ~{} ms (p {:.3} mid-write), down {}..{} ms \

@@ -15,7 +15,7 @@ use std::ops::Range;
 
 use zeroraft_engine::core::Role;
 use zeroraft_harness::scale;
-use zeroraft_sim::{EventKind, MsgSummary, Options, Simulation, run_seed};
+use zeroraft_sim::{EventKind, MsgSummary, Options, PowerLoss, Simulation, UnderWay, run_seed};
 
 /// Seeds of the zero-violation tests, in total over both halves, in a release build: by
 /// default, and with `ZERORAFT_LONG=1`.
@@ -32,11 +32,18 @@ fn total_seeds() -> u64 {
 
 /// Runs `seeds` with `options` and fails with the first violation's report.
 fn no_violations(seeds: Range<u64>, options: &Options) {
-    for seed in seeds {
-        if let Err(v) = run_seed(seed, options).outcome {
+    let (mut on_the_log, mut power_loss) = (0, PowerLoss::default());
+    for seed in seeds.clone() {
+        let report = run_seed(seed, options);
+        if let Err(v) = report.outcome {
             panic!("{v}");
         }
+        on_the_log += u64::from(report.power_loss.nodes > 0);
+        power_loss.add(&report.power_loss);
     }
+    eprintln!(
+        "seeds {seeds:?}: {on_the_log} on the write-ahead log, which went through {power_loss:?}"
+    );
 }
 
 // Two tests, so that the harness runs the halves on two threads.
@@ -122,6 +129,80 @@ fn the_swarm_crashes_nodes_while_they_write() {
     assert!(crashing >= 10, "only {crashing} of 40 seeds crash a node");
     assert!(lost_writes > 0, "no crash lost a write in progress");
     assert!(restarts > 0, "no crashed node restarted");
+}
+
+#[test]
+fn the_swarm_power_cuts_nodes_on_the_write_ahead_log() {
+    // A quarter of the seeds (half of those with crashes) run every node on the write-ahead
+    // log, and every crash of a node cuts its power, in the middle of a persist when one is
+    // under way. The zero-violation tests check what the logs give back; this one checks that
+    // the cuts do what they are for: writes under way kept whole and lost, files torn and
+    // dropped, opens cut short.
+    let traced = Options {
+        trace: true,
+        ..Options::default()
+    };
+    let seeds = 0..scale::size("ZERORAFT_SIM_WAL_SEEDS", 200, 2_000);
+    let n = seeds.end - seeds.start;
+    let (mut on_the_log, mut sum, mut reopens) = (0, PowerLoss::default(), [0u64; 5]);
+    for seed in seeds {
+        let report = run_seed(seed, &traced);
+        if let Err(v) = &report.outcome {
+            panic!("{v}");
+        }
+        let p = report.power_loss;
+        on_the_log += u64::from(p.nodes > 0);
+        sum.add(&p);
+        let mut reopened = 0;
+        for event in &report.trace {
+            if let EventKind::Reopen { under_way, .. } = event.kind {
+                reopens[under_way as usize] += 1;
+                reopened += 1;
+            }
+        }
+        // A crashed node restarts by the end of the run (the heal phase restarts every node
+        // that is down), on its log reopened.
+        assert_eq!(reopened, p.crashes, "seed {seed}: a reopen for every crash");
+    }
+    eprintln!("{n} seeds: {on_the_log} on the write-ahead log: {sum:#?}");
+    assert!(on_the_log * 8 >= n, "{on_the_log} of {n} seeds on the log");
+    assert_eq!(reopens[UnderWay::Unexpected as usize], 0);
+    assert_eq!(reopens[UnderWay::Kept as usize], sum.kept);
+    assert_eq!(reopens[UnderWay::Lost as usize], sum.lost);
+    let at_least = n / 20;
+    let seen = [
+        ("crashes (power cuts)", sum.crashes),
+        ("crashes in the middle of a persist", sum.mid_write),
+        ("writes under way kept whole", sum.kept),
+        ("writes under way lost", sum.lost),
+        (
+            "persists that finished before the process died",
+            sum.finished,
+        ),
+        ("opens in which the process died", sum.open_crashes),
+        ("files torn by a power cut", sum.files_torn),
+        (
+            "files whose unsynced writes were all dropped",
+            sum.files_dropped,
+        ),
+        ("directory operations lost", sum.dir_ops_lost),
+    ];
+    for (case, (what, count)) in seen.iter().enumerate() {
+        assert!(
+            *count >= at_least,
+            "case {case}: {what}: {count} in {n} seeds"
+        );
+    }
+    // A seed on the log replays exactly, power cuts and all.
+    let on_the_log = Options {
+        file_storage: Some(true),
+        crash_interval: Some(50_000_000),
+        ..Options::default()
+    };
+    let (a, b) = (run_seed(7, &on_the_log), run_seed(7, &on_the_log));
+    assert!(a.power_loss.crashes > 0, "{:?}", a.power_loss);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.power_loss, b.power_loss);
 }
 
 #[test]

@@ -417,7 +417,8 @@ pub(crate) struct BenchArgs {
     pub(crate) data: Option<PathBuf>,
     /// Load a running key-value service instead (the client addresses of its nodes, in node
     /// order): pipelined puts to its leader, --clients of them in flight over --connections
-    /// connections; then one client alone, beside the loopback round trip
+    /// connections; then one client alone, beside the loopback round trip and this machine's
+    /// fdatasync
     #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses,
           conflicts_with_all = ["nodes", "storage", "data", "compact_every"])]
     pub(crate) connect: Option<Addresses>,

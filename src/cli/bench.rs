@@ -113,7 +113,7 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
 }
 
 /// `bench --connect`: pipelined puts to a running service, then one client alone beside the
-/// loopback round trip.
+/// loopback round trip and this machine's `fdatasync`.
 pub fn run_remote(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
     let addrs = &args.connect.as_ref().expect("checked by the caller").0;
     if args.tls_dir.is_none() && !args.insecure {
@@ -203,5 +203,22 @@ pub fn run_remote(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
         single.commits,
         rtt.as_secs_f64() * 1e6
     )?;
+    // The bound a durable one-client put has beside the round trip, when the servers keep their
+    // logs on this machine's disk (as scripts/cluster-bench.sh runs them): measured after the
+    // load, so that it does not share the disk with their syncs.
+    let dir = std::env::temp_dir();
+    match zeroraft_harness::load::fdatasync_median(&dir, FDATASYNC_SAMPLES) {
+        Ok(median) => writeln!(
+            out,
+            "disk here: fdatasync median {:.1} µs ({FDATASYNC_SAMPLES} appends of 4 KiB to {}, each synced, after the run)",
+            median.as_secs_f64() * 1e6,
+            dir.display()
+        )?,
+        Err(e) => writeln!(
+            out,
+            "disk here: cannot sync a file in {}: {e}",
+            dir.display()
+        )?,
+    }
     Ok(())
 }

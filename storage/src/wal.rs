@@ -283,7 +283,9 @@
 //! as its implementation, called once per system call), so that the tests can run the log on a
 //! simulated file system that keeps, for every file and directory, what was synced and what was
 //! not, and at a simulated power cut drops, tears or reorders what was not, in every way POSIX
-//! allows (`fs/sim.rs`; the power-loss tests are in `tests/power.rs`).
+//! allows (`fs/sim.rs`; the power-loss tests are in `tests/power.rs`). The `sim-fs` feature
+//! makes that file system public (`sim`) with `FileStorage::open_on`, for the deterministic
+//! simulator, which power-cuts the logs of the nodes it crashes; nothing that ships enables it.
 
 mod ballast;
 mod fault;
@@ -295,6 +297,14 @@ mod snapshot;
 mod sync_failed;
 #[cfg(test)]
 mod tests;
+
+/// The simulated file system, for the deterministic simulator (the `sim-fs` feature): see
+/// [`SimFs`](sim::SimFs) for what a power cut does, and [`FileStorage::open_on`].
+#[cfg(feature = "sim-fs")]
+pub mod sim {
+    pub use super::fault::Bugs;
+    pub use super::fs::sim::{Cuts, Rng, SECTOR, SimFs};
+}
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -466,6 +476,27 @@ impl FileStorage {
         options: WalOptions,
     ) -> Result<Self, StorageError> {
         Self::open_with(Arc::new(RealFs), dir.as_ref(), identity, options)
+    }
+
+    /// [`FileStorage::open`] on the simulated file system `fs` (see [`sim`]): the directory
+    /// `dir` is a path in it. The log runs with the bugs switched on in `fs`
+    /// ([`SimFs::switch_on`](sim::SimFs::switch_on)), none by default.
+    ///
+    /// # Errors
+    ///
+    /// As [`FileStorage::open`]; an operation refused because `fs` was told to stop the
+    /// process ([`SimFs::crash_at`](sim::SimFs::crash_at)) fails it as
+    /// [`StorageError::Io`].
+    #[cfg(feature = "sim-fs")]
+    pub fn open_on(
+        fs: &sim::SimFs,
+        dir: impl AsRef<Path>,
+        identity: Identity,
+        options: WalOptions,
+    ) -> Result<Self, StorageError> {
+        let mut storage = Self::open_with(Arc::new(fs.clone()), dir.as_ref(), identity, options)?;
+        storage.faults.bugs = fs.bugs();
+        Ok(storage)
     }
 
     /// [`FileStorage::open`] on the file system `fs`.

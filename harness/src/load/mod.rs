@@ -262,19 +262,38 @@ impl LoadCluster {
         self.progress.applied[i].load(SeqCst)
     }
 
-    /// The last index every node applied.
+    /// The last index every node still running applied (a killed node applies nothing more,
+    /// so it is left out).
     pub fn applied_everywhere(&self) -> u64 {
         (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].is_killed())
             .map(|i| self.applied(i))
             .min()
             .unwrap_or(0)
     }
 
+    /// Whether node `i` still leads, as it last published.
+    fn leads(&self, i: usize) -> bool {
+        self.nodes[i].get_state().1
+    }
+
     /// Waits until `done()` holds: spins for up to the nodes' spin time, then parks until a node
     /// reports progress (or 10 ms pass, in case the leader changed).
-    fn wait_until(&self, mut done: impl FnMut() -> bool) {
+    fn wait_until(&self, done: impl FnMut() -> bool) {
+        self.wait_until_or(done, || false);
+    }
+
+    /// Like [`LoadCluster::wait_until`], but gives up once parked if `give_up()` holds. Returns
+    /// whether `done()` held. `give_up` is not asked while spinning: a question about the
+    /// leader reads a word its node writes, and asking it in the spin would take that cache
+    /// line from the node on every turn.
+    fn wait_until_or(
+        &self,
+        mut done: impl FnMut() -> bool,
+        mut give_up: impl FnMut() -> bool,
+    ) -> bool {
         if done() {
-            return;
+            return true;
         }
         // Spin, then yield between checks, as `Inbox::wait` does in transport/src/inbox.rs (see
         // the reasoning there): with fewer cores than busy threads, the node this client waits
@@ -283,7 +302,7 @@ impl LoadCluster {
         while Instant::now() < spin_until {
             for _ in 0..16 {
                 if done() {
-                    return;
+                    return true;
                 }
                 std::hint::spin_loop();
             }
@@ -293,7 +312,11 @@ impl LoadCluster {
             self.progress.waiting.store(true, SeqCst);
             if done() {
                 self.progress.waiting.store(false, SeqCst);
-                return;
+                return true;
+            }
+            if give_up() {
+                self.progress.waiting.store(false, SeqCst);
+                return false;
             }
             self.parker.park_timeout(Duration::from_millis(10));
         }
@@ -393,8 +416,16 @@ impl LoadReport {
 impl LoadCluster {
     /// Runs a closed loop of `window` proposals in flight for `duration`, calling `progress`
     /// about once a second with the commits so far and the time elapsed, then waits until every
-    /// node applied everything proposed. The loop ends early when `progress` returns
+    /// running node applied everything proposed. The loop ends early when `progress` returns
     /// [`ControlFlow::Break`]; the report then covers the shorter run.
+    ///
+    /// The leader may change during the run (a transfer, a killed or partitioned leader): the
+    /// loop then goes on with the new leader. Proposals the old leader had not been seen to
+    /// apply are not counted, nor given a latency, even if the new leader commits them.
+    ///
+    /// # Panics
+    ///
+    /// If the cluster is without a leader for 10 s.
     pub fn closed_loop_for(
         &self,
         duration: Duration,
@@ -408,36 +439,78 @@ impl LoadCluster {
         let mut latency = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
             .expect("valid bounds");
         let mut leader = self.leader();
-        let first = self.applied(leader);
-        let (mut last, mut seen) = (first, first);
+        // Invariant: this loop proposed, on `leader`, every index in `seen + 1..=last` (when
+        // `fresh` is false), and counted every index up to `seen`.
+        let mut last = self.applied(leader);
+        let mut seen = last;
+        let mut fresh = false;
+        let mut commits = 0;
         let (started, cpu0) = (Instant::now(), cpu_time::ProcessTime::now());
         let mut next_report = started + Duration::from_secs(1);
         while started.elapsed() < duration {
             let leader_now = leader;
-            self.wait_until(|| last < window + self.applied(leader_now));
-            let applied = self.applied(leader_now);
+            let led = self.wait_until_or(
+                || last < window + self.applied(leader_now),
+                || !self.leads(leader_now),
+            );
             let now = Instant::now();
-            for index in seen + 1..=applied.min(last) {
-                latency.saturating_record(
-                    now.duration_since(sent_at[index as usize % ring])
-                        .as_nanos() as u64,
-                );
+            if led {
+                let applied = self.applied(leader_now).min(last);
+                for index in seen + 1..=applied {
+                    latency.saturating_record(
+                        now.duration_since(sent_at[index as usize % ring])
+                            .as_nanos() as u64,
+                    );
+                }
+                commits += applied.saturating_sub(seen);
+                seen = seen.max(applied);
+            } else {
+                // The leader changed or stopped: what it was given and was not seen applied
+                // may be lost. Go on with the new one at once: a leader commits the entries of
+                // earlier terms it holds only with one of its own (it appends no entry when
+                // elected), so waiting for it to apply them first could wait for ever.
+                leader = self.leader();
+                last = self.applied(leader);
+                (seen, fresh) = (last, true);
             }
-            seen = seen.max(applied.min(last));
             while last < window + self.applied(leader) {
-                last = self.propose(&mut leader, || payload.clone());
+                let before = leader;
+                let index = self.propose(&mut leader, || payload.clone());
+                if fresh || leader != before {
+                    // The first proposal on a new leader: the indices before it are not ours.
+                    (seen, fresh) = (index - 1, false);
+                }
+                last = index;
                 sent_at[last as usize % ring] = Instant::now();
             }
             if now >= next_report {
-                if progress(seen - first, started.elapsed()).is_break() {
+                if progress(commits, started.elapsed()).is_break() {
                     break;
                 }
                 next_report += Duration::from_secs(1);
             }
         }
-        self.wait_until(|| self.applied_everywhere() >= last);
+        // Until every running node applied the last proposal; if the leader changes meanwhile,
+        // one more, on the new leader, which commits with it whatever that leader holds.
+        loop {
+            let leader_now = leader;
+            if self.wait_until_or(
+                || self.applied_everywhere() >= last,
+                || !self.leads(leader_now),
+            ) {
+                break;
+            }
+            leader = self.leader();
+            last = self.propose(&mut leader, || payload.clone());
+            // Ours up to `seen` were counted; later ones may have been lost with the old leader,
+            // and this one is not counted.
+            fresh = true;
+        }
+        if !fresh {
+            commits += last.saturating_sub(seen);
+        }
         LoadReport {
-            commits: last - first,
+            commits,
             elapsed: started.elapsed(),
             cpu: cpu0.elapsed(),
             latency,

@@ -6,8 +6,12 @@
 //! is left as a crash at that point would leave it. Outside tests [`Faults`] is empty and every
 //! check is a no-op.
 //!
-//! Tests can also switch bugs back on (`Bugs`), each undoing one rule the log's durability
-//! rests on, to show that the power-loss tests catch it.
+//! Tests can also switch bugs back on ([`Bugs`]), each undoing one rule the log's durability
+//! rests on, to show that the power-loss tests catch it. With the `sim-fs` feature the
+//! simulator can too, through the simulated file system (`SimFs::switch_on`): a log opened on
+//! a `SimFs` takes its bugs, and only such a log, so that no log on a real disk ever runs
+//! with one. Without the feature, and outside tests, the bugs do not exist and every check of
+//! one is the constant `false`.
 
 use std::io;
 
@@ -17,24 +21,26 @@ pub(super) struct Faults {
     #[cfg(test)]
     plan: Plan,
     /// Bugs switched on.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sim-fs"))]
     pub(super) bugs: Bugs,
 }
 
-/// Bugs a test can switch on; each breaks one rule of the module docs of [`super`].
-#[cfg(test)]
+/// Bugs a test can switch on in a write-ahead log; each breaks one rule of the module docs of
+/// [`super`](crate::wal). A log takes them from the simulated file system it is opened on
+/// ([`SimFs::switch_on`](super::fs::sim::SimFs::switch_on)); none is on by default.
+#[cfg(any(test, feature = "sim-fs"))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Bugs {
+pub struct Bugs {
     /// A batch record is written but not synced before `persist` returns.
-    pub(super) skip_sync: bool,
+    pub skip_sync: bool,
     /// A snapshot file is renamed into place before its data is synced, and synced only after
     /// the record naming it.
-    pub(super) rename_before_data_sync: bool,
+    pub rename_before_data_sync: bool,
     /// The segments a new snapshot covers are removed (and the directory synced) before the
     /// record naming the snapshot is written.
-    pub(super) remove_before_snapshot_durable: bool,
+    pub remove_before_snapshot_durable: bool,
     /// A failed sync leaves no marker, so that the log is opened again before a reboot.
-    pub(super) no_sync_failed_marker: bool,
+    pub no_sync_failed_marker: bool,
 }
 
 #[cfg(test)]
@@ -112,18 +118,18 @@ impl Faults {
     /// Whether to skip the sync of a batch record (`Bugs::skip_sync`).
     #[inline]
     pub(super) fn skip_sync(&self) -> bool {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "sim-fs"))]
         return self.bugs.skip_sync;
-        #[cfg(not(test))]
+        #[cfg(not(any(test, feature = "sim-fs")))]
         false
     }
 
     /// Whether to rename a snapshot file before syncing it (`Bugs::rename_before_data_sync`).
     #[inline]
     pub(super) fn rename_before_data_sync(&self) -> bool {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "sim-fs"))]
         return self.bugs.rename_before_data_sync;
-        #[cfg(not(test))]
+        #[cfg(not(any(test, feature = "sim-fs")))]
         false
     }
 
@@ -131,18 +137,18 @@ impl Faults {
     /// (`Bugs::remove_before_snapshot_durable`).
     #[inline]
     pub(super) fn remove_before_snapshot_durable(&self) -> bool {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "sim-fs"))]
         return self.bugs.remove_before_snapshot_durable;
-        #[cfg(not(test))]
+        #[cfg(not(any(test, feature = "sim-fs")))]
         false
     }
 
     /// Whether to leave no marker after a failed sync (`Bugs::no_sync_failed_marker`).
     #[inline]
     pub(super) fn no_sync_failed_marker(&self) -> bool {
-        #[cfg(test)]
+        #[cfg(any(test, feature = "sim-fs"))]
         return self.bugs.no_sync_failed_marker;
-        #[cfg(not(test))]
+        #[cfg(not(any(test, feature = "sim-fs")))]
         false
     }
 }

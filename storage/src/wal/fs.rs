@@ -1,14 +1,14 @@
 //! The file-system operations the write-ahead log makes, behind a small interface: [`Fs`] for
 //! the directory, [`FsFile`] for an open file. [`RealFs`] makes the system calls; in this
-//! crate's tests `sim::SimFs` keeps everything in memory and models what a power cut does
-//! to what was not synced.
+//! crate's tests, and in the simulator's through the `sim-fs` feature, `sim::SimFs` keeps
+//! everything in memory and models what a power cut does to what was not synced.
 //!
 //! Each call is one system call (a few for [`Fs::read`] and [`Fs::boot_id`]) through a virtual
 //! table, which is noise beside the call itself. Nothing here retries, buffers or syncs on its
 //! own: the order of writes, syncs and renames is the caller's, and it is what the log's
 //! durability rests on.
 
-#[cfg(test)]
+#[cfg(any(test, feature = "sim-fs"))]
 pub(super) mod sim;
 
 use std::ffi::OsString;

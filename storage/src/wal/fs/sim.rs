@@ -35,6 +35,12 @@
 //!
 //! A crash of the process alone ([`SimFs::crash_at`], [`SimFs::restart`]) stops its operations
 //! from some point on and keeps the page cache: what a SIGKILL does.
+//!
+//! This crate's power-loss tests run the log on it; with the `sim-fs` feature it is public (as
+//! `zeroraft_storage::wal::sim`), and the deterministic simulator opens a node's log on one
+//! ([`FileStorage::open_on`](crate::FileStorage::open_on)) to power-cut it when the node
+//! crashes. A log opened on one runs with the bugs switched on in it ([`SimFs::switch_on`]),
+//! none by default.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -44,23 +50,25 @@ use std::io;
 use std::path::{Component, Path};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+#[cfg(feature = "sim-fs")]
+use super::super::fault::Bugs;
 use super::{Fs, FsFile, Metadata, Open};
 
 /// Bytes of a sector: written whole or not at all.
-pub(crate) const SECTOR: usize = 512;
+pub const SECTOR: usize = 512;
 
 /// A small deterministic random generator (SplitMix64).
 #[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
     /// A generator that `seed` decides.
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed ^ 0x5851_f42d_4c95_7f2d)
     }
 
     /// The next 64 random bits.
-    pub(crate) fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -69,12 +77,12 @@ impl Rng {
     }
 
     /// A number in `0..n` (`n > 0`).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
     }
 
     /// True with probability `per_mille` / 1000.
-    pub(crate) fn chance(&mut self, per_mille: u64) -> bool {
+    pub fn chance(&mut self, per_mille: u64) -> bool {
         self.below(1000) < per_mille
     }
 }
@@ -128,22 +136,22 @@ enum Node {
 
 /// What power cuts did, for the tests to report.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Cuts {
+pub struct Cuts {
     /// Power cuts.
-    pub(crate) cuts: u64,
+    pub cuts: u64,
     /// Files with unsynced operations at a cut.
-    pub(crate) files_unsynced: u64,
+    pub files_unsynced: u64,
     /// Of those, files that kept none of them.
-    pub(crate) files_dropped: u64,
+    pub files_dropped: u64,
     /// Files that kept some of them only (a write cut short, a sector of zeros, a later write
     /// without an earlier one).
-    pub(crate) files_torn: u64,
+    pub files_torn: u64,
     /// Unsynced directory operations at a cut.
-    pub(crate) dir_ops_unsynced: u64,
+    pub dir_ops_unsynced: u64,
     /// Of those, the ones lost.
-    pub(crate) dir_ops_lost: u64,
+    pub dir_ops_lost: u64,
     /// Cuts where a directory kept a later operation and lost an earlier one.
-    pub(crate) dir_reordered: u64,
+    pub dir_reordered: u64,
 }
 
 #[derive(Debug)]
@@ -169,11 +177,14 @@ struct State {
     cuts: Cuts,
     /// Every operation, if traced.
     trace: Option<Vec<String>>,
+    /// The bugs a log opened on this file system runs with.
+    #[cfg(feature = "sim-fs")]
+    bugs: Bugs,
 }
 
 /// The file system. Clones share it.
 #[derive(Clone)]
-pub(crate) struct SimFs {
+pub struct SimFs {
     state: Arc<Mutex<State>>,
 }
 
@@ -199,7 +210,7 @@ fn not_found() -> io::Error {
 
 impl SimFs {
     /// An empty file system (its root directory only); `seed` decides how failed syncs tear.
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         let mut nodes = HashMap::new();
         nodes.insert(ROOT, Node::Dir(DirNode::default()));
         Self {
@@ -217,6 +228,8 @@ impl SimFs {
                 rng: Rng::new(seed),
                 cuts: Cuts::default(),
                 trace: None,
+                #[cfg(feature = "sim-fs")]
+                bugs: Bugs::default(),
             })),
         }
     }
@@ -227,53 +240,66 @@ impl SimFs {
 
     /// Makes the process die at its `nth` operation from now (1 = the next): that one and every
     /// later one fail, doing nothing.
-    pub(crate) fn crash_at(&self, nth: u64) {
+    pub fn crash_at(&self, nth: u64) {
         let mut state = self.lock();
         state.crash_at = Some(state.ops + nth);
     }
 
     /// Makes the `nth` sync from now (1 = the next) fail, as Linux fails one.
-    pub(crate) fn fail_sync(&self, nth: u64) {
+    pub fn fail_sync(&self, nth: u64) {
         let mut state = self.lock();
         state.fail_sync_at = Some(state.syncs + nth);
     }
 
     /// Limits the bytes the files hold (`None`: no limit).
-    pub(crate) fn set_capacity(&self, capacity: Option<u64>) {
+    pub fn set_capacity(&self, capacity: Option<u64>) {
         self.lock().capacity = capacity;
     }
 
     /// The bytes the files hold, as readers see them.
-    pub(crate) fn used(&self) -> u64 {
+    pub fn used(&self) -> u64 {
         self.lock().used()
     }
 
+    /// Switches `bugs` on in every log opened on this file system from now on (and off, for
+    /// those `bugs` leaves off): for a test that shows a checker catches them.
+    #[cfg(feature = "sim-fs")]
+    pub fn switch_on(&self, bugs: Bugs) {
+        self.lock().bugs = bugs;
+    }
+
+    /// The bugs a log opened on this file system runs with ([`SimFs::switch_on`]).
+    #[cfg(feature = "sim-fs")]
+    pub fn bugs(&self) -> Bugs {
+        self.lock().bugs
+    }
+
     /// A new process: the planned crash and sync failure are forgotten (the page cache stays).
-    pub(crate) fn restart(&self) {
+    pub fn restart(&self) {
         let mut state = self.lock();
         state.crash_at = None;
         state.fail_sync_at = None;
     }
 
     /// What power cuts did so far.
-    pub(crate) fn cuts(&self) -> Cuts {
+    pub fn cuts(&self) -> Cuts {
         self.lock().cuts
     }
 
     /// Starts keeping a line for every operation and power cut.
-    pub(crate) fn trace(&self) {
+    pub fn trace(&self) {
         self.lock().trace = Some(Vec::new());
     }
 
     /// The lines kept since [`SimFs::trace`].
-    pub(crate) fn traced(&self) -> Vec<String> {
+    pub fn traced(&self) -> Vec<String> {
         self.lock().trace.clone().unwrap_or_default()
     }
 
     /// Cuts the power: every file and directory keeps what was synced and some of what was not
     /// (see the module docs), `rng` choosing. Then the machine starts again: a new boot, no
     /// process, no lock.
-    pub(crate) fn power_cut(&self, rng: &mut Rng) {
+    pub fn power_cut(&self, rng: &mut Rng) {
         let mut state = self.lock();
         let state = &mut *state;
         state.cuts.cuts += 1;
@@ -321,7 +347,7 @@ impl SimFs {
     }
 
     /// The current bytes of the file at `path` (for tests that look at what was written).
-    pub(crate) fn contents(&self, path: &Path) -> Option<Vec<u8>> {
+    pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         let state = self.lock();
         match state.nodes.get(&state.resolve(path)?) {
             Some(Node::File(file)) => Some(file.current.clone()),
