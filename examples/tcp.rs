@@ -4,8 +4,10 @@
 //! (`scripts/cluster-bench.sh`).
 //!
 //! ```text
-//! cargo run --release --example tcp [-- IN_FLIGHT [SECONDS]]
+//! cargo run --release --example tcp [-- [--tls] IN_FLIGHT [SECONDS]]
 //! ```
+//!
+//! With `--tls`, the nodes' links speak mutual TLS, with certificates of a CA made for the run.
 //!
 //! Prints the one-client latency (2 000 commands, one at a time, `start` to the leader's apply),
 //! then commits per second and CPU per commit (the whole process) with IN_FLIGHT (default 4096)
@@ -17,11 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zeroraft::transport::tcp::{TcpConfig, TcpNetwork};
+use zeroraft::transport::tcp::{Authority, TcpConfig, TcpNetwork};
 use zeroraft::{Config, Raft, StartError};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let tls = std::env::args().any(|a| a == "--tls");
+    let mut args = std::env::args().skip(1).filter(|a| a != "--tls");
     let window: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4096);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let n = 3;
@@ -29,13 +32,21 @@ fn main() {
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind loopback"))
         .collect();
     let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let valid = {
+        let now = std::time::SystemTime::now();
+        now - Duration::from_secs(3600)..now + Duration::from_secs(86_400)
+    };
+    let ca = tls.then(|| Authority::new("zeroraft example CA", valid.clone()).expect("a CA"));
     let applied: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let mut networks = Vec::new();
     let rafts: Vec<Raft> = listeners
         .into_iter()
         .enumerate()
         .map(|(i, listener)| {
-            let config = TcpConfig::new(i, 1, addrs.clone());
+            let mut config = TcpConfig::new(i, 1, addrs.clone());
+            config.tls = ca
+                .as_ref()
+                .map(|ca| ca.peer_tls(1, i, valid.clone()).expect("node certificates"));
             let (network, endpoint) = TcpNetwork::start(config, listener).expect("transport");
             networks.push(network);
             let mark = applied[i].clone();

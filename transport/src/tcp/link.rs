@@ -12,7 +12,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use rustls::pki_types::CertificateDer;
 
 use super::handshake::{self, HELLO_BYTES, Hello, ReadWrite, Timed, Verdict};
-use super::tls::{self, Session, TlsIo};
+use super::tls::{self, Opener, Records, Sealer, TlsIo};
 use super::{Peer, READ_BUFFER, Shared, WRITE_BATCH, WarnLimit};
 use crate::{Codec, Message, NodeId, sync};
 
@@ -139,6 +139,9 @@ fn shake_hands<M: Message + Codec>(shared: &Shared<M>, stream: TcpStream, serial
         stream: &stream,
         deadline,
     };
+    // With TLS, the socket is read a record at a time until the hello is answered (see
+    // `Records`).
+    let mut io = Records::new(&mut io, shared.tls.is_some());
     let mut session = match &shared.tls {
         None => None,
         Some(tls) => {
@@ -273,8 +276,9 @@ pub(super) struct Link {
 /// The connection a writer uses, with the reader thread that reads it.
 struct Connection {
     stream: TcpStream,
-    /// Shared with the reader thread.
-    session: Option<Arc<Session>>,
+    /// The sending half of the TLS session, if the links use TLS (the reader thread has the
+    /// other).
+    sealer: Option<Sealer>,
     serial: u64,
     reader: JoinHandle<()>,
 }
@@ -362,6 +366,20 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
             });
             continue;
         };
+        if c.sealer.as_ref().is_some_and(Sealer::worn) {
+            // New keys need a new connection (the links send no key updates): before the next
+            // batch, so that none is lost to the limit.
+            tracing::info!(
+                node = config.id,
+                peer = id,
+                "TLS keys nearly used up; replacing the connection"
+            );
+            close(peer, conn.take().expect("in use"));
+            if dialer {
+                next_dial = Instant::now();
+            }
+            continue;
+        }
         out.clear();
         let mut messages = 0u64;
         while out.len() < WRITE_BATCH {
@@ -391,9 +409,9 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
             out.put_u32_le(0);
         }
         if !out.is_empty() {
-            let written = match &c.session {
+            let written = match &mut c.sealer {
                 None => c.stream.write_all(&out),
-                Some(session) => session
+                Some(sealer) => sealer
                     .seal(&out, &mut sealed)
                     .and_then(|()| c.stream.write_all(&sealed)),
             };
@@ -444,6 +462,9 @@ fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<Link, 
         stream: &stream,
         deadline: Instant::now() + config.handshake_timeout,
     };
+    // With TLS, the socket is read a record at a time until the hello is answered (see
+    // `Records`).
+    let mut io = Records::new(&mut io, shared.tls.is_some());
     let mut session = match &shared.tls {
         None => None,
         Some(tls) => {
@@ -490,8 +511,16 @@ fn open<M: Message + Codec>(
     link: Link,
 ) -> Option<Connection> {
     let Link { stream, session } = link;
-    let session = session.map(|conn| Arc::new(Session::new(conn)));
     let config = &shared.config;
+    let (sealer, opener) = match session.map(|conn| tls::split(conn, READ_BUFFER)) {
+        None => (None, None),
+        Some(Ok((sealer, opener))) => (Some(sealer), Some(opener)),
+        Some(Err(e)) => {
+            tracing::warn!(node = config.id, peer = peer.id, error = %e, "cannot set up a connection's TLS session");
+            let _ = stream.shutdown(Shutdown::Both);
+            return None;
+        }
+    };
     let setup = stream
         .set_nodelay(true)
         .and_then(|()| stream.set_read_timeout(Some(IDLE_TIMEOUT)))
@@ -506,12 +535,11 @@ fn open<M: Message + Codec>(
     };
     let serial = peer.serial.fetch_add(1, Relaxed) + 1;
     let for_reader = shared.clone();
-    let reader_session = session.clone();
     let id = peer.id;
     let reader = std::thread::Builder::new()
         .name(format!("zeroraft-tcp-read-{}-{}", config.id, id))
         .stack_size(256 << 10)
-        .spawn(move || read(&for_reader, id, read_half, serial, reader_session));
+        .spawn(move || read(&for_reader, id, read_half, serial, opener));
     match reader {
         Ok(reader) => {
             peer.counters.connections.fetch_add(1, Relaxed);
@@ -519,7 +547,7 @@ fn open<M: Message + Codec>(
             tracing::debug!(node = config.id, peer = id, "connected");
             Some(Connection {
                 stream,
-                session,
+                sealer,
                 serial,
                 reader,
             })
@@ -536,7 +564,7 @@ fn close<M>(peer: &Peer<M>, conn: Connection) {
     conn.close();
 }
 
-/// Reads frames from peer `id` on `stream` (through `session`, if the links use TLS) until it
+/// Reads frames from peer `id` on `stream` (through `opener`, if the links use TLS) until it
 /// fails or closes, putting each message in the node's inbox; then marks connection `serial`
 /// broken for the writer.
 fn read<M: Message + Codec>(
@@ -544,7 +572,7 @@ fn read<M: Message + Codec>(
     id: NodeId,
     mut stream: TcpStream,
     serial: u64,
-    session: Option<Arc<Session>>,
+    mut opener: Option<Opener>,
 ) {
     let config = &shared.config;
     let Some(Some(peer)) = shared.peers.get(id) else {
@@ -552,12 +580,10 @@ fn read<M: Message + Codec>(
     };
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     let mut last_read = MIN_READ;
-    // Bytes read off the socket before decryption, with TLS.
-    let mut cipher = vec![0u8; if session.is_some() { READ_BUFFER } else { 0 }];
     // Whether the peer closed its TLS session: the frames decrypted before are still delivered.
-    let mut closed = match &session {
+    let mut closed = match &mut opener {
         // Plaintext that came with the end of the handshake.
-        Some(session) => match session.open(&[], &mut buf) {
+        Some(opener) => match opener.open(0, &mut buf) {
             Ok(closed) => closed,
             Err(e) => {
                 tracing::warn!(node = config.id, peer = id, error = %e, "dropping the connection to a peer");
@@ -601,17 +627,21 @@ fn read<M: Message + Codec>(
         if closed || shared.stop.load(Relaxed) || peer.serial.load(Relaxed) != serial {
             break Ok(());
         }
-        if buf.capacity() - buf.len() < MIN_READ {
+        // With TLS, decrypting the next read may also yield the plaintext of bytes read before.
+        let pending = opener.as_ref().map_or(0, Opener::pending);
+        if buf.capacity() - buf.len() < MIN_READ + pending {
             // Grow with what arrived, by doubling (a frame of n bytes costs O(n) copies), never
             // by what a length prefix announces: a peer that announces a large frame and sends
             // little holds little memory.
-            buf.reserve(buf.len().max(READ_BUFFER));
+            buf.reserve(buf.len().max(READ_BUFFER).max(MIN_READ + pending));
         }
         let start = buf.len();
-        let want = (last_read * 2).clamp(MIN_READ, READ_BUFFER);
-        let got = match &session {
+        // No more than the buffer has room for, so that it never grows as plaintext is added.
+        let want = (last_read * 2)
+            .clamp(MIN_READ, READ_BUFFER)
+            .min((buf.capacity() - start).saturating_sub(pending));
+        let got = match &mut opener {
             None => {
-                let want = want.min(buf.capacity() - start);
                 // Reading into a `BytesMut` without `unsafe` needs initialized bytes: clear only
                 // as many as this read may fill.
                 buf.resize(start + want, 0);
@@ -619,15 +649,15 @@ fn read<M: Message + Codec>(
                 buf.truncate(start + *got.as_ref().unwrap_or(&0));
                 got
             }
-            Some(_) => stream.read(&mut cipher[..want]),
+            Some(opener) => stream.read(opener.space(want)),
         };
         match got {
             Ok(0) => break Ok(()),
             Ok(n) => {
                 last_read = n;
                 peer.counters.bytes_received.fetch_add(n as u64, Relaxed);
-                if let Some(session) = &session {
-                    match session.open(&cipher[..n], &mut buf) {
+                if let Some(opener) = &mut opener {
+                    match opener.open(n, &mut buf) {
                         Ok(c) => closed = c,
                         Err(e) => break Err(format!("TLS: {e}")),
                     }

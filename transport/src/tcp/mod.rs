@@ -42,7 +42,9 @@
 //! In steady state nothing is allocated per message by the transport: the queues are allocated
 //! when the node starts, the send buffer is reused, and a receive buffer is replaced only when
 //! the messages decoded from it are still held (the engine's log keeps the entries' payloads)
-//! once it is full, which costs one allocation per [`READ_BUFFER`] bytes received.
+//! once it is full, which costs one allocation per [`READ_BUFFER`] bytes received. The same
+//! holds with TLS: once the handshakes are done, the writer encrypts into a buffer it reuses and
+//! the reader decrypts in place in one (rustls runs the handshakes only).
 //!
 //! # Orderings
 //!
@@ -51,7 +53,7 @@
 //! counters) are read and written with `Relaxed` except where they hand something over: an
 //! accepted stream is handed to the writer under a `Mutex` (cold path, once per connection) and
 //! announced with the inbox's wake-up, whose fences order it; a connection's TLS session is
-//! shared by its reader and its writer under a `Mutex`, held only to encrypt or decrypt; `stop` is stored before every
+//! split into halves its writer and its reader own, which share nothing; `stop` is stored before every
 //! thread is woken and joined, and joining orders everything the threads did before the handle
 //! returns.
 
