@@ -44,13 +44,13 @@
 
 use std::collections::VecDeque;
 
-use zeroraft_engine::core::{Entry, HardState, Nanos, Update};
-use zeroraft_engine::storage::{MemStorage, Recovered, Snapshot, Storage};
+use zeroraft_engine::core::{HardState, Nanos, Update};
+use zeroraft_engine::storage::{MemStorage, Recovered, Storage};
 use zeroraft_storage::wal::MAX_RECORD_BYTES;
 #[cfg(test)]
 use zeroraft_storage::wal::sim::Bugs;
 use zeroraft_storage::wal::sim::{Rng as PowerRng, SimFs};
-use zeroraft_storage::{FileStorage, Identity, WalOptions, encoded_size};
+use zeroraft_storage::{FileStorage, Identity, OwnedUpdate, WalOptions, encoded_size};
 
 /// How long a simulated disk takes to make a write durable.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,23 +80,8 @@ struct Write {
     generation: u64,
     /// When it becomes durable. Invariant: no earlier than the write before it in the queue.
     done_at: Nanos,
-    hard_state: Option<HardState>,
-    snapshot: Option<Snapshot>,
-    truncate_from: Option<u64>,
-    first_index: u64,
-    entries: Vec<Entry>,
-}
-
-impl Write {
-    fn update(&self) -> Update<'_> {
-        Update {
-            hard_state: self.hard_state,
-            snapshot: self.snapshot.as_ref(),
-            truncate_from: self.truncate_from,
-            first_index: self.first_index,
-            entries: &self.entries,
-        }
-    }
+    /// What it writes.
+    write: OwnedUpdate,
 }
 
 /// A write that just became durable, for the trace and the checker.
@@ -308,11 +293,7 @@ impl Disk {
         self.writing.push_back(Write {
             generation,
             done_at: (now + latency.draw(rng)).max(after),
-            hard_state: update.hard_state,
-            snapshot: update.snapshot.cloned(),
-            truncate_from: update.truncate_from,
-            first_index: update.first_index,
-            entries: update.entries.to_vec(),
+            write: update.into(),
         });
     }
 
@@ -334,7 +315,7 @@ impl Disk {
     /// If no write is in progress.
     pub fn complete(&mut self) -> Result<Completed, String> {
         let w = self.writing.pop_front().expect("a write is in progress");
-        let update = w.update();
+        let update = w.write.update();
         if let Some(wal) = &mut self.wal {
             wal.storage
                 .as_mut()
@@ -348,10 +329,10 @@ impl Disk {
         self.durable
             .persist(&update)
             .map_err(|e| format!("write {} cannot be stored: {e}", w.generation))?;
-        self.hard_state = w.hard_state.unwrap_or(self.hard_state);
+        self.hard_state = w.write.hard_state.unwrap_or(self.hard_state);
         Ok(Completed {
             generation: w.generation,
-            hard_state: w.hard_state,
+            hard_state: w.write.hard_state,
         })
     }
 
@@ -374,7 +355,7 @@ impl Disk {
             wal.under_way = None;
             if let Some(w) = self.writing.front() {
                 self.stats.mid_write += 1;
-                let update = w.update();
+                let update = w.write.update();
                 // A persist is a write and a sync; more with a new segment, and a snapshot's file
                 // (written, synced, renamed, the directory synced) before, its removals after.
                 let ops = if update.snapshot.is_some() { 12 } else { 4 };
@@ -385,7 +366,7 @@ impl Disk {
                         self.durable
                             .persist(&update)
                             .map_err(|e| format!("write {} cannot be stored: {e}", w.generation))?;
-                        self.hard_state = w.hard_state.unwrap_or(self.hard_state);
+                        self.hard_state = w.write.hard_state.unwrap_or(self.hard_state);
                     }
                     Err(e) if e.to_string().contains("simulated crash") => {
                         wal.under_way = Some(states_after(&self.durable, &update));

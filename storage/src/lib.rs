@@ -150,6 +150,48 @@ pub struct Update<'a> {
     pub entries: &'a [Entry],
 }
 
+/// An [`Update`] that owns what it carries, for a write kept until later: a simulated disk's
+/// queue of writes in progress, a test's script of updates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedUpdate {
+    /// See [`Update::hard_state`].
+    pub hard_state: Option<HardState>,
+    /// See [`Update::snapshot`].
+    pub snapshot: Option<Snapshot>,
+    /// See [`Update::truncate_from`].
+    pub truncate_from: Option<u64>,
+    /// See [`Update::first_index`].
+    pub first_index: u64,
+    /// See [`Update::entries`].
+    pub entries: Vec<Entry>,
+}
+
+impl OwnedUpdate {
+    /// The update it holds, borrowed.
+    pub fn update(&self) -> Update<'_> {
+        Update {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot.as_ref(),
+            truncate_from: self.truncate_from,
+            first_index: self.first_index,
+            entries: &self.entries,
+        }
+    }
+}
+
+impl From<&Update<'_>> for OwnedUpdate {
+    /// Copies `update` (cheaply: entries and snapshots hold their bytes by reference count).
+    fn from(update: &Update<'_>) -> Self {
+        Self {
+            hard_state: update.hard_state,
+            snapshot: update.snapshot.cloned(),
+            truncate_from: update.truncate_from,
+            first_index: update.first_index,
+            entries: update.entries.to_vec(),
+        }
+    }
+}
+
 impl Update<'_> {
     /// Whether this update changes nothing.
     pub fn is_empty(&self) -> bool {

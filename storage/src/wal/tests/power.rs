@@ -74,26 +74,7 @@ impl Stats {
 }
 
 /// An update that owns what it refers to.
-#[derive(Clone, Debug, Default)]
-struct Op {
-    hard_state: Option<HardState>,
-    snapshot: Option<Snapshot>,
-    truncate_from: Option<u64>,
-    first_index: u64,
-    entries: Vec<Entry>,
-}
-
-impl Op {
-    fn update(&self) -> Update<'_> {
-        Update {
-            hard_state: self.hard_state,
-            snapshot: self.snapshot.as_ref(),
-            truncate_from: self.truncate_from,
-            first_index: self.first_index,
-            entries: &self.entries,
-        }
-    }
-}
+use crate::OwnedUpdate as Op;
 
 /// An update under way when the process died: the states it may have left.
 struct InFlight {
