@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 
 use common::{
-    Op, Pair, assert_recovers, capture_warnings, copy_dir, entries, last_segment, len, open,
+    Op, Ops, Pair, assert_recovers, capture_warnings, copy_dir, entries, last_segment, len, open,
     segments,
 };
 use zeroraft_storage::{Entry, HardState, MemStorage, Storage, StorageError};

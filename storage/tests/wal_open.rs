@@ -6,7 +6,7 @@ mod common;
 use std::fs;
 use std::io;
 
-use common::{ID, Op, entries, open};
+use common::{ID, Op, Ops, entries, open};
 use zeroraft_storage::{FileStorage, Identity, Recovered, Storage, StorageError, WalOptions};
 
 fn no_create() -> WalOptions {

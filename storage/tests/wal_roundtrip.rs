@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Op, Pair, entries, entry, len, open, segments, snapshot};
+use common::{Op, Ops, Pair, entries, entry, len, open, segments, snapshot};
 use proptest::prelude::*;
 use zeroraft_storage::{HardState, MemStorage, Recovered, Storage, StorageError, Update};
 

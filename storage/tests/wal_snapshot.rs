@@ -7,7 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use common::{
-    Op, Pair, capture_warnings, copy_dir, entries, open, segments, snapshot_files, snapshot_path,
+    Op, Ops, Pair, capture_warnings, copy_dir, entries, open, segments, snapshot_files,
+    snapshot_path,
 };
 use zeroraft_storage::{Recovered, Storage, StorageError};
 

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::Path;
 
 use common::{
-    ID, Op, Pair, assert_recovers, capture_warnings, copy_dir, entries, last_segment, len, open,
-    segments,
+    ID, Op, Ops, Pair, assert_recovers, capture_warnings, copy_dir, entries, last_segment, len,
+    open, segments,
 };
 use zeroraft_storage::{FileStorage, HardState, Recovered, Storage, StorageError, WalOptions};
 

@@ -15,7 +15,7 @@ use tracing::subscriber::{Interest, Subscriber};
 use tracing::{Event, Level, Metadata};
 use zeroraft_storage::{
     Entry, FileStorage, HardState, Identity, MemStorage, Recovered, Snapshot, Storage,
-    StorageError, Update, WalOptions,
+    StorageError, WalOptions,
 };
 
 /// The identity every test directory is opened with.
@@ -40,29 +40,21 @@ pub fn entries(term: u64, first: u64, n: usize, size: usize) -> Vec<Entry> {
         .collect()
 }
 
-/// An [`Update`] that owns its entries and its snapshot.
-#[derive(Clone, Debug, Default)]
-pub struct Op {
-    pub hard_state: Option<HardState>,
-    pub snapshot: Option<Snapshot>,
-    pub truncate_from: Option<u64>,
-    pub first_index: u64,
-    pub entries: Vec<Entry>,
+/// An update that owns its entries and its snapshot.
+pub use zeroraft_storage::OwnedUpdate as Op;
+
+/// The updates the tests write, each in a line.
+pub trait Ops {
+    /// Appends `entries` after `last_index`.
+    fn append(last_index: u64, entries: Vec<Entry>) -> Self;
+    /// A new hard state alone.
+    fn vote(term: u64, voted_for: Option<usize>) -> Self;
+    /// A snapshot alone, at `index`, of `size` bytes of data.
+    fn snapshot(index: u64, term: u64, size: usize) -> Self;
 }
 
-impl Op {
-    pub fn update(&self) -> Update<'_> {
-        Update {
-            hard_state: self.hard_state,
-            snapshot: self.snapshot.as_ref(),
-            truncate_from: self.truncate_from,
-            first_index: self.first_index,
-            entries: &self.entries,
-        }
-    }
-
-    /// Appends `entries` after `last_index`.
-    pub fn append(last_index: u64, entries: Vec<Entry>) -> Self {
+impl Ops for Op {
+    fn append(last_index: u64, entries: Vec<Entry>) -> Self {
         Self {
             first_index: last_index + 1,
             entries,
@@ -70,16 +62,14 @@ impl Op {
         }
     }
 
-    /// A new hard state alone.
-    pub fn vote(term: u64, voted_for: Option<usize>) -> Self {
+    fn vote(term: u64, voted_for: Option<usize>) -> Self {
         Self {
             hard_state: Some(HardState { term, voted_for }),
             ..Self::default()
         }
     }
 
-    /// A snapshot alone, at `index`, of `size` bytes of data.
-    pub fn snapshot(index: u64, term: u64, size: usize) -> Self {
+    fn snapshot(index: u64, term: u64, size: usize) -> Self {
         Self {
             snapshot: Some(snapshot(index, term, size)),
             ..Self::default()
