@@ -54,10 +54,12 @@
 //! rather than on what the writes reported durable should have stored: a log that acknowledged a
 //! write it had not synced fails it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use zeroraft_engine::core::{Core, Entry, HardState, Hooks, Message, Role, Snapshot};
+use zeroraft_engine::core::{
+    Core, Entry, EntryKind, HardState, Hooks, Membership, Message, Role, Snapshot,
+};
 
 /// A property of Raft that a run can violate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +106,11 @@ pub enum Invariant {
     /// A leadership transfer completes (the leader steps down) or is abandoned within
     /// `election_timeout_min` of its start.
     Transfer,
+    /// The configuration in force on a node is one a leader was asked for (or the initial
+    /// one), and agrees with what was committed: a node whose commit index is `c` uses the last
+    /// configuration committed at or below `c` (held by that entry, or by its snapshot), or a
+    /// later one its log holds. A leader is a voter of its configuration when it takes office.
+    Configuration,
     /// A node's write-ahead log, opened again after a crash and a power cut, gives back every
     /// write the node was told was durable, and of the write under way at the crash either all
     /// of it or nothing (or, for a write split over several records, a prefix of its entries);
@@ -131,6 +138,7 @@ impl Invariant {
             Self::ReadFreshness => "read freshness: a read sees every earlier commit",
             Self::Transfer => "leadership transfer ends within an election timeout",
             Self::Recovery => "recovery of the write-ahead log after a power cut",
+            Self::Configuration => "configuration in force: proposed, and as committed",
         }
     }
 }
@@ -194,6 +202,14 @@ pub(crate) struct Checker {
     committed: Vec<(u64, Bytes, u64)>,
     /// `hashes[index - 1]`: the hash of the commands committed up to `index` ([`fold`]).
     hashes: Vec<u64>,
+    /// The configuration every node starts with.
+    initial: Membership,
+    /// Every configuration a leader appended when asked for a change, and the one that leaves
+    /// each joint one.
+    proposed: HashSet<Membership>,
+    /// The committed configuration entries, as (index, configuration), in the order of their
+    /// indices.
+    configs: Vec<(u64, Membership)>,
 }
 
 impl Checker {
@@ -217,7 +233,79 @@ impl Checker {
             entries: HashMap::new(),
             committed: Vec::new(),
             hashes: Vec::new(),
+            initial: Membership::initial(n),
+            proposed: HashSet::new(),
+            configs: Vec::new(),
         }
+    }
+
+    /// Sets the configuration every node starts with (by default every node votes).
+    pub fn set_initial(&mut self, initial: Membership) {
+        self.initial = initial;
+    }
+
+    /// Records a configuration a leader appended when asked for a change (and, if it is joint,
+    /// the one that leaves it, which the leader appends by itself).
+    pub fn proposed(&mut self, membership: Membership) {
+        self.proposed.insert(membership);
+        self.proposed.insert(membership.leave_joint());
+    }
+
+    /// How many configuration entries were committed.
+    pub fn configs_committed(&self) -> u64 {
+        self.configs.len() as u64
+    }
+
+    /// The last configuration committed at or below `index`, and the index of its entry (0 and
+    /// the initial configuration if none).
+    fn committed_config(&self, index: u64) -> (u64, Membership) {
+        let k = self.configs.partition_point(|&(at, _)| at <= index);
+        k.checked_sub(1)
+            .map_or((0, self.initial), |k| self.configs[k])
+    }
+
+    /// Checks node `i`'s configuration in force (see [`Invariant::Configuration`]).
+    fn check_configuration<H: Hooks>(&self, i: usize, core: &Core<H>) -> Result<(), Failure> {
+        let membership = *core.membership();
+        let at = core.membership_index();
+        if membership != self.initial && !self.proposed.contains(&membership) {
+            return fail(
+                Invariant::Configuration,
+                vec![i],
+                format!(
+                    "node {i} term {} has {membership:?} (entry {at}) in force, which no leader \
+                     was asked for",
+                    core.term()
+                ),
+            );
+        }
+        let commit = core.commit_index();
+        if at > commit {
+            // Appended and not committed yet, after every configuration committed up to there:
+            // its entry is checked against the other logs like any entry.
+            return Ok(());
+        }
+        let (committed_at, committed) = self.committed_config(commit);
+        // Held by the entry committed at `committed_at`, or carried by a snapshot taken at or
+        // after it (the index of the configuration in force is then the snapshot's, which may
+        // be a snapshot compacted since).
+        let held = if at > core.log().offset() {
+            at == committed_at
+        } else {
+            at >= committed_at
+        };
+        if membership != committed || !held {
+            return fail(
+                Invariant::Configuration,
+                vec![i],
+                format!(
+                    "node {i} term {} has {membership:?} (entry {at}) in force with its commit \
+                     index at {commit}, but {committed:?} was committed at {committed_at}",
+                    core.term()
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// Checks a message node `i` sends to `to` while its durable term and vote are `durable`,
@@ -465,6 +553,7 @@ impl Checker {
             self.check_entries(i, core, from, to.min(last))?;
         }
         self.check_commit(i, core, prev_commit, commit)?;
+        self.check_configuration(i, core)?;
         if core.role() == Role::Leader {
             self.check_leader(i, core)?;
         } else {
@@ -544,6 +633,16 @@ impl Checker {
                 }
                 Some((_, _, commit_term)) => *commit_term = (*commit_term).min(observer_term),
                 None if known + 1 == index as usize => {
+                    if entry.kind == EntryKind::Config {
+                        let Ok(membership) = Membership::decode(&entry.command) else {
+                            return fail(
+                                Invariant::Configuration,
+                                vec![i],
+                                format!("node {i} commits an unreadable configuration at {index}"),
+                            );
+                        };
+                        self.configs.push((index, membership));
+                    }
                     let hash = fold(self.hashes.last().copied().unwrap_or(0), &entry.command);
                     self.hashes.push(hash);
                     self.committed
@@ -683,6 +782,17 @@ impl Checker {
         }
         let shadow = &self.nodes[i];
         let taking_office = !shadow.leading || shadow.term != term;
+        if taking_office && !core.membership().is_voter(i) {
+            return fail(
+                Invariant::Configuration,
+                vec![i],
+                format!(
+                    "node {i} takes office in term {term} without being a voter of its \
+                     configuration {:?}",
+                    core.membership()
+                ),
+            );
+        }
         if taking_office {
             for (k, (cterm, command, commit_term)) in self.committed.iter().enumerate() {
                 if *commit_term >= term {
@@ -733,6 +843,8 @@ impl Checker {
         let shadow = &mut self.nodes[i];
         for (peer, before) in shadow.matched.iter_mut().enumerate() {
             let Some(pr) = core.progress(peer) else {
+                // Not a member: tracked afresh if the leader adds it again.
+                *before = 0;
                 continue;
             };
             if taking_office {
@@ -903,6 +1015,9 @@ fn same_entry(entry: &Entry, term: u64, command: &Bytes) -> bool {
 pub(crate) fn show(command: &Bytes) -> String {
     match <[u8; 8]>::try_from(&command[..]) {
         Ok(bytes) => format!("cmd {:#x}", u64::from_le_bytes(bytes)),
-        Err(_) => format!("cmd {:?}", &command[..]),
+        Err(_) => match Membership::decode(command) {
+            Ok(membership) => format!("config {membership:?}"),
+            Err(_) => format!("cmd {:?}", &command[..]),
+        },
     }
 }

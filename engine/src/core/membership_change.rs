@@ -50,7 +50,7 @@
 use super::Nanos;
 use super::membership::{Membership, MembershipError};
 use super::quorum::NodeSet;
-use super::{Core, Entry, EntryKind, Hooks, Progress, Role};
+use super::{Bug, Core, Entry, EntryKind, Hooks, Progress, Role};
 
 /// Why a leader did not start a membership change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,7 +162,9 @@ impl<H: Hooks> Core<H> {
         if self.transfer.is_some() {
             return Err(MembershipChangeError::TransferInProgress);
         }
-        if self.membership.is_joint() || self.membership_index > self.commit_index {
+        let overlapping = self.hooks.has(Bug::OverlappingSingleSteps);
+        if self.membership.is_joint() || (self.membership_index > self.commit_index && !overlapping)
+        {
             return Err(MembershipChangeError::ChangeInProgress);
         }
         if let Some(id) = target.members().iter().find(|&id| id >= self.peers) {
@@ -177,10 +179,15 @@ impl<H: Hooks> Core<H> {
                 return Err(MembershipChangeError::NotCaughtUp(id));
             }
         }
-        let next = self
+        let mut next = self
             .membership
             .enter_joint(target)
             .map_err(MembershipChangeError::Invalid)?;
+        if overlapping
+            && (self.membership.voter_set().bits() ^ target.voter_set().bits()).count_ones() == 1
+        {
+            next = next.leave_joint();
+        }
         Ok((next != self.membership).then_some(next))
     }
 
@@ -202,6 +209,10 @@ impl<H: Hooks> Core<H> {
     ) -> Result<u64, MembershipChangeError> {
         self.now = self.now.max(now);
         let index = match self.membership_step(target)? {
+            Some(next) if next.is_joint() && self.hooks.has(Bug::LeaveJointEarly) => {
+                self.append_config(next);
+                self.append_config(next.leave_joint())
+            }
             Some(next) => self.append_config(next),
             None => self.membership_index,
         };
