@@ -109,7 +109,8 @@ pub enum Invariant {
     /// The configuration in force on a node is one a leader was asked for (or the initial
     /// one), and agrees with what was committed: a node whose commit index is `c` uses the last
     /// configuration committed at or below `c` (held by that entry, or by its snapshot), or a
-    /// later one its log holds. A leader is a voter of its configuration when it takes office.
+    /// later one its log holds. A leader is a voter of its configuration when it takes office,
+    /// unless that configuration, which removes it, is not committed yet.
     Configuration,
     /// A node's write-ahead log, opened again after a crash and a power cut, gives back every
     /// write the node was told was durable, and of the write under way at the crash either all
@@ -249,6 +250,12 @@ impl Checker {
     pub fn proposed(&mut self, membership: Membership) {
         self.proposed.insert(membership);
         self.proposed.insert(membership.leave_joint());
+    }
+
+    /// The last configuration committed anywhere and the index of its entry (the initial one
+    /// and 0 if none).
+    pub fn last_committed_config(&self) -> (u64, Membership) {
+        self.configs.last().copied().unwrap_or((0, self.initial))
     }
 
     /// How many configuration entries were committed.
@@ -782,7 +789,10 @@ impl Checker {
         }
         let shadow = &self.nodes[i];
         let taking_office = !shadow.leading || shadow.term != term;
-        if taking_office && !core.membership().is_voter(i) {
+        // A node the configuration in force removes may be elected while that configuration is
+        // not committed: it may be the only one holding it (thesis §4.2.2).
+        let removal_pending = core.membership_index() > core.commit_index();
+        if taking_office && !core.membership().is_voter(i) && !removal_pending {
             return fail(
                 Invariant::Configuration,
                 vec![i],

@@ -1351,27 +1351,31 @@ impl<H: Hooks + Default> Simulation<H> {
         self.after_step(node, written, None)
     }
 
-    /// With [`Scenario::members`], after every event: stops every node the configuration of
-    /// the leader of the highest term leaves out, once that configuration is committed and not
-    /// joint (a node is stopped only if a leader was asked to make it a member once: the nodes
-    /// never added wait); restarts a stopped node that the leader's configuration holds again.
+    /// With [`Scenario::members`], after every event: stops every node that the last
+    /// configuration committed anywhere leaves out, as an operator retires a machine once its
+    /// removal is committed, unless a configuration that may still commit holds it: the one in
+    /// force on a member of the committed configuration, if it is the committed one or a later
+    /// one. A node is stopped only if a leader was asked to make it a member once (the nodes
+    /// never added wait). A stopped node that such a configuration holds again restarts.
     fn tend_members(&mut self) -> Result<(), Failure> {
-        let Some((l, _)) = self.current_leader() else {
-            return Ok(());
-        };
-        let core = self.core(l);
-        let m = *core.membership();
-        let settled = core.membership_index() <= core.commit_index() && !m.is_joint();
+        let (at, committed) = self.checker.last_committed_config();
+        let mut wanted = 0u64;
+        for core in self.cores.iter().flatten() {
+            if committed.contains(core.id()) && core.membership_index() >= at {
+                let m = core.membership();
+                wanted |= node_bits(m.voters()) | node_bits(m.outgoing()) | node_bits(m.learners());
+            }
+        }
         for x in 0..self.cores.len() {
             let operator = self.operator.as_mut().expect("an operator");
             let bit = 1 << x;
             if operator.retired & bit != 0 {
-                if m.contains(x) {
+                if wanted & bit != 0 {
                     operator.retired &= !bit;
                     operator.counts.readded += 1;
                     self.restart_at[x] = self.now;
                 }
-            } else if settled && operator.joined & bit != 0 && !m.contains(x) {
+            } else if operator.joined & bit != 0 && wanted & bit == 0 && !committed.contains(x) {
                 operator.retired |= bit;
                 operator.counts.retired += 1;
                 self.retire(x)?;
@@ -1783,6 +1787,16 @@ impl<H: Hooks + Default> Simulation<H> {
             .iter()
             .enumerate()
             .map(|(i, c)| match c {
+                Some(c) if self.operator.is_some() => format!(
+                    "node {i} {:?} t{} leader {:?} last {} commit {} config {:?} at {}",
+                    c.role(),
+                    c.term(),
+                    c.leader(),
+                    c.log().last_index(),
+                    c.commit_index(),
+                    c.membership(),
+                    c.membership_index()
+                ),
                 Some(c) => format!(
                     "node {i} {:?} t{} leader {:?} last {} commit {}",
                     c.role(),

@@ -126,6 +126,37 @@ impl<H: Hooks> Core<H> {
         self.leave_joint_automatically = automatically;
     }
 
+    /// Whether this node campaigns when its election timer fires. A voter of the configuration
+    /// in force does. So does a node that the configuration in force removes, while that
+    /// configuration is not known to be committed, if it voted in the one before (thesis
+    /// §4.2.2): until the configuration without it commits, it may be needed, for it may be the
+    /// only node holding that configuration (a leader that removed itself and lost its
+    /// leadership before the entry committed: the others, still joint, need its vote, which it
+    /// refuses to a log behind its own). Its own vote does not count. A learner never
+    /// campaigns, nor a node whose removal is committed.
+    pub(super) fn may_campaign(&self) -> bool {
+        if self.membership.is_voter(self.id) {
+            return true;
+        }
+        self.membership_index > self.commit_index
+            && self
+                .find_membership(self.membership_index - 1)
+                .0
+                .is_voter(self.id)
+    }
+
+    /// Whether a leader just elected appends an empty entry of its term although
+    /// [`CoreConfig::leader_no_op`](super::CoreConfig::leader_no_op) is off: when a
+    /// configuration entry of an earlier term is not known to be committed, which only an entry
+    /// of its own term can commit (§5.4.2). Without it, a change its predecessor started stays
+    /// uncommitted (the cluster joint, a removed node still needed) until a client's command
+    /// commits. Only when the core leaves joint by itself
+    /// ([`Core::set_leave_joint_automatically`]): the runtime, whose callers claim log indices,
+    /// appends no entry it was not asked for.
+    pub(super) fn config_no_op_due(&self) -> bool {
+        self.leave_joint_automatically && self.membership_index > self.commit_index
+    }
+
     /// Whether this leader's configuration is joint and committed: it should append the
     /// configuration that leaves it.
     pub fn leave_joint_due(&self) -> bool {
