@@ -112,6 +112,15 @@ pub enum Invariant {
     /// later one its log holds. A leader is a voter of its configuration when it takes office,
     /// unless that configuration, which removes it, is not committed yet.
     Configuration,
+    /// A leader's commit index is held by a majority of each half of its configuration's
+    /// voters, as its own progress records them (which [`Invariant::ProgressBounds`] checks are
+    /// true): learners count for nothing, nor do nodes outside the configuration.
+    CommitQuorum,
+    /// A leader's configuration entries follow one another as joint consensus goes: from a
+    /// configuration that is not joint, to the same voters with other learners or to the joint
+    /// configuration whose outgoing voters are its voters; from a joint one, only to the
+    /// configuration that leaves it; and each only once the one before is committed.
+    ConfigChange,
     /// A node's write-ahead log, opened again after a crash and a power cut, gives back every
     /// write the node was told was durable, and of the write under way at the crash either all
     /// of it or nothing (or, for a write split over several records, a prefix of its entries);
@@ -140,6 +149,8 @@ impl Invariant {
             Self::Transfer => "leadership transfer ends within an election timeout",
             Self::Recovery => "recovery of the write-ahead log after a power cut",
             Self::Configuration => "configuration in force: proposed, and as committed",
+            Self::CommitQuorum => "commit quorum: a majority of each half of the voters",
+            Self::ConfigChange => "configuration change: one joint step at a time, each committed",
         }
     }
 }
@@ -172,6 +183,10 @@ struct Shadow {
     hash: u64,
     /// While leading: `match_index` of each follower when last seen.
     matched: Vec<u64>,
+    /// While leading: its commit index when last seen.
+    leader_commit: u64,
+    /// While leading: the index of its configuration in force when last seen.
+    leader_config: u64,
     /// How many times the node crashed.
     incarnation: u32,
 }
@@ -875,6 +890,12 @@ impl Checker {
             }
             *before = pr.match_index;
         }
+        if taking_office {
+            shadow.leader_commit = core.commit_index();
+            shadow.leader_config = core.membership_index();
+        }
+        let leader_config = shadow.leader_config;
+        let leader_commit = shadow.leader_commit;
         let last_entry = log.entry(last);
         shadow.leading = true;
         shadow.leader_last = (
@@ -882,6 +903,14 @@ impl Checker {
             log.last_term(),
             last_entry.map(|e| e.command.clone()).unwrap_or_default(),
         );
+        shadow.leader_commit = core.commit_index();
+        shadow.leader_config = core.membership_index();
+        if core.commit_index() > leader_commit {
+            check_commit_quorum(i, core)?;
+        }
+        if core.membership_index() > leader_config {
+            check_config_changes(i, core, leader_config)?;
+        }
         Ok(())
     }
 
@@ -967,6 +996,88 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// Checks that leader `i`'s commit index, which it advanced, is held by a majority of each half
+/// of its configuration's voters, by its progress records (its own log for itself).
+fn check_commit_quorum<H: Hooks>(i: usize, core: &Core<H>) -> Result<(), Failure> {
+    let m = core.membership();
+    let held = |j: usize| {
+        if j == i {
+            core.log().last_index()
+        } else {
+            core.progress(j).map_or(0, |p| p.match_index)
+        }
+    };
+    let majority = |voters: Vec<usize>| {
+        if voters.is_empty() {
+            return u64::MAX;
+        }
+        let mut values: Vec<u64> = voters.iter().map(|&j| held(j)).collect();
+        values.sort_unstable_by(|a, b| b.cmp(a));
+        values[values.len() / 2]
+    };
+    let quorum = majority(m.voters().collect()).min(majority(m.outgoing().collect()));
+    if core.commit_index() > quorum {
+        return fail(
+            Invariant::CommitQuorum,
+            vec![i],
+            format!(
+                "leader {i} term {} commits up to {} while a majority of each half of the voters \
+                 of {m:?} holds only up to {quorum}",
+                core.term(),
+                core.commit_index()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Checks the configuration entries leader `i` appended after the one at `from`, in force when
+/// it was last seen (see [`Invariant::ConfigChange`]).
+fn check_config_changes<H: Hooks>(i: usize, core: &Core<H>, from: u64) -> Result<(), Failure> {
+    let log = core.log();
+    let decode = |index: u64| {
+        log.entry(index)
+            .filter(|e| e.kind == EntryKind::Config)
+            .and_then(|e| Membership::decode(&e.command).ok())
+    };
+    // The configuration at `from`: its entry, or (at or below the snapshot) nothing to check.
+    let Some(mut prev) = decode(from) else {
+        return Ok(());
+    };
+    let mut prev_at = from;
+    for at in from + 1..=core.membership_index() {
+        let Some(next) = decode(at) else {
+            continue;
+        };
+        let voters = |m: &Membership| m.voters().collect::<Vec<_>>();
+        let legal = if prev.is_joint() {
+            next == prev.leave_joint()
+        } else if next.is_joint() {
+            next.outgoing().eq(prev.voters())
+        } else {
+            voters(&next) == voters(&prev)
+        };
+        if !legal || prev_at > core.commit_index() {
+            return fail(
+                Invariant::ConfigChange,
+                vec![i],
+                format!(
+                    "leader {i} term {} appends {next:?} at {at} after {prev:?} at {prev_at}{}",
+                    core.term(),
+                    if legal {
+                        format!(", which is not committed (commit index {})", core.commit_index())
+                    } else {
+                        ", which is no step of joint consensus".into()
+                    }
+                ),
+            );
+        }
+        prev = next;
+        prev_at = at;
+    }
+    Ok(())
 }
 
 /// The hash of the commands applied up to some index, extended by the next one: 64-bit FNV-1a
