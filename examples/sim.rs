@@ -171,7 +171,10 @@ fn replay(seed: u64, args: &Args) -> ExitCode {
     }
     print_counts(&options, report.reads, report.transfers);
     print_power_loss(1, &report.power_loss);
-    print_membership(u64::from(sim_members(&report.membership)), &report.membership);
+    print_membership(
+        u64::from(sim_members(&report.membership)),
+        &report.membership,
+    );
     match report.outcome {
         Ok(c) => {
             println!(

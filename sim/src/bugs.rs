@@ -265,7 +265,12 @@ fn catches_a_write_ahead_log_that_breaks_the_order_of_a_snapshot() {
 /// Runs seeds from 0 with `bug` switched on and `options` (membership changes on), and returns
 /// the first that reports a violation, with it, within `limit` seeds.
 fn first_catch(bug: Bug, options: &Options, limit: u64) -> Option<(u64, Box<crate::Violation>)> {
-    (0..limit).find_map(|seed| with_bug(seed, bug, options).outcome.err().map(|v| (seed, v)))
+    (0..limit).find_map(|seed| {
+        with_bug(seed, bug, options)
+            .outcome
+            .err()
+            .map(|v| (seed, v))
+    })
 }
 
 /// Membership changes in every seed.
@@ -372,6 +377,9 @@ fn membership_bug_census() {
                 e.0 += 1;
             }
         }
-        eprintln!("{} over seeds 0..{n}: {by:?} (count, first seed)", bug.name());
+        eprintln!(
+            "{} over seeds 0..{n}: {by:?} (count, first seed)",
+            bug.name()
+        );
     }
 }

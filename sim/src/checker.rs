@@ -1067,7 +1067,10 @@ fn check_config_changes<H: Hooks>(i: usize, core: &Core<H>, from: u64) -> Result
                     "leader {i} term {} appends {next:?} at {at} after {prev:?} at {prev_at}{}",
                     core.term(),
                     if legal {
-                        format!(", which is not committed (commit index {})", core.commit_index())
+                        format!(
+                            ", which is not committed (commit index {})",
+                            core.commit_index()
+                        )
                     } else {
                         ", which is no step of joint consensus".into()
                     }

@@ -665,7 +665,10 @@ impl fmt::Display for Event {
             }
             EventKind::NoLeaderForChange => write!(f, "MEMBERS no leader to ask for a change"),
             EventKind::Retire { node } => {
-                write!(f, "MEMBERS node {node} stopped: removed by a committed configuration")
+                write!(
+                    f,
+                    "MEMBERS node {node} stopped: removed by a committed configuration"
+                )
             }
         }
     }

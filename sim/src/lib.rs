@@ -1258,7 +1258,10 @@ impl<H: Hooks + Default> Simulation<H> {
             (outsiders != 0, MemberOp::AddLearner),
             (learners != 0, MemberOp::Promote),
             (can_remove && others != 0, MemberOp::RemoveVoter),
-            (can_remove && voters & (1 << node) != 0, MemberOp::RemoveLeader),
+            (
+                can_remove && voters & (1 << node) != 0,
+                MemberOp::RemoveLeader,
+            ),
             (learners != 0, MemberOp::RemoveLearner),
             (learners != 0 && others != 0, MemberOp::Replace),
             (learners != 0, MemberOp::Reshape),
@@ -1623,9 +1626,8 @@ impl<H: Hooks + Default> Simulation<H> {
         let m = self.cores[i]
             .as_ref()
             .map_or(self.config_seen[i].0, |c| *c.membership());
-        let majority = |voters: u64| {
-            voters == 0 || (set & voters).count_ones() > voters.count_ones() / 2
-        };
+        let majority =
+            |voters: u64| voters == 0 || (set & voters).count_ones() > voters.count_ones() / 2;
         majority(node_bits(m.voters())) && majority(node_bits(m.outgoing()))
     }
 
