@@ -59,6 +59,24 @@
 //! seeds a snapshot takes a while to serialize, as a large one does on the runtime's snapshot
 //! thread: the node compacts up to the index it was taken at once it is done, later.
 //!
+//! # Membership changes
+//!
+//! In a quarter of the seeds ([`Scenario::members`], drawn from a stream of the seed of its own,
+//! so that the other seeds run as they did) the cluster is built with more nodes than vote at
+//! first, and an operator asks a leader, through [`Core::propose_membership`], to add a
+//! learner, promote one, remove a voter, a learner or the leader itself, replace a voter by a
+//! learner, or move to another set of voters at once ([`MemberOp`]), while the faults go on; the
+//! leader may refuse ([`MemberOutcome`]). A node that the last committed configuration leaves
+//! out is stopped with its disk (as an operator retires a machine), unless a configuration that
+//! may still commit holds it, and restarts if a leader adds it again. The heal phase converges on
+//! the members of the leader's configuration. [`Report::membership`] counts what the changes
+//! came to. The checker's ledgers span every configuration; it also checks the configuration in
+//! force on every node against what was proposed and committed ([`Invariant::Configuration`]),
+//! every leader's commit index against the voters of each half ([`Invariant::CommitQuorum`]),
+//! and every leader's configuration entries against the steps of joint consensus
+//! ([`Invariant::ConfigChange`]). With CheckQuorum, a leader counts as cut off when the nodes it
+//! can hear from hold no quorum of its own configuration.
+//!
 //! # PreVote, CheckQuorum and rejoins
 //!
 //! [`Options::pre_vote`] and [`Options::check_quorum`] turn those on in every core (no seed draws
