@@ -59,7 +59,7 @@ pub struct Config {
     /// slow follower (or a slow link) holds at most this much of the leader's memory in
     /// messages on their way, rather than [`Config::max_inflight`] ×
     /// [`Config::max_append_bytes`]. Below `max_append_bytes` it also caps each AppendEntries.
-    /// Default 4 MiB; above zero.
+    /// Default 8 MiB; above zero.
     pub max_inflight_bytes: usize,
     /// After the leader's commit index advances, how long it waits before sending it to
     /// followers that received no AppendEntries since (under load, the next batch carries it).
@@ -387,7 +387,7 @@ mod tests {
             max_append_entries: 4096,
             max_append_bytes: 1 << 20,
             max_inflight: 64,
-            max_inflight_bytes: 4 << 20,
+            max_inflight_bytes: 8 << 20,
             commit_notify_delay: ms(2),
             max_command_bytes: 4 << 20,
             max_queued_proposals: 1 << 14,

@@ -156,7 +156,7 @@ impl Default for CoreConfig {
             max_append_entries: 4096,
             max_append_bytes: 1 << 20,
             max_inflight: 64,
-            max_inflight_bytes: 4 << 20,
+            max_inflight_bytes: 8 << 20,
             commit_notify_delay: 2 * MS,
             backtrack: Backtrack::LeaderTerm,
             max_snapshot_chunk: 1 << 20,
