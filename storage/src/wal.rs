@@ -296,6 +296,7 @@ mod fault;
 mod format;
 mod fs;
 mod identity;
+mod prepare;
 mod recovery;
 mod snapshot;
 mod sync_failed;
@@ -316,11 +317,13 @@ use std::fs::TryLockError;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::{Entry, HardState, Recovered, Storage, StorageError, Update, entries_size};
 use fault::Faults;
 use format::{BatchHead, Framing, Place, SnapshotRef, Start};
 use fs::{Fs, FsFile, Open, RealFs};
+use prepare::Next;
 use recovery::Mode;
 
 /// Bytes a hard state takes in a batch record (`term`, `voted_for`).
@@ -329,6 +332,11 @@ pub const HARD_STATE_BYTES: u64 = 16;
 pub const ENTRY_HEADER_BYTES: u64 = 12;
 /// Largest batch record payload; larger updates are split (see the module docs).
 pub const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+/// Bytes after which a segment that was not prepared at its full size (a new log's first, one
+/// a torn tail was cut from, one of an earlier version) is left for a prepared one, once that
+/// is ready: a few hundred small writes grow the file, the rest overwrite zeros.
+const LEAVE_UNPREPARED_BYTES: u64 = 64 << 10;
 
 /// The lock file's name.
 const LOCK: &str = "LOCK";
@@ -416,6 +424,12 @@ pub struct FileStorage {
     /// Whether it holds a batch record. A segment is created with its start record, and takes
     /// at least one batch before the next one is started.
     segment_has_batches: bool,
+    /// Whether it was prepared at its full size ([`prepare`]): its records overwrite zeros.
+    preallocated: bool,
+    /// The next segment, as far as it is prepared.
+    next: Next,
+    /// Preparations that failed (other than for lack of room).
+    prepare_failures: u32,
     /// Time spent in the `fdatasync` of log records so far ([`Storage::sync_time`]).
     sync_time: std::time::Duration,
     /// The hard state last persisted.
@@ -446,6 +460,14 @@ pub struct FileStorage {
     /// one, until a snapshot removed files).
     disk_full: bool,
     faults: Faults,
+}
+
+impl Drop for FileStorage {
+    /// Stops a preparation of the next segment under way, and waits for its thread: nothing
+    /// of the storage works on the directory once it is dropped.
+    fn drop(&mut self) {
+        self.next.cancel();
+    }
 }
 
 impl fmt::Debug for FileStorage {
@@ -613,8 +635,10 @@ impl FileStorage {
         let mut highs: VecDeque<u64> = log.highs.into();
         let mut first_seq = log.first_seq;
         let no_faults = &mut Faults::default();
+        let mut preallocated = false;
         let (seq, path, file, end, has_batches) = match log.tail {
             Some(tail) if tail.framing != Framing::Legacy && tail.records > 0 => {
+                preallocated = tail.file_len >= options.segment_size;
                 (tail.seq, tail.path, tail.file, tail.len, tail.records > 1)
             }
             Some(tail) if tail.records > 0 => {
@@ -656,6 +680,9 @@ impl FileStorage {
             seq,
             end,
             segment_has_batches: has_batches,
+            preallocated,
+            next: Next::None,
+            prepare_failures: 0,
             sync_time: std::time::Duration::ZERO,
             hard_state: state.hard_state,
             snapshot,
@@ -844,7 +871,8 @@ impl FileStorage {
         Ok(())
     }
 
-    /// Starts the next segment, with a start record restating the state so far.
+    /// Starts the next segment, with a start record restating the state so far: the prepared
+    /// one (waiting for it if it is being prepared), or a new file if none is.
     fn rotate(&mut self) -> Result<(), StorageError> {
         let seq = self.seq + 1;
         let start = Start {
@@ -852,15 +880,107 @@ impl FileStorage {
             snapshot: self.snapshot,
             last_index: self.last_index,
         };
-        let (path, file, end) =
-            create_segment(&*self.fs, &self.dir, seq, &start, &mut self.faults)?;
+        self.next.wait(&mut self.prepare_failures);
+        let (path, file, end, preallocated) = match std::mem::take(&mut self.next) {
+            Next::Ready(prepared) if prepared.seq == seq => {
+                let (path, file, end) =
+                    install_prepared(&*self.fs, &self.dir, prepared, &start, &mut self.faults)?;
+                (path, file, end, true)
+            }
+            Next::Full(err) => return Err(err),
+            next => {
+                if let Next::Off = next {
+                    self.next = Next::Off;
+                }
+                let (path, file, end) =
+                    create_segment(&*self.fs, &self.dir, seq, &start, &mut self.faults)?;
+                (path, file, end, false)
+            }
+        };
         self.segment = file;
         self.segment_path = path;
         self.seq = seq;
         self.end = end;
         self.segment_has_batches = false;
+        self.preallocated = preallocated;
         self.highs.push_back(0);
         Ok(())
+    }
+
+    /// Whether the next record goes to a new segment: the last one is full, or it was not
+    /// prepared at its full size, holds [`LEAVE_UNPREPARED_BYTES`], and a prepared one is
+    /// ready. Either way it holds a batch.
+    fn rotation_due(&mut self) -> bool {
+        self.segment_has_batches
+            && (self.end >= self.options.segment_size
+                || (!self.preallocated
+                    && self.end >= LEAVE_UNPREPARED_BYTES
+                    && self.next.ready(&mut self.prepare_failures)))
+    }
+
+    /// Prepares the next segment now (a file of [`WalOptions::segment_size`] zeros, synced),
+    /// or waits for the preparation under way, which the log otherwise does on a thread of its
+    /// own once the last segment is half full (see the module docs): for a program or a
+    /// benchmark that wants the writes that follow to find it ready. A failure is logged (or,
+    /// for lack of room, fails the write that needs the segment).
+    pub fn prepare_next_segment(&mut self) {
+        if self.poisoned.is_none() {
+            self.start_preparing();
+        }
+        self.next.wait(&mut self.prepare_failures);
+    }
+
+    /// Starts preparing the next segment if it is time (see [`prepare`]): the last segment is
+    /// half full, or was not prepared at its full size.
+    fn maybe_prepare(&mut self) {
+        if self.preallocated && self.end < self.options.segment_size / 2 {
+            return;
+        }
+        self.start_preparing();
+    }
+
+    /// Starts preparing the next segment, unless it is ready or under way (or preparing is
+    /// off).
+    fn start_preparing(&mut self) {
+        if !matches!(self.next, Next::None) {
+            return;
+        }
+        let seq = self.seq + 1;
+        let size = self.options.segment_size;
+        // A file of that name left by an earlier run, not yet removed, is replaced now: it must
+        // not be removed once it is this one.
+        let path = self.dir.join(prepare::file_name(seq));
+        self.stale_segments.retain(|stale| *stale != path);
+        if !self.fs.threads() {
+            let outcome = prepare::prepare(
+                &*self.fs,
+                &self.dir,
+                seq,
+                size,
+                &mut self.faults,
+                &AtomicBool::new(false),
+            );
+            self.next = Next::outcome(outcome, &mut self.prepare_failures);
+            return;
+        }
+        let fs = Arc::clone(&self.fs);
+        let dir = self.dir.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&cancel);
+        let spawned = std::thread::Builder::new()
+            .name("zeroraft-wal-prepare".to_owned())
+            .spawn(move || prepare::prepare(&*fs, &dir, seq, size, &mut Faults::default(), &stop));
+        self.next = match spawned {
+            Ok(handle) => Next::Running { handle, cancel },
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "cannot start a thread to prepare the next segment of the write-ahead \
+                     log: segments are made as they are needed"
+                );
+                Next::Off
+            }
+        };
     }
 
     /// Writes `update` as one or more batch records (see [`Storage::persist`]).
@@ -880,7 +1000,7 @@ impl FileStorage {
         };
         let mut rest = update.entries;
         loop {
-            if self.segment_has_batches && self.end >= self.options.segment_size {
+            if self.rotation_due() {
                 self.rotate()?;
             }
             self.buf.clear();
@@ -1141,6 +1261,7 @@ impl Storage for FileStorage {
             let removed = self.compact();
             self.maybe_restore_ballast(removed);
         }
+        self.maybe_prepare();
         Ok(())
     }
 
@@ -1269,6 +1390,41 @@ fn create_segment(
     write_at(faults, &*file, &buf, 0, &path)?;
     sync_data(faults, &*file, &path)?;
     sync_dir_with(faults, fs, dir)?;
+    Ok((path, file, buf.len() as u64))
+}
+
+/// Makes `prepared` segment `prepared.seq`: its header and a start record saying `start`
+/// written at its beginning, in one write, synced; renamed into place; the directory synced.
+/// Returns its path, the file, and where its next record goes.
+fn install_prepared(
+    fs: &dyn Fs,
+    dir: &Path,
+    prepared: prepare::Prepared,
+    start: &Start,
+    faults: &mut Faults,
+) -> Result<(PathBuf, Box<dyn FsFile>, u64), StorageError> {
+    let prepare::Prepared {
+        seq,
+        path: tmp,
+        file,
+    } = prepared;
+    let mut buf = Vec::with_capacity(
+        format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES + format::START_BYTES,
+    );
+    buf.extend_from_slice(&format::segment_header(format::FORMAT_VERSION));
+    let place = Place {
+        framing: Framing::Positioned { seq },
+        base: 0,
+    };
+    format::encode_start(&mut buf, place, start);
+    write_at(faults, &*file, &buf, 0, &tmp)?;
+    sync_data(faults, &*file, &tmp)?;
+    let path = dir.join(segment_name(seq));
+    faults.change().map_err(io_error("rename", &tmp))?;
+    fs.rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
+    if !faults.rotate_without_dir_sync() {
+        sync_dir_with(faults, fs, dir)?;
+    }
     Ok((path, file, buf.len() as u64))
 }
 

@@ -642,6 +642,13 @@ fn each_bug_switched_back_on_is_caught() {
                 ..Bugs::default()
             },
         ),
+        (
+            "a prepared segment written to before the directory is synced",
+            Bugs {
+                rotate_without_dir_sync: true,
+                ..Bugs::default()
+            },
+        ),
     ];
     for (case, (name, bugs)) in cases.into_iter().enumerate() {
         let failures: Vec<String> = (0..seeds)
