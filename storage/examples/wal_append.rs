@@ -103,7 +103,8 @@ fn main() {
     let dir = tempdir(&args);
     if args.raw {
         let size = (args.appends * 4096) as u64;
-        let cases: [(&str, Box<dyn Fn(&std::fs::File)>); 3] = [
+        type Prepare = Box<dyn Fn(&std::fs::File)>;
+        let cases: [(&str, Prepare); 3] = [
             ("grows the file", Box::new(|_| {})),
             (
                 "over written zeros",
