@@ -23,10 +23,13 @@
 //! - `<seq>.wal`: segment files, `seq` counting up from 1 in 20 decimal digits, so that names
 //!   sort in order. Only the last segment is ever written to; once it holds
 //!   [`WalOptions::segment_size`] bytes (and at least one batch), the next record goes to a new
-//!   one (created with its header and start record in one write, synced, the directory synced),
-//!   so a segment exceeds the size by at most one write. Segments that a snapshot made useless
-//!   are removed from the oldest on (see [Snapshots](#snapshots)), so the first segment may be
-//!   any number; from it on the numbers have no gap.
+//!   one, so a segment's records exceed the size by at most one write. A segment is made at
+//!   its full size ahead of need (see [Prepared segments](#prepared-segments)): its records
+//!   overwrite zeros, and zeros follow the last one to the end of the file. Segments that a
+//!   snapshot made useless are removed from the oldest on (see [Snapshots](#snapshots)), so the
+//!   first segment may be any number; from it on the numbers have no gap.
+//! - `<seq>.wal.tmp`: the next segment, being prepared or ready; not part of the log until it
+//!   is renamed to `<seq>.wal`, and removed by the next open if it never was.
 //! - `snapshot-<index>.snap`: the snapshot the log refers to, `index` (20 decimal digits) being
 //!   the last log index it covers. A file is written whole before any record refers to it, as
 //!   `snapshot-<index>.snap.tmp` first. Other snapshot files may exist for a while: the one
@@ -102,6 +105,34 @@
 //! in a new segment of version 3 (the old one is never written to again, and one that holds no
 //! record is made again as version 3). Format version 1 (no snapshots, no start record, the
 //! first batch of a segment carrying the hard state) is not read: no such log was deployed.
+//!
+//! # Prepared segments
+//!
+//! An `fdatasync` after a write that grows a file must also make its new length and block map
+//! durable (a journal commit); after a write over blocks that were written before, it writes
+//! the data alone: on this machine's disk about 211 µs against 98 µs after a 4 KiB write.
+//! (`fallocate` alone does not help: it leaves unwritten extents, whose conversion on the first
+//! write is a change of metadata again.) So segments are prepared ahead of need, every byte of
+//! them written:
+//!
+//! 1. `<seq>.wal.tmp` is created and [`WalOptions::segment_size`] bytes of zeros written to it
+//!    and synced (`fsync`), on a thread of the log's own, once the last segment is half full,
+//!    or at once if the last segment was not prepared (a new log's first, one a torn tail was
+//!    cut from, one of an earlier version: such a segment is left for the prepared one once it
+//!    holds 64 KiB and the prepared one is ready);
+//! 2. when the next record needs it, the segment's header and start record are written at its
+//!    beginning (one write, in the first sector) and synced, the file renamed to `<seq>.wal`,
+//!    and the directory synced; only then is a record written to it.
+//!
+//! A crash before the rename is durable leaves the temporary file, which the next open removes
+//! (nothing in it was acknowledged); after it, a segment whose start record is followed by
+//! zeros: a segment holding no batch. If the preparation is not finished when the segment is
+//! needed, the write waits for it. One that fails for lack of room fails that write as a full
+//! disk does (the storage stops and frees its ballast, see [Headroom](#headroom)); one that
+//! fails otherwise is logged and tried again, and after three failures the log makes its
+//! segments as it needs them, each with its header and start record in one write, synced, and
+//! the directory synced. Segments freed by a snapshot are removed, not reused: a reused file
+//! would hold old records after the new ones, where the torn tail rules below expect zeros.
 //!
 //! # Snapshot file format (all integers little-endian)
 //!
@@ -194,13 +225,21 @@
 //! with the segments before it, an older segment holding no record, or a snapshot not newer
 //! than the current one is corrupt.
 //!
+//! Zeros from a record boundary to the end of the file are the end of the segment's records,
+//! in any segment: the rest of a prepared segment (or a length that persisted without the
+//! data). No record starts with zeros (its kind is never 0). In a segment before the last,
+//! records lost to zeros at its end would show in the next segment's start record, which must
+//! restate the state the segments before it end with.
+//!
 //! Only the last write can have been cut short by a crash, and it was never acknowledged (its
 //! `fdatasync` had not returned): every write is synced before the next one starts. A write
 //! cut short leaves fewer bytes than were written (if the file's new length persisted at all,
 //! it ends inside the write), or, where one of its sectors never reached the disk though the
 //! length did, a sector of zeros (512 bytes, aligned in the file; a sector is written whole or
-//! not at all). So the first damaged record of the **last** segment is the torn tail, cut off
-//! with a warning through `tracing`, only if
+//! not at all); in a prepared segment, every sector of the write that did not reach the disk
+//! holds the zeros it held before. So the rules below look at the file up to its last byte
+//! that is not zero, as if the zeros after it were past its end, and the first damaged record
+//! of the **last** segment is the torn tail, cut off with a warning through `tracing`, only if
 //!
 //! - the file ends inside its header, and the bytes there could start a record header (a
 //!   length a record can have, a known kind, zero reserved bytes, as far as they go), or are
