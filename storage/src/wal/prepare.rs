@@ -64,8 +64,8 @@ pub(super) struct Prepared {
     pub(super) file: Box<dyn FsFile>,
 }
 
-/// Makes `<seq>.wal.tmp` in `dir`: `size` bytes of zeros, written and synced (any file of that
-/// name is replaced). A failure removes the file. `cancel` stops it between two writes.
+/// Makes `<seq>.wal.tmp` in `dir`: `size` bytes of zeros, written and synced a megabyte at a
+/// time (any file of that name is replaced). A failure removes the file. `cancel` stops it between two writes.
 pub(super) fn prepare(
     fs: &dyn Fs,
     dir: &Path,
@@ -110,6 +110,14 @@ fn zeros(
         let n = CHUNK.min(size - at);
         write_at(faults, &*file, &zeros[..n as usize], at, path)?;
         at += n;
+        // A chunk at a time to the disk: one flush of the whole segment would hold the disk's
+        // queue, and the log's own syncs behind it, for as long as it takes.
+        if at < size {
+            faults
+                .sync()
+                .and_then(|()| file.sync_data())
+                .map_err(io_error(op::SYNC, path))?;
+        }
     }
     faults
         .sync()
