@@ -14,11 +14,12 @@
 //! `--raw` first measures the file system alone, without the log: `--appends` 4 KiB writes,
 //! each followed by `fdatasync`, to a file that grows with each write, to one whose blocks
 //! were written (zeros) and synced beforehand, and to one whose blocks were only allocated
-//! with `fallocate` (unwritten extents).
+//! with `fallocate` (unwritten extents); then the same without `fdatasync`, the file opened
+//! with `O_DSYNC`, growing and over written zeros.
 #![forbid(unsafe_code)]
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -76,8 +77,14 @@ fn tempdir(args: &Args) -> tempfile::TempDir {
     .expect("a temporary directory")
 }
 
-/// 4 KiB appends with an `fdatasync` each to `path`, prepared by `prepare`.
-fn raw(path: &Path, appends: usize, prepare: impl FnOnce(&std::fs::File)) -> Vec<Duration> {
+/// 4 KiB appends with an `fdatasync` each to `path`, prepared by `prepare`; with `dsync`, each
+/// write is made durable by the file's `O_DSYNC` instead.
+fn raw(
+    path: &Path,
+    appends: usize,
+    prepare: impl FnOnce(&std::fs::File),
+    dsync: bool,
+) -> Vec<Duration> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -86,13 +93,25 @@ fn raw(path: &Path, appends: usize, prepare: impl FnOnce(&std::fs::File)) -> Vec
         .expect("a new file");
     prepare(&file);
     file.sync_all().expect("sync");
+    let file = if dsync {
+        drop(file);
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DSYNC.bits() as i32)
+            .open(path)
+            .expect("the file, with O_DSYNC")
+    } else {
+        file
+    };
     let block = [7u8; 4096];
     let mut times = Vec::with_capacity(appends);
     for i in 0..appends {
         let started = Instant::now();
         file.write_all_at(&block, (i * block.len()) as u64)
             .expect("write");
-        file.sync_data().expect("fdatasync");
+        if !dsync {
+            file.sync_data().expect("fdatasync");
+        }
         times.push(started.elapsed());
     }
     times
@@ -104,33 +123,34 @@ fn main() {
     if args.raw {
         let size = (args.appends * 4096) as u64;
         type Prepare = Box<dyn Fn(&std::fs::File)>;
-        let cases: [(&str, Prepare); 3] = [
-            ("grows the file", Box::new(|_| {})),
+        let zeros = move |f: &std::fs::File| {
+            let zeros = vec![0u8; 1 << 20];
+            let mut at = 0;
+            while at < size {
+                f.write_all_at(&zeros, at).expect("write zeros");
+                at += zeros.len() as u64;
+            }
+        };
+        let cases: [(&str, Prepare, bool); 5] = [
+            ("fdatasync, grows", Box::new(|_| {}), false),
+            ("fdatasync, over zeros", Box::new(zeros), false),
             (
-                "over written zeros",
-                Box::new(move |f| {
-                    let zeros = vec![0u8; 1 << 20];
-                    let mut at = 0;
-                    while at < size {
-                        f.write_all_at(&zeros, at).expect("write zeros");
-                        at += zeros.len() as u64;
-                    }
-                }),
-            ),
-            (
-                "over fallocate",
+                "fdatasync, over fallocate",
                 Box::new(move |f| {
                     rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, size)
                         .expect("fallocate");
                 }),
+                false,
             ),
+            ("O_DSYNC, grows", Box::new(|_| {}), true),
+            ("O_DSYNC, over zeros", Box::new(zeros), true),
         ];
-        for (round, (name, prepare)) in cases.iter().enumerate() {
+        for (round, (name, prepare, dsync)) in cases.iter().enumerate() {
             let path = dir.path().join(format!("raw-{round}"));
-            let mut times = raw(&path, args.appends, prepare);
+            let mut times = raw(&path, args.appends, prepare, *dsync);
             let (p50, p99, max) = summary(&mut times);
             println!(
-                "raw 4 KiB write + fdatasync, {name:<20}: p50 {p50:7.1} us  p99 {p99:7.1} us  \
+                "raw 4 KiB write, {name:<26}: p50 {p50:7.1} us  p99 {p99:7.1} us  \
                  max {max:8.1} us  ({} appends)",
                 args.appends
             );
