@@ -628,6 +628,11 @@ impl FileStorage {
             );
         }
         storage.compact();
+        // A last segment prepared at its full size and half full already: its successor is
+        // prepared now rather than after the first write, which may need it.
+        if storage.preallocated {
+            storage.maybe_prepare();
+        }
         Ok(storage)
     }
 
