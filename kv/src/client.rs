@@ -427,7 +427,7 @@ impl KvClient {
                     server = (server + 1) % servers;
                     true
                 }
-                Ok(Response::Status(_)) => {
+                Ok(Response::Status(_) | Response::Members(_)) => {
                     // Not an answer to this request: the connection is out of step.
                     self.connections[server] = None;
                     server = (server + 1) % servers;
