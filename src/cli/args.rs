@@ -701,10 +701,10 @@ mod tests {
                 "serve --id 1 --peers 127.0.0.1:7000,127.0.0.1:7001 --listen=0.0.0.0:8001 --data /tmp/n1 --tls-dir /tmp/certs",
                 Ok(Command::Serve(ServeArgs {
                     id: 1,
-                    peers: Addresses(vec![
+                    peers: Some(Addresses(vec![
                         "127.0.0.1:7000".parse().unwrap(),
                         "127.0.0.1:7001".parse().unwrap(),
-                    ]),
+                    ])),
                     listen: "0.0.0.0:8001".parse().unwrap(),
                     data: Some("/tmp/n1".into()),
                     tls_dir: Some("/tmp/certs".into()),
@@ -728,13 +728,42 @@ mod tests {
                 "init --id 2 --peers 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 --data /tmp/n2 --cluster 99",
                 Ok(Command::Init(InitArgs {
                     id: 2,
-                    peers: Addresses(vec![
+                    peers: Some(Addresses(vec![
                         "127.0.0.1:7000".parse().unwrap(),
                         "127.0.0.1:7001".parse().unwrap(),
                         "127.0.0.1:7002".parse().unwrap(),
-                    ]),
+                    ])),
+                    join: None,
+                    tls_dir: None,
                     data: "/tmp/n2".into(),
                     cluster: Some(99),
+                })),
+            ),
+            (
+                "init --id 3 --join 127.0.0.1:8000 --data /tmp/n3",
+                Ok(Command::Init(InitArgs {
+                    id: 3,
+                    peers: None,
+                    join: Some("127.0.0.1:8000".parse().unwrap()),
+                    tls_dir: None,
+                    data: "/tmp/n3".into(),
+                    cluster: None,
+                })),
+            ),
+            (
+                "admin --connect 127.0.0.1:8000 --insecure add --id 3 --peer 127.0.0.1:7003 --client 127.0.0.1:8003",
+                Ok(Command::Admin(AdminArgs {
+                    connect: Addresses(vec!["127.0.0.1:8000".parse().unwrap()]),
+                    timeout: 30,
+                    security: ClientSecurity {
+                        tls_dir: None,
+                        insecure: true,
+                    },
+                    op: AdminOp::Add {
+                        id: 3,
+                        peer: "127.0.0.1:7003".parse().unwrap(),
+                        client: "127.0.0.1:8003".parse().unwrap(),
+                    },
                 })),
             ),
             (
