@@ -150,11 +150,11 @@ impl<H: Hooks> Core<H> {
     /// configuration entry of an earlier term is not known to be committed, which only an entry
     /// of its own term can commit (§5.4.2). Without it, a change its predecessor started stays
     /// uncommitted (the cluster joint, a removed node still needed) until a client's command
-    /// commits. Only when the core leaves joint by itself
-    /// ([`Core::set_leave_joint_automatically`]): the runtime, whose callers claim log indices,
-    /// appends no entry it was not asked for.
+    /// commits. The runtime, whose callers claim log indices, is fine with it as with the
+    /// leader no-op: it opens its claims at the index after the last one the new leader's log
+    /// holds, the empty entry included.
     pub(super) fn config_no_op_due(&self) -> bool {
-        self.leave_joint_automatically && self.membership_index > self.commit_index
+        self.membership_index > self.commit_index
     }
 
     /// Whether this leader's configuration is joint and committed: it should append the
