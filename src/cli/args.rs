@@ -265,6 +265,11 @@ pub(crate) enum KvOp {
         #[arg(allow_hyphen_values = true)]
         value: String,
     },
+    /// Prints each node's status, one line per address of --connect: role, term, indices, and
+    /// the configuration it has in force (what it is in it, the voters, learners, and the
+    /// outgoing voters while joint). With --tls-dir, it connects as admin.pem if there: a node
+    /// reports its configuration only with its full status, which it gives the operator.
+    Status,
 }
 
 /// A list of socket addresses (a type of its own, so that clap takes the whole list as one
