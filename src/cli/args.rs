@@ -448,6 +448,13 @@ pub(crate) struct BenchArgs {
     /// that the cost of recording can be measured
     #[arg(long = "with-recorder", hide = true, conflicts_with = "connect")]
     pub(crate) with_recorder: bool,
+    /// Change the membership under load instead: five nodes, three voting at first; a quarter
+    /// of --seconds in, nodes 3 and 4 join as learners, a quarter later both are promoted, a
+    /// quarter later two of the original voters, the leader among them, are removed. Prints
+    /// the commits acknowledged per 100 ms around each change (how deep and how long the rate
+    /// fell), and checks that every acknowledged write is on every final voter at its index
+    #[arg(long = "membership-cycle", conflicts_with_all = ["connect", "nodes"])]
+    pub(crate) membership_cycle: bool,
 }
 
 impl Default for BenchArgs {
@@ -461,6 +468,7 @@ impl Default for BenchArgs {
             data: None,
             compact_every: 100_000,
             with_recorder: false,
+            membership_cycle: false,
             connect: None,
             connections: 4,
             tls_dir: None,

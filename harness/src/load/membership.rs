@@ -234,14 +234,22 @@ pub struct ChangeRecord {
 }
 
 /// How deep and how long the commit rate fell around a change ([`CycleReport::dip`]).
+///
+/// A change can move the rate for good (five voters commit fewer entries a second than three
+/// on the same cores): the dip is measured against the lower of the rates before and after,
+/// so that what is counted is the transient, not the new level.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dip {
     /// Commits per second before the change: the median of the slices of the second before it.
-    pub baseline: f64,
-    /// The lowest slice from the start of the change until the rate recovered, per second.
+    pub before: f64,
+    /// Commits per second after it: the median of the slices from 300 ms to 1 s after it was
+    /// committed (fewer if the run or the next change comes first).
+    pub after: f64,
+    /// The lowest slice of the dip (of the slice the change started in if none fell), per
+    /// second.
     pub lowest: f64,
-    /// Slices from the start of the change below 90% of the baseline, up to the first slice
-    /// back above it, in time (0 if none fell below).
+    /// Time, from the slice the change started in, that the rate stayed below 90% of the lower
+    /// of `before` and `after`: consecutive slices, up to the first back above it.
     pub duration: Duration,
 }
 
@@ -283,40 +291,39 @@ impl CycleReport {
         k(range.start)..k(range.end).min(self.slices.len())
     }
 
-    /// How the commit rate fell around change `i`: see [`Dip`]. The slice in which the change
-    /// started counts as the first of the change.
+    /// The median commits per second of the slices of `range`, 0 if there are none.
+    fn median_rate(&self, range: Range<Duration>) -> f64 {
+        let mut rates: Vec<f64> = self.slices_in(range).map(|k| self.rate(k)).collect();
+        rates.sort_by(f64::total_cmp);
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    /// How the commit rate fell around change `i`: see [`Dip`].
     pub fn dip(&self, i: usize) -> Dip {
         let change = &self.changes[i];
         let before =
-            self.slices_in(change.started.saturating_sub(Duration::from_secs(1))..change.started);
-        let mut rates: Vec<f64> = before.map(|k| self.rate(k)).collect();
-        rates.sort_by(f64::total_cmp);
-        let baseline = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+            self.median_rate(change.started.saturating_sub(Duration::from_secs(1))..change.started);
+        let mut until = change.done + Duration::from_secs(1);
+        if let Some(next) = self.changes.get(i + 1) {
+            until = until.min(next.started);
+        }
+        let after = self.median_rate((change.done + Duration::from_millis(300)).min(until)..until);
+        let threshold = 0.9 * before.min(after);
         let start = self.slices_in(change.started..change.started).start;
-        let mut lowest = f64::INFINITY;
+        let mut lowest = self.rate(start);
         let mut below = 0;
         for k in start..self.slices.len() {
             let rate = self.rate(k);
-            if rate >= 0.9 * baseline {
-                if k > start || below > 0 {
-                    break;
-                }
-                // The first slice did not fall: the dip, if any, is within the next ones.
-                lowest = lowest.min(rate);
-                if Duration::from_nanos((k - start) as u64 * self.slice.as_nanos() as u64)
-                    + change.started
-                    > change.done
-                {
-                    break;
-                }
-                continue;
+            if rate >= threshold {
+                break;
             }
             below += 1;
             lowest = lowest.min(rate);
         }
         Dip {
-            baseline,
-            lowest: if lowest.is_finite() { lowest } else { baseline },
+            before,
+            after,
+            lowest,
             duration: self.slice * below,
         }
     }
@@ -702,8 +709,9 @@ mod tests {
             leader: 0,
             voters: vec![0],
         };
+        // 1 000/s before, 40 and 20 in the change's slices, then 800/s for good.
         let mut slices = vec![100; 10];
-        slices.extend([100, 40, 20, 95, 100, 100]);
+        slices.extend([40, 20, 75, 80, 80, 80, 80, 80, 80, 80, 80]);
         let report = CycleReport {
             slices,
             slice: Duration::from_millis(100),
@@ -717,8 +725,12 @@ mod tests {
             cpu: Duration::ZERO,
         };
         let dip = report.dip(0);
-        assert_eq!(dip.baseline, 1_000.0);
+        assert_eq!((dip.before, dip.after), (1_000.0, 800.0));
         assert_eq!(dip.lowest, 200.0);
-        assert_eq!(dip.duration, Duration::from_millis(200));
+        assert_eq!(
+            dip.duration,
+            Duration::from_millis(200),
+            "750/s is above 90% of the new level"
+        );
     }
 }
