@@ -245,11 +245,13 @@ pub struct Dip {
     /// Commits per second after it: the median of the slices from 300 ms to 1 s after it was
     /// committed (fewer if the run or the next change comes first).
     pub after: f64,
-    /// The lowest slice of the dip (of the slice the change started in if none fell), per
-    /// second.
+    /// The lowest slice of the dip, per second (if none fell, the lowest from the slice the
+    /// change started in to two slices after the one it was committed in).
     pub lowest: f64,
-    /// Time, from the slice the change started in, that the rate stayed below 90% of the lower
-    /// of `before` and `after`: consecutive slices, up to the first back above it.
+    /// Time the rate stayed below 90% of the lower of `before` and `after`: consecutive slices
+    /// from the first below it (the slice the change started in, or one up to two slices after
+    /// the one it was committed in: a removed leader steps down once it is) up to the first back
+    /// above it.
     pub duration: Duration,
 }
 
@@ -309,16 +311,24 @@ impl CycleReport {
         }
         let after = self.median_rate((change.done + Duration::from_millis(300)).min(until)..until);
         let threshold = 0.9 * before.min(after);
+        // The dip starts in the slice the change started in, or in one of the two after the
+        // slice it was committed in (a removed leader steps down once it is).
         let start = self.slices_in(change.started..change.started).start;
-        let mut lowest = self.rate(start);
+        let latest = self.slices_in(change.done..change.done).start + 2;
+        let scanned = start..(latest + 1).min(self.slices.len());
+        let first = scanned.clone().find(|&k| self.rate(k) < threshold);
+        let mut lowest = scanned.map(|k| self.rate(k)).fold(f64::INFINITY, f64::min);
         let mut below = 0;
-        for k in start..self.slices.len() {
+        for k in first.into_iter().flat_map(|k| k..self.slices.len()) {
             let rate = self.rate(k);
             if rate >= threshold {
                 break;
             }
             below += 1;
             lowest = lowest.min(rate);
+        }
+        if !lowest.is_finite() {
+            lowest = 0.0;
         }
         Dip {
             before,
@@ -732,5 +742,14 @@ mod tests {
             Duration::from_millis(200),
             "750/s is above 90% of the new level"
         );
+
+        // A leader that steps down once the change commits: the rate falls a slice later.
+        let mut late = report.clone();
+        late.slices = vec![100; 11];
+        late.slices
+            .extend([0, 0, 0, 100, 100, 100, 100, 100, 100, 100]);
+        let dip = late.dip(0);
+        assert_eq!((dip.before, dip.after, dip.lowest), (1_000.0, 1_000.0, 0.0));
+        assert_eq!(dip.duration, Duration::from_millis(300));
     }
 }
