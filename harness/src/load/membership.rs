@@ -116,7 +116,7 @@ impl Journal {
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % 24 != 0 {
+        if !bytes.len().is_multiple_of(24) {
             return None;
         }
         let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
