@@ -39,7 +39,7 @@ pub const NODES: usize = 5;
 
 /// A tag that no proposal of the client carries: a command the node did not get from it (a new
 /// leader's empty entry).
-const FOREIGN: u64 = u64::MAX;
+pub const FOREIGN: u64 = u64::MAX;
 
 /// Consecutive indices holding consecutive tags: `len` entries from `index`, the first with
 /// `tag` (or `len` foreign entries, each a run of its own, if `tag` is [`FOREIGN`]).
