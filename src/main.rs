@@ -27,7 +27,8 @@
 //! stopped, the status a shell reports for a command such a signal killed, so that scripts can
 //! tell a run cut short from a full one. `serve` is a service: a stop signal ends it with 0, and
 //! when its node stops on its own it exits with a status a supervisor can act on (3 a full disk,
-//! 4 another storage failure, 5 a state machine failure, 6 an internal error; see
+//! 4 another storage failure, 5 a state machine failure, 6 an internal error, 7 the node learned
+//! it was removed from the cluster; see
 //! [`cli::Failure::status`]).
 //!
 //! # Orderings
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::service::serve(&args, &stop),
         Command::Certs(args) => cli::service::certs(&args),
         Command::Kv(args) => cli::service::kv(&args),
+        Command::Admin(args) => cli::service::admin(&args),
         Command::Monitor(args) => cli::dashboard::run_remote(&args, &stop),
     };
     match result {
@@ -84,6 +86,10 @@ fn main() -> ExitCode {
                 Failure::Setup(message) => complain(message),
                 Failure::Run(e) => complain(e),
                 Failure::Node(node) => complain(format_args!("the node stopped: {node}")),
+                Failure::Removed => complain(
+                    "this node was removed from the cluster; it stops for good (do not start its \
+                     data directory again)",
+                ),
                 Failure::Closed => {}
             }
             failure.status()

@@ -51,7 +51,7 @@ mod sync;
 use bytes::Bytes;
 
 pub use crate::core::{
-    Membership, MembershipError, Message, ProgressState, RecoveredStateError, Role,
+    MAX_PEERS, Membership, MembershipError, Message, ProgressState, RecoveredStateError, Role,
 };
 
 pub use codec::WIRE_VERSION;

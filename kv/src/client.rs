@@ -360,6 +360,18 @@ impl KvClient {
         }
     }
 
+    /// Sends `request` to the server at `addr` over a new connection and reads its answer,
+    /// whatever it is: for requests this client has no method of its own for (the membership
+    /// requests of `zeroraft admin`).
+    ///
+    /// # Errors
+    ///
+    /// [`KvError::TooLarge`] for a request that does not fit a frame, [`KvError::Io`] if the
+    /// server cannot be reached or does not answer within [`ClientOptions::attempt_timeout`].
+    pub fn call(&self, addr: SocketAddr, request: &Request) -> Result<Response, KvError> {
+        self.call_once(addr, request)
+    }
+
     /// Sends `request` to the server at `addr` over a new connection and reads its answer.
     fn call_once(&self, addr: SocketAddr, request: &Request) -> Result<Response, KvError> {
         let mut frame = Vec::new();
@@ -427,7 +439,7 @@ impl KvClient {
                     server = (server + 1) % servers;
                     true
                 }
-                Ok(Response::Status(_)) => {
+                Ok(Response::Status(_) | Response::Members(_)) => {
                     // Not an answer to this request: the connection is out of step.
                     self.connections[server] = None;
                     server = (server + 1) % servers;

@@ -9,6 +9,10 @@
 //! | 2    | `Append`   | session `u64`, seq `u64`, ack `u64`, key, value     |
 //! | 3    | `Get`      | session `u64`, seq `u64`, ack `u64`, key            |
 //! | 4    | `Register` | session timeout in ms `u64`, most sessions `u64`    |
+//! | 5    | `Member`   | node id `u64`, then `1`, peer and client address (UTF-8), or `0` (removed) |
+//!
+//! A `Member` changes the cluster's address book ([`crate::members`]); a build before it skips
+//! one as a malformed entry.
 //!
 //! `stamp` is the proposing server's clock, in milliseconds since the Unix epoch: applying a
 //! command moves the store's log time to the highest stamp seen ([`crate::session`]). A
@@ -36,6 +40,7 @@ const PUT: u8 = 1;
 const APPEND: u8 = 2;
 const GET: u8 = 3;
 const REGISTER: u8 = 4;
+const MEMBER: u8 = 5;
 
 /// What a request does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +140,14 @@ pub(crate) fn encode_register(
     arena.split().freeze()
 }
 
+/// The log encoding of a `Member` command stamped `stamp`: a change to the address book.
+pub(crate) fn encode_member(stamp: u64, change: &crate::members::MemberChange) -> Bytes {
+    let mut out = vec![FORMAT_VERSION, MEMBER];
+    out.extend_from_slice(&stamp.to_le_bytes());
+    crate::members::encode_change(change, &mut out);
+    Bytes::from(out)
+}
+
 /// Makes room for `len` more bytes in `arena`, in blocks of 64 KiB at least.
 fn reserve(arena: &mut bytes::BytesMut, len: usize) {
     if arena.capacity() - arena.len() < len {
@@ -186,6 +199,11 @@ pub(crate) enum CommandRef<'a> {
     },
     /// A command written before sessions (format 1).
     Legacy(LegacyRef<'a>),
+    /// A change to the address book (format 2).
+    Member {
+        stamp: u64,
+        change: crate::members::MemberChange,
+    },
 }
 
 /// A request of a session, decoded in place.
@@ -236,6 +254,16 @@ impl<'a> CommandRef<'a> {
                     timeout_ms,
                     max_sessions,
                 });
+            }
+            MEMBER if version == FORMAT_VERSION => {
+                let stamp = data.try_get_u64_le().map_err(|_| DecodeError::Truncated)?;
+                // A rare command: decoded from a copy.
+                let mut rest = Bytes::copy_from_slice(data);
+                let change = crate::members::decode_change(&mut rest)?;
+                if !rest.is_empty() {
+                    return Err(DecodeError::TrailingBytes(rest.len()));
+                }
+                return Ok(Self::Member { stamp, change });
             }
             other => return Err(DecodeError::UnknownKind(other)),
         };

@@ -45,6 +45,7 @@ pub mod client;
 mod command;
 pub mod machine;
 mod map;
+pub mod members;
 pub mod metrics;
 pub mod observe;
 pub mod protocol;

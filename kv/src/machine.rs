@@ -9,6 +9,7 @@ use bytes::Bytes;
 use zeroraft_engine::storage::Snapshot;
 use zeroraft_engine::{RestoreError, SnapshotView, StateMachine};
 
+use crate::members::MemberChange;
 use crate::state::KvState;
 use crate::store::{Outcome, Store};
 
@@ -35,8 +36,24 @@ impl StateMachine for KvMachine {
     fn apply(&mut self, index: u64, term: u64, command: &Bytes) {
         let outcome = self.state.lock().store.apply(index, command);
         self.state.record_entry(index, term, &outcome);
-        if let Outcome::Malformed(e) = outcome {
-            tracing::warn!(index, term, error = %e, "skipping a committed entry that is not a command");
+        match outcome {
+            Outcome::Malformed(e) => {
+                tracing::warn!(index, term, error = %e, "skipping a committed entry that is not a command");
+            }
+            Outcome::Member {
+                change,
+                admitted: true,
+            } => {
+                tracing::info!(index, ?change, "address book changed");
+                self.state.member_changed(&change);
+            }
+            Outcome::Member {
+                change,
+                admitted: false,
+            } => {
+                tracing::warn!(index, ?change, "refused addresses for a removed node id");
+            }
+            _ => {}
         }
     }
 
@@ -60,7 +77,16 @@ impl StateMachine for KvMachine {
         let store = Store::restore(snapshot.data.clone()).map_err(|e| {
             RestoreError::new(format!("not a snapshot of the key-value service: {e}"))
         })?;
+        let changes: Vec<MemberChange> = store
+            .book()
+            .members()
+            .map(|(id, addrs)| MemberChange::Set { id, addrs: *addrs })
+            .chain(store.book().removed().map(|id| MemberChange::Retire { id }))
+            .collect();
         self.state.set_applied(snapshot.index, Some(store));
+        for change in &changes {
+            self.state.member_changed(change);
+        }
         Ok(())
     }
 }
@@ -175,5 +201,77 @@ mod tests {
             4,
             "a refused snapshot changes nothing"
         );
+    }
+
+    /// Address-book commands reach the hook as they are applied, a removed id gets no
+    /// addresses again, and the book travels in the snapshot (format 3) to a node that restores
+    /// it, whose hook is told the whole book; a store without a book still writes format 2.
+    #[test]
+    fn the_address_book_is_applied_told_and_kept_in_snapshots() {
+        use crate::command::encode_member;
+        use crate::members::MemberAddrs;
+        use std::sync::Mutex;
+
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(KvState::new());
+        {
+            let told = told.clone();
+            assert!(state.on_member(move |c| told.lock().unwrap().push(*c)));
+        }
+        let mut machine = state.machine();
+        machine.apply(1, 1, &Bytes::new());
+        assert_eq!(
+            machine.snapshot().unwrap()[0],
+            crate::command::FORMAT_VERSION,
+            "no book: format 2"
+        );
+        let addrs = |port: u16| MemberAddrs {
+            peer: ([127, 0, 0, 1], port).into(),
+            client: ([127, 0, 0, 1], port + 1).into(),
+        };
+        let changes = [
+            MemberChange::Set {
+                id: 3,
+                addrs: addrs(7003),
+            },
+            MemberChange::Retire { id: 0 },
+            // Refused: 0 was removed.
+            MemberChange::Set {
+                id: 0,
+                addrs: addrs(7000),
+            },
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            machine.apply(2 + i as u64, 1, &encode_member(9, change));
+        }
+        machine.flush(4);
+        assert_eq!(
+            *told.lock().unwrap(),
+            changes[..2].to_vec(),
+            "the admitted changes, in order"
+        );
+        let book = state.address_book();
+        assert_eq!(book.get(3), Some(&addrs(7003)));
+        assert!(book.is_removed(0) && book.get(0).is_none());
+
+        let data = machine.snapshot().unwrap();
+        assert_eq!(data[0], 3, "a book: format 3");
+        let other = Arc::new(KvState::new());
+        let told_other = Arc::new(Mutex::new(Vec::new()));
+        {
+            let told = told_other.clone();
+            other.on_member(move |c| told.lock().unwrap().push(*c));
+        }
+        other
+            .machine()
+            .restore(&Snapshot {
+                index: 4,
+                term: 1,
+                data,
+                config: None,
+            })
+            .unwrap();
+        assert_eq!(other.address_book(), book);
+        assert_eq!(*told_other.lock().unwrap(), changes[..2].to_vec());
     }
 }

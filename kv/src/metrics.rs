@@ -44,7 +44,7 @@ pub const METRICS: &[Metric] = &[
         unit: None,
         labels: &["node", "kind", "outcome"],
         help: "Client requests answered, by kind (register, get, put, append, status, transfer, \
-               malformed) and outcome (ok, wrong_leader, busy, timeout, stale, session_expired, \
+               members, malformed) and outcome (ok, wrong_leader, busy, timeout, stale, session_expired, \
                error; error includes a request refused for the connection's certificate).",
     },
     Metric {
@@ -122,17 +122,20 @@ pub(crate) enum RequestKind {
     Append,
     Status,
     Transfer,
+    /// A membership request: `Members`, `AddMember`, `Promote`, `RemoveMember`.
+    Members,
     /// A frame that is not a well-formed request.
     Malformed,
 }
 
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "register",
     "get",
     "put",
     "append",
     "status",
     "transfer",
+    "members",
     "malformed",
 ];
 const OUTCOMES: [&str; 7] = [
@@ -154,6 +157,10 @@ impl RequestKind {
             Request::Append { .. } => Self::Append,
             Request::Status => Self::Status,
             Request::Transfer { .. } => Self::Transfer,
+            Request::Members
+            | Request::AddMember { .. }
+            | Request::Promote { .. }
+            | Request::RemoveMember { .. } => Self::Members,
         }
     }
 }
@@ -161,7 +168,10 @@ impl RequestKind {
 /// The `outcome` label of an answer.
 fn outcome(response: &Response) -> usize {
     match response {
-        Response::Ok { .. } | Response::Registered { .. } | Response::Status(_) => 0,
+        Response::Ok { .. }
+        | Response::Registered { .. }
+        | Response::Status(_)
+        | Response::Members(_) => 0,
         Response::WrongLeader { .. } => 1,
         Response::Busy | Response::Overloaded => 2,
         Response::Timeout => 3,

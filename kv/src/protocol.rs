@@ -12,6 +12,10 @@
 //! | 4    | `Status`   | none                                                  |
 //! | 5    | `Transfer` | target node id `u64`                                  |
 //! | 6    | `Register` | none                                                  |
+//! | 7    | `Members`  | none                                                  |
+//! | 8    | `AddMember`| node id `u64`, peer address, client address (UTF-8)  |
+//! | 9    | `Promote`  | node id `u64`                                         |
+//! | 10   | `RemoveMember` | node id `u64`                                     |
 //!
 //! | kind | response         | fields                                                        |
 //! |------|------------------|---------------------------------------------------------------|
@@ -26,6 +30,14 @@
 //! | 0x89 | `SessionExpired` | none                                                          |
 //! | 0x8a | `Overloaded`     | none                                                          |
 //! | 0x8b | `Forbidden`      | message (UTF-8)                                               |
+//! | 0x8c | `Members`        | see [`MembersInfo`]                                           |
+//!
+//! `Members` asks any node for the cluster's members as it knows them ([`MembersInfo`]);
+//! `AddMember`, `Promote` and `RemoveMember` ask the leader to change them (answered `Ok` once
+//! the change is committed, `WrongLeader`, or `Error` saying why not). Over TLS all four are the
+//! operator's ([`zeroraft_transport::tcp::ClientRole::Admin`]); others are answered `Forbidden`.
+//! They came after the other kinds without a new protocol version: a server before them
+//! answers them as unknown kinds, by closing the connection.
 //!
 //! A client opens a session with `Register`, answered `Registered` with the session's id, and
 //! sends every `Get`, `Put` and `Append` under it: `seq` numbers its requests (increasing), and
@@ -88,6 +100,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,6 +138,10 @@ const APPEND: u8 = 3;
 const STATUS: u8 = 4;
 const TRANSFER: u8 = 5;
 const REGISTER: u8 = 6;
+const MEMBERS: u8 = 7;
+const ADD_MEMBER: u8 = 8;
+const PROMOTE: u8 = 9;
+const REMOVE_MEMBER: u8 = 10;
 
 const OK: u8 = 0x81;
 const WRONG_LEADER: u8 = 0x82;
@@ -137,6 +154,7 @@ const STALE: u8 = 0x88;
 const SESSION_EXPIRED: u8 = 0x89;
 const OVERLOADED: u8 = 0x8a;
 const FORBIDDEN: u8 = 0x8b;
+const MEMBERS_REPLY: u8 = 0x8c;
 
 /// The tag of the full status after a `Status` response's fields.
 const FULL_STATUS: u8 = 1;
@@ -207,6 +225,29 @@ pub enum Request {
     },
     /// Opens a session: answered with [`Response::Registered`] once committed and applied.
     Register,
+    /// The cluster's members as the node knows them: answered with [`Response::Members`].
+    Members,
+    /// Asks the leader to add node `id`, reached at `peer` by the other nodes and at `client`
+    /// by clients, as a learner: its addresses are committed first, then the configuration.
+    AddMember {
+        /// The new node's id: below 64, never used before.
+        id: u64,
+        /// Where the other nodes reach it.
+        peer: SocketAddr,
+        /// Where clients reach it.
+        client: SocketAddr,
+    },
+    /// Asks the leader to make learner `id`, which must hold the committed log, a voter.
+    Promote {
+        /// The learner.
+        id: u64,
+    },
+    /// Asks the leader to remove node `id` from the cluster for good (its id is never used
+    /// again).
+    RemoveMember {
+        /// The node.
+        id: u64,
+    },
 }
 
 /// What a server answers.
@@ -250,6 +291,141 @@ pub enum Response {
     /// The server does not serve this connection now (it serves as many as it may) and closes
     /// it: connect again later, or to another node.
     Overloaded,
+    /// The cluster's members as the node knows them: the answer to [`Request::Members`].
+    Members(MembersInfo),
+}
+
+/// The cluster's members as one node knows them: its configuration in force, the address book
+/// and, from the leader, each member's match index.
+///
+/// Encoded as: cluster `u64`, node `u64`, leader (hint flag `u8` + id `u64`), configuration
+/// index `u64`, committed `u8`, commit index `u64`, last log index `u64`, voters, learners,
+/// outgoing voters and removed ids as `u64` bit sets (bit `i` for node `i`), then the count of
+/// nodes `u8` and for each: id `u64`, peer address, client address (UTF-8, empty if unknown),
+/// match index (hint flag `u8` + `u64`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembersInfo {
+    /// The cluster's id.
+    pub cluster: u64,
+    /// The node that answered.
+    pub node: u64,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// The index of the configuration's entry (0 for the one the cluster started with).
+    pub config_index: u64,
+    /// Whether the node knows the configuration committed.
+    pub committed: bool,
+    /// The node's commit index.
+    pub commit_index: u64,
+    /// The node's last log index.
+    pub last_log_index: u64,
+    /// The voters (while joint, of the configuration being entered).
+    pub voters: Vec<u64>,
+    /// The learners.
+    pub learners: Vec<u64>,
+    /// While joint, the voters of the configuration being left; empty otherwise.
+    pub outgoing: Vec<u64>,
+    /// The ids removed from the cluster, never used again.
+    pub removed: Vec<u64>,
+    /// Every node with an address or in the configuration, by id.
+    pub nodes: Vec<MemberInfo>,
+}
+
+/// One node of [`MembersInfo`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// The node's id.
+    pub id: u64,
+    /// Where the other nodes reach it, if known.
+    pub peer: Option<SocketAddr>,
+    /// Where clients reach it, if known (nodes the cluster started with are known by their
+    /// peer address only).
+    pub client: Option<SocketAddr>,
+    /// Its match index, as the leader tracks it (from the leader only; the leader's own is its
+    /// last log index).
+    pub match_index: Option<u64>,
+}
+
+impl MembersInfo {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mask = |ids: &[u64]| {
+            ids.iter()
+                .filter(|&&id| id < 64)
+                .fold(0u64, |m, &id| m | (1 << id))
+        };
+        out.extend_from_slice(&self.cluster.to_le_bytes());
+        out.extend_from_slice(&self.node.to_le_bytes());
+        put_option(out, self.leader);
+        out.extend_from_slice(&self.config_index.to_le_bytes());
+        out.push(u8::from(self.committed));
+        out.extend_from_slice(&self.commit_index.to_le_bytes());
+        out.extend_from_slice(&self.last_log_index.to_le_bytes());
+        for set in [&self.voters, &self.learners, &self.outgoing, &self.removed] {
+            out.extend_from_slice(&mask(set).to_le_bytes());
+        }
+        let nodes = &self.nodes[..self.nodes.len().min(u8::MAX as usize)];
+        out.push(nodes.len() as u8);
+        for node in nodes {
+            out.extend_from_slice(&node.id.to_le_bytes());
+            for addr in [node.peer, node.client] {
+                put_bytes(
+                    out,
+                    addr.map(|a| a.to_string()).unwrap_or_default().as_bytes(),
+                );
+            }
+            put_option(out, node.match_index);
+        }
+    }
+
+    fn decode(body: &mut Bytes) -> Result<Self, DecodeError> {
+        let ids = |mask: u64| {
+            (0..64)
+                .filter(|i| mask & (1 << i) != 0)
+                .collect::<Vec<u64>>()
+        };
+        let mut info = Self {
+            cluster: get_u64(body)?,
+            node: get_u64(body)?,
+            leader: get_option(body)?,
+            config_index: get_u64(body)?,
+            committed: match get_u8(body)? {
+                0 => false,
+                1 => true,
+                _ => return Err(DecodeError::Invalid("committed flag")),
+            },
+            commit_index: get_u64(body)?,
+            last_log_index: get_u64(body)?,
+            ..Self::default()
+        };
+        info.voters = ids(get_u64(body)?);
+        info.learners = ids(get_u64(body)?);
+        info.outgoing = ids(get_u64(body)?);
+        info.removed = ids(get_u64(body)?);
+        let count = get_u8(body)?;
+        for _ in 0..count {
+            let id = get_u64(body)?;
+            let mut addr = || -> Result<Option<SocketAddr>, DecodeError> {
+                let text = get_bytes(body, "address", 64)?;
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .map(Some)
+                    .ok_or(DecodeError::Invalid("address"))
+            };
+            let peer = addr()?;
+            let client = addr()?;
+            info.nodes.push(MemberInfo {
+                id,
+                peer,
+                client,
+                match_index: get_option(body)?,
+            });
+        }
+        Ok(info)
+    }
 }
 
 /// One node's Raft status as the `Status` request reports it: the fields every server sends,
@@ -718,6 +894,27 @@ impl Request {
                 frame.out.extend_from_slice(&target.to_le_bytes());
                 return frame.finish();
             }
+            Self::Members => {
+                frame.out.extend_from_slice(&[VERSION, MEMBERS]);
+                return frame.finish();
+            }
+            Self::AddMember { id, peer, client } => {
+                frame.out.extend_from_slice(&[VERSION, ADD_MEMBER]);
+                frame.out.extend_from_slice(&id.to_le_bytes());
+                put_bytes(frame.out, peer.to_string().as_bytes());
+                put_bytes(frame.out, client.to_string().as_bytes());
+                return frame.finish();
+            }
+            Self::Promote { id } | Self::RemoveMember { id } => {
+                let kind = if matches!(self, Self::Promote { .. }) {
+                    PROMOTE
+                } else {
+                    REMOVE_MEMBER
+                };
+                frame.out.extend_from_slice(&[VERSION, kind]);
+                frame.out.extend_from_slice(&id.to_le_bytes());
+                return frame.finish();
+            }
         };
         if key.len() > MAX_KEY {
             let len = key.len();
@@ -752,6 +949,18 @@ impl Request {
             REGISTER => Self::Register,
             TRANSFER => Self::Transfer {
                 target: get_u64(&mut body)?,
+            },
+            MEMBERS => Self::Members,
+            ADD_MEMBER => Self::AddMember {
+                id: get_u64(&mut body)?,
+                peer: crate::members::get_addr(&mut body)?,
+                client: crate::members::get_addr(&mut body)?,
+            },
+            PROMOTE => Self::Promote {
+                id: get_u64(&mut body)?,
+            },
+            REMOVE_MEMBER => Self::RemoveMember {
+                id: get_u64(&mut body)?,
             },
             GET | PUT | APPEND => {
                 let session = get_u64(&mut body)?;
@@ -833,6 +1042,10 @@ impl Response {
                 out.extend_from_slice(&[VERSION, FORBIDDEN]);
                 put_bytes(out, message.as_bytes());
             }
+            Self::Members(info) => {
+                out.extend_from_slice(&[VERSION, MEMBERS_REPLY]);
+                info.encode(out);
+            }
             Self::Status(s) => {
                 out.extend_from_slice(&[VERSION, STATUS_REPLY]);
                 out.extend_from_slice(&s.id.to_le_bytes());
@@ -881,6 +1094,7 @@ impl Response {
                     .map_err(|_| DecodeError::Invalid("error message (not UTF-8)"))?;
                 Self::Error(message.to_owned())
             }
+            MEMBERS_REPLY => Self::Members(MembersInfo::decode(&mut body)?),
             FORBIDDEN => {
                 let message = get_bytes(&mut body, "message", MAX_FRAME)?;
                 let message = std::str::from_utf8(&message)
@@ -1336,7 +1550,71 @@ mod tests {
             Just(Request::Status),
             Just(Request::Register),
             any::<u64>().prop_map(|target| Request::Transfer { target }),
+            Just(Request::Members),
+            (any::<u64>(), addr(), addr()).prop_map(|(id, peer, client)| Request::AddMember {
+                id,
+                peer,
+                client
+            }),
+            any::<u64>().prop_map(|id| Request::Promote { id }),
+            any::<u64>().prop_map(|id| Request::RemoveMember { id }),
         ]
+    }
+
+    fn addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
+            (any::<[u16; 8]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
+        ]
+    }
+
+    /// Node ids as the configuration's bit sets carry them: below 64, in order, once each.
+    fn ids() -> impl Strategy<Value = Vec<u64>> {
+        any::<u64>().prop_map(|mask| (0..64).filter(|i| mask & (1 << i) != 0).collect())
+    }
+
+    fn members_info() -> impl Strategy<Value = MembersInfo> {
+        let node = (
+            any::<u64>(),
+            proptest::option::of(addr()),
+            proptest::option::of(addr()),
+            any::<Option<u64>>(),
+        )
+            .prop_map(|(id, peer, client, match_index)| MemberInfo {
+                id,
+                peer,
+                client,
+                match_index,
+            });
+        (
+            any::<[u64; 5]>(),
+            any::<Option<u64>>(),
+            any::<bool>(),
+            [ids(), ids(), ids(), ids()],
+            proptest::collection::vec(node, 0..8),
+        )
+            .prop_map(
+                |(
+                    [cluster, node, config_index, commit_index, last_log_index],
+                    leader,
+                    committed,
+                    [voters, learners, outgoing, removed],
+                    nodes,
+                )| MembersInfo {
+                    cluster,
+                    node,
+                    leader,
+                    config_index,
+                    committed,
+                    commit_index,
+                    last_log_index,
+                    voters,
+                    learners,
+                    outgoing,
+                    removed,
+                    nodes,
+                },
+            )
     }
 
     fn role() -> impl Strategy<Value = Role> {
@@ -1528,6 +1806,7 @@ mod tests {
             Just(Response::SessionExpired),
             Just(Response::Overloaded),
             ".{0,40}".prop_map(Response::Forbidden),
+            members_info().prop_map(Response::Members),
         ]
     }
 

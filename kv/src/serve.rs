@@ -14,6 +14,19 @@
 //! file holds the cluster id, the node id and the members the cluster was bootstrapped with, and
 //! opening it as another node, or with other members, fails.
 //!
+//! # Members that change
+//!
+//! A node is built for every id a cluster may use (`MAX_PEERS`, 64), with the configuration it
+//! started with: nodes `0..peers.len()` voting, or, for a node that joined a running cluster
+//! ([`ServeNode::initialize_joined`]), the configuration it was added under, in which it does not
+//! vote. Its transport knows the addresses of the nodes it started with and learns the others
+//! from the replicated address book ([`crate::members`]): each change the node applies is handed
+//! to the transport ([`TcpNetwork::set_peer`]), whose link to a node starts when its address is
+//! first known and stops when the node is removed. A node removed from the cluster that still
+//! runs stays quiet: it does not campaign once it holds a configuration without it (PreVote and
+//! CheckQuorum keep it from disturbing the others before that), and the others refuse its
+//! connections once its removal is applied.
+//!
 //! # Bootstrap on purpose
 //!
 //! A data directory is made only by [`ServeNode::initialize`] (what `zeroraft init` runs), once
@@ -27,11 +40,15 @@ use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use zeroraft_engine::storage::wal::{FileStorage, Identity, WalOptions};
-use zeroraft_engine::{BuildError, Compaction, Config, MemStorage, Message, Raft, StorageError};
+use zeroraft_engine::{
+    BuildError, Compaction, Config, MemStorage, Membership, Message, Raft, StorageError,
+};
 use zeroraft_transport::tcp::{PeerTls, TcpConfig, TcpError, TcpNetwork};
 
+use crate::members::MemberChange;
 use crate::observe::ObserveServer;
 use crate::{KvServer, KvState, ServerOptions};
 
@@ -209,12 +226,83 @@ pub struct ServeNode {
     /// handle dropped (this one, unless a status request is reading it) stops it.
     network: Option<Arc<TcpNetwork<Message>>>,
     peer_addr: SocketAddr,
+    /// Set once the node applies its own removal from the cluster.
+    removed: Arc<AtomicBool>,
 }
 
 /// The members of a cluster as its data directories record them: the peers' addresses.
 fn members(peers: &[SocketAddr]) -> Vec<String> {
     peers.iter().map(SocketAddr::to_string).collect()
 }
+
+/// What a node that joined a running cluster started from, as `zeroraft init --join` learned it
+/// from the cluster and its data directory records it: the configuration it was added under
+/// (in which it is a learner) and the peer addresses of the nodes of that configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// The voters.
+    pub voters: Vec<usize>,
+    /// The learners (this node among them).
+    pub learners: Vec<usize>,
+    /// Where each node is reached, by id (this node's own entry is where it listens).
+    pub peers: Vec<(usize, SocketAddr)>,
+}
+
+/// The first member line of a joined node's identity file.
+const JOINED: &str = "joined";
+
+impl Joined {
+    /// The members lines of the identity file: `joined`, `voters=0,1,2`, `learners=3`, then
+    /// `ID=ADDRESS` for each peer.
+    fn record(&self) -> Vec<String> {
+        let list = |ids: &[usize]| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut lines = vec![
+            JOINED.to_owned(),
+            format!("voters={}", list(&self.voters)),
+            format!("learners={}", list(&self.learners)),
+        ];
+        lines.extend(self.peers.iter().map(|(id, addr)| format!("{id}={addr}")));
+        lines
+    }
+
+    /// Reads what [`Joined::record`] wrote; `None` for the members of a node the cluster was
+    /// bootstrapped with (or anything else).
+    fn parse(lines: &[String]) -> Option<Self> {
+        let (first, rest) = lines.split_first()?;
+        if first != JOINED || rest.len() < 2 {
+            return None;
+        }
+        let ids = |line: &str, name: &str| -> Option<Vec<usize>> {
+            let list = line.strip_prefix(name)?.strip_prefix('=')?;
+            if list.is_empty() {
+                return Some(Vec::new());
+            }
+            list.split(',').map(|id| id.parse().ok()).collect()
+        };
+        let voters = ids(&rest[0], "voters")?;
+        let learners = ids(&rest[1], "learners")?;
+        let peers = rest[2..]
+            .iter()
+            .map(|line| {
+                let (id, addr) = line.split_once('=')?;
+                Some((id.parse().ok()?, addr.parse().ok()?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            voters,
+            learners,
+            peers,
+        })
+    }
+}
+
+/// The ids a node is built for: every id a cluster may use.
+pub const CAPACITY: usize = zeroraft_engine::MAX_PEERS;
 
 impl ServeNode {
     /// Initializes the data directory of node `options.id` of a new cluster: makes
@@ -255,6 +343,46 @@ impl ServeNode {
         Ok(())
     }
 
+    /// Initializes the data directory of node `options.id`, which joins the running cluster
+    /// `options.cluster` as `joined` says (what `zeroraft init --join` runs once it has asked
+    /// the cluster): records the cluster's id, the node's id and `joined`. `options.peers` is
+    /// not used. The node must have been added to the cluster as a learner first, so that it
+    /// starts without a vote.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::NoSuchNode`] if `joined` does not make the node a learner with an address,
+    /// [`ServeError::NotEmpty`] and [`ServeError::Storage`] as for [`ServeNode::initialize`].
+    pub fn initialize_joined(options: &NodeOptions, joined: &Joined) -> Result<(), ServeError> {
+        if !joined.learners.contains(&options.id)
+            || !joined.peers.iter().any(|(id, _)| *id == options.id)
+        {
+            return Err(ServeError::NoSuchNode {
+                id: options.id,
+                nodes: joined.peers.len(),
+            });
+        }
+        let holds_something = std::fs::read_dir(&options.data)
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false);
+        if holds_something {
+            return Err(ServeError::NotEmpty {
+                path: options.data.clone(),
+            });
+        }
+        let identity = Identity {
+            cluster: options.cluster,
+            node: options.id as u64,
+        };
+        let wal = WalOptions {
+            create: true,
+            members: Some(joined.record()),
+            ..WalOptions::default()
+        };
+        FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
+        Ok(())
+    }
+
     /// Opens the data directory (which [`ServeNode::initialize`] made), binds both addresses
     /// and starts the node.
     ///
@@ -264,13 +392,7 @@ impl ServeNode {
     /// [`ServeError::NotInitialized`] for a missing or empty data directory, which is never made
     /// here, and [`ServeError::OtherMembers`] if it records other members than the peers given.
     pub fn start(options: NodeOptions) -> Result<Self, ServeError> {
-        let nodes = options.peers.len();
-        let Some(&peer_addr) = options.peers.get(options.id) else {
-            return Err(ServeError::NoSuchNode {
-                id: options.id,
-                nodes,
-            });
-        };
+        let mut joined = None;
         let storage =
             if options.in_memory {
                 None
@@ -287,7 +409,9 @@ impl ServeNode {
                         other => ServeError::Storage(other),
                     })?;
                 let given = members(&options.peers);
+                joined = files.members().and_then(Joined::parse);
                 if let Some(recorded) = files.members()
+                    && joined.is_none()
                     && recorded != given.as_slice()
                 {
                     return Err(ServeError::OtherMembers {
@@ -295,8 +419,37 @@ impl ServeNode {
                         given,
                     });
                 }
+                if joined.is_some() && !options.peers.is_empty() {
+                    return Err(ServeError::OtherMembers {
+                        recorded: files.members().unwrap_or_default().to_vec(),
+                        given,
+                    });
+                }
                 Some(files)
             };
+        // The nodes the node starts with, and the configuration.
+        let (initial, membership) = match &joined {
+            Some(j) => (
+                j.peers.clone(),
+                Membership::new(j.voters.iter().copied(), j.learners.iter().copied()),
+            ),
+            None => (
+                options.peers.iter().copied().enumerate().collect(),
+                Membership::new(0..options.peers.len(), []),
+            ),
+        };
+        let nodes = initial.iter().map(|(id, _)| id + 1).max().unwrap_or(0);
+        let book_ok = initial.iter().all(|(id, _)| *id < CAPACITY);
+        let (Some(&(_, peer_addr)), true, Ok(membership)) = (
+            initial.iter().find(|(id, _)| *id == options.id),
+            book_ok,
+            membership,
+        ) else {
+            return Err(ServeError::NoSuchNode {
+                id: options.id,
+                nodes,
+            });
+        };
         let listen = |what, addr| {
             TcpListener::bind(addr).map_err(|error| ServeError::Listen { what, addr, error })
         };
@@ -312,16 +465,45 @@ impl ServeNode {
             )),
             None => None,
         };
-        let mut tcp = TcpConfig::new(options.id, options.cluster, options.peers.clone());
+        let mut book = vec![None; CAPACITY];
+        for &(id, addr) in &initial {
+            book[id] = Some(addr);
+        }
+        let mut tcp = TcpConfig::with_book(options.id, options.cluster, book);
         tcp.tls = options.peer_tls.clone();
         let (network, endpoint) =
             TcpNetwork::start(tcp, peer_listener).map_err(ServeError::Transport)?;
+        let network = Arc::new(network);
         let state = Arc::new(KvState::new());
+        let removed = Arc::new(AtomicBool::new(false));
+        {
+            // The address book reaches the transport as the node applies it, on its thread.
+            let network = Arc::downgrade(&network);
+            let removed = removed.clone();
+            let me = options.id as u64;
+            state.on_member(move |change| {
+                let Some(network) = network.upgrade() else {
+                    return;
+                };
+                let (id, addr) = match *change {
+                    MemberChange::Set { id, addrs } => (id, Some(addrs.peer)),
+                    MemberChange::Retire { id } => (id, None),
+                };
+                if id == me && addr.is_none() {
+                    tracing::error!(node = me, "this node was removed from the cluster");
+                    removed.store(true, Relaxed);
+                }
+                if let Err(e) = network.set_peer(id as usize, addr) {
+                    tracing::warn!(node = me, peer = id, error = %e, "cannot start a peer's link");
+                }
+            });
+        }
         let config = Config {
             seed: options.config.seed.or(Some(fastrand::u64(..))),
             ..options.config
         };
-        let builder = Raft::builder(config, options.id, nodes, endpoint);
+        let builder =
+            Raft::builder(config, options.id, CAPACITY, endpoint).initial_membership(membership);
         let builder = match storage {
             Some(files) => builder.storage(files),
             None => builder.storage(MemStorage::new()),
@@ -336,7 +518,13 @@ impl ServeNode {
                 return Err(ServeError::Server(e));
             }
         };
-        let network = Arc::new(network);
+        server.set_cluster(
+            options.cluster,
+            initial
+                .iter()
+                .map(|&(id, addr)| (id as u64, addr))
+                .collect(),
+        );
         let link = {
             let network = Arc::downgrade(&network);
             move |peer| {
@@ -365,6 +553,7 @@ impl ServeNode {
             observe,
             network: Some(network),
             peer_addr,
+            removed,
         })
     }
 
@@ -381,6 +570,12 @@ impl ServeNode {
     /// Where the other nodes reach this node.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
+    }
+
+    /// Whether this node has applied its own removal from the cluster: it no longer belongs to
+    /// it, and should be stopped. A node removed while it was cut off may never learn it.
+    pub fn removed(&self) -> bool {
+        self.removed.load(Relaxed)
     }
 
     /// The engine.

@@ -25,6 +25,12 @@
 //! - `Transfer` asks the node to hand its leadership over ([`Raft::transfer_leadership`]); over
 //!   TLS, only for the operator's certificate ([`ClientRole::Admin`]): others are answered
 //!   `Forbidden`.
+//! - `Members` answers with the cluster's members as this node knows them; `AddMember`,
+//!   `Promote` and `RemoveMember` change them on the leader, blocking the connection's reader
+//!   until the change is committed (see [`crate::members`]): `AddMember` commits the node's
+//!   addresses, then adds it as a learner; `RemoveMember` removes it from the configuration, then
+//!   commits that its id is removed for good. Each may be sent again after a failure: what is
+//!   done already is not done twice. Over TLS, all four are the operator's.
 //!
 //! # TLS
 //!
@@ -59,14 +65,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::SessionOptions;
-use crate::command::{Command, Op, encode_register};
+use crate::command::{Command, Op, encode_member, encode_register};
+use crate::members::{MAX_NODE_ID, MemberAddrs, MemberChange};
 use crate::metrics::{RequestKind, RequestTally, ServerMetrics};
 use crate::protocol::{
-    self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, MAX_VALUE, NodeStatus, Request, Response,
+    self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, MAX_VALUE, MemberInfo, MembersInfo,
+    NodeStatus, Request, Response,
 };
 use crate::session::{Answer, Lookup};
 use crate::state::{EntryCheck, KvState, Settled, WaitEnd};
-use zeroraft_engine::{PendingRead, Raft, ReadError, StartError, TransferError};
+use zeroraft_engine::{ChangeError, PendingRead, Raft, ReadError, Role, StartError, TransferError};
 use zeroraft_transport::tcp::{ClientRole, LinkStats, ServiceTls, WarnLimit};
 
 use crate::stream::Stream;
@@ -182,6 +190,17 @@ struct Shared {
     handshakes: AtomicUsize,
     /// Failed TLS handshakes: written at most once a second.
     handshake_failures: WarnLimit,
+    /// The cluster's id and the peer addresses of the nodes it started with, once set.
+    cluster: OnceLock<ClusterInfo>,
+}
+
+/// What [`KvServer::set_cluster`] gives.
+#[derive(Debug)]
+struct ClusterInfo {
+    cluster: u64,
+    /// The peer addresses of the nodes the cluster (or, for a node that joined, this node)
+    /// started with, by id.
+    initial: Vec<(u64, SocketAddr)>,
 }
 
 /// The number of nodes, and the counters of the link to node `j` read with `.1(j)`.
@@ -216,6 +235,7 @@ impl KvServer {
             closings: WarnLimit::per_second(),
             handshakes: AtomicUsize::new(0),
             handshake_failures: WarnLimit::per_second(),
+            cluster: OnceLock::new(),
         });
         let accept = {
             let shared = shared.clone();
@@ -255,6 +275,16 @@ impl KvServer {
         link: impl Fn(usize) -> LinkStats + Send + Sync + 'static,
     ) -> bool {
         self.shared.links.set((nodes, Box::new(link))).is_ok()
+    }
+
+    /// Has `Members` answers name cluster `cluster` and the peer addresses `initial` (by id) of
+    /// the nodes it started with, which the replicated address book does not hold. Only the
+    /// first call takes effect; returns whether this one did.
+    pub fn set_cluster(&self, cluster: u64, initial: Vec<(u64, SocketAddr)>) -> bool {
+        self.shared
+            .cluster
+            .set(ClusterInfo { cluster, initial })
+            .is_ok()
     }
 
     /// The number of connections open now.
@@ -704,6 +734,22 @@ impl Connection<'_> {
                         .to_owned(),
                 ))
             }
+            Request::Members
+            | Request::AddMember { .. }
+            | Request::Promote { .. }
+            | Request::RemoveMember { .. }
+                if role != ClientRole::Admin =>
+            {
+                Pending::Ready(Response::Forbidden(
+                    "membership is for the operator: connect with the admin certificate".to_owned(),
+                ))
+            }
+            Request::Members => Pending::Ready(Response::Members(self.members_info())),
+            Request::AddMember { id, peer, client } => {
+                Pending::Ready(self.add_member(id, MemberAddrs { peer, client }, stamp, deadline))
+            }
+            Request::Promote { id } => Pending::Ready(self.promote(id)),
+            Request::RemoveMember { id } => Pending::Ready(self.remove_member(id, stamp, deadline)),
             Request::Status => {
                 let links = self
                     .shared
@@ -921,6 +967,210 @@ impl Connection<'_> {
         }
     }
 
+    /// The cluster's members as this node knows them.
+    fn members_info(&self) -> MembersInfo {
+        let raft = &self.shared.raft;
+        let status = raft.status();
+        let config = raft.membership();
+        let book = self.shared.state.address_book();
+        let (cluster, initial) = match self.shared.cluster.get() {
+            Some(info) => (info.cluster, info.initial.as_slice()),
+            None => (0, &[][..]),
+        };
+        let m = &config.membership;
+        let ids = |it: &mut dyn Iterator<Item = usize>| it.map(|id| id as u64).collect::<Vec<_>>();
+        let voters = ids(&mut m.voters());
+        let learners = ids(&mut m.learners());
+        let outgoing = ids(&mut m.outgoing());
+        let mut known: Vec<u64> = voters
+            .iter()
+            .chain(&learners)
+            .chain(&outgoing)
+            .copied()
+            .chain(book.members().map(|(id, _)| id))
+            .chain(initial.iter().map(|(id, _)| *id))
+            .filter(|&id| !book.is_removed(id) || m.contains(id as usize))
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        let leading = status.role == Role::Leader;
+        let nodes = known
+            .into_iter()
+            .map(|id| {
+                let addrs = book.get(id);
+                let initial_peer = initial.iter().find(|(i, _)| *i == id).map(|(_, a)| *a);
+                let match_index = if !leading {
+                    None
+                } else if id == status.id as u64 {
+                    Some(status.last_log_index)
+                } else {
+                    status
+                        .peers
+                        .iter()
+                        .find(|p| p.id as u64 == id)
+                        .map(|p| p.match_index)
+                };
+                MemberInfo {
+                    id,
+                    peer: addrs.map(|a| a.peer).or(initial_peer),
+                    client: addrs.map(|a| a.client),
+                    match_index,
+                }
+            })
+            .collect();
+        MembersInfo {
+            cluster,
+            node: status.id as u64,
+            leader: status.leader.map(|l| l as u64),
+            config_index: config.index,
+            committed: config.committed,
+            commit_index: status.commit_index,
+            last_log_index: status.last_log_index,
+            voters,
+            learners,
+            outgoing,
+            removed: book.removed().collect(),
+            nodes,
+        }
+    }
+
+    /// Proposes a change to the address book, stamped `stamp`, and waits until it is applied:
+    /// `None` if it was admitted, else the answer to give.
+    fn commit_member(
+        &self,
+        change: &MemberChange,
+        stamp: u64,
+        deadline: Instant,
+    ) -> Option<Response> {
+        let state = &self.shared.state;
+        let (index, term) = match self.shared.raft.try_start(encode_member(stamp, change)) {
+            Ok(claimed) => claimed,
+            Err(e) => return Some(refused(e)),
+        };
+        match state.wait_applied_until(index, deadline, || self.should_stop()) {
+            Ok(()) => {}
+            Err(WaitEnd::TimedOut) => return Some(Response::Timeout),
+            Err(WaitEnd::Stopped) => return Some(Response::WrongLeader { leader: None }),
+        }
+        match state.check_entry(index, term) {
+            EntryCheck::Ours(Settled::Done) => None,
+            EntryCheck::Ours(Settled::Refused) => Some(Response::Error(format!(
+                "node id {} was removed from the cluster and is never used again: choose a new id",
+                change.id()
+            ))),
+            EntryCheck::Replaced => Some(self.wrong_leader()),
+            EntryCheck::Ours(_) | EntryCheck::Unknown => Some(Response::Timeout),
+        }
+    }
+
+    /// `AddMember`: commits node `id`'s addresses, then adds it as a learner.
+    fn add_member(&self, id: u64, addrs: MemberAddrs, stamp: u64, deadline: Instant) -> Response {
+        let raft = &self.shared.raft;
+        if raft.status().role != Role::Leader {
+            return self.wrong_leader();
+        }
+        if id >= MAX_NODE_ID {
+            return Response::Error(format!("node ids are below {MAX_NODE_ID}"));
+        }
+        let book = self.shared.state.address_book();
+        if book.is_removed(id) {
+            return Response::Error(format!(
+                "node id {id} was removed from the cluster and is never used again: choose a new id"
+            ));
+        }
+        let config = raft.membership().membership;
+        if config.contains(id as usize) {
+            return if book.get(id) == Some(&addrs) {
+                // Sent again after a lost answer: done already.
+                ok()
+            } else {
+                Response::Error(format!(
+                    "node {id} is a member already; remove it first, and add the new machine under a new id"
+                ))
+            };
+        }
+        if let Some(info) = self.shared.cluster.get()
+            && info.initial.iter().any(|(i, _)| *i == id)
+        {
+            return Response::Error(format!(
+                "node id {id} is one the cluster started with: choose a new id"
+            ));
+        }
+        if book.get(id) != Some(&addrs)
+            && let Some(answer) =
+                self.commit_member(&MemberChange::Set { id, addrs }, stamp, deadline)
+        {
+            return answer;
+        }
+        match raft.add_learner(id as usize) {
+            Ok(_) => ok(),
+            Err(e) => change_refused(e),
+        }
+    }
+
+    /// `Promote`: makes learner `id` a voter, if it holds the committed log.
+    fn promote(&self, id: u64) -> Response {
+        let raft = &self.shared.raft;
+        let Ok(node) = usize::try_from(id) else {
+            return Response::Error(format!("no node {id}"));
+        };
+        if raft.membership().membership.is_voter(node) && raft.status().role == Role::Leader {
+            return ok();
+        }
+        match raft.promote(node) {
+            Ok(_) => ok(),
+            Err(ChangeError::NotCaughtUp(_)) => {
+                let status = raft.status();
+                let matched = status
+                    .peers
+                    .iter()
+                    .find(|p| p.id == node)
+                    .map_or(0, |p| p.match_index);
+                Response::Error(format!(
+                    "node {id} has not caught up: it holds the log up to {matched}, the leader has                      committed {}; promote it once it has (zeroraft admin members shows its lag)",
+                    status.commit_index
+                ))
+            }
+            Err(e) => change_refused(e),
+        }
+    }
+
+    /// `RemoveMember`: removes node `id` from the configuration, then commits that its id is
+    /// removed for good.
+    fn remove_member(&self, id: u64, stamp: u64, deadline: Instant) -> Response {
+        let raft = &self.shared.raft;
+        if raft.status().role != Role::Leader {
+            return self.wrong_leader();
+        }
+        let Some(node) = usize::try_from(id)
+            .ok()
+            .filter(|&n| n < MAX_NODE_ID as usize)
+        else {
+            return Response::Error(format!("no node {id}"));
+        };
+        let book = self.shared.state.address_book();
+        let member = raft.membership().membership.contains(node);
+        let known = book.get(id).is_some()
+            || self
+                .shared
+                .cluster
+                .get()
+                .is_some_and(|info| info.initial.iter().any(|(i, _)| *i == id));
+        if !member && book.is_removed(id) {
+            return ok();
+        }
+        if !member && !known {
+            return Response::Error(format!("no node {id} in the cluster"));
+        }
+        if member && let Err(e) = raft.remove(node) {
+            return change_refused(e);
+        }
+        match self.commit_member(&MemberChange::Retire { id }, stamp, deadline) {
+            None => ok(),
+            Some(answer) => answer,
+        }
+    }
+
     /// `WrongLeader`, naming the leader this node knows of.
     fn wrong_leader(&self) -> Response {
         Response::WrongLeader {
@@ -977,6 +1227,24 @@ impl Connection<'_> {
 
 /// The answer to a `Put` or `Append` refused when it was applied: the value would have grown
 /// past what a response can carry.
+/// `Ok` with no value.
+fn ok() -> Response {
+    Response::Ok {
+        value: Bytes::new(),
+    }
+}
+
+/// The answer to a membership change the node refused.
+fn change_refused(e: ChangeError) -> Response {
+    match e {
+        ChangeError::NotLeader { leader } => Response::WrongLeader {
+            leader: leader.map(|l| l as u64),
+        },
+        ChangeError::Busy => Response::Busy,
+        e => Response::Error(e.to_string()),
+    }
+}
+
 fn too_large() -> Response {
     Response::Error(format!(
         "refused: the value would be longer than {MAX_VALUE} bytes, the most a response can \

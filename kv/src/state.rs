@@ -17,11 +17,12 @@
 //! snapshot restored by the node lies beyond what it had applied).
 
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::members::{AddressBook, MemberChange};
 use crate::store::{Outcome, Store};
 
 /// How often a waiter checks whether it should give up early (the node was killed, the server
@@ -52,9 +53,11 @@ const RECENT: usize = 1 << 16;
 /// not yet published while a reader looks: its generation differs, and the reader falls back to
 /// the locked store, as it does for an index older than the last 65 536 applied. A restored
 /// snapshot clears the slots of the indices it skipped.
-#[derive(Debug)]
 pub struct KvState {
     inner: Mutex<Inner>,
+    /// Told of every change to the address book this node applies, and of the whole book when
+    /// a snapshot is restored: the node's transport ([`KvState::on_member`]).
+    member_hook: OnceLock<MemberHook>,
     /// Notified whenever `applied` moves, if someone waits.
     applied_changed: Condvar,
     /// The last index applied, published after the slots.
@@ -64,10 +67,22 @@ pub struct KvState {
     slots: Box<[AtomicU64]>,
 }
 
+/// What [`KvState::on_member`] is given.
+type MemberHook = Box<dyn Fn(&MemberChange) + Send + Sync>;
+
+impl std::fmt::Debug for KvState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvState")
+            .field("applied", &self.applied)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for KvState {
     fn default() -> Self {
         Self {
             inner: Mutex::default(),
+            member_hook: OnceLock::new(),
             applied_changed: Condvar::new(),
             applied: AtomicU64::new(0),
             slots: (0..RECENT).map(|_| AtomicU64::new(0)).collect(),
@@ -113,6 +128,10 @@ impl Settled {
             Outcome::Refused => Self::Refused,
             Outcome::Conflict => Self::Conflict,
             Outcome::TooLarge => Self::TooLarge,
+            Outcome::Member { admitted: true, .. } => Self::Done,
+            Outcome::Member {
+                admitted: false, ..
+            } => Self::Refused,
             Outcome::NoOp | Outcome::Malformed(_) => Self::NotARequest,
         }
     }
@@ -170,6 +189,26 @@ impl KvState {
     /// An empty state: no keys, no sessions, nothing applied.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Has `hook` told, on the node's thread, of every change to the address book
+    /// ([`crate::members`]) applied from now on, and of every entry of the book when a snapshot
+    /// is restored. Only the first call takes effect; returns whether this one did. Set it
+    /// before the node starts, so that changes replayed from its log are told too.
+    pub fn on_member(&self, hook: impl Fn(&MemberChange) + Send + Sync + 'static) -> bool {
+        self.member_hook.set(Box::new(hook)).is_ok()
+    }
+
+    /// Tells the hook of `change`, if there is one.
+    pub(crate) fn member_changed(&self, change: &MemberChange) {
+        if let Some(hook) = self.member_hook.get() {
+            hook(change);
+        }
+    }
+
+    /// The address book as this node has applied it.
+    pub fn address_book(&self) -> AddressBook {
+        self.lock().store.book().clone()
     }
 
     /// The last log index applied to this state.

@@ -22,6 +22,10 @@ use bytes::Bytes;
 
 use crate::command::{CommandRef, FORMAT_VERSION, LEGACY_VERSION, LegacyRef, Op, fingerprint};
 use crate::map::Map;
+use crate::members::AddressBook;
+
+/// The version byte of a snapshot that carries an address book ([`crate::members`]).
+const BOOK_VERSION: u8 = 3;
 use crate::protocol::{
     DecodeError, MAX_KEY, MAX_VALUE, expect_end, get_bytes, get_u8, get_u64, put_bytes,
 };
@@ -47,6 +51,12 @@ pub(crate) enum Outcome {
     TooLarge,
     /// A session was opened; its id is the entry's index.
     Registered,
+    /// A change to the address book, and whether it was admitted (addresses for a removed id
+    /// are not).
+    Member {
+        change: crate::members::MemberChange,
+        admitted: bool,
+    },
     /// An empty entry (a new leader's no-op): nothing changed.
     NoOp,
     /// The entry is not a command of this service: nothing changed.
@@ -62,6 +72,8 @@ pub(crate) struct Store {
     /// The last `seq` applied per client of the format-1 commands: empty unless the log (or
     /// snapshot) was written before sessions.
     legacy: HashMap<u64, u64>,
+    /// The nodes added to the running cluster and the ids removed from it.
+    book: AddressBook,
 }
 
 impl Store {
@@ -72,7 +84,13 @@ impl Store {
             map: self.map.view(),
             sessions: self.sessions.clone(),
             legacy: self.legacy.clone(),
+            book: self.book.clone(),
         }
+    }
+
+    /// The address book.
+    pub(crate) fn book(&self) -> &AddressBook {
+        &self.book
     }
 
     /// Applies the committed log entry at `index`.
@@ -92,6 +110,11 @@ impl Store {
                 return Outcome::Registered;
             }
             Ok(CommandRef::Legacy(command)) => return self.apply_legacy(&command),
+            Ok(CommandRef::Member { stamp, change }) => {
+                self.sessions.observe(stamp);
+                let admitted = self.book.apply(&change);
+                return Outcome::Member { change, admitted };
+            }
             Err(e) => return Outcome::Malformed(e),
         };
         self.sessions.observe(request.stamp);
@@ -166,10 +189,12 @@ impl Store {
         self.map.len()
     }
 
-    /// Serializes the store: `version u8` (2); the number of keys `u64`, each key (`u32` length
+    /// Serializes the store: `version u8` (2, or 3 with an address book); the number of keys `u64`, each key (`u32` length
     /// and bytes) and value (`u64` length and bytes: appends can grow a value past any frame);
     /// the number of format-1 clients `u64`, each client `u64` and its last `seq` `u64`; the
-    /// sessions in the format of [`Sessions::encode`].
+    /// sessions in the format of [`Sessions::encode`]; in format 3, the address book in the
+    /// format of [`AddressBook::encode`]. A store whose book is empty (a cluster whose members
+    /// never changed) is written in format 2, byte for byte as before the book.
     ///
     /// Format 1, read by [`Store::restore`], ends after the clients.
     pub(crate) fn snapshot(&self) -> Bytes {
@@ -182,9 +207,18 @@ impl Store {
                 .sum::<usize>()
             + 8
             + 16 * self.legacy.len()
-            + self.sessions.encoded_len();
+            + self.sessions.encoded_len()
+            + if self.book.is_empty() {
+                0
+            } else {
+                self.book.encoded_len()
+            };
         let mut out = Vec::with_capacity(size);
-        out.push(FORMAT_VERSION);
+        out.push(if self.book.is_empty() {
+            FORMAT_VERSION
+        } else {
+            BOOK_VERSION
+        });
         out.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
         for (key, value) in self.map.iter() {
             put_bytes(&mut out, key);
@@ -197,14 +231,17 @@ impl Store {
             out.extend_from_slice(&seq.to_le_bytes());
         }
         self.sessions.encode(&mut out);
+        if !self.book.is_empty() {
+            self.book.encode(&mut out);
+        }
         debug_assert_eq!(out.len(), size, "snapshot size estimate");
         Bytes::from(out)
     }
 
-    /// The store a snapshot holds, of format 2 or 1.
+    /// The store a snapshot holds, of format 3, 2 or 1.
     pub(crate) fn restore(mut data: Bytes) -> Result<Self, DecodeError> {
         let version = get_u8(&mut data)?;
-        if version != FORMAT_VERSION && version != LEGACY_VERSION {
+        if version != FORMAT_VERSION && version != LEGACY_VERSION && version != BOOK_VERSION {
             return Err(DecodeError::UnknownVersion(version));
         }
         // Counts are checked against the bytes left (a key takes at least 12, a client 16)
@@ -231,16 +268,22 @@ impl Store {
                 return Err(DecodeError::Invalid("snapshot (a client appears twice)"));
             }
         }
-        let sessions = if version == FORMAT_VERSION {
-            Sessions::decode(&mut data)?
-        } else {
+        let sessions = if version == LEGACY_VERSION {
             Sessions::default()
+        } else {
+            Sessions::decode(&mut data)?
+        };
+        let book = if version == BOOK_VERSION {
+            AddressBook::decode(&mut data)?
+        } else {
+            AddressBook::default()
         };
         expect_end(&data)?;
         Ok(Self {
             map,
             sessions,
             legacy,
+            book,
         })
     }
 }
@@ -780,10 +823,17 @@ mod tests {
             Err(DecodeError::Truncated)
         );
         let mut wrong_version = snapshot.to_vec();
-        wrong_version[0] = 3;
+        wrong_version[0] = 4;
         assert_eq!(
             Store::restore(Bytes::from(wrong_version)),
-            Err(DecodeError::UnknownVersion(3))
+            Err(DecodeError::UnknownVersion(4))
+        );
+        // Format 3 without its address book.
+        let mut no_book = snapshot.to_vec();
+        no_book[0] = BOOK_VERSION;
+        assert_eq!(
+            Store::restore(Bytes::from(no_book)),
+            Err(DecodeError::Truncated)
         );
 
         // Sessions that break an invariant. Two sessions, a (older) with two answers, then b:

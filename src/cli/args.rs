@@ -67,6 +67,9 @@ enum Sub {
     Certs(CertsArgs),
     /// Reads or changes a key of a running key-value service.
     Kv(KvArgs),
+    /// Shows or changes the members of a running key-value service (see docs/serve.md):
+    /// `members`, `add` (as a learner), `promote`, `remove`.
+    Admin(AdminArgs),
     /// Shows a running cluster of `zeroraft serve` processes in the live terminal dashboard,
     /// reached through their client ports: each node's state, the links between the processes
     /// and their traffic. Leadership can be transferred from there; the keys that cut links,
@@ -102,13 +105,15 @@ pub(crate) struct ClientSecurity {
 /// Options of `zeroraft serve`.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub(crate) struct ServeArgs {
-    /// This node's id: its position in --peers, from 0
-    #[arg(long, value_name = "I", value_parser = number_in(0usize..=8))]
+    /// This node's id: its position in --peers, from 0, or the id it joined under (below 64)
+    #[arg(long, value_name = "I", value_parser = number_in(0usize..=63))]
     pub(crate) id: usize,
-    /// Where every node listens for the others, in node order, separated by commas (this node
-    /// listens on its own entry, which may be 0.0.0.0:PORT)
+    /// Where every node the cluster was initialized with listens for the others, in node
+    /// order, separated by commas (this node listens on its own entry, which may be
+    /// 0.0.0.0:PORT). Not for a node that joined a running cluster (`init --join`): it takes
+    /// its peers from its data directory
     #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses)]
-    pub(crate) peers: Addresses,
+    pub(crate) peers: Option<Addresses>,
     /// Where this node listens for clients
     #[arg(long, value_name = "ADDR", value_parser = address)]
     pub(crate) listen: std::net::SocketAddr,
@@ -194,13 +199,24 @@ pub(crate) struct ServeArgs {
 /// Options of `zeroraft init`.
 #[derive(Args, Clone, Debug, PartialEq)]
 pub(crate) struct InitArgs {
-    /// This node's id: its position in --peers, from 0
-    #[arg(long, value_name = "I", value_parser = number_in(0usize..=8))]
+    /// This node's id: its position in --peers, from 0; with --join, the id it was added under
+    /// (`zeroraft admin add --id I`)
+    #[arg(long, value_name = "I", value_parser = number_in(0usize..=63))]
     pub(crate) id: usize,
     /// Where every node listens for the others, in node order, separated by commas: the
     /// cluster's members, recorded in the directory
-    #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses)]
-    pub(crate) peers: Addresses,
+    #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses,
+          required_unless_present = "join", conflicts_with = "join")]
+    pub(crate) peers: Option<Addresses>,
+    /// Joins a running cluster instead, through the client port of any of its nodes: takes the
+    /// cluster's id, configuration and addresses from it. The node must have been added first
+    /// with `zeroraft admin add`
+    #[arg(long, value_name = "ADDR", value_parser = address, conflicts_with = "cluster")]
+    pub(crate) join: Option<SocketAddr>,
+    /// With --join: the certificates of `zeroraft certs` to reach the cluster with (the
+    /// operator's, admin.pem); plaintext without
+    #[arg(long = "tls-dir", value_name = "DIR", value_parser = directory, requires = "join")]
+    pub(crate) tls_dir: Option<PathBuf>,
     /// The data directory to make: it must not exist, or be empty
     #[arg(long, value_name = "DIR", value_parser = directory)]
     pub(crate) data: PathBuf,
@@ -213,17 +229,28 @@ pub(crate) struct InitArgs {
 #[derive(Args, Clone, Debug, PartialEq)]
 pub(crate) struct CertsArgs {
     /// The directory to write them to: it must not exist, or be empty
-    #[arg(long, value_name = "DIR", value_parser = directory)]
-    pub(crate) out: PathBuf,
+    #[arg(long, value_name = "DIR", value_parser = directory,
+          required_unless_present = "add_node", conflicts_with = "add_node")]
+    pub(crate) out: Option<PathBuf>,
     /// Nodes in the cluster: certificates for ids 0 to N-1
-    #[arg(long, value_name = "N", value_parser = number_in(1usize..=9))]
-    pub(crate) nodes: usize,
+    #[arg(long, value_name = "N", value_parser = number_in(1usize..=9),
+          required_unless_present = "add_node", conflicts_with = "add_node")]
+    pub(crate) nodes: Option<usize>,
     /// The cluster's id (what `zeroraft init` printed or was given): each certificate names it
-    #[arg(long, value_name = "ID", value_parser = number_in(0u64..=u64::MAX))]
-    pub(crate) cluster: u64,
+    #[arg(long, value_name = "ID", value_parser = number_in(0u64..=u64::MAX),
+          required_unless_present = "add_node", conflicts_with = "add_node")]
+    pub(crate) cluster: Option<u64>,
     /// How many days the certificates are valid
     #[arg(long, value_name = "DAYS", default_value = "365", value_parser = number_in(1u64..=36500))]
     pub(crate) days: u64,
+    /// Instead, issues a certificate for node I, added to the running cluster, with the CA in
+    /// --dir (ca.pem, ca.key; the cluster's id from its `cluster` file): writes node-I.pem and
+    /// node-I.key there
+    #[arg(long = "add-node", value_name = "I", value_parser = number_in(0usize..=63), requires = "dir")]
+    pub(crate) add_node: Option<usize>,
+    /// With --add-node: the directory `zeroraft certs` wrote
+    #[arg(long, value_name = "DIR", value_parser = directory, requires = "add_node")]
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// Options of `zeroraft kv`.
@@ -272,6 +299,52 @@ pub(crate) enum KvOp {
     Status,
 }
 
+/// Options of `zeroraft admin`.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub(crate) struct AdminArgs {
+    /// The client address of one or more nodes (their --listen), separated by commas: the
+    /// request goes to the leader among them, or the one they name
+    #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses)]
+    pub(crate) connect: Addresses,
+    /// How long a change may take, in seconds, retries included
+    #[arg(long, value_name = "S", default_value = "30", value_parser = number_in(1u64..=3600))]
+    pub(crate) timeout: u64,
+    #[command(flatten)]
+    pub(crate) security: ClientSecurity,
+    #[command(subcommand)]
+    pub(crate) op: AdminOp,
+}
+
+/// One membership operation.
+#[derive(Clone, Debug, PartialEq, Subcommand)]
+pub(crate) enum AdminOp {
+    /// Prints the members: id, addresses, voter or learner (and joint), match index and lag
+    Members,
+    /// Adds a node as a learner: its addresses are committed first, then the configuration.
+    /// Then initialize it with `zeroraft init --join` and start it
+    Add {
+        /// The new node's id: below 64, never used in this cluster before
+        #[arg(long, value_name = "I", value_parser = number_in(0u64..=63))]
+        id: u64,
+        /// Where the other nodes will reach it (its peer port)
+        #[arg(long, value_name = "ADDR", value_parser = address)]
+        peer: SocketAddr,
+        /// Where clients will reach it (its --listen)
+        #[arg(long, value_name = "ADDR", value_parser = address)]
+        client: SocketAddr,
+    },
+    /// Makes a learner that holds the committed log a voter
+    Promote {
+        /// The learner's id
+        id: u64,
+    },
+    /// Removes a node from the cluster for good: its id is never used again
+    Remove {
+        /// The node's id
+        id: u64,
+    },
+}
+
 /// A list of socket addresses (a type of its own, so that clap takes the whole list as one
 /// value).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,6 +365,8 @@ pub(crate) enum Command {
     Certs(CertsArgs),
     /// One key-value operation against a running service.
     Kv(KvArgs),
+    /// Show or change the members of a running service.
+    Admin(AdminArgs),
     /// The dashboard on a running cluster of processes.
     Monitor(MonitorArgs),
 }
@@ -507,27 +582,44 @@ where
         Some(Sub::Serve(args)) => Command::Serve(args),
         Some(Sub::Certs(args)) => Command::Certs(args),
         Some(Sub::Kv(args)) => Command::Kv(args),
+        Some(Sub::Admin(args)) => Command::Admin(args),
         Some(Sub::Monitor(args)) => Command::Monitor(args),
     };
     match &command {
         Command::Dashboard(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
         Command::Bench(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
-        Command::Serve(a) if a.id >= a.peers.0.len() => {
+        Command::Serve(ServeArgs {
+            id,
+            peers: Some(peers),
+            ..
+        }) if *id >= peers.0.len() => {
             return Err(conflict(format!(
-                "--id {} names no node: --peers lists {} (ids start at 0)",
-                a.id,
-                a.peers.0.len()
+                "--id {id} names no node: --peers lists {} (ids start at 0)",
+                peers.0.len()
             )));
+        }
+        Command::Serve(a) if a.peers.is_none() && a.storage == StorageKind::Memory => {
+            return Err(conflict(
+                "--storage memory needs --peers: only a data directory records how a node joined"
+                    .to_owned(),
+            ));
         }
         Command::Serve(a) => check_data(a.storage, a.data.as_ref()).map_err(conflict)?,
-        Command::Init(a) if a.id >= a.peers.0.len() => {
+        Command::Init(InitArgs {
+            id,
+            peers: Some(peers),
+            ..
+        }) if *id >= peers.0.len() => {
             return Err(conflict(format!(
-                "--id {} names no node: --peers lists {} (ids start at 0)",
-                a.id,
-                a.peers.0.len()
+                "--id {id} names no node: --peers lists {} (ids start at 0)",
+                peers.0.len()
             )));
         }
-        Command::Init(_) | Command::Certs(_) | Command::Kv(_) | Command::Monitor(_) => {}
+        Command::Init(_)
+        | Command::Certs(_)
+        | Command::Kv(_)
+        | Command::Admin(_)
+        | Command::Monitor(_) => {}
     }
     Ok(command)
 }
@@ -633,10 +725,10 @@ mod tests {
                 "serve --id 1 --peers 127.0.0.1:7000,127.0.0.1:7001 --listen=0.0.0.0:8001 --data /tmp/n1 --tls-dir /tmp/certs",
                 Ok(Command::Serve(ServeArgs {
                     id: 1,
-                    peers: Addresses(vec![
+                    peers: Some(Addresses(vec![
                         "127.0.0.1:7000".parse().unwrap(),
                         "127.0.0.1:7001".parse().unwrap(),
-                    ]),
+                    ])),
                     listen: "0.0.0.0:8001".parse().unwrap(),
                     data: Some("/tmp/n1".into()),
                     tls_dir: Some("/tmp/certs".into()),
@@ -660,13 +752,42 @@ mod tests {
                 "init --id 2 --peers 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002 --data /tmp/n2 --cluster 99",
                 Ok(Command::Init(InitArgs {
                     id: 2,
-                    peers: Addresses(vec![
+                    peers: Some(Addresses(vec![
                         "127.0.0.1:7000".parse().unwrap(),
                         "127.0.0.1:7001".parse().unwrap(),
                         "127.0.0.1:7002".parse().unwrap(),
-                    ]),
+                    ])),
+                    join: None,
+                    tls_dir: None,
                     data: "/tmp/n2".into(),
                     cluster: Some(99),
+                })),
+            ),
+            (
+                "init --id 3 --join 127.0.0.1:8000 --data /tmp/n3",
+                Ok(Command::Init(InitArgs {
+                    id: 3,
+                    peers: None,
+                    join: Some("127.0.0.1:8000".parse().unwrap()),
+                    tls_dir: None,
+                    data: "/tmp/n3".into(),
+                    cluster: None,
+                })),
+            ),
+            (
+                "admin --connect 127.0.0.1:8000 --insecure add --id 3 --peer 127.0.0.1:7003 --client 127.0.0.1:8003",
+                Ok(Command::Admin(AdminArgs {
+                    connect: Addresses(vec!["127.0.0.1:8000".parse().unwrap()]),
+                    timeout: 30,
+                    security: ClientSecurity {
+                        tls_dir: None,
+                        insecure: true,
+                    },
+                    op: AdminOp::Add {
+                        id: 3,
+                        peer: "127.0.0.1:7003".parse().unwrap(),
+                        client: "127.0.0.1:8003".parse().unwrap(),
+                    },
                 })),
             ),
             (

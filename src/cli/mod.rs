@@ -36,6 +36,9 @@ pub enum Failure {
     Run(io::Error),
     /// The node `serve` runs stopped on its own: the status tells why ([`Failure::status`]).
     Node(NodeFailure),
+    /// The node `serve` runs applied its own removal from the cluster (status 7): it no longer
+    /// belongs to it; its data directory must not be started again.
+    Removed,
     /// The reader of stdout or stderr went away (status 0, and nothing said): see the module
     /// documentation.
     Closed,
@@ -54,6 +57,7 @@ impl Failure {
                 NodeFailure::RestoreRefused { .. } | NodeFailure::StateMachinePanic { .. },
             ) => 5,
             Self::Node(NodeFailure::Panic { .. }) => 6,
+            Self::Removed => 7,
             Self::Node(_) => 1,
         })
     }

@@ -6,14 +6,16 @@ use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use zeroraft_engine::Role;
-use zeroraft_kv::protocol::NodeStatus;
-use zeroraft_kv::serve::{NodeOptions, ServeNode};
+use zeroraft_kv::protocol::{MembersInfo, NodeStatus, Request, Response};
+use zeroraft_kv::serve::{Joined, NodeOptions, ServeNode};
 use zeroraft_kv::{ClientOptions, KvClient, ReadMode};
 use zeroraft_storage::FileStorage;
 
 use zeroraft_transport::tcp::{Authority, ClientRole, ClientTls, PeerTls, ServiceTls};
 
-use super::args::{CertsArgs, ClientSecurity, InitArgs, KvArgs, KvOp, ServeArgs, StorageKind};
+use super::args::{
+    AdminArgs, AdminOp, CertsArgs, ClientSecurity, InitArgs, KvArgs, KvOp, ServeArgs, StorageKind,
+};
 use super::{Failure, Stop};
 
 /// How often `serve` looks for a stop signal and for its node having stopped on its own.
@@ -22,18 +24,21 @@ const POLL: Duration = Duration::from_millis(50);
 /// Initializes one node's data directory for a new cluster, with a random cluster id unless
 /// one is given (then printed, for the other nodes' `init`).
 pub fn init(args: &InitArgs) -> Result<(), Failure> {
+    let Some(peers) = &args.peers else {
+        return init_joined(args);
+    };
     let cluster = args.cluster.unwrap_or_else(|| fastrand::u64(1..));
     let options = NodeOptions::new(
         args.id,
         cluster,
-        args.peers.0.clone(),
+        peers.0.clone(),
         // Not used to initialize: where the node will listen for clients is `serve`'s choice.
         ([127, 0, 0, 1], 0).into(),
         args.data.clone(),
     );
     ServeNode::initialize(&options).map_err(|e| Failure::Setup(e.to_string()))?;
-    let peers = args
-        .peers
+    let count = peers.0.len();
+    let peers = peers
         .0
         .iter()
         .map(ToString::to_string)
@@ -44,7 +49,7 @@ pub fn init(args: &InitArgs) -> Result<(), Failure> {
         out,
         "initialized node {} of cluster {cluster} ({} members) in {}",
         args.id,
-        args.peers.0.len(),
+        count,
         args.data.display()
     )?;
     if args.cluster.is_none() {
@@ -59,8 +64,273 @@ pub fn init(args: &InitArgs) -> Result<(), Failure> {
          where DIR holds the cluster's certificates, made once with: zeroraft certs --cluster {cluster} --nodes {} --out DIR",
         args.id,
         args.data.display(),
-        args.peers.0.len()
+        count
     )?;
+    Ok(())
+}
+
+/// `init --join`: asks the running cluster for its id, configuration and addresses, and
+/// initializes the data directory of a node added to it as a learner.
+fn init_joined(args: &InitArgs) -> Result<(), Failure> {
+    let Some(join) = args.join else {
+        return Err(Failure::Setup("init needs --peers or --join".to_owned()));
+    };
+    let security = ClientSecurity {
+        tls_dir: args.tls_dir.clone(),
+        insecure: args.tls_dir.is_none(),
+    };
+    let admin = Admin::new(&[join], &security, Duration::from_secs(30))?;
+    let info = admin.members_from_leader()?;
+    let id = args.id as u64;
+    if info.removed.contains(&id) {
+        return Err(Failure::Setup(format!(
+            "node id {id} was removed from cluster {}; ids are never reused: add the node under a new id",
+            info.cluster
+        )));
+    }
+    if !info.learners.contains(&id) {
+        return Err(Failure::Setup(format!(
+            "node {id} is not a learner of cluster {}: add it first with `zeroraft admin add --id {id} --peer ADDR --client ADDR`",
+            info.cluster
+        )));
+    }
+    let as_ids = |ids: &[u64]| ids.iter().map(|&i| i as usize).collect::<Vec<_>>();
+    let joined = Joined {
+        voters: as_ids(&info.voters),
+        learners: as_ids(&info.learners),
+        peers: info
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.id as usize, n.peer?)))
+            .collect(),
+    };
+    let options = NodeOptions::new(
+        args.id,
+        info.cluster,
+        Vec::new(),
+        ([127, 0, 0, 1], 0).into(),
+        args.data.clone(),
+    );
+    ServeNode::initialize_joined(&options, &joined).map_err(|e| Failure::Setup(e.to_string()))?;
+    let me = joined
+        .peers
+        .iter()
+        .find(|(i, _)| *i == args.id)
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_default();
+    writeln!(
+        io::stdout().lock(),
+        "initialized node {id} of cluster {} in {}, joining as a learner (voters {:?}, peers on {me});          start it with: zeroraft serve --id {id} --data {} --listen ADDR --tls-dir DIR, then, once it          has caught up, make it a voter with: zeroraft admin promote {id}",
+        info.cluster,
+        args.data.display(),
+        info.voters,
+        args.data.display()
+    )?;
+    Ok(())
+}
+
+/// A client of the membership requests of a running service: sends each to the leader, found
+/// among the addresses given or named by the nodes.
+struct Admin {
+    client: KvClient,
+    addrs: Vec<std::net::SocketAddr>,
+    deadline: std::time::Instant,
+}
+
+impl Admin {
+    fn new(
+        addrs: &[std::net::SocketAddr],
+        security: &ClientSecurity,
+        timeout: Duration,
+    ) -> Result<Self, Failure> {
+        let options = ClientOptions {
+            tls: client_tls(security, ClientRole::Admin)?,
+            // A change answers once it is committed.
+            attempt_timeout: timeout,
+            ..ClientOptions::default()
+        };
+        Ok(Self {
+            client: KvClient::new(addrs.to_vec(), options),
+            addrs: addrs.to_vec(),
+            deadline: std::time::Instant::now() + timeout,
+        })
+    }
+
+    /// Sends `request` until a leader answers it: to the addresses given in turn, and to the
+    /// client address of the leader a node names, if the address book has it.
+    fn call(&self, request: &Request) -> Result<Response, Failure> {
+        let mut candidates: std::collections::VecDeque<_> = self.addrs.iter().copied().collect();
+        let mut last = String::from("no node answered");
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if std::time::Instant::now() >= self.deadline {
+                return Err(Failure::Run(io::Error::other(format!("gave up: {last}"))));
+            }
+            let Some(addr) = candidates.pop_front() else {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+                candidates.extend(self.addrs.iter().copied());
+                continue;
+            };
+            match self.client.call(addr, request) {
+                Ok(Response::WrongLeader { leader }) => {
+                    last = format!("{addr} does not lead");
+                    if let Some(leader) = leader
+                        && let Ok(Response::Members(info)) =
+                            self.client.call(addr, &Request::Members)
+                        && let Some(client) = info
+                            .nodes
+                            .iter()
+                            .find(|n| n.id == leader)
+                            .and_then(|n| n.client)
+                    {
+                        candidates.push_front(client);
+                    }
+                }
+                Ok(Response::Busy | Response::Timeout) => {
+                    last = format!("{addr} is busy or timed out");
+                    candidates.push_back(addr);
+                    std::thread::sleep(pause);
+                }
+                Ok(Response::Error(why)) => {
+                    return Err(Failure::Run(io::Error::other(why)));
+                }
+                Ok(Response::Forbidden(why)) => {
+                    return Err(Failure::Setup(why));
+                }
+                Ok(answer) => return Ok(answer),
+                Err(e) => last = format!("{addr}: {e}"),
+            }
+        }
+    }
+
+    /// The members as the leader knows them (with match indexes), or as any node does if no
+    /// leader answers.
+    fn members_from_leader(&self) -> Result<MembersInfo, Failure> {
+        let mut info = None;
+        for addr in &self.addrs {
+            if let Ok(Response::Members(found)) = self.client.call(*addr, &Request::Members) {
+                info = Some(found);
+                break;
+            }
+        }
+        let Some(info) = info else {
+            return Err(Failure::Run(io::Error::other(
+                "no node answered the members request",
+            )));
+        };
+        if info.leader == Some(info.node) {
+            return Ok(info);
+        }
+        let leader_addr = info
+            .leader
+            .and_then(|l| info.nodes.iter().find(|n| n.id == l))
+            .and_then(|n| n.client);
+        if let Some(addr) = leader_addr
+            && let Ok(Response::Members(found)) = self.client.call(addr, &Request::Members)
+        {
+            return Ok(found);
+        }
+        Ok(info)
+    }
+}
+
+/// `zeroraft admin`: shows or changes the members of a running service.
+pub fn admin(args: &AdminArgs) -> Result<(), Failure> {
+    let admin = Admin::new(
+        &args.connect.0,
+        &args.security,
+        Duration::from_secs(args.timeout),
+    )?;
+    let request = match &args.op {
+        AdminOp::Members => {
+            let info = admin.members_from_leader()?;
+            return print_members(&info);
+        }
+        AdminOp::Add { id, peer, client } => Request::AddMember {
+            id: *id,
+            peer: *peer,
+            client: *client,
+        },
+        AdminOp::Promote { id } => Request::Promote { id: *id },
+        AdminOp::Remove { id } => Request::RemoveMember { id: *id },
+    };
+    admin.call(&request)?;
+    let done = match &args.op {
+        AdminOp::Add { id, .. } => format!(
+            "node {id} added as a learner; initialize it with: zeroraft init --id {id} --join ADDR --data DIR, start it, and promote it once it has caught up"
+        ),
+        AdminOp::Promote { id } => format!("node {id} is a voter"),
+        AdminOp::Remove { id } => {
+            format!("node {id} removed from the cluster; its id is never used again: stop it")
+        }
+        AdminOp::Members => String::new(),
+    };
+    writeln!(io::stdout().lock(), "{done}")?;
+    Ok(())
+}
+
+/// Prints the members, one line each: id, role, peer and client address, match index and lag.
+fn print_members(info: &MembersInfo) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    let joint = !info.outgoing.is_empty();
+    writeln!(
+        out,
+        "cluster {} seen from node {}: leader {}, configuration at index {} ({}{}), commit index {}",
+        info.cluster,
+        info.node,
+        info.leader
+            .map_or_else(|| "unknown".to_owned(), |l| l.to_string()),
+        info.config_index,
+        if info.committed {
+            "committed"
+        } else {
+            "not committed yet"
+        },
+        if joint { ", joint" } else { "" },
+        info.commit_index
+    )?;
+    writeln!(
+        out,
+        "id  role      peer                   client                 match      lag"
+    )?;
+    for node in &info.nodes {
+        let role = if info.voters.contains(&node.id) {
+            if joint && !info.outgoing.contains(&node.id) {
+                "voter(new)"
+            } else {
+                "voter"
+            }
+        } else if info.outgoing.contains(&node.id) {
+            "voter(old)"
+        } else if info.learners.contains(&node.id) {
+            "learner"
+        } else {
+            "none"
+        };
+        let addr =
+            |a: Option<std::net::SocketAddr>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        let (matched, lag) = match node.match_index {
+            Some(m) => (
+                m.to_string(),
+                info.last_log_index.saturating_sub(m).to_string(),
+            ),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        writeln!(
+            out,
+            "{:<3} {:<9} {:<22} {:<22} {:<10} {}",
+            node.id,
+            role,
+            addr(node.peer),
+            addr(node.client),
+            matched,
+            lag
+        )?;
+    }
+    if !info.removed.is_empty() {
+        writeln!(out, "removed ids (never reused): {:?}", info.removed)?;
+    }
     Ok(())
 }
 
@@ -97,7 +367,8 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
             Err(_) => 0,
         },
     };
-    let mut options = NodeOptions::new(args.id, cluster, args.peers.0.clone(), args.listen, data);
+    let peers = args.peers.as_ref().map(|p| p.0.clone()).unwrap_or_default();
+    let mut options = NodeOptions::new(args.id, cluster, peers, args.listen, data);
     options.in_memory = in_memory;
     options.server.read_mode = match args.read_mode.as_str() {
         "lease" => ReadMode::Lease,
@@ -137,9 +408,8 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
     let node = ServeNode::start(options).map_err(|e| Failure::Setup(e.to_string()))?;
     writeln!(
         io::stderr().lock(),
-        "zeroraft: node {} of cluster {cluster} ({} nodes) serves clients on {}, peers on {}{}, {}",
+        "zeroraft: node {} of cluster {cluster} serves clients on {}, peers on {}{}, {}",
         args.id,
-        args.peers.0.len(),
         node.client_addr(),
         node.peer_addr(),
         node.metrics_addr()
@@ -153,6 +423,10 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
     let failure = loop {
         if let Some(failure) = node.raft().failure() {
             break Some(failure);
+        }
+        if node.removed() {
+            node.shutdown();
+            return Err(Failure::Removed);
         }
         if stop.is_requested() {
             break None;
@@ -297,7 +571,14 @@ pub fn client_tls(
 /// Makes a CA and a certificate for each node of a local cluster in a new directory.
 pub fn certs(args: &CertsArgs) -> Result<(), Failure> {
     let setup = |e: &dyn std::fmt::Display| Failure::Setup(e.to_string());
-    let dir = &args.out;
+    if let (Some(id), Some(dir)) = (args.add_node, &args.dir) {
+        return certs_add_node(id, dir, args.days);
+    }
+    let (Some(dir), Some(nodes), Some(cluster)) = (&args.out, args.nodes, args.cluster) else {
+        return Err(Failure::Setup(
+            "certs needs --out, --nodes and --cluster, or --add-node and --dir".to_owned(),
+        ));
+    };
     if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(Failure::Setup(format!(
             "{} is not empty: certificates are written to a new directory",
@@ -321,37 +602,76 @@ pub fn certs(args: &CertsArgs) -> Result<(), Failure> {
     // From an hour ago (clocks differ a little), for --days.
     let now = std::time::SystemTime::now();
     let valid = now - Duration::from_secs(3600)..now + Duration::from_secs(args.days * 86_400);
-    let ca = Authority::new(
-        &format!("zeroraft cluster {} CA", args.cluster),
-        valid.clone(),
-    )
-    .map_err(|e| setup(&e))?;
+    let ca = Authority::new(&format!("zeroraft cluster {cluster} CA"), valid.clone())
+        .map_err(|e| setup(&e))?;
     write("ca.pem".into(), &ca.issued().cert_pem, false)?;
     write("ca.key".into(), &ca.issued().key_pem, true)?;
-    for id in 0..args.nodes {
-        let node = ca
-            .node(args.cluster, id, valid.clone())
-            .map_err(|e| setup(&e))?;
+    for id in 0..nodes {
+        let node = ca.node(cluster, id, valid.clone()).map_err(|e| setup(&e))?;
         write(format!("node-{id}.pem"), &node.cert_pem, false)?;
         write(format!("node-{id}.key"), &node.key_pem, true)?;
     }
     for (name, role) in [("client", ClientRole::Client), ("admin", ClientRole::Admin)] {
         let issued = ca
-            .client(args.cluster, role, valid.clone())
+            .client(cluster, role, valid.clone())
             .map_err(|e| setup(&e))?;
         write(format!("{name}.pem"), &issued.cert_pem, false)?;
         write(format!("{name}.key"), &issued.key_pem, true)?;
     }
-    write("cluster".into(), &format!("{}\n", args.cluster), false)?;
+    write("cluster".into(), &format!("{cluster}\n"), false)?;
     writeln!(
         io::stdout().lock(),
         "wrote a CA, {} node certificates, a client's and an operator's (admin) of cluster {} to {}; \
          start each node with: zeroraft serve --tls-dir {} ..., and the clients with --tls-dir {} \
          (give them only ca.pem, cluster and their own certificate and key)",
-        args.nodes,
-        args.cluster,
+        nodes,
+        cluster,
         dir.display(),
         dir.display(),
+        dir.display()
+    )?;
+    Ok(())
+}
+
+/// `certs --add-node I --dir DIR`: a certificate for node I of the cluster whose CA `certs`
+/// wrote to DIR, for a node added to the running cluster.
+fn certs_add_node(id: usize, dir: &std::path::Path, days: u64) -> Result<(), Failure> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path)
+            .map_err(|e| Failure::Setup(format!("cannot read {}: {e}", path.display())))
+    };
+    let cluster = read("cluster")?.trim().parse::<u64>().map_err(|e| {
+        Failure::Setup(format!(
+            "{} must hold the cluster's id: {e}",
+            dir.join("cluster").display()
+        ))
+    })?;
+    let ca = Authority::from_pem(&read("ca.pem")?, &read("ca.key")?)
+        .map_err(|e| Failure::Setup(format!("the CA in {}: {e}", dir.display())))?;
+    let now = std::time::SystemTime::now();
+    let valid = now - Duration::from_secs(3600)..now + Duration::from_secs(days * 86_400);
+    let node = ca
+        .node(cluster, id, valid)
+        .map_err(|e| Failure::Setup(e.to_string()))?;
+    for (name, text, secret) in [
+        (format!("node-{id}.pem"), &node.cert_pem, false),
+        (format!("node-{id}.key"), &node.key_pem, true),
+    ] {
+        let path = dir.join(name);
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.mode(0o600);
+        }
+        open.open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+            .map_err(|e| Failure::Setup(format!("cannot write {}: {e}", path.display())))?;
+    }
+    writeln!(
+        io::stdout().lock(),
+        "wrote node-{id}.pem and node-{id}.key of cluster {cluster} to {}",
         dir.display()
     )?;
     Ok(())

@@ -53,6 +53,9 @@ struct NodeSpec {
     metrics: Option<SocketAddr>,
     /// Arguments it is started with beyond the usual ones.
     extra: Vec<String>,
+    /// Where the other nodes reach it, for a node added to the running cluster
+    /// ([`ProcessCluster::add_node`]): it joins (`init --join`) and starts without `--peers`.
+    joins: Option<SocketAddr>,
 }
 
 /// `zeroraft serve` processes, one per node.
@@ -98,6 +101,7 @@ impl ProcessCluster {
                     log: dir.path().join(format!("node-{i}.log")),
                     metrics: None,
                     extra: Vec::new(),
+                    joins: None,
                 }
             })
             .collect();
@@ -129,6 +133,7 @@ impl ProcessCluster {
                     log: dir.path().join(format!("node-{i}.log")),
                     metrics: None,
                     extra: Vec::new(),
+                    joins: None,
                 }
             })
             .collect();
@@ -188,6 +193,61 @@ impl ProcessCluster {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -s {signal} node {i}");
+    }
+
+    /// A node for the running cluster (on loopback), with the next id and ports of its own,
+    /// not added or started: the test adds it (`zeroraft admin add`, [`ProcessCluster::admin`]
+    /// with [`ProcessCluster::peer_addr`] and the client address), then [`ProcessCluster::start`]
+    /// initializes it with `zeroraft init --join` through a running node and starts it without
+    /// `--peers`. Returns its id.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let client = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        self.nodes.push(NodeSpec {
+            prefix: Vec::new(),
+            peers: String::new(),
+            listen: client,
+            client,
+            data: self._dir.path().join(format!("node-{i}")),
+            log: self._dir.path().join(format!("node-{i}.log")),
+            metrics: None,
+            extra: Vec::new(),
+            joins: Some(peer),
+        });
+        self.children.push(None);
+        self.initialized.push(false);
+        self.exits.push(None);
+        i
+    }
+
+    /// Where the other nodes reach node `i`, for a node of [`ProcessCluster::add_node`].
+    pub fn peer_addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i]
+            .joins
+            .expect("a node added to the running cluster")
+    }
+
+    /// Runs `zeroraft admin` with `args` against the running nodes (as the nodes' links are set
+    /// up: plaintext, or TLS with the operator's certificate): its exit status, stdout and
+    /// stderr.
+    pub fn admin(&self, args: &[&str]) -> (ExitStatus, String, String) {
+        let connect = (0..self.len())
+            .filter(|&i| self.is_running(i))
+            .map(|i| self.nodes[i].client.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+            .args(["admin", "--connect", &connect])
+            .args(&self.links)
+            .args(args)
+            .output()
+            .expect("run zeroraft admin");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Number of nodes.
@@ -252,9 +312,22 @@ impl ProcessCluster {
     /// bootstrapped.
     fn init(&mut self, i: usize) {
         let spec = &self.nodes[i];
-        let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
-            .args(["init", "--id", &i.to_string(), "--peers", &spec.peers])
-            .args(["--cluster", &self.cluster.to_string()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zeroraft"));
+        cmd.args(["init", "--id", &i.to_string()]);
+        if spec.joins.is_some() {
+            // Through any running node's client port.
+            let through = (0..self.len())
+                .find(|&j| j != i && self.is_running(j))
+                .expect("a running node to join through");
+            cmd.args(["--join", &self.nodes[through].client.to_string()]);
+            if self.links[0] == "--tls-dir" {
+                cmd.args(&self.links);
+            }
+        } else {
+            cmd.args(["--peers", &spec.peers])
+                .args(["--cluster", &self.cluster.to_string()]);
+        }
+        let out = cmd
             .arg("--data")
             .arg(&spec.data)
             .output()
@@ -345,8 +418,11 @@ impl ProcessCluster {
         if !spec.prefix.is_empty() {
             cmd.arg(exe);
         }
-        cmd.args(["serve", "--id", &i.to_string(), "--peers", &spec.peers])
-            .args(&self.links)
+        cmd.args(["serve", "--id", &i.to_string()]);
+        if spec.joins.is_none() {
+            cmd.args(["--peers", &spec.peers]);
+        }
+        cmd.args(&self.links)
             .args(["--listen", &spec.listen.to_string()])
             .arg("--data")
             .arg(&spec.data)

@@ -605,8 +605,8 @@ impl<H: Hooks> Core<H> {
             Role::Leader => self.tick_leader(),
             Role::Follower | Role::Candidate => {
                 if self.now >= self.election_deadline {
-                    if !self.membership.is_voter(self.id) {
-                        // A learner, or a node removed: it never campaigns.
+                    if !self.may_campaign() {
+                        // A learner, or a node removed by a committed configuration.
                         self.reset_election_timer();
                     } else if self.config.pre_vote {
                         self.pre_campaign();

@@ -397,7 +397,7 @@ impl<H: Hooks> Core<H> {
         self.assert_role(Role::Leader);
         // The leader holds what its own storage has made durable (thesis §10.2.1).
         let me = self.id;
-        let candidate = self.quorum.quorum_value(|id| {
+        let candidate = self.commit_quorum().quorum_value(|id| {
             if id == me {
                 self.durable_index
             } else {

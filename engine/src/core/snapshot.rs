@@ -203,6 +203,7 @@ impl<H: Hooks> Core<H> {
             kept = self.log.len(),
             "installed a snapshot"
         );
+        let config = config.filter(|_| !self.hooks.has(Bug::ForgetConfigOnInstall));
         self.snapshot = Some(Snapshot {
             index,
             term,

@@ -555,12 +555,15 @@ impl Raft {
     ///
     /// # Errors
     ///
-    /// [`TransferError::BadTarget`] if `target` is this node or not in the cluster,
-    /// [`TransferError::NotLeader`] if this node does not lead, [`TransferError::Killed`] once
+    /// [`TransferError::BadTarget`] if `target` is this node or not a voter of the
+    /// configuration in force (as this node last published it), [`TransferError::NotLeader`] if this node does not lead, [`TransferError::Killed`] once
     /// it stopped.
     pub fn transfer_leadership(&self, target: usize) -> Result<(), TransferError> {
         let shared = &self.handle.shared;
-        if target == shared.me || target >= shared.peers {
+        if target == shared.me
+            || target >= shared.peers
+            || !shared.membership.load().membership.is_voter(target)
+        {
             return Err(TransferError::BadTarget { target });
         }
         if shared.killed.load(Acquire) {

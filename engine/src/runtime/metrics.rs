@@ -207,8 +207,13 @@ pub(super) struct NodeMetrics {
     config_committed: Gauge,
     config_joint: Gauge,
     config_voters: Gauge,
-    /// By peer id; `None` for this node.
+    /// By peer id; `None` for this node and for a peer never seen as a follower: a gauge is
+    /// registered the first time this node leads the peer, so that a node built for many ids
+    /// (a cluster that may grow) reports its members only.
     followers: Vec<Option<Follower>>,
+    /// This node's id, and as the label of followers' gauges registered later.
+    node: usize,
+    id: String,
 }
 
 impl NodeMetrics {
@@ -262,17 +267,9 @@ impl NodeMetrics {
             config_committed: g(names::CONFIG_COMMITTED),
             config_joint: g(names::CONFIG_JOINT),
             config_voters: g(names::CONFIG_VOTERS),
-            followers: (0..peers)
-                .map(|peer| {
-                    (peer != node).then(|| {
-                        let labels = [("node", id.clone()), ("peer", peer.to_string())];
-                        Follower {
-                            match_index: gauge!(names::FOLLOWER_MATCH_INDEX, &labels),
-                            lag: gauge!(names::FOLLOWER_LAG, &labels),
-                        }
-                    })
-                })
-                .collect(),
+            followers: (0..peers).map(|_| None).collect(),
+            node,
+            id,
         };
         metrics.storage_failed.set(0.0);
         metrics
@@ -373,6 +370,19 @@ impl NodeMetrics {
         if !status.peers.is_empty() || self.leading {
             // A node that stopped leading shows 0 for every follower.
             self.leading = !status.peers.is_empty();
+            for peer in &status.peers {
+                if peer.id == self.node || peer.id >= self.followers.len() {
+                    continue;
+                }
+                let node = &self.id;
+                self.followers[peer.id].get_or_insert_with(|| {
+                    let labels = [("node", node.clone()), ("peer", peer.id.to_string())];
+                    Follower {
+                        match_index: gauge!(names::FOLLOWER_MATCH_INDEX, &labels),
+                        lag: gauge!(names::FOLLOWER_LAG, &labels),
+                    }
+                });
+            }
             for (id, follower) in self.followers.iter().enumerate() {
                 let Some(follower) = follower else { continue };
                 let matched = status
@@ -489,7 +499,10 @@ mod tests {
         // Case 1: a follower learns of leader 1.
         status.leader = Some(1);
         assert!(metrics.due(0, &status), "case 1");
-        metrics.publish(0, &status, IoCounts::default(), 0);
+        // Followers' gauges are registered as they are first seen, under the same recorder.
+        metrics::with_local_recorder(&values, || {
+            metrics.publish(0, &status, IoCounts::default(), 0)
+        });
         assert_eq!(get(names::LEADER, &[]), Some(1.0), "case 1");
         assert_eq!(get(names::LEADER_CHANGES, &[]), Some(1.0), "case 1");
 
@@ -507,7 +520,10 @@ mod tests {
             metrics.due(PUBLISH_EVERY / 2, &status),
             "case 3: a role change is due"
         );
-        metrics.publish(PUBLISH_EVERY / 2, &status, IoCounts::default(), 5);
+        // Followers' gauges are registered as they are first seen, under the same recorder.
+        metrics::with_local_recorder(&values, || {
+            metrics.publish(PUBLISH_EVERY / 2, &status, IoCounts::default(), 5)
+        });
         assert_eq!(get(names::ROLE, &[("role", "leader")]), Some(1.0), "case 3");
         assert_eq!(
             get(names::ROLE, &[("role", "follower")]),
@@ -524,7 +540,10 @@ mod tests {
         status.leader = None;
         status.peers.clear();
         assert!(metrics.due(PUBLISH_EVERY / 2, &status), "case 4");
-        metrics.publish(PUBLISH_EVERY / 2, &status, IoCounts::default(), 0);
+        // Followers' gauges are registered as they are first seen, under the same recorder.
+        metrics::with_local_recorder(&values, || {
+            metrics.publish(PUBLISH_EVERY / 2, &status, IoCounts::default(), 0)
+        });
         assert_eq!((lag("1"), lag("2")), (Some(0.0), Some(0.0)), "case 4");
         assert_eq!(
             get(names::FOLLOWER_MATCH_INDEX, &[("peer", "1")]),

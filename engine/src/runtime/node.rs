@@ -636,7 +636,19 @@ impl<S: StateMachine> Node<S> {
         status.last_log_index = core.log().last_index();
         status.last_log_term = core.log().last_term();
         status.peers.clear();
-        status.peers.extend((0..core.peers()).filter_map(|peer| {
+        // The members of the configuration in force only: a node built for many ids (a
+        // cluster that may grow) does not look at the others.
+        let membership = core.membership();
+        let mut members = 0u64;
+        for id in membership
+            .voters()
+            .chain(membership.learners())
+            .chain(membership.outgoing())
+        {
+            members |= 1 << id;
+        }
+        let ids = (0..core.peers()).filter(|&id| members & (1 << id) != 0);
+        status.peers.extend(ids.filter_map(|peer| {
             core.progress(peer).map(|p| PeerStatus {
                 id: peer,
                 match_index: p.match_index,

@@ -221,6 +221,15 @@ fn judge_connection<'a, M: Message + Codec>(
         return None;
     };
     let mut verdict = handshake::judge(&hello, config.cluster, config.id, config.peers.len());
+    // A peer whose address this node does not know (yet, or any more) has no link here.
+    let known = shared
+        .peers
+        .get(hello.from as usize)
+        .and_then(std::sync::OnceLock::get)
+        .filter(|p| p.active.load(Relaxed));
+    if verdict == Verdict::Accepted && known.is_none() {
+        verdict = Verdict::WrongPeer;
+    }
     if let Some(tls) = &shared.tls
         && verdict == Verdict::Accepted
         && !cert.is_some_and(|c| tls.names(c, hello.from as usize))
@@ -240,7 +249,11 @@ fn judge_connection<'a, M: Message + Codec>(
                 "refused a peer's connection"
             );
         }
-        if let Some(Some(peer)) = shared.peers.get(hello.from as usize) {
+        if let Some(peer) = shared
+            .peers
+            .get(hello.from as usize)
+            .and_then(std::sync::OnceLock::get)
+        {
             peer.counters.rejected.fetch_add(1, Relaxed);
         }
         return None;
@@ -251,8 +264,7 @@ fn judge_connection<'a, M: Message + Codec>(
         }
         return None;
     }
-    // `judge` accepted only ids below ours, which are peers.
-    shared.peers.get(hello.from as usize)?.as_ref()
+    known
 }
 
 /// Makes a blocked `accept` return, so the acceptor sees that the node stops.
@@ -292,11 +304,45 @@ impl Connection {
 
 /// Peer `id`'s writer: keeps a connection to it (dialing it if this node has the lower id,
 /// adopting the ones the acceptor hands over otherwise), and writes what is queued for it.
-pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, parker: sync::Parker) {
-    let config = &shared.config;
-    let Some(Some(peer)) = shared.peers.get(id) else {
+///
+/// It ends when the node stops, or when the peer's address is cleared (`Peer::active`), then
+/// closing its connection and dropping what is queued.
+pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId) {
+    let Some(peer) = shared.peers.get(id).and_then(std::sync::OnceLock::get) else {
         return;
     };
+    let taken = peer
+        .writer
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .parker
+        .take();
+    let Some(parker) = taken else {
+        return;
+    };
+    loop {
+        write_while_active(shared, peer, &parker);
+        let mut state = peer.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if shared.stop.load(Relaxed) || !peer.active.load(Relaxed) {
+            while peer.queue.pop().is_some() {
+                peer.counters.dropped.fetch_add(1, Relaxed);
+            }
+            state.parker = Some(parker);
+            state.running = false;
+            return;
+        }
+        // Started again before this writer could end.
+    }
+}
+
+/// The body of [`write`]: runs until the node stops or the peer's address is cleared.
+fn write_while_active<M: Message + Codec>(
+    shared: &Arc<Shared<M>>,
+    peer: &Peer<M>,
+    parker: &sync::Parker,
+) {
+    let config = &shared.config;
+    let id = peer.id;
     let dialer = config.id < id;
     let mut conn: Option<Connection> = None;
     let mut backoff = config.backoff_min;
@@ -314,7 +360,8 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
         conn.as_ref()
             .is_some_and(|c| peer.broken.load(Relaxed) == c.serial)
     };
-    while !shared.stop.load(Relaxed) {
+    let running = || !shared.stop.load(Relaxed) && peer.active.load(Relaxed);
+    while running() {
         if peer.has_accepted.swap(false, Relaxed) {
             let link = peer
                 .accepted
@@ -345,7 +392,7 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
                 Err(reason) => {
                     // The first failure of a streak is worth a warning; the retries are not.
                     if failures == 0 {
-                        tracing::warn!(node = config.id, peer = id, addr = %peer.addr, %reason, "cannot reach peer; retrying with backoff");
+                        tracing::warn!(node = config.id, peer = id, addr = ?peer.addr.lock().ok().and_then(|a| *a), %reason, "cannot reach peer; retrying with backoff");
                     } else {
                         tracing::debug!(node = config.id, peer = id, %reason, "cannot reach peer");
                     }
@@ -361,8 +408,8 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
                 peer.counters.dropped.fetch_add(1, Relaxed);
             }
             let deadline = dialer.then_some(next_dial);
-            peer.queue.wait(&parker, deadline, Duration::ZERO, &|| {
-                shared.stop.load(Relaxed) || peer.has_accepted.load(Relaxed)
+            peer.queue.wait(parker, deadline, Duration::ZERO, &|| {
+                !running() || peer.has_accepted.load(Relaxed)
             });
             continue;
         };
@@ -437,11 +484,11 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
         if messages == 0 {
             let serial = c.serial;
             peer.queue.wait(
-                &parker,
+                parker,
                 Some(last_write + KEEPALIVE),
                 Duration::ZERO,
                 &|| {
-                    shared.stop.load(Relaxed)
+                    !running()
                         || peer.has_accepted.load(Relaxed)
                         || peer.broken.load(Relaxed) == serial
                 },
@@ -456,8 +503,10 @@ pub(super) fn write<M: Message + Codec>(shared: &Arc<Shared<M>>, id: NodeId, par
 /// Dials `peer` and shakes hands (TLS first, if the links use it); the text says why it failed.
 fn dial<M: Message + Codec>(shared: &Shared<M>, peer: &Peer<M>) -> Result<Link, String> {
     let config = &shared.config;
-    let stream = TcpStream::connect_timeout(&peer.addr, config.connect_timeout)
-        .map_err(|e| e.to_string())?;
+    let addr = (*peer.addr.lock().unwrap_or_else(|e| e.into_inner()))
+        .ok_or_else(|| "no address known".to_string())?;
+    let stream =
+        TcpStream::connect_timeout(&addr, config.connect_timeout).map_err(|e| e.to_string())?;
     let mut io = Timed {
         stream: &stream,
         deadline: Instant::now() + config.handshake_timeout,
@@ -575,7 +624,7 @@ fn read<M: Message + Codec>(
     mut opener: Option<Opener>,
 ) {
     let config = &shared.config;
-    let Some(Some(peer)) = shared.peers.get(id) else {
+    let Some(peer) = shared.peers.get(id).and_then(std::sync::OnceLock::get) else {
         return;
     };
     let mut buf = BytesMut::with_capacity(READ_BUFFER);

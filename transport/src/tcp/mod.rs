@@ -10,6 +10,12 @@
 //!   exponential backoff (from [`TcpConfig::backoff_min`] to [`TcpConfig::backoff_max`]); an
 //!   acceptor takes the newest connection from a peer and drops the one it replaces, as a
 //!   restarted peer's old connection is dead.
+//! - **An address book that can change.** [`TcpConfig::peers`] gives an address per id, or
+//!   `None` for an id not known yet; [`TcpNetwork::set_peer`] sets or clears one while the node
+//!   runs. A peer's link (its writer thread and queue, and the reader of its connection) starts
+//!   when its address is first known and stops when it is cleared; a node refuses connections
+//!   from a peer it has no address for. The slots of unknown ids cost a pointer each, and
+//!   sending does the same work as with a fixed list.
 //! - **A handshake** names the cluster, both nodes and the encoding version
 //!   before any message passes. A node of another cluster, a node that is not the one dialed, or
 //!   an encoding this build does not speak is refused with a `tracing` warning on both sides.
@@ -71,7 +77,7 @@ pub use tls::{PeerTls, TlsError, node_name};
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -88,13 +94,16 @@ pub const WRITE_BATCH: usize = 256 << 10;
 /// A node's place in a cluster of processes, and the transport's limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpConfig {
-    /// This node's id: its index in `peers`.
+    /// This node's id: an index of `peers`.
     pub id: NodeId,
     /// The cluster's id. Nodes of different clusters refuse each other's connections.
     pub cluster: u64,
-    /// Where to reach each node, by id. This node's own entry is not dialed (it may be its
+    /// Where to reach each node, by id, or `None` for an id whose address is not known (yet):
+    /// no link to it runs until [`TcpNetwork::set_peer`] gives one. The length is the cluster's
+    /// capacity, the ids `0..peers.len()` it may ever use, which every node of the cluster must
+    /// agree on (the handshake checks it). This node's own entry is not dialed (it may be its
     /// listening address). At least one entry, at most [`crate::MAX_NODES`].
-    pub peers: Vec<SocketAddr>,
+    pub peers: Vec<Option<SocketAddr>>,
     /// Messages the inbox holds; beyond, received messages are dropped. Default 16 384; at most
     /// [`crate::MAX_INBOX_CAPACITY`].
     pub inbox_capacity: usize,
@@ -127,10 +136,16 @@ impl TcpConfig {
     /// Node `id` of cluster `cluster`, whose nodes are reached at `peers`, with the default
     /// limits.
     pub fn new(id: NodeId, cluster: u64, peers: Vec<SocketAddr>) -> Self {
+        Self::with_book(id, cluster, peers.into_iter().map(Some).collect())
+    }
+
+    /// Node `id` of cluster `cluster` whose ids are `0..book.len()`, reached at the addresses
+    /// `book` knows (`None` for the others), with the default limits.
+    pub fn with_book(id: NodeId, cluster: u64, book: Vec<Option<SocketAddr>>) -> Self {
         Self {
             id,
             cluster,
-            peers,
+            peers: book,
             inbox_capacity: 1 << 14,
             queue_capacity: 1 << 12,
             max_frame: 64 << 20,
@@ -260,10 +275,18 @@ impl Counters {
     }
 }
 
-/// One peer, as the threads of this node share it.
+/// One peer, as the threads of this node share it: made when its address is first known.
 struct Peer<M> {
     id: NodeId,
-    addr: SocketAddr,
+    /// Where to dial the peer; `None` once the address is cleared (cold path: read at each dial).
+    addr: Mutex<Option<SocketAddr>>,
+    /// Whether the peer's link is to run: its address is known. Cleared, the writer closes its
+    /// connection and ends; its acceptor refuses the peer's connections.
+    active: AtomicBool,
+    /// Whether a writer runs for the peer, and the parker writers sleep on (the running writer
+    /// holds it and gives it back when it ends). A writer ends only under this lock and only if
+    /// `active` is clear, so a link started again is never left without a writer.
+    writer: Mutex<WriterState>,
     /// Messages for the peer, waiting for its writer; the writer sleeps on it.
     queue: Arc<Inbox<M>>,
     /// A connection the acceptor took from this peer, for the writer to adopt (cold path: once
@@ -280,13 +303,21 @@ struct Peer<M> {
     counters: Counters,
 }
 
+/// Whether a peer's writer runs; see [`Peer::writer`].
+struct WriterState {
+    running: bool,
+    parker: Option<sync::Parker>,
+}
+
 /// What the threads of one node share.
 struct Shared<M> {
     config: TcpConfig,
     /// The node's own inbox, where readers put what they receive.
     inbox: Arc<Inbox<M>>,
-    /// By id; `None` at this node's own id.
-    peers: Box<[Option<Peer<M>>]>,
+    /// By id, up to the cluster's capacity; empty at this node's own id and until an address of
+    /// the peer is first known. Invariant: a slot, once set, stays (its link stops and starts
+    /// with [`Peer::active`]), so a reference to a peer lives as long as `Shared`.
+    peers: Box<[OnceLock<Peer<M>>]>,
     stop: AtomicBool,
     warnings: link::Warnings,
     /// The TLS configurations, if the links use TLS.
@@ -300,7 +331,7 @@ impl<M: Message> Outbound<M> for Shared<M> {
             let _ = self.inbox.push(to, msg);
             return;
         }
-        let Some(Some(peer)) = self.peers.get(to) else {
+        let Some(peer) = self.peers.get(to).and_then(OnceLock::get) else {
             return;
         };
         if !peer.counters.connected.load(Relaxed) || peer.queue.push(self.config.id, msg).is_err() {
@@ -312,15 +343,24 @@ impl<M: Message> Outbound<M> for Shared<M> {
 /// A node's transport over TCP: the owner's handle on its threads and counters. Dropping it (or
 /// [`TcpNetwork::shutdown`]) closes every connection and joins every thread; the [`Endpoint`]
 /// then sends nothing and receives nothing.
+///
+/// Its address book can change while it runs ([`TcpNetwork::set_peer`]): a peer's link (its
+/// writer thread, and its connection's reader) starts when the peer's address is first known
+/// and stops when the address is cleared. A cluster whose addresses never change does exactly
+/// what it did with a fixed list.
 pub struct TcpNetwork<M: Message + Codec> {
     shared: Arc<Shared<M>>,
     listen: SocketAddr,
+    /// The acceptor's thread.
     threads: Vec<JoinHandle<()>>,
+    /// Each peer's writer thread, by id, while one runs or until it is joined.
+    writers: Mutex<Vec<Option<JoinHandle<()>>>>,
+    stopped: AtomicBool,
 }
 
 impl<M: Message + Codec> TcpNetwork<M> {
     /// Starts node `config.id`'s transport: accepts peers' connections on `listener`, dials the
-    /// peers with higher ids, and returns the handle with the node's [`Endpoint`].
+    /// known peers with higher ids, and returns the handle with the node's [`Endpoint`].
     ///
     /// # Errors
     ///
@@ -367,34 +407,10 @@ impl<M: Message + Codec> TcpNetwork<M> {
         let listen = listener.local_addr()?;
         let parker = sync::Parker::new();
         let inbox = Arc::new(Inbox::new(config.inbox_capacity, parker.unparker().clone()));
-        let mut writer_parkers = Vec::new();
-        let peers = config
-            .peers
-            .iter()
-            .enumerate()
-            .map(|(id, &addr)| {
-                (id != config.id).then(|| {
-                    let parker = sync::Parker::new();
-                    let queue =
-                        Arc::new(Inbox::new(config.queue_capacity, parker.unparker().clone()));
-                    writer_parkers.push((id, parker));
-                    Peer {
-                        id,
-                        addr,
-                        queue,
-                        accepted: Mutex::new((0, None)),
-                        has_accepted: AtomicBool::new(false),
-                        serial: AtomicU64::new(0),
-                        broken: AtomicU64::new(0),
-                        counters: Counters::default(),
-                    }
-                })
-            })
-            .collect();
         let shared = Arc::new(Shared {
             config: config.clone(),
             inbox: inbox.clone(),
-            peers,
+            peers: (0..nodes).map(|_| OnceLock::new()).collect(),
             stop: AtomicBool::new(false),
             warnings: link::Warnings::default(),
             tls,
@@ -403,12 +419,8 @@ impl<M: Message + Codec> TcpNetwork<M> {
             shared: shared.clone(),
             listen,
             threads: Vec::new(),
-        };
-        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name)
-                .stack_size(256 << 10)
-                .spawn(f)
+            writers: Mutex::new((0..nodes).map(|_| None).collect()),
+            stopped: AtomicBool::new(false),
         };
         {
             let shared = shared.clone();
@@ -418,13 +430,12 @@ impl<M: Message + Codec> TcpNetwork<M> {
             )?;
             network.threads.push(handle);
         }
-        for (id, parker) in writer_parkers {
-            let shared = shared.clone();
-            let handle = spawn(
-                format!("zeroraft-tcp-{}-{}", config.id, id),
-                Box::new(move || link::write(&shared, id, parker)),
-            )?;
-            network.threads.push(handle);
+        for (id, addr) in config.peers.iter().enumerate() {
+            if let Some(addr) = *addr
+                && id != config.id
+            {
+                network.start_link(id, addr)?;
+            }
         }
         let endpoint = Endpoint {
             id: config.id,
@@ -441,12 +452,117 @@ impl<M: Message + Codec> TcpNetwork<M> {
         self.listen
     }
 
-    /// Counters of the link to node `peer` (all zero for this node itself or an id out of
-    /// range).
+    /// The ids this transport can link to: `0..capacity`.
+    pub fn capacity(&self) -> usize {
+        self.shared.peers.len()
+    }
+
+    /// Sets (or, with `None`, clears) where to reach node `peer`. An address for a peer without
+    /// a running link starts its link (a writer thread, which dials the peer if this node has
+    /// the lower id, and accepts its connections otherwise); a new address for a running link
+    /// is used from its next dial on; clearing stops the link (its connection is closed, what is
+    /// queued for the peer dropped) and this node then refuses the peer's connections. This
+    /// node's own id and ids beyond the capacity are ignored, as is any call once the transport
+    /// stopped.
+    ///
+    /// # Errors
+    ///
+    /// The writer thread could not be started.
+    pub fn set_peer(&self, peer: NodeId, addr: Option<SocketAddr>) -> Result<(), TcpError> {
+        if peer == self.shared.config.id
+            || peer >= self.shared.peers.len()
+            || self.stopped.load(Relaxed)
+        {
+            return Ok(());
+        }
+        match addr {
+            Some(addr) => self.start_link(peer, addr),
+            None => {
+                if let Some(p) = self.shared.peers[peer].get() {
+                    *p.addr.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    if p.active.swap(false, Relaxed) {
+                        tracing::info!(
+                            node = self.shared.config.id,
+                            peer,
+                            "peer's address cleared; its link stops"
+                        );
+                    }
+                    p.queue.wake();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Where node `peer` is reached, if its address is known.
+    pub fn peer_addr(&self, peer: NodeId) -> Option<SocketAddr> {
+        let p = self.shared.peers.get(peer)?.get()?;
+        *p.addr.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start_link(&self, id: NodeId, addr: SocketAddr) -> Result<(), TcpError> {
+        let config = &self.shared.config;
+        let peer = self.shared.peers[id].get_or_init(|| {
+            let parker = sync::Parker::new();
+            let queue = Arc::new(Inbox::new(config.queue_capacity, parker.unparker().clone()));
+            Peer {
+                id,
+                addr: Mutex::new(None),
+                active: AtomicBool::new(false),
+                writer: Mutex::new(WriterState {
+                    running: false,
+                    parker: Some(parker),
+                }),
+                queue,
+                accepted: Mutex::new((0, None)),
+                has_accepted: AtomicBool::new(false),
+                serial: AtomicU64::new(0),
+                broken: AtomicU64::new(0),
+                counters: Counters::default(),
+            }
+        });
+        *peer.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);
+        peer.active.store(true, Relaxed);
+        let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = peer.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if state.running {
+            // The writer runs on (it sees `active` set before it may end); its next dial takes
+            // the new address.
+            return Ok(());
+        }
+        state.running = true;
+        drop(state);
+        if let Some(old) = writers[id].take() {
+            // It has ended, or is about to return.
+            let _ = old.join();
+        }
+        tracing::debug!(node = config.id, peer = id, %addr, "starting the link to a peer");
+        let shared = self.shared.clone();
+        let handle = spawn(
+            format!("zeroraft-tcp-{}-{}", config.id, id),
+            Box::new(move || link::write(&shared, id)),
+        );
+        match handle {
+            Ok(handle) => {
+                writers[id] = Some(handle);
+                Ok(())
+            }
+            Err(e) => {
+                peer.writer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .running = false;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Counters of the link to node `peer` (all zero for this node itself, an id out of range or
+    /// a peer whose address was never known).
     pub fn link(&self, peer: NodeId) -> LinkStats {
-        match self.shared.peers.get(peer) {
-            Some(Some(p)) => p.counters.snapshot(),
-            _ => LinkStats::default(),
+        match self.shared.peers.get(peer).and_then(OnceLock::get) {
+            Some(p) => p.counters.snapshot(),
+            None => LinkStats::default(),
         }
     }
 
@@ -456,18 +572,29 @@ impl<M: Message + Codec> TcpNetwork<M> {
     }
 
     fn stop(&mut self) {
-        if self.threads.is_empty() {
+        if self.stopped.swap(true, Relaxed) {
             return;
         }
         self.shared.stop.store(true, Relaxed);
-        for peer in self.shared.peers.iter().flatten() {
+        for peer in self.shared.peers.iter().filter_map(OnceLock::get) {
             peer.queue.wake();
         }
         link::unblock_accept(self.listen);
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
+        let writers = std::mem::take(self.writers.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for handle in writers.into_iter().flatten() {
+            let _ = handle.join();
+        }
     }
+}
+
+fn spawn(name: String, f: Box<dyn FnOnce() + Send>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(256 << 10)
+        .spawn(f)
 }
 
 impl<M: Message + Codec> Drop for TcpNetwork<M> {

@@ -664,3 +664,188 @@ fn a_peer_without_a_valid_certificate_of_the_cluster_is_refused() {
         );
     }
 }
+
+/// A node's transport and endpoint.
+type Node = (TcpNetwork<Msg>, Endpoint<Msg>);
+
+/// Starts nodes `0..n` of a cluster of capacity `capacity`, each knowing only the addresses in
+/// `known` (ids below `n`); `tls` gives each node's settings if the links use TLS.
+fn address_book_cluster(
+    n: usize,
+    capacity: usize,
+    known: &[NodeId],
+    tls: Option<&dyn Fn(NodeId) -> PeerTls>,
+) -> (Vec<Node>, Vec<SocketAddr>) {
+    let (listeners, addrs) = listeners(n);
+    let book: Vec<Option<SocketAddr>> = (0..capacity)
+        .map(|id| known.contains(&id).then(|| addrs[id]))
+        .collect();
+    let nodes = listeners
+        .into_iter()
+        .enumerate()
+        .map(|(id, l)| {
+            let mut book = book.clone();
+            // A node knows its own address, as serve's nodes do.
+            book[id] = Some(addrs[id]);
+            let mut config = TcpConfig::with_book(id, CLUSTER, book);
+            config.backoff_max = Duration::from_millis(50);
+            config.tls = tls.map(|t| t(id));
+            TcpNetwork::start(config, l).expect("start")
+        })
+        .collect();
+    (nodes, addrs)
+}
+
+/// Sends `count` numbered messages from `from` to `to` and checks they all arrive, in order.
+fn carries(nodes: &mut [Node], from: NodeId, to: NodeId, count: u64) {
+    for n in 0..count {
+        nodes[from].1.send(
+            to,
+            Msg {
+                n,
+                payload: Bytes::from_static(b"late"),
+            },
+        );
+    }
+    let got = receive(&nodes[to].1, count as usize);
+    assert_eq!(
+        got.iter().map(|(f, m)| (*f, m.n)).collect::<Vec<_>>(),
+        (0..count).map(|n| (from, n)).collect::<Vec<_>>(),
+        "{from} -> {to}: every message, in order"
+    );
+}
+
+/// The test for both plaintext and TLS: node 2's address reaches nodes 0 and 1 only after they
+/// started; until then no link to it runs and messages to it are dropped; once given, the links
+/// carry messages both ways; cleared, the link stops on both sides; given again, it carries
+/// messages again.
+fn late_address_then_cleared(tls: Option<&dyn Fn(NodeId) -> PeerTls>) {
+    // A capacity of 8 ids, 3 nodes running, node 2 unknown to 0 and 1 at first.
+    let (mut nodes, addrs) = address_book_cluster(3, 8, &[0, 1], tls);
+    wait_until("0 and 1 are linked", || {
+        nodes[0].0.link(1).connected && nodes[1].0.link(0).connected
+    });
+    assert_eq!(nodes[0].0.capacity(), 8);
+    assert_eq!(nodes[0].0.peer_addr(2), None, "node 2 unknown to 0");
+    assert_eq!(nodes[0].0.peer_addr(1), Some(addrs[1]));
+    nodes[0].1.send(
+        2,
+        Msg {
+            n: 99,
+            payload: Bytes::new(),
+        },
+    );
+    assert_eq!(
+        nodes[0].0.link(2),
+        super::LinkStats::default(),
+        "no link to an unknown node, nothing counted"
+    );
+    // Node 2 knows 0 and 1, but they, the lower ids, are the ones to dial it: nothing connects.
+    assert!(!nodes[2].0.link(0).connected && !nodes[2].0.link(1).connected);
+
+    for net in [&nodes[0].0, &nodes[1].0] {
+        net.set_peer(2, Some(addrs[2])).expect("set");
+    }
+    wait_until("links to the late node are up", || {
+        nodes[0].0.link(2).connected
+            && nodes[1].0.link(2).connected
+            && nodes[2].0.link(0).connected
+            && nodes[2].0.link(1).connected
+    });
+    carries(&mut nodes, 0, 2, 500);
+    carries(&mut nodes, 2, 1, 500);
+    carries(&mut nodes, 1, 0, 10);
+
+    // Cleared on node 0: its link to 2 stops, and 2 sees the connection go.
+    nodes[0].0.set_peer(2, None).expect("clear");
+    assert_eq!(nodes[0].0.peer_addr(2), None);
+    wait_until("the cleared link is down on both sides", || {
+        !nodes[0].0.link(2).connected && !nodes[2].0.link(0).connected
+    });
+    let dropped = nodes[0].0.link(2).dropped;
+    nodes[0].1.send(
+        2,
+        Msg {
+            n: 7,
+            payload: Bytes::new(),
+        },
+    );
+    assert_eq!(
+        nodes[0].0.link(2).dropped,
+        dropped + 1,
+        "a message to a cleared peer is dropped"
+    );
+    // The link stays down: 0 does not dial 2 again, and 2 does not dial 0 (lower ids dial).
+    let connections = nodes[2].0.link(0).connections;
+    std::thread::sleep(Duration::from_millis(300)); // several backoffs: a redial would show
+    assert!(
+        !nodes[2].0.link(0).connected,
+        "no link comes back by itself"
+    );
+    assert_eq!(nodes[2].0.link(0).connections, connections);
+    // The link between 1 and 2 is untouched.
+    carries(&mut nodes, 1, 2, 10);
+
+    // Given again, the link starts again.
+    nodes[0].0.set_peer(2, Some(addrs[2])).expect("set again");
+    wait_until("the link is back", || {
+        nodes[0].0.link(2).connected && nodes[2].0.link(0).connected
+    });
+    carries(&mut nodes, 0, 2, 100);
+    carries(&mut nodes, 2, 0, 100);
+}
+
+#[test]
+fn a_link_to_a_node_whose_address_arrives_late_carries_messages_and_stops_when_cleared() {
+    late_address_then_cleared(None);
+}
+
+#[test]
+fn with_tls_a_late_address_links_and_clearing_it_stops_the_link() {
+    let ca = authority();
+    let settings = move |id| node_tls(&ca, &ca, CLUSTER, id, false);
+    late_address_then_cleared(Some(&settings));
+}
+
+#[test]
+fn clearing_and_setting_at_once_leaves_one_running_link() {
+    let (mut nodes, addrs) = address_book_cluster(2, 4, &[0, 1], None);
+    wait_until("linked", || nodes[0].0.link(1).connected);
+    // Clear and set again faster than the writer can notice: the link must end up running.
+    for _ in 0..50 {
+        nodes[0].0.set_peer(1, None).expect("clear");
+        nodes[0].0.set_peer(1, Some(addrs[1])).expect("set");
+    }
+    wait_until("linked again", || {
+        nodes[0].0.link(1).connected && nodes[1].0.link(0).connected
+    });
+    carries(&mut nodes, 0, 1, 100);
+    carries(&mut nodes, 1, 0, 100);
+}
+
+#[test]
+fn a_node_certificate_issued_later_by_the_same_ca_links_with_the_others() {
+    let ca = authority();
+    // The CA as `zeroraft certs --add-node` reads it back from its files.
+    let reloaded =
+        Authority::from_pem(&ca.issued().cert_pem, &ca.issued().key_pem).expect("the CA");
+    let (listeners, addrs) = listeners(2);
+    let mut it = listeners.into_iter();
+    let first = start_tls(
+        0,
+        it.next().unwrap(),
+        &addrs,
+        node_tls(&ca, &ca, CLUSTER, 0, false),
+    );
+    let later = start_tls(
+        1,
+        it.next().unwrap(),
+        &addrs,
+        node_tls(&reloaded, &ca, CLUSTER, 1, false),
+    );
+    let mut nodes = vec![first, later];
+    wait_until("the link is up", || connected(&nodes));
+    carries(&mut nodes, 0, 1, 10);
+    carries(&mut nodes, 1, 0, 10);
+    assert!(Authority::from_pem(&ca.issued().cert_pem, "not a key").is_err());
+}
