@@ -66,6 +66,7 @@ fn main() -> ExitCode {
     let signal_status = !matches!(command, Command::Serve(_));
     let result = match command {
         Command::Bench(args) if args.connect.is_some() => cli::bench::run_remote(&args, &stop),
+        Command::Bench(args) if args.membership_cycle => cli::bench::run_membership_cycle(&args),
         Command::Bench(args) => cli::bench::run(&args, &stop),
         Command::Dashboard(args) => cli::dashboard::run(&args, &stop),
         Command::Init(args) => cli::service::init(&args),

@@ -60,7 +60,7 @@ pub use error::{BuildError, ChangeError, ReadError, StartError, TransferError};
 pub use failure::{NodeFailure, RestoreError};
 
 pub use runtime::{Builder, PendingRead, Raft, SnapshotView, StateMachine, WeakRaft};
-pub use status::{MembershipStatus, PeerStatus, Status};
+pub use status::{MemberRole, MembershipStatus, PeerStatus, Status};
 pub use zeroraft_storage as storage;
 pub use zeroraft_storage::{MemStorage, NoStorage, Storage, StorageError};
 

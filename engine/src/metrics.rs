@@ -151,6 +151,22 @@ metric_names! {
     /// Gauge: proposals queued.
     PROPOSALS_QUEUED = "zeroraft_proposals_queued", Gauge, None, NODE,
         "Proposals accepted by the leader and not yet appended to its log.";
+    /// Gauge: 1 for what the node is in the configuration it has in force, 0 for the others
+    /// (`role`: voter, joining, leaving, learner); all 0 when it is not a member.
+    MEMBER = "zeroraft_member", Gauge, None, &["node", "role"],
+        "1 for what this node is in the configuration it has in force, 0 for the others (role=voter; while joint, joining: a voter of the incoming half only, leaving: of the outgoing half only; learner); all 0 when it is not a member.";
+    /// Gauge: the index of the configuration entry in force.
+    CONFIG_INDEX = "zeroraft_config_index", Gauge, None, NODE,
+        "The index of the entry holding the configuration this node has in force (the snapshot's index if it came with one, 0 for the configuration the node was built with).";
+    /// Gauge: whether that configuration is committed, as the node knows.
+    CONFIG_COMMITTED = "zeroraft_config_committed", Gauge, None, NODE,
+        "1 once this node knows the entry of the configuration it has in force committed, else 0 (a change under way).";
+    /// Gauge: whether the configuration is joint.
+    CONFIG_JOINT = "zeroraft_config_joint", Gauge, None, NODE,
+        "1 while the configuration this node has in force is joint (old and new voters must both agree), else 0.";
+    /// Gauge: voters of the configuration.
+    CONFIG_VOTERS = "zeroraft_config_voters", Gauge, None, NODE,
+        "Voters of the configuration this node has in force (of the incoming half while joint).";
     /// Gauge: whether the node stopped on a storage failure.
     STORAGE_FAILED = "zeroraft_storage_failed", Gauge, None, NODE,
         "1 once the node stopped because its storage failed (a full disk, an I/O error), else 0.";

@@ -96,6 +96,11 @@ pub struct Status {
     pub transfers_started: u64,
     /// See `transfers_started`.
     pub transfers_abandoned: u64,
+    /// The cluster configuration the node has in force (voters, learners, outgoing voters
+    /// while joint), the index of its entry and whether the node knows it committed: what
+    /// [`Raft::membership`] returns, as of this snapshot. `None` when not known: a node not
+    /// heard from yet ([`Status::initial`]), or one whose server does not report it.
+    pub membership: Option<MembershipStatus>,
 }
 
 impl Status {
@@ -135,6 +140,7 @@ impl Status {
             lease_reads: 0,
             transfers_started: 0,
             transfers_abandoned: 0,
+            membership: None,
         }
     }
 }
@@ -150,4 +156,81 @@ pub struct MembershipStatus {
     pub index: u64,
     /// Whether the node knows that entry committed.
     pub committed: bool,
+}
+
+/// What node `id` is in a configuration, as a dashboard or a metric shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberRole {
+    /// It votes, and (while joint) in both halves, or the configuration is not joint.
+    Voter,
+    /// While joint: it votes in the incoming half only (it is being added).
+    Joining,
+    /// While joint: it votes in the outgoing half only (it is being removed).
+    Leaving,
+    /// It receives the log but does not vote.
+    Learner,
+    /// It is not in the configuration.
+    None,
+}
+
+impl MemberRole {
+    /// Its name, as labels and screens show it: `voter`, `joining`, `leaving`, `learner`,
+    /// `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Voter => "voter",
+            Self::Joining => "joining",
+            Self::Leaving => "leaving",
+            Self::Learner => "learner",
+            Self::None => "none",
+        }
+    }
+}
+
+impl MembershipStatus {
+    /// What node `id` is in this configuration.
+    pub fn role_of(&self, id: usize) -> MemberRole {
+        let m = &self.membership;
+        let incoming = m.voters().any(|v| v == id);
+        let outgoing = m.outgoing().any(|v| v == id);
+        match (incoming, outgoing, m.is_joint()) {
+            (true, _, false) | (true, true, true) => MemberRole::Voter,
+            (true, false, true) => MemberRole::Joining,
+            (false, true, _) => MemberRole::Leaving,
+            (false, false, _) if m.learners().any(|l| l == id) => MemberRole::Learner,
+            (false, false, _) => MemberRole::None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_what_the_configuration_makes_it() {
+        let old = Membership::new([0, 1, 2], []).unwrap();
+        let target = Membership::new([1, 2, 3], [4]).unwrap();
+        let joint = MembershipStatus {
+            membership: old.enter_joint(&target).unwrap(),
+            index: 5,
+            committed: false,
+        };
+        let settled = MembershipStatus {
+            membership: target,
+            ..joint
+        };
+        // (node, role while joint, role after)
+        let cases = [
+            (0, MemberRole::Leaving, MemberRole::None),
+            (1, MemberRole::Voter, MemberRole::Voter),
+            (3, MemberRole::Joining, MemberRole::Voter),
+            (4, MemberRole::Learner, MemberRole::Learner),
+            (5, MemberRole::None, MemberRole::None),
+        ];
+        for (case, (node, in_joint, after)) in cases.into_iter().enumerate() {
+            assert_eq!(joint.role_of(node), in_joint, "case {case}");
+            assert_eq!(settled.role_of(node), after, "case {case}");
+        }
+    }
 }

@@ -176,6 +176,14 @@ fn a_cluster_grows_through_learners_and_replaces_its_leader_under_load() {
     assert_ne!(new, old);
     let four = cluster.nodes[new].membership();
     assert!(!four.membership.contains(old) && four.membership.voters().count() == 4);
+    // The status the new leader publishes carries the same configuration, once it has
+    // published one since (it does every round of its thread).
+    eventually("the configuration in the leader's status", || {
+        cluster.nodes[new].status().membership == Some(cluster.nodes[new].membership())
+    });
+    let status = cluster.nodes[new].status().membership.unwrap();
+    assert_eq!(status.role_of(new), zeroraft_engine::MemberRole::Voter);
+    assert_eq!(status.role_of(old), zeroraft_engine::MemberRole::None);
 
     // Commands keep committing on the four.
     let (index, _) = {

@@ -81,6 +81,11 @@
 //!   bytes sent, writes, messages received, bytes received, dropped, inbox overflows, rejected.
 //! - storage flags `u8` (bit 0 disk full, bit 1 snapshotting): absent from servers before
 //!   they were added, which then decode as 0.
+//! - the configuration in force ([`Status::membership`]): flag `u8` (0 none, 1 one follows),
+//!   then, with 1, the configuration as a configuration entry holds it (25 bytes:
+//!   [`Membership::encode`]), the index of its entry `u64`, and committed `u8` (0 or 1). Absent
+//!   from servers before it was added (the body ends after the storage flags), which then
+//!   decode as `None`.
 //!
 //! An older decoder stops before the tag; a body without the tag decodes to a [`NodeStatus`]
 //! without [`NodeStatus::full`], and one with an unknown tag too (a later layout). After the
@@ -102,7 +107,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 
 use zeroraft_engine::ProgressState;
-use zeroraft_engine::{PeerStatus, Role, Status};
+use zeroraft_engine::{Membership, MembershipStatus, PeerStatus, Role, Status};
 use zeroraft_transport::tcp::LinkStats;
 
 /// The protocol version this module speaks; the first byte of every body. Version 2 brought
@@ -166,6 +171,8 @@ pub const MAX_STATUS_NODES: usize = u8::MAX as usize;
 const PEER_BYTES: usize = 8 * 4 + 1;
 /// Bytes of one link of a full status on the wire.
 const LINK_BYTES: usize = 1 + 8 * 9;
+/// Bytes of an encoded configuration ([`Membership::encode`]) in a full status.
+const MEMBERSHIP_BYTES: usize = 25;
 
 /// What a client asks of a server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1246,6 +1253,47 @@ fn put_full_status(out: &mut Vec<u8>, full: &FullStatus) {
         }
     }
     out.push(u8::from(s.disk_full) | u8::from(s.snapshotting) << 1);
+    match &s.membership {
+        None => out.push(0),
+        Some(config) => {
+            out.push(1);
+            let encoded = config.membership.encode();
+            debug_assert_eq!(encoded.len(), MEMBERSHIP_BYTES);
+            out.extend_from_slice(&encoded);
+            out.extend_from_slice(&config.index.to_le_bytes());
+            out.push(u8::from(config.committed));
+        }
+    }
+}
+
+/// Decodes the configuration at the end of a full status (see the module docs): `None` from a
+/// server that sends none, or one from before it was added (nothing left in `body`).
+fn get_membership(body: &mut Bytes) -> Result<Option<MembershipStatus>, DecodeError> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    match get_u8(body)? {
+        0 => return Ok(None),
+        1 => {}
+        _ => return Err(DecodeError::Invalid("configuration flag")),
+    }
+    if body.len() < MEMBERSHIP_BYTES {
+        return Err(DecodeError::Truncated);
+    }
+    let membership = Membership::decode(&body[..MEMBERSHIP_BYTES])
+        .map_err(|_| DecodeError::Invalid("configuration"))?;
+    body.advance(MEMBERSHIP_BYTES);
+    let index = get_u64(body)?;
+    let committed = match get_u8(body)? {
+        0 => false,
+        1 => true,
+        _ => return Err(DecodeError::Invalid("configuration committed flag")),
+    };
+    Ok(Some(MembershipStatus {
+        membership,
+        index,
+        committed,
+    }))
 }
 
 /// Decodes the full status after its tag, the fields every server sends being `base`: see the
@@ -1366,6 +1414,7 @@ fn get_full_status(body: &mut Bytes, base: &NodeStatus) -> Result<FullStatus, De
     if storage_flags & !0b11 != 0 {
         return Err(DecodeError::Invalid("storage flags"));
     }
+    let membership = get_membership(body)?;
     let status = Status {
         id,
         role: base.role,
@@ -1398,6 +1447,7 @@ fn get_full_status(body: &mut Bytes, base: &NodeStatus) -> Result<FullStatus, De
         lease_reads,
         transfers_started,
         transfers_abandoned,
+        membership,
     };
     Ok(FullStatus { status, links })
 }
@@ -1617,6 +1667,31 @@ mod tests {
         })
     }
 
+    /// Any configuration a node can have in force: voters, learners, outgoing voters (joint
+    /// when any), with the index of its entry.
+    fn membership() -> impl Strategy<Value = MembershipStatus> {
+        (any::<[u64; 4]>(), any::<bool>()).prop_filter_map(
+            "at least one voter",
+            |([voters, learners, outgoing, index], committed)| {
+                let ids = |bits: u64| (0..64).filter(move |i| bits >> i & 1 == 1);
+                let learners = learners & !voters & !outgoing;
+                let target = Membership::new(ids(voters), ids(learners)).ok()?;
+                let membership = match outgoing {
+                    0 => target,
+                    _ => Membership::new(ids(outgoing), [])
+                        .ok()?
+                        .enter_joint(&target)
+                        .ok()?,
+                };
+                Some(MembershipStatus {
+                    membership,
+                    index,
+                    committed,
+                })
+            },
+        )
+    }
+
     /// An engine status with any value in every field (ids small enough for any `usize`).
     fn engine_status() -> impl Strategy<Value = Status> {
         let head = (
@@ -1625,6 +1700,7 @@ mod tests {
             any::<u64>(),
             any::<Option<u32>>(),
             any::<[u64; 7]>(),
+            proptest::option::of(membership()),
         );
         let counters = (
             any::<[u64; 7]>(),
@@ -1637,7 +1713,7 @@ mod tests {
         );
         (head, counters).prop_map(
             |(
-                (id, role, term, leader, indices),
+                (id, role, term, leader, indices, membership),
                 (
                     counts,
                     sync_nanos,
@@ -1679,8 +1755,14 @@ mod tests {
                 lease_reads: reads[1],
                 transfers_started: reads[2],
                 transfers_abandoned: reads[3],
+                membership,
             },
         )
+    }
+
+    /// Bytes at the end of a full status's body that hold its configuration.
+    fn membership_bytes(status: &Status) -> usize {
+        1 + status.membership.map_or(0, |_| MEMBERSHIP_BYTES + 8 + 1)
     }
 
     /// A status response: the compact fields alone, or in full.
@@ -1785,13 +1867,26 @@ mod tests {
                         let compact = NodeStatus { full: None, ..status.clone() };
                         prop_assert_eq!(decoded, Ok(Response::Status(compact)));
                     }
-                    // Cut before its storage flags, a full status reads as the answer of a
-                    // server from before them.
-                    Response::Status(status) if status.full.is_some() && len == whole.len() - 1 => {
-                        let mut older = status.clone();
-                        let full = older.full.as_mut().expect("a full status");
-                        (full.status.disk_full, full.status.snapshotting) = (false, false);
-                        prop_assert_eq!(decoded, Ok(Response::Status(older)));
+                    // Cut before its configuration, a full status reads as the answer of a
+                    // server from before it; cut before its storage flags too, of a server
+                    // from before them.
+                    Response::Status(NodeStatus { full: Some(full), .. })
+                        if len + membership_bytes(&full.status) == whole.len() =>
+                    {
+                        let mut older = response.clone();
+                        let Response::Status(s) = &mut older else { unreachable!() };
+                        s.full.as_mut().expect("a full status").status.membership = None;
+                        prop_assert_eq!(decoded, Ok(older));
+                    }
+                    Response::Status(NodeStatus { full: Some(full), .. })
+                        if len + membership_bytes(&full.status) + 1 == whole.len() =>
+                    {
+                        let mut older = response.clone();
+                        let Response::Status(s) = &mut older else { unreachable!() };
+                        let status = &mut s.full.as_mut().expect("a full status").status;
+                        (status.disk_full, status.snapshotting) = (false, false);
+                        status.membership = None;
+                        prop_assert_eq!(decoded, Ok(older));
                     }
                     _ => prop_assert!(decoded.is_err(), "cut at {}", len),
                 }
@@ -2019,6 +2114,14 @@ mod tests {
             lease_reads: 0,
             transfers_started: 1,
             transfers_abandoned: 0,
+            membership: Some(MembershipStatus {
+                membership: Membership::new([0, 1], [])
+                    .unwrap()
+                    .enter_joint(&Membership::new([1, 2], [3]).unwrap())
+                    .unwrap(),
+                index: 4,
+                committed: true,
+            }),
         };
         status.peers.push(PeerStatus {
             id: 0,
@@ -2050,10 +2153,20 @@ mod tests {
         let failure = flags + 1 + 9 + 4 * 8;
         let peers = failure + 1;
         let links = peers + 1 + PEER_BYTES;
-        let storage = body.len() - 1;
-        let cases: [(usize, u8, DecodeError); 7] = [
+        let config = body.len() - (1 + MEMBERSHIP_BYTES + 8 + 1);
+        let storage = config - 1;
+        let cases: [(usize, u8, DecodeError); 11] = [
             (flags, 0b100, DecodeError::Invalid("status flags")),
             (storage, 0b100, DecodeError::Invalid("storage flags")),
+            (config, 2, DecodeError::Invalid("configuration flag")),
+            // The configuration's version byte, then its voters: none is no configuration.
+            (config + 1, 9, DecodeError::Invalid("configuration")),
+            (config + 2, 0, DecodeError::Invalid("configuration")),
+            (
+                body.len() - 1,
+                2,
+                DecodeError::Invalid("configuration committed flag"),
+            ),
             (flags + 1, 2, DecodeError::Invalid("option flag")),
             (failure, 2, DecodeError::Invalid("failure flag")),
             (peers + 1 + 3 * 8, 3, DecodeError::Invalid("progress state")),
@@ -2081,8 +2194,19 @@ mod tests {
             Response::decode(Bytes::from(later)),
             Ok(Response::Status(compact))
         );
+        // From a server before the configuration: none.
+        let before = body[..config].to_vec();
+        let Ok(Response::Status(decoded)) = Response::decode(Bytes::from(before)) else {
+            panic!("a status without its configuration");
+        };
+        assert_eq!(decoded.full.unwrap().status.membership, None);
+        // A configuration cut short is refused.
+        assert_eq!(
+            Response::decode(Bytes::copy_from_slice(&body[..config + 10])),
+            Err(DecodeError::Truncated)
+        );
         // From a server before the storage flags: none set.
-        let older = body[..body.len() - 1].to_vec();
+        let older = body[..storage].to_vec();
         let Ok(Response::Status(decoded)) = Response::decode(Bytes::from(older)) else {
             panic!("a status without its storage flags");
         };

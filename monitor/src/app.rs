@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use zeroraft_engine::{Role, Status};
+use zeroraft_engine::{MembershipStatus, Role, Status};
 
 use crate::control::{ActionKind, Control, Rate, Sample};
 
@@ -311,6 +311,24 @@ impl App {
     /// The node that leads in the highest term any live node leads, with that term.
     pub fn leader(&self) -> Option<(usize, u64)> {
         leader_of(self.sample.as_ref()?)
+    }
+
+    /// The cluster's configuration as the dashboard shows it: the leader's, or without a
+    /// leader the latest (highest entry index) any running node reports; `None` when no node
+    /// reports one (a server from before configurations were reported).
+    pub fn membership(&self) -> Option<MembershipStatus> {
+        let sample = self.sample.as_ref()?;
+        let leader = leader_of(sample).map(|(l, _)| l);
+        leader
+            .and_then(|l| sample.statuses.get(l)?.membership)
+            .or_else(|| {
+                sample
+                    .statuses
+                    .iter()
+                    .filter(|s| !s.killed)
+                    .filter_map(|s| s.membership)
+                    .max_by_key(|m| m.index)
+            })
     }
 
     /// The highest commit index any node knows.

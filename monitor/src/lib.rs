@@ -1,6 +1,7 @@
 //! zeroraft-monitor: a live terminal dashboard for a zeroraft cluster.
 //!
-//! It shows each node's role, term, indices (committed, last and durable), snapshot index and
+//! It shows each node's role, what it is in the cluster's configuration (voter, learner,
+//! joining or leaving while joint, or not a member) and the configuration itself, term, indices (committed, last and durable), snapshot index and
 //! log length, storage writes and traffic; the leader's replication progress, including the
 //! followers it is sending a snapshot to; committed entries per second and commit latency; the
 //! network's faults; and an event log of elections, leader changes, crashes, restarts, failures

@@ -14,7 +14,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Sparkline, Table, Widget};
-use zeroraft_engine::{ProgressState, Role};
+use zeroraft_engine::{MemberRole, MembershipStatus, ProgressState, Role};
 
 use crate::app::{App, EventKind, Reach, show_group, show_latency};
 use crate::control::ActionKind;
@@ -216,10 +216,11 @@ impl Widget for Title<'_> {
 
 /// The cluster table's columns, in order: header and least width. A column is wider when a
 /// value needs it (an index of more than 8 digits, after a few minutes of unlimited load).
-const COLUMNS: [(&str, u16); 17] = [
+const COLUMNS: [(&str, u16); 18] = [
     ("", 1),
     ("node", 4),
     ("role", 9),
+    ("member", 6),
     ("term", 5),
     ("leads", 5),
     ("commit", 8),
@@ -240,14 +241,24 @@ const COLUMNS: [(&str, u16); 17] = [
 /// counters (the network panel has the totals); the applied index (the commit index's shadow);
 /// the last index (the snapshot index plus the entries after it); the leader each node follows
 /// (the title names the leader); the mean storage write time; the log's bytes (about its
-/// entries times the command size). At 80 columns, with indices of up to 8 digits, what is
-/// left fits: the durable index, the snapshot index and the log's length stay.
-const OPTIONAL_COLUMNS: [&[usize]; 6] = [&[15, 16], &[6], &[7], &[4], &[14], &[11]];
+/// entries times the command size); the log's length. At 80 columns, with indices of up to 8
+/// digits, what is left fits: the durable index and the snapshot index stay, and the log's
+/// length too unless the member column is shown (it then takes the place of the log's bytes
+/// and length).
+const OPTIONAL_COLUMNS: [&[usize]; 7] = [&[16, 17], &[7], &[8], &[5], &[15], &[12], &[11]];
+
+/// The member column: what each node is in the cluster's configuration.
+const MEMBER_COLUMN: usize = 3;
 
 /// Which of [`COLUMNS`], `widths` wide, fit in `width` columns, with one column of space
-/// between each two.
-fn shown_columns(width: u16, widths: &[u16; COLUMNS.len()]) -> [bool; COLUMNS.len()] {
+/// between each two; the member column only if `members` (some node reports a configuration).
+fn shown_columns(
+    width: u16,
+    widths: &[u16; COLUMNS.len()],
+    members: bool,
+) -> [bool; COLUMNS.len()] {
     let mut shown = [true; COLUMNS.len()];
+    shown[MEMBER_COLUMN] = members;
     let needed = |shown: &[bool; COLUMNS.len()]| {
         let (count, sum) = widths
             .iter()
@@ -269,7 +280,9 @@ fn shown_columns(width: u16, widths: &[u16; COLUMNS.len()]) -> [bool; COLUMNS.le
     shown
 }
 
-/// One row per node: role, term, leader, indices (committed, applied, last, durable), the
+/// One row per node: role, what it is in the cluster's configuration ([`App::membership`]:
+/// `voter`, `learner`, while joint `joining` or `leaving`, or `none` when not a member), term,
+/// leader, indices (committed, applied, last, durable), the
 /// snapshot index and what the log holds after it (entries and bytes), network reach, storage
 /// writes over the last refresh and message counters. The leader's row is green, a node that is
 /// down is grey ("down") or red ("failed": it stopped on its own, its storage or state machine
@@ -279,13 +292,17 @@ fn shown_columns(width: u16, widths: &[u16; COLUMNS.len()]) -> [bool; COLUMNS.le
 ///
 /// A column is as wide as its widest value. While they do not all fit, the table leaves out,
 /// in this order: the message counters, the applied index, the last index, the leader each
-/// node follows, the mean storage write time, and the log's bytes.
+/// node follows, the mean storage write time, the log's bytes and the log's length. The member
+/// column is left out when no node reports a configuration (servers from before they did).
+///
+/// The table's title gives the configuration itself ([`config_line`]).
 pub struct ClusterTable<'a>(pub &'a App);
 
 impl Widget for ClusterTable<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let app = self.0;
         let leader = app.leader().map(|l| l.0);
+        let membership = app.membership();
         // Each row's cells as text first, so that the columns can be as wide as their values.
         let rows: Vec<(Style, [(String, Style); COLUMNS.len()])> =
             app.sample().map_or_else(Vec::new, |sample| {
@@ -324,10 +341,19 @@ impl Widget for ClusterTable<'_> {
                         };
                         let syncs = app.sync_rate(s.id);
                         let plain = |text: String| (text, Style::new());
+                        let member = match membership.map(|m| m.role_of(s.id)) {
+                            None => ("-".to_owned(), Style::new()),
+                            Some(MemberRole::None) => ("none".to_owned(), DIM),
+                            Some(role @ (MemberRole::Joining | MemberRole::Leaving)) => {
+                                (role.name().to_owned(), Style::new().fg(Color::Yellow))
+                            }
+                            Some(role) => plain(role.name().to_owned()),
+                        };
                         let cells = [
                             plain(mark.to_owned()),
                             plain(format!("n{}", s.id)),
                             plain(role),
+                            member,
                             plain(s.term.to_string()),
                             plain(s.leader.map_or_else(|| "-".to_owned(), |l| format!("n{l}"))),
                             plain(s.commit_index.to_string()),
@@ -360,7 +386,7 @@ impl Widget for ClusterTable<'_> {
                 *width = (*width).max(len);
             }
         }
-        let shown = shown_columns(area.width.saturating_sub(2), &widths);
+        let shown = shown_columns(area.width.saturating_sub(2), &widths, membership.is_some());
         let keep = |cells: [Cell<'static>; COLUMNS.len()]| {
             cells
                 .into_iter()
@@ -385,12 +411,44 @@ impl Widget for ClusterTable<'_> {
             .filter(|(_, on)| *on)
             .map(|(width, _)| Constraint::Length(*width))
             .collect();
+        let title = match membership {
+            Some(m) => format!(" cluster · {} ", config_line(&m)),
+            None => " cluster ".to_owned(),
+        };
         Table::new(rows, widths)
             .header(header)
             .column_spacing(1)
-            .block(Block::bordered().title(" cluster "))
+            .block(Block::bordered().title(title))
             .render(area, buf);
     }
+}
+
+/// The configuration in one line: `voters n0 n1 n2 · learners n3 · entry 12`, while joint
+/// `joint n0 n1 n2 → n0 n3 n4 · entry 14` (the outgoing voters, then the incoming), with
+/// `, uncommitted` after the entry's index while it is not committed. Without learners, their
+/// part is left out.
+pub fn config_line(config: &MembershipStatus) -> String {
+    let names = |ids: &mut dyn Iterator<Item = usize>| {
+        ids.map(|id| format!("n{id}")).collect::<Vec<_>>().join(" ")
+    };
+    let m = &config.membership;
+    let mut line = if m.is_joint() {
+        format!(
+            "joint {} → {}",
+            names(&mut m.outgoing()),
+            names(&mut m.voters())
+        )
+    } else {
+        format!("voters {}", names(&mut m.voters()))
+    };
+    if m.learners().next().is_some() {
+        line.push_str(&format!(" · learners {}", names(&mut m.learners())));
+    }
+    line.push_str(&format!(" · entry {}", config.index));
+    if !config.committed {
+        line.push_str(", uncommitted");
+    }
+    line
 }
 
 /// For the leader, one bar per follower: its match index against the leader's last index, its

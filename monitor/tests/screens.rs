@@ -13,7 +13,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier};
 use ratatui::widgets::Widget;
-use zeroraft_engine::{ProgressState, Role};
+use zeroraft_engine::{Membership, MembershipStatus, ProgressState, Role};
 use zeroraft_monitor::ui::{
     ClusterTable, EventLog, NetworkPanel, Replication, footer_lines, offered_footer_lines,
 };
@@ -700,4 +700,80 @@ fn tiny_terminals_do_not_break_rendering() {
     }
     // Before the first sample.
     screen(&App::new(5, 0), 80, 24);
+}
+
+/// `steady()` (n2 leads, five nodes) in the middle of a change from voters n0 n1 n2 to voters
+/// n0 n1 n3 with learner n4: every node has the joint configuration in force, at entry 50 000,
+/// not yet committed.
+fn changing_members() -> App {
+    let old = Membership::new([0, 1, 2], []).unwrap();
+    let target = Membership::new([0, 1, 3], [4]).unwrap();
+    let joint = MembershipStatus {
+        membership: old.enter_joint(&target).unwrap(),
+        index: 50_000,
+        committed: false,
+    };
+    let mut s = steady();
+    for status in &mut s.statuses {
+        Arc::make_mut(status).membership = Some(joint);
+    }
+    let mut app = App::new(5, 42);
+    app.ingest(s, Duration::from_millis(250));
+    app
+}
+
+#[test]
+fn cluster_table_shows_what_each_node_is_in_the_configuration() {
+    let mut app = changing_members();
+    let buf = render(ClusterTable(&app), 80, 8);
+    assert_eq!(
+        rows(&buf),
+        [
+            "┌ cluster · joint n0 n1 n2 → n0 n1 n3 · learners n4 · entry 50000, uncommitted ┐",
+            "│  node role      member  term  commit   durable  snap     net   syncs/s       │",
+            "│▶ n0   follower  voter   3     49990    49990    40000    ok    -             │",
+            "│  n1   follower  voter   3     49990    49990    40000    ok    -             │",
+            "│  n2   leader    leaving 3     50000    50000    40000    ok    -             │",
+            "│  n3   follower  joining 3     49990    49990    40000    ok    -             │",
+            "│  n4   follower  learner 3     38000    38000    30000    ok    -             │",
+            "└──────────────────────────────────────────────────────────────────────────────┘",
+        ],
+        "at 80 columns the member column takes the place of the log's bytes and length"
+    );
+    assert_eq!(buf[(18, 5)].fg, Color::Yellow, "a joining voter is yellow");
+
+    // The joint configuration commits and the leader leaves it: n2 is no member any more, and
+    // the leader's configuration is the one shown even while a follower lags behind.
+    let mut s = app.sample().unwrap().clone();
+    let settled = MembershipStatus {
+        membership: Membership::new([0, 1, 3], [4]).unwrap(),
+        index: 50_001,
+        committed: true,
+    };
+    Arc::make_mut(&mut s.statuses[2]).membership = Some(settled);
+    app.ingest(s, Duration::from_millis(500));
+    let rows = rows(&render(ClusterTable(&app), 80, 8));
+    assert!(
+        rows[0].starts_with("┌ cluster · voters n0 n1 n3 · learners n4 · entry 50001 ─"),
+        "{}",
+        rows[0]
+    );
+    let member = |row: &str| row.split_whitespace().nth(3).unwrap_or("").to_owned();
+    let shown: Vec<String> = rows[2..7].iter().map(|r| member(r)).collect();
+    assert_eq!(shown, ["voter", "voter", "none", "voter", "learner"]);
+}
+
+#[test]
+fn cluster_table_leaves_out_the_member_column_when_no_node_reports_a_configuration() {
+    let mut app = App::new(5, 42);
+    app.ingest(steady(), Duration::from_millis(250));
+    assert_eq!(app.membership(), None);
+    let rows = rows(&render(ClusterTable(&app), 120, 8));
+    assert!(rows[0].starts_with("┌ cluster ─"), "{}", rows[0]);
+    assert!(!rows[1].contains("member"), "{}", rows[1]);
+}
+
+#[test]
+fn screen_membership_change_joint() {
+    insta::assert_snapshot!(screen(&changing_members(), 80, 24).backend());
 }

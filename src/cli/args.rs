@@ -292,6 +292,11 @@ pub(crate) enum KvOp {
         #[arg(allow_hyphen_values = true)]
         value: String,
     },
+    /// Prints each node's status, one line per address of --connect: role, term, indices, and
+    /// the configuration it has in force (what it is in it, the voters, learners, and the
+    /// outgoing voters while joint). With --tls-dir, it connects as admin.pem if there: a node
+    /// reports its configuration only with its full status, which it gives the operator.
+    Status,
 }
 
 /// Options of `zeroraft admin`.
@@ -518,6 +523,13 @@ pub(crate) struct BenchArgs {
     /// that the cost of recording can be measured
     #[arg(long = "with-recorder", hide = true, conflicts_with = "connect")]
     pub(crate) with_recorder: bool,
+    /// Change the membership under load instead: five nodes, three voting at first; a quarter
+    /// of --seconds in, nodes 3 and 4 join as learners, a quarter later both are promoted, a
+    /// quarter later two of the original voters, the leader among them, are removed. Prints
+    /// the commits acknowledged per 100 ms around each change (how deep and how long the rate
+    /// fell), and checks that every acknowledged write is on every final voter at its index
+    #[arg(long = "membership-cycle", conflicts_with_all = ["connect", "nodes"])]
+    pub(crate) membership_cycle: bool,
 }
 
 impl Default for BenchArgs {
@@ -531,6 +543,7 @@ impl Default for BenchArgs {
             data: None,
             compact_every: 100_000,
             with_recorder: false,
+            membership_cycle: false,
             connect: None,
             connections: 4,
             tls_dir: None,

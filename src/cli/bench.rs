@@ -1,5 +1,7 @@
 //! `zeroraft bench`: commits per second, CPU and latency of an in-process cluster ([`run`]), or
-//! of running `serve` processes with `--connect` ([`run_remote`]).
+//! of running `serve` processes with `--connect` ([`run_remote`]); with `--membership-cycle`,
+//! the commit rate of an in-process cluster around each membership change of three voters to
+//! five and back to three ([`run_membership_cycle`]).
 
 use std::io::{self, Write};
 use std::ops::ControlFlow;
@@ -109,6 +111,111 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
         )?;
     }
     drop(cluster);
+    Ok(())
+}
+
+/// `bench --membership-cycle`: see [`zeroraft_harness::load::membership`]. Prints each change
+/// with the dip it caused, the commits per 100 ms slice around it, and the check of the final
+/// voters' journals; fails if an acknowledged write is missing or the journals differ.
+pub fn run_membership_cycle(args: &BenchArgs) -> Result<(), Failure> {
+    use zeroraft_harness::load::membership::{CycleOptions, membership_cycle};
+    let data = match args.storage {
+        StorageKind::File => {
+            Some(DataDir::prepare(args.data.as_deref(), 5).map_err(Failure::Setup)?)
+        }
+        StorageKind::None | StorageKind::Memory => None,
+    };
+    let storage = match (&args.storage, &data) {
+        (StorageKind::File, Some(dir)) => LoadStorage::Files(dir.path.clone()),
+        (StorageKind::Memory, _) => LoadStorage::Memory,
+        _ => LoadStorage::None,
+    };
+    let mut options = CycleOptions {
+        window: args.clients,
+        payload: args.payload.max(8),
+        settle: Duration::from_secs(args.seconds) / 4,
+        storage,
+        ..CycleOptions::default()
+    };
+    options.config.compaction.every_entries =
+        (args.compact_every > 0).then_some(args.compact_every);
+    let report = membership_cycle(&options).map_err(|e| Failure::Run(io::Error::other(e)))?;
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "5 nodes, 3 voting at first, {} in flight, {} B: {:.3} M commits/s over the run, {:.3} µs CPU per commit ({} acknowledged in {:.1} s)",
+        options.window,
+        options.payload,
+        report.mean_rate() / 1e6,
+        report.cpu_per_commit_us(),
+        report.acknowledged,
+        report.elapsed.as_secs_f64()
+    )?;
+    let slice_ms = report.slice.as_secs_f64() * 1e3;
+    for (i, change) in report.changes.iter().enumerate() {
+        let dip = report.dip(i);
+        writeln!(
+            out,
+            "\n{}: at {:.2} s, committed at index {} after {:.1} ms ({} attempts refused first), on leader n{}; voters now {:?}",
+            change.what,
+            change.started.as_secs_f64(),
+            change.index,
+            (change.done - change.started).as_secs_f64() * 1e3,
+            change.refused,
+            change.leader,
+            change.voters
+        )?;
+        let level = dip.before.min(dip.after);
+        writeln!(
+            out,
+            "  {:.3} M/s before, {:.3} M/s after; dip to {:.3} M/s ({:.0}% of the lower), below 90% of it for {} ms",
+            dip.before / 1e6,
+            dip.after / 1e6,
+            dip.lowest / 1e6,
+            if level > 0.0 {
+                100.0 * dip.lowest / level
+            } else {
+                0.0
+            },
+            dip.duration.as_millis()
+        )?;
+        let first = (change.started.as_secs_f64() * 1e3 / slice_ms) as usize;
+        let last = ((change.started.max(change.done) + dip.duration).as_secs_f64() * 1e3 / slice_ms)
+            as usize
+            + 3;
+        let line: Vec<String> = (first.saturating_sub(3)..=last.min(report.slices.len() - 1))
+            .map(|k| {
+                format!(
+                    "{:.1}s {:.2}",
+                    k as f64 * slice_ms / 1e3,
+                    report.rate(k) / 1e6
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "  M commits/s per {slice_ms:.0} ms slice: {}",
+            line.join(" | ")
+        )?;
+    }
+    writeln!(
+        out,
+        "\nfinal voters {:?}: journals {} ({} entries each), acknowledged writes missing on one of them: {}",
+        report.final_voters,
+        if report.diverged.is_empty() {
+            "identical".to_owned()
+        } else {
+            format!("differ on {:?}", report.diverged)
+        },
+        report.journal_entries,
+        report.lost
+    )?;
+    drop(data);
+    if report.lost > 0 || !report.diverged.is_empty() {
+        return Err(Failure::Run(io::Error::other(
+            "an acknowledged write is missing, or the final voters' journals differ",
+        )));
+    }
     Ok(())
 }
 

@@ -1,11 +1,12 @@
 //! The key-value service's commands: `init` makes a new cluster's node's data directory
 //! ([`init`]), `certs` the certificates of its links ([`certs`]), `serve` runs one node
-//! ([`serve`]), `kv` carries out one client operation ([`kv`]).
+//! ([`serve`]), `kv` carries out one client operation, or prints the nodes' status ([`kv`]).
 
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
-use zeroraft_kv::protocol::{MembersInfo, Request, Response};
+use zeroraft_engine::Role;
+use zeroraft_kv::protocol::{MembersInfo, NodeStatus, Request, Response};
 use zeroraft_kv::serve::{Joined, NodeOptions, ServeNode};
 use zeroraft_kv::{ClientOptions, KvClient, ReadMode};
 use zeroraft_storage::FileStorage;
@@ -441,13 +442,36 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
 
 /// One operation against a running service; a get prints the value.
 pub fn kv(args: &KvArgs) -> Result<(), Failure> {
+    // A node gives its full status, with its configuration, to the operator only.
+    let role = match args.op {
+        KvOp::Status => ClientRole::Admin,
+        _ => ClientRole::Client,
+    };
     let options = ClientOptions {
         op_timeout: Duration::from_secs(args.timeout),
-        tls: client_tls(&args.security, ClientRole::Client)?,
+        tls: client_tls(&args.security, role)?,
         ..ClientOptions::default()
     };
     let mut client = KvClient::new(args.connect.0.clone(), options);
     let done = match &args.op {
+        KvOp::Status => {
+            let mut out = io::stdout().lock();
+            let mut unreachable = 0;
+            for (i, &addr) in args.connect.0.iter().enumerate() {
+                let line = match client.status(addr) {
+                    Ok(status) => status_line(&status),
+                    Err(e) => {
+                        unreachable += 1;
+                        format!("node ? at {addr} (position {i} of --connect): unreachable: {e}")
+                    }
+                };
+                writeln!(out, "{line}")?;
+            }
+            if unreachable == args.connect.0.len() {
+                return Err(Failure::Run(io::Error::other("no node answered")));
+            }
+            Ok(Ok(()))
+        }
         KvOp::Get { key } => client
             .get(key)
             .map(|value| writeln!(io::stdout().lock(), "{value}")),
@@ -458,6 +482,36 @@ pub fn kv(args: &KvArgs) -> Result<(), Failure> {
         Ok(written) => Ok(written?),
         Err(e) => Err(Failure::Run(io::Error::other(e.to_string()))),
     }
+}
+
+/// One node's status as `kv status` prints it: its id, role, term, leader, indices, and the
+/// configuration it has in force (what it is in it, then the configuration), or that it did
+/// not report one (a server from before, or a connection that is not the operator's).
+pub fn status_line(status: &NodeStatus) -> String {
+    let role = match status.role {
+        Role::Leader => "leader",
+        Role::Candidate => "candidate",
+        Role::Follower => "follower",
+    };
+    let leader = status
+        .leader
+        .map_or_else(|| "none".to_owned(), |l| format!("n{l}"));
+    let mut line = format!(
+        "n{}: {role}, term {}, leader {leader}, commit {}, applied {}, last {}",
+        status.id, status.term, status.commit_index, status.last_applied, status.last_log_index
+    );
+    match status.full.as_ref().and_then(|f| f.status.membership) {
+        Some(config) => {
+            let id = usize::try_from(status.id).unwrap_or(usize::MAX);
+            line.push_str(&format!(
+                "; {} · {}",
+                config.role_of(id).name(),
+                zeroraft_monitor::ui::config_line(&config)
+            ));
+        }
+        None => line.push_str("; configuration not reported"),
+    }
+    line
 }
 
 /// Node `id`'s TLS settings from `dir`, as `certs` wrote them.
@@ -621,4 +675,42 @@ fn certs_add_node(id: usize, dir: &std::path::Path, days: u64) -> Result<(), Fai
         dir.display()
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use zeroraft_engine::{Membership, MembershipStatus, Status};
+
+    use super::*;
+
+    #[test]
+    fn a_status_line_gives_the_configuration_when_the_node_reports_it() {
+        let mut status = Status {
+            role: Role::Leader,
+            term: 4,
+            leader: Some(3),
+            commit_index: 90,
+            last_applied: 90,
+            last_log_index: 91,
+            ..Status::initial(3)
+        };
+        let compact = NodeStatus::from_status(&status);
+        assert_eq!(
+            status_line(&compact),
+            "n3: leader, term 4, leader n3, commit 90, applied 90, last 91; configuration not reported"
+        );
+        let old = Membership::new([0, 1, 2], []).unwrap();
+        let new = Membership::new([2, 3, 4], []).unwrap();
+        status.membership = Some(MembershipStatus {
+            membership: old.enter_joint(&new).unwrap(),
+            index: 88,
+            committed: true,
+        });
+        let full = NodeStatus::with_full(&status, Vec::new());
+        assert_eq!(
+            status_line(&full),
+            "n3: leader, term 4, leader n3, commit 90, applied 90, last 91; joining · \
+             joint n0 n1 n2 → n2 n3 n4 · entry 88"
+        );
+    }
 }

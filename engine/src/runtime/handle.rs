@@ -207,6 +207,7 @@ impl Raft {
         status.disk_full = disk_full;
         status.log_entries = core.log().len() as u64;
         status.log_bytes = core.log().bytes();
+        status.membership = Some(membership);
         let shared = Arc::new(Shared {
             me,
             peers,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use crate::metrics as names;
-use crate::{NodeFailure, Role, Status};
+use crate::{MemberRole, MembershipStatus, NodeFailure, Role, Status};
 
 /// Longest time between two hand-overs of the counts to the recorder, in nanoseconds.
 const PUBLISH_EVERY: u64 = 5_000_000;
@@ -45,6 +45,15 @@ pub(crate) fn role_name(role: Role) -> &'static str {
 }
 
 const ROLES: [Role; 3] = [Role::Follower, Role::Candidate, Role::Leader];
+
+/// What a node can be in a configuration, as `zeroraft_member` labels it (not being a member is
+/// every gauge at 0).
+const MEMBER_ROLES: [MemberRole; 4] = [
+    MemberRole::Voter,
+    MemberRole::Joining,
+    MemberRole::Leaving,
+    MemberRole::Learner,
+];
 
 fn node_label(node: usize) -> [(&'static str, String); 1] {
     [("node", node.to_string())]
@@ -191,6 +200,13 @@ pub(super) struct NodeMetrics {
     log_bytes: Gauge,
     proposals_queued: Gauge,
     storage_failed: Gauge,
+    /// The configuration as last handed over.
+    membership: Option<MembershipStatus>,
+    members: [Gauge; 4],
+    config_index: Gauge,
+    config_committed: Gauge,
+    config_joint: Gauge,
+    config_voters: Gauge,
     /// By peer id; `None` for this node and for a peer never seen as a follower: a gauge is
     /// registered the first time this node leads the peer, so that a node built for many ids
     /// (a cluster that may grow) reports its members only.
@@ -244,6 +260,13 @@ impl NodeMetrics {
             log_bytes: g(names::LOG_BYTES),
             proposals_queued: g(names::PROPOSALS_QUEUED),
             storage_failed: g(names::STORAGE_FAILED),
+            membership: None,
+            members: MEMBER_ROLES
+                .map(|r| gauge!(names::MEMBER, "node" => id.clone(), "role" => r.name())),
+            config_index: g(names::CONFIG_INDEX),
+            config_committed: g(names::CONFIG_COMMITTED),
+            config_joint: g(names::CONFIG_JOINT),
+            config_voters: g(names::CONFIG_VOTERS),
             followers: (0..peers).map(|_| None).collect(),
             node,
             id,
@@ -328,6 +351,22 @@ impl NodeMetrics {
         self.log_entries.set(status.log_entries as f64);
         self.log_bytes.set(status.log_bytes as f64);
         self.proposals_queued.set(queued as f64);
+        if status.membership != self.membership
+            && let Some(config) = status.membership
+        {
+            let role = config.role_of(status.id);
+            for (gauge, r) in self.members.iter().zip(MEMBER_ROLES) {
+                gauge.set(if r == role { 1.0 } else { 0.0 });
+            }
+            self.config_index.set(config.index as f64);
+            self.config_committed
+                .set(f64::from(u8::from(config.committed)));
+            self.config_joint
+                .set(f64::from(u8::from(config.membership.is_joint())));
+            self.config_voters
+                .set(config.membership.voters().count() as f64);
+            self.membership = Some(config);
+        }
         if !status.peers.is_empty() || self.leading {
             // A node that stopped leading shows 0 for every follower.
             self.leading = !status.peers.is_empty();
@@ -521,6 +560,80 @@ mod tests {
         assert_eq!(get(names::STORAGE_FAILED, &[]), Some(0.0), "case 5");
         metrics.failed(&NodeFailure::WriterStopped);
         assert_eq!(get(names::STORAGE_FAILED, &[]), Some(1.0), "case 5");
+    }
+
+    #[test]
+    fn the_configuration_is_published_as_it_changes() {
+        use crate::Membership;
+        let values = Values::new();
+        let mut metrics = metrics::with_local_recorder(&values, || NodeMetrics::new(2, 5, 1));
+        let member = |role| values.get(names::MEMBER, &[("role", role)]);
+        let roles = || ["voter", "joining", "leaving", "learner"].map(member);
+        let config = |voters: &[usize], learners: &[usize], outgoing: Option<&[usize]>| {
+            let target = Membership::new(voters.iter().copied(), learners.iter().copied());
+            let target = target.unwrap();
+            match outgoing {
+                None => target,
+                Some(old) => Membership::new(old.iter().copied(), [])
+                    .unwrap()
+                    .enter_joint(&target)
+                    .unwrap(),
+            }
+        };
+        let on = |v: bool| Some(f64::from(u8::from(v)));
+        // (configuration of node 2, index, committed, its gauges voter/joining/leaving/learner)
+        type Case = (Membership, u64, bool, [bool; 4]);
+        let cases: [Case; 5] = [
+            (
+                config(&[0, 1, 2], &[], None),
+                0,
+                true,
+                [true, false, false, false],
+            ),
+            (
+                config(&[0, 1, 2], &[3, 4], None),
+                7,
+                false,
+                [true, false, false, false],
+            ),
+            (
+                config(&[0, 1, 3], &[], Some(&[0, 1, 2])),
+                9,
+                true,
+                [false, false, true, false],
+            ),
+            (
+                config(&[0, 1, 3], &[2], None),
+                11,
+                true,
+                [false, false, false, true],
+            ),
+            (
+                config(&[0, 1, 3], &[], None),
+                12,
+                false,
+                [false, false, false, false],
+            ),
+        ];
+        for (case, (membership, index, committed, want)) in cases.into_iter().enumerate() {
+            let mut status = Status::initial(2);
+            status.membership = Some(MembershipStatus {
+                membership,
+                index,
+                committed,
+            });
+            metrics.publish(PUBLISH_EVERY * case as u64, &status, IoCounts::default(), 0);
+            assert_eq!(roles(), want.map(on), "case {case}");
+            let get = |name| values.get(name, &[]);
+            assert_eq!(get(names::CONFIG_INDEX), Some(index as f64), "case {case}");
+            assert_eq!(get(names::CONFIG_COMMITTED), on(committed), "case {case}");
+            assert_eq!(
+                get(names::CONFIG_JOINT),
+                on(membership.is_joint()),
+                "case {case}"
+            );
+            assert_eq!(get(names::CONFIG_VOTERS), Some(3.0), "case {case}");
+        }
     }
 
     #[test]

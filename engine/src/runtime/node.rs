@@ -678,6 +678,8 @@ impl<S: StateMachine> Node<S> {
         status.lease_reads = stats.lease_reads;
         status.transfers_started = stats.transfers_started;
         status.transfers_abandoned = stats.transfers_abandoned;
+        // A copy of what `sync_membership` published this round: no allocation.
+        status.membership = Some(self.published_membership);
         if self.metrics.due(now, status) {
             let queued = self.shared.proposals.len() + self.pending.len();
             self.metrics.publish(now, status, self.io.counts, queued);

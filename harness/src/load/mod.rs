@@ -17,6 +17,7 @@
 //! (On x86 a `SeqCst` load costs what an `Acquire` load does.) The park's 10 ms timeout is there
 //! for a leader change, not for a missed wake-up.
 
+pub mod membership;
 pub mod remote;
 
 use std::ops::ControlFlow;
@@ -29,7 +30,8 @@ use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
 use zeroraft_engine::storage::{FileStorage, Identity, Snapshot, WalOptions};
 use zeroraft_engine::{
-    BuildError, Config, MemStorage, Network, Raft, RestoreError, StartError, StateMachine,
+    BuildError, Config, MemStorage, Membership, Network, Raft, RestoreError, StartError,
+    StateMachine,
 };
 use zeroraft_transport::NetworkConfig;
 
@@ -167,6 +169,18 @@ impl LoadCluster {
         config: Config,
         storage: &LoadStorage,
     ) -> Result<Self, BuildError> {
+        Self::build(nodes, config, storage, None, |recorder| recorder)
+    }
+
+    /// Builds the nodes with `initial` as their first configuration (every node voting if
+    /// `None`), each applying through the state machine `machine` makes of its [`Recorder`].
+    fn build<M: StateMachine + Send + 'static>(
+        nodes: usize,
+        config: Config,
+        storage: &LoadStorage,
+        initial: Option<Membership>,
+        mut machine: impl FnMut(Recorder) -> M,
+    ) -> Result<Self, BuildError> {
         let network = Network::new(NetworkConfig::new(nodes)).expect("a valid network");
         let parker = Parker::new();
         let progress = Arc::new(Progress {
@@ -186,6 +200,10 @@ impl LoadCluster {
                     last: 0,
                 };
                 let builder = Raft::builder(config.clone(), i, nodes, endpoint);
+                let builder = match initial {
+                    Some(membership) => builder.initial_membership(membership),
+                    None => builder,
+                };
                 let builder = match storage {
                     LoadStorage::None => builder,
                     LoadStorage::Memory => builder.storage(MemStorage::new()),
@@ -202,7 +220,7 @@ impl LoadCluster {
                         builder.storage(FileStorage::open(dir, identity, options)?)
                     }
                 };
-                builder.start_with_state_machine(recorder)
+                builder.start_with_state_machine(machine(recorder))
             })
             .collect::<Result<_, BuildError>>()?;
         for i in 0..nodes {
