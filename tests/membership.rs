@@ -277,3 +277,55 @@ fn members_are_added_promoted_removed_and_a_dead_disk_replaced_without_losing_a_
         "the history is linearizable"
     );
 }
+
+#[test]
+fn with_tls_a_node_added_gets_its_certificate_from_the_cluster_ca_and_joins() {
+    let mut cluster = ProcessCluster::loopback(3, "index").with_tls();
+    let three = cluster.add_node();
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    let mut client = cluster.client(OP_TIMEOUT);
+    client.put("before", "1").expect("a write");
+
+    // Its certificate, from the CA the cluster's were made with.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+        .args(["certs", "--add-node", "3", "--dir"])
+        .arg(cluster.certs_dir())
+        .output()
+        .expect("run zeroraft certs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peer3 = cluster.peer_addr(three).to_string();
+    let client3 = cluster.client_addrs()[three].to_string();
+    admin(
+        &cluster,
+        &["add", "--id", "3", "--peer", &peer3, "--client", &client3],
+    );
+    cluster.start(three);
+    promote_once_caught_up(&cluster, three);
+    admin(&cluster, &["remove", "0"]);
+    cluster.kill(0);
+    client.put("after", "2").expect("a write without node 0");
+    // Node 3 applies what the others committed, over its TLS links.
+    let target = cluster.status(2).expect("node 2 answers").commit_index;
+    let until = Instant::now() + PATIENCE;
+    while cluster
+        .status(three)
+        .is_none_or(|s| s.last_applied < target)
+    {
+        assert!(Instant::now() < until, "node 3 does not keep up");
+        std::thread::sleep(Duration::from_millis(20)); // polling its status
+    }
+    assert_eq!(client.get("before").expect("a read"), "1");
+    assert_eq!(client.get("after").expect("a read"), "2");
+    let now = roles(&cluster);
+    assert_eq!(
+        now.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "{now:?}"
+    );
+}

@@ -63,40 +63,51 @@ impl Hash {
     }
 }
 
+/// Up to [`INLINE`] bytes held in place: a short key or value, which reading costs no other
+/// cache line.
+#[derive(Clone, Copy)]
+struct Inline {
+    /// Invariant: at most [`INLINE`].
+    len: u8,
+    bytes: [u8; INLINE],
+}
+
+impl Inline {
+    /// `data` in place, if it is short enough.
+    fn new(data: &[u8]) -> Option<Self> {
+        let mut bytes = [0; INLINE];
+        bytes.get_mut(..data.len())?.copy_from_slice(data);
+        Some(Self {
+            len: data.len() as u8,
+            bytes,
+        })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
 /// A value: in its slot if short, shared with the views otherwise.
 #[derive(Clone)]
 enum Value {
-    /// `len` bytes, at most [`INLINE`].
-    Inline { len: u8, bytes: [u8; INLINE] },
+    Inline(Inline),
     /// Longer than [`INLINE`] bytes (or was, and kept its buffer).
     Shared(Arc<Vec<u8>>),
 }
 
 impl Value {
     fn new(value: &[u8]) -> Self {
-        if value.len() <= INLINE {
-            let mut bytes = [0; INLINE];
-            bytes[..value.len()].copy_from_slice(value);
-            Self::Inline {
-                len: value.len() as u8,
-                bytes,
-            }
-        } else {
-            Self::Shared(Arc::new(value.to_vec()))
-        }
+        Inline::new(value).map_or_else(|| Self::Shared(Arc::new(value.to_vec())), Self::Inline)
     }
 
     fn from_vec(value: Vec<u8>) -> Self {
-        if value.len() <= INLINE {
-            Self::new(&value)
-        } else {
-            Self::Shared(Arc::new(value))
-        }
+        Inline::new(&value).map_or_else(|| Self::Shared(Arc::new(value)), Self::Inline)
     }
 
     fn as_slice(&self) -> &[u8] {
         match self {
-            Self::Inline { len, bytes } => &bytes[..*len as usize],
+            Self::Inline(inline) => inline.as_slice(),
             Self::Shared(v) => v,
         }
     }
@@ -106,18 +117,18 @@ impl Value {
     fn write(&mut self, append: bool, value: &[u8]) {
         let kept = if append { self.as_slice().len() } else { 0 };
         match self {
-            Self::Inline { len, bytes } if kept + value.len() <= INLINE => {
-                bytes[kept..kept + value.len()].copy_from_slice(value);
-                *len = (kept + value.len()) as u8;
+            Self::Inline(inline) if kept + value.len() <= INLINE => {
+                inline.bytes[kept..kept + value.len()].copy_from_slice(value);
+                inline.len = (kept + value.len()) as u8;
             }
             Self::Shared(shared) => {
                 let buffer = Arc::make_mut(shared);
                 buffer.truncate(kept);
                 buffer.extend_from_slice(value);
             }
-            Self::Inline { len, bytes } => {
+            Self::Inline(inline) => {
                 let mut buffer = Vec::with_capacity(kept + value.len());
-                buffer.extend_from_slice(&bytes[..kept.min(*len as usize)]);
+                buffer.extend_from_slice(&inline.as_slice()[..kept]);
                 buffer.extend_from_slice(value);
                 *self = Self::Shared(Arc::new(buffer));
             }
@@ -129,29 +140,19 @@ impl Value {
 /// the views otherwise.
 #[derive(Clone)]
 enum Key {
-    /// `len` bytes, at most [`INLINE`].
-    Inline { len: u8, bytes: [u8; INLINE] },
+    Inline(Inline),
     /// Longer than [`INLINE`] bytes.
     Shared(Arc<[u8]>),
 }
 
 impl Key {
     fn new(key: &[u8]) -> Self {
-        if key.len() <= INLINE {
-            let mut bytes = [0; INLINE];
-            bytes[..key.len()].copy_from_slice(key);
-            Self::Inline {
-                len: key.len() as u8,
-                bytes,
-            }
-        } else {
-            Self::Shared(key.into())
-        }
+        Inline::new(key).map_or_else(|| Self::Shared(key.into()), Self::Inline)
     }
 
     fn as_slice(&self) -> &[u8] {
         match self {
-            Self::Inline { len, bytes } => &bytes[..*len as usize],
+            Self::Inline(inline) => inline.as_slice(),
             Self::Shared(k) => k,
         }
     }

@@ -229,17 +229,28 @@ pub(crate) struct InitArgs {
 #[derive(Args, Clone, Debug, PartialEq)]
 pub(crate) struct CertsArgs {
     /// The directory to write them to: it must not exist, or be empty
-    #[arg(long, value_name = "DIR", value_parser = directory)]
-    pub(crate) out: PathBuf,
+    #[arg(long, value_name = "DIR", value_parser = directory,
+          required_unless_present = "add_node", conflicts_with = "add_node")]
+    pub(crate) out: Option<PathBuf>,
     /// Nodes in the cluster: certificates for ids 0 to N-1
-    #[arg(long, value_name = "N", value_parser = number_in(1usize..=9))]
-    pub(crate) nodes: usize,
+    #[arg(long, value_name = "N", value_parser = number_in(1usize..=9),
+          required_unless_present = "add_node", conflicts_with = "add_node")]
+    pub(crate) nodes: Option<usize>,
     /// The cluster's id (what `zeroraft init` printed or was given): each certificate names it
-    #[arg(long, value_name = "ID", value_parser = number_in(0u64..=u64::MAX))]
-    pub(crate) cluster: u64,
+    #[arg(long, value_name = "ID", value_parser = number_in(0u64..=u64::MAX),
+          required_unless_present = "add_node", conflicts_with = "add_node")]
+    pub(crate) cluster: Option<u64>,
     /// How many days the certificates are valid
     #[arg(long, value_name = "DAYS", default_value = "365", value_parser = number_in(1u64..=36500))]
     pub(crate) days: u64,
+    /// Instead, issues a certificate for node I, added to the running cluster, with the CA in
+    /// --dir (ca.pem, ca.key; the cluster's id from its `cluster` file): writes node-I.pem and
+    /// node-I.key there
+    #[arg(long = "add-node", value_name = "I", value_parser = number_in(0usize..=63), requires = "dir")]
+    pub(crate) add_node: Option<usize>,
+    /// With --add-node: the directory `zeroraft certs` wrote
+    #[arg(long, value_name = "DIR", value_parser = directory, requires = "add_node")]
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// Options of `zeroraft kv`.

@@ -517,7 +517,14 @@ pub fn client_tls(
 /// Makes a CA and a certificate for each node of a local cluster in a new directory.
 pub fn certs(args: &CertsArgs) -> Result<(), Failure> {
     let setup = |e: &dyn std::fmt::Display| Failure::Setup(e.to_string());
-    let dir = &args.out;
+    if let (Some(id), Some(dir)) = (args.add_node, &args.dir) {
+        return certs_add_node(id, dir, args.days);
+    }
+    let (Some(dir), Some(nodes), Some(cluster)) = (&args.out, args.nodes, args.cluster) else {
+        return Err(Failure::Setup(
+            "certs needs --out, --nodes and --cluster, or --add-node and --dir".to_owned(),
+        ));
+    };
     if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(Failure::Setup(format!(
             "{} is not empty: certificates are written to a new directory",
@@ -541,37 +548,76 @@ pub fn certs(args: &CertsArgs) -> Result<(), Failure> {
     // From an hour ago (clocks differ a little), for --days.
     let now = std::time::SystemTime::now();
     let valid = now - Duration::from_secs(3600)..now + Duration::from_secs(args.days * 86_400);
-    let ca = Authority::new(
-        &format!("zeroraft cluster {} CA", args.cluster),
-        valid.clone(),
-    )
-    .map_err(|e| setup(&e))?;
+    let ca = Authority::new(&format!("zeroraft cluster {cluster} CA"), valid.clone())
+        .map_err(|e| setup(&e))?;
     write("ca.pem".into(), &ca.issued().cert_pem, false)?;
     write("ca.key".into(), &ca.issued().key_pem, true)?;
-    for id in 0..args.nodes {
-        let node = ca
-            .node(args.cluster, id, valid.clone())
-            .map_err(|e| setup(&e))?;
+    for id in 0..nodes {
+        let node = ca.node(cluster, id, valid.clone()).map_err(|e| setup(&e))?;
         write(format!("node-{id}.pem"), &node.cert_pem, false)?;
         write(format!("node-{id}.key"), &node.key_pem, true)?;
     }
     for (name, role) in [("client", ClientRole::Client), ("admin", ClientRole::Admin)] {
         let issued = ca
-            .client(args.cluster, role, valid.clone())
+            .client(cluster, role, valid.clone())
             .map_err(|e| setup(&e))?;
         write(format!("{name}.pem"), &issued.cert_pem, false)?;
         write(format!("{name}.key"), &issued.key_pem, true)?;
     }
-    write("cluster".into(), &format!("{}\n", args.cluster), false)?;
+    write("cluster".into(), &format!("{cluster}\n"), false)?;
     writeln!(
         io::stdout().lock(),
         "wrote a CA, {} node certificates, a client's and an operator's (admin) of cluster {} to {}; \
          start each node with: zeroraft serve --tls-dir {} ..., and the clients with --tls-dir {} \
          (give them only ca.pem, cluster and their own certificate and key)",
-        args.nodes,
-        args.cluster,
+        nodes,
+        cluster,
         dir.display(),
         dir.display(),
+        dir.display()
+    )?;
+    Ok(())
+}
+
+/// `certs --add-node I --dir DIR`: a certificate for node I of the cluster whose CA `certs`
+/// wrote to DIR, for a node added to the running cluster.
+fn certs_add_node(id: usize, dir: &std::path::Path, days: u64) -> Result<(), Failure> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path)
+            .map_err(|e| Failure::Setup(format!("cannot read {}: {e}", path.display())))
+    };
+    let cluster = read("cluster")?.trim().parse::<u64>().map_err(|e| {
+        Failure::Setup(format!(
+            "{} must hold the cluster's id: {e}",
+            dir.join("cluster").display()
+        ))
+    })?;
+    let ca = Authority::from_pem(&read("ca.pem")?, &read("ca.key")?)
+        .map_err(|e| Failure::Setup(format!("the CA in {}: {e}", dir.display())))?;
+    let now = std::time::SystemTime::now();
+    let valid = now - Duration::from_secs(3600)..now + Duration::from_secs(days * 86_400);
+    let node = ca
+        .node(cluster, id, valid)
+        .map_err(|e| Failure::Setup(e.to_string()))?;
+    for (name, text, secret) in [
+        (format!("node-{id}.pem"), &node.cert_pem, false),
+        (format!("node-{id}.key"), &node.key_pem, true),
+    ] {
+        let path = dir.join(name);
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.mode(0o600);
+        }
+        open.open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+            .map_err(|e| Failure::Setup(format!("cannot write {}: {e}", path.display())))?;
+    }
+    writeln!(
+        io::stdout().lock(),
+        "wrote node-{id}.pem and node-{id}.key of cluster {cluster} to {}",
         dir.display()
     )?;
     Ok(())

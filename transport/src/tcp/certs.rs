@@ -69,6 +69,26 @@ impl Authority {
         })
     }
 
+    /// The authority whose certificate and key are `cert_pem` and `key_pem` (what
+    /// [`Authority::issued`] gave): to sign certificates for a cluster's later nodes with the CA
+    /// it started with.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError`] if either cannot be read, or the certificate is no CA's.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, TlsError> {
+        let key = KeyPair::from_pem(key_pem).map_err(failed("the CA key"))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(cert_pem, key).map_err(failed("the CA certificate"))?;
+        Ok(Self {
+            issuer,
+            issued: Issued {
+                cert_pem: cert_pem.to_owned(),
+                key_pem: key_pem.to_owned(),
+            },
+        })
+    }
+
     /// The authority's certificate and key.
     pub fn issued(&self) -> &Issued {
         &self.issued

@@ -822,3 +822,30 @@ fn clearing_and_setting_at_once_leaves_one_running_link() {
     carries(&mut nodes, 0, 1, 100);
     carries(&mut nodes, 1, 0, 100);
 }
+
+#[test]
+fn a_node_certificate_issued_later_by_the_same_ca_links_with_the_others() {
+    let ca = authority();
+    // The CA as `zeroraft certs --add-node` reads it back from its files.
+    let reloaded =
+        Authority::from_pem(&ca.issued().cert_pem, &ca.issued().key_pem).expect("the CA");
+    let (listeners, addrs) = listeners(2);
+    let mut it = listeners.into_iter();
+    let first = start_tls(
+        0,
+        it.next().unwrap(),
+        &addrs,
+        node_tls(&ca, &ca, CLUSTER, 0, false),
+    );
+    let later = start_tls(
+        1,
+        it.next().unwrap(),
+        &addrs,
+        node_tls(&reloaded, &ca, CLUSTER, 1, false),
+    );
+    let mut nodes = vec![first, later];
+    wait_until("the link is up", || connected(&nodes));
+    carries(&mut nodes, 0, 1, 10);
+    carries(&mut nodes, 1, 0, 10);
+    assert!(Authority::from_pem(&ca.issued().cert_pem, "not a key").is_err());
+}
