@@ -138,7 +138,8 @@ impl Members<'_> {
             }
             assert!(
                 Instant::now() < until,
-                "zeroraft admin {args:?} did not succeed in {CHANGE_PATIENCE:?}: {out}{err}"
+                "zeroraft admin {args:?} did not succeed in {CHANGE_PATIENCE:?}: {out}{err}\n{}",
+                self.report()
             );
             std::thread::sleep(Duration::from_millis(100)); // the cluster settling
         }
@@ -186,6 +187,31 @@ impl Members<'_> {
         }
     }
 
+    /// What each node that ran says of itself now, and the end of its log, for a failure's
+    /// message (the nodes' logs go with the run's directory).
+    fn report(&self) -> String {
+        let mut report = String::new();
+        for id in 0..self.cluster.len() {
+            let status = self.cluster.status(id).map(|s| {
+                format!(
+                    "{:?} term {} leader {:?} commit {} applied {} last {}",
+                    s.role, s.term, s.leader, s.commit_index, s.last_applied, s.last_log_index
+                )
+            });
+            let log = self.cluster.log(id);
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            report += &format!(
+                "node {id} in namespace {}, voter {}, running {}: {}\n{}\n",
+                self.ns[id],
+                self.voters.contains(&id),
+                self.cluster.is_running(id),
+                status.unwrap_or_else(|| "no answer".to_owned()),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        report
+    }
+
     /// Checks that the cluster's voters are the nemesis's, with no learner and no joint
     /// configuration, as `zeroraft admin members` prints them (from the leader, once one is
     /// known and its configuration committed).
@@ -211,8 +237,9 @@ impl Members<'_> {
             }
             assert!(
                 Instant::now() < until,
-                "the members are not the voters {:?}: {out}{err}",
-                self.voters
+                "the members are not the voters {:?}: {out}{err}\n{}",
+                self.voters,
+                self.report()
             );
             std::thread::sleep(Duration::from_millis(100)); // the cluster settling
         }
