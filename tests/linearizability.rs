@@ -192,12 +192,18 @@ impl Members<'_> {
     fn report(&self) -> String {
         let mut report = String::new();
         for id in 0..self.cluster.len() {
-            let status = self.cluster.status(id).map(|s| {
-                format!(
-                    "{:?} term {} leader {:?} commit {} applied {} last {}",
-                    s.role, s.term, s.leader, s.commit_index, s.last_applied, s.last_log_index
-                )
-            });
+            // A stopped node's client address may be that of a node now in its namespace.
+            let status = self
+                .cluster
+                .is_running(id)
+                .then(|| self.cluster.status(id))
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{:?} term {} leader {:?} commit {} applied {} last {}",
+                        s.role, s.term, s.leader, s.commit_index, s.last_applied, s.last_log_index
+                    )
+                });
             let log = self.cluster.log(id);
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             report += &format!(
@@ -205,7 +211,7 @@ impl Members<'_> {
                 self.ns[id],
                 self.voters.contains(&id),
                 self.cluster.is_running(id),
-                status.unwrap_or_else(|| "no answer".to_owned()),
+                status.unwrap_or_else(|| "no answer or stopped".to_owned()),
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
