@@ -512,6 +512,22 @@ impl ProcessCluster {
         i
     }
 
+    /// Runs `zeroraft admin` with `args` against node `i` only: its exit status, stdout and
+    /// stderr.
+    pub fn admin_at(&self, i: usize, args: &[&str]) -> (ExitStatus, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+            .args(["admin", "--connect", &self.nodes[i].client.to_string()])
+            .args(&self.links)
+            .args(args)
+            .output()
+            .expect("run zeroraft admin");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Initializes added node `i` with `zeroraft init --join` through the running nodes in
     /// turn (one cut off or behind may not know the node yet), trying again for up to
     /// `patience`, then starts it as [`ProcessCluster::start`] does.
