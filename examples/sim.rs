@@ -10,7 +10,9 @@
 //! them), `--crash-every MS` (fix the mean time between crashes, 0 for none),
 //! `--snapshot-every N` (fix the entries applied between two snapshots, 0 for none),
 //! `--file-storage on|off` (run every node on the write-ahead log, power-cut at every crash, or
-//! none, instead of drawing it),
+//! none, instead of drawing it), `--members on|off` (an operator changes the members of every
+//! cluster in the fault phase, or of none, instead of a quarter of the seeds; the counts of the
+//! changes are printed),
 //! `--pre-vote`, `--check-quorum` and `--no-op` (run
 //! every core with PreVote, CheckQuorum, a leader no-op), `--reads` (clients also read, checked),
 //! `--transfers` (clients ask leaders to transfer leadership, checked and counted), `--rejoin`
@@ -25,7 +27,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use zeroraft_sim::{MAX_NODES, MIN_NODES, Options, PowerLoss, Simulation};
+use zeroraft_sim::{MAX_NODES, MIN_NODES, MembershipCounts, Options, PowerLoss, Simulation};
 
 struct Args {
     seeds: u64,
@@ -38,11 +40,11 @@ struct Args {
 
 const USAGE: &str = "\
 Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-every MS]
-           [--snapshot-every N] [--file-storage on|off] [--pre-vote] [--check-quorum]
-           [--no-op] [--reads] [--transfers] [--rejoin] [--keep-going]
+           [--snapshot-every N] [--file-storage on|off] [--members on|off] [--pre-vote]
+           [--check-quorum] [--no-op] [--reads] [--transfers] [--rejoin] [--keep-going]
        sim --replay SEED [--nodes N] [--ticks T] [--crash-every MS] [--snapshot-every N]
-           [--file-storage on|off] [--pre-vote] [--check-quorum] [--no-op] [--reads]
-           [--transfers] [--rejoin]
+           [--file-storage on|off] [--members on|off] [--pre-vote] [--check-quorum] [--no-op]
+           [--reads] [--transfers] [--rejoin]
 
   --seeds N       how many seeds to run (default 1000), with a progress line on stderr
   --start S       first seed (default 0)
@@ -60,6 +62,10 @@ Usage: sim [--seeds N] [--start S] [--jobs J] [--nodes N] [--ticks T] [--crash-e
                   run every node on the write-ahead log on a simulated file system, whose
                   power each crash cuts, or none, instead of drawing it (in half of the seeds
                   with crashes); prints what the logs went through
+  --members on|off
+                  an operator adds, promotes and removes nodes (the leader too) of every
+                  cluster in the fault phase, built with more nodes than vote at first, or of
+                  none, instead of drawing it (in a quarter of the seeds); prints the counts
   --pre-vote      run every core with PreVote
   --check-quorum  run every core with CheckQuorum, and check that cut-off leaders step down
   --no-op         run every core with a leader no-op entry
@@ -101,6 +107,13 @@ fn parse() -> Result<Args, String> {
                     "on" => Some(true),
                     "off" => Some(false),
                     other => return Err(format!("--file-storage {other}: on or off")),
+                };
+            }
+            "--members" => {
+                args.options.members = match value()?.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    other => return Err(format!("--members {other}: on or off")),
                 };
             }
             "--pre-vote" => args.options.pre_vote = true,
@@ -158,6 +171,10 @@ fn replay(seed: u64, args: &Args) -> ExitCode {
     }
     print_counts(&options, report.reads, report.transfers);
     print_power_loss(1, &report.power_loss);
+    print_membership(
+        u64::from(sim_members(&report.membership)),
+        &report.membership,
+    );
     match report.outcome {
         Ok(c) => {
             println!(
@@ -189,6 +206,40 @@ fn print_counts(options: &Options, reads: [u64; 3], transfers: [u64; 3]) {
              abandoned"
         );
     }
+}
+
+/// Whether a run changed its members (asked for a change at least once, or found no leader to
+/// ask).
+fn sim_members(m: &MembershipCounts) -> bool {
+    m.asked + m.no_leader > 0
+}
+
+/// What became of the membership changes, if `seeds` of the seeds run had them.
+fn print_membership(seeds: u64, m: &MembershipCounts) {
+    if seeds == 0 {
+        return;
+    }
+    let [not_leader, in_progress, transfer, not_caught_up, invalid] = m.refused;
+    println!(
+        "{seeds} seed(s) with membership changes: {} asked of a leader ({} with no leader to \
+         ask): {} started ({} removing the leader asked), {} in force already, refused: {} not \
+         leader, {} change under way, {} transfer under way, {} learner not caught up, {} \
+         invalid; {} configuration entries committed; {} nodes stopped after their removal, {} \
+         added again",
+        m.asked,
+        m.no_leader,
+        m.started,
+        m.leader_removals,
+        m.in_force,
+        not_leader,
+        in_progress,
+        transfer,
+        not_caught_up,
+        invalid,
+        m.configs_committed,
+        m.retired,
+        m.readded
+    );
 }
 
 /// What the write-ahead logs went through, if `seeds` of the seeds run ran on one.
@@ -239,6 +290,8 @@ fn main() -> ExitCode {
     let transfers = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
     // Seeds on the write-ahead log, and what their logs went through; cold: once per seed.
     let power_loss = Mutex::new((0, PowerLoss::default()));
+    // Seeds with membership changes, and what became of the changes; cold: once per seed.
+    let membership = Mutex::new((0, MembershipCounts::default()));
     let stop = AtomicBool::new(false);
     let first: Mutex<Option<String>> = Mutex::new(None); // cold: written once per violation
     let started = Instant::now();
@@ -269,6 +322,11 @@ fn main() -> ExitCode {
                         let mut power_loss = power_loss.lock().expect("not poisoned");
                         power_loss.0 += 1;
                         power_loss.1.add(&report.power_loss);
+                    }
+                    if sim_members(&report.membership) {
+                        let mut membership = membership.lock().expect("not poisoned");
+                        membership.0 += 1;
+                        membership.1.add(&report.membership);
                     }
                     if let Err(v) = report.outcome {
                         violations.fetch_add(1, Relaxed);
@@ -325,6 +383,8 @@ fn main() -> ExitCode {
     );
     let (on_the_log, power_loss) = power_loss.into_inner().expect("not poisoned");
     print_power_loss(on_the_log, &power_loss);
+    let (with_members, membership) = membership.into_inner().expect("not poisoned");
+    print_membership(with_members, &membership);
     match first.into_inner().expect("not poisoned") {
         Some(report) => {
             println!("{report}");

@@ -53,6 +53,14 @@ pub struct Config {
     /// Most AppendEntries in flight to one follower. Default 64; at most
     /// [`Config::MAX_INFLIGHT`] (the leader keeps a ring of this many indices per follower).
     pub max_inflight: usize,
+    /// Most bytes of commands sent to one follower and not yet acknowledged. The leader sends
+    /// no AppendEntries that would go past it while others are in flight; with none in flight
+    /// it sends one anyway, so that a command larger than the bound still gets through. So a
+    /// slow follower (or a slow link) holds at most this much of the leader's memory in
+    /// messages on their way, rather than [`Config::max_inflight`] ×
+    /// [`Config::max_append_bytes`]. Below `max_append_bytes` it also caps each AppendEntries.
+    /// Default 8 MiB; above zero.
+    pub max_inflight_bytes: usize,
     /// After the leader's commit index advances, how long it waits before sending it to
     /// followers that received no AppendEntries since (under load, the next batch carries it).
     /// Bounds how far a follower's applied state trails the leader's when traffic stops.
@@ -123,6 +131,7 @@ impl Default for Config {
             max_append_entries: core.max_append_entries,
             max_append_bytes: core.max_append_bytes,
             max_inflight: core.max_inflight,
+            max_inflight_bytes: core.max_inflight_bytes,
             commit_notify_delay: Duration::from_nanos(core.commit_notify_delay),
             max_command_bytes: 4 << 20,
             max_queued_proposals: 1 << 14,
@@ -239,6 +248,11 @@ impl Config {
                 "max_append_entries, max_append_bytes and max_inflight must be above zero",
             ));
         }
+        if self.max_inflight_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_inflight_bytes must be above zero",
+            ));
+        }
         if self.max_command_bytes > Self::MAX_COMMAND_BYTES {
             return Err(ConfigError::Invalid(
                 "max_command_bytes must be below 2 GiB (Config::MAX_COMMAND_BYTES): an entry's \
@@ -291,6 +305,7 @@ impl Config {
             max_append_entries: self.max_append_entries,
             max_append_bytes: self.max_append_bytes,
             max_inflight: self.max_inflight,
+            max_inflight_bytes: self.max_inflight_bytes,
             commit_notify_delay: nanos(self.commit_notify_delay),
             backtrack: crate::core::Backtrack::default(),
             max_snapshot_chunk: self.max_snapshot_chunk,
@@ -372,6 +387,7 @@ mod tests {
             max_append_entries: 4096,
             max_append_bytes: 1 << 20,
             max_inflight: 64,
+            max_inflight_bytes: 8 << 20,
             commit_notify_delay: ms(2),
             max_command_bytes: 4 << 20,
             max_queued_proposals: 1 << 14,

@@ -261,3 +261,125 @@ fn catches_a_write_ahead_log_that_breaks_the_order_of_a_snapshot() {
         );
     }
 }
+
+/// Runs seeds from 0 with `bug` switched on and `options` (membership changes on), and returns
+/// the first that reports a violation, with it, within `limit` seeds.
+fn first_catch(bug: Bug, options: &Options, limit: u64) -> Option<(u64, Box<crate::Violation>)> {
+    (0..limit).find_map(|seed| {
+        with_bug(seed, bug, options)
+            .outcome
+            .err()
+            .map(|v| (seed, v))
+    })
+}
+
+/// Membership changes in every seed.
+fn with_members() -> Options {
+    Options {
+        members: Some(true),
+        ..Options::default()
+    }
+}
+
+/// Asserts that `bug` is caught within 300 seeds of `options`, as one of `invariants`, and
+/// prints the first seed that catches it.
+fn membership_bug_caught(bug: Bug, options: &Options, invariants: &[Invariant]) {
+    let Some((seed, v)) = first_catch(bug, options, 300) else {
+        panic!("{} not caught within 300 seeds ({options:?})", bug.name());
+    };
+    eprintln!(
+        "{}: first caught by seed {seed} as {}: {}",
+        bug.name(),
+        v.invariant.name(),
+        v.detail
+    );
+    assert!(
+        invariants.contains(&v.invariant),
+        "{}: caught as {}: {v}",
+        bug.name(),
+        v.invariant.name()
+    );
+    assert_eq!(v.seed, seed);
+}
+
+#[test]
+fn catches_a_learner_counted_toward_the_commit_quorum() {
+    membership_bug_caught(
+        Bug::LearnerInQuorum,
+        &with_members(),
+        &[
+            Invariant::CommitQuorum,
+            Invariant::LeaderCompleteness,
+            Invariant::StateMachineSafety,
+            Invariant::LogMatching,
+        ],
+    );
+}
+
+#[test]
+fn catches_leaving_the_joint_configuration_before_it_commits() {
+    membership_bug_caught(
+        Bug::LeaveJointEarly,
+        &with_members(),
+        &[
+            Invariant::ConfigChange,
+            Invariant::ElectionSafety,
+            Invariant::LeaderCompleteness,
+            Invariant::StateMachineSafety,
+            Invariant::LogMatching,
+        ],
+    );
+}
+
+#[test]
+fn catches_overlapping_single_step_changes() {
+    membership_bug_caught(
+        Bug::OverlappingSingleSteps,
+        &with_members(),
+        &[
+            Invariant::ConfigChange,
+            Invariant::ElectionSafety,
+            Invariant::LeaderCompleteness,
+            Invariant::StateMachineSafety,
+            Invariant::LogMatching,
+        ],
+    );
+}
+
+#[test]
+fn catches_a_snapshot_installed_without_its_configuration() {
+    membership_bug_caught(
+        Bug::ForgetConfigOnInstall,
+        &with_members(),
+        &[Invariant::Configuration],
+    );
+}
+
+/// How many of seeds 0..N (`ZERORAFT_MEMBER_BUG_SEEDS`, 1 000 by default) catch each membership
+/// bug, and as what: a measurement for the docs, run by hand (`--ignored --nocapture`).
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn membership_bug_census() {
+    let n = std::env::var("ZERORAFT_MEMBER_BUG_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000u64);
+    for bug in [
+        Bug::LearnerInQuorum,
+        Bug::LeaveJointEarly,
+        Bug::OverlappingSingleSteps,
+        Bug::ForgetConfigOnInstall,
+    ] {
+        let mut by: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for seed in 0..n {
+            if let Err(v) = with_bug(seed, bug, &with_members()).outcome {
+                let e = by.entry(v.invariant.name()).or_insert((0, seed));
+                e.0 += 1;
+            }
+        }
+        eprintln!(
+            "{} over seeds 0..{n}: {by:?} (count, first seed)",
+            bug.name()
+        );
+    }
+}

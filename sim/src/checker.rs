@@ -54,10 +54,12 @@
 //! rather than on what the writes reported durable should have stored: a log that acknowledged a
 //! write it had not synced fails it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use zeroraft_engine::core::{Core, Entry, HardState, Hooks, Message, Role, Snapshot};
+use zeroraft_engine::core::{
+    Core, Entry, EntryKind, HardState, Hooks, Membership, Message, Role, Snapshot,
+};
 
 /// A property of Raft that a run can violate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +106,21 @@ pub enum Invariant {
     /// A leadership transfer completes (the leader steps down) or is abandoned within
     /// `election_timeout_min` of its start.
     Transfer,
+    /// The configuration in force on a node is one a leader was asked for (or the initial
+    /// one), and agrees with what was committed: a node whose commit index is `c` uses the last
+    /// configuration committed at or below `c` (held by that entry, or by its snapshot), or a
+    /// later one its log holds. A leader is a voter of its configuration when it takes office,
+    /// unless that configuration, which removes it, is not committed yet.
+    Configuration,
+    /// A leader's commit index is held by a majority of each half of its configuration's
+    /// voters, as its own progress records them (which [`Invariant::ProgressBounds`] checks are
+    /// true): learners count for nothing, nor do nodes outside the configuration.
+    CommitQuorum,
+    /// A leader's configuration entries follow one another as joint consensus goes: from a
+    /// configuration that is not joint, to the same voters with other learners or to the joint
+    /// configuration whose outgoing voters are its voters; from a joint one, only to the
+    /// configuration that leaves it; and each only once the one before is committed.
+    ConfigChange,
     /// A node's write-ahead log, opened again after a crash and a power cut, gives back every
     /// write the node was told was durable, and of the write under way at the crash either all
     /// of it or nothing (or, for a write split over several records, a prefix of its entries);
@@ -131,6 +148,9 @@ impl Invariant {
             Self::ReadFreshness => "read freshness: a read sees every earlier commit",
             Self::Transfer => "leadership transfer ends within an election timeout",
             Self::Recovery => "recovery of the write-ahead log after a power cut",
+            Self::Configuration => "configuration in force: proposed, and as committed",
+            Self::CommitQuorum => "commit quorum: a majority of each half of the voters",
+            Self::ConfigChange => "configuration change: one joint step at a time, each committed",
         }
     }
 }
@@ -163,6 +183,10 @@ struct Shadow {
     hash: u64,
     /// While leading: `match_index` of each follower when last seen.
     matched: Vec<u64>,
+    /// While leading: its commit index when last seen.
+    leader_commit: u64,
+    /// While leading: the index of its configuration in force when last seen.
+    leader_config: u64,
     /// How many times the node crashed.
     incarnation: u32,
 }
@@ -194,6 +218,14 @@ pub(crate) struct Checker {
     committed: Vec<(u64, Bytes, u64)>,
     /// `hashes[index - 1]`: the hash of the commands committed up to `index` ([`fold`]).
     hashes: Vec<u64>,
+    /// The configuration every node starts with.
+    initial: Membership,
+    /// Every configuration a leader appended when asked for a change, and the one that leaves
+    /// each joint one.
+    proposed: HashSet<Membership>,
+    /// The committed configuration entries, as (index, configuration), in the order of their
+    /// indices.
+    configs: Vec<(u64, Membership)>,
 }
 
 impl Checker {
@@ -217,7 +249,85 @@ impl Checker {
             entries: HashMap::new(),
             committed: Vec::new(),
             hashes: Vec::new(),
+            initial: Membership::initial(n),
+            proposed: HashSet::new(),
+            configs: Vec::new(),
         }
+    }
+
+    /// Sets the configuration every node starts with (by default every node votes).
+    pub fn set_initial(&mut self, initial: Membership) {
+        self.initial = initial;
+    }
+
+    /// Records a configuration a leader appended when asked for a change (and, if it is joint,
+    /// the one that leaves it, which the leader appends by itself).
+    pub fn proposed(&mut self, membership: Membership) {
+        self.proposed.insert(membership);
+        self.proposed.insert(membership.leave_joint());
+    }
+
+    /// The last configuration committed anywhere and the index of its entry (the initial one
+    /// and 0 if none).
+    pub fn last_committed_config(&self) -> (u64, Membership) {
+        self.configs.last().copied().unwrap_or((0, self.initial))
+    }
+
+    /// How many configuration entries were committed.
+    pub fn configs_committed(&self) -> u64 {
+        self.configs.len() as u64
+    }
+
+    /// The last configuration committed at or below `index`, and the index of its entry (0 and
+    /// the initial configuration if none).
+    fn committed_config(&self, index: u64) -> (u64, Membership) {
+        let k = self.configs.partition_point(|&(at, _)| at <= index);
+        k.checked_sub(1)
+            .map_or((0, self.initial), |k| self.configs[k])
+    }
+
+    /// Checks node `i`'s configuration in force (see [`Invariant::Configuration`]).
+    fn check_configuration<H: Hooks>(&self, i: usize, core: &Core<H>) -> Result<(), Failure> {
+        let membership = *core.membership();
+        let at = core.membership_index();
+        if membership != self.initial && !self.proposed.contains(&membership) {
+            return fail(
+                Invariant::Configuration,
+                vec![i],
+                format!(
+                    "node {i} term {} has {membership:?} (entry {at}) in force, which no leader \
+                     was asked for",
+                    core.term()
+                ),
+            );
+        }
+        let commit = core.commit_index();
+        if at > commit {
+            // Appended and not committed yet, after every configuration committed up to there:
+            // its entry is checked against the other logs like any entry.
+            return Ok(());
+        }
+        let (committed_at, committed) = self.committed_config(commit);
+        // Held by the entry committed at `committed_at`, or carried by a snapshot taken at or
+        // after it (the index of the configuration in force is then the snapshot's, which may
+        // be a snapshot compacted since).
+        let held = if at > core.log().offset() {
+            at == committed_at
+        } else {
+            at >= committed_at
+        };
+        if membership != committed || !held {
+            return fail(
+                Invariant::Configuration,
+                vec![i],
+                format!(
+                    "node {i} term {} has {membership:?} (entry {at}) in force with its commit \
+                     index at {commit}, but {committed:?} was committed at {committed_at}",
+                    core.term()
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// Checks a message node `i` sends to `to` while its durable term and vote are `durable`,
@@ -465,6 +575,7 @@ impl Checker {
             self.check_entries(i, core, from, to.min(last))?;
         }
         self.check_commit(i, core, prev_commit, commit)?;
+        self.check_configuration(i, core)?;
         if core.role() == Role::Leader {
             self.check_leader(i, core)?;
         } else {
@@ -544,6 +655,16 @@ impl Checker {
                 }
                 Some((_, _, commit_term)) => *commit_term = (*commit_term).min(observer_term),
                 None if known + 1 == index as usize => {
+                    if entry.kind == EntryKind::Config {
+                        let Ok(membership) = Membership::decode(&entry.command) else {
+                            return fail(
+                                Invariant::Configuration,
+                                vec![i],
+                                format!("node {i} commits an unreadable configuration at {index}"),
+                            );
+                        };
+                        self.configs.push((index, membership));
+                    }
                     let hash = fold(self.hashes.last().copied().unwrap_or(0), &entry.command);
                     self.hashes.push(hash);
                     self.committed
@@ -683,6 +804,20 @@ impl Checker {
         }
         let shadow = &self.nodes[i];
         let taking_office = !shadow.leading || shadow.term != term;
+        // A node the configuration in force removes may be elected while that configuration is
+        // not committed: it may be the only one holding it (thesis §4.2.2).
+        let removal_pending = core.membership_index() > core.commit_index();
+        if taking_office && !core.membership().is_voter(i) && !removal_pending {
+            return fail(
+                Invariant::Configuration,
+                vec![i],
+                format!(
+                    "node {i} takes office in term {term} without being a voter of its \
+                     configuration {:?}",
+                    core.membership()
+                ),
+            );
+        }
         if taking_office {
             for (k, (cterm, command, commit_term)) in self.committed.iter().enumerate() {
                 if *commit_term >= term {
@@ -733,6 +868,8 @@ impl Checker {
         let shadow = &mut self.nodes[i];
         for (peer, before) in shadow.matched.iter_mut().enumerate() {
             let Some(pr) = core.progress(peer) else {
+                // Not a member: tracked afresh if the leader adds it again.
+                *before = 0;
                 continue;
             };
             if taking_office {
@@ -753,6 +890,12 @@ impl Checker {
             }
             *before = pr.match_index;
         }
+        if taking_office {
+            shadow.leader_commit = core.commit_index();
+            shadow.leader_config = core.membership_index();
+        }
+        let leader_config = shadow.leader_config;
+        let leader_commit = shadow.leader_commit;
         let last_entry = log.entry(last);
         shadow.leading = true;
         shadow.leader_last = (
@@ -760,6 +903,14 @@ impl Checker {
             log.last_term(),
             last_entry.map(|e| e.command.clone()).unwrap_or_default(),
         );
+        shadow.leader_commit = core.commit_index();
+        shadow.leader_config = core.membership_index();
+        if core.commit_index() > leader_commit {
+            check_commit_quorum(i, core)?;
+        }
+        if core.membership_index() > leader_config {
+            check_config_changes(i, core, leader_config)?;
+        }
         Ok(())
     }
 
@@ -847,6 +998,91 @@ impl Checker {
     }
 }
 
+/// Checks that leader `i`'s commit index, which it advanced, is held by a majority of each half
+/// of its configuration's voters, by its progress records (its own log for itself).
+fn check_commit_quorum<H: Hooks>(i: usize, core: &Core<H>) -> Result<(), Failure> {
+    let m = core.membership();
+    let held = |j: usize| {
+        if j == i {
+            core.log().last_index()
+        } else {
+            core.progress(j).map_or(0, |p| p.match_index)
+        }
+    };
+    let majority = |voters: Vec<usize>| {
+        if voters.is_empty() {
+            return u64::MAX;
+        }
+        let mut values: Vec<u64> = voters.iter().map(|&j| held(j)).collect();
+        values.sort_unstable_by(|a, b| b.cmp(a));
+        values[values.len() / 2]
+    };
+    let quorum = majority(m.voters().collect()).min(majority(m.outgoing().collect()));
+    if core.commit_index() > quorum {
+        return fail(
+            Invariant::CommitQuorum,
+            vec![i],
+            format!(
+                "leader {i} term {} commits up to {} while a majority of each half of the voters \
+                 of {m:?} holds only up to {quorum}",
+                core.term(),
+                core.commit_index()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Checks the configuration entries leader `i` appended after the one at `from`, in force when
+/// it was last seen (see [`Invariant::ConfigChange`]).
+fn check_config_changes<H: Hooks>(i: usize, core: &Core<H>, from: u64) -> Result<(), Failure> {
+    let log = core.log();
+    let decode = |index: u64| {
+        log.entry(index)
+            .filter(|e| e.kind == EntryKind::Config)
+            .and_then(|e| Membership::decode(&e.command).ok())
+    };
+    // The configuration at `from`: its entry, or (at or below the snapshot) nothing to check.
+    let Some(mut prev) = decode(from) else {
+        return Ok(());
+    };
+    let mut prev_at = from;
+    for at in from + 1..=core.membership_index() {
+        let Some(next) = decode(at) else {
+            continue;
+        };
+        let voters = |m: &Membership| m.voters().collect::<Vec<_>>();
+        let legal = if prev.is_joint() {
+            next == prev.leave_joint()
+        } else if next.is_joint() {
+            next.outgoing().eq(prev.voters())
+        } else {
+            voters(&next) == voters(&prev)
+        };
+        if !legal || prev_at > core.commit_index() {
+            return fail(
+                Invariant::ConfigChange,
+                vec![i],
+                format!(
+                    "leader {i} term {} appends {next:?} at {at} after {prev:?} at {prev_at}{}",
+                    core.term(),
+                    if legal {
+                        format!(
+                            ", which is not committed (commit index {})",
+                            core.commit_index()
+                        )
+                    } else {
+                        ", which is no step of joint consensus".into()
+                    }
+                ),
+            );
+        }
+        prev = next;
+        prev_at = at;
+    }
+    Ok(())
+}
+
 /// The hash of the commands applied up to some index, extended by the next one: 64-bit FNV-1a
 /// over each command's length and bytes.
 fn fold(hash: u64, command: &Bytes) -> u64 {
@@ -903,6 +1139,9 @@ fn same_entry(entry: &Entry, term: u64, command: &Bytes) -> bool {
 pub(crate) fn show(command: &Bytes) -> String {
     match <[u8; 8]>::try_from(&command[..]) {
         Ok(bytes) => format!("cmd {:#x}", u64::from_le_bytes(bytes)),
-        Err(_) => format!("cmd {:?}", &command[..]),
+        Err(_) => match Membership::decode(command) {
+            Ok(membership) => format!("config {membership:?}"),
+            Err(_) => format!("cmd {:?}", &command[..]),
+        },
     }
 }

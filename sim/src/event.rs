@@ -418,6 +418,78 @@ pub enum EventKind {
         /// The node to hand it to.
         target: usize,
     },
+    /// The operator asked a leader to change the members (see
+    /// [`Members`](crate::scenario::Members)).
+    MemberChange {
+        /// The leader asked.
+        node: usize,
+        /// The change.
+        op: MemberOp,
+        /// The target's voters, a bit per node.
+        voters: u64,
+        /// The target's learners, a bit per node.
+        learners: u64,
+        /// What the leader did.
+        outcome: MemberOutcome,
+    },
+    /// The operator would have changed the members, but no node that is up leads.
+    NoLeaderForChange,
+    /// A node that a committed configuration left out was stopped, its disk kept: it restarts
+    /// if a leader adds it again.
+    Retire {
+        /// The node.
+        node: usize,
+    },
+}
+
+/// A change of members the operator asks a leader for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberOp {
+    /// Add a node (never added, or stopped after it was removed) as a learner.
+    AddLearner,
+    /// Make a learner a voter.
+    Promote,
+    /// Remove a voter other than the leader.
+    RemoveVoter,
+    /// Remove the leader itself.
+    RemoveLeader,
+    /// Remove a learner.
+    RemoveLearner,
+    /// Replace a voter by a learner in one change.
+    Replace,
+    /// Move to another set of voters at once: some voters removed, some learners promoted.
+    Reshape,
+}
+
+/// Why a leader refused a change of members (its
+/// [`MembershipChangeError`](zeroraft_engine::core::MembershipChangeError)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// It no longer leads.
+    NotLeader,
+    /// A change is under way.
+    InProgress,
+    /// A leadership transfer is under way.
+    Transfer,
+    /// A node to promote is not a caught-up learner.
+    NotCaughtUp,
+    /// The target names a node it does not know, or is no configuration it can move to.
+    Invalid,
+}
+
+/// What a leader did with a change of members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberOutcome {
+    /// It appended configuration entries up to `index` (the joint configuration, or the target
+    /// itself when only learners change).
+    Started {
+        /// The index of the last entry it appended.
+        index: u64,
+    },
+    /// The target is the configuration in force already.
+    InForce,
+    /// It refused.
+    Refused(Refusal),
 }
 
 /// One event at a virtual time.
@@ -572,8 +644,39 @@ impl fmt::Display for Event {
                 write!(f, "node {node} is {role:?} in term {term}")
             }
             EventKind::Commit { node, index } => write!(f, "node {node} commits up to {index}"),
+            EventKind::MemberChange {
+                node,
+                op,
+                voters,
+                learners,
+                outcome,
+            } => {
+                write!(
+                    f,
+                    "MEMBERS node {node} asked to {op:?}: voters {:?} learners {:?}: ",
+                    bits(voters),
+                    bits(learners)
+                )?;
+                match outcome {
+                    MemberOutcome::Started { index } => write!(f, "appended up to {index}"),
+                    MemberOutcome::InForce => write!(f, "in force already"),
+                    MemberOutcome::Refused(why) => write!(f, "refused ({why:?})"),
+                }
+            }
+            EventKind::NoLeaderForChange => write!(f, "MEMBERS no leader to ask for a change"),
+            EventKind::Retire { node } => {
+                write!(
+                    f,
+                    "MEMBERS node {node} stopped: removed by a committed configuration"
+                )
+            }
         }
     }
+}
+
+/// The nodes of a bit set, lowest first.
+fn bits(set: u64) -> Vec<usize> {
+    (0..64).filter(|i| set & (1 << i) != 0).collect()
 }
 
 /// A vote for a trace line.

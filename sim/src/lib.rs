@@ -59,6 +59,24 @@
 //! seeds a snapshot takes a while to serialize, as a large one does on the runtime's snapshot
 //! thread: the node compacts up to the index it was taken at once it is done, later.
 //!
+//! # Membership changes
+//!
+//! In a quarter of the seeds ([`Scenario::members`], drawn from a stream of the seed of its own,
+//! so that the other seeds run as they did) the cluster is built with more nodes than vote at
+//! first, and an operator asks a leader, through [`Core::propose_membership`], to add a
+//! learner, promote one, remove a voter, a learner or the leader itself, replace a voter by a
+//! learner, or move to another set of voters at once ([`MemberOp`]), while the faults go on; the
+//! leader may refuse ([`MemberOutcome`]). A node that the last committed configuration leaves
+//! out is stopped with its disk (as an operator retires a machine), unless a configuration that
+//! may still commit holds it, and restarts if a leader adds it again. The heal phase converges on
+//! the members of the leader's configuration. [`Report::membership`] counts what the changes
+//! came to. The checker's ledgers span every configuration; it also checks the configuration in
+//! force on every node against what was proposed and committed ([`Invariant::Configuration`]),
+//! every leader's commit index against the voters of each half ([`Invariant::CommitQuorum`]),
+//! and every leader's configuration entries against the steps of joint consensus
+//! ([`Invariant::ConfigChange`]). With CheckQuorum, a leader counts as cut off when the nodes it
+//! can hear from hold no quorum of its own configuration.
+//!
 //! # PreVote, CheckQuorum and rejoins
 //!
 //! [`Options::pre_vote`] and [`Options::check_quorum`] turn those on in every core (no seed draws
@@ -105,17 +123,22 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Once;
 
 use bytes::Bytes;
-use zeroraft_engine::core::{Core, CoreConfig, Hooks, Message, Nanos, NoBugs, Role};
+use zeroraft_engine::core::{
+    Core, CoreConfig, EntryKind, Hooks, Membership, MembershipChangeError, Message, Nanos, NoBugs,
+    Role,
+};
 use zeroraft_engine::driver;
 
 pub use checker::Invariant;
 use checker::{Checker, Failure};
 use event::EventLog;
-pub use event::{DropReason, Event, EventKind, MsgSummary, RECENT_EVENTS};
+pub use event::{
+    DropReason, Event, EventKind, MemberOp, MemberOutcome, MsgSummary, RECENT_EVENTS, Refusal,
+};
 use io::SimIo;
 use network::Network;
 pub use network::Quality;
-pub use scenario::{Crashes, Scenario, Snapshots};
+pub use scenario::{Crashes, Members, Scenario, Snapshots};
 use storage::Disk;
 pub use storage::{DiskLatency, PowerLoss, UnderWay};
 
@@ -127,6 +150,9 @@ fn cmd(x: u64) -> Bytes {
 
 /// Mixed into the run's seed for the stream that draws everything about the write-ahead logs.
 const DISK_STREAM: u64 = 0x5753_414c_5f44_4953;
+
+/// Mixed into the run's seed for the stream that draws everything about membership changes.
+const MEMBER_STREAM: u64 = 0x4d45_4d42_4552_5321;
 
 /// One tick of virtual time: 1 ms. A scenario's fault phase is counted in ticks.
 pub const TICK: Nanos = 1_000_000;
@@ -196,6 +222,9 @@ pub struct Options {
     /// each crash power-cuts ([`Scenario::file_storage`]); otherwise drawn from the seed: in
     /// half of the seeds with crashes.
     pub file_storage: Option<bool>,
+    /// Whether an operator changes the members of the cluster in the fault phase
+    /// ([`Scenario::members`]); otherwise drawn from the seed: in a quarter of the seeds.
+    pub members: Option<bool>,
     /// Keep every event, for a readable trace in [`Report::trace`].
     pub trace: bool,
 }
@@ -301,6 +330,66 @@ pub struct Report {
     /// With [`Scenario::file_storage`]: what the nodes' write-ahead logs went through, summed
     /// over the nodes (all zero otherwise).
     pub power_loss: PowerLoss,
+    /// With [`Scenario::members`]: what became of the changes of members asked for (all zero
+    /// otherwise).
+    pub membership: MembershipCounts,
+}
+
+/// What became of the membership changes of a run ([`Scenario::members`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MembershipCounts {
+    /// Changes asked of a node that led.
+    pub asked: u64,
+    /// Of those, the ones it started (appended a configuration entry for).
+    pub started: u64,
+    /// Of those asked, the ones it refused, by reason: not leader, a change under way, a
+    /// transfer under way, a learner not caught up, an invalid target.
+    pub refused: [u64; 5],
+    /// Of those asked, the ones whose target was in force already.
+    pub in_force: u64,
+    /// Times no node led when the operator wanted a change.
+    pub no_leader: u64,
+    /// Of those started, the ones that removed the leader asked.
+    pub leader_removals: u64,
+    /// Configuration entries committed (joint ones, the ones leaving them, learner changes).
+    pub configs_committed: u64,
+    /// Nodes stopped because a committed configuration left them out.
+    pub retired: u64,
+    /// Stopped nodes restarted because a leader added them again.
+    pub readded: u64,
+}
+
+impl MembershipCounts {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Self) {
+        self.asked += other.asked;
+        self.started += other.started;
+        for (a, b) in self.refused.iter_mut().zip(other.refused) {
+            *a += b;
+        }
+        self.in_force += other.in_force;
+        self.no_leader += other.no_leader;
+        self.leader_removals += other.leader_removals;
+        self.configs_committed += other.configs_committed;
+        self.retired += other.retired;
+        self.readded += other.readded;
+    }
+}
+
+/// The operator of [`Scenario::members`]: when it asks for the next change, and the nodes it
+/// added or stopped.
+struct Operator {
+    /// Draws everything the operator does, from a stream of the seed of its own.
+    rng: fastrand::Rng,
+    /// The initial configuration.
+    initial: Membership,
+    next_at: Nanos,
+    /// Nodes a leader was ever asked to make members of (beyond the initial voters), a bit
+    /// per node; with the initial voters.
+    joined: u64,
+    /// Nodes stopped because a committed configuration left them out.
+    retired: u64,
+    counts: MembershipCounts,
 }
 
 /// A follower cut off in [`Options::rejoin`] mode, and the leader of the cluster it left.
@@ -346,6 +435,7 @@ enum Next {
     Durable(usize),
     Timer(usize),
     Client(usize),
+    Member,
 }
 
 thread_local! {
@@ -433,6 +523,10 @@ pub struct Simulation<H: Hooks + Default = NoBugs> {
     transfer_counts: [u64; 3],
     /// Transfers whose leader stepped down: the target and the term it would lead.
     handed_over: Vec<(usize, u64)>,
+    /// With [`Scenario::members`]: the operator that changes the members.
+    operator: Option<Operator>,
+    /// For each node: the configuration in force when last looked at, and since when.
+    config_seen: Vec<(Membership, Nanos)>,
 }
 
 /// Runs one seed to the end.
@@ -471,7 +565,13 @@ impl<H: Hooks + Default> Simulation<H> {
         if options.file_storage.is_none() {
             scenario.file_storage = scenario.crashes.is_some() && disk_rng.bool();
         }
+        let mut member_rng = fastrand::Rng::with_seed(seed ^ MEMBER_STREAM);
+        scenario.draw_members(&mut member_rng, options);
         let n = scenario.nodes;
+        let initial = match scenario.members {
+            Some(m) => Membership::new(0..m.voters, []).expect("at least one voter"),
+            None => Membership::initial(n),
+        };
         let disks = (0..n)
             .map(|i| {
                 if scenario.file_storage {
@@ -486,7 +586,11 @@ impl<H: Hooks + Default> Simulation<H> {
             .map(|i| {
                 let seed = rng.u64(..);
                 let config = scenario.core.clone();
-                Some(Core::with_hooks(i, n, config, seed, 0, H::default()))
+                let mut core = Core::with_hooks(i, n, config, seed, 0, H::default());
+                if scenario.members.is_some() {
+                    core.set_initial_membership(initial);
+                }
+                Some(core)
             })
             .collect();
         let clients = (0..scenario.clients)
@@ -504,6 +608,16 @@ impl<H: Hooks + Default> Simulation<H> {
         let next_crash = scenario
             .crashes
             .map_or(Nanos::MAX, |c| rng.u64(1..=2 * c.interval));
+        let operator = scenario.members.map(|m| Operator {
+            next_at: member_rng.u64(1..=2 * m.interval),
+            rng: member_rng,
+            initial,
+            joined: (1 << m.voters) - 1,
+            retired: 0,
+            counts: MembershipCounts::default(),
+        });
+        let mut checker = Checker::new(n);
+        checker.set_initial(initial);
         Self {
             seed,
             rng,
@@ -520,7 +634,7 @@ impl<H: Hooks + Default> Simulation<H> {
             next_fault,
             next_crash,
             phase: Phase::Fault,
-            checker: Checker::new(n),
+            checker,
             log: EventLog::new(options.trace),
             stepping: None,
             cut_off_since: vec![None; n],
@@ -538,6 +652,8 @@ impl<H: Hooks + Default> Simulation<H> {
             serializing: vec![None; n],
             transfer_counts: [0; 3],
             handed_over: Vec::new(),
+            operator,
+            config_seen: vec![(initial, 0); n],
             scenario,
         }
     }
@@ -622,6 +738,12 @@ impl<H: Hooks + Default> Simulation<H> {
                     sum.add(&disk.power_loss());
                     sum
                 }),
+            membership: self.operator.as_ref().map_or_else(Default::default, |o| {
+                MembershipCounts {
+                    configs_committed: self.checker.configs_committed(),
+                    ..o.counts
+                }
+            }),
         }
     }
 
@@ -674,8 +796,12 @@ impl<H: Hooks + Default> Simulation<H> {
                     self.after_step(i, None, None)
                 }
                 Next::Client(c) => self.client_propose(c),
+                Next::Member => self.member_change(),
             };
             step.map_err(|f| self.violation(f))?;
+            if self.operator.is_some() {
+                self.tend_members().map_err(|f| self.violation(f))?;
+            }
             self.check_quorum_step_down()
                 .map_err(|f| self.violation(f))?;
             self.check_transfers().map_err(|f| self.violation(f))?;
@@ -728,6 +854,11 @@ impl<H: Hooks + Default> Simulation<H> {
                 if client.next_at < best.0 {
                     best = (client.next_at, Next::Client(c));
                 }
+            }
+            if let Some(operator) = &self.operator
+                && operator.next_at < best.0
+            {
+                best = (operator.next_at, Next::Member);
             }
         }
         (best.0.max(self.now), best.1)
@@ -803,6 +934,10 @@ impl<H: Hooks + Default> Simulation<H> {
             );
         }
         self.seen[i] = state;
+        let membership = *core.membership();
+        if membership != self.config_seen[i].0 {
+            self.config_seen[i] = (membership, now);
+        }
         if self.net.in_flight() > MAX_IN_FLIGHT {
             return Err(Failure {
                 invariant: Invariant::BoundedTraffic,
@@ -950,6 +1085,9 @@ impl<H: Hooks + Default> Simulation<H> {
         let config = self.scenario.core.clone();
         let mut core =
             Core::restore_with_hooks(i, n, config, seed, self.now, recovered, H::default());
+        if let Some(operator) = &self.operator {
+            core.set_initial_membership(operator.initial);
+        }
         if let Some(adjust) = &self.adjust {
             adjust(&mut core);
         }
@@ -1092,6 +1230,204 @@ impl<H: Hooks + Default> Simulation<H> {
             self.clients[c].believed = told.unwrap_or_else(|| self.rng.usize(..n));
         }
         self.after_step(node, None, None)
+    }
+
+    /// The operator asks a node that leads for a change of members (see [`Members`]): the
+    /// leader of the highest term, or one time in four any node that believes it leads (a
+    /// deposed one, cut off, included).
+    fn member_change(&mut self) -> Result<(), Failure> {
+        let members = self.scenario.members.expect("membership changes are on");
+        let n = self.cores.len();
+        let now = self.now;
+        let current = self.current_leader();
+        let leaders: Vec<usize> = (0..n)
+            .filter(|&i| {
+                self.cores[i]
+                    .as_ref()
+                    .is_some_and(|c| c.role() == Role::Leader)
+            })
+            .collect();
+        let operator = self.operator.as_mut().expect("an operator");
+        let rng = &mut operator.rng;
+        operator.next_at = now
+            + if members.burst > 0.0 && rng.f64() < members.burst {
+                rng.u64(1..=5) * 1_000_000
+            } else {
+                rng.u64(1..=2 * members.interval)
+            };
+        let node = match current {
+            Some((l, _)) if rng.u8(..4) != 0 => l,
+            _ if !leaders.is_empty() => leaders[rng.usize(..leaders.len())],
+            _ => {
+                operator.counts.no_leader += 1;
+                self.log.push(now, EventKind::NoLeaderForChange);
+                return Ok(());
+            }
+        };
+        let core = self.cores[node].as_ref().expect("a leader is up");
+        let m = *core.membership();
+        let voters = node_bits(m.voters());
+        let learners = node_bits(m.learners());
+        let outsiders = !(voters | learners | node_bits(m.outgoing())) & ((1 << n) - 1);
+        let others = voters & !(1 << node);
+        let can_remove = voters.count_ones() >= 3;
+        let mut ops = Vec::with_capacity(7);
+        for (possible, op) in [
+            (outsiders != 0, MemberOp::AddLearner),
+            (learners != 0, MemberOp::Promote),
+            (can_remove && others != 0, MemberOp::RemoveVoter),
+            (
+                can_remove && voters & (1 << node) != 0,
+                MemberOp::RemoveLeader,
+            ),
+            (learners != 0, MemberOp::RemoveLearner),
+            (learners != 0 && others != 0, MemberOp::Replace),
+            (learners != 0, MemberOp::Reshape),
+        ] {
+            if possible {
+                ops.push(op);
+            }
+        }
+        let Some(&op) = (!ops.is_empty()).then(|| &ops[rng.usize(..ops.len())]) else {
+            return Ok(());
+        };
+        let (v, l) = match op {
+            MemberOp::AddLearner => (voters, learners | 1 << pick(rng, outsiders)),
+            MemberOp::Promote => {
+                let x = 1 << pick(rng, learners);
+                (voters | x, learners & !x)
+            }
+            MemberOp::RemoveVoter => (voters & !(1 << pick(rng, others)), learners),
+            MemberOp::RemoveLeader => (voters & !(1 << node), learners),
+            MemberOp::RemoveLearner => (voters, learners & !(1 << pick(rng, learners))),
+            MemberOp::Replace => {
+                let x = 1 << pick(rng, learners);
+                (voters & !(1 << pick(rng, others)) | x, learners & !x)
+            }
+            MemberOp::Reshape => {
+                let promoted = (rng.u64(..) & learners) | 1 << pick(rng, learners);
+                let kept = rng.u64(..) & voters;
+                let kept = if (kept | promoted).count_ones() < 2 {
+                    voters
+                } else {
+                    kept
+                };
+                (kept | promoted, learners & !promoted)
+            }
+        };
+        let target = Membership::new(bit_nodes(v), bit_nodes(l)).expect("a valid target");
+        let before = core.log().last_index();
+        set_stepping(&mut self.stepping, Some(node));
+        let result = self.core_mut(node).propose_membership(now, &target);
+        set_stepping(&mut self.stepping, None);
+        let core = self.cores[node].as_ref().expect("the node is up");
+        let last = core.log().last_index();
+        let operator = self.operator.as_mut().expect("an operator");
+        operator.counts.asked += 1;
+        let outcome = match result {
+            Ok(_) if last > before => {
+                for index in before + 1..=last {
+                    let entry = core.log().entry(index).expect("just appended");
+                    if entry.kind == EntryKind::Config {
+                        let appended = Membership::decode(&entry.command).expect("just appended");
+                        self.checker.proposed(appended);
+                    }
+                }
+                operator.joined |= v | l;
+                operator.counts.started += 1;
+                if op == MemberOp::RemoveLeader {
+                    operator.counts.leader_removals += 1;
+                }
+                MemberOutcome::Started { index: last }
+            }
+            Ok(_) => {
+                operator.counts.in_force += 1;
+                MemberOutcome::InForce
+            }
+            Err(e) => {
+                let why = match e {
+                    MembershipChangeError::NotLeader => Refusal::NotLeader,
+                    MembershipChangeError::ChangeInProgress => Refusal::InProgress,
+                    MembershipChangeError::TransferInProgress => Refusal::Transfer,
+                    MembershipChangeError::NotCaughtUp(_) => Refusal::NotCaughtUp,
+                    MembershipChangeError::UnknownNode(_) | MembershipChangeError::Invalid(_) => {
+                        Refusal::Invalid
+                    }
+                };
+                operator.counts.refused[why as usize] += 1;
+                MemberOutcome::Refused(why)
+            }
+        };
+        self.log.push(
+            now,
+            EventKind::MemberChange {
+                node,
+                op,
+                voters: v,
+                learners: l,
+                outcome,
+            },
+        );
+        let written = (last > before).then_some((before + 1, last));
+        self.after_step(node, written, None)
+    }
+
+    /// With [`Scenario::members`], after every event: stops every node that the last
+    /// configuration committed anywhere leaves out, as an operator retires a machine once its
+    /// removal is committed, unless a configuration that may still commit holds it: the one in
+    /// force on a member of the committed configuration, if it is the committed one or a later
+    /// one. A node is stopped only if a leader was asked to make it a member once (the nodes
+    /// never added wait). A stopped node that such a configuration holds again restarts.
+    fn tend_members(&mut self) -> Result<(), Failure> {
+        let (at, committed) = self.checker.last_committed_config();
+        let mut wanted = 0u64;
+        for core in self.cores.iter().flatten() {
+            if committed.contains(core.id()) && core.membership_index() >= at {
+                let m = core.membership();
+                wanted |= node_bits(m.voters()) | node_bits(m.outgoing()) | node_bits(m.learners());
+            }
+        }
+        for x in 0..self.cores.len() {
+            let operator = self.operator.as_mut().expect("an operator");
+            let bit = 1 << x;
+            if operator.retired & bit != 0 {
+                if wanted & bit != 0 {
+                    operator.retired &= !bit;
+                    operator.counts.readded += 1;
+                    self.restart_at[x] = self.now;
+                }
+            } else if operator.joined & bit != 0 && wanted & bit == 0 && !committed.contains(x) {
+                operator.retired |= bit;
+                operator.counts.retired += 1;
+                self.retire(x)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops node `x`, which a committed configuration left out: it crashes (if it is up) and
+    /// does not restart unless a leader adds it again.
+    fn retire(&mut self, x: usize) -> Result<(), Failure> {
+        self.restart_at[x] = Nanos::MAX;
+        if self.armed == Some(x) {
+            self.armed = None;
+        }
+        self.log.push(self.now, EventKind::Retire { node: x });
+        let Some(core) = self.cores[x].take() else {
+            return Ok(());
+        };
+        self.transferring[x] = None;
+        self.serializing[x] = None;
+        self.disks[x]
+            .crash(&mut self.disk_rng)
+            .map_err(|e| Failure {
+                invariant: Invariant::Recovery,
+                nodes: vec![x],
+                detail: format!("node {x}: {e}"),
+            })?;
+        drop(core);
+        let disk = &self.disks[x];
+        self.checker.crash(x, disk.hard_state(), disk.last_index())
     }
 
     /// Notes transfers that started and ended on node `i`, and what became of them.
@@ -1288,8 +1624,8 @@ impl<H: Hooks + Default> Simulation<H> {
     /// turn, and count a majority over a quorum check's window without ever having one at once.
     fn note_cut_offs(&mut self) {
         let n = self.cores.len();
-        let minority = |set: u64| set.count_ones() as usize <= n / 2;
         for i in 0..n {
+            let minority = |set: u64| !self.holds_quorum(i, set);
             let open = (0..n)
                 .filter(|&j| j == i || !self.net.is_blocked(j, i))
                 .fold(0u64, |set, j| set | (1 << j));
@@ -1299,6 +1635,18 @@ impl<H: Hooks + Default> Simulation<H> {
                 _ => None,
             };
         }
+    }
+
+    /// Whether the nodes of `set` (a bit per node) hold a quorum of node `i`'s configuration in
+    /// force (the last one seen while it is down): a majority of its voters, and of the outgoing
+    /// ones too while joint. With fixed membership: a majority of the cluster.
+    fn holds_quorum(&self, i: usize, set: u64) -> bool {
+        let m = self.cores[i]
+            .as_ref()
+            .map_or(self.config_seen[i].0, |c| *c.membership());
+        let majority =
+            |voters: u64| voters == 0 || (set & voters).count_ones() > voters.count_ones() / 2;
+        majority(node_bits(m.voters())) && majority(node_bits(m.outgoing()))
     }
 
     /// With CheckQuorum: fails if a leader has been cut off from the majority (see
@@ -1313,10 +1661,15 @@ impl<H: Hooks + Default> Simulation<H> {
         }
         for core in self.cores.iter().flatten() {
             let i = core.id();
-            let Some((since, _)) = self.cut_off_since[i] else {
+            let Some((since, heard)) = self.cut_off_since[i] else {
                 continue;
             };
-            let from = since.max(self.lead_since[i]);
+            if self.holds_quorum(i, heard) {
+                // Its configuration changed since: it needs no other nodes than those.
+                continue;
+            }
+            // A change of configuration restarts its quorum checks' count.
+            let from = since.max(self.lead_since[i]).max(self.config_seen[i].1);
             if core.role() == Role::Leader && self.now > from + 2 * config.election_timeout_min {
                 return Err(Failure {
                     invariant: Invariant::CheckQuorum,
@@ -1351,8 +1704,9 @@ impl<H: Hooks + Default> Simulation<H> {
             markers_sent: 0,
         };
         self.log.push(self.now, EventKind::HealPhase);
+        let retired = self.operator.as_ref().map_or(0, |o| o.retired);
         for i in 0..self.cores.len() {
-            if self.cores[i].is_none() {
+            if self.cores[i].is_none() && retired & (1 << i) == 0 {
                 self.restart(i)?;
             }
         }
@@ -1371,11 +1725,9 @@ impl<H: Hooks + Default> Simulation<H> {
             return Ok(None);
         };
         let since = *since;
-        let cores = || {
-            self.cores
-                .iter()
-                .map(|c| c.as_ref().expect("all up when healing"))
-        };
+        // Every node is up but those stopped after their removal (and a node added again, for
+        // the moment before it restarts).
+        let cores = || self.cores.iter().flatten();
         let max_term = cores().map(|c| c.term()).max().unwrap_or(0);
         let mut leaders = cores().filter(|c| c.role() == Role::Leader);
         let leader = match (leaders.next(), leaders.next()) {
@@ -1421,9 +1773,17 @@ impl<H: Hooks + Default> Simulation<H> {
         };
         let leader = self.cores[l].as_ref().expect("all up when healing");
         let commit = leader.commit_index();
+        // The members of its configuration: the nodes it replicates to.
+        let members = *leader.membership();
         let converged = commit >= m.index
             && commit == leader.log().last_index()
-            && cores().all(|c| {
+            && (0..self.cores.len()).all(|x| {
+                if x != l && !members.contains(x) {
+                    return true;
+                }
+                let Some(c) = &self.cores[x] else {
+                    return false;
+                };
                 c.term() == max_term
                     && c.leader() == Some(l)
                     && c.commit_index() == commit
@@ -1447,6 +1807,16 @@ impl<H: Hooks + Default> Simulation<H> {
             .iter()
             .enumerate()
             .map(|(i, c)| match c {
+                Some(c) if self.operator.is_some() => format!(
+                    "node {i} {:?} t{} leader {:?} last {} commit {} config {:?} at {}",
+                    c.role(),
+                    c.term(),
+                    c.leader(),
+                    c.log().last_index(),
+                    c.commit_index(),
+                    c.membership(),
+                    c.membership_index()
+                ),
                 Some(c) => format!(
                     "node {i} {:?} t{} leader {:?} last {} commit {}",
                     c.role(),
@@ -1460,6 +1830,23 @@ impl<H: Hooks + Default> Simulation<H> {
             .collect();
         parts.join("; ")
     }
+}
+
+/// The nodes of `ids` as a bit set.
+fn node_bits(ids: impl Iterator<Item = usize>) -> u64 {
+    ids.fold(0, |set, id| set | 1 << id)
+}
+
+/// The nodes of the bit set `set`, lowest first.
+fn bit_nodes(set: u64) -> impl Iterator<Item = usize> {
+    (0..64).filter(move |i| set & (1 << i) != 0)
+}
+
+/// A node of the bit set `set` (not empty), drawn at random.
+fn pick(rng: &mut fastrand::Rng, set: u64) -> usize {
+    bit_nodes(set)
+        .nth(rng.usize(..set.count_ones() as usize))
+        .expect("a node of a set that is not empty")
 }
 
 #[derive(Clone, Copy)]

@@ -48,6 +48,10 @@ pub struct Scenario {
     pub file_storage: bool,
     /// How every node's service compacts its log, if it does.
     pub snapshots: Option<Snapshots>,
+    /// Whether, and how, an operator changes the cluster's members in the fault phase: in a
+    /// quarter of the seeds, unless [`Options::members`] says. The simulation draws it from a
+    /// stream of the seed of its own, after the rest of the scenario (see [`Members`]).
+    pub members: Option<Members>,
     /// Number of clients.
     pub clients: usize,
     /// Mean time between two proposals of one client.
@@ -74,6 +78,24 @@ pub struct Crashes {
     /// that spoke before its state was durable loses what it promised; crashes at random times
     /// rarely hit it, as writes take a millisecond or two.
     pub mid_write: f64,
+}
+
+/// How an operator changes the members of the cluster in the fault phase (in the seeds that
+/// draw it): the cluster is built with more nodes than vote at first, and the operator asks the
+/// node that leads (the leader of the highest term, or now and then a deposed one that does not
+/// know it yet) to add a learner, promote one, remove a voter, a learner or the leader itself,
+/// replace a voter by a learner in one change, or move to another set of voters at once, while
+/// the faults go on. A node removed by a committed configuration is stopped (it keeps its disk);
+/// a node added again restarts from what it kept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Members {
+    /// Nodes `0..voters` vote at the start; the others wait to be added.
+    pub voters: usize,
+    /// Mean time between two changes asked for.
+    pub interval: Nanos,
+    /// Probability that the next change is asked for within a few milliseconds of this one,
+    /// usually before this one has committed (the leader must refuse it).
+    pub burst: f64,
 }
 
 /// How every node's service snapshots its state machine: whenever it applied `every` entries
@@ -243,6 +265,8 @@ impl Scenario {
             // The simulation draws it when the options leave it open.
             file_storage: options.file_storage == Some(true),
             snapshots,
+            // The simulation draws it when the options leave it open.
+            members: None,
             core,
             rejoin: false,
         };
@@ -257,6 +281,29 @@ impl Scenario {
             scenario.net = scenario.net.reliable();
         }
         scenario
+    }
+
+    /// Draws the membership changes of a seed from `rng` (its own stream), if `options` or
+    /// the draw (a quarter of the seeds) have them; changes `nodes` to the number of nodes
+    /// built. Drawn clusters of 3 or 5 nodes become 5 nodes of which 3 vote at first, clusters
+    /// of 7 stay 7 of which 5 vote; a cluster size set by [`Options::nodes`] is kept, with two
+    /// nodes to add (one below 5 nodes).
+    pub(crate) fn draw_members(&mut self, rng: &mut fastrand::Rng, options: &Options) {
+        if self.rejoin || !options.members.unwrap_or_else(|| rng.u8(..4) == 0) {
+            return;
+        }
+        let (built, voters) = match options.nodes {
+            Some(n) if n >= 5 => (n, n - 2),
+            Some(n) => (n, n - 1),
+            None if self.nodes == 7 => (7, 5),
+            None => (5, 3),
+        };
+        self.nodes = built;
+        self.members = Some(Members {
+            voters,
+            interval: self.core.election_timeout_max * rng.u64(1..=8) / 2,
+            burst: if rng.bool() { rng.f64() * 0.5 } else { 0.0 },
+        });
     }
 
     /// How long a crashed node stays down.
@@ -303,7 +350,7 @@ impl fmt::Display for Scenario {
              append {} entries, window {}, backtrack {:?}{}{}; drop {:.3}, dup {:.3}, delay {}..{} ms, \
              long delay p {:.3} up to {} ms, late replies {:.3}; faults:{}{}{}{}{} every ~{} ms; \
              {} clients every ~{} ms, batches up to {}; disk {}..{} µs, stalls p {:.3} up to {} ms{}; \
-             {}; {}",
+             {}; {}{}",
             self.nodes,
             self.fault_ticks,
             ms(self.core.heartbeat_interval),
@@ -369,6 +416,15 @@ impl fmt::Display for Scenario {
                     ms(s.delay)
                 ),
                 None => "no snapshots".into(),
+            },
+            match self.members {
+                Some(m) => format!(
+                    "; {} voting at first, membership changes every ~{} ms (p {:.3} in a burst)",
+                    m.voters,
+                    ms(m.interval),
+                    m.burst
+                ),
+                None => String::new(),
             },
         )
     }

@@ -23,10 +23,13 @@
 //! - `<seq>.wal`: segment files, `seq` counting up from 1 in 20 decimal digits, so that names
 //!   sort in order. Only the last segment is ever written to; once it holds
 //!   [`WalOptions::segment_size`] bytes (and at least one batch), the next record goes to a new
-//!   one (created with its header and start record in one write, synced, the directory synced),
-//!   so a segment exceeds the size by at most one write. Segments that a snapshot made useless
-//!   are removed from the oldest on (see [Snapshots](#snapshots)), so the first segment may be
-//!   any number; from it on the numbers have no gap.
+//!   one, so a segment's records exceed the size by at most one write. A segment is made at
+//!   its full size ahead of need (see [Prepared segments](#prepared-segments)): its records
+//!   overwrite zeros, and zeros follow the last one to the end of the file. Segments that a
+//!   snapshot made useless are removed from the oldest on (see [Snapshots](#snapshots)), so the
+//!   first segment may be any number; from it on the numbers have no gap.
+//! - `<seq>.wal.tmp`: the next segment, being prepared or ready; not part of the log until it
+//!   is renamed to `<seq>.wal`, and removed by the next open if it never was.
 //! - `snapshot-<index>.snap`: the snapshot the log refers to, `index` (20 decimal digits) being
 //!   the last log index it covers. A file is written whole before any record refers to it, as
 //!   `snapshot-<index>.snap.tmp` first. Other snapshot files may exist for a while: the one
@@ -102,6 +105,34 @@
 //! in a new segment of version 3 (the old one is never written to again, and one that holds no
 //! record is made again as version 3). Format version 1 (no snapshots, no start record, the
 //! first batch of a segment carrying the hard state) is not read: no such log was deployed.
+//!
+//! # Prepared segments
+//!
+//! An `fdatasync` after a write that grows a file must also make its new length and block map
+//! durable (a journal commit); after a write over blocks that were written before, it writes
+//! the data alone: on this machine's disk about 211 µs against 98 µs after a 4 KiB write.
+//! (`fallocate` alone does not help: it leaves unwritten extents, whose conversion on the first
+//! write is a change of metadata again.) So segments are prepared ahead of need, every byte of
+//! them written:
+//!
+//! 1. `<seq>.wal.tmp` is created and [`WalOptions::segment_size`] bytes of zeros written to it
+//!    and synced (`fsync`), on a thread of the log's own, once the last segment is half full,
+//!    or at once if the last segment was not prepared (a new log's first, one a torn tail was
+//!    cut from, one of an earlier version: such a segment is left for the prepared one once it
+//!    holds 64 KiB and the prepared one is ready);
+//! 2. when the next record needs it, the segment's header and start record are written at its
+//!    beginning (one write, in the first sector) and synced, the file renamed to `<seq>.wal`,
+//!    and the directory synced; only then is a record written to it.
+//!
+//! A crash before the rename is durable leaves the temporary file, which the next open removes
+//! (nothing in it was acknowledged); after it, a segment whose start record is followed by
+//! zeros: a segment holding no batch. If the preparation is not finished when the segment is
+//! needed, the write waits for it. One that fails for lack of room fails that write as a full
+//! disk does (the storage stops and frees its ballast, see [Headroom](#headroom)); one that
+//! fails otherwise is logged and tried again, and after three failures the log makes its
+//! segments as it needs them, each with its header and start record in one write, synced, and
+//! the directory synced. Segments freed by a snapshot are removed, not reused: a reused file
+//! would hold old records after the new ones, where the torn tail rules below expect zeros.
 //!
 //! # Snapshot file format (all integers little-endian)
 //!
@@ -194,13 +225,21 @@
 //! with the segments before it, an older segment holding no record, or a snapshot not newer
 //! than the current one is corrupt.
 //!
+//! Zeros from a record boundary to the end of the file are the end of the segment's records,
+//! in any segment: the rest of a prepared segment (or a length that persisted without the
+//! data). No record starts with zeros (its kind is never 0). In a segment before the last,
+//! records lost to zeros at its end would show in the next segment's start record, which must
+//! restate the state the segments before it end with.
+//!
 //! Only the last write can have been cut short by a crash, and it was never acknowledged (its
 //! `fdatasync` had not returned): every write is synced before the next one starts. A write
 //! cut short leaves fewer bytes than were written (if the file's new length persisted at all,
 //! it ends inside the write), or, where one of its sectors never reached the disk though the
 //! length did, a sector of zeros (512 bytes, aligned in the file; a sector is written whole or
-//! not at all). So the first damaged record of the **last** segment is the torn tail, cut off
-//! with a warning through `tracing`, only if
+//! not at all); in a prepared segment, every sector of the write that did not reach the disk
+//! holds the zeros it held before. So the rules below look at the file up to its last byte
+//! that is not zero, as if the zeros after it were past its end, and the first damaged record
+//! of the **last** segment is the torn tail, cut off with a warning through `tracing`, only if
 //!
 //! - the file ends inside its header, and the bytes there could start a record header (a
 //!   length a record can have, a known kind, zero reserved bytes, as far as they go), or are
@@ -296,6 +335,7 @@ mod fault;
 mod format;
 mod fs;
 mod identity;
+mod prepare;
 mod recovery;
 mod snapshot;
 mod sync_failed;
@@ -316,11 +356,13 @@ use std::fs::TryLockError;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::{Entry, HardState, Recovered, Storage, StorageError, Update, entries_size};
 use fault::Faults;
 use format::{BatchHead, Framing, Place, SnapshotRef, Start};
 use fs::{Fs, FsFile, Open, RealFs};
+use prepare::Next;
 use recovery::Mode;
 
 /// Bytes a hard state takes in a batch record (`term`, `voted_for`).
@@ -329,6 +371,11 @@ pub const HARD_STATE_BYTES: u64 = 16;
 pub const ENTRY_HEADER_BYTES: u64 = 12;
 /// Largest batch record payload; larger updates are split (see the module docs).
 pub const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+/// Bytes after which a segment that was not prepared at its full size (a new log's first, one
+/// a torn tail was cut from, one of an earlier version) is left for a prepared one, once that
+/// is ready: a few hundred small writes grow the file, the rest overwrite zeros.
+const LEAVE_UNPREPARED_BYTES: u64 = 64 << 10;
 
 /// The lock file's name.
 const LOCK: &str = "LOCK";
@@ -416,6 +463,12 @@ pub struct FileStorage {
     /// Whether it holds a batch record. A segment is created with its start record, and takes
     /// at least one batch before the next one is started.
     segment_has_batches: bool,
+    /// Whether it was prepared at its full size ([`prepare`]): its records overwrite zeros.
+    preallocated: bool,
+    /// The next segment, as far as it is prepared.
+    next: Next,
+    /// Preparations that failed (other than for lack of room).
+    prepare_failures: u32,
     /// Time spent in the `fdatasync` of log records so far ([`Storage::sync_time`]).
     sync_time: std::time::Duration,
     /// The hard state last persisted.
@@ -446,6 +499,14 @@ pub struct FileStorage {
     /// one, until a snapshot removed files).
     disk_full: bool,
     faults: Faults,
+}
+
+impl Drop for FileStorage {
+    /// Stops a preparation of the next segment under way, and waits for its thread: nothing
+    /// of the storage works on the directory once it is dropped.
+    fn drop(&mut self) {
+        self.next.cancel();
+    }
 }
 
 impl fmt::Debug for FileStorage {
@@ -567,6 +628,11 @@ impl FileStorage {
             );
         }
         storage.compact();
+        // A last segment prepared at its full size and half full already: its successor is
+        // prepared now rather than after the first write, which may need it.
+        if storage.preallocated {
+            storage.maybe_prepare();
+        }
         Ok(storage)
     }
 
@@ -613,8 +679,10 @@ impl FileStorage {
         let mut highs: VecDeque<u64> = log.highs.into();
         let mut first_seq = log.first_seq;
         let no_faults = &mut Faults::default();
+        let mut preallocated = false;
         let (seq, path, file, end, has_batches) = match log.tail {
             Some(tail) if tail.framing != Framing::Legacy && tail.records > 0 => {
+                preallocated = tail.file_len >= options.segment_size;
                 (tail.seq, tail.path, tail.file, tail.len, tail.records > 1)
             }
             Some(tail) if tail.records > 0 => {
@@ -656,6 +724,9 @@ impl FileStorage {
             seq,
             end,
             segment_has_batches: has_batches,
+            preallocated,
+            next: Next::None,
+            prepare_failures: 0,
             sync_time: std::time::Duration::ZERO,
             hard_state: state.hard_state,
             snapshot,
@@ -844,7 +915,8 @@ impl FileStorage {
         Ok(())
     }
 
-    /// Starts the next segment, with a start record restating the state so far.
+    /// Starts the next segment, with a start record restating the state so far: the prepared
+    /// one (waiting for it if it is being prepared), or a new file if none is.
     fn rotate(&mut self) -> Result<(), StorageError> {
         let seq = self.seq + 1;
         let start = Start {
@@ -852,15 +924,107 @@ impl FileStorage {
             snapshot: self.snapshot,
             last_index: self.last_index,
         };
-        let (path, file, end) =
-            create_segment(&*self.fs, &self.dir, seq, &start, &mut self.faults)?;
+        self.next.wait(&mut self.prepare_failures);
+        let (path, file, end, preallocated) = match std::mem::take(&mut self.next) {
+            Next::Ready(prepared) if prepared.seq == seq => {
+                let (path, file, end) =
+                    install_prepared(&*self.fs, &self.dir, prepared, &start, &mut self.faults)?;
+                (path, file, end, true)
+            }
+            Next::Full(err) => return Err(err),
+            next => {
+                if let Next::Off = next {
+                    self.next = Next::Off;
+                }
+                let (path, file, end) =
+                    create_segment(&*self.fs, &self.dir, seq, &start, &mut self.faults)?;
+                (path, file, end, false)
+            }
+        };
         self.segment = file;
         self.segment_path = path;
         self.seq = seq;
         self.end = end;
         self.segment_has_batches = false;
+        self.preallocated = preallocated;
         self.highs.push_back(0);
         Ok(())
+    }
+
+    /// Whether the next record goes to a new segment: the last one is full, or it was not
+    /// prepared at its full size, holds [`LEAVE_UNPREPARED_BYTES`], and a prepared one is
+    /// ready. Either way it holds a batch.
+    fn rotation_due(&mut self) -> bool {
+        self.segment_has_batches
+            && (self.end >= self.options.segment_size
+                || (!self.preallocated
+                    && self.end >= LEAVE_UNPREPARED_BYTES
+                    && self.next.ready(&mut self.prepare_failures)))
+    }
+
+    /// Prepares the next segment now (a file of [`WalOptions::segment_size`] zeros, synced),
+    /// or waits for the preparation under way, which the log otherwise does on a thread of its
+    /// own once the last segment is half full (see the module docs): for a program or a
+    /// benchmark that wants the writes that follow to find it ready. A failure is logged (or,
+    /// for lack of room, fails the write that needs the segment).
+    pub fn prepare_next_segment(&mut self) {
+        if self.poisoned.is_none() {
+            self.start_preparing();
+        }
+        self.next.wait(&mut self.prepare_failures);
+    }
+
+    /// Starts preparing the next segment if it is time (see [`prepare`]): the last segment is
+    /// half full, or was not prepared at its full size.
+    fn maybe_prepare(&mut self) {
+        if self.preallocated && self.end < self.options.segment_size / 2 {
+            return;
+        }
+        self.start_preparing();
+    }
+
+    /// Starts preparing the next segment, unless it is ready or under way (or preparing is
+    /// off).
+    fn start_preparing(&mut self) {
+        if !matches!(self.next, Next::None) {
+            return;
+        }
+        let seq = self.seq + 1;
+        let size = self.options.segment_size;
+        // A file of that name left by an earlier run, not yet removed, is replaced now: it must
+        // not be removed once it is this one.
+        let path = self.dir.join(prepare::file_name(seq));
+        self.stale_segments.retain(|stale| *stale != path);
+        if !self.fs.threads() {
+            let outcome = prepare::prepare(
+                &*self.fs,
+                &self.dir,
+                seq,
+                size,
+                &mut self.faults,
+                &AtomicBool::new(false),
+            );
+            self.next = Next::outcome(outcome, &mut self.prepare_failures);
+            return;
+        }
+        let fs = Arc::clone(&self.fs);
+        let dir = self.dir.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&cancel);
+        let spawned = std::thread::Builder::new()
+            .name("zeroraft-wal-prepare".to_owned())
+            .spawn(move || prepare::prepare(&*fs, &dir, seq, size, &mut Faults::default(), &stop));
+        self.next = match spawned {
+            Ok(handle) => Next::Running { handle, cancel },
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "cannot start a thread to prepare the next segment of the write-ahead \
+                     log: segments are made as they are needed"
+                );
+                Next::Off
+            }
+        };
     }
 
     /// Writes `update` as one or more batch records (see [`Storage::persist`]).
@@ -880,7 +1044,7 @@ impl FileStorage {
         };
         let mut rest = update.entries;
         loop {
-            if self.segment_has_batches && self.end >= self.options.segment_size {
+            if self.rotation_due() {
                 self.rotate()?;
             }
             self.buf.clear();
@@ -1141,6 +1305,7 @@ impl Storage for FileStorage {
             let removed = self.compact();
             self.maybe_restore_ballast(removed);
         }
+        self.maybe_prepare();
         Ok(())
     }
 
@@ -1269,6 +1434,41 @@ fn create_segment(
     write_at(faults, &*file, &buf, 0, &path)?;
     sync_data(faults, &*file, &path)?;
     sync_dir_with(faults, fs, dir)?;
+    Ok((path, file, buf.len() as u64))
+}
+
+/// Makes `prepared` segment `prepared.seq`: its header and a start record saying `start`
+/// written at its beginning, in one write, synced; renamed into place; the directory synced.
+/// Returns its path, the file, and where its next record goes.
+fn install_prepared(
+    fs: &dyn Fs,
+    dir: &Path,
+    prepared: prepare::Prepared,
+    start: &Start,
+    faults: &mut Faults,
+) -> Result<(PathBuf, Box<dyn FsFile>, u64), StorageError> {
+    let prepare::Prepared {
+        seq,
+        path: tmp,
+        file,
+    } = prepared;
+    let mut buf = Vec::with_capacity(
+        format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES + format::START_BYTES,
+    );
+    buf.extend_from_slice(&format::segment_header(format::FORMAT_VERSION));
+    let place = Place {
+        framing: Framing::Positioned { seq },
+        base: 0,
+    };
+    format::encode_start(&mut buf, place, start);
+    write_at(faults, &*file, &buf, 0, &tmp)?;
+    sync_data(faults, &*file, &tmp)?;
+    let path = dir.join(segment_name(seq));
+    faults.change().map_err(io_error("rename", &tmp))?;
+    fs.rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
+    if !faults.rotate_without_dir_sync() {
+        sync_dir_with(faults, fs, dir)?;
+    }
     Ok((path, file, buf.len() as u64))
 }
 

@@ -42,7 +42,7 @@ fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap() != "LOCK")
+        .filter(|p| p.file_name().unwrap() != "LOCK" && !common::is_prepared(p))
         .map(|p| {
             let name = p.file_name().unwrap().to_str().unwrap().to_owned();
             (name, fs::read(&p).unwrap())

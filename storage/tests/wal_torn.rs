@@ -1,7 +1,8 @@
 //! Damage to the files: a last record cut short by the end of the file, at whatever byte, or
-//! holding a sector of zeros, is torn and cut off with a warning; any other damage (a byte of the
-//! last record wrong, bytes after it that are neither a record nor zeros, damage to any record
-//! before it) is corruption, reported with the file and the offset of the record.
+//! holding a sector of zeros, is torn and cut off with a warning; zeros after the last record
+//! are the end of the log (a segment prepared at its full size); any other damage (a byte of
+//! the last record wrong, bytes after it that are neither a record nor zeros, damage to any
+//! record before it) is corruption, reported with the file and the offset of the record.
 
 mod common;
 
@@ -324,10 +325,12 @@ fn garbage(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 #[test]
-fn zeros_after_the_log_are_a_torn_tail_and_other_bytes_corruption() {
+fn zeros_after_the_log_are_its_end_and_other_bytes_corruption() {
     let log = Log::new(BIG);
-    // (case, the bytes, torn): zeros are a sector never written (the file's length persisted);
-    // one byte could be the start of any record header; anything else is not a write cut short.
+    // (case, the bytes, read): zeros are the rest of a segment prepared at its full size, or a
+    // sector never written (the file's length persisted): the end of the log, kept as they
+    // are; one byte could be the start of any record header, a torn tail; anything else is
+    // not a write cut short.
     let cases: Vec<(String, Vec<u8>, bool)> = [1usize, 15, 16, 17, 100, 4096, 70_000]
         .iter()
         .flat_map(|&n| {
@@ -348,7 +351,21 @@ fn zeros_after_the_log_are_a_torn_tail_and_other_bytes_corruption() {
         let segment = last_segment(copy.path());
         edit(&segment, |b| b.extend_from_slice(&tail));
         let (storage, warnings) = capture_warnings(|| open_copy(copy.path()));
-        if torn {
+        if torn && tail.iter().all(|&b| b == 0) {
+            let mut storage = storage.unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_recovers(&mut storage, &log.after, &case);
+            assert!(warnings.is_empty(), "{case}: {warnings:?}");
+            assert_eq!(len(&segment), log.end + tail.len() as u64, "{case}");
+            // The next record goes where the zeros start, and reads back.
+            let op = Op::append(9, entries(3, 10, 1, 8));
+            let mut storage = storage;
+            storage.persist(&op.update()).unwrap();
+            drop(storage);
+            let mut expected = log.after.clone();
+            expected.entries.extend(op.entries.iter().cloned());
+            let mut storage = open_copy(copy.path()).unwrap_or_else(|e| panic!("{case}: {e}"));
+            assert_recovers(&mut storage, &expected, &case);
+        } else if torn {
             let mut storage = storage.unwrap_or_else(|e| panic!("{case}: {e}"));
             assert_recovers(&mut storage, &log.after, &case);
             assert_torn_warning(&warnings, &segment, log.end, tail.len() as u64, &case);
@@ -409,10 +426,11 @@ fn a_last_segment_cut_short_while_created_is_removed_or_made_again() {
             "truncated the torn tail",
             true,
         ),
+        // Zeros after the header: the segment holds no record, and is made again.
         (
             "a start record's sector of zeros",
             [&created[..16], &[0; 56]].concat(),
-            "truncated the torn tail",
+            "",
             true,
         ),
     ];

@@ -8,6 +8,7 @@
 //! removes: the code is the code without hooks. Nothing in the engine switches a bug on; the
 //! simulator's tests bring [`Hooks`] that do.
 
+use super::quorum::JointMajority;
 use super::{Core, Message};
 
 /// A classic Raft bug the core can be told to reintroduce.
@@ -48,11 +49,26 @@ pub enum Bug {
     ReadWithoutRound,
     /// A leader serves lease reads after its lease expired.
     LeaseAfterExpiry,
+    /// A leader counts its learners' acknowledgements toward the majority that commits an
+    /// entry, as if they were voters: with as many learners as voters, it commits entries a
+    /// majority of the voters never held.
+    LearnerInQuorum,
+    /// A leader appends the configuration that leaves a joint one right after the joint one,
+    /// before the joint one is committed: the new voters alone then decide while nodes that
+    /// have not heard of the change still follow the old ones.
+    LeaveJointEarly,
+    /// A leader changes a single voter in one step, without the joint configuration, and starts
+    /// the next change while that one is not committed yet: two overlapping single-step
+    /// changes can leave an old and a new configuration whose majorities do not meet.
+    OverlappingSingleSteps,
+    /// A follower installing a snapshot from its leader forgets the configuration the snapshot
+    /// carries, and goes back to the initial one unless its kept log holds a later one.
+    ForgetConfigOnInstall,
 }
 
 impl Bug {
     /// Every bug, in declaration order.
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 15] = [
         Bug::CommitPreviousTerm,
         Bug::DoubleVote,
         Bug::TruncateWithoutConflict,
@@ -64,6 +80,10 @@ impl Bug {
         Bug::LeadWithoutQuorum,
         Bug::ReadWithoutRound,
         Bug::LeaseAfterExpiry,
+        Bug::LearnerInQuorum,
+        Bug::LeaveJointEarly,
+        Bug::OverlappingSingleSteps,
+        Bug::ForgetConfigOnInstall,
     ];
 
     /// A short kebab-case name, for command lines and reports.
@@ -80,6 +100,10 @@ impl Bug {
             Bug::LeadWithoutQuorum => "lead-without-quorum",
             Bug::ReadWithoutRound => "read-without-round",
             Bug::LeaseAfterExpiry => "lease-after-expiry",
+            Bug::LearnerInQuorum => "learner-in-quorum",
+            Bug::LeaveJointEarly => "leave-joint-early",
+            Bug::OverlappingSingleSteps => "overlapping-single-steps",
+            Bug::ForgetConfigOnInstall => "forget-config-on-install",
         }
     }
 
@@ -115,6 +139,17 @@ impl<H: Hooks> Core<H> {
     /// The hooks this core follows, to switch bugs on or off if they allow it.
     pub fn hooks_mut(&mut self) -> &mut H {
         &mut self.hooks
+    }
+
+    /// The configuration whose majorities commit an entry: the one in force, or with
+    /// [`Bug::LearnerInQuorum`] the same with its learners counted as voters of the incoming
+    /// half.
+    #[inline]
+    pub(super) fn commit_quorum(&self) -> JointMajority {
+        if self.hooks.has(Bug::LearnerInQuorum) {
+            return self.membership.quorum_with_learners();
+        }
+        self.quorum
     }
 
     /// With [`Bug::AcceptStaleReplies`], a reply of an older term gets this node's term; any

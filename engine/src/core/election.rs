@@ -183,7 +183,7 @@ impl<H: Hooks> Core<H> {
         for pr in self.progress.iter_mut() {
             *pr = Progress::new(next, max_inflight);
         }
-        if self.config.leader_no_op {
+        if self.config.leader_no_op || self.config_no_op_due() {
             self.log.push(Entry::new(self.term, Bytes::new()));
             self.log_dirty_from = self.log_dirty_from.min(next);
         }

@@ -192,6 +192,12 @@ impl Membership {
         JointMajority::joint(self.voters, self.outgoing)
     }
 
+    /// The quorums of this configuration with its learners counted as incoming voters: what
+    /// [`super::Bug::LearnerInQuorum`] commits with, and nothing else.
+    pub(super) fn quorum_with_learners(&self) -> JointMajority {
+        JointMajority::joint(self.voters.union(self.learners), self.outgoing)
+    }
+
     /// The bytes of a configuration entry holding this configuration (see the module docs).
     pub fn encode(&self) -> Bytes {
         let mut buf = Vec::with_capacity(ENCODED_BYTES);

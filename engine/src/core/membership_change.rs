@@ -50,7 +50,7 @@
 use super::Nanos;
 use super::membership::{Membership, MembershipError};
 use super::quorum::NodeSet;
-use super::{Core, Entry, EntryKind, Hooks, Progress, Role};
+use super::{Bug, Core, Entry, EntryKind, Hooks, Progress, Role};
 
 /// Why a leader did not start a membership change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +126,37 @@ impl<H: Hooks> Core<H> {
         self.leave_joint_automatically = automatically;
     }
 
+    /// Whether this node campaigns when its election timer fires. A voter of the configuration
+    /// in force does. So does a node that the configuration in force removes, while that
+    /// configuration is not known to be committed, if it voted in the one before (thesis
+    /// §4.2.2): until the configuration without it commits, it may be needed, for it may be the
+    /// only node holding that configuration (a leader that removed itself and lost its
+    /// leadership before the entry committed: the others, still joint, need its vote, which it
+    /// refuses to a log behind its own). Its own vote does not count. A learner never
+    /// campaigns, nor a node whose removal is committed.
+    pub(super) fn may_campaign(&self) -> bool {
+        if self.membership.is_voter(self.id) {
+            return true;
+        }
+        self.membership_index > self.commit_index
+            && self
+                .find_membership(self.membership_index - 1)
+                .0
+                .is_voter(self.id)
+    }
+
+    /// Whether a leader just elected appends an empty entry of its term although
+    /// [`CoreConfig::leader_no_op`](super::CoreConfig::leader_no_op) is off: when a
+    /// configuration entry of an earlier term is not known to be committed, which only an entry
+    /// of its own term can commit (§5.4.2). Without it, a change its predecessor started stays
+    /// uncommitted (the cluster joint, a removed node still needed) until a client's command
+    /// commits. Only when the core leaves joint by itself
+    /// ([`Core::set_leave_joint_automatically`]): the runtime, whose callers claim log indices,
+    /// appends no entry it was not asked for.
+    pub(super) fn config_no_op_due(&self) -> bool {
+        self.leave_joint_automatically && self.membership_index > self.commit_index
+    }
+
     /// Whether this leader's configuration is joint and committed: it should append the
     /// configuration that leaves it.
     pub fn leave_joint_due(&self) -> bool {
@@ -162,7 +193,9 @@ impl<H: Hooks> Core<H> {
         if self.transfer.is_some() {
             return Err(MembershipChangeError::TransferInProgress);
         }
-        if self.membership.is_joint() || self.membership_index > self.commit_index {
+        let overlapping = self.hooks.has(Bug::OverlappingSingleSteps);
+        if self.membership.is_joint() || (self.membership_index > self.commit_index && !overlapping)
+        {
             return Err(MembershipChangeError::ChangeInProgress);
         }
         if let Some(id) = target.members().iter().find(|&id| id >= self.peers) {
@@ -177,10 +210,15 @@ impl<H: Hooks> Core<H> {
                 return Err(MembershipChangeError::NotCaughtUp(id));
             }
         }
-        let next = self
+        let mut next = self
             .membership
             .enter_joint(target)
             .map_err(MembershipChangeError::Invalid)?;
+        if overlapping
+            && (self.membership.voter_set().bits() ^ target.voter_set().bits()).count_ones() == 1
+        {
+            next = next.leave_joint();
+        }
         Ok((next != self.membership).then_some(next))
     }
 
@@ -202,6 +240,10 @@ impl<H: Hooks> Core<H> {
     ) -> Result<u64, MembershipChangeError> {
         self.now = self.now.max(now);
         let index = match self.membership_step(target)? {
+            Some(next) if next.is_joint() && self.hooks.has(Bug::LeaveJointEarly) => {
+                self.append_config(next);
+                self.append_config(next.leave_joint())
+            }
             Some(next) => self.append_config(next),
             None => self.membership_index,
         };

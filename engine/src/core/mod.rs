@@ -108,6 +108,12 @@ pub struct CoreConfig {
     pub max_append_bytes: usize,
     /// Most AppendEntries in flight to one follower in Replicate state.
     pub max_inflight: usize,
+    /// Most bytes of commands in flight to one follower in Replicate state: no AppendEntries
+    /// goes out that would take the bytes sent and not yet acknowledged past it, except one
+    /// alone when nothing is in flight (so a single larger entry still gets through). Bounds
+    /// the memory a slow follower holds in messages on their way, which would otherwise be
+    /// `max_inflight × max_append_bytes`.
+    pub max_inflight_bytes: usize,
     /// After the commit index advances, how long a leader waits before telling followers that
     /// got no AppendEntries since (an empty one carries the new commit index). Under load the
     /// next batch carries it sooner; when idle this bounds how stale a follower's commit index
@@ -150,6 +156,7 @@ impl Default for CoreConfig {
             max_append_entries: 4096,
             max_append_bytes: 1 << 20,
             max_inflight: 64,
+            max_inflight_bytes: 8 << 20,
             commit_notify_delay: 2 * MS,
             backtrack: Backtrack::LeaderTerm,
             max_snapshot_chunk: 1 << 20,
@@ -598,8 +605,8 @@ impl<H: Hooks> Core<H> {
             Role::Leader => self.tick_leader(),
             Role::Follower | Role::Candidate => {
                 if self.now >= self.election_deadline {
-                    if !self.membership.is_voter(self.id) {
-                        // A learner, or a node removed: it never campaigns.
+                    if !self.may_campaign() {
+                        // A learner, or a node removed by a committed configuration.
                         self.reset_election_timer();
                     } else if self.config.pre_vote {
                         self.pre_campaign();

@@ -86,7 +86,7 @@ pub struct Progress {
     pub state: ProgressState,
     /// In Probe: whether a probe is outstanding (no more sends until its answer or a heartbeat).
     pub probe_sent: bool,
-    /// Batches in flight (Replicate only).
+    /// Batches in flight (Replicate only), and the bytes of commands they carry.
     pub inflights: Inflights,
     /// The highest index this follower was told it may commit: of the AppendEntries sent to it,
     /// the largest least of the leader's commit index and the message's last index (a follower
@@ -218,14 +218,14 @@ impl Progress {
     }
 
     /// Records that an AppendEntries ending at `last_index` (the last entry it carried, or its
-    /// previous index if it carried none) was sent.
-    pub fn sent(&mut self, last_index: u64, carried_entries: bool) {
+    /// previous index if it carried none), carrying `bytes` of commands, was sent.
+    pub fn sent(&mut self, last_index: u64, carried_entries: bool, bytes: u64) {
         match self.state {
             ProgressState::Probe | ProgressState::Snapshot => self.probe_sent = true,
             ProgressState::Replicate => {
                 if carried_entries {
                     self.next_index = last_index + 1;
-                    self.inflights.add(last_index);
+                    self.inflights.add(last_index, bytes);
                 }
             }
         }
@@ -357,6 +357,12 @@ impl Progress {
             "no probe outstanding in Replicate",
             probe_sent = self.probe_sent,
         );
+        ensure!(
+            self.inflights.bytes() == self.inflights.sum_bytes(),
+            "the bytes in flight are the sum of the batches' bytes",
+            bytes = self.inflights.bytes(),
+            sum = self.inflights.sum_bytes(),
+        );
         let mut previous = self.match_index;
         for last in self.inflights.iter() {
             ensure!(
@@ -471,7 +477,7 @@ mod tests {
         for (case, (index, paused)) in cases.into_iter().enumerate() {
             let mut pr = Progress::new(11, 4);
             pr.match_index = 5;
-            pr.sent(10, true);
+            pr.sent(10, true, 0);
             assert!(pr.is_paused(), "case {case}: probe outstanding");
             pr.maybe_update(index);
             assert_eq!(
@@ -486,9 +492,9 @@ mod tests {
     fn replicate_pauses_when_window_full() {
         let mut pr = Progress::new(1, 2);
         pr.become_replicate();
-        pr.sent(3, true);
+        pr.sent(3, true, 0);
         assert!(!pr.is_paused());
-        pr.sent(6, true);
+        pr.sent(6, true, 0);
         assert!(pr.is_paused());
         assert_eq!(pr.next_index, 7);
         pr.maybe_update(3);
@@ -502,11 +508,11 @@ mod tests {
         let mut pr = Progress::new(next_index, 4);
         pr.match_index = match_index;
         match state {
-            ProgressState::Probe => pr.sent(next_index - 1, true),
+            ProgressState::Probe => pr.sent(next_index - 1, true, 0),
             ProgressState::Replicate => {
                 pr.become_replicate();
-                pr.sent(5, true);
-                pr.sent(9, true);
+                pr.sent(5, true, 0);
+                pr.sent(9, true, 0);
             }
             ProgressState::Snapshot => {
                 pr.become_snapshot(8, 2, bytes::Bytes::from_static(b"snapshot"), None)
@@ -594,8 +600,8 @@ mod tests {
                 pr.snapshot.as_mut().expect("a transfer").next_chunk(4);
             }
             if state == Replicate {
-                pr.sent(11, true);
-                pr.sent(12, true); // the window of 4 is full
+                pr.sent(11, true, 0);
+                pr.sent(12, true, 0); // the window of 4 is full
             }
             assert!(pr.is_paused(), "case {case}: paused before the heartbeat");
             pr.retry_at_heartbeat();

@@ -6,8 +6,9 @@
 //!
 //! A leader sends each follower one AppendEntries at a time until it learns where their logs
 //! agree (Probe), then streams batches without waiting for acknowledgements, within a window
-//! of [`CoreConfig::max_inflight`] messages (Replicate); see [`Progress`]. A proposal is
-//! appended as one batch and shipped as one AppendEntries per follower.
+//! of [`CoreConfig::max_inflight`] messages and [`CoreConfig::max_inflight_bytes`] bytes of
+//! commands (Replicate); see [`Progress`]. A proposal is appended as one batch and shipped as
+//! one AppendEntries per follower.
 //!
 //! # Entry buffers
 //!
@@ -396,7 +397,7 @@ impl<H: Hooks> Core<H> {
         self.assert_role(Role::Leader);
         // The leader holds what its own storage has made durable (thesis §10.2.1).
         let me = self.id;
-        let candidate = self.quorum.quorum_value(|id| {
+        let candidate = self.commit_quorum().quorum_value(|id| {
             if id == me {
                 self.durable_index
             } else {
@@ -460,7 +461,7 @@ impl<H: Hooks> Core<H> {
                 ProgressState::Probe => {
                     // Re-probe: the last probe or its answer may have been lost.
                     pr.retry_at_heartbeat();
-                    self.send_append(peer);
+                    let _ = self.send_append(peer);
                 }
                 ProgressState::Snapshot => {
                     // Send the chunk again: it or its answer may have been lost.
@@ -476,7 +477,8 @@ impl<H: Hooks> Core<H> {
                             next = pr.next_index,
                             "nothing acknowledged for a heartbeat interval: probing"
                         );
-                        self.send_append(peer);
+                        // Nothing is in flight after the switch to Probe: it sends.
+                        let _ = self.send_append(peer);
                     } else {
                         self.send_heartbeat(peer);
                     }
@@ -491,38 +493,62 @@ impl<H: Hooks> Core<H> {
         }
     }
 
-    /// Sends `peer` everything it lacks, as far as its state and window allow.
+    /// Sends `peer` everything it lacks, as far as its state, its window of messages and its
+    /// bound on bytes in flight allow.
     pub(super) fn send_appends_to(&mut self, peer: usize) {
         self.assert_peer(peer);
         while !self.progress[peer].is_paused()
             && self.progress[peer].next_index <= self.log.last_index()
-        {
-            self.send_append(peer);
-        }
+            && self.send_append(peer)
+        {}
     }
 
     /// Sends one AppendEntries from `next_index`, with as many entries as the limits allow, or
-    /// the next chunk of the snapshot if the follower needs entries compacted away.
-    fn send_append(&mut self, peer: usize) {
+    /// the next chunk of the snapshot if the follower needs entries compacted away. Returns
+    /// false, sending nothing, when the follower streams (Replicate) and the next entry would
+    /// take the bytes in flight to it past [`CoreConfig::max_inflight_bytes`]: the stream waits
+    /// for acknowledgements.
+    ///
+    /// Bytes are the entries' command bytes. A batch carries at most
+    /// [`CoreConfig::max_append_bytes`], and, while batches are in flight to a follower that
+    /// streams, no more than what they leave of the bound; with nothing in flight it always
+    /// carries at least one entry, however large, so that progress never stops. So a
+    /// follower that answers slowly is never sent more than the bound (or one entry larger than
+    /// it) before it answers.
+    fn send_append(&mut self, peer: usize) -> bool {
         self.assert_role(Role::Leader);
         self.assert_peer(peer);
-        let next = self.progress[peer].next_index;
-        if next <= self.log.offset() || self.progress[peer].state == ProgressState::Snapshot {
+        let pr = &self.progress[peer];
+        let next = pr.next_index;
+        if next <= self.log.offset() || pr.state == ProgressState::Snapshot {
             self.send_snapshot(peer);
-            return;
+            return true;
         }
+        // While batches are in flight, the next must fit in what they leave of the bound.
+        let streaming = pr.state == ProgressState::Replicate && !pr.inflights.is_empty();
+        let room = (self.config.max_inflight_bytes as u64).saturating_sub(pr.inflights.bytes());
+        let limit = room.min(self.config.max_append_bytes as u64);
         let last = self
             .log
             .last_index()
             .min(next + self.config.max_append_entries as u64 - 1);
         let mut entries = self.log.slice(next, last);
         let mut bytes = 0;
-        if let Some(cut) = entries.iter().position(|e| {
-            bytes += e.command.len();
-            bytes > self.config.max_append_bytes
-        }) {
-            entries = &entries[..cut.max(1)];
+        let mut fit = 0;
+        for entry in entries {
+            let with = bytes + entry.command.len() as u64;
+            if with > limit && (fit > 0 || streaming) {
+                break;
+            }
+            (bytes, fit) = (with, fit + 1);
+            if with > limit {
+                break; // one entry larger than the limit, alone in a batch
+            }
         }
+        if fit == 0 && !entries.is_empty() {
+            return false; // waits for acknowledgements to make room
+        }
+        entries = &entries[..fit];
         let carried = !entries.is_empty();
         let sent_to = next - 1 + entries.len() as u64;
         let mut buffer = if carried {
@@ -537,7 +563,8 @@ impl<H: Hooks> Core<H> {
             .expect("next_index is within log + 1");
         // Before `sent`, which may advance `next_index`.
         self.push_append(peer, next - 1, prev_term, buffer);
-        self.progress[peer].sent(sent_to, carried);
+        self.progress[peer].sent(sent_to, carried, bytes);
+        true
     }
 
     /// A heartbeat (or commit notice) to a follower in Replicate state: no entries, previous

@@ -24,7 +24,9 @@
 #[cfg(doc)]
 use super::CoreConfig;
 use super::{Bug, Hooks};
-use super::{Core, InstallSnapshot, InstallSnapshotReply, Message, ProgressState, Role, Snapshot};
+use super::{
+    Core, Entry, InstallSnapshot, InstallSnapshotReply, Message, ProgressState, Role, Snapshot,
+};
 use bytes::{Bytes, BytesMut};
 
 impl<H: Hooks> Core<H> {
@@ -48,6 +50,21 @@ impl<H: Hooks> Core<H> {
             self.snapshot_to_apply = false;
         }
         self.debug_check_invariants();
+    }
+
+    /// The vector a compaction left behind with the entries it dropped from the log, if it
+    /// moved the kept ones into a vector given with [`Core::give_log_buffer`]: dropping the
+    /// entries is then the driver's, off the thread that steps the core if it likes. See
+    /// [`Log::compact_to`](super::Log::compact_to).
+    pub fn take_retired_entries(&mut self) -> Option<Vec<Entry>> {
+        self.log.take_retired()
+    }
+
+    /// Gives the log an empty vector to move the kept entries into at the next compaction,
+    /// which then leaves the dropped ones to [`Core::take_retired_entries`] instead of dropping
+    /// them itself. Its contents are dropped; the log keeps one such vector.
+    pub fn give_log_buffer(&mut self, buffer: Vec<Entry>) {
+        self.log.give_spare(buffer);
     }
 
     /// Compacts the log: the service's snapshot `data` of its state machine up to `index`
@@ -186,6 +203,7 @@ impl<H: Hooks> Core<H> {
             kept = self.log.len(),
             "installed a snapshot"
         );
+        let config = config.filter(|_| !self.hooks.has(Bug::ForgetConfigOnInstall));
         self.snapshot = Some(Snapshot {
             index,
             term,

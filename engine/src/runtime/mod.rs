@@ -81,6 +81,7 @@ use crate::{ChangeError, MembershipStatus, NodeFailure, ReadError, Status};
 use claim::{Lease, Proposal, Proposals};
 
 mod claim;
+mod freer;
 mod handle;
 mod metrics;
 mod node;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use crossbeam_channel::Sender;
 
 use super::claim::{Proposal, Refused};
+use super::freer::Freer;
 use super::metrics::{Histograms, IoCounts, NodeMetrics};
 use super::panic_message;
 use super::snapshotter::Snapshotter;
@@ -91,6 +92,8 @@ struct NodeIo<S> {
     state_machine: S,
     /// Serializes the state machine's snapshot views, one at a time.
     snapshotter: Snapshotter,
+    /// Drops the entries a compaction took out of the log.
+    freer: Freer,
     shared: Arc<Shared>,
     compaction: Compaction,
     /// Whether the storage reported its disk full after its last write (or when it opened).
@@ -142,12 +145,17 @@ impl<S: StateMachine> Node<S> {
         spin: Duration,
         compaction: Compaction,
     ) -> Self {
+        let mut core = core;
+        // A spare for the log's first compaction, which then leaves the dropped entries to the
+        // freer thread (see `Freer`).
+        core.give_log_buffer(Vec::new());
         let term = core.term();
         let (id, peers) = (core.id(), core.peers());
         let published_membership = **shared.membership.load();
         Self {
             io: NodeIo {
                 snapshotter: Snapshotter::new(core.id(), endpoint.waker()),
+                freer: Freer::new(core.id()),
                 endpoint,
                 writer,
                 state_machine,
@@ -253,6 +261,12 @@ impl<S: StateMachine> Node<S> {
             }
             if let Some(replaced) = self.io.replaced.take() {
                 self.io.snapshotter.retire(replaced);
+            }
+            if let Some(retired) = self.core.take_retired_entries() {
+                self.io.freer.retire(retired);
+            }
+            if let Some(emptied) = self.io.freer.take_emptied() {
+                self.core.give_log_buffer(emptied);
             }
             self.sync_membership();
             self.trade_entry_buffers();

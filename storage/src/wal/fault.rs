@@ -41,6 +41,8 @@ pub struct Bugs {
     pub remove_before_snapshot_durable: bool,
     /// A failed sync leaves no marker, so that the log is opened again before a reboot.
     pub no_sync_failed_marker: bool,
+    /// A prepared segment is renamed into place and written to without syncing the directory.
+    pub rotate_without_dir_sync: bool,
 }
 
 #[cfg(test)]
@@ -139,6 +141,16 @@ impl Faults {
     pub(super) fn remove_before_snapshot_durable(&self) -> bool {
         #[cfg(any(test, feature = "sim-fs"))]
         return self.bugs.remove_before_snapshot_durable;
+        #[cfg(not(any(test, feature = "sim-fs")))]
+        false
+    }
+
+    /// Whether to skip the directory sync after renaming a prepared segment into place
+    /// (`Bugs::rotate_without_dir_sync`).
+    #[inline]
+    pub(super) fn rotate_without_dir_sync(&self) -> bool {
+        #[cfg(any(test, feature = "sim-fs"))]
+        return self.bugs.rotate_without_dir_sync;
         #[cfg(not(any(test, feature = "sim-fs")))]
         false
     }

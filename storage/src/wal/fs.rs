@@ -70,6 +70,13 @@ pub(crate) trait Fs: fmt::Debug + Send + Sync {
     /// An identifier of this boot of the machine, which changes whenever it restarts (and its
     /// page cache is lost).
     fn boot_id(&self) -> io::Result<String>;
+
+    /// Whether the log may work on this file system from a thread of its own (preparing its
+    /// next segment). False by default: the simulated file system is driven from one thread,
+    /// in an order its seed decides, so the log does that work inline there.
+    fn threads(&self) -> bool {
+        false
+    }
 }
 
 /// An open file, as the log uses it.
@@ -168,6 +175,10 @@ impl Fs for RealFs {
             ));
         }
         Ok(id.to_owned())
+    }
+
+    fn threads(&self) -> bool {
+        true
     }
 }
 

@@ -22,6 +22,7 @@ use super::format::{
     SnapshotRef, Start, TailDamage,
 };
 use super::fs::{Fs, FsFile, Open};
+use super::prepare;
 use super::snapshot::{self, Name};
 use super::{io_error, op, read_whole, sync_dir};
 use crate::{Entry, HardState, Recovered, StorageError};
@@ -45,6 +46,8 @@ pub(super) struct Listing {
     pub(super) snapshots: Vec<(u64, PathBuf)>,
     /// Snapshot files that were being written.
     pub(super) temporary: Vec<PathBuf>,
+    /// Segments prepared ahead and never used ([`prepare`]).
+    pub(super) prepared: Vec<PathBuf>,
 }
 
 /// Lists the files of `dir` that the log is made of.
@@ -69,6 +72,10 @@ pub(super) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing, StorageError> {
             listing.segments.push((seq, path()));
             continue;
         }
+        if prepare::is_prepared(name) {
+            listing.prepared.push(path());
+            continue;
+        }
         match snapshot::parse_name(name) {
             Name::Snapshot(index) => listing.snapshots.push((index, path())),
             Name::Temporary => listing.temporary.push(path()),
@@ -89,8 +96,11 @@ pub(super) struct Tail {
     pub(super) path: PathBuf,
     /// Open for reading and writing.
     pub(super) file: Box<dyn FsFile>,
-    /// Its length: where the next record goes.
+    /// Where the next record goes: after its last record (zeros may follow, to the end of a
+    /// prepared segment).
     pub(super) len: u64,
+    /// The file's length.
+    pub(super) file_len: u64,
     /// How its records are framed: a legacy segment is never written to.
     pub(super) framing: Framing,
     /// How many records it holds (the first is its start record).
@@ -126,6 +136,10 @@ struct Segment {
     framing: Framing,
     /// The intact records: offset of the record header, payload length.
     records: Vec<(usize, usize)>,
+    /// The end of the last intact record (where the next one goes).
+    end: usize,
+    /// The file's length.
+    file_len: usize,
     /// What to do to the file once everything has been read.
     repair: Option<Repair>,
 }
@@ -138,6 +152,10 @@ enum Repair {
     Remove { reason: &'static str },
 }
 
+/// Bytes of zeros after the last record of a segment that its buffer may keep; more are
+/// dropped (one copy of the records).
+const ZEROS_KEPT: usize = 1 << 20;
+
 /// Reads the log of `dir`, whose files are `listing` (see the module docs).
 pub(super) fn recover(
     fs: &dyn Fs,
@@ -149,6 +167,7 @@ pub(super) fn recover(
         mut segments,
         snapshots,
         temporary,
+        prepared,
     } = listing;
     // The segments after the last gap in the numbering; those before it are left over from a
     // removal cut short (checked below: the ones after the gap must not need them).
@@ -176,8 +195,13 @@ pub(super) fn recover(
     let mut segments: Vec<(Segment, Bytes)> = framed
         .into_iter()
         .map(|mut s| {
-            let buf = Bytes::from(std::mem::take(&mut s.buf));
-            (s, buf)
+            let mut buf = std::mem::take(&mut s.buf);
+            // A prepared segment holds zeros after its last record: not kept in memory.
+            if buf.len() - s.end > ZEROS_KEPT {
+                buf.truncate(s.end);
+                buf.shrink_to_fit();
+            }
+            (s, Bytes::from(buf))
         })
         .collect();
 
@@ -245,7 +269,7 @@ pub(super) fn recover(
     if mode == Mode::Strict {
         return Ok(log);
     }
-    while let Some((segment, bytes)) = segments.pop() {
+    while let Some((segment, _)) = segments.pop() {
         match segment.repair {
             Some(Repair::Remove { reason }) => {
                 fs.remove_file(&segment.path)
@@ -254,7 +278,7 @@ pub(super) fn recover(
                 log.highs.pop();
                 tracing::warn!(
                     file = %segment.path.display(),
-                    bytes = bytes.len(),
+                    bytes = segment.file_len,
                     "removed the last segment of the write-ahead log: {reason}, and the file \
                      is a header cut short or zeros (a crash while it was created)"
                 );
@@ -263,18 +287,18 @@ pub(super) fn recover(
                 let file = fs
                     .open(&segment.path, Open::Existing)
                     .map_err(io_error("open", &segment.path))?;
-                let mut len = bytes.len();
+                let mut file_len = segment.file_len;
                 if let Some(Repair::Truncate { offset, reason }) = repair {
                     file.set_len(offset as u64)
                         .map_err(io_error("truncate", &segment.path))?;
                     tracing::warn!(
                         file = %segment.path.display(),
                         offset,
-                        dropped = len - offset,
+                        dropped = file_len - offset,
                         "truncated the torn tail of the write-ahead log: {reason}, and nothing \
                          follows it (a write cut short by a crash, never acknowledged)"
                     );
-                    len = offset;
+                    file_len = offset;
                 }
                 // Whatever a crashed process wrote but did not sync is about to be
                 // acted on: make it durable first (and the cut, if any).
@@ -284,7 +308,8 @@ pub(super) fn recover(
                     seq: segment.seq,
                     path: segment.path,
                     file,
-                    len: len as u64,
+                    len: segment.end as u64,
+                    file_len: file_len as u64,
                     framing: segment.framing,
                     records: segment.records.len(),
                 });
@@ -301,6 +326,13 @@ pub(super) fn recover(
         );
     }
     log.stale_segments = stale_segments.into_iter().map(|(_, p)| p).collect();
+    for path in prepared {
+        tracing::info!(
+            file = %path.display(),
+            "a segment prepared ahead and never used: it will be removed"
+        );
+        log.stale_segments.push(path);
+    }
     let referenced = log.recovered.snapshot.as_ref().map(|s| s.index);
     for (index, path) in snapshots {
         if Some(index) == referenced {
@@ -365,12 +397,15 @@ fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment,
                     ),
                 ));
             }
+            let file_len = buf.len();
             return Ok(Segment {
                 seq,
                 path,
                 buf,
                 framing: Framing::Legacy,
                 records: Vec::new(),
+                end: 0,
+                file_len,
                 repair: Some(Repair::Remove { reason }),
             });
         }
@@ -385,10 +420,17 @@ fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment,
                 pos += RECORD_HEADER_BYTES + len;
             }
             Frame::Damaged { reason } => {
+                // Zeros to the end of the file: the end of the log, in a segment prepared at
+                // its full size (or one whose length a crash made durable without the data).
+                let Some(last) = buf.iter().rposition(|&b| b != 0).filter(|&l| l >= pos) else {
+                    break;
+                };
                 if !lenient {
                     return Err(corrupt(pos, reason.to_owned()));
                 }
-                match format::tail_damage(&buf, pos, framing) {
+                // What the torn tail rules see: the file up to its last byte that is not zero,
+                // as if the zeros after it were past its end.
+                match format::tail_damage(&buf[..=last], pos, framing) {
                     TailDamage::Torn(reason) => {
                         repair = Some(Repair::Truncate {
                             offset: pos,
@@ -401,12 +443,15 @@ fn frame(fs: &dyn Fs, seq: u64, path: PathBuf, lenient: bool) -> Result<Segment,
             }
         }
     }
+    let file_len = buf.len();
     Ok(Segment {
         seq,
         path,
         buf,
         framing,
         records,
+        end: pos,
+        file_len,
         repair,
     })
 }

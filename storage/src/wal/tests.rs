@@ -94,6 +94,10 @@ fn records(path: &Path) -> (Option<format::Start>, Vec<format::Batch>) {
     let mut out = Vec::new();
     while pos < buf.len() {
         let Frame::Intact { len } = format::frame_at(&buf, pos, framing) else {
+            // Zeros to the end: the end of a segment prepared at its full size.
+            if buf[pos..].iter().all(|&b| b == 0) {
+                break;
+            }
             panic!("damaged record at {pos} of {}", path.display());
         };
         let at = pos + RECORD_HEADER_BYTES;
@@ -427,13 +431,14 @@ fn snapshot(index: u64, term: u64, size: usize) -> Snapshot {
     }
 }
 
-/// Copies the files of `dir` (but its lock) into a new temporary directory.
+/// Copies the files of `dir` (but its lock, and a prepared segment, which a thread of an open
+/// log may be writing or removing) into a new temporary directory.
 fn copy_dir(dir: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap();
-        if name != LOCK {
+        if name != LOCK && !prepare::is_prepared(name.to_str().unwrap()) {
             std::fs::copy(&path, copy.path().join(name)).unwrap();
         }
     }
@@ -722,7 +727,8 @@ fn removals_persisted_in_any_order_leave_the_state_after_the_snapshot() {
         let mut names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
-            .filter(|n| n != LOCK)
+            // A prepared segment is not part of the log: an open may start preparing one.
+            .filter(|n| n != LOCK && !prepare::is_prepared(n.to_str().unwrap()))
             .collect();
         names.sort();
         names
@@ -908,4 +914,90 @@ fn a_full_disk_frees_the_ballast_which_comes_back_when_there_is_room() {
     let storage = FileStorage::open(dir.path(), ID, no_ballast()).unwrap();
     assert!(!ballast.exists());
     assert!(!storage.disk_full());
+}
+
+/// The prepared segments (`.wal.tmp`) in `dir`.
+fn prepared_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| prepare::is_prepared(name))
+        .collect()
+}
+
+#[test]
+fn records_overwrite_the_zeros_of_a_prepared_segment_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment_size = 256 << 10;
+    let mut storage = open(dir.path(), segment_size);
+    let mut model = MemStorage::new();
+    // The first segment is made at its first write; the log leaves it for a prepared one once
+    // it holds `LEAVE_UNPREPARED_BYTES` and one is ready.
+    let mut next = 1;
+    while storage.end < LEAVE_UNPREPARED_BYTES {
+        both(
+            &mut storage,
+            &mut model,
+            &append(next, &entries(1, next, 4, 1000)),
+        );
+        next += 4;
+    }
+    assert_eq!(storage.seq, 1);
+    storage.prepare_next_segment();
+    assert_eq!(prepared_files(dir.path()), [prepare::file_name(2)]);
+    both(
+        &mut storage,
+        &mut model,
+        &append(next, &entries(1, next, 1, 100)),
+    );
+    next += 1;
+    assert_eq!(storage.seq, 2, "moved to the prepared segment");
+    assert!(storage.preallocated);
+    assert!(prepared_files(dir.path()).is_empty(), "renamed into place");
+    let second = dir.path().join(segment_name(2));
+    assert_eq!(std::fs::metadata(&second).unwrap().len(), segment_size);
+    // Its records are read back, and zeros follow them to the end of the file.
+    let (start, written) = records(&second);
+    assert_eq!(start.unwrap().last_index, next - 2);
+    assert_eq!(written.len(), 1);
+    let end = storage.end as usize;
+    let bytes = std::fs::read(&second).unwrap();
+    assert!(bytes[end..].iter().all(|&b| b == 0));
+    assert!(bytes[end - 1] != 0);
+
+    // Opened again, the log goes on after its last record, not at the end of the file, and
+    // the file does not grow.
+    drop(storage);
+    let mut storage = open(dir.path(), segment_size);
+    assert_eq!(storage.recover().unwrap(), model.recover().unwrap());
+    assert_eq!(storage.end as usize, end);
+    assert!(storage.preallocated);
+    for _ in 0..20 {
+        both(
+            &mut storage,
+            &mut model,
+            &append(next, &entries(2, next, 2, 300)),
+        );
+        next += 2;
+    }
+    assert_eq!(std::fs::metadata(&second).unwrap().len(), segment_size);
+    assert_eq!(records(&second).1.len(), 21);
+    assert_eq!(storage.recover().unwrap(), model.recover().unwrap());
+    drop(storage);
+    let mut storage = open(dir.path(), segment_size);
+    assert_eq!(storage.recover().unwrap(), model.recover().unwrap());
+}
+
+#[test]
+fn a_prepared_segment_left_unused_is_removed_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = open(dir.path(), 64 << 10);
+    let mut model = MemStorage::new();
+    both(&mut storage, &mut model, &append(1, &entries(1, 1, 3, 10)));
+    storage.prepare_next_segment();
+    assert_eq!(prepared_files(dir.path()), [prepare::file_name(2)]);
+    drop(storage);
+    let mut storage = open(dir.path(), 64 << 10);
+    assert!(prepared_files(dir.path()).is_empty());
+    assert_eq!(storage.recover().unwrap(), model.recover().unwrap());
 }

@@ -187,12 +187,21 @@ pub fn segments(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
-/// A new temporary directory holding a copy of the files of `dir` (but its lock).
+/// Whether `path` is a segment prepared ahead (`<seq>.wal.tmp`), not part of the log, which a
+/// thread of an open log may be writing or removing.
+pub fn is_prepared(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".wal.tmp"))
+}
+
+/// A new temporary directory holding a copy of the files of `dir` (but its lock, and a
+/// prepared segment).
 pub fn copy_dir(dir: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().is_some_and(|n| n != "LOCK") {
+        if path.file_name().is_some_and(|n| n != "LOCK") && !is_prepared(&path) {
             fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
         }
     }

@@ -611,3 +611,59 @@ fn a_removed_leader_steps_down_with_entries_still_to_send() {
     assert!(old.commit_index() >= old.membership_index());
     assert!(old.log().last_index() >= after);
 }
+
+/// A leader that removes itself and loses its leadership before the configuration without it
+/// reaches anyone is still needed: voters {0, 1} with learner 2 move to voters {1, 2}; the joint
+/// configuration commits, node 0 appends `C_new` while cut off, and is deposed. Nodes 1 and 2,
+/// still joint, need node 0's vote in the outgoing half, which it refuses to their shorter logs.
+/// Node 0 campaigns (its removal is not committed), wins with the votes of `C_new`, commits it
+/// with an entry of its term although the leader no-op is off, and steps down: the cluster
+/// elects a leader of `C_new`. Without either rule no leader could ever be elected again.
+#[test]
+fn a_removed_leader_deposed_before_its_removal_commits_campaigns_and_commits_it() {
+    let mut sim = Sim::with_membership(3, &CoreConfig::default(), members(&[0, 1], &[2]));
+    sim.elect_first(0);
+    sim.command(0, &[]);
+    sim.cores[0].set_leave_joint_automatically(false);
+    let target = members(&[1, 2], &[]);
+    sim.change(0, &target, &[]);
+    sim.heartbeat(0, &[]);
+    for core in &sim.cores {
+        assert!(core.membership().is_joint(), "node {}: joint", core.id());
+    }
+    // `C_new`, appended by node 0 alone.
+    sim.cores[0].set_leave_joint_automatically(true);
+    let now = sim.now;
+    let at = sim.cores[0]
+        .propose_leave_joint(now)
+        .expect("the joint configuration is committed");
+    sim.collect();
+    sim.settle(&[0]);
+    assert_eq!(*sim.cores[0].membership(), target);
+    assert!(sim.cores[1].membership().is_joint() && sim.cores[2].membership().is_joint());
+    // Node 1 campaigns: node 2 grants, node 0 refuses (its log is longer) and follows.
+    sim.fire(1);
+    sim.settle(&[]);
+    assert!(sim.leaders().is_empty(), "no joint majority without node 0");
+    assert_eq!(sim.cores[0].role(), Role::Follower);
+    // Node 0, not a voter of its configuration in force but needed, campaigns and wins.
+    sim.fire(0);
+    sim.settle(&[]);
+    for core in &sim.cores {
+        assert_eq!(*core.membership(), target, "node {}", core.id());
+    }
+    assert!(
+        sim.cores[0].commit_index() > at,
+        "C_new at {at} and an entry of node 0's term committed: commit index {}",
+        sim.cores[0].commit_index()
+    );
+    assert!(sim.leaders().is_empty(), "node 0 stepped down");
+    // A voter of C_new is elected by C_new alone, and tells the others the commit index.
+    sim.fire(2);
+    sim.settle(&[]);
+    assert_eq!(sim.leaders(), vec![2]);
+    sim.heartbeat(2, &[]);
+    for core in &sim.cores[1..] {
+        assert!(core.commit_index() > at, "node {}", core.id());
+    }
+}

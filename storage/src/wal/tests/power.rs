@@ -642,6 +642,13 @@ fn each_bug_switched_back_on_is_caught() {
                 ..Bugs::default()
             },
         ),
+        (
+            "a prepared segment written to before the directory is synced",
+            Bugs {
+                rotate_without_dir_sync: true,
+                ..Bugs::default()
+            },
+        ),
     ];
     for (case, (name, bugs)) in cases.into_iter().enumerate() {
         let failures: Vec<String> = (0..seeds)
@@ -777,4 +784,63 @@ fn a_sync_that_fails_while_opening_leaves_the_marker_too() {
     assert!(entries == 3 || entries == 4, "{entries} entries");
     let marker = Path::new(DIR).join(sync_failed::MARKER);
     assert_eq!(fs.contents(&marker), None, "removed");
+}
+
+#[test]
+fn a_full_disk_while_preparing_fails_the_rotation_that_needs_it_and_frees_the_ballast() {
+    let fs = SimFs::new(3);
+    let options = WalOptions {
+        segment_size: 2048,
+        create: true,
+        members: None,
+        ballast_bytes: 4096,
+    };
+    let ballast = Path::new(DIR).join(ballast::BALLAST);
+    let mut storage = open_on(&fs, &options).unwrap();
+    let mut model = MemStorage::new();
+    let persist = |storage: &mut FileStorage, model: &mut MemStorage| {
+        let op = Op {
+            first_index: model.last_index() + 1,
+            entries: entries(model.last_index() + 1, 1, 50),
+            ..Op::default()
+        };
+        let result = storage.persist(&op.update());
+        if result.is_ok() {
+            model.persist(&op.update()).unwrap();
+        }
+        result
+    };
+    // Room on the disk: the log moves to its second segment, prepared at its full size.
+    while storage.seq < 2 {
+        persist(&mut storage, &mut model).unwrap();
+    }
+    assert!(storage.preallocated);
+    // Now too little room for the next segment, enough for the records that fill this one
+    // (they overwrite its zeros) and the one that crosses its end.
+    fs.set_capacity(Some(fs.used() + 400));
+    let err = loop {
+        let end = storage.end;
+        match persist(&mut storage, &mut model) {
+            Ok(()) => assert!(
+                end < options.segment_size,
+                "a write past the segment's size"
+            ),
+            Err(err) => break err,
+        }
+    };
+    assert!(err.is_storage_full(), "{err}");
+    assert_eq!(storage.seq, 2, "failed when the third segment was needed");
+    assert!(storage.disk_full());
+    assert_eq!(fs.contents(&ballast), None, "the ballast made room");
+    let tmp = Path::new(DIR).join(prepare::file_name(3));
+    assert_eq!(
+        fs.contents(&tmp),
+        None,
+        "the failed preparation left no file"
+    );
+    drop(storage);
+
+    // Started again: what was acknowledged is there.
+    let mut storage = open_on(&fs, &options).unwrap();
+    assert_eq!(storage.recover().unwrap(), state(&model));
 }

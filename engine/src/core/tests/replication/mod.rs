@@ -5,6 +5,7 @@ use super::*;
 
 mod backtracking;
 mod follower;
+mod inflight_bytes;
 mod leader;
 mod pipelining;
 
