@@ -5,6 +5,11 @@
 //! every node, so a cut-off node keeps being asked). The history of invocations and completions
 //! is checked for linearizability ([`zeroraft_harness::linearizability::check_kv`]).
 //!
+//! One variant's nemesis also changes the members as an operator would with `zeroraft admin`:
+//! it replaces voters by new nodes under fresh ids in spare namespaces, grows three voters to
+//! five and shrinks them back, and checks at the end that the cluster's voters are those it
+//! made.
+//!
 //! A deliberately broken read path (`--read-mode unsafe-local`: a Get answered from any node's
 //! local state) must be caught by the same checker, which shows the check can fail.
 //!
@@ -18,6 +23,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -48,86 +54,354 @@ struct Run {
     verdict: Verdict,
     ops: usize,
     completed: usize,
-    kills: u64,
-    partitions: u64,
+    faults: Faults,
 }
 
-/// The nemesis: until `stop`, now and then kills a node (the leader half the time) and restarts
-/// it, or cuts links between nodes and heals them. At most a minority is down or cut off at any
-/// time, so the cluster can make progress in between.
+/// What the nemesis did in one run.
+#[derive(Default)]
+struct Faults {
+    kills: u64,
+    partitions: u64,
+    /// Voters replaced: a new node added, caught up and promoted, then the old one removed.
+    replaced: u64,
+    /// Times the cluster grew from three voters to five.
+    grown: u64,
+    /// Times it shrank from five voters to three.
+    shrunk: u64,
+    /// Of the replacements, those during which another voter was down or cut off.
+    replaced_under_fault: u64,
+}
+
+impl Faults {
+    /// Membership changes made.
+    fn changes(&self) -> u64 {
+        self.replaced + self.grown + self.shrunk
+    }
+}
+
+/// Where clients find the nodes: each node's client address by id (a node's id is its index;
+/// the nemesis adds the addresses of the nodes it adds) and the ids of the members that run,
+/// published anew after each change. A client picks a new version up between two operations.
+/// The clients thus learn the new nodes' addresses from the test, which knows where it started
+/// them, not from the cluster.
+#[derive(Default)]
+struct Directory {
+    version: std::sync::atomic::AtomicU64,
+    table: std::sync::Mutex<(Vec<SocketAddr>, Vec<usize>)>,
+}
+
+impl Directory {
+    fn publish(&self, addrs: Vec<SocketAddr>, members: Vec<usize>) {
+        *self.table.lock().unwrap() = (addrs, members);
+        self.version.fetch_add(1, Relaxed);
+    }
+
+    fn read(&self) -> (u64, Vec<SocketAddr>, Vec<usize>) {
+        let table = self.table.lock().unwrap();
+        // The version read under the lock is that of the table or an older one: at worst the
+        // client reads the table again.
+        let version = self.version.load(Relaxed);
+        (version, table.0.clone(), table.1.clone())
+    }
+}
+
+/// How long one membership step may take, retries included, before the run fails.
+const CHANGE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The nemesis's view of the members: the voters by id, and which namespace each node runs in.
+struct Members<'a> {
+    cluster: &'a mut ProcessCluster,
+    topology: &'a Topology,
+    directory: &'a Directory,
+    /// The voters, by id.
+    voters: Vec<usize>,
+    /// `ns[id]`: the namespace node `id` runs (or ran) in.
+    ns: Vec<usize>,
+    /// Namespaces where no member runs.
+    free: Vec<usize>,
+}
+
+impl Members<'_> {
+    fn publish(&self) {
+        self.directory
+            .publish(self.cluster.client_addrs(), self.voters.clone());
+    }
+
+    /// Runs `zeroraft admin ARGS` until it succeeds (a change under way, a leader changing, a
+    /// learner catching up all pass), for up to [`CHANGE_PATIENCE`].
+    fn admin(&self, args: &[&str]) {
+        let until = Instant::now() + CHANGE_PATIENCE;
+        loop {
+            let (status, out, err) = self.cluster.admin(args);
+            if status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "zeroraft admin {args:?} did not succeed in {CHANGE_PATIENCE:?}: {out}{err}\n{}",
+                self.report()
+            );
+            std::thread::sleep(Duration::from_millis(100)); // the cluster settling
+        }
+    }
+
+    /// Adds a node in a free namespace as a learner, starts it, and promotes it once it has
+    /// caught up. Returns its id.
+    fn add_voter(&mut self, rng: &mut fastrand::Rng) -> usize {
+        let ns = self.free.swap_remove(rng.usize(0..self.free.len()));
+        let id = self.cluster.add_node_in(self.topology, ns);
+        self.ns.push(ns);
+        let peer = self.cluster.peer_addr(id).to_string();
+        let client = self.cluster.client_addrs()[id].to_string();
+        self.admin(&[
+            "add",
+            "--id",
+            &id.to_string(),
+            "--peer",
+            &peer,
+            "--client",
+            &client,
+        ]);
+        self.publish();
+        self.cluster.join_and_start(id, CHANGE_PATIENCE);
+        self.admin(&["promote", &id.to_string()]);
+        self.voters.push(id);
+        self.publish();
+        id
+    }
+
+    /// Removes voter `id` and stops its process; its namespace is free again.
+    fn remove_voter(&mut self, id: usize) {
+        self.admin(&["remove", &id.to_string()]);
+        self.voters.retain(|&v| v != id);
+        self.publish();
+        self.cluster.kill(id);
+        self.free.push(self.ns[id]);
+    }
+
+    /// A voter to remove: the leader half the time.
+    fn pick(&self, rng: &mut fastrand::Rng) -> usize {
+        match self.cluster.leader(Duration::from_millis(500)) {
+            Some(leader) if rng.bool() && self.voters.contains(&leader) => leader,
+            _ => self.voters[rng.usize(0..self.voters.len())],
+        }
+    }
+
+    /// What each node that ran says of itself now, and the end of its log, for a failure's
+    /// message (the nodes' logs go with the run's directory).
+    fn report(&self) -> String {
+        let mut report = String::new();
+        for id in 0..self.cluster.len() {
+            // A stopped node's client address may be that of a node now in its namespace.
+            let status = self
+                .cluster
+                .is_running(id)
+                .then(|| self.cluster.status(id))
+                .flatten()
+                .map(|s| {
+                    format!(
+                        "{:?} term {} leader {:?} commit {} applied {} last {}",
+                        s.role, s.term, s.leader, s.commit_index, s.last_applied, s.last_log_index
+                    )
+                });
+            let log = self.cluster.log(id);
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            report += &format!(
+                "node {id} in namespace {}, voter {}, running {}: {}\n{}\n",
+                self.ns[id],
+                self.voters.contains(&id),
+                self.cluster.is_running(id),
+                status.unwrap_or_else(|| "no answer or stopped".to_owned()),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        report
+    }
+
+    /// Checks that the cluster's voters are the nemesis's, with no learner and no joint
+    /// configuration, as `zeroraft admin members` prints them at the leader, once its
+    /// configuration is committed. (Whether every member caught up is not asked: a node
+    /// restarted among members added after it may stay cut off, as
+    /// tests/membership_restart.rs shows.)
+    fn check(&self) {
+        let until = Instant::now() + CHANGE_PATIENCE;
+        let mut expected: Vec<String> = self.voters.iter().map(|v| format!("{v} voter")).collect();
+        expected.sort();
+        loop {
+            // The leader's view: a member cut off (see tests/membership_restart.rs) may not
+            // know the leader.
+            let (status, out, err) = match self.cluster.leader(Duration::from_secs(1)) {
+                Some(leader) => self.cluster.admin_at(leader, &["members"]),
+                None => self.cluster.admin(&["members"]),
+            };
+            let mut seen: Vec<String> = out
+                .lines()
+                .skip(2)
+                .filter(|l| !l.starts_with("removed"))
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                .collect();
+            seen.sort();
+            let settled = out
+                .lines()
+                .next()
+                .is_some_and(|l| !l.contains("leader unknown") && l.contains("(committed)"));
+            if status.success() && settled && seen == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "the members are not the voters {:?}: {out}{err}\n{}",
+                self.voters,
+                self.report()
+            );
+            std::thread::sleep(Duration::from_millis(100)); // the cluster settling
+        }
+    }
+}
+
+/// The nemesis: until `stop`, now and then kills a member (the leader half the time) and
+/// restarts it, or cuts links between members and heals them, or (with `changes`) changes the
+/// members: replaces a voter (a new node under a fresh id in a free namespace, added as a
+/// learner, promoted once caught up, then the old voter removed and stopped; the leader half
+/// the time), grows three voters to five or shrinks five to three. A replacement among five
+/// voters is made half the time while another voter is killed or cut off. At most a minority
+/// of the voters is down or cut off at any time, counting the one being replaced.
 fn nemesis(
-    cluster: &mut ProcessCluster,
-    topology: &Topology,
+    members: &mut Members<'_>,
     stop: &AtomicBool,
     rng: &mut fastrand::Rng,
-) -> (u64, u64) {
-    let n = cluster.len();
-    let (mut kills, mut partitions) = (0, 0);
+    changes: bool,
+) -> Faults {
+    let mut faults = Faults::default();
     let pause = |rng: &mut fastrand::Rng, lo: u64, hi: u64| {
         // The nemesis acts at human-scale intervals; the clients keep running meanwhile.
         std::thread::sleep(Duration::from_millis(rng.u64(lo..hi)));
     };
+    let all_ns: Vec<usize> = (0..members.topology.len()).collect();
+    let mut first = true;
     while !stop.load(Relaxed) {
         pause(rng, 300, 1200);
+        // Each run changes its members at least once, first; ids stay below 64.
+        let change = changes
+            && (first || rng.u32(0..3) == 0)
+            && members.cluster.len() + 2 < zeroraft::kv::members::MAX_NODE_ID as usize;
+        first = false;
+        if change {
+            let n = members.voters.len();
+            if n == 3 && rng.bool() {
+                members.add_voter(rng);
+                members.add_voter(rng);
+                faults.grown += 1;
+            } else if n == 5 && rng.bool() {
+                for _ in 0..2 {
+                    let old = members.pick(rng);
+                    members.remove_voter(old);
+                }
+                faults.shrunk += 1;
+            } else {
+                let old = members.pick(rng);
+                // Among five voters, another one may be down or cut off meanwhile.
+                let held = (n >= 5 && rng.bool()).then(|| {
+                    let others: Vec<usize> = members
+                        .voters
+                        .iter()
+                        .copied()
+                        .filter(|&v| v != old)
+                        .collect();
+                    others[rng.usize(0..others.len())]
+                });
+                let kill = rng.bool();
+                if let Some(v) = held {
+                    if kill {
+                        members.cluster.kill(v);
+                        faults.kills += 1;
+                    } else {
+                        let alone = members.ns[v];
+                        let rest: Vec<usize> =
+                            all_ns.iter().copied().filter(|&i| i != alone).collect();
+                        members.topology.partition(&[rest]);
+                        faults.partitions += 1;
+                    }
+                    faults.replaced_under_fault += 1;
+                }
+                members.add_voter(rng);
+                members.remove_voter(old);
+                match held {
+                    Some(v) if kill => members.cluster.start(v),
+                    Some(_) => members.topology.heal(),
+                    None => {}
+                }
+                faults.replaced += 1;
+            }
+            continue;
+        }
+        let voters = members.voters.clone();
+        let n = voters.len();
         match rng.u32(0..3) {
             0 => {
-                let victim = match cluster.leader(Duration::from_millis(500)) {
-                    Some(leader) if rng.bool() => leader,
-                    _ => rng.usize(0..n),
-                };
-                cluster.kill(victim);
-                kills += 1;
+                let victim = members.pick(rng);
+                members.cluster.kill(victim);
+                faults.kills += 1;
                 pause(rng, 200, 1500);
-                cluster.start(victim);
+                members.cluster.start(victim);
             }
             1 => {
                 // One node cut off from the others (the leader half the time).
-                let alone = match cluster.leader(Duration::from_millis(500)) {
-                    Some(leader) if rng.bool() => leader,
-                    _ => rng.usize(0..n),
-                };
-                let rest: Vec<usize> = (0..n).filter(|&i| i != alone).collect();
-                topology.partition(&[rest]);
-                partitions += 1;
+                let alone = members.ns[members.pick(rng)];
+                let rest: Vec<usize> = all_ns.iter().copied().filter(|&i| i != alone).collect();
+                members.topology.partition(&[rest]);
+                faults.partitions += 1;
                 pause(rng, 500, 3000);
-                topology.heal();
+                members.topology.heal();
             }
             _ => {
-                // A majority and a minority, at random.
-                let mut order: Vec<usize> = (0..n).collect();
+                // A majority and a minority of the voters, at random (free namespaces go with
+                // the majority).
+                let mut order = voters;
                 rng.shuffle(&mut order);
-                let (minority, majority) = order.split_at((n - 1) / 2);
-                topology.partition(&[majority.to_vec(), minority.to_vec()]);
-                partitions += 1;
+                let minority: Vec<usize> = order[..(n - 1) / 2]
+                    .iter()
+                    .map(|&v| members.ns[v])
+                    .collect();
+                let majority: Vec<usize> = all_ns
+                    .iter()
+                    .copied()
+                    .filter(|i| !minority.contains(i))
+                    .collect();
+                members.topology.partition(&[majority, minority]);
+                faults.partitions += 1;
                 pause(rng, 500, 3000);
-                topology.heal();
+                members.topology.heal();
             }
         }
     }
-    topology.heal();
-    (kills, partitions)
+    members.topology.heal();
+    if changes {
+        members.check();
+    }
+    faults
 }
 
 /// One client: random Gets, Puts and Appends of unique values on the shared keys until `stop`,
-/// each Get starting at a random node, every operation recorded.
-fn client(
-    cluster_addrs: Vec<std::net::SocketAddr>,
-    id: u64,
-    recorder: &Recorder,
-    stop: &AtomicBool,
-    seed: u64,
-) {
+/// each Get starting at a random member, every operation recorded. It reconnects to the nodes
+/// of the directory whenever that changes.
+fn client(directory: &Directory, id: u64, recorder: &Recorder, stop: &AtomicBool, seed: u64) {
     let options = zeroraft::kv::ClientOptions {
         op_timeout: OP_TIMEOUT,
         attempt_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_millis(200),
         ..Default::default()
     };
-    let nodes = cluster_addrs.len();
-    let mut kv = zeroraft::kv::KvClient::new(cluster_addrs, options);
+    let (mut version, addrs, mut members) = directory.read();
+    let mut kv = zeroraft::kv::KvClient::new(addrs, options.clone());
     let mut rng = fastrand::Rng::with_seed(seed ^ id);
     let mut n = 0u64;
     while !stop.load(Relaxed) {
+        if directory.version.load(Relaxed) != version {
+            let addrs;
+            (version, addrs, members) = directory.read();
+            kv = zeroraft::kv::KvClient::new(addrs, options.clone());
+        }
         n += 1;
         let key = format!("k{}", rng.usize(0..KEYS));
         let value = format!("c{id}.{n}");
@@ -142,7 +416,7 @@ fn client(
         let op = recorder.invoke(id, input.clone());
         let result = match &input {
             KvInput::Get { key } => {
-                kv.prefer(rng.usize(0..nodes));
+                kv.prefer(members[rng.usize(0..members.len())]);
                 kv.get(key).map(KvOutput::Value)
             }
             KvInput::Put { key, value } => kv.put(key, value).map(|()| KvOutput::Done),
@@ -157,9 +431,12 @@ fn client(
 }
 
 /// Runs `seconds` of clients and nemesis against `nodes` processes answering Gets with
-/// `read_mode`, and checks the history. `None` if namespaces cannot be made here.
-fn run(nodes: usize, read_mode: &str, seconds: u64, seed: u64) -> Option<Run> {
-    let topology = match Topology::create(nodes) {
+/// `read_mode`, and checks the history. With `changes`, the nemesis changes the members too,
+/// with three spare namespaces. `None` if namespaces cannot be made here.
+fn run(nodes: usize, read_mode: &str, seconds: u64, seed: u64, changes: bool) -> Option<Run> {
+    // Room for five voters and one more being added.
+    let places = if changes { nodes.max(3) + 3 } else { nodes };
+    let topology = match Topology::create(places) {
         Ok(t) => t,
         Err(why) => {
             eprintln!("SKIPPED: cannot make network namespaces ({why}); nothing was checked");
@@ -168,17 +445,19 @@ fn run(nodes: usize, read_mode: &str, seconds: u64, seed: u64) -> Option<Run> {
     };
     let mut cluster = ProcessCluster::in_namespaces(&topology, nodes, read_mode);
     cluster.start_all();
+    let directory = Arc::new(Directory::default());
+    directory.publish(cluster.client_addrs(), (0..nodes).collect());
     let recorder = Arc::new(Recorder::new());
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
-            let (recorder, stop, addrs) = (recorder.clone(), stop.clone(), cluster.client_addrs());
-            std::thread::spawn(move || client(addrs, id, &recorder, &stop, seed))
+            let (recorder, stop, directory) = (recorder.clone(), stop.clone(), directory.clone());
+            std::thread::spawn(move || client(&directory, id, &recorder, &stop, seed))
         })
         .collect();
     let nemesis_stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let (kills, partitions) = std::thread::scope(|s| {
+    let faults = std::thread::scope(|s| {
         let nemesis_stop2 = nemesis_stop.clone();
         let timer = s.spawn(move || {
             while Instant::now() < deadline {
@@ -187,11 +466,19 @@ fn run(nodes: usize, read_mode: &str, seconds: u64, seed: u64) -> Option<Run> {
             nemesis_stop2.store(true, Relaxed);
         });
         let mut rng = fastrand::Rng::with_seed(seed);
-        let counts = nemesis(&mut cluster, &topology, &nemesis_stop, &mut rng);
+        let mut members = Members {
+            cluster: &mut cluster,
+            topology: &topology,
+            directory: &directory,
+            voters: (0..nodes).collect(),
+            ns: (0..nodes).collect(),
+            free: (nodes..places).collect(),
+        };
+        let faults = nemesis(&mut members, &nemesis_stop, &mut rng, changes);
         timer.join().expect("timer");
-        counts
+        faults
     });
-    // The network healed and every node runs: the clients' last operations can complete.
+    // The network healed and every member runs: the clients' last operations can complete.
     std::thread::sleep(Duration::from_millis(500)); // let the last operations land on a whole cluster
     stop.store(true, Relaxed);
     for c in clients {
@@ -217,26 +504,31 @@ fn run(nodes: usize, read_mode: &str, seconds: u64, seed: u64) -> Option<Run> {
         verdict,
         ops: history.len(),
         completed,
-        kills,
-        partitions,
+        faults,
     })
 }
 
-fn linearizable_under_nemesis(nodes: usize, read_mode: &str) {
+fn linearizable_under_nemesis(nodes: usize, read_mode: &str, changes: bool) {
     let seconds = scale::size("ZERORAFT_JEPSEN_SECONDS", 8, 60);
     let runs = scale::size("ZERORAFT_JEPSEN_RUNS", 1, 3);
     let base = first_seed();
     for r in 0..runs {
         let seed = base.wrapping_add(r);
-        let Some(run) = run(nodes, read_mode, seconds, seed) else {
+        let Some(run) = run(nodes, read_mode, seconds, seed, changes) else {
             return;
         };
+        let f = &run.faults;
         eprintln!(
-            "{nodes} nodes, reads {read_mode}, seed {seed}, {seconds} s: {} operations ({} completed), {} kills, {} partitions: {:?}",
+            "{nodes} nodes, reads {read_mode}, seed {seed}, {seconds} s: {} operations ({} completed), {} kills, {} partitions, {} membership changes ({} replaced, {} of them while another voter was down or cut off; {} grown 3 to 5; {} shrunk 5 to 3): {}",
             run.ops,
             run.completed,
-            run.kills,
-            run.partitions,
+            f.kills,
+            f.partitions,
+            f.changes(),
+            f.replaced,
+            f.replaced_under_fault,
+            f.grown,
+            f.shrunk,
             match &run.verdict {
                 Verdict::Linearizable => "linearizable".to_owned(),
                 Verdict::NotLinearizable(a) => format!("NOT linearizable\n{a}"),
@@ -249,8 +541,12 @@ fn linearizable_under_nemesis(nodes: usize, read_mode: &str) {
             run.completed
         );
         assert!(
-            run.kills + run.partitions > 0,
+            f.kills + f.partitions + f.changes() > 0,
             "seed {seed}: the nemesis did nothing"
+        );
+        assert!(
+            !changes || f.changes() > 0,
+            "seed {seed}: the nemesis changed no member"
         );
         match run.verdict {
             Verdict::Linearizable => {}
@@ -266,27 +562,34 @@ fn linearizable_under_nemesis(nodes: usize, read_mode: &str) {
 
 #[test]
 fn three_nodes_with_read_index_are_linearizable_under_kills_and_partitions() {
-    linearizable_under_nemesis(3, "index");
+    linearizable_under_nemesis(3, "index", false);
 }
 
 #[test]
 fn five_nodes_with_lease_reads_are_linearizable_under_kills_and_partitions() {
-    linearizable_under_nemesis(5, "lease");
+    linearizable_under_nemesis(5, "lease", false);
+}
+
+#[test]
+fn three_nodes_changing_members_are_linearizable_under_kills_and_partitions() {
+    linearizable_under_nemesis(3, "index", true);
 }
 
 #[test]
 fn reads_from_local_state_are_caught_by_the_checker() {
     // The same test against the broken read path: the checker must find a stale read. Each run
     // is short; a few are allowed, since a run's partitions may all fall where no client read.
+    // Every other run, the first included, changes the members too.
     let seed = first_seed();
     for attempt in 0..4 {
-        let Some(run) = run(3, "unsafe-local", 10, seed.wrapping_add(attempt)) else {
+        let changes = attempt % 2 == 0;
+        let Some(run) = run(3, "unsafe-local", 10, seed.wrapping_add(attempt), changes) else {
             return;
         };
         match run.verdict {
             Verdict::NotLinearizable(anomaly) => {
                 eprintln!(
-                    "caught on attempt {attempt} (seed {}):\n{anomaly}",
+                    "caught on attempt {attempt} (seed {}, membership changes: {changes}):\n{anomaly}",
                     seed.wrapping_add(attempt)
                 );
                 return;

@@ -3,6 +3,11 @@
 //! namespace for clients. Taking a link between two nodes down partitions them while clients
 //! still reach both, as a switch failing between two racks would.
 //!
+//! Each node also has an address of its own ([`Topology::node_ip`], on its loopback device) that
+//! every other node reaches over their direct link (a host route through it; no namespace
+//! forwards, so a link down cuts exactly the two nodes it joins). Nodes name each other by these
+//! addresses, the same from everywhere, as an address book shared by all nodes needs.
+//!
 //! Everything is created by [`Topology::create`] and removed when the topology is dropped
 //! (deleting a namespace deletes its links). It needs root and the `ip` tool; where either is
 //! missing, `create` says why, and the test that asked reports that it skipped.
@@ -78,7 +83,10 @@ impl Topology {
                     ip(&["-n", &self.ns[node], "addr", "add", &addr, "dev", ifname])?;
                     ip(&["-n", &self.ns[node], "link", "set", ifname, "up"])?;
                 }
+                self.route(i, j)?;
             }
+            let own = format!("{}/32", self.node_ip(i));
+            ip(&["-n", &self.ns[i], "addr", "add", &own, "dev", "lo"])?;
             let (outside, inside) = (format!("zr{}c{i}", self.tag), format!("zr{}d{i}", self.tag));
             ip(&[
                 "link", "add", &outside, "type", "veth", "peer", "name", &inside,
@@ -119,6 +127,38 @@ impl Topology {
         Ipv4Addr::new(10, 0, link, side)
     }
 
+    /// The number of namespaces (nodes' places, spare ones included).
+    pub fn len(&self) -> usize {
+        self.nodes
+    }
+
+    /// Node `i`'s own address: where every other node reaches it, over their direct link.
+    pub fn node_ip(&self, i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 1, 0, i as u8 + 1)
+    }
+
+    /// The host routes between nodes `i` and `j`'s own addresses over their link (again after
+    /// the link was down: taking a device down drops the routes through it).
+    fn route(&self, i: usize, j: usize) -> Result<(), String> {
+        for (node, other) in [(i, j), (j, i)] {
+            let to = format!("{}/32", self.node_ip(other));
+            let via = self.peer_ip(other, node).to_string();
+            let dev = self.peer_if(node, other);
+            ip(&[
+                "-n",
+                &self.ns[node],
+                "route",
+                "replace",
+                &to,
+                "via",
+                &via,
+                "dev",
+                &dev,
+            ])?;
+        }
+        Ok(())
+    }
+
     /// Where the test (and its clients) reach node `i`.
     pub fn client_ip(&self, i: usize) -> Ipv4Addr {
         Ipv4Addr::new(10, self.client_net.0, self.client_net.1, (i * 4 + 2) as u8)
@@ -142,6 +182,9 @@ impl Topology {
         for (node, other) in [(i, j), (j, i)] {
             let ifname = self.peer_if(node, other);
             ip(&["-n", &self.ns[node], "link", "set", &ifname, state]).expect("link state");
+        }
+        if up {
+            self.route(i, j).expect("routes over a link");
         }
     }
 

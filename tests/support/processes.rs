@@ -108,22 +108,19 @@ impl ProcessCluster {
         Self::new(nodes, read_mode, dir)
     }
 
-    /// One node in each namespace of `topology`, not started: node `i` reaches node `j` over
-    /// their link, and the test reaches every node over its client link.
+    /// One node in each of the first `n` namespaces of `topology`, not started: node `i`
+    /// reaches node `j` at `j`'s own address over their link, and the test reaches every node
+    /// over its client link. The namespaces beyond `n` are spare, for nodes added later
+    /// ([`ProcessCluster::add_node_in`]).
     pub fn in_namespaces(topology: &Topology, n: usize, read_mode: &str) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let peers = (0..n)
+            .map(|j| format!("{}:{NS_PEER_PORT}", topology.node_ip(j)))
+            .collect::<Vec<_>>()
+            .join(",");
         let nodes = (0..n)
             .map(|i| {
-                let peers = (0..n)
-                    .map(|j| {
-                        if i == j {
-                            format!("0.0.0.0:{NS_PEER_PORT}")
-                        } else {
-                            format!("{}:{NS_PEER_PORT}", topology.peer_ip(j, i))
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",");
+                let peers = peers.clone();
                 NodeSpec {
                     prefix: topology.exec_in(i),
                     peers,
@@ -487,6 +484,90 @@ impl ProcessCluster {
     /// Node `i`'s data directory.
     pub fn data(&self, i: usize) -> &Path {
         &self.nodes[i].data
+    }
+}
+
+/// Nodes added to a running cluster in namespaces.
+impl ProcessCluster {
+    /// A node for the running cluster in namespace `ns` of `topology` (a spare one, or one whose
+    /// node was removed and stopped), with the next id, not added or started: as
+    /// [`ProcessCluster::add_node`], with the namespace's own address for its peers and its
+    /// client link for clients. Returns its id.
+    pub fn add_node_in(&mut self, topology: &Topology, ns: usize) -> usize {
+        let i = self.nodes.len();
+        self.nodes.push(NodeSpec {
+            prefix: topology.exec_in(ns),
+            peers: String::new(),
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, NS_CLIENT_PORT)),
+            client: SocketAddr::from((topology.client_ip(ns), NS_CLIENT_PORT)),
+            data: self._dir.path().join(format!("node-{i}")),
+            log: self._dir.path().join(format!("node-{i}.log")),
+            metrics: None,
+            extra: Vec::new(),
+            joins: Some(SocketAddr::from((topology.node_ip(ns), NS_PEER_PORT))),
+        });
+        self.children.push(None);
+        self.initialized.push(false);
+        self.exits.push(None);
+        i
+    }
+
+    /// Runs `zeroraft admin` with `args` against node `i` only: its exit status, stdout and
+    /// stderr.
+    pub fn admin_at(&self, i: usize, args: &[&str]) -> (ExitStatus, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+            .args(["admin", "--connect", &self.nodes[i].client.to_string()])
+            .args(&self.links)
+            .args(args)
+            .output()
+            .expect("run zeroraft admin");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Initializes added node `i` with `zeroraft init --join` through the running nodes in
+    /// turn (one cut off or behind may not know the node yet), trying again for up to
+    /// `patience`, then starts it as [`ProcessCluster::start`] does.
+    ///
+    /// # Panics
+    ///
+    /// If no node lets it join within `patience`.
+    pub fn join_and_start(&mut self, i: usize, patience: Duration) {
+        let until = Instant::now() + patience;
+        let mut why = Vec::new();
+        while !self.initialized[i] {
+            for through in (0..self.len()).filter(|&j| j != i && self.is_running(j)) {
+                let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
+                    .args(["init", "--id", &i.to_string()])
+                    .args(["--join", &self.nodes[through].client.to_string()])
+                    .args(self.links.iter().filter(|_| self.links[0] == "--tls-dir"))
+                    .arg("--data")
+                    .arg(&self.nodes[i].data)
+                    .output()
+                    .expect("run zeroraft init");
+                if out.status.success() {
+                    self.initialized[i] = true;
+                    break;
+                }
+                why.push(format!(
+                    "through node {through}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+                // A failed attempt may have left a partial directory: start afresh.
+                let _ = std::fs::remove_dir_all(&self.nodes[i].data);
+            }
+            assert!(
+                self.initialized[i] || Instant::now() < until,
+                "node {i} could not join: {why:#?}"
+            );
+            if !self.initialized[i] {
+                std::thread::sleep(Duration::from_millis(200)); // the cluster settling
+            }
+        }
+        self.start(i);
     }
 }
 
