@@ -248,6 +248,22 @@ pub struct Joined {
     pub peers: Vec<(usize, SocketAddr)>,
 }
 
+/// The peer addresses the `Member` commands among `entries` set, in log order (later ones
+/// win); removals are left to the applied book.
+fn logged_addresses(entries: &[zeroraft_engine::storage::Entry]) -> Vec<(usize, SocketAddr)> {
+    entries
+        .iter()
+        .filter(|e| e.kind == zeroraft_engine::storage::EntryKind::Command)
+        .filter_map(|e| match crate::command::CommandRef::decode(&e.command) {
+            Ok(crate::command::CommandRef::Member {
+                change: MemberChange::Set { id, addrs },
+                ..
+            }) => Some((usize::try_from(id).ok()?, addrs.peer)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The first member line of a joined node's identity file.
 const JOINED: &str = "joined";
 
@@ -468,6 +484,20 @@ impl ServeNode {
         let mut book = vec![None; CAPACITY];
         for &(id, addr) in &initial {
             book[id] = Some(addr);
+        }
+        // The addresses its log names, applied or not: a node restarting knows the members
+        // added since it joined before a leader tells it what is committed (only the lower id
+        // of two dials, so a node that did not know a newer member's address would never be
+        // reached). Knowing an address early is harmless; the applied book has the last word.
+        for (id, addr) in storage
+            .as_ref()
+            .and_then(FileStorage::recovered)
+            .map(|r| logged_addresses(&r.entries))
+            .unwrap_or_default()
+        {
+            if id != options.id && id < CAPACITY {
+                book[id] = Some(addr);
+            }
         }
         let mut tcp = TcpConfig::with_book(options.id, options.cluster, book);
         tcp.tls = options.peer_tls.clone();

@@ -527,6 +527,12 @@ impl fmt::Debug for FileStorage {
 }
 
 impl FileStorage {
+    /// What the open read back, until the node takes it ([`Storage::recover`]): a service
+    /// may look at its log before the node starts (to learn its peers' addresses, say).
+    pub fn recovered(&self) -> Option<&Recovered> {
+        self.recovered.as_ref()
+    }
+
     /// Opens (or, the first time, initializes) the data directory `dir` for `identity`, and
     /// recovers what it holds.
     ///
