@@ -1375,14 +1375,19 @@ impl<H: Hooks + Default> Simulation<H> {
     /// With [`Scenario::members`], after every event: stops every node that the last
     /// configuration committed anywhere leaves out, as an operator retires a machine once its
     /// removal is committed, unless a configuration that may still commit holds it: the one in
-    /// force on a member of the committed configuration, if it is the committed one or a later
-    /// one. A node is stopped only if a leader was asked to make it a member once (the nodes
-    /// never added wait). A stopped node that such a configuration holds again restarts.
+    /// force on a member of the committed configuration, if it is the committed one or one whose
+    /// entry lies beyond what is committed (another configuration at a committed index is one of
+    /// a log no leader will keep, or an earlier one). A node is stopped only if a
+    /// leader was asked to make it a member once (the nodes never added wait). A stopped node
+    /// that such a configuration holds again restarts.
     fn tend_members(&mut self) -> Result<(), Failure> {
-        let (at, committed) = self.checker.last_committed_config();
+        let (_, committed) = self.checker.last_committed_config();
+        let committed_len = self.checker.committed_len();
         let mut wanted = 0u64;
         for core in self.cores.iter().flatten() {
-            if committed.contains(core.id()) && core.membership_index() >= at {
+            let index = core.membership_index();
+            let may_commit = *core.membership() == committed || index > committed_len;
+            if committed.contains(core.id()) && may_commit {
                 let m = core.membership();
                 wanted |= node_bits(m.voters()) | node_bits(m.outgoing()) | node_bits(m.learners());
             }

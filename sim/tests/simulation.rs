@@ -63,6 +63,23 @@ fn no_violations_second_half() {
     no_violations(total_seeds() / 2..total_seeds(), &Options::default());
 }
 
+/// Seeds that once found a cluster that did not converge after the faults stopped: a learner
+/// never told a candidate's term (4 000 421), a candidate that could not win holding every other
+/// timer back (33 873), a removed node kept running for a configuration no leader would keep
+/// (139 538).
+#[test]
+fn seeds_that_once_did_not_converge_do() {
+    for seed in [33_873, 139_538] {
+        no_violations(seed..seed + 1, &Options::default());
+    }
+    let read_index = Options {
+        no_op: true,
+        reads: true,
+        ..Options::default()
+    };
+    no_violations(4_000_421..4_000_422, &read_index);
+}
+
 #[test]
 fn five_nodes_ten_thousand_ticks() {
     let options = Options {

@@ -2,8 +2,10 @@
 //! and leader stickiness (§5.2 of the extended Raft paper; Raft thesis §9.6, §6.2, §4.2.3).
 //!
 //! A follower that hears from no leader for a randomized election timeout becomes a candidate
-//! of the next term, votes for itself and asks every other node for its vote; a majority of
-//! grants makes it leader. A node grants at most one vote per term, and only to a candidate
+//! of the next term, votes for itself and asks every other member, learners too (their
+//! answers count for nothing; see `other_members`), for its vote; a majority of grants makes it
+//! leader. A message of a later term makes a node a follower of that term without restarting
+//! its election timer (`adopt_term`). A node grants at most one vote per term, and only to a candidate
 //! whose log is at least as up to date as its own (§5.4.1), which is what keeps every
 //! committed entry in the log of every later leader.
 //!
@@ -95,6 +97,22 @@ impl<H: Hooks> Core<H> {
         self.reset_election_timer();
     }
 
+    /// A message of a later term makes this node a follower of that term, with no vote and no
+    /// leader known yet. Its election timer runs on: only a leader's message or a vote granted
+    /// restarts it (§5.2), not a candidate it refuses. Otherwise a candidate that cannot win
+    /// (its log is behind) and times out first would restart every other timer with each of its
+    /// requests, and win every race to the next term, so that no other node could ever ask for
+    /// its vote in a term it has not already voted in. A leader's timer did not run while it
+    /// led: it starts afresh.
+    pub(super) fn adopt_term(&mut self, term: u64) {
+        let deadline = self.election_deadline;
+        let led = self.role == Role::Leader;
+        self.become_follower(term, None);
+        if !led {
+            self.election_deadline = deadline;
+        }
+    }
+
     /// Starts a pre-vote round (§9.6): asks every other node whether it would vote for this one
     /// in `term + 1`, changing neither term nor vote. A candidate whose election failed runs one
     /// too, as a follower of its term. A majority of grants starts the real election.
@@ -154,7 +172,7 @@ impl<H: Hooks> Core<H> {
             last_log_term: self.log.last_term(),
             transfer,
         };
-        for peer in self.other_voters() {
+        for peer in self.other_members() {
             self.send(peer, Message::RequestVote(request.clone()));
         }
     }

@@ -642,7 +642,7 @@ impl<H: Hooks> Core<H> {
             // Rules for all servers: a higher term makes this node a follower of that term. If
             // `from` leads it, handle_append_entries records that. Pre-votes move no term.
             if msg.carries_sender_term() && msg.term() > self.term {
-                self.become_follower(msg.term(), None);
+                self.adopt_term(msg.term());
             }
             if self.role == Role::Leader && msg.term() >= self.term {
                 self.recent_active.insert(from);
@@ -737,11 +737,22 @@ impl<H: Hooks> Core<H> {
         members.iter()
     }
 
-    /// Every voter of the configuration in force but this one: the nodes a (pre-)candidate asks.
+    /// Every voter of the configuration in force but this one: the nodes a pre-candidate asks.
     pub(super) fn other_voters(&self) -> impl Iterator<Item = usize> + use<H> {
         let mut voters = self.membership.voter_set();
         voters.remove(self.id);
         voters.iter()
+    }
+
+    /// Every member of the configuration in force but this one, learners included: the nodes a
+    /// candidate asks. A learner's answer counts for nothing, but the request carries the new
+    /// term to it: a learner of this node's configuration may be a voter of a later one it
+    /// holds, and one that never heard of the term would campaign in it, against a vote this
+    /// node already cast for itself, every time.
+    pub(super) fn other_members(&self) -> impl Iterator<Item = usize> + use<H> {
+        let mut members = self.membership.members();
+        members.remove(self.id);
+        members.iter()
     }
 }
 

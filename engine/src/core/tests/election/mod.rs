@@ -465,11 +465,15 @@ fn lower_term_messages_are_rejected_or_ignored() {
 #[test]
 fn only_a_granted_vote_resets_the_election_timer() {
     // (voter's log, request term, candidate's last index and term, want granted)
-    let cases: [(&[u64], u64, u64, u64, bool); 3] = [
+    let cases: [(&[u64], u64, u64, u64, bool); 5] = [
         (&[], 1, 0, 0, true),
         (&[1, 1], 1, 2, 1, true),
         // Same term, but the candidate's log is behind: no vote, no reset.
         (&[1, 1], 1, 1, 1, false),
+        // A later term, which the voter adopts, but the candidate's log is behind: no vote, no
+        // reset either (a candidate that cannot win must not hold every other timer back).
+        (&[1, 1], 7, 1, 1, false),
+        (&[1, 1], 7, 2, 1, true),
     ];
     for (case, (terms, term, last_index, last_term, granted)) in cases.into_iter().enumerate() {
         let mut voter = new_core(0, 3);
@@ -496,4 +500,37 @@ fn only_a_granted_vote_resets_the_election_timer() {
         };
         assert_eq!(voter.role(), want, "case {case}: role at the old deadline");
     }
+}
+
+/// A later term adopted from a refused candidate leaves a candidate's timer where its campaign
+/// set it; a leader, whose timer did not run while it led, starts one afresh.
+#[test]
+fn a_later_term_restarts_the_timer_of_a_leader_only() {
+    let mut candidate = new_core(0, 3);
+    give_log(&mut candidate, 2, &[1, 1]);
+    campaign_to(&mut candidate, 2);
+    let deadline = candidate.next_deadline();
+    let now = deadline - MS;
+    candidate.step(now, 1, request_vote(9, 1, 1));
+    assert!(!the_vote_reply(&drain(&mut candidate), 1).granted);
+    assert_eq!((candidate.term(), candidate.role()), (9, Role::Follower));
+    assert_eq!(
+        candidate.next_deadline(),
+        deadline,
+        "candidate's timer kept"
+    );
+    candidate.tick(deadline);
+    assert_eq!((candidate.term(), candidate.role()), (10, Role::Candidate));
+
+    let mut leader = new_core(0, 3);
+    give_log(&mut leader, 2, &[1, 1]);
+    elect(&mut leader, 2);
+    let now = 10_000 * MS;
+    leader.step(now, 1, request_vote(9, 1, 1));
+    assert!(!the_vote_reply(&drain(&mut leader), 1).granted);
+    assert_eq!((leader.term(), leader.role()), (9, Role::Follower));
+    assert!(
+        leader.next_deadline() >= now + 300 * MS,
+        "a former leader's timer starts at the step-down"
+    );
 }
