@@ -17,12 +17,13 @@ out=${OUT:-target/suite-repeat}
 mkdir -p "$out"
 : > "$out/passed.txt"
 
+# The suites are modules of one test binary, `tester`; each name in TESTS filters by module.
 tests=${TESTS:-election_2a agreement_2b persist_2c snapshot_2d}
-test_args=()
-for t in $tests; do test_args+=(--test "$t"); done
-bins=$(cargo test --release --no-run "${test_args[@]}" 2>&1 |
-    sed -n 's/.*Executable tests\/[a-z0-9_]*\.rs (\(.*\))/\1/p')
-[ -n "$bins" ] || { echo "could not find the test binaries" >&2; exit 1; }
+filters=()
+for t in $tests; do filters+=("$t::"); done
+bins=$(cargo test --release --no-run --test tester 2>&1 |
+    sed -n 's/.*Executable tests\/tester\/main\.rs (\(.*\))/\1/p')
+[ -n "$bins" ] || { echo "could not find the tester's test binary" >&2; exit 1; }
 
 busy_pid=
 if [ "${BUSY:-0}" = 1 ]; then
@@ -33,7 +34,7 @@ fi
 
 modes=${MODES:-parallel sequential}
 for mode in $modes; do
-    args=(--nocapture)
+    args=("${filters[@]}" --nocapture)
     [ "$mode" = sequential ] && args+=(--test-threads=1)
     for i in $(seq 1 "$runs"); do
         start=$(date +%s%N)

@@ -1,7 +1,7 @@
 //! The threaded runtime with [`Config::production`] (PreVote and CheckQuorum on), on the tester's
 //! cluster: what the two options promise, end to end. Not part of the 2A/2B suite, whose RPC
 //! counts assume plain Raft. The unreliable-network churn with these settings is in
-//! tests/unreliable.rs.
+//! tests/tester/unreliable.rs.
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};

@@ -1,14 +1,12 @@
 //! The key-value service as separate `zeroraft serve` processes on loopback: elections, writes,
 //! the leader killed with SIGKILL and restarted from its data directory, and nothing a client was
 //! told is done ever lost. (The same under partitions, checked for linearizability, is
-//! tests/linearizability.rs.)
-
-mod support;
+//! tests/system/linearizability.rs.)
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::processes::ProcessCluster;
+use crate::support::processes::ProcessCluster;
 use zeroraft::kv::KvError;
 
 /// How long one operation may take: enough for an election after a kill on a busy machine.

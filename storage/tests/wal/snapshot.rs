@@ -1,12 +1,10 @@
 //! Snapshot files: one the log refers to must be there and intact, or the node does not start
 //! (the error names the file); any other is ignored and removed, with a note.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{
+use crate::common::{
     Op, Ops, Pair, capture_warnings, copy_dir, entries, open, segments, snapshot_files,
     snapshot_path,
 };
@@ -42,7 +40,7 @@ fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap() != "LOCK" && !common::is_prepared(p))
+        .filter(|p| p.file_name().unwrap() != "LOCK" && !crate::common::is_prepared(p))
         .map(|p| {
             let name = p.file_name().unwrap().to_str().unwrap().to_owned();
             (name, fs::read(&p).unwrap())

@@ -1,6 +1,6 @@
 //! Raft nodes over the TCP transport, in one process on loopback: the engine drives a TCP
 //! endpoint exactly as it drives an in-memory one. (Separate processes, kills and restarts are in
-//! tests/processes.rs.)
+//! tests/system/processes.rs.)
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};

@@ -4,13 +4,11 @@
 //! the last record wrong, bytes after it that are neither a record nor zeros, damage to any
 //! record before it) is corruption, reported with the file and the offset of the record.
 
-mod common;
-
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use common::{
+use crate::common::{
     ID, Op, Ops, Pair, assert_recovers, capture_warnings, copy_dir, entries, last_segment, len,
     open, segments,
 };

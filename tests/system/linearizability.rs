@@ -19,17 +19,15 @@
 //! By default each test runs one history of 8 s; with `ZERORAFT_LONG=1`, three of 60 s.
 //! `ZERORAFT_JEPSEN_SECONDS`, `ZERORAFT_JEPSEN_RUNS` and `ZERORAFT_JEPSEN_SEED` set them for a
 //! one-off run, e.g. twenty runs of a minute:
-//! `ZERORAFT_JEPSEN_SECONDS=60 ZERORAFT_JEPSEN_RUNS=20 cargo test --release --test linearizability -- --nocapture`.
-
-mod support;
+//! `ZERORAFT_JEPSEN_SECONDS=60 ZERORAFT_JEPSEN_RUNS=20 cargo test --release --test system linearizability -- --nocapture`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use support::netns::Topology;
-use support::processes::ProcessCluster;
+use crate::support::netns::Topology;
+use crate::support::processes::ProcessCluster;
 use zeroraft::kv::KvError;
 use zeroraft_harness::linearizability::{KvInput, KvOutput, Recorder, Verdict, check_kv};
 use zeroraft_harness::scale;
@@ -222,13 +220,13 @@ impl Members<'_> {
     /// configuration, as `zeroraft admin members` prints them at the leader, once its
     /// configuration is committed. (Whether every member caught up is not asked: a node
     /// restarted among members added after it may stay cut off, as
-    /// tests/membership_restart.rs shows.)
+    /// tests/system/membership_restart.rs shows.)
     fn check(&self) {
         let until = Instant::now() + CHANGE_PATIENCE;
         let mut expected: Vec<String> = self.voters.iter().map(|v| format!("{v} voter")).collect();
         expected.sort();
         loop {
-            // The leader's view: a member cut off (see tests/membership_restart.rs) may not
+            // The leader's view: a member cut off (see tests/system/membership_restart.rs) may not
             // know the leader.
             let (status, out, err) = match self.cluster.leader(Duration::from_secs(1)) {
                 Some(leader) => self.cluster.admin_at(leader, &["members"]),

@@ -3,12 +3,10 @@
 //! a command is never taken for a record, not even by the search for records after a damaged
 //! header.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::{
+use crate::common::{
     Op, Ops, Pair, assert_recovers, capture_warnings, copy_dir, entries, last_segment, len, open,
     segments,
 };

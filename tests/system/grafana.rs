@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use serde_json::Value;
 use zeroraft::engine::metrics::{Kind, Metric, Unit};
 
-const DASHBOARD: &str = include_str!("../docs/grafana/zeroraft.json");
-const DOCS: &str = include_str!("../docs/metrics.md");
+const DASHBOARD: &str = include_str!("../../docs/grafana/zeroraft.json");
+const DOCS: &str = include_str!("../../docs/metrics.md");
 
 fn declared() -> impl Iterator<Item = &'static Metric> {
     zeroraft::engine::metrics::METRICS

@@ -1,12 +1,10 @@
 //! Opening a data directory: its identity, its lock, and paths that are not a usable
 //! directory.
 
-mod common;
-
 use std::fs;
 use std::io;
 
-use common::{ID, Op, Ops, entries, open};
+use crate::common::{ID, Op, Ops, entries, open};
 use zeroraft_storage::{FileStorage, Identity, Recovered, Storage, StorageError, WalOptions};
 
 fn no_create() -> WalOptions {
@@ -26,7 +24,7 @@ fn a_missing_directory_is_an_error_unless_created() {
     }
     assert!(!dir.exists());
 
-    let mut storage = FileStorage::open(&dir, ID, common::options(1 << 20)).unwrap();
+    let mut storage = FileStorage::open(&dir, ID, crate::common::options(1 << 20)).unwrap();
     assert_eq!(storage.dir(), dir);
     assert_eq!(storage.recover().unwrap(), Recovered::default());
     let mut names: Vec<String> = fs::read_dir(&dir)
@@ -102,7 +100,7 @@ fn an_empty_directory_is_uninitialized_unless_created_and_records_its_members() 
 fn create_makes_the_directory_but_not_its_parents() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("a").join("data");
-    let err = FileStorage::open(&dir, ID, common::options(1 << 20)).unwrap_err();
+    let err = FileStorage::open(&dir, ID, crate::common::options(1 << 20)).unwrap_err();
     match &err {
         StorageError::Io { source, path, .. } => {
             assert_eq!(source.kind(), io::ErrorKind::NotFound, "{err}");

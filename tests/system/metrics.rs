@@ -7,15 +7,13 @@
 //! alone, on ready nodes, and on a node cut off from the others (both others stopped with
 //! SIGSTOP, then resumed); that node's JSON log lines carry its id, term and role.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::processes::ProcessCluster;
 use prometheus_parse::{Scrape, Value};
-use support::processes::ProcessCluster;
 use zeroraft::engine::metrics as m;
 use zeroraft::kv::metrics as kvm;
 

@@ -8,14 +8,12 @@
 //! The full-disk test mounts a small tmpfs, which needs root; where it cannot, it says so on
 //! stderr ("SKIPPED: ...") and passes without checking anything.
 
-mod support;
-
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::processes::ProcessCluster;
+use crate::support::processes::ProcessCluster;
 
 /// How long one operation may take: enough for an election after a kill on a busy machine.
 const OP_TIMEOUT: Duration = Duration::from_secs(15);

@@ -8,11 +8,9 @@
 //! are and could not dial them, and they waited for it to dial: it never heard from a leader
 //! again, although every member ran.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::processes::ProcessCluster;
+use crate::support::processes::ProcessCluster;
 
 /// How long a membership step or a catch-up may take.
 const PATIENCE: Duration = Duration::from_secs(30);

@@ -2,9 +2,7 @@
 //! snapshots, across segments and reopens, compared with the in-memory model ([`MemStorage`]);
 //! and it refuses what the model refuses.
 
-mod common;
-
-use common::{Op, Ops, Pair, entries, entry, len, open, segments, snapshot};
+use crate::common::{Op, Ops, Pair, entries, entry, len, open, segments, snapshot};
 use proptest::prelude::*;
 use zeroraft_storage::{HardState, MemStorage, Recovered, Storage, StorageError, Update};
 
@@ -77,7 +75,7 @@ fn an_empty_update_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut pair = Pair::new(dir.path(), 1 << 20);
     pair.persist(&Op::append(0, entries(1, 1, 2, 8)));
-    let segment = common::last_segment(dir.path());
+    let segment = crate::common::last_segment(dir.path());
     let before = len(&segment);
     let empty = Update {
         hard_state: None,
@@ -144,7 +142,7 @@ fn a_gap_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let mut pair = Pair::new(dir.path(), 1 << 20);
     pair.persist(&Op::append(0, entries(1, 1, 3, 16)));
-    let segment = common::last_segment(dir.path());
+    let segment = crate::common::last_segment(dir.path());
     let before = len(&segment);
     let cases = [
         // Entries at 5 after index 3.
@@ -164,7 +162,7 @@ fn a_gap_is_refused_and_nothing_is_written() {
         },
     ];
     for (case, op) in cases.iter().enumerate() {
-        let copy = common::copy_dir(dir.path());
+        let copy = crate::common::copy_dir(dir.path());
         let mut file = open(copy.path(), 1 << 20).unwrap();
         let err = file.persist(&op.update()).unwrap_err();
         assert!(err.to_string().contains("gap"), "case {case}: {err}");
@@ -175,7 +173,7 @@ fn a_gap_is_refused_and_nothing_is_written() {
             "case {case}: {again}"
         );
         assert_eq!(
-            len(&common::last_segment(file.dir())),
+            len(&crate::common::last_segment(file.dir())),
             before,
             "case {case}"
         );

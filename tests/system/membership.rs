@@ -6,13 +6,11 @@
 //! of every operation is checked by the linearizability checker. The commands are those
 //! docs/serve.md gives.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use support::processes::ProcessCluster;
+use crate::support::processes::ProcessCluster;
 use zeroraft::kv::{ClientOptions, KvClient, KvError};
 use zeroraft_harness::linearizability::{KvInput, KvOutput, Outcome, Recorder, Verdict, check_kv};
 
