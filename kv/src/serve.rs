@@ -235,6 +235,30 @@ fn members(peers: &[SocketAddr]) -> Vec<String> {
     peers.iter().map(SocketAddr::to_string).collect()
 }
 
+/// Makes the data directory of node `options.id`, which must be empty or missing, recording the
+/// cluster's id, the node's id and `members` (as the directory's identity and members files).
+fn create_data_dir(options: &NodeOptions, members: Vec<String>) -> Result<(), ServeError> {
+    let holds_something = std::fs::read_dir(&options.data)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if holds_something {
+        return Err(ServeError::NotEmpty {
+            path: options.data.clone(),
+        });
+    }
+    let identity = Identity {
+        cluster: options.cluster,
+        node: options.id as u64,
+    };
+    let wal = WalOptions {
+        create: true,
+        members: Some(members),
+        ..WalOptions::default()
+    };
+    FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
+    Ok(())
+}
+
 /// What a node that joined a running cluster started from, as `zeroraft init --join` learned it
 /// from the cluster and its data directory records it: the configuration it was added under
 /// (in which it is a learner) and the peer addresses of the nodes of that configuration.
@@ -338,25 +362,7 @@ impl ServeNode {
                 nodes: options.peers.len(),
             });
         }
-        let holds_something = std::fs::read_dir(&options.data)
-            .map(|mut entries| entries.next().is_some())
-            .unwrap_or(false);
-        if holds_something {
-            return Err(ServeError::NotEmpty {
-                path: options.data.clone(),
-            });
-        }
-        let identity = Identity {
-            cluster: options.cluster,
-            node: options.id as u64,
-        };
-        let wal = WalOptions {
-            create: true,
-            members: Some(members(&options.peers)),
-            ..WalOptions::default()
-        };
-        FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
-        Ok(())
+        create_data_dir(options, members(&options.peers))
     }
 
     /// Initializes the data directory of node `options.id`, which joins the running cluster
@@ -378,25 +384,7 @@ impl ServeNode {
                 nodes: joined.peers.len(),
             });
         }
-        let holds_something = std::fs::read_dir(&options.data)
-            .map(|mut entries| entries.next().is_some())
-            .unwrap_or(false);
-        if holds_something {
-            return Err(ServeError::NotEmpty {
-                path: options.data.clone(),
-            });
-        }
-        let identity = Identity {
-            cluster: options.cluster,
-            node: options.id as u64,
-        };
-        let wal = WalOptions {
-            create: true,
-            members: Some(joined.record()),
-            ..WalOptions::default()
-        };
-        FileStorage::open(&options.data, identity, wal).map_err(ServeError::Storage)?;
-        Ok(())
+        create_data_dir(options, joined.record())
     }
 
     /// Opens the data directory (which [`ServeNode::initialize`] made), binds both addresses

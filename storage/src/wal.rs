@@ -1428,6 +1428,15 @@ fn create_segment(
     let file = fs
         .open(&path, Open::CreateNew)
         .map_err(io_error("create", &path))?;
+    let buf = segment_opening(seq, start);
+    write_at(faults, &*file, &buf, 0, &path)?;
+    sync_data(faults, &*file, &path)?;
+    sync_dir_with(faults, fs, dir)?;
+    Ok((path, file, buf.len() as u64))
+}
+
+/// The first bytes of segment `seq`: its header, then a start record saying `start`.
+fn segment_opening(seq: u64, start: &Start) -> Vec<u8> {
     let mut buf = Vec::with_capacity(
         format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES + format::START_BYTES,
     );
@@ -1437,10 +1446,7 @@ fn create_segment(
         base: 0,
     };
     format::encode_start(&mut buf, place, start);
-    write_at(faults, &*file, &buf, 0, &path)?;
-    sync_data(faults, &*file, &path)?;
-    sync_dir_with(faults, fs, dir)?;
-    Ok((path, file, buf.len() as u64))
+    buf
 }
 
 /// Makes `prepared` segment `prepared.seq`: its header and a start record saying `start`
@@ -1458,15 +1464,7 @@ fn install_prepared(
         path: tmp,
         file,
     } = prepared;
-    let mut buf = Vec::with_capacity(
-        format::SEGMENT_HEADER_BYTES + format::RECORD_HEADER_BYTES + format::START_BYTES,
-    );
-    buf.extend_from_slice(&format::segment_header(format::FORMAT_VERSION));
-    let place = Place {
-        framing: Framing::Positioned { seq },
-        base: 0,
-    };
-    format::encode_start(&mut buf, place, start);
+    let buf = segment_opening(seq, start);
     write_at(faults, &*file, &buf, 0, &tmp)?;
     sync_data(faults, &*file, &tmp)?;
     let path = dir.join(segment_name(seq));

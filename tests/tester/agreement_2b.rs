@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use zeroraft_harness::cluster::{Cluster, ELECTION_TIMEOUT, cmd, random_cmd};
 
-#[test]
-fn basic_agree_2b() {
+pub(crate) fn basic_agree_2b() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2B): basic agreement");
@@ -20,8 +19,7 @@ fn basic_agree_2b() {
     cfg.end();
 }
 
-#[test]
-fn rpc_bytes_2b() {
+pub(crate) fn rpc_bytes_2b() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2B): RPC byte count");
@@ -47,8 +45,7 @@ fn rpc_bytes_2b() {
     cfg.end();
 }
 
-#[test]
-fn fail_agree_2b() {
+pub(crate) fn fail_agree_2b() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2B): agreement after follower reconnects");
@@ -77,8 +74,7 @@ fn fail_agree_2b() {
     cfg.end();
 }
 
-#[test]
-fn fail_no_agree_2b() {
+pub(crate) fn fail_no_agree_2b() {
     let servers = 5;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2B): no agreement if too many followers disconnect");
@@ -116,8 +112,7 @@ fn fail_no_agree_2b() {
     cfg.end();
 }
 
-#[test]
-fn concurrent_starts_2b() {
+pub(crate) fn concurrent_starts_2b() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2B): concurrent Start()s");
@@ -189,8 +184,7 @@ fn concurrent_starts_2b() {
     cfg.end();
 }
 
-#[test]
-fn rejoin_2b() {
+pub(crate) fn rejoin_2b() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2B): rejoin of partitioned leader");
@@ -225,8 +219,7 @@ fn rejoin_2b() {
     cfg.end();
 }
 
-#[test]
-fn backup_2b() {
+pub(crate) fn backup_2b() {
     let servers = 5;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2B): leader backs up quickly over incorrect follower logs");
@@ -297,8 +290,7 @@ fn backup_2b() {
     cfg.end();
 }
 
-#[test]
-fn count_2b() {
+pub(crate) fn count_2b() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2B): RPC counts aren't too high");

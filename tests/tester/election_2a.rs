@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use zeroraft_harness::cluster::{Cluster, ELECTION_TIMEOUT};
 
-#[test]
-fn initial_election_2a() {
+pub(crate) fn initial_election_2a() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2A): initial election");
@@ -33,8 +32,7 @@ fn initial_election_2a() {
     cfg.end();
 }
 
-#[test]
-fn re_election_2a() {
+pub(crate) fn re_election_2a() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2A): election after network failure");

@@ -23,8 +23,7 @@ fn figure_8_pause() {
     sleep(Duration::from_millis(ms));
 }
 
-#[test]
-fn persist1_2c() {
+pub(crate) fn persist1_2c() {
     let servers = 3;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2C): basic persistence");
@@ -67,8 +66,7 @@ fn persist1_2c() {
     cfg.end();
 }
 
-#[test]
-fn figure8_2c() {
+pub(crate) fn figure8_2c() {
     let servers = 5;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2C): Figure 8");
@@ -112,8 +110,7 @@ fn figure8_2c() {
     cfg.end();
 }
 
-#[test]
-fn unreliable_agree_2c() {
+pub(crate) fn unreliable_agree_2c() {
     let servers = 5;
     let cfg = Cluster::new(servers, true);
     cfg.begin("Test (2C): unreliable agreement");
@@ -137,8 +134,7 @@ fn unreliable_agree_2c() {
     cfg.end();
 }
 
-#[test]
-fn figure8_unreliable_2c() {
+pub(crate) fn figure8_unreliable_2c() {
     let servers = 5;
     let cfg = Cluster::new(servers, true);
     cfg.begin("Test (2C): Figure 8 (unreliable)");
@@ -184,8 +180,7 @@ fn figure8_unreliable_2c() {
     cfg.end();
 }
 
-#[test]
-fn reliable_churn_2c() {
+pub(crate) fn reliable_churn_2c() {
     let servers = 5;
     let cfg = Cluster::new(servers, false);
     cfg.begin("Test (2C): churn");

@@ -85,13 +85,11 @@ fn snapcommon(name: &str, disconnect: bool, reliable: bool, crash: bool) {
     cfg.end();
 }
 
-#[test]
-fn snapshot_basic_2d() {
+pub(crate) fn snapshot_basic_2d() {
     snapcommon("Test (2D): snapshots basic", false, true, false);
 }
 
-#[test]
-fn snapshot_install_2d() {
+pub(crate) fn snapshot_install_2d() {
     snapcommon(
         "Test (2D): install snapshots (disconnect)",
         true,
@@ -100,8 +98,7 @@ fn snapshot_install_2d() {
     );
 }
 
-#[test]
-fn snapshot_install_unreliable_2d() {
+pub(crate) fn snapshot_install_unreliable_2d() {
     snapcommon(
         "Test (2D): install snapshots (disconnect+unreliable)",
         true,
@@ -110,13 +107,11 @@ fn snapshot_install_unreliable_2d() {
     );
 }
 
-#[test]
-fn snapshot_install_crash_2d() {
+pub(crate) fn snapshot_install_crash_2d() {
     snapcommon("Test (2D): install snapshots (crash)", false, true, true);
 }
 
-#[test]
-fn snapshot_install_unreliable_crash_2d() {
+pub(crate) fn snapshot_install_unreliable_crash_2d() {
     snapcommon(
         "Test (2D): install snapshots (unreliable+crash)",
         false,
@@ -125,8 +120,7 @@ fn snapshot_install_unreliable_crash_2d() {
     );
 }
 
-#[test]
-fn snapshot_all_crash_2d() {
+pub(crate) fn snapshot_all_crash_2d() {
     let servers = 3;
     let iters = 5;
     let cfg = snapshot_cluster(servers, true);
@@ -158,8 +152,7 @@ fn snapshot_all_crash_2d() {
     cfg.end();
 }
 
-#[test]
-fn snapshot_init_2d() {
+pub(crate) fn snapshot_init_2d() {
     let servers = 3;
     let cfg = snapshot_cluster(servers, true);
     cfg.begin("Test (2D): snapshot initialization");

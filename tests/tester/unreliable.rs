@@ -30,20 +30,17 @@ fn agreement_with_churn(config: Config) {
     cfg.check_apply_error();
 }
 
-#[test]
-fn agreement_despite_unreliable_network_and_churn() {
+pub(crate) fn agreement_despite_unreliable_network_and_churn() {
     agreement_with_churn(Config::default());
 }
 
-#[test]
-fn agreement_despite_unreliable_network_and_churn_with_production_settings() {
+pub(crate) fn agreement_despite_unreliable_network_and_churn_with_production_settings() {
     // PreVote and CheckQuorum must not keep the majority from electing a leader and committing
     // while requests are delayed and dropped and replies dropped.
     agreement_with_churn(Config::production());
 }
 
-#[test]
-fn agreement_with_long_reordering_of_replies() {
+pub(crate) fn agreement_with_long_reordering_of_replies() {
     let servers = 3;
     let cfg = Cluster::new(servers, true);
     cfg.set_long_reordering(true);

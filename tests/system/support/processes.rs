@@ -234,8 +234,14 @@ impl ProcessCluster {
             .map(|i| self.nodes[i].client.to_string())
             .collect::<Vec<_>>()
             .join(",");
+        self.admin_through(&connect, args)
+    }
+
+    /// Runs `zeroraft admin --connect CONNECT ARGS` with this cluster's links; returns its exit
+    /// status, stdout and stderr.
+    fn admin_through(&self, connect: &str, args: &[&str]) -> (ExitStatus, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
-            .args(["admin", "--connect", &connect])
+            .args(["admin", "--connect", connect])
             .args(&self.links)
             .args(args)
             .output()
@@ -515,17 +521,7 @@ impl ProcessCluster {
     /// Runs `zeroraft admin` with `args` against node `i` only: its exit status, stdout and
     /// stderr.
     pub fn admin_at(&self, i: usize, args: &[&str]) -> (ExitStatus, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_zeroraft"))
-            .args(["admin", "--connect", &self.nodes[i].client.to_string()])
-            .args(&self.links)
-            .args(args)
-            .output()
-            .expect("run zeroraft admin");
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        self.admin_through(&self.nodes[i].client.to_string(), args)
     }
 
     /// Initializes added node `i` with `zeroraft init --join` through the running nodes in
