@@ -315,9 +315,12 @@ impl Raft {
         Ok((index, term))
     }
 
-    /// `(current term, is_leader)`, as last published by the node. The tester's `GetState`.
+    /// `(current term, is_leader)`, as last published by the node. The tester's `GetState`. A
+    /// node that [`Raft::is_killed`] says stopped is not leader, even before its thread ends.
     pub fn get_state(&self) -> (u64, bool) {
-        self.handle.shared.load_state()
+        let shared = &self.handle.shared;
+        let (term, leading) = shared.load_state();
+        (term, leading && !shared.killed.load(Acquire))
     }
 
     /// The node's latest published status.

@@ -220,6 +220,11 @@ impl<S: StateMachine> Node<S> {
         self.change = None;
         self.io.reads_asked.clear();
         self.io.reads_confirmed.clear();
+        self.publish_stopped();
+    }
+
+    /// Publishes the last status: killed, with the failure if there was one.
+    fn publish_stopped(&self) {
         let mut status = Status::clone(&self.shared.status.load());
         status.killed = true;
         status.disk_full = self.io.disk_full;
@@ -298,11 +303,13 @@ impl<S: StateMachine> Node<S> {
     }
 
     /// Stops the node after a failure it cannot go on from: nothing it has not made durable is
-    /// sent, `start` reports the reason, and so does the status.
+    /// sent, `start` reports the reason, and so does the status, published before the node
+    /// counts as killed: whoever sees `is_killed` sees the failure in the status too.
     fn fail(&mut self, failure: NodeFailure) {
         tracing::error!(node = self.core.id(), %failure, "node stopped");
         self.metrics.failed(&failure);
         let _ = self.shared.failure.set(failure);
+        self.publish_stopped();
         self.shared.killed.store(true, Release);
     }
 
@@ -622,6 +629,10 @@ impl<S: StateMachine> Node<S> {
     /// Publishes a fresh status snapshot, reusing the previous one's allocation when no reader
     /// still holds it, and hands the metrics to the recorder when they are due.
     fn publish_status(&mut self, now: u64) {
+        if self.shared.killed.load(Acquire) {
+            // The last status is out (or will be, as the thread ends): it says killed.
+            return;
+        }
         let mut next = match self.spare_status.take() {
             Some(spare) if Arc::strong_count(&spare) == 1 && Arc::weak_count(&spare) == 0 => spare,
             _ => Arc::new(Status::initial(self.core.id())),
