@@ -51,7 +51,9 @@ pub(crate) enum Op {
     Get,
 }
 
-/// One request of a session, as a server proposes it.
+/// One request of a session with its key and value owned: how tests build the entries a
+/// server proposes (the server encodes [`RequestParts`] borrowed from the request's frame).
+#[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Command {
     pub(crate) op: Op,
@@ -63,48 +65,31 @@ pub(crate) struct Command {
     pub(crate) value: Bytes,
 }
 
+#[cfg(test)]
 impl Command {
     /// The command's log encoding, stamped `stamp`, in a buffer of its own.
-    #[cfg(test)]
     pub(crate) fn encode(&self, stamp: u64) -> Bytes {
         self.encode_in(stamp, &mut bytes::BytesMut::new())
     }
 
-    /// The command's log encoding, stamped `stamp`, written at the end of `arena` and split off
-    /// it: commands encoded one after another share the arena's allocation instead of one each
-    /// (the arena allocates anew when it is full; the commands it holds keep the old one alive).
+    /// The command's log encoding, stamped `stamp`, written at the end of `arena` as
+    /// [`encode_request_in`] does.
     pub(crate) fn encode_in(&self, stamp: u64, arena: &mut bytes::BytesMut) -> Bytes {
-        use bytes::BufMut;
-        let len = 2 + 8 + 24 + 4 + self.key.len() + 4 + self.value.len();
-        reserve(arena, len);
-        let kind = match self.op {
-            Op::Put => PUT,
-            Op::Append => APPEND,
-            Op::Get => GET,
-        };
-        arena.put_u8(FORMAT_VERSION);
-        arena.put_u8(kind);
-        arena.put_u64_le(stamp);
-        arena.put_u64_le(self.session);
-        arena.put_u64_le(self.seq);
-        arena.put_u64_le(self.ack);
-        arena.put_u32_le(u32::try_from(self.key.len()).unwrap_or(u32::MAX));
-        arena.put_slice(&self.key);
-        if self.op != Op::Get {
-            arena.put_u32_le(u32::try_from(self.value.len()).unwrap_or(u32::MAX));
-            arena.put_slice(&self.value);
-        }
-        arena.split().freeze()
-    }
-
-    /// What [`crate::store::Store`] compares to tell a retry of this request from another
-    /// request under the same `(session, seq)`.
-    pub(crate) fn fingerprint(&self) -> u64 {
-        fingerprint(self.op, &self.key, &self.value)
+        encode_request_in(
+            RequestParts {
+                op: self.op,
+                session: self.session,
+                seq: self.seq,
+                ack: self.ack,
+                key: &self.key,
+                value: &self.value,
+            },
+            stamp,
+            arena,
+        )
     }
 
     /// Decodes a format-2 request from the log into owned parts.
-    #[cfg(test)]
     pub(crate) fn decode(data: &Bytes) -> Result<(u64, Self), DecodeError> {
         match CommandRef::decode(data)? {
             CommandRef::Request(r) => Ok((
@@ -123,8 +108,59 @@ impl Command {
     }
 }
 
+/// A request of a session, its key and value borrowed: what [`encode_request_in`] encodes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestParts<'a> {
+    pub(crate) op: Op,
+    pub(crate) session: u64,
+    pub(crate) seq: u64,
+    pub(crate) ack: u64,
+    pub(crate) key: &'a [u8],
+    /// Not encoded for a `Get`.
+    pub(crate) value: &'a [u8],
+}
+
+impl RequestParts<'_> {
+    /// What [`crate::store::Store`] compares to tell a retry of this request from another
+    /// request under the same `(session, seq)`.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        fingerprint(self.op, self.key, self.value)
+    }
+}
+
+/// The log encoding of `request`, stamped `stamp`, written at the end of `arena` and split off
+/// it: commands encoded one after another share the arena's allocation instead of one each
+/// (the arena allocates anew when it is full; the commands it holds keep the old one alive).
+pub(crate) fn encode_request_in(
+    request: RequestParts<'_>,
+    stamp: u64,
+    arena: &mut bytes::BytesMut,
+) -> Bytes {
+    use bytes::BufMut;
+    let len = 2 + 8 + 24 + 4 + request.key.len() + 4 + request.value.len();
+    reserve(arena, len);
+    let kind = match request.op {
+        Op::Put => PUT,
+        Op::Append => APPEND,
+        Op::Get => GET,
+    };
+    arena.put_u8(FORMAT_VERSION);
+    arena.put_u8(kind);
+    arena.put_u64_le(stamp);
+    arena.put_u64_le(request.session);
+    arena.put_u64_le(request.seq);
+    arena.put_u64_le(request.ack);
+    arena.put_u32_le(u32::try_from(request.key.len()).unwrap_or(u32::MAX));
+    arena.put_slice(request.key);
+    if request.op != Op::Get {
+        arena.put_u32_le(u32::try_from(request.value.len()).unwrap_or(u32::MAX));
+        arena.put_slice(request.value);
+    }
+    arena.split().freeze()
+}
+
 /// The log encoding of a `Register` stamped `stamp`, with the proposer's session `options`,
-/// written at the end of `arena` as [`Command::encode_in`] does.
+/// written at the end of `arena` as [`encode_request_in`] does.
 pub(crate) fn encode_register(
     stamp: u64,
     options: &SessionOptions,

@@ -720,6 +720,12 @@ impl<R: Read> FrameReader<R> {
         self.buf.len()
     }
 
+    /// When the last read from the stream returned bytes: when the frames it is handing out
+    /// arrived, as far as this reader can tell without asking the clock per frame.
+    pub fn read_at(&self) -> Instant {
+        self.read_at
+    }
+
     /// The next frame's body; `None` when the stream ends between frames.
     ///
     /// # Errors
@@ -748,7 +754,7 @@ impl<R: Read> FrameReader<R> {
                     });
                 }
                 if self.buf.len() >= 4 + len_usize {
-                    let _ = self.buf.split_to(4);
+                    bytes::Buf::advance(&mut self.buf, 4);
                     let body = self.buf.split_to(len_usize).freeze();
                     // The next frame's first bytes, if any, came with the last read.
                     self.frame_started = (!self.buf.is_empty()).then_some(self.read_at);
@@ -994,6 +1000,73 @@ impl Request {
         };
         expect_end(&body)?;
         Ok(request)
+    }
+}
+
+/// A `Put` or `Append` decoded in place: its key and value borrow the frame's body. The server
+/// decodes writes this way and copies them straight into the command it proposes, touching no
+/// reference count per request; every other request goes through [`Request::decode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WriteRef<'a> {
+    /// An `Append` (a `Put` otherwise).
+    pub(crate) append: bool,
+    pub(crate) session: u64,
+    pub(crate) seq: u64,
+    pub(crate) ack: u64,
+    pub(crate) key: &'a [u8],
+    pub(crate) value: &'a [u8],
+}
+
+impl<'a> WriteRef<'a> {
+    /// `body` decoded as a `Put` or an `Append`, with exactly the checks and errors of
+    /// [`Request::decode`]; `None` if it is not one (another kind, another version, or too
+    /// short to tell: [`Request::decode`] then says what it is).
+    pub(crate) fn decode(body: &'a [u8]) -> Option<Result<Self, DecodeError>> {
+        match *body {
+            [VERSION, kind @ (PUT | APPEND), ..] => {
+                Some(Self::decode_fields(kind == APPEND, &body[2..]))
+            }
+            _ => None,
+        }
+    }
+
+    fn decode_fields(append: bool, mut rest: &'a [u8]) -> Result<Self, DecodeError> {
+        fn u64_le(rest: &mut &[u8]) -> Result<u64, DecodeError> {
+            rest.try_get_u64_le().map_err(|_| DecodeError::Truncated)
+        }
+        fn field<'b>(
+            rest: &mut &'b [u8],
+            field: &'static str,
+            max: usize,
+        ) -> Result<&'b [u8], DecodeError> {
+            let len = rest.try_get_u32_le().map_err(|_| DecodeError::Truncated)?;
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if len > max {
+                return Err(DecodeError::TooLong { field, len, max });
+            }
+            if rest.len() < len {
+                return Err(DecodeError::Truncated);
+            }
+            let (bytes, after) = rest.split_at(len);
+            *rest = after;
+            Ok(bytes)
+        }
+        let session = u64_le(&mut rest)?;
+        let seq = u64_le(&mut rest)?;
+        let ack = u64_le(&mut rest)?;
+        let key = field(&mut rest, "key", MAX_KEY)?;
+        let value = field(&mut rest, "value", MAX_FRAME)?;
+        match rest.len() {
+            0 => Ok(Self {
+                append,
+                session,
+                seq,
+                ack,
+                key,
+                value,
+            }),
+            n => Err(DecodeError::TrailingBytes(n)),
+        }
     }
 }
 
@@ -1829,6 +1902,39 @@ mod tests {
             let frame = read_frame(&mut reader, MAX_FRAME).unwrap().unwrap();
             prop_assert_eq!(&frame, &frame_body(&out));
             prop_assert_eq!(Request::decode(frame).unwrap(), request);
+        }
+
+        #[test]
+        fn writes_decode_in_place_as_they_decode_whole(
+            request in request(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<(prop::sample::Index, u8)>(),
+        ) {
+            let mut out = Vec::new();
+            request.encode(&mut out).unwrap();
+            let whole = frame_body(&out);
+            let mut flipped = whole.to_vec();
+            let at = flip.0.index(flipped.len());
+            flipped[at] ^= flip.1;
+            let cut = whole.slice(..cut.index(whole.len() + 1));
+            for body in [whole, cut, Bytes::from(flipped)] {
+                let in_place = WriteRef::decode(&body);
+                match Request::decode(body.clone()) {
+                    Ok(Request::Put { session, seq, ack, key, value }) => prop_assert_eq!(
+                        in_place,
+                        Some(Ok(WriteRef { append: false, session, seq, ack, key: &key, value: &value }))
+                    ),
+                    Ok(Request::Append { session, seq, ack, key, value }) => prop_assert_eq!(
+                        in_place,
+                        Some(Ok(WriteRef { append: true, session, seq, ack, key: &key, value: &value }))
+                    ),
+                    Ok(_) => prop_assert_eq!(in_place, None),
+                    Err(e) => match in_place {
+                        None => {}
+                        Some(in_place) => prop_assert_eq!(in_place, Err(e)),
+                    },
+                }
+            }
         }
 
         #[test]

@@ -65,12 +65,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::SessionOptions;
-use crate::command::{Command, Op, encode_member, encode_register};
+use crate::command::{Op, RequestParts, encode_member, encode_register, encode_request_in};
 use crate::members::{MAX_NODE_ID, MemberAddrs, MemberChange};
 use crate::metrics::{RequestKind, RequestTally, ServerMetrics};
 use crate::protocol::{
     self, FrameError, MAX_FRAME, MAX_UNACKNOWLEDGED, MAX_VALUE, MemberInfo, MembersInfo,
-    NodeStatus, Request, Response,
+    NodeStatus, Request, Response, WriteRef,
 };
 use crate::session::{Answer, Lookup};
 use crate::state::{EntryCheck, KvState, Settled, WaitEnd};
@@ -510,7 +510,7 @@ enum Pending {
     Ready(Response),
     /// A command proposed at `index`: answered once applied.
     Applied {
-        command: Command,
+        asked: Asked,
         index: u64,
         term: u64,
         deadline: Instant,
@@ -527,6 +527,33 @@ enum Pending {
         key: Bytes,
         deadline: Instant,
     },
+}
+
+/// What answering a proposed command needs of it: which request of which session it was and
+/// its fingerprint, not its key and value. Those are slices of the connection's read buffer,
+/// released on the reading thread as soon as the command is encoded for the log: released on
+/// the answering thread instead, they would bounce the buffer's reference count between the
+/// two threads' cores for every request.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    op: Op,
+    session: u64,
+    seq: u64,
+    ack: u64,
+    /// The request's [`RequestParts::fingerprint`].
+    fingerprint: u64,
+}
+
+impl Asked {
+    fn of(request: &RequestParts<'_>) -> Self {
+        Self {
+            op: request.op,
+            session: request.session,
+            seq: request.seq,
+            ack: request.ack,
+            fingerprint: request.fingerprint(),
+        }
+    }
 }
 
 /// Requests a connection may have under way at once: beyond, its reader waits for answers to be
@@ -619,8 +646,8 @@ impl Connection<'_> {
         let idle = options.idle_timeout.max(MIN_TIMEOUT);
         let whole = options.frame_timeout.max(MIN_TIMEOUT);
         loop {
-            let request = match reader.next_frame_by(idle, whole) {
-                Ok(Some(body)) => Request::decode(body),
+            let body = match reader.next_frame_by(idle, whole) {
+                Ok(Some(body)) => body,
                 Ok(None) => return,
                 Err(FrameError::Io(e)) => {
                     // The stream ended inside a frame, or the frame was not whole by its
@@ -648,11 +675,25 @@ impl Connection<'_> {
                     return;
                 }
             };
-            let pending = match request {
-                Ok(request) => (
-                    RequestKind::of(&request),
-                    self.begin(request, role, &mut arena),
-                ),
+            let now = reader.read_at();
+            let started = match WriteRef::decode(&body) {
+                Some(write) => write.map(|write| {
+                    let kind = if write.append {
+                        RequestKind::Append
+                    } else {
+                        RequestKind::Put
+                    };
+                    (kind, self.begin_write(&write, now, &mut arena))
+                }),
+                None => Request::decode(body).map(|request| {
+                    (
+                        RequestKind::of(&request),
+                        self.begin(request, role, now, &mut arena),
+                    )
+                }),
+            };
+            let pending = match started {
+                Ok(pending) => pending,
                 Err(e) => {
                     if let Some(suppressed) = self.shared.closings.allow() {
                         tracing::warn!(?peer, error = %e, suppressed, "closing a connection: malformed request");
@@ -710,14 +751,18 @@ impl Connection<'_> {
         self.stopping() || self.shared.raft.is_killed()
     }
 
-    /// Starts `request`: proposes a command, asks for a read's confirmation, or answers at once.
-    fn begin(&self, request: Request, role: ClientRole, arena: &mut bytes::BytesMut) -> Pending {
+    /// Starts `request`, which arrived at `now`: proposes a command, asks for a read's
+    /// confirmation, or answers at once. Its deadline and its command's stamp count from `now`
+    /// (the time of the read that brought it: no clock read per request).
+    fn begin(
+        &self,
+        request: Request,
+        role: ClientRole,
+        now: Instant,
+        arena: &mut bytes::BytesMut,
+    ) -> Pending {
         let raft = &self.shared.raft;
-        let now = Instant::now();
-        let deadline = now + self.shared.options.request_timeout;
-        let (started, started_ms) = self.shared.started;
-        let elapsed_ms = u64::try_from(now.duration_since(started).as_millis()).unwrap_or(u64::MAX);
-        let stamp = started_ms.saturating_add(elapsed_ms);
+        let (deadline, stamp) = self.times(now);
         let read = |read, key| Pending::Read {
             read,
             key,
@@ -794,13 +839,13 @@ impl Connection<'_> {
                 value,
             } => self.propose(
                 arena,
-                Command {
+                RequestParts {
                     op: Op::Put,
                     session,
                     seq,
                     ack,
-                    key,
-                    value,
+                    key: &key,
+                    value: &value,
                 },
                 stamp,
                 deadline,
@@ -813,13 +858,13 @@ impl Connection<'_> {
                 value,
             } => self.propose(
                 arena,
-                Command {
+                RequestParts {
                     op: Op::Append,
                     session,
                     seq,
                     ack,
-                    key,
-                    value,
+                    key: &key,
+                    value: &value,
                 },
                 stamp,
                 deadline,
@@ -834,13 +879,13 @@ impl Connection<'_> {
                 ReadMode::Lease => read(raft.read_lease(), key),
                 ReadMode::Log => self.propose(
                     arena,
-                    Command {
+                    RequestParts {
                         op: Op::Get,
                         session,
                         seq,
                         ack,
-                        key,
-                        value: Bytes::new(),
+                        key: &key,
+                        value: &[],
                     },
                     stamp,
                     deadline,
@@ -852,21 +897,54 @@ impl Connection<'_> {
         }
     }
 
-    /// Proposes `command`, stamped `stamp`, unless no session can admit it; its answer waits
+    /// The deadline of a request that arrived at `now`, and the stamp of its command.
+    fn times(&self, now: Instant) -> (Instant, u64) {
+        let deadline = now + self.shared.options.request_timeout;
+        let (started, started_ms) = self.shared.started;
+        let elapsed_ms = u64::try_from(now.duration_since(started).as_millis()).unwrap_or(u64::MAX);
+        (deadline, started_ms.saturating_add(elapsed_ms))
+    }
+
+    /// Starts `write`, a `Put` or `Append` that arrived at `now`, as [`Connection::begin`]
+    /// would, its key and value copied from the frame straight into the command.
+    fn begin_write(
+        &self,
+        write: &WriteRef<'_>,
+        now: Instant,
+        arena: &mut bytes::BytesMut,
+    ) -> Pending {
+        let (deadline, stamp) = self.times(now);
+        let request = RequestParts {
+            op: if write.append { Op::Append } else { Op::Put },
+            session: write.session,
+            seq: write.seq,
+            ack: write.ack,
+            key: write.key,
+            value: write.value,
+        };
+        self.propose(arena, request, stamp, deadline)
+    }
+
+    /// Proposes `request`, stamped `stamp`, unless no session can admit it; its answer waits
     /// for it to be applied.
     fn propose(
         &self,
         arena: &mut bytes::BytesMut,
-        command: Command,
+        request: RequestParts<'_>,
         stamp: u64,
         deadline: Instant,
     ) -> Pending {
-        if let Some(refusal) = refuse_at_once(&command) {
+        let asked = Asked::of(&request);
+        if let Some(refusal) = refuse_at_once(&asked) {
             return Pending::Ready(refusal);
         }
-        match self.shared.raft.try_start(command.encode_in(stamp, arena)) {
+        match self
+            .shared
+            .raft
+            .try_start(encode_request_in(request, stamp, arena))
+        {
             Ok((index, term)) => Pending::Applied {
-                command,
+                asked,
                 index,
                 term,
                 deadline,
@@ -880,11 +958,11 @@ impl Connection<'_> {
         match pending {
             Pending::Ready(response) => response,
             Pending::Applied {
-                command,
+                asked,
                 index,
                 term,
                 deadline,
-            } => self.applied(&command, index, term, deadline),
+            } => self.applied(&asked, index, term, deadline),
             Pending::Registered {
                 index,
                 term,
@@ -902,7 +980,7 @@ impl Connection<'_> {
     /// it came to. A write learns that from the record of the entry at its index, without the
     /// state's lock; a `Get` (which answers with the value it read), or a write whose index is
     /// too old for that record, looks in its session.
-    fn applied(&self, command: &Command, index: u64, term: u64, deadline: Instant) -> Response {
+    fn applied(&self, command: &Asked, index: u64, term: u64, deadline: Instant) -> Response {
         let state = &self.shared.state;
         if command.op != Op::Get {
             match state.wait_applied_until(index, deadline, || self.should_stop()) {
@@ -931,7 +1009,7 @@ impl Connection<'_> {
             Err(WaitEnd::Stopped) => return Response::WrongLeader { leader: None },
         };
         let sessions = inner.store.sessions();
-        match sessions.lookup(command.session, command.seq, command.fingerprint()) {
+        match sessions.lookup(command.session, command.seq, command.fingerprint) {
             Lookup::Answered(Answer::Written) => Response::Ok {
                 value: Bytes::new(),
             },
@@ -1266,7 +1344,7 @@ fn refused(e: StartError) -> Response {
 
 /// The answer to a request that no session can admit, given without proposing it: session 0,
 /// which none has, an `ack` above the `seq`, or a `seq` too far beyond the `ack`.
-fn refuse_at_once(command: &Command) -> Option<Response> {
+fn refuse_at_once(command: &Asked) -> Option<Response> {
     if command.session == 0 {
         Some(Response::SessionExpired)
     } else if command.ack > command.seq {
@@ -1281,7 +1359,7 @@ fn refuse_at_once(command: &Command) -> Option<Response> {
     }
 }
 
-fn window_exceeded(command: &Command) -> Response {
+fn window_exceeded(command: &Asked) -> Response {
     Response::Error(format!(
         "request {} of session {} leaves requests from {} unacknowledged: at most \
          {MAX_UNACKNOWLEDGED} may be",
@@ -1289,7 +1367,7 @@ fn window_exceeded(command: &Command) -> Response {
     ))
 }
 
-fn conflict(command: &Command) -> Response {
+fn conflict(command: &Asked) -> Response {
     Response::Error(format!(
         "session {} applied another request numbered {}: two clients share the session",
         command.session, command.seq
