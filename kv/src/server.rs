@@ -506,8 +506,12 @@ impl Drop for HandshakeSlot<'_> {
 
 /// A request the connection's reader has started and its responder will finish, in order.
 enum Pending {
-    /// Answered already.
-    Ready(Response),
+    /// Answered already. Boxed: a `Response` is large (a status carries a node's whole view),
+    /// and every request's `Pending` is moved through the channel to the answering thread, which
+    /// for a write would otherwise copy the size of the largest response twice.
+    Ready(Box<Response>),
+    /// A value read at once (with [`ReadMode::UnsafeLocal`]), its answer unboxed.
+    Value(Bytes),
     /// A command proposed at `index`: answered once applied.
     Applied {
         asked: Asked,
@@ -527,6 +531,13 @@ enum Pending {
         key: Bytes,
         deadline: Instant,
     },
+}
+
+impl Pending {
+    /// Answered already with `response`.
+    fn ready(response: Response) -> Self {
+        Self::Ready(Box::new(response))
+    }
 }
 
 /// What answering a proposed command needs of it: which request of which session it was and
@@ -670,7 +681,7 @@ impl Connection<'_> {
                     if let Some(suppressed) = self.shared.closings.allow() {
                         tracing::warn!(?peer, error = %e, suppressed, "closing a connection");
                     }
-                    let answer = Pending::Ready(Response::Error(e.to_string()));
+                    let answer = Pending::ready(Response::Error(e.to_string()));
                     let _ = tx.send((RequestKind::Malformed, answer));
                     return;
                 }
@@ -699,7 +710,7 @@ impl Connection<'_> {
                         tracing::warn!(?peer, error = %e, suppressed, "closing a connection: malformed request");
                     }
                     let why = format!("malformed request: {e}");
-                    let _ = tx.send((RequestKind::Malformed, Pending::Ready(Response::Error(why))));
+                    let _ = tx.send((RequestKind::Malformed, Pending::ready(Response::Error(why))));
                     return;
                 }
             };
@@ -770,10 +781,10 @@ impl Connection<'_> {
         };
         match request {
             Request::Status if role != ClientRole::Admin => {
-                Pending::Ready(Response::Status(NodeStatus::from_status(&raft.status())))
+                Pending::ready(Response::Status(NodeStatus::from_status(&raft.status())))
             }
             Request::Transfer { .. } if role != ClientRole::Admin => {
-                Pending::Ready(Response::Forbidden(
+                Pending::ready(Response::Forbidden(
                     "leadership transfer is for the operator: connect with the admin \
                      certificate"
                         .to_owned(),
@@ -785,30 +796,30 @@ impl Connection<'_> {
             | Request::RemoveMember { .. }
                 if role != ClientRole::Admin =>
             {
-                Pending::Ready(Response::Forbidden(
+                Pending::ready(Response::Forbidden(
                     "membership is for the operator: connect with the admin certificate".to_owned(),
                 ))
             }
-            Request::Members => Pending::Ready(Response::Members(self.members_info())),
+            Request::Members => Pending::ready(Response::Members(self.members_info())),
             Request::AddMember { id, peer, client } => {
-                Pending::Ready(self.add_member(id, MemberAddrs { peer, client }, stamp, deadline))
+                Pending::ready(self.add_member(id, MemberAddrs { peer, client }, stamp, deadline))
             }
-            Request::Promote { id } => Pending::Ready(self.promote(id)),
-            Request::RemoveMember { id } => Pending::Ready(self.remove_member(id, stamp, deadline)),
+            Request::Promote { id } => Pending::ready(self.promote(id)),
+            Request::RemoveMember { id } => Pending::ready(self.remove_member(id, stamp, deadline)),
             Request::Status => {
                 let links = self
                     .shared
                     .links
                     .get()
                     .map_or_else(Vec::new, |(nodes, link)| (0..*nodes).map(link).collect());
-                Pending::Ready(Response::Status(NodeStatus::with_full(
+                Pending::ready(Response::Status(NodeStatus::with_full(
                     &raft.status(),
                     links,
                 )))
             }
             Request::Transfer { target } => {
                 let target = usize::try_from(target).unwrap_or(usize::MAX);
-                Pending::Ready(match raft.transfer_leadership(target) {
+                Pending::ready(match raft.transfer_leadership(target) {
                     Ok(()) => Response::Ok {
                         value: Bytes::new(),
                     },
@@ -828,7 +839,7 @@ impl Connection<'_> {
                         term,
                         deadline,
                     },
-                    Err(e) => Pending::Ready(refused(e)),
+                    Err(e) => Pending::ready(refused(e)),
                 }
             }
             Request::Put {
@@ -890,9 +901,9 @@ impl Connection<'_> {
                     stamp,
                     deadline,
                 ),
-                ReadMode::UnsafeLocal => Pending::Ready(Response::Ok {
-                    value: self.shared.state.get(&key).unwrap_or_default(),
-                }),
+                ReadMode::UnsafeLocal => {
+                    Pending::Value(self.shared.state.get(&key).unwrap_or_default())
+                }
             },
         }
     }
@@ -936,7 +947,7 @@ impl Connection<'_> {
     ) -> Pending {
         let asked = Asked::of(&request);
         if let Some(refusal) = refuse_at_once(&asked) {
-            return Pending::Ready(refusal);
+            return Pending::ready(refusal);
         }
         match self
             .shared
@@ -949,14 +960,15 @@ impl Connection<'_> {
                 term,
                 deadline,
             },
-            Err(e) => Pending::Ready(refused(e)),
+            Err(e) => Pending::ready(refused(e)),
         }
     }
 
     /// Waits for a started request to end, and gives its answer.
     fn finish(&self, pending: Pending) -> Response {
         match pending {
-            Pending::Ready(response) => response,
+            Pending::Ready(response) => *response,
+            Pending::Value(value) => Response::Ok { value },
             Pending::Applied {
                 asked,
                 index,
