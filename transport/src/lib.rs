@@ -70,7 +70,8 @@ pub type NodeId = usize;
 /// What the network needs to know of a message.
 pub trait Message: Send + 'static {
     /// The size in bytes this message would have in a compact binary encoding: fixed-width
-    /// header fields, payload lengths and payload bytes. Used only for the byte counters.
+    /// header fields, payload lengths and payload bytes. Used for the byte counters, and by the
+    /// TCP transport to choose which messages a sender may write to an idle link itself.
     fn wire_size(&self) -> usize;
 
     /// Whether this message is a request (counted as an RPC, delayed and dropped as a request)

@@ -428,6 +428,17 @@ fn write_while_active<M: Message + Codec>(
             continue;
         }
         out.clear();
+        // Held until the batch is written: a sender writes to the connection itself only while
+        // it can take this lock, and so never ahead of what this batch takes off the queue.
+        let mut direct = peer.direct.lock().unwrap_or_else(|e| e.into_inner());
+        // What a sender began first (counted as sent when it began).
+        let carried = if peer.carried.swap(false, Relaxed) {
+            out.extend_from_slice(&direct.carry);
+            direct.carry.clear();
+            out.len()
+        } else {
+            0
+        };
         let mut messages = 0u64;
         while out.len() < WRITE_BATCH {
             let Some((_, msg)) = peer.queue.pop() else {
@@ -455,19 +466,22 @@ fn write_while_active<M: Message + Codec>(
         if messages == 0 && now >= last_write + KEEPALIVE {
             out.put_u32_le(0);
         }
-        if !out.is_empty() {
-            let written = match &mut c.sealer {
-                None => c.stream.write_all(&out),
-                Some(sealer) => sealer
-                    .seal(&out, &mut sealed)
-                    .and_then(|()| c.stream.write_all(&sealed)),
-            };
+        let written = (!out.is_empty()).then(|| match &mut c.sealer {
+            None => c.stream.write_all(&out),
+            Some(sealer) => sealer
+                .seal(&out, &mut sealed)
+                .and_then(|()| c.stream.write_all(&sealed)),
+        });
+        drop(direct);
+        if let Some(written) = written {
             match written {
                 Ok(()) => {
                     last_write = now;
                     let counters = &peer.counters;
                     counters.sent.fetch_add(messages, Relaxed);
-                    counters.bytes_sent.fetch_add(out.len() as u64, Relaxed);
+                    counters
+                        .bytes_sent
+                        .fetch_add((out.len() - carried) as u64, Relaxed);
                     counters.writes.fetch_add(1, Relaxed);
                 }
                 Err(e) => {
@@ -491,6 +505,7 @@ fn write_while_active<M: Message + Codec>(
                     !running()
                         || peer.has_accepted.load(Relaxed)
                         || peer.broken.load(Relaxed) == serial
+                        || peer.carried.load(Relaxed)
                 },
             );
         }
@@ -591,6 +606,12 @@ fn open<M: Message + Codec>(
         .spawn(move || read(&for_reader, id, read_half, serial, opener));
     match reader {
         Ok(reader) => {
+            if sealer.is_none() {
+                // Senders may write to an idle plaintext link themselves (`Peer::send_direct`);
+                // without a handle of their own they queue everything, as with TLS.
+                peer.direct.lock().unwrap_or_else(|e| e.into_inner()).stream =
+                    stream.try_clone().ok();
+            }
             peer.counters.connections.fetch_add(1, Relaxed);
             peer.counters.connected.store(true, Relaxed);
             tracing::debug!(node = config.id, peer = id, "connected");
@@ -610,6 +631,15 @@ fn open<M: Message + Codec>(
 
 fn close<M>(peer: &Peer<M>, conn: Connection) {
     peer.counters.connected.store(false, Relaxed);
+    let mut direct = peer.direct.lock().unwrap_or_else(|e| e.into_inner());
+    direct.stream = None;
+    if !direct.carry.is_empty() {
+        // The rest of a message a sender began: lost with the connection, as what is queued.
+        direct.carry.clear();
+        peer.counters.dropped.fetch_add(1, Relaxed);
+    }
+    peer.carried.store(false, Relaxed);
+    drop(direct);
     conn.close();
 }
 

@@ -38,7 +38,11 @@
 //! - **Per peer, a writer thread and a bounded queue.** `send` pushes into the peer's queue of
 //!   [`TcpConfig::queue_capacity`] messages and wakes the writer only if it sleeps. The writer
 //!   encodes everything queued into one buffer and writes it with one system call, so a busy
-//!   link carries many messages per call. A message that finds the queue full, or finds the
+//!   link carries many messages per call. On an idle plaintext link (the queue empty, the
+//!   writer not writing) a small message is written by the sender itself, with a write that
+//!   never waits: that saves a thread's wake-up per message where latency counts, and whatever
+//!   the socket does not take at once is carried over to the writer, ahead of anything queued
+//!   after it. A message that finds the queue full, or finds the
 //!   peer unreachable, is dropped and counted, as a real network loses packets: Raft resends
 //!   what matters, and a slow or cut-off peer costs a bounded amount of memory, never more.
 //! - **Per connection, a reader thread** that reads into a buffer it reuses, cuts frames out of
@@ -80,6 +84,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
 
 use crate::inbox::Inbox;
 use crate::{Codec, Endpoint, Message, NodeId, Route, sync};
@@ -301,6 +307,82 @@ struct Peer<M> {
     serial: AtomicU64,
     broken: AtomicU64,
     counters: Counters,
+    /// The connection as a sender may write to it itself while the writer is idle.
+    direct: Mutex<Direct>,
+    /// Whether `direct.carry` holds bytes (so the writer need not lock to find out).
+    carried: AtomicBool,
+}
+
+/// What a sender needs to write a message to a peer's connection itself, instead of waking the
+/// writer thread: on an idle link that saves a thread's wake-up per message, and the writer
+/// stays asleep. The writer holds the lock from taking messages off the queue to writing them,
+/// and a sender only tries the lock and writes only if the queue is empty and nothing is
+/// carried over, so messages leave in the order they were sent.
+#[derive(Default)]
+pub(super) struct Direct {
+    /// A handle on the writer's stream while it has a plaintext connection (`None` with TLS: a
+    /// session's sending half is the writer's alone).
+    pub(super) stream: Option<std::net::TcpStream>,
+    /// What a sender could not write without waiting (the socket's buffer was full): the
+    /// writer sends it before anything else. At most one message.
+    pub(super) carry: BytesMut,
+    /// Where a sender encodes its message, reused.
+    scratch: BytesMut,
+}
+
+/// The largest message (by [`Message::wire_size`]) a sender writes itself: larger ones, which
+/// a busy leader sends, go through the writer thread, so that their system call's copying is
+/// not the node's to do.
+const DIRECT_MAX: usize = 16 << 10;
+
+impl<M: Codec> Peer<M> {
+    /// Writes `msg` to the peer's connection from the calling thread, if the link is idle (the
+    /// queue is empty, nothing carried over, the writer not writing) and plaintext; what the
+    /// socket does not take at once is carried over to the writer, which is woken for it.
+    /// False if the message is still to be queued.
+    fn send_direct(&self, msg: &M, max_frame: usize) -> bool {
+        let Ok(mut direct) = self.direct.try_lock() else {
+            return false;
+        };
+        let Direct {
+            stream: Some(stream),
+            carry,
+            scratch,
+        } = &mut *direct
+        else {
+            return false;
+        };
+        if !carry.is_empty() || self.queue.has_messages() {
+            return false;
+        }
+        scratch.clear();
+        scratch.put_u32_le(0);
+        msg.encode(scratch);
+        let len = scratch.len() - 4;
+        if len > max_frame || len > u32::MAX as usize {
+            // The writer drops it, and says so.
+            return false;
+        }
+        scratch[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        let sent = match socket2::SockRef::from(&*stream).send_with_flags(scratch, flags) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            // A broken connection: the writer finds out and handles the message as it handles
+            // every other.
+            Err(_) => return false,
+        };
+        if sent < scratch.len() {
+            carry.extend_from_slice(&scratch[sent..]);
+            self.carried.store(true, Relaxed);
+            self.queue.wake();
+        }
+        let counters = &self.counters;
+        counters.sent.fetch_add(1, Relaxed);
+        counters.bytes_sent.fetch_add(scratch.len() as u64, Relaxed);
+        counters.writes.fetch_add(1, Relaxed);
+        true
+    }
 }
 
 /// Whether a peer's writer runs; see [`Peer::writer`].
@@ -324,7 +406,7 @@ struct Shared<M> {
     tls: Option<tls::Tls>,
 }
 
-impl<M: Message> Outbound<M> for Shared<M> {
+impl<M: Message + Codec> Outbound<M> for Shared<M> {
     fn send(&self, to: NodeId, msg: M) {
         if to == self.config.id {
             // A node's message to itself needs no network.
@@ -334,7 +416,14 @@ impl<M: Message> Outbound<M> for Shared<M> {
         let Some(peer) = self.peers.get(to).and_then(OnceLock::get) else {
             return;
         };
-        if !peer.counters.connected.load(Relaxed) || peer.queue.push(self.config.id, msg).is_err() {
+        if !peer.counters.connected.load(Relaxed) {
+            peer.counters.dropped.fetch_add(1, Relaxed);
+        } else if msg.wire_size() <= DIRECT_MAX
+            && !peer.queue.has_messages()
+            && peer.send_direct(&msg, self.config.max_frame)
+        {
+            // Written.
+        } else if peer.queue.push(self.config.id, msg).is_err() {
             peer.counters.dropped.fetch_add(1, Relaxed);
         }
     }
@@ -519,6 +608,8 @@ impl<M: Message + Codec> TcpNetwork<M> {
                 serial: AtomicU64::new(0),
                 broken: AtomicU64::new(0),
                 counters: Counters::default(),
+                direct: Mutex::new(Direct::default()),
+                carried: AtomicBool::new(false),
             }
         });
         *peer.addr.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);

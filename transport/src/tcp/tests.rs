@@ -849,3 +849,80 @@ fn a_node_certificate_issued_later_by_the_same_ca_links_with_the_others() {
     carries(&mut nodes, 1, 0, 10);
     assert!(Authority::from_pem(&ca.issued().cert_pem, "not a key").is_err());
 }
+
+/// Small messages may be written by the sender itself while the link is idle, large ones go
+/// through the writer thread: mixed, in bursts and with pauses that let the link fall idle,
+/// they still arrive in the order sent.
+#[test]
+fn small_and_large_messages_mixed_arrive_in_order() {
+    let mut nodes = cluster(2);
+    wait_until("the link is up", || connected(&nodes));
+    const COUNT: u64 = 4_000;
+    let mut rng = fastrand::Rng::with_seed(7);
+    for n in 0..COUNT {
+        // One in five above the size a sender writes itself.
+        let len = if rng.u8(..5) == 0 {
+            super::DIRECT_MAX + 1
+        } else {
+            rng.usize(..200)
+        };
+        nodes[0].1.send(
+            1,
+            Msg {
+                n,
+                payload: Bytes::from(vec![(n % 251) as u8; len]),
+            },
+        );
+        if rng.u8(..50) == 0 {
+            std::thread::sleep(Duration::from_micros(200)); // lets the writer finish: the link idles
+        }
+    }
+    let got = receive(&nodes[1].1, COUNT as usize);
+    let ns: Vec<u64> = got.iter().map(|(_, m)| m.n).collect();
+    assert_eq!(
+        ns,
+        (0..COUNT).collect::<Vec<_>>(),
+        "every message, in order"
+    );
+    assert!(
+        got.iter()
+            .all(|(_, m)| m.payload.iter().all(|&b| u64::from(b) == m.n % 251)),
+        "payloads intact"
+    );
+    let link = nodes[0].0.link(1);
+    assert_eq!((link.sent, link.dropped), (COUNT, 0));
+}
+
+/// A peer that stops reading fills its connection's buffers; a sender that writes to an idle
+/// link itself must still never wait for it (the node's own thread sends).
+#[test]
+fn a_peer_that_stops_reading_never_blocks_the_sender() {
+    // Node 1 of 2; the test plays node 0, which dials and then reads nothing.
+    let (mut listeners, addrs) = listeners(2);
+    let l1 = listeners.pop().unwrap();
+    let (net1, mut ep1) = start(1, l1, &addrs);
+    let _silent = raw_peer(addrs[1], 0, 1, 2);
+    wait_until("node 1 adopts the connection", || net1.link(0).connected);
+    let payload = Bytes::from(vec![1u8; 1024]);
+    let mut slowest = Duration::ZERO;
+    // 64 MB: far more than the connection's buffers hold.
+    for n in 0..64_000 {
+        let start = Instant::now();
+        ep1.send(
+            0,
+            Msg {
+                n,
+                payload: payload.clone(),
+            },
+        );
+        slowest = slowest.max(start.elapsed());
+    }
+    // A sender that waited for the socket would wait for the write timeout (2 s) at least.
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a send took {slowest:?}: the sender waited for a peer that does not read"
+    );
+    let link = net1.link(0);
+    assert!(link.dropped > 0, "what the peer could not take was dropped");
+    net1.shutdown();
+}
