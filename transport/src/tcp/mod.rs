@@ -328,7 +328,15 @@ pub(super) struct Direct {
     pub(super) carry: BytesMut,
     /// Where a sender encodes its message, reused.
     scratch: BytesMut,
+    /// When a sender last found the link idle and tried to write itself.
+    last_try: Option<std::time::Instant>,
 }
+
+/// A sender writes itself only if the last time it found the link idle was at least this long
+/// ago: messages that follow each other faster than that go through the writer, which puts
+/// them into one system call (written one by one they would cost a call each, and the
+/// node's thread the time of each).
+const DIRECT_GAP: Duration = Duration::from_micros(50);
 
 /// The largest message (by [`Message::wire_size`]) a sender writes itself: larger ones, which
 /// a busy leader sends, go through the writer thread, so that their system call's copying is
@@ -337,7 +345,8 @@ const DIRECT_MAX: usize = 16 << 10;
 
 impl<M: Codec> Peer<M> {
     /// Writes `msg` to the peer's connection from the calling thread, if the link is idle (the
-    /// queue is empty, nothing carried over, the writer not writing) and plaintext; what the
+    /// queue is empty, nothing carried over, the writer not writing, and it was so at the last
+    /// try [`DIRECT_GAP`] ago at least) and plaintext; what the
     /// socket does not take at once is carried over to the writer, which is woken for it.
     /// False if the message is still to be queued.
     fn send_direct(&self, msg: &M, max_frame: usize) -> bool {
@@ -348,11 +357,19 @@ impl<M: Codec> Peer<M> {
             stream: Some(stream),
             carry,
             scratch,
+            last_try,
         } = &mut *direct
         else {
             return false;
         };
         if !carry.is_empty() || self.queue.has_messages() {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if last_try
+            .replace(now)
+            .is_some_and(|last| now < last + DIRECT_GAP)
+        {
             return false;
         }
         scratch.clear();
