@@ -6,8 +6,13 @@
 #
 #   ROUNDS=5 SECONDS_PER_RUN=5 bash scripts/compare.sh /path/to/before /path/to/after
 #
+# SERVE=1 adds, per build and round, the engine over TCP (examples/tcp: 4096 in flight, then one
+# client) and three `serve` processes with memory storage and with the write-ahead log
+# (scripts/cluster-bench.sh: 4096 puts in flight, then one client); ONLY_SERVE=1 runs those alone.
+#
 # Prints one line per run: variant, what was measured, and the figures the binary reported.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 rounds=${ROUNDS:-5}
 secs=${SECONDS_PER_RUN:-5}
 [ $# -ge 2 ] || { echo "usage: $0 DIR_A DIR_B [...]" >&2; exit 2; }
@@ -25,6 +30,19 @@ for round in $(seq "$rounds"); do
   for dir in "$@"; do
     name=$(basename "$dir")
     bin="$dir/target/release/zeroraft"
+    if [ "${SERVE:-0}" = 1 ] || [ "${ONLY_SERVE:-0}" = 1 ]; then
+      line=$("$dir/target/release/examples/tcp" 4096 "$secs" 2>&1 | grep -E '^(one client|4096 in flight)' \
+        | tr '\n' ' ')
+      echo "round $round $name tcp: $line"
+      for storage in memory file; do
+        line=$(BIN="$bin" STORAGE=$storage SECONDS_PER_RUN="$secs" bash "$here/cluster-bench.sh" 2>&1 \
+          | grep -E '^(3 nodes|servers|one client|disk)' | tr '\n' ' ')
+        echo "round $round $name serve $storage: $line"
+      done
+      if [ "${ONLY_SERVE:-0}" = 1 ]; then
+        continue
+      fi
+    fi
     for clients in 4096 64; do
       line=$("$bin" bench --nodes 3 --clients "$clients" --payload 16 --seconds "$secs" 2>&1 \
         | tr '\r' '\n' | grep -E '^3 nodes' | tail -n 1)
@@ -44,7 +62,7 @@ python3 - "$raw" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    m = re.search(r'round \d+ (\S+) (bench C=\d+|latency|allocations):(.*)', line)
+    m = re.search(r'round \d+ (\S+) (bench C=\d+|latency|allocations|tcp|serve \w+):(.*)', line)
     if not m:
         continue
     variant, kind, text = m.groups()
@@ -52,6 +70,20 @@ for line in open(sys.argv[1]):
     def add(name, pattern):
         for value in re.findall(pattern, text):
             figures.setdefault(name, []).append(float(value))
+    if kind == 'tcp':
+        add('M commits/s', r'([\d.]+) M commits/s')
+        add('µs CPU/commit', r'([\d.]+) µs CPU')
+        add('one client p50 µs', r'one client: p50 ([\d.]+)')
+        continue
+    if kind.startswith('serve'):
+        add('M puts/s', r'([\d.]+) M commits/s')
+        add('servers µs CPU/put', r'([\d.]+) µs per commit')
+        add('p50 µs', r'commits/s, [^,]*, latency p50 ([\d.]+)')
+        add('p99 µs', r'commits/s, [^,]*, latency p50 [\d.]+ µs p99 ([\d.]+)')
+        add('one client p50 µs', r'one client: latency p50 ([\d.]+)')
+        add('loopback RTT µs', r'round trip p50 ([\d.]+)')
+        add('fdatasync µs', r'fdatasync median ([\d.]+)')
+        continue
     if kind == 'allocations':
         for burst, value in re.findall(r'bursts of (\d+): ([\d.]+)', text):
             figures.setdefault(f'allocs/entry B={burst}', []).append(float(value))
