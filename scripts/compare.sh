@@ -35,7 +35,7 @@ for round in $(seq "$rounds"); do
         | tr '\n' ' ')
       echo "round $round $name tcp: $line"
       for storage in memory file; do
-        line=$(BIN="$bin" STORAGE=$storage SECONDS_PER_RUN="$secs" bash "$here/cluster-bench.sh" 2>&1 \
+        line=$(BIN="$bin" STORAGE=$storage SECONDS_PER_RUN="$secs" ROUNDS=1 bash "$here/cluster-bench.sh" 2>&1 \
           | grep -E '^(3 nodes|servers|one client|disk)' | tr '\n' ' ')
         echo "round $round $name serve $storage: $line"
       done
