@@ -43,8 +43,8 @@ for round in $(seq "$rounds"); do
     run file4096 "$bin" bench --nodes 3 --clients 4096 --seconds 10 --storage file
     run file1 "$bin" bench --nodes 3 --clients 1 --seconds 5 --storage file
     run tcp "$ex/tcp" 4096 5
-    run serve_mem env STORAGE=memory SECONDS_PER_RUN=10 bash scripts/cluster-bench.sh
-    run serve_file env STORAGE=file SECONDS_PER_RUN=10 bash scripts/cluster-bench.sh
+    run serve_mem env STORAGE=memory SECONDS_PER_RUN=10 ROUNDS=1 bash scripts/cluster-bench.sh
+    run serve_file env STORAGE=file SECONDS_PER_RUN=10 ROUNDS=1 bash scripts/cluster-bench.sh
     run idle "$(test_bin idle_cost)" --nocapture
     run alloc "$(test_bin alloc_budget)" --nocapture --test-threads=1
 done
