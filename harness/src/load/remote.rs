@@ -257,7 +257,10 @@ fn pipeline(
                 .ok_or_else(|| KvError::Io(io::ErrorKind::UnexpectedEof.into()))?;
             let t0 = sent_at.pop_front().expect("an answer to a request sent");
             answered += 1;
-            latency.saturating_record(t0.elapsed().as_nanos() as u64);
+            // From the write that sent it to the read that brought its answer (one clock
+            // reading per read, not per answer).
+            let took = reader.read_at().saturating_duration_since(t0);
+            latency.saturating_record(took.as_nanos() as u64);
             match Response::decode(body).map_err(|e| KvError::Protocol(e.to_string()))? {
                 Response::Ok { .. } => {
                     commits.fetch_add(1, Relaxed);
