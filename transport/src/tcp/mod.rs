@@ -344,11 +344,10 @@ const DIRECT_GAP: Duration = Duration::from_micros(50);
 const DIRECT_MAX: usize = 16 << 10;
 
 impl<M: Codec> Peer<M> {
-    /// Writes `msg` to the peer's connection from the calling thread, if the link is idle (the
-    /// queue is empty, nothing carried over, the writer not writing, and it was so at the last
-    /// try [`DIRECT_GAP`] ago at least) and plaintext; what the
-    /// socket does not take at once is carried over to the writer, which is woken for it.
-    /// False if the message is still to be queued.
+    /// Writes `msg` to the peer's connection from the calling thread, if the link is plaintext
+    /// and idle (the queue empty, nothing carried over, the writer not writing, and the last
+    /// try [`DIRECT_GAP`] ago at least); what the socket does not take at once is carried over
+    /// to the writer, which is woken for it. False if the message is still to be queued.
     fn send_direct(&self, msg: &M, max_frame: usize) -> bool {
         let Ok(mut direct) = self.direct.try_lock() else {
             return false;
