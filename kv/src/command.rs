@@ -28,7 +28,7 @@
 use bytes::Bytes;
 
 use crate::SessionOptions;
-use crate::protocol::{DecodeError, MAX_KEY};
+use crate::protocol::{DecodeError, MAX_KEY, take_field};
 
 /// The version byte of the commands and snapshots this module and [`crate::store`] write.
 pub(crate) const FORMAT_VERSION: u8 = 2;
@@ -52,7 +52,7 @@ pub(crate) enum Op {
 }
 
 /// One request of a session with its key and value owned: how tests build the entries a
-/// server proposes (the server encodes [`RequestParts`] borrowed from the request's frame).
+/// server proposes (the server encodes a [`RequestRef`] borrowed from the request's frame).
 #[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Command {
@@ -75,18 +75,16 @@ impl Command {
     /// The command's log encoding, stamped `stamp`, written at the end of `arena` as
     /// [`encode_request_in`] does.
     pub(crate) fn encode_in(&self, stamp: u64, arena: &mut bytes::BytesMut) -> Bytes {
-        encode_request_in(
-            RequestParts {
-                op: self.op,
-                session: self.session,
-                seq: self.seq,
-                ack: self.ack,
-                key: &self.key,
-                value: &self.value,
-            },
+        let request = RequestRef {
             stamp,
-            arena,
-        )
+            op: self.op,
+            session: self.session,
+            seq: self.seq,
+            ack: self.ack,
+            key: &self.key,
+            value: &self.value,
+        };
+        encode_request_in(&request, arena)
     }
 
     /// Decodes a format-2 request from the log into owned parts.
@@ -108,34 +106,9 @@ impl Command {
     }
 }
 
-/// A request of a session, its key and value borrowed: what [`encode_request_in`] encodes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RequestParts<'a> {
-    pub(crate) op: Op,
-    pub(crate) session: u64,
-    pub(crate) seq: u64,
-    pub(crate) ack: u64,
-    pub(crate) key: &'a [u8],
-    /// Not encoded for a `Get`.
-    pub(crate) value: &'a [u8],
-}
-
-impl RequestParts<'_> {
-    /// What [`crate::store::Store`] compares to tell a retry of this request from another
-    /// request under the same `(session, seq)`.
-    pub(crate) fn fingerprint(&self) -> u64 {
-        fingerprint(self.op, self.key, self.value)
-    }
-}
-
-/// The log encoding of `request`, stamped `stamp`, written at the end of `arena` and split off
-/// it: commands encoded one after another share the arena's allocation instead of one each
+/// The log encoding of `request`, written at the end of `arena` and split off it: commands encoded one after another share the arena's allocation instead of one each
 /// (the arena allocates anew when it is full; the commands it holds keep the old one alive).
-pub(crate) fn encode_request_in(
-    request: RequestParts<'_>,
-    stamp: u64,
-    arena: &mut bytes::BytesMut,
-) -> Bytes {
+pub(crate) fn encode_request_in(request: &RequestRef<'_>, arena: &mut bytes::BytesMut) -> Bytes {
     use bytes::BufMut;
     let len = 2 + 8 + 24 + 4 + request.key.len() + 4 + request.value.len();
     reserve(arena, len);
@@ -146,7 +119,7 @@ pub(crate) fn encode_request_in(
     };
     arena.put_u8(FORMAT_VERSION);
     arena.put_u8(kind);
-    arena.put_u64_le(stamp);
+    arena.put_u64_le(request.stamp);
     arena.put_u64_le(request.session);
     arena.put_u64_le(request.seq);
     arena.put_u64_le(request.ack);
@@ -242,7 +215,9 @@ pub(crate) enum CommandRef<'a> {
     },
 }
 
-/// A request of a session, decoded in place.
+/// A request of a session with its key and value borrowed: an entry decoded in place, or a
+/// client's request as the server encodes it ([`encode_request_in`]).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct RequestRef<'a> {
     pub(crate) stamp: u64,
     pub(crate) op: Op,
@@ -250,7 +225,16 @@ pub(crate) struct RequestRef<'a> {
     pub(crate) seq: u64,
     pub(crate) ack: u64,
     pub(crate) key: &'a [u8],
+    /// Empty for a `Get` (and not encoded).
     pub(crate) value: &'a [u8],
+}
+
+impl RequestRef<'_> {
+    /// What [`crate::store::Store`] compares to tell a retry of this request from another
+    /// request under the same `(session, seq)`.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        fingerprint(self.op, self.key, self.value)
+    }
 }
 
 /// A format-1 command, decoded in place.
@@ -308,27 +292,10 @@ impl<'a> CommandRef<'a> {
         for value in &mut u64s[..count] {
             *value = data.try_get_u64_le().map_err(|_| DecodeError::Truncated)?;
         }
-        let mut field = |name: &'static str, max: usize| -> Result<&'a [u8], DecodeError> {
-            let len = data.try_get_u32_le().map_err(|_| DecodeError::Truncated)?;
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            if len > max {
-                return Err(DecodeError::TooLong {
-                    field: name,
-                    len,
-                    max,
-                });
-            }
-            if data.len() < len {
-                return Err(DecodeError::Truncated);
-            }
-            let (taken, rest) = data.split_at(len);
-            data = rest;
-            Ok(taken)
-        };
-        let key = field("key", MAX_KEY)?;
+        let key = take_field(&mut data, "key", MAX_KEY)?;
         let value = match op {
             Op::Get => &[][..],
-            Op::Put | Op::Append => field("value", usize::MAX)?,
+            Op::Put | Op::Append => take_field(&mut data, "value", usize::MAX)?,
         };
         if !data.is_empty() {
             return Err(DecodeError::TrailingBytes(data.len()));

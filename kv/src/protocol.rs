@@ -1034,28 +1034,11 @@ impl<'a> WriteRef<'a> {
         fn u64_le(rest: &mut &[u8]) -> Result<u64, DecodeError> {
             rest.try_get_u64_le().map_err(|_| DecodeError::Truncated)
         }
-        fn field<'b>(
-            rest: &mut &'b [u8],
-            field: &'static str,
-            max: usize,
-        ) -> Result<&'b [u8], DecodeError> {
-            let len = rest.try_get_u32_le().map_err(|_| DecodeError::Truncated)?;
-            let len = usize::try_from(len).unwrap_or(usize::MAX);
-            if len > max {
-                return Err(DecodeError::TooLong { field, len, max });
-            }
-            if rest.len() < len {
-                return Err(DecodeError::Truncated);
-            }
-            let (bytes, after) = rest.split_at(len);
-            *rest = after;
-            Ok(bytes)
-        }
         let session = u64_le(&mut rest)?;
         let seq = u64_le(&mut rest)?;
         let ack = u64_le(&mut rest)?;
-        let key = field(&mut rest, "key", MAX_KEY)?;
-        let value = field(&mut rest, "value", MAX_FRAME)?;
+        let key = take_field(&mut rest, "key", MAX_KEY)?;
+        let value = take_field(&mut rest, "value", MAX_FRAME)?;
         match rest.len() {
             0 => Ok(Self {
                 append,
@@ -1557,15 +1540,29 @@ pub(crate) fn get_bytes(
     field: &'static str,
     max: usize,
 ) -> Result<Bytes, DecodeError> {
-    let len = body.try_get_u32_le().map_err(|_| DecodeError::Truncated)?;
+    let len = take_field(&mut &body[..], field, max)?.len();
+    body.advance(4);
+    Ok(body.split_to(len))
+}
+
+/// A byte string with its `u32` length, at most `max` bytes long, borrowed from `data`, which
+/// is advanced past it.
+pub(crate) fn take_field<'a>(
+    data: &mut &'a [u8],
+    field: &'static str,
+    max: usize,
+) -> Result<&'a [u8], DecodeError> {
+    let len = data.try_get_u32_le().map_err(|_| DecodeError::Truncated)?;
     let len = usize::try_from(len).unwrap_or(usize::MAX);
     if len > max {
         return Err(DecodeError::TooLong { field, len, max });
     }
-    if body.len() < len {
+    if data.len() < len {
         return Err(DecodeError::Truncated);
     }
-    Ok(body.split_to(len))
+    let (taken, rest) = data.split_at(len);
+    *data = rest;
+    Ok(taken)
 }
 
 fn get_option(body: &mut Bytes) -> Result<Option<u64>, DecodeError> {

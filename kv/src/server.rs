@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::SessionOptions;
-use crate::command::{Op, RequestParts, encode_member, encode_register, encode_request_in};
+use crate::command::{Op, RequestRef, encode_member, encode_register, encode_request_in};
 use crate::members::{MAX_NODE_ID, MemberAddrs, MemberChange};
 use crate::metrics::{RequestKind, RequestTally, ServerMetrics};
 use crate::protocol::{
@@ -551,12 +551,12 @@ struct Asked {
     session: u64,
     seq: u64,
     ack: u64,
-    /// The request's [`RequestParts::fingerprint`].
+    /// The request's [`RequestRef::fingerprint`].
     fingerprint: u64,
 }
 
 impl Asked {
-    fn of(request: &RequestParts<'_>) -> Self {
+    fn of(request: &RequestRef<'_>) -> Self {
         Self {
             op: request.op,
             session: request.session,
@@ -850,7 +850,8 @@ impl Connection<'_> {
                 value,
             } => self.propose(
                 arena,
-                RequestParts {
+                RequestRef {
+                    stamp,
                     op: Op::Put,
                     session,
                     seq,
@@ -858,7 +859,6 @@ impl Connection<'_> {
                     key: &key,
                     value: &value,
                 },
-                stamp,
                 deadline,
             ),
             Request::Append {
@@ -869,7 +869,8 @@ impl Connection<'_> {
                 value,
             } => self.propose(
                 arena,
-                RequestParts {
+                RequestRef {
+                    stamp,
                     op: Op::Append,
                     session,
                     seq,
@@ -877,7 +878,6 @@ impl Connection<'_> {
                     key: &key,
                     value: &value,
                 },
-                stamp,
                 deadline,
             ),
             Request::Get {
@@ -890,7 +890,8 @@ impl Connection<'_> {
                 ReadMode::Lease => read(raft.read_lease(), key),
                 ReadMode::Log => self.propose(
                     arena,
-                    RequestParts {
+                    RequestRef {
+                        stamp,
                         op: Op::Get,
                         session,
                         seq,
@@ -898,7 +899,6 @@ impl Connection<'_> {
                         key: &key,
                         value: &[],
                     },
-                    stamp,
                     deadline,
                 ),
                 ReadMode::UnsafeLocal => {
@@ -925,7 +925,8 @@ impl Connection<'_> {
         arena: &mut bytes::BytesMut,
     ) -> Pending {
         let (deadline, stamp) = self.times(now);
-        let request = RequestParts {
+        let request = RequestRef {
+            stamp,
             op: if write.append { Op::Append } else { Op::Put },
             session: write.session,
             seq: write.seq,
@@ -933,16 +934,15 @@ impl Connection<'_> {
             key: write.key,
             value: write.value,
         };
-        self.propose(arena, request, stamp, deadline)
+        self.propose(arena, request, deadline)
     }
 
-    /// Proposes `request`, stamped `stamp`, unless no session can admit it; its answer waits
+    /// Proposes `request` unless no session can admit it; its answer waits
     /// for it to be applied.
     fn propose(
         &self,
         arena: &mut bytes::BytesMut,
-        request: RequestParts<'_>,
-        stamp: u64,
+        request: RequestRef<'_>,
         deadline: Instant,
     ) -> Pending {
         let asked = Asked::of(&request);
@@ -952,7 +952,7 @@ impl Connection<'_> {
         match self
             .shared
             .raft
-            .try_start(encode_request_in(request, stamp, arena))
+            .try_start(encode_request_in(&request, arena))
         {
             Ok((index, term)) => Pending::Applied {
                 asked,

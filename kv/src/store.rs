@@ -20,7 +20,7 @@ use std::collections::hash_map::Entry;
 
 use bytes::Bytes;
 
-use crate::command::{CommandRef, FORMAT_VERSION, LEGACY_VERSION, LegacyRef, Op, fingerprint};
+use crate::command::{CommandRef, FORMAT_VERSION, LEGACY_VERSION, LegacyRef, Op};
 use crate::map::Map;
 use crate::members::AddressBook;
 
@@ -118,7 +118,7 @@ impl Store {
             Err(e) => return Outcome::Malformed(e),
         };
         self.sessions.observe(request.stamp);
-        let digest = fingerprint(request.op, request.key, request.value);
+        let digest = request.fingerprint();
         let map = &mut self.map;
         let mut too_large = false;
         let admitted = self.sessions.admit(
@@ -298,7 +298,7 @@ fn write(map: &mut Map, op: Op, key: &[u8], value: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::SessionOptions;
-    use crate::command::{Command, encode_register, tests::legacy};
+    use crate::command::{Command, encode_register, fingerprint, tests::legacy};
     use crate::protocol::MAX_UNACKNOWLEDGED;
     use std::time::Duration;
 

@@ -343,12 +343,17 @@ const DIRECT_GAP: Duration = Duration::from_micros(50);
 /// not the node's to do.
 const DIRECT_MAX: usize = 16 << 10;
 
-impl<M: Codec> Peer<M> {
-    /// Writes `msg` to the peer's connection from the calling thread, if the link is plaintext
-    /// and idle (the queue empty, nothing carried over, the writer not writing, and the last
-    /// try [`DIRECT_GAP`] ago at least); what the socket does not take at once is carried over
-    /// to the writer, which is woken for it. False if the message is still to be queued.
+impl<M: Message + Codec> Peer<M> {
+    /// Writes `msg` to the peer's connection from the calling thread, if it is small
+    /// ([`DIRECT_MAX`]) and the link plaintext and idle (the queue empty, nothing carried over,
+    /// the writer not writing, and the last try [`DIRECT_GAP`] ago at least); what the socket
+    /// does not take at once is carried over to the writer, which is woken for it. False if the
+    /// message is still to be queued.
     fn send_direct(&self, msg: &M, max_frame: usize) -> bool {
+        // A busy link's queue is seen without the lock; it is looked at again under it.
+        if msg.wire_size() > DIRECT_MAX || self.queue.has_messages() {
+            return false;
+        }
         let Ok(mut direct) = self.direct.try_lock() else {
             return false;
         };
@@ -434,10 +439,7 @@ impl<M: Message + Codec> Outbound<M> for Shared<M> {
         };
         if !peer.counters.connected.load(Relaxed) {
             peer.counters.dropped.fetch_add(1, Relaxed);
-        } else if msg.wire_size() <= DIRECT_MAX
-            && !peer.queue.has_messages()
-            && peer.send_direct(&msg, self.config.max_frame)
-        {
+        } else if peer.send_direct(&msg, self.config.max_frame) {
             // Written.
         } else if peer.queue.push(self.config.id, msg).is_err() {
             peer.counters.dropped.fetch_add(1, Relaxed);
