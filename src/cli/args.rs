@@ -181,6 +181,11 @@ pub(crate) struct ServeArgs {
     #[arg(long = "compact-above-mib", value_name = "MIB", default_value = "64",
           value_parser = number_in(0u64..=1 << 40))]
     pub(crate) compact_above_mib: u64,
+    /// Most bytes of commands the leader keeps sent to one follower and not yet acknowledged
+    /// (a slow follower or link holds at most this much of its memory in messages)
+    #[arg(long = "max-inflight-bytes", value_name = "BYTES", default_value = "8388608",
+          value_parser = number_in(1usize..=1 << 40))]
+    pub(crate) max_inflight_bytes: usize,
     /// Serve Prometheus metrics on http://ADDR/metrics, and the health endpoints /healthz
     /// (alive) and /readyz (knows a leader and has caught up); see docs/metrics.md
     #[arg(long, value_name = "ADDR", value_parser = address)]
@@ -500,7 +505,7 @@ pub(crate) struct BenchArgs {
     /// connections; then one client alone, beside the loopback round trip and this machine's
     /// fdatasync
     #[arg(long, value_name = "ADDR,ADDR,...", value_parser = addresses,
-          conflicts_with_all = ["nodes", "storage", "data", "compact_every"])]
+          conflicts_with_all = ["nodes", "storage", "data", "compact_every", "max_inflight_bytes"])]
     pub(crate) connect: Option<Addresses>,
     /// With --connect: connections to the leader the puts in flight are spread over
     #[arg(long, value_name = "N", default_value = "4", value_parser = number_in(1usize..=256),
@@ -519,6 +524,10 @@ pub(crate) struct BenchArgs {
     #[arg(long = "compact-every", value_name = "N", default_value = "100000",
           value_parser = number_in(0u64..=u64::MAX))]
     pub(crate) compact_every: u64,
+    /// Most bytes of commands a leader keeps sent to one follower and not yet acknowledged
+    #[arg(long = "max-inflight-bytes", value_name = "BYTES", default_value = "8388608",
+          value_parser = number_in(1usize..=1 << 40))]
+    pub(crate) max_inflight_bytes: usize,
     /// Install the Prometheus metrics recorder of `serve --metrics` before the nodes start, so
     /// that the cost of recording can be measured
     #[arg(long = "with-recorder", hide = true, conflicts_with = "connect")]
@@ -542,6 +551,7 @@ impl Default for BenchArgs {
             storage: StorageKind::None,
             data: None,
             compact_every: 100_000,
+            max_inflight_bytes: 8 << 20,
             with_recorder: false,
             membership_cycle: false,
             connect: None,
@@ -712,12 +722,13 @@ mod tests {
                 }),
             ),
             (
-                "bench --clients 1 --storage file --data=disk --compact-every 0",
+                "bench --clients 1 --storage file --data=disk --compact-every 0 --max-inflight-bytes 65536",
                 Ok(Command::Bench(BenchArgs {
                     clients: 1,
                     storage: StorageKind::File,
                     data: Some("disk".into()),
                     compact_every: 0,
+                    max_inflight_bytes: 65536,
                     ..BenchArgs::default()
                 })),
             ),
@@ -743,6 +754,7 @@ mod tests {
                     read_mode: "index".into(),
                     compact_every: 100_000,
                     compact_above_mib: 64,
+                    max_inflight_bytes: 8 << 20,
                     metrics: None,
                     log_format: "text".into(),
                     log_level: "warn".into(),

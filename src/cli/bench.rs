@@ -49,6 +49,7 @@ pub fn run(args: &BenchArgs, stop: &Stop) -> Result<(), Failure> {
             every_entries: (args.compact_every > 0).then_some(args.compact_every),
             above_bytes: None,
         },
+        max_inflight_bytes: args.max_inflight_bytes,
         ..zeroraft_engine::Config::default()
     };
     let cluster = LoadCluster::with_storage(args.nodes, config, &storage)
@@ -139,6 +140,7 @@ pub fn run_membership_cycle(args: &BenchArgs) -> Result<(), Failure> {
     };
     options.config.compaction.every_entries =
         (args.compact_every > 0).then_some(args.compact_every);
+    options.config.max_inflight_bytes = args.max_inflight_bytes;
     let report = membership_cycle(&options).map_err(|e| Failure::Run(io::Error::other(e)))?;
     let mut out = io::stdout().lock();
     writeln!(

@@ -404,6 +404,7 @@ pub fn serve(args: &ServeArgs, stop: &Stop) -> Result<(), Failure> {
         every_entries: (args.compact_every > 0).then_some(args.compact_every),
         above_bytes: (args.compact_above_mib > 0).then_some(args.compact_above_mib << 20),
     };
+    options.config.max_inflight_bytes = args.max_inflight_bytes;
     options.metrics = args.metrics;
     let node = ServeNode::start(options).map_err(|e| Failure::Setup(e.to_string()))?;
     writeln!(

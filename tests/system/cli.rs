@@ -399,3 +399,65 @@ fn the_remote_dashboard_needs_a_terminal() {
     assert!(stderr.contains("needs a terminal"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_bound_on_bytes_in_flight_of_zero_or_nonsense_is_refused() {
+    for (case, args) in [
+        &["bench", "--max-inflight-bytes", "0"][..],
+        &["bench", "--max-inflight-bytes", "8MiB"],
+        &["bench", "--max-inflight-bytes=-1"],
+        &["serve", "--max-inflight-bytes", "0"],
+        &["serve", "--max-inflight-bytes", "2000000000000"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = zeroraft().args(args).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "case {case} {args:?}: {stderr}");
+        assert!(
+            stderr.contains("'--max-inflight-bytes <BYTES>'")
+                && stderr.contains("must be a whole number from 1 to 1099511627776"),
+            "case {case} {args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "case {case} {args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "case {case} {args:?}");
+    }
+}
+
+#[test]
+fn bench_commits_with_a_bound_on_bytes_in_flight_below_one_command() {
+    // Commands of 256 bytes against a bound of 100: the leader still sends one AppendEntries
+    // at a time to each follower, so the run commits.
+    let out = zeroraft()
+        .args([
+            "bench",
+            "--seconds",
+            "1",
+            "--clients",
+            "64",
+            "--payload",
+            "256",
+            "--max-inflight-bytes",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let summary = stdout.lines().next().unwrap_or_default();
+    assert!(
+        summary.starts_with("3 nodes, 64 in flight, 256 B: "),
+        "{stdout}"
+    );
+    let commits: u64 = summary
+        .rsplit_once(" µs (")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of commits in {summary:?}"));
+    assert!(commits > 0, "{summary}");
+}
