@@ -337,6 +337,7 @@ mod fs;
 mod identity;
 mod prepare;
 mod recovery;
+mod removal;
 mod snapshot;
 mod sync_failed;
 #[cfg(test)]
@@ -452,6 +453,9 @@ pub struct FileStorage {
     members: Option<Vec<String>>,
     /// Holds the directory's lock for as long as the storage lives.
     _lock: Box<dyn FsFile>,
+    /// The thread that removes the segments a durable snapshot covers, once started (only on
+    /// a file system that allows threads; see [`removal`]).
+    remover: Option<removal::Remover>,
     /// The last segment, the only one written to.
     segment: Box<dyn FsFile>,
     /// Its path.
@@ -506,6 +510,7 @@ impl Drop for FileStorage {
     /// of the storage works on the directory once it is dropped.
     fn drop(&mut self) {
         self.next.cancel();
+        drop(self.remover.take());
     }
 }
 
@@ -725,6 +730,7 @@ impl FileStorage {
             options,
             members: recorded.members,
             _lock: lock,
+            remover: None,
             segment: file,
             segment_path: path,
             seq,
@@ -1137,7 +1143,24 @@ impl FileStorage {
             }
         }
         self.stale_segments = kept;
-        removed += self.remove_covered(self.snapshot_index());
+        let covered = self.snapshot_index();
+        // Handed to the remover thread, whose removals are done and synced after this returns.
+        let mut handed = 0;
+        if self.remover_ready() {
+            let paths = self.take_covered(covered);
+            handed = paths.len();
+            if handed > 0
+                && let Some(remover) = &mut self.remover
+                && let Err(paths) = remover.hand_over(paths)
+            {
+                // The thread is gone: removed here instead.
+                handed = 0;
+                let failed = removal::remove_and_sync(&*self.fs, &self.dir, paths, &mut self.faults);
+                self.stale_segments.extend(failed);
+            }
+        } else {
+            removed += self.remove_covered(covered);
+        }
         if removed > 0 {
             match sync_dir_with(&mut self.faults, &*self.fs, &self.dir) {
                 Ok(()) => tracing::debug!(
@@ -1176,7 +1199,39 @@ impl FileStorage {
             }
         }
         self.stale_snapshots = kept;
-        removed
+        removed + handed
+    }
+
+    /// Whether the segments a snapshot covers go to the remover thread: the file system allows
+    /// threads, the disk is not full (then the room is wanted back before the write returns),
+    /// and the thread runs (started here the first time). Takes the segments it could not
+    /// remove so far, to try again with the ones left by an earlier run.
+    fn remover_ready(&mut self) -> bool {
+        if !self.fs.threads() || self.disk_full {
+            return false;
+        }
+        if self.remover.is_none() {
+            self.remover = removal::Remover::start(Arc::clone(&self.fs), self.dir.clone());
+        }
+        match &mut self.remover {
+            Some(remover) => {
+                self.stale_segments.extend(remover.failed());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the segments [`FileStorage::remove_covered`] would remove out of the log's
+    /// accounts, without removing them, and returns their paths, oldest first.
+    fn take_covered(&mut self, covered: u64) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        while self.first_seq < self.seq && self.highs.front().is_some_and(|&high| high <= covered) {
+            paths.push(self.dir.join(segment_name(self.first_seq)));
+            self.highs.pop_front();
+            self.first_seq += 1;
+        }
+        paths
     }
 
     /// Removes the segments, from the first on, whose entries are all at or below `covered`,
@@ -1254,6 +1309,11 @@ impl Storage for FileStorage {
         }
         if let Some(recovered) = self.recovered.take() {
             return Ok(recovered);
+        }
+        // The directory as the removals handed over leave it, not halfway through one.
+        if let Some(remover) = &mut self.remover {
+            let failed = remover.wait();
+            self.stale_segments.extend(failed);
         }
         let listing = recovery::list(&*self.fs, &self.dir)?;
         Ok(recovery::recover(&*self.fs, &self.dir, listing, Mode::Strict)?.recovered)
