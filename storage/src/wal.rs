@@ -174,7 +174,11 @@
 //! 2. the batch record naming it, with the rest of the update, synced: from then on the
 //!    snapshot is the log's and the update is acknowledged;
 //! 3. the segments the snapshot covers are removed, oldest first, and the directory synced;
-//!    then the other snapshot files (the previous snapshot's, and leftovers).
+//!    then the other snapshot files (the previous snapshot's, and leftovers). On the real file
+//!    system the covered segments are handed to a thread of their own ([`removal`]), which
+//!    removes them and syncs the directory after the update returns: freeing a segment and
+//!    syncing the directory can take tens of milliseconds on a busy disk, which the write would
+//!    otherwise wait for. The handing over happens only here, after step 2.
 //!
 //! A segment is covered when the highest index of an entry written in it (0 if none) is at most
 //! the snapshot's index, and removed when it and every segment before it are covered, and a
@@ -638,7 +642,7 @@ impl FileStorage {
                 "cannot remove the sync failure marker of an earlier boot"
             );
         }
-        storage.compact();
+        storage.compact(false);
         // A last segment prepared at its full size and half full already: its successor is
         // prepared now rather than after the first write, which may need it.
         if storage.preallocated {
@@ -974,6 +978,17 @@ impl FileStorage {
                     && self.next.ready(&mut self.prepare_failures)))
     }
 
+    /// Waits until the segments the snapshots so far cover are removed and the directory
+    /// synced, which [`Storage::persist`] leaves to a thread of its own (see the module docs):
+    /// for a program that copies or inspects the directory. Removals that failed are logged,
+    /// and tried again after the next snapshot.
+    pub fn wait_for_removals(&mut self) {
+        if let Some(remover) = &mut self.remover {
+            let failed = remover.wait();
+            self.stale_segments.extend(failed);
+        }
+    }
+
     /// Prepares the next segment now (a file of [`WalOptions::segment_size`] zeros, synced),
     /// or waits for the preparation under way, which the log otherwise does on a thread of its
     /// own once the last segment is half full (see the module docs): for a program or a
@@ -1125,7 +1140,10 @@ impl FileStorage {
     /// than the log's. A failure is logged, not returned: the file stays, and removing it is
     /// tried again after the next snapshot or on the next open (see the module docs). Returns
     /// how many files it removed.
-    fn compact(&mut self) -> usize {
+    ///
+    /// With `background`, the covered segments may go to the remover thread (see
+    /// [`removal`]); without, as when opening, they are removed before it returns.
+    fn compact(&mut self, background: bool) -> usize {
         let mut removed = 0;
         let mut kept = Vec::new();
         for path in std::mem::take(&mut self.stale_segments) {
@@ -1146,7 +1164,7 @@ impl FileStorage {
         let covered = self.snapshot_index();
         // Handed to the remover thread, whose removals are done and synced after this returns.
         let mut handed = 0;
-        if self.remover_ready() {
+        if background && self.remover_ready() {
             let paths = self.take_covered(covered);
             handed = paths.len();
             if handed > 0
@@ -1155,7 +1173,8 @@ impl FileStorage {
             {
                 // The thread is gone: removed here instead.
                 handed = 0;
-                let failed = removal::remove_and_sync(&*self.fs, &self.dir, paths, &mut self.faults);
+                let failed =
+                    removal::remove_and_sync(&*self.fs, &self.dir, paths, &mut self.faults);
                 self.stale_segments.extend(failed);
             }
         } else {
@@ -1207,7 +1226,7 @@ impl FileStorage {
     /// and the thread runs (started here the first time). Takes the segments it could not
     /// remove so far, to try again with the ones left by an earlier run.
     fn remover_ready(&mut self) -> bool {
-        if !self.fs.threads() || self.disk_full {
+        if !self.fs.threads() || self.disk_full || self.faults.planned() {
             return false;
         }
         if self.remover.is_none() {
@@ -1311,10 +1330,7 @@ impl Storage for FileStorage {
             return Ok(recovered);
         }
         // The directory as the removals handed over leave it, not halfway through one.
-        if let Some(remover) = &mut self.remover {
-            let failed = remover.wait();
-            self.stale_segments.extend(failed);
-        }
+        self.wait_for_removals();
         let listing = recovery::list(&*self.fs, &self.dir)?;
         Ok(recovery::recover(&*self.fs, &self.dir, listing, Mode::Strict)?.recovered)
     }
@@ -1322,7 +1338,7 @@ impl Storage for FileStorage {
     /// One batch record, one positioned write, one `fdatasync`; more for an update above
     /// [`MAX_RECORD_BYTES`] or one that starts a new segment, and for an update with a
     /// snapshot, its file first (one write of its data, one `fsync`, a rename and a directory
-    /// sync), then removing what it covers (see the module docs).
+    /// sync), then removing what it covers, on a thread of its own (see the module docs).
     fn persist(&mut self, update: &Update<'_>) -> Result<(), StorageError> {
         if let Some(reason) = &self.poisoned {
             return Err(StorageError::Poisoned {
@@ -1368,7 +1384,7 @@ impl Storage for FileStorage {
                 let path = self.dir.join(snapshot::file_name(previous.index));
                 self.stale_snapshots.push(path);
             }
-            let removed = self.compact();
+            let removed = self.compact(true);
             self.maybe_restore_ballast(removed);
         }
         self.maybe_prepare();
