@@ -175,7 +175,7 @@
 //!    snapshot is the log's and the update is acknowledged;
 //! 3. the segments the snapshot covers are removed, oldest first, and the directory synced;
 //!    then the other snapshot files (the previous snapshot's, and leftovers). On the real file
-//!    system the covered segments are handed to a thread of their own ([`removal`]), which
+//!    system the covered segments are handed to a thread of their own (`wal/removal.rs`), which
 //!    removes them and syncs the directory after the update returns: freeing a segment and
 //!    syncing the directory can take tens of milliseconds on a busy disk, which the write would
 //!    otherwise wait for. The handing over happens only here, after step 2.
