@@ -64,12 +64,12 @@ fn no_violations_second_half() {
 }
 
 /// Seeds that once found a cluster that did not converge after the faults stopped: a learner
-/// never told a candidate's term (4 000 421), a candidate that could not win holding every other
-/// timer back (33 873), a removed node kept running for a configuration no leader would keep
-/// (139 538).
+/// never told a candidate's term (4 000 421, and 635 with CheckQuorum), a candidate that could
+/// not win holding every other timer back (33 873), removed nodes kept running for a
+/// configuration no leader would keep (139 538, 1 323).
 #[test]
 fn seeds_that_once_did_not_converge_do() {
-    for seed in [33_873, 139_538] {
+    for seed in [33_873, 139_538, 1_323] {
         no_violations(seed..seed + 1, &Options::default());
     }
     let read_index = Options {
@@ -78,6 +78,12 @@ fn seeds_that_once_did_not_converge_do() {
         ..Options::default()
     };
     no_violations(4_000_421..4_000_422, &read_index);
+    let check_quorum_with_members = Options {
+        members: Some(true),
+        check_quorum: true,
+        ..Options::default()
+    };
+    no_violations(635..636, &check_quorum_with_members);
 }
 
 #[test]
