@@ -174,7 +174,11 @@
 //! 2. the batch record naming it, with the rest of the update, synced: from then on the
 //!    snapshot is the log's and the update is acknowledged;
 //! 3. the segments the snapshot covers are removed, oldest first, and the directory synced;
-//!    then the other snapshot files (the previous snapshot's, and leftovers).
+//!    then the other snapshot files (the previous snapshot's, and leftovers). On the real file
+//!    system the covered segments are handed to a thread of their own (`wal/removal.rs`), which
+//!    removes them and syncs the directory after the update returns: freeing a segment and
+//!    syncing the directory can take tens of milliseconds on a busy disk, which the write would
+//!    otherwise wait for. The handing over happens only here, after step 2.
 //!
 //! A segment is covered when the highest index of an entry written in it (0 if none) is at most
 //! the snapshot's index, and removed when it and every segment before it are covered, and a
@@ -337,6 +341,7 @@ mod fs;
 mod identity;
 mod prepare;
 mod recovery;
+mod removal;
 mod snapshot;
 mod sync_failed;
 #[cfg(test)]
@@ -452,6 +457,9 @@ pub struct FileStorage {
     members: Option<Vec<String>>,
     /// Holds the directory's lock for as long as the storage lives.
     _lock: Box<dyn FsFile>,
+    /// The thread that removes the segments a durable snapshot covers, once started (only on
+    /// a file system that allows threads; see [`removal`]).
+    remover: Option<removal::Remover>,
     /// The last segment, the only one written to.
     segment: Box<dyn FsFile>,
     /// Its path.
@@ -506,6 +514,7 @@ impl Drop for FileStorage {
     /// of the storage works on the directory once it is dropped.
     fn drop(&mut self) {
         self.next.cancel();
+        drop(self.remover.take());
     }
 }
 
@@ -633,7 +642,7 @@ impl FileStorage {
                 "cannot remove the sync failure marker of an earlier boot"
             );
         }
-        storage.compact();
+        storage.compact(false);
         // A last segment prepared at its full size and half full already: its successor is
         // prepared now rather than after the first write, which may need it.
         if storage.preallocated {
@@ -725,6 +734,7 @@ impl FileStorage {
             options,
             members: recorded.members,
             _lock: lock,
+            remover: None,
             segment: file,
             segment_path: path,
             seq,
@@ -968,6 +978,17 @@ impl FileStorage {
                     && self.next.ready(&mut self.prepare_failures)))
     }
 
+    /// Waits until the segments the snapshots so far cover are removed and the directory
+    /// synced, which [`Storage::persist`] leaves to a thread of its own (see the module docs):
+    /// for a program that copies or inspects the directory. Removals that failed are logged,
+    /// and tried again after the next snapshot.
+    pub fn wait_for_removals(&mut self) {
+        if let Some(remover) = &mut self.remover {
+            let failed = remover.wait();
+            self.stale_segments.extend(failed);
+        }
+    }
+
     /// Prepares the next segment now (a file of [`WalOptions::segment_size`] zeros, synced),
     /// or waits for the preparation under way, which the log otherwise does on a thread of its
     /// own once the last segment is half full (see the module docs): for a program or a
@@ -1119,7 +1140,10 @@ impl FileStorage {
     /// than the log's. A failure is logged, not returned: the file stays, and removing it is
     /// tried again after the next snapshot or on the next open (see the module docs). Returns
     /// how many files it removed.
-    fn compact(&mut self) -> usize {
+    ///
+    /// With `background`, the covered segments may go to the remover thread (see
+    /// [`removal`]); without, as when opening, they are removed before it returns.
+    fn compact(&mut self, background: bool) -> usize {
         let mut removed = 0;
         let mut kept = Vec::new();
         for path in std::mem::take(&mut self.stale_segments) {
@@ -1137,7 +1161,25 @@ impl FileStorage {
             }
         }
         self.stale_segments = kept;
-        removed += self.remove_covered(self.snapshot_index());
+        let covered = self.snapshot_index();
+        // Handed to the remover thread, whose removals are done and synced after this returns.
+        let mut handed = 0;
+        if background && self.remover_ready() {
+            let paths = self.take_covered(covered);
+            handed = paths.len();
+            if handed > 0
+                && let Some(remover) = &mut self.remover
+                && let Err(paths) = remover.hand_over(paths)
+            {
+                // The thread is gone: removed here instead.
+                handed = 0;
+                let failed =
+                    removal::remove_and_sync(&*self.fs, &self.dir, paths, &mut self.faults);
+                self.stale_segments.extend(failed);
+            }
+        } else {
+            removed += self.remove_covered(covered);
+        }
         if removed > 0 {
             match sync_dir_with(&mut self.faults, &*self.fs, &self.dir) {
                 Ok(()) => tracing::debug!(
@@ -1176,7 +1218,39 @@ impl FileStorage {
             }
         }
         self.stale_snapshots = kept;
-        removed
+        removed + handed
+    }
+
+    /// Whether the segments a snapshot covers go to the remover thread: the file system allows
+    /// threads, the disk is not full (then the room is wanted back before the write returns),
+    /// and the thread runs (started here the first time). Takes the segments it could not
+    /// remove so far, to try again with the ones left by an earlier run.
+    fn remover_ready(&mut self) -> bool {
+        if !self.fs.threads() || self.disk_full || self.faults.planned() {
+            return false;
+        }
+        if self.remover.is_none() {
+            self.remover = removal::Remover::start(Arc::clone(&self.fs), self.dir.clone());
+        }
+        match &mut self.remover {
+            Some(remover) => {
+                self.stale_segments.extend(remover.failed());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the segments [`FileStorage::remove_covered`] would remove out of the log's
+    /// accounts, without removing them, and returns their paths, oldest first.
+    fn take_covered(&mut self, covered: u64) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        while self.first_seq < self.seq && self.highs.front().is_some_and(|&high| high <= covered) {
+            paths.push(self.dir.join(segment_name(self.first_seq)));
+            self.highs.pop_front();
+            self.first_seq += 1;
+        }
+        paths
     }
 
     /// Removes the segments, from the first on, whose entries are all at or below `covered`,
@@ -1255,6 +1329,8 @@ impl Storage for FileStorage {
         if let Some(recovered) = self.recovered.take() {
             return Ok(recovered);
         }
+        // The directory as the removals handed over leave it, not halfway through one.
+        self.wait_for_removals();
         let listing = recovery::list(&*self.fs, &self.dir)?;
         Ok(recovery::recover(&*self.fs, &self.dir, listing, Mode::Strict)?.recovered)
     }
@@ -1262,7 +1338,7 @@ impl Storage for FileStorage {
     /// One batch record, one positioned write, one `fdatasync`; more for an update above
     /// [`MAX_RECORD_BYTES`] or one that starts a new segment, and for an update with a
     /// snapshot, its file first (one write of its data, one `fsync`, a rename and a directory
-    /// sync), then removing what it covers (see the module docs).
+    /// sync), then removing what it covers, on a thread of its own (see the module docs).
     fn persist(&mut self, update: &Update<'_>) -> Result<(), StorageError> {
         if let Some(reason) = &self.poisoned {
             return Err(StorageError::Poisoned {
@@ -1308,7 +1384,7 @@ impl Storage for FileStorage {
                 let path = self.dir.join(snapshot::file_name(previous.index));
                 self.stale_snapshots.push(path);
             }
-            let removed = self.compact();
+            let removed = self.compact(true);
             self.maybe_restore_ballast(removed);
         }
         self.maybe_prepare();

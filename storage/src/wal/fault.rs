@@ -109,6 +109,21 @@ impl Faults {
         Ok(())
     }
 
+    /// Whether a failure or a crash is planned: then the log removes covered segments itself
+    /// rather than on its remover thread (which does not count operations), so that a test
+    /// can stop it at each of them.
+    #[inline]
+    pub(super) fn planned(&self) -> bool {
+        #[cfg(test)]
+        if self.plan.crash_at.is_some()
+            || self.plan.fail_write.is_some()
+            || self.plan.fail_sync.is_some()
+        {
+            return true;
+        }
+        false
+    }
+
     /// Called before creating, renaming or removing a file.
     #[inline]
     pub(super) fn change(&mut self) -> io::Result<()> {

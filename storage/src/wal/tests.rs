@@ -698,6 +698,7 @@ fn a_failed_removal_is_logged_and_tried_again_at_the_next_snapshot() {
         ..append(0, &[])
     };
     both(&mut storage, &mut model, &update);
+    storage.wait_for_removals();
     assert_compact(dir.path(), 30, "after the next snapshot");
     assert!(segment_paths(dir.path()).len() < segments);
     drop(storage);
@@ -778,6 +779,7 @@ fn snapshots_leave_only_the_segments_after_them() {
                 ..append(0, &[])
             };
             both(&mut storage, &mut model, &update);
+            storage.wait_for_removals();
             let case = format!("after the snapshot at {}", snap.index);
             assert_compact(dir.path(), snap.index, &case);
             let segments = segment_paths(dir.path());
