@@ -178,7 +178,10 @@
 //!    system the covered segments are handed to a thread of their own (`wal/removal.rs`), which
 //!    removes them and syncs the directory after the update returns: freeing a segment and
 //!    syncing the directory can take tens of milliseconds on a busy disk, which the write would
-//!    otherwise wait for. The handing over happens only here, after step 2.
+//!    otherwise wait for. The handing over happens only here, after step 2. On the simulated
+//!    file system, which allows no threads, the log removes them itself, at once or at the
+//!    start of its next write as the seed decides, so that the power-loss tests cut the power
+//!    before, during and after removals done late, as a thread does them.
 //!
 //! A segment is covered when the highest index of an entry written in it (0 if none) is at most
 //! the snapshot's index, and removed when it and every segment before it are covered, and a
@@ -460,6 +463,9 @@ pub struct FileStorage {
     /// The thread that removes the segments a durable snapshot covers, once started (only on
     /// a file system that allows threads; see [`removal`]).
     remover: Option<removal::Remover>,
+    /// On a file system that allows no threads, the covered segments the remover thread would
+    /// remove, waiting for the log to remove them itself (see [`FileStorage::hand_over`]).
+    put_off: Vec<PathBuf>,
     /// The last segment, the only one written to.
     segment: Box<dyn FsFile>,
     /// Its path.
@@ -735,6 +741,7 @@ impl FileStorage {
             members: recorded.members,
             _lock: lock,
             remover: None,
+            put_off: Vec::new(),
             segment: file,
             segment_path: path,
             seq,
@@ -983,6 +990,7 @@ impl FileStorage {
     /// for a program that copies or inspects the directory. Removals that failed are logged,
     /// and tried again after the next snapshot.
     pub fn wait_for_removals(&mut self) {
+        self.run_put_off();
         if let Some(remover) = &mut self.remover {
             let failed = remover.wait();
             self.stale_segments.extend(failed);
@@ -1144,6 +1152,9 @@ impl FileStorage {
     /// With `background`, the covered segments may go to the remover thread (see
     /// [`removal`]); without, as when opening, they are removed before it returns.
     fn compact(&mut self, background: bool) -> usize {
+        if let Some(remover) = &mut self.remover {
+            self.stale_segments.extend(remover.failed());
+        }
         let mut removed = 0;
         let mut kept = Vec::new();
         for path in std::mem::take(&mut self.stale_segments) {
@@ -1162,21 +1173,12 @@ impl FileStorage {
         }
         self.stale_segments = kept;
         let covered = self.snapshot_index();
-        // Handed to the remover thread, whose removals are done and synced after this returns.
+        // Handed over: removed and synced after this returns (see [`removal`]).
         let mut handed = 0;
-        if background && self.remover_ready() {
+        if background && !self.disk_full && !self.faults.planned() {
             let paths = self.take_covered(covered);
             handed = paths.len();
-            if handed > 0
-                && let Some(remover) = &mut self.remover
-                && let Err(paths) = remover.hand_over(paths)
-            {
-                // The thread is gone: removed here instead.
-                handed = 0;
-                let failed =
-                    removal::remove_and_sync(&*self.fs, &self.dir, paths, &mut self.faults);
-                self.stale_segments.extend(failed);
-            }
+            self.hand_over(paths);
         } else {
             removed += self.remove_covered(covered);
         }
@@ -1221,24 +1223,45 @@ impl FileStorage {
         removed + handed
     }
 
-    /// Whether the segments a snapshot covers go to the remover thread: the file system allows
-    /// threads, the disk is not full (then the room is wanted back before the write returns),
-    /// and the thread runs (started here the first time). Takes the segments it could not
-    /// remove so far, to try again with the ones left by an earlier run.
-    fn remover_ready(&mut self) -> bool {
-        if !self.fs.threads() || self.disk_full || self.faults.planned() {
-            return false;
+    /// Hands the covered segments `paths` (oldest first) over to be removed and the directory
+    /// synced after the write returns: to the remover thread, started here the first time; on
+    /// a file system that allows no threads (the simulated one), to the log's own queue, which
+    /// it runs now or at the start of its next write, as its seed decides
+    /// ([`Fs::run_now`]). Removed here if the thread cannot run.
+    fn hand_over(&mut self, paths: Vec<PathBuf>) {
+        if paths.is_empty() {
+            return;
+        }
+        if !self.fs.threads() {
+            self.put_off.extend(paths);
+            if self.fs.run_now() {
+                self.run_put_off();
+            }
+            return;
         }
         if self.remover.is_none() {
             self.remover = removal::Remover::start(Arc::clone(&self.fs), self.dir.clone());
         }
-        match &mut self.remover {
-            Some(remover) => {
-                self.stale_segments.extend(remover.failed());
-                true
-            }
-            None => false,
+        let paths = match &mut self.remover {
+            Some(remover) => match remover.hand_over(paths) {
+                Ok(()) => return,
+                Err(paths) => paths,
+            },
+            None => paths,
+        };
+        let failed = removal::remove_and_sync(&*self.fs, &self.dir, paths, &mut self.faults);
+        self.stale_segments.extend(failed);
+    }
+
+    /// Removes the segments waiting in the log's own queue (see [`FileStorage::hand_over`])
+    /// and syncs the directory.
+    fn run_put_off(&mut self) {
+        if self.put_off.is_empty() {
+            return;
         }
+        let paths = std::mem::take(&mut self.put_off);
+        let failed = removal::remove_and_sync(&*self.fs, &self.dir, paths, &mut self.faults);
+        self.stale_segments.extend(failed);
     }
 
     /// Takes the segments [`FileStorage::remove_covered`] would remove out of the log's
@@ -1348,6 +1371,7 @@ impl Storage for FileStorage {
         if update.is_empty() {
             return Ok(());
         }
+        self.run_put_off();
         let bytes = match self.check(update) {
             Ok(checked) => checked,
             Err(reason) => {
@@ -1368,8 +1392,8 @@ impl Storage for FileStorage {
                 Err(err) => return Err(self.poison(err)),
             }
             if self.faults.remove_before_snapshot_durable() {
-                self.remove_covered(snapshot.index);
-                let _ = sync_dir_with(&mut self.faults, &*self.fs, &self.dir);
+                let paths = self.take_covered(snapshot.index);
+                self.hand_over(paths);
             }
         }
         if let Err(err) = self.write_update(update, bytes) {

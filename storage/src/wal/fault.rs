@@ -36,8 +36,8 @@ pub struct Bugs {
     /// A snapshot file is renamed into place before its data is synced, and synced only after
     /// the record naming it.
     pub rename_before_data_sync: bool,
-    /// The segments a new snapshot covers are removed (and the directory synced) before the
-    /// record naming the snapshot is written.
+    /// The segments a new snapshot covers are handed over to be removed (and the directory
+    /// synced) before the record naming the snapshot is written, not after it is durable.
     pub remove_before_snapshot_durable: bool,
     /// A failed sync leaves no marker, so that the log is opened again before a reboot.
     pub no_sync_failed_marker: bool,

@@ -77,6 +77,14 @@ pub(crate) trait Fs: fmt::Debug + Send + Sync {
     fn threads(&self) -> bool {
         false
     }
+
+    /// On a file system that allows no threads: whether work the log would hand to a thread of
+    /// its own (removing the segments a snapshot covers) is done now, or put off to the log's
+    /// next write, as a thread might get to it late. The simulated file system lets its seed
+    /// choose; never asked where [`Fs::threads`] is true.
+    fn run_now(&self) -> bool {
+        true
+    }
 }
 
 /// An open file, as the log uses it.

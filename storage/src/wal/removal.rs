@@ -17,6 +17,11 @@
 //! One removal runs at a time, in the order they were handed over, oldest segment first, then
 //! the directory is synced. A segment that cannot be removed is handed back (see
 //! [`Remover::failed`]) to be tried again after the next snapshot.
+//!
+//! The simulated file system allows no threads: there the log keeps the segments it hands
+//! over in a queue of its own and removes them at once or at the start of its next write, as
+//! the simulator's seed decides (`FileStorage::hand_over`), and a process that dies first
+//! leaves them to the next open, as one whose thread had not got to them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

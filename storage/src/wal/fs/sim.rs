@@ -713,6 +713,11 @@ impl Fs for SimFs {
     fn boot_id(&self) -> io::Result<String> {
         Ok(format!("simulated-boot-{}", self.lock().boot))
     }
+
+    /// Half the time, as the seed decides.
+    fn run_now(&self) -> bool {
+        self.lock().rng.chance(500)
+    }
 }
 
 /// An open file of a [`SimFs`].

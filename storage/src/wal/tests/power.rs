@@ -56,6 +56,12 @@ struct Stats {
     unacknowledged_lost: u64,
     /// Opens that cut off a torn tail or removed a segment cut short.
     repairs: u64,
+    /// Persists that began by removing the segments an earlier snapshot covers, put off as the
+    /// remover thread may be (see [`FileStorage::hand_over`]).
+    removals_put_off: u64,
+    /// Restarts that found such removals still waiting: the process died before its thread
+    /// got to them.
+    removals_lost: u64,
 }
 
 impl Stats {
@@ -70,6 +76,8 @@ impl Stats {
         self.unacknowledged_prefix += other.unacknowledged_prefix;
         self.unacknowledged_lost += other.unacknowledged_lost;
         self.repairs += other.repairs;
+        self.removals_put_off += other.removals_put_off;
+        self.removals_lost += other.removals_lost;
     }
 }
 
@@ -266,6 +274,13 @@ impl World {
 
     /// The process dies; with `power`, the machine loses power too. Then it starts again.
     fn restart(&mut self, power: bool, in_flight: Option<&InFlight>) -> Result<(), String> {
+        if self
+            .storage
+            .as_ref()
+            .is_some_and(|storage| !storage.put_off.is_empty())
+        {
+            self.stats.removals_lost += 1;
+        }
         self.storage = None;
         if power {
             self.fs.power_cut(&mut self.rng);
@@ -404,6 +419,9 @@ impl World {
             self.fs.fail_sync(1 + self.rng.below(3));
         }
         let storage = self.storage.as_mut().expect("open");
+        if !storage.put_off.is_empty() {
+            self.stats.removals_put_off += 1;
+        }
         let result = storage.persist(&op.update());
         self.fs.restart();
         self.events.push(format!(
@@ -597,6 +615,8 @@ fn power_cuts_leave_a_state_that_was_durable() {
         ),
         ("updates under way lost", stats.unacknowledged_lost),
         ("repairs", stats.repairs),
+        ("removals put off to the next write", stats.removals_put_off),
+        ("removals lost with the process", stats.removals_lost),
         ("files with unsynced writes dropped", cuts.files_dropped),
         ("files torn", cuts.files_torn),
         ("directory operations lost", cuts.dir_ops_lost),
