@@ -66,8 +66,8 @@ fn cluster_allocations_per_committed_entry() {
 
 /// Compacting every 10 000 entries (20 compactions per node in the measured round) stays within
 /// the budget, counting reallocations too: the log keeps its room from one compaction to the
-/// next, and the vector the dropped entries leave in comes back from the freer thread as the
-/// next compaction's spare, so a compaction reallocates nothing once both have grown. What is
+/// next, and the vector the dropped entries leave in comes back from the freer, emptied a slice
+/// per round, as the next compaction's spare, so a compaction reallocates nothing once both have grown. What is
 /// left is each compaction's snapshot and the like, a few allocations per node per compaction.
 #[test]
 fn compacting_allocates_within_the_budget() {

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! As the node does, the log is given a spare vector, and the vector it leaves behind with the
-//! dropped entries is emptied on another thread and given back for the next compaction.
+//! dropped entries is emptied and given back for the next compaction: here on another thread,
+//! outside the timed part (the node drops them a slice per round of its loop).
 
 use std::time::{Duration, Instant};
 

@@ -1,147 +1,94 @@
-//! The freer thread: drops the entries a compaction took out of the log, away from the node's
-//! thread, and hands the emptied vector back for the next compaction.
+//! The freer: drops the entries a compaction took out of the log a slice at a time, between the
+//! node's rounds, and hands the emptied vector back for the next compaction.
 //!
 //! A compaction every 100 000 entries drops 100 000 entries at once: a pass over several
-//! megabytes, each entry's payload released, which on the node's thread is a pause of a few
-//! hundred microseconds in which nothing is sent, acknowledged or applied. With a spare vector
+//! megabytes, each entry's payload released, which in one piece is a pause of a few hundred
+//! microseconds in which nothing is sent, acknowledged or applied. With a spare vector
 //! ([`crate::core::Core::give_log_buffer`]) the log moves the few entries it keeps into the
 //! spare and leaves the old vector to [`crate::core::Core::take_retired_entries`]; the node
-//! passes it here ([`Freer::retire`]). The thread empties it, gives back capacity far beyond
-//! what it held, and returns it ([`Freer::take_emptied`]), so the two vectors take turns and
-//! compaction allocates nothing once both have grown to the log's usual length.
+//! passes it here ([`Freer::retire`]) and, after each round, drops a slice of it
+//! ([`Freer::free`]): at least [`MIN_SLICE`] entries, and twice as many as the round added to
+//! the log, so that the old vector is empty well before the log holds enough for the next
+//! compaction. Once empty, with capacity far beyond what it held given back, it is returned for
+//! the log's next compaction, so the two vectors take turns and compaction allocates nothing
+//! once both have grown to the log's usual length.
 //!
-//! The thread is started at the first compaction that hands it entries, and holds at most one
-//! vector at a time: one retired while it still drops the previous is dropped on the node's
-//! thread, as it would be without it. Dropping the freer (the node's thread ending) waits for
-//! the thread to finish the vector it holds.
-//!
-//! # Orderings
-//!
-//! Only channels: the vector moves through them, and nothing else is shared. The node takes
-//! an emptied vector when it next looks ([`Freer::take_emptied`]), with no wake-up: the
-//! vector is needed only at the next compaction.
-
-use std::thread::JoinHandle;
-
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+//! The slices are dropped on the node's own thread, in the rounds it runs anyway, on purpose.
+//! Handed to a thread of its own, the whole vector was dropped at once all the same: on a
+//! machine whose cores the nodes keep busy, waking that thread let the scheduler run it in the
+//! node's place for as long as the drop took (200 – 500 µs at 100 000 entries, measured around
+//! the hand-over), so the pause stayed, only moved; sliced, no round carries more than its own
+//! share (BENCHMARKS.md, "Compacted entries dropped a slice a round"). A node that falls idle
+//! right after a compaction keeps the rest until its next rounds (a tick, a message): at most
+//! one compaction's entries, a hundred rounds at the least slice.
 
 use crate::core::Entry;
 
-/// The freer thread, once started.
-struct Running {
-    /// Vectors to empty (`None` once shutting down).
-    jobs: Option<Sender<Vec<Entry>>>,
-    /// Emptied vectors, back for the log.
-    emptied: Receiver<Vec<Entry>>,
-    thread: Option<JoinHandle<()>>,
-}
+/// The fewest entries [`Freer::free`] drops in a round, however little the round added: a
+/// node with little to do still empties the vector of a compaction of 100 000 entries in a
+/// hundred rounds.
+pub(super) const MIN_SLICE: usize = 1024;
 
-/// A node's freer thread. See the module docs.
+/// A node's freer. See the module docs.
+#[derive(Debug, Default)]
 pub(super) struct Freer {
-    node: usize,
-    running: Option<Running>,
-    /// Whether the thread could not be started: vectors are then dropped on the node's thread.
-    unavailable: bool,
-    /// Whether a vector was handed to the thread and has not come back yet.
-    out: bool,
+    /// The entries of the last compaction still to drop, if any.
+    retired: Option<Vec<Entry>>,
+    /// How many entries it held when retired.
+    held: usize,
 }
 
 impl Freer {
-    /// No thread yet: it starts at the first [`Freer::retire`].
-    pub fn new(node: usize) -> Self {
-        Self {
-            node,
-            running: None,
-            unavailable: false,
-            out: false,
-        }
+    /// Nothing to drop yet.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Drops `entries` (a vector a compaction left behind) on the freer thread, or here if
-    /// the thread is busy with the previous one or cannot be started.
+    /// Takes `entries` (a vector a compaction left behind), to drop a slice at a time. One
+    /// retired while the previous still holds entries makes that one's rest be dropped at once
+    /// (the log retires a vector only with the spare the previous one became, so this does
+    /// not happen while the node keeps to the protocol of the module docs).
     pub fn retire(&mut self, entries: Vec<Entry>) {
-        let Some(running) = self.start() else {
-            return; // dropped here
-        };
-        let Some(jobs) = &running.jobs else { return };
-        match jobs.try_send(entries) {
-            Ok(()) => self.out = true,
-            Err(TrySendError::Full(entries) | TrySendError::Disconnected(entries)) => {
-                tracing::debug!(
-                    node = self.node,
-                    entries = entries.len(),
-                    "the freer thread is busy: dropping compacted entries here"
-                );
-                drop(entries);
-            }
+        self.held = entries.len();
+        if let Some(previous) = self.retired.replace(entries) {
+            drop(previous);
         }
     }
 
-    /// A vector the thread emptied, for the log's next compaction, if one came back.
-    pub fn take_emptied(&mut self) -> Option<Vec<Entry>> {
-        if !self.out {
+    /// Drops the last `added * 2` entries of the retired vector, at least [`MIN_SLICE`]; `added`
+    /// is how many entries the round added to the log. Returns the vector once it is empty,
+    /// with capacity far beyond the length it had given back (see [`empty`]).
+    pub fn free(&mut self, added: u64) -> Option<Vec<Entry>> {
+        let entries = self.retired.as_mut()?;
+        let slice = usize::try_from(added)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(2)
+            .max(MIN_SLICE);
+        entries.truncate(entries.len().saturating_sub(slice));
+        if !entries.is_empty() {
             return None;
         }
-        let emptied = self.running.as_ref()?.emptied.try_recv().ok()?;
-        self.out = false;
-        Some(emptied)
+        let held = self.held;
+        self.retired.take().map(|entries| empty(entries, held))
     }
 
-    /// The thread, started if it was not.
-    fn start(&mut self) -> Option<&Running> {
-        if self.running.is_none() && !self.unavailable {
-            let (jobs, job_rx) = crossbeam_channel::bounded::<Vec<Entry>>(1);
-            let (emptied_tx, emptied) = crossbeam_channel::bounded(1);
-            let spawned = std::thread::Builder::new()
-                .name(format!("zeroraft-free-{}", self.node))
-                .spawn(move || {
-                    while let Ok(entries) = job_rx.recv() {
-                        let emptied = empty(entries);
-                        // The node holds one emptied vector at most: another is dropped.
-                        let _ = emptied_tx.try_send(emptied);
-                    }
-                });
-            match spawned {
-                Ok(thread) => {
-                    self.running = Some(Running {
-                        jobs: Some(jobs),
-                        emptied,
-                        thread: Some(thread),
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        node = self.node,
-                        %error,
-                        "cannot start the freer thread: compacted entries are dropped on the node's thread"
-                    );
-                    self.unavailable = true;
-                }
-            }
-        }
-        self.running.as_ref()
+    /// Whether entries wait to be dropped.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.retired.is_none()
     }
 }
 
-/// Drops `entries`' contents and gives back capacity beyond four times the length they had
-/// (a log that once grew long and now compacts sooner), keeping twice that.
-fn empty(mut entries: Vec<Entry>) -> Vec<Entry> {
-    let held = entries.len().max(1024);
+/// `entries`, empty, with capacity beyond four times `held` (what it held when retired, at
+/// least 1024) given back, twice that kept: a log that once grew long and now compacts sooner
+/// does not keep the room it no longer needs.
+fn empty(mut entries: Vec<Entry>, held: usize) -> Vec<Entry> {
+    let held = held.max(1024);
     entries.clear();
     if entries.capacity() > 4 * held {
         entries.shrink_to(2 * held);
     }
     entries
-}
-
-impl Drop for Running {
-    /// Lets the thread finish the vector it holds, and joins it.
-    fn drop(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -157,38 +104,62 @@ mod tests {
     }
 
     #[test]
-    fn a_retired_vector_comes_back_empty_with_its_capacity() {
-        let mut freer = Freer::new(7);
-        assert!(freer.take_emptied().is_none(), "nothing handed over yet");
+    fn a_retired_vector_is_dropped_a_slice_a_round_and_comes_back_empty_with_its_capacity() {
+        let mut freer = Freer::new();
+        assert!(freer.free(0).is_none(), "nothing retired yet");
         let retired = entries(5000);
         let capacity = retired.capacity();
         freer.retire(retired);
-        // The thread empties it in its own time: wait for it (no timing is asserted).
-        let emptied = loop {
-            if let Some(v) = freer.take_emptied() {
-                break v;
-            }
-            std::thread::yield_now();
-        };
+        // Rounds that added nothing drop MIN_SLICE each; one that added 1500 drops 3000.
+        assert!(freer.free(0).is_none());
+        assert!(freer.free(1500).is_none());
+        assert_eq!(
+            freer.retired.as_ref().map(Vec::len),
+            Some(5000 - MIN_SLICE - 3000)
+        );
+        let emptied = freer.free(0).expect("the last slice empties it");
         assert!(emptied.is_empty());
         assert_eq!(
             emptied.capacity(),
             capacity,
             "room for the next compaction kept"
         );
-        assert!(freer.take_emptied().is_none(), "one vector, returned once");
+        assert!(freer.is_empty());
+        assert!(freer.free(u64::MAX).is_none(), "one vector, returned once");
     }
 
     #[test]
     fn capacity_far_beyond_what_was_held_is_given_back() {
+        let mut freer = Freer::new();
         let mut v = entries(2000);
         v.reserve(100_000);
-        let emptied = empty(v);
+        freer.retire(v);
+        let emptied = freer.free(u64::MAX).expect("one slice empties it");
         assert!(emptied.is_empty());
         assert!(
             (4000..=8000).contains(&emptied.capacity()),
             "capacity {} after holding 2000 entries",
             emptied.capacity()
+        );
+    }
+
+    #[test]
+    fn the_payloads_are_released_by_the_time_the_vector_comes_back() {
+        let payload = Bytes::from(vec![7u8; 64]);
+        let mut freer = Freer::new();
+        freer.retire((0..3000).map(|_| Entry::new(1, payload.clone())).collect());
+        assert!(freer.free(100).is_none());
+        assert!(freer.free(600).is_none());
+        assert_eq!(
+            freer.retired.as_ref().map(Vec::len),
+            Some(3000 - MIN_SLICE - 1200)
+        );
+        // Still shared with the entries not yet dropped.
+        let payload = payload.try_into_mut().expect_err("entries still hold it");
+        assert!(freer.free(0).expect("the last slice").is_empty());
+        assert!(
+            payload.try_into_mut().is_ok(),
+            "every retired entry released its payload"
         );
     }
 }

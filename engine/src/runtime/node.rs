@@ -92,7 +92,7 @@ struct NodeIo<S> {
     state_machine: S,
     /// Serializes the state machine's snapshot views, one at a time.
     snapshotter: Snapshotter,
-    /// Drops the entries a compaction took out of the log.
+    /// Drops the entries a compaction took out of the log, a slice after each round.
     freer: Freer,
     shared: Arc<Shared>,
     compaction: Compaction,
@@ -147,7 +147,7 @@ impl<S: StateMachine> Node<S> {
     ) -> Self {
         let mut core = core;
         // A spare for the log's first compaction, which then leaves the dropped entries to the
-        // freer thread (see `Freer`).
+        // freer (see `Freer`).
         core.give_log_buffer(Vec::new());
         let term = core.term();
         let (id, peers) = (core.id(), core.peers());
@@ -155,7 +155,7 @@ impl<S: StateMachine> Node<S> {
         Self {
             io: NodeIo {
                 snapshotter: Snapshotter::new(core.id(), endpoint.waker()),
-                freer: Freer::new(core.id()),
+                freer: Freer::new(),
                 endpoint,
                 writer,
                 state_machine,
@@ -270,7 +270,9 @@ impl<S: StateMachine> Node<S> {
             if let Some(retired) = self.core.take_retired_entries() {
                 self.io.freer.retire(retired);
             }
-            if let Some(emptied) = self.io.freer.take_emptied() {
+            // A slice of the last compaction's entries, in proportion to the round's own work.
+            let added = self.core.log().last_index().saturating_sub(before.0);
+            if let Some(emptied) = self.io.freer.free(added) {
                 self.core.give_log_buffer(emptied);
             }
             self.sync_membership();
