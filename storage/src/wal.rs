@@ -1264,16 +1264,28 @@ impl FileStorage {
         self.stale_segments.extend(failed);
     }
 
+    /// How many segments, from the first on, a snapshot at `covered` covers: each holds no entry
+    /// above it, and is not the last.
+    fn covered_segments(&self, covered: u64) -> usize {
+        let before_last = usize::try_from(self.seq - self.first_seq).unwrap_or(usize::MAX);
+        self.highs
+            .iter()
+            .take(before_last)
+            .take_while(|&&high| high <= covered)
+            .count()
+    }
+
     /// Takes the segments [`FileStorage::remove_covered`] would remove out of the log's
     /// accounts, without removing them, and returns their paths, oldest first.
     fn take_covered(&mut self, covered: u64) -> Vec<PathBuf> {
-        let mut paths = Vec::new();
-        while self.first_seq < self.seq && self.highs.front().is_some_and(|&high| high <= covered) {
-            paths.push(self.dir.join(segment_name(self.first_seq)));
-            self.highs.pop_front();
-            self.first_seq += 1;
-        }
-        paths
+        (0..self.covered_segments(covered))
+            .map(|_| {
+                let path = self.dir.join(segment_name(self.first_seq));
+                self.highs.pop_front();
+                self.first_seq += 1;
+                path
+            })
+            .collect()
     }
 
     /// Removes the segments, from the first on, whose entries are all at or below `covered`,
@@ -1281,7 +1293,7 @@ impl FileStorage {
     /// the ones before it are needed only for their entries. Returns how many it removed.
     fn remove_covered(&mut self, covered: u64) -> usize {
         let mut removed = 0;
-        while self.first_seq < self.seq && self.highs.front().is_some_and(|&high| high <= covered) {
+        for _ in 0..self.covered_segments(covered) {
             let path = self.dir.join(segment_name(self.first_seq));
             if let Err(error) = remove(&mut self.faults, &*self.fs, &path) {
                 tracing::warn!(
