@@ -106,8 +106,9 @@ impl Command {
     }
 }
 
-/// The log encoding of `request`, written at the end of `arena` and split off it: commands encoded one after another share the arena's allocation instead of one each
-/// (the arena allocates anew when it is full; the commands it holds keep the old one alive).
+/// The log encoding of `request`, written at the end of `arena` and split off it: commands
+/// encoded one after another share the arena's allocation instead of one each (the arena
+/// allocates anew when it is full; the commands it holds keep the old one alive).
 pub(crate) fn encode_request_in(request: &RequestRef<'_>, arena: &mut bytes::BytesMut) -> Bytes {
     use bytes::BufMut;
     let len = 2 + 8 + 24 + 4 + request.key.len() + 4 + request.value.len();

@@ -50,9 +50,7 @@ impl Freer {
     /// not happen while the node keeps to the protocol of the module docs).
     pub fn retire(&mut self, entries: Vec<Entry>) {
         self.held = entries.len();
-        if let Some(previous) = self.retired.replace(entries) {
-            drop(previous);
-        }
+        self.retired = Some(entries);
     }
 
     /// Drops the last `added * 2` entries of the retired vector, at least [`MIN_SLICE`]; `added`
@@ -70,12 +68,6 @@ impl Freer {
         }
         let held = self.held;
         self.retired.take().map(|entries| empty(entries, held))
-    }
-
-    /// Whether entries wait to be dropped.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.retired.is_none()
     }
 }
 
@@ -124,7 +116,7 @@ mod tests {
             capacity,
             "room for the next compaction kept"
         );
-        assert!(freer.is_empty());
+        assert!(freer.retired.is_none());
         assert!(freer.free(u64::MAX).is_none(), "one vector, returned once");
     }
 
